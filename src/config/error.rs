@@ -1,0 +1,73 @@
+//! Config errors that point at the file, line and key.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {error}", file.display())]
+    Io { file: PathBuf, error: String },
+    #[error("{}:{line}: {key}: {message}", file.display())]
+    At {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{}: missing required key {key}", file.display())]
+    Missing { file: PathBuf, key: String },
+}
+
+impl ConfigError {
+    /// An error at a byte span of the file.
+    pub fn at(file: &Path, text: &str, span: Range<usize>, key: String, message: String) -> Self {
+        ConfigError::At {
+            file: file.to_path_buf(),
+            line: line_of(text, span.start),
+            key,
+            message,
+        }
+    }
+
+    /// Wraps a TOML syntax or type error, keeping its position and key.
+    pub fn from_toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+        ConfigError::At {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message: e.message().to_string(),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+        .unwrap_or(0)
+}
+
+/// The dotted key whose value sits at `offset`: the nearest `[table]` header
+/// above it, plus the `key =` on its line.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.starts_with('['));
+    match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (Some(t), None) => t,
+        (None, Some(k)) => k,
+        (None, None) => String::new(),
+    }
+}

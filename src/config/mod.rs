@@ -1,0 +1,295 @@
+//! airlock's configuration file (TOML).
+//!
+//! The file names the listeners, the upstream targets with the credential
+//! airlock uses for each, the agent identities allowed to log in (their
+//! secrets stored as SCRAM verifiers only), the TLS material for the client
+//! leg, and limits. See the README's "Configuration" section for every key.
+//!
+//! Loading is two steps: serde reads the TOML (unknown keys are errors), then
+//! [`Config::validate`] checks what types cannot (verifiers parse, files
+//! exist, secrets resolve). Every error names the file, the line and the key.
+
+mod error;
+mod units;
+
+pub use error::ConfigError;
+pub use units::ByteSize;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::secret::Secret;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    /// TLS for the client leg.
+    pub tls: Option<ClientTls>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub targets: BTreeMap<String, Target>,
+    #[serde(default)]
+    pub identities: BTreeMap<String, Identity>,
+    /// Where the file came from, for messages; set by [`Config::load`].
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Address of the Postgres listener, e.g. "127.0.0.1:6432".
+    pub postgres: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM certificate chain presented to clients.
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key.
+    pub key: Spanned<PathBuf>,
+    /// Refuse clients that do not upgrade to TLS.
+    #[serde(default)]
+    pub require: bool,
+    /// Also accept cleartext passwords (only ever over TLS).
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_client_connections: usize,
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Close a client that sends nothing for this long while no request is
+    /// outstanding. "0s" disables it.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// How long SIGTERM waits for sessions to finish.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_timeout: Duration,
+    /// Largest protocol message accepted in either direction.
+    pub max_message_size: ByteSize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_client_connections: 1000,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+            max_message_size: ByteSize(airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE),
+        }
+    }
+}
+
+/// How airlock protects its connection to an upstream server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    #[default]
+    Disable,
+    /// Encrypt, but do not check the certificate.
+    Require,
+    /// Encrypt and check the certificate chain and host name.
+    VerifyFull,
+}
+
+/// An upstream database. Clients select it by naming it as their database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database name on the server.
+    pub database: String,
+    #[serde(default)]
+    pub tls: UpstreamTlsMode,
+    /// CA bundle (PEM) for `verify-full`; the system roots otherwise.
+    pub ca: Option<Spanned<PathBuf>>,
+    /// Database user airlock logs in as.
+    pub user: String,
+    /// Environment variable holding that user's password.
+    pub password_env: Option<Spanned<String>>,
+    /// File holding that user's password (trailing newline ignored).
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Resolved by [`Config::validate`].
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// An agent allowed to log in to airlock.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// SCRAM-SHA-256 verifier, as printed by `airlock passwd`.
+    pub secret: Spanned<String>,
+    /// The person the agent acts for.
+    pub user: Option<String>,
+    /// The model behind the agent, e.g. "claude-sonnet-4".
+    pub model: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Targets this identity may connect to; "*" for all.
+    pub targets: Spanned<Vec<String>>,
+}
+
+impl Identity {
+    pub fn may_use(&self, target: &str) -> bool {
+        self.targets
+            .get_ref()
+            .iter()
+            .any(|t| t == "*" || t == target)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` is used in messages and to
+    /// resolve relative file names.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        config.source = path.to_path_buf();
+        config.validate(text)?;
+        Ok(config)
+    }
+
+    fn validate(&mut self, text: &str) -> Result<(), ConfigError> {
+        let here = |span: std::ops::Range<usize>, key: String, message: String| {
+            ConfigError::at(&self.source, text, span, key, message)
+        };
+        let base = self
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if self.listen.postgres.is_none() {
+            return Err(ConfigError::Missing {
+                file: self.source.clone(),
+                key: "listen.postgres".into(),
+            });
+        }
+        if let Some(tls) = &mut self.tls {
+            for (name, p) in [("tls.cert", &mut tls.cert), ("tls.key", &mut tls.key)] {
+                let resolved = base.join(p.get_ref());
+                if !resolved.is_file() {
+                    return Err(here(
+                        p.span(),
+                        name.into(),
+                        format!("file {} not found", resolved.display()),
+                    ));
+                }
+                *p.get_mut() = resolved;
+            }
+        }
+        for (name, target) in &mut self.targets {
+            let key = |k: &str| format!("targets.{name}.{k}");
+            if let Some(ca) = &mut target.ca {
+                let resolved = base.join(ca.get_ref());
+                if !resolved.is_file() {
+                    return Err(here(
+                        ca.span(),
+                        key("ca"),
+                        format!("file {} not found", resolved.display()),
+                    ));
+                }
+                *ca.get_mut() = resolved;
+            }
+            target.password = match (&target.password_env, &target.password_file) {
+                (Some(var), None) => {
+                    Some(Secret::new(std::env::var(var.get_ref()).map_err(|_| {
+                        here(
+                            var.span(),
+                            key("password_env"),
+                            format!("environment variable {} is not set", var.get_ref()),
+                        )
+                    })?))
+                }
+                (None, Some(file)) => {
+                    let resolved = base.join(file.get_ref());
+                    let text = std::fs::read_to_string(&resolved).map_err(|e| {
+                        here(
+                            file.span(),
+                            key("password_file"),
+                            format!("cannot read {}: {e}", resolved.display()),
+                        )
+                    })?;
+                    Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+                }
+                (Some(var), Some(_)) => {
+                    return Err(here(
+                        var.span(),
+                        key("password_env"),
+                        "set password_env or password_file, not both".into(),
+                    ))
+                }
+                // Trust or cert auth upstream: no password.
+                (None, None) => None,
+            };
+        }
+        for (name, identity) in &self.identities {
+            let secret = &identity.secret;
+            if airlock_protocol::pg::scram::ScramVerifier::parse(secret.get_ref()).is_err() {
+                return Err(here(
+                    secret.span(),
+                    format!("identities.{name}.secret"),
+                    "not a SCRAM-SHA-256 verifier; create one with `airlock passwd`".into(),
+                ));
+            }
+            for t in identity.targets.get_ref() {
+                if t != "*" && !self.targets.contains_key(t) {
+                    return Err(here(
+                        identity.targets.span(),
+                        format!("identities.{name}.targets"),
+                        format!("no target named {t:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde glue for durations written as "5s", "250ms", "2m".
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (write e.g. \"5s\" or \"250ms\")"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

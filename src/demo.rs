@@ -1,0 +1,115 @@
+//! `airlock demo`: a throwaway Postgres with a small schema holding PII,
+//! and airlock in front of it, ready for psql.
+//!
+//! Everything lives in a temp dir and disappears on Ctrl-C. The demo uses the
+//! same test kit as the integration tests.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::testkit::postgres::PgServer;
+
+/// The agent identity the demo creates, and its secret.
+pub const DEMO_IDENTITY: &str = "agent";
+pub const DEMO_SECRET: &str = "agent-secret";
+/// The upstream user airlock logs in as.
+const UPSTREAM_USER: &str = "airlock_svc";
+
+/// The demo schema: customers with PII columns, and orders.
+pub const DEMO_SQL: &str = include_str!("../testdata/demo_schema.sql");
+
+/// Starts the demo. With `check`, stops right after printing.
+pub async fn run(port: u16, check: bool) -> anyhow::Result<()> {
+    eprintln!("airlock demo: starting a throwaway PostgreSQL ...");
+    let pg = tokio::task::spawn_blocking(PgServer::start)
+        .await?
+        .context("starting PostgreSQL for the demo")?;
+    let upstream_password = random_token();
+    pg.create_user(UPSTREAM_USER, &upstream_password)?;
+    pg.create_database("demo", UPSTREAM_USER)?;
+    pg.psql_db("demo", &format!("SET ROLE {UPSTREAM_USER};\n{DEMO_SQL}"))
+        .context("loading the demo schema")?;
+
+    let dir = tempfile::tempdir()?;
+    let pw_file = dir.path().join("upstream.pw");
+    std::fs::write(&pw_file, &upstream_password)?;
+    let verifier = airlock_protocol::pg::scram::make_verifier(DEMO_SECRET);
+    let config_text = format!(
+        r#"
+[listen]
+postgres = "127.0.0.1:{port}"
+
+[targets.demo]
+host = "127.0.0.1"
+port = {pg_port}
+database = "demo"
+user = "{UPSTREAM_USER}"
+password_file = "{pw}"
+
+[identities.{DEMO_IDENTITY}]
+secret = "{verifier}"
+user = "demo-user"
+model = "demo-model"
+targets = ["demo"]
+"#,
+        pg_port = pg.port(),
+        pw = pw_file.display(),
+    );
+    let config_path = dir.path().join("airlock.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::load(&config_path)?;
+    let running = crate::server::start(config).await?;
+    let addr = running.postgres_addr;
+
+    println!();
+    println!("airlock demo is running.");
+    println!(
+        "  PostgreSQL {} (throwaway) on 127.0.0.1:{}",
+        pg.version(),
+        pg.port()
+    );
+    println!(
+        "  airlock listening on {addr}, config {}",
+        config_path.display()
+    );
+    println!();
+    println!("Connect as the agent through airlock:");
+    println!(
+        "  psql \"postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo\"",
+        addr.ip(),
+        addr.port()
+    );
+    println!();
+    println!("Try:  SELECT * FROM customers LIMIT 3;");
+    println!("The agent never sees the upstream credential ({UPSTREAM_USER}'s password).");
+    if check {
+        let probe = crate::testkit::postgres::psql_via(
+            &pg,
+            &format!(
+                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
+                addr.ip(),
+                addr.port()
+            ),
+            "SELECT count(*) FROM customers",
+        )
+        .context("querying through airlock")?;
+        println!("check: {} customers visible through airlock", probe.trim());
+        running.shutdown().await;
+        return Ok(());
+    }
+    println!("Press Ctrl-C to stop; everything is removed on exit.");
+    tokio::signal::ctrl_c().await?;
+    eprintln!("airlock demo: stopping ...");
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+        .await
+        .ok();
+    drop(pg);
+    Ok(())
+}
+
+fn random_token() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}

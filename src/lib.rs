@@ -1,0 +1,19 @@
+//! airlock: a database wire-protocol firewall for AI agents.
+//!
+//! * [`config`]: the TOML configuration.
+//! * [`pg`]: the Postgres proxy sessions.
+//! * [`policy`]: statement judgement, shared by all protocols.
+//! * [`proxy`]: state shared by the sessions of a running airlock.
+//! * [`server`]: starting listeners and handling signals.
+//! * [`testkit`]: throwaway database servers for tests, benches and the demo.
+
+pub mod config;
+pub mod demo;
+pub mod net;
+pub mod pg;
+pub mod policy;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod testkit;
+pub mod tls;

@@ -1,0 +1,210 @@
+//! The relay: moving frames between client and server once a session is up.
+//!
+//! [`pump`] runs one direction. It reads whatever the socket has, walks the
+//! complete frames in the buffer, asks the direction's [`Side`] what to do with
+//! each, and writes the result onward in a single write. Frames the side
+//! passes are written straight from the read buffer: no copy into an output
+//! buffer, no re-encode. Only when a side replaces or drops a frame is an
+//! output buffer assembled.
+//!
+//! Writes are coalesced: one write per read, so a burst of small messages
+//! leaves in one packet and the peer is never kept waiting for data airlock
+//! already has. Back-pressure is natural: nothing more is read from one peer
+//! until what was read has been written to the other.
+//!
+//! A frame larger than [`STREAM_THRESHOLD`] whose tag the side marks
+//! streamable (DataRow, CopyData) is forwarded as it arrives instead of being
+//! buffered whole, so memory stays bounded by the buffer size, not the value
+//! size.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use airlock_protocol::pg::frame::{peek_header, FrameError};
+
+use super::error::SessionError;
+
+/// Frames above this size that are streamable are not buffered whole.
+pub const STREAM_THRESHOLD: usize = 256 * 1024;
+/// Initial and retained size of a read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+/// What to do with one complete frame.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward the exact bytes received.
+    Pass,
+    /// Send these bytes instead.
+    Replace(Bytes),
+    /// Forward this frame, then stop this direction.
+    PassAndStop,
+}
+
+/// Why a direction stopped without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The reading peer closed its end.
+    PeerClosed,
+    /// The side asked to stop (Terminate, shutdown at an idle point).
+    BySide,
+}
+
+/// The per-direction logic.
+pub trait Side {
+    /// May a frame with this tag be forwarded before it has fully arrived?
+    fn streamable(&self, tag: u8) -> bool;
+    /// Judges one complete frame (header included).
+    fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError>;
+    /// Told about a frame that was streamed through without being seen whole.
+    fn on_streamed(&mut self, _tag: u8) {}
+    /// Waits until this direction should stop on its own accord, e.g. an idle
+    /// timeout or shutdown. Polled alongside every read; must be cancel-safe.
+    fn interrupt(&self) -> impl Future<Output = Result<Stopped, SessionError>> + Send {
+        std::future::pending()
+    }
+}
+
+/// Runs one direction until the peer closes, the side stops it, or an error.
+pub async fn pump<R, W, S>(
+    reader: &mut R,
+    writer: &mut W,
+    buf: &mut BytesMut,
+    max_message: usize,
+    side: &mut S,
+) -> Result<Stopped, SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: Side,
+{
+    let mut out = BytesMut::new();
+    // Bytes of a streamed frame still to forward as they arrive.
+    let mut streaming: usize = 0;
+    loop {
+        // Forward whatever is buffered and complete.
+        if !buf.is_empty() {
+            if streaming > 0 {
+                let n = streaming.min(buf.len());
+                writer.write_all(&buf[..n]).await?;
+                buf.advance(n);
+                streaming -= n;
+                continue;
+            }
+            match process(buf, max_message, side, &mut out)? {
+                Processed::Ready { consumed, stop } => {
+                    if !out.is_empty() {
+                        writer.write_all(&out).await?;
+                        out.clear();
+                    }
+                    if consumed > 0 {
+                        writer.write_all(&buf[..consumed]).await?;
+                        buf.advance(consumed);
+                    }
+                    if stop {
+                        writer.flush().await?;
+                        return Ok(Stopped::BySide);
+                    }
+                }
+                Processed::StartStream { tag, total_len } => {
+                    side.on_streamed(tag);
+                    let n = buf.len();
+                    writer.write_all(&buf[..n]).await?;
+                    buf.advance(n);
+                    streaming = total_len - n;
+                    continue;
+                }
+            }
+        }
+        writer.flush().await?;
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUF);
+        }
+        let n = tokio::select! {
+            biased;
+            r = reader.read_buf(buf) => r?,
+            stop = side.interrupt() => return stop,
+        };
+        if n == 0 {
+            return Ok(Stopped::PeerClosed);
+        }
+    }
+}
+
+enum Processed {
+    /// Frames were handled; see [`process`] for what to write.
+    Ready { consumed: usize, stop: bool },
+    /// The frame at the front is large and streamable: forward as it comes.
+    StartStream { tag: u8, total_len: usize },
+}
+
+/// Walks the complete frames at the front of `buf`.
+///
+/// On return either `out` is empty and `buf[..consumed]` is to be written
+/// as is, or `out` holds everything to write for `buf[..consumed]`.
+fn process<S: Side>(
+    buf: &mut BytesMut,
+    max: usize,
+    side: &mut S,
+    out: &mut BytesMut,
+) -> Result<Processed, SessionError> {
+    let mut pos = 0;
+    // Start of the run of passed frames not yet copied to `out`.
+    let mut run = 0;
+    let mut rewritten = false;
+    let mut stop = false;
+    while let Some(h) = peek_header(&buf[pos..], max).map_err(frame_err)? {
+        let available = buf.len() - pos;
+        if available < h.total_len {
+            if pos == 0 && h.total_len > STREAM_THRESHOLD && side.streamable(h.tag) {
+                return Ok(Processed::StartStream {
+                    tag: h.tag,
+                    total_len: h.total_len,
+                });
+            }
+            if pos == 0 {
+                buf.reserve(h.total_len - available);
+            }
+            break;
+        }
+        let frame = &buf[pos..pos + h.total_len];
+        match side.on_frame(frame)? {
+            Verdict::Pass => {}
+            Verdict::PassAndStop => stop = true,
+            Verdict::Replace(bytes) => {
+                out.extend_from_slice(&buf[run..pos]);
+                out.extend_from_slice(&bytes);
+                run = pos + h.total_len;
+                rewritten = true;
+            }
+        }
+        pos += h.total_len;
+        if stop {
+            break;
+        }
+    }
+    if rewritten {
+        out.extend_from_slice(&buf[run..pos]);
+        buf.advance(pos);
+        return Ok(Processed::Ready { consumed: 0, stop });
+    }
+    Ok(Processed::Ready {
+        consumed: pos,
+        stop,
+    })
+}
+
+fn frame_err(e: FrameError) -> SessionError {
+    SessionError::Protocol(e.to_string())
+}
+
+/// Waits for `d`, or forever when `d` is zero.
+pub async fn sleep_or_forever(d: Duration) {
+    if d.is_zero() {
+        std::future::pending::<()>().await
+    } else {
+        tokio::time::sleep(d).await
+    }
+}

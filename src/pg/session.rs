@@ -1,0 +1,251 @@
+//! One client session, from the opening packet to the end of the relay.
+//!
+//! See the module docs of [`crate::pg`] for the state machine. This file
+//! strings the states together and owns the session's log context.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use airlock_protocol::pg::backend::{self, Severity};
+use airlock_protocol::pg::startup::StartupMessage;
+
+use super::cancel::{forward_cancel, CancelTarget};
+use super::client_auth::{authenticate, Login};
+use super::conn::Conn;
+use super::error::SessionError;
+use super::opening::{open, Opening};
+use super::relay::{pump, Stopped};
+use super::sides::{ClientSide, ServerSide, Shared};
+use super::upstream;
+use crate::net::Stream;
+use crate::policy::Principal;
+use crate::proxy::Proxy;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Runs a session to completion. Never panics on client input; errors end
+/// the session with a FATAL to the client where one can still be sent.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("session", id, client = %peer);
+    async move {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+        let opening = match open(tcp, proxy.client_tls.as_ref()).await {
+            Ok(o) => o,
+            Err(SessionError::ClientGone) => return,
+            Err(e) => {
+                tracing::info!(error = %e, "connection refused during opening");
+                return;
+            }
+        };
+        match opening {
+            Opening::Cancel { pid, secret_key } => {
+                let timeout = proxy.config().limits.connect_timeout;
+                forward_cancel(&proxy.cancels, pid, secret_key, timeout).await;
+            }
+            Opening::Startup { stream, message } => {
+                let max = proxy.config().limits.max_message_size.0;
+                let mut conn = Conn::new(stream, max);
+                let result = match permit {
+                    Some(_) => serve(&proxy, &mut conn, &message).await,
+                    None => Err(SessionError::TooManyConnections),
+                };
+                match result {
+                    Ok(()) => tracing::info!("session ended"),
+                    Err(SessionError::ClientGone) => tracing::info!("client disconnected"),
+                    Err(e) => {
+                        tracing::info!(error = %e, sqlstate = e.sqlstate(), "session ended with an error");
+                        send_fatal(&mut conn.stream, &e).await;
+                    }
+                }
+                let _ = conn.stream.shutdown().await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send_fatal(stream: &mut Stream, e: &SessionError) {
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, Severity::Fatal, e.sqlstate(), &e.to_string());
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
+}
+
+/// Authenticates the client, connects upstream and relays until the end.
+async fn serve(
+    proxy: &Arc<Proxy>,
+    conn: &mut Conn,
+    startup: &StartupMessage,
+) -> Result<(), SessionError> {
+    let config = proxy.config();
+    let mut out = BytesMut::new();
+    if proxy.client_tls.as_ref().is_some_and(|t| t.require) && !conn.stream.is_tls() {
+        return Err(SessionError::Refused(
+            "airlock requires TLS: connect with sslmode=require or stronger".into(),
+        ));
+    }
+
+    // Protocol 3.x with x > 0, or protocol options: say we speak 3.0.
+    let options: Vec<&str> = startup.protocol_options().collect();
+    if startup.minor > 0 || !options.is_empty() {
+        backend::negotiate_protocol_version(&mut out, 0, &options);
+        conn.write_all(&out).await?;
+        out.clear();
+    }
+
+    let user = startup
+        .param("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            SessionError::Refused("no PostgreSQL user name specified in startup packet".into())
+        })?;
+    let database = startup
+        .param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user);
+    if startup
+        .param("replication")
+        .is_some_and(|r| !matches!(r, "false" | "off" | "no" | "0"))
+    {
+        return Err(SessionError::Refused(
+            "airlock does not allow replication connections".into(),
+        ));
+    }
+
+    let identity = config.identities.get(user);
+    let verifier = identity.and_then(|i| proxy.verifier(user, i));
+    let login = Login {
+        user,
+        verifier: verifier.as_ref(),
+        allow_cleartext: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.allow_cleartext_password),
+        mock_secret: &proxy.mock_secret,
+    };
+    authenticate(conn, &login).await?;
+    let identity = identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
+
+    let target = config
+        .targets
+        .get(database)
+        .ok_or_else(|| SessionError::Upstream {
+            code: "3D000",
+            message: format!("database \"{database}\" does not exist"),
+        })?;
+    if !identity.may_use(database) {
+        return Err(SessionError::Upstream {
+            code: "42501",
+            message: format!("permission denied for database \"{database}\""),
+        });
+    }
+    tracing::info!(
+        identity = user,
+        model = identity.model.as_deref().unwrap_or(""),
+        target = database,
+        "agent authenticated"
+    );
+
+    let up = upstream::connect(
+        database,
+        target,
+        proxy.upstream_tls(database),
+        &startup.params,
+        config.limits.connect_timeout,
+        config.limits.max_message_size.0,
+    )
+    .await?;
+    let (client_key, _cancel_guard) = proxy.cancels.register(CancelTarget {
+        host: target.host.clone(),
+        port: target.port,
+        pid: up.pid,
+        secret_key: up.secret_key,
+    });
+    tracing::info!(backend_pid = up.pid, "upstream connected");
+
+    backend::authentication_ok(&mut out);
+    out.extend_from_slice(&up.greeting);
+    backend::backend_key_data(&mut out, up.pid, client_key);
+    backend::ready_for_query(&mut out, up.status);
+    conn.write_all(&out).await?;
+
+    let principal = Principal {
+        identity: user.to_owned(),
+        model: identity.model.clone(),
+        target: database.to_owned(),
+    };
+    relay(proxy, conn, up.conn, up.status, &principal).await
+}
+
+/// Runs both directions until one ends, then closes the other.
+async fn relay(
+    proxy: &Arc<Proxy>,
+    client: &mut Conn,
+    server: Conn,
+    status: u8,
+    principal: &Principal,
+) -> Result<(), SessionError> {
+    let config = proxy.config();
+    let max = config.limits.max_message_size.0;
+    let shared = Shared::new(status);
+    let mut client_buf = std::mem::take(&mut client.rbuf);
+    let mut server_buf = server.rbuf;
+    let (mut client_r, mut client_w) = tokio::io::split(&mut client.stream);
+    let (mut server_r, mut server_w) = tokio::io::split(server.stream);
+
+    let mut to_server = ClientSide {
+        shared: &shared,
+        gate: proxy.gate(),
+        principal,
+        idle_timeout: config.limits.idle_timeout,
+        shutdown: proxy.shutdown.clone(),
+    };
+    let mut to_client = ServerSide {
+        shared: &shared,
+        shutdown: proxy.shutdown.clone(),
+    };
+    let result = tokio::select! {
+        r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
+            match r {
+                Ok(Stopped::PeerClosed) => {
+                    // The client vanished without Terminate: end the backend cleanly.
+                    let _ = server_w.write_all(b"X\x00\x00\x00\x04").await;
+                    Ok(())
+                }
+                Ok(Stopped::BySide) => Ok(()),
+                Err(e) => {
+                    let _ = server_w.write_all(b"X\x00\x00\x00\x04").await;
+                    Err(e)
+                }
+            }
+        }
+        r = pump(&mut server_r, &mut client_w, &mut server_buf, max, &mut to_client) => {
+            match r {
+                Ok(Stopped::PeerClosed) => {
+                    tracing::info!("upstream server closed the connection");
+                    Ok(())
+                }
+                Ok(Stopped::BySide) => Err(SessionError::ShuttingDown),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let _ = server_w.shutdown().await;
+    result
+}

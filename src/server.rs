@@ -1,0 +1,75 @@
+//! Starting airlock: binding listeners, and stopping on a signal.
+//!
+//! [`start`] binds and returns a [`Running`] handle, which tests and the demo
+//! use directly; `airlock serve` calls [`run_until_signal`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::proxy::Proxy;
+
+/// A running airlock.
+pub struct Running {
+    pub postgres_addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and waits for sessions to end (up to the configured
+    /// shutdown timeout).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let addr = config
+        .listen
+        .postgres
+        .context("listen.postgres is not set")?;
+    let (tx, rx) = watch::channel(false);
+    let proxy = Arc::new(Proxy::new(config, rx)?);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (listen.postgres)"))?;
+    let postgres_addr = listener.local_addr()?;
+    let task = tokio::spawn(crate::pg::listener::serve(Arc::clone(&proxy), listener));
+    Ok(Running {
+        postgres_addr,
+        proxy,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    tracing::info!(postgres = %running.postgres_addr, "airlock is listening");
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new connections; waiting for sessions");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

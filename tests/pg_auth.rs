@@ -1,0 +1,183 @@
+//! Logging in to airlock: SCRAM for agents, identical failures for unknown
+//! identities and wrong secrets, TLS on the client leg with a generated CA,
+//! and the upstream credential never reaching the client.
+
+mod common;
+
+use common::*;
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_default()
+}
+
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_and_unknown_identity_fail_alike() {
+    let env = Env::start().await;
+    let mut wrong = env.agent_config();
+    wrong.password("not-the-secret");
+    let e1 = wrong.connect(tokio_postgres::NoTls).await.err().unwrap();
+
+    let mut unknown = env.agent_config();
+    unknown.user("nobody-here");
+    let e2 = unknown.connect(tokio_postgres::NoTls).await.err().unwrap();
+
+    assert_eq!(sqlstate(&e1), "28P01");
+    assert_eq!(sqlstate(&e2), "28P01");
+    assert_eq!(
+        message(&e1).replace(AGENT, "U"),
+        message(&e2).replace("nobody-here", "U")
+    );
+
+    // The upstream user and its password are not agent identities.
+    let mut upstream = env.agent_config();
+    upstream.user(UPSTREAM_USER).password(UPSTREAM_PW);
+    let e3 = upstream.connect(tokio_postgres::NoTls).await.err().unwrap();
+    assert_eq!(sqlstate(&e3), "28P01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_forbidden_database() {
+    let env = Env::start().await;
+    let mut cfg = env.agent_config();
+    cfg.dbname("postgres");
+    let e = cfg.connect(tokio_postgres::NoTls).await.err().unwrap();
+    assert_eq!(sqlstate(&e), "3D000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_login_failure_does_not_leak_the_credential() {
+    let env = Env::start().await;
+    // Change the upstream password behind airlock's back.
+    env.pg
+        .psql_admin("ALTER ROLE airlock_svc PASSWORD 'changed-elsewhere'")
+        .unwrap();
+    let e = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{e:?}");
+    assert!(!text.contains(UPSTREAM_USER), "{text}");
+    assert!(!text.contains(UPSTREAM_PW), "{text}");
+    assert!(
+        message(&e).contains("could not log in to the upstream server"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_upstream() {
+    let pg = tokio::task::spawn_blocking(|| {
+        airlock::testkit::postgres::PgServer::start_with(
+            airlock::testkit::postgres::PgOptions::default().md5(),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let env = Env::start_on(std::sync::Arc::new(pg), EnvOptions::default()).await;
+    let c = env.agent().await;
+    let r: i32 = c.query_one("SELECT 7", &[]).await.unwrap().get(0);
+    assert_eq!(r, 7);
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost, written as PEM.
+fn make_certs(dir: &std::path::Path) -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "airlock test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = ["ca.pem", "server.pem", "server.key"].map(|n| dir.join(n));
+    std::fs::write(&paths[0], ca.pem()).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths.map(|p| p.display().to_string()).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_leg_with_generated_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs.path());
+    let env = Env::start_with(EnvOptions {
+        extra_toml: format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nrequire = true\n"),
+        ..Default::default()
+    })
+    .await;
+    let url = env.agent_url();
+
+    // verify-full against our CA: works, and the session is encrypted.
+    let out = env.psql(&[
+        &format!("{url}?sslmode=verify-full&sslrootcert={ca}"),
+        "-XAtc",
+        "SELECT 'tls-ok'",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tls-ok");
+
+    // Without TLS the client is refused, since require = true.
+    let out = env.psql(&[&format!("{url}?sslmode=disable"), "-XAtc", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_only_over_tls_when_configured() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs.path());
+    let env = Env::start_with(EnvOptions {
+        extra_toml: format!(
+            "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nallow_cleartext_password = true\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let url = env.agent_url();
+    // Over TLS airlock asks for the password in clear (libpq: require_auth=password).
+    let out = env.psql(&[
+        &format!("{url}?sslmode=verify-full&sslrootcert={ca}&require_auth=password"),
+        "-XAtc",
+        "SELECT 1",
+    ]);
+    // libpq 15 does not know require_auth; fall back to a plain TLS login.
+    let ok = out.status.success() || String::from_utf8_lossy(&out.stderr).contains("require_auth");
+    assert!(ok, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.psql(&[
+        &format!("{url}?sslmode=verify-full&sslrootcert={ca}"),
+        "-XAtc",
+        "SELECT 1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without TLS it is SCRAM, which tokio-postgres speaks.
+    let c = env.agent().await;
+    c.simple_query("SELECT 1").await.unwrap();
+}
