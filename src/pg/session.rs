@@ -25,7 +25,7 @@ use super::relay::{pump, Stopped};
 use super::sides::{ClientSide, ServerSide, Shared};
 use super::upstream;
 use crate::net::Stream;
-use crate::policy::Principal;
+use crate::policy::{Principal, SessionContext};
 use crate::proxy::Proxy;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -187,7 +187,9 @@ async fn serve(
 
     let principal = Principal {
         identity: user.to_owned(),
+        user: identity.user.clone(),
         model: identity.model.clone(),
+        groups: identity.groups.clone(),
         target: database.to_owned(),
     };
     relay(proxy, conn, up.conn, up.status, &principal).await
@@ -215,6 +217,7 @@ async fn relay(
         principal,
         idle_timeout: config.limits.idle_timeout,
         shutdown: proxy.shutdown.clone(),
+        context: SessionContext::default(),
     };
     let mut to_client = ServerSide {
         shared: &shared,

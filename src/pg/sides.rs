@@ -20,7 +20,7 @@ use airlock_protocol::pg::frontend::{self as fe, FunctionCall, Parse, Query};
 
 use super::error::SessionError;
 use super::relay::{sleep_or_forever, Side, Stopped, Verdict};
-use crate::policy::{Decision, Gate, Principal, Request, Source};
+use crate::policy::{Decision, Dialect, Gate, Principal, Request, SessionContext, Source};
 
 /// State both directions see.
 pub struct Shared {
@@ -51,13 +51,20 @@ pub struct ClientSide<'a> {
     pub principal: &'a Principal,
     pub idle_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
+    pub context: SessionContext,
 }
 
 impl ClientSide<'_> {
     fn judge(&self, source: Source, sql: &[u8]) -> Result<Verdict, SessionError> {
-        match self.gate.judge(self.principal, &Request { source, sql }) {
+        let request = Request {
+            dialect: Dialect::Postgres,
+            source,
+            sql,
+            session: &self.context,
+        };
+        match self.gate.judge(self.principal, &request).decision {
             Decision::Allow => Ok(Verdict::Pass),
-            Decision::Block { rule, message } => {
+            Decision::Block { rule, message } | Decision::RequireApproval { rule, message } => {
                 // Refusal with session continuity arrives with the guardrails
                 // engine; until then a block ends the session, failing closed.
                 Err(SessionError::Refused(format!(

@@ -1,36 +1,73 @@
 //! Policy: SQL text in, decision out. Shared by every protocol.
 //!
 //! Sessions call [`Gate::judge`] for every statement before it is forwarded:
-//! simple Query text, extended-protocol Parse text, and FunctionCall messages
-//! (which carry no SQL). This is the single point where statements are
-//! judged; the guardrails engine plugs in behind it.
+//! simple Query text, extended-protocol Parse text, FunctionCall messages
+//! (which carry no SQL), and on the MySQL side COM_QUERY / COM_STMT_PREPARE.
+//! This is the single point where statements are judged.
+//!
+//! The pipeline behind the gate is SQL text → AST → facts → decision; see
+//! the `engine` module. This file holds only the protocol-neutral interface
+//! that sessions program against.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
+
+/// SQL dialect of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    #[default]
+    Postgres,
+    MySql,
+}
 
 /// Where a statement came from on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
-    /// Simple query protocol (may hold several statements).
+    /// Simple query protocol / COM_QUERY (may hold several statements).
     Query,
-    /// Extended protocol Parse (one statement).
+    /// Extended protocol Parse / COM_STMT_PREPARE (one statement).
     Parse,
-    /// FunctionCall message: a function OID, no SQL.
+    /// Postgres FunctionCall message: a function OID, no SQL.
     FunctionCall,
+}
+
+/// Per-session facts the engine needs to resolve names and prepared
+/// statements. The session keeps it up to date from [`Effects`].
+#[derive(Debug, Clone, Default)]
+pub struct SessionContext {
+    /// Postgres search_path, in order (default `["public"]`; `"$user"` and
+    /// `pg_catalog` handling is the engine's business).
+    pub search_path: Vec<String>,
+    /// MySQL current database (COM_INIT_DB / USE).
+    pub current_database: Option<String>,
+    /// Names of SQL-level prepared statements (`PREPARE name ...`) that
+    /// airlock allowed in this session. `EXECUTE` of any other name is
+    /// blocked.
+    pub prepared: HashSet<String>,
 }
 
 /// What is being judged.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
+    pub dialect: Dialect,
     pub source: Source,
-    /// The SQL as sent; empty for FunctionCall.
+    /// The SQL as sent; empty for FunctionCall. Not necessarily UTF-8.
     pub sql: &'a [u8],
+    pub session: &'a SessionContext,
 }
 
 /// Who is asking.
 #[derive(Debug, Clone, Default)]
 pub struct Principal {
+    /// The agent identity (its login name).
     pub identity: String,
+    /// The person the agent acts for.
+    pub user: Option<String>,
+    /// Configured model.
     pub model: Option<String>,
+    pub groups: Vec<String>,
+    /// The upstream target name.
     pub target: String,
 }
 
@@ -39,6 +76,15 @@ pub struct Principal {
 pub enum Decision {
     Allow,
     Block { rule: String, message: String },
+    /// Held for a human. Until approvals exist, sessions treat it as a block
+    /// with a distinct message.
+    RequireApproval { rule: String, message: String },
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
 }
 
 impl fmt::Display for Decision {
@@ -46,21 +92,82 @@ impl fmt::Display for Decision {
         match self {
             Decision::Allow => f.write_str("allow"),
             Decision::Block { rule, message } => write!(f, "blocked by rule {rule}: {message}"),
+            Decision::RequireApproval { rule, message } => {
+                write!(f, "requires approval by rule {rule}: {message}")
+            }
         }
     }
 }
 
-/// Judges statements. Implementations must be cheap to call per statement.
-pub trait Gate: Send + Sync {
-    fn judge(&self, who: &Principal, request: &Request<'_>) -> Decision;
+/// Changes to the [`SessionContext`] that an allowed statement makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// `PREPARE name ...` allowed: add these names.
+    pub prepared: Vec<String>,
+    /// `DEALLOCATE name`: remove these names.
+    pub deallocated: Vec<String>,
+    /// `DEALLOCATE ALL` / `DISCARD ALL`.
+    pub deallocate_all: bool,
+    /// `SET search_path = ...`: the new path.
+    pub search_path: Option<Vec<String>>,
+    /// MySQL `USE db`.
+    pub current_database: Option<String>,
 }
 
-/// The gate until guardrails are configured: lets everything through.
+/// The full answer for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// What the session must do.
+    pub decision: Decision,
+    /// In observe mode (`enforce = false`), what would have happened; the
+    /// decision is then `Allow`.
+    pub would: Option<Decision>,
+    /// Applied by the session only when the statement is forwarded.
+    pub effects: Effects,
+}
+
+impl Judgement {
+    pub fn allow() -> Self {
+        Judgement {
+            decision: Decision::Allow,
+            would: None,
+            effects: Effects::default(),
+        }
+    }
+}
+
+/// Session-wide settings a policy asks for, applied at connect time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Make the upstream session read-only and keep it so.
+    pub read_only: bool,
+    /// Applied upstream as statement_timeout (Postgres) / max_statement_time.
+    pub statement_timeout: Option<Duration>,
+    /// Rows returned per statement before airlock ends the result with an error.
+    pub max_rows: Option<u64>,
+}
+
+/// Judges statements. Implementations must be cheap to call per statement.
+pub trait Gate: Send + Sync {
+    fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement;
+
+    /// Settings for a new session of `who`.
+    fn session_settings(&self, _who: &Principal) -> SessionSettings {
+        SessionSettings::default()
+    }
+
+    /// Vets Postgres startup parameters (e.g. `options=-c role=admin`).
+    fn judge_startup(&self, _who: &Principal, _params: &[(String, String)]) -> Decision {
+        Decision::Allow
+    }
+}
+
+/// The gate when no rules are configured: lets everything through.
 #[derive(Debug, Default)]
 pub struct AllowAll;
 
 impl Gate for AllowAll {
-    fn judge(&self, _who: &Principal, _request: &Request<'_>) -> Decision {
-        Decision::Allow
+    fn judge(&self, _who: &Principal, _request: &Request<'_>) -> Judgement {
+        Judgement::allow()
     }
 }

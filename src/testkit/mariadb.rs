@@ -140,6 +140,8 @@ impl MariaDbServer {
                     "--character-set-server=utf8mb4",
                     "--collation-server=utf8mb4_general_ci",
                     "--performance-schema=OFF",
+                    // The data is thrown away: skip flushing on shutdown.
+                    "--innodb-fast-shutdown=2",
                 ])
                 .stdout(Stdio::from(log))
                 .stderr(Stdio::from(log_err));
