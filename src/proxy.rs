@@ -69,11 +69,12 @@ impl Proxy {
             })),
             None => None,
         };
+        let mock_secret = mock_secret(&config);
         Ok(Proxy {
             loaded: ArcSwap::from_pointee(Loaded::new(config)?),
             cancels: Arc::new(CancelRegistry::default()),
             client_tls,
-            mock_secret: rand::random(),
+            mock_secret,
             shutdown,
         })
     }
@@ -99,4 +100,21 @@ impl Proxy {
             .cloned()
             .flatten()
     }
+}
+
+/// The key for mock verifiers of unknown identities. It must be secret and
+/// stable across restarts (a salt that changed on restart would set unknown
+/// names apart from real ones), so it is derived from the identities'
+/// verifiers, which only the operator knows, instead of being random.
+fn mock_secret(config: &Config) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"airlock mock verifier key\0");
+    for (name, identity) in &config.identities {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(identity.secret.get_ref().as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
 }

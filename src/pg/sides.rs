@@ -28,6 +28,8 @@ pub struct Shared {
     pub pending: AtomicU32,
     /// Transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     pub status: AtomicU8,
+    /// Bumped at every ReadyForQuery, so waiters re-check idleness.
+    ready: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -35,6 +37,7 @@ impl Shared {
         Shared {
             pending: AtomicU32::new(0),
             status: AtomicU8::new(status),
+            ready: watch::Sender::new(0),
         }
     }
 
@@ -125,20 +128,23 @@ impl Side for ClientSide<'_> {
 
     async fn interrupt(&self) -> Result<Stopped, SessionError> {
         let mut shutdown = self.shutdown.clone();
+        let mut ready = self.shared.ready.subscribe();
         loop {
+            ready.mark_unchanged();
             let idle = self.shared.is_idle();
+            if idle && *shutdown.borrow() {
+                return Err(SessionError::ShuttingDown);
+            }
             tokio::select! {
                 _ = sleep_or_forever(if idle { self.idle_timeout } else { Duration::ZERO }) => {
                     return Err(SessionError::IdleTimeout);
                 }
+                // A ReadyForQuery arrived: re-check idleness.
+                _ = ready.changed() => {}
                 changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        if self.shared.is_idle() {
-                            return Err(SessionError::ShuttingDown);
-                        }
-                        // Busy: the server side ends the session at its next
-                        // idle ReadyForQuery.
-                        std::future::pending::<()>().await;
+                    if changed.is_err() {
+                        // The proxy is gone: treat as shutdown.
+                        return Err(SessionError::ShuttingDown);
                     }
                 }
             }
@@ -167,6 +173,7 @@ impl Side for ServerSide<'_> {
                 .shared
                 .pending
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            self.shared.ready.send_modify(|n| *n = n.wrapping_add(1));
             if *self.shutdown.borrow() && self.shared.is_idle() {
                 return Ok(Verdict::PassAndStop);
             }

@@ -231,9 +231,11 @@ async fn login(conn: &mut Conn, target_name: &str, target: &Target) -> Result<()
                 })?;
                 continue;
             }
-            other => return Err(upstream_err(format!(
+            other => {
+                return Err(upstream_err(format!(
                 "the server asked for an authentication method airlock does not support ({other})"
-            ))),
+            )))
+            }
         }
         conn.write_all(&out).await.map_err(conn_err)?;
     }

@@ -75,10 +75,16 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
-    Block { rule: String, message: String },
+    Block {
+        rule: String,
+        message: String,
+    },
     /// Held for a human. Until approvals exist, sessions treat it as a block
     /// with a distinct message.
-    RequireApproval { rule: String, message: String },
+    RequireApproval {
+        rule: String,
+        message: String,
+    },
 }
 
 impl Decision {

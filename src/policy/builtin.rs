@@ -1,0 +1,228 @@
+//! Built-in guardrails: rule ids and per-dialect lists of dangerous
+//! functions and settings. These apply under every policy unless the policy
+//! lists the rule id in `allow_builtin` (or, for functions, allows the
+//! function by name in `allow_functions`).
+
+use super::Dialect;
+
+/// Stable ids of the built-in rules.
+pub mod ids {
+    pub const NO_POLICY: &str = "no-policy";
+    pub const UNPARSEABLE: &str = "builtin.unparseable";
+    pub const NON_UTF8: &str = "builtin.non-utf8";
+    pub const TOO_LARGE: &str = "builtin.too-large";
+    pub const TOO_COMPLEX: &str = "builtin.too-complex";
+    pub const OPAQUE_CODE: &str = "builtin.opaque-code";
+    pub const ADMIN: &str = "builtin.admin";
+    pub const FILE_ACCESS: &str = "builtin.file-access";
+    pub const COPY_PROGRAM: &str = "builtin.copy-program";
+    pub const ROLE_CHANGE: &str = "builtin.role-change";
+    pub const SEARCH_PATH: &str = "builtin.search-path";
+    pub const LEXER_SETTING: &str = "builtin.lexer-setting";
+    pub const DANGEROUS_FUNCTION: &str = "builtin.dangerous-function";
+    pub const UNBOUNDED_WRITE: &str = "builtin.unbounded-write";
+    pub const FUNCTION_CALL: &str = "builtin.function-call";
+    pub const UNKNOWN_PREPARED: &str = "builtin.unknown-prepared";
+    pub const MULTI_STATEMENT_PARSE: &str = "builtin.multi-statement-parse";
+    pub const STARTUP_OPTION: &str = "builtin.startup-option";
+
+    /// Every built-in id, for validating `allow_builtin`.
+    pub const ALL: &[&str] = &[
+        UNPARSEABLE,
+        NON_UTF8,
+        TOO_LARGE,
+        TOO_COMPLEX,
+        OPAQUE_CODE,
+        ADMIN,
+        FILE_ACCESS,
+        COPY_PROGRAM,
+        ROLE_CHANGE,
+        SEARCH_PATH,
+        LEXER_SETTING,
+        DANGEROUS_FUNCTION,
+        UNBOUNDED_WRITE,
+        FUNCTION_CALL,
+        UNKNOWN_PREPARED,
+        MULTI_STATEMENT_PARSE,
+        STARTUP_OPTION,
+    ];
+}
+
+/// Postgres functions that read or write server files, run code elsewhere,
+/// stall the server, signal backends or change session identity. Entries
+/// ending in `*` are prefixes.
+const PG_DANGEROUS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_*",
+    "pg_stat_file",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_logdir_ls",
+    "lo_*",
+    "loread",
+    "lowrite",
+    "dblink*",
+    "pg_sleep*",
+    "set_config",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_create_*_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_replication_origin_*",
+    "pg_logical_emit_message",
+    "pg_import_system_collations",
+    "query_to_xml*",
+    "cursor_to_xml*",
+    "table_to_xml*",
+    "schema_to_xml*",
+    "database_to_xml*",
+    "query_to_json*",
+    "pg_advisory_*lock*",
+    "pg_try_advisory_*lock*",
+    "pg_execute_server_program",
+    "pg_stat_reset*",
+    "pg_log_backend_memory_contexts",
+    "binary_upgrade_*",
+];
+
+/// MySQL / MariaDB equivalents.
+const MY_DANGEROUS: &[&str] = &[
+    "load_file",
+    "sleep",
+    "benchmark",
+    "get_lock",
+    "release_lock",
+    "release_all_locks",
+    "is_free_lock",
+    "is_used_lock",
+    "master_pos_wait",
+    "source_pos_wait",
+    "sys_exec",
+    "sys_eval",
+    "sys_get",
+    "sys_set",
+    "lib_mysqludf_*",
+    "wait_for_executed_gtid_set",
+    "wait_until_sql_thread_after_gtids",
+];
+
+/// Functions with side effects: blocked under read-only policies.
+const PG_WRITE_FUNCTIONS: &[&str] = &["nextval", "setval", "txid_current", "pg_current_xact_id"];
+const MY_WRITE_FUNCTIONS: &[&str] = &["nextval", "setval", "last_insert_id"];
+
+fn matches(list: &[&str], name: &str) -> bool {
+    list.iter().any(|p| glob_match(p, name))
+}
+
+/// Tiny glob: `*` matches any run of characters.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = parts.collect();
+    if pieces.is_empty() {
+        return rest.is_empty();
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == pieces.len() - 1 {
+            return rest.ends_with(piece);
+        }
+        match rest.find(piece) {
+            Some(pos) => rest = &rest[pos + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Is `name` (normalized) a built-in dangerous function in `dialect`?
+pub fn is_dangerous_function(dialect: Dialect, name: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => matches(PG_DANGEROUS, name),
+        Dialect::MySql => matches(MY_DANGEROUS, name),
+    }
+}
+
+/// Is `name` a function that writes (sequences, transaction ids)?
+pub fn is_write_function(dialect: Dialect, name: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => matches(PG_WRITE_FUNCTIONS, name),
+        Dialect::MySql => matches(MY_WRITE_FUNCTIONS, name),
+    }
+}
+
+/// Settings whose change would alter who we are.
+pub fn is_role_setting(name: &str) -> bool {
+    matches!(name, "role" | "session_authorization" | "session authorization")
+}
+
+/// Settings that turn writes back on when changed.
+pub fn is_read_only_setting(name: &str) -> bool {
+    matches!(
+        name,
+        "default_transaction_read_only" | "transaction_read_only" | "tx_read_only" | "read_only"
+    )
+}
+
+/// Settings that change how airlock must tokenize SQL, or load code.
+pub fn is_lexer_or_loader_setting(name: &str) -> bool {
+    matches!(
+        name,
+        "standard_conforming_strings"
+            | "backslash_quote"
+            | "escape_string_warning"
+            | "sql_mode"
+            | "character_set_client"
+            | "client_encoding"
+            | "names"
+            | "local_preload_libraries"
+            | "session_preload_libraries"
+            | "shared_preload_libraries"
+            | "dynamic_library_path"
+    )
+}
+
+/// Settings that control the statement timeout a policy imposes.
+pub fn is_timeout_setting(name: &str) -> bool {
+    matches!(
+        name,
+        "statement_timeout" | "max_execution_time" | "max_statement_time"
+    )
+}
+
+/// Postgres catalogs live in `pg_catalog`, which is searched first; every
+/// relation in it starts with `pg_`.
+pub fn may_be_pg_catalog(name: &str) -> bool {
+    name.starts_with("pg_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_glob() {
+        assert!(glob_match("pg_ls_*", "pg_ls_dir"));
+        assert!(glob_match("pg_sleep*", "pg_sleep"));
+        assert!(glob_match("pg_advisory_*lock*", "pg_advisory_xact_lock_shared"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(!glob_match("sleep", "sleepy"));
+        assert!(is_dangerous_function(Dialect::MySql, "sleep"));
+        assert!(!is_dangerous_function(Dialect::Postgres, "sleep"));
+    }
+}

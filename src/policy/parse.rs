@@ -1,0 +1,428 @@
+//! SQL text → statements, defensively.
+//!
+//! Tokenizes once with sqlparser's tokenizer, then works on tokens:
+//! unwraps MariaDB `/*M! ... */` executable comments (MySQL `/*! ... */`
+//! ones are already unwrapped by the tokenizer), decodes Postgres
+//! `U&"..."` identifiers, splits at `;`, enforces size/token/nesting caps,
+//! recognizes statements sqlparser cannot parse but that we must name
+//! (`DO`, `ALTER SYSTEM`, `TABLE t`, MySQL file access), and parses each
+//! statement with a recursion limit. Anything that does not parse cleanly
+//! is a [`Blocked`] with a built-in rule id.
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect};
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
+
+use super::builtin::ids;
+use super::Dialect;
+
+/// Caps applied before and during parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request text in bytes.
+    pub max_statement_bytes: usize,
+    /// Most tokens in one statement (bounds flat expressions like `1+1+...`).
+    pub max_tokens: usize,
+    /// Deepest bracket nesting, and sqlparser's recursion limit.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_statement_bytes: 1024 * 1024,
+            max_tokens: 20_000,
+            max_depth: 64,
+        }
+    }
+}
+
+/// A request refused before any policy is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Blocked {
+    fn new(rule: &'static str, message: impl Into<String>) -> Self {
+        Blocked {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+/// One parsed statement.
+#[derive(Debug)]
+pub struct Parsed {
+    pub statement: Statement,
+}
+
+pub(crate) fn sql_dialect(d: Dialect) -> &'static dyn SqlDialect {
+    static PG: PostgreSqlDialect = PostgreSqlDialect {};
+    static MY: MySqlDialect = MySqlDialect {};
+    match d {
+        Dialect::Postgres => &PG,
+        Dialect::MySql => &MY,
+    }
+}
+
+/// Bytes → checked UTF-8 text.
+pub fn check_text(sql: &[u8], limits: &Limits) -> Result<&str, Blocked> {
+    if sql.len() > limits.max_statement_bytes {
+        return Err(Blocked::new(
+            ids::TOO_LARGE,
+            format!(
+                "statement text is {} bytes; the limit is {} bytes",
+                sql.len(),
+                limits.max_statement_bytes
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(sql)
+        .map_err(|_| Blocked::new(ids::NON_UTF8, "statement text is not valid UTF-8"))?;
+    if text.contains('\0') {
+        return Err(Blocked::new(
+            ids::UNPARSEABLE,
+            "statement text contains a NUL byte",
+        ));
+    }
+    Ok(text)
+}
+
+/// Parses every statement in `text`. An empty list means the text held
+/// only whitespace, comments and semicolons.
+pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed>, Blocked> {
+    let d = sql_dialect(dialect);
+    let tokens = Tokenizer::new(d, text)
+        .tokenize_with_location()
+        .map_err(|e| Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}")))?;
+    let tokens = expand_tokens(dialect, tokens, 0)?;
+    let mut out = Vec::new();
+    for segment in tokens.split(|t| t.token == Token::SemiColon) {
+        if segment.iter().all(|t| matches!(t.token, Token::Whitespace(_))) {
+            continue;
+        }
+        out.push(parse_segment(dialect, d, segment, limits)?);
+    }
+    Ok(out)
+}
+
+/// Unwraps executable comments and merges `U&"..."` identifiers.
+fn expand_tokens(
+    dialect: Dialect,
+    tokens: Vec<TokenWithSpan>,
+    depth: usize,
+) -> Result<Vec<TokenWithSpan>, Blocked> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let tok = &tokens[i];
+        match &tok.token {
+            Token::Whitespace(Whitespace::MultiLineComment(body)) if dialect == Dialect::MySql => {
+                if let Some(code) = executable_comment(body) {
+                    if depth > 2 {
+                        return Err(Blocked::new(
+                            ids::UNPARSEABLE,
+                            "executable comments nested too deeply",
+                        ));
+                    }
+                    let inner = Tokenizer::new(sql_dialect(dialect), code)
+                        .tokenize_with_location()
+                        .map_err(|e| {
+                            Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}"))
+                        })?;
+                    out.push(space(tok));
+                    out.extend(expand_tokens(dialect, inner, depth + 1)?);
+                    out.push(space(tok));
+                } else {
+                    out.push(space(tok));
+                }
+            }
+            Token::Whitespace(Whitespace::MultiLineComment(_))
+            | Token::Whitespace(Whitespace::SingleLineComment { .. }) => out.push(space(tok)),
+            Token::Word(w)
+                if dialect == Dialect::Postgres
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("u")
+                    && matches!(tokens.get(i + 1).map(|t| &t.token), Some(Token::Ampersand))
+                    && matches!(
+                        tokens.get(i + 2).map(|t| &t.token),
+                        Some(Token::Word(Word { quote_style: Some('"'), .. }))
+                    ) =>
+            {
+                let Some(Token::Word(raw)) = tokens.get(i + 2).map(|t| &t.token) else {
+                    return Err(Blocked::new(ids::UNPARSEABLE, "bad U& identifier"));
+                };
+                // Optional `UESCAPE 'c'` (whitespace allowed in between).
+                let mut escape = '\\';
+                let mut next = i + 3;
+                let mut j = next;
+                while matches!(tokens.get(j).map(|t| &t.token), Some(Token::Whitespace(_))) {
+                    j += 1;
+                }
+                if let Some(Token::Word(u)) = tokens.get(j).map(|t| &t.token) {
+                    if u.keyword == Keyword::UESCAPE {
+                        let mut k = j + 1;
+                        while matches!(tokens.get(k).map(|t| &t.token), Some(Token::Whitespace(_)))
+                        {
+                            k += 1;
+                        }
+                        match tokens.get(k).map(|t| &t.token) {
+                            Some(Token::SingleQuotedString(s)) if s.chars().count() == 1 => {
+                                escape = s.chars().next().unwrap_or('\\');
+                                next = k + 1;
+                            }
+                            _ => {
+                                return Err(Blocked::new(
+                                    ids::UNPARSEABLE,
+                                    "UESCAPE needs a one-character string",
+                                ))
+                            }
+                        }
+                    }
+                }
+                let value = decode_unicode_escapes(&raw.value, escape).ok_or_else(|| {
+                    Blocked::new(ids::UNPARSEABLE, "invalid Unicode escape in U& identifier")
+                })?;
+                out.push(TokenWithSpan {
+                    token: Token::Word(Word {
+                        value,
+                        quote_style: Some('"'),
+                        keyword: Keyword::NoKeyword,
+                    }),
+                    span: tok.span,
+                });
+                i = next;
+                continue;
+            }
+            _ => out.push(tok.clone()),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn space(tok: &TokenWithSpan) -> TokenWithSpan {
+    TokenWithSpan {
+        token: Token::Whitespace(Whitespace::Space),
+        span: tok.span,
+    }
+}
+
+/// MariaDB `/*M!NNNNNN code */` → `code` (MySQL `/*!` is handled by the
+/// tokenizer, but unwrap it here too in case it is left as a comment).
+fn executable_comment(body: &str) -> Option<&str> {
+    let rest = body
+        .strip_prefix("M!")
+        .or_else(|| body.strip_prefix("m!"))
+        .or_else(|| body.strip_prefix('!'))?;
+    Some(rest.trim_start_matches(|c: char| c.is_ascii_digit()))
+}
+
+/// Decodes Postgres `U&` escapes: `\XXXX`, `\+XXXXXX`, and `\\`.
+pub fn decode_unicode_escapes(s: &str, escape: char) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != escape {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&escape) {
+            chars.next();
+            out.push(escape);
+            continue;
+        }
+        let n = if chars.peek() == Some(&'+') {
+            chars.next();
+            6
+        } else {
+            4
+        };
+        let mut code = 0u32;
+        for _ in 0..n {
+            code = code * 16 + chars.next()?.to_digit(16)?;
+        }
+        out.push(char::from_u32(code)?);
+    }
+    Some(out)
+}
+
+fn words(segment: &[TokenWithSpan]) -> impl Iterator<Item = &Token> {
+    segment
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+}
+
+fn is_kw(t: Option<&Token>, kw: Keyword) -> bool {
+    matches!(t, Some(Token::Word(w)) if w.keyword == kw && w.quote_style.is_none())
+}
+
+fn parse_segment(
+    dialect: Dialect,
+    d: &dyn SqlDialect,
+    segment: &[TokenWithSpan],
+    limits: &Limits,
+) -> Result<Parsed, Blocked> {
+    let significant = words(segment).count();
+    if significant > limits.max_tokens {
+        return Err(Blocked::new(
+            ids::TOO_COMPLEX,
+            format!(
+                "statement has {significant} tokens; the limit is {}",
+                limits.max_tokens
+            ),
+        ));
+    }
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    for t in words(segment) {
+        match t {
+            Token::LParen | Token::LBracket | Token::LBrace => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max_depth > limits.max_depth {
+        return Err(Blocked::new(
+            ids::TOO_COMPLEX,
+            format!(
+                "statement nests {max_depth} levels deep; the limit is {}",
+                limits.max_depth
+            ),
+        ));
+    }
+
+    let mut it = words(segment);
+    let first = it.next();
+    let second = it.next();
+    if is_kw(first, Keyword::DO) {
+        return Err(Blocked::new(
+            ids::OPAQUE_CODE,
+            "DO blocks run procedural code that airlock cannot inspect",
+        ));
+    }
+    if is_kw(first, Keyword::ALTER) && is_kw(second, Keyword::SYSTEM) {
+        return Err(Blocked::new(
+            ids::ADMIN,
+            "ALTER SYSTEM changes the server configuration",
+        ));
+    }
+    if dialect == Dialect::MySql {
+        for t in words(segment) {
+            if let Token::Word(w) = t {
+                if w.quote_style.is_none()
+                    && (w.keyword == Keyword::OUTFILE
+                        || w.keyword == Keyword::DUMPFILE
+                        || w.keyword == Keyword::INFILE)
+                {
+                    return Err(Blocked::new(
+                        ids::FILE_ACCESS,
+                        "reading or writing server files is not allowed",
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut toks: Vec<TokenWithSpan> = Vec::with_capacity(segment.len() + 4);
+    if is_kw(first, Keyword::TABLE) {
+        // `TABLE t ...` is `SELECT * FROM t ...`.
+        let mut replaced = false;
+        for t in segment {
+            if !replaced && is_kw(Some(&t.token), Keyword::TABLE) {
+                replaced = true;
+                for kw in [("SELECT", Keyword::SELECT), ("*", Keyword::NoKeyword), ("FROM", Keyword::FROM)] {
+                    let token = if kw.0 == "*" {
+                        Token::Mul
+                    } else {
+                        Token::Word(Word {
+                            value: kw.0.to_string(),
+                            quote_style: None,
+                            keyword: kw.1,
+                        })
+                    };
+                    toks.push(TokenWithSpan { token, span: t.span });
+                    toks.push(space(t));
+                }
+            } else {
+                toks.push(t.clone());
+            }
+        }
+    } else {
+        toks.extend(segment.iter().cloned());
+    }
+
+    let mut parser = Parser::new(d)
+        .with_recursion_limit(limits.max_depth.max(8) * 2)
+        .with_tokens_with_locations(toks);
+    let statement = parser
+        .parse_statement()
+        .map_err(|e| Blocked::new(ids::UNPARSEABLE, format!("could not parse: {e}")))?;
+    let rest = parser.peek_token();
+    if rest.token != Token::EOF {
+        return Err(Blocked::new(
+            ids::UNPARSEABLE,
+            format!("could not parse: unexpected {} after the statement", rest.token),
+        ));
+    }
+    Ok(Parsed { statement })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(d: Dialect, s: &str) -> Result<Vec<String>, &'static str> {
+        parse(d, s, &Limits::default())
+            .map(|v| v.into_iter().map(|p| p.statement.to_string()).collect())
+            .map_err(|b| b.rule)
+    }
+
+    #[test]
+    fn policy_parse_basics() {
+        assert_eq!(
+            p(Dialect::Postgres, "select 1; ;select 2"),
+            Ok(vec!["SELECT 1".into(), "SELECT 2".into()])
+        );
+        assert_eq!(p(Dialect::Postgres, " -- x\n ; /* y */"), Ok(vec![]));
+        assert_eq!(
+            p(Dialect::Postgres, r#"select * from U&"\0070ayments""#),
+            Ok(vec![r#"SELECT * FROM "payments""#.into()])
+        );
+        assert_eq!(
+            p(Dialect::Postgres, r#"select * from U&"!0070ay" UESCAPE '!'"#),
+            Ok(vec![r#"SELECT * FROM "pay""#.into()])
+        );
+        assert_eq!(
+            p(Dialect::Postgres, "TABLE t ORDER BY 1"),
+            Ok(vec!["SELECT * FROM t ORDER BY 1".into()])
+        );
+        assert_eq!(p(Dialect::Postgres, "DO $$ begin end $$"), Err(ids::OPAQUE_CODE));
+        assert_eq!(p(Dialect::Postgres, "select 1 END delete from t"), Err(ids::UNPARSEABLE));
+        assert_eq!(
+            p(Dialect::MySql, "select 1 /*M!100000 , sleep(1) */"),
+            Ok(vec!["SELECT 1, sleep(1)".into()])
+        );
+        assert_eq!(
+            p(Dialect::MySql, "select 1 /*!50000 , sleep(1) */"),
+            Ok(vec!["SELECT 1, sleep(1)".into()])
+        );
+    }
+
+    #[test]
+    fn policy_parse_caps() {
+        let deep = format!("select {}1{}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(p(Dialect::Postgres, &deep), Err(ids::TOO_COMPLEX));
+        let long = format!("select 1{}", "+1".repeat(30_000));
+        assert_eq!(p(Dialect::Postgres, &long), Err(ids::TOO_COMPLEX));
+    }
+}

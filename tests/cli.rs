@@ -1,0 +1,67 @@
+//! The airlock binary as a user runs it: `passwd`, `serve` with a bad
+//! config, and `demo --check`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn airlock() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+}
+
+#[test]
+fn passwd_prints_a_verifier_that_authenticates() {
+    let mut child = airlock()
+        .args(["passwd", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v = airlock_protocol::pg::scram::ScramVerifier::parse(text.trim()).unwrap();
+    let again = airlock_protocol::pg::scram::ScramVerifier::derive("s3cret", &v.salt, v.iterations);
+    assert_eq!(v, again);
+}
+
+#[test]
+fn serve_reports_config_errors_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listen]\npostgres = \"127.0.0.1:0\"\n[limits]\nmax_client_connection = 5\n",
+    )
+    .unwrap();
+    let out = airlock()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:4: limits.max_client_connection"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_check_runs_end_to_end() {
+    let out = airlock()
+        .args(["demo", "--port", "0", "--check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("psql \"postgresql://agent:"), "{stdout}");
+    assert!(
+        stdout.contains("check: 4 customers visible through airlock"),
+        "{stdout}"
+    );
+}
