@@ -29,6 +29,7 @@ pub mod conn;
 pub mod error;
 pub mod listener;
 pub mod opening;
+pub mod refusal;
 pub mod relay;
 pub mod session;
 pub mod sides;

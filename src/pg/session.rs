@@ -25,7 +25,7 @@ use super::relay::{pump, Stopped};
 use super::sides::{ClientSide, ServerSide, Shared};
 use super::upstream;
 use crate::net::Stream;
-use crate::policy::{Principal, SessionContext};
+use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
 use crate::proxy::Proxy;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -162,11 +162,30 @@ async fn serve(
         "agent authenticated"
     );
 
+    let principal = Principal {
+        identity: user.to_owned(),
+        user: identity.user.clone(),
+        model: identity.model.clone(),
+        groups: identity.groups.clone(),
+        target: database.to_owned(),
+    };
+    let gate = proxy.gate();
+    if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
+        gate.judge_startup(&principal, &startup.params)
+    {
+        return Err(SessionError::Upstream {
+            code: "42501",
+            message: format!("airlock: blocked by rule {rule}: {message}"),
+        });
+    }
+    let settings = gate.session_settings(&principal);
+    let params = upstream_params(&startup.params, &settings);
+
     let up = upstream::connect(
         database,
         target,
         proxy.upstream_tls(database),
-        &startup.params,
+        &params,
         config.limits.connect_timeout,
         config.limits.max_message_size.0,
     )
@@ -177,7 +196,11 @@ async fn serve(
         pid: up.pid,
         secret_key: up.secret_key,
     });
-    tracing::info!(backend_pid = up.pid, "upstream connected");
+    tracing::info!(
+        backend_pid = up.pid,
+        read_only = settings.read_only,
+        "upstream connected"
+    );
 
     backend::authentication_ok(&mut out);
     out.extend_from_slice(&up.greeting);
@@ -185,14 +208,76 @@ async fn serve(
     backend::ready_for_query(&mut out, up.status);
     conn.write_all(&out).await?;
 
-    let principal = Principal {
-        identity: user.to_owned(),
-        user: identity.user.clone(),
-        model: identity.model.clone(),
-        groups: identity.groups.clone(),
-        target: database.to_owned(),
+    let context = SessionContext {
+        search_path: search_path_from_options(startup.param("options")),
+        ..Default::default()
     };
-    relay(proxy, conn, up.conn, up.status, &principal).await
+    relay(
+        proxy,
+        conn,
+        up.conn,
+        up.status,
+        &principal,
+        context,
+        settings.max_rows,
+    )
+    .await
+}
+
+/// The startup parameters sent upstream: the client's, with the policy's
+/// session settings appended to `options` (later `-c` settings win, so a
+/// client cannot undo them at startup).
+fn upstream_params(
+    client: &[(String, String)],
+    settings: &SessionSettings,
+) -> Vec<(String, String)> {
+    let mut forced = Vec::new();
+    if settings.read_only {
+        forced.push("-c default_transaction_read_only=on".to_owned());
+    }
+    if let Some(t) = settings.statement_timeout {
+        forced.push(format!("-c statement_timeout={}", t.as_millis()));
+    }
+    let mut params: Vec<(String, String)> = client.to_vec();
+    if forced.is_empty() {
+        return params;
+    }
+    let extra = forced.join(" ");
+    match params.iter_mut().find(|(k, _)| k == "options") {
+        Some((_, v)) => {
+            v.push(' ');
+            v.push_str(&extra);
+        }
+        None => params.push(("options".into(), extra)),
+    }
+    params
+}
+
+/// The search_path a session starts with: Postgres's default unless the
+/// startup options set one (which policy may forbid).
+fn search_path_from_options(options: Option<&str>) -> Vec<String> {
+    let default = vec!["$user".to_owned(), "public".to_owned()];
+    let Some(options) = options else {
+        return default;
+    };
+    let mut path = None;
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let setting = match w {
+            "-c" => words.next(),
+            _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")),
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            if k.eq_ignore_ascii_case("search_path") {
+                path = Some(
+                    v.split(',')
+                        .map(|p| p.trim().trim_matches('"').to_owned())
+                        .collect(),
+                );
+            }
+        }
+    }
+    path.unwrap_or(default)
 }
 
 /// Runs both directions until one ends, then closes the other.
@@ -202,6 +287,8 @@ async fn relay(
     server: Conn,
     status: u8,
     principal: &Principal,
+    context: SessionContext,
+    max_rows: Option<u64>,
 ) -> Result<(), SessionError> {
     let config = proxy.config();
     let max = config.limits.max_message_size.0;
@@ -211,18 +298,14 @@ async fn relay(
     let (mut client_r, mut client_w) = tokio::io::split(&mut client.stream);
     let (mut server_r, mut server_w) = tokio::io::split(server.stream);
 
-    let mut to_server = ClientSide {
-        shared: &shared,
-        gate: proxy.gate(),
+    let mut to_server = ClientSide::new(
+        &shared,
+        proxy,
         principal,
-        idle_timeout: config.limits.idle_timeout,
-        shutdown: proxy.shutdown.clone(),
-        context: SessionContext::default(),
-    };
-    let mut to_client = ServerSide {
-        shared: &shared,
-        shutdown: proxy.shutdown.clone(),
-    };
+        config.limits.idle_timeout,
+        context,
+    );
+    let mut to_client = ServerSide::new(&shared, proxy.shutdown.clone(), max_rows);
     let result = tokio::select! {
         r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
             match r {

@@ -167,7 +167,10 @@ pub fn is_write_function(dialect: Dialect, name: &str) -> bool {
 
 /// Settings whose change would alter who we are.
 pub fn is_role_setting(name: &str) -> bool {
-    matches!(name, "role" | "session_authorization" | "session authorization")
+    matches!(
+        name,
+        "role" | "session_authorization" | "session authorization"
+    )
 }
 
 /// Settings that turn writes back on when changed.
@@ -218,7 +221,10 @@ mod tests {
     fn policy_glob() {
         assert!(glob_match("pg_ls_*", "pg_ls_dir"));
         assert!(glob_match("pg_sleep*", "pg_sleep"));
-        assert!(glob_match("pg_advisory_*lock*", "pg_advisory_xact_lock_shared"));
+        assert!(glob_match(
+            "pg_advisory_*lock*",
+            "pg_advisory_xact_lock_shared"
+        ));
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("a*b*c", "axxbyy"));
         assert!(!glob_match("sleep", "sleepy"));

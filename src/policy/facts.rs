@@ -81,7 +81,9 @@ impl Relation {
 
     /// Every `schema.name` this relation may resolve to.
     pub fn candidates(&self) -> impl Iterator<Item = String> + '_ {
-        self.schemas.iter().map(move |s| format!("{s}.{}", self.name))
+        self.schemas
+            .iter()
+            .map(move |s| format!("{s}.{}", self.name))
     }
 }
 

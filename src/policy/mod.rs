@@ -162,6 +162,13 @@ pub trait Gate: Send + Sync {
         SessionSettings::default()
     }
 
+    /// Whether sessions must refuse Bind/Execute of prepared statements and
+    /// portals that did not come from a statement this gate allowed. Only a
+    /// gate that allows everything can do without.
+    fn vets_prepared(&self) -> bool {
+        true
+    }
+
     /// Vets Postgres startup parameters (e.g. `options=-c role=admin`).
     fn judge_startup(&self, _who: &Principal, _params: &[(String, String)]) -> Decision {
         Decision::Allow
@@ -176,4 +183,23 @@ impl Gate for AllowAll {
     fn judge(&self, _who: &Principal, _request: &Request<'_>) -> Judgement {
         Judgement::allow()
     }
+
+    fn vets_prepared(&self) -> bool {
+        false
+    }
 }
+
+pub mod builtin;
+pub mod cache;
+pub mod classify;
+pub mod engine;
+pub mod explain;
+pub mod extract;
+pub mod facts;
+pub mod parse;
+pub mod rules;
+pub mod startup_options;
+
+pub use engine::Engine;
+pub use explain::explain;
+pub use rules::{load_rules, RuleSet, RulesError};

@@ -71,7 +71,7 @@ pub(crate) fn sql_dialect(d: Dialect) -> &'static dyn SqlDialect {
 }
 
 /// Bytes → checked UTF-8 text.
-pub fn check_text(sql: &[u8], limits: &Limits) -> Result<&str, Blocked> {
+pub fn check_text<'a>(sql: &'a [u8], limits: &Limits) -> Result<&'a str, Blocked> {
     if sql.len() > limits.max_statement_bytes {
         return Err(Blocked::new(
             ids::TOO_LARGE,
@@ -103,7 +103,10 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
     let tokens = expand_tokens(dialect, tokens, 0)?;
     let mut out = Vec::new();
     for segment in tokens.split(|t| t.token == Token::SemiColon) {
-        if segment.iter().all(|t| matches!(t.token, Token::Whitespace(_))) {
+        if segment
+            .iter()
+            .all(|t| matches!(t.token, Token::Whitespace(_)))
+        {
             continue;
         }
         out.push(parse_segment(dialect, d, segment, limits)?);
@@ -151,7 +154,10 @@ fn expand_tokens(
                     && matches!(tokens.get(i + 1).map(|t| &t.token), Some(Token::Ampersand))
                     && matches!(
                         tokens.get(i + 2).map(|t| &t.token),
-                        Some(Token::Word(Word { quote_style: Some('"'), .. }))
+                        Some(Token::Word(Word {
+                            quote_style: Some('"'),
+                            ..
+                        }))
                     ) =>
             {
                 let Some(Token::Word(raw)) = tokens.get(i + 2).map(|t| &t.token) else {
@@ -320,9 +326,9 @@ fn parse_segment(
         for t in words(segment) {
             if let Token::Word(w) = t {
                 if w.quote_style.is_none()
-                    && (w.keyword == Keyword::OUTFILE
-                        || w.keyword == Keyword::DUMPFILE
-                        || w.keyword == Keyword::INFILE)
+                    && ["outfile", "dumpfile", "infile"]
+                        .iter()
+                        .any(|k| w.value.eq_ignore_ascii_case(k))
                 {
                     return Err(Blocked::new(
                         ids::FILE_ACCESS,
@@ -340,7 +346,11 @@ fn parse_segment(
         for t in segment {
             if !replaced && is_kw(Some(&t.token), Keyword::TABLE) {
                 replaced = true;
-                for kw in [("SELECT", Keyword::SELECT), ("*", Keyword::NoKeyword), ("FROM", Keyword::FROM)] {
+                for kw in [
+                    ("SELECT", Keyword::SELECT),
+                    ("*", Keyword::NoKeyword),
+                    ("FROM", Keyword::FROM),
+                ] {
                     let token = if kw.0 == "*" {
                         Token::Mul
                     } else {
@@ -350,7 +360,10 @@ fn parse_segment(
                             keyword: kw.1,
                         })
                     };
-                    toks.push(TokenWithSpan { token, span: t.span });
+                    toks.push(TokenWithSpan {
+                        token,
+                        span: t.span,
+                    });
                     toks.push(space(t));
                 }
             } else {
@@ -371,7 +384,10 @@ fn parse_segment(
     if rest.token != Token::EOF {
         return Err(Blocked::new(
             ids::UNPARSEABLE,
-            format!("could not parse: unexpected {} after the statement", rest.token),
+            format!(
+                "could not parse: unexpected {} after the statement",
+                rest.token
+            ),
         ));
     }
     Ok(Parsed { statement })
@@ -399,15 +415,24 @@ mod tests {
             Ok(vec![r#"SELECT * FROM "payments""#.into()])
         );
         assert_eq!(
-            p(Dialect::Postgres, r#"select * from U&"!0070ay" UESCAPE '!'"#),
+            p(
+                Dialect::Postgres,
+                r#"select * from U&"!0070ay" UESCAPE '!'"#
+            ),
             Ok(vec![r#"SELECT * FROM "pay""#.into()])
         );
         assert_eq!(
             p(Dialect::Postgres, "TABLE t ORDER BY 1"),
             Ok(vec!["SELECT * FROM t ORDER BY 1".into()])
         );
-        assert_eq!(p(Dialect::Postgres, "DO $$ begin end $$"), Err(ids::OPAQUE_CODE));
-        assert_eq!(p(Dialect::Postgres, "select 1 END delete from t"), Err(ids::UNPARSEABLE));
+        assert_eq!(
+            p(Dialect::Postgres, "DO $$ begin end $$"),
+            Err(ids::OPAQUE_CODE)
+        );
+        assert_eq!(
+            p(Dialect::Postgres, "select 1 END delete from t"),
+            Err(ids::UNPARSEABLE)
+        );
         assert_eq!(
             p(Dialect::MySql, "select 1 /*M!100000 , sleep(1) */"),
             Ok(vec!["SELECT 1, sleep(1)".into()])

@@ -1,0 +1,124 @@
+//! Bounded decision cache: a fixed number of mutex-striped LRU shards,
+//! keyed by a 64-bit hash of everything the decision depends on. The full
+//! key is stored and compared on a hit, so a hash collision is a miss,
+//! never a wrong answer.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
+
+use super::{Dialect, Judgement, Request, Source};
+
+const SHARDS: usize = 32;
+
+/// What a cached decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub policy: usize,
+    pub dialect: Dialect,
+    pub source: Source,
+    /// Hash of the session context parts that matter (search_path or
+    /// current database).
+    pub ctx: u64,
+    pub sql: Box<[u8]>,
+}
+
+struct Entry {
+    policy: usize,
+    dialect: Dialect,
+    source: Source,
+    ctx: u64,
+    sql: Box<[u8]>,
+    judgement: Judgement,
+}
+
+pub struct DecisionCache {
+    shards: Vec<Mutex<LruCache<u64, Entry>>>,
+}
+
+/// Hash of the context parts a decision depends on.
+pub fn context_hash(req: &Request<'_>) -> u64 {
+    let mut h = DefaultHasher::new();
+    match req.dialect {
+        Dialect::Postgres => req.session.search_path.hash(&mut h),
+        Dialect::MySql => req.session.current_database.hash(&mut h),
+    }
+    h.finish()
+}
+
+fn key_hash(policy: usize, req: &Request<'_>, ctx: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    policy.hash(&mut h);
+    req.dialect.hash(&mut h);
+    req.source.hash(&mut h);
+    ctx.hash(&mut h);
+    req.sql.hash(&mut h);
+    h.finish()
+}
+
+impl DecisionCache {
+    /// `capacity` entries in total; 0 disables caching.
+    pub fn new(capacity: usize) -> Self {
+        let per = capacity.div_ceil(SHARDS);
+        let shards = match NonZeroUsize::new(per) {
+            Some(n) => (0..SHARDS).map(|_| Mutex::new(LruCache::new(n))).collect(),
+            None => Vec::new(),
+        };
+        DecisionCache { shards }
+    }
+
+    fn shard(&self, h: u64) -> Option<&Mutex<LruCache<u64, Entry>>> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        self.shards.get((h >> 58) as usize % self.shards.len())
+    }
+
+    pub fn get(&self, policy: usize, req: &Request<'_>, ctx: u64) -> Option<Judgement> {
+        let h = key_hash(policy, req, ctx);
+        let shard = self.shard(h)?;
+        let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let e = guard.get(&h)?;
+        if e.policy == policy
+            && e.dialect == req.dialect
+            && e.source == req.source
+            && e.ctx == ctx
+            && *e.sql == *req.sql
+        {
+            Some(e.judgement.clone())
+        } else {
+            None
+        }
+    }
+
+    pub fn put(&self, policy: usize, req: &Request<'_>, ctx: u64, judgement: &Judgement) {
+        let h = key_hash(policy, req, ctx);
+        let Some(shard) = self.shard(h) else { return };
+        let entry = Entry {
+            policy,
+            dialect: req.dialect,
+            source: req.source,
+            ctx,
+            sql: req.sql.into(),
+            judgement: judgement.clone(),
+        };
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(h, entry);
+    }
+
+    /// Entries currently cached.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,344 @@
+//! Statement classes and session-statement facts (SET, RESET, BEGIN,
+//! PREPARE, EXECUTE, DEALLOCATE, USE, DISCARD).
+
+use sqlparser::ast::{
+    ContextModifier, CopyTarget, DiscardObject, Expr, ObjectName, ObjectType, Reset, Set,
+    Statement, TransactionAccessMode, TransactionMode, Use,
+};
+
+use super::builtin::{self, ids};
+use super::facts::{Facts, StatementClass};
+use super::Dialect;
+
+/// Class and a short kind name of a top-level statement. EXPLAIN and
+/// PREPARE take the class of the statement they wrap.
+pub fn classify(s: &Statement) -> (StatementClass, String) {
+    use StatementClass::*;
+    let (class, kind): (StatementClass, &str) = match s {
+        Statement::Query(_) => (Read, "SELECT"),
+        Statement::Explain { statement, .. } => {
+            let (c, k) = classify(statement);
+            return (c, format!("EXPLAIN {k}"));
+        }
+        Statement::Prepare { statement, .. } => {
+            let (c, k) = classify(statement);
+            return (c, format!("PREPARE {k}"));
+        }
+        Statement::ExplainTable { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCharset(_)
+        | Statement::ShowObjects(_)
+        | Statement::ShowTables { .. }
+        | Statement::ShowViews { .. }
+        | Statement::ShowCollation { .. } => (Read, "SHOW"),
+        Statement::ShowProcessList { .. } => (Other, "SHOW PROCESSLIST"),
+        Statement::Fetch { .. } => (Read, "FETCH"),
+        Statement::Declare { .. } => (Read, "DECLARE CURSOR"),
+        Statement::Close { .. } => (Session, "CLOSE"),
+        Statement::ShowVariable { .. } => (Session, "SHOW"),
+        Statement::Insert(_) => (Write, "INSERT"),
+        Statement::Update(_) => (Write, "UPDATE"),
+        Statement::Delete(_) => (Write, "DELETE"),
+        Statement::Merge(_) => (Write, "MERGE"),
+        Statement::Truncate(_) => (Write, "TRUNCATE"),
+        Statement::Lock(_) | Statement::LockTables { .. } => (Write, "LOCK"),
+        Statement::UnlockTables => (Session, "UNLOCK TABLES"),
+        Statement::LoadData { .. } => (Write, "LOAD DATA"),
+        Statement::Copy { to, .. } => {
+            if *to {
+                (Read, "COPY TO")
+            } else {
+                (Write, "COPY FROM")
+            }
+        }
+        Statement::Grant(_)
+        | Statement::Revoke(_)
+        | Statement::Deny(_)
+        | Statement::CreateRole(_)
+        | Statement::AlterRole { .. }
+        | Statement::CreateUser(_)
+        | Statement::AlterUser(_)
+        | Statement::CreatePolicy(_)
+        | Statement::AlterPolicy(_)
+        | Statement::DropPolicy(_) => (Dcl, "DCL"),
+        Statement::Drop {
+            object_type: ObjectType::Role | ObjectType::User,
+            ..
+        } => (Dcl, "DROP ROLE"),
+        Statement::Set(Set::SetTransaction { session: false, .. }) => {
+            (Transaction, "SET TRANSACTION")
+        }
+        Statement::Set(_) => (Session, "SET"),
+        Statement::Reset(_) => (Session, "RESET"),
+        Statement::Use(_) => (Session, "USE"),
+        Statement::Discard { .. } => (Session, "DISCARD"),
+        Statement::Deallocate { .. } => (Session, "DEALLOCATE"),
+        Statement::Execute { .. } => (Session, "EXECUTE"),
+        Statement::StartTransaction { .. } => (Transaction, "BEGIN"),
+        Statement::Commit { .. } => (Transaction, "COMMIT"),
+        Statement::Rollback { .. } => (Transaction, "ROLLBACK"),
+        Statement::Savepoint { .. } => (Transaction, "SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => (Transaction, "RELEASE SAVEPOINT"),
+        Statement::CreateView(_)
+        | Statement::CreateTable(_)
+        | Statement::CreateVirtualTable { .. }
+        | Statement::CreateIndex(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDatabase { .. }
+        | Statement::CreateFunction(_)
+        | Statement::CreateTrigger(_)
+        | Statement::CreateProcedure { .. }
+        | Statement::CreateSequence { .. }
+        | Statement::CreateDomain(_)
+        | Statement::CreateType { .. }
+        | Statement::CreateExtension(_)
+        | Statement::CreateCollation(_)
+        | Statement::CreateOperator(_)
+        | Statement::CreateServer(_)
+        | Statement::AlterTable(_)
+        | Statement::AlterSchema(_)
+        | Statement::AlterIndex { .. }
+        | Statement::AlterView { .. }
+        | Statement::AlterFunction(_)
+        | Statement::AlterType(_)
+        | Statement::Drop { .. }
+        | Statement::DropFunction(_)
+        | Statement::DropDomain(_)
+        | Statement::DropProcedure { .. }
+        | Statement::DropTrigger(_)
+        | Statement::DropExtension(_)
+        | Statement::Comment { .. }
+        | Statement::RenameTable(_) => (Ddl, "DDL"),
+        Statement::Call(_) => (Other, "CALL"),
+        _ => (Other, "OTHER"),
+    };
+    (class, kind.to_string())
+}
+
+/// Normalizes a setting name: lower-case, `@@session.x` → `x`.
+pub fn setting_name(name: &ObjectName) -> (String, bool) {
+    let full = name.to_string().to_lowercase().replace(['"', '`'], "");
+    let mut n = full.as_str();
+    let mut global = false;
+    n = n.strip_prefix("@@").unwrap_or(n);
+    for (p, g) in [
+        ("session.", false),
+        ("local.", false),
+        ("global.", true),
+        ("persist.", true),
+        ("persist_only.", true),
+    ] {
+        if let Some(rest) = n.strip_prefix(p) {
+            n = rest;
+            global |= g;
+        }
+    }
+    (n.to_string(), global)
+}
+
+fn value_is_off(values: &[Expr]) -> bool {
+    values.iter().any(|v| {
+        let s = v.to_string().to_lowercase();
+        let s = s.trim_matches(|c| c == '\'' || c == '"');
+        matches!(s, "off" | "false" | "0" | "f" | "no" | "n" | "default")
+    })
+}
+
+/// Fills `facts.session` and built-in session violations.
+pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
+    let assign =
+        |facts: &mut Facts, name: &ObjectName, scope: Option<&ContextModifier>, values: &[Expr]| {
+            let (n, global) = setting_name(name);
+            if global || matches!(scope, Some(ContextModifier::Global)) {
+                facts.violations.push((
+                    ids::ADMIN,
+                    format!("SET GLOBAL {n} changes the whole server"),
+                ));
+            }
+            if matches!(scope, Some(ContextModifier::Local)) {
+                facts.session.local = true;
+            }
+            if builtin::is_role_setting(&n) {
+                facts
+                    .violations
+                    .push((ids::ROLE_CHANGE, format!("changing {n} is not allowed")));
+            }
+            if builtin::is_lexer_or_loader_setting(&n) {
+                facts.violations.push((
+                    ids::LEXER_SETTING,
+                    format!("changing {n} would change how statements are read or load code"),
+                ));
+            }
+            if builtin::is_read_only_setting(&n) && value_is_off(values) {
+                facts.session.enables_writes = true;
+            }
+            if n == "search_path" {
+                let path: Vec<String> = values
+                    .iter()
+                    .map(|v| match v {
+                        Expr::Identifier(id) => id.value.clone(),
+                        Expr::Value(v) => v.to_string().trim_matches('\'').to_string(),
+                        other => other.to_string(),
+                    })
+                    .flat_map(|s| {
+                        s.split(',')
+                            .map(|p| p.trim().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                facts.session.search_path = Some(path);
+            }
+            facts.session.sets.push(n);
+        };
+    match s {
+        Statement::Set(set) => match set {
+            Set::SingleAssignment {
+                scope,
+                variable,
+                values,
+                ..
+            } => assign(facts, variable, scope.as_ref(), values),
+            Set::ParenthesizedAssignments { variables, values } => {
+                for v in variables {
+                    assign(facts, v, None, values)
+                }
+            }
+            Set::MultipleAssignments { assignments } => {
+                for a in assignments {
+                    assign(
+                        facts,
+                        &a.name,
+                        a.scope.as_ref(),
+                        std::slice::from_ref(&a.value),
+                    )
+                }
+            }
+            Set::SetSessionAuthorization(_) | Set::SetRole { .. } => facts.violations.push((
+                ids::ROLE_CHANGE,
+                "SET ROLE / SET SESSION AUTHORIZATION is not allowed".to_string(),
+            )),
+            Set::SetNames { .. } | Set::SetNamesDefault {} => {
+                if dialect == Dialect::MySql {
+                    facts.violations.push((
+                        ids::LEXER_SETTING,
+                        "SET NAMES changes how statements are read".to_string(),
+                    ))
+                }
+            }
+            Set::SetTransaction { modes, .. } => {
+                if has_read_write(modes) {
+                    facts.session.enables_writes = true;
+                }
+            }
+            _ => facts.session.sets.push(set.to_string()),
+        },
+        Statement::Reset(r) => match &r.reset {
+            Reset::ALL => {
+                facts.session.resets.push("all".into());
+                facts.session.enables_writes = true;
+            }
+            Reset::SessionAuthorization => facts.violations.push((
+                ids::ROLE_CHANGE,
+                "RESET SESSION AUTHORIZATION is not allowed".to_string(),
+            )),
+            Reset::ConfigurationParameter(name) => {
+                let (n, _) = setting_name(name);
+                if builtin::is_role_setting(&n) {
+                    facts
+                        .violations
+                        .push((ids::ROLE_CHANGE, format!("RESET {n} is not allowed")));
+                }
+                if builtin::is_read_only_setting(&n) {
+                    facts.session.enables_writes = true;
+                }
+                facts.session.resets.push(n);
+            }
+        },
+        Statement::StartTransaction { modes, .. } => {
+            if has_read_write(modes) {
+                facts.session.enables_writes = true;
+            }
+        }
+        Statement::Use(u) => {
+            if let Use::Database(n) | Use::Object(n) | Use::Schema(n) = u {
+                facts.session.use_database = Some(
+                    n.0.last()
+                        .and_then(|p| p.as_ident())
+                        .map(|i| i.value.clone())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        Statement::Discard { object_type } => {
+            if matches!(object_type, DiscardObject::ALL) {
+                facts.session.deallocate_all = true;
+            }
+        }
+        Statement::Deallocate { name, .. } => {
+            if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                facts.session.deallocate_all = true;
+            } else {
+                facts.session.deallocate = Some(name.value.to_lowercase());
+            }
+        }
+        Statement::Prepare {
+            name, statement, ..
+        } => {
+            facts.session.prepare = Some(name.value.to_lowercase());
+            session_facts(dialect, statement, facts);
+        }
+        Statement::Execute { name, .. } => {
+            facts.session.execute = Some(
+                name.as_ref()
+                    .map(|n| n.to_string().to_lowercase().replace('"', ""))
+                    .unwrap_or_default(),
+            );
+        }
+        Statement::Copy { target, .. } => match target {
+            CopyTarget::Program { .. } => facts.violations.push((
+                ids::COPY_PROGRAM,
+                "COPY ... PROGRAM runs a shell command on the server".to_string(),
+            )),
+            CopyTarget::File { .. } => facts.violations.push((
+                ids::FILE_ACCESS,
+                "COPY to or from a server file is not allowed; use STDIN/STDOUT".to_string(),
+            )),
+            _ => {}
+        },
+        Statement::CreateExtension(_) | Statement::Load { .. } => facts.violations.push((
+            ids::ADMIN,
+            "loading extensions or libraries is not allowed".to_string(),
+        )),
+        Statement::LoadData { .. } => facts
+            .violations
+            .push((ids::FILE_ACCESS, "LOAD DATA reads files".to_string())),
+        Statement::CreateFunction(_)
+        | Statement::CreateProcedure { .. }
+        | Statement::CreateTrigger(_) => facts.violations.push((
+            ids::OPAQUE_CODE,
+            "functions, procedures and triggers hold code airlock cannot inspect".to_string(),
+        )),
+        Statement::Kill { .. } => facts
+            .violations
+            .push((ids::ADMIN, "KILL ends other sessions".to_string())),
+        Statement::Explain { statement, .. } => session_facts(dialect, statement, facts),
+        _ => {}
+    }
+}
+
+fn has_read_write(modes: &[TransactionMode]) -> bool {
+    modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
+        )
+    })
+}

@@ -1,0 +1,633 @@
+//! The engine: a [`RuleSet`] behind the [`Gate`] trait.
+//!
+//! `judge` = policy selection → cache lookup → (on a miss) parse → facts →
+//! decision per statement → cache insert. Large texts are parsed on a
+//! scoped thread with a big stack, since sqlparser and its AST drop recurse
+//! once per term of a long flat expression.
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use super::builtin::{self, ids};
+use super::cache::{context_hash, DecisionCache};
+use super::extract;
+use super::facts::{Facts, Relation, StatementClass};
+use super::parse::{self, Blocked};
+use super::rules::{Policy, RuleSet};
+use super::startup_options;
+use super::{
+    Decision, Dialect, Effects, Gate, Judgement, Principal, Request, SessionContext,
+    SessionSettings, Source,
+};
+
+/// Texts up to this size are parsed on the caller's thread.
+pub const INLINE_PARSE_BYTES: usize = 8 * 1024;
+/// Stack for parsing larger texts.
+const BIG_STACK: usize = 256 * 1024 * 1024;
+
+/// The policy engine.
+pub struct Engine {
+    rules: RuleSet,
+    cache: DecisionCache,
+}
+
+/// Everything the engine worked out for one request (for `airlock explain`).
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub policy: Option<String>,
+    pub statements: Vec<Facts>,
+    pub judgement: Judgement,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet) -> Self {
+        let cache = DecisionCache::new(rules.cache_entries);
+        Engine { rules, cache }
+    }
+
+    /// Identifies the rules in force (hash of the rule files).
+    pub fn version(&self) -> &str {
+        &self.rules.version
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Entries in the decision cache.
+    pub fn cached_decisions(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Judges without the cache and returns the facts too.
+    pub fn analyze(&self, who: &Principal, req: &Request<'_>) -> Analysis {
+        let Some((_, policy)) = self.rules.policy_for(who) else {
+            return Analysis {
+                policy: None,
+                statements: Vec::new(),
+                judgement: block(ids::NO_POLICY, no_policy_message(who)),
+            };
+        };
+        let (judgement, statements, _) = self.evaluate(policy, req);
+        Analysis {
+            policy: Some(policy.id.clone()),
+            statements,
+            judgement,
+        }
+    }
+
+    fn evaluate(&self, policy: &Policy, req: &Request<'_>) -> (Judgement, Vec<Facts>, bool) {
+        if req.sql.len() > INLINE_PARSE_BYTES {
+            let out = std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name("airlock-parse".into())
+                    .stack_size(BIG_STACK)
+                    .spawn_scoped(s, || evaluate(&self.rules, policy, req))
+                    .ok()
+                    .and_then(|h| h.join().ok())
+            });
+            return out.unwrap_or_else(|| {
+                (
+                    finish(
+                        policy,
+                        Decision::Block {
+                            rule: ids::TOO_COMPLEX.into(),
+                            message: "statement could not be analyzed".into(),
+                        },
+                        Effects::default(),
+                    ),
+                    Vec::new(),
+                    false,
+                )
+            });
+        }
+        evaluate(&self.rules, policy, req)
+    }
+}
+
+fn no_policy_message(who: &Principal) -> String {
+    format!(
+        "no policy applies to identity {:?} on target {:?}; everything is denied",
+        who.identity, who.target
+    )
+}
+
+fn block(rule: &str, message: String) -> Judgement {
+    Judgement {
+        decision: Decision::Block {
+            rule: rule.to_string(),
+            message,
+        },
+        would: None,
+        effects: Effects::default(),
+    }
+}
+
+/// Applies observe mode.
+fn finish(policy: &Policy, decision: Decision, effects: Effects) -> Judgement {
+    if !policy.enforce && !decision.is_allow() {
+        return Judgement {
+            decision: Decision::Allow,
+            would: Some(decision),
+            effects,
+        };
+    }
+    let effects = if decision.is_allow() {
+        effects
+    } else {
+        Effects::default()
+    };
+    Judgement {
+        decision,
+        would: None,
+        effects,
+    }
+}
+
+fn builtin_block(policy: &Policy, b: Blocked) -> Option<Decision> {
+    if policy.waives(b.rule) {
+        None
+    } else {
+        Some(Decision::Block {
+            rule: b.rule.to_string(),
+            message: b.message,
+        })
+    }
+}
+
+/// Returns the judgement, the facts, and whether the result may be cached.
+fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, Vec<Facts>, bool) {
+    if req.source == Source::FunctionCall {
+        let d = builtin_block(
+            policy,
+            Blocked {
+                rule: ids::FUNCTION_CALL,
+                message: "FunctionCall messages are not allowed; call functions from SQL".into(),
+            },
+        )
+        .unwrap_or(Decision::Allow);
+        return (finish(policy, d, Effects::default()), Vec::new(), true);
+    }
+    let text = match parse::check_text(req.sql, &rules.limits) {
+        Ok(t) => t,
+        Err(b) => {
+            let d = builtin_block(policy, b).unwrap_or(Decision::Allow);
+            return (finish(policy, d, Effects::default()), Vec::new(), true);
+        }
+    };
+    let parsed = match parse::parse(req.dialect, text, &rules.limits) {
+        Ok(p) => p,
+        Err(b) => {
+            let d = builtin_block(policy, b).unwrap_or(Decision::Allow);
+            return (finish(policy, d, Effects::default()), Vec::new(), true);
+        }
+    };
+    if req.source == Source::Parse && parsed.len() > 1 {
+        let d = builtin_block(
+            policy,
+            Blocked {
+                rule: ids::MULTI_STATEMENT_PARSE,
+                message: "a prepared statement may hold only one statement".into(),
+            },
+        )
+        .unwrap_or(Decision::Allow);
+        return (finish(policy, d, Effects::default()), Vec::new(), true);
+    }
+    let multi = parsed.len() > 1;
+    let mut ctx: Option<SessionContext> = None;
+    let mut prepared: Option<HashSet<String>> = None;
+    let mut effects = Effects::default();
+    let mut all_facts = Vec::with_capacity(parsed.len());
+    let mut cacheable = true;
+    let mut decision = Decision::Allow;
+    for p in &parsed {
+        let session = ctx.as_ref().unwrap_or(req.session);
+        let mut facts = extract::extract(req.dialect, session, &p.statement);
+        facts.multi_statement = multi;
+        if facts.session.execute.is_some() || facts.session.deallocate.is_some() {
+            cacheable = false;
+        }
+        let names = prepared.get_or_insert_with(|| {
+            req.session
+                .prepared
+                .iter()
+                .map(|n| n.to_lowercase())
+                .collect()
+        });
+        let d = decide(policy, req.dialect, &facts, names);
+        let allowed = d.is_allow() || !policy.enforce;
+        if allowed {
+            apply_effects(&facts, &mut effects, names);
+            if facts.session.search_path.is_some() || facts.session.use_database.is_some() {
+                let mut c = session.clone();
+                if let Some(sp) = &effects.search_path {
+                    c.search_path = sp.clone();
+                }
+                if let Some(db) = &effects.current_database {
+                    c.current_database = Some(db.clone());
+                }
+                ctx = Some(c);
+            }
+        }
+        all_facts.push(facts);
+        if !d.is_allow() && decision.is_allow() {
+            decision = d;
+            if policy.enforce {
+                break;
+            }
+        }
+    }
+    (finish(policy, decision, effects), all_facts, cacheable)
+}
+
+fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<String>) {
+    let s = &facts.session;
+    if let Some(n) = &s.prepare {
+        effects.prepared.push(n.clone());
+        prepared.insert(n.clone());
+    }
+    if let Some(n) = &s.deallocate {
+        effects.deallocated.push(n.clone());
+        prepared.remove(n);
+    }
+    if s.deallocate_all {
+        effects.deallocate_all = true;
+        prepared.clear();
+    }
+    if let Some(sp) = &s.search_path {
+        if !s.local {
+            effects.search_path = Some(sp.clone());
+        }
+    }
+    if let Some(db) = &s.use_database {
+        effects.current_database = Some(db.clone());
+    }
+}
+
+fn rule_id(policy: &Policy, check: &str) -> String {
+    format!("{}.{check}", policy.id)
+}
+
+fn deny(policy: &Policy, check: &str, message: String) -> Decision {
+    Decision::Block {
+        rule: rule_id(policy, check),
+        message,
+    }
+}
+
+fn builtin(policy: &Policy, rule: &'static str, message: String) -> Option<Decision> {
+    builtin_block(policy, Blocked { rule, message })
+}
+
+/// The decision for one statement's facts under `policy`.
+pub fn decide(
+    policy: &Policy,
+    dialect: Dialect,
+    facts: &Facts,
+    prepared: &HashSet<String>,
+) -> Decision {
+    // 1. Built-in violations found during extraction.
+    for (rule, message) in &facts.violations {
+        if let Some(d) = builtin(policy, rule, message.clone()) {
+            return d;
+        }
+    }
+    // 2. EXECUTE of a statement judged at PREPARE time.
+    if let Some(name) = &facts.session.execute {
+        if !prepared.contains(name) {
+            return builtin(
+                policy,
+                ids::UNKNOWN_PREPARED,
+                format!("EXECUTE {name}: no statement of that name was prepared through airlock"),
+            )
+            .unwrap_or(Decision::Allow);
+        }
+        return Decision::Allow;
+    }
+    // 3. Functions.
+    for f in &facts.functions {
+        let n = f.name.as_str();
+        if policy.deny_functions.is_match(n) {
+            return deny(
+                policy,
+                "deny-functions",
+                format!("function {n} is denied by policy {}", policy.id),
+            );
+        }
+        let allowed = policy.allow_functions.as_ref().map(|a| a.is_match(n));
+        if builtin::is_dangerous_function(dialect, n) && allowed != Some(true) {
+            if let Some(d) = builtin(
+                policy,
+                ids::DANGEROUS_FUNCTION,
+                format!("function {n} can read files, run code, stall or signal the server, or change the session"),
+            ) {
+                return d;
+            }
+        }
+        if allowed == Some(false) {
+            return deny(
+                policy,
+                "allow-functions",
+                format!(
+                    "function {n} is not in the allowed functions of policy {}",
+                    policy.id
+                ),
+            );
+        }
+    }
+    // 4. Statement class and read-only.
+    let class = facts.class.unwrap_or(StatementClass::Other);
+    if policy.read_only {
+        let why = if !matches!(
+            class,
+            StatementClass::Read | StatementClass::Transaction | StatementClass::Session
+        ) {
+            Some(if facts.data_modifying_cte {
+                "data-modifying WITH queries write".to_string()
+            } else {
+                format!("{} ({class}) is not allowed", facts.kind)
+            })
+        } else if facts.row_locks {
+            Some("SELECT ... FOR UPDATE/SHARE takes row locks".to_string())
+        } else if facts.session.enables_writes {
+            Some("this would turn writes back on".to_string())
+        } else if let Some(f) = facts
+            .functions
+            .iter()
+            .find(|f| builtin::is_write_function(dialect, &f.name))
+        {
+            Some(format!("function {} writes", f.name))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return deny(
+                policy,
+                "read-only",
+                format!("policy {} is read-only: {why}", policy.id),
+            );
+        }
+    }
+    if !policy.allow_statements.contains(&class) {
+        return deny(
+            policy,
+            "statements",
+            format!(
+                "{} statements ({class}) are not allowed by policy {}",
+                facts.kind, policy.id
+            ),
+        );
+    }
+    // 5. Session settings the policy relies on.
+    if facts.session.search_path.is_some() {
+        let msg = if facts.session.local {
+            "SET LOCAL search_path cannot be tracked across transactions".to_string()
+        } else {
+            "changing search_path is not allowed; qualify names instead".to_string()
+        };
+        if let Some(d) = builtin(policy, ids::SEARCH_PATH, msg) {
+            return d;
+        }
+    }
+    if policy.statement_timeout.is_some()
+        && facts
+            .session
+            .sets
+            .iter()
+            .chain(&facts.session.resets)
+            .any(|n| builtin::is_timeout_setting(n) || n == "all")
+    {
+        return deny(
+            policy,
+            "statement-timeout",
+            format!("policy {} sets the statement timeout", policy.id),
+        );
+    }
+    // 6. Unbounded writes.
+    if facts.unbounded_write && matches!(class, StatementClass::Write) {
+        let what = if facts.constant_true_where {
+            "a WHERE clause that is always true"
+        } else {
+            "no WHERE clause"
+        };
+        if let Some(d) = builtin(
+            policy,
+            ids::UNBOUNDED_WRITE,
+            format!("{} with {what} touches every row", facts.kind),
+        ) {
+            return d;
+        }
+    }
+    // 7. Tables.
+    for r in facts.relations() {
+        if table_denied(policy, r) {
+            return deny(
+                policy,
+                "deny-tables",
+                format!(
+                    "table {} is denied by policy {}",
+                    r.display_name(),
+                    policy.id
+                ),
+            );
+        }
+        if let Some(allow) = &policy.allow_tables {
+            if !r.candidates().all(|c| allow.is_match(&c)) {
+                return deny(
+                    policy,
+                    "allow-tables",
+                    format!(
+                        "table {} is not in the allowed tables of policy {}",
+                        r.display_name(),
+                        policy.id
+                    ),
+                );
+            }
+        }
+    }
+    // 8. Columns.
+    if !policy.deny_columns.is_empty() {
+        if let Some(d) = columns_denied(policy, facts) {
+            return d;
+        }
+    }
+    // 9. Approvals.
+    for a in &policy.require_approval {
+        let class_ok = a.statements.is_empty() || a.statements.contains(&class);
+        let table_ok = match &a.tables {
+            None => true,
+            Some(t) => facts
+                .relations()
+                .any(|r| r.candidates().any(|c| t.is_match(&c))),
+        };
+        if class_ok && table_ok {
+            return Decision::RequireApproval {
+                rule: rule_id(policy, &a.id),
+                message: a.message.clone(),
+            };
+        }
+    }
+    Decision::Allow
+}
+
+fn table_denied(policy: &Policy, r: &Relation) -> bool {
+    r.schemas.iter().any(|s| {
+        if s.is_empty() {
+            policy.deny_table_names.is_match(&r.name)
+        } else {
+            policy.deny_tables.is_match(format!("{s}.{}", r.name))
+        }
+    })
+}
+
+fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
+    let rels: Vec<&Relation> = facts.relations().collect();
+    if facts.whole_row {
+        for r in &rels {
+            for c in r.candidates() {
+                if let Some(rule) = policy.deny_columns.iter().find(|x| x.table.is_match(&c)) {
+                    return Some(deny(
+                        policy,
+                        "deny-columns",
+                        format!(
+                            "{} has denied columns ({}); `*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need",
+                            r.display_name(),
+                            rule.pattern
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for col in &facts.columns {
+        let candidates: Vec<&Relation> = match &col.qualifier {
+            Some(q) => {
+                let by_alias: Vec<&Relation> = facts
+                    .aliases
+                    .iter()
+                    .filter(|(a, _)| a == q)
+                    .map(|(_, r)| r)
+                    .chain(rels.iter().copied().filter(|r| &r.name == q))
+                    .collect();
+                if by_alias.is_empty() {
+                    rels.clone()
+                } else {
+                    by_alias
+                }
+            }
+            None => rels.clone(),
+        };
+        for r in candidates {
+            for c in r.candidates() {
+                let full = format!("{c}.{}", col.name);
+                if policy.deny_column_set.is_match(&full) {
+                    return Some(deny(
+                        policy,
+                        "deny-columns",
+                        format!("column {full} is denied by policy {}", policy.id),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+impl Gate for Engine {
+    fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement {
+        let Some((idx, policy)) = self.rules.policy_for(who) else {
+            return block(ids::NO_POLICY, no_policy_message(who));
+        };
+        let ctx = context_hash(request);
+        if let Some(j) = self.cache.get(idx, request, ctx) {
+            return j;
+        }
+        let (j, _, cacheable) = self.evaluate(policy, request);
+        if cacheable {
+            self.cache.put(idx, request, ctx, &j);
+        }
+        j
+    }
+
+    fn session_settings(&self, who: &Principal) -> SessionSettings {
+        match self.rules.policy_for(who) {
+            Some((_, p)) => SessionSettings {
+                read_only: p.read_only,
+                statement_timeout: p.statement_timeout,
+                max_rows: p.max_rows,
+            },
+            None => SessionSettings {
+                read_only: true,
+                ..SessionSettings::default()
+            },
+        }
+    }
+
+    fn judge_startup(&self, who: &Principal, params: &[(String, String)]) -> Decision {
+        let Some((_, policy)) = self.rules.policy_for(who) else {
+            return Decision::Block {
+                rule: ids::NO_POLICY.into(),
+                message: no_policy_message(who),
+            };
+        };
+        let mut settings: Vec<(String, String)> = Vec::new();
+        for (k, v) in params {
+            let k = k.to_lowercase();
+            match k.as_str() {
+                "user"
+                | "database"
+                | "application_name"
+                | "replication"
+                | "fallback_application_name" => {}
+                "options" => settings.extend(
+                    startup_options::parse_options(v)
+                        .into_iter()
+                        .map(|o| (o.name, o.value)),
+                ),
+                _ => settings.push((k.replace('-', "_"), v.clone())),
+            }
+        }
+        let from_options = params
+            .iter()
+            .any(|(k, v)| k == "options" && !v.trim().is_empty());
+        for (name, value) in &settings {
+            let bad = builtin::is_role_setting(name)
+                || name == "search_path"
+                || builtin::is_read_only_setting(name)
+                || (builtin::is_lexer_or_loader_setting(name)
+                    && !(name == "client_encoding"
+                        && matches!(
+                            value.to_lowercase().replace(['-', '_'], "").as_str(),
+                            "utf8" | "unicode"
+                        ))
+                    && !(name == "standard_conforming_strings"
+                        && value.eq_ignore_ascii_case("on")))
+                || (policy.statement_timeout.is_some() && builtin::is_timeout_setting(name))
+                || name.starts_with('-');
+            if bad {
+                if let Some(d) = builtin(
+                    policy,
+                    ids::STARTUP_OPTION,
+                    format!("startup setting {name} is not allowed"),
+                ) {
+                    return d;
+                }
+            }
+        }
+        if from_options && !policy.allow_startup_options {
+            return deny(
+                policy,
+                "startup-options",
+                format!("policy {} does not allow startup options", policy.id),
+            );
+        }
+        Decision::Allow
+    }
+}
+
+/// Hash helper shared with tests.
+pub fn hash_of<T: Hash>(t: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    t.hash(&mut h);
+    h.finish()
+}

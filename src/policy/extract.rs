@@ -1,0 +1,752 @@
+//! AST → [`Facts`]: relations, columns, functions and flags.
+//!
+//! One pass with sqlparser's [`Visitor`], plus explicit handling of the
+//! statement kinds whose relations the visitor does not report (COPY,
+//! GRANT/REVOKE, LOCK, TRUNCATE, DROP, `TABLE t` in set operations). CTE
+//! names shadow tables only where they are in scope: a non-recursive CTE's
+//! body does not see itself or later CTEs.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    AssignmentTarget, CopySource, Expr, FromTable, FunctionArgExpr, FunctionArguments,
+    GrantObjects, Ident, ObjectName, ObjectType, OrderBy, Query, Select, SelectItem, SetExpr,
+    Statement, TableFactor, TableObject, Visit, Visitor,
+};
+
+use super::classify;
+use super::facts::{ColumnLocation, ColumnRef, Facts, FunctionRef, Relation, StatementClass};
+use super::{Dialect, SessionContext};
+
+/// Extracts the facts of one statement.
+pub fn extract(dialect: Dialect, ctx: &SessionContext, stmt: &Statement) -> Facts {
+    let mut x = Extractor {
+        dialect,
+        ctx,
+        facts: Facts::default(),
+        frames: Vec::new(),
+        cte_bodies: HashMap::new(),
+        skip: HashSet::new(),
+        targets: HashSet::new(),
+        rels: Vec::new(),
+        ddl_into: false,
+    };
+    let _ = stmt.visit(&mut x);
+    let (mut class, kind) = classify::classify(stmt);
+    if x.ddl_into {
+        class = StatementClass::Ddl;
+    }
+    let mut facts = x.finish();
+    facts.kind = kind;
+    facts.class = Some(class);
+    if facts.data_modifying_cte && class == StatementClass::Read {
+        facts.class = Some(StatementClass::Write);
+    }
+    classify::session_facts(dialect, stmt, &mut facts);
+    facts
+}
+
+struct Frame {
+    names: Vec<String>,
+    visible: usize,
+    query: *const Query,
+}
+
+struct Extractor<'a> {
+    dialect: Dialect,
+    ctx: &'a SessionContext,
+    facts: Facts,
+    frames: Vec<Frame>,
+    /// CTE body → (frame index, position, recursive).
+    cte_bodies: HashMap<*const Query, (usize, usize, bool)>,
+    /// Names that are table functions, not relations.
+    skip: HashSet<*const ObjectName>,
+    /// Names that are written.
+    targets: HashSet<*const ObjectName>,
+    rels: Vec<(*const ObjectName, Relation)>,
+    ddl_into: bool,
+}
+
+/// Lower-cased identifier value.
+pub fn norm(id: &Ident) -> String {
+    id.value.to_lowercase()
+}
+
+fn parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(id) => norm(id),
+            None => p.to_string().to_lowercase(),
+        })
+        .collect()
+}
+
+/// A function reference from its (possibly qualified) name.
+pub fn function_ref(name: &ObjectName) -> FunctionRef {
+    let mut p = parts(name);
+    let last = p.pop().unwrap_or_default();
+    FunctionRef {
+        name: last,
+        schema: p.pop(),
+    }
+}
+
+/// Resolves a relation name against the session.
+pub fn resolve(dialect: Dialect, ctx: &SessionContext, p: &[String]) -> Relation {
+    let name = p.last().cloned().unwrap_or_default();
+    if p.len() >= 2 {
+        return Relation {
+            schemas: vec![p[p.len() - 2].clone()],
+            name,
+        };
+    }
+    let schemas = match dialect {
+        Dialect::Postgres => {
+            let mut s = Vec::new();
+            let catalog_listed = ctx
+                .search_path
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case("pg_catalog"));
+            if super::builtin::may_be_pg_catalog(&name) && !catalog_listed {
+                s.push("pg_catalog".to_string());
+            }
+            for e in &ctx.search_path {
+                let e = e.trim().trim_matches('"').to_lowercase();
+                if e.is_empty() || e == "$user" || s.contains(&e) {
+                    continue;
+                }
+                if e == "pg_catalog" && !super::builtin::may_be_pg_catalog(&name) {
+                    continue;
+                }
+                s.push(e);
+            }
+            if s.is_empty() || (s.len() == 1 && s[0] == "pg_catalog" && !catalog_listed) {
+                s.push("public".to_string());
+            }
+            s
+        }
+        Dialect::MySql => vec![ctx
+            .current_database
+            .as_deref()
+            .map(str::to_lowercase)
+            .unwrap_or_default()],
+    };
+    Relation { schemas, name }
+}
+
+impl Extractor<'_> {
+    fn is_cte(&self, name: &str) -> bool {
+        self.frames.iter().any(|f| {
+            f.names[..f.visible.min(f.names.len())]
+                .iter()
+                .any(|n| n == name)
+        })
+    }
+
+    fn relation(&self, name: &ObjectName) -> Option<Relation> {
+        let p = parts(name);
+        if p.len() == 1 && self.is_cte(&p[0]) {
+            return None;
+        }
+        Some(resolve(self.dialect, self.ctx, &p))
+    }
+
+    fn add_write(&mut self, name: &ObjectName) {
+        self.targets.insert(name as *const ObjectName);
+        if let Some(r) = self.relation(name) {
+            self.rels.push((name as *const ObjectName, r));
+        }
+    }
+
+    fn add_write_parts(&mut self, p: Vec<String>) {
+        if p.len() == 1 && self.is_cte(&p[0]) {
+            return;
+        }
+        let r = resolve(self.dialect, self.ctx, &p);
+        self.facts.writes.insert(r);
+    }
+
+    fn add_read_parts(&mut self, p: Vec<String>) {
+        if p.len() == 1 && self.is_cte(&p[0]) {
+            return;
+        }
+        let r = resolve(self.dialect, self.ctx, &p);
+        self.facts.reads.insert(r);
+    }
+
+    fn column(&mut self, e: &Expr, loc: ColumnLocation) {
+        match e {
+            Expr::Identifier(id) => {
+                self.facts.columns.insert(ColumnRef {
+                    qualifier: None,
+                    name: norm(id),
+                    location: loc,
+                });
+            }
+            Expr::CompoundIdentifier(ids) if ids.len() >= 2 => {
+                self.facts.columns.insert(ColumnRef {
+                    qualifier: Some(norm(&ids[ids.len() - 2])),
+                    name: norm(&ids[ids.len() - 1]),
+                    location: loc,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn columns_in<V: Visit>(&mut self, node: &V, loc: ColumnLocation) {
+        let mut found = Vec::new();
+        let _ = sqlparser::ast::visit_expressions(node, |e: &Expr| {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                found.push(e.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        for e in &found {
+            self.column(e, loc);
+        }
+    }
+
+    fn select_items(&mut self, items: &[SelectItem], loc: ColumnLocation) {
+        for item in items {
+            match item {
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    self.facts.whole_row = true
+                }
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    self.columns_in(e, loc)
+                }
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+    }
+
+    fn set_expr_tables(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Table(t) => {
+                self.facts.whole_row = true;
+                if let Some(name) = &t.table_name {
+                    let mut p = Vec::new();
+                    if let Some(s) = &t.schema_name {
+                        p.push(s.to_lowercase());
+                    }
+                    p.push(name.to_lowercase());
+                    self.add_read_parts(p);
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr_tables(left);
+                self.set_expr_tables(right);
+            }
+            _ => {}
+        }
+    }
+
+    fn where_clause(&mut self, selection: Option<&Expr>) {
+        match selection {
+            None => self.facts.unbounded_write = true,
+            Some(e) => {
+                self.facts.has_where = true;
+                if const_truth(e) == Some(true) {
+                    self.facts.constant_true_where = true;
+                    self.facts.unbounded_write = true;
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> Facts {
+        let mut counts: HashMap<&Relation, (usize, usize)> = HashMap::new();
+        for (ptr, r) in &self.rels {
+            let c = counts.entry(r).or_default();
+            if self.targets.contains(ptr) {
+                c.1 += 1;
+            } else {
+                c.0 += 1;
+            }
+        }
+        for (r, (reads, writes)) in counts {
+            if reads > 0 {
+                self.facts.reads.insert(r.clone());
+            }
+            if writes > 0 {
+                self.facts.writes.insert(r.clone());
+            }
+        }
+        // Whole-row references: a bare identifier naming a table or alias.
+        let names: HashSet<String> = self
+            .facts
+            .aliases
+            .iter()
+            .map(|(a, _)| a.clone())
+            .chain(self.facts.relations().map(|r| r.name.clone()))
+            .collect();
+        if self
+            .facts
+            .columns
+            .iter()
+            .any(|c| c.qualifier.is_none() && names.contains(&c.name))
+        {
+            self.facts.whole_row = true;
+        }
+        // Drop `Other` entries that also have a specific location.
+        let specific: HashSet<(Option<String>, String)> = self
+            .facts
+            .columns
+            .iter()
+            .filter(|c| c.location != ColumnLocation::Other)
+            .map(|c| (c.qualifier.clone(), c.name.clone()))
+            .collect();
+        self.facts.columns.retain(|c| {
+            c.location != ColumnLocation::Other
+                || !specific.contains(&(c.qualifier.clone(), c.name.clone()))
+        });
+        self.facts
+    }
+}
+
+impl Visitor for Extractor<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        let ptr = q as *const Query;
+        if let Some(&(fi, i, rec)) = self.cte_bodies.get(&ptr) {
+            if let Some(f) = self.frames.get_mut(fi) {
+                f.visible = if rec { i + 1 } else { i };
+            }
+        }
+        if let Some(with) = &q.with {
+            let fi = self.frames.len();
+            self.frames.push(Frame {
+                names: with
+                    .cte_tables
+                    .iter()
+                    .map(|c| norm(&c.alias.name))
+                    .collect(),
+                visible: 0,
+                query: ptr,
+            });
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                self.cte_bodies
+                    .insert(&*cte.query as *const Query, (fi, i, with.recursive));
+                if matches!(
+                    *cte.query.body,
+                    SetExpr::Insert(_)
+                        | SetExpr::Update(_)
+                        | SetExpr::Delete(_)
+                        | SetExpr::Merge(_)
+                ) {
+                    self.facts.data_modifying_cte = true;
+                }
+            }
+        }
+        if !q.locks.is_empty() {
+            self.facts.row_locks = true;
+        }
+        self.set_expr_tables(&q.body);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        let ptr = q as *const Query;
+        if self.frames.last().is_some_and(|f| f.query == ptr) {
+            self.frames.pop();
+        }
+        if let Some(&(fi, i, _)) = self.cte_bodies.get(&ptr) {
+            if let Some(f) = self.frames.get_mut(fi) {
+                f.visible = i + 1;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &Select) -> ControlFlow<()> {
+        self.select_items(&s.projection, ColumnLocation::Output);
+        if let Some(w) = &s.selection {
+            self.columns_in(w, ColumnLocation::Where);
+        }
+        for twj in &s.from {
+            for j in &twj.joins {
+                self.columns_in(&j.join_operator, ColumnLocation::Join);
+            }
+        }
+        self.columns_in(&s.group_by, ColumnLocation::GroupBy);
+        if let Some(into) = &s.into {
+            self.ddl_into = true;
+            if let Some(name) = into.targets.first() {
+                match name {
+                    Expr::Identifier(id) => self.add_write_parts(vec![norm(id)]),
+                    Expr::CompoundIdentifier(ids) => {
+                        self.add_write_parts(ids.iter().map(norm).collect())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_order_by(&mut self, o: &OrderBy) -> ControlFlow<()> {
+        self.columns_in(o, ColumnLocation::OrderBy);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+        let ptr = name as *const ObjectName;
+        if self.skip.contains(&ptr) {
+            return ControlFlow::Continue(());
+        }
+        if let Some(r) = self.relation(name) {
+            self.rels.push((ptr, r));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+        match tf {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => {
+                self.skip.insert(name as *const ObjectName);
+                self.facts.functions.insert(function_ref(name));
+            }
+            TableFactor::Table {
+                name,
+                alias: Some(alias),
+                ..
+            } => {
+                if let Some(r) = self.relation(name) {
+                    self.facts.aliases.push((norm(&alias.name), r));
+                }
+            }
+            TableFactor::Function { name, .. } => {
+                self.facts.functions.insert(function_ref(name));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                self.column(e, ColumnLocation::Other)
+            }
+            Expr::Function(f) => {
+                self.facts.functions.insert(function_ref(&f.name));
+                if let FunctionArguments::List(list) = &f.args {
+                    for a in &list.args {
+                        let arg = match a {
+                            sqlparser::ast::FunctionArg::Named { arg, .. }
+                            | sqlparser::ast::FunctionArg::ExprNamed { arg, .. }
+                            | sqlparser::ast::FunctionArg::Unnamed(arg) => arg,
+                        };
+                        if matches!(arg, FunctionArgExpr::QualifiedWildcard(_)) {
+                            self.facts.whole_row = true;
+                        }
+                    }
+                }
+            }
+            Expr::QualifiedWildcard(..) => self.facts.whole_row = true,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+        match s {
+            Statement::Insert(ins) => {
+                if let TableObject::TableName(name) = &ins.table {
+                    self.add_write(name);
+                }
+                if let TableObject::TableFunction(f) = &ins.table {
+                    self.facts.functions.insert(function_ref(&f.name));
+                }
+                for c in &ins.columns {
+                    if let Some(id) = c.0.last().and_then(|p| p.as_ident()) {
+                        self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+                    }
+                }
+                if let Some(r) = &ins.returning {
+                    self.select_items(r, ColumnLocation::Other);
+                }
+            }
+            Statement::Update(u) => {
+                if let TableFactor::Table { name, .. } = &u.table.relation {
+                    self.add_write(name);
+                }
+                for a in &u.assignments {
+                    let names: Vec<&ObjectName> = match &a.target {
+                        AssignmentTarget::ColumnName(n) => vec![n],
+                        AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                    };
+                    for n in names {
+                        let p: Vec<Ident> =
+                            n.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+                        let e = if p.len() == 1 {
+                            Expr::Identifier(p[0].clone())
+                        } else {
+                            Expr::CompoundIdentifier(p)
+                        };
+                        self.column(&e, ColumnLocation::Target);
+                    }
+                }
+                self.where_clause(u.selection.as_ref());
+                if let Some(r) = &u.returning {
+                    self.select_items(r, ColumnLocation::Other);
+                }
+            }
+            Statement::Delete(d) => {
+                let from = match &d.from {
+                    FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => v,
+                };
+                if d.tables.is_empty() {
+                    for twj in from {
+                        if let TableFactor::Table { name, .. } = &twj.relation {
+                            self.add_write(name);
+                        }
+                    }
+                } else {
+                    for n in &d.tables {
+                        self.add_write_parts(parts(n));
+                    }
+                }
+                self.where_clause(d.selection.as_ref());
+                if let Some(r) = &d.returning {
+                    self.select_items(r, ColumnLocation::Other);
+                }
+            }
+            Statement::Merge(m) => {
+                if let TableFactor::Table { name, .. } = &m.table {
+                    self.add_write(name);
+                }
+            }
+            Statement::Truncate(t) => {
+                self.facts.unbounded_write = true;
+                for n in &t.table_names {
+                    self.add_write(&n.name);
+                }
+            }
+            Statement::Copy { source, to, .. } => {
+                if let CopySource::Table {
+                    table_name,
+                    columns,
+                } = source
+                {
+                    if columns.is_empty() {
+                        self.facts.whole_row = true;
+                    }
+                    for c in columns {
+                        self.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
+                    }
+                    if *to {
+                        self.add_read_parts(parts(table_name));
+                    } else {
+                        self.add_write_parts(parts(table_name));
+                    }
+                }
+            }
+            Statement::Grant(g) => {
+                if let Some(GrantObjects::Tables(names)) = &g.objects {
+                    for n in names {
+                        self.add_write_parts(parts(n));
+                    }
+                }
+            }
+            Statement::Revoke(r) => {
+                if let Some(GrantObjects::Tables(names)) = &r.objects {
+                    for n in names {
+                        self.add_write_parts(parts(n));
+                    }
+                }
+            }
+            Statement::Lock(l) => {
+                for t in &l.tables {
+                    self.add_write_parts(parts(&t.name));
+                }
+            }
+            Statement::LockTables { tables } => {
+                for t in tables {
+                    self.add_write_parts(vec![norm(&t.table)]);
+                }
+            }
+            Statement::Drop {
+                object_type, names, ..
+            } => {
+                if matches!(
+                    object_type,
+                    ObjectType::Table | ObjectType::View | ObjectType::MaterializedView
+                ) {
+                    for n in names {
+                        self.add_write_parts(parts(n));
+                    }
+                }
+            }
+            Statement::CreateTable(ct) => self.add_write_parts(parts(&ct.name)),
+            Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
+            Statement::CreateIndex(ci) => self.add_write_parts(parts(&ci.table_name)),
+            Statement::AlterTable(at) => self.add_write_parts(parts(&at.name)),
+            Statement::Call(f) => {
+                self.facts.functions.insert(function_ref(&f.name));
+            }
+            Statement::Explain { analyze, .. } => {
+                self.facts.explain = true;
+                if *analyze {
+                    self.facts.explain_analyze = true;
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Folds an expression over constants: `Some(true)` when it is true for
+/// every row (`1=1`, `TRUE`, `'a'='a'`, `x OR 1=1`, `NOT FALSE`, `id = id`).
+pub fn const_truth(e: &Expr) -> Option<bool> {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U, Value};
+    match e {
+        Expr::Nested(inner) => const_truth(inner),
+        Expr::Value(v) => match &v.value {
+            Value::Boolean(b) => Some(*b),
+            Value::Number(n, _) => n.parse::<f64>().ok().map(|x| x != 0.0),
+            Value::SingleQuotedString(s) => match s.to_ascii_lowercase().as_str() {
+                "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
+                "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::Cast { expr, .. } => const_truth(expr),
+        Expr::UnaryOp { op: U::Not, expr } => const_truth(expr).map(|b| !b),
+        Expr::IsTrue(x) | Expr::IsNotFalse(x) => const_truth(x),
+        Expr::IsFalse(x) | Expr::IsNotTrue(x) => const_truth(x).map(|b| !b),
+        Expr::IsNotNull(x) => const_value(x).map(|_| true),
+        Expr::BinaryOp { left, op, right } => match op {
+            B::Or => match (const_truth(left), const_truth(right)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            B::And => match (const_truth(left), const_truth(right)) {
+                (Some(true), Some(true)) => Some(true),
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                _ => None,
+            },
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
+                if same_column(left, right) {
+                    return Some(matches!(op, B::Eq | B::LtEq | B::GtEq | B::Spaceship));
+                }
+                let (l, r) = (const_value(left)?, const_value(right)?);
+                let ord = match (l.parse::<f64>(), r.parse::<f64>()) {
+                    (Ok(a), Ok(b)) => a.partial_cmp(&b)?,
+                    _ => l.cmp(&r),
+                };
+                use std::cmp::Ordering::*;
+                Some(match op {
+                    B::Eq | B::Spaceship => ord == Equal,
+                    B::NotEq => ord != Equal,
+                    B::Lt => ord == Less,
+                    B::LtEq => ord != Greater,
+                    B::Gt => ord == Greater,
+                    _ => ord != Less,
+                })
+            }
+            _ => None,
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let v = const_value(expr)?;
+            let found = list
+                .iter()
+                .any(|x| const_value(x).as_deref() == Some(v.as_str()));
+            if found {
+                Some(!negated)
+            } else {
+                None
+            }
+        }
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let (v, l, h) = (
+                const_value(expr)?.parse::<f64>().ok()?,
+                const_value(low)?.parse::<f64>().ok()?,
+                const_value(high)?.parse::<f64>().ok()?,
+            );
+            Some((l <= v && v <= h) != *negated)
+        }
+        Expr::Like {
+            negated,
+            expr,
+            pattern,
+            ..
+        }
+        | Expr::ILike {
+            negated,
+            expr,
+            pattern,
+            ..
+        } => {
+            let _ = const_value(expr)?;
+            let p = const_value(pattern)?;
+            if !*negated && p.chars().all(|c| c == '%') && !p.is_empty() {
+                Some(true)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn same_column(a: &Expr, b: &Expr) -> bool {
+    match (strip(a), strip(b)) {
+        (Expr::Identifier(x), Expr::Identifier(y)) => norm(x) == norm(y),
+        (Expr::CompoundIdentifier(x), Expr::CompoundIdentifier(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| norm(p) == norm(q))
+        }
+        _ => false,
+    }
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(x) => strip(x),
+        Expr::Cast { expr, .. } => strip(expr),
+        _ => e,
+    }
+}
+
+fn const_value(e: &Expr) -> Option<String> {
+    use sqlparser::ast::Value;
+    match strip(e) {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(n.clone()),
+            Value::SingleQuotedString(s)
+            | Value::DoubleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::DollarQuotedString(sqlparser::ast::DollarQuotedString { value: s, .. }) => {
+                Some(s.clone())
+            }
+            Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => const_value(expr).map(|v| format!("-{v}")),
+        _ => None,
+    }
+}

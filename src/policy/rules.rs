@@ -1,0 +1,576 @@
+//! Rule files: TOML → [`RuleSet`]. See `rules/README.md` for the schema.
+//!
+//! Every error names the file, the line and the key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::builtin::ids;
+use super::facts::StatementClass;
+use super::parse::Limits;
+use super::Principal;
+
+/// A rule-file error: `file:line: key: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct RulesError {
+    pub file: PathBuf,
+    /// 1-based; 0 when unknown (e.g. an unreadable file).
+    pub line: usize,
+    /// Dotted key path, e.g. `policy[1].deny_tables`.
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    policy: Vec<Spanned<RawPolicy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    max_statement_bytes: Option<usize>,
+    max_tokens: Option<usize>,
+    max_depth: Option<usize>,
+    cache_entries: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAppliesTo {
+    #[serde(default)]
+    identities: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+}
+
+type Globs = Option<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id: Spanned<String>,
+    description: Option<String>,
+    #[serde(default)]
+    applies_to: RawAppliesTo,
+    enforce: Option<bool>,
+    #[serde(default)]
+    read_only: bool,
+    statement_timeout: Option<Spanned<String>>,
+    max_rows: Option<u64>,
+    allow_statements: Option<Vec<Spanned<String>>>,
+    allow_tables: Globs,
+    deny_tables: Globs,
+    deny_columns: Globs,
+    allow_functions: Globs,
+    deny_functions: Globs,
+    #[serde(default)]
+    allow_builtin: Vec<Spanned<String>>,
+    #[serde(default)]
+    require_approval: Vec<Spanned<RawApproval>>,
+    #[serde(default)]
+    allow_startup_options: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    id: Spanned<String>,
+    #[serde(default)]
+    statements: Vec<Spanned<String>>,
+    tables: Globs,
+    message: Option<String>,
+}
+
+/// A compiled approval requirement.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub id: String,
+    pub statements: Vec<StatementClass>,
+    /// `None`: any table.
+    pub tables: Option<GlobSet>,
+    pub message: String,
+}
+
+/// Denied column pattern split into its table and column parts.
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub pattern: String,
+    pub table: GlobMatcher,
+    pub full: GlobMatcher,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub id: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub identities: Vec<String>,
+    pub groups: Vec<String>,
+    pub targets: Vec<String>,
+    pub enforce: bool,
+    pub read_only: bool,
+    pub statement_timeout: Option<Duration>,
+    pub max_rows: Option<u64>,
+    pub allow_statements: Vec<StatementClass>,
+    pub allow_tables: Option<GlobSet>,
+    pub deny_tables: GlobSet,
+    /// Table-name parts of `deny_tables`, for relations whose schema is unknown.
+    pub deny_table_names: GlobSet,
+    pub deny_columns: Vec<ColumnRule>,
+    pub deny_column_set: GlobSet,
+    pub allow_functions: Option<GlobSet>,
+    pub deny_functions: GlobSet,
+    pub allow_builtin: HashSet<String>,
+    pub require_approval: Vec<Approval>,
+    pub allow_startup_options: bool,
+}
+
+impl Policy {
+    /// Does this policy apply to `who`?
+    pub fn applies_to(&self, who: &Principal) -> bool {
+        let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+        let target_ok = self.targets.is_empty() || any(&self.targets, &who.target);
+        let who_ok = (self.identities.is_empty() && self.groups.is_empty())
+            || any(&self.identities, &who.identity)
+            || who.groups.iter().any(|g| any(&self.groups, g));
+        target_ok && who_ok
+    }
+
+    pub fn waives(&self, builtin: &str) -> bool {
+        self.allow_builtin.contains(builtin)
+    }
+}
+
+/// All policies, in file order (files sorted by name), and global limits.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub policies: Vec<Policy>,
+    pub limits: Limits,
+    /// Decision cache capacity (entries); 0 disables the cache.
+    pub cache_entries: usize,
+    /// sha256 of the rule files' contents (first 16 hex digits).
+    pub version: String,
+}
+
+impl RuleSet {
+    /// First policy (in file order) that applies to `who`.
+    pub fn policy_for(&self, who: &Principal) -> Option<(usize, &Policy)> {
+        self.policies
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.applies_to(who))
+    }
+}
+
+/// Loads one rule file, or every `*.toml` in a directory (sorted by name).
+pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
+    let io_err = |e: std::io::Error| RulesError {
+        file: path.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: e.to_string(),
+    };
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(io_err)? {
+            let p = entry.map_err(io_err)?.path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut sources = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| RulesError {
+            file: f.clone(),
+            line: 0,
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        sources.push((f, text));
+    }
+    let refs: Vec<(&Path, &str)> = sources
+        .iter()
+        .map(|(p, t)| (p.as_path(), t.as_str()))
+        .collect();
+    parse_rules(&refs)
+}
+
+/// Parses rule files already in memory: `(name, text)` pairs in order.
+pub fn parse_rules(files: &[(&Path, &str)]) -> Result<RuleSet, RulesError> {
+    let mut set = RuleSet {
+        cache_entries: 16_384,
+        ..RuleSet::default()
+    };
+    let mut hasher = Sha256::new();
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    let mut settings_file: Option<PathBuf> = None;
+    for (file, text) in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+        let ctx = Ctx { file, text };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(0);
+            let msg = e.message().to_string();
+            let key = msg
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "(toml)".to_string());
+            ctx.err(line, &key, msg.trim())
+        })?;
+        if let Some(s) = raw.settings {
+            if let Some(prev) = &settings_file {
+                return Err(ctx.err(
+                    ctx.line(s.span().start),
+                    "settings",
+                    &format!("already set in {}", prev.display()),
+                ));
+            }
+            settings_file = Some(file.to_path_buf());
+            let s = s.into_inner();
+            let d = Limits::default();
+            set.limits = Limits {
+                max_statement_bytes: s.max_statement_bytes.unwrap_or(d.max_statement_bytes),
+                max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
+                max_depth: s.max_depth.unwrap_or(d.max_depth).clamp(4, 512),
+            };
+            if let Some(c) = s.cache_entries {
+                set.cache_entries = c;
+            }
+        }
+        for (i, p) in raw.policy.into_iter().enumerate() {
+            let policy = compile_policy(&ctx, i, p)?;
+            if !seen_ids.insert(policy.id.clone()) {
+                return Err(ctx.err(
+                    0,
+                    &format!("policy[{i}].id"),
+                    &format!("duplicate policy id {:?}", policy.id),
+                ));
+            }
+            set.policies.push(policy);
+        }
+    }
+    let digest = hasher.finalize();
+    set.version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(set)
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, line: usize, key: &str, message: &str) -> RulesError {
+        RulesError {
+            file: self.file.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn globs(&self, key: &str, list: &[Spanned<String>]) -> Result<GlobSet, RulesError> {
+        let mut b = GlobSetBuilder::new();
+        for g in list {
+            b.add(self.glob(key, g)?);
+        }
+        b.build().map_err(|e| self.err(0, key, &e.to_string()))
+    }
+
+    fn glob(&self, key: &str, g: &Spanned<String>) -> Result<Glob, RulesError> {
+        Glob::new(&g.get_ref().to_lowercase())
+            .map_err(|e| self.err(self.line(g.span().start), key, &format!("bad pattern: {e}")))
+    }
+
+    fn classes(
+        &self,
+        key: &str,
+        list: &[Spanned<String>],
+    ) -> Result<Vec<StatementClass>, RulesError> {
+        list.iter()
+            .map(|s| {
+                StatementClass::parse(s.get_ref()).ok_or_else(|| {
+                    self.err(
+                        self.line(s.span().start),
+                        key,
+                        &format!(
+                            "unknown statement class {:?}; expected one of read, write, ddl, dcl, session, transaction, other",
+                            s.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Policy, RulesError> {
+    let line = ctx.line(p.span().start);
+    let p = p.into_inner();
+    let k = |f: &str| format!("policy[{i}].{f}");
+    let id = p.id.get_ref().trim().to_string();
+    if id.is_empty() || id.contains(char::is_whitespace) {
+        return Err(ctx.err(
+            ctx.line(p.id.span().start),
+            &k("id"),
+            "must be a non-empty word",
+        ));
+    }
+    let statement_timeout = match &p.statement_timeout {
+        None => None,
+        Some(s) => Some(humantime::parse_duration(s.get_ref()).map_err(|e| {
+            ctx.err(
+                ctx.line(s.span().start),
+                &k("statement_timeout"),
+                &format!("bad duration: {e}"),
+            )
+        })?),
+    };
+    let allow_statements = match &p.allow_statements {
+        Some(list) => ctx.classes(&k("allow_statements"), list)?,
+        None if p.read_only => vec![
+            StatementClass::Read,
+            StatementClass::Transaction,
+            StatementClass::Session,
+        ],
+        None => vec![
+            StatementClass::Read,
+            StatementClass::Write,
+            StatementClass::Transaction,
+            StatementClass::Session,
+        ],
+    };
+    let empty = Vec::new();
+    let deny_tables_list = p.deny_tables.as_ref().unwrap_or(&empty);
+    let deny_tables = ctx.globs(&k("deny_tables"), deny_tables_list)?;
+    let mut names = GlobSetBuilder::new();
+    for g in deny_tables_list {
+        let table_part = g.get_ref().rsplit('.').next().unwrap_or("").to_lowercase();
+        names.add(
+            Glob::new(&table_part).map_err(|e| ctx.err(line, &k("deny_tables"), &e.to_string()))?,
+        );
+    }
+    let deny_table_names = names
+        .build()
+        .map_err(|e| ctx.err(line, &k("deny_tables"), &e.to_string()))?;
+    let allow_tables = match &p.allow_tables {
+        Some(list) => Some(ctx.globs(&k("allow_tables"), list)?),
+        None => None,
+    };
+    let mut deny_columns = Vec::new();
+    let cols = p.deny_columns.as_ref().unwrap_or(&empty);
+    for c in cols {
+        let pat = c.get_ref().to_lowercase();
+        let Some((table, _col)) = pat.rsplit_once('.') else {
+            return Err(ctx.err(
+                ctx.line(c.span().start),
+                &k("deny_columns"),
+                &format!("{pat:?} must be table.column or schema.table.column (globs allowed)"),
+            ));
+        };
+        let table = if table.contains('.') || table.contains('*') {
+            table.to_string()
+        } else {
+            format!("*.{table}")
+        };
+        let full = if pat.matches('.').count() == 1 && !pat.starts_with('*') {
+            format!("*.{pat}")
+        } else {
+            pat.clone()
+        };
+        let mk = |s: &str| {
+            Glob::new(s).map(|g| g.compile_matcher()).map_err(|e| {
+                ctx.err(
+                    ctx.line(c.span().start),
+                    &k("deny_columns"),
+                    &format!("bad pattern: {e}"),
+                )
+            })
+        };
+        deny_columns.push(ColumnRule {
+            pattern: pat.clone(),
+            table: mk(&table)?,
+            full: mk(&full)?,
+        });
+    }
+    let mut cs = GlobSetBuilder::new();
+    for c in &deny_columns {
+        cs.add(
+            Glob::new(c.full.glob().glob())
+                .map_err(|e| ctx.err(line, &k("deny_columns"), &e.to_string()))?,
+        );
+    }
+    let deny_column_set = cs
+        .build()
+        .map_err(|e| ctx.err(line, &k("deny_columns"), &e.to_string()))?;
+    let allow_functions = match &p.allow_functions {
+        Some(list) => Some(ctx.globs(&k("allow_functions"), list)?),
+        None => None,
+    };
+    let deny_functions = ctx.globs(
+        &k("deny_functions"),
+        p.deny_functions.as_ref().unwrap_or(&empty),
+    )?;
+    let mut allow_builtin = HashSet::new();
+    for b in &p.allow_builtin {
+        let name = b.get_ref().as_str();
+        if !ids::ALL.contains(&name) {
+            return Err(ctx.err(
+                ctx.line(b.span().start),
+                &k("allow_builtin"),
+                &format!(
+                    "unknown built-in rule {name:?}; known: {}",
+                    ids::ALL.join(", ")
+                ),
+            ));
+        }
+        allow_builtin.insert(name.to_string());
+    }
+    let mut require_approval = Vec::new();
+    for (j, a) in p.require_approval.into_iter().enumerate() {
+        let a = a.into_inner();
+        let key = k(&format!("require_approval[{j}]"));
+        let aid = a.id.get_ref().trim().to_string();
+        if aid.is_empty() {
+            return Err(ctx.err(
+                ctx.line(a.id.span().start),
+                &format!("{key}.id"),
+                "must not be empty",
+            ));
+        }
+        require_approval.push(Approval {
+            statements: ctx.classes(&format!("{key}.statements"), &a.statements)?,
+            tables: match &a.tables {
+                Some(t) => Some(ctx.globs(&format!("{key}.tables"), t)?),
+                None => None,
+            },
+            message: a
+                .message
+                .unwrap_or_else(|| format!("this statement needs a human's approval ({aid})")),
+            id: aid,
+        });
+    }
+    Ok(Policy {
+        id,
+        description: p.description,
+        file: ctx.file.to_path_buf(),
+        identities: p.applies_to.identities,
+        groups: p.applies_to.groups,
+        targets: p.applies_to.targets,
+        enforce: p.enforce.unwrap_or(true),
+        read_only: p.read_only,
+        statement_timeout,
+        max_rows: p.max_rows,
+        allow_statements,
+        allow_tables,
+        deny_tables,
+        deny_table_names,
+        deny_columns,
+        deny_column_set,
+        allow_functions,
+        deny_functions,
+        allow_builtin,
+        require_approval,
+        allow_startup_options: p.allow_startup_options,
+    })
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.id, self.file.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuleSet, RulesError> {
+        parse_rules(&[(Path::new("rules/test.toml"), text)])
+    }
+
+    #[test]
+    fn policy_rules_errors_name_file_line_key() {
+        let e = load("[[policy]]\nid = \"a\"\ndeny_tabels = [\"x\"]\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(
+            e.to_string().starts_with("rules/test.toml:3: deny_tabels:"),
+            "{e}"
+        );
+
+        let e = load("[[policy]]\nid = \"a\"\nallow_statements = [\"read\",\n \"writes\"]\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (4, "policy[0].allow_statements"),
+            "{e}"
+        );
+
+        let e = load("[[policy]]\nid = \"a\"\n\nstatement_timeout = \"5 parsecs\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (4, "policy[0].statement_timeout"),
+            "{e}"
+        );
+
+        let e = load("[[policy]]\nid = \"a\"\nallow_builtin = [\"builtin.nope\"]\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (3, "policy[0].allow_builtin"),
+            "{e}"
+        );
+
+        let e = load("[[policy]]\nid = \"a\"\nread_only = \"yes\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+
+        let e = load("[[policy]]\nid = \"a\"\n[[policy]]\nid = \"b\"\ndeny_columns = [\"ssn\"]\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (5, "policy[1].deny_columns"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn policy_rules_defaults() {
+        let r =
+            load("[[policy]]\nid = \"a\"\nread_only = true\nstatement_timeout = \"5s\"\n").unwrap();
+        let p = &r.policies[0];
+        assert!(p.enforce && p.read_only);
+        assert_eq!(p.statement_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(r.limits, Limits::default());
+        assert_eq!(r.version.len(), 16);
+    }
+}
