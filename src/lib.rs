@@ -13,6 +13,7 @@ pub mod net;
 pub mod pg;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod testkit;

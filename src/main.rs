@@ -3,13 +3,18 @@
 //! * `airlock serve --config airlock.toml`: run the proxy.
 //! * `airlock demo`: throwaway Postgres with sample PII data, airlock in front.
 //! * `airlock passwd`: print a SCRAM verifier for an identity's secret.
+//! * `airlock check`: validate the config and rule files.
+//! * `airlock explain`: show how a statement would be judged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use airlock::config::Config;
+use airlock::policy::engine::Engine;
+use airlock::policy::rules::load_rules;
+use airlock::policy::{Dialect, Principal};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +44,31 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Validate a config file and the rules it names, or rule files alone.
+    Check {
+        /// Rule files or directories to check (default: the config's rules).
+        paths: Vec<PathBuf>,
+        #[arg(long, short, default_value = "airlock.toml", env = "AIRLOCK_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show how a statement is judged: facts, decision and deciding rule.
+    Explain {
+        /// The agent identity (groups and model come from the config).
+        #[arg(long)]
+        identity: String,
+        /// The target (database) the agent would use.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, value_enum, default_value = "postgres")]
+        dialect: DialectArg,
+        /// Rule file or directory (default: the config's rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long, short, default_value = "airlock.toml", env = "AIRLOCK_CONFIG")]
+        config: PathBuf,
+        /// The SQL to judge.
+        sql: String,
+    },
     /// Print a SCRAM-SHA-256 verifier for an identity's `secret` key.
     Passwd {
         /// Read the password from standard input instead of prompting.
@@ -56,6 +86,15 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(airlock::demo::run(port, check)))
         }
         Command::Passwd { stdin } => passwd(stdin),
+        Command::Check { paths, config } => check(&config, &paths),
+        Command::Explain {
+            identity,
+            target,
+            dialect,
+            rules,
+            config,
+            sql,
+        } => explain(&config, rules, &identity, target, dialect.into(), &sql),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +103,101 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DialectArg {
+    Postgres,
+    Mysql,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(d: DialectArg) -> Dialect {
+        match d {
+            DialectArg::Postgres => Dialect::Postgres,
+            DialectArg::Mysql => Dialect::MySql,
+        }
+    }
+}
+
+fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
+    if paths.is_empty() {
+        let c = Config::load(config)?;
+        println!("{}: ok", config.display());
+        match &c.policy.rules {
+            Some(rules) => {
+                let set = load_rules(rules.get_ref())?;
+                println!(
+                    "{}: ok ({} policies)",
+                    rules.get_ref().display(),
+                    set.policies.len()
+                );
+            }
+            None => println!("no [policy] rules configured: every statement would be allowed"),
+        }
+        return Ok(());
+    }
+    let mut failed = false;
+    for p in paths {
+        match load_rules(p) {
+            Ok(set) => println!("{}: ok ({} policies)", p.display(), set.policies.len()),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    anyhow::ensure!(!failed, "rule files have errors");
+    Ok(())
+}
+
+fn explain(
+    config_path: &Path,
+    rules: Option<PathBuf>,
+    identity: &str,
+    target: Option<String>,
+    dialect: Dialect,
+    sql: &str,
+) -> anyhow::Result<()> {
+    let config = if config_path.exists() {
+        Some(Config::load(config_path)?)
+    } else {
+        None
+    };
+    let rules = match rules {
+        Some(r) => r,
+        None => config
+            .as_ref()
+            .and_then(|c| c.policy.rules.as_ref().map(|r| r.get_ref().clone()))
+            .ok_or_else(|| {
+                anyhow::anyhow!("no rules: pass --rules or a config with [policy] rules")
+            })?,
+    };
+    let engine = Engine::new(load_rules(&rules)?);
+    let known = config.as_ref().and_then(|c| c.identities.get(identity));
+    let principal = Principal {
+        identity: identity.to_owned(),
+        user: known.and_then(|i| i.user.clone()),
+        model: known.and_then(|i| i.model.clone()),
+        groups: known.map(|i| i.groups.clone()).unwrap_or_default(),
+        target: target.unwrap_or_default(),
+    };
+    println!(
+        "identity: {identity}  user: {}  model: {}  groups: [{}]  target: {}",
+        principal.user.as_deref().unwrap_or("-"),
+        principal.model.as_deref().unwrap_or("-"),
+        principal.groups.join(", "),
+        if principal.target.is_empty() {
+            "-"
+        } else {
+            &principal.target
+        }
+    );
+    print!(
+        "{}",
+        airlock::policy::explain::explain(&engine, &principal, dialect, sql)
+    );
+    Ok(())
 }
 
 fn init_logging() {

@@ -14,6 +14,8 @@ use airlock_protocol::pg::scram::ScramVerifier;
 use crate::config::{Config, Identity};
 use crate::pg::cancel::CancelRegistry;
 use crate::pg::opening::ClientTlsSettings;
+use crate::policy::engine::Engine;
+use crate::policy::rules::load_rules;
 use crate::policy::{AllowAll, Gate};
 use crate::tls;
 
@@ -25,9 +27,21 @@ pub struct Loaded {
     gate: Arc<dyn Gate>,
 }
 
+/// Why a config could not be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Rules(#[from] crate::policy::rules::RulesError),
+}
+
 impl Loaded {
-    /// Builds the derived state; fails on unreadable TLS material.
-    pub fn new(config: Config) -> Result<Loaded, tls::TlsError> {
+    /// Builds the derived state: parsed verifiers, upstream TLS configs and
+    /// the policy engine from the rule files.
+    pub fn new(config: Config) -> Result<Loaded, LoadError> {
         let verifiers = config
             .identities
             .iter()
@@ -42,11 +56,15 @@ impl Loaded {
             let ca = t.ca.as_ref().map(|c| c.get_ref().as_path());
             upstream_tls.insert(name.clone(), tls::client_config(t.tls, ca)?);
         }
+        let gate: Arc<dyn Gate> = match &config.policy.rules {
+            Some(path) => Arc::new(Engine::new(load_rules(path.get_ref())?)),
+            None => Arc::new(AllowAll),
+        };
         Ok(Loaded {
             config: Arc::new(config),
             verifiers,
             upstream_tls,
-            gate: Arc::new(AllowAll),
+            gate,
         })
     }
 }
@@ -61,7 +79,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<Proxy, tls::TlsError> {
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<Proxy, LoadError> {
         let client_tls = match &config.tls {
             Some(t) => Some(Arc::new(ClientTlsSettings {
                 acceptor: TlsAcceptor::from(tls::server_config(t.cert.get_ref(), t.key.get_ref())?),
@@ -77,6 +95,24 @@ impl Proxy {
             mock_secret,
             shutdown,
         })
+    }
+
+    /// Re-reads the config file and the rules it names. A valid new version
+    /// takes effect for the next statement of every session; an invalid one
+    /// is reported and the running version stays.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        let path = self.config().source.clone();
+        let config = Config::load(&path)?;
+        let loaded = Loaded::new(config)?;
+        let rules = loaded
+            .config
+            .policy
+            .rules
+            .as_ref()
+            .map(|r| r.get_ref().display().to_string());
+        self.loaded.store(Arc::new(loaded));
+        tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
+        Ok(())
     }
 
     pub fn config(&self) -> Arc<Config> {

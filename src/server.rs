@@ -20,6 +20,7 @@ pub struct Running {
     pub proxy: Arc<Proxy>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    watcher: JoinHandle<()>,
 }
 
 impl Running {
@@ -28,6 +29,7 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.watcher.abort();
     }
 }
 
@@ -43,12 +45,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {addr} (listen.postgres)"))?;
     let postgres_addr = listener.local_addr()?;
+    if proxy.config().policy.rules.is_none() {
+        tracing::warn!("no [policy] rules configured: every statement is allowed");
+    }
     let task = tokio::spawn(crate::pg::listener::serve(Arc::clone(&proxy), listener));
+    let watcher = tokio::spawn(crate::reload::watch(Arc::clone(&proxy)));
     Ok(Running {
         postgres_addr,
         proxy,
         shutdown: tx,
         task,
+        watcher,
     })
 }
 

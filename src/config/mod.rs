@@ -39,9 +39,28 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     #[serde(default)]
     pub identities: BTreeMap<String, Identity>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// Where the file came from, for messages; set by [`Config::load`].
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+/// Where the guardrail rules live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A rule file or a directory of `*.toml` rule files. Without it every
+    /// statement is allowed (airlock logs a warning at start).
+    pub rules: Option<Spanned<PathBuf>>,
+    /// Re-read the config and rules when their files change (SIGHUP always
+    /// reloads).
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,6 +226,17 @@ impl Config {
                 }
                 *p.get_mut() = resolved;
             }
+        }
+        if let Some(rules) = &mut self.policy.rules {
+            let resolved = base.join(rules.get_ref());
+            if !resolved.exists() {
+                return Err(here(
+                    rules.span(),
+                    "policy.rules".into(),
+                    format!("{} not found", resolved.display()),
+                ));
+            }
+            *rules.get_mut() = resolved;
         }
         for (name, target) in &mut self.targets {
             let key = |k: &str| format!("targets.{name}.{k}");

@@ -551,6 +551,8 @@ impl Gate for Engine {
 
     fn session_settings(&self, who: &Principal) -> SessionSettings {
         match self.rules.policy_for(who) {
+            // Observe mode changes nothing upstream: it only reports.
+            Some((_, p)) if !p.enforce => SessionSettings::default(),
             Some((_, p)) => SessionSettings {
                 read_only: p.read_only,
                 statement_timeout: p.statement_timeout,

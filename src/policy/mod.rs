@@ -203,3 +203,6 @@ pub mod startup_options;
 pub use engine::Engine;
 pub use explain::explain;
 pub use rules::{load_rules, RuleSet, RulesError};
+
+#[cfg(test)]
+mod tests;

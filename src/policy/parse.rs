@@ -316,6 +316,18 @@ fn parse_segment(
             "DO blocks run procedural code that airlock cannot inspect",
         ));
     }
+    if is_kw(first, Keyword::CREATE)
+        && words(segment).take(6).any(|t| {
+            is_kw(Some(t), Keyword::FUNCTION)
+                || is_kw(Some(t), Keyword::PROCEDURE)
+                || is_kw(Some(t), Keyword::TRIGGER)
+        })
+    {
+        return Err(Blocked::new(
+            ids::OPAQUE_CODE,
+            "functions, procedures and triggers hold code airlock cannot inspect",
+        ));
+    }
     if is_kw(first, Keyword::ALTER) && is_kw(second, Keyword::SYSTEM) {
         return Err(Blocked::new(
             ids::ADMIN,

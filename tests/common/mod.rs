@@ -27,6 +27,10 @@ pub struct EnvOptions {
     pub target_toml: String,
     /// Extra keys for `[limits]`.
     pub limits_toml: String,
+    /// A rule file; when set, `[policy] rules` points at it.
+    pub rules_toml: Option<String>,
+    /// Extra identities: (name, secret, groups).
+    pub identities: Vec<(String, String, Vec<String>)>,
 }
 
 pub struct Env {
@@ -64,6 +68,20 @@ impl Env {
         let pw_file = dir.path().join("upstream.pw");
         std::fs::write(&pw_file, format!("{UPSTREAM_PW}\n")).unwrap();
         let verifier = airlock_protocol::pg::scram::make_verifier(AGENT_PW);
+        let mut extra = opts.extra_toml.clone();
+        if let Some(rules) = &opts.rules_toml {
+            let path = dir.path().join("rules.toml");
+            std::fs::write(&path, rules).unwrap();
+            extra.push_str(&format!("\n[policy]\nrules = \"{}\"\n", path.display()));
+        }
+        for (name, secret, groups) in &opts.identities {
+            let v = airlock_protocol::pg::scram::make_verifier(secret);
+            let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+            extra.push_str(&format!(
+                "\n[identities.{name}]\nsecret = \"{v}\"\ngroups = [{}]\ntargets = [\"{DB}\"]\n",
+                groups.join(", ")
+            ));
+        }
         let text = format!(
             r#"
 [listen]
@@ -94,7 +112,7 @@ targets = ["{DB}"]
             pw = pw_file.display(),
             limits = opts.limits_toml,
             target = opts.target_toml,
-            extra = opts.extra_toml,
+            extra = extra,
         );
         let path = dir.path().join("airlock.toml");
         std::fs::write(&path, &text).unwrap();
@@ -122,6 +140,18 @@ targets = ["{DB}"]
             .password(AGENT_PW)
             .dbname(DB);
         c
+    }
+
+    /// tokio-postgres config for another identity, through airlock.
+    pub fn config_for(&self, user: &str, password: &str) -> tokio_postgres::Config {
+        let mut c = self.agent_config();
+        c.user(user).password(password);
+        c
+    }
+
+    /// Rewrites the rule file (hot reload picks it up).
+    pub fn write_rules(&self, rules: &str) {
+        std::fs::write(self.dir.path().join("rules.toml"), rules).unwrap();
     }
 
     /// tokio-postgres config for the upstream user, direct to Postgres.

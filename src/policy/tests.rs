@@ -1,0 +1,219 @@
+//! Engine-level tests: effects, startup options, settings, hostile input.
+
+use std::path::Path;
+
+use super::rules::parse_rules;
+use super::*;
+
+const RULES: &str = r#"
+[settings]
+max_tokens = 400000
+max_depth = 64
+
+[[policy]]
+id = "ro"
+applies_to = { identities = ["ro"] }
+read_only = true
+statement_timeout = "5s"
+max_rows = 10
+
+[[policy]]
+id = "rw"
+applies_to = { identities = ["rw"] }
+allow_builtin = ["builtin.search-path"]
+allow_startup_options = true
+"#;
+
+fn engine() -> Engine {
+    Engine::new(parse_rules(&[(Path::new("t.toml"), RULES)]).expect("rules"))
+}
+
+fn who(id: &str) -> Principal {
+    Principal {
+        identity: id.into(),
+        target: "app".into(),
+        ..Principal::default()
+    }
+}
+
+fn judge(e: &Engine, id: &str, sql: &str, ctx: &SessionContext) -> Judgement {
+    e.judge(
+        &who(id),
+        &Request {
+            dialect: Dialect::Postgres,
+            source: Source::Query,
+            sql: sql.as_bytes(),
+            session: ctx,
+        },
+    )
+}
+
+fn rule(j: &Judgement) -> &str {
+    match &j.decision {
+        Decision::Allow => "allow",
+        Decision::Block { rule, .. } | Decision::RequireApproval { rule, .. } => rule,
+    }
+}
+
+#[test]
+fn policy_effects() {
+    let e = engine();
+    let ctx = SessionContext::default();
+    let j = judge(&e, "ro", "PREPARE a AS SELECT 1; DEALLOCATE b", &ctx);
+    assert_eq!(j.effects.prepared, vec!["a".to_string()]);
+    assert_eq!(j.effects.deallocated, vec!["b".to_string()]);
+    assert!(judge(&e, "ro", "DISCARD ALL", &ctx).effects.deallocate_all);
+    assert!(
+        judge(&e, "ro", "DEALLOCATE ALL", &ctx)
+            .effects
+            .deallocate_all
+    );
+    let j = judge(&e, "rw", "SET search_path = a, \"B\"", &ctx);
+    assert_eq!(
+        j.effects.search_path,
+        Some(vec!["a".to_string(), "B".to_string()])
+    );
+    let j = judge(&e, "rw", "SET search_path TO 'x, y'", &ctx);
+    assert_eq!(
+        j.effects.search_path,
+        Some(vec!["x".to_string(), "y".to_string()])
+    );
+    // A blocked request has no effects.
+    let j = judge(
+        &e,
+        "ro",
+        "PREPARE a AS SELECT 1; DELETE FROM t WHERE id = 1",
+        &ctx,
+    );
+    assert_eq!(rule(&j), "ro.read-only");
+    assert_eq!(j.effects, Effects::default());
+}
+
+#[test]
+fn policy_settings_and_startup() {
+    let e = engine();
+    let s = e.session_settings(&who("ro"));
+    assert!(s.read_only);
+    assert_eq!(s.max_rows, Some(10));
+    assert_eq!(s.statement_timeout, Some(std::time::Duration::from_secs(5)));
+    assert!(e.session_settings(&who("nobody")).read_only);
+
+    let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let ok = p("application_name", "psql");
+    assert!(e.judge_startup(&who("ro"), &ok).is_allow());
+    let d = e.judge_startup(&who("ro"), &p("options", "-c statement_timeout=0"));
+    assert!(
+        matches!(d, Decision::Block { ref rule, .. } if rule == "builtin.startup-option"),
+        "{d}"
+    );
+    let d = e.judge_startup(&who("ro"), &p("options", "-c work_mem=64MB"));
+    assert!(
+        matches!(d, Decision::Block { ref rule, .. } if rule == "ro.startup-options"),
+        "{d}"
+    );
+    for bad in [
+        "-c role=admin",
+        "--role=admin",
+        "-crole=admin",
+        "-c search_path=audit",
+        "-c default_transaction_read_only=off",
+        "--default-transaction-read-only=off",
+        "-c session_authorization=postgres",
+        r"-c application_name=a\ b -c role=x",
+    ] {
+        let d = e.judge_startup(&who("rw"), &p("options", bad));
+        assert!(
+            matches!(d, Decision::Block { ref rule, .. } if rule == "builtin.startup-option"),
+            "{bad}: {d}"
+        );
+    }
+    assert!(e
+        .judge_startup(&who("rw"), &p("options", "-c work_mem=64MB"))
+        .is_allow());
+    let d = e.judge_startup(&who("rw"), &p("search_path", "audit"));
+    assert!(!d.is_allow());
+    let d = e.judge_startup(&who("rw"), &p("client_encoding", "SJIS"));
+    assert!(!d.is_allow());
+    assert!(e
+        .judge_startup(&who("rw"), &p("client_encoding", "UTF8"))
+        .is_allow());
+    assert!(!e.judge_startup(&who("nobody"), &ok).is_allow());
+}
+
+#[test]
+fn policy_hostile_input_never_crashes() {
+    let e = engine();
+    let ctx = SessionContext::default();
+    // 100k-term flat expression: parsed on the big-stack thread.
+    let long = format!("SELECT 1{}", "+1".repeat(100_000));
+    assert_eq!(rule(&judge(&e, "ro", &long, &ctx)), "allow");
+    let long_or = format!("SELECT 1 FROM t WHERE a=1{}", " OR a=1".repeat(30_000));
+    assert_eq!(rule(&judge(&e, "ro", &long_or, &ctx)), "allow");
+    let deep = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert_eq!(rule(&judge(&e, "ro", &deep, &ctx)), "builtin.too-complex");
+    let deep_not = format!("SELECT {} 1", "NOT ".repeat(5_000));
+    assert_eq!(
+        rule(&judge(&e, "ro", &deep_not, &ctx)),
+        "builtin.unparseable"
+    );
+    let deep_minus = format!("SELECT {}1", "- ".repeat(5_000));
+    assert_eq!(
+        rule(&judge(&e, "ro", &deep_minus, &ctx)),
+        "builtin.unparseable"
+    );
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let j = e.judge(
+        &who("ro"),
+        &Request {
+            dialect: Dialect::Postgres,
+            source: Source::Query,
+            sql: &big,
+            session: &ctx,
+        },
+    );
+    assert_eq!(rule(&j), "builtin.too-large");
+    let j = e.judge(
+        &who("ro"),
+        &Request {
+            dialect: Dialect::Postgres,
+            source: Source::Query,
+            sql: b"SELECT '\xff\xfe'",
+            session: &ctx,
+        },
+    );
+    assert_eq!(rule(&j), "builtin.non-utf8");
+    // Mid-size flat expression parsed inline (below the big-stack threshold)
+    // on a thread with a 2 MiB stack, as tokio workers have.
+    let mid = format!(
+        "SELECT 1{}",
+        "+1".repeat(engine::INLINE_PARSE_BYTES / 2 - 8)
+    );
+    let e2 = std::sync::Arc::new(e);
+    let h = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || rule(&judge(&e2, "ro", &mid, &SessionContext::default())).to_string())
+        .expect("spawn");
+    assert_eq!(h.join().expect("no stack overflow"), "allow");
+}
+
+#[test]
+fn policy_cache_is_used() {
+    let e = engine();
+    let ctx = SessionContext::default();
+    judge(&e, "ro", "SELECT 1", &ctx);
+    judge(&e, "ro", "SELECT 1", &ctx);
+    assert_eq!(e.cached_decisions(), 1);
+    // EXECUTE depends on the prepared set: never cached.
+    judge(&e, "ro", "EXECUTE x", &ctx);
+    assert_eq!(e.cached_decisions(), 1);
+}
+
+#[test]
+fn policy_explain_output() {
+    let e = engine();
+    let out = explain(&e, &who("ro"), Dialect::Postgres, "DELETE FROM t WHERE 1=1");
+    assert!(out.contains("class: write"), "{out}");
+    assert!(out.contains("writes: public.t"), "{out}");
+    assert!(out.contains("constant_true_where"), "{out}");
+    assert!(out.contains("ro.read-only"), "{out}");
+}

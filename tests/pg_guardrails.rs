@@ -1,0 +1,403 @@
+//! Guardrails enforced through airlock against a real Postgres, over the
+//! simple, extended and pipelined protocols. Every refused statement is
+//! checked not to have run (through a direct connection), and the same
+//! session is checked to keep working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::RawClient;
+use common::*;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+deny_tables = ["public.secrets", "private.*"]
+deny_columns = ["public.customers.ssn"]
+max_rows = 1000
+statement_timeout = "7s"
+allow_startup_options = true
+
+[[policy]]
+id = "reader"
+applies_to = { identities = ["reader"] }
+read_only = true
+
+[[policy]]
+id = "watcher"
+applies_to = { identities = ["watcher"] }
+enforce = false
+read_only = true
+"#;
+
+const SETUP: &str = "
+CREATE TABLE t (id int PRIMARY KEY, v text);
+INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+CREATE TABLE secrets (id int, s text);
+INSERT INTO secrets VALUES (1, 'launch code');
+CREATE TABLE customers (id int, name text, ssn text);
+INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');
+CREATE SCHEMA private;
+CREATE TABLE private.keys (k text);
+";
+
+async fn env() -> Env {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        identities: vec![
+            ("reader".into(), "reader-pw".into(), vec![]),
+            ("watcher".into(), "watcher-pw".into(), vec![]),
+            ("stranger".into(), "stranger-pw".into(), vec![]),
+        ],
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    env
+}
+
+fn refused(e: &tokio_postgres::Error) -> String {
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e:?}"));
+    assert_eq!(db.code().code(), "42501", "{}", db.message());
+    assert!(db.message().starts_with("airlock: "), "{}", db.message());
+    db.message().to_owned()
+}
+
+async fn count(env: &Env, sql: &str) -> i64 {
+    env.direct().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn still_usable(c: &Client) {
+    let r: i32 = c.query_one("SELECT 40 + 2", &[]).await.unwrap().get(0);
+    assert_eq!(r, 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_statements_never_run_simple_and_extended() {
+    let env = env().await;
+    let c = env.agent().await;
+
+    // Simple protocol.
+    let msg = refused(&c.batch_execute("DELETE FROM t").await.unwrap_err());
+    assert!(msg.contains("builtin.unbounded-write"), "{msg}");
+    // Extended protocol (Parse is judged).
+    let msg = refused(
+        &c.execute("UPDATE t SET v = 'x' WHERE 1 = 1", &[])
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("builtin.unbounded-write"), "{msg}");
+    let msg = refused(
+        &c.execute("DELETE FROM t WHERE true OR id = $1", &[&1i32])
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("unbounded-write"), "{msg}");
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM t WHERE v <> 'x'").await,
+        3
+    );
+    still_usable(&c).await;
+
+    // A bounded write is fine.
+    assert_eq!(
+        c.execute("DELETE FROM t WHERE id = $1", &[&3i32])
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_tables_and_columns_every_way_round() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "SELECT * FROM secrets",
+        "select s from SECRETS",
+        "SELECT s FROM public.secrets",
+        "SELECT s FROM \"secrets\"",
+        "SELECT s FROM U&\"\\0073ecrets\"",
+        "TABLE secrets",
+        "SELECT 1 FROM t WHERE id IN (SELECT id FROM secrets)",
+        "WITH x AS (SELECT * FROM secrets) SELECT * FROM x",
+        "SELECT v FROM t UNION SELECT s FROM secrets",
+        "SELECT /* hi */ s FROM /* there */ secrets",
+        "EXPLAIN SELECT * FROM secrets",
+        "COPY secrets TO STDOUT",
+        "COPY (SELECT * FROM secrets) TO STDOUT",
+        "INSERT INTO t SELECT id + 100, s FROM secrets",
+        "SELECT * FROM private.keys",
+        "SELECT ssn FROM customers",
+        "SELECT name FROM customers WHERE ssn LIKE '1%'",
+        "SELECT c FROM customers c",
+        "SELECT row_to_json(c) FROM customers c",
+        "SELECT customers.* FROM customers",
+        "SELECT * FROM customers",
+        "SELECT 1; SELECT * FROM secrets",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        refused(&e);
+        let e = c.query(sql, &[]).await.expect_err(sql);
+        refused(&e);
+    }
+    // Nothing was copied by the refused INSERT ... SELECT.
+    assert_eq!(count(&env, "SELECT count(*) FROM t").await, 3);
+    // Allowed columns of the same table are fine.
+    let r = c
+        .query_one("SELECT name FROM customers", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, &str>(0), "Alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_query_is_all_or_nothing() {
+    let env = env().await;
+    let c = env.agent().await;
+    let e = c
+        .batch_execute("INSERT INTO t VALUES (9, 'nine'); DROP TABLE secrets")
+        .await
+        .unwrap_err();
+    refused(&e);
+    assert_eq!(count(&env, "SELECT count(*) FROM t WHERE id = 9").await, 0);
+    assert_eq!(count(&env, "SELECT count(*) FROM secrets").await, 1);
+    still_usable(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_in_a_pipeline_keeps_order_and_transaction_state() {
+    let env = env().await;
+    let c = env.agent().await;
+    let (a, b, d) = tokio::join!(
+        c.query("SELECT id FROM t ORDER BY id", &[]),
+        c.query("SELECT * FROM secrets", &[]),
+        c.query("SELECT v FROM t WHERE id = 2", &[]),
+    );
+    assert_eq!(a.unwrap().len(), 3);
+    refused(&b.unwrap_err());
+    assert_eq!(d.unwrap()[0].get::<_, &str>(0), "two");
+
+    // Inside a transaction a refusal aborts it, as any error would.
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (10, 'ten')")
+        .await
+        .unwrap();
+    refused(&c.batch_execute("SELECT * FROM secrets").await.unwrap_err());
+    let e = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&env, "SELECT count(*) FROM t WHERE id = 10").await, 0);
+    still_usable(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_blocked_statements() {
+    let env = env().await;
+    let c = env.agent().await;
+    for (sql, rule) in [
+        ("DO $$ BEGIN DELETE FROM t; END $$", "opaque-code"),
+        ("SET ROLE postgres", "role-change"),
+        ("SET SESSION AUTHORIZATION postgres", "role-change"),
+        ("SELECT set_config('role', 'postgres', false)", ""),
+        ("SELECT pg_sleep(0)", "dangerous-function"),
+        ("SELECT pg_catalog.pg_sleep(0)", "dangerous-function"),
+        ("SELECT PG_SLEEP(0)", "dangerous-function"),
+        ("SELECT * FROM pg_ls_dir('.')", ""),
+        ("SELECT pg_read_file('/etc/passwd')", ""),
+        ("COPY t TO PROGRAM 'id'", ""),
+        ("COPY t FROM '/etc/passwd'", ""),
+        ("ALTER SYSTEM SET work_mem = '1GB'", ""),
+        ("CREATE EXTENSION dblink", ""),
+        ("LOAD 'auto_explain'", ""),
+        ("EXPLAIN ANALYZE DELETE FROM t", ""),
+        ("PREPARE p AS DELETE FROM t", "unbounded-write"),
+        ("EXECUTE nosuch", ""),
+        ("SELEC * FROM t", "unparseable"),
+    ] {
+        let msg = refused(&c.simple_query(sql).await.expect_err(sql));
+        assert!(msg.contains(rule), "{sql}: {msg}");
+    }
+    assert_eq!(count(&env, "SELECT count(*) FROM t").await, 3);
+
+    // SQL PREPARE of an allowed body, then EXECUTE, works.
+    c.batch_execute("PREPARE ok(int) AS SELECT v FROM t WHERE id = $1")
+        .await
+        .unwrap();
+    let rows = c.simple_query("EXECUTE ok(1)").await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("one"))));
+    still_usable(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_call_messages_are_refused() {
+    let env = env().await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    // FunctionCall of pg_sleep's OID (2626) with one float8 argument.
+    let mut msg = vec![b'F'];
+    let body: Vec<u8> = [
+        &2626i32.to_be_bytes()[..],
+        &0i16.to_be_bytes(),
+        &1i16.to_be_bytes(),
+        &3i32.to_be_bytes(),
+        b"0.0",
+        &0i16.to_be_bytes(),
+    ]
+    .concat();
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    raw.send(&msg).await;
+    let frames = raw.until_ready(1).await;
+    let error = frames.iter().find(|f| f.tag() == b'E').expect("an error");
+    let text = String::from_utf8_lossy(error.body());
+    assert!(
+        text.contains("42501") && text.contains("builtin.function-call"),
+        "{text}"
+    );
+    assert_eq!(frames.last().unwrap().tag(), b'Z');
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_are_vetted() {
+    let env = env().await;
+    let mut cfg = env.agent_config();
+    cfg.options("-c role=postgres");
+    let e = cfg.connect(tokio_postgres::NoTls).await.err().unwrap();
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
+    let mut cfg = env.agent_config();
+    cfg.options("-c search_path=private");
+    assert!(cfg.connect(tokio_postgres::NoTls).await.is_err());
+    // An ordinary setting is fine.
+    let mut cfg = env.agent_config();
+    cfg.options("-c work_mem=8MB");
+    let c = connect(cfg).await;
+    still_usable(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_policy_is_also_locked_upstream() {
+    let env = env().await;
+    let r = connect(env.config_for("reader", "reader-pw")).await;
+    let ro: String = r
+        .query_one(
+            "SELECT current_setting('default_transaction_read_only')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ro, "on");
+    refused(
+        &r.batch_execute("INSERT INTO t VALUES (5, 'five')")
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        &r.batch_execute("SET default_transaction_read_only = off")
+            .await
+            .unwrap_err(),
+    );
+    refused(&r.batch_execute("BEGIN READ WRITE").await.unwrap_err());
+    refused(&r.batch_execute("SELECT nextval('x')").await.unwrap_err());
+    let c: i64 = r
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(c, 3);
+    assert_eq!(count(&env, "SELECT count(*) FROM t WHERE id = 5").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_limits() {
+    let env = env().await;
+    let c = env.agent().await;
+    let timeout: String = c
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "7s");
+    let e = c
+        .query("SELECT g FROM generate_series(1, 5000) g", &[])
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "54000");
+    assert!(db.message().contains("max_rows"), "{}", db.message());
+    let e = c
+        .simple_query("SELECT g FROM generate_series(1, 5000) g")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "54000");
+    let rows = c
+        .query("SELECT g FROM generate_series(1, 1000) g", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    still_usable(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_logs_but_runs() {
+    let env = env().await;
+    let w = connect(env.config_for("watcher", "watcher-pw")).await;
+    // Would be blocked (read-only policy), but observe mode lets it run;
+    // the upstream read-only lock is not applied in observe mode either.
+    w.batch_execute("CREATE TABLE observed (id int)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'observed'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_without_policy_is_denied_everything() {
+    let env = env().await;
+    let e = env
+        .config_for("stranger", "stranger-pw")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    let msg = refused(&e);
+    assert!(msg.contains("no-policy"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_takes_effect_without_reconnecting() {
+    let env = env().await;
+    let c = env.agent().await;
+    c.simple_query("SELECT * FROM t").await.unwrap();
+    env.write_rules(&RULES.replace(
+        "deny_tables = [\"public.secrets\", \"private.*\"]",
+        "deny_tables = [\"public.secrets\", \"private.*\", \"public.t\"]",
+    ));
+    let mut blocked = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if c.simple_query("SELECT * FROM t").await.is_err() {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "new rules not in force");
+    // An invalid rule file is rejected; the previous rules stay.
+    env.write_rules("[[policy]]\nid = \"broken\"\nallow_statements = [\"nonsense\"]\n");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    refused(&c.simple_query("SELECT * FROM t").await.unwrap_err());
+    still_usable(&c).await;
+}
