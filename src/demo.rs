@@ -19,6 +19,9 @@ const UPSTREAM_USER: &str = "airlock_svc";
 
 /// The demo schema: customers with PII columns, and orders.
 pub const DEMO_SQL: &str = include_str!("../testdata/demo_schema.sql");
+/// The demo's rules (`rules/demo.toml`), built in so the demo runs from any
+/// directory.
+pub const DEMO_RULES: &str = include_str!("../rules/demo.toml");
 
 /// Starts the demo. With `check`, stops right after printing.
 pub async fn run(port: u16, check: bool) -> anyhow::Result<()> {
@@ -36,6 +39,8 @@ pub async fn run(port: u16, check: bool) -> anyhow::Result<()> {
     let pw_file = dir.path().join("upstream.pw");
     std::fs::write(&pw_file, &upstream_password)?;
     let verifier = airlock_protocol::pg::scram::make_verifier(DEMO_SECRET);
+    let rules_path = dir.path().join("demo-rules.toml");
+    std::fs::write(&rules_path, DEMO_RULES)?;
     let config_text = format!(
         r#"
 [listen]
@@ -48,6 +53,9 @@ database = "demo"
 user = "{UPSTREAM_USER}"
 password_file = "{pw}"
 
+[policy]
+rules = "{rules}"
+
 [identities.{DEMO_IDENTITY}]
 secret = "{verifier}"
 user = "demo-user"
@@ -56,6 +64,7 @@ targets = ["demo"]
 "#,
         pg_port = pg.port(),
         pw = pw_file.display(),
+        rules = rules_path.display(),
     );
     let config_path = dir.path().join("airlock.toml");
     std::fs::write(&config_path, &config_text)?;
@@ -82,7 +91,13 @@ targets = ["demo"]
         addr.port()
     );
     println!();
-    println!("Try:  SELECT * FROM customers LIMIT 3;");
+    println!("Try:  SELECT id, name, email FROM customers;   -- allowed");
+    println!("      SELECT ssn FROM customers;               -- blocked by rule demo-agent");
+    println!("      DELETE FROM orders;                      -- blocked: no WHERE");
+    println!(
+        "Rules: rules/demo.toml (a copy is at {})",
+        rules_path.display()
+    );
     println!("The agent never sees the upstream credential ({UPSTREAM_USER}'s password).");
     if check {
         let probe = crate::testkit::postgres::psql_via(
@@ -96,6 +111,26 @@ targets = ["demo"]
         )
         .context("querying through airlock")?;
         println!("check: {} customers visible through airlock", probe.trim());
+        let blocked = crate::testkit::postgres::psql_via(
+            &pg,
+            &format!(
+                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
+                addr.ip(),
+                addr.port()
+            ),
+            "SELECT ssn FROM customers",
+        );
+        match blocked {
+            Ok(out) => anyhow::bail!("the demo rules let `SELECT ssn` through: {out}"),
+            Err(e) => println!(
+                "check: SELECT ssn FROM customers was refused: {}",
+                e.to_string()
+                    .lines()
+                    .find(|l| l.contains("airlock:"))
+                    .unwrap_or("blocked")
+                    .trim()
+            ),
+        }
         running.shutdown().await;
         return Ok(());
     }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod masking;
 pub mod net;
 pub mod pg;
 pub mod policy;
