@@ -38,6 +38,15 @@ fn stmt_2k() -> String {
     s
 }
 
+fn req<'a>(sql: &'a str, ctx: &'a SessionContext) -> Request<'a> {
+    Request {
+        dialect: Dialect::Postgres,
+        source: Source::Query,
+        sql: sql.as_bytes(),
+        session: ctx,
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rules = parse_rules(&[(Path::new("bench.toml"), RULES)]).expect("rules");
     let who = Principal {
@@ -53,29 +62,23 @@ fn bench(c: &mut Criterion) {
     let s2k = stmt_2k();
 
     let cached = Engine::new(rules.clone());
-    let req = |sql: &str| Request {
-        dialect: Dialect::Postgres,
-        source: Source::Query,
-        sql: sql.as_bytes(),
-        session: &ctx,
-    };
-    cached.judge(&who, &req(&s200));
+    cached.judge(&who, &req(&s200, &ctx));
     c.bench_function("policy/judge_cached_200b", |b| {
-        b.iter(|| cached.judge(&who, &req(&s200)))
+        b.iter(|| cached.judge(&who, &req(&s200, &ctx)))
     });
-    cached.judge(&who, &req(&s2k));
+    cached.judge(&who, &req(&s2k, &ctx));
     c.bench_function("policy/judge_cached_2kb", |b| {
-        b.iter(|| cached.judge(&who, &req(&s2k)))
+        b.iter(|| cached.judge(&who, &req(&s2k, &ctx)))
     });
 
     let mut no_cache = rules;
     no_cache.cache_entries = 0;
     let uncached = Engine::new(no_cache);
     c.bench_function("policy/judge_uncached_200b", |b| {
-        b.iter(|| uncached.judge(&who, &req(&s200)))
+        b.iter(|| uncached.judge(&who, &req(&s200, &ctx)))
     });
     c.bench_function("policy/judge_uncached_2kb", |b| {
-        b.iter(|| uncached.judge(&who, &req(&s2k)))
+        b.iter(|| uncached.judge(&who, &req(&s2k, &ctx)))
     });
 }
 
