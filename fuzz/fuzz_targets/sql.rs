@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, sql)) = data.split_first() else {
         return;
     };
-    let dialect = if selector & 1 == 0 { Dialect::Postgres } else { Dialect::MySql };
+    let dialect = if selector & 1 == 0 {
+        Dialect::Postgres
+    } else {
+        Dialect::MySql
+    };
     let source = match (selector >> 1) % 3 {
         0 => Source::Query,
         1 => Source::Parse,
@@ -51,5 +55,13 @@ fuzz_target!(|data: &[u8]| {
         target: "app".into(),
         ..Principal::default()
     };
-    let _ = engine().judge(&who, &Request { dialect, source, sql, session: &ctx });
+    let _ = engine().judge(
+        &who,
+        &Request {
+            dialect,
+            source,
+            sql,
+            session: &ctx,
+        },
+    );
 });

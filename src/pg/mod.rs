@@ -24,6 +24,7 @@
 //!   received, coalesced into one write per read.
 
 pub mod cancel;
+pub mod catalog;
 pub mod client_auth;
 pub mod conn;
 pub mod error;
@@ -31,6 +32,8 @@ pub mod listener;
 pub mod opening;
 pub mod refusal;
 pub mod relay;
+pub mod results;
+pub mod rewrite;
 pub mod session;
 pub mod sides;
 pub mod upstream;

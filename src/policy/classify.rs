@@ -262,20 +262,16 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                 facts.session.resets.push(n);
             }
         },
-        Statement::StartTransaction { modes, .. } => {
-            if has_read_write(modes) {
-                facts.session.enables_writes = true;
-            }
+        Statement::StartTransaction { modes, .. } if has_read_write(modes) => {
+            facts.session.enables_writes = true;
         }
-        Statement::Use(u) => {
-            if let Use::Database(n) | Use::Object(n) | Use::Schema(n) = u {
-                facts.session.use_database = Some(
-                    n.0.last()
-                        .and_then(|p| p.as_ident())
-                        .map(|i| i.value.clone())
-                        .unwrap_or_default(),
-                );
-            }
+        Statement::Use(Use::Database(n) | Use::Object(n) | Use::Schema(n)) => {
+            facts.session.use_database = Some(
+                n.0.last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.clone())
+                    .unwrap_or_default(),
+            );
         }
         Statement::Discard { object_type } => {
             if matches!(object_type, DiscardObject::ALL) {

@@ -351,14 +351,12 @@ pub fn decide(
             Some("SELECT ... FOR UPDATE/SHARE takes row locks".to_string())
         } else if facts.session.enables_writes {
             Some("this would turn writes back on".to_string())
-        } else if let Some(f) = facts
-            .functions
-            .iter()
-            .find(|f| builtin::is_write_function(dialect, &f.name))
-        {
-            Some(format!("function {} writes", f.name))
         } else {
-            None
+            facts
+                .functions
+                .iter()
+                .find(|f| builtin::is_write_function(dialect, &f.name))
+                .map(|f| format!("function {} writes", f.name))
         };
         if let Some(why) = why {
             return deny(

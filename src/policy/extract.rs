@@ -532,23 +532,25 @@ impl Visitor for Extractor<'_> {
                     self.add_write(&n.name);
                 }
             }
-            Statement::Copy { source, to, .. } => {
-                if let CopySource::Table {
-                    table_name,
-                    columns,
-                } = source
-                {
-                    if columns.is_empty() {
-                        self.facts.whole_row = true;
-                    }
-                    for c in columns {
-                        self.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
-                    }
-                    if *to {
-                        self.add_read_parts(parts(table_name));
-                    } else {
-                        self.add_write_parts(parts(table_name));
-                    }
+            Statement::Copy {
+                source:
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    },
+                to,
+                ..
+            } => {
+                if columns.is_empty() {
+                    self.facts.whole_row = true;
+                }
+                for c in columns {
+                    self.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
+                }
+                if *to {
+                    self.add_read_parts(parts(table_name));
+                } else {
+                    self.add_write_parts(parts(table_name));
                 }
             }
             Statement::Grant(g) => {

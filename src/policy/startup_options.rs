@@ -54,10 +54,8 @@ pub fn parse_options(s: &str) -> Vec<StartupOption> {
         } else if w == "-c" {
             i += 1;
             Some(words.get(i).cloned().unwrap_or_default())
-        } else if let Some(rest) = w.strip_prefix("-c") {
-            Some(rest.to_string())
         } else {
-            None
+            w.strip_prefix("-c").map(str::to_string)
         };
         match setting {
             Some(s) => {

@@ -90,6 +90,28 @@ impl<'a> Bind<'a> {
     }
 }
 
+impl Bind<'_> {
+    /// The result-column format codes of a Bind body (0 text, 1 binary):
+    /// none means all text, one applies to every column.
+    pub fn result_formats(body: &[u8]) -> Result<Vec<i16>, Malformed> {
+        let err = || Malformed("Bind");
+        let mut r = Reader::new(body);
+        r.cstr().ok_or_else(err)?;
+        r.cstr().ok_or_else(err)?;
+        let n = r.i16().ok_or_else(err)?;
+        r.take(n.max(0) as usize * 2).ok_or_else(err)?;
+        let params = r.i16().ok_or_else(err)?;
+        for _ in 0..params.max(0) {
+            let len = r.i32().ok_or_else(err)?;
+            if len > 0 {
+                r.take(len as usize).ok_or_else(err)?;
+            }
+        }
+        let n = r.i16().ok_or_else(err)?;
+        (0..n.max(0)).map(|_| r.i16().ok_or_else(err)).collect()
+    }
+}
+
 /// What a Describe or Close names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
@@ -189,6 +211,13 @@ mod tests {
         assert_eq!((p.name, p.sql), (&b"s1"[..], &b"SELECT $1"[..]));
         assert!(Parse::decode(b"s1\0SELECT\0\x00\x02\x00\x00\x00\x17").is_err());
         let b = Bind::decode(b"p\0s1\0\x00\x00\x00\x00\x00\x00").unwrap();
+        assert_eq!(
+            Bind::result_formats(b"p\0s1\0\x00\x00\x00\x00\x00\x00").unwrap(),
+            Vec::<i16>::new()
+        );
+        let with = b"\0\0\x00\x01\x00\x01\x00\x01\x00\x00\x00\x02ab\x00\x01\x00\x01";
+        assert_eq!(Bind::result_formats(with).unwrap(), vec![1]);
+        assert!(Bind::result_formats(b"\0\0\x00\x01").is_err());
         assert_eq!((b.portal, b.statement), (&b"p"[..], &b"s1"[..]));
         assert_eq!(
             Target::decode(b"Sx\0", "Describe").unwrap(),

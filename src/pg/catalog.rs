@@ -1,0 +1,168 @@
+//! A snapshot of an upstream database's catalog, for masking.
+//!
+//! Masking needs to know which table a result column comes from
+//! (RowDescription carries the table OID and attribute number), what `*`
+//! expands to, and what a view is defined as. airlock loads all of that in
+//! one query over its own upstream connection, per target, and keeps the
+//! snapshot until a DDL statement or a reload invalidates it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+
+use airlock_protocol::pg::backend;
+
+use super::error::SessionError;
+use super::upstream;
+use crate::config::Target;
+
+/// One relation (table, view, materialized view, partitioned or foreign table).
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    /// (attnum, name, type oid), in attnum order.
+    pub columns: Vec<(i16, String, u32)>,
+    /// For views: the definition, as `pg_get_viewdef` prints it.
+    pub view_sql: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct CatalogSnapshot {
+    by_name: HashMap<(String, String), Arc<Relation>>,
+    by_oid: HashMap<u32, Arc<Relation>>,
+}
+
+const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
+     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     WHERE c.relkind IN ('r','v','m','p','f') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg_toast%' \
+     ORDER BY c.oid, a.attnum";
+
+impl CatalogSnapshot {
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&Arc<Relation>> {
+        self.by_name.get(&(schema.to_owned(), name.to_owned()))
+    }
+
+    pub fn by_oid(&self, oid: u32) -> Option<&Arc<Relation>> {
+        self.by_oid.get(&oid)
+    }
+
+    /// The column a RowDescription field points at.
+    pub fn column(&self, table_oid: u32, attnum: i16) -> Option<(&Relation, &str)> {
+        let rel = self.by_oid.get(&table_oid)?;
+        let (_, name, _) = rel.columns.iter().find(|(n, _, _)| *n == attnum)?;
+        Some((rel, name.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_oid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_oid.is_empty()
+    }
+
+    /// Builds a snapshot from rows of [`QUERY`] (text values).
+    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+        let mut building: Vec<Relation> = Vec::new();
+        for row in rows {
+            let get = |i: usize| row.get(i).cloned().flatten();
+            let (Some(oid), Some(schema), Some(name), Some(attnum), Some(attname), Some(typ)) = (
+                get(0).and_then(|v| v.parse::<u32>().ok()),
+                get(1),
+                get(2),
+                get(3).and_then(|v| v.parse::<i16>().ok()),
+                get(4),
+                get(5).and_then(|v| v.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            match building.last_mut() {
+                Some(r) if r.oid == oid => r.columns.push((attnum, attname, typ)),
+                _ => building.push(Relation {
+                    oid,
+                    schema,
+                    name,
+                    columns: vec![(attnum, attname, typ)],
+                    view_sql: get(6),
+                }),
+            }
+        }
+        let mut snap = CatalogSnapshot::default();
+        for r in building {
+            let r = Arc::new(r);
+            snap.by_name
+                .insert((r.schema.clone(), r.name.clone()), Arc::clone(&r));
+            snap.by_oid.insert(r.oid, r);
+        }
+        snap
+    }
+}
+
+/// Loads a snapshot over a fresh upstream connection.
+pub async fn load(
+    target_name: &str,
+    target: &Target,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    max_message: usize,
+) -> Result<CatalogSnapshot, SessionError> {
+    let params = [("application_name".to_owned(), "airlock catalog".to_owned())];
+    let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
+    let mut conn = up.conn;
+    let mut out = BytesMut::new();
+    frontend::query(QUERY, &mut out)?;
+    frontend::terminate(&mut out);
+    conn.write_all(&out).await?;
+    let mut rows = Vec::new();
+    loop {
+        let frame = conn.read_frame().await?;
+        match frame.tag() {
+            backend::DATA_ROW => rows.push(text_fields(frame.body())),
+            backend::ERROR_RESPONSE => {
+                return Err(SessionError::Upstream {
+                    code: "08006",
+                    message: "airlock could not read the catalog for masking".into(),
+                })
+            }
+            backend::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    Ok(CatalogSnapshot::from_rows(rows))
+}
+
+/// The fields of a text-format DataRow.
+pub fn text_fields(body: &[u8]) -> Vec<Option<String>> {
+    let mut fields = Vec::new();
+    let Some(n) = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+        return fields;
+    };
+    let mut pos = 2usize;
+    for _ in 0..n.max(0) {
+        let Some(len) = body
+            .get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break;
+        };
+        pos += 4;
+        if len < 0 {
+            fields.push(None);
+            continue;
+        }
+        let end = pos + len as usize;
+        let Some(v) = body.get(pos..end) else { break };
+        fields.push(Some(String::from_utf8_lossy(v).into_owned()));
+        pos = end;
+    }
+    fields
+}
