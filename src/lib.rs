@@ -8,6 +8,7 @@
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
 
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod masking;
 pub mod net;

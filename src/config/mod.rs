@@ -148,6 +148,54 @@ pub struct Target {
     /// Resolved by [`Config::validate`].
     #[serde(skip)]
     pub password: Option<Secret>,
+    /// How airlock gets the database credential for a session: `static`
+    /// (the user/password above), `ephemeral` (a short-lived user per
+    /// session, created by the broker credential above).
+    #[serde(default)]
+    pub credentials: CredentialMode,
+    /// Settings for `credentials = "ephemeral"`.
+    #[serde(default)]
+    pub ephemeral: Ephemeral,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialMode {
+    #[default]
+    Static,
+    Ephemeral,
+}
+
+/// Short-lived upstream users. `user`/`password_*` of the target are then
+/// the broker's credential, used only to create and drop these users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ephemeral {
+    /// Role whose privileges the ephemeral user gets (`IN ROLE`).
+    pub template_role: String,
+    /// Per-group template roles; the first of the identity's groups found wins.
+    pub group_roles: BTreeMap<String, String>,
+    /// Lifetime of an ephemeral user; the session is cut when it expires.
+    #[serde(with = "humantime_serde_compat")]
+    pub ttl: Duration,
+    /// Name prefix that marks airlock-created users (the janitor drops
+    /// leftovers with this prefix and airlock's marker comment).
+    pub name_prefix: String,
+    /// How often the janitor looks for leftovers.
+    #[serde(with = "humantime_serde_compat")]
+    pub janitor_interval: Duration,
+}
+
+impl Default for Ephemeral {
+    fn default() -> Self {
+        Ephemeral {
+            template_role: String::new(),
+            group_roles: BTreeMap::new(),
+            ttl: Duration::from_secs(15 * 60),
+            name_prefix: "airlock_eph_".into(),
+            janitor_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 fn default_pg_port() -> u16 {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 /// Column lists and view definitions, by lower-case schema and table name
 /// (MySQL: database and table).
-pub trait Catalog {
+pub trait Catalog: Sync {
     /// The relation's columns in order, or `None` when it is unknown.
     fn columns(&self, schema: &str, table: &str) -> Option<Vec<String>>;
     /// The view's defining `SELECT`, when the relation is a view.

@@ -1,1 +1,299 @@
-//! PII masking (in progress).
+//! PII masking, protocol-neutral: rules, strategies, value detectors and
+//! result-column lineage. No sockets, no wire formats.
+//!
+//! Sessions build one [`Masker`] per rule version and, for every statement
+//! they forward, ask [`Masker::plan`] what to do with each result column;
+//! then they rewrite each value with [`Masker::apply`]. Error, notice and
+//! notification text goes through [`detect::scrub`] with
+//! [`Masker::detectors_for`].
+//!
+//! * [`rules`]: `[[mask]]` / `[masking]` tables of the rule files.
+//! * [`strategy`]: how a value is replaced; [`types`]: which column types
+//!   can hold a replacement string.
+//! * [`detect`]: email, card, SSN, phone, IBAN and secret detectors.
+//! * [`lineage`]: which output columns derive from masked columns.
+//! * [`cache`]: the bounded plan cache.
+
+use std::borrow::Cow;
+
+use crate::policy::parse::{self, Limits};
+use crate::policy::{Dialect, Principal, SessionContext};
+
+pub mod cache;
+pub mod catalog;
+pub mod detect;
+mod digits;
+pub mod hmac;
+pub mod lineage;
+pub mod rules;
+mod secrets;
+pub mod strategy;
+pub mod taint;
+pub mod types;
+#[cfg(test)]
+mod tests;
+
+pub use catalog::{Catalog, MemoryCatalog, NoCatalog};
+pub use detect::{DetectorSet, Finding, Kind};
+pub use rules::{load_masking, load_masking_path, MaskError, MaskingRules, OnUnsafe};
+pub use strategy::{MaskedValue, Strategy, TypeHint};
+
+use hmac::HashKey;
+use lineage::{Analyzer, Shape, Stop, UNANALYZABLE};
+use taint::Taint;
+
+/// Texts up to this size are analyzed on the caller's thread (as in the
+/// guardrails engine).
+const INLINE_BYTES: usize = crate::policy::engine::INLINE_PARSE_BYTES;
+const BIG_STACK: usize = 256 * 1024 * 1024;
+
+/// What to do with one result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnMask {
+    /// Pass through (constants, or no detectors configured).
+    Clear,
+    /// Derived from a masked column: replace every value.
+    Mask { rule: String, strategy: Strategy },
+    /// Unclassified: run the detectors on text values.
+    Detect,
+}
+
+/// The plan for one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementPlan {
+    /// Returns no rows. If rows come anyway, treat it as [`Self::Opaque`].
+    NoResult,
+    /// One entry per result column, in order. Columns beyond the list are
+    /// unclassified: use [`Masker::mask_for_name`] on their names. A
+    /// result with *fewer* columns than the plan means the analysis was
+    /// wrong: fail closed.
+    Columns(Vec<ColumnMask>),
+    /// Rows airlock cannot attribute to columns (EXECUTE, FETCH, SHOW,
+    /// EXPLAIN, unknown `SELECT *`): use [`Masker::mask_for_name`] per
+    /// column.
+    Opaque,
+    /// Do not run the statement.
+    Block { rule: String, message: String },
+}
+
+/// Masking rules plus the hash key; cheap to share (`Arc`) across sessions.
+pub struct Masker {
+    rules: MaskingRules,
+    key: HashKey,
+    limits: Limits,
+    cache: cache::PlanCache,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("rules", &self.rules.rules.len())
+            .field("version", &self.rules.version)
+            .finish()
+    }
+}
+
+impl Masker {
+    /// `key`: the `hash`/`fake` key (e.g. read from `rules.hash_key_env`);
+    /// `None` uses a random per-process key. `limits`: the guardrails'
+    /// parse limits.
+    pub fn new(rules: MaskingRules, key: Option<&[u8]>, limits: Limits) -> Self {
+        let key = key.map_or_else(HashKey::random, HashKey::new);
+        let cache = cache::PlanCache::new(rules.cache_entries);
+        Masker {
+            rules,
+            key,
+            limits,
+            cache,
+        }
+    }
+
+    /// Reads the key from the env var the rules name (if any).
+    pub fn from_env(rules: MaskingRules, limits: Limits) -> Self {
+        let key = rules
+            .hash_key_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|k| !k.is_empty());
+        Masker::new(rules, key.as_deref().map(str::as_bytes), limits)
+    }
+
+    pub fn rules(&self) -> &MaskingRules {
+        &self.rules
+    }
+
+    /// Whether any rule or detector could apply to `who` (sessions can skip
+    /// all masking work otherwise).
+    pub fn is_active_for(&self, who: &Principal) -> bool {
+        !self.rules.active_for(who).is_empty() || !self.detectors_for(who).is_empty()
+    }
+
+    pub fn detectors_for(&self, who: &Principal) -> DetectorSet {
+        self.rules.detectors_for(who)
+    }
+
+    /// Plans every statement in `sql` (one plan per statement; a text that
+    /// does not parse yields one `Block`).
+    pub fn plan(
+        &self,
+        who: &Principal,
+        dialect: Dialect,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+    ) -> Vec<StatementPlan> {
+        let active = self.rules.active_for(who);
+        let detectors = self.detectors_for(who);
+        let key = cache::Key::new(&active, detectors, dialect, ctx, catalog.version(), sql);
+        if let Some(p) = self.cache.get(&key) {
+            return p;
+        }
+        let plans = if sql.len() > INLINE_BYTES {
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name("airlock-mask".into())
+                    .stack_size(BIG_STACK)
+                    .spawn_scoped(s, || {
+                        self.plan_uncached(&active, detectors, dialect, sql, ctx, catalog)
+                    })
+                    .ok()
+                    .and_then(|h| h.join().ok())
+            })
+            .unwrap_or_else(|| {
+                vec![StatementPlan::Block {
+                    rule: UNANALYZABLE.into(),
+                    message: "statement could not be analyzed for masking".into(),
+                }]
+            })
+        } else {
+            self.plan_uncached(&active, detectors, dialect, sql, ctx, catalog)
+        };
+        self.cache.put(key, &plans);
+        plans
+    }
+
+    fn plan_uncached(
+        &self,
+        active: &[usize],
+        detectors: DetectorSet,
+        dialect: Dialect,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+    ) -> Vec<StatementPlan> {
+        let parsed = match parse::parse(dialect, sql, &self.limits) {
+            Ok(p) => p,
+            Err(b) => {
+                return vec![StatementPlan::Block {
+                    rule: b.rule.to_string(),
+                    message: b.message,
+                }]
+            }
+        };
+        parsed
+            .iter()
+            .map(|p| {
+                let mut a = Analyzer::new(&self.rules, active, dialect, ctx, catalog, self.limits);
+                match a.statement(&p.statement) {
+                    Ok(Shape::NoResult) => StatementPlan::NoResult,
+                    Ok(Shape::Opaque) => StatementPlan::Opaque,
+                    Ok(Shape::Rows(out)) => self.finish(out, detectors),
+                    Err(Stop { rule, message }) => StatementPlan::Block { rule, message },
+                }
+            })
+            .collect()
+    }
+
+    fn finish(&self, out: taint::Out, detectors: DetectorSet) -> StatementPlan {
+        if let Some(t) = out.open.filter(|t| t.rule().is_some()) {
+            return StatementPlan::Block {
+                rule: self.rule_id(t),
+                message: "cannot tell which result columns hold masked data (a table's columns are unknown)".into(),
+            };
+        }
+        let mut cols = Vec::with_capacity(out.cols.len());
+        for c in &out.cols {
+            cols.push(match c.taint {
+                Taint::Const => ColumnMask::Clear,
+                Taint::Column if detectors.is_empty() => ColumnMask::Clear,
+                Taint::Column => ColumnMask::Detect,
+                Taint::Masked(i) => {
+                    let r = &self.rules.rules[i];
+                    ColumnMask::Mask {
+                        rule: r.id.clone(),
+                        strategy: r.strategy,
+                    }
+                }
+                Taint::Unsafe(i) => {
+                    let r = &self.rules.rules[i];
+                    if r.on_unsafe == OnUnsafe::Null {
+                        ColumnMask::Mask {
+                            rule: r.id.clone(),
+                            strategy: Strategy::Null,
+                        }
+                    } else {
+                        return StatementPlan::Block {
+                            rule: r.id.clone(),
+                            message: format!(
+                                "result column {:?} holds data masked by rule {} in a form that cannot be masked (a whole row or a JSON aggregate); select the columns you need instead",
+                                c.name, r.id
+                            ),
+                        };
+                    }
+                }
+            });
+        }
+        StatementPlan::Columns(cols)
+    }
+
+    fn rule_id(&self, t: Taint) -> String {
+        t.rule()
+            .and_then(|i| self.rules.rules.get(i))
+            .map_or_else(|| UNANALYZABLE.to_string(), |r| r.id.clone())
+    }
+
+    /// For columns a plan does not cover: name patterns (`*.email`) by the
+    /// result column's name, else `Detect` (or `Clear` without detectors).
+    pub fn mask_for_name(&self, who: &Principal, column: &str) -> ColumnMask {
+        let column = column.to_lowercase();
+        for r in &self.rules.rules {
+            if r.names.is_match(&column) && r.active_for(who) {
+                return ColumnMask::Mask {
+                    rule: r.id.clone(),
+                    strategy: r.strategy,
+                };
+            }
+        }
+        if self.detectors_for(who).is_empty() {
+            ColumnMask::Clear
+        } else {
+            ColumnMask::Detect
+        }
+    }
+
+    /// The replacement for one text-format value: `None` is NULL.
+    /// `text_like`: the column's type can hold any string
+    /// ([`types::pg_oid_is_text`], [`types::mysql_type_is_text`]).
+    pub fn apply<'v>(
+        &self,
+        mask: &ColumnMask,
+        value: Option<&'v [u8]>,
+        text_like: bool,
+        detectors: DetectorSet,
+    ) -> Option<Cow<'v, [u8]>> {
+        let v = value?;
+        match mask {
+            ColumnMask::Clear => Some(Cow::Borrowed(v)),
+            ColumnMask::Mask { strategy, .. } => {
+                match strategy::mask_text(v, *strategy, TypeHint::from_text_like(text_like), &self.key) {
+                    MaskedValue::Text(t) => Some(Cow::Owned(t)),
+                    MaskedValue::Null => None,
+                }
+            }
+            ColumnMask::Detect if text_like => Some(
+                detect::scrub(v, detectors).map_or(Cow::Borrowed(v), Cow::Owned),
+            ),
+            ColumnMask::Detect => Some(Cow::Borrowed(v)),
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
@@ -412,7 +412,3 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
     })
 }
 
-/// A single compiled glob, for callers that need one pattern.
-pub fn matcher(pattern: &str) -> Option<GlobMatcher> {
-    Glob::new(pattern).ok().map(|g| g.compile_matcher())
-}

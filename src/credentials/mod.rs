@@ -1,0 +1,1 @@
+//! Upstream credentials (in progress).

@@ -1,0 +1,974 @@
+//! Lineage: which output columns of a statement derive from masked columns.
+//!
+//! Walks the sqlparser AST with scopes: every FROM item becomes a source
+//! with its columns and their taints (base tables from the [`Catalog`] and
+//! the rules, views by analyzing their SQL, derived tables, CTEs and
+//! table functions recursively); every select-list expression is tainted
+//! by the strongest of the columns it reads ([`super::taint`]). Statements
+//! that would copy masked data somewhere readable (INSERT … SELECT, CREATE
+//! TABLE AS, SELECT INTO, UPDATE … SET, COPY … TO, cursors, SQL PREPARE)
+//! stop with a [`Stop`].
+
+use sqlparser::ast::{
+    AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableObject,
+    TableWithJoins, UpdateTableFromKind, WildcardAdditionalOptions,
+};
+
+use super::catalog::Catalog;
+use super::rules::MaskingRules;
+use super::taint::{object_parts, Col, Collect, Item, Out, Taint};
+use crate::policy::extract;
+use crate::policy::parse::{self, Limits};
+use crate::policy::{Dialect, SessionContext};
+
+/// Rule id of structural refusals (not attributable to one mask rule).
+pub const UNANALYZABLE: &str = "mask.unanalyzable";
+
+/// Why a statement must not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub rule: String,
+    pub message: String,
+}
+
+/// What one statement produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    NoResult,
+    Rows(Out),
+    /// Rows airlock cannot attribute to columns (EXECUTE, FETCH, SHOW, ...).
+    Opaque,
+}
+
+const MAX_DEPTH: usize = 200;
+const MAX_VIEWS: usize = 64;
+const MAX_VIEW_NESTING: usize = 8;
+
+/// A relation in scope.
+#[derive(Debug, Clone)]
+struct Source {
+    /// Alias, or the table name (lower case); empty when unnamed.
+    name: String,
+    schema: Option<String>,
+    /// Candidate base tables, for columns the catalog does not list.
+    tables: Vec<(String, String)>,
+    out: Out,
+}
+
+struct Scope<'s> {
+    sources: &'s [Source],
+    parent: Option<&'s Scope<'s>>,
+}
+
+/// One analysis run.
+pub struct Analyzer<'a> {
+    pub rules: &'a MaskingRules,
+    /// Indices of the rules active for the principal.
+    pub active: &'a [usize],
+    pub dialect: Dialect,
+    pub ctx: &'a SessionContext,
+    pub catalog: &'a dyn Catalog,
+    pub limits: Limits,
+    ctes: Vec<(String, Out)>,
+    depth: usize,
+    views: usize,
+    view_nesting: usize,
+}
+
+fn stop<T>(rule: &str, message: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop {
+        rule: rule.to_string(),
+        message: message.into(),
+    })
+}
+
+fn alias_names(a: &Option<TableAlias>) -> Vec<String> {
+    a.as_ref()
+        .map(|a| a.columns.iter().map(|c| c.name.value.to_lowercase()).collect())
+        .unwrap_or_default()
+}
+
+fn alias_name(a: &Option<TableAlias>) -> Option<String> {
+    a.as_ref().map(|a| a.name.value.to_lowercase())
+}
+
+impl<'a> Analyzer<'a> {
+    pub fn new(
+        rules: &'a MaskingRules,
+        active: &'a [usize],
+        dialect: Dialect,
+        ctx: &'a SessionContext,
+        catalog: &'a dyn Catalog,
+        limits: Limits,
+    ) -> Self {
+        Analyzer {
+            rules,
+            active,
+            dialect,
+            ctx,
+            catalog,
+            limits,
+            ctes: Vec::new(),
+            depth: 0,
+            views: 0,
+            view_nesting: 0,
+        }
+    }
+
+    // ---- rules -------------------------------------------------------
+
+    fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
+        let full = format!("{schema}.{table}.{column}");
+        self.active
+            .iter()
+            .find(|&&i| self.rules.rules[i].columns.is_match(&full))
+            .map_or(Taint::Column, |&i| Taint::Masked(i))
+    }
+
+    fn name_taint(&self, column: &str) -> Taint {
+        self.active
+            .iter()
+            .find(|&&i| self.rules.rules[i].names.is_match(column))
+            .map_or(Taint::Column, |&i| Taint::Masked(i))
+    }
+
+    fn table_taint(&self, schema: &str, table: &str) -> Taint {
+        let full = format!("{schema}.{table}");
+        self.active
+            .iter()
+            .find(|&&i| self.rules.rules[i].tables.is_match(&full))
+            .map_or(Taint::Column, |&i| Taint::Masked(i))
+    }
+
+    fn rule_id(&self, t: Taint) -> String {
+        t.rule()
+            .and_then(|i| self.rules.rules.get(i))
+            .map_or_else(|| UNANALYZABLE.to_string(), |r| r.id.clone())
+    }
+
+    fn write_stop<T>(&self, t: Taint, what: &str) -> Result<T, Stop> {
+        stop(
+            &self.rule_id(t),
+            format!("{what} would copy masked data (rule {}) where it is no longer masked", self.rule_id(t)),
+        )
+    }
+
+    // ---- scopes ------------------------------------------------------
+
+    fn lookup_in(&self, s: &Source, column: &str) -> Option<Taint> {
+        if let Some(c) = s.out.cols.iter().find(|c| c.name == column) {
+            return Some(c.taint);
+        }
+        let open = s.out.open?;
+        let by_name = if s.tables.is_empty() {
+            self.name_taint(column)
+        } else {
+            s.tables
+                .iter()
+                .map(|(sc, t)| self.column_taint(sc, t, column))
+                .fold(Taint::Column, Taint::join)
+        };
+        Some(open.join(by_name))
+    }
+
+    fn whole_row(&self, s: &Source) -> Taint {
+        let mut t = s.out.taint();
+        if s.out.open.is_some() {
+            for (sc, tb) in &s.tables {
+                t = t.join(self.table_taint(sc, tb));
+            }
+            if s.tables.is_empty() && self.active.iter().any(|&i| !self.rules.rules[i].names.is_empty()) {
+                t = t.join(Taint::Masked(self.active[0]));
+            }
+        }
+        t.join(Taint::Column).escalate()
+    }
+
+    fn find_source<'s>(&self, scope: &'s Scope<'s>, qual: &[String]) -> Option<&'s Source> {
+        let (name, schema) = match qual {
+            [n] => (n, None),
+            [.., s, n] => (n, Some(s)),
+            [] => return None,
+        };
+        let mut level = Some(scope);
+        while let Some(l) = level {
+            let hit = l.sources.iter().find(|s| {
+                &s.name == name
+                    && (schema.is_none() || s.schema.is_none() || s.schema.as_ref() == schema)
+            });
+            if hit.is_some() {
+                return hit;
+            }
+            level = l.parent;
+        }
+        None
+    }
+
+    fn resolve_ref(&self, scope: &Scope<'_>, parts: &[String]) -> Taint {
+        let Some(col) = parts.last() else {
+            return Taint::Const;
+        };
+        if parts.len() == 1 {
+            let mut level = Some(scope);
+            while let Some(l) = level {
+                let found = l
+                    .sources
+                    .iter()
+                    .filter_map(|s| self.lookup_in(s, col))
+                    .reduce(Taint::join);
+                if let Some(t) = found {
+                    return t;
+                }
+                level = l.parent;
+            }
+            if let Some(s) = self.find_source(scope, parts) {
+                return self.whole_row(s);
+            }
+            return self.name_taint(col);
+        }
+        let qual = &parts[..parts.len() - 1];
+        if let Some(s) = self.find_source(scope, qual) {
+            return self
+                .lookup_in(s, col)
+                .unwrap_or_else(|| self.name_taint(col));
+        }
+        // `(composite).field` and the like: taint of the first part.
+        let head = self.resolve_ref(scope, &parts[..1]);
+        head.join(self.name_taint(col))
+    }
+
+    // ---- expressions -------------------------------------------------
+
+    fn expr<V: sqlparser::ast::Visit>(&mut self, node: &V, scope: &Scope<'_>) -> Result<Taint, Stop> {
+        let mut t = Taint::Const;
+        for item in Collect::of(node) {
+            let (v, f) = match item {
+                Item::Ref(parts, f) => {
+                    if f.count {
+                        continue;
+                    }
+                    (self.resolve_ref(scope, &parts), f)
+                }
+                Item::Star(qual, f) => {
+                    if f.count {
+                        continue;
+                    }
+                    let v = match qual {
+                        Some(q) => self
+                            .find_source(scope, &q)
+                            .map_or(Taint::Column, |s| self.whole_row(s)),
+                        None => scope
+                            .sources
+                            .iter()
+                            .map(|s| self.whole_row(s))
+                            .fold(Taint::Column, Taint::join),
+                    };
+                    (v, f)
+                }
+                Item::Sub(q, f) => (self.query(&q, Some(scope))?.taint(), f),
+            };
+            t = t.join(if f.json { v.escalate() } else { v });
+        }
+        Ok(t)
+    }
+
+    // ---- queries -----------------------------------------------------
+
+    fn enter(&mut self) -> Result<(), Stop> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return stop(UNANALYZABLE, "statement is too deeply nested to analyze for masking");
+        }
+        Ok(())
+    }
+
+    /// Output columns of a query.
+    fn query(&mut self, q: &Query, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        self.enter()?;
+        let saved = self.ctes.len();
+        let r = self.query_inner(q, outer);
+        self.ctes.truncate(saved);
+        self.depth -= 1;
+        r
+    }
+
+    fn query_inner(&mut self, q: &Query, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                let name = cte.alias.name.value.to_lowercase();
+                let names: Vec<String> =
+                    cte.alias.columns.iter().map(|c| c.name.value.to_lowercase()).collect();
+                let out = if with.recursive {
+                    self.recursive_cte(&name, &names, &cte.query, outer)?
+                } else {
+                    self.query(&cte.query, outer)?
+                };
+                self.ctes
+                    .push((name, out.rename(names.iter().map(String::as_str))));
+            }
+        }
+        self.set_expr(&q.body, outer)
+    }
+
+    fn recursive_cte(
+        &mut self,
+        name: &str,
+        names: &[String],
+        q: &Query,
+        outer: Option<&Scope<'_>>,
+    ) -> Result<Out, Stop> {
+        let seed = match q.body.as_ref() {
+            SetExpr::SetOperation { left, .. } if q.with.is_none() => self.set_expr(left, outer)?,
+            _ => Out::unknown(Taint::Column),
+        };
+        let mut cur = seed.rename(names.iter().map(String::as_str));
+        for _ in 0..4 {
+            self.ctes.push((name.to_string(), cur.clone()));
+            let next = self.query(q, outer);
+            self.ctes.pop();
+            let next = cur.clone().union(next?).rename(names.iter().map(String::as_str));
+            if next == cur {
+                break;
+            }
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    fn set_expr(&mut self, body: &SetExpr, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        match body {
+            SetExpr::Select(s) => {
+                let mut sources = Vec::new();
+                let mut star = Out::default();
+                for twj in &s.from {
+                    let e = self.from_item(twj, &mut sources, outer)?;
+                    star.extend(e);
+                }
+                let out = self.projection(&s.projection, &sources, &star, outer)?;
+                if s.into.is_some() {
+                    let t = out.taint();
+                    if t.rule().is_some() {
+                        return self.write_stop(t, "SELECT INTO");
+                    }
+                }
+                Ok(out)
+            }
+            SetExpr::Query(q) => self.query(q, outer),
+            SetExpr::SetOperation { left, right, .. } => {
+                let l = self.set_expr(left, outer)?;
+                let r = self.set_expr(right, outer)?;
+                Ok(l.union(r))
+            }
+            SetExpr::Values(v) => {
+                let scope = Scope {
+                    sources: &[],
+                    parent: outer,
+                };
+                let mut out = Out::default();
+                for row in &v.rows {
+                    let mut r = Out::default();
+                    for (i, e) in row.iter().enumerate() {
+                        r.push(Col {
+                            name: format!("column{}", i + 1),
+                            taint: self.expr(e, &scope)?,
+                        });
+                    }
+                    out = if out.cols.is_empty() { r } else { out.union(r) };
+                }
+                Ok(out)
+            }
+            SetExpr::Insert(st) | SetExpr::Update(st) | SetExpr::Delete(st) | SetExpr::Merge(st) => {
+                self.dml(st, outer)
+            }
+            SetExpr::Table(t) => {
+                let mut parts: Vec<String> = t.schema_name.iter().map(|s| s.to_lowercase()).collect();
+                parts.extend(t.table_name.iter().map(|s| s.to_lowercase()));
+                Ok(self.relation(&parts)?.0)
+            }
+        }
+    }
+
+    fn projection(
+        &mut self,
+        items: &[SelectItem],
+        sources: &[Source],
+        star: &Out,
+        outer: Option<&Scope<'_>>,
+    ) -> Result<Out, Stop> {
+        let scope = Scope {
+            sources,
+            parent: outer,
+        };
+        let mut out = Out::default();
+        let plain = |o: &WildcardAdditionalOptions| {
+            o.opt_ilike.is_none()
+                && o.opt_exclude.is_none()
+                && o.opt_except.is_none()
+                && o.opt_replace.is_none()
+                && o.opt_rename.is_none()
+        };
+        for item in items {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = match e {
+                        sqlparser::ast::Expr::Identifier(i) => i.value.to_lowercase(),
+                        sqlparser::ast::Expr::CompoundIdentifier(v) => {
+                            v.last().map(|i| i.value.to_lowercase()).unwrap_or_default()
+                        }
+                        _ => "?column?".to_string(),
+                    };
+                    let taint = self.expr(e, &scope)?;
+                    out.push(Col { name, taint });
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let taint = self.expr(expr, &scope)?;
+                    out.push(Col {
+                        name: alias.value.to_lowercase(),
+                        taint,
+                    });
+                }
+                SelectItem::Wildcard(o) if plain(o) => out.extend(star.clone()),
+                SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), o)
+                    if plain(o) =>
+                {
+                    let parts = object_parts(n);
+                    let level = Scope {
+                        sources,
+                        parent: None,
+                    };
+                    match self.find_source(&level, &parts) {
+                        Some(s) => out.extend(s.out.clone()),
+                        None => return stop(UNANALYZABLE, format!("unknown relation in {n}.*")),
+                    }
+                }
+                other => {
+                    return stop(
+                        UNANALYZABLE,
+                        format!("select item {other} is not supported with masking"),
+                    )
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- FROM --------------------------------------------------------
+
+    fn from_item(
+        &mut self,
+        twj: &TableWithJoins,
+        sources: &mut Vec<Source>,
+        outer: Option<&Scope<'_>>,
+    ) -> Result<Out, Stop> {
+        let mut exp = self.factor(&twj.relation, sources, outer)?;
+        for j in &twj.joins {
+            let right = self.factor(&j.relation, sources, outer)?;
+            let c = match &j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => Some(c),
+                JoinOperator::Semi(_)
+                | JoinOperator::LeftSemi(_)
+                | JoinOperator::RightSemi(_)
+                | JoinOperator::Anti(_)
+                | JoinOperator::LeftAnti(_)
+                | JoinOperator::RightAnti(_) => {
+                    return stop(UNANALYZABLE, "semi/anti joins are not supported with masking")
+                }
+                _ => None,
+            };
+            exp = match c {
+                Some(JoinConstraint::Using(names)) => {
+                    let names: Vec<String> = names
+                        .iter()
+                        .filter_map(|n| object_parts(n).pop())
+                        .collect();
+                    merge_using(exp, right, &names)
+                }
+                Some(JoinConstraint::Natural) => {
+                    if exp.open.is_some() || right.open.is_some() {
+                        let mut e = exp;
+                        e.extend(right);
+                        Out::unknown(e.taint())
+                    } else {
+                        let names: Vec<String> = exp
+                            .cols
+                            .iter()
+                            .filter(|c| right.cols.iter().any(|r| r.name == c.name))
+                            .map(|c| c.name.clone())
+                            .collect();
+                        merge_using(exp, right, &names)
+                    }
+                }
+                _ => {
+                    exp.extend(right);
+                    exp
+                }
+            };
+        }
+        Ok(exp)
+    }
+
+    fn factor(
+        &mut self,
+        tf: &TableFactor,
+        sources: &mut Vec<Source>,
+        outer: Option<&Scope<'_>>,
+    ) -> Result<Out, Stop> {
+        let (name, schema, tables, out) = match tf {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let parts = object_parts(name);
+                if args.is_some() {
+                    let out = self.function_out(tf, alias, sources, outer)?;
+                    let n = alias_name(alias).or_else(|| parts.last().cloned());
+                    (n.unwrap_or_default(), None, Vec::new(), out)
+                } else {
+                    let cte = match parts.as_slice() {
+                        [one] => self.ctes.iter().rev().find(|c| &c.0 == one).map(|c| c.1.clone()),
+                        _ => None,
+                    };
+                    let (out, schema, tables) = match cte {
+                        Some(o) => (o, None, Vec::new()),
+                        None => self.relation(&parts)?,
+                    };
+                    let out = out.rename(alias_names(alias).iter().map(String::as_str));
+                    let n = alias_name(alias).or_else(|| parts.last().cloned());
+                    let schema = if alias.is_some() { None } else { schema };
+                    (n.unwrap_or_default(), schema, tables, out)
+                }
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
+                let out = if *lateral {
+                    let scope = Scope {
+                        sources,
+                        parent: outer,
+                    };
+                    self.query(subquery, Some(&scope))?
+                } else {
+                    self.query(subquery, outer)?
+                };
+                let out = out.rename(alias_names(alias).iter().map(String::as_str));
+                (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
+            }
+            TableFactor::Function { alias, name, .. } => {
+                let out = self.function_out(tf, alias, sources, outer)?;
+                let n = alias_name(alias).or_else(|| object_parts(name).pop());
+                (n.unwrap_or_default(), None, Vec::new(), out)
+            }
+            TableFactor::UNNEST { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::JsonTable { alias, .. } => {
+                let out = self.function_out(tf, alias, sources, outer)?;
+                (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if alias.is_none() {
+                    return self.from_item(table_with_joins, sources, outer);
+                }
+                let mut inner = Vec::new();
+                let out = self.from_item(table_with_joins, &mut inner, outer)?;
+                let out = out.rename(alias_names(alias).iter().map(String::as_str));
+                (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
+            }
+            other => {
+                return stop(
+                    UNANALYZABLE,
+                    format!("FROM item {other} is not supported with masking"),
+                )
+            }
+        };
+        sources.push(Source {
+            name,
+            schema,
+            tables,
+            out: out.clone(),
+        });
+        Ok(out)
+    }
+
+    /// A table function: every output column carries the taint of the
+    /// arguments (implicitly lateral).
+    fn function_out(
+        &mut self,
+        tf: &TableFactor,
+        alias: &Option<TableAlias>,
+        sources: &[Source],
+        outer: Option<&Scope<'_>>,
+    ) -> Result<Out, Stop> {
+        let scope = Scope {
+            sources,
+            parent: outer,
+        };
+        let t = self.expr(tf, &scope)?.join(Taint::Column);
+        let names = alias_names(alias);
+        if names.is_empty() {
+            return Ok(Out::unknown(t));
+        }
+        Ok(Out {
+            cols: names.into_iter().map(|name| Col { name, taint: t }).collect(),
+            open: None,
+        })
+    }
+
+    /// A named relation: its columns from the catalog, tainted by the rules
+    /// and, for views, by the view's own lineage. Returns the columns, the
+    /// resolved schema and the candidate tables.
+    #[allow(clippy::type_complexity)]
+    fn relation(
+        &mut self,
+        parts: &[String],
+    ) -> Result<(Out, Option<String>, Vec<(String, String)>), Stop> {
+        let rel = extract::resolve(self.dialect, self.ctx, parts);
+        for schema in &rel.schemas {
+            let Some(cols) = self.catalog.columns(schema, &rel.name) else {
+                continue;
+            };
+            let mut out = Out {
+                cols: cols
+                    .iter()
+                    .map(|c| {
+                        let c = c.to_lowercase();
+                        Col {
+                            taint: self.column_taint(schema, &rel.name, &c),
+                            name: c,
+                        }
+                    })
+                    .collect(),
+                open: None,
+            };
+            if let Some(sql) = self.catalog.view_sql(schema, &rel.name) {
+                let v = self.view(&sql)?;
+                for (i, c) in out.cols.iter_mut().enumerate() {
+                    let vt = match v.cols.get(i) {
+                        Some(vc) => vc.taint,
+                        None => v.open.unwrap_or(Taint::Column),
+                    };
+                    c.taint = c.taint.join(vt);
+                }
+            }
+            return Ok((
+                out,
+                Some(schema.clone()),
+                vec![(schema.clone(), rel.name.clone())],
+            ));
+        }
+        let tables = rel
+            .schemas
+            .iter()
+            .map(|s| (s.clone(), rel.name.clone()))
+            .collect();
+        Ok((Out::unknown(Taint::Column), None, tables))
+    }
+
+    fn view(&mut self, sql: &str) -> Result<Out, Stop> {
+        self.views += 1;
+        if self.views > MAX_VIEWS || self.view_nesting >= MAX_VIEW_NESTING {
+            return stop(UNANALYZABLE, "views nest too deeply to analyze for masking");
+        }
+        let parsed = parse::parse(self.dialect, sql, &self.limits)
+            .map_err(|b| Stop {
+                rule: UNANALYZABLE.into(),
+                message: format!("a view's definition could not be analyzed: {}", b.message),
+            })?;
+        let [p] = parsed.as_slice() else {
+            return stop(UNANALYZABLE, "a view's definition is not one query");
+        };
+        let Statement::Query(q) = &p.statement else {
+            return stop(UNANALYZABLE, "a view's definition is not a query");
+        };
+        let ctes = std::mem::take(&mut self.ctes);
+        self.view_nesting += 1;
+        let r = self.query(q, None);
+        self.view_nesting -= 1;
+        self.ctes = ctes;
+        r
+    }
+
+    // ---- statements ----------------------------------------------------
+
+    /// What a statement returns, or why it must not run.
+    pub fn statement(&mut self, st: &Statement) -> Result<Shape, Stop> {
+        match st {
+            Statement::Query(q) => Ok(Shape::Rows(self.query(q, None)?)),
+            Statement::Insert(i) => {
+                let out = self.dml(st, None)?;
+                Ok(if i.returning.is_some() { Shape::Rows(out) } else { Shape::NoResult })
+            }
+            Statement::Update(u) => {
+                let out = self.dml(st, None)?;
+                Ok(if u.returning.is_some() { Shape::Rows(out) } else { Shape::NoResult })
+            }
+            Statement::Delete(d) => {
+                let out = self.dml(st, None)?;
+                Ok(if d.returning.is_some() { Shape::Rows(out) } else { Shape::NoResult })
+            }
+            Statement::Merge(_) => {
+                self.dml(st, None)?;
+                Ok(Shape::Opaque)
+            }
+            Statement::CreateTable(ct) => {
+                if let Some(q) = &ct.query {
+                    let t = self.query(q, None)?.taint();
+                    if t.rule().is_some() {
+                        return self.write_stop(t, "CREATE TABLE AS");
+                    }
+                }
+                Ok(Shape::NoResult)
+            }
+            Statement::CreateView(cv) => {
+                if cv.materialized {
+                    let t = self.query(&cv.query, None)?.taint();
+                    if t.rule().is_some() {
+                        return self.write_stop(t, "CREATE MATERIALIZED VIEW");
+                    }
+                }
+                Ok(Shape::NoResult)
+            }
+            Statement::Copy { source, to, .. } => {
+                if !*to {
+                    return Ok(Shape::NoResult);
+                }
+                let out = match source {
+                    CopySource::Query(q) => self.query(q, None)?,
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    } => {
+                        let (all, _, tables) = self.relation(&object_parts(table_name))?;
+                        if columns.is_empty() {
+                            let mut all = all;
+                            if all.open.is_some() {
+                                for (s, t) in &tables {
+                                    all.open = all.open.map(|o| o.join(self.table_taint(s, t)));
+                                }
+                            }
+                            all
+                        } else {
+                            let src = Source {
+                                name: String::new(),
+                                schema: None,
+                                tables,
+                                out: all,
+                            };
+                            let mut out = Out::default();
+                            for c in columns {
+                                let name = c.value.to_lowercase();
+                                let taint = self.lookup_in(&src, &name).unwrap_or(Taint::Column);
+                                out.push(Col { name, taint });
+                            }
+                            out
+                        }
+                    }
+                };
+                let t = out.taint();
+                if t.rule().is_some() {
+                    return self.write_stop(t, "COPY ... TO");
+                }
+                Ok(Shape::Rows(out))
+            }
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    if let Some(q) = &d.for_query {
+                        let t = self.query(q, None)?.taint();
+                        if t.rule().is_some() {
+                            return stop(
+                                &self.rule_id(t),
+                                "cursors over masked data are not supported; run the query directly",
+                            );
+                        }
+                    }
+                }
+                Ok(Shape::NoResult)
+            }
+            Statement::Prepare { statement, .. } => match self.statement(statement)? {
+                Shape::Rows(out) if out.taint().rule().is_some() => stop(
+                    &self.rule_id(out.taint()),
+                    "SQL-level PREPARE of a statement that reads masked data is not supported; use the protocol's prepare",
+                ),
+                _ => Ok(Shape::NoResult),
+            },
+            Statement::Explain {
+                statement, analyze, ..
+            } => {
+                if *analyze {
+                    self.statement(statement)?;
+                }
+                Ok(Shape::Opaque)
+            }
+            Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Set(_)
+            | Statement::Use(_)
+            | Statement::CreateIndex(_)
+            | Statement::CreateSchema { .. }
+            | Statement::Drop { .. }
+            | Statement::AlterTable(_)
+            | Statement::Truncate(_)
+            | Statement::Grant(_)
+            | Statement::Revoke(_)
+            | Statement::Deallocate { .. }
+            | Statement::Discard { .. } => Ok(Shape::NoResult),
+            _ => Ok(Shape::Opaque),
+        }
+    }
+
+    /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
+    /// written unmasked; returns the RETURNING columns.
+    fn dml(&mut self, st: &Statement, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        match st {
+            Statement::Insert(ins) => {
+                let TableObject::TableName(name) = &ins.table else {
+                    return stop(UNANALYZABLE, "INSERT into a table function is not supported");
+                };
+                let parts = object_parts(name);
+                let (tout, schema, tables) = self.relation(&parts)?;
+                let target = Source {
+                    name: ins
+                        .table_alias
+                        .as_ref()
+                        .map(|a| a.alias.value.to_lowercase())
+                        .or_else(|| parts.last().cloned())
+                        .unwrap_or_default(),
+                    schema,
+                    tables,
+                    out: tout.clone(),
+                };
+                if let Some(src) = &ins.source {
+                    let sout = self.query(src, outer)?;
+                    let dest: Vec<String> = if ins.columns.is_empty() {
+                        tout.cols.iter().map(|c| c.name.clone()).collect()
+                    } else {
+                        ins.columns.iter().filter_map(|c| object_parts(c).pop()).collect()
+                    };
+                    for (i, c) in sout.cols.iter().enumerate() {
+                        if c.taint.rule().is_none() {
+                            continue;
+                        }
+                        let dest_masked = dest
+                            .get(i)
+                            .and_then(|d| self.lookup_in(&target, d))
+                            .is_some_and(|t| matches!(t, Taint::Masked(_)));
+                        if !dest_masked {
+                            return self.write_stop(c.taint, "INSERT ... SELECT");
+                        }
+                    }
+                    if let Some(t) = sout.open.filter(|t| t.rule().is_some()) {
+                        return self.write_stop(t, "INSERT ... SELECT");
+                    }
+                }
+                let star = target.out.clone();
+                match &ins.returning {
+                    Some(items) => self.projection(items, &[target], &star, outer),
+                    None => Ok(Out::default()),
+                }
+            }
+            Statement::Update(u) => {
+                let mut sources = Vec::new();
+                let mut star = self.from_item(&u.table, &mut sources, outer)?;
+                if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
+                    &u.from
+                {
+                    for twj in f {
+                        let e = self.from_item(twj, &mut sources, outer)?;
+                        star.extend(e);
+                    }
+                }
+                for a in &u.assignments {
+                    let scope = Scope {
+                        sources: &sources,
+                        parent: outer,
+                    };
+                    let t = self.expr(&a.value, &scope)?;
+                    if t.rule().is_none() {
+                        continue;
+                    }
+                    let targets: Vec<&sqlparser::ast::ObjectName> = match &a.target {
+                        AssignmentTarget::ColumnName(n) => vec![n],
+                        AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                    };
+                    for n in targets {
+                        let col = object_parts(n).pop().unwrap_or_default();
+                        let dest_masked = sources
+                            .first()
+                            .and_then(|s| self.lookup_in(s, &col))
+                            .is_some_and(|t| matches!(t, Taint::Masked(_)));
+                        if !dest_masked || matches!(t, Taint::Unsafe(_)) {
+                            return self.write_stop(t, "UPDATE ... SET");
+                        }
+                    }
+                }
+                match &u.returning {
+                    Some(items) => self.projection(items, &sources, &star, outer),
+                    None => Ok(Out::default()),
+                }
+            }
+            Statement::Delete(d) => {
+                let mut sources = Vec::new();
+                let mut star = Out::default();
+                let (FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f)) = &d.from;
+                for twj in f.iter().chain(d.using.iter().flatten()) {
+                    let e = self.from_item(twj, &mut sources, outer)?;
+                    star.extend(e);
+                }
+                match &d.returning {
+                    Some(items) => self.projection(items, &sources, &star, outer),
+                    None => Ok(Out::default()),
+                }
+            }
+            Statement::Merge(m) => {
+                let mut sources = Vec::new();
+                let t = self.factor(&m.source, &mut sources, outer)?.taint();
+                let t = sources.iter().map(|s| self.whole_row(s)).fold(t, Taint::join);
+                if t.rule().is_some() {
+                    return self.write_stop(t, "MERGE");
+                }
+                Ok(Out::default())
+            }
+            _ => Ok(Out::default()),
+        }
+    }
+}
+
+/// `a JOIN b USING (k)`: the merged `k` first, then the rest of `a`, then
+/// the rest of `b` (Postgres and MySQL agree).
+fn merge_using(left: Out, right: Out, names: &[String]) -> Out {
+    if left.open.is_some() || right.open.is_some() {
+        let mut e = left;
+        e.extend(right);
+        return Out::unknown(e.taint());
+    }
+    let mut out = Out::default();
+    for n in names {
+        let l = left.cols.iter().find(|c| &c.name == n).map(|c| c.taint);
+        let r = right.cols.iter().find(|c| &c.name == n).map(|c| c.taint);
+        out.push(Col {
+            name: n.clone(),
+            taint: l.unwrap_or_default().join(r.unwrap_or_default()),
+        });
+    }
+    for c in left.cols.into_iter().chain(right.cols) {
+        if !names.contains(&c.name) {
+            out.push(c);
+        }
+    }
+    out
+}

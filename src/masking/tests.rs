@@ -1,0 +1,1 @@
+//! Lineage and planner tests.
