@@ -29,9 +29,17 @@ struct Opts {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let opts = if quick {
-        Opts { duration: 3, rounds: 1, clients: vec![1, 8] }
+        Opts {
+            duration: 3,
+            rounds: 1,
+            clients: vec![1, 8],
+        }
     } else {
-        Opts { duration: 10, rounds: 3, clients: vec![1, 8] }
+        Opts {
+            duration: 10,
+            rounds: 3,
+            clients: vec![1, 8],
+        }
     };
     if let Err(e) = run(&opts) {
         eprintln!("e2e bench failed: {e:#}");
@@ -48,7 +56,10 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     pg.create_user("bench", password)?;
     pg.create_database("bench", "bench")?;
     let dir = tempfile::tempdir()?;
-    let direct = format!("postgresql://bench:{password}@127.0.0.1:{}/bench", pg.port());
+    let direct = format!(
+        "postgresql://bench:{password}@127.0.0.1:{}/bench",
+        pg.port()
+    );
     eprintln!("initialising pgbench tables (scale 10) ...");
     check(Command::new(bin.join("pgbench")).args(["-i", "-q", "-s", "10", &direct]))?;
 
@@ -87,7 +98,10 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
 
     let mut latency = BTreeMap::new();
     for (name, url) in &targets {
-        latency.insert((*name).to_owned(), select1_latency(&bin, url, dir.path(), opts.duration)?);
+        latency.insert(
+            (*name).to_owned(),
+            select1_latency(&bin, url, dir.path(), opts.duration)?,
+        );
     }
 
     let rss = idle_rss(&bin, &via_airlock, airlock.id(), 200)?;
@@ -136,7 +150,13 @@ fn start_airlock(dir: &Path, pg_port: u16, port: u16, password: &str) -> anyhow:
     let path = dir.join("airlock.toml");
     std::fs::write(&path, config)?;
     let child = Command::new("taskset")
-        .args(["-c", CPU, env!("CARGO_BIN_EXE_airlock"), "serve", "--config"])
+        .args([
+            "-c",
+            CPU,
+            env!("CARGO_BIN_EXE_airlock"),
+            "serve",
+            "--config",
+        ])
         .arg(&path)
         .env("AIRLOCK_LOG", "warn")
         .stdout(Stdio::null())
@@ -165,7 +185,10 @@ fn start_pgbouncer(
         return Ok(None);
     };
     let port = airlock::testkit::process::free_port()?;
-    std::fs::write(dir.join("userlist.txt"), format!("\"bench\" \"{password}\"\n"))?;
+    std::fs::write(
+        dir.join("userlist.txt"),
+        format!("\"bench\" \"{password}\"\n"),
+    )?;
     std::fs::write(
         dir.join("pgbouncer.ini"),
         format!(
@@ -179,15 +202,23 @@ fn start_pgbouncer(
         ),
     )?;
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", CPU]).arg(path).arg(dir.join("pgbouncer.ini"));
+    cmd.args(["-c", CPU])
+        .arg(path)
+        .arg(dir.join("pgbouncer.ini"));
     if unsafe { libc::geteuid() } == 0 {
         // pgbouncer refuses to run as root.
         cmd.args(["-u", "nobody"]);
-        let _ = Command::new("chmod").args(["-R", "a+rwx"]).arg(dir).status();
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rwx"])
+            .arg(dir)
+            .status();
     }
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     std::thread::sleep(Duration::from_millis(500));
-    Ok(Some((child, format!("postgresql://bench:{password}@127.0.0.1:{port}/bench"))))
+    Ok(Some((
+        child,
+        format!("postgresql://bench:{password}@127.0.0.1:{port}/bench"),
+    )))
 }
 
 fn which(name: &str) -> anyhow::Result<PathBuf> {
@@ -227,7 +258,14 @@ fn pgbench_tps(
             .args(["-c", CPU])
             .arg(bin.join("pgbench"))
             .args(["-n", "-b", script, "-M", mode])
-            .args(["-c", &clients.to_string(), "-j", "1", "-T", &duration.to_string()])
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "1",
+                "-T",
+                &duration.to_string(),
+            ])
             .arg(url),
     )?;
     out.lines()
@@ -248,7 +286,17 @@ fn select1_latency(bin: &Path, url: &str, dir: &Path, duration: u32) -> anyhow::
             .current_dir(logdir.path())
             .args(["-c", CPU])
             .arg(bin.join("pgbench"))
-            .args(["-n", "-M", "prepared", "-c", "1", "-T", &duration.to_string(), "-l", "-f"])
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                "1",
+                "-T",
+                &duration.to_string(),
+                "-l",
+                "-f",
+            ])
             .arg(&script)
             .arg(url),
     )?;
@@ -355,6 +403,8 @@ fn report_json(
         .map(|(k, (p50, p99))| format!("\"{k}\": {{\"p50\": {p50:.1}, \"p99\": {p99:.1}}}"))
         .collect();
     s.push_str(&lat.join(", "));
-    s.push_str(&format!("}},\n  \"idle_rss_kib_per_connection\": {rss:.2}\n}}\n"));
+    s.push_str(&format!(
+        "}},\n  \"idle_rss_kib_per_connection\": {rss:.2}\n}}\n"
+    ));
     s
 }

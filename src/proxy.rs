@@ -12,7 +12,9 @@ use tokio_rustls::TlsAcceptor;
 use airlock_protocol::pg::scram::ScramVerifier;
 
 use crate::config::{Config, Identity};
+use crate::masking::{load_masking_path, Masker};
 use crate::pg::cancel::CancelRegistry;
+use crate::pg::catalog::CatalogSnapshot;
 use crate::pg::opening::ClientTlsSettings;
 use crate::policy::engine::Engine;
 use crate::policy::rules::load_rules;
@@ -25,6 +27,8 @@ pub struct Loaded {
     verifiers: HashMap<String, ScramVerifier>,
     upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
     gate: Arc<dyn Gate>,
+    /// Masking rules; `None` when the rule files define none.
+    pub masker: Option<Arc<Masker>>,
 }
 
 /// Why a config could not be put in force.
@@ -36,6 +40,8 @@ pub enum LoadError {
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Rules(#[from] crate::policy::rules::RulesError),
+    #[error("{0}")]
+    Masking(#[from] crate::masking::MaskError),
 }
 
 impl Loaded {
@@ -56,15 +62,27 @@ impl Loaded {
             let ca = t.ca.as_ref().map(|c| c.get_ref().as_path());
             upstream_tls.insert(name.clone(), tls::client_config(t.tls, ca)?);
         }
-        let gate: Arc<dyn Gate> = match &config.policy.rules {
-            Some(path) => Arc::new(Engine::new(load_rules(path.get_ref())?)),
-            None => Arc::new(AllowAll),
+        let (gate, masker): (Arc<dyn Gate>, _) = match &config.policy.rules {
+            Some(path) => {
+                let rules = load_rules(path.get_ref())?;
+                let limits = rules.limits;
+                let masking = load_masking_path(path.get_ref())?;
+                let masker = (!masking.rules.is_empty() || !masking.detectors.is_empty()).then(|| {
+                    if masking.hash_key_env.as_deref().and_then(|v| std::env::var(v).ok()).is_none() {
+                        tracing::warn!("no masking hash key set (masking.hash_key_env): hashes are stable only until airlock restarts");
+                    }
+                    Arc::new(Masker::from_env(masking, limits))
+                });
+                (Arc::new(Engine::new(rules)), masker)
+            }
+            None => (Arc::new(AllowAll), None),
         };
         Ok(Loaded {
             config: Arc::new(config),
             verifiers,
             upstream_tls,
             gate,
+            masker,
         })
     }
 }
@@ -76,6 +94,8 @@ pub struct Proxy {
     /// Key for mock SCRAM verifiers of unknown identities.
     pub mock_secret: [u8; 32],
     pub shutdown: watch::Receiver<bool>,
+    /// Catalog snapshots for masking, per target.
+    catalogs: dashmap::DashMap<String, Arc<CatalogSnapshot>>,
 }
 
 impl Proxy {
@@ -94,6 +114,7 @@ impl Proxy {
             client_tls,
             mock_secret,
             shutdown,
+            catalogs: dashmap::DashMap::new(),
         })
     }
 
@@ -126,6 +147,46 @@ impl Proxy {
     /// The verifier of an identity, parsed when the config was loaded.
     pub fn verifier(&self, name: &str, _identity: &Identity) -> Option<ScramVerifier> {
         self.loaded.load().verifiers.get(name).cloned()
+    }
+
+    pub fn masker(&self) -> Option<Arc<Masker>> {
+        self.loaded.load().masker.clone()
+    }
+
+    /// The catalog snapshot of a target, loaded on first use.
+    pub async fn catalog(
+        &self,
+        target: &str,
+    ) -> Result<Arc<CatalogSnapshot>, crate::pg::error::SessionError> {
+        if let Some(c) = self.catalogs.get(target) {
+            return Ok(Arc::clone(c.value()));
+        }
+        let config = self.config();
+        let t =
+            config
+                .targets
+                .get(target)
+                .ok_or_else(|| crate::pg::error::SessionError::Upstream {
+                    code: "3D000",
+                    message: format!("database \"{target}\" does not exist"),
+                })?;
+        let snap = Arc::new(
+            crate::pg::catalog::load(
+                target,
+                t,
+                self.upstream_tls(target),
+                config.limits.connect_timeout,
+                config.limits.max_message_size.0,
+            )
+            .await?,
+        );
+        self.catalogs.insert(target.to_owned(), Arc::clone(&snap));
+        Ok(snap)
+    }
+
+    /// Forgets a target's catalog snapshot (after DDL); the next use reloads.
+    pub fn invalidate_catalog(&self, target: &str) {
+        self.catalogs.remove(target);
     }
 
     pub fn upstream_tls(&self, target: &str) -> Option<Arc<rustls::ClientConfig>> {

@@ -277,7 +277,8 @@ mod tests {
                 "{s}"
             );
         }
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34\n-----END RSA PRIVATE KEY-----";
+        let pem =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34\n-----END RSA PRIVATE KEY-----";
         assert_eq!(
             kinds(&format!("key:\n{pem}\nbye")),
             vec![(Kind::Secret, pem.to_string())]
@@ -288,14 +289,14 @@ mod tests {
     #[test]
     fn masking_detect_clean_negatives() {
         for s in [
-            "4111111111111112",         // Luhn fails
-            "1700000000000",            // ms timestamp, no card prefix
-            "order 12345678 shipped",   // plain number
-            "4155552671",               // bare 10 digits: not a phone
-            "2024-01-15 10:00:00",      // date
-            "192.168.100.200",          // IP
-            "000-12-3456 666-12-3456",  // invalid SSN areas
-            "price 1234.5678",          // decimal
+            "4111111111111112",            // Luhn fails
+            "1700000000000",               // ms timestamp, no card prefix
+            "order 12345678 shipped",      // plain number
+            "4155552671",                  // bare 10 digits: not a phone
+            "2024-01-15 10:00:00",         // date
+            "192.168.100.200",             // IP
+            "000-12-3456 666-12-3456",     // invalid SSN areas
+            "price 1234.5678",             // decimal
             "GB82 WEST 1234 5698 7654 33", // IBAN checksum fails
             "the quick brown fox @ home",
             "user@localhost",

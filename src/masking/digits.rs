@@ -81,7 +81,11 @@ fn read_run(text: &[u8], i: usize) -> Run {
         let next_digit = |p: usize| text.get(p).is_some_and(u8::is_ascii_digit);
         match text.get(pos) {
             Some(b')') if paren && run.n == 1 && pos - g == 3 => {
-                let skip = if text.get(pos + 1) == Some(&b' ') { 2 } else { 1 };
+                let skip = if text.get(pos + 1) == Some(&b' ') {
+                    2
+                } else {
+                    1
+                };
                 if !next_digit(pos + skip) {
                     break;
                 }
@@ -153,7 +157,7 @@ fn luhn(digits: impl Iterator<Item = u8>, count: usize) -> bool {
     let mut sum = 0u32;
     for (i, d) in digits.enumerate() {
         let d = u32::from(d);
-        sum += if (count - i) % 2 == 0 {
+        sum += if (count - i) & 1 == 0 {
             let x = d * 2;
             if x > 9 {
                 x - 9
@@ -164,7 +168,7 @@ fn luhn(digits: impl Iterator<Item = u8>, count: usize) -> bool {
             d
         };
     }
-    sum % 10 == 0
+    matches!(sum % 10, 0)
 }
 
 fn is_card(text: &[u8], run: &Run) -> bool {
@@ -189,8 +193,7 @@ fn is_card(text: &[u8], run: &Run) -> bool {
     let prefix_ok = match p1 {
         4 => matches!(n, 13 | 16 | 19),
         _ => {
-            (51..=55).contains(&p2) && n == 16
-                || (2221..=2720).contains(&p) && n == 16
+            ((51..=55).contains(&p2) || (2221..=2720).contains(&p)) && n == 16
                 || (p2 == 34 || p2 == 37) && n == 15
                 || (p == 6011 || p2 == 65 || (644..=649).contains(&p3) || p2 == 62 || p2 == 35)
                     && n >= 16

@@ -85,7 +85,12 @@ fn stop<T>(rule: &str, message: impl Into<String>) -> Result<T, Stop> {
 
 fn alias_names(a: &Option<TableAlias>) -> Vec<String> {
     a.as_ref()
-        .map(|a| a.columns.iter().map(|c| c.name.value.to_lowercase()).collect())
+        .map(|a| {
+            a.columns
+                .iter()
+                .map(|c| c.name.value.to_lowercase())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -150,7 +155,10 @@ impl<'a> Analyzer<'a> {
     fn write_stop<T>(&self, t: Taint, what: &str) -> Result<T, Stop> {
         stop(
             &self.rule_id(t),
-            format!("{what} would copy masked data (rule {}) where it is no longer masked", self.rule_id(t)),
+            format!(
+                "{what} would copy masked data (rule {}) where it is no longer masked",
+                self.rule_id(t)
+            ),
         )
     }
 
@@ -178,7 +186,12 @@ impl<'a> Analyzer<'a> {
             for (sc, tb) in &s.tables {
                 t = t.join(self.table_taint(sc, tb));
             }
-            if s.tables.is_empty() && self.active.iter().any(|&i| !self.rules.rules[i].names.is_empty()) {
+            if s.tables.is_empty()
+                && self
+                    .active
+                    .iter()
+                    .any(|&i| !self.rules.rules[i].names.is_empty())
+            {
                 t = t.join(Taint::Masked(self.active[0]));
             }
         }
@@ -218,7 +231,13 @@ impl<'a> Analyzer<'a> {
                     .filter_map(|s| self.lookup_in(s, col))
                     .reduce(Taint::join);
                 if let Some(t) = found {
-                    return t;
+                    // A column of an unknown table, or a whole-row
+                    // reference: assume the worse.
+                    let open = l.sources.iter().any(|s| s.out.open.is_some());
+                    return match self.find_source(scope, parts) {
+                        Some(s) if open => t.join(self.whole_row(s)),
+                        _ => t,
+                    };
                 }
                 level = l.parent;
             }
@@ -240,7 +259,11 @@ impl<'a> Analyzer<'a> {
 
     // ---- expressions -------------------------------------------------
 
-    fn expr<V: sqlparser::ast::Visit>(&mut self, node: &V, scope: &Scope<'_>) -> Result<Taint, Stop> {
+    fn expr<V: sqlparser::ast::Visit>(
+        &mut self,
+        node: &V,
+        scope: &Scope<'_>,
+    ) -> Result<Taint, Stop> {
         let mut t = Taint::Const;
         for item in Collect::of(node) {
             let (v, f) = match item {
@@ -278,7 +301,10 @@ impl<'a> Analyzer<'a> {
     fn enter(&mut self) -> Result<(), Stop> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return stop(UNANALYZABLE, "statement is too deeply nested to analyze for masking");
+            return stop(
+                UNANALYZABLE,
+                "statement is too deeply nested to analyze for masking",
+            );
         }
         Ok(())
     }
@@ -297,8 +323,12 @@ impl<'a> Analyzer<'a> {
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
                 let name = cte.alias.name.value.to_lowercase();
-                let names: Vec<String> =
-                    cte.alias.columns.iter().map(|c| c.name.value.to_lowercase()).collect();
+                let names: Vec<String> = cte
+                    .alias
+                    .columns
+                    .iter()
+                    .map(|c| c.name.value.to_lowercase())
+                    .collect();
                 let out = if with.recursive {
                     self.recursive_cte(&name, &names, &cte.query, outer)?
                 } else {
@@ -327,7 +357,10 @@ impl<'a> Analyzer<'a> {
             self.ctes.push((name.to_string(), cur.clone()));
             let next = self.query(q, outer);
             self.ctes.pop();
-            let next = cur.clone().union(next?).rename(names.iter().map(String::as_str));
+            let next = cur
+                .clone()
+                .union(next?)
+                .rename(names.iter().map(String::as_str));
             if next == cur {
                 break;
             }
@@ -342,7 +375,7 @@ impl<'a> Analyzer<'a> {
                 let mut sources = Vec::new();
                 let mut star = Out::default();
                 for twj in &s.from {
-                    let e = self.from_item(twj, &mut sources, outer)?;
+                    let e = self.join_tree(twj, &mut sources, outer)?;
                     star.extend(e);
                 }
                 let out = self.projection(&s.projection, &sources, &star, outer)?;
@@ -378,11 +411,13 @@ impl<'a> Analyzer<'a> {
                 }
                 Ok(out)
             }
-            SetExpr::Insert(st) | SetExpr::Update(st) | SetExpr::Delete(st) | SetExpr::Merge(st) => {
-                self.dml(st, outer)
-            }
+            SetExpr::Insert(st)
+            | SetExpr::Update(st)
+            | SetExpr::Delete(st)
+            | SetExpr::Merge(st) => self.dml(st, outer),
             SetExpr::Table(t) => {
-                let mut parts: Vec<String> = t.schema_name.iter().map(|s| s.to_lowercase()).collect();
+                let mut parts: Vec<String> =
+                    t.schema_name.iter().map(|s| s.to_lowercase()).collect();
                 parts.extend(t.table_name.iter().map(|s| s.to_lowercase()));
                 Ok(self.relation(&parts)?.0)
             }
@@ -429,9 +464,10 @@ impl<'a> Analyzer<'a> {
                     });
                 }
                 SelectItem::Wildcard(o) if plain(o) => out.extend(star.clone()),
-                SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), o)
-                    if plain(o) =>
-                {
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    o,
+                ) if plain(o) => {
                     let parts = object_parts(n);
                     let level = Scope {
                         sources,
@@ -455,7 +491,7 @@ impl<'a> Analyzer<'a> {
 
     // ---- FROM --------------------------------------------------------
 
-    fn from_item(
+    fn join_tree(
         &mut self,
         twj: &TableWithJoins,
         sources: &mut Vec<Source>,
@@ -479,16 +515,17 @@ impl<'a> Analyzer<'a> {
                 | JoinOperator::Anti(_)
                 | JoinOperator::LeftAnti(_)
                 | JoinOperator::RightAnti(_) => {
-                    return stop(UNANALYZABLE, "semi/anti joins are not supported with masking")
+                    return stop(
+                        UNANALYZABLE,
+                        "semi/anti joins are not supported with masking",
+                    )
                 }
                 _ => None,
             };
             exp = match c {
                 Some(JoinConstraint::Using(names)) => {
-                    let names: Vec<String> = names
-                        .iter()
-                        .filter_map(|n| object_parts(n).pop())
-                        .collect();
+                    let names: Vec<String> =
+                        names.iter().filter_map(|n| object_parts(n).pop()).collect();
                     merge_using(exp, right, &names)
                 }
                 Some(JoinConstraint::Natural) => {
@@ -532,7 +569,12 @@ impl<'a> Analyzer<'a> {
                     (n.unwrap_or_default(), None, Vec::new(), out)
                 } else {
                     let cte = match parts.as_slice() {
-                        [one] => self.ctes.iter().rev().find(|c| &c.0 == one).map(|c| c.1.clone()),
+                        [one] => self
+                            .ctes
+                            .iter()
+                            .rev()
+                            .find(|c| &c.0 == one)
+                            .map(|c| c.1.clone()),
                         _ => None,
                     };
                     let (out, schema, tables) = match cte {
@@ -579,10 +621,10 @@ impl<'a> Analyzer<'a> {
                 alias,
             } => {
                 if alias.is_none() {
-                    return self.from_item(table_with_joins, sources, outer);
+                    return self.join_tree(table_with_joins, sources, outer);
                 }
                 let mut inner = Vec::new();
-                let out = self.from_item(table_with_joins, &mut inner, outer)?;
+                let out = self.join_tree(table_with_joins, &mut inner, outer)?;
                 let out = out.rename(alias_names(alias).iter().map(String::as_str));
                 (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
             }
@@ -621,7 +663,10 @@ impl<'a> Analyzer<'a> {
             return Ok(Out::unknown(t));
         }
         Ok(Out {
-            cols: names.into_iter().map(|name| Col { name, taint: t }).collect(),
+            cols: names
+                .into_iter()
+                .map(|name| Col { name, taint: t })
+                .collect(),
             open: None,
         })
     }
@@ -681,11 +726,10 @@ impl<'a> Analyzer<'a> {
         if self.views > MAX_VIEWS || self.view_nesting >= MAX_VIEW_NESTING {
             return stop(UNANALYZABLE, "views nest too deeply to analyze for masking");
         }
-        let parsed = parse::parse(self.dialect, sql, &self.limits)
-            .map_err(|b| Stop {
-                rule: UNANALYZABLE.into(),
-                message: format!("a view's definition could not be analyzed: {}", b.message),
-            })?;
+        let parsed = parse::parse(self.dialect, sql, &self.limits).map_err(|b| Stop {
+            rule: UNANALYZABLE.into(),
+            message: format!("a view's definition could not be analyzed: {}", b.message),
+        })?;
         let [p] = parsed.as_slice() else {
             return stop(UNANALYZABLE, "a view's definition is not one query");
         };
@@ -837,7 +881,10 @@ impl<'a> Analyzer<'a> {
         match st {
             Statement::Insert(ins) => {
                 let TableObject::TableName(name) = &ins.table else {
-                    return stop(UNANALYZABLE, "INSERT into a table function is not supported");
+                    return stop(
+                        UNANALYZABLE,
+                        "INSERT into a table function is not supported",
+                    );
                 };
                 let parts = object_parts(name);
                 let (tout, schema, tables) = self.relation(&parts)?;
@@ -857,7 +904,10 @@ impl<'a> Analyzer<'a> {
                     let dest: Vec<String> = if ins.columns.is_empty() {
                         tout.cols.iter().map(|c| c.name.clone()).collect()
                     } else {
-                        ins.columns.iter().filter_map(|c| object_parts(c).pop()).collect()
+                        ins.columns
+                            .iter()
+                            .filter_map(|c| object_parts(c).pop())
+                            .collect()
                     };
                     for (i, c) in sout.cols.iter().enumerate() {
                         if c.taint.rule().is_none() {
@@ -883,12 +933,12 @@ impl<'a> Analyzer<'a> {
             }
             Statement::Update(u) => {
                 let mut sources = Vec::new();
-                let mut star = self.from_item(&u.table, &mut sources, outer)?;
+                let mut star = self.join_tree(&u.table, &mut sources, outer)?;
                 if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
                     &u.from
                 {
                     for twj in f {
-                        let e = self.from_item(twj, &mut sources, outer)?;
+                        let e = self.join_tree(twj, &mut sources, outer)?;
                         star.extend(e);
                     }
                 }
@@ -926,7 +976,7 @@ impl<'a> Analyzer<'a> {
                 let mut star = Out::default();
                 let (FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f)) = &d.from;
                 for twj in f.iter().chain(d.using.iter().flatten()) {
-                    let e = self.from_item(twj, &mut sources, outer)?;
+                    let e = self.join_tree(twj, &mut sources, outer)?;
                     star.extend(e);
                 }
                 match &d.returning {
@@ -937,7 +987,10 @@ impl<'a> Analyzer<'a> {
             Statement::Merge(m) => {
                 let mut sources = Vec::new();
                 let t = self.factor(&m.source, &mut sources, outer)?.taint();
-                let t = sources.iter().map(|s| self.whole_row(s)).fold(t, Taint::join);
+                let t = sources
+                    .iter()
+                    .map(|s| self.whole_row(s))
+                    .fold(t, Taint::join);
                 if t.rule().is_some() {
                     return self.write_stop(t, "MERGE");
                 }

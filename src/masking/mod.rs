@@ -29,9 +29,9 @@ pub mod rules;
 mod secrets;
 pub mod strategy;
 pub mod taint;
-pub mod types;
 #[cfg(test)]
 mod tests;
+pub mod types;
 
 pub use catalog::{Catalog, MemoryCatalog, NoCatalog};
 pub use detect::{DetectorSet, Finding, Kind};
@@ -271,6 +271,27 @@ impl Masker {
         }
     }
 
+    /// The mask for a column known by its source (`schema.table.column`,
+    /// e.g. from a RowDescription's table OID and attribute number), or
+    /// `None` when no rule masks it for `who`.
+    pub fn mask_for_column(
+        &self,
+        who: &Principal,
+        schema: &str,
+        table: &str,
+        column: &str,
+    ) -> Option<ColumnMask> {
+        let full = format!("{schema}.{table}.{column}").to_lowercase();
+        self.rules
+            .rules
+            .iter()
+            .find(|r| r.active_for(who) && r.columns.is_match(&full))
+            .map(|r| ColumnMask::Mask {
+                rule: r.id.clone(),
+                strategy: r.strategy,
+            })
+    }
+
     /// The replacement for one text-format value: `None` is NULL.
     /// `text_like`: the column's type can hold any string
     /// ([`types::pg_oid_is_text`], [`types::mysql_type_is_text`]).
@@ -285,14 +306,19 @@ impl Masker {
         match mask {
             ColumnMask::Clear => Some(Cow::Borrowed(v)),
             ColumnMask::Mask { strategy, .. } => {
-                match strategy::mask_text(v, *strategy, TypeHint::from_text_like(text_like), &self.key) {
+                match strategy::mask_text(
+                    v,
+                    *strategy,
+                    TypeHint::from_text_like(text_like),
+                    &self.key,
+                ) {
                     MaskedValue::Text(t) => Some(Cow::Owned(t)),
                     MaskedValue::Null => None,
                 }
             }
-            ColumnMask::Detect if text_like => Some(
-                detect::scrub(v, detectors).map_or(Cow::Borrowed(v), Cow::Owned),
-            ),
+            ColumnMask::Detect if text_like => {
+                Some(detect::scrub(v, detectors).map_or(Cow::Borrowed(v), Cow::Owned))
+            }
             ColumnMask::Detect => Some(Cow::Borrowed(v)),
         }
     }

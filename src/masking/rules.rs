@@ -337,7 +337,8 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
     let strategy = Strategy::parse(
         m.strategy.get_ref(),
         m.keep_first.unwrap_or(0),
-        m.keep_last.unwrap_or(if m.keep_first.is_some() { 0 } else { 4 }),
+        m.keep_last
+            .unwrap_or(if m.keep_first.is_some() { 0 } else { 4 }),
     )
     .ok_or_else(|| {
         ctx.err(
@@ -352,9 +353,17 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
     if (m.keep_first.is_some() || m.keep_last.is_some())
         && !matches!(strategy, Strategy::Partial { .. })
     {
-        return Err(ctx.err(line, &k("keep_last"), "only applies to strategy \"partial\""));
+        return Err(ctx.err(
+            line,
+            &k("keep_last"),
+            "only applies to strategy \"partial\"",
+        ));
     }
-    let on_unsafe = match m.on_unsafe.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+    let on_unsafe = match m
+        .on_unsafe
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
         None | Some(("block", _)) => OnUnsafe::Block,
         Some(("null", _)) => OnUnsafe::Null,
         Some((other, span)) => {
@@ -396,7 +405,10 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
         }
         patterns.push(pat);
     }
-    let build = |b: GlobSetBuilder| b.build().map_err(|e| ctx.err(line, &k("columns"), &e.to_string()));
+    let build = |b: GlobSetBuilder| {
+        b.build()
+            .map_err(|e| ctx.err(line, &k("columns"), &e.to_string()))
+    };
     Ok(MaskRule {
         id,
         description: m.description,
@@ -411,4 +423,3 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
         unmasked: Who::from_raw(m.unmasked),
     })
 }
-

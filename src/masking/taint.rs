@@ -8,7 +8,9 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Visit, Visitor,
+};
 
 /// What an output value is derived from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -192,7 +194,6 @@ pub fn object_parts(name: &sqlparser::ast::ObjectName) -> Vec<String> {
         .collect()
 }
 
-
 impl Visitor for Collect {
     type Break = ();
 
@@ -216,9 +217,7 @@ impl Visitor for Collect {
         }
         let f = self.flags();
         match e {
-            Expr::Identifier(id) => self
-                .items
-                .push(Item::Ref(vec![id.value.to_lowercase()], f)),
+            Expr::Identifier(id) => self.items.push(Item::Ref(vec![id.value.to_lowercase()], f)),
             Expr::CompoundIdentifier(ids) => self.items.push(Item::Ref(lower(ids), f)),
             Expr::Wildcard(_) => self.items.push(Item::Star(None, f)),
             Expr::QualifiedWildcard(n, _) => self.items.push(Item::Star(Some(object_parts(n)), f)),

@@ -1,1 +1,419 @@
-//! Lineage and planner tests.
+//! Lineage and planner tests against an in-memory catalog.
+
+use std::path::Path;
+
+use super::*;
+
+const RULES: &str = include_str!("../../testdata/masking/rules.toml");
+
+fn catalog() -> MemoryCatalog {
+    MemoryCatalog::new()
+        .table(
+            "public",
+            "customers",
+            &["id", "name", "email", "phone", "ssn", "card_number"],
+        )
+        .table("public", "orders", &["id", "customer_id", "amount"])
+        .view(
+            "public",
+            "v_customers",
+            &["id", "email"],
+            "SELECT id, email FROM customers",
+        )
+        .table("shop", "customers", &["id", "email", "ssn"])
+}
+
+fn masker() -> Masker {
+    let rules = load_masking(&[(Path::new("rules.toml"), RULES)]).expect("rules load");
+    Masker::new(rules, Some(b"test-key"), Limits::default())
+}
+
+fn who(identity: &str, groups: &[&str]) -> Principal {
+    Principal {
+        identity: identity.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        target: "app".into(),
+        ..Principal::default()
+    }
+}
+
+fn ctx() -> SessionContext {
+    SessionContext {
+        search_path: vec!["public".into()],
+        ..SessionContext::default()
+    }
+}
+
+/// One letter per column: `.` clear/detect, `E` email, `C` card, `S` ssn,
+/// `P` phone, `N` null; or `BLOCK:<rule>`, `NONE`, `OPAQUE`.
+fn shape_as(m: &Masker, p: &Principal, d: Dialect, sql: &str) -> String {
+    let mut c = ctx();
+    if d == Dialect::MySql {
+        c.current_database = Some("shop".into());
+    }
+    let plans = m.plan(p, d, sql, &c, &catalog());
+    plans
+        .iter()
+        .map(|plan| match plan {
+            StatementPlan::NoResult => "NONE".to_string(),
+            StatementPlan::Opaque => "OPAQUE".to_string(),
+            StatementPlan::Block { rule, .. } => format!("BLOCK:{rule}"),
+            StatementPlan::Columns(cols) => cols
+                .iter()
+                .map(|c| match c {
+                    ColumnMask::Clear | ColumnMask::Detect => '.',
+                    ColumnMask::Mask { strategy, rule } => match (rule.as_str(), strategy) {
+                        (_, Strategy::Null) => 'N',
+                        ("pii-email", _) => 'E',
+                        ("pii-card", _) => 'C',
+                        ("pii-ssn", _) => 'S',
+                        ("pii-phone", _) => 'P',
+                        _ => '?',
+                    },
+                })
+                .collect(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn shape(sql: &str) -> String {
+    shape_as(&masker(), &who("agent", &[]), Dialect::Postgres, sql)
+}
+
+#[test]
+fn masking_lineage_direct_and_star() {
+    assert_eq!(shape("select id, email, name from customers"), ".E.");
+    assert_eq!(shape("select * from customers"), "..E.SC");
+    assert_eq!(
+        shape("select c.* , o.amount from customers c join orders o on o.customer_id = c.id"),
+        "..E.SC."
+    );
+    assert_eq!(
+        shape("select public.customers.email from public.customers"),
+        "E"
+    );
+    assert_eq!(shape("TABLE customers"), "..E.SC");
+    assert_eq!(shape("select o.* from orders o"), "...");
+}
+
+#[test]
+fn masking_lineage_expressions() {
+    for sql in [
+        "select email || 'x' from customers",
+        "select concat(name, email) from customers",
+        "select email::varchar(10) from customers",
+        "select cast(email as text) from customers",
+        "select lower(upper(email)) from customers",
+        "select substr(email, 1, 3) from customers",
+        "select format('%s', email) from customers",
+        "select encode(email::bytea, 'base64') from customers",
+        "select md5(email) from customers",
+        "select case when id > 1 then email else 'x' end from customers",
+        "select coalesce(null, email) from customers",
+        "select json_build_object('e', email) from customers",
+        "select array[email] from customers",
+        "select string_agg(email, ',') from customers",
+        "select array_agg(email) from customers",
+        "select lag(email) over (order by id) from customers",
+        "select first_value(email) over (partition by name) from customers",
+        "select (select email from customers limit 1)",
+        "select (select max(c.email) from customers c where c.id = o.customer_id) from orders o",
+    ] {
+        assert_eq!(shape(sql), "E", "{sql}");
+    }
+    assert_eq!(shape("select count(email), count(*) from customers"), "..");
+    assert_eq!(shape("select 'alice@example.com', 1"), "..");
+}
+
+#[test]
+fn masking_lineage_set_ops_ctes_derived() {
+    assert_eq!(
+        shape("select name from customers union select email from customers"),
+        "E"
+    );
+    assert_eq!(
+        shape("select id, name from customers intersect select id, email from customers"),
+        ".E"
+    );
+    assert_eq!(
+        shape("select name from customers except all select ssn from customers"),
+        "S"
+    );
+    assert_eq!(
+        shape("with x as (select email as e, id from customers) select id, e from x"),
+        ".E"
+    );
+    assert_eq!(
+        shape("with x(a, b) as (select id, email from customers) select b, a from x"),
+        "E."
+    );
+    assert_eq!(
+        shape("with recursive r(n, e) as (select 1, 'x' union all select n + 1, c.email from r join customers c on c.id = r.n) select e, n from r"),
+        "E."
+    );
+    assert_eq!(
+        shape("select z.e from (select email as e from customers) z"),
+        "E"
+    );
+    assert_eq!(
+        shape("select u.b from (select id, email from customers) as u(a, b)"),
+        "E"
+    );
+    assert_eq!(
+        shape("select * from (select id, email from customers) as u(a, b)"),
+        ".E"
+    );
+    assert_eq!(
+        shape("select c.id, l.x from customers c, lateral (select c.email as x) l"),
+        ".E"
+    );
+    assert_eq!(
+        shape("select x from customers c cross join lateral unnest(array[c.email]) as u(x)"),
+        "E"
+    );
+    assert_eq!(
+        shape("select * from customers join orders using (id)"),
+        "..E.SC.."
+    );
+    assert_eq!(
+        shape("select * from customers natural join orders"),
+        "..E.SC.."
+    );
+}
+
+#[test]
+fn masking_lineage_views() {
+    assert_eq!(shape("select * from v_customers"), ".E");
+    assert_eq!(shape("select email from public.v_customers"), "E");
+    assert_eq!(shape("select upper(v.email) from v_customers v"), "E");
+}
+
+#[test]
+fn masking_lineage_blocks_unsafe_shapes() {
+    for sql in [
+        "select c from customers c",
+        "select row_to_json(c) from customers c",
+        "select to_jsonb(c) from customers c",
+        "select c::text from customers c",
+        "select json_agg(c) from customers c",
+        "select json_agg(email) from customers",
+        "select jsonb_object_agg(id, email) from customers",
+        "select row_to_json(c.*) from customers c",
+        "select customers from customers",
+    ] {
+        assert!(
+            shape(sql).starts_with("BLOCK:pii-"),
+            "{sql}: {}",
+            shape(sql)
+        );
+    }
+    for sql in [
+        "select email into t from customers",
+        "create table t as select email from customers",
+        "create materialized view mv as select email from customers",
+        "insert into orders (id) select ssn::int from customers",
+        "update orders set amount = length(c.email) from customers c",
+        "update customers set name = email",
+        "copy (select email from customers) to stdout",
+        "copy customers to stdout",
+        "copy customers (id, email) to '/tmp/x'",
+        "declare cur cursor for select email from customers",
+        "prepare p as select email from customers",
+        "explain analyze create table t as select email from customers",
+        "merge into orders o using customers c on o.id = c.id when matched then update set amount = 1",
+    ] {
+        assert!(shape(sql).starts_with("BLOCK:pii-"), "{sql}: {}", shape(sql));
+    }
+    // Whole-row use of a table with nothing masked is fine.
+    assert_eq!(shape("select row_to_json(o) from orders o"), ".");
+    assert_eq!(shape("copy orders to stdout"), "...");
+    assert_eq!(shape("copy customers (id, name) to stdout"), "..");
+    // Writing masked data into a column that is itself masked is fine.
+    assert_eq!(shape("update customers set email = lower(email)"), "NONE");
+}
+
+#[test]
+fn masking_lineage_writes_returning_and_filters() {
+    assert_eq!(
+        shape("insert into customers (id, name) values (1, 'a') returning email, id"),
+        "E."
+    );
+    assert_eq!(
+        shape("update customers set name = 'x' where id = 1 returning *"),
+        "..E.SC"
+    );
+    assert_eq!(
+        shape("delete from customers where email like 'a%' returning ssn"),
+        "S"
+    );
+    assert_eq!(
+        shape("select id from customers where email like 'a%' order by email"),
+        "."
+    );
+    assert_eq!(shape("insert into orders values (1, 2, 3)"), "NONE");
+    assert_eq!(
+        shape("begin; select email from customers; commit"),
+        "NONE;E;NONE"
+    );
+    assert_eq!(shape("execute p"), "OPAQUE");
+}
+
+#[test]
+fn masking_lineage_unknown_tables() {
+    // Unknown table: name patterns only.
+    assert_eq!(
+        shape("select contact_email, email, x.phone from nowhere x"),
+        "E.P".replace('P', ".")
+    );
+    assert_eq!(
+        shape_as(
+            &masker(),
+            &who("agent", &["support"]),
+            Dialect::Postgres,
+            "select phone from nowhere"
+        ),
+        "P"
+    );
+    assert_eq!(shape("select * from nowhere"), "");
+    assert!(shape("select t from nowhere t").starts_with("BLOCK:"));
+}
+
+#[test]
+fn masking_lineage_principals() {
+    let m = masker();
+    let sql = "select email, phone, ssn from customers";
+    assert_eq!(
+        shape_as(&m, &who("agent", &[]), Dialect::Postgres, sql),
+        "E.S"
+    );
+    assert_eq!(
+        shape_as(&m, &who("agent", &["support"]), Dialect::Postgres, sql),
+        "EPS"
+    );
+    assert_eq!(
+        shape_as(&m, &who("dba-human", &[]), Dialect::Postgres, sql),
+        "..S"
+    );
+    assert_eq!(
+        shape_as(&m, &who("x", &["privileged"]), Dialect::Postgres, sql),
+        "..S"
+    );
+}
+
+#[test]
+fn masking_lineage_mysql() {
+    let m = masker();
+    let p = who("agent", &[]);
+    // shop.customers is not public.customers: only name patterns apply.
+    assert_eq!(
+        shape_as(&m, &p, Dialect::MySql, "select `email`, ssn from customers"),
+        ".."
+    );
+    assert_eq!(
+        shape_as(
+            &m,
+            &p,
+            Dialect::MySql,
+            "select c.email from `public`.`customers` c"
+        ),
+        "E"
+    );
+    assert_eq!(
+        shape_as(&m, &p, Dialect::MySql, "select * from public.customers"),
+        "..E.SC"
+    );
+}
+
+#[test]
+fn masking_on_unsafe_null() {
+    let text = "[[mask]]\nid = \"e\"\ncolumns = [\"public.customers.email\"]\nstrategy = \"redact\"\non_unsafe = \"null\"\n";
+    let rules = load_masking(&[(Path::new("r.toml"), text)]).expect("rules");
+    let m = Masker::new(rules, None, Limits::default());
+    assert_eq!(
+        m.plan(
+            &who("a", &[]),
+            Dialect::Postgres,
+            "select c, id from customers c",
+            &ctx(),
+            &catalog()
+        ),
+        vec![StatementPlan::Columns(vec![
+            ColumnMask::Mask {
+                rule: "e".into(),
+                strategy: Strategy::Null
+            },
+            ColumnMask::Clear
+        ])]
+    );
+}
+
+#[test]
+fn masking_plan_cache_and_apply() {
+    let m = masker();
+    let p = who("agent", &[]);
+    let a = m.plan(
+        &p,
+        Dialect::Postgres,
+        "select email, id from customers",
+        &ctx(),
+        &catalog(),
+    );
+    let b = m.plan(
+        &p,
+        Dialect::Postgres,
+        "select email, id from customers",
+        &ctx(),
+        &catalog(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(m.cache.len(), 1);
+    let StatementPlan::Columns(cols) = &a[0] else {
+        panic!("{a:?}")
+    };
+    let d = m.detectors_for(&p);
+    assert_eq!(
+        m.apply(&cols[0], Some(b"bob@example.com"), true, d)
+            .as_deref(),
+        Some(&b"****@example.com"[..])
+    );
+    assert_eq!(m.apply(&cols[0], None, true, d), None);
+    assert_eq!(m.apply(&cols[0], Some(b"bob@example.com"), false, d), None);
+    assert_eq!(
+        m.apply(&ColumnMask::Detect, Some(b"call 415-555-2671"), true, d)
+            .as_deref(),
+        Some(&b"call [phone]"[..])
+    );
+    assert!(matches!(
+        m.apply(&ColumnMask::Detect, Some(b"clean"), true, d),
+        Some(Cow::Borrowed(_))
+    ));
+    assert_eq!(
+        m.mask_for_name(&p, "Contact_Email"),
+        ColumnMask::Mask {
+            rule: "pii-email".into(),
+            strategy: Strategy::Email
+        }
+    );
+}
+
+#[test]
+fn masking_rules_errors_name_file_line_key() {
+    let load = |t: &str| load_masking(&[(Path::new("r.toml"), t)]);
+    let e = load("[[mask]]\nid = \"a\"\ncolumns = [\"x.y\"]\nstrategy = \"blur\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (4, "mask[0].strategy"), "{e}");
+    let e = load("[[mask]]\nid = \"a\"\ncolumns = [\"x.y\"]\nstrategy = \"hash\"\ncolour = 1\n")
+        .unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.to_string().starts_with("r.toml:5: colour:"), "{e}");
+    let e = load("[masking]\ndetectors = [\"email\",\n \"dna\"]\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "masking.detectors"), "{e}");
+    let e = load(
+        "[[mask]]\nid = \"a\"\ncolumns = [\"x.y\"]\nstrategy = \"redact\"\non_unsafe = \"shrug\"\n",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (5, "mask[0].on_unsafe"), "{e}");
+    // Guardrail tables are ignored.
+    let r = load("[settings]\nmax_tokens = 5\n[[policy]]\nid = \"p\"\n").expect("ok");
+    assert!(r.rules.is_empty());
+}

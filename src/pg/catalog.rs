@@ -35,7 +35,11 @@ pub struct Relation {
 pub struct CatalogSnapshot {
     by_name: HashMap<(String, String), Arc<Relation>>,
     by_oid: HashMap<u32, Arc<Relation>>,
+    /// Distinct for every snapshot loaded (part of plan cache keys).
+    generation: u64,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
      CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END \
@@ -47,8 +51,10 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
      ORDER BY c.oid, a.attnum";
 
 impl CatalogSnapshot {
+    /// A relation by (case-insensitive) schema and name.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Arc<Relation>> {
-        self.by_name.get(&(schema.to_owned(), name.to_owned()))
+        self.by_name
+            .get(&(schema.to_lowercase(), name.to_lowercase()))
     }
 
     pub fn by_oid(&self, oid: u32) -> Option<&Arc<Relation>> {
@@ -60,6 +66,10 @@ impl CatalogSnapshot {
         let rel = self.by_oid.get(&table_oid)?;
         let (_, name, _) = rel.columns.iter().find(|(n, _, _)| *n == attnum)?;
         Some((rel, name.as_str()))
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {
@@ -96,11 +106,16 @@ impl CatalogSnapshot {
                 }),
             }
         }
-        let mut snap = CatalogSnapshot::default();
+        let mut snap = CatalogSnapshot {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Default::default()
+        };
         for r in building {
             let r = Arc::new(r);
-            snap.by_name
-                .insert((r.schema.clone(), r.name.clone()), Arc::clone(&r));
+            snap.by_name.insert(
+                (r.schema.to_lowercase(), r.name.to_lowercase()),
+                Arc::clone(&r),
+            );
             snap.by_oid.insert(r.oid, r);
         }
         snap

@@ -29,6 +29,7 @@ pub mod client_auth;
 pub mod conn;
 pub mod error;
 pub mod listener;
+pub mod masking;
 pub mod opening;
 pub mod refusal;
 pub mod relay;

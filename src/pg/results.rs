@@ -125,10 +125,8 @@ impl<P> Tracker<P> {
                 Some(Expect::Completion) => {}
                 _ => return Err(out_of_step()),
             },
-            b't' => {
-                if !matches!(q.front(), Some(Expect::DescribeStatement { .. })) {
-                    return Err(out_of_step());
-                }
+            b't' if !matches!(q.front(), Some(Expect::DescribeStatement { .. })) => {
+                return Err(out_of_step());
             }
             b'T' => match q.front() {
                 Some(Expect::Simple { plans }) => {

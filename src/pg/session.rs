@@ -20,9 +20,11 @@ use super::cancel::{forward_cancel, CancelTarget};
 use super::client_auth::{authenticate, Login};
 use super::conn::Conn;
 use super::error::SessionError;
+use super::masking::{MaskContext, RowMasking};
 use super::opening::{open, Opening};
 use super::relay::{pump, Stopped};
-use super::sides::{ClientSide, ServerSide, Shared};
+use super::results::Expectations;
+use super::sides::{ClientMasking, ClientSide, ServerSide, Shared};
 use super::upstream;
 use crate::net::Stream;
 use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
@@ -179,6 +181,15 @@ async fn serve(
         });
     }
     let settings = gate.session_settings(&principal);
+    let masking = match proxy.masker().filter(|m| m.is_active_for(&principal)) {
+        Some(masker) => Some(Arc::new(MaskContext {
+            catalog: proxy.catalog(database).await?,
+            detectors: masker.detectors_for(&principal),
+            masker,
+            principal: principal.clone(),
+        })),
+        None => None,
+    };
     let params = upstream_params(&startup.params, &settings);
 
     let up = upstream::connect(
@@ -220,6 +231,7 @@ async fn serve(
         &principal,
         context,
         settings.max_rows,
+        masking,
     )
     .await
 }
@@ -281,6 +293,7 @@ fn search_path_from_options(options: Option<&str>) -> Vec<String> {
 }
 
 /// Runs both directions until one ends, then closes the other.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     proxy: &Arc<Proxy>,
     client: &mut Conn,
@@ -289,10 +302,12 @@ async fn relay(
     principal: &Principal,
     context: SessionContext,
     max_rows: Option<u64>,
+    masking: Option<Arc<MaskContext>>,
 ) -> Result<(), SessionError> {
     let config = proxy.config();
     let max = config.limits.max_message_size.0;
     let shared = Shared::new(status);
+    let expect = Arc::new(Expectations::default());
     let mut client_buf = std::mem::take(&mut client.rbuf);
     let mut server_buf = server.rbuf;
     let (mut client_r, mut client_w) = tokio::io::split(&mut client.stream);
@@ -304,8 +319,17 @@ async fn relay(
         principal,
         config.limits.idle_timeout,
         context,
+        masking
+            .as_ref()
+            .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect))),
     );
-    let mut to_client = ServerSide::new(&shared, proxy.shutdown.clone(), max_rows);
+    let mut to_client = ServerSide::new(
+        &shared,
+        proxy,
+        &principal.target,
+        max_rows,
+        masking.map(|m| RowMasking::new(m, Arc::clone(&expect))),
+    );
     let result = tokio::select! {
         r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
             match r {

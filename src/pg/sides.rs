@@ -25,10 +25,14 @@ use airlock_protocol::pg::frontend::{
 };
 
 use super::error::SessionError;
+use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
 use super::relay::{sleep_or_forever, Side, Stopped, Verdict};
+use super::results::{Expect, Expectations};
+use crate::masking::StatementPlan;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
 use crate::proxy::Proxy;
+use std::sync::Arc;
 
 /// SQLSTATE of a refusal: insufficient_privilege.
 const REFUSED: &str = "42501";
@@ -72,6 +76,27 @@ pub struct ClientSide<'a> {
     statements: HashSet<Vec<u8>>,
     /// Portals bound from allowed statements.
     portals: HashSet<Vec<u8>>,
+    /// Masking: plans per statement and portal, and what each request will
+    /// produce (shared with the server side). `None` when nothing is masked
+    /// for this principal.
+    masking: Option<ClientMasking>,
+}
+
+/// The client side's part of masking.
+pub struct ClientMasking {
+    pub ctx: Arc<MaskContext>,
+    pub expect: Arc<Expectations<StatementPlan>>,
+    book: PlanBook,
+}
+
+impl ClientMasking {
+    pub fn new(ctx: Arc<MaskContext>, expect: Arc<Expectations<StatementPlan>>) -> Self {
+        ClientMasking {
+            ctx,
+            expect,
+            book: PlanBook::default(),
+        }
+    }
 }
 
 impl<'a> ClientSide<'a> {
@@ -81,6 +106,7 @@ impl<'a> ClientSide<'a> {
         principal: &'a Principal,
         idle_timeout: Duration,
         context: SessionContext,
+        masking: Option<ClientMasking>,
     ) -> Self {
         ClientSide {
             shared,
@@ -91,6 +117,22 @@ impl<'a> ClientSide<'a> {
             context,
             statements: HashSet::new(),
             portals: HashSet::new(),
+            masking,
+        }
+    }
+
+    fn expect(&self, e: Expect<StatementPlan>) {
+        if let Some(m) = &self.masking {
+            m.expect.push(e);
+        }
+    }
+
+    /// Masking's verdict on a statement the guardrails allowed: its plans,
+    /// or the refusal message.
+    fn mask_plan(&self, sql: &[u8]) -> Planned {
+        match &self.masking {
+            Some(m) => m.ctx.plan(sql, &self.context),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -177,19 +219,37 @@ impl Side for ClientSide<'_> {
             fe::QUERY => {
                 let q = Query::decode(body).map_err(malformed)?;
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                Ok(match self.judge(Source::Query, q.sql) {
-                    None => Verdict::Pass,
-                    Some(msg) => Verdict::Replace(self.shared.refusals.query(REFUSED, &msg)),
+                let refusal = match self.judge(Source::Query, q.sql) {
+                    Some(msg) => Err(msg),
+                    None => self.mask_plan(q.sql),
+                };
+                Ok(match refusal {
+                    Ok(plans) => {
+                        self.expect(Expect::Simple { plans });
+                        Verdict::Pass
+                    }
+                    Err(msg) => {
+                        self.expect(Expect::Simple { plans: Vec::new() });
+                        Verdict::Replace(self.shared.refusals.query(REFUSED, &msg))
+                    }
                 })
             }
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
-                Ok(match self.judge(Source::Parse, p.sql) {
-                    None => {
+                self.expect(Expect::Completion);
+                let verdict = match self.judge(Source::Parse, p.sql) {
+                    Some(msg) => Err(msg),
+                    None => self.mask_plan(p.sql),
+                };
+                Ok(match verdict {
+                    Ok(plans) => {
                         self.statements.insert(p.name.to_vec());
+                        if let Some(m) = &mut self.masking {
+                            m.book.parsed(p.name, plans.into_iter().next().flatten());
+                        }
                         Verdict::Pass
                     }
-                    Some(msg) => {
+                    Err(msg) => {
                         self.statements.remove(p.name);
                         Verdict::Replace(self.shared.refusals.parse(p.name, REFUSED, &msg))
                     }
@@ -197,8 +257,13 @@ impl Side for ClientSide<'_> {
             }
             fe::BIND => {
                 let b = Bind::decode(body).map_err(malformed)?;
+                self.expect(Expect::Completion);
                 if self.statement_vetted(b.statement) {
                     self.portals.insert(b.portal.to_vec());
+                    if let Some(m) = &mut self.masking {
+                        let formats = Bind::result_formats(body).map_err(malformed)?;
+                        m.book.bound(b.portal, b.statement, formats);
+                    }
                     return Ok(Verdict::Pass);
                 }
                 self.portals.remove(b.portal);
@@ -210,6 +275,9 @@ impl Side for ClientSide<'_> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
+                if let Some(m) = &self.masking {
+                    m.expect.push(m.book.execute(e.portal));
+                }
                 if self.portals.contains(e.portal) || !self.proxy.gate().vets_prepared() {
                     return Ok(Verdict::Pass);
                 }
@@ -220,19 +288,36 @@ impl Side for ClientSide<'_> {
                 Ok(Verdict::Replace(refusals.execute(REFUSED, &msg)))
             }
             fe::CLOSE => {
+                self.expect(Expect::Completion);
                 match Target::decode(body, "Close").map_err(malformed)? {
-                    Target::Statement(name) => self.statements.remove(name),
-                    Target::Portal(name) => self.portals.remove(name),
+                    Target::Statement(name) => {
+                        self.statements.remove(name);
+                        if let Some(m) = &mut self.masking {
+                            m.book.closed_statement(name);
+                        }
+                    }
+                    Target::Portal(name) => {
+                        self.portals.remove(name);
+                        if let Some(m) = &mut self.masking {
+                            m.book.closed_portal(name);
+                        }
+                    }
                 };
                 Ok(Verdict::Pass)
             }
             fe::DESCRIBE => {
-                Target::decode(body, "Describe").map_err(malformed)?;
+                match Target::decode(body, "Describe").map_err(malformed)? {
+                    Target::Statement(name) => self.expect(Expect::DescribeStatement {
+                        name: name.to_vec(),
+                    }),
+                    Target::Portal(_) => self.expect(Expect::DescribePortal),
+                }
                 Ok(Verdict::Pass)
             }
             fe::FUNCTION_CALL => {
                 FunctionCall::decode(body).map_err(malformed)?;
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.expect(Expect::FunctionCall);
                 Ok(match self.judge(Source::FunctionCall, b"") {
                     None => Verdict::Pass,
                     Some(msg) => Verdict::Replace(self.shared.refusals.query(REFUSED, &msg)),
@@ -240,6 +325,7 @@ impl Side for ClientSide<'_> {
             }
             fe::SYNC => {
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.expect(Expect::Sync);
                 Ok(Verdict::Pass)
             }
             fe::TERMINATE => Ok(Verdict::PassAndStop),
@@ -285,16 +371,31 @@ pub struct ServerSide<'a> {
     rows: u64,
     /// A result went over `max_rows`: drop messages up to ReadyForQuery.
     truncating: bool,
+    /// Masking of rows, errors and notifications; `None` when nothing is
+    /// masked for this principal.
+    masking: Option<RowMasking>,
+    /// Told about DDL, which makes the masking catalog stale.
+    proxy: &'a Proxy,
+    target: &'a str,
 }
 
 impl<'a> ServerSide<'a> {
-    pub fn new(shared: &'a Shared, shutdown: watch::Receiver<bool>, max_rows: Option<u64>) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        proxy: &'a Proxy,
+        target: &'a str,
+        max_rows: Option<u64>,
+        masking: Option<RowMasking>,
+    ) -> Self {
         ServerSide {
             shared,
-            shutdown,
+            shutdown: proxy.shutdown.clone(),
             max_rows,
             rows: 0,
             truncating: false,
+            masking,
+            proxy,
+            target,
         }
     }
 
@@ -324,6 +425,12 @@ impl Side for ServerSide<'_> {
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
+        // Masking follows every reply, so it sees the stream in order.
+        let masked = match &mut self.masking {
+            Some(m) => Some(m.on_frame(frame)?),
+            None => None,
+        };
+        let or_masked = |m: Option<Verdict>| m.unwrap_or(Verdict::Pass);
         match tag {
             backend::READY_FOR_QUERY => {
                 let status = backend::parse_ready_for_query(&frame[5..]).ok_or_else(|| {
@@ -350,7 +457,7 @@ impl Side for ServerSide<'_> {
                         self.truncating = true;
                         Ok(Verdict::Replace(self.max_rows_error(max)))
                     }
-                    _ => Ok(Verdict::Pass),
+                    _ => Ok(or_masked(masked)),
                 }
             }
             backend::ERROR_RESPONSE => {
@@ -360,14 +467,26 @@ impl Side for ServerSide<'_> {
                         return Ok(Verdict::Replace(error));
                     }
                 }
-                Ok(Verdict::Pass)
+                Ok(or_masked(masked))
             }
             // CommandComplete, EmptyQueryResponse, PortalSuspended end a result.
             backend::COMMAND_COMPLETE | b'I' | b's' => {
                 self.rows = 0;
+                if tag == backend::COMMAND_COMPLETE && self.masking.is_some() && is_ddl(&frame[5..])
+                {
+                    self.proxy.invalidate_catalog(self.target);
+                }
                 Ok(Verdict::Pass)
             }
-            _ => Ok(Verdict::Pass),
+            _ => Ok(or_masked(masked)),
         }
     }
+}
+
+/// Whether a CommandComplete tag reports DDL (which can change what `*`
+/// expands to or what a view reads).
+fn is_ddl(tag: &[u8]) -> bool {
+    [&b"CREATE"[..], b"ALTER", b"DROP", b"SELECT INTO"]
+        .iter()
+        .any(|p| tag.starts_with(p))
 }

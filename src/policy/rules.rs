@@ -35,6 +35,12 @@ struct RawFile {
     settings: Option<Spanned<RawSettings>>,
     #[serde(default)]
     policy: Vec<Spanned<RawPolicy>>,
+    /// `[[mask]]` and `[masking]` belong to the masking rules
+    /// (`crate::masking::rules`), which read the same files.
+    #[serde(default, rename = "mask")]
+    _mask: Option<toml::Value>,
+    #[serde(default, rename = "masking")]
+    _masking: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,347 @@
+//! Masking on the Postgres wire: planning on the client side, rewriting on
+//! the server side.
+//!
+//! * The client side asks [`Masker::plan`] about every statement it forwards
+//!   (Query text, Parse text) and records what each request will produce in
+//!   the [`Expectations`] queue (see [`super::results`]). A plan that says
+//!   *block* refuses the statement like a guardrail would.
+//! * The server side follows the replies with a [`Tracker`]. For a result
+//!   with a masked column it works out, once per result, what to do with
+//!   each column (from the plan, and from the RowDescription's table OID and
+//!   attribute number through the catalog snapshot, so a column the AST
+//!   analysis did not attribute is still caught), then rebuilds each DataRow.
+//!   Results with nothing to mask pass through as the bytes they came as.
+//! * Error, notice and notification text is scrubbed by the value detectors.
+//!
+//! Values are masked in text format, and in binary format for text-like
+//! types (whose binary form is the text itself). A masked value of any other
+//! type in binary format becomes NULL: a NULL is valid for every type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use airlock_protocol::pg::backend;
+use airlock_protocol::pg::frame::encode;
+
+use super::catalog::CatalogSnapshot;
+use super::error::SessionError;
+use super::relay::Verdict;
+use super::results::{fields, Expect, Expectations, Tracker};
+use super::rewrite::{rewrite_data_row, Change};
+use crate::masking::{types, Catalog, ColumnMask, DetectorSet, Masker, StatementPlan};
+use crate::policy::{Dialect, Principal, SessionContext};
+
+/// What a session needs to mask: the rules, the catalog and who is asking.
+pub struct MaskContext {
+    pub masker: Arc<Masker>,
+    pub catalog: Arc<CatalogSnapshot>,
+    pub principal: Principal,
+    pub detectors: DetectorSet,
+}
+
+/// Plans for the statements of one request, or the refusal.
+pub type Planned = Result<Vec<Option<Arc<StatementPlan>>>, String>;
+
+impl MaskContext {
+    /// Plans a Query's or Parse's statements.
+    pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Planned {
+        let Ok(sql) = std::str::from_utf8(sql) else {
+            return Err(
+                "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
+            );
+        };
+        let plans = self.masker.plan(
+            &self.principal,
+            Dialect::Postgres,
+            sql,
+            ctx,
+            self.catalog.as_ref(),
+        );
+        let mut out = Vec::with_capacity(plans.len());
+        for p in plans {
+            if let StatementPlan::Block { rule, message } = &p {
+                return Err(format!("airlock: blocked by rule {rule}: {message}"));
+            }
+            out.push(Some(Arc::new(p)));
+        }
+        Ok(out)
+    }
+}
+
+impl Catalog for CatalogSnapshot {
+    fn columns(&self, schema: &str, table: &str) -> Option<Vec<String>> {
+        self.relation(schema, table)
+            .map(|r| r.columns.iter().map(|(_, n, _)| n.to_lowercase()).collect())
+    }
+
+    fn view_sql(&self, schema: &str, table: &str) -> Option<String> {
+        self.relation(schema, table)
+            .and_then(|r| r.view_sql.clone())
+    }
+
+    fn version(&self) -> u64 {
+        self.generation()
+    }
+}
+
+/// One column's treatment in the result now streaming.
+#[derive(Debug, Clone)]
+struct Action {
+    mask: ColumnMask,
+    /// The replacement must be valid text for this type and format.
+    text_like: bool,
+    /// Binary format of a non-text type: only NULL is a safe replacement.
+    binary_opaque: bool,
+}
+
+/// The server side's masking state.
+pub struct RowMasking {
+    pub ctx: Arc<MaskContext>,
+    pub expect: Arc<Expectations<StatementPlan>>,
+    tracker: Tracker<StatementPlan>,
+    /// Actions of the active result, worked out at its first row.
+    actions: Option<Arc<Vec<Action>>>,
+    /// Identity of the result the actions belong to.
+    actions_for: usize,
+}
+
+impl RowMasking {
+    pub fn new(ctx: Arc<MaskContext>, expect: Arc<Expectations<StatementPlan>>) -> Self {
+        RowMasking {
+            ctx,
+            expect,
+            tracker: Tracker::default(),
+            actions: None,
+            actions_for: 0,
+        }
+    }
+
+    /// Handles one server message; returns what to send the client.
+    pub fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+        let tag = frame[0];
+        let body = &frame[5..];
+        self.tracker
+            .on_message(&self.expect, tag, body)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        match tag {
+            backend::DATA_ROW => self.mask_row(body),
+            backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => Ok(self.scrub_fields(tag, body)),
+            backend::NOTIFICATION_RESPONSE => Ok(self.scrub_notification(body)),
+            _ => Ok(Verdict::Pass),
+        }
+    }
+
+    fn mask_row(&mut self, body: &[u8]) -> Result<Verdict, SessionError> {
+        let Some(active) = &self.tracker.active else {
+            return Ok(Verdict::Pass);
+        };
+        let id = Arc::as_ptr(&active.plan) as usize ^ Arc::as_ptr(&active.formats) as usize;
+        if self.actions.is_none() || self.actions_for != id {
+            self.actions = Some(Arc::new(self.actions_for_active(body)?));
+            self.actions_for = id;
+        }
+        let Some(actions) = self.actions.clone() else {
+            return Ok(Verdict::Pass);
+        };
+        if actions.iter().all(|a| a.mask == ColumnMask::Clear) {
+            return Ok(Verdict::Pass);
+        }
+        let masker = &self.ctx.masker;
+        let detectors = self.ctx.detectors;
+        let rewritten = rewrite_data_row(body, |i, value| {
+            let Some(a) = actions.get(i) else {
+                return Change::Keep;
+            };
+            match (&a.mask, value) {
+                (ColumnMask::Clear, _) | (_, None) => Change::Keep,
+                (ColumnMask::Mask { .. }, Some(_)) if a.binary_opaque => Change::Set(None),
+                (ColumnMask::Detect, Some(_)) if a.binary_opaque => Change::Keep,
+                (mask, Some(v)) => match masker.apply(mask, Some(v), a.text_like, detectors) {
+                    Some(std::borrow::Cow::Borrowed(_)) => Change::Keep,
+                    Some(std::borrow::Cow::Owned(new)) => Change::Set(Some(new)),
+                    None => Change::Set(None),
+                },
+            }
+        })
+        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        Ok(match rewritten {
+            Some(bytes) => Verdict::Replace(bytes),
+            None => Verdict::Pass,
+        })
+    }
+
+    /// Works out the actions for the active result from its plan, its
+    /// RowDescription (when known) and the catalog.
+    fn actions_for_active(&self, first_row: &[u8]) -> Result<Vec<Action>, SessionError> {
+        let Some(active) = &self.tracker.active else {
+            return Ok(Vec::new());
+        };
+        let columns = first_row
+            .get(..2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize)
+            .unwrap_or(0);
+        let described: Vec<_> = active
+            .row_description
+            .as_ref()
+            .map(|rd| fields(rd).collect())
+            .unwrap_or_default();
+        let plan_cols = match active.plan.as_ref() {
+            StatementPlan::Columns(c) => Some(c),
+            _ => None,
+        };
+        if let Some(c) = plan_cols {
+            if columns < c.len() {
+                return Err(SessionError::Protocol(
+                    "airlock: the result does not match the masking analysis; refusing to pass it"
+                        .into(),
+                ));
+            }
+        }
+        let ctx = &self.ctx;
+        let mut actions = Vec::with_capacity(columns);
+        for i in 0..columns {
+            let field = described.get(i);
+            let format = match active.formats.len() {
+                0 => 0,
+                1 => active.formats[0],
+                _ => active.formats.get(i).copied().unwrap_or(0),
+            };
+            let name = field.map(|f| String::from_utf8_lossy(f.name).to_lowercase());
+            let mut mask = match plan_cols.and_then(|c| c.get(i)) {
+                Some(m) => m.clone(),
+                None => name
+                    .as_deref()
+                    .map(|n| ctx.masker.mask_for_name(&ctx.principal, n))
+                    .unwrap_or(ColumnMask::Clear),
+            };
+            // Defense in depth: the column the server says this is.
+            if let Some(f) = field {
+                if let Some((rel, col)) = ctx.catalog.column(f.table_oid, f.attnum) {
+                    if let Some(m) =
+                        ctx.masker
+                            .mask_for_column(&ctx.principal, &rel.schema, &rel.name, col)
+                    {
+                        mask = m;
+                    }
+                }
+            }
+            let text_like = field.is_none_or(|f| types::pg_oid_is_text(f.type_oid));
+            actions.push(Action {
+                mask,
+                text_like,
+                binary_opaque: format == 1 && !text_like,
+            });
+        }
+        Ok(actions)
+    }
+
+    /// Scrubs the human-readable fields of an ErrorResponse/NoticeResponse.
+    fn scrub_fields(&self, tag: u8, body: &[u8]) -> Verdict {
+        if self.ctx.detectors.is_empty() {
+            return Verdict::Pass;
+        }
+        let mut changed = false;
+        let mut fields_out: Vec<(u8, Vec<u8>)> = Vec::new();
+        for (code, value) in backend::error_fields(body) {
+            let scrubbed = match code {
+                b'M' | b'D' | b'H' | b'W' => {
+                    crate::masking::detect::scrub(value, self.ctx.detectors)
+                }
+                _ => None,
+            };
+            changed |= scrubbed.is_some();
+            fields_out.push((code, scrubbed.unwrap_or_else(|| value.to_vec())));
+        }
+        if !changed {
+            return Verdict::Pass;
+        }
+        let mut out = BytesMut::new();
+        encode(tag, &mut out, |b| {
+            for (code, v) in &fields_out {
+                b.put_u8(*code);
+                b.put_slice(v);
+                b.put_u8(0);
+            }
+            b.put_u8(0);
+        });
+        Verdict::Replace(out.freeze())
+    }
+
+    /// Scrubs a NotificationResponse payload.
+    fn scrub_notification(&self, body: &[u8]) -> Verdict {
+        if self.ctx.detectors.is_empty() || body.len() < 4 {
+            return Verdict::Pass;
+        }
+        let rest = &body[4..];
+        let Some(ch_end) = memchr::memchr(0, rest) else {
+            return Verdict::Pass;
+        };
+        let payload = &rest[ch_end + 1..];
+        let payload = payload.strip_suffix(&[0]).unwrap_or(payload);
+        let Some(clean) = crate::masking::detect::scrub(payload, self.ctx.detectors) else {
+            return Verdict::Pass;
+        };
+        let mut out = BytesMut::new();
+        encode(backend::NOTIFICATION_RESPONSE, &mut out, |b| {
+            b.put_slice(&body[..4]);
+            b.put_slice(&rest[..=ch_end]);
+            b.put_slice(&clean);
+            b.put_u8(0);
+        });
+        Verdict::Replace(out.freeze())
+    }
+}
+
+/// The client side's bookkeeping of statement and portal plans.
+#[derive(Default)]
+pub struct PlanBook {
+    statements: HashMap<Vec<u8>, Option<Arc<StatementPlan>>>,
+    portals: HashMap<Vec<u8>, Bound>,
+}
+
+/// A bound portal: its statement's name and plan, and Bind's result formats.
+type Bound = (Vec<u8>, Option<Arc<StatementPlan>>, Arc<Vec<i16>>);
+
+impl PlanBook {
+    pub fn parsed(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>) {
+        self.statements.insert(name.to_vec(), plan);
+    }
+
+    /// Records a Bind; unknown statements (SQL PREPARE) execute as opaque.
+    pub fn bound(&mut self, portal: &[u8], statement: &[u8], formats: Vec<i16>) {
+        let plan = self
+            .statements
+            .get(statement)
+            .cloned()
+            .unwrap_or_else(|| Some(Arc::new(StatementPlan::Opaque)));
+        self.portals.insert(
+            portal.to_vec(),
+            (statement.to_vec(), plan, Arc::new(formats)),
+        );
+    }
+
+    pub fn execute(&self, portal: &[u8]) -> Expect<StatementPlan> {
+        match self.portals.get(portal) {
+            Some((statement, plan, formats)) => Expect::Execute {
+                plan: plan.clone(),
+                statement: statement.clone(),
+                formats: Arc::clone(formats),
+            },
+            None => Expect::Execute {
+                plan: Some(Arc::new(StatementPlan::Opaque)),
+                statement: Vec::new(),
+                formats: Arc::new(Vec::new()),
+            },
+        }
+    }
+
+    pub fn closed_statement(&mut self, name: &[u8]) {
+        self.statements.remove(name);
+    }
+
+    pub fn closed_portal(&mut self, name: &[u8]) {
+        self.portals.remove(name);
+    }
+}

@@ -1,0 +1,343 @@
+//! PII masking through airlock against a real Postgres. Every test checks
+//! the bytes the client actually receives: no raw PII value (nor a trivial
+//! encoding of one) may appear in rows, errors, notices, notifications or
+//! COPY data, whatever shape the query takes.
+
+mod common;
+
+use common::raw::RawClient;
+use common::*;
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+
+[[mask]]
+id = "email"
+columns = ["public.customers.email"]
+strategy = "email"
+
+[[mask]]
+id = "card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+
+[[mask]]
+id = "ssn"
+columns = ["public.customers.ssn"]
+strategy = "hash"
+
+[[mask]]
+id = "phone"
+columns = ["public.customers.phone"]
+strategy = "redact"
+
+[[mask]]
+id = "birth-year"
+columns = ["public.customers.birth_year"]
+strategy = "redact"
+
+[masking]
+hash_key_env = "AIRLOCK_TEST_MASK_KEY"
+detectors = ["email", "card", "ssn", "secret"]
+"#;
+
+const SETUP: &str = "
+CREATE TABLE customers (id int, name text, email text, phone text, ssn text,
+                        card_number text, birth_year int, notes text);
+INSERT INTO customers VALUES
+ (1, 'Alice', 'alice.pii@example.com', '+1-202-555-0101', '123-45-6789', '4111111111111111', 1980,
+  'reach me at zed.secret@corp.example, card 5500 0055 5555 5559'),
+ (2, 'Bob', 'bob.pii@example.org', '+1-202-555-0102', '123-45-6789', '5500005555555559', 1975, 'nothing here');
+CREATE VIEW v_cust AS SELECT id, email AS contact FROM customers;
+CREATE TABLE orders (id int, customer_id int, amount numeric);
+INSERT INTO orders VALUES (10, 1, 9.99), (11, 2, 5.00);
+";
+
+/// Raw PII values, with the trivial encodings of each.
+fn forbidden() -> Vec<Vec<u8>> {
+    let raw = [
+        "alice.pii@example.com",
+        "bob.pii@example.org",
+        "zed.secret@corp.example",
+        "555-0101",
+        "555-0102",
+        "123-45-6789",
+        "4111111111111111",
+        "5500005555555559",
+        "5500 0055 5555 5559",
+    ];
+    let mut out = Vec::new();
+    for v in raw {
+        let digits: String = v.chars().filter(|c| c.is_ascii_digit()).collect();
+        let reversed: String = v.chars().rev().collect();
+        let b64 = base64_encode(v.as_bytes());
+        let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
+        for s in [v.to_owned(), v.to_uppercase(), reversed, b64, hex] {
+            out.push(s.into_bytes());
+        }
+        if digits.len() >= 9 {
+            out.push(digits.into_bytes());
+        }
+    }
+    out
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+    }
+    s
+}
+
+fn assert_clean(received: &[u8], context: &str) {
+    for f in forbidden() {
+        if let Some(at) = received.windows(f.len()).position(|w| w == &f[..]) {
+            let from = at.saturating_sub(60);
+            panic!(
+                "{context}: PII {:?} reached the client: …{}…",
+                String::from_utf8_lossy(&f),
+                String::from_utf8_lossy(&received[from..(at + f.len() + 20).min(received.len())])
+            );
+        }
+    }
+}
+
+async fn env() -> Env {
+    std::env::set_var("AIRLOCK_TEST_MASK_KEY", "test-key-0123456789");
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    env
+}
+
+/// Every bypass shape, over the simple protocol, with every byte checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_raw_pii_in_any_byte_whatever_the_query() {
+    let env = env().await;
+    let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let shapes = [
+        "SELECT email FROM customers",
+        "SELECT * FROM customers",
+        "SELECT c.* FROM customers c",
+        "SELECT lower(email), upper(email), initcap(email) FROM customers",
+        "SELECT email || '' AS e, concat(email, 'x'), format('%s', email) FROM customers",
+        "SELECT substr(email, 1, 100), left(email, 50), reverse(email) FROM customers",
+        "SELECT encode(email::bytea, 'base64'), encode(email::bytea, 'hex'), md5(email) FROM customers",
+        "SELECT CASE WHEN id > 0 THEN email END, coalesce(email, 'none') FROM customers",
+        "SELECT string_agg(email, ','), array_agg(email) FROM customers",
+        "SELECT (SELECT email FROM customers LIMIT 1)",
+        "SELECT 'x' UNION ALL SELECT email FROM customers",
+        "WITH x AS (SELECT email AS m FROM customers) SELECT m FROM x",
+        "SELECT u.a FROM (SELECT email, phone FROM customers) AS u(a, b)",
+        "SELECT lag(email) OVER (ORDER BY id), first_value(card_number) OVER () FROM customers",
+        "SELECT translate(card_number, '0123456789', 'abcdefghij'), replace(ssn, '-', '') FROM customers",
+        "SELECT json_build_object('e', email), jsonb_build_array(card_number) FROM customers",
+        "SELECT ARRAY[email, phone] FROM customers",
+        "SELECT * FROM v_cust",
+        "SELECT contact FROM v_cust",
+        "SELECT x.e FROM customers c, LATERAL (SELECT c.email AS e) x",
+        "SELECT notes FROM customers",
+        "SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id",
+        "UPDATE customers SET name = name WHERE id = 1 RETURNING email, card_number",
+        "SELECT birth_year, ssn FROM customers",
+        // Refused outright: values that cannot be masked safely.
+        "SELECT c FROM customers c",
+        "SELECT row_to_json(c) FROM customers c",
+        "SELECT to_jsonb(c) FROM customers c",
+        "SELECT c::text FROM customers c",
+        "SELECT json_agg(email) FROM customers",
+        "CREATE TABLE stolen AS SELECT email FROM customers",
+        "INSERT INTO orders (id) SELECT length(email) FROM customers",
+        "COPY customers TO STDOUT",
+        "COPY (SELECT email FROM customers) TO STDOUT",
+        // Errors that would echo a value.
+        "SELECT email::int FROM customers",
+        "SELECT card_number::date FROM customers",
+    ];
+    let mut with_rows = 0;
+    for sql in shapes {
+        let query = format!("{{\"Query\": {}}}", serde_json_string(sql));
+        let mut out = bytes::BytesMut::new();
+        common::raw::encode_message(&query, &mut out);
+        c.send(&out).await;
+        let frames = c.until_ready(1).await;
+        assert!(!frames.is_empty(), "{sql}: no reply");
+        if frames.iter().any(|f| f.tag() == b'D') {
+            with_rows += 1;
+        } else {
+            eprintln!("no rows: {sql}");
+        }
+    }
+    // The masking shapes return (masked) rows; only the unsafe ones are refused.
+    assert!(with_rows >= 23, "only {with_rows} shapes returned rows");
+    // A notification carrying PII (through LISTEN on the same session).
+    for sql in ["LISTEN ch", "NOTIFY ch, 'mail alice.pii@example.com now'"] {
+        let mut out = bytes::BytesMut::new();
+        common::raw::encode_message(
+            &format!("{{\"Query\": {}}}", serde_json_string(sql)),
+            &mut out,
+        );
+        c.send(&out).await;
+        c.until_ready(1).await;
+    }
+    assert_clean(&c.received, "simple protocol");
+    // The refused ones did not run.
+    let n: i64 = env
+        .direct()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'stolen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+fn serde_json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_text_and_binary_formats() {
+    let env = env().await;
+    let c = env.agent().await;
+    // tokio-postgres: extended protocol, binary results.
+    let rows = c
+        .query(
+            "SELECT id, name, email, card_number, ssn, phone, birth_year FROM customers ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let r = &rows[0];
+    assert_eq!(r.get::<_, i32>(0), 1);
+    assert_eq!(r.get::<_, &str>(1), "Alice");
+    let email: &str = r.get(2);
+    assert!(
+        email.ends_with("@example.com") && !email.contains("alice"),
+        "{email}"
+    );
+    let card: &str = r.get(3);
+    assert!(card.ends_with("1111") && !card.contains("411111"), "{card}");
+    let ssn: &str = r.get(4);
+    assert!(ssn.starts_with("h:"), "{ssn}");
+    assert_ne!(r.get::<_, &str>(5), "+1-202-555-0101");
+    // A masked integer stays a valid value for its type: NULL.
+    assert_eq!(r.get::<_, Option<i32>>(6), None);
+
+    // Simple protocol: text format, same masks.
+    let msgs = c
+        .simple_query("SELECT email, card_number, birth_year FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(row.get(0), Some(email));
+    assert_eq!(row.get(1), Some(card));
+    assert_eq!(row.get(2), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_values_still_join_and_group() {
+    let env = env().await;
+    let c = env.agent().await;
+    // Both customers share an SSN: GROUP BY sees one group, one token.
+    let rows = c
+        .query("SELECT ssn, count(*) FROM customers GROUP BY ssn", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(1), 2);
+    let token: String = rows[0].get(0);
+    // The same value gives the same token in another query and session.
+    let other = env.agent().await;
+    let again: Vec<String> = other
+        .query("SELECT ssn FROM customers ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(again, vec![token.clone(), token]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statement_reused_many_times_stays_masked() {
+    let env = env().await;
+    let c = env.agent().await;
+    let stmt = c
+        .prepare("SELECT name, email FROM customers WHERE id = $1")
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let id = 1 + (i % 2);
+        let r = c.query_one(&stmt, &[&id]).await.unwrap();
+        let email: &str = r.get(1);
+        assert!(!email.contains(".pii@"), "{email}");
+        assert!(["Alice", "Bob"].contains(&r.get::<_, &str>(0)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_and_copy() {
+    let env = env().await;
+    let out = env.psql(&[
+        &env.agent_url(),
+        "-XAt",
+        "-c",
+        "SELECT name, email, card_number FROM customers ORDER BY id",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("Alice|****@example.com|"), "{stdout}");
+    assert_clean(stdout.as_bytes(), "psql");
+
+    // COPY of clean columns is exact; COPY of a masked table is refused.
+    let dump = env.path("clean.csv");
+    let out = env.psql(&[
+        &env.agent_url(),
+        "-XAt",
+        "-c",
+        &format!(
+            "\\copy (SELECT id, name FROM customers ORDER BY id) TO '{}' CSV",
+            dump.display()
+        ),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&dump).unwrap(), "1,Alice\n2,Bob\n");
+    let out = env.psql(&[&env.agent_url(), "-XAt", "-c", "\\copy customers TO STDOUT"]);
+    assert!(!out.status.success());
+    assert_clean(&out.stdout, "copy");
+    assert_clean(&out.stderr, "copy");
+}
