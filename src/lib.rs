@@ -11,6 +11,7 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod masking;
+pub mod mysql;
 pub mod net;
 pub mod pg;
 pub mod policy;

@@ -16,10 +16,13 @@ use crate::proxy::Proxy;
 
 /// A running airlock.
 pub struct Running {
+    /// Bound address of the Postgres listener (unspecified if none).
     pub postgres_addr: SocketAddr,
+    /// Bound address of the MySQL listener, if configured.
+    pub mysql_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
     watcher: JoinHandle<()>,
 }
 
@@ -28,33 +31,52 @@ impl Running {
     /// shutdown timeout).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
         self.watcher.abort();
     }
 }
 
 /// Binds the listeners and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let addr = config
-        .listen
-        .postgres
-        .context("listen.postgres is not set")?;
+    let pg_addr = config.listen.postgres;
+    let my_addr = config.listen.mysql;
     let (tx, rx) = watch::channel(false);
     let proxy = Arc::new(Proxy::new(config, rx)?);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (listen.postgres)"))?;
-    let postgres_addr = listener.local_addr()?;
+    let mut tasks = Vec::new();
+    let mut postgres_addr = SocketAddr::from(([0, 0, 0, 0], 0));
+    if let Some(addr) = pg_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (listen.postgres)"))?;
+        postgres_addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(crate::pg::listener::serve(
+            Arc::clone(&proxy),
+            listener,
+        )));
+    }
+    let mut mysql_addr = None;
+    if let Some(addr) = my_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (listen.mysql)"))?;
+        mysql_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(crate::mysql::listener::serve(
+            Arc::clone(&proxy),
+            listener,
+        )));
+    }
     if proxy.config().policy.rules.is_none() {
         tracing::warn!("no [policy] rules configured: every statement is allowed");
     }
-    let task = tokio::spawn(crate::pg::listener::serve(Arc::clone(&proxy), listener));
     let watcher = tokio::spawn(crate::reload::watch(Arc::clone(&proxy)));
     Ok(Running {
         postgres_addr,
+        mysql_addr,
         proxy,
         shutdown: tx,
-        task,
+        tasks,
         watcher,
     })
 }
@@ -62,7 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
-    tracing::info!(postgres = %running.postgres_addr, "airlock is listening");
+    tracing::info!(postgres = %running.postgres_addr, mysql = ?running.mysql_addr, "airlock is listening");
     wait_for_signal().await?;
     tracing::info!("shutting down: no new connections; waiting for sessions");
     running.shutdown().await;

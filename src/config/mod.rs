@@ -68,6 +68,8 @@ fn yes() -> bool {
 pub struct Listen {
     /// Address of the Postgres listener, e.g. "127.0.0.1:6432".
     pub postgres: Option<SocketAddr>,
+    /// Address of the MySQL/MariaDB listener, e.g. "127.0.0.1:3307".
+    pub mysql: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +132,10 @@ pub enum UpstreamTlsMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
+    /// The server's protocol; agents reach a target through the listener of
+    /// the same protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
     pub host: String,
     #[serde(default = "default_pg_port")]
     pub port: u16,
@@ -156,6 +162,14 @@ pub struct Target {
     /// Settings for `credentials = "ephemeral"`.
     #[serde(default)]
     pub ephemeral: Ephemeral,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    #[default]
+    Postgres,
+    Mysql,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -256,10 +270,10 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        if self.listen.postgres.is_none() {
+        if self.listen.postgres.is_none() && self.listen.mysql.is_none() {
             return Err(ConfigError::Missing {
                 file: self.source.clone(),
-                key: "listen.postgres".into(),
+                key: "listen.postgres (or listen.mysql)".into(),
             });
         }
         if let Some(tls) = &mut self.tls {

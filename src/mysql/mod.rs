@@ -1,0 +1,3 @@
+//! The MySQL/MariaDB proxy (in progress).
+
+pub mod listener;
