@@ -33,8 +33,11 @@
 //!
 //! Passwords never appear in logs or errors; role names only in debug logs.
 //! Errors for the client are generic and never fall back to the broker's
-//! credential. Requires PostgreSQL 14 or newer (`pg_terminate_backend` with
-//! a timeout).
+//! credential.
+//!
+//! Revocation does not wait for terminated backends to exit: `DROP OWNED
+//! BY` waits for any lock a dying backend still holds, and `DROP ROLE`
+//! succeeds while a backend of the role is exiting.
 
 mod sql;
 
@@ -69,8 +72,6 @@ const CONNECTION_LIMIT: u32 = 2;
 /// The broker revokes an expired lease this long after its TTL, so that
 /// the session's own timer (which tells the agent why) normally acts first.
 const EXPIRY_GRACE: Duration = Duration::from_millis(500);
-/// How long `pg_terminate_backend` waits for a backend to exit, in ms.
-const TERMINATE_WAIT_MS: u32 = 2000;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a credential could not be created or dropped. Messages never contain
@@ -657,7 +658,7 @@ impl Inner {
     /// already gone counts as dropped. Errors are logged.
     async fn revoke(&self, user: &str) -> Result<(), CredError> {
         let statement = format!(
-            "SELECT count(pg_terminate_backend(pid, {TERMINATE_WAIT_MS})) FROM pg_stat_activity \
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE usename = {lit}; DROP OWNED BY {ident}; DROP ROLE {ident}",
             lit = quote_literal(user),
             ident = quote_ident(user),

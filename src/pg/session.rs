@@ -147,6 +147,7 @@ async fn serve(
     let target = config
         .targets
         .get(database)
+        .filter(|t| t.protocol == crate::config::Protocol::Postgres)
         .ok_or_else(|| SessionError::Upstream {
             code: "3D000",
             message: format!("database \"{database}\" does not exist"),
