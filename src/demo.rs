@@ -91,9 +91,11 @@ targets = ["demo"]
         addr.port()
     );
     println!();
-    println!("Try:  SELECT id, name, email FROM customers;   -- allowed");
-    println!("      SELECT ssn FROM customers;               -- blocked by rule demo-agent");
-    println!("      DELETE FROM orders;                      -- blocked: no WHERE");
+    println!("Try:  SELECT name, email, card_number FROM customers;   -- masked");
+    println!(
+        "      SELECT ssn FROM customers;                         -- blocked by rule demo-agent"
+    );
+    println!("      DELETE FROM orders;                                -- blocked: no WHERE");
     println!(
         "Rules: rules/demo.toml (a copy is at {})",
         rules_path.display()
@@ -111,6 +113,21 @@ targets = ["demo"]
         )
         .context("querying through airlock")?;
         println!("check: {} customers visible through airlock", probe.trim());
+        let masked = crate::testkit::postgres::psql_via(
+            &pg,
+            &format!(
+                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
+                addr.ip(),
+                addr.port()
+            ),
+            "SELECT email FROM customers WHERE id = 1",
+        )
+        .context("querying through airlock")?;
+        anyhow::ensure!(
+            !masked.contains("alice@"),
+            "the demo rules let an email through unmasked: {masked}"
+        );
+        println!("check: alice's email arrives masked as {}", masked.trim());
         let blocked = crate::testkit::postgres::psql_via(
             &pg,
             &format!(

@@ -197,7 +197,42 @@ fn explain(
         "{}",
         airlock::policy::explain::explain(&engine, &principal, dialect, sql)
     );
+    let masking = airlock::masking::load_masking_path(&rules)?;
+    if !masking.rules.is_empty() {
+        let limits = engine.rules().limits;
+        let masker = airlock::masking::Masker::new(masking, None, limits);
+        println!("masking (without a live catalog: `*` of unknown tables is not expanded):");
+        let ctx = airlock::policy::SessionContext {
+            search_path: vec!["$user".into(), "public".into()],
+            ..Default::default()
+        };
+        let plans = masker.plan(&principal, dialect, sql, &ctx, &airlock::masking::NoCatalog);
+        for (i, plan) in plans.iter().enumerate() {
+            println!("  statement {}: {}", i + 1, describe_plan(plan));
+        }
+    }
     Ok(())
+}
+
+fn describe_plan(plan: &airlock::masking::StatementPlan) -> String {
+    use airlock::masking::{ColumnMask, StatementPlan};
+    match plan {
+        StatementPlan::NoResult => "no result set".into(),
+        StatementPlan::Opaque => "rows of unknown shape: columns are matched by name".into(),
+        StatementPlan::Block { rule, message } => format!("refused by {rule}: {message}"),
+        StatementPlan::Columns(cols) => cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                ColumnMask::Clear => format!("#{} clear", i + 1),
+                ColumnMask::Detect => format!("#{} detectors", i + 1),
+                ColumnMask::Mask { rule, strategy } => {
+                    format!("#{} masked by {rule} ({strategy:?})", i + 1)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 fn init_logging() {

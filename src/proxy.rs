@@ -132,6 +132,8 @@ impl Proxy {
             .as_ref()
             .map(|r| r.get_ref().display().to_string());
         self.loaded.store(Arc::new(loaded));
+        // Views may have changed along with the rules: re-read catalogs.
+        self.catalogs.clear();
         tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
         Ok(())
     }
