@@ -96,6 +96,8 @@ pub struct Proxy {
     pub shutdown: watch::Receiver<bool>,
     /// Catalog snapshots for masking, per target.
     catalogs: dashmap::DashMap<String, Arc<CatalogSnapshot>>,
+    /// Ephemeral-credential brokers, one per `credentials = "ephemeral"` target.
+    pub brokers: crate::credentials::Brokers,
 }
 
 impl Proxy {
@@ -108,14 +110,22 @@ impl Proxy {
             None => None,
         };
         let mock_secret = mock_secret(&config);
-        Ok(Proxy {
+        let brokers = crate::credentials::Brokers::new(&crate::credentials::default_instance_id(
+            config.listen.postgres,
+        ));
+        let proxy = Proxy {
             loaded: ArcSwap::from_pointee(Loaded::new(config)?),
             cancels: Arc::new(CancelRegistry::default()),
             client_tls,
             mock_secret,
             shutdown,
             catalogs: dashmap::DashMap::new(),
-        })
+            brokers,
+        };
+        proxy
+            .brokers
+            .sync(&proxy.config(), |t| proxy.upstream_tls(t));
+        Ok(proxy)
     }
 
     /// Re-reads the config file and the rules it names. A valid new version
@@ -134,6 +144,7 @@ impl Proxy {
         self.loaded.store(Arc::new(loaded));
         // Views may have changed along with the rules: re-read catalogs.
         self.catalogs.clear();
+        self.brokers.sync(&self.config(), |t| self.upstream_tls(t));
         tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
         Ok(())
     }

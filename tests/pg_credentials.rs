@@ -434,7 +434,6 @@ async fn current_user(c: &tokio_postgres::Client) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ephemeral credentials wired into the session (issue 6)"]
 async fn session_runs_as_its_own_ephemeral_user() {
     let env = start("15m").await;
     let a = env.agent().await;
@@ -464,7 +463,6 @@ async fn session_runs_as_its_own_ephemeral_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ephemeral credentials wired into the session (issue 6)"]
 async fn session_is_cut_when_its_ttl_expires() {
     let env = start("2s").await;
     let c = env.agent().await;
@@ -485,7 +483,6 @@ async fn session_is_cut_when_its_ttl_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs ephemeral credentials wired into the session (issue 6)"]
 async fn session_bytes_never_contain_the_broker_password() {
     let env = start("15m").await;
     let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;

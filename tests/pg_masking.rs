@@ -40,6 +40,16 @@ id = "birth-year"
 columns = ["public.customers.birth_year"]
 strategy = "redact"
 
+[[mask]]
+id = "zip"
+columns = ["public.customers.zip"]
+strategy = "fake"
+
+[[mask]]
+id = "iban"
+columns = ["public.customers.iban"]
+strategy = "null"
+
 [masking]
 hash_key_env = "AIRLOCK_TEST_MASK_KEY"
 detectors = ["email", "card", "ssn", "secret"]
@@ -47,11 +57,11 @@ detectors = ["email", "card", "ssn", "secret"]
 
 const SETUP: &str = "
 CREATE TABLE customers (id int, name text, email text, phone text, ssn text,
-                        card_number text, birth_year int, notes text);
+                        card_number text, birth_year int, notes text, zip text, iban text);
 INSERT INTO customers VALUES
  (1, 'Alice', 'alice.pii@example.com', '+1-202-555-0101', '123-45-6789', '4111111111111111', 1980,
-  'reach me at zed.secret@corp.example, card 5500 0055 5555 5559'),
- (2, 'Bob', 'bob.pii@example.org', '+1-202-555-0102', '123-45-6789', '5500005555555559', 1975, 'nothing here');
+  'reach me at zed.secret@corp.example, card 5500 0055 5555 5559', '90210', 'GB82WEST12345698765432'),
+ (2, 'Bob', 'bob.pii@example.org', '+1-202-555-0102', '123-45-6789', '5500005555555559', 1975, 'nothing here', '10001', NULL);
 CREATE VIEW v_cust AS SELECT id, email AS contact FROM customers;
 CREATE TABLE orders (id int, customer_id int, amount numeric);
 INSERT INTO orders VALUES (10, 1, 9.99), (11, 2, 5.00);
@@ -69,6 +79,8 @@ fn forbidden() -> Vec<Vec<u8>> {
         "4111111111111111",
         "5500005555555559",
         "5500 0055 5555 5559",
+        "90210",
+        "GB82WEST12345698765432",
     ];
     let mut out = Vec::new();
     for v in raw {
@@ -187,7 +199,11 @@ async fn no_raw_pii_in_any_byte_whatever_the_query() {
     // The masking shapes return (masked) rows; only the unsafe ones are refused.
     assert!(with_rows >= 23, "only {with_rows} shapes returned rows");
     // A notification carrying PII (through LISTEN on the same session).
-    for sql in ["LISTEN ch", "NOTIFY ch, 'mail alice.pii@example.com now'"] {
+    for sql in [
+        "LISTEN ch",
+        "NOTIFY ch, 'mail alice.pii@example.com now'",
+        "SET application_name = 'alice.pii@example.com'",
+    ] {
         let mut out = bytes::BytesMut::new();
         common::raw::encode_message(
             &format!("{{\"Query\": {}}}", serde_json_string(sql)),
@@ -242,6 +258,17 @@ async fn strategies_text_and_binary_formats() {
     assert_ne!(r.get::<_, &str>(5), "+1-202-555-0101");
     // A masked integer stays a valid value for its type: NULL.
     assert_eq!(r.get::<_, Option<i32>>(6), None);
+    // `fake` keeps the shape (five digits), `null` gives NULL.
+    let z = c
+        .query_one("SELECT zip, iban FROM customers WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let zip: &str = z.get(0);
+    assert!(
+        zip.len() == 5 && zip.chars().all(|ch| ch.is_ascii_digit()) && zip != "90210",
+        "{zip}"
+    );
+    assert_eq!(z.get::<_, Option<&str>>(1), None);
 
     // Simple protocol: text format, same masks.
     let msgs = c

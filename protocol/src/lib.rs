@@ -6,6 +6,8 @@
 //! (without copying or re-encoding them), to build the messages airlock
 //! originates itself, and to run the authentication exchanges.
 //!
+//! * [`mysql`]: MySQL/MariaDB client/server protocol 10 (4.1).
 //! * [`pg`]: PostgreSQL frontend/backend protocol 3.0.
 
+pub mod mysql;
 pub mod pg;

@@ -222,6 +222,11 @@ fn default_pg_port() -> u16 {
 pub struct Identity {
     /// SCRAM-SHA-256 verifier, as printed by `airlock passwd`.
     pub secret: Spanned<String>,
+    /// For the MySQL listener: the `mysql_native_password` hash of the same
+    /// (or another) password, `*` + 40 hex digits of SHA1(SHA1(password)),
+    /// as MySQL stores it (`SELECT PASSWORD('...')` on MariaDB). Without it
+    /// the identity cannot log in over MySQL.
+    pub mysql_secret: Option<String>,
     /// The person the agent acts for.
     pub user: Option<String>,
     /// The model behind the agent, e.g. "claude-sonnet-4".

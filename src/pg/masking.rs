@@ -129,6 +129,7 @@ impl RowMasking {
             backend::DATA_ROW => self.mask_row(body),
             backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => Ok(self.scrub_fields(tag, body)),
             backend::NOTIFICATION_RESPONSE => Ok(self.scrub_notification(body)),
+            backend::PARAMETER_STATUS => Ok(self.scrub_parameter_status(body)),
             _ => Ok(Verdict::Pass),
         }
     }
@@ -264,6 +265,29 @@ impl RowMasking {
                 b.put_slice(v);
                 b.put_u8(0);
             }
+            b.put_u8(0);
+        });
+        Verdict::Replace(out.freeze())
+    }
+
+    /// Scrubs a ParameterStatus value (e.g. an application_name someone set
+    /// to a value read from a masked column).
+    fn scrub_parameter_status(&self, body: &[u8]) -> Verdict {
+        if self.ctx.detectors.is_empty() {
+            return Verdict::Pass;
+        }
+        let Some(name_end) = memchr::memchr(0, body) else {
+            return Verdict::Pass;
+        };
+        let value = &body[name_end + 1..];
+        let value = value.strip_suffix(&[0]).unwrap_or(value);
+        let Some(clean) = crate::masking::detect::scrub(value, self.ctx.detectors) else {
+            return Verdict::Pass;
+        };
+        let mut out = BytesMut::new();
+        encode(backend::PARAMETER_STATUS, &mut out, |b| {
+            b.put_slice(&body[..=name_end]);
+            b.put_slice(&clean);
             b.put_u8(0);
         });
         Verdict::Replace(out.freeze())

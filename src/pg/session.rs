@@ -26,6 +26,8 @@ use super::relay::{pump, Stopped};
 use super::results::Expectations;
 use super::sides::{ClientMasking, ClientSide, ServerSide, Shared};
 use super::upstream;
+use crate::config::CredentialMode;
+use crate::credentials;
 use crate::net::Stream;
 use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
 use crate::proxy::Proxy;
@@ -193,15 +195,38 @@ async fn serve(
     };
     let params = upstream_params(&startup.params, &settings);
 
-    let up = upstream::connect(
+    // Ephemeral credentials: this session's own database user. Never falls
+    // back to the broker's credential.
+    let lease = match target.credentials {
+        CredentialMode::Static => None,
+        CredentialMode::Ephemeral => {
+            let broker = proxy
+                .brokers
+                .get(database)
+                .ok_or_else(|| credentials::unavailable(database))?;
+            let lease = broker.lease(&principal).await;
+            Some(lease.map_err(|e| e.client_error(database))?)
+        }
+    };
+    let leased_target = lease.as_ref().map(|l| l.target(target));
+    let up = match upstream::connect(
         database,
-        target,
+        leased_target.as_ref().unwrap_or(target),
         proxy.upstream_tls(database),
         &params,
         config.limits.connect_timeout,
         config.limits.max_message_size.0,
     )
-    .await?;
+    .await
+    {
+        Ok(up) => up,
+        Err(e) => {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            return Err(e);
+        }
+    };
     let (client_key, _cancel_guard) = proxy.cancels.register(CancelTarget {
         host: target.host.clone(),
         port: target.port,
@@ -224,7 +249,7 @@ async fn serve(
         search_path: search_path_from_options(startup.param("options")),
         ..Default::default()
     };
-    relay(
+    let relayed = relay(
         proxy,
         conn,
         up.conn,
@@ -233,8 +258,23 @@ async fn serve(
         context,
         settings.max_rows,
         masking,
-    )
-    .await
+    );
+    // An ephemeral user's TTL ends the session (the broker also revokes the
+    // user shortly after, terminating its backend, should this timer fail).
+    let result = match lease.as_ref().and_then(|l| l.expires_at) {
+        None => relayed.await,
+        Some(at) => tokio::select! {
+            r = relayed => r,
+            _ = tokio::time::sleep_until(at.into()) => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+            }),
+        },
+    };
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    result
 }
 
 /// The startup parameters sent upstream: the client's, with the policy's
