@@ -7,6 +7,7 @@
 //! * [`server`]: starting listeners and handling signals.
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
 
+pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod demo;

@@ -98,6 +98,22 @@ pub struct Proxy {
     catalogs: dashmap::DashMap<String, Arc<CatalogSnapshot>>,
     /// Ephemeral-credential brokers, one per `credentials = "ephemeral"` target.
     pub brokers: crate::credentials::Brokers,
+    /// Open sessions per identity, for `identities.*.max_sessions`.
+    sessions: Arc<dashmap::DashMap<String, usize>>,
+}
+
+/// Counts a session against its identity's limit until dropped.
+pub struct SessionSlot {
+    sessions: Arc<dashmap::DashMap<String, usize>>,
+    identity: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.sessions.get_mut(&self.identity) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Proxy {
@@ -121,6 +137,7 @@ impl Proxy {
             shutdown,
             catalogs: dashmap::DashMap::new(),
             brokers,
+            sessions: Arc::new(dashmap::DashMap::new()),
         };
         proxy
             .brokers
@@ -160,6 +177,19 @@ impl Proxy {
     /// The verifier of an identity, parsed when the config was loaded.
     pub fn verifier(&self, name: &str, _identity: &Identity) -> Option<ScramVerifier> {
         self.loaded.load().verifiers.get(name).cloned()
+    }
+
+    /// Takes a session slot for `identity`, or `None` when it is at `max`.
+    pub fn session_slot(&self, identity: &str, max: Option<usize>) -> Option<SessionSlot> {
+        let mut n = self.sessions.entry(identity.to_owned()).or_insert(0);
+        if max.is_some_and(|m| *n >= m) {
+            return None;
+        }
+        *n += 1;
+        Some(SessionSlot {
+            sessions: Arc::clone(&self.sessions),
+            identity: identity.to_owned(),
+        })
     }
 
     pub fn masker(&self) -> Option<Arc<Masker>> {

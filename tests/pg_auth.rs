@@ -159,3 +159,23 @@ async fn cleartext_only_over_tls_when_configured() {
     let c = env.agent().await;
     c.simple_query("SELECT 1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_identity_session_limit() {
+    let env = Env::start_with(EnvOptions {
+        agent_toml: "max_sessions = 1".into(),
+        ..Default::default()
+    })
+    .await;
+    let first = env.agent().await;
+    let e = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&e), "53300", "{e:?}");
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    env.agent().await.simple_query("SELECT 1").await.unwrap();
+}

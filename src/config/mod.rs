@@ -235,6 +235,9 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// Targets this identity may connect to; "*" for all.
     pub targets: Spanned<Vec<String>>,
+    /// Most sessions this identity may have open at once (default: no limit
+    /// beyond `limits.max_client_connections`).
+    pub max_sessions: Option<usize>,
 }
 
 impl Identity {

@@ -43,7 +43,14 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("session", id, client = %peer);
+    let span = tracing::info_span!(
+        "session",
+        id,
+        client = %peer,
+        identity = tracing::field::Empty,
+        model = tracing::field::Empty,
+        declared_model = tracing::field::Empty,
+    );
     async move {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");
@@ -145,6 +152,22 @@ async fn serve(
     };
     authenticate(conn, &login).await?;
     let identity = identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
+    let span = tracing::Span::current();
+    span.record("identity", user);
+    if let Some(m) = &identity.model {
+        span.record("model", m.as_str());
+    }
+    if let Some(declared) = declared_model(startup.param("application_name")) {
+        span.record("declared_model", declared);
+    }
+    let _slot = proxy
+        .session_slot(user, identity.max_sessions)
+        .ok_or_else(|| SessionError::Upstream {
+            code: "53300",
+            message: format!(
+                "too many sessions for identity \"{user}\" (identities.{user}.max_sessions)"
+            ),
+        })?;
 
     let target = config
         .targets
@@ -275,6 +298,18 @@ async fn serve(
         lease.release().await;
     }
     result
+}
+
+/// A model the client declares in application_name (`...model=NAME...`).
+/// It is recorded beside the configured model and never replaces it.
+fn declared_model(application_name: Option<&str>) -> Option<&str> {
+    let app = application_name?;
+    let at = app.find("model=")?;
+    let rest = &app[at + "model=".len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ';' || c == ',' || c == ')')
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|m| !m.is_empty())
 }
 
 /// The startup parameters sent upstream: the client's, with the policy's

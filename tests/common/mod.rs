@@ -29,6 +29,8 @@ pub struct EnvOptions {
     pub limits_toml: String,
     /// A rule file; when set, `[policy] rules` points at it.
     pub rules_toml: Option<String>,
+    /// Extra keys for `[identities.agent]`.
+    pub agent_toml: String,
     /// Extra identities: (name, secret, groups).
     pub identities: Vec<(String, String, Vec<String>)>,
 }
@@ -105,6 +107,7 @@ secret = "{verifier}"
 user = "tester"
 model = "test-model"
 targets = ["{DB}"]
+{agent}
 
 {extra}
 "#,
@@ -113,6 +116,7 @@ targets = ["{DB}"]
             limits = opts.limits_toml,
             target = opts.target_toml,
             extra = extra,
+            agent = opts.agent_toml,
         );
         let path = dir.path().join("airlock.toml");
         std::fs::write(&path, &text).unwrap();

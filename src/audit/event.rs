@@ -1,0 +1,182 @@
+//! What is audited: [`AuditEvent`] (what a session hands the log) and
+//! [`AuditRecord`] (what the store holds: the event with its statement
+//! redacted, its fingerprint, its sequence number and its chain hashes).
+
+use std::fmt;
+
+use crate::masking::detect::{scrub, DetectorSet};
+
+use super::fingerprint::fingerprint;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EventKind {
+    Connect,
+    Disconnect,
+    #[default]
+    Statement,
+    AuthFailed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Connect => "connect",
+            EventKind::Disconnect => "disconnect",
+            EventKind::Statement => "statement",
+            EventKind::AuthFailed => "auth_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        [
+            EventKind::Connect,
+            EventKind::Disconnect,
+            EventKind::Statement,
+            EventKind::AuthFailed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict as audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditDecision {
+    Allow,
+    Block,
+    /// Allowed, with result columns masked.
+    Masked,
+    /// Observe mode (`enforce = false`): allowed, but a rule would block it.
+    WouldBlock,
+    /// Held for (or refused pending) human approval.
+    Approval,
+}
+
+impl AuditDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Block => "block",
+            AuditDecision::Masked => "masked",
+            AuditDecision::WouldBlock => "would_block",
+            AuditDecision::Approval => "approval",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditDecision> {
+        [
+            AuditDecision::Allow,
+            AuditDecision::Block,
+            AuditDecision::Masked,
+            AuditDecision::WouldBlock,
+            AuditDecision::Approval,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+
+    /// Whether the statement was (or, in observe mode, would have been)
+    /// refused: what `airlock log --blocked` shows.
+    pub fn is_blocked(self) -> bool {
+        matches!(
+            self,
+            AuditDecision::Block | AuditDecision::WouldBlock | AuditDecision::Approval
+        )
+    }
+}
+
+impl fmt::Display for AuditDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One auditable event, as a session reports it. `statement` is the raw
+/// SQL; the writer redacts it before anything is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+    pub session: u64,
+    pub kind: EventKind,
+    /// The agent identity (login name).
+    pub identity: String,
+    /// The human the agent acts for.
+    pub user: Option<String>,
+    /// The configured model.
+    pub model: Option<String>,
+    /// The model the client declared (e.g. from application_name).
+    pub declared_model: Option<String>,
+    pub client_addr: Option<String>,
+    pub application_name: Option<String>,
+    /// `"postgres"` or `"mysql"`.
+    pub protocol: String,
+    pub target: String,
+    pub database: Option<String>,
+    pub statement: Option<String>,
+    pub decision: Option<AuditDecision>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    /// Masked result columns, comma separated.
+    pub masked_columns: Option<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    pub duration_us: Option<u64>,
+}
+
+impl AuditEvent {
+    /// An event of `kind` stamped with the current time.
+    pub fn now(kind: EventKind, session: u64) -> AuditEvent {
+        AuditEvent {
+            time_ms: now_ms(),
+            session,
+            kind,
+            ..AuditEvent::default()
+        }
+    }
+}
+
+/// The current unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    /// The event; its `statement` and `reason` are redacted.
+    pub event: AuditEvent,
+    /// The statement with literals replaced by `?`.
+    pub fingerprint: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// `text` with PII and secrets replaced by detector tokens (`[email]`,
+/// `[card]`, `[secret]`, ...).
+pub fn redact(text: &str) -> String {
+    match scrub(text.as_bytes(), DetectorSet::ALL) {
+        Some(clean) => String::from_utf8_lossy(&clean).into_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// The event as it will be stored: statement and reason redacted,
+/// fingerprint computed. Done on the writer thread, off the query path.
+pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
+    let fp = event.statement.as_deref().map(fingerprint);
+    event.statement = event.statement.as_deref().map(redact);
+    event.reason = event.reason.as_deref().map(redact);
+    (event, fp)
+}

@@ -1,0 +1,177 @@
+//! Verification: recompute the hash chain and report the first record that
+//! was edited, inserted or deleted.
+//!
+//! Walking records in `seq` order, with `expected` the previous record's
+//! hash (the genesis value for the first):
+//!
+//! * a gap in `seq` means records were deleted;
+//! * a record whose link is right but whose own hash is wrong was edited;
+//! * a record whose link is wrong was inserted if the chain goes on
+//!   without it (the next record links to `expected`), if it links to an
+//!   older record (a replayed copy), or if it and the record before it
+//!   claim the same predecessor (a fork: the earlier one is the intruder);
+//!   otherwise, if its own hash is right, its predecessor was deleted and
+//!   the rest renumbered; otherwise it was edited.
+//!
+//! Deleting the newest records cannot be seen from inside the file: compare
+//! the printed head hash with one kept elsewhere.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use super::chain::{record_hash_raw, GENESIS};
+use super::store::{from_row, open_ro, COLUMNS};
+use super::{AuditError, AuditRecord};
+
+/// How a record was tampered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TamperKind {
+    Edited,
+    Inserted,
+    Deleted,
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tamper {
+    /// The record at fault (for a deletion: the first record after the
+    /// gap).
+    pub seq: i64,
+    pub kind: TamperKind,
+    pub detail: String,
+}
+
+impl fmt::Display for Tamper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            TamperKind::Edited => "edited",
+            TamperKind::Inserted => "inserted",
+            TamperKind::Deleted => "deleted",
+        };
+        write!(f, "record seq {}: {what}: {}", self.seq, self.detail)
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records checked (up to the first problem).
+    pub records: u64,
+    /// The hash of the last good record (the genesis value if none).
+    pub head: String,
+    pub problem: Option<Tamper>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+struct Checked {
+    record: AuditRecord,
+    /// The hash recomputed from the stored fields.
+    computed: String,
+}
+
+/// Recomputes the chain of the store at `path`.
+pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
+    let conn = open_ro(path)?;
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
+    let mut rows = stmt
+        .query_map([], |row| {
+            let kind: String = row.get(3)?;
+            let decision: Option<String> = row.get(15)?;
+            let record = from_row(row)?;
+            let computed = record_hash_raw(
+                &record.prev_hash,
+                &record.event,
+                &kind,
+                decision.as_deref(),
+                record.fingerprint.as_deref(),
+            );
+            Ok(Checked { record, computed })
+        })?
+        .peekable();
+
+    let mut report = VerifyReport {
+        records: 0,
+        head: GENESIS.to_owned(),
+        problem: None,
+    };
+    let mut expected_seq = 1i64;
+    // The previous record's prev_hash, to spot forks.
+    let mut last_prev: Option<String> = None;
+    let mut seen: HashSet<String> = HashSet::new();
+    seen.insert(GENESIS.to_owned());
+    while let Some(row) = rows.next() {
+        let Checked { record: r, computed } = row?;
+        let tamper = |kind, detail: String| Tamper {
+            seq: r.seq,
+            kind,
+            detail,
+        };
+        if r.seq > expected_seq {
+            let missing = if r.seq - expected_seq == 1 {
+                format!("record {expected_seq} is missing")
+            } else {
+                format!("records {expected_seq} to {} are missing", r.seq - 1)
+            };
+            report.problem = Some(tamper(TamperKind::Deleted, missing));
+            break;
+        }
+        if r.seq < expected_seq {
+            let detail = format!("unexpected seq (expected {expected_seq})");
+            report.problem = Some(tamper(TamperKind::Inserted, detail));
+            break;
+        }
+        let self_ok = computed == r.hash;
+        let link_ok = r.prev_hash == report.head;
+        if link_ok && self_ok {
+            report.records += 1;
+            last_prev = Some(std::mem::replace(&mut report.head, r.hash.clone()));
+            seen.insert(r.hash);
+            expected_seq += 1;
+            continue;
+        }
+        report.problem = Some(if link_ok {
+            tamper(
+                TamperKind::Edited,
+                "its contents do not match its hash".into(),
+            )
+        } else if self_ok && last_prev.as_deref() == Some(r.prev_hash.as_str()) {
+            Tamper {
+                seq: r.seq - 1,
+                kind: TamperKind::Inserted,
+                detail: format!("record {} links to the same predecessor", r.seq),
+            }
+        } else if rows
+            .peek()
+            .and_then(|n| n.as_ref().ok())
+            .is_some_and(|n| n.record.prev_hash == report.head)
+        {
+            tamper(
+                TamperKind::Inserted,
+                "the next record links past it".into(),
+            )
+        } else if seen.contains(&r.prev_hash) {
+            tamper(
+                TamperKind::Inserted,
+                "it links to an earlier record (a copy)".into(),
+            )
+        } else if self_ok {
+            tamper(
+                TamperKind::Deleted,
+                "the record before it is missing (later records renumbered)".into(),
+            )
+        } else {
+            tamper(
+                TamperKind::Edited,
+                "its contents and its link do not match".into(),
+            )
+        });
+        break;
+    }
+    Ok(report)
+}

@@ -1,0 +1,240 @@
+//! The writer: [`AuditLog`] hands events to a background thread over a
+//! bounded channel; the thread redacts, fingerprints, chains and writes
+//! them in batches, one transaction per batch.
+//!
+//! [`AuditLog::record`] never blocks: when the queue is full or the writer
+//! is failing it returns [`AuditUnavailable`], and the session decides
+//! whether to refuse the statement (fail closed) or go on.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::event::{prepare, AuditEvent};
+use super::format::record_json;
+use super::{store, AuditError, AuditUnavailable};
+
+/// Most events written in one transaction.
+const BATCH: usize = 256;
+/// Pause between attempts at a failing batch.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Attempts at a failing batch once shutdown has begun.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+enum Msg {
+    Event(Box<AuditEvent>),
+    Shutdown,
+}
+
+struct Shared {
+    healthy: AtomicBool,
+    stopping: AtomicBool,
+    depth: AtomicUsize,
+}
+
+/// A running audit log. Share it between sessions behind an `Arc`.
+pub struct AuditLog {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AuditLog {
+    /// Opens (creating if needed) the store at `path` and starts the writer
+    /// with a queue of `queue_capacity` events (at least 1).
+    pub fn open(path: &Path, queue_capacity: usize) -> Result<AuditLog, AuditError> {
+        Self::start(path, queue_capacity, None)
+    }
+
+    /// As [`AuditLog::open`], and also writes every stored record as one
+    /// JSON object per line to `json` (a file, stdout, ...), flushed after
+    /// each batch.
+    pub fn with_json_lines(
+        path: &Path,
+        queue_capacity: usize,
+        json: Box<dyn Write + Send>,
+    ) -> Result<AuditLog, AuditError> {
+        Self::start(path, queue_capacity, Some(json))
+    }
+
+    fn start(
+        path: &Path,
+        queue_capacity: usize,
+        json: Option<Box<dyn Write + Send>>,
+    ) -> Result<AuditLog, AuditError> {
+        let conn = store::open_rw(path)?;
+        let head = store::head(&conn)?;
+        let (tx, rx) = sync_channel(queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            depth: AtomicUsize::new(0),
+        });
+        let mut writer = Writer {
+            conn,
+            head,
+            json,
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("airlock-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(AuditError::Thread)?;
+        Ok(AuditLog {
+            tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `event` without blocking. `Err` when the queue is full, the
+    /// writer is failing or the log is shut down: the event is lost, and a
+    /// fail-closed session must refuse the statement.
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
+        if !self.is_healthy() {
+            return Err(AuditUnavailable::WriterFailed);
+        }
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(AuditUnavailable::ShutDown);
+        }
+        self.shared.depth.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.depth.fetch_sub(1, Ordering::AcqRel);
+                Err(match e {
+                    TrySendError::Full(_) => AuditUnavailable::QueueFull,
+                    TrySendError::Disconnected(_) => AuditUnavailable::ShutDown,
+                })
+            }
+        }
+    }
+
+    /// False while the writer's last batch failed (it keeps retrying).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Events queued and not yet written.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.depth.load(Ordering::Acquire)
+    }
+
+    /// Stops taking events, writes everything queued and joins the writer.
+    /// Idempotent; also done on drop. A batch that keeps failing during
+    /// shutdown is dropped after a few attempts (and logged).
+    pub fn shutdown(&self) {
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::Release);
+        // Blocking is fine here: this is not the query path, and the
+        // writer keeps consuming (it gives up on failing batches once
+        // stopping is set).
+        let _ = self.tx.send(Msg::Shutdown);
+        if thread.join().is_err() {
+            tracing::error!("audit writer thread panicked");
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    head: (i64, String),
+    json: Option<Box<dyn Write + Send>>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Msg>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut stop = false;
+        while !stop {
+            let Ok(first) = rx.recv() else { break };
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(e) => {
+                        self.shared.depth.fetch_sub(1, Ordering::AcqRel);
+                        batch.push(prepare(*e));
+                    }
+                    // Keep draining: everything queued before the
+                    // shutdown message is written.
+                    Msg::Shutdown => stop = true,
+                }
+                if batch.len() >= BATCH {
+                    self.write(&mut batch);
+                }
+                next = rx.try_recv().ok();
+            }
+            self.write(&mut batch);
+        }
+    }
+
+    /// Writes `batch`, retrying while it fails (the log is unhealthy
+    /// meanwhile, so sessions stop queueing); empties it.
+    fn write(&mut self, batch: &mut Vec<(AuditEvent, Option<String>)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut failures = 0u32;
+        loop {
+            match store::append(&mut self.conn, (self.head.0, &self.head.1), batch) {
+                Ok(records) => {
+                    if let Some(last) = records.last() {
+                        self.head = (last.seq, last.hash.clone());
+                    }
+                    self.write_json(&records);
+                    self.shared.healthy.store(true, Ordering::Release);
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::error!(error = %e, events = batch.len(), "audit write failed");
+                    }
+                    self.shared.healthy.store(false, Ordering::Release);
+                    if self.shared.stopping.load(Ordering::Acquire)
+                        && failures >= SHUTDOWN_ATTEMPTS
+                    {
+                        tracing::error!(
+                            events = batch.len(),
+                            "audit log shutting down: dropping events that could not be written"
+                        );
+                        break;
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+        batch.clear();
+    }
+
+    fn write_json(&mut self, records: &[super::AuditRecord]) {
+        let Some(out) = self.json.as_mut() else {
+            return;
+        };
+        let mut buf = String::new();
+        for r in records {
+            buf.push_str(&record_json(r));
+            buf.push('\n');
+        }
+        if let Err(e) = out.write_all(buf.as_bytes()).and_then(|()| out.flush()) {
+            // The store is the record of truth; the JSON copy is best
+            // effort.
+            tracing::warn!(error = %e, "audit JSON lines write failed");
+        }
+    }
+}

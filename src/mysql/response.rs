@@ -1,0 +1,276 @@
+//! Following a server reply packet by packet, to know where it ends (the
+//! protocol has no end marker common to all replies) and to pick out what
+//! airlock tracks (prepared statement ids).
+//!
+//! airlock never negotiates `CLIENT_DEPRECATE_EOF`, so column definitions
+//! are always followed by an EOF packet and result sets end with EOF (or
+//! ERR). `SERVER_MORE_RESULTS_EXISTS` in a final OK/EOF means another result
+//! follows (multi-statements, CALL).
+
+use airlock_protocol::mysql::packets::{self, is_eof, status_flags};
+use airlock_protocol::mysql::status;
+use airlock_protocol::mysql::wire::Reader;
+
+/// The shape of reply a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// One packet (OK, ERR, EOF or a string).
+    Single,
+    /// COM_QUERY: result sets (text rows), OK or ERR, maybe several.
+    Query,
+    /// COM_STMT_EXECUTE: as Query with binary rows; a cursor stops after
+    /// the column definitions.
+    Execute,
+    /// COM_STMT_FETCH: rows, then EOF.
+    Fetch,
+    /// COM_STMT_PREPARE: PREPARE_OK with parameter and column definitions.
+    Prepare,
+    /// COM_FIELD_LIST: column definitions, then EOF.
+    FieldList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    First,
+    Columns(u64),
+    ColumnsEof,
+    Rows,
+    PrepParams(u16, u16),
+    PrepParamsEof(u16),
+    PrepCols(u16),
+    PrepColsEof,
+    Done,
+}
+
+/// What the last packet was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More packets follow.
+    More,
+    /// A result set row (text or binary).
+    Row,
+    /// The reply is complete.
+    Done,
+    /// The server asks for a local file (never forwarded).
+    LocalInfile,
+}
+
+#[derive(Debug)]
+pub struct Tracker {
+    expect: Expect,
+    state: State,
+    /// The statement id from a successful COM_STMT_PREPARE.
+    pub prepared: Option<u32>,
+    /// Whether the reply (or its last result) was an ERR.
+    pub error: bool,
+}
+
+impl Tracker {
+    pub fn new(expect: Expect) -> Self {
+        let state = match expect {
+            Expect::Fetch => State::Rows,
+            _ => State::First,
+        };
+        Tracker {
+            expect,
+            state,
+            prepared: None,
+            error: false,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Feeds the next logical packet's payload.
+    pub fn feed(&mut self, p: &[u8]) -> Result<Step, String> {
+        let first = *p.first().ok_or("empty packet in a reply")?;
+        let more = |p: &[u8]| status_flags(p).is_some_and(|s| s & status::MORE_RESULTS_EXISTS != 0);
+        let (next, step) = match (self.state, self.expect) {
+            (State::Done, _) => return Err("packet after the end of a reply".into()),
+            (_, Expect::Single) => (State::Done, Step::Done),
+            (State::First, _) | (State::Rows, _) | (State::ColumnsEof, _)
+                if first == packets::ERR =>
+            {
+                self.error = true;
+                (State::Done, Step::Done)
+            }
+            (State::First, Expect::Prepare) => {
+                let mut r = Reader::new(p);
+                r.u8();
+                let (Some(id), Some(cols), Some(params)) = (r.u32(), r.u16(), r.u16()) else {
+                    return Err("malformed COM_STMT_PREPARE_OK".into());
+                };
+                self.prepared = Some(id);
+                match (params, cols) {
+                    (0, 0) => (State::Done, Step::Done),
+                    (0, c) => (State::PrepCols(c), Step::More),
+                    (n, c) => (State::PrepParams(n, c), Step::More),
+                }
+            }
+            (State::PrepParams(n, c), _) => match n {
+                1 => (State::PrepParamsEof(c), Step::More),
+                _ => (State::PrepParams(n - 1, c), Step::More),
+            },
+            (State::PrepParamsEof(c), _) if is_eof(p) => match c {
+                0 => (State::Done, Step::Done),
+                c => (State::PrepCols(c), Step::More),
+            },
+            (State::PrepCols(n), _) => match n {
+                1 => (State::PrepColsEof, Step::More),
+                _ => (State::PrepCols(n - 1), Step::More),
+            },
+            (State::PrepColsEof, _) if is_eof(p) => (State::Done, Step::Done),
+            (State::First, Expect::FieldList) if is_eof(p) => (State::Done, Step::Done),
+            (State::First, Expect::FieldList) => (State::First, Step::More),
+            (State::First, _) if first == packets::OK => {
+                self.error = false;
+                match more(p) {
+                    true => (State::First, Step::More),
+                    false => (State::Done, Step::Done),
+                }
+            }
+            (State::First, Expect::Query) if first == packets::LOCAL_INFILE => {
+                // The server's OK/ERR for the (empty) file comes next.
+                (State::First, Step::LocalInfile)
+            }
+            (State::First, _) => {
+                let n = Reader::new(p)
+                    .lenenc()
+                    .filter(|&n| n > 0)
+                    .ok_or("malformed column count")?;
+                (State::Columns(n), Step::More)
+            }
+            (State::Columns(n), _) => match n {
+                1 => (State::ColumnsEof, Step::More),
+                _ => (State::Columns(n - 1), Step::More),
+            },
+            (State::ColumnsEof, _) if is_eof(p) => {
+                let cursor = status_flags(p).is_some_and(|s| s & status::CURSOR_EXISTS != 0);
+                if self.expect == Expect::Execute && cursor {
+                    (State::Done, Step::Done)
+                } else {
+                    (State::Rows, Step::More)
+                }
+            }
+            (State::Rows, _) if is_eof(p) => match more(p) && self.expect != Expect::Fetch {
+                true => (State::First, Step::More),
+                false => (State::Done, Step::Done),
+            },
+            (State::Rows, _) => (State::Rows, Step::Row),
+            (s, e) => {
+                return Err(format!(
+                    "unexpected packet {first:#04x} in state {s:?} of a {e:?} reply"
+                ))
+            }
+        };
+        self.state = next;
+        Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn ok(status: u16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        packets::ok(&mut b, 1, 0, status, 0);
+        b.to_vec()
+    }
+    fn eof(status: u16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        packets::eof(&mut b, 0, status);
+        b.to_vec()
+    }
+    fn run(t: &mut Tracker, ps: &[Vec<u8>]) -> Vec<Step> {
+        ps.iter().map(|p| t.feed(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn query_result_set_then_more_results() {
+        let mut t = Tracker::new(Expect::Query);
+        let steps = run(
+            &mut t,
+            &[
+                vec![1],
+                b"\x03defcol".to_vec(),
+                eof(0),
+                b"\x011".to_vec(),
+                b"\x012".to_vec(),
+                eof(status::MORE_RESULTS_EXISTS),
+                ok(0),
+            ],
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::More,
+                Step::More,
+                Step::More,
+                Step::Row,
+                Step::Row,
+                Step::More,
+                Step::Done
+            ]
+        );
+        assert!(t.is_done());
+        assert!(t.feed(&ok(0)).is_err());
+    }
+
+    #[test]
+    fn err_and_ok_end_a_query() {
+        let mut t = Tracker::new(Expect::Query);
+        assert_eq!(t.feed(b"\xff\x10\x04#42000no").unwrap(), Step::Done);
+        assert!(t.error);
+        let mut t = Tracker::new(Expect::Query);
+        assert_eq!(t.feed(&ok(0)).unwrap(), Step::Done);
+        let mut t = Tracker::new(Expect::Query);
+        assert_eq!(t.feed(b"\xfb/etc/passwd").unwrap(), Step::LocalInfile);
+    }
+
+    #[test]
+    fn prepare_ok_with_params_and_columns() {
+        let mut t = Tracker::new(Expect::Prepare);
+        let mut prep = vec![0, 7, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0];
+        assert_eq!(t.feed(&prep).unwrap(), Step::More);
+        assert_eq!(t.prepared, Some(7));
+        let steps = run(
+            &mut t,
+            &[
+                b"p1".to_vec(),
+                b"p2".to_vec(),
+                eof(0),
+                b"c1".to_vec(),
+                eof(0),
+            ],
+        );
+        assert_eq!(steps.last(), Some(&Step::Done));
+        // No params, no columns: done at once.
+        prep[5..9].fill(0);
+        let mut t = Tracker::new(Expect::Prepare);
+        assert_eq!(t.feed(&prep).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn execute_with_cursor_stops_after_columns() {
+        let mut t = Tracker::new(Expect::Execute);
+        let steps = run(
+            &mut t,
+            &[vec![1], b"col".to_vec(), eof(status::CURSOR_EXISTS)],
+        );
+        assert_eq!(steps.last(), Some(&Step::Done));
+        let mut t = Tracker::new(Expect::Fetch);
+        let steps = run(&mut t, &[vec![0, 0, 1], eof(status::CURSOR_EXISTS)]);
+        assert_eq!(steps, [Step::Row, Step::Done]);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut t = Tracker::new(Expect::Query);
+        assert!(t.feed(&[]).is_err());
+        assert!(t.feed(&[0xfc]).is_err());
+    }
+}

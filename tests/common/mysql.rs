@@ -1,0 +1,146 @@
+//! Shared set-up for MySQL integration tests: a throwaway MariaDB from the
+//! test kit, an upstream user for airlock, and airlock in-process in front
+//! of it with one agent identity (`mysql_secret` set).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use airlock::config::Config;
+use airlock::server::Running;
+use airlock::testkit::MariaDbServer;
+
+pub const AGENT: &str = "agent";
+pub const AGENT_PW: &str = "agent-pw";
+pub const UPSTREAM_USER: &str = "airlock_svc";
+pub const UPSTREAM_PW: &str = "Upstr3am-S3cret-Never-Leaks";
+pub const DB: &str = "app";
+
+pub struct MyEnv {
+    pub db: Arc<MariaDbServer>,
+    pub airlock: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl MyEnv {
+    /// Starts MariaDB and airlock; `rules` (a rule file) is optional.
+    pub async fn start(rules: Option<&str>) -> MyEnv {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let db = tokio::task::spawn_blocking(|| {
+            let db = MariaDbServer::start().expect("start mariadb");
+            db.create_user(UPSTREAM_USER, UPSTREAM_PW).unwrap();
+            db.create_database(DB, UPSTREAM_USER).unwrap();
+            db
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pw_file = dir.path().join("upstream.pw");
+        std::fs::write(&pw_file, format!("{UPSTREAM_PW}\n")).unwrap();
+        let mut extra = String::new();
+        if let Some(rules) = rules {
+            let path = dir.path().join("rules.toml");
+            std::fs::write(&path, rules).unwrap();
+            extra.push_str(&format!("\n[policy]\nrules = \"{}\"\n", path.display()));
+        }
+        let text = format!(
+            r#"
+[listen]
+mysql = "127.0.0.1:0"
+
+[limits]
+connect_timeout = "5s"
+shutdown_timeout = "5s"
+
+[targets.{DB}]
+protocol = "mysql"
+host = "127.0.0.1"
+port = {port}
+database = "{DB}"
+user = "{UPSTREAM_USER}"
+password_file = "{pw}"
+
+[identities.{AGENT}]
+secret = "{scram}"
+mysql_secret = "{native}"
+user = "tester"
+model = "test-model"
+targets = ["{DB}"]
+
+[identities.nomysql]
+secret = "{scram}"
+targets = ["{DB}"]
+{extra}
+"#,
+            port = db.port(),
+            pw = pw_file.display(),
+            scram = airlock_protocol::pg::scram::make_verifier(AGENT_PW),
+            native = airlock_protocol::mysql::auth::native_hash_string(AGENT_PW.as_bytes()),
+        );
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let airlock = airlock::server::start(config).await.unwrap();
+        let port = airlock.mysql_addr.expect("mysql listener").port();
+        MyEnv {
+            db: Arc::new(db),
+            airlock: Some(airlock),
+            dir,
+            port,
+        }
+    }
+
+    /// mysql_async options for `user`/`password` through airlock.
+    pub fn opts(&self, user: &str, password: &str) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(Some(DB))
+            .prefer_socket(false)
+            .into()
+    }
+
+    pub async fn agent(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(self.opts(AGENT, AGENT_PW))
+            .await
+            .expect("agent connects through airlock")
+    }
+
+    /// Runs SQL as root directly on MariaDB (in database `app`).
+    pub fn admin(&self, sql: &str) -> String {
+        self.db.admin_sql(&format!("USE {DB}; {sql}")).unwrap()
+    }
+
+    /// Runs the `mariadb` CLI through airlock with `-e sql`.
+    pub fn cli(&self, user: &str, password: &str, sql: &str) -> std::process::Output {
+        std::process::Command::new(self.db.client_binary())
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(self.port.to_string())
+            .args(["-u", user])
+            .arg(format!("-p{password}"))
+            .args([
+                "--batch",
+                "--skip-column-names",
+                "--skip-ssl",
+                "-e",
+                sql,
+                DB,
+            ])
+            .output()
+            .expect("run mariadb client")
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(a) = self.airlock.take() {
+            a.shutdown().await;
+        }
+    }
+}
