@@ -69,6 +69,43 @@ enum Command {
         /// The SQL to judge.
         sql: String,
     },
+    /// List audit records: what agents ran, and what was refused and why.
+    Log {
+        /// Only refused statements (blocked, held for approval, would-block).
+        #[arg(long)]
+        blocked: bool,
+        #[arg(long)]
+        identity: Option<String>,
+        /// Configured or declared model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only records this recent, e.g. "1h", "30m", "2d".
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        session: Option<u64>,
+        #[arg(long)]
+        rule: Option<String>,
+        /// The most recent N records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: AuditStore,
+    },
+    /// Print one session's statements and decisions in order.
+    Replay {
+        session: u64,
+        #[command(flatten)]
+        store: AuditStore,
+    },
+    /// Audit log maintenance.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a SCRAM-SHA-256 verifier for an identity's `secret` key.
     Passwd {
         /// Read the password from standard input instead of prompting.
@@ -87,6 +124,42 @@ fn main() -> ExitCode {
         }
         Command::Passwd { stdin } => passwd(stdin),
         Command::Check { paths, config } => check(&config, &paths),
+        Command::Log {
+            blocked,
+            identity,
+            model,
+            since,
+            session,
+            rule,
+            limit,
+            json,
+            store,
+        } => (|| {
+            let since = match since {
+                Some(s) => {
+                    let d = humantime::parse_duration(&s)
+                        .map_err(|e| anyhow::anyhow!("--since {s:?}: {e}"))?;
+                    Some(airlock::audit::now_ms() - d.as_millis() as i64)
+                }
+                None => None,
+            };
+            let filter = airlock::audit::Filter {
+                blocked,
+                identity,
+                model,
+                since,
+                session,
+                rule,
+                limit,
+            };
+            airlock::audit::cli_log(&store.path()?, filter, json)
+        })(),
+        Command::Replay { session, store } => store
+            .path()
+            .and_then(|p| airlock::audit::cli_replay(&p, session)),
+        Command::Audit {
+            command: AuditCommand::Verify { store },
+        } => store.path().and_then(|p| airlock::audit::cli_verify(&p)),
         Command::Explain {
             identity,
             target,
@@ -102,6 +175,38 @@ fn main() -> ExitCode {
             eprintln!("airlock: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: detects edited, inserted or deleted records.
+    Verify {
+        #[command(flatten)]
+        store: AuditStore,
+    },
+}
+
+/// Where the audit store is: `--db`, else the config's `[audit] path`.
+#[derive(clap::Args)]
+struct AuditStore {
+    /// The audit SQLite file.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    #[arg(long, short, default_value = "airlock.toml", env = "AIRLOCK_CONFIG")]
+    config: PathBuf,
+}
+
+impl AuditStore {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let config = Config::load(&self.config)?;
+        config
+            .audit
+            .map(|a| a.path)
+            .ok_or_else(|| anyhow::anyhow!("no audit store: pass --db or configure [audit] path"))
     }
 }
 

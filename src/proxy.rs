@@ -42,6 +42,10 @@ pub enum LoadError {
     Rules(#[from] crate::policy::rules::RulesError),
     #[error("{0}")]
     Masking(#[from] crate::masking::MaskError),
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("audit json_lines: {0}")]
+    AuditJson(#[from] std::io::Error),
 }
 
 impl Loaded {
@@ -100,6 +104,10 @@ pub struct Proxy {
     pub brokers: crate::credentials::Brokers,
     /// Open sessions per identity, for `identities.*.max_sessions`.
     sessions: Arc<dashmap::DashMap<String, usize>>,
+    /// The audit log, when configured (not reloadable).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Refuse statements while the audit log cannot record them.
+    pub audit_fail_closed: bool,
 }
 
 /// Counts a session against its identity's limit until dropped.
@@ -126,6 +134,11 @@ impl Proxy {
             None => None,
         };
         let mock_secret = mock_secret(&config);
+        let audit_fail_closed = config.audit.as_ref().is_none_or(|a| a.fail_closed);
+        let audit = match &config.audit {
+            Some(a) => Some(Arc::new(open_audit(a)?)),
+            None => None,
+        };
         let brokers = crate::credentials::Brokers::new(&crate::credentials::default_instance_id(
             config.listen.postgres,
         ));
@@ -138,6 +151,8 @@ impl Proxy {
             catalogs: dashmap::DashMap::new(),
             brokers,
             sessions: Arc::new(dashmap::DashMap::new()),
+            audit,
+            audit_fail_closed,
         };
         proxy
             .brokers
@@ -257,4 +272,19 @@ fn mock_secret(config: &Config) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+fn open_audit(a: &crate::config::AuditConfig) -> Result<crate::audit::AuditLog, LoadError> {
+    use crate::audit::AuditLog;
+    Ok(match a.json_lines.as_deref() {
+        None => AuditLog::open(&a.path, a.queue)?,
+        Some("stdout") => AuditLog::with_json_lines(&a.path, a.queue, Box::new(std::io::stdout()))?,
+        Some(file) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)?;
+            AuditLog::with_json_lines(&a.path, a.queue, Box::new(f))?
+        }
+    })
 }

@@ -34,6 +34,11 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Some(audit) = &self.proxy.audit {
+            // Drain what the sessions recorded.
+            let audit = std::sync::Arc::clone(audit);
+            let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
+        }
         self.watcher.abort();
     }
 }

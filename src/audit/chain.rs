@@ -119,6 +119,9 @@ mod tests {
             protocol: "bc".into(),
             ..AuditEvent::default()
         };
-        assert_ne!(record_hash(GENESIS, &a, None), record_hash(GENESIS, &b, None));
+        assert_ne!(
+            record_hash(GENESIS, &a, None),
+            record_hash(GENESIS, &b, None)
+        );
     }
 }

@@ -15,7 +15,7 @@ pub fn fingerprint(sql: &str) -> String {
     let mut i = 0;
     let mut space = false;
     // Emits `tok`, preceded by one space if whitespace came before it.
-    let mut emit = |out: &mut String, space: &mut bool, tok: &str| {
+    let emit = |out: &mut String, space: &mut bool, tok: &str| {
         if *space && !out.is_empty() {
             out.push(' ');
         }
@@ -33,7 +33,9 @@ pub fn fingerprint(sql: &str) -> String {
                 i = skip_line(b, i);
                 space = true;
             }
-            b'#' if out.is_empty() || matches!(b.get(i + 1), None | Some(b' ' | b'\t' | b'\n' | b'\r')) => {
+            b'#' if out.is_empty()
+                || matches!(b.get(i + 1), None | Some(b' ' | b'\t' | b'\n' | b'\r')) =>
+            {
                 // A MySQL comment (Postgres `#` operators are followed by
                 // an operand, or by `>` / `-`).
                 i = skip_line(b, i);
@@ -255,9 +257,15 @@ mod tests {
 
     #[test]
     fn escapes_and_prefixes() {
-        assert_eq!(fingerprint("select 'it''s', E'a\\'b', x'1F'"), "select ?, ?, ?");
+        assert_eq!(
+            fingerprint("select 'it''s', E'a\\'b', x'1F'"),
+            "select ?, ?, ?"
+        );
         assert_eq!(fingerprint("select U&'d\\0061t'"), "select ?");
-        assert_eq!(fingerprint("select $$ a ' b $$, $fn$ $$ x $fn$"), "select ?, ?");
+        assert_eq!(
+            fingerprint("select $$ a ' b $$, $fn$ $$ x $fn$"),
+            "select ?, ?"
+        );
         assert_eq!(fingerprint("select $1, $22::int"), "select ?, ?::int");
         assert_eq!(fingerprint("select 1.5e-3, .5, 0xFF"), "select ?, ?, ?");
     }
@@ -265,7 +273,9 @@ mod tests {
     #[test]
     fn comments_whitespace_identifiers() {
         assert_eq!(
-            fingerprint("SELECT  a -- 'secret'\n FROM /* x /* nested */ 'y' */ \"T1\"\t WHERE c1=2"),
+            fingerprint(
+                "SELECT  a -- 'secret'\n FROM /* x /* nested */ 'y' */ \"T1\"\t WHERE c1=2"
+            ),
             "select a from \"T1\" where c1=?"
         );
         assert_eq!(fingerprint("select `Col` from t2"), "select `Col` from t2");

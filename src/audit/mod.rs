@@ -90,7 +90,10 @@ pub fn cli_verify(path: &Path) -> anyhow::Result<()> {
 pub fn cli_replay(path: &Path, session: u64) -> anyhow::Result<()> {
     let records = session_records(path, session)?;
     if records.is_empty() {
-        anyhow::bail!("no audit records for session {session} in {}", path.display());
+        anyhow::bail!(
+            "no audit records for session {session} in {}",
+            path.display()
+        );
     }
     print!("{}", format_table(&records));
     Ok(())

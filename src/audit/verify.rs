@@ -106,7 +106,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
     let mut seen: HashSet<String> = HashSet::new();
     seen.insert(GENESIS.to_owned());
     while let Some(row) = rows.next() {
-        let Checked { record: r, computed } = row?;
+        let Checked {
+            record: r,
+            computed,
+        } = row?;
         let tamper = |kind, detail: String| Tamper {
             seq: r.seq,
             kind,
@@ -151,10 +154,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
             .and_then(|n| n.as_ref().ok())
             .is_some_and(|n| n.record.prev_hash == report.head)
         {
-            tamper(
-                TamperKind::Inserted,
-                "the next record links past it".into(),
-            )
+            tamper(TamperKind::Inserted, "the next record links past it".into())
         } else if seen.contains(&r.prev_hash) {
             tamper(
                 TamperKind::Inserted,

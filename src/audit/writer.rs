@@ -206,8 +206,7 @@ impl Writer {
                         tracing::error!(error = %e, events = batch.len(), "audit write failed");
                     }
                     self.shared.healthy.store(false, Ordering::Release);
-                    if self.shared.stopping.load(Ordering::Acquire)
-                        && failures >= SHUTDOWN_ATTEMPTS
+                    if self.shared.stopping.load(Ordering::Acquire) && failures >= SHUTDOWN_ATTEMPTS
                     {
                         tracing::error!(
                             events = batch.len(),

@@ -41,9 +41,32 @@ pub struct Config {
     pub identities: BTreeMap<String, Identity>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The audit log; without it nothing is recorded.
+    pub audit: Option<AuditConfig>,
     /// Where the file came from, for messages; set by [`Config::load`].
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+/// The audit log: every connection and statement, hash-chained in SQLite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The SQLite file (created if missing).
+    pub path: PathBuf,
+    /// Events queued for the background writer before airlock refuses
+    /// statements (with `fail_closed`).
+    #[serde(default = "default_audit_queue")]
+    pub queue: usize,
+    /// Refuse new statements while the audit log cannot record them.
+    #[serde(default = "yes")]
+    pub fail_closed: bool,
+    /// Also write JSON lines: "stdout" or a file path (appended).
+    pub json_lines: Option<String>,
+}
+
+fn default_audit_queue() -> usize {
+    10_000
 }
 
 /// Where the guardrail rules live.
@@ -296,6 +319,9 @@ impl Config {
                 }
                 *p.get_mut() = resolved;
             }
+        }
+        if let Some(audit) = &mut self.audit {
+            audit.path = base.join(&audit.path);
         }
         if let Some(rules) = &mut self.policy.rules {
             let resolved = base.join(rules.get_ref());

@@ -23,6 +23,7 @@
 //!   before it is forwarded; everything else is forwarded as the exact bytes
 //!   received, coalesced into one write per read.
 
+pub mod audit_hook;
 pub mod cancel;
 pub mod catalog;
 pub mod client_auth;

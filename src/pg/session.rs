@@ -16,6 +16,7 @@ use tracing::Instrument;
 use airlock_protocol::pg::backend::{self, Severity};
 use airlock_protocol::pg::startup::StartupMessage;
 
+use super::audit_hook::SessionAudit;
 use super::cancel::{forward_cancel, CancelTarget};
 use super::client_auth::{authenticate, Login};
 use super::conn::Conn;
@@ -72,7 +73,7 @@ pub async fn run(
                 let max = proxy.config().limits.max_message_size.0;
                 let mut conn = Conn::new(stream, max);
                 let result = match permit {
-                    Some(_) => serve(&proxy, &mut conn, &message).await,
+                    Some(_) => serve(&proxy, &mut conn, &message, id, peer).await,
                     None => Err(SessionError::TooManyConnections),
                 };
                 match result {
@@ -103,6 +104,8 @@ async fn serve(
     proxy: &Arc<Proxy>,
     conn: &mut Conn,
     startup: &StartupMessage,
+    session_id: u64,
+    peer: SocketAddr,
 ) -> Result<(), SessionError> {
     let config = proxy.config();
     let mut out = BytesMut::new();
@@ -150,7 +153,12 @@ async fn serve(
             .is_some_and(|t| t.allow_cleartext_password),
         mock_secret: &proxy.mock_secret,
     };
-    authenticate(conn, &login).await?;
+    if let Err(e) = authenticate(conn, &login).await {
+        if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
+            super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+        }
+        return Err(e);
+    }
     let identity = identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
     let span = tracing::Span::current();
     span.record("identity", user);
@@ -272,6 +280,20 @@ async fn serve(
         search_path: search_path_from_options(startup.param("options")),
         ..Default::default()
     };
+    let audit = proxy.audit.as_ref().map(|log| {
+        SessionAudit::new(
+            Arc::clone(log),
+            proxy.audit_fail_closed,
+            session_id,
+            &principal,
+            &peer.to_string(),
+            startup.param("application_name"),
+            declared_model(startup.param("application_name")),
+        )
+    });
+    if let Some(a) = &audit {
+        a.connect();
+    }
     let relayed = relay(
         proxy,
         conn,
@@ -281,6 +303,7 @@ async fn serve(
         context,
         settings.max_rows,
         masking,
+        audit.as_ref(),
     );
     // An ephemeral user's TTL ends the session (the broker also revokes the
     // user shortly after, terminating its backend, should this timer fail).
@@ -296,6 +319,9 @@ async fn serve(
     };
     if let Some(lease) = lease {
         lease.release().await;
+    }
+    if let Some(a) = &audit {
+        a.disconnect();
     }
     result
 }
@@ -379,6 +405,7 @@ async fn relay(
     context: SessionContext,
     max_rows: Option<u64>,
     masking: Option<Arc<MaskContext>>,
+    audit: Option<&SessionAudit>,
 ) -> Result<(), SessionError> {
     let config = proxy.config();
     let max = config.limits.max_message_size.0;
@@ -398,6 +425,7 @@ async fn relay(
         masking
             .as_ref()
             .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect))),
+        audit,
     );
     let mut to_client = ServerSide::new(
         &shared,

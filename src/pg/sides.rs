@@ -24,11 +24,13 @@ use airlock_protocol::pg::frontend::{
     self as fe, Bind, Execute, FunctionCall, Parse, Query, Target,
 };
 
+use super::audit_hook::SessionAudit;
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
 use super::relay::{sleep_or_forever, Side, Stopped, Verdict};
 use super::results::{Expect, Expectations};
+use crate::audit::AuditDecision;
 use crate::masking::StatementPlan;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
 use crate::proxy::Proxy;
@@ -80,6 +82,7 @@ pub struct ClientSide<'a> {
     /// produce (shared with the server side). `None` when nothing is masked
     /// for this principal.
     masking: Option<ClientMasking>,
+    audit: Option<&'a SessionAudit>,
 }
 
 /// The client side's part of masking.
@@ -107,6 +110,7 @@ impl<'a> ClientSide<'a> {
         idle_timeout: Duration,
         context: SessionContext,
         masking: Option<ClientMasking>,
+        audit: Option<&'a SessionAudit>,
     ) -> Self {
         ClientSide {
             shared,
@@ -118,6 +122,7 @@ impl<'a> ClientSide<'a> {
             statements: HashSet::new(),
             portals: HashSet::new(),
             masking,
+            audit,
         }
     }
 
@@ -128,7 +133,8 @@ impl<'a> ClientSide<'a> {
     }
 
     /// Masking's verdict on a statement the guardrails allowed: its plans,
-    /// or the refusal message.
+    /// or the refusal message. Empty when nothing is masked for this
+    /// principal.
     fn mask_plan(&self, sql: &[u8]) -> Planned {
         match &self.masking {
             Some(m) => m.ctx.plan(sql, &self.context),
@@ -136,9 +142,10 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// Asks the gate; on allow applies the statement's effects and returns
-    /// `None`, otherwise the client-facing error message.
-    fn judge(&mut self, source: Source, sql: &[u8]) -> Option<String> {
+    /// Judges a statement with the guardrails and, when they allow it,
+    /// plans its masking; records the outcome in the audit log. Returns the
+    /// masking plans, or the refusal message.
+    fn decide(&mut self, source: Source, sql: &[u8]) -> Planned {
         let request = Request {
             dialect: Dialect::Postgres,
             source,
@@ -146,25 +153,73 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         let judgement = self.proxy.gate().judge(self.principal, &request);
+        let mut audit_decision = AuditDecision::Allow;
+        let mut audit_rule: Option<String> = None;
+        let mut audit_reason: Option<String> = None;
         if let Some(would) = &judgement.would {
-            tracing::warn!(identity = %self.principal.identity, decision = %would, sql = %preview(sql), "observe mode: would refuse");
+            tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
+            if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
+                would
+            {
+                audit_decision = AuditDecision::WouldBlock;
+                audit_rule = Some(rule.clone());
+                audit_reason = Some(message.clone());
+            }
         }
-        match judgement.decision {
+        let outcome = match judgement.decision {
             Decision::Allow => {
-                self.apply(&judgement.effects);
-                None
+                let planned = self.mask_plan(sql);
+                match &planned {
+                    Ok(plans) => {
+                        let masked = masked_rules(plans);
+                        if !masked.is_empty() && audit_decision == AuditDecision::Allow {
+                            audit_decision = AuditDecision::Masked;
+                            audit_reason = Some(masked.join(","));
+                        }
+                    }
+                    Err(msg) => {
+                        audit_decision = AuditDecision::Block;
+                        audit_reason = Some(msg.clone());
+                    }
+                }
+                if planned.is_ok() {
+                    self.apply(&judgement.effects);
+                }
+                planned
             }
             Decision::Block { rule, message } => {
-                tracing::warn!(identity = %self.principal.identity, rule = %rule, sql = %preview(sql), "statement blocked");
-                Some(format!("airlock: blocked by rule {rule}: {message}"))
+                tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
+                audit_decision = AuditDecision::Block;
+                audit_rule = Some(rule.clone());
+                audit_reason = Some(message.clone());
+                Err(format!("airlock: blocked by rule {rule}: {message}"))
             }
             Decision::RequireApproval { rule, message } => {
-                tracing::warn!(identity = %self.principal.identity, rule = %rule, sql = %preview(sql), "statement needs approval; refused");
-                Some(format!(
+                tracing::warn!(rule = %rule, sql = %preview(sql), "statement needs approval; refused");
+                audit_decision = AuditDecision::Approval;
+                audit_rule = Some(rule.clone());
+                audit_reason = Some(message.clone());
+                Err(format!(
                     "airlock: rule {rule} requires human approval, and approvals are not enabled: {message}"
                 ))
             }
+        };
+        if let Some(audit) = self.audit {
+            let masked = (audit_decision == AuditDecision::Masked)
+                .then(|| audit_reason.clone())
+                .flatten();
+            let recorded = audit.statement(
+                sql,
+                audit_decision,
+                audit_rule.as_deref(),
+                audit_reason.as_deref(),
+                masked,
+            );
+            if let (Err(msg), Ok(_)) = (&recorded, &outcome) {
+                return Err(msg.clone());
+            }
         }
+        outcome
     }
 
     fn apply(&mut self, e: &Effects) {
@@ -190,6 +245,23 @@ impl<'a> ClientSide<'a> {
             || self.statements.contains(name)
             || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
+}
+
+/// The ids of the masking rules a statement's plans apply.
+fn masked_rules(plans: &[Option<Arc<StatementPlan>>]) -> Vec<String> {
+    let mut rules: Vec<String> = Vec::new();
+    for plan in plans.iter().flatten() {
+        if let StatementPlan::Columns(cols) = plan.as_ref() {
+            for c in cols {
+                if let crate::masking::ColumnMask::Mask { rule, .. } = c {
+                    if !rules.contains(rule) {
+                        rules.push(rule.clone());
+                    }
+                }
+            }
+        }
+    }
+    rules
 }
 
 /// The first 200 characters of a statement, for logs.
@@ -219,11 +291,7 @@ impl Side for ClientSide<'_> {
             fe::QUERY => {
                 let q = Query::decode(body).map_err(malformed)?;
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
-                let refusal = match self.judge(Source::Query, q.sql) {
-                    Some(msg) => Err(msg),
-                    None => self.mask_plan(q.sql),
-                };
-                Ok(match refusal {
+                Ok(match self.decide(Source::Query, q.sql) {
                     Ok(plans) => {
                         self.expect(Expect::Simple { plans });
                         Verdict::Pass
@@ -237,11 +305,7 @@ impl Side for ClientSide<'_> {
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
-                let verdict = match self.judge(Source::Parse, p.sql) {
-                    Some(msg) => Err(msg),
-                    None => self.mask_plan(p.sql),
-                };
-                Ok(match verdict {
+                Ok(match self.decide(Source::Parse, p.sql) {
                     Ok(plans) => {
                         self.statements.insert(p.name.to_vec());
                         if let Some(m) = &mut self.masking {
@@ -318,9 +382,9 @@ impl Side for ClientSide<'_> {
                 FunctionCall::decode(body).map_err(malformed)?;
                 self.shared.pending.fetch_add(1, Ordering::AcqRel);
                 self.expect(Expect::FunctionCall);
-                Ok(match self.judge(Source::FunctionCall, b"") {
-                    None => Verdict::Pass,
-                    Some(msg) => Verdict::Replace(self.shared.refusals.query(REFUSED, &msg)),
+                Ok(match self.decide(Source::FunctionCall, b"") {
+                    Ok(_) => Verdict::Pass,
+                    Err(msg) => Verdict::Replace(self.shared.refusals.query(REFUSED, &msg)),
                 })
             }
             fe::SYNC => {
