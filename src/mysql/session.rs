@@ -324,7 +324,14 @@ impl Session<'_> {
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %String::from_utf8_lossy(sql), "observe mode: would refuse");
         }
+        // Executable comments (`/*! ... */`, `/*M! ... */`) run on the server
+        // but hide from parsers; refused outright (string literals included).
+        let executable =
+            sql.windows(3).any(|w| w == b"/*!") || sql.windows(4).any(|w| w == b"/*M!");
         let refusal = match &judgement.decision {
+            _ if executable => {
+                Some("airlock: executable comments (/*! ... */) are not allowed".to_owned())
+            }
             Decision::Allow => None,
             d @ (Decision::Block { .. } | Decision::RequireApproval { .. }) => {
                 Some(format!("airlock: {d}"))
