@@ -2,7 +2,8 @@
 //!
 //! * `airlock serve --config airlock.toml`: run the proxy.
 //! * `airlock demo`: throwaway Postgres with sample PII data, airlock in front.
-//! * `airlock passwd`: print a SCRAM verifier for an identity's secret.
+//! * `airlock passwd [--mysql]`: print a SCRAM verifier (or a MySQL native
+//!   password hash) for an identity's secret.
 //! * `airlock check`: validate the config and rule files.
 //! * `airlock explain`: show how a statement would be judged.
 
@@ -111,6 +112,10 @@ enum Command {
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         stdin: bool,
+        /// Print the mysql_native_password hash (`identities.*.mysql_secret`)
+        /// instead of the SCRAM verifier.
+        #[arg(long)]
+        mysql: bool,
     },
 }
 
@@ -122,7 +127,7 @@ fn main() -> ExitCode {
         Command::Demo { port, check } => {
             runtime().and_then(|rt| rt.block_on(airlock::demo::run(port, check)))
         }
-        Command::Passwd { stdin } => passwd(stdin),
+        Command::Passwd { stdin, mysql } => passwd(stdin, mysql),
         Command::Check { paths, config } => check(&config, &paths),
         Command::Log {
             blocked,
@@ -360,7 +365,7 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
     runtime()?.block_on(airlock::server::run_until_signal(config))
 }
 
-fn passwd(from_stdin: bool) -> anyhow::Result<()> {
+fn passwd(from_stdin: bool, mysql: bool) -> anyhow::Result<()> {
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
@@ -372,6 +377,13 @@ fn passwd(from_stdin: bool) -> anyhow::Result<()> {
         first
     };
     anyhow::ensure!(!password.is_empty(), "empty secret");
-    println!("{}", airlock_protocol::pg::scram::make_verifier(&password));
+    if mysql {
+        println!(
+            "{}",
+            airlock_protocol::mysql::auth::native_hash_string(&password)
+        );
+    } else {
+        println!("{}", airlock_protocol::pg::scram::make_verifier(&password));
+    }
     Ok(())
 }
