@@ -380,7 +380,7 @@ fn passwd(from_stdin: bool, mysql: bool) -> anyhow::Result<()> {
     if mysql {
         println!(
             "{}",
-            airlock_protocol::mysql::auth::native_hash_string(&password)
+            airlock_protocol::mysql::auth::native_hash_string(password.as_bytes())
         );
     } else {
         println!("{}", airlock_protocol::pg::scram::make_verifier(&password));
