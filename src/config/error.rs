@@ -42,7 +42,9 @@ impl ConfigError {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of a byte offset in `text` (0 if out of range). Used by
+/// every loader that reports TOML errors (config, rules, masking rules).
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map(|t| t.bytes().filter(|&b| b == b'\n').count() + 1)
         .unwrap_or(0)

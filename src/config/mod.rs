@@ -12,7 +12,7 @@
 mod error;
 mod units;
 
-pub use error::ConfigError;
+pub use error::{line_of, ConfigError};
 pub use units::ByteSize;
 
 use std::collections::BTreeMap;

@@ -290,12 +290,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        crate::config::line_of(self.text, offset.min(self.text.len()))
     }
 
     fn err(&self, line: usize, key: &str, message: &str) -> MaskError {
