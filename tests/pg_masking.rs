@@ -368,3 +368,29 @@ async fn psql_and_copy() {
     assert_clean(&out.stdout, "copy");
     assert_clean(&out.stderr, "copy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_larger_than_the_streaming_threshold_are_masked_too() {
+    let env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "UPDATE customers SET email = repeat('x', 400000) || '.pii@example.com' WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    common::raw::encode_message(
+        r#"{"Query": "SELECT email FROM customers ORDER BY id"}"#,
+        &mut out,
+    );
+    c.send(&out).await;
+    let frames = c.until_ready(1).await;
+    assert!(frames.iter().any(|f| f.tag() == b'D'));
+    let leaked = c.received.windows(16).any(|w| w == b".pii@example.com");
+    assert!(
+        !leaked,
+        "a 400 KB masked value was streamed through unmasked"
+    );
+}

@@ -480,8 +480,9 @@ impl<'a> ServerSide<'a> {
 impl Side for ServerSide<'_> {
     fn streamable(&self, tag: u8) -> bool {
         match tag {
-            // Rows are counted one by one when a row limit applies.
-            backend::DATA_ROW => self.max_rows.is_none(),
+            // Rows are seen whole when a row limit or masking applies: a
+            // streamed row would pass unmasked and uncounted.
+            backend::DATA_ROW => self.max_rows.is_none() && self.masking.is_none(),
             fe::COPY_DATA => true,
             _ => false,
         }
