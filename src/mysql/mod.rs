@@ -30,7 +30,9 @@
 //!   never reaches the server; the session stays usable. Allowed commands
 //!   are forwarded as the exact bytes received, and the server's reply is
 //!   followed packet by packet ([`response`]) and forwarded unchanged,
-//!   coalesced into few writes. Prepared statement ids are tracked from
+//!   coalesced into few writes (for principals with masking rules, text
+//!   result rows with masked columns are rewritten and ERR text scrubbed;
+//!   see [`masking`]). Prepared statement ids are tracked from
 //!   COM_STMT_PREPARE_OK replies; commands naming any other id are refused.
 //! * **end**: COM_QUIT, either side closing, idle timeout, or shutdown
 //!   (between commands).
@@ -40,6 +42,7 @@ pub mod commands;
 pub mod conn;
 pub mod error;
 pub mod listener;
+pub mod masking;
 pub mod response;
 pub mod session;
 pub mod upstream;

@@ -47,6 +47,11 @@ enum State {
 pub enum Step {
     /// More packets follow.
     More,
+    /// A result set's column count: a new result set starts.
+    ColumnCount,
+    /// A column definition (of a result set or a COM_STMT_PREPARE_OK's
+    /// columns; not parameters, not COM_FIELD_LIST).
+    Column,
     /// A result set row (text or binary).
     Row,
     /// The reply is complete.
@@ -118,8 +123,8 @@ impl Tracker {
                 c => (State::PrepCols(c), Step::More),
             },
             (State::PrepCols(n), _) => match n {
-                1 => (State::PrepColsEof, Step::More),
-                _ => (State::PrepCols(n - 1), Step::More),
+                1 => (State::PrepColsEof, Step::Column),
+                _ => (State::PrepCols(n - 1), Step::Column),
             },
             (State::PrepColsEof, _) if is_eof(p) => (State::Done, Step::Done),
             (State::First, Expect::FieldList) if is_eof(p) => (State::Done, Step::Done),
@@ -140,11 +145,11 @@ impl Tracker {
                     .lenenc()
                     .filter(|&n| n > 0)
                     .ok_or("malformed column count")?;
-                (State::Columns(n), Step::More)
+                (State::Columns(n), Step::ColumnCount)
             }
             (State::Columns(n), _) => match n {
-                1 => (State::ColumnsEof, Step::More),
-                _ => (State::Columns(n - 1), Step::More),
+                1 => (State::ColumnsEof, Step::Column),
+                _ => (State::Columns(n - 1), Step::Column),
             },
             (State::ColumnsEof, _) if is_eof(p) => {
                 let cursor = status_flags(p).is_some_and(|s| s & status::CURSOR_EXISTS != 0);
@@ -207,8 +212,8 @@ mod tests {
         assert_eq!(
             steps,
             [
-                Step::More,
-                Step::More,
+                Step::ColumnCount,
+                Step::Column,
                 Step::More,
                 Step::Row,
                 Step::Row,

@@ -18,9 +18,11 @@ use super::client_auth::{authenticate, Hello};
 use super::commands::{classify, Action};
 use super::conn::{Leg, Packet, PacketConn};
 use super::error::MyError;
+use super::masking::{Action as ColAction, ColumnDef, MyMask};
 use super::response::{Expect, Step, Tracker};
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
+use crate::masking::StatementPlan;
 use crate::policy::{
     Decision, Dialect, Effects, Gate, Principal, Request, SessionContext, SessionSettings, Source,
 };
@@ -110,14 +112,14 @@ async fn serve(
         target: database.clone(),
     };
     tracing::info!(identity = %user, model = identity.model.as_deref().unwrap_or(""), target = %database, "agent authenticated");
-    if proxy.masker().is_some_and(|m| m.is_active_for(&principal)) {
-        // Fail closed: an agent with masking rules must not see raw rows.
-        return Err(MyError::refused(
-            1045,
-            "28000",
-            "airlock: masking rules apply to this identity, and masking is not supported on MySQL targets yet",
-        ));
-    }
+    let mask = proxy
+        .masker()
+        .filter(|m| m.is_active_for(&principal))
+        .map(|masker| MyMask {
+            detectors: masker.detectors_for(&principal),
+            masker,
+            principal: principal.clone(),
+        });
     let gate = proxy.gate();
     let settings = gate.session_settings(&principal);
     let up = upstream::connect(
@@ -148,6 +150,7 @@ async fn serve(
             ..Default::default()
         },
         prepared: HashSet::new(),
+        mask,
         client,
         up,
     };
@@ -162,6 +165,8 @@ struct Session<'a> {
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
     prepared: HashSet<u32>,
+    /// Set when masking rules or detectors apply to the principal.
+    mask: Option<MyMask>,
     client: &'a mut PacketConn,
     up: Upstream,
 }
@@ -207,12 +212,19 @@ impl Session<'_> {
             }
             Action::Query => {
                 if let Some(effects) = self.judge(Source::Query, &payload[1..]).await? {
+                    let Some(plans) = self.plan_masking(&payload[1..], false).await? else {
+                        return Ok(true);
+                    };
                     self.apply(effects);
-                    self.forward(&cmd.raw, Expect::Query).await?;
+                    self.up.conn.write_raw(&cmd.raw).await?;
+                    self.relay_with(Expect::Query, plans).await?;
                 }
             }
             Action::Prepare => {
                 if let Some(effects) = self.judge(Source::Parse, &payload[1..]).await? {
+                    if self.plan_masking(&payload[1..], true).await?.is_none() {
+                        return Ok(true);
+                    }
                     self.apply(effects);
                     let t = self.forward(&cmd.raw, Expect::Prepare).await?;
                     if let Some(id) = t.prepared {
@@ -377,16 +389,60 @@ impl Session<'_> {
         self.relay(expect).await
     }
 
+    /// Plans `sql` for masking (when masking applies). `None` when the
+    /// statement was refused (the client has its ERR); `Some(None)` when
+    /// nothing needs masking work.
+    async fn plan_masking(
+        &mut self,
+        sql: &[u8],
+        prepare: bool,
+    ) -> Result<Option<Option<Vec<StatementPlan>>>, MyError> {
+        let Some(mask) = &self.mask else {
+            return Ok(Some(None));
+        };
+        let refusal = match mask.plan(sql, &self.context) {
+            Err(message) => message,
+            Ok(plans) if prepare && mask.prepared_needs_masking(&plans) => {
+                "airlock: masked columns are not supported over server-side prepared statements yet; use text queries".to_owned()
+            }
+            Ok(plans) => return Ok(Some(Some(plans))),
+        };
+        tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %refusal, "statement refused by masking");
+        self.refuse(1142, "42000", &refusal).await?;
+        Ok(None)
+    }
+
     /// Relays the server's reply to the client until it is complete.
     async fn relay(&mut self, expect: Expect) -> Result<Tracker, MyError> {
+        self.relay_with(expect, None).await
+    }
+
+    /// Relays a reply, masking result sets by `plans` (one per statement)
+    /// when the session masks.
+    async fn relay_with(
+        &mut self,
+        expect: Expect,
+        plans: Option<Vec<StatementPlan>>,
+    ) -> Result<Tracker, MyError> {
         let mut tracker = Tracker::new(expect);
         let mut out = BytesMut::new();
         let mut swallow = false;
+        let mut refusal: Option<(u16, &str, String)> = None;
+        let masking = self.mask.is_some();
+        // Prepare replies are held back until their columns are vetted.
+        let hold = masking && expect == Expect::Prepare;
+        let start_seq = self.client.next_seq;
+        let mut prepare_blocked = false;
+        // Per result set: its plan index, column definitions, actions.
+        let mut result = 0usize;
+        let mut plan: Option<StatementPlan> = None;
+        let mut cols: Vec<ColumnDef> = Vec::new();
+        let mut actions: Option<Vec<ColAction>> = None;
         while !tracker.is_done() {
             let p = match self.up.conn.buffered()? {
                 Some(p) => p,
                 None => {
-                    if !out.is_empty() {
+                    if !out.is_empty() && !hold {
                         self.client.write_raw(&out).await?;
                         out.clear();
                     }
@@ -401,26 +457,115 @@ impl Session<'_> {
                 self.up.conn.next_seq = p.last_seq.wrapping_add(1);
                 self.up.conn.send(&[]).await?;
                 swallow = true;
+                refusal.get_or_insert((
+                    1148,
+                    "42000",
+                    "airlock: LOAD DATA LOCAL is not allowed".into(),
+                ));
                 continue;
             }
             if swallow {
                 continue;
             }
-            out.extend_from_slice(&p.raw);
+            let mut replaced: Option<Vec<u8>> = None;
+            if let Some(mask) = &self.mask {
+                match step {
+                    Step::ColumnCount if expect == Expect::Query => {
+                        plan = plans.as_ref().and_then(|ps| ps.get(result).cloned());
+                        result += 1;
+                        cols.clear();
+                        actions = None;
+                    }
+                    Step::Column => {
+                        let def =
+                            super::masking::parse_column_def(&p.payload).ok_or_else(|| {
+                                MyError::Upstream("malformed column definition".into())
+                            })?;
+                        if expect == Expect::Prepare && mask.source_mask(&def).is_some() {
+                            prepare_blocked = true;
+                        }
+                        cols.push(def);
+                    }
+                    Step::Row if expect == Expect::Query => {
+                        if actions.is_none() {
+                            match mask.actions(plan.as_ref(), &cols) {
+                                Ok(a) => {
+                                    let all_clear = a
+                                        .iter()
+                                        .all(|a| a.mask == crate::masking::ColumnMask::Clear);
+                                    actions = Some(if all_clear { Vec::new() } else { a });
+                                }
+                                Err(m) => {
+                                    swallow = true;
+                                    refusal = Some((1142, "42000", m));
+                                    continue;
+                                }
+                            }
+                        }
+                        if let Some(a) = actions.as_ref().filter(|a| !a.is_empty()) {
+                            match mask.rewrite_row(a, &p.payload) {
+                                Ok(new) if new.is_some() && p.first_seq != p.last_seq => {
+                                    swallow = true;
+                                    refusal = Some((
+                                        1153,
+                                        "08S01",
+                                        "airlock: a masked row over 16 MiB cannot be rewritten"
+                                            .into(),
+                                    ));
+                                    continue;
+                                }
+                                Ok(new) => replaced = new,
+                                Err(m) => {
+                                    swallow = true;
+                                    refusal = Some((1153, "08S01", format!("airlock: {m}")));
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                    Step::Row => {}
+                    _ if p.payload.first() == Some(&packets::ERR) => {
+                        replaced = mask.scrub_err(&p.payload);
+                    }
+                    _ if p.payload.first() == Some(&packets::OK) && expect == Expect::Query => {
+                        // A statement that returned no rows used its plan.
+                        result += 1;
+                    }
+                    _ => {}
+                }
+            }
+            match replaced {
+                Some(payload) => {
+                    airlock_protocol::mysql::frame::write_packet(&mut out, p.first_seq, &payload);
+                }
+                None => out.extend_from_slice(&p.raw),
+            }
             self.client.next_seq = p.last_seq.wrapping_add(1);
-            if out.len() >= FLUSH_AT {
+            if out.len() >= FLUSH_AT && !hold {
                 self.client.write_raw(&out).await?;
                 out.clear();
             }
         }
-        if swallow {
-            let mut p = BytesMut::new();
-            packets::err(
-                &mut p,
-                1148,
+        if prepare_blocked {
+            out.clear();
+            self.client.next_seq = start_seq;
+            if let Some(id) = tracker.prepared.take() {
+                let mut p = BytesMut::new();
+                p.put_u8(com::STMT_CLOSE);
+                p.put_u32_le(id);
+                self.up.conn.next_seq = 0;
+                self.up.conn.send(&p).await?;
+            }
+            swallow = true;
+            refusal = Some((
+                1142,
                 "42000",
-                "airlock: LOAD DATA LOCAL is not allowed",
-            );
+                "airlock: masked columns are not supported over server-side prepared statements yet; use text queries".into(),
+            ));
+        }
+        if let (true, Some((code, state, message))) = (swallow, refusal) {
+            let mut p = BytesMut::new();
+            packets::err(&mut p, code, state, &message);
             let seq = self.client.next_seq;
             self.client.next_seq = airlock_protocol::mysql::frame::write_packet(&mut out, seq, &p);
         }
