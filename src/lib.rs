@@ -11,6 +11,7 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+pub mod identity;
 pub mod listener;
 pub mod masking;
 pub mod mysql;

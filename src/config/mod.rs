@@ -10,9 +10,11 @@
 //! exist, secrets resolve). Every error names the file, the line and the key.
 
 mod error;
+mod jwt;
 mod units;
 
 pub use error::{line_of, ConfigError};
+pub use jwt::JwtConfig;
 pub use units::ByteSize;
 
 use std::collections::BTreeMap;
@@ -43,6 +45,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The audit log; without it nothing is recorded.
     pub audit: Option<AuditConfig>,
+    /// Signed JWTs as agent passwords (over TLS only).
+    pub jwt: Option<JwtConfig>,
     /// Where the file came from, for messages; set by [`Config::load`].
     #[serde(skip)]
     pub source: PathBuf,
@@ -378,6 +382,52 @@ impl Config {
                 // Trust or cert auth upstream: no password.
                 (None, None) => None,
             };
+        }
+        if let Some(jwt) = &mut self.jwt {
+            if jwt.jwks.is_none() && jwt.hs256_secret_env.is_none() {
+                return Err(ConfigError::Missing {
+                    file: self.source.clone(),
+                    key: "jwt.jwks (or jwt.hs256_secret_env)".into(),
+                });
+            }
+            if let Some(jwks) = &mut jwt.jwks {
+                let resolved = base.join(jwks.get_ref());
+                let text = std::fs::read_to_string(&resolved).map_err(|e| {
+                    here(
+                        jwks.span(),
+                        "jwt.jwks".into(),
+                        format!("cannot read {}: {e}", resolved.display()),
+                    )
+                })?;
+                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text).map_err(|e| {
+                    here(
+                        jwks.span(),
+                        "jwt.jwks".into(),
+                        format!("{} is not a JWKS: {e}", resolved.display()),
+                    )
+                })?;
+                *jwks.get_mut() = resolved;
+                jwt.jwk_set = Some(set);
+            }
+            if let Some(var) = &jwt.hs256_secret_env {
+                let secret = std::env::var(var.get_ref()).map_err(|_| {
+                    here(
+                        var.span(),
+                        "jwt.hs256_secret_env".into(),
+                        format!("environment variable {} is not set", var.get_ref()),
+                    )
+                })?;
+                jwt.hs256_secret = Some(Secret::new(secret));
+            }
+            for t in jwt.targets.get_ref() {
+                if t != "*" && !self.targets.contains_key(t) {
+                    return Err(here(
+                        jwt.targets.span(),
+                        "jwt.targets".into(),
+                        format!("no target named {t:?}"),
+                    ));
+                }
+            }
         }
         for (name, identity) in &self.identities {
             let secret = &identity.secret;

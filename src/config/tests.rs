@@ -73,3 +73,55 @@ fn unknown_target_in_identity() {
     let e = load(&text).unwrap_err().to_string();
     assert!(e.contains("identities.bot.targets"), "{e}");
 }
+
+#[test]
+fn jwt_section_is_validated() {
+    std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");
+    std::env::set_var("AIRLOCK_TEST_JWT_SECRET", "s3cret");
+    let with = |jwt: &str| format!("{}\n[jwt]\n{jwt}", base());
+
+    let c = load(&with(
+        "hs256_secret_env = \"AIRLOCK_TEST_JWT_SECRET\"\ntargets = [\"app\"]\n",
+    ))
+    .unwrap();
+    let jwt = c.jwt.unwrap();
+    assert_eq!(jwt.user_claim, "sub");
+    assert_eq!(jwt.model_claim, "model");
+    assert_eq!(jwt.groups_claim, "groups");
+    assert_eq!(jwt.leeway, Duration::from_secs(30));
+    assert_eq!(jwt.hs256_secret.unwrap().expose(), "s3cret");
+
+    // Line 17 is the first key of [jwt].
+    let e = load(&with("jwks = \"missing.json\"\ntargets = [\"app\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":17: jwt.jwks"), "{e}");
+    assert!(e.contains("/nonexistent/missing.json"), "{e}");
+
+    let e = load(&with(
+        "hs256_secret_env = \"AIRLOCK_TEST_JWT_UNSET\"\ntargets = [\"app\"]\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(":17: jwt.hs256_secret_env"), "{e}");
+
+    let e = load(&with("targets = [\"app\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("jwt.jwks (or jwt.hs256_secret_env)"), "{e}");
+
+    let e = load(&with(
+        "hs256_secret_env = \"AIRLOCK_TEST_JWT_SECRET\"\ntargets = [\"nope\"]\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(":18: jwt.targets"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), "not json").unwrap();
+    let text = with("jwks = \"jwks.json\"\ntargets = [\"app\"]\n");
+    let e = Config::from_toml(&text, &dir.path().join("airlock.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("jwt.jwks") && e.contains("is not a JWKS"), "{e}");
+}

@@ -6,6 +6,11 @@
 //! verifier. An unknown identity runs the same exchange against a mock
 //! verifier derived from a per-process secret, so it fails exactly like a
 //! wrong secret: FATAL 28P01 with the same message, no user enumeration.
+//!
+//! With `[jwt]` configured, a cleartext password that looks like a JWT is
+//! verified as one instead (see [`crate::identity::jwt`]); its user claim
+//! must equal the startup user name. Never without TLS: the cleartext
+//! exchange is only offered over TLS, and SCRAM cannot carry a token.
 
 use bytes::BytesMut;
 
@@ -15,6 +20,8 @@ use airlock_protocol::pg::scram::{ScramServer, ScramVerifier, SCRAM_SHA_256};
 
 use super::conn::Conn;
 use super::error::SessionError;
+use crate::config::JwtConfig;
+use crate::identity::jwt::{self, JwtClaims};
 
 /// What the listener knows for checking one login.
 pub struct Login<'a> {
@@ -24,11 +31,25 @@ pub struct Login<'a> {
     pub allow_cleartext: bool,
     /// Per-process secret for mock verifiers.
     pub mock_secret: &'a [u8],
+    /// `[jwt]`, when tokens are accepted as passwords.
+    pub jwt: Option<&'a JwtConfig>,
+}
+
+/// How the agent proved itself.
+#[derive(Debug)]
+pub enum Authenticated {
+    /// The identity's secret (SCRAM or cleartext).
+    Secret,
+    /// A verified JWT.
+    Jwt(JwtClaims),
 }
 
 /// Runs the exchange. Does not send AuthenticationOk: the session sends it
 /// once the upstream connection is up, together with the server's greeting.
-pub async fn authenticate(conn: &mut Conn, login: &Login<'_>) -> Result<(), SessionError> {
+pub async fn authenticate(
+    conn: &mut Conn,
+    login: &Login<'_>,
+) -> Result<Authenticated, SessionError> {
     let failed = || SessionError::AuthFailed(login.user.to_owned());
     let mut out = BytesMut::new();
     if login.allow_cleartext && conn.stream.is_tls() {
@@ -38,8 +59,25 @@ pub async fn authenticate(conn: &mut Conn, login: &Login<'_>) -> Result<(), Sess
         let password =
             cleartext_password(frame.body()).map_err(|e| SessionError::Protocol(e.to_string()))?;
         let password = std::str::from_utf8(password).map_err(|_| failed())?;
+        if let Some(config) = login.jwt.filter(|_| jwt::looks_like_jwt(password)) {
+            return match jwt::verify(config, password) {
+                Ok(claims) if claims.name == login.user => Ok(Authenticated::Jwt(claims)),
+                Ok(claims) => {
+                    tracing::info!(
+                        user = login.user,
+                        claim = %claims.name,
+                        "JWT refused: its user claim names another identity"
+                    );
+                    Err(failed())
+                }
+                Err(e) => {
+                    tracing::info!(user = login.user, error = %e, "JWT refused");
+                    Err(failed())
+                }
+            };
+        }
         return match login.verifier {
-            Some(v) if password_matches(v, password) => Ok(()),
+            Some(v) if password_matches(v, password) => Ok(Authenticated::Secret),
             _ => Err(failed()),
         };
     }
@@ -79,7 +117,7 @@ pub async fn authenticate(conn: &mut Conn, login: &Login<'_>) -> Result<(), Sess
     out.clear();
     backend::authentication_sasl_final(&mut out, &server_final);
     conn.write_all(&out).await?;
-    Ok(())
+    Ok(Authenticated::Secret)
 }
 
 async fn expect_password(

@@ -18,7 +18,7 @@ use airlock_protocol::pg::startup::StartupMessage;
 
 use super::audit_hook::SessionAudit;
 use super::cancel::{forward_cancel, CancelTarget};
-use super::client_auth::{authenticate, Login};
+use super::client_auth::{authenticate, Authenticated, Login};
 use super::conn::Conn;
 use super::error::SessionError;
 use super::masking::{MaskContext, RowMasking};
@@ -27,7 +27,7 @@ use super::relay::{pump, Stopped};
 use super::results::Expectations;
 use super::sides::{ClientMasking, ClientSide, ServerSide, Shared};
 use super::upstream;
-use crate::config::CredentialMode;
+use crate::config::{CredentialMode, Identity, JwtConfig};
 use crate::credentials;
 use crate::net::Stream;
 use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
@@ -152,14 +152,31 @@ async fn serve(
             .as_ref()
             .is_some_and(|t| t.allow_cleartext_password),
         mock_secret: &proxy.mock_secret,
+        jwt: config.jwt.as_ref(),
     };
-    if let Err(e) = authenticate(conn, &login).await {
-        if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
-            super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+    let authenticated = match authenticate(conn, &login).await {
+        Ok(a) => a,
+        Err(e) => {
+            if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
+                super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    let identity = identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
+    };
+    let jwt_identity;
+    let identity = match authenticated {
+        Authenticated::Secret => {
+            identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?
+        }
+        Authenticated::Jwt(claims) => {
+            let jwt = config
+                .jwt
+                .as_ref()
+                .ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
+            jwt_identity = identity_from_jwt(jwt, claims);
+            &jwt_identity
+        }
+    };
     let span = tracing::Span::current();
     span.record("identity", user);
     if let Some(m) = &identity.model {
@@ -324,6 +341,20 @@ async fn serve(
         a.disconnect();
     }
     result
+}
+
+/// The ad-hoc identity of a JWT login: name, model and groups from the
+/// token, targets and session limit from `[jwt]`. It has no secret.
+fn identity_from_jwt(jwt: &JwtConfig, claims: crate::identity::jwt::JwtClaims) -> Identity {
+    Identity {
+        secret: toml::Spanned::new(0..0, String::new()),
+        mysql_secret: None,
+        user: None,
+        model: claims.model,
+        groups: claims.groups,
+        targets: jwt.targets.clone(),
+        max_sessions: jwt.max_sessions,
+    }
 }
 
 /// A model the client declares in application_name (`...model=NAME...`).

@@ -1,0 +1,181 @@
+//! Agents presenting a signed JWT as their password: accepted over TLS with
+//! `[jwt]` and `tls.allow_cleartext_password`, refused when expired,
+//! wrongly signed or sent without TLS.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use common::*;
+
+const HS_ENV: &str = "AIRLOCK_TEST_JWT_HS256_SECRET";
+const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
+const JWT_USER: &str = "jwtbot";
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(exp: u64) -> serde_json::Value {
+    json!({"sub": JWT_USER, "model": "claude-test", "groups": ["agents"],
+           "iss": "test-idp", "aud": "airlock", "exp": exp})
+}
+
+struct JwtEnv {
+    env: Env,
+    ca: String,
+    es_key: EncodingKey,
+    _certs: tempfile::TempDir,
+}
+
+async fn start() -> JwtEnv {
+    std::env::set_var(HS_ENV, HS_SECRET);
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs.path());
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let raw = kp.public_key_raw();
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "test-k1", "alg": "ES256",
+        "x": b64url(&raw[1..33]), "y": b64url(&raw[33..]),
+    }]});
+    let jwks_path = certs.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let env = Env::start_with(EnvOptions {
+        extra_toml: format!(
+            "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nallow_cleartext_password = true\n\n\
+             [jwt]\njwks = \"{jwks}\"\nhs256_secret_env = \"{HS_ENV}\"\n\
+             issuer = \"test-idp\"\naudience = \"airlock\"\nleeway = \"5s\"\n\
+             targets = [\"{DB}\"]\n",
+            jwks = jwks_path.display(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    JwtEnv {
+        env,
+        ca,
+        es_key: EncodingKey::from_ec_der(&kp.serialize_der()),
+        _certs: certs,
+    }
+}
+
+impl JwtEnv {
+    /// psql as JWT_USER with `token` in PGPASSWORD.
+    fn psql(&self, sslmode: &str, token: &str) -> std::process::Output {
+        let url = format!(
+            "postgresql://{JWT_USER}@127.0.0.1:{}/{DB}?sslmode={sslmode}&sslrootcert={}",
+            self.env.port, self.ca
+        );
+        std::process::Command::new(self.env.pg.bin_dir().join("psql"))
+            .args([url.as_str(), "-XAtc", "SELECT 1"])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGPASSWORD", token)
+            .output()
+            .expect("run psql")
+    }
+}
+
+fn hs256(claims: &serde_json::Value, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn refused(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "connected: {stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_logins_over_tls() {
+    let j = start().await;
+
+    let out = j.psql("verify-full", &hs256(&claims(now() + 600), HS_SECRET));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("test-k1".into());
+    let es = encode(&header, &claims(now() + 600), &j.es_key).unwrap();
+    let out = j.psql("verify-full", &es);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The regular identity still logs in with its secret over TLS.
+    let url = j.env.agent_url();
+    let out = j.env.psql(&[
+        &format!("{url}?sslmode=verify-full&sslrootcert={}", j.ca),
+        "-XAtc",
+        "SELECT 1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jwts_refused() {
+    let j = start().await;
+    // Expired (beyond the leeway).
+    refused(&j.psql("verify-full", &hs256(&claims(now() - 600), HS_SECRET)));
+    // Wrongly signed.
+    refused(&j.psql(
+        "verify-full",
+        &hs256(&claims(now() + 600), "not-the-configured-secret-at-all"),
+    ));
+    // Unknown kid.
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("other".into());
+    refused(&j.psql(
+        "verify-full",
+        &encode(&header, &claims(now() + 600), &j.es_key).unwrap(),
+    ));
+    // Unsigned.
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(claims(now() + 600).to_string().as_bytes())
+    );
+    refused(&j.psql("verify-full", &none));
+    // A valid token for another identity name.
+    let mut other = claims(now() + 600);
+    other["sub"] = json!(AGENT);
+    refused(&j.psql("verify-full", &hs256(&other, HS_SECRET)));
+    // A valid token without TLS: SCRAM is offered, and a token is no secret.
+    refused(&j.psql("disable", &hs256(&claims(now() + 600), HS_SECRET)));
+}
