@@ -103,6 +103,9 @@ impl MariaDbServer {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data_dir.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // Private temp files: parallel installs sharing /tmp collide
+            // on `#sql-temptable-*` names.
+            .arg(format!("--tmpdir={}", self.process.dir().display()))
             .args(INNODB_OPTIONS);
         process::run(&mut install, "mariadb-install-db").map(drop)
     }
@@ -126,6 +129,7 @@ impl MariaDbServer {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", self.data_dir.display()))
                 .arg(format!("--port={}", self.port))
+                .arg(format!("--tmpdir={}", root.display()))
                 .arg("--bind-address=127.0.0.1")
                 .arg(format!("--socket={}", self.socket_path.display()))
                 .arg(format!(
