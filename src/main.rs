@@ -71,31 +71,7 @@ enum Command {
         sql: String,
     },
     /// List audit records: what agents ran, and what was refused and why.
-    Log {
-        /// Only refused statements (blocked, held for approval, would-block).
-        #[arg(long)]
-        blocked: bool,
-        #[arg(long)]
-        identity: Option<String>,
-        /// Configured or declared model.
-        #[arg(long)]
-        model: Option<String>,
-        /// Only records this recent, e.g. "1h", "30m", "2d".
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        session: Option<u64>,
-        #[arg(long)]
-        rule: Option<String>,
-        /// The most recent N records.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        store: AuditStore,
-    },
+    Log(LogArgs),
     /// Print one session's statements and decisions in order.
     Replay {
         session: u64,
@@ -129,36 +105,7 @@ fn main() -> ExitCode {
         }
         Command::Passwd { stdin, mysql } => passwd(stdin, mysql),
         Command::Check { paths, config } => check(&config, &paths),
-        Command::Log {
-            blocked,
-            identity,
-            model,
-            since,
-            session,
-            rule,
-            limit,
-            json,
-            store,
-        } => (|| {
-            let since = match since {
-                Some(s) => {
-                    let d = humantime::parse_duration(&s)
-                        .map_err(|e| anyhow::anyhow!("--since {s:?}: {e}"))?;
-                    Some(airlock::audit::now_ms() - d.as_millis() as i64)
-                }
-                None => None,
-            };
-            let filter = airlock::audit::Filter {
-                blocked,
-                identity,
-                model,
-                since,
-                session,
-                rule,
-                limit,
-            };
-            airlock::audit::cli_log(&store.path()?, filter, json)
-        })(),
+        Command::Log(args) => log(args),
         Command::Replay { session, store } => store
             .path()
             .and_then(|p| airlock::audit::cli_replay(&p, session)),
@@ -181,6 +128,54 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// Only refused statements (blocked, held for approval, would-block).
+    #[arg(long)]
+    blocked: bool,
+    #[arg(long)]
+    identity: Option<String>,
+    /// Configured or declared model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Only records this recent, e.g. "1h", "30m", "2d".
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    session: Option<u64>,
+    #[arg(long)]
+    rule: Option<String>,
+    /// The most recent N records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: AuditStore,
+}
+
+fn log(a: LogArgs) -> anyhow::Result<()> {
+    let since = match &a.since {
+        Some(s) => {
+            let d =
+                humantime::parse_duration(s).map_err(|e| anyhow::anyhow!("--since {s:?}: {e}"))?;
+            Some(airlock::audit::now_ms() - d.as_millis() as i64)
+        }
+        None => None,
+    };
+    let filter = airlock::audit::Filter {
+        blocked: a.blocked,
+        identity: a.identity,
+        model: a.model,
+        since,
+        session: a.session,
+        rule: a.rule,
+        limit: a.limit,
+    };
+    airlock::audit::cli_log(&a.store.path()?, filter, a.json)
 }
 
 #[derive(Subcommand)]

@@ -38,10 +38,9 @@ pub enum LoadError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// Guardrail or masking rules (both read the same files).
     #[error("{0}")]
     Rules(#[from] crate::policy::rules::RulesError),
-    #[error("{0}")]
-    Masking(#[from] crate::masking::MaskError),
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("audit json_lines: {0}")]

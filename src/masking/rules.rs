@@ -15,19 +15,12 @@ use toml::Spanned;
 
 use super::detect::{DetectorSet, Kind};
 use super::strategy::Strategy;
+use crate::policy::rules::Ctx;
 use crate::policy::Principal;
 
-/// A masking rule error: `file:line: key: message`.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
-pub struct MaskError {
-    pub file: PathBuf,
-    /// 1-based; 0 when unknown.
-    pub line: usize,
-    /// Dotted key path, e.g. `mask[0].strategy`.
-    pub key: String,
-    pub message: String,
-}
+/// A masking rule error: `file:line: key: message`, the same error the
+/// guardrail rules report (both read the same files).
+pub type MaskError = crate::policy::rules::RulesError;
 
 #[derive(Deserialize)]
 struct RawFile {
@@ -281,26 +274,6 @@ pub fn load_masking(files: &[(&Path, &str)]) -> Result<MaskingRules, MaskError> 
     let digest = hasher.finalize();
     set.version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(set)
-}
-
-struct Ctx<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
-impl Ctx<'_> {
-    fn line(&self, offset: usize) -> usize {
-        crate::config::line_of(self.text, offset.min(self.text.len()))
-    }
-
-    fn err(&self, line: usize, key: &str, message: &str) -> MaskError {
-        MaskError {
-            file: self.file.to_path_buf(),
-            line,
-            key: key.to_string(),
-            message: message.to_string(),
-        }
-    }
 }
 
 fn glob(s: &str) -> Result<Glob, globset::Error> {

@@ -282,17 +282,19 @@ pub fn parse_rules(files: &[(&Path, &str)]) -> Result<RuleSet, RulesError> {
     Ok(set)
 }
 
-struct Ctx<'a> {
-    file: &'a Path,
-    text: &'a str,
+/// The file being compiled, for errors that name file, line and key. Also
+/// used by the masking rules, which read the same files.
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn line(&self, offset: usize) -> usize {
+    pub(crate) fn line(&self, offset: usize) -> usize {
         crate::config::line_of(self.text, offset.min(self.text.len()))
     }
 
-    fn err(&self, line: usize, key: &str, message: &str) -> RulesError {
+    pub(crate) fn err(&self, line: usize, key: &str, message: &str) -> RulesError {
         RulesError {
             file: self.file.to_path_buf(),
             line,
