@@ -1,12 +1,17 @@
 //! airlock: a database wire-protocol firewall for AI agents.
 //!
+//! * [`admin`]: the admin HTTP listener: API, metrics, web console.
+//! * [`approvals`]: statements held until a human approves them.
 //! * [`config`]: the TOML configuration.
+//! * [`metrics`]: counters for `/metrics`.
 //! * [`pg`]: the Postgres proxy sessions.
 //! * [`policy`]: statement judgement, shared by all protocols.
 //! * [`proxy`]: state shared by the sessions of a running airlock.
 //! * [`server`]: starting listeners and handling signals.
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
 
+pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod credentials;
@@ -14,6 +19,7 @@ pub mod demo;
 pub mod identity;
 pub mod listener;
 pub mod masking;
+pub mod metrics;
 pub mod mysql;
 pub mod net;
 pub mod pg;

@@ -2,10 +2,13 @@
 //!
 //! * `airlock serve --config airlock.toml`: run the proxy.
 //! * `airlock demo`: throwaway Postgres with sample PII data, airlock in front.
-//! * `airlock passwd [--mysql]`: print a SCRAM verifier (or a MySQL native
-//!   password hash) for an identity's secret.
+//! * `airlock passwd [--mysql]`: print a SCRAM verifier (or the MySQL
+//!   `mysql_secret`: native hash and caching_sha2 verifier) for an
+//!   identity's secret.
 //! * `airlock check`: validate the config and rule files.
 //! * `airlock explain`: show how a statement would be judged.
+//! * `airlock approvals`, `approve ID [--for 10m]`, `deny ID --reason ...`:
+//!   decide held statements through the admin API of a running airlock.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,13 +86,49 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List the statements waiting for human approval (running airlock).
+    Approvals {
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Approve a held statement; with --for, the same statement from the
+    /// same identity passes without asking for that long.
+    Approve {
+        /// The request id, as `airlock approvals` lists it.
+        id: u64,
+        /// An approval window, e.g. "10m".
+        #[arg(long = "for", value_name = "DURATION")]
+        window: Option<String>,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Deny a held statement; the agent gets the reason.
+    Deny {
+        /// The request id, as `airlock approvals` lists it.
+        id: u64,
+        /// Why; the agent gets it in its error.
+        #[arg(long)]
+        reason: String,
+        /// Who denies (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Print a SCRAM-SHA-256 verifier for an identity's `secret` key.
     Passwd {
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         stdin: bool,
-        /// Print the mysql_native_password hash (`identities.*.mysql_secret`)
-        /// instead of the SCRAM verifier.
+        /// Print the MySQL verifiers (`identities.*.mysql_secret`: the
+        /// mysql_native_password hash and the caching_sha2_password
+        /// verifier) instead of the SCRAM verifier.
         #[arg(long)]
         mysql: bool,
     },
@@ -106,6 +145,19 @@ fn main() -> ExitCode {
         Command::Passwd { stdin, mysql } => passwd(stdin, mysql),
         Command::Check { paths, config } => check(&config, &paths),
         Command::Log(args) => log(args),
+        Command::Approvals { json, admin } => airlock::admin::cli::list(&admin.into(), json),
+        Command::Approve {
+            id,
+            window,
+            by,
+            admin,
+        } => airlock::admin::cli::approve(&admin.into(), id, window.as_deref(), &reviewer(by)),
+        Command::Deny {
+            id,
+            reason,
+            by,
+            admin,
+        } => airlock::admin::cli::deny(&admin.into(), id, &reason, &reviewer(by)),
         Command::Replay { session, store } => store
             .path()
             .and_then(|p| airlock::audit::cli_replay(&p, session)),
@@ -176,6 +228,35 @@ fn log(a: LogArgs) -> anyhow::Result<()> {
         limit: a.limit,
     };
     airlock::audit::cli_log(&a.store.path()?, filter, a.json)
+}
+
+/// Where a running airlock's admin API is; the token comes from
+/// AIRLOCK_ADMIN_TOKEN (never a flag: flags show in `ps`).
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener's URL.
+    #[arg(
+        long = "admin",
+        value_name = "URL",
+        env = "AIRLOCK_ADMIN_URL",
+        default_value = "http://127.0.0.1:9187"
+    )]
+    url: String,
+}
+
+impl From<AdminArgs> for airlock::admin::cli::Admin {
+    fn from(a: AdminArgs) -> Self {
+        airlock::admin::cli::Admin {
+            url: a.url,
+            token: std::env::var("AIRLOCK_ADMIN_TOKEN").ok(),
+        }
+    }
+}
+
+/// The reviewer's name: `--by`, else the login name.
+fn reviewer(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into())
 }
 
 #[derive(Subcommand)]
@@ -279,13 +360,35 @@ fn explain(
             })?,
     };
     let engine = Engine::new(load_rules(&rules)?);
-    let known = config.as_ref().and_then(|c| c.identities.get(identity));
-    let principal = Principal {
-        identity: identity.to_owned(),
-        user: known.and_then(|i| i.user.clone()),
-        model: known.and_then(|i| i.model.clone()),
-        groups: known.map(|i| i.groups.clone()).unwrap_or_default(),
-        target: target.unwrap_or_default(),
+    let target = target.unwrap_or_default();
+    // On a passthrough target the identity is a database user, described
+    // by targets.<name>.passthrough rather than [identities].
+    let passthrough = config.as_ref().and_then(|c| {
+        c.targets
+            .get(&target)
+            .filter(|t| t.credentials == airlock::config::CredentialMode::Passthrough)
+    });
+    let principal = match passthrough {
+        Some(t) => {
+            let (user, model, groups) = t.passthrough.describe(identity);
+            Principal {
+                identity: identity.to_owned(),
+                user,
+                model,
+                groups,
+                target,
+            }
+        }
+        None => {
+            let known = config.as_ref().and_then(|c| c.identities.get(identity));
+            Principal {
+                identity: identity.to_owned(),
+                user: known.and_then(|i| i.user.clone()),
+                model: known.and_then(|i| i.model.clone()),
+                groups: known.map(|i| i.groups.clone()).unwrap_or_default(),
+                target,
+            }
+        }
     };
     println!(
         "identity: {identity}  user: {}  model: {}  groups: [{}]  target: {}",
@@ -375,7 +478,7 @@ fn passwd(from_stdin: bool, mysql: bool) -> anyhow::Result<()> {
     if mysql {
         println!(
             "{}",
-            airlock_protocol::mysql::auth::native_hash_string(password.as_bytes())
+            airlock_protocol::mysql::auth::secret_string(password.as_bytes())
         );
     } else {
         println!("{}", airlock_protocol::pg::scram::make_verifier(&password));

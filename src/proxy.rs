@@ -29,7 +29,14 @@ pub struct Loaded {
     gate: Arc<dyn Gate>,
     /// Masking rules; `None` when the rule files define none.
     pub masker: Option<Arc<Masker>>,
+    /// Counts loads in this process: 1 at start, +1 per reload.
+    pub version: u64,
+    /// When this version was loaded, unix ms.
+    pub loaded_ms: i64,
 }
+
+/// The last [`Loaded::version`] handed out.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Why a config could not be put in force.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +93,8 @@ impl Loaded {
             upstream_tls,
             gate,
             masker,
+            version: VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            loaded_ms: crate::audit::now_ms(),
         })
     }
 }
@@ -107,6 +116,10 @@ pub struct Proxy {
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// Refuse statements while the audit log cannot record them.
     pub audit_fail_closed: bool,
+    /// Statements held for human approval.
+    pub approvals: Arc<crate::approvals::Approvals>,
+    /// Sessions past login, for the admin API.
+    pub live: Arc<crate::admin::live::LiveSessions>,
 }
 
 /// Counts a session against its identity's limit until dropped.
@@ -138,9 +151,8 @@ impl Proxy {
             Some(a) => Some(Arc::new(open_audit(a)?)),
             None => None,
         };
-        let brokers = crate::credentials::Brokers::new(&crate::credentials::default_instance_id(
-            config.listen.postgres,
-        ));
+        let brokers =
+            crate::credentials::Brokers::new(&crate::credentials::instance_id(&config.listen));
         let proxy = Proxy {
             loaded: ArcSwap::from_pointee(Loaded::new(config)?),
             cancels: Arc::new(CancelRegistry::default()),
@@ -152,6 +164,8 @@ impl Proxy {
             sessions: Arc::new(dashmap::DashMap::new()),
             audit,
             audit_fail_closed,
+            approvals: Arc::default(),
+            live: Arc::default(),
         };
         proxy
             .brokers
@@ -182,6 +196,12 @@ impl Proxy {
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.loaded.load().config)
+    }
+
+    /// The version of the config and rules in force, and when it was loaded.
+    pub fn version(&self) -> (u64, i64) {
+        let l = self.loaded.load();
+        (l.version, l.loaded_ms)
     }
 
     pub fn gate(&self) -> Arc<dyn Gate> {

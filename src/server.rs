@@ -1,4 +1,5 @@
-//! Starting airlock: binding listeners, and stopping on a signal.
+//! Starting airlock: binding listeners (Postgres, MySQL, admin HTTP), and
+//! stopping on a signal.
 //!
 //! [`start`] binds and returns a [`Running`] handle, which tests and the demo
 //! use directly; `airlock serve` calls [`run_until_signal`].
@@ -20,10 +21,13 @@ pub struct Running {
     pub postgres_addr: SocketAddr,
     /// Bound address of the MySQL listener, if configured.
     pub mysql_addr: Option<SocketAddr>,
+    /// Bound address of the admin HTTP listener, if configured.
+    pub admin_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     watcher: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -31,6 +35,9 @@ impl Running {
     /// shutdown timeout).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Held statements are refused now rather than at their timeout, so
+        // their sessions can finish.
+        self.proxy.approvals.cancel_all();
         for t in self.tasks {
             let _ = t.await;
         }
@@ -40,6 +47,9 @@ impl Running {
             let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         }
         self.watcher.abort();
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
     }
 }
 
@@ -75,10 +85,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if proxy.config().policy.rules.is_none() {
         tracing::warn!("no [policy] rules configured: every statement is allowed");
     }
+    let (admin_addr, admin) = match crate::admin::start(Arc::clone(&proxy)).await? {
+        Some((addr, task)) => (Some(addr), Some(task)),
+        None => (None, None),
+    };
     let watcher = tokio::spawn(crate::reload::watch(Arc::clone(&proxy)));
     Ok(Running {
         postgres_addr,
         mysql_addr,
+        admin_addr,
+        admin,
         proxy,
         shutdown: tx,
         tasks,
@@ -89,7 +105,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
-    tracing::info!(postgres = %running.postgres_addr, mysql = ?running.mysql_addr, "airlock is listening");
+    tracing::info!(postgres = %running.postgres_addr, mysql = ?running.mysql_addr, admin = ?running.admin_addr, "airlock is listening");
     wait_for_signal().await?;
     tracing::info!("shutting down: no new connections; waiting for sessions");
     running.shutdown().await;

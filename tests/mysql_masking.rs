@@ -26,7 +26,7 @@ strategy = "partial"
 keep_last = 4
 "#;
 
-const SETUP: &str = "CREATE TABLE customers (id int PRIMARY KEY, name varchar(50), email varchar(100), card_number varchar(32), score int);
+const SETUP: &str = "CREATE TABLE customers (id int PRIMARY KEY, name varchar(50), email varchar(100), card_number varchar(32), score int, UNIQUE KEY (email));
 INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '4111111111111111', 7),
  (2, 'Bob', 'bob.pii@example.org', '5500005555555559', NULL);";
 
@@ -122,9 +122,18 @@ async fn mysql_text_queries_are_masked() {
     assert_eq!(raw.len(), 2);
     assert_clean(&flatten(&raw), "alias");
 
-    // Server-side prepared statements over masked columns are refused.
-    let e = c.prep("SELECT email FROM customers").await.unwrap_err();
-    assert!(format!("{e:?}").contains("prepared statements"), "{e:?}");
+    // Server-side prepared statements (binary rows) are masked too.
+    let rows: Vec<(i32, Option<String>, Option<String>)> = c
+        .exec(
+            "SELECT id, email, card_number FROM customers ORDER BY id",
+            (),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("****@example.com"));
+    assert!(rows[0].2.as_deref().unwrap().ends_with("1111"));
     // The session stays usable.
     let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
@@ -148,5 +157,209 @@ async fn mysql_cli_output_is_masked() {
     assert_clean(&out.stderr, "cli stderr");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Alice") && text.contains("Bob"), "{text}");
+    env.stop().await;
+}
+
+const RICH_RULES: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+
+[[mask]]
+id = "email"
+columns = ["app.customers.email"]
+strategy = "email"
+
+[[mask]]
+id = "card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+
+[[mask]]
+id = "birth"
+columns = ["app.customers.birth"]
+strategy = "redact"
+
+[[mask]]
+id = "salary"
+columns = ["app.customers.salary"]
+strategy = "redact"
+
+[masking]
+detectors = ["email", "card", "ssn", "secret"]
+"#;
+
+const RICH_SETUP: &str = "CREATE TABLE customers (id int PRIMARY KEY, name varchar(50), email varchar(100), card_number varchar(32), score int, birth date, salary decimal(10,2), notes text, UNIQUE KEY (email));
+INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '4111111111111111', 7, '1980-02-03', 1234.50, 'call alice.pii@example.com'),
+ (2, 'Bob', 'bob.pii@example.org', '5500005555555559', NULL, NULL, NULL, NULL);
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int);
+INSERT INTO orders VALUES (10, 1), (11, 2);
+CREATE VIEW v_cust AS SELECT id, email AS contact, card_number FROM customers;";
+
+/// Every value of every row, as bytes (typed binary values printed).
+fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rows {
+        for i in 0..r.len() {
+            match r.as_ref(i) {
+                Some(Value::Bytes(b)) => out.extend_from_slice(b),
+                Some(v) => out.extend_from_slice(format!("{v:?}").as_bytes()),
+                None => {}
+            }
+            out.push(b'|');
+        }
+    }
+    out
+}
+
+async fn rich_env() -> MyEnv {
+    let env = MyEnv::start(Some(RICH_RULES)).await;
+    env.admin(RICH_SETUP);
+    env
+}
+
+/// Runs `sql` over the text protocol and as a server-side prepared
+/// statement; returns what the client saw (rows or error text) for each.
+async fn both_ways(c: &mut mysql_async::Conn, sql: &str) -> [(Option<usize>, Vec<u8>); 2] {
+    let text = match c.query::<mysql_async::Row, _>(sql).await {
+        Ok(rows) => (Some(rows.len()), flatten_all(&rows)),
+        Err(e) => (None, format!("{e:?}").into_bytes()),
+    };
+    let binary = match c.exec::<mysql_async::Row, _, _>(sql, ()).await {
+        Ok(rows) => (Some(rows.len()), flatten_all(&rows)),
+        Err(e) => (None, format!("{e:?}").into_bytes()),
+    };
+    [text, binary]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_no_raw_pii_whatever_the_query_text_and_binary() {
+    let mut env = rich_env().await;
+    let mut c = env.agent().await;
+    let shapes = [
+        "SELECT email FROM customers",
+        "SELECT * FROM customers",
+        "SELECT c.* FROM customers c",
+        "SELECT customers.* FROM customers",
+        "SELECT `email` FROM `customers`",
+        "select EMAIL from customers",
+        "SELECT /* x */ email /* y */ FROM customers -- z",
+        "SELECT email AS e, email e2 FROM customers",
+        "SELECT LOWER(email), UPPER(email), CONCAT(email, ''), CONCAT_WS(',', email, name) FROM customers",
+        "SELECT SUBSTR(email, 1, 100), SUBSTRING(email, 2), LEFT(email, 50), REVERSE(email) FROM customers",
+        "SELECT HEX(email), TO_BASE64(email), MD5(email), REPLACE(card_number, '1', 'x') FROM customers",
+        "SELECT CASE WHEN id > 0 THEN email END, COALESCE(email, 'none'), IFNULL(card_number, '') FROM customers",
+        "SELECT GROUP_CONCAT(email) FROM customers",
+        "SELECT (SELECT email FROM customers LIMIT 1)",
+        "SELECT 'x' UNION ALL SELECT email FROM customers",
+        "SELECT name FROM customers UNION SELECT card_number FROM customers",
+        "WITH x AS (SELECT email AS m FROM customers) SELECT m FROM x",
+        "SELECT u.a FROM (SELECT email AS a, card_number AS b FROM customers) AS u",
+        "SELECT * FROM (SELECT * FROM customers) t",
+        "SELECT * FROM v_cust",
+        "SELECT contact, card_number FROM v_cust",
+        "SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id",
+        "SELECT notes FROM customers",
+        "SELECT birth, salary, CAST(salary AS CHAR) FROM customers",
+        "SELECT email FROM customers WHERE id = 1; SELECT card_number FROM customers",
+        "SELECT JSON_OBJECT('e', email) FROM customers",
+        // Refused outright: values that would leave masking's reach.
+        "SELECT email INTO @x FROM customers LIMIT 1",
+        "SELECT @y := email FROM customers",
+        "SELECT id FROM customers WHERE (@z := email) IS NOT NULL",
+        "SET @w = (SELECT email FROM customers LIMIT 1)",
+        "CREATE TABLE stolen AS SELECT email FROM customers",
+        "INSERT INTO orders (id, customer_id) SELECT id + 100, LENGTH(email) FROM customers",
+    ];
+    let mut with_rows = 0;
+    for sql in shapes {
+        for (i, (rows, bytes)) in both_ways(&mut c, sql).await.into_iter().enumerate() {
+            let way = if i == 0 { "text" } else { "binary" };
+            assert_clean(&bytes, &format!("{sql} ({way})"));
+            if rows.is_some_and(|n| n > 0) {
+                with_rows += 1;
+            } else {
+                eprintln!(
+                    "no rows ({way}): {sql}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+        // The session stays usable after every shape.
+        let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "{sql}");
+    }
+    assert!(with_rows >= 2 * 22, "only {with_rows} shapes returned rows");
+    // Variables were never assigned; nothing was copied.
+    let vars: Vec<mysql_async::Row> = c.query("SELECT @x, @y, @z, @w").await.unwrap();
+    assert_clean(&flatten_all(&vars), "variables");
+    assert_eq!(
+        env.admin("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'stolen'"),
+        "0"
+    );
+    assert_eq!(env.admin("SELECT COUNT(*) FROM orders"), "2");
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_binary_values_keep_their_types_or_become_null() {
+    let mut env = rich_env().await;
+    let mut c = env.agent().await;
+    let stmt = c
+        .prep("SELECT id, name, email, score, birth, salary FROM customers WHERE id = ?")
+        .await
+        .unwrap();
+    // Reused many times: stays masked.
+    for _ in 0..5 {
+        let row: mysql_async::Row = c.exec_first(&stmt, (1,)).await.unwrap().unwrap();
+        assert_eq!(row.get::<i32, _>(0), Some(1));
+        assert_eq!(row.get::<String, _>(1).as_deref(), Some("Alice"));
+        assert_eq!(row.get::<String, _>(2).as_deref(), Some("****@example.com"));
+        assert_eq!(row.get::<Option<i32>, _>(3), Some(Some(7)));
+        // A date and a decimal cannot hold "****": NULL.
+        assert_eq!(row.as_ref(4), Some(&Value::NULL));
+        assert_eq!(row.as_ref(5), Some(&Value::NULL));
+    }
+    c.close(stmt).await.unwrap();
+    // Plain columns over the binary protocol are exact.
+    let r: Vec<(i32, Option<i32>)> = c
+        .exec("SELECT id, score FROM customers ORDER BY id", ())
+        .await
+        .unwrap();
+    assert_eq!(r, vec![(1, Some(7)), (2, None)]);
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_errors_and_warnings_are_scrubbed() {
+    let mut env = rich_env().await;
+    let mut c = env.agent().await;
+    // The server echoes the duplicate value in its error.
+    let e = c
+        .query_drop("INSERT INTO customers (id, email) SELECT 9, email FROM customers WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert_clean(format!("{e:?}").as_bytes(), "duplicate entry");
+    let e = c
+        .exec_drop(
+            "UPDATE customers SET email = (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t) WHERE id = 2",
+            (),
+        )
+        .await
+        .unwrap_err();
+    assert_clean(format!("{e:?}").as_bytes(), "duplicate entry (binary)");
+    // Warnings that quote a value.
+    let _ = c
+        .query_drop("SELECT CAST(email AS SIGNED) FROM customers")
+        .await;
+    let warnings: Vec<mysql_async::Row> = c.query("SHOW WARNINGS").await.unwrap();
+    assert_clean(&flatten_all(&warnings), "SHOW WARNINGS");
+    let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    drop(c);
     env.stop().await;
 }

@@ -140,7 +140,8 @@ async fn refusals_keep_the_session_usable() {
         "SELECT LOAD_FILE('/etc/passwd')",
         "SELECT SLEEP(1)",
         "SELECT 1 /*! , SLEEP(1) */",
-        "/*! DROP TABLE t */",
+        "/*! DELETE FROM t */",
+        "DELETE FROM t /*!110000 WHERE id = 1 */",
         "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t",
         "USE mysql",
     ] {

@@ -1,6 +1,7 @@
 //! Agents presenting a signed JWT as their password: accepted over TLS with
 //! `[jwt]` and `tls.allow_cleartext_password`, refused when expired,
-//! wrongly signed or sent without TLS.
+//! wrongly signed, signed by an unknown key or sent without TLS. HS256 from
+//! a shared secret, ES256 and RS256 from a JWKS file, all through psql.
 
 mod common;
 
@@ -53,10 +54,13 @@ async fn start() -> JwtEnv {
     let (ca, cert, key) = make_certs(certs.path());
     let kp = rcgen::KeyPair::generate().unwrap();
     let raw = kp.public_key_raw();
+    let rsa: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("rs256-jwks.json")).unwrap())
+            .unwrap();
     let jwks = json!({"keys": [{
         "kty": "EC", "crv": "P-256", "kid": "test-k1", "alg": "ES256",
         "x": b64url(&raw[1..33]), "y": b64url(&raw[33..]),
-    }]});
+    }, rsa["keys"][0].clone()]});
     let jwks_path = certs.path().join("jwks.json");
     std::fs::write(&jwks_path, jwks.to_string()).unwrap();
     let env = Env::start_with(EnvOptions {
@@ -64,7 +68,7 @@ async fn start() -> JwtEnv {
             "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nallow_cleartext_password = true\n\n\
              [jwt]\njwks = \"{jwks}\"\nhs256_secret_env = \"{HS_ENV}\"\n\
              issuer = \"test-idp\"\naudience = \"airlock\"\nleeway = \"5s\"\n\
-             targets = [\"{DB}\"]\n",
+             targets = [\"{DB}\"]\n\n[audit]\npath = \"audit.db\"\n",
             jwks = jwks_path.display(),
         ),
         ..Default::default()
@@ -92,6 +96,21 @@ impl JwtEnv {
             .output()
             .expect("run psql")
     }
+}
+
+/// A file of `testdata/jwt/` (test-only RSA keys and their JWKS).
+fn testdata(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/jwt")
+        .join(name)
+}
+
+/// An RS256 token signed with the PEM key `key_file`, naming `kid`.
+fn rs256(claims: &serde_json::Value, key_file: &str, kid: &str) -> String {
+    let pem = std::fs::read(testdata(key_file)).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
 }
 
 fn hs256(claims: &serde_json::Value, secret: &str) -> String {
@@ -178,4 +197,61 @@ async fn bad_jwts_refused() {
     refused(&j.psql("verify-full", &hs256(&other, HS_SECRET)));
     // A valid token without TLS: SCRAM is offered, and a token is no secret.
     refused(&j.psql("disable", &hs256(&claims(now() + 600), HS_SECRET)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_from_the_jwks_file() {
+    let mut j = start().await;
+    // Valid: the identity, model and groups come from the claims.
+    let out = j.psql(
+        "verify-full",
+        &rs256(&claims(now() + 600), "rs256-test.key", "rsa-k1"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    // Expired (beyond the leeway).
+    refused(&j.psql(
+        "verify-full",
+        &rs256(&claims(now() - 600), "rs256-test.key", "rsa-k1"),
+    ));
+    // Wrongly signed: another RSA key claiming the configured kid.
+    refused(&j.psql(
+        "verify-full",
+        &rs256(&claims(now() + 600), "rs256-other.key", "rsa-k1"),
+    ));
+    // Unknown key: a kid the JWKS does not have.
+    refused(&j.psql(
+        "verify-full",
+        &rs256(&claims(now() + 600), "rs256-test.key", "rsa-unknown"),
+    ));
+    // No kid at all.
+    let pem = std::fs::read(testdata("rs256-test.key")).unwrap();
+    let no_kid = encode(
+        &Header::new(Algorithm::RS256),
+        &claims(now() + 600),
+        &EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    refused(&j.psql("verify-full", &no_kid));
+    j.env.stop().await;
+
+    // The token's identity and model reach the audit log.
+    let all =
+        airlock::audit::query(&j.env.path("audit.db"), &airlock::audit::Filter::default()).unwrap();
+    let connect = all
+        .iter()
+        .find(|r| r.event.kind == airlock::audit::EventKind::Connect)
+        .expect("a connect record");
+    assert_eq!(connect.event.identity, JWT_USER);
+    assert_eq!(connect.event.model.as_deref(), Some("claude-test"));
+    assert!(
+        all.iter()
+            .any(|r| r.event.kind == airlock::audit::EventKind::AuthFailed
+                && r.event.identity == JWT_USER),
+        "refused tokens are audited as failed logins"
+    );
 }

@@ -8,6 +8,7 @@
 //! * [`chain`]: the sha256 hash chain; [`verify`] checks it.
 //! * [`fingerprint`]: statements with literals replaced by `?`.
 //! * [`query`] and [`format`]: `airlock log` / `airlock replay` output.
+//! * [`session`]: what proxy sessions (Postgres and MySQL) record.
 //!
 //! The CLI entry points are [`cli_log`], [`cli_verify`] and [`cli_replay`].
 
@@ -18,6 +19,7 @@ pub mod event;
 pub mod fingerprint;
 pub mod format;
 pub mod query;
+pub mod session;
 mod store;
 pub mod verify;
 pub mod writer;

@@ -9,12 +9,16 @@
 //! [`Config::validate`] checks what types cannot (verifiers parse, files
 //! exist, secrets resolve). Every error names the file, the line and the key.
 
+mod admin;
 mod error;
 mod jwt;
+mod passthrough;
 mod units;
 
+pub use admin::{AdminConfig, ApprovalsConfig};
 pub use error::{line_of, ConfigError};
 pub use jwt::JwtConfig;
+pub use passthrough::{Passthrough, PassthroughUser};
 pub use units::ByteSize;
 
 use std::collections::BTreeMap;
@@ -47,6 +51,11 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Signed JWTs as agent passwords (over TLS only).
     pub jwt: Option<JwtConfig>,
+    /// The admin HTTP listener (API, metrics, web console).
+    pub admin: Option<AdminConfig>,
+    /// Human approval of held statements.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
     /// Where the file came from, for messages; set by [`Config::load`].
     #[serde(skip)]
     pub source: PathBuf,
@@ -183,12 +192,17 @@ pub struct Target {
     pub password: Option<Secret>,
     /// How airlock gets the database credential for a session: `static`
     /// (the user/password above), `ephemeral` (a short-lived user per
-    /// session, created by the broker credential above).
+    /// session, created by the broker credential above), `passthrough`
+    /// (the client's own database login, relayed; user/password above then
+    /// only read the catalog for masking).
     #[serde(default)]
     pub credentials: CredentialMode,
     /// Settings for `credentials = "ephemeral"`.
     #[serde(default)]
     pub ephemeral: Ephemeral,
+    /// Settings for `credentials = "passthrough"`.
+    #[serde(default)]
+    pub passthrough: Passthrough,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -205,6 +219,8 @@ pub enum CredentialMode {
     #[default]
     Static,
     Ephemeral,
+    /// The client's own database login is relayed to the server (Postgres).
+    Passthrough,
 }
 
 /// Short-lived upstream users. `user`/`password_*` of the target are then
@@ -249,10 +265,11 @@ fn default_pg_port() -> u16 {
 pub struct Identity {
     /// SCRAM-SHA-256 verifier, as printed by `airlock passwd`.
     pub secret: Spanned<String>,
-    /// For the MySQL listener: the `mysql_native_password` hash of the same
-    /// (or another) password, `*` + 40 hex digits of SHA1(SHA1(password)),
-    /// as MySQL stores it (`SELECT PASSWORD('...')` on MariaDB). Without it
-    /// the identity cannot log in over MySQL.
+    /// For the MySQL listener, as `airlock passwd --mysql` prints it:
+    /// `*<40 hex>` (the `mysql_native_password` hash SHA1(SHA1(password)),
+    /// as MySQL stores it) and/or `sha2:<64 hex>` (SHA256(SHA256(password)),
+    /// for `caching_sha2_password`), separated by a space. Without it the
+    /// identity cannot log in over MySQL.
     pub mysql_secret: Option<String>,
     /// The person the agent acts for.
     pub user: Option<String>,
@@ -327,6 +344,9 @@ impl Config {
         if let Some(audit) = &mut self.audit {
             audit.path = base.join(&audit.path);
         }
+        if let Some(admin) = &mut self.admin {
+            admin::resolve_token(admin, &base).map_err(|(span, key, msg)| here(span, key, msg))?;
+        }
         if let Some(rules) = &mut self.policy.rules {
             let resolved = base.join(rules.get_ref());
             if !resolved.exists() {
@@ -340,6 +360,16 @@ impl Config {
         }
         for (name, target) in &mut self.targets {
             let key = |k: &str| format!("targets.{name}.{k}");
+            if target.credentials == CredentialMode::Passthrough
+                && target.protocol != Protocol::Postgres
+            {
+                let at = text.find("\"passthrough\"").unwrap_or(0);
+                return Err(here(
+                    at..at,
+                    key("credentials"),
+                    "\"passthrough\" is supported for Postgres targets only".into(),
+                ));
+            }
             if let Some(ca) = &mut target.ca {
                 let resolved = base.join(ca.get_ref());
                 if !resolved.is_file() {

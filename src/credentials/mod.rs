@@ -2,77 +2,42 @@
 //! that exists only for that session.
 //!
 //! For a target with `credentials = "ephemeral"`, the target's `user` and
-//! `password_*` are the *broker* credential. A [`Broker`] (one per target,
-//! shared by its sessions) logs in with it and, per session, creates a login
-//! role with a random unguessable name and a random password, a member of a
-//! template role that carries the privileges:
+//! `password_*` are the *broker* credential. A broker (one per target,
+//! shared by its sessions) logs in with it and, per session, creates a
+//! login with a random unguessable name and a random password that gets its
+//! privileges from a template role; it drops the user when the session
+//! ends, when the TTL expires, or (leftovers of a crashed airlock) in the
+//! janitor's next pass, at start and every `janitor_interval`.
 //!
-//! ```sql
-//! CREATE ROLE "airlock_eph_<24 random>" LOGIN INHERIT NOSUPERUSER ...
-//!   PASSWORD 'SCRAM-SHA-256$...' VALID UNTIL '<now + ttl>' CONNECTION LIMIT 2
-//!   IN ROLE "<template>" ROLE CURRENT_USER;
-//! COMMENT ON ROLE "airlock_eph_..." IS 'airlock:ephemeral:<instance id>:<expiry, unix s>'
-//! ```
+//! * [`pg`]: PostgreSQL (`CREATE ROLE ... VALID UNTIL ... IN ROLE`, marked
+//!   by a role comment).
+//! * [`mysql`]: MariaDB/MySQL (`CREATE USER`, `GRANT` and `SET DEFAULT
+//!   ROLE`, marked by the name itself).
 //!
-//! The password is hashed (SCRAM-SHA-256) by airlock before it is sent, so
-//! it never appears in the server's statement log. `ROLE CURRENT_USER` makes
-//! the broker a member of the new role, which Postgres requires for
-//! `pg_terminate_backend` and `DROP OWNED BY` on it.
-//!
-//! The [`Lease`] is revoked (backends terminated, `DROP OWNED BY`, `DROP
-//! ROLE`) when the session ends ([`Lease::release`], or on drop as a safety
-//! net), when its TTL expires (a timer in the broker, independent of the
-//! session's own timer), and otherwise by the janitor ([`Broker::janitor_pass`],
-//! [`spawn_janitor`]), which drops leftovers of a crashed airlock: roles with
-//! the configured prefix and airlock's marker comment that are either this
-//! instance's but not live, or expired (any instance).
-//!
-//! `DROP OWNED BY` runs in the target's database only: objects an ephemeral
-//! user created in another database would make `DROP ROLE` fail (and be
-//! logged); the role's `VALID UNTIL` still stops it from logging in.
-//!
-//! Passwords never appear in logs or errors; role names only in debug logs.
-//! Errors for the client are generic and never fall back to the broker's
-//! credential.
-//!
-//! Revocation does not wait for terminated backends to exit: `DROP OWNED
-//! BY` waits for any lock a dying backend still holds, and `DROP ROLE`
-//! succeeds while a backend of the role is exiting.
+//! [`Brokers`] keeps one broker and one janitor task per ephemeral target
+//! across config reloads. Passwords never appear in logs or errors; user
+//! names only in debug logs. Errors for the client are generic and never
+//! fall back to the broker's credential.
 
+pub mod mysql;
+pub mod pg;
 mod sql;
 
+pub use mysql::{MyBroker, MyLease};
+pub use pg::{spawn_janitor, Broker, Lease};
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex as StdMutex};
 
 use rand::Rng;
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::config::{CredentialMode, Target};
-use crate::pg::conn::Conn;
+use crate::config::{CredentialMode, Protocol};
 use crate::pg::error::SessionError;
-use crate::pg::upstream;
-use crate::policy::Principal;
 use crate::secret::Secret;
 
-use sql::{quote_ident, quote_literal, simple_query, Reply};
-
-/// Marks airlock's ephemeral roles, in their `COMMENT`.
-const MARKER: &str = "airlock:ephemeral:";
-/// Random characters in a role name after the prefix (36^24 ≈ 2^124).
-const NAME_RANDOM: usize = 24;
-/// Length of the generated password (62^40 ≈ 2^238).
+/// Length of a generated password (62^40 ≈ 2^238).
 const PASSWORD_LEN: usize = 40;
-/// Postgres truncates identifiers longer than this.
-const MAX_IDENT: usize = 63;
-/// Backends an ephemeral user may have at once (the session's, plus one
-/// still exiting).
-const CONNECTION_LIMIT: u32 = 2;
-/// The broker revokes an expired lease this long after its TTL, so that
-/// the session's own timer (which tells the agent why) normally acts first.
-const EXPIRY_GRACE: Duration = Duration::from_millis(500);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a credential could not be created or dropped. Messages never contain
 /// a password or an ephemeral role's name.
@@ -112,311 +77,11 @@ pub fn unavailable(target_name: &str) -> SessionError {
     }
 }
 
-/// A short-lived database user, for one session.
-pub struct Lease {
-    /// The role name to log in as.
-    pub user: String,
-    pub password: Secret,
-    /// When the role stops working (the session must end by then); `None`
-    /// when the target's `ttl` is 0.
-    pub expires_at: Option<Instant>,
-    /// The template role it is a member of.
-    pub template: String,
-    /// Set until released.
-    broker: Option<Arc<Inner>>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("template", &self.template)
-            .field("expires_at", &self.expires_at)
-            .field("released", &self.broker.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Lease {
-    /// `base` (the broker's target) with this lease's user and password, to
-    /// connect the session upstream with.
-    pub fn target(&self, base: &Target) -> Target {
-        let mut t = base.clone();
-        t.user = self.user.clone();
-        t.password = Some(self.password.clone());
-        t.password_env = None;
-        t.password_file = None;
-        t.credentials = CredentialMode::Static;
-        t
-    }
-
-    /// Revokes the user now: terminates its backends, drops what it owns in
-    /// the target database, drops the role. Errors are logged (the janitor
-    /// retries later); never panics.
-    pub async fn release(mut self) {
-        if let Some(inner) = self.broker.take() {
-            inner.release(&self.user).await;
-        }
-    }
-}
-
-impl Drop for Lease {
-    /// Safety net for a lease that was not released: revoke it in the
-    /// background on the current runtime, or leave it to the janitor.
-    fn drop(&mut self) {
-        let Some(inner) = self.broker.take() else {
-            return;
-        };
-        let user = std::mem::take(&mut self.user);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { inner.release(&user).await });
-            }
-            Err(_) => tracing::warn!(
-                target = %inner.target_name,
-                "ephemeral credential dropped outside a runtime; the janitor will drop it"
-            ),
-        }
-    }
-}
-
+/// A target's broker, whichever its protocol.
 #[derive(Clone)]
-struct Settings {
-    target: Arc<Target>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    generation: u64,
-}
-
-/// Creates and drops ephemeral users for one target.
-pub struct Broker {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    target_name: String,
-    /// The target and its TLS config; replaced by [`Broker::reconfigure`].
-    settings: StdMutex<Settings>,
-    instance_id: String,
-    timeout: Duration,
-    max_message: usize,
-    /// The broker's logged-in connection, reused; `None` after an error.
-    /// Tagged with the settings generation it was made with.
-    conn: Mutex<Option<(u64, Conn)>>,
-    /// This process's leases not yet released, with their expiry timers.
-    live: StdMutex<HashMap<String, Option<tokio::task::AbortHandle>>>,
-}
-
-impl Broker {
-    /// A broker for `target` (whose user/password are the broker credential).
-    /// `instance_id` tags the roles it creates so that a restarted airlock
-    /// with the same id drops its own leftovers at once; see
-    /// [`default_instance_id`]. Nothing connects until the first request.
-    pub fn new(
-        target_name: &str,
-        target: &Target,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        instance_id: &str,
-    ) -> Self {
-        Broker {
-            inner: Arc::new(Inner {
-                target_name: target_name.to_owned(),
-                settings: StdMutex::new(Settings {
-                    target: Arc::new(target.clone()),
-                    tls,
-                    generation: 0,
-                }),
-                instance_id: instance_id.to_owned(),
-                timeout: DEFAULT_TIMEOUT,
-                max_message: airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE,
-                conn: Mutex::new(None),
-                live: StdMutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// Sets the connect/statement timeout (default 10 s) and the largest
-    /// message accepted from the server. Call before sharing the broker.
-    pub fn with_limits(mut self, timeout: Duration, max_message: usize) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.timeout = timeout;
-            inner.max_message = max_message;
-        }
-        self
-    }
-
-    pub fn target_name(&self) -> &str {
-        &self.inner.target_name
-    }
-
-    /// Applies a reloaded config: later leases use the new template roles,
-    /// TTL and broker credential (the broker connection is replaced). Live
-    /// leases are unaffected.
-    pub fn reconfigure(&self, target: &Target, tls: Option<Arc<rustls::ClientConfig>>) {
-        if let Ok(mut s) = self.inner.settings.lock() {
-            s.target = Arc::new(target.clone());
-            s.tls = tls;
-            s.generation += 1;
-        }
-    }
-
-    /// Creates a user for `principal`'s session: a member of the first of
-    /// its groups found in `ephemeral.group_roles`, else of
-    /// `ephemeral.template_role`.
-    pub async fn lease(&self, principal: &Principal) -> Result<Lease, CredError> {
-        let inner = &self.inner;
-        let target = inner.settings().target;
-        let eph = &target.ephemeral;
-        let template = principal
-            .groups
-            .iter()
-            .find_map(|g| eph.group_roles.get(g))
-            .unwrap_or(&eph.template_role)
-            .clone();
-        if template.is_empty() {
-            return Err(inner.config_err("no template_role (and no group_roles entry) applies"));
-        }
-        if eph.name_prefix.len() + NAME_RANDOM > MAX_IDENT {
-            return Err(inner.config_err("name_prefix is too long (at most 39 bytes)"));
-        }
-        let started = Instant::now();
-        let user = format!("{}{}", eph.name_prefix, random_name());
-        let password = random_password();
-        // Hashing (PBKDF2) is CPU work: keep it off the async workers.
-        let verifier = {
-            let pw = password.clone();
-            tokio::task::spawn_blocking(move || {
-                airlock_protocol::pg::scram::make_verifier(pw.expose())
-            })
-            .await
-            .map_err(|e| inner.config_err(&format!("hashing the password failed: {e}")))?
-        };
-        let ttl = eph.ttl;
-        let (expires_at, expires_unix, valid_until) = if ttl.is_zero() {
-            (None, 0, String::new())
-        } else {
-            let at = SystemTime::now() + ttl;
-            let unix = at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let stamp = humantime::format_rfc3339_seconds(at).to_string();
-            (
-                Some(started + ttl),
-                unix,
-                format!(" VALID UNTIL {}", quote_literal(&stamp)),
-            )
-        };
-        let comment = format!("{MARKER}{}:{expires_unix}", inner.instance_id);
-        let statement = format!(
-            "CREATE ROLE {name} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-             NOBYPASSRLS CONNECTION LIMIT {CONNECTION_LIMIT} PASSWORD {pw}{valid_until} \
-             IN ROLE {template_q} ROLE CURRENT_USER; COMMENT ON ROLE {name} IS {comment}",
-            name = quote_ident(&user),
-            pw = quote_literal(&verifier),
-            template_q = quote_ident(&template),
-            comment = quote_literal(&comment),
-        );
-        // Live before it exists, so the janitor never takes it for a leftover.
-        inner.live_insert(&user);
-        let reply = match inner.exec(&statement, &user).await {
-            Ok(r) => r,
-            Err(e) => {
-                // It may exist if the reply was lost: leave it to the janitor.
-                inner.live_remove(&user);
-                tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
-                return Err(e);
-            }
-        };
-        if let Some(err) = reply.error {
-            inner.live_remove(&user);
-            let e = inner.server_err(err, &user);
-            tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
-            return Err(e);
-        }
-        tracing::info!(
-            target = %inner.target_name,
-            template = %template,
-            ttl = ?ttl,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "ephemeral user created"
-        );
-        tracing::debug!(target = %inner.target_name, user = %user, "ephemeral user name");
-        if let Some(at) = expires_at {
-            let timer = spawn_expiry(Arc::downgrade(&self.inner), user.clone(), at);
-            if let Ok(mut l) = inner.live.lock() {
-                match l.get_mut(&user) {
-                    Some(slot) => *slot = Some(timer.abort_handle()),
-                    // Released already (cannot happen before we return).
-                    None => timer.abort(),
-                }
-            }
-        }
-        Ok(Lease {
-            user,
-            password,
-            expires_at,
-            template,
-            broker: Some(Arc::clone(&self.inner)),
-        })
-    }
-
-    /// Drops leftovers: roles with the prefix and airlock's marker comment
-    /// that belong to this instance but are not live leases of this process,
-    /// or that have expired (whatever instance made them). Returns how many
-    /// were dropped.
-    pub async fn janitor_pass(&self) -> Result<usize, CredError> {
-        let inner = &self.inner;
-        let target = inner.settings().target;
-        let prefix = &target.ephemeral.name_prefix;
-        let query = format!(
-            "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles \
-             WHERE starts_with(rolname::text, {p}) \
-             AND starts_with(shobj_description(oid, 'pg_authid'), {m})",
-            p = quote_literal(prefix),
-            m = quote_literal(MARKER),
-        );
-        let reply = inner.exec(&query, "").await?;
-        if let Some(err) = reply.error {
-            return Err(inner.server_err(err, ""));
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut doomed = Vec::new();
-        for row in reply.rows {
-            let (Some(Some(name)), Some(Some(comment))) = (row.first(), row.get(1)) else {
-                continue;
-            };
-            if !name.starts_with(prefix.as_str()) {
-                continue;
-            }
-            let Some((instance, expires)) = parse_marker(comment) else {
-                continue;
-            };
-            let expired = expires != 0 && expires <= now;
-            let orphan = instance == inner.instance_id && !inner.is_live(name);
-            if expired || orphan {
-                doomed.push(name.clone());
-            }
-        }
-        let mut dropped = 0;
-        for name in doomed {
-            inner.live_remove(&name);
-            tracing::debug!(target = %inner.target_name, user = %name, "janitor drops ephemeral user");
-            if inner.revoke(&name).await.is_ok() {
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            tracing::info!(target = %inner.target_name, dropped, "janitor dropped leftover ephemeral users");
-        }
-        Ok(dropped)
-    }
-
-    /// Leases of this process not yet released.
-    pub fn live_count(&self) -> usize {
-        self.inner.live.lock().map(|l| l.len()).unwrap_or(0)
-    }
+enum AnyBroker {
+    Pg(Arc<Broker>),
+    My(Arc<MyBroker>),
 }
 
 /// The brokers of a running airlock, one per ephemeral target, kept across
@@ -428,7 +93,7 @@ pub struct Brokers {
 }
 
 /// A broker and its janitor task.
-type BrokerEntry = (Arc<Broker>, Option<JoinHandle<()>>);
+type BrokerEntry = (AnyBroker, Option<JoinHandle<()>>);
 
 impl Brokers {
     pub fn new(instance_id: &str) -> Self {
@@ -449,11 +114,15 @@ impl Brokers {
         tls: impl Fn(&str) -> Option<Arc<rustls::ClientConfig>>,
     ) {
         let Ok(mut map) = self.map.lock() else { return };
-        map.retain(|name, (_, janitor)| {
-            let keep = config
-                .targets
-                .get(name)
-                .is_some_and(|t| t.credentials == CredentialMode::Ephemeral);
+        map.retain(|name, (broker, janitor)| {
+            let keep = config.targets.get(name).is_some_and(|t| {
+                t.credentials == CredentialMode::Ephemeral
+                    && matches!(
+                        (broker, t.protocol),
+                        (AnyBroker::Pg(_), Protocol::Postgres)
+                            | (AnyBroker::My(_), Protocol::Mysql)
+                    )
+            });
             if !keep {
                 if let Some(j) = janitor.take() {
                     j.abort();
@@ -461,27 +130,55 @@ impl Brokers {
             }
             keep
         });
+        let runtime = tokio::runtime::Handle::try_current().ok();
         for (name, target) in &config.targets {
             if target.credentials != CredentialMode::Ephemeral {
                 continue;
             }
             match map.get(name) {
-                Some((broker, _)) => broker.reconfigure(target, tls(name)),
+                Some((AnyBroker::Pg(b), _)) => b.reconfigure(target, tls(name)),
+                Some((AnyBroker::My(b), _)) => b.reconfigure(target, tls(name)),
                 None => {
-                    let broker = Arc::new(Broker::new(name, target, tls(name), &self.instance_id));
-                    let janitor = tokio::runtime::Handle::try_current()
-                        .ok()
-                        .map(|h| h.spawn(janitor_loop(Arc::clone(&broker))));
-                    map.insert(name.clone(), (broker, janitor));
+                    let entry = match target.protocol {
+                        Protocol::Postgres => {
+                            let b =
+                                Arc::new(Broker::new(name, target, tls(name), &self.instance_id));
+                            let janitor = runtime
+                                .as_ref()
+                                .map(|h| h.spawn(pg::janitor_loop(Arc::clone(&b))));
+                            (AnyBroker::Pg(b), janitor)
+                        }
+                        Protocol::Mysql => {
+                            let b =
+                                Arc::new(MyBroker::new(name, target, tls(name), &self.instance_id));
+                            let janitor = runtime
+                                .as_ref()
+                                .map(|h| h.spawn(mysql::janitor_loop(Arc::clone(&b))));
+                            (AnyBroker::My(b), janitor)
+                        }
+                    };
+                    map.insert(name.clone(), entry);
                 }
             }
         }
     }
 
-    /// The broker of an ephemeral target.
+    /// The broker of an ephemeral Postgres target.
     pub fn get(&self, target_name: &str) -> Option<Arc<Broker>> {
         let map = self.map.lock().ok()?;
-        map.get(target_name).map(|(b, _)| Arc::clone(b))
+        match map.get(target_name) {
+            Some((AnyBroker::Pg(b), _)) => Some(Arc::clone(b)),
+            _ => None,
+        }
+    }
+
+    /// The broker of an ephemeral MySQL/MariaDB target.
+    pub fn get_mysql(&self, target_name: &str) -> Option<Arc<MyBroker>> {
+        let map = self.map.lock().ok()?;
+        match map.get(target_name) {
+            Some((AnyBroker::My(b), _)) => Some(Arc::clone(b)),
+            _ => None,
+        }
     }
 }
 
@@ -497,34 +194,38 @@ impl Drop for Brokers {
     }
 }
 
-/// Runs [`Broker::janitor_pass`] now and then every `ephemeral.janitor_interval`
-/// (only once if that is 0). Abort the handle to stop it.
-pub fn spawn_janitor(broker: Arc<Broker>) -> JoinHandle<()> {
-    tokio::spawn(janitor_loop(broker))
-}
-
-async fn janitor_loop(broker: Arc<Broker>) {
-    loop {
-        let interval = broker.inner.settings().target.ephemeral.janitor_interval;
-        if let Err(e) = broker.janitor_pass().await {
-            tracing::warn!(target = %broker.inner.target_name, error = %e, "janitor pass failed");
-        }
-        if interval.is_zero() {
-            return;
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
 /// A stable id for this airlock: a hash of the host name and the Postgres
 /// listen address, so that a restart drops its predecessor's leftovers
 /// while two airlocks on different hosts or ports leave each other's alone.
 pub fn default_instance_id(listen: Option<std::net::SocketAddr>) -> String {
+    instance_id_of(listen, None)
+}
+
+/// [`default_instance_id`] for a config's listeners: the MySQL address
+/// counts too when there is one (two MySQL-only airlocks on one host must
+/// not share an id), and a Postgres-only config keeps its id.
+pub fn instance_id(listen: &crate::config::Listen) -> String {
+    instance_id_of(listen.postgres, listen.mysql)
+}
+
+fn instance_id_of(
+    postgres: Option<std::net::SocketAddr>,
+    mysql: Option<std::net::SocketAddr>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(hostname().as_bytes());
     h.update(b"\0");
-    h.update(listen.map(|a| a.to_string()).unwrap_or_default().as_bytes());
+    h.update(
+        postgres
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    if let Some(mysql) = mysql {
+        h.update(b"\0mysql\0");
+        h.update(mysql.to_string().as_bytes());
+    }
     h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -543,17 +244,11 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// `airlock:ephemeral:<instance>:<expires>` → (instance, expires).
-fn parse_marker(comment: &str) -> Option<(&str, u64)> {
-    let rest = comment.strip_prefix(MARKER)?;
-    let (instance, expires) = rest.rsplit_once(':')?;
-    Some((instance, expires.parse().ok()?))
-}
-
-fn random_name() -> String {
+/// `len` random characters from `[a-z0-9]`.
+fn random_name(len: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..NAME_RANDOM)
+    (0..len)
         .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
         .collect()
 }
@@ -567,204 +262,18 @@ fn random_password() -> Secret {
     Secret::new(pw)
 }
 
-/// Revokes `user` when its TTL runs out, if it is still live then, so that
-/// no session outlives its user even if the session's timer failed.
-fn spawn_expiry(inner: Weak<Inner>, user: String, at: Instant) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at + EXPIRY_GRACE)).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.is_live(&user) {
-            tracing::info!(target = %inner.target_name, "ephemeral user expired; revoking it");
-            inner.release(&user).await;
-        }
-    })
-}
-
-impl Inner {
-    fn settings(&self) -> Settings {
-        match self.settings.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn config_err(&self, message: &str) -> CredError {
-        CredError::Config {
-            target: self.target_name.clone(),
-            message: message.to_owned(),
-        }
-    }
-
-    /// A server error, with the ephemeral role's name taken out.
-    fn server_err(&self, err: sql::ServerError, user: &str) -> CredError {
-        let message = if user.is_empty() {
-            err.message
-        } else {
-            err.message.replace(user, "<ephemeral user>")
-        };
-        CredError::Server {
-            target: self.target_name.clone(),
-            sqlstate: err.sqlstate,
-            message,
-        }
-    }
-
-    fn live_insert(&self, user: &str) {
-        if let Ok(mut l) = self.live.lock() {
-            l.insert(user.to_owned(), None);
-        }
-    }
-
-    /// Whether `user` was live (and now is not). Stops its expiry timer,
-    /// unless that is the caller.
-    fn live_remove(&self, user: &str) -> bool {
-        let entry = self.live.lock().ok().and_then(|mut l| l.remove(user));
-        match entry {
-            Some(timer) => {
-                if let Some(t) = timer {
-                    if tokio::task::try_id() != Some(t.id()) {
-                        t.abort();
-                    }
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn is_live(&self, user: &str) -> bool {
-        self.live
-            .lock()
-            .map(|l| l.contains_key(user))
-            .unwrap_or(false)
-    }
-
-    /// Release by whoever gets there first (session end, drop, expiry).
-    async fn release(&self, user: &str) {
-        if !self.live_remove(user) {
-            return;
-        }
-        let started = Instant::now();
-        if self.revoke(user).await.is_ok() {
-            tracing::info!(
-                target = %self.target_name,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "ephemeral user dropped"
-            );
-        }
-    }
-
-    /// Terminates `user`'s backends and drops the role. A role that is
-    /// already gone counts as dropped. Errors are logged.
-    async fn revoke(&self, user: &str) -> Result<(), CredError> {
-        let statement = format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE usename = {lit}; DROP OWNED BY {ident}; DROP ROLE {ident}",
-            lit = quote_literal(user),
-            ident = quote_ident(user),
-        );
-        let result = match self.exec(&statement, user).await {
-            Ok(Reply { error: None, .. }) => Ok(()),
-            // undefined_object: dropped already (by the janitor, or another airlock).
-            Ok(Reply { error: Some(e), .. }) if e.sqlstate == "42704" => Ok(()),
-            Ok(Reply { error: Some(e), .. }) => Err(self.server_err(e, user)),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            tracing::warn!(target = %self.target_name, error = %e, "could not drop an ephemeral user; the janitor will retry");
-            tracing::debug!(target = %self.target_name, user = %user, "ephemeral user not dropped");
-        }
-        result
-    }
-
-    /// Runs `sql` on the broker connection, logging in first if there is
-    /// none. A reused connection that fails is replaced and the query
-    /// retried once (the statements are safe to repeat: a repeated CREATE
-    /// fails, a repeated drop finds nothing).
-    async fn exec(&self, sql: &str, user: &str) -> Result<Reply, CredError> {
-        let mut slot = self.conn.lock().await;
-        let mut retried = false;
-        loop {
-            let settings = self.settings();
-            if slot
-                .as_ref()
-                .is_some_and(|(g, _)| *g != settings.generation)
-            {
-                *slot = None; // reconfigured: log in afresh
-            }
-            let reused = slot.is_some();
-            let conn = match slot.as_mut() {
-                Some((_, c)) => c,
-                None => {
-                    let c = self.connect(&settings).await?;
-                    &mut slot.insert((settings.generation, c)).1
-                }
-            };
-            let failure = match tokio::time::timeout(self.timeout, simple_query(conn, sql)).await {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(e)) => e.to_string().replace(user, "<ephemeral user>"),
-                Err(_) => "timed out".to_owned(),
-            };
-            *slot = None;
-            if reused && !retried {
-                tracing::debug!(target = %self.target_name, error = %failure, "broker connection failed; reconnecting");
-                retried = true;
-                continue;
-            }
-            return Err(CredError::Connection {
-                target: self.target_name.clone(),
-                message: failure,
-            });
-        }
-    }
-
-    async fn connect(&self, settings: &Settings) -> Result<Conn, CredError> {
-        let params = [(
-            "application_name".to_owned(),
-            "airlock credential broker".to_owned(),
-        )];
-        match upstream::connect(
-            &self.target_name,
-            &settings.target,
-            settings.tls.clone(),
-            &params,
-            self.timeout,
-            self.max_message,
-        )
-        .await
-        {
-            Ok(up) => Ok(up.conn),
-            Err(e) => Err(CredError::Login {
-                target: self.target_name.clone(),
-                message: e.to_string(),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn markers() {
-        assert_eq!(
-            parse_marker("airlock:ephemeral:ab12:1700000000"),
-            Some(("ab12", 1_700_000_000))
-        );
-        assert_eq!(parse_marker("airlock:ephemeral:a:b:5"), Some(("a:b", 5)));
-        assert_eq!(parse_marker("airlock:ephemeral:x"), None);
-        assert_eq!(parse_marker("someone else's role"), None);
-    }
-
-    #[test]
     fn names_and_passwords_are_random() {
-        let a = random_name();
-        assert_eq!(a.len(), NAME_RANDOM);
+        let a = random_name(24);
+        assert_eq!(a.len(), 24);
         assert!(a
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-        assert_ne!(a, random_name());
+        assert_ne!(a, random_name(24));
         let p = random_password();
         assert_eq!(p.expose().len(), PASSWORD_LEN);
         assert_ne!(p.expose(), random_password().expose());
@@ -777,5 +286,19 @@ mod tests {
         assert_eq!(default_instance_id(addr), default_instance_id(addr));
         assert_ne!(default_instance_id(addr), default_instance_id(None));
         assert_eq!(default_instance_id(addr).len(), 16);
+        let pg_only = crate::config::Listen {
+            postgres: addr,
+            ..Default::default()
+        };
+        assert_eq!(instance_id(&pg_only), default_instance_id(addr));
+        let a = crate::config::Listen {
+            mysql: "127.0.0.1:3307".parse().ok(),
+            ..Default::default()
+        };
+        let b = crate::config::Listen {
+            mysql: "127.0.0.1:3308".parse().ok(),
+            ..Default::default()
+        };
+        assert_ne!(instance_id(&a), instance_id(&b));
     }
 }

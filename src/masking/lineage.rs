@@ -293,6 +293,10 @@ impl<'a> Analyzer<'a> {
             };
             t = t.join(if f.json { v.escalate() } else { v });
         }
+        // MySQL `@var := expr` stores a value where masking cannot follow it.
+        if t.rule().is_some() && assigns_variable(node) {
+            return self.write_stop(t, "assigning to a user variable");
+        }
         Ok(t)
     }
 
@@ -320,6 +324,20 @@ impl<'a> Analyzer<'a> {
     }
 
     fn query_inner(&mut self, q: &Query, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        if let (Some(order), SetExpr::Select(s)) = (&q.order_by, q.body.as_ref()) {
+            if assigns_variable(order) {
+                // `ORDER BY (@x := email)`: evaluated over the select's sources.
+                let mut sources = Vec::new();
+                for twj in &s.from {
+                    self.join_tree(twj, &mut sources, outer)?;
+                }
+                let scope = Scope {
+                    sources: &sources,
+                    parent: outer,
+                };
+                self.expr(order, &scope)?;
+            }
+        }
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
                 let name = cte.alias.name.value.to_lowercase();
@@ -379,6 +397,14 @@ impl<'a> Analyzer<'a> {
                     star.extend(e);
                 }
                 let out = self.projection(&s.projection, &sources, &star, outer)?;
+                if assigns_variable(s.as_ref()) {
+                    // `WHERE (@x := email) ...`: any clause may assign.
+                    let scope = Scope {
+                        sources: &sources,
+                        parent: outer,
+                    };
+                    self.expr(s.as_ref(), &scope)?;
+                }
                 if s.into.is_some() {
                     let t = out.taint();
                     if t.rule().is_some() {
@@ -847,6 +873,19 @@ impl<'a> Analyzer<'a> {
                 ),
                 _ => Ok(Shape::NoResult),
             },
+            Statement::Set(_) => {
+                // `SET @x = (SELECT email ...)` would launder a masked value
+                // through a variable that reads back unmasked.
+                let scope = Scope {
+                    sources: &[],
+                    parent: None,
+                };
+                let t = self.expr(st, &scope)?;
+                if t.rule().is_some() {
+                    return self.write_stop(t, "SET of a variable");
+                }
+                Ok(Shape::NoResult)
+            }
             Statement::Explain {
                 statement, analyze, ..
             } => {
@@ -860,7 +899,6 @@ impl<'a> Analyzer<'a> {
             | Statement::Rollback { .. }
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. }
-            | Statement::Set(_)
             | Statement::Use(_)
             | Statement::CreateIndex(_)
             | Statement::CreateSchema { .. }
@@ -999,6 +1037,31 @@ impl<'a> Analyzer<'a> {
             _ => Ok(Out::default()),
         }
     }
+}
+
+/// Whether an expression assigns to a variable (`@x := ...`).
+fn assigns_variable<V: sqlparser::ast::Visit>(node: &V) -> bool {
+    use sqlparser::ast::{BinaryOperator, Expr, Visitor};
+    struct Find(bool);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            if matches!(
+                e,
+                Expr::BinaryOp {
+                    op: BinaryOperator::Assignment,
+                    ..
+                }
+            ) {
+                self.0 = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find(false);
+    let _ = node.visit(&mut f);
+    f.0
 }
 
 /// `a JOIN b USING (k)`: the merged `k` first, then the rest of `a`, then

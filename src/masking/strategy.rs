@@ -93,6 +93,7 @@ impl TypeHint {
 
 /// Masks one text-format value.
 pub fn mask_text(value: &[u8], strategy: Strategy, hint: TypeHint, key: &HashKey) -> MaskedValue {
+    crate::metrics::masked_value();
     if hint == TypeHint::Other {
         return MaskedValue::Null;
     }

@@ -1,25 +1,29 @@
-//! The client leg of the connection phase: airlock's greeting, the client's
-//! HandshakeResponse41 and `mysql_native_password` verification.
+//! The client leg of the connection phase: airlock's greeting, the optional
+//! TLS upgrade (SSLRequest, then rustls with the `[tls]` server config the
+//! Postgres listener uses), the client's HandshakeResponse41 and the
+//! password exchange ([`super::password`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::BytesMut;
 
+use airlock_protocol::mysql::auth::{self, Secret};
 use airlock_protocol::mysql::handshake::{Greeting, Response};
-use airlock_protocol::mysql::{auth, caps, packets, status, CHARSET_UTF8MB4};
+use airlock_protocol::mysql::{caps, status, CHARSET_UTF8MB4};
 
 use super::conn::PacketConn;
 use super::error::MyError;
+use super::password::{exchange, Attempt};
 use crate::proxy::Proxy;
 
 /// What airlock tells clients it is.
 pub const SERVER_VERSION: &str = "5.5.5-10.11.0-airlock";
 
-/// The capabilities airlock offers clients. Not offered: LOCAL_FILES (no
-/// LOAD DATA LOCAL), SSL (not yet), COMPRESS, DEPRECATE_EOF and
-/// SESSION_TRACK (airlock follows responses in the classic EOF format),
-/// NO_SCHEMA.
+/// The capabilities airlock offers clients (plus `CLIENT_SSL` when `[tls]`
+/// is configured). Not offered: LOCAL_FILES (no LOAD DATA LOCAL),
+/// COMPRESS, DEPRECATE_EOF and SESSION_TRACK (airlock follows responses in
+/// the classic EOF format), NO_SCHEMA.
 pub const ADVERTISED: u32 = caps::LONG_PASSWORD
     | caps::FOUND_ROWS
     | caps::LONG_FLAG
@@ -39,13 +43,20 @@ pub const ADVERTISED: u32 = caps::LONG_PASSWORD
 
 static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
 
+/// Collation ids (the handshake's one-byte charset) of character sets whose
+/// multi-byte characters can end in `\` (0x5C): big5, sjis, gbk, cp932,
+/// gb18030. Under them the server would read a backslash where airlock's
+/// UTF-8 view sees part of a character, so string literals could end in
+/// different places.
+pub(crate) const UNSAFE_COLLATIONS: &[u8] = &[1, 84, 13, 88, 28, 87, 95, 96, 248, 249, 250];
+
 /// An authenticated client.
 #[derive(Debug)]
 pub struct Hello {
     /// The identity name.
     pub user: String,
     /// The client's login packet; `capabilities` already masked to
-    /// [`ADVERTISED`].
+    /// [`ADVERTISED`] (so without `CLIENT_SSL`).
     pub response: Response,
 }
 
@@ -61,18 +72,49 @@ pub fn access_denied(user: &str, peer: IpAddr, with_password: bool) -> MyError {
     )
 }
 
-/// Greets the client and checks its password.
+/// The verifiers of identity `user`, if it exists and may log in over MySQL.
+pub fn lookup(proxy: &Proxy, user: &str) -> Option<Secret> {
+    let config = proxy.config();
+    let identity = config.identities.get(user)?;
+    let secret = super::secret(identity);
+    if secret.is_none() {
+        tracing::warn!(identity = %user, "identity has no valid mysql_secret; it cannot log in over MySQL");
+    }
+    secret
+}
+
+/// The secret unknown identities are checked against.
+pub fn mock(proxy: &Proxy) -> Secret {
+    Secret::of(&proxy.mock_secret)
+}
+
+/// Refuses a client collation from [`UNSAFE_COLLATIONS`].
+pub fn check_charset(collation: u16) -> Result<(), MyError> {
+    if u8::try_from(collation).is_ok_and(|c| !UNSAFE_COLLATIONS.contains(&c)) {
+        return Ok(());
+    }
+    Err(MyError::refused(
+        1115,
+        "42000",
+        format!(
+            "airlock: client character set (collation {collation}) is not allowed: its multi-byte characters can contain a backslash; use utf8mb4"
+        ),
+    ))
+}
+
+/// Greets the client, upgrades to TLS if asked, and checks its password.
 pub async fn authenticate(
     proxy: &Proxy,
     client: &mut PacketConn,
     peer: IpAddr,
 ) -> Result<Hello, MyError> {
     let scramble = auth::new_scramble();
+    let tls = proxy.client_tls.as_ref();
     let greeting = Greeting {
         server_version: SERVER_VERSION.into(),
         connection_id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         scramble: scramble.to_vec(),
-        capabilities: ADVERTISED,
+        capabilities: ADVERTISED | if tls.is_some() { caps::SSL } else { 0 },
         charset: CHARSET_UTF8MB4,
         status: status::AUTOCOMMIT,
         auth_plugin: auth::NATIVE.into(),
@@ -82,50 +124,72 @@ pub async fn authenticate(
     client.next_seq = 0;
     client.send(&out).await?;
 
-    let packet = client.read().await?;
+    let mut packet = client.read().await?;
     if Response::is_ssl_request(&packet.payload) {
+        let Some(tls) = tls else {
+            return Err(MyError::refused(
+                1045,
+                "28000",
+                "airlock has no TLS configured for this listener ([tls]); connect without TLS",
+            ));
+        };
+        client.accept_tls(&tls.acceptor).await?;
+        packet = client.read().await?;
+    } else if tls.is_some_and(|t| t.require) {
         return Err(MyError::refused(
             1045,
             "28000",
-            "airlock does not offer TLS on the MySQL listener yet; connect without TLS (e.g. --ssl=0 / ssl-mode=DISABLED)",
+            "airlock requires TLS on this listener; connect with TLS (e.g. --ssl / ssl-mode=REQUIRED)",
         ));
     }
     let mut response =
         Response::parse(&packet.payload).map_err(|e| MyError::Protocol(e.to_string()))?;
     response.capabilities &= ADVERTISED;
+    check_charset(u16::from(response.charset))?;
+    client.capabilities = response.capabilities;
+    client.max_packet = response.max_packet;
     let user = String::from_utf8_lossy(&response.user).into_owned();
-
-    // A client that starts with another plugin (caching_sha2_password from
-    // MySQL 8 clients) is asked to switch.
-    let mut token = response.auth_response.clone();
-    let plugin = response.auth_plugin.as_deref().unwrap_or(auth::NATIVE);
-    if plugin != auth::NATIVE {
-        if response.capabilities & caps::PLUGIN_AUTH == 0 {
-            return Err(access_denied(&user, peer, !token.is_empty()));
-        }
-        let mut switch = BytesMut::new();
-        packets::auth_switch(&mut switch, auth::NATIVE, &scramble);
-        client.send(&switch).await?;
-        token = client.read().await?.payload.to_vec();
-    }
-
-    let config = proxy.config();
-    let stored = config.identities.get(&user).and_then(|i| {
-        let v = super::native_verifier(i);
-        if v.is_none() {
-            tracing::warn!(identity = %user, "identity has no valid mysql_secret; it cannot log in over MySQL");
-        }
-        v
-    });
-    // Unknown identities are checked against a hash no password matches, so
-    // both failures take the same path.
-    let mock = auth::native_hash(&proxy.mock_secret);
-    let ok = auth::native_verify(&scramble, stored.as_ref().unwrap_or(&mock), &token)
-        && stored.is_some();
+    let with_password = !response.auth_response.is_empty();
+    let ok = exchange(
+        client,
+        Attempt {
+            plugin: response.auth_plugin.as_deref().unwrap_or(auth::NATIVE),
+            token: std::mem::take(&mut response.auth_response),
+            greeted: auth::NATIVE,
+            scramble: &scramble,
+            can_switch: response.capabilities & caps::PLUGIN_AUTH != 0,
+            secret: lookup(proxy, &user),
+            mock: mock(proxy),
+        },
+    )
+    .await?;
     if !ok {
         tracing::info!(identity = %user, "MySQL login failed");
-        return Err(access_denied(&user, peer, !token.is_empty()));
+        return Err(access_denied(&user, peer, with_password));
     }
-    response.auth_response = token;
     Ok(Hello { user, response })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_files_and_tls_are_never_passed_on() {
+        // LOAD DATA LOCAL needs CLIENT_LOCAL_FILES: never offered, so
+        // masked off every client's flags (and upstream strips it again).
+        assert_eq!(ADVERTISED & caps::LOCAL_FILES, 0);
+        // CLIENT_SSL is offered separately and masked off the flags the
+        // upstream login copies.
+        assert_eq!(ADVERTISED & caps::SSL, 0);
+        assert_eq!(ADVERTISED & caps::COMPRESS, 0);
+        // gbk_chinese_ci, sjis_japanese_ci, big5_chinese_ci are refused;
+        // utf8mb4_general_ci and latin1_swedish_ci are fine.
+        for unsafe_id in [28, 13, 1] {
+            assert!(UNSAFE_COLLATIONS.contains(&unsafe_id));
+        }
+        for safe in [CHARSET_UTF8MB4, 8, 33, 63] {
+            assert!(!UNSAFE_COLLATIONS.contains(&safe));
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub enum Action {
     Forward(Expect),
     /// COM_RESET_CONNECTION: forward, then re-apply session settings.
     Reset,
+    /// COM_CHANGE_USER: log in again against airlock's identities; the
+    /// session then starts over as the new identity with a fresh upstream
+    /// connection ([`super::change_user`]).
+    ChangeUser,
     /// Answer with an ERR (1047, 08S01) and do not forward.
     Refuse(String),
 }
@@ -90,13 +94,14 @@ pub fn classify(payload: &[u8]) -> Action {
         com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => stmt(None),
         com::PING | com::STATISTICS => Action::Forward(Expect::Single),
         com::RESET_CONNECTION => Action::Reset,
+        com::CHANGE_USER => Action::ChangeUser,
         com::SET_OPTION => match Reader::new(&payload[1..]).u16() {
             // MYSQL_OPTION_MULTI_STATEMENTS_OFF
             Some(1) => Action::Forward(Expect::Single),
             _ => Action::Refuse("COM_SET_OPTION may only turn multi-statements off".into()),
         },
-        // Replication, server administration, re-authentication, and the
-        // shared upstream user's other connections are off limits.
+        // Replication, server administration, and the shared upstream
+        // user's other connections are off limits.
         _ => Action::Refuse(format!("{} is not allowed", name(code))),
     }
 }
@@ -136,12 +141,23 @@ mod tests {
             com::TABLE_DUMP,
             com::SHUTDOWN,
             com::DEBUG,
-            com::CHANGE_USER,
             com::PROCESS_KILL,
             0x99,
         ] {
             assert!(matches!(classify(&[c, 0, 0]), Action::Refuse(_)), "{c:#x}");
         }
         assert!(matches!(classify(&[]), Action::Refuse(_)));
+        assert_eq!(classify(&[com::CHANGE_USER, 0]), Action::ChangeUser);
+        // Multi-statements may be turned off, never on (0 = ON).
+        assert!(matches!(
+            classify(&[com::SET_OPTION, 0, 0]),
+            Action::Refuse(_)
+        ));
+        for c in [com::PING, com::STATISTICS] {
+            assert_eq!(classify(&[c]), Action::Forward(Expect::Single));
+        }
+        assert_eq!(classify(&[com::RESET_CONNECTION]), Action::Reset);
+        assert_eq!(classify(&[com::INIT_DB, b'a']), Action::InitDb);
+        assert_eq!(classify(b"\x04t\0"), Action::FieldList);
     }
 }

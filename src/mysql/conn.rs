@@ -1,6 +1,12 @@
 //! One leg of a session as MySQL packets: buffered reads of whole logical
 //! packets (16 MiB continuations joined for inspection, raw bytes kept for
 //! forwarding) and the sequence id of the next packet airlock sends.
+//!
+//! The leg starts on plain TCP and may be upgraded to TLS once, right after
+//! the SSLRequest ([`PacketConn::accept_tls`] on the client leg,
+//! [`PacketConn::connect_tls`] upstream). An upgrade with bytes already
+//! buffered is refused: those bytes were sent before the handshake and must
+//! not be taken as protected.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,6 +15,7 @@ use tokio::net::TcpStream;
 use airlock_protocol::mysql::frame;
 
 use super::error::MyError;
+use crate::net::Stream;
 
 /// One logical packet.
 #[derive(Debug, Clone)]
@@ -29,23 +36,115 @@ pub enum Leg {
 }
 
 pub struct PacketConn {
-    pub stream: TcpStream,
+    /// `None` only while a TLS upgrade is under way (or after one failed).
+    stream: Option<Stream>,
     rbuf: BytesMut,
     max: usize,
     leg: Leg,
     /// Sequence id of the next packet airlock writes on this leg.
     pub next_seq: u8,
+    /// Client leg: the capability flags negotiated at login (masked to what
+    /// airlock offers), for parsing later commands such as COM_CHANGE_USER.
+    pub capabilities: u32,
+    /// Client leg: the max packet size the client announced at login.
+    pub max_packet: u32,
 }
 
 impl PacketConn {
     pub fn new(stream: TcpStream, max: usize, leg: Leg) -> Self {
         PacketConn {
-            stream,
+            stream: Some(Stream::Plain(stream)),
             rbuf: BytesMut::with_capacity(16 * 1024),
             max,
             leg,
             next_seq: 0,
+            capabilities: 0,
+            max_packet: 0,
         }
+    }
+
+    /// The peer's IP address, for messages.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        let addr = match self.stream.as_ref()? {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::ServerTls(s) => s.get_ref().0.peer_addr(),
+            Stream::ClientTls(s) => s.get_ref().0.peer_addr(),
+        };
+        addr.ok().map(|a| a.ip())
+    }
+
+    /// True once the leg runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(Stream::is_tls)
+    }
+
+    fn gone(&self, detail: impl std::fmt::Display) -> MyError {
+        match self.leg {
+            Leg::Client => {
+                tracing::debug!(error = %detail, "client connection failed");
+                MyError::ClientGone
+            }
+            Leg::Server => MyError::Upstream(detail.to_string()),
+        }
+    }
+
+    /// The error for a leg whose stream was lost in a failed TLS upgrade.
+    fn lost(leg: Leg) -> MyError {
+        match leg {
+            Leg::Client => MyError::ClientGone,
+            Leg::Server => MyError::Upstream("connection lost in a TLS upgrade".into()),
+        }
+    }
+
+    fn io(&mut self) -> Result<&mut Stream, MyError> {
+        let leg = self.leg;
+        self.stream.as_mut().ok_or_else(|| Self::lost(leg))
+    }
+
+    /// Takes the plain TCP stream for a TLS upgrade.
+    fn take_plain(&mut self) -> Result<TcpStream, MyError> {
+        if !self.rbuf.is_empty() {
+            return Err(MyError::Protocol(
+                "data sent before the TLS handshake completed".into(),
+            ));
+        }
+        match self.stream.take() {
+            Some(Stream::Plain(tcp)) => Ok(tcp),
+            other => {
+                self.stream = other;
+                Err(MyError::Protocol("TLS requested twice".into()))
+            }
+        }
+    }
+
+    /// Client leg: completes the TLS handshake after an SSLRequest.
+    pub async fn accept_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> Result<(), MyError> {
+        let tcp = self.take_plain()?;
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| MyError::Protocol(format!("TLS handshake failed: {e}")))?;
+        self.stream = Some(Stream::ServerTls(Box::new(tls)));
+        Ok(())
+    }
+
+    /// Upstream leg: starts TLS after airlock sent its SSLRequest.
+    pub async fn connect_tls(
+        &mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        host: &str,
+    ) -> Result<(), MyError> {
+        let tcp = self.take_plain()?;
+        let name = crate::tls::server_name(host).map_err(|e| MyError::Upstream(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| MyError::Upstream(format!("TLS handshake with the server failed: {e}")))?;
+        self.stream = Some(Stream::ClientTls(Box::new(tls)));
+        Ok(())
     }
 
     /// A packet already buffered, without reading.
@@ -75,14 +174,11 @@ impl PacketConn {
             if let Some(p) = self.buffered()? {
                 return Ok(p);
             }
-            let n = match self.stream.read_buf(&mut self.rbuf).await {
-                Ok(n) => n,
-                Err(e) if self.leg == Leg::Client => {
-                    tracing::debug!(error = %e, "client read failed");
-                    return Err(MyError::ClientGone);
-                }
-                Err(e) => return Err(MyError::Upstream(e.to_string())),
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(Self::lost(self.leg));
             };
+            let r = stream.read_buf(&mut self.rbuf).await;
+            let n = r.map_err(|e| self.gone(e))?;
             if n == 0 {
                 return Err(match self.leg {
                     Leg::Client => MyError::ClientGone,
@@ -94,11 +190,13 @@ impl PacketConn {
 
     /// Writes bytes as they are (forwarding).
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), MyError> {
-        let leg = self.leg;
-        self.stream.write_all(bytes).await.map_err(|e| match leg {
-            Leg::Client => MyError::ClientGone,
-            Leg::Server => MyError::Upstream(e.to_string()),
-        })
+        let r = self.io()?.write_all(bytes).await;
+        if let Err(e) = r {
+            return Err(self.gone(e));
+        }
+        // TLS streams buffer; plain TCP flushes as a no-op.
+        let r = self.io()?.flush().await;
+        r.map_err(|e| self.gone(e))
     }
 
     /// Frames `payload` with [`Self::next_seq`] and writes it.
@@ -113,5 +211,12 @@ impl PacketConn {
         let mut p = BytesMut::new();
         airlock_protocol::mysql::packets::err(&mut p, code, state, message);
         self.send(&p).await
+    }
+
+    /// Closes the write side (best effort).
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.stream.as_mut() {
+            let _ = s.shutdown().await;
+        }
     }
 }

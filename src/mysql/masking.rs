@@ -1,18 +1,23 @@
-//! Masking on the MySQL wire (text protocol).
+//! Masking on the MySQL wire: what a session needs to mask, and how one
+//! column and one row are treated. The reply walk is in
+//! [`super::reply_mask`]; binary rows are decoded in [`super::binary_row`].
 //!
-//! * COM_QUERY text is planned with [`Masker::plan`]; a `Block` plan refuses
-//!   the statement. Each result (OK or result set) of the reply consumes the
-//!   next statement's plan; results beyond the plans are opaque.
+//! * COM_QUERY and COM_STMT_PREPARE text is planned with [`Masker::plan`]
+//!   against the session's catalog snapshot ([`super::catalog`]); a `Block`
+//!   plan refuses the statement. Each result (OK or result set) of a reply
+//!   consumes the next statement's plan; results beyond the plans are
+//!   opaque. A prepared statement keeps its plan for its executions.
 //! * Each result set's column definitions are parsed; a column's mask comes
 //!   from the plan (or [`Masker::mask_for_name`] for opaque and extra
 //!   columns), and [`Masker::mask_for_column`] on the definition's
 //!   `schema.org_table.org_name` overrides an unmasked verdict (source
 //!   attribution, defense in depth).
-//! * Text rows of a result with a masked column are rewritten; rows that do
-//!   not change are forwarded as received.
+//! * Text and binary rows of a result with a masked column are rewritten;
+//!   rows that do not change are forwarded as received. A masked value of a
+//!   text-like column becomes the strategy's string; of any other type it
+//!   becomes NULL (valid for every type), as in text rows, so column
+//!   definitions never need to change.
 //! * ERR messages are scrubbed by the principal's value detectors.
-//! * Server-side prepared statements (binary rows) whose plan or columns
-//!   need masking are refused at COM_STMT_PREPARE.
 
 use std::sync::Arc;
 
@@ -22,7 +27,13 @@ use airlock_protocol::mysql::frame::MAX_PAYLOAD;
 use airlock_protocol::mysql::packets;
 use airlock_protocol::mysql::wire::{self, Reader};
 
-use crate::masking::{detect, types, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan};
+use super::binary_row::{self, Change};
+use super::catalog::MyCatalog;
+use super::reply_mask::ReplyMask;
+use super::response::Expect;
+use crate::masking::{
+    detect, types, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
+};
 use crate::policy::{Dialect, Principal, SessionContext};
 
 /// What a session needs to mask.
@@ -30,6 +41,22 @@ pub struct MyMask {
     pub masker: Arc<Masker>,
     pub principal: Principal,
     pub detectors: DetectorSet,
+    /// The upstream catalog snapshot, when it could be loaded.
+    pub catalog: Option<Arc<MyCatalog>>,
+    /// Set after DDL: reload the snapshot before the next plan.
+    pub catalog_stale: bool,
+    /// Plans of the prepared statements airlock allowed, by statement id.
+    pub statements: std::collections::HashMap<u32, StmtMask>,
+}
+
+/// What masking keeps per prepared statement.
+#[derive(Debug, Clone, Default)]
+pub struct StmtMask {
+    /// The statement's plan (`None`: opaque).
+    pub plan: Option<StatementPlan>,
+    /// The actions and column types of its open cursor (COM_STMT_FETCH
+    /// replies carry rows only).
+    pub cursor: Option<super::reply_mask::Cursor>,
 }
 
 /// The parts of a column definition (protocol 4.1) masking looks at.
@@ -76,7 +103,51 @@ pub struct Action {
     pub text_like: bool,
 }
 
+impl Action {
+    pub fn is_clear(&self) -> bool {
+        self.mask == ColumnMask::Clear
+    }
+}
+
 impl MyMask {
+    /// Remembers an allowed prepare's plan under its statement id.
+    pub fn prepared(&mut self, id: u32, plans: Vec<StatementPlan>) {
+        let plan = plans.into_iter().next();
+        self.statements.insert(id, StmtMask { plan, cursor: None });
+    }
+
+    /// The masking state for the reply to a command on statement `id`.
+    pub fn reply_for(&self, id: u32, expect: Expect) -> ReplyMask {
+        let stmt = self.statements.get(&id);
+        match expect {
+            Expect::Fetch => {
+                ReplyMask::new(expect, Vec::new(), stmt.and_then(|s| s.cursor.clone()))
+            }
+            _ => ReplyMask::new(
+                expect,
+                stmt.and_then(|s| s.plan.clone()).into_iter().collect(),
+                None,
+            ),
+        }
+    }
+
+    /// After an execute: keeps what the statement's cursor fetches need.
+    pub fn executed(&mut self, id: u32, expect: Expect, reply: &mut ReplyMask) {
+        if expect != Expect::Execute {
+            return;
+        }
+        let cursor = match reply.cursor(self) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(statement = id, reason = %e, "cursor rows will be refused");
+                None
+            }
+        };
+        if let Some(s) = self.statements.get_mut(&id) {
+            s.cursor = cursor;
+        }
+    }
+
     /// Plans a statement text; `Err` is the refusal message.
     pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Result<Vec<StatementPlan>, String> {
         let Ok(sql) = std::str::from_utf8(sql) else {
@@ -84,25 +155,19 @@ impl MyMask {
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
             );
         };
+        let catalog: &dyn Catalog = match &self.catalog {
+            Some(c) => c.as_ref(),
+            None => &NoCatalog,
+        };
         let plans = self
             .masker
-            .plan(&self.principal, Dialect::MySql, sql, ctx, &NoCatalog);
+            .plan(&self.principal, Dialect::MySql, sql, ctx, catalog);
         for p in &plans {
             if let StatementPlan::Block { rule, message } = p {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
             }
         }
         Ok(plans)
-    }
-
-    /// Whether a prepared statement with these plans would need masking
-    /// (its binary rows cannot be masked yet).
-    pub fn prepared_needs_masking(&self, plans: &[StatementPlan]) -> bool {
-        plans.iter().any(|p| match p {
-            StatementPlan::NoResult => false,
-            StatementPlan::Columns(c) => c.iter().any(|m| *m != ColumnMask::Clear),
-            StatementPlan::Opaque | StatementPlan::Block { .. } => true,
-        })
     }
 
     /// The source-attributed mask of a column definition, if any.
@@ -191,6 +256,38 @@ impl MyMask {
             return Err("a masked row would exceed 16 MiB".into());
         }
         Ok(Some(out.to_vec()))
+    }
+
+    /// Rewrites a binary row (`types`: the column type codes); `Ok(None)`
+    /// when nothing changes. Masked values of text-like columns become the
+    /// strategy's string, of other columns NULL; detectors look at
+    /// text-like values only.
+    pub fn rewrite_binary_row(
+        &self,
+        actions: &[Action],
+        types: &[u8],
+        row: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        let out = binary_row::rewrite(row, types, |i, value| {
+            let (Some(a), Some(v)) = (actions.get(i), value) else {
+                return Change::Keep;
+            };
+            match &a.mask {
+                ColumnMask::Clear => Change::Keep,
+                ColumnMask::Detect if !a.text_like => Change::Keep,
+                ColumnMask::Mask { .. } if !a.text_like => Change::Null,
+                mask => match self.masker.apply(mask, Some(v), true, self.detectors) {
+                    Some(std::borrow::Cow::Borrowed(_)) => Change::Keep,
+                    Some(std::borrow::Cow::Owned(new)) => Change::Text(new),
+                    None => Change::Null,
+                },
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        if out.as_ref().is_some_and(|o| o.len() >= MAX_PAYLOAD) {
+            return Err("a masked row would exceed 16 MiB".into());
+        }
+        Ok(out)
     }
 
     /// A scrubbed ERR payload, when the message held something detectable.

@@ -68,6 +68,8 @@ pub struct Tracker {
     pub prepared: Option<u32>,
     /// Whether the reply (or its last result) was an ERR.
     pub error: bool,
+    /// Rows returned plus rows affected (OK packets), for the audit log.
+    pub rows: u64,
 }
 
 impl Tracker {
@@ -81,6 +83,7 @@ impl Tracker {
             state,
             prepared: None,
             error: false,
+            rows: 0,
         }
     }
 
@@ -131,6 +134,9 @@ impl Tracker {
             (State::First, Expect::FieldList) => (State::First, Step::More),
             (State::First, _) if first == packets::OK => {
                 self.error = false;
+                let mut r = Reader::new(p);
+                r.u8();
+                self.rows = self.rows.saturating_add(r.lenenc().unwrap_or(0));
                 match more(p) {
                     true => (State::First, Step::More),
                     false => (State::Done, Step::Done),
@@ -171,6 +177,9 @@ impl Tracker {
             }
         };
         self.state = next;
+        if step == Step::Row {
+            self.rows += 1;
+        }
         Ok(step)
     }
 }
@@ -222,6 +231,7 @@ mod tests {
             ]
         );
         assert!(t.is_done());
+        assert_eq!(t.rows, 2 + 1);
         assert!(t.feed(&ok(0)).is_err());
     }
 

@@ -7,18 +7,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use airlock_protocol::mysql::{com, packets, status};
 
+use super::audit_hook::{self, MyAudit};
 use super::client_auth::{authenticate, Hello};
 use super::commands::{classify, Action};
 use super::conn::{Leg, Packet, PacketConn};
 use super::error::MyError;
-use super::masking::{Action as ColAction, ColumnDef, MyMask};
+use super::masking::MyMask;
+use super::reply_mask::{Outcome, ReplyMask};
 use super::response::{Expect, Step, Tracker};
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
@@ -42,13 +43,20 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("mysql_session", id, client = %peer);
+    let _connection = crate::metrics::connection(crate::metrics::Protocol::Mysql);
+    let span = tracing::info_span!(
+        "mysql_session",
+        id,
+        client = %peer,
+        identity = tracing::field::Empty,
+        model = tracing::field::Empty,
+    );
     async move {
         let _ = tcp.set_nodelay(true);
         let max = proxy.config().limits.max_message_size.0;
         let mut client = PacketConn::new(tcp, max, Leg::Client);
         let result = match permit {
-            Some(_) => serve(&proxy, &mut client, peer).await,
+            Some(_) => serve(&proxy, &mut client, peer, id).await,
             None => Err(MyError::refused(
                 1040,
                 "08004",
@@ -63,7 +71,7 @@ pub async fn run(
         if let Some((code, state, message)) = result.err().and_then(|e| e.to_client()) {
             let _ = client.send_err(code, state, &message).await;
         }
-        let _ = client.stream.shutdown().await;
+        client.shutdown().await;
     }
     .instrument(span)
     .await
@@ -73,8 +81,34 @@ async fn serve(
     proxy: &Arc<Proxy>,
     client: &mut PacketConn,
     peer: SocketAddr,
+    session_id: u64,
 ) -> Result<(), MyError> {
-    let Hello { user, response } = authenticate(proxy, client, peer.ip()).await?;
+    let mut hello = match authenticate(proxy, client, peer.ip()).await {
+        Ok(hello) => hello,
+        Err(e) => {
+            if let Some(log) = &proxy.audit {
+                audit_hook::auth_failed(log, session_id, &e, &peer.to_string());
+            }
+            return Err(e);
+        }
+    };
+    // COM_CHANGE_USER starts over as the new identity.
+    while let Some(next) = serve_as(proxy, client, peer, session_id, hello).await? {
+        hello = next;
+    }
+    Ok(())
+}
+
+/// The session of one authenticated identity; `Some` when the client
+/// re-authenticated with COM_CHANGE_USER.
+async fn serve_as(
+    proxy: &Arc<Proxy>,
+    client: &mut PacketConn,
+    peer: SocketAddr,
+    session_id: u64,
+    hello: Hello,
+) -> Result<Option<Hello>, MyError> {
+    let Hello { user, response } = hello;
     let config = proxy.config();
     let identity = config
         .identities
@@ -111,6 +145,11 @@ async fn serve(
         groups: identity.groups.clone(),
         target: database.clone(),
     };
+    let span = tracing::Span::current();
+    span.record("identity", user.as_str());
+    if let Some(m) = &identity.model {
+        span.record("model", m.as_str());
+    }
     tracing::info!(identity = %user, model = identity.model.as_deref().unwrap_or(""), target = %database, "agent authenticated");
     let mask = proxy
         .masker()
@@ -119,29 +158,77 @@ async fn serve(
             detectors: masker.detectors_for(&principal),
             masker,
             principal: principal.clone(),
+            catalog: None,
+            catalog_stale: true,
+            statements: Default::default(),
         });
     let gate = proxy.gate();
     let settings = gate.session_settings(&principal);
-    let up = upstream::connect(
-        target,
+    // Ephemeral credentials (crate::credentials::mysql): the session's own user.
+    let lease = crate::credentials::mysql::lease_for(proxy, &database, target, &principal).await?;
+    let leased = lease.as_ref().map(|l| l.target(target));
+    let up = match upstream::connect(
+        leased.as_ref().unwrap_or(target),
         &response,
         &settings,
         config.limits.connect_timeout,
         config.limits.max_message_size.0,
+        proxy.upstream_tls(&database),
     )
-    .await?;
+    .await
+    {
+        Ok(up) => up,
+        Err(e) => {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(
         server_connection = up.connection_id,
         read_only = settings.read_only,
         "upstream connected"
     );
 
+    let audit = proxy.audit.as_ref().map(|log| {
+        let program = response
+            .attributes
+            .iter()
+            .find(|(k, _)| k == b"program_name")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        MyAudit::new(
+            Arc::clone(log),
+            proxy.audit_fail_closed,
+            session_id,
+            &principal,
+            &peer.to_string(),
+            program.as_deref(),
+            &target.database,
+        )
+    });
+
     let mut ok = BytesMut::new();
     packets::ok(&mut ok, 0, 0, status::AUTOCOMMIT, 0);
     client.send(&ok).await?;
+    if let Some(a) = &audit {
+        a.connect();
+    }
 
+    let live = proxy.live.register(crate::admin::live::SessionInfo {
+        user: principal.user.clone(),
+        model: principal.model.clone(),
+        ..crate::admin::live::SessionInfo::now(
+            session_id,
+            "mysql",
+            &principal.identity,
+            peer.to_string(),
+            &principal.target,
+        )
+    });
     let mut session = Session {
         proxy,
+        session_id,
         target,
         principal,
         settings,
@@ -151,14 +238,32 @@ async fn serve(
         },
         prepared: HashSet::new(),
         mask,
+        audit,
         client,
         up,
+        changed: None,
     };
-    session.commands().await
+    let expires_at = lease.as_ref().and_then(|l| l.expires_at);
+    let result = tokio::select! {
+        r = crate::credentials::mysql::until_expiry(expires_at, session.commands()) => r,
+        () = live.terminated() => Err(MyError::refused(1927, "70100", "airlock: session terminated by an administrator")),
+    };
+    if crate::credentials::mysql::is_expiry(&result) {
+        session.client.next_seq = 1; // the ERR answers the client's next command
+    }
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    if let Some(a) = &session.audit {
+        a.disconnect();
+    }
+    result.map(|()| session.changed.take())
 }
 
 struct Session<'a> {
     proxy: &'a Arc<Proxy>,
+    /// For approval requests.
+    session_id: u64,
     target: &'a Target,
     principal: Principal,
     settings: SessionSettings,
@@ -167,8 +272,12 @@ struct Session<'a> {
     prepared: HashSet<u32>,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
+    /// Set when the audit log is configured.
+    audit: Option<MyAudit>,
     client: &'a mut PacketConn,
     up: Upstream,
+    /// Set by COM_CHANGE_USER: the session ends and starts over as this.
+    changed: Option<Hello>,
 }
 
 impl Session<'_> {
@@ -211,24 +320,48 @@ impl Session<'_> {
                     .await?;
             }
             Action::Query => {
-                if let Some(effects) = self.judge(Source::Query, &payload[1..]).await? {
-                    let Some(plans) = self.plan_masking(&payload[1..], false).await? else {
+                let Some(sql) = self.vet_text(&payload[1..]).await? else {
+                    return Ok(true);
+                };
+                if let Some(effects) = self.judge(Source::Query, &sql).await? {
+                    let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
+                    if !self.audit_begin(&payload[1..], plans.as_deref()).await? {
+                        return Ok(true);
+                    }
                     self.apply(effects);
                     self.up.conn.write_raw(&cmd.raw).await?;
-                    self.relay_with(Expect::Query, plans).await?;
+                    let mut reply = self
+                        .mask
+                        .as_ref()
+                        .map(|_| ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None));
+                    let t = self.relay_masked(Expect::Query, &mut reply).await?;
+                    self.audit_finish(&t);
+                    if let Some(m) = self.mask.as_mut() {
+                        m.catalog_stale |= super::catalog::may_change_catalog(&payload[1..]);
+                    }
                 }
             }
             Action::Prepare => {
-                if let Some(effects) = self.judge(Source::Parse, &payload[1..]).await? {
-                    if self.plan_masking(&payload[1..], true).await?.is_none() {
+                let Some(sql) = self.vet_text(&payload[1..]).await? else {
+                    return Ok(true);
+                };
+                if let Some(effects) = self.judge(Source::Parse, &sql).await? {
+                    let Some(plans) = self.plan_masking(&sql).await? else {
+                        return Ok(true);
+                    };
+                    if !self.audit_begin(&payload[1..], plans.as_deref()).await? {
                         return Ok(true);
                     }
                     self.apply(effects);
                     let t = self.forward(&cmd.raw, Expect::Prepare).await?;
+                    self.audit_finish(&t);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
+                        if let Some(m) = self.mask.as_mut() {
+                            m.prepared(id, plans.unwrap_or_default());
+                        }
                     }
                 }
             }
@@ -286,11 +419,19 @@ impl Session<'_> {
                 }
                 match reply {
                     Some(expect) => {
-                        self.forward(&cmd.raw, expect).await?;
+                        let mut reply = self.mask.as_ref().map(|m| m.reply_for(id, expect));
+                        self.up.conn.write_raw(&cmd.raw).await?;
+                        self.relay_masked(expect, &mut reply).await?;
+                        if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
+                            m.executed(id, expect, r);
+                        }
                     }
                     None => {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
+                            if let Some(m) = self.mask.as_mut() {
+                                m.statements.remove(&id);
+                            }
                         }
                         self.up.conn.write_raw(&cmd.raw).await?;
                     }
@@ -299,21 +440,52 @@ impl Session<'_> {
             Action::Forward(expect) => {
                 self.forward(&cmd.raw, expect).await?;
             }
+            Action::ChangeUser => {
+                let hello =
+                    super::change_user::reauthenticate(self.proxy, self.client, payload).await?;
+                // The old upstream session goes; the new identity logs in
+                // afresh (its own credential, settings and checks).
+                let _ = self.up.conn.write_raw(&[1, 0, 0, 0, com::QUIT]).await;
+                self.changed = Some(hello);
+                return Ok(false);
+            }
             Action::Reset => {
                 self.up.conn.write_raw(&cmd.raw).await?;
                 let reply = self.up.conn.read().await?;
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
+                    if let Some(m) = self.mask.as_mut() {
+                        m.statements.clear();
+                    }
                     self.context = SessionContext {
                         current_database: Some(self.target.database.clone()),
                         ..Default::default()
                     };
-                    upstream::apply_settings(&mut self.up, &self.settings).await?;
+                    upstream::prepare_session(&mut self.up, &self.settings).await?;
                 }
                 self.client.write_raw(&reply.raw).await?;
             }
         }
         Ok(true)
+    }
+
+    /// The text to judge for a client's statement: executable comments
+    /// expanded for the server, sql_mode changes vetted
+    /// ([`super::statement_text`]). `None` when refused (the client has its
+    /// ERR).
+    async fn vet_text<'b>(
+        &mut self,
+        sql: &'b [u8],
+    ) -> Result<Option<std::borrow::Cow<'b, [u8]>>, MyError> {
+        match super::statement_text::vet(sql, &self.up.info) {
+            Ok(text) => Ok(Some(text)),
+            Err(why) => {
+                tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %why, "statement refused");
+                self.refuse(1142, "42000", &format!("airlock: {why}"))
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Sends a locally generated ERR for the current command.
@@ -336,19 +508,24 @@ impl Session<'_> {
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %String::from_utf8_lossy(sql), "observe mode: would refuse");
         }
-        // Executable comments (`/*! ... */`, `/*M! ... */`) run on the server
-        // but hide from parsers; refused outright (string literals included).
-        let executable =
-            sql.windows(3).any(|w| w == b"/*!") || sql.windows(4).any(|w| w == b"/*M!");
+        // Executable comments and sql_mode changes: the text must already
+        // be what the server parses (see `vet_text`).
+        let unvetted = super::statement_text::unvetted(sql, &self.up.info);
         let refusal = match &judgement.decision {
-            _ if executable => {
-                Some("airlock: executable comments (/*! ... */) are not allowed".to_owned())
-            }
+            _ if unvetted.is_some() => unvetted,
             Decision::Allow => None,
-            d @ (Decision::Block { .. } | Decision::RequireApproval { .. }) => {
-                Some(format!("airlock: {d}"))
+            d @ Decision::RequireApproval { rule, message } => {
+                match self.approval(sql, rule, message).await {
+                    None => Some(format!("airlock: {d}")),
+                    Some(outcome) => outcome.refusal(rule),
+                }
             }
+            d @ Decision::Block { .. } => Some(format!("airlock: {d}")),
         };
+        crate::metrics::statement(match refusal {
+            None => crate::audit::AuditDecision::Allow,
+            Some(_) => crate::audit::AuditDecision::Block,
+        });
         // USE of any other database is refused whatever the rules say.
         let refusal = refusal.or_else(|| {
             judgement
@@ -358,6 +535,12 @@ impl Session<'_> {
                 .filter(|db| **db != self.target.database)
                 .map(|db| format!("airlock: only the target's database may be used, not '{db}'"))
         });
+        if let Some(a) = self.audit.as_mut() {
+            a.judged(judgement.would.as_ref());
+            if let Some(message) = &refusal {
+                a.refused(sql, &judgement.decision, message);
+            }
+        }
         match refusal {
             None => Ok(Some(judgement.effects)),
             Some(message) => {
@@ -366,6 +549,28 @@ impl Session<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// Holds a statement a `require_approval` rule matched until a human
+    /// decides; `None` when approvals are not enabled.
+    async fn approval(
+        &self,
+        sql: &[u8],
+        rule: &str,
+        message: &str,
+    ) -> Option<crate::approvals::Outcome> {
+        let request = crate::approvals::HoldRequest {
+            statement: String::from_utf8_lossy(sql).into_owned(),
+            identity: self.principal.identity.clone(),
+            user: self.principal.user.clone(),
+            model: self.principal.model.clone(),
+            rule: rule.to_owned(),
+            message: message.to_owned(),
+            session: self.session_id,
+            protocol: "mysql",
+            target: self.principal.target.clone(),
+        };
+        crate::approvals::wait::hold_and_wait(self.proxy, request).await
     }
 
     fn apply(&mut self, effects: Effects) {
@@ -395,54 +600,79 @@ impl Session<'_> {
     async fn plan_masking(
         &mut self,
         sql: &[u8],
-        prepare: bool,
     ) -> Result<Option<Option<Vec<StatementPlan>>>, MyError> {
+        if let Some(mask) = self.mask.as_mut().filter(|m| m.catalog_stale) {
+            mask.catalog = Some(Arc::new(super::catalog::load(&mut self.up.conn).await?));
+            mask.catalog_stale = false;
+        }
         let Some(mask) = &self.mask else {
             return Ok(Some(None));
         };
         let refusal = match mask.plan(sql, &self.context) {
             Err(message) => message,
-            Ok(plans) if prepare && mask.prepared_needs_masking(&plans) => {
-                "airlock: masked columns are not supported over server-side prepared statements yet; use text queries".to_owned()
-            }
             Ok(plans) => return Ok(Some(Some(plans))),
         };
         tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %refusal, "statement refused by masking");
+        if let Some(a) = self.audit.as_mut() {
+            a.refused(sql, &crate::policy::Decision::Allow, &refusal);
+        }
         self.refuse(1142, "42000", &refusal).await?;
         Ok(None)
     }
 
-    /// Relays the server's reply to the client until it is complete.
-    async fn relay(&mut self, expect: Expect) -> Result<Tracker, MyError> {
-        self.relay_with(expect, None).await
+    /// Tells the audit log an allowed statement is about to run; `false`
+    /// when it was refused instead (the log is failing and airlock fails
+    /// closed; the client has its ERR).
+    async fn audit_begin(
+        &mut self,
+        sql: &[u8],
+        plans: Option<&[StatementPlan]>,
+    ) -> Result<bool, MyError> {
+        let Some(a) = self.audit.as_mut() else {
+            return Ok(true);
+        };
+        match a.begin(sql, plans) {
+            Ok(()) => Ok(true),
+            Err(message) => {
+                tracing::warn!(reason = %message, "statement refused: audit log unavailable");
+                self.refuse(1142, "42000", &message).await?;
+                Ok(false)
+            }
+        }
     }
 
-    /// Relays a reply, masking result sets by `plans` (one per statement)
-    /// when the session masks.
-    async fn relay_with(
+    /// Records the statement [`Self::audit_begin`] let through.
+    fn audit_finish(&mut self, tracker: &Tracker) {
+        if let Some(a) = self.audit.as_mut() {
+            a.finish(tracker);
+        }
+    }
+
+    /// Relays the server's reply to the client until it is complete.
+    async fn relay(&mut self, expect: Expect) -> Result<Tracker, MyError> {
+        let mut reply = self
+            .mask
+            .as_ref()
+            .map(|_| ReplyMask::new(expect, Vec::new(), None));
+        self.relay_masked(expect, &mut reply).await
+    }
+
+    /// Relays a reply, masking its result sets and scrubbing its errors
+    /// with `reply` (see [`super::reply_mask`]) when the session masks.
+    async fn relay_masked(
         &mut self,
         expect: Expect,
-        plans: Option<Vec<StatementPlan>>,
+        reply: &mut Option<ReplyMask>,
     ) -> Result<Tracker, MyError> {
         let mut tracker = Tracker::new(expect);
         let mut out = BytesMut::new();
         let mut swallow = false;
         let mut refusal: Option<(u16, &str, String)> = None;
-        let masking = self.mask.is_some();
-        // Prepare replies are held back until their columns are vetted.
-        let hold = masking && expect == Expect::Prepare;
-        let start_seq = self.client.next_seq;
-        let mut prepare_blocked = false;
-        // Per result set: its plan index, column definitions, actions.
-        let mut result = 0usize;
-        let mut plan: Option<StatementPlan> = None;
-        let mut cols: Vec<ColumnDef> = Vec::new();
-        let mut actions: Option<Vec<ColAction>> = None;
         while !tracker.is_done() {
             let p = match self.up.conn.buffered()? {
                 Some(p) => p,
                 None => {
-                    if !out.is_empty() && !hold {
+                    if !out.is_empty() {
                         self.client.write_raw(&out).await?;
                         out.clear();
                     }
@@ -467,101 +697,26 @@ impl Session<'_> {
             if swallow {
                 continue;
             }
-            let mut replaced: Option<Vec<u8>> = None;
-            if let Some(mask) = &self.mask {
-                match step {
-                    Step::ColumnCount if expect == Expect::Query => {
-                        plan = plans.as_ref().and_then(|ps| ps.get(result).cloned());
-                        result += 1;
-                        cols.clear();
-                        actions = None;
-                    }
-                    Step::Column => {
-                        let def =
-                            super::masking::parse_column_def(&p.payload).ok_or_else(|| {
-                                MyError::Upstream("malformed column definition".into())
-                            })?;
-                        if expect == Expect::Prepare && mask.source_mask(&def).is_some() {
-                            prepare_blocked = true;
-                        }
-                        cols.push(def);
-                    }
-                    Step::Row if expect == Expect::Query => {
-                        if actions.is_none() {
-                            match mask.actions(plan.as_ref(), &cols) {
-                                Ok(a) => {
-                                    let all_clear = a
-                                        .iter()
-                                        .all(|a| a.mask == crate::masking::ColumnMask::Clear);
-                                    actions = Some(if all_clear { Vec::new() } else { a });
-                                }
-                                Err(m) => {
-                                    swallow = true;
-                                    refusal = Some((1142, "42000", m));
-                                    continue;
-                                }
-                            }
-                        }
-                        if let Some(a) = actions.as_ref().filter(|a| !a.is_empty()) {
-                            match mask.rewrite_row(a, &p.payload) {
-                                Ok(new) if new.is_some() && p.first_seq != p.last_seq => {
-                                    swallow = true;
-                                    refusal = Some((
-                                        1153,
-                                        "08S01",
-                                        "airlock: a masked row over 16 MiB cannot be rewritten"
-                                            .into(),
-                                    ));
-                                    continue;
-                                }
-                                Ok(new) => replaced = new,
-                                Err(m) => {
-                                    swallow = true;
-                                    refusal = Some((1153, "08S01", format!("airlock: {m}")));
-                                    continue;
-                                }
-                            }
-                        }
-                    }
-                    Step::Row => {}
-                    _ if p.payload.first() == Some(&packets::ERR) => {
-                        replaced = mask.scrub_err(&p.payload);
-                    }
-                    _ if p.payload.first() == Some(&packets::OK) && expect == Expect::Query => {
-                        // A statement that returned no rows used its plan.
-                        result += 1;
-                    }
-                    _ => {}
-                }
-            }
-            match replaced {
-                Some(payload) => {
+            let outcome = match (reply.as_mut(), &self.mask) {
+                (Some(r), Some(mask)) => r.on_packet(mask, step, &p),
+                _ => Outcome::Pass,
+            };
+            match outcome {
+                Outcome::Pass => out.extend_from_slice(&p.raw),
+                Outcome::Replace(payload) => {
                     airlock_protocol::mysql::frame::write_packet(&mut out, p.first_seq, &payload);
                 }
-                None => out.extend_from_slice(&p.raw),
+                Outcome::Refuse(code, state, message) => {
+                    swallow = true;
+                    refusal = Some((code, state, message));
+                    continue;
+                }
             }
             self.client.next_seq = p.last_seq.wrapping_add(1);
-            if out.len() >= FLUSH_AT && !hold {
+            if out.len() >= FLUSH_AT {
                 self.client.write_raw(&out).await?;
                 out.clear();
             }
-        }
-        if prepare_blocked {
-            out.clear();
-            self.client.next_seq = start_seq;
-            if let Some(id) = tracker.prepared.take() {
-                let mut p = BytesMut::new();
-                p.put_u8(com::STMT_CLOSE);
-                p.put_u32_le(id);
-                self.up.conn.next_seq = 0;
-                self.up.conn.send(&p).await?;
-            }
-            swallow = true;
-            refusal = Some((
-                1142,
-                "42000",
-                "airlock: masked columns are not supported over server-side prepared statements yet; use text queries".into(),
-            ));
         }
         if let (true, Some((code, state, message))) = (swallow, refusal) {
             let mut p = BytesMut::new();

@@ -1,16 +1,23 @@
-//! The upstream leg: connect to the target, log in with airlock's
-//! credential, apply the policy's session settings.
+//! The upstream leg: connect to the target, optionally start TLS (the
+//! target's `tls` mode, as on the Postgres path), log in with airlock's
+//! credential (`mysql_native_password`, or `caching_sha2_password` by the
+//! fast path, or by the full path over TLS; airlock does no RSA), check
+//! the session's `sql_mode` ([`super::sql_mode`]) and apply the policy's
+//! session settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
 
 use airlock_protocol::mysql::handshake::{Greeting, Response};
+use airlock_protocol::mysql::wire::Reader;
 use airlock_protocol::mysql::{auth, caps, com, packets};
 
 use super::conn::{Leg, PacketConn};
 use super::error::MyError;
+use super::server_info::ServerInfo;
 use crate::config::Target;
 use crate::policy::SessionSettings;
 
@@ -30,17 +37,21 @@ pub struct Upstream {
     pub conn: PacketConn,
     pub server_version: String,
     pub connection_id: u32,
+    /// Flavour and version, for executable comments.
+    pub info: ServerInfo,
 }
 
-/// Connects and logs in, within `timeout`.
+/// Connects and logs in, within `timeout`. `tls` is the target's client
+/// config (`None`: plain TCP).
 pub async fn connect(
     target: &Target,
     client: &Response,
     settings: &SessionSettings,
     timeout: Duration,
     max: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Upstream, MyError> {
-    match tokio::time::timeout(timeout, connect_inner(target, client, settings, max)).await {
+    match tokio::time::timeout(timeout, connect_inner(target, client, settings, max, tls)).await {
         Ok(r) => r,
         Err(_) => Err(MyError::Upstream(format!(
             "connect/login to {}:{} timed out (limits.connect_timeout)",
@@ -54,6 +65,7 @@ async fn connect_inner(
     client: &Response,
     settings: &SessionSettings,
     max: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Upstream, MyError> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
@@ -79,9 +91,22 @@ async fn connect_inner(
             greeting.server_version
         )));
     }
-    let capabilities =
+    let mut capabilities =
         ((wanted & !caps::CONNECT_ATTRS) | REQUIRED | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA)
             & server;
+    if let Some(config) = tls {
+        if server & caps::SSL == 0 {
+            return Err(MyError::Upstream(format!(
+                "server {}:{} does not offer TLS, which the target's tls setting requires",
+                target.host, target.port
+            )));
+        }
+        capabilities |= caps::SSL;
+        let mut out = BytesMut::new();
+        Response::encode_ssl_request(capabilities, client.max_packet, client.charset, &mut out);
+        conn.send(&out).await?;
+        conn.connect_tls(config, &target.host).await?;
+    }
     let password = target
         .password
         .as_ref()
@@ -131,9 +156,15 @@ async fn connect_inner(
             }
             Some(&packets::AUTH_MORE_DATA) if plugin == auth::CACHING_SHA2 => match p.get(1) {
                 Some(3) => {} // fast auth succeeded; OK follows
+                Some(4) if conn.is_tls() => {
+                    // Full authentication: the password itself, over TLS.
+                    let mut clear = password.clone();
+                    clear.push(0);
+                    conn.send(&clear).await?;
+                }
                 _ => {
                     return Err(MyError::Upstream(
-                        "caching_sha2_password full authentication needs TLS or RSA, which airlock does not do yet; use mysql_native_password for the target user".into(),
+                        "caching_sha2_password full authentication needs TLS (set the target's tls = \"require\" or \"verify-full\"); airlock does not do RSA key exchange".into(),
                     ))
                 }
             },
@@ -143,14 +174,23 @@ async fn connect_inner(
 
     let mut up = Upstream {
         conn,
+        info: ServerInfo::from_version(&greeting.server_version),
         server_version: greeting.server_version,
         connection_id: greeting.connection_id,
     };
-    apply_settings(&mut up, settings).await?;
+    prepare_session(&mut up, settings).await?;
     Ok(up)
 }
 
-/// Applies the policy's session settings (again after COM_RESET_CONNECTION).
+/// Checks the session's sql_mode and applies the policy's session settings
+/// (after login, and again after COM_RESET_CONNECTION / COM_CHANGE_USER).
+pub async fn prepare_session(up: &mut Upstream, settings: &SessionSettings) -> Result<(), MyError> {
+    let mode = query_value(&mut up.conn, "SELECT @@SESSION.sql_mode").await?;
+    super::sql_mode::check_session(&String::from_utf8_lossy(&mode.unwrap_or_default()))?;
+    apply_settings(up, settings).await
+}
+
+/// Applies the policy's session settings.
 pub async fn apply_settings(up: &mut Upstream, settings: &SessionSettings) -> Result<(), MyError> {
     if settings.read_only {
         simple_query(&mut up.conn, "SET SESSION TRANSACTION READ ONLY").await?;
@@ -166,21 +206,66 @@ pub async fn apply_settings(up: &mut Upstream, settings: &SessionSettings) -> Re
     Ok(())
 }
 
+fn send_query(out: &mut BytesMut, sql: &str) {
+    out.put_u8(com::QUERY);
+    out.put_slice(sql.as_bytes());
+}
+
+fn query_failed(sql: &str, payload: &[u8]) -> MyError {
+    let (code, _, message) = packets::parse_err(payload).unwrap_or_default();
+    MyError::Upstream(format!("{sql}: failed ({code}): {message}"))
+}
+
 /// Runs a statement that returns OK or ERR (no result set).
 async fn simple_query(conn: &mut PacketConn, sql: &str) -> Result<(), MyError> {
     let mut out = BytesMut::new();
-    out.put_u8(com::QUERY);
-    out.put_slice(sql.as_bytes());
+    send_query(&mut out, sql);
     conn.next_seq = 0;
     conn.send(&out).await?;
     let reply = conn.read().await?;
     match reply.payload.first() {
         Some(&packets::OK) => Ok(()),
-        _ => {
-            let (code, _, message) = packets::parse_err(&reply.payload).unwrap_or_default();
-            Err(MyError::Upstream(format!(
-                "{sql}: failed ({code}): {message}"
-            )))
+        _ => Err(query_failed(sql, &reply.payload)),
+    }
+}
+
+/// Runs a query returning one row of one column (classic EOF framing, as
+/// airlock never negotiates DEPRECATE_EOF) and returns that value (`None`
+/// for NULL or no row).
+async fn query_value(conn: &mut PacketConn, sql: &str) -> Result<Option<Vec<u8>>, MyError> {
+    let mut out = BytesMut::new();
+    send_query(&mut out, sql);
+    conn.next_seq = 0;
+    conn.send(&out).await?;
+    let first = conn.read().await?;
+    match first.payload.first() {
+        Some(&packets::ERR) => return Err(query_failed(sql, &first.payload)),
+        Some(&packets::OK) => return Ok(None),
+        _ => {}
+    }
+    // Column definitions up to EOF.
+    loop {
+        let p = conn.read().await?;
+        if packets::is_eof(&p.payload) {
+            break;
+        }
+    }
+    let mut value = None;
+    let mut first_row = true;
+    loop {
+        let p = conn.read().await?;
+        let payload = &p.payload;
+        if packets::is_eof(payload) {
+            return Ok(value);
+        }
+        if payload.first() == Some(&packets::ERR) {
+            return Err(query_failed(sql, payload));
+        }
+        if first_row {
+            first_row = false;
+            if payload.first() != Some(&0xfb) {
+                value = Reader::new(payload).lenenc_str().map(<[u8]>::to_vec);
+            }
         }
     }
 }

@@ -11,6 +11,11 @@
 //! verified as one instead (see [`crate::identity::jwt`]); its user claim
 //! must equal the startup user name. Never without TLS: the cleartext
 //! exchange is only offered over TLS, and SCRAM cannot carry a token.
+//!
+//! A `credentials = "passthrough"` target skips all of this: the client's
+//! database login is relayed to the server instead ([`passthrough`]).
+
+pub mod passthrough;
 
 use bytes::BytesMut;
 

@@ -16,6 +16,13 @@
 //! streamable (DataRow, CopyData) is forwarded as it arrives instead of being
 //! buffered whole, so memory stays bounded by the buffer size, not the value
 //! size.
+//!
+//! A side may also [`Verdict::Hold`] a frame (a statement waiting for a
+//! human's approval). The pump then writes everything before it, awaits
+//! [`Side::resolve`] for the held frame's verdict, and only then goes on
+//! with the frames after it, so nothing overtakes the held statement. While
+//! it waits it keeps reading (up to [`HOLD_READ_LIMIT`] bytes) to notice a
+//! client that hangs up.
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,6 +38,8 @@ use super::error::SessionError;
 pub const STREAM_THRESHOLD: usize = 256 * 1024;
 /// Initial and retained size of a read buffer.
 const READ_BUF: usize = 64 * 1024;
+/// Most bytes buffered from the reader while a frame is held.
+pub const HOLD_READ_LIMIT: usize = 1024 * 1024;
 
 /// What to do with one complete frame.
 #[derive(Debug)]
@@ -41,6 +50,9 @@ pub enum Verdict {
     Replace(Bytes),
     /// Forward this frame, then stop this direction.
     PassAndStop,
+    /// Wait: [`Side::resolve`] gives this frame's verdict later. Frames
+    /// after it are not looked at until then.
+    Hold,
 }
 
 /// Why a direction stopped without error.
@@ -60,6 +72,15 @@ pub trait Side {
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError>;
     /// Told about a frame that was streamed through without being seen whole.
     fn on_streamed(&mut self, _tag: u8) {}
+    /// The verdict on the frame [`Side::on_frame`] held. Dropping the
+    /// future (the reader closed) must leave the side consistent.
+    fn resolve(&mut self) -> impl Future<Output = Result<Verdict, SessionError>> + Send {
+        async {
+            Err(SessionError::Protocol(
+                "internal error: a frame was held by a side that cannot resolve it".into(),
+            ))
+        }
+    }
     /// Waits until this direction should stop on its own accord, e.g. an idle
     /// timeout or shutdown. Polled alongside every read; must be cancel-safe.
     fn interrupt(&self) -> impl Future<Output = Result<Stopped, SessionError>> + Send {
@@ -108,6 +129,36 @@ where
                         return Ok(Stopped::BySide);
                     }
                 }
+                Processed::Held { consumed, len } => {
+                    if !out.is_empty() {
+                        writer.write_all(&out).await?;
+                        out.clear();
+                    }
+                    writer.write_all(&buf[..consumed]).await?;
+                    buf.advance(consumed);
+                    writer.flush().await?;
+                    let Some(verdict) = hold(reader, buf, side).await? else {
+                        return Ok(Stopped::PeerClosed);
+                    };
+                    let stop = matches!(verdict, Verdict::PassAndStop);
+                    match verdict {
+                        Verdict::Pass | Verdict::PassAndStop => {
+                            writer.write_all(&buf[..len]).await?
+                        }
+                        Verdict::Replace(bytes) => writer.write_all(&bytes).await?,
+                        Verdict::Hold => {
+                            return Err(SessionError::Protocol(
+                                "internal error: a resolved frame was held again".into(),
+                            ))
+                        }
+                    }
+                    buf.advance(len);
+                    if stop {
+                        writer.flush().await?;
+                        return Ok(Stopped::BySide);
+                    }
+                    continue;
+                }
                 Processed::StartStream { tag, total_len } => {
                     side.on_streamed(tag);
                     let n = buf.len();
@@ -133,9 +184,39 @@ where
     }
 }
 
+/// Awaits the verdict on a held frame, reading on meanwhile (into `buf`,
+/// behind the held frame) so that a client hanging up is noticed. `None`:
+/// the reader closed; the resolve future is dropped.
+async fn hold<R, S>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    side: &mut S,
+) -> Result<Option<Verdict>, SessionError>
+where
+    R: AsyncRead + Unpin,
+    S: Side,
+{
+    let resolve = side.resolve();
+    tokio::pin!(resolve);
+    loop {
+        tokio::select! {
+            biased;
+            verdict = &mut resolve => return verdict.map(Some),
+            n = reader.read_buf(buf), if buf.len() < HOLD_READ_LIMIT => {
+                if n? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
 enum Processed {
     /// Frames were handled; see [`process`] for what to write.
     Ready { consumed: usize, stop: bool },
+    /// As `Ready` for the frames before it; then the frame of `len` bytes at
+    /// `buf[consumed..]` is held (see [`Side::resolve`]).
+    Held { consumed: usize, len: usize },
     /// The frame at the front is large and streamable: forward as it comes.
     StartStream { tag: u8, total_len: usize },
 }
@@ -173,6 +254,20 @@ fn process<S: Side>(
         match side.on_frame(frame)? {
             Verdict::Pass => {}
             Verdict::PassAndStop => stop = true,
+            Verdict::Hold => {
+                if rewritten {
+                    out.extend_from_slice(&buf[run..pos]);
+                    buf.advance(pos);
+                    return Ok(Processed::Held {
+                        consumed: 0,
+                        len: h.total_len,
+                    });
+                }
+                return Ok(Processed::Held {
+                    consumed: pos,
+                    len: h.total_len,
+                });
+            }
             Verdict::Replace(bytes) => {
                 out.extend_from_slice(&buf[run..pos]);
                 out.extend_from_slice(&bytes);

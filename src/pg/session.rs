@@ -2,6 +2,13 @@
 //!
 //! See the module docs of [`crate::pg`] for the state machine. This file
 //! strings the states together and owns the session's log context.
+//!
+//! A session is admitted one of two ways: an agent identity authenticates to
+//! airlock, which then logs in upstream with the target's static or
+//! ephemeral credential (`admit_agent`); or, on a `credentials =
+//! "passthrough"` target, the client's own database login is relayed and the
+//! database user is the identity (`session/passthrough.rs`). Both end in the
+//! same relay, policy and audit.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +34,13 @@ use super::relay::{pump, Stopped};
 use super::results::Expectations;
 use super::sides::{ClientMasking, ClientSide, ServerSide, Shared};
 use super::upstream;
-use crate::config::{CredentialMode, Identity, JwtConfig};
+use crate::config::{Config, CredentialMode, Identity, JwtConfig, Target};
 use crate::credentials;
 use crate::net::Stream;
 use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, SessionSlot};
+
+mod passthrough;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -44,6 +53,7 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let _connection = crate::metrics::connection(crate::metrics::Protocol::Postgres);
     let span = tracing::info_span!(
         "session",
         id,
@@ -142,6 +152,140 @@ async fn serve(
         ));
     }
 
+    let passthrough = config.targets.get(database).filter(|t| {
+        t.protocol == crate::config::Protocol::Postgres
+            && t.credentials == CredentialMode::Passthrough
+    });
+    let admitted = match passthrough {
+        Some(target) => {
+            passthrough::admit(proxy, conn, startup, database, target, session_id, peer).await?
+        }
+        None => admit_agent(proxy, &config, conn, startup, database, session_id, peer).await?,
+    };
+    let Admitted {
+        principal,
+        target,
+        up,
+        settings,
+        masking,
+        lease,
+        _slot,
+    } = admitted;
+    let (client_key, _cancel_guard) = proxy.cancels.register(CancelTarget {
+        host: target.host.clone(),
+        port: target.port,
+        pid: up.pid,
+        secret_key: up.secret_key,
+    });
+    tracing::info!(
+        backend_pid = up.pid,
+        read_only = settings.read_only,
+        "upstream connected"
+    );
+
+    backend::authentication_ok(&mut out);
+    out.extend_from_slice(&up.greeting);
+    backend::backend_key_data(&mut out, up.pid, client_key);
+    backend::ready_for_query(&mut out, up.status);
+    conn.write_all(&out).await?;
+
+    let context = SessionContext {
+        search_path: search_path_from_options(startup.param("options")),
+        ..Default::default()
+    };
+    let audit = proxy.audit.as_ref().map(|log| {
+        SessionAudit::new(
+            Arc::clone(log),
+            proxy.audit_fail_closed,
+            session_id,
+            &principal,
+            &peer.to_string(),
+            startup.param("application_name"),
+            declared_model(startup.param("application_name")),
+        )
+    });
+    if let Some(a) = &audit {
+        a.connect();
+    }
+    let live = proxy.live.register(crate::admin::live::SessionInfo {
+        user: principal.user.clone(),
+        model: principal.model.clone(),
+        declared_model: declared_model(startup.param("application_name")).map(str::to_owned),
+        ..crate::admin::live::SessionInfo::now(
+            session_id,
+            "postgres",
+            &principal.identity,
+            peer.to_string(),
+            &principal.target,
+        )
+    });
+    let relayed = relay(
+        proxy,
+        session_id,
+        conn,
+        up.conn,
+        up.status,
+        &principal,
+        context,
+        settings.max_rows,
+        masking,
+        audit.as_ref(),
+    );
+    // An ephemeral user's TTL ends the session (the broker also revokes the
+    // user shortly after, terminating its backend, should this timer fail).
+    let relayed = async {
+        tokio::select! {
+            r = relayed => r,
+            () = live.terminated() => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection due to administrator command (airlock admin API)".into(),
+            }),
+        }
+    };
+    let result = match lease.as_ref().and_then(|l| l.expires_at) {
+        None => relayed.await,
+        Some(at) => tokio::select! {
+            r = relayed => r,
+            _ = tokio::time::sleep_until(at.into()) => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+            }),
+        },
+    };
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    if let Some(a) = &audit {
+        a.disconnect();
+    }
+    result
+}
+
+/// What a session needs once its client is in: who it is, the upstream
+/// connection (logged in), and what applies to it.
+pub(super) struct Admitted<'a> {
+    principal: Principal,
+    target: &'a Target,
+    up: upstream::Upstream,
+    settings: SessionSettings,
+    masking: Option<Arc<MaskContext>>,
+    /// The session's ephemeral user, released at the end.
+    lease: Option<credentials::Lease>,
+    _slot: SessionSlot,
+}
+
+/// An agent identity logs in to airlock (its secret or a JWT); airlock then
+/// connects upstream with the target's static or ephemeral credential.
+async fn admit_agent<'a>(
+    proxy: &Arc<Proxy>,
+    config: &'a Config,
+    conn: &mut Conn,
+    startup: &StartupMessage,
+    database: &str,
+    session_id: u64,
+    peer: SocketAddr,
+) -> Result<Admitted<'a>, SessionError> {
+    let user = startup.param("user").unwrap_or_default();
     let identity = config.identities.get(user);
     let verifier = identity.and_then(|i| proxy.verifier(user, i));
     let login = Login {
@@ -177,14 +321,7 @@ async fn serve(
             &jwt_identity
         }
     };
-    let span = tracing::Span::current();
-    span.record("identity", user);
-    if let Some(m) = &identity.model {
-        span.record("model", m.as_str());
-    }
-    if let Some(declared) = declared_model(startup.param("application_name")) {
-        span.record("declared_model", declared);
-    }
+    record_identity(user, identity.model.as_deref(), startup);
     let _slot = proxy
         .session_slot(user, identity.max_sessions)
         .ok_or_else(|| SessionError::Upstream {
@@ -223,30 +360,15 @@ async fn serve(
         target: database.to_owned(),
     };
     let gate = proxy.gate();
-    if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
-        gate.judge_startup(&principal, &startup.params)
-    {
-        return Err(SessionError::Upstream {
-            code: "42501",
-            message: format!("airlock: blocked by rule {rule}: {message}"),
-        });
-    }
+    judge_startup(gate.as_ref(), &principal, startup)?;
     let settings = gate.session_settings(&principal);
-    let masking = match proxy.masker().filter(|m| m.is_active_for(&principal)) {
-        Some(masker) => Some(Arc::new(MaskContext {
-            catalog: proxy.catalog(database).await?,
-            detectors: masker.detectors_for(&principal),
-            masker,
-            principal: principal.clone(),
-        })),
-        None => None,
-    };
+    let masking = mask_context(proxy, &principal).await?;
     let params = upstream_params(&startup.params, &settings);
 
     // Ephemeral credentials: this session's own database user. Never falls
     // back to the broker's credential.
     let lease = match target.credentials {
-        CredentialMode::Static => None,
+        CredentialMode::Static | CredentialMode::Passthrough => None,
         CredentialMode::Ephemeral => {
             let broker = proxy
                 .brokers
@@ -275,72 +397,62 @@ async fn serve(
             return Err(e);
         }
     };
-    let (client_key, _cancel_guard) = proxy.cancels.register(CancelTarget {
-        host: target.host.clone(),
-        port: target.port,
-        pid: up.pid,
-        secret_key: up.secret_key,
-    });
-    tracing::info!(
-        backend_pid = up.pid,
-        read_only = settings.read_only,
-        "upstream connected"
-    );
-
-    backend::authentication_ok(&mut out);
-    out.extend_from_slice(&up.greeting);
-    backend::backend_key_data(&mut out, up.pid, client_key);
-    backend::ready_for_query(&mut out, up.status);
-    conn.write_all(&out).await?;
-
-    let context = SessionContext {
-        search_path: search_path_from_options(startup.param("options")),
-        ..Default::default()
-    };
-    let audit = proxy.audit.as_ref().map(|log| {
-        SessionAudit::new(
-            Arc::clone(log),
-            proxy.audit_fail_closed,
-            session_id,
-            &principal,
-            &peer.to_string(),
-            startup.param("application_name"),
-            declared_model(startup.param("application_name")),
-        )
-    });
-    if let Some(a) = &audit {
-        a.connect();
-    }
-    let relayed = relay(
-        proxy,
-        conn,
-        up.conn,
-        up.status,
-        &principal,
-        context,
-        settings.max_rows,
+    Ok(Admitted {
+        principal,
+        target,
+        up,
+        settings,
         masking,
-        audit.as_ref(),
-    );
-    // An ephemeral user's TTL ends the session (the broker also revokes the
-    // user shortly after, terminating its backend, should this timer fail).
-    let result = match lease.as_ref().and_then(|l| l.expires_at) {
-        None => relayed.await,
-        Some(at) => tokio::select! {
-            r = relayed => r,
-            _ = tokio::time::sleep_until(at.into()) => Err(SessionError::Upstream {
-                code: "57P01",
-                message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
-            }),
+        lease,
+        _slot,
+    })
+}
+
+/// Puts the identity and its models on the session's log span.
+fn record_identity(identity: &str, model: Option<&str>, startup: &StartupMessage) {
+    let span = tracing::Span::current();
+    span.record("identity", identity);
+    if let Some(m) = model {
+        span.record("model", m);
+    }
+    if let Some(declared) = declared_model(startup.param("application_name")) {
+        span.record("declared_model", declared);
+    }
+}
+
+/// Refuses the session when a rule blocks its startup parameters.
+fn judge_startup(
+    gate: &dyn crate::policy::Gate,
+    principal: &Principal,
+    startup: &StartupMessage,
+) -> Result<(), SessionError> {
+    if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
+        gate.judge_startup(principal, &startup.params)
+    {
+        return Err(SessionError::Upstream {
+            code: "42501",
+            message: format!("airlock: blocked by rule {rule}: {message}"),
+        });
+    }
+    Ok(())
+}
+
+/// The masking context of a session, when masking applies to it.
+async fn mask_context(
+    proxy: &Arc<Proxy>,
+    principal: &Principal,
+) -> Result<Option<Arc<MaskContext>>, SessionError> {
+    Ok(
+        match proxy.masker().filter(|m| m.is_active_for(principal)) {
+            Some(masker) => Some(Arc::new(MaskContext {
+                catalog: proxy.catalog(&principal.target).await?,
+                detectors: masker.detectors_for(principal),
+                masker,
+                principal: principal.clone(),
+            })),
+            None => None,
         },
-    };
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
-    if let Some(a) = &audit {
-        a.disconnect();
-    }
-    result
+    )
 }
 
 /// The ad-hoc identity of a JWT login: name, model and groups from the
@@ -429,6 +541,7 @@ fn search_path_from_options(options: Option<&str>) -> Vec<String> {
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     proxy: &Arc<Proxy>,
+    session_id: u64,
     client: &mut Conn,
     server: Conn,
     status: u8,
@@ -457,7 +570,8 @@ async fn relay(
             .as_ref()
             .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect))),
         audit,
-    );
+    )
+    .with_session_id(session_id);
     let mut to_client = ServerSide::new(
         &shared,
         proxy,

@@ -5,7 +5,11 @@
 //!   which prepared statements and portals came from statements airlock
 //!   allowed, and refuses Bind and Execute of anything else. Refusals are
 //!   sent upstream as sentinels (see [`super::refusal`]). Unknown message
-//!   types end the session, as Postgres itself does.
+//!   types end the session, as Postgres itself does. A statement that a
+//!   `require_approval` rule matches is held ([`Verdict::Hold`]) while
+//!   [`crate::approvals`] waits for a human; [`Side::resolve`] then lets it
+//!   through as if allowed, or refuses it. Without an admin listener
+//!   nobody could approve, so it is refused at once.
 //! * [`ServerSide`] (server → client): swaps sentinel errors for airlock's
 //!   own, enforces the per-statement row limit, and tracks ReadyForQuery to
 //!   know when the session is idle (idle timeout, graceful shutdown).
@@ -13,7 +17,7 @@
 //! Both share a [`Shared`].
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +34,7 @@ use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
 use super::relay::{sleep_or_forever, Side, Stopped, Verdict};
 use super::results::{Expect, Expectations};
+use crate::approvals::{Hold, HoldRequest, Ticket};
 use crate::audit::AuditDecision;
 use crate::masking::StatementPlan;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
@@ -48,6 +53,9 @@ pub struct Shared {
     /// Bumped at every ReadyForQuery, so waiters re-check idleness.
     ready: watch::Sender<u64>,
     pub refusals: Refusals,
+    /// When `pending` last went from 0 to 1 ([`crate::metrics::now_ns`]),
+    /// for the statement latency histogram.
+    busy_since: AtomicU64,
 }
 
 impl Shared {
@@ -57,6 +65,29 @@ impl Shared {
             status: AtomicU8::new(status),
             ready: watch::Sender::new(0),
             refusals: Refusals::default(),
+            busy_since: AtomicU64::new(0),
+        }
+    }
+
+    /// A request that the server answers with ReadyForQuery went upstream.
+    fn request_sent(&self) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.busy_since
+                .store(crate::metrics::now_ns(), Ordering::Relaxed);
+        }
+    }
+
+    /// A ReadyForQuery came back: one request fewer in flight.
+    fn ready_received(&self) {
+        let before = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            let since = self.busy_since.load(Ordering::Relaxed);
+            let now = crate::metrics::now_ns();
+            if since != 0 && now >= since {
+                crate::metrics::latency(Duration::from_nanos(now - since));
+            }
         }
     }
 
@@ -83,6 +114,50 @@ pub struct ClientSide<'a> {
     /// for this principal.
     masking: Option<ClientMasking>,
     audit: Option<&'a SessionAudit>,
+    /// The session id, for approval requests.
+    session_id: u64,
+    /// The statement waiting for a human, between [`Verdict::Hold`] and
+    /// [`Side::resolve`].
+    held: Option<Held>,
+}
+
+/// A statement held for approval.
+struct Held {
+    ticket: Ticket,
+    sql: Vec<u8>,
+    rule: String,
+    /// Applied if it is approved.
+    effects: Effects,
+    /// For a Parse: the statement name; `None` for a Query.
+    parse_name: Option<Vec<u8>>,
+}
+
+/// The outcome of [`ClientSide::decide`].
+enum Decided {
+    /// Plans, or the refusal message.
+    Now(Planned),
+    /// Held for approval: the pump awaits [`Side::resolve`].
+    Held,
+}
+
+/// What the audit log is told about a statement.
+struct Note {
+    decision: AuditDecision,
+    rule: Option<String>,
+    reason: Option<String>,
+    /// Ids of the masking rules applied.
+    masked: Option<String>,
+}
+
+impl Default for Note {
+    fn default() -> Self {
+        Note {
+            decision: AuditDecision::Allow,
+            rule: None,
+            reason: None,
+            masked: None,
+        }
+    }
 }
 
 /// The client side's part of masking.
@@ -123,7 +198,15 @@ impl<'a> ClientSide<'a> {
             portals: HashSet::new(),
             masking,
             audit,
+            session_id: 0,
+            held: None,
         }
+    }
+
+    /// Sets the session id that approval requests name.
+    pub fn with_session_id(mut self, id: u64) -> Self {
+        self.session_id = id;
+        self
     }
 
     fn expect(&self, e: Expect<StatementPlan>) {
@@ -144,8 +227,9 @@ impl<'a> ClientSide<'a> {
 
     /// Judges a statement with the guardrails and, when they allow it,
     /// plans its masking; records the outcome in the audit log. Returns the
-    /// masking plans, or the refusal message.
-    fn decide(&mut self, source: Source, sql: &[u8]) -> Planned {
+    /// masking plans or the refusal message, or [`Decided::Held`] when the
+    /// statement waits for a human (see [`ClientSide::resolve_held`]).
+    fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
         let request = Request {
             dialect: Dialect::Postgres,
             source,
@@ -153,73 +237,200 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         let judgement = self.proxy.gate().judge(self.principal, &request);
-        let mut audit_decision = AuditDecision::Allow;
-        let mut audit_rule: Option<String> = None;
-        let mut audit_reason: Option<String> = None;
+        let mut note = Note::default();
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
             if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
                 would
             {
-                audit_decision = AuditDecision::WouldBlock;
-                audit_rule = Some(rule.clone());
-                audit_reason = Some(message.clone());
+                note.decision = AuditDecision::WouldBlock;
+                note.rule = Some(rule.clone());
+                note.reason = Some(message.clone());
             }
         }
         let outcome = match judgement.decision {
-            Decision::Allow => {
-                let planned = self.mask_plan(sql);
-                match &planned {
-                    Ok(plans) => {
-                        let masked = masked_rules(plans);
-                        if !masked.is_empty() && audit_decision == AuditDecision::Allow {
-                            audit_decision = AuditDecision::Masked;
-                            audit_reason = Some(masked.join(","));
-                        }
-                    }
-                    Err(msg) => {
-                        audit_decision = AuditDecision::Block;
-                        audit_reason = Some(msg.clone());
-                    }
-                }
-                if planned.is_ok() {
-                    self.apply(&judgement.effects);
-                }
-                planned
-            }
+            Decision::Allow => self.allowed(sql, &judgement.effects, &mut note),
             Decision::Block { rule, message } => {
                 tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
-                audit_decision = AuditDecision::Block;
-                audit_rule = Some(rule.clone());
-                audit_reason = Some(message.clone());
-                Err(format!("airlock: blocked by rule {rule}: {message}"))
+                note.decision = AuditDecision::Block;
+                let refusal = format!("airlock: blocked by rule {rule}: {message}");
+                note.rule = Some(rule);
+                note.reason = Some(message);
+                Err(refusal)
             }
             Decision::RequireApproval { rule, message } => {
-                tracing::warn!(rule = %rule, sql = %preview(sql), "statement needs approval; refused");
-                audit_decision = AuditDecision::Approval;
-                audit_rule = Some(rule.clone());
-                audit_reason = Some(message.clone());
-                Err(format!(
-                    "airlock: rule {rule} requires human approval, and approvals are not enabled: {message}"
-                ))
+                match self.request_approval(sql, &rule, &message) {
+                    None => {
+                        tracing::warn!(rule = %rule, sql = %preview(sql), "statement needs approval; refused");
+                        note.decision = AuditDecision::Approval;
+                        let refusal = format!(
+                            "airlock: rule {rule} requires human approval, and approvals are not enabled (no [admin] listener): {message}"
+                        );
+                        note.rule = Some(rule);
+                        note.reason = Some(message);
+                        Err(refusal)
+                    }
+                    Some(Hold::Released(outcome)) => {
+                        tracing::info!(rule = %rule, sql = %preview(sql), "statement released by an approval window");
+                        note.reason = Some(outcome.audit_reason(None));
+                        note.rule = Some(rule);
+                        self.allowed(sql, &judgement.effects, &mut note)
+                    }
+                    Some(Hold::Waiting(ticket)) => {
+                        tracing::warn!(rule = %rule, request = ticket.id(), sql = %preview(sql), "statement held for approval");
+                        note.decision = AuditDecision::Approval;
+                        note.reason = Some(format!(
+                            "held for approval (request {}): {message}",
+                            ticket.id()
+                        ));
+                        note.rule = Some(rule.clone());
+                        if let Err(refusal) = self.record(sql, note, Ok(())) {
+                            // Unrecorded: refuse (dropping the ticket withdraws it).
+                            return Decided::Now(Err(refusal));
+                        }
+                        self.held = Some(Held {
+                            ticket,
+                            sql: sql.to_vec(),
+                            rule,
+                            effects: judgement.effects,
+                            parse_name: None,
+                        });
+                        return Decided::Held;
+                    }
+                }
             }
         };
+        Decided::Now(self.record(sql, note, outcome))
+    }
+
+    /// The allow path: masking plans (or masking's refusal) and the
+    /// statement's effects on the session.
+    fn allowed(&mut self, sql: &[u8], effects: &Effects, note: &mut Note) -> Planned {
+        let planned = self.mask_plan(sql);
+        match &planned {
+            Ok(plans) => {
+                let masked = masked_rules(plans);
+                if !masked.is_empty() && note.decision == AuditDecision::Allow {
+                    note.decision = AuditDecision::Masked;
+                    note.masked = Some(masked.join(","));
+                }
+                self.apply(effects);
+            }
+            Err(msg) => {
+                note.decision = AuditDecision::Block;
+                note.reason = Some(msg.clone());
+            }
+        }
+        planned
+    }
+
+    /// Records a judged statement in the audit log and the metrics. A
+    /// statement that could not be recorded is refused (fail closed).
+    fn record<T>(&self, sql: &[u8], note: Note, outcome: Result<T, String>) -> Result<T, String> {
+        crate::metrics::statement(note.decision);
         if let Some(audit) = self.audit {
-            let masked = (audit_decision == AuditDecision::Masked)
-                .then(|| audit_reason.clone())
-                .flatten();
+            let reason = note.reason.or_else(|| note.masked.clone());
             let recorded = audit.statement(
                 sql,
-                audit_decision,
-                audit_rule.as_deref(),
-                audit_reason.as_deref(),
-                masked,
+                note.decision,
+                note.rule.as_deref(),
+                reason.as_deref(),
+                note.masked,
             );
             if let (Err(msg), Ok(_)) = (&recorded, &outcome) {
                 return Err(msg.clone());
             }
         }
         outcome
+    }
+
+    /// Puts a statement on hold for a human, or `None` when approvals are
+    /// not enabled (no admin listener to decide them).
+    fn request_approval(&self, sql: &[u8], rule: &str, message: &str) -> Option<Hold> {
+        let config = self.proxy.config();
+        config.admin.as_ref()?;
+        let request = HoldRequest {
+            statement: String::from_utf8_lossy(sql).into_owned(),
+            identity: self.principal.identity.clone(),
+            user: self.principal.user.clone(),
+            model: self.principal.model.clone(),
+            rule: rule.to_owned(),
+            message: message.to_owned(),
+            session: self.session_id,
+            protocol: "postgres",
+            target: self.principal.target.clone(),
+        };
+        Some(self.proxy.approvals.hold(request, config.approvals.timeout))
+    }
+
+    /// Waits for the decision on the held statement and finishes judging
+    /// it: approved, it goes on as if allowed (masking still applies);
+    /// denied or timed out, it is refused.
+    async fn resolve_held(&mut self) -> Result<Verdict, SessionError> {
+        let Some(mut held) = self.held.take() else {
+            return Err(SessionError::Protocol(
+                "internal error: no statement is held".into(),
+            ));
+        };
+        let outcome = held.ticket.wait().await;
+        let id = held.ticket.id();
+        drop(held.ticket);
+        let mut note = Note {
+            rule: Some(held.rule.clone()),
+            reason: Some(outcome.audit_reason(Some(id))),
+            ..Note::default()
+        };
+        let outcome = match outcome.refusal(&held.rule) {
+            None => {
+                tracing::info!(
+                    request = id,
+                    reason = note.reason.as_deref().unwrap_or(""),
+                    "held statement released"
+                );
+                self.allowed(&held.sql, &held.effects, &mut note)
+            }
+            Some(refusal) => {
+                tracing::warn!(request = id, reason = %refusal, "held statement refused");
+                note.decision = AuditDecision::Block;
+                Err(refusal)
+            }
+        };
+        let planned = self.record(&held.sql, note, outcome);
+        Ok(match held.parse_name {
+            None => self.query_verdict(planned),
+            Some(name) => self.parse_verdict(&name, planned),
+        })
+    }
+
+    /// What becomes of a Query, given its judgement.
+    fn query_verdict(&mut self, planned: Planned) -> Verdict {
+        match planned {
+            Ok(plans) => {
+                self.expect(Expect::Simple { plans });
+                Verdict::Pass
+            }
+            Err(msg) => {
+                self.expect(Expect::Simple { plans: Vec::new() });
+                Verdict::Replace(self.shared.refusals.query(REFUSED, &msg))
+            }
+        }
+    }
+
+    /// What becomes of a Parse of statement `name`, given its judgement.
+    fn parse_verdict(&mut self, name: &[u8], planned: Planned) -> Verdict {
+        match planned {
+            Ok(plans) => {
+                self.statements.insert(name.to_vec());
+                if let Some(m) = &mut self.masking {
+                    m.book.parsed(name, plans.into_iter().next().flatten());
+                }
+                Verdict::Pass
+            }
+            Err(msg) => {
+                self.statements.remove(name);
+                Verdict::Replace(self.shared.refusals.parse(name, REFUSED, &msg))
+            }
+        }
     }
 
     fn apply(&mut self, e: &Effects) {
@@ -290,32 +501,22 @@ impl Side for ClientSide<'_> {
         match tag {
             fe::QUERY => {
                 let q = Query::decode(body).map_err(malformed)?;
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.shared.request_sent();
                 Ok(match self.decide(Source::Query, q.sql) {
-                    Ok(plans) => {
-                        self.expect(Expect::Simple { plans });
-                        Verdict::Pass
-                    }
-                    Err(msg) => {
-                        self.expect(Expect::Simple { plans: Vec::new() });
-                        Verdict::Replace(self.shared.refusals.query(REFUSED, &msg))
-                    }
+                    Decided::Now(planned) => self.query_verdict(planned),
+                    Decided::Held => Verdict::Hold,
                 })
             }
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 Ok(match self.decide(Source::Parse, p.sql) {
-                    Ok(plans) => {
-                        self.statements.insert(p.name.to_vec());
-                        if let Some(m) = &mut self.masking {
-                            m.book.parsed(p.name, plans.into_iter().next().flatten());
+                    Decided::Now(planned) => self.parse_verdict(p.name, planned),
+                    Decided::Held => {
+                        if let Some(held) = &mut self.held {
+                            held.parse_name = Some(p.name.to_vec());
                         }
-                        Verdict::Pass
-                    }
-                    Err(msg) => {
-                        self.statements.remove(p.name);
-                        Verdict::Replace(self.shared.refusals.parse(p.name, REFUSED, &msg))
+                        Verdict::Hold
                     }
                 })
             }
@@ -380,15 +581,23 @@ impl Side for ClientSide<'_> {
             }
             fe::FUNCTION_CALL => {
                 FunctionCall::decode(body).map_err(malformed)?;
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.shared.request_sent();
                 self.expect(Expect::FunctionCall);
-                Ok(match self.decide(Source::FunctionCall, b"") {
-                    Ok(_) => Verdict::Pass,
-                    Err(msg) => Verdict::Replace(self.shared.refusals.query(REFUSED, &msg)),
-                })
+                let refusal = match self.decide(Source::FunctionCall, b"") {
+                    Decided::Now(Ok(_)) => return Ok(Verdict::Pass),
+                    Decided::Now(Err(msg)) => msg,
+                    Decided::Held => {
+                        // A FunctionCall has no statement to show a human.
+                        self.held = None;
+                        "airlock: FunctionCall messages cannot be held for approval".into()
+                    }
+                };
+                Ok(Verdict::Replace(
+                    self.shared.refusals.query(REFUSED, &refusal),
+                ))
             }
             fe::SYNC => {
-                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                self.shared.request_sent();
                 self.expect(Expect::Sync);
                 Ok(Verdict::Pass)
             }
@@ -398,6 +607,10 @@ impl Side for ClientSide<'_> {
                 "invalid frontend message type {other}"
             ))),
         }
+    }
+
+    async fn resolve(&mut self) -> Result<Verdict, SessionError> {
+        self.resolve_held().await
     }
 
     async fn interrupt(&self) -> Result<Stopped, SessionError> {
@@ -502,10 +715,7 @@ impl Side for ServerSide<'_> {
                     SessionError::Protocol("malformed ReadyForQuery from server".into())
                 })?;
                 self.shared.status.store(status, Ordering::Release);
-                let _ =
-                    self.shared
-                        .pending
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                self.shared.ready_received();
                 self.shared.ready.send_modify(|n| *n = n.wrapping_add(1));
                 self.rows = 0;
                 self.truncating = false;

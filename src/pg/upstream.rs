@@ -1,5 +1,6 @@
 //! The upstream leg: connecting and logging in to the target server with
-//! airlock's own credential.
+//! airlock's own credential (or, for a passthrough target, opening the
+//! connection whose login [`crate::pg::client_auth`] relays).
 //!
 //! Steps: TCP connect (with the configured timeout, TCP_NODELAY), optional
 //! TLS (SSLRequest, then rustls), a StartupMessage carrying the target's user
@@ -48,7 +49,7 @@ fn forwardable(name: &str) -> bool {
     !matches!(name, "user" | "database" | "replication") && !name.starts_with("_pq_.")
 }
 
-fn upstream_err(message: impl Into<String>) -> SessionError {
+pub fn upstream_err(message: impl Into<String>) -> SessionError {
     SessionError::Upstream {
         code: "08006",
         message: message.into(),
@@ -64,37 +65,28 @@ pub async fn connect(
     timeout: Duration,
     max_message: usize,
 ) -> Result<Upstream, SessionError> {
-    let work = async {
-        let tcp = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| {
-                tracing::error!(target = target_name, error = %e, "upstream connect failed");
-                upstream_err(format!(
-                    "airlock could not connect to the server for \"{target_name}\""
-                ))
-            })?;
-        tcp.set_nodelay(true)?;
-        let stream = match tls_config {
-            None => Stream::Plain(tcp),
-            Some(config) => start_tls(tcp, config, &target.host, target_name).await?,
-        };
-        let mut conn = Conn::new(stream, max_message);
-        let mut params: Vec<(&str, &str)> = vec![
-            ("user", target.user.as_str()),
-            ("database", target.database.as_str()),
-        ];
-        params.extend(
-            client_params
-                .iter()
-                .filter(|(k, _)| forwardable(k))
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let mut out = BytesMut::new();
-        StartupMessage::encode(&params, &mut out);
-        conn.write_all(&out).await.map_err(conn_err)?;
+    within(timeout, target_name, async {
+        let mut conn = open(
+            target_name,
+            target,
+            tls_config,
+            &target.user,
+            client_params,
+            max_message,
+        )
+        .await?;
         login(&mut conn, target_name, target).await?;
         finish_startup(conn).await
-    };
+    })
+    .await
+}
+
+/// Runs `work` (a connect and login) within `timeout`.
+pub async fn within<T>(
+    timeout: Duration,
+    target_name: &str,
+    work: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => {
@@ -106,7 +98,45 @@ pub async fn connect(
     }
 }
 
-fn conn_err(e: ConnError) -> SessionError {
+/// Connects (TCP, optional TLS) and sends the StartupMessage for `user` and
+/// the target's database; the server's authentication request is next.
+pub async fn open(
+    target_name: &str,
+    target: &Target,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    user: &str,
+    client_params: &[(String, String)],
+    max_message: usize,
+) -> Result<Conn, SessionError> {
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| {
+            tracing::error!(target = target_name, error = %e, "upstream connect failed");
+            upstream_err(format!(
+                "airlock could not connect to the server for \"{target_name}\""
+            ))
+        })?;
+    tcp.set_nodelay(true)?;
+    let stream = match tls_config {
+        None => Stream::Plain(tcp),
+        Some(config) => start_tls(tcp, config, &target.host, target_name).await?,
+    };
+    let mut conn = Conn::new(stream, max_message);
+    let mut params: Vec<(&str, &str)> =
+        vec![("user", user), ("database", target.database.as_str())];
+    params.extend(
+        client_params
+            .iter()
+            .filter(|(k, _)| forwardable(k))
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let mut out = BytesMut::new();
+    StartupMessage::encode(&params, &mut out);
+    conn.write_all(&out).await.map_err(conn_err)?;
+    Ok(conn)
+}
+
+pub fn conn_err(e: ConnError) -> SessionError {
     upstream_err(format!("upstream connection lost during startup: {e}"))
 }
 
@@ -242,7 +272,7 @@ async fn login(conn: &mut Conn, target_name: &str, target: &Target) -> Result<()
 }
 
 /// Collects what the server sends between AuthenticationOk and ReadyForQuery.
-async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
+pub async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
     let mut greeting = BytesMut::new();
     let mut key = None;
     loop {
@@ -281,7 +311,7 @@ async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
 /// Turns a server ErrorResponse during startup into the client's error.
 /// Authentication failures (class 28) are logged in full but shown to the
 /// client only generically: their text names airlock's upstream user.
-fn startup_error(target_name: &str, body: &[u8]) -> SessionError {
+pub fn startup_error(target_name: &str, body: &[u8]) -> SessionError {
     let code = error_code(body).unwrap_or(b"08006");
     let message = error_fields(body)
         .find(|(c, _)| *c == b'M')

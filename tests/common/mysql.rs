@@ -25,6 +25,23 @@ pub struct MyEnv {
 impl MyEnv {
     /// Starts MariaDB and airlock; `rules` (a rule file) is optional.
     pub async fn start(rules: Option<&str>) -> MyEnv {
+        MyEnv::start_with(rules, "", "").await
+    }
+
+    /// Like [`MyEnv::start`], with extra keys for `[targets.app]` and SQL run
+    /// as root on MariaDB before airlock starts.
+    pub async fn start_with(rules: Option<&str>, target_toml: &str, setup_sql: &str) -> MyEnv {
+        MyEnv::start_full(rules, target_toml, setup_sql, "").await
+    }
+
+    /// Like [`MyEnv::start_with`], with extra top-level TOML (e.g. `[audit]`,
+    /// `[masking]` is in the rule file).
+    pub async fn start_full(
+        rules: Option<&str>,
+        target_toml: &str,
+        setup_sql: &str,
+        extra_toml: &str,
+    ) -> MyEnv {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
@@ -32,10 +49,14 @@ impl MyEnv {
             )
             .with_test_writer()
             .try_init();
-        let db = tokio::task::spawn_blocking(|| {
+        let setup_sql = setup_sql.to_owned();
+        let db = tokio::task::spawn_blocking(move || {
             let db = MariaDbServer::start().expect("start mariadb");
             db.create_user(UPSTREAM_USER, UPSTREAM_PW).unwrap();
             db.create_database(DB, UPSTREAM_USER).unwrap();
+            if !setup_sql.is_empty() {
+                db.admin_sql(&setup_sql).unwrap();
+            }
             db
         })
         .await
@@ -43,7 +64,7 @@ impl MyEnv {
         let dir = tempfile::tempdir().unwrap();
         let pw_file = dir.path().join("upstream.pw");
         std::fs::write(&pw_file, format!("{UPSTREAM_PW}\n")).unwrap();
-        let mut extra = String::new();
+        let mut extra = format!("\n{extra_toml}\n");
         if let Some(rules) = rules {
             let path = dir.path().join("rules.toml");
             std::fs::write(&path, rules).unwrap();
@@ -65,6 +86,7 @@ port = {port}
 database = "{DB}"
 user = "{UPSTREAM_USER}"
 password_file = "{pw}"
+{target_toml}
 
 [identities.{AGENT}]
 secret = "{scram}"

@@ -5,8 +5,16 @@
 //! of `SHA1(password)` by sending
 //! `SHA1(password) XOR SHA1(scramble ++ SHA1(SHA1(password)))`.
 //!
-//! `caching_sha2_password` (client side only, fast path):
-//! `SHA256(password) XOR SHA256(SHA256(SHA256(password)) ++ scramble)`.
+//! `caching_sha2_password`: the fast path proves knowledge of
+//! `SHA256(password)` with
+//! `SHA256(password) XOR SHA256(SHA256(SHA256(password)) ++ scramble)`, so a
+//! server that keeps `SHA256(SHA256(password))` can verify it; the full path
+//! sends the password itself (over TLS, or RSA-encrypted, which airlock does
+//! not do).
+//!
+//! An identity's `mysql_secret` holds one or both verifiers, separated by
+//! white space: `*<40 hex>` (native) and `sha2:<64 hex>`
+//! (`SHA256(SHA256(password))`); see [`Secret`].
 
 use super::sha1;
 
@@ -86,6 +94,100 @@ pub fn caching_sha2_token(scramble: &[u8], password: &[u8]) -> Vec<u8> {
     h1.iter().zip(mix).map(|(a, b)| a ^ b).collect()
 }
 
+/// `SHA256(SHA256(password))`, what airlock stores for `caching_sha2_password`.
+pub fn sha2_hash(password: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(Sha256::digest(password)).into()
+}
+
+/// Checks a `caching_sha2_password` fast-path token against the stored
+/// `SHA256(SHA256(password))`, in constant time with respect to the token.
+pub fn caching_sha2_verify(scramble: &[u8], stored: &[u8; 32], token: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    if token.len() != 32 {
+        return false;
+    }
+    let mut h = Sha256::new();
+    h.update(stored);
+    h.update(scramble);
+    let mix = h.finalize();
+    let mut h1 = [0u8; 32];
+    for i in 0..32 {
+        h1[i] = token[i] ^ mix[i];
+    }
+    let check = Sha256::digest(h1);
+    check
+        .iter()
+        .zip(stored)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// The verifiers of an identity's `mysql_secret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Secret {
+    /// `SHA1(SHA1(password))`, for `mysql_native_password`.
+    pub native: Option<[u8; 20]>,
+    /// `SHA256(SHA256(password))`, for the `caching_sha2_password` fast path.
+    pub sha2: Option<[u8; 32]>,
+}
+
+impl Secret {
+    /// Both verifiers of `password`.
+    pub fn of(password: &[u8]) -> Secret {
+        Secret {
+            native: Some(native_hash(password)),
+            sha2: Some(sha2_hash(password)),
+        }
+    }
+
+    /// Parses `*<40 hex>`, `sha2:<64 hex>` or both separated by white space.
+    /// `None` for anything else (including an empty string or repeats).
+    pub fn parse(s: &str) -> Option<Secret> {
+        let mut out = Secret::default();
+        for part in s.split_whitespace() {
+            if part.starts_with('*') && out.native.is_none() {
+                out.native = Some(parse_native_hash(part)?);
+            } else if let (Some(hex), None) = (part.strip_prefix("sha2:"), out.sha2) {
+                let mut h = [0u8; 32];
+                if hex.len() != 64 {
+                    return None;
+                }
+                for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
+                    h[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+                }
+                out.sha2 = Some(h);
+            } else {
+                return None;
+            }
+        }
+        (out.native.is_some() || out.sha2.is_some()).then_some(out)
+    }
+
+    /// True when `password` matches a verifier (the full path, where the
+    /// client sent the password itself).
+    pub fn check_password(&self, password: &[u8]) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        };
+        match (self.sha2, self.native) {
+            (Some(h), _) => eq(&sha2_hash(password), &h),
+            (None, Some(h)) => eq(&native_hash(password), &h),
+            (None, None) => false,
+        }
+    }
+}
+
+/// The `mysql_secret` value for `password`: both verifiers.
+pub fn secret_string(password: &[u8]) -> String {
+    let mut s = native_hash_string(password);
+    s.push_str(" sha2:");
+    for b in sha2_hash(password) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// The token for `plugin`, or `None` for a plugin airlock cannot speak.
 pub fn token_for(plugin: &str, scramble: &[u8], password: &[u8]) -> Option<Vec<u8>> {
     match plugin {
@@ -129,6 +231,53 @@ mod tests {
         let scramble = new_scramble();
         let theirs = mysql_common::scramble::scramble_sha256(&scramble, b"pw").unwrap();
         assert_eq!(caching_sha2_token(&scramble, b"pw"), theirs.to_vec());
+    }
+
+    #[test]
+    fn sha2_known_vector_and_verify() {
+        // Computed independently (Python hashlib) for this scramble.
+        let scramble: Vec<u8> = (0x21u8..0x35).collect();
+        let token = caching_sha2_token(&scramble, b"password");
+        let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ebe5f544dd4cd00fd370f4197e839d493415b6966277ba7c856bfd1f216d6713"
+        );
+        let stored = sha2_hash(b"password");
+        let hex: String = stored.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "73641c99f7719f57d8f4beb11a303afcd190243a51ced8782ca6d3dbe014d146"
+        );
+        assert!(caching_sha2_verify(&scramble, &stored, &token));
+        assert!(!caching_sha2_verify(&scramble, &sha2_hash(b"x"), &token));
+        assert!(!caching_sha2_verify(&scramble[1..], &stored, &token));
+        assert!(!caching_sha2_verify(&scramble, &stored, &token[..31]));
+        assert!(!caching_sha2_verify(&scramble, &stored, &[]));
+    }
+
+    #[test]
+    fn secrets_parse_in_every_form() {
+        let both = secret_string(b"pw");
+        let s = Secret::parse(&both).unwrap();
+        assert_eq!(s, Secret::of(b"pw"));
+        assert!(s.check_password(b"pw") && !s.check_password(b"px"));
+        let native = native_hash_string(b"pw");
+        let only = Secret::parse(&native).unwrap();
+        assert_eq!((only.native, only.sha2), (Some(native_hash(b"pw")), None));
+        assert!(only.check_password(b"pw") && !only.check_password(b"p"));
+        let sha = both.split_whitespace().nth(1).unwrap();
+        assert_eq!(Secret::parse(sha).unwrap().native, None);
+        for bad in [
+            "",
+            " ",
+            "sha2:12",
+            "*12",
+            &format!("{native} {native}"),
+            "x",
+        ] {
+            assert_eq!(Secret::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -115,6 +115,15 @@ impl Response {
             && u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) & caps::SSL != 0
     }
 
+    /// Appends an SSLRequest payload: the first 32 bytes of a response,
+    /// with `CLIENT_SSL` set.
+    pub fn encode_ssl_request(capabilities: u32, max_packet: u32, charset: u8, out: &mut BytesMut) {
+        out.put_u32_le(capabilities | caps::SSL);
+        out.put_u32_le(max_packet);
+        out.put_u8(charset);
+        out.put_bytes(0, 23);
+    }
+
     pub fn parse(payload: &[u8]) -> Result<Response, HandshakeError> {
         let bad = || HandshakeError::Malformed("handshake response");
         let mut r = Reader::new(payload);
@@ -269,8 +278,7 @@ mod tests {
             assert!(!Response::is_ssl_request(&out));
         }
         let mut ssl = BytesMut::new();
-        ssl.put_u32_le(caps::PROTOCOL_41 | caps::SSL);
-        ssl.put_bytes(0, 28);
+        Response::encode_ssl_request(caps::PROTOCOL_41, 1 << 24, 45, &mut ssl);
         assert!(Response::is_ssl_request(&ssl));
     }
 }

@@ -6,13 +6,15 @@
 //! * [`handshake`]: the server greeting (HandshakeV10) and the client's
 //!   HandshakeResponse41, both directions.
 //! * [`packets`]: OK/ERR/EOF built and read, AuthSwitchRequest.
-//! * [`auth`]: `mysql_native_password` (and the `caching_sha2_password` fast
-//!   path) scrambles and verification.
+//! * [`auth`]: `mysql_native_password` and `caching_sha2_password`
+//!   scrambles, verifiers and verification.
+//! * [`change_user`]: COM_CHANGE_USER parsed.
 //! * [`sha1`]: SHA-1, which `mysql_native_password` is built on.
 //!
 //! Like the rest of this crate: no sockets, no policy.
 
 pub mod auth;
+pub mod change_user;
 pub mod frame;
 pub mod handshake;
 pub mod packets;

@@ -1,0 +1,117 @@
+//! `airlock approvals`, `airlock approve ID [--for 10m]` and `airlock deny
+//! ID --reason ...`: the admin API of a running airlock, from a terminal.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use super::client::{request, HttpResponse};
+
+/// Where the admin API is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// e.g. `http://127.0.0.1:9187`.
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Admin {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<HttpResponse> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let token = self.token.as_deref().filter(|t| !t.is_empty());
+        let resp = rt
+            .block_on(request(method, &self.url, path, token, body.as_ref()))
+            .with_context(|| format!("admin API at {}", self.url))?;
+        if resp.is_success() {
+            return Ok(resp);
+        }
+        let message = resp
+            .json()
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| resp.text());
+        match resp.status {
+            401 if token.is_none() => {
+                bail!("the admin API wants a token: set AIRLOCK_ADMIN_TOKEN ({message})")
+            }
+            401 => bail!("the admin API refused the token in AIRLOCK_ADMIN_TOKEN ({message})"),
+            status => bail!("{message} (HTTP {status})"),
+        }
+    }
+}
+
+/// `airlock approvals`: the pending requests.
+pub fn list(admin: &Admin, json_out: bool) -> anyhow::Result<()> {
+    let resp = admin.call("GET", "/api/approvals", None)?;
+    let items = resp.json();
+    let items = items.as_array().cloned().unwrap_or_default();
+    if json_out {
+        for i in &items {
+            println!("{i}");
+        }
+        return Ok(());
+    }
+    print!("{}", format_pending(&items));
+    Ok(())
+}
+
+/// The pending requests as text, one block each.
+pub fn format_pending(items: &[Value]) -> String {
+    if items.is_empty() {
+        return "no pending approval requests\n".into();
+    }
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    let mut out = String::new();
+    for i in items {
+        let id = i.get("id").and_then(Value::as_u64).unwrap_or(0);
+        let session = i.get("session").and_then(Value::as_u64).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "#{id}  {}  session s{session}  identity {}  user {}  model {}  target {}",
+            s(i, "requested_at"),
+            s(i, "identity"),
+            s(i, "user"),
+            s(i, "model"),
+            s(i, "target"),
+        );
+        let _ = writeln!(out, "    rule {}: {}", s(i, "rule"), s(i, "message"));
+        let _ = writeln!(out, "    {}", s(i, "statement").replace('\n', "\n    "));
+    }
+    out
+}
+
+/// `airlock approve ID [--for 10m]`.
+pub fn approve(admin: &Admin, id: u64, window: Option<&str>, by: &str) -> anyhow::Result<()> {
+    if let Some(w) = window {
+        humantime::parse_duration(w).map_err(|e| anyhow::anyhow!("--for {w:?}: {e}"))?;
+    }
+    let body = json!({ "for": window, "by": by });
+    let resp = admin.call("POST", &format!("/api/approvals/{id}/approve"), Some(body))?;
+    let v = resp.json();
+    let rule = v["approved"]["rule"].as_str().unwrap_or("-");
+    let identity = v["approved"]["identity"].as_str().unwrap_or("-");
+    match window {
+        Some(w) => println!(
+            "approved request {id} ({rule}, identity {identity}); the same statement from {identity} passes without asking for {w}"
+        ),
+        None => println!("approved request {id} ({rule}, identity {identity})"),
+    }
+    Ok(())
+}
+
+/// `airlock deny ID --reason ...`.
+pub fn deny(admin: &Admin, id: u64, reason: &str, by: &str) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        bail!("--reason must not be empty: the agent is told why");
+    }
+    let body = json!({ "reason": reason, "by": by });
+    let resp = admin.call("POST", &format!("/api/approvals/{id}/deny"), Some(body))?;
+    let v = resp.json();
+    let rule = v["denied"]["rule"].as_str().unwrap_or("-");
+    println!("denied request {id} ({rule}): {}", reason.trim());
+    Ok(())
+}

@@ -1,0 +1,195 @@
+// airlock web console: polls the admin API with the bearer token kept in
+// sessionStorage. Data is only ever inserted as text (never as HTML).
+"use strict";
+
+const state = { token: null, reviewer: "", approvalKey: "", timers: [] };
+
+function $(id) { return document.getElementById(id); }
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "-" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+// "2026-05-01T12:00:00.123Z" -> "2026-05-01 12:00:00Z"
+function shortTime(t) {
+  return typeof t === "string" ? t.replace("T", " ").replace(/\.\d+Z$/, "Z") : t;
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (state.token) headers["Authorization"] = "Bearer " + state.token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await resp.json(); } catch (e) { data = null; }
+  if (resp.status === 401) { signOut("the admin token was refused"); throw new Error("unauthorized"); }
+  if (!resp.ok) throw new Error((data && data.error) || ("HTTP " + resp.status));
+  return data;
+}
+
+// ---- approvals ----
+async function refreshApprovals() {
+  const items = await api("GET", "/api/approvals");
+  $("approvals-count").textContent = items.length ? "(" + items.length + ")" : "";
+  $("approvals-empty").hidden = items.length > 0;
+  const key = items.map((i) => i.id).join(",");
+  if (key === state.approvalKey) return; // keep what the reviewer is typing
+  state.approvalKey = key;
+  const body = $("approvals").querySelector("tbody");
+  body.replaceChildren();
+  for (const i of items) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = i.id;
+    tr.append(cell(i.id), cell(shortTime(i.requested_at), "time"), cell(i.identity + (i.user ? " (" + i.user + ")" : "")),
+      cell(i.model), cell(i.rule + ": " + i.message), cell(i.statement, "sql"));
+    const td = document.createElement("td");
+    td.className = "decide";
+    const window = document.createElement("select");
+    window.dataset.window = i.id;
+    for (const [value, label] of [["", "once"], ["10m", "for 10m"], ["1h", "for 1h"]]) {
+      const o = document.createElement("option");
+      o.value = value; o.textContent = label; window.append(o);
+    }
+    const approve = document.createElement("button");
+    approve.type = "button"; approve.className = "approve"; approve.textContent = "Approve";
+    approve.dataset.approve = i.id;
+    approve.addEventListener("click", () => decide(i.id, "approve", { for: window.value || null }));
+    const reason = document.createElement("input");
+    reason.type = "text"; reason.placeholder = "reason to deny"; reason.dataset.reason = i.id;
+    const deny = document.createElement("button");
+    deny.type = "button"; deny.className = "deny"; deny.textContent = "Deny";
+    deny.dataset.deny = i.id;
+    deny.addEventListener("click", () => {
+      if (!reason.value.trim()) { reason.focus(); setStatus("give a reason to deny request " + i.id); return; }
+      decide(i.id, "deny", { reason: reason.value });
+    });
+    const once = document.createElement("div");
+    once.append(window, approve);
+    const no = document.createElement("div");
+    no.append(reason, deny);
+    td.append(once, no);
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+async function decide(id, action, body) {
+  body.by = state.reviewer || "console";
+  try {
+    await api("POST", "/api/approvals/" + id + "/" + action, body);
+    setStatus((action === "approve" ? "approved" : "denied") + " request " + id);
+  } catch (e) {
+    setStatus(action + " " + id + ": " + e.message);
+  }
+  state.approvalKey = "";
+  refreshApprovals().catch(() => {});
+}
+
+// ---- audit log ----
+async function refreshLog() {
+  const form = $("log-filters");
+  const params = new URLSearchParams();
+  for (const name of ["identity", "model", "rule", "session", "since", "limit"]) {
+    const v = form.elements[name].value.trim();
+    if (v) params.set(name, v);
+  }
+  if (!form.elements["all"].checked) params.set("blocked", "true");
+  try {
+    const records = await api("GET", "/api/audit?" + params.toString());
+    $("log-error").textContent = "";
+    const body = $("log").querySelector("tbody");
+    body.replaceChildren();
+    for (const r of records.slice().reverse()) {
+      if (r.kind && r.kind !== "statement" && form.elements["all"].checked === false) continue;
+      const tr = document.createElement("tr");
+      tr.append(cell(shortTime(r.time), "time"), cell(r.session), cell(r.identity), cell(r.model || r.declared_model),
+        cell(r.decision || r.kind, "decision-" + (r.decision || "")), cell(r.rule),
+        cell(r.reason, "reason"), cell(r.statement, "sql"));
+      body.append(tr);
+    }
+  } catch (e) {
+    $("log-error").textContent = e.message;
+  }
+}
+
+// ---- sessions ----
+async function refreshSessions() {
+  const items = await api("GET", "/api/sessions");
+  $("sessions-count").textContent = "(" + items.length + ")";
+  const body = $("sessions").querySelector("tbody");
+  body.replaceChildren();
+  for (const s of items) {
+    const tr = document.createElement("tr");
+    tr.append(cell("s" + s.id), cell(s.protocol), cell(s.identity), cell(s.model), cell(s.client),
+      cell(s.target), cell(shortTime(s.started), "time"));
+    const td = document.createElement("td");
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "terminate"; b.textContent = "Terminate"; b.dataset.terminate = s.id;
+    b.addEventListener("click", async () => {
+      if (!window.confirm("Terminate session s" + s.id + " of " + s.identity + "?")) return;
+      try { await api("POST", "/api/sessions/" + s.id + "/terminate"); setStatus("terminated s" + s.id); }
+      catch (e) { setStatus("terminate s" + s.id + ": " + e.message); }
+      refreshSessions().catch(() => {});
+    });
+    td.append(b);
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+// ---- start / stop ----
+function poll(fn, ms) {
+  const run = () => fn().then(() => {}, (e) => setStatus(e.message));
+  run();
+  state.timers.push(setInterval(run, ms));
+}
+
+function start() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("sign-out").hidden = false;
+  setStatus("connected" + (state.reviewer ? " as " + state.reviewer : ""));
+  poll(refreshApprovals, 1500);
+  poll(refreshSessions, 3000);
+  poll(refreshLog, 5000);
+}
+
+function signOut(message) {
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  state.token = null;
+  state.approvalKey = "";
+  sessionStorage.removeItem("airlock-token");
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("sign-out").hidden = true;
+  $("login-error").textContent = message || "";
+  setStatus("");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.token = $("token").value;
+    state.reviewer = $("reviewer").value.trim();
+    sessionStorage.setItem("airlock-token", state.token);
+    sessionStorage.setItem("airlock-reviewer", state.reviewer);
+    $("token").value = "";
+    start();
+  });
+  $("log-filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshLog(); });
+  $("sign-out").addEventListener("click", () => signOut(""));
+  const saved = sessionStorage.getItem("airlock-token");
+  if (saved !== null) {
+    state.token = saved;
+    state.reviewer = sessionStorage.getItem("airlock-reviewer") || "";
+    start();
+  }
+});

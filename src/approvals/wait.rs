@@ -1,0 +1,96 @@
+//! Holding a statement from a session whose audit hook has no approval
+//! steps of its own (MySQL): puts it on hold, records each step (held,
+//! approved by whom, denied with the reason, timed out) in the audit log,
+//! and waits for the outcome.
+
+use crate::audit::{AuditDecision, AuditEvent, EventKind};
+use crate::proxy::Proxy;
+
+use super::{Hold, HoldRequest, Outcome};
+
+/// Holds `req` until a human decides or the timeout passes. `None` when
+/// approvals are not enabled (no `[admin]` listener to decide them).
+pub async fn hold_and_wait(proxy: &Proxy, req: HoldRequest) -> Option<Outcome> {
+    let config = proxy.config();
+    config.admin.as_ref()?;
+    let base = event(&req);
+    let message = req.message.clone();
+    Some(match proxy.approvals.hold(req, config.approvals.timeout) {
+        Hold::Released(outcome) => {
+            if let Err(refusal) = record(
+                proxy,
+                &base,
+                AuditDecision::Allow,
+                outcome.audit_reason(None),
+            ) {
+                return Some(refused(refusal));
+            }
+            outcome
+        }
+        Hold::Waiting(mut ticket) => {
+            let id = ticket.id();
+            let held = format!("held for approval (request {id}): {message}");
+            if let Err(refusal) = record(proxy, &base, AuditDecision::Approval, held) {
+                return Some(refused(refusal));
+            }
+            let outcome = ticket.wait().await;
+            let decision = if outcome.is_approved() {
+                AuditDecision::Allow
+            } else {
+                AuditDecision::Block
+            };
+            if let Err(refusal) = record(proxy, &base, decision, outcome.audit_reason(Some(id))) {
+                if outcome.is_approved() {
+                    return Some(refused(refusal));
+                }
+            }
+            outcome
+        }
+    })
+}
+
+/// The audit log could not record a step and airlock fails closed.
+fn refused(reason: String) -> Outcome {
+    Outcome::Denied {
+        by: "airlock".into(),
+        reason,
+    }
+}
+
+fn event(req: &HoldRequest) -> AuditEvent {
+    let mut e = AuditEvent::now(EventKind::Statement, req.session);
+    e.identity = req.identity.clone();
+    e.user = req.user.clone();
+    e.model = req.model.clone();
+    e.protocol = req.protocol.into();
+    e.target = req.target.clone();
+    e.database = Some(req.target.clone());
+    e.statement = Some(req.statement.clone());
+    e.rule = Some(req.rule.clone());
+    e
+}
+
+/// Records one step; `Err` with the refusal when the log cannot take it
+/// and airlock fails closed.
+fn record(
+    proxy: &Proxy,
+    base: &AuditEvent,
+    decision: AuditDecision,
+    reason: String,
+) -> Result<(), String> {
+    let Some(log) = &proxy.audit else {
+        return Ok(());
+    };
+    let mut e = base.clone();
+    e.time_ms = crate::audit::now_ms();
+    e.decision = Some(decision);
+    e.reason = Some(reason);
+    match log.record(e) {
+        Ok(()) => Ok(()),
+        Err(unavailable) if proxy.audit_fail_closed => Err(unavailable.to_string()),
+        Err(unavailable) => {
+            tracing::warn!(error = %unavailable, "audit log unavailable; approval step not recorded");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! What a proxy session tells the audit log, whatever its protocol:
+//! connects, failed logins, every judged statement with its decision, and
+//! disconnects. Used by [`crate::pg::audit_hook`] and
+//! [`crate::mysql::audit_hook`].
+//!
+//! Recording never waits on disk (the log's writer thread does the work).
+//! When the log cannot take an event and `audit.fail_closed` is set, the
+//! statement is refused instead of running unrecorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{AuditDecision, AuditEvent, AuditLog, EventKind};
+use crate::policy::Principal;
+
+/// Who and where: what every event of a session carries.
+pub struct SessionInfo<'a> {
+    pub session: u64,
+    pub principal: &'a Principal,
+    pub client: &'a str,
+    pub application_name: Option<&'a str>,
+    pub declared_model: Option<&'a str>,
+    /// `"postgres"` or `"mysql"`.
+    pub protocol: &'static str,
+    /// The database the session works in.
+    pub database: &'a str,
+}
+
+/// One judged statement, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct StatementRecord<'a> {
+    pub sql: &'a [u8],
+    pub decision: Option<AuditDecision>,
+    pub rule: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// Masked result columns (rule ids), comma separated.
+    pub masked_columns: Option<String>,
+    /// Rows returned or affected, when the statement ran.
+    pub rows: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+/// The audit context of one session.
+pub struct SessionAudit {
+    log: Arc<AuditLog>,
+    fail_closed: bool,
+    base: AuditEvent,
+}
+
+impl SessionAudit {
+    pub fn with_info(log: Arc<AuditLog>, fail_closed: bool, info: &SessionInfo<'_>) -> Self {
+        let mut base = AuditEvent::now(EventKind::Connect, info.session);
+        base.identity = info.principal.identity.clone();
+        base.user = info.principal.user.clone();
+        base.model = info.principal.model.clone();
+        base.declared_model = info.declared_model.map(str::to_owned);
+        base.client_addr = Some(info.client.to_owned());
+        base.application_name = info.application_name.map(str::to_owned);
+        base.protocol = info.protocol.into();
+        base.target = info.principal.target.clone();
+        base.database = Some(info.database.to_owned());
+        SessionAudit {
+            log,
+            fail_closed,
+            base,
+        }
+    }
+
+    fn event(&self, kind: EventKind) -> AuditEvent {
+        let mut e = self.base.clone();
+        e.kind = kind;
+        e.time_ms = super::now_ms();
+        e
+    }
+
+    pub fn connect(&self) {
+        let _ = self.log.record(self.event(EventKind::Connect));
+    }
+
+    pub fn disconnect(&self) {
+        let _ = self.log.record(self.event(EventKind::Disconnect));
+    }
+
+    /// Whether a statement may run: `Err` carries the refusal when the log
+    /// is failing and airlock fails closed (for statements recorded after
+    /// they complete).
+    pub fn ready(&self) -> Result<(), String> {
+        if self.fail_closed && !self.log.is_healthy() {
+            return Err(super::AuditUnavailable::WriterFailed.to_string());
+        }
+        Ok(())
+    }
+
+    /// Records a judged statement. `Err` carries the refusal to send when
+    /// the log is unavailable and airlock fails closed.
+    pub fn statement(
+        &self,
+        sql: &[u8],
+        decision: AuditDecision,
+        rule: Option<&str>,
+        reason: Option<&str>,
+        masked_columns: Option<String>,
+    ) -> Result<(), String> {
+        self.record(StatementRecord {
+            sql,
+            decision: Some(decision),
+            rule,
+            reason,
+            masked_columns,
+            rows: None,
+            duration: None,
+        })
+    }
+
+    /// Records a statement with everything known about it.
+    pub fn record(&self, s: StatementRecord<'_>) -> Result<(), String> {
+        let mut e = self.event(EventKind::Statement);
+        e.statement = Some(String::from_utf8_lossy(s.sql).into_owned());
+        e.decision = s.decision;
+        e.rule = s.rule.map(str::to_owned);
+        e.reason = s.reason.map(str::to_owned);
+        e.masked_columns = s.masked_columns;
+        e.rows = s.rows;
+        e.duration_us = s
+            .duration
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        match self.log.record(e) {
+            Ok(()) => Ok(()),
+            Err(unavailable) if self.fail_closed => Err(unavailable.to_string()),
+            Err(unavailable) => {
+                tracing::warn!(error = %unavailable, "audit log unavailable; statement not recorded");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Records a failed login (no session context exists yet).
+pub fn auth_failed(
+    log: &AuditLog,
+    session: u64,
+    identity: &str,
+    client: &str,
+    protocol: &'static str,
+) {
+    let mut e = AuditEvent::now(EventKind::AuthFailed, session);
+    e.identity = identity.to_owned();
+    e.client_addr = Some(client.to_owned());
+    e.protocol = protocol.into();
+    let _ = log.record(e);
+}
+
+/// A model the client declares in its application name (`...model=NAME...`;
+/// Postgres `application_name`, MySQL connection attribute `program_name`).
+/// It is recorded beside the configured model and never replaces it.
+pub fn declared_model(application_name: Option<&str>) -> Option<&str> {
+    let app = application_name?;
+    let at = app.find("model=")?;
+    let rest = &app[at + "model=".len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ';' || c == ',' || c == ')')
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_models() {
+        assert_eq!(declared_model(Some("copilot (model=gpt-5)")), Some("gpt-5"));
+        assert_eq!(declared_model(Some("x model=a;b")), Some("a"));
+        assert_eq!(declared_model(Some("model=")), None);
+        assert_eq!(declared_model(None), None);
+    }
+}

@@ -1,0 +1,278 @@
+//! Process-wide counters for `/metrics`, in Prometheus text format.
+//!
+//! Plain atomics behind one static, so instrumenting a session is a
+//! one-line call that costs an atomic add: connections by protocol,
+//! statements by decision, a statement latency histogram and masked
+//! values. Gauges that live elsewhere (audit queue depth, pending
+//! approvals, active sessions) are passed to [`render`] at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::audit::AuditDecision;
+
+/// Protocols counted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Postgres = 0,
+    Mysql = 1,
+}
+
+const PROTOCOLS: [&str; 2] = ["postgres", "mysql"];
+const DECISIONS: [AuditDecision; 5] = [
+    AuditDecision::Allow,
+    AuditDecision::Masked,
+    AuditDecision::Block,
+    AuditDecision::WouldBlock,
+    AuditDecision::Approval,
+];
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+struct Metrics {
+    connections_open: [AtomicU64; 2],
+    connections_total: [AtomicU64; 2],
+    statements: [AtomicU64; 5],
+    /// Per bucket (not cumulative); the last slot is +Inf.
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+    masked_values: AtomicU64,
+    approvals: [AtomicU64; 4],
+}
+
+static METRICS: Metrics = Metrics {
+    connections_open: [const { AtomicU64::new(0) }; 2],
+    connections_total: [const { AtomicU64::new(0) }; 2],
+    statements: [const { AtomicU64::new(0) }; 5],
+    latency: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64::new(0),
+    masked_values: AtomicU64::new(0),
+    approvals: [const { AtomicU64::new(0) }; 4],
+};
+
+/// Counts an open connection until dropped.
+pub struct ConnectionGuard(Protocol);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        METRICS.connections_open[self.0 as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A client connection was accepted; hold the guard for its lifetime.
+pub fn connection(protocol: Protocol) -> ConnectionGuard {
+    METRICS.connections_open[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    METRICS.connections_total[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    ConnectionGuard(protocol)
+}
+
+/// A statement was judged.
+pub fn statement(decision: AuditDecision) {
+    let i = DECISIONS.iter().position(|d| *d == decision).unwrap_or(0);
+    METRICS.statements[i].fetch_add(1, Ordering::Relaxed);
+}
+
+/// A value was rewritten by a masking rule.
+pub fn masked_value() {
+    METRICS.masked_values.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How a held statement ended.
+#[derive(Debug, Clone, Copy)]
+pub enum ApprovalEnd {
+    Approved = 0,
+    Denied = 1,
+    TimedOut = 2,
+    /// Released by an approval window, without asking.
+    Window = 3,
+}
+
+const APPROVAL_ENDS: [&str; 4] = ["approved", "denied", "timed_out", "window"];
+
+pub fn approval(end: ApprovalEnd) {
+    METRICS.approvals[end as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Records a statement's latency (request sent until the server is ready).
+pub fn latency(d: Duration) {
+    let secs = d.as_secs_f64();
+    let i = BUCKETS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(BUCKETS.len());
+    METRICS.latency[i].fetch_add(1, Ordering::Relaxed);
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    METRICS.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+}
+
+/// Nanoseconds since the first call in this process: a cheap timestamp
+/// that fits an atomic (0 is never returned, so it can mean "unset").
+pub fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Gauges owned by other parts of airlock, read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub audit_queue_depth: Option<usize>,
+    pub audit_healthy: Option<bool>,
+    pub approvals_pending: usize,
+    pub sessions_active: usize,
+}
+
+/// Everything, in Prometheus text exposition format 0.0.4.
+pub fn render(g: Gauges) -> String {
+    let m = &METRICS;
+    let mut out = String::with_capacity(4096);
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    header(
+        &mut out,
+        "airlock_connections_current",
+        "gauge",
+        "Open client connections.",
+    );
+    for (i, p) in PROTOCOLS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "airlock_connections_current{{protocol=\"{p}\"}} {}",
+            get(&m.connections_open[i])
+        );
+    }
+    header(
+        &mut out,
+        "airlock_connections_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    for (i, p) in PROTOCOLS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "airlock_connections_total{{protocol=\"{p}\"}} {}",
+            get(&m.connections_total[i])
+        );
+    }
+    header(
+        &mut out,
+        "airlock_statements_total",
+        "counter",
+        "Statements judged, by decision.",
+    );
+    for (i, d) in DECISIONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "airlock_statements_total{{decision=\"{}\"}} {}",
+            d.as_str(),
+            get(&m.statements[i])
+        );
+    }
+    header(
+        &mut out,
+        "airlock_statement_duration_seconds",
+        "histogram",
+        "Time from a request until the server was ready again.",
+    );
+    let mut cumulative = 0;
+    for (i, b) in BUCKETS.iter().enumerate() {
+        cumulative += get(&m.latency[i]);
+        let _ = writeln!(
+            out,
+            "airlock_statement_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+        );
+    }
+    cumulative += get(&m.latency[BUCKETS.len()]);
+    let _ = writeln!(
+        out,
+        "airlock_statement_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        out,
+        "airlock_statement_duration_seconds_sum {}",
+        get(&m.latency_sum_us) as f64 / 1e6
+    );
+    let _ = writeln!(out, "airlock_statement_duration_seconds_count {cumulative}");
+    header(
+        &mut out,
+        "airlock_masked_values_total",
+        "counter",
+        "Values rewritten by masking rules.",
+    );
+    let _ = writeln!(out, "airlock_masked_values_total {}", get(&m.masked_values));
+    header(
+        &mut out,
+        "airlock_approvals_total",
+        "counter",
+        "Held statements, by how they ended.",
+    );
+    for (i, e) in APPROVAL_ENDS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "airlock_approvals_total{{outcome=\"{e}\"}} {}",
+            get(&m.approvals[i])
+        );
+    }
+    header(
+        &mut out,
+        "airlock_approvals_pending",
+        "gauge",
+        "Statements waiting for a human.",
+    );
+    let _ = writeln!(out, "airlock_approvals_pending {}", g.approvals_pending);
+    header(
+        &mut out,
+        "airlock_sessions_active",
+        "gauge",
+        "Sessions past login.",
+    );
+    let _ = writeln!(out, "airlock_sessions_active {}", g.sessions_active);
+    if let Some(depth) = g.audit_queue_depth {
+        header(
+            &mut out,
+            "airlock_audit_queue_depth",
+            "gauge",
+            "Audit events waiting for the writer.",
+        );
+        let _ = writeln!(out, "airlock_audit_queue_depth {depth}");
+    }
+    if let Some(healthy) = g.audit_healthy {
+        header(
+            &mut out,
+            "airlock_audit_healthy",
+            "gauge",
+            "1 while the audit writer succeeds.",
+        );
+        let _ = writeln!(out, "airlock_audit_healthy {}", u8::from(healthy));
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        statement(AuditDecision::Block);
+        latency(Duration::from_millis(3));
+        let text = render(Gauges::default());
+        assert!(text.contains("# TYPE airlock_statements_total counter"));
+        assert!(text.contains("airlock_statement_duration_seconds_bucket{le=\"+Inf\"}"));
+        let block = text
+            .lines()
+            .find(|l| l.starts_with("airlock_statements_total{decision=\"block\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(block.is_some_and(|n| n >= 1), "{text}");
+    }
+}

@@ -1,0 +1,192 @@
+//! A snapshot of the upstream server's tables, columns and view
+//! definitions, for masking lineage on the MySQL path (`*` expansion, view
+//! bodies), as [`crate::pg::catalog`] is for Postgres.
+//!
+//! A session whose principal has masking rules loads it over its own
+//! upstream connection before planning its first statement (one
+//! `information_schema` query) and reloads it before planning the next
+//! statement after it ran DDL. Failing to load it ends the session.
+//! Column definitions in result sets still name each column's source, so a
+//! stale snapshot costs precision in lineage, never a leak of a column the
+//! server attributes.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, BytesMut};
+
+use airlock_protocol::mysql::com;
+use airlock_protocol::mysql::wire::{self, Reader};
+
+use super::conn::PacketConn;
+use super::error::MyError;
+use super::response::{Expect, Step, Tracker};
+use crate::masking::Catalog;
+
+/// Columns in order and, for views, the definition.
+#[derive(Debug, Clone, Default)]
+struct Relation {
+    columns: Vec<String>,
+    view_sql: Option<String>,
+}
+
+/// One snapshot; keys are lower-case (database, table).
+#[derive(Debug, Default)]
+pub struct MyCatalog {
+    relations: HashMap<(String, String), Relation>,
+    generation: u64,
+}
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+const QUERY: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, \
+     CASE WHEN c.ORDINAL_POSITION = 1 THEN v.VIEW_DEFINITION END \
+     FROM information_schema.COLUMNS c \
+     LEFT JOIN information_schema.VIEWS v \
+       ON v.TABLE_SCHEMA = c.TABLE_SCHEMA AND v.TABLE_NAME = c.TABLE_NAME \
+     WHERE c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+     ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION";
+
+impl MyCatalog {
+    /// Builds a snapshot from rows of [`QUERY`].
+    pub fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+        let mut relations: HashMap<(String, String), Relation> = HashMap::new();
+        for row in rows {
+            let get = |i: usize| row.get(i).cloned().flatten();
+            let (Some(schema), Some(table), Some(column)) = (get(0), get(1), get(2)) else {
+                continue;
+            };
+            let rel = relations
+                .entry((schema.to_lowercase(), table.to_lowercase()))
+                .or_default();
+            rel.columns.push(column.to_lowercase());
+            if let Some(sql) = get(3) {
+                rel.view_sql = Some(sql);
+            }
+        }
+        MyCatalog {
+            relations,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.relations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.relations.is_empty()
+    }
+}
+
+impl Catalog for MyCatalog {
+    fn columns(&self, schema: &str, table: &str) -> Option<Vec<String>> {
+        self.relations
+            .get(&(schema.to_lowercase(), table.to_lowercase()))
+            .map(|r| r.columns.clone())
+    }
+
+    fn view_sql(&self, schema: &str, table: &str) -> Option<String> {
+        self.relations
+            .get(&(schema.to_lowercase(), table.to_lowercase()))
+            .and_then(|r| r.view_sql.clone())
+    }
+
+    fn version(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// Whether a statement text may change the catalog (so the snapshot should
+/// be reloaded before the next plan). Errs on the side of reloading.
+pub fn may_change_catalog(sql: &[u8]) -> bool {
+    let lower = String::from_utf8_lossy(sql).to_ascii_lowercase();
+    ["create", "alter", "drop", "rename"]
+        .iter()
+        .any(|k| lower.contains(k))
+}
+
+/// Loads a snapshot over an idle upstream connection (between commands).
+pub async fn load(conn: &mut PacketConn) -> Result<MyCatalog, MyError> {
+    let mut p = BytesMut::new();
+    p.put_u8(com::QUERY);
+    p.put_slice(QUERY.as_bytes());
+    conn.next_seq = 0;
+    conn.send(&p).await?;
+    let mut tracker = Tracker::new(Expect::Query);
+    let mut rows = Vec::new();
+    while !tracker.is_done() {
+        let packet = conn.read().await?;
+        if tracker.feed(&packet.payload).map_err(MyError::Upstream)? == Step::Row {
+            rows.push(text_fields(&packet.payload));
+        }
+    }
+    if tracker.error {
+        return Err(MyError::Upstream(
+            "airlock could not read the catalog for masking (information_schema)".into(),
+        ));
+    }
+    Ok(MyCatalog::from_rows(rows))
+}
+
+/// The values of a text-protocol row.
+pub fn text_fields(row: &[u8]) -> Vec<Option<String>> {
+    let mut r = Reader::new(row);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        if r.remaining().first() == Some(&wire::NULL) {
+            r.u8();
+            out.push(None);
+            continue;
+        }
+        match r.lenenc_str() {
+            Some(v) => out.push(Some(String::from_utf8_lossy(v).into_owned())),
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_from_rows() {
+        let s = |v: &str| Some(v.to_owned());
+        let cat = MyCatalog::from_rows(vec![
+            vec![s("app"), s("Customers"), s("id"), None],
+            vec![s("app"), s("Customers"), s("Email"), None],
+            vec![
+                s("app"),
+                s("v"),
+                s("e"),
+                s("select `email` AS `e` from `customers`"),
+            ],
+            vec![None, s("x"), s("y"), None],
+        ]);
+        assert_eq!(cat.len(), 2);
+        assert_eq!(
+            cat.columns("APP", "customers"),
+            Some(vec!["id".to_owned(), "email".to_owned()])
+        );
+        assert!(cat.view_sql("app", "customers").is_none());
+        assert!(cat.view_sql("app", "v").unwrap().contains("email"));
+        assert!(cat.columns("app", "nope").is_none());
+        assert_ne!(cat.version(), MyCatalog::from_rows(Vec::new()).version());
+    }
+
+    #[test]
+    fn text_rows_and_ddl_detection() {
+        let mut row = BytesMut::new();
+        wire::put_lenenc_str(&mut row, b"app");
+        row.put_u8(wire::NULL);
+        wire::put_lenenc_str(&mut row, b"x");
+        assert_eq!(
+            text_fields(&row),
+            vec![Some("app".into()), None, Some("x".into())]
+        );
+        assert!(may_change_catalog(b"CREATE VIEW v AS SELECT 1"));
+        assert!(may_change_catalog(b"/* x */ ALTER TABLE t ADD c int"));
+        assert!(!may_change_catalog(b"SELECT email FROM customers"));
+    }
+}

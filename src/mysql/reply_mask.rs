@@ -1,0 +1,178 @@
+//! Masking one server reply as it streams: which plan each result set
+//! belongs to, its column definitions, the treatment of each column
+//! (worked out once, at the first row), and the rewrite of every row (text
+//! rows for COM_QUERY, binary rows for COM_STMT_EXECUTE and
+//! COM_STMT_FETCH). ERR packets are scrubbed. Nothing is buffered beyond
+//! the packet at hand.
+//!
+//! A row that cannot be masked (a malformed row, a result with fewer
+//! columns than its plan, a masked row spanning 16 MiB packets) is never
+//! forwarded: the caller swallows the rest of the reply and ends it with
+//! the [`Outcome::Refuse`] ERR.
+
+use std::sync::Arc;
+
+use airlock_protocol::mysql::packets;
+
+use super::conn::Packet;
+use super::masking::{parse_column_def, Action, ColumnDef, MyMask};
+use super::response::{Expect, Step};
+use crate::masking::StatementPlan;
+
+/// Cursor state handed from an execute to its fetches: the actions and
+/// the column type codes of the result.
+pub type Cursor = (Arc<Vec<Action>>, Vec<u8>);
+
+/// What to do with one packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Forward this payload instead.
+    Replace(Vec<u8>),
+    /// Drop this packet and the rest of the reply; end it with this ERR.
+    Refuse(u16, &'static str, String),
+}
+
+/// The masking state of one reply.
+pub struct ReplyMask {
+    expect: Expect,
+    plans: Vec<StatementPlan>,
+    /// Index of the next result's plan.
+    result: usize,
+    plan: Option<StatementPlan>,
+    cols: Vec<ColumnDef>,
+    /// The active result's actions; empty when every column is clear.
+    actions: Option<Arc<Vec<Action>>>,
+    types: Vec<u8>,
+}
+
+fn refuse(message: impl Into<String>) -> Outcome {
+    Outcome::Refuse(1142, "42000", message.into())
+}
+
+impl ReplyMask {
+    /// `plans`: one per statement of the command (the prepared statement's
+    /// plan for an execute); `cursor`: the open cursor's state for a fetch.
+    pub fn new(expect: Expect, plans: Vec<StatementPlan>, cursor: Option<Cursor>) -> Self {
+        let (actions, types) = match cursor {
+            Some((a, t)) => (Some(a), t),
+            None => (None, Vec::new()),
+        };
+        ReplyMask {
+            expect,
+            plans,
+            result: 0,
+            plan: None,
+            cols: Vec::new(),
+            actions,
+            types,
+        }
+    }
+
+    fn binary(&self) -> bool {
+        matches!(self.expect, Expect::Execute | Expect::Fetch)
+    }
+
+    /// Handles one packet of the reply, after the tracker classified it.
+    pub fn on_packet(&mut self, mask: &MyMask, step: Step, p: &Packet) -> Outcome {
+        let payload = &p.payload[..];
+        match step {
+            _ if self.expect == Expect::Prepare || self.expect == Expect::FieldList => {
+                self.scrub(mask, payload)
+            }
+            Step::ColumnCount => {
+                self.plan = self.plans.get(self.result).cloned();
+                self.result += 1;
+                self.cols.clear();
+                self.actions = None;
+                self.types.clear();
+                Outcome::Pass
+            }
+            Step::Column => match parse_column_def(payload) {
+                Some(def) => {
+                    self.cols.push(def);
+                    Outcome::Pass
+                }
+                None => Outcome::Refuse(
+                    1153,
+                    "08S01",
+                    "airlock: malformed column definition from the server".into(),
+                ),
+            },
+            Step::Row => self.row(mask, p),
+            _ if payload.first() == Some(&packets::OK) => {
+                // A statement that returned no rows used its plan.
+                self.result += 1;
+                Outcome::Pass
+            }
+            _ => self.scrub(mask, payload),
+        }
+    }
+
+    fn scrub(&self, mask: &MyMask, payload: &[u8]) -> Outcome {
+        if payload.first() != Some(&packets::ERR) {
+            return Outcome::Pass;
+        }
+        match mask.scrub_err(payload) {
+            Some(clean) => Outcome::Replace(clean),
+            None => Outcome::Pass,
+        }
+    }
+
+    /// The active result's actions, worked out on first use.
+    fn ensure_actions(&mut self, mask: &MyMask) -> Result<Arc<Vec<Action>>, String> {
+        if let Some(a) = &self.actions {
+            return Ok(Arc::clone(a));
+        }
+        if self.expect == Expect::Fetch {
+            return Err(
+                "airlock: rows of a cursor airlock did not see opened cannot be masked".into(),
+            );
+        }
+        let actions = mask.actions(self.plan.as_ref(), &self.cols)?;
+        let actions = if actions.iter().all(Action::is_clear) {
+            Vec::new()
+        } else {
+            actions
+        };
+        self.types = self.cols.iter().map(|c| c.type_code).collect();
+        let a = Arc::new(actions);
+        self.actions = Some(Arc::clone(&a));
+        Ok(a)
+    }
+
+    fn row(&mut self, mask: &MyMask, p: &Packet) -> Outcome {
+        let actions = match self.ensure_actions(mask) {
+            Ok(a) => a,
+            Err(m) => return refuse(m),
+        };
+        if actions.is_empty() {
+            return Outcome::Pass;
+        }
+        let rewritten = if self.binary() {
+            mask.rewrite_binary_row(&actions, &self.types, &p.payload)
+        } else {
+            mask.rewrite_row(&actions, &p.payload)
+        };
+        match rewritten {
+            Ok(Some(_)) if p.first_seq != p.last_seq => Outcome::Refuse(
+                1153,
+                "08S01",
+                "airlock: a masked row over 16 MiB cannot be rewritten".into(),
+            ),
+            Ok(Some(new)) => Outcome::Replace(new),
+            Ok(None) => Outcome::Pass,
+            Err(m) => Outcome::Refuse(1153, "08S01", format!("airlock: {m}")),
+        }
+    }
+
+    /// After an execute reply that opened a cursor: the state its fetches
+    /// need. `Err` when the result's columns cannot be masked.
+    pub fn cursor(&mut self, mask: &MyMask) -> Result<Option<Cursor>, String> {
+        if self.cols.is_empty() {
+            return Ok(None);
+        }
+        let actions = self.ensure_actions(mask)?;
+        Ok(Some((actions, self.types.clone())))
+    }
+}

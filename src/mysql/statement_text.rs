@@ -1,0 +1,66 @@
+//! The text a statement is judged by: what the upstream server will
+//! actually parse. Executable comments are expanded for the server's
+//! version ([`super::exec_comments`]) and sql_mode changes are vetted
+//! ([`super::sql_mode`]); texts with neither are judged as sent.
+
+use std::borrow::Cow;
+
+use super::exec_comments;
+use super::server_info::ServerInfo;
+use super::sql_mode;
+
+/// The text to judge, or why the statement is refused (a message for the
+/// client, without the `airlock: ` prefix).
+pub fn vet<'a>(sql: &'a [u8], server: &ServerInfo) -> Result<Cow<'a, [u8]>, String> {
+    let marker = exec_comments::has_marker(sql);
+    if !marker && !sql_mode::mentions(sql) {
+        return Ok(Cow::Borrowed(sql));
+    }
+    let canonical = exec_comments::canonical(sql, server)
+        .map_err(|e| format!("executable comment refused: {e}"))?;
+    sql_mode::check_statements(&canonical).map_err(|e| format!("sql_mode change refused: {e}"))?;
+    Ok(if marker {
+        Cow::Owned(canonical)
+    } else {
+        Cow::Borrowed(sql)
+    })
+}
+
+/// A refusal for text that is not what [`vet`] returns for it (a caller
+/// judging unexpanded text), or that [`vet`] refuses. `None` when `sql` is
+/// its own vetted form.
+pub fn unvetted(sql: &[u8], server: &ServerInfo) -> Option<String> {
+    match vet(sql, server) {
+        Ok(text) if text.as_ref() == sql => None,
+        Ok(_) => Some("airlock: executable comments must be expanded before judging".into()),
+        Err(why) => Some(format!("airlock: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vetting() {
+        let m = ServerInfo::from_version("5.5.5-10.11.19-MariaDB");
+        assert!(matches!(vet(b"SELECT 1", &m), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            vet(b"SELECT @@sql_mode", &m),
+            Ok(Cow::Borrowed(_))
+        ));
+        assert_eq!(
+            vet(b"SELECT 1 /*!, 2*/", &m).unwrap().as_ref(),
+            b"SELECT 1  , 2 "
+        );
+        assert!(vet(b"/*! SET sql_mode='ANSI_QUOTES' */", &m).is_err());
+        assert!(vet(b"SET /* c */ sql_mode = 'ANSI_QUOTES'", &m).is_err());
+        assert!(vet(b"SET sql_mode = /*!110000 'ANSI_QUOTES', x=*/ ''", &m).is_ok());
+        assert!(vet(b"SET sql_mode = /*!40000 'ANSI_QUOTES', x=*/ ''", &m).is_err());
+        // Idempotent on its own output.
+        let once = vet(b"SELECT '/*!' /*! , 3 */ --1", &m)
+            .unwrap()
+            .into_owned();
+        assert_eq!(vet(&once, &m).unwrap().as_ref(), &once[..]);
+    }
+}

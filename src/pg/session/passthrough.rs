@@ -1,0 +1,97 @@
+//! Admission to a `credentials = "passthrough"` target: the client's own
+//! database login is relayed to the server, and the database user becomes
+//! the session's identity.
+//!
+//! The principal is the database user (person, model and groups from
+//! `targets.<name>.passthrough`, see [`crate::config::Passthrough`]); the
+//! policy's session settings go into the startup packet as for any session,
+//! which is possible because they depend only on that name. The startup
+//! rules are judged after the server accepted the login, so a client that
+//! cannot log in learns nothing about the policy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use airlock_protocol::pg::startup::StartupMessage;
+
+use super::{
+    judge_startup, mask_context, record_identity, upstream_params, Admitted, Conn, SessionError,
+};
+use crate::config::Target;
+use crate::pg::client_auth::passthrough::relay_login;
+use crate::pg::upstream;
+use crate::policy::Principal;
+use crate::proxy::Proxy;
+
+pub(super) async fn admit<'a>(
+    proxy: &Arc<Proxy>,
+    conn: &mut Conn,
+    startup: &StartupMessage,
+    database: &str,
+    target: &'a Target,
+    session_id: u64,
+    peer: SocketAddr,
+) -> Result<Admitted<'a>, SessionError> {
+    let config = proxy.config();
+    let user = startup.param("user").unwrap_or_default();
+    let (person, model, groups) = target.passthrough.describe(user);
+    let principal = Principal {
+        identity: user.to_owned(),
+        user: person,
+        model,
+        groups,
+        target: database.to_owned(),
+    };
+    let _slot = proxy
+        .session_slot(&format!("{user}@{database}"), target.passthrough.max_sessions)
+        .ok_or_else(|| SessionError::Upstream {
+            code: "53300",
+            message: format!(
+                "too many sessions for user \"{user}\" (targets.{database}.passthrough.max_sessions)"
+            ),
+        })?;
+    let gate = proxy.gate();
+    let settings = gate.session_settings(&principal);
+    let params = upstream_params(&startup.params, &settings);
+
+    let login = async {
+        let mut server = upstream::open(
+            database,
+            target,
+            proxy.upstream_tls(database),
+            user,
+            &params,
+            config.limits.max_message_size.0,
+        )
+        .await?;
+        relay_login(conn, &mut server, user, database).await?;
+        upstream::finish_startup(server).await
+    };
+    let up = match upstream::within(config.limits.connect_timeout, database, login).await {
+        Ok(up) => up,
+        Err(e) => {
+            if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
+                crate::pg::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+            }
+            return Err(e);
+        }
+    };
+    record_identity(user, principal.model.as_deref(), startup);
+    tracing::info!(
+        identity = user,
+        model = principal.model.as_deref().unwrap_or(""),
+        target = database,
+        "database user logged in (passthrough)"
+    );
+    judge_startup(gate.as_ref(), &principal, startup)?;
+    let masking = mask_context(proxy, &principal).await?;
+    Ok(Admitted {
+        principal,
+        target,
+        up,
+        settings,
+        masking,
+        lease: None,
+        _slot,
+    })
+}

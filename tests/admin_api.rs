@@ -1,0 +1,417 @@
+//! The admin HTTP API against a running airlock with real clients: the
+//! token, /healthz, /metrics, /api/audit filters, /api/sessions (list and
+//! terminate), /api/rules (version and reload), and the `airlock
+//! approvals` / `approve` / `deny` commands.
+
+#[path = "common/admin.rs"]
+mod admin_kit;
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use admin_kit::*;
+use common::*;
+use serde_json::json;
+
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent", "other"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+deny_tables = ["public.secrets"]
+require_approval = [
+  { id = "orders-write", statements = ["write"], tables = ["public.orders"], message = "needs a human" },
+]
+"#;
+
+async fn start(dir: &std::path::Path) -> (Env, AdminApi) {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: admin_toml(dir, "2m"),
+        identities: vec![("other".into(), "other-pw".into(), vec![])],
+        ..Default::default()
+    })
+    .await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE secrets (s text); CREATE TABLE orders (id int, note text);
+             INSERT INTO orders VALUES (1, 'new')",
+        )
+        .await
+        .unwrap();
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    (env, AdminApi::new(addr))
+}
+
+/// The value of one sample line of /metrics.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_is_required_except_for_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let anonymous = AdminApi {
+        url: api.url.clone(),
+        token: None,
+    };
+    let wrong = AdminApi {
+        url: api.url.clone(),
+        token: Some("not-the-token".into()),
+    };
+    let r = anonymous.get("/healthz").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    for path in [
+        "/metrics",
+        "/api/approvals",
+        "/api/audit",
+        "/api/sessions",
+        "/api/rules",
+    ] {
+        let r = anonymous.get(path).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert!(r.text().contains("admin token required"), "{}", r.text());
+        assert_eq!(wrong.get(path).await.status, 401, "{path}");
+        assert_eq!(api.get(path).await.status, 200, "{path}");
+    }
+    assert_eq!(
+        anonymous.post("/api/rules/reload", json!({})).await.status,
+        401
+    );
+    assert_eq!(
+        anonymous
+            .post("/api/approvals/1/approve", json!({}))
+            .await
+            .status,
+        401
+    );
+    // The console's page holds no data and loads without a token.
+    let page = anonymous.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("airlock console"));
+    assert_eq!(anonymous.get("/nope").await.status, 404);
+    env.stop().await;
+}
+
+#[test]
+fn a_public_admin_listener_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    let text = "[listen]\npostgres = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"0.0.0.0:9187\"\n";
+    let err = airlock::config::Config::from_toml(text, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.listen"), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    let text = "[listen]\npostgres = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"0.0.0.0:9187\"\ntoken_env = \"AIRLOCK_TEST_UNSET_TOKEN_VAR\"\n";
+    let err = airlock::config::Config::from_toml(text, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("AIRLOCK_TEST_UNSET_TOKEN_VAR is not set"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_connections_statements_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let before = api.get("/metrics").await;
+    assert_eq!(before.status, 200);
+    let before = before.text();
+    assert!(before.contains("# TYPE airlock_statement_duration_seconds histogram"));
+    assert!(before.contains("airlock_audit_queue_depth "), "{before}");
+
+    let c = env.agent().await;
+    c.simple_query("SELECT 1").await.unwrap();
+    c.simple_query("SELECT * FROM secrets").await.unwrap_err();
+
+    let after = api.get("/metrics").await.text();
+    let conns = "airlock_connections_total{protocol=\"postgres\"}";
+    assert!(sample(&after, conns) > sample(&before, conns), "{after}");
+    assert!(sample(&after, "airlock_connections_current{protocol=\"postgres\"}") >= 1.0);
+    for decision in ["allow", "block"] {
+        let s = format!("airlock_statements_total{{decision=\"{decision}\"}}");
+        assert!(sample(&after, &s) > sample(&before, &s), "{s}\n{after}");
+    }
+    let count = "airlock_statement_duration_seconds_count";
+    assert!(sample(&after, count) > sample(&before, count), "{after}");
+    assert!(sample(&after, "airlock_sessions_active") >= 1.0);
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_api_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let agent = env.agent().await;
+    agent.simple_query("SELECT 41").await.unwrap();
+    agent
+        .simple_query("SELECT * FROM secrets")
+        .await
+        .unwrap_err();
+    let other = connect(env.config_for("other", "other-pw")).await;
+    other.simple_query("SELECT 42").await.unwrap();
+    other
+        .simple_query("SELECT s FROM secrets WHERE s = 'x'")
+        .await
+        .unwrap_err();
+
+    // Everything is written (the writer is asynchronous).
+    let all = wait_for("four statements in the audit log", || async {
+        let r = api.audit("").await;
+        let statements = r.iter().filter(|r| r["kind"] == "statement").count();
+        (statements >= 4).then_some(r)
+    })
+    .await;
+    assert!(all.iter().any(|r| r["identity"] == "other"));
+
+    let blocked = api.audit("blocked=true").await;
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    assert!(blocked
+        .iter()
+        .all(|r| r["decision"] == "block" && r["rule"] == "rw.deny-tables"));
+
+    let mine = api.audit("identity=other").await;
+    assert!(!mine.is_empty() && mine.iter().all(|r| r["identity"] == "other"));
+    let both = api.audit("identity=other&blocked=true").await;
+    assert_eq!(both.len(), 1, "{both:?}");
+    assert!(both[0]["statement"].as_str().unwrap().contains("secrets"));
+
+    let by_rule = api.audit("rule=rw.deny-tables").await;
+    assert_eq!(by_rule.len(), 2);
+    let by_model = api.audit("model=test-model&blocked=1").await;
+    assert_eq!(by_model.len(), 1, "only agent has a model: {by_model:?}");
+
+    let session = both[0]["session"].as_u64().unwrap();
+    let one_session = api.audit(&format!("session={session}")).await;
+    assert!(one_session.iter().all(|r| r["session"] == session));
+    assert!(one_session.iter().any(|r| r["kind"] == "connect"));
+
+    assert_eq!(api.audit("since=1h").await.len(), all.len());
+    assert_eq!(api.audit("limit=1").await.len(), 1);
+    for bad in ["since=soon", "session=x", "limit=-1", "blocked=maybe"] {
+        let r = api.get(&format!("/api/audit?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_and_can_be_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let mut cfg = env.agent_config();
+    cfg.application_name("helper (model=gpt-5)");
+    let c = connect(cfg).await;
+    c.simple_query("SELECT 1").await.unwrap();
+
+    let r = api.get("/api/sessions").await;
+    let sessions = r.json().as_array().cloned().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let s = &sessions[0];
+    assert_eq!(s["identity"], AGENT);
+    assert_eq!(s["model"], "test-model");
+    assert_eq!(s["declared_model"], "gpt-5");
+    assert_eq!(s["target"], DB);
+    assert_eq!(s["protocol"], "postgres");
+    assert!(s["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(s["started"].as_str().unwrap().ends_with('Z'));
+
+    let id = s["id"].as_u64().unwrap();
+    let r = api
+        .post(&format!("/api/sessions/{id}/terminate"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The client's session ends.
+    wait_for("the terminated client to be closed", || async {
+        let gone = c.is_closed() || c.simple_query("SELECT 1").await.is_err();
+        gone.then_some(())
+    })
+    .await;
+    wait_for("the session to leave the list", || async {
+        api.get("/api/sessions")
+            .await
+            .json()
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
+    })
+    .await;
+    let r = api
+        .post(&format!("/api/sessions/{id}/terminate"), json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+    // New sessions still work.
+    env.agent().await.simple_query("SELECT 1").await.unwrap();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_report_their_version_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let r = api.get("/api/rules").await;
+    let v1 = r.json()["version"].as_u64().unwrap();
+    assert!(r.json()["rules"].as_str().unwrap().ends_with("rules.toml"));
+    let c = env.agent().await;
+    c.simple_query("SELECT count(*) FROM orders").await.unwrap();
+
+    env.write_rules(&RULES.replace(
+        "deny_tables = [\"public.secrets\"]",
+        "deny_tables = [\"public.secrets\", \"public.orders\"]",
+    ));
+    let r = api.post("/api/rules/reload", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v2 = r.json()["version"].as_u64().unwrap();
+    assert!(v2 > v1, "{v1} -> {v2}");
+    let err = c
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap_err();
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("rw.deny-tables")),
+        "{message:?}"
+    );
+
+    env.write_rules("[[policy]]\nid = \"broken\"\nallow_statements = [\"nope\"]\n");
+    let r = api.post("/api/rules/reload", json!({})).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("nope"),
+        "{}",
+        r.text()
+    );
+    // The running rules stay.
+    c.simple_query("SELECT 1").await.unwrap();
+    c.simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap_err();
+    env.stop().await;
+}
+
+/// Runs the airlock binary with the admin URL and token.
+fn cli(url: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(args).arg("--admin").arg(url);
+    cmd.env_remove("AIRLOCK_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.env("AIRLOCK_ADMIN_TOKEN", t);
+    }
+    cmd.output().unwrap()
+}
+
+async fn cli_async(url: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let (url, token) = (url.to_owned(), token.map(str::to_owned));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&url, token.as_deref(), &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_approves_and_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let c = Arc::new(env.agent().await);
+
+    let out = cli_async(&api.url, Some(TOKEN), &["approvals"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no pending approval requests\n"
+    );
+
+    let c1 = Arc::clone(&c);
+    let task = tokio::spawn(async move {
+        c1.simple_query("UPDATE orders SET note = 'cli' WHERE id = 1")
+            .await
+            .map(|_| ())
+    });
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].to_string();
+
+    let out = cli_async(&api.url, Some(TOKEN), &["approvals"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains(&format!("#{id}")), "{text}");
+    assert!(text.contains("identity agent"), "{text}");
+    assert!(text.contains("model test-model"), "{text}");
+    assert!(
+        text.contains("rule rw.orders-write: needs a human"),
+        "{text}"
+    );
+    assert!(text.contains("UPDATE orders SET note"), "{text}");
+
+    let out = cli_async(&api.url, None, &["approve", &id]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set AIRLOCK_ADMIN_TOKEN"), "{err}");
+
+    let out = cli_async(&api.url, Some("wrong"), &["approvals"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+
+    let out = cli_async(&api.url, Some(TOKEN), &["approve", &id, "--by", "carol"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("approved request {id}")));
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("approved through the CLI");
+
+    let out = cli_async(&api.url, Some(TOKEN), &["approve", &id]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no pending approval request {id}")),
+        "{err}"
+    );
+
+    let c2 = Arc::clone(&c);
+    let task = tokio::spawn(async move {
+        c2.simple_query("DELETE FROM orders WHERE id = 1")
+            .await
+            .map(|_| ())
+    });
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].to_string();
+    let out = cli_async(
+        &api.url,
+        Some(TOKEN),
+        &["deny", &id, "--reason", "ask the DBA", "--by", "carol"],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let err = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "airlock: rule rw.orders-write: denied by carol: ask the DBA"
+    );
+
+    let out = cli_async("http://127.0.0.1:1", Some(TOKEN), &["approvals"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    env.stop().await;
+}

@@ -1,0 +1,432 @@
+//! Statements held for human approval, with a real client waiting on each:
+//! approved (simple and extended protocol), denied, timed out; approval
+//! windows release the same statement from the same identity only; the
+//! audit log names the approver. Decisions go through the admin API.
+
+#[path = "common/admin.rs"]
+mod admin_kit;
+mod common;
+
+use std::time::Duration;
+
+use admin_kit::*;
+use common::*;
+use serde_json::json;
+
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent", "other"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+require_approval = [
+  { id = "orders-write", statements = ["write"], tables = ["public.orders"], message = "writes to orders need a human" },
+]
+"#;
+
+const RULE: &str = "rw.orders-write";
+
+async fn start(dir: &std::path::Path, timeout: &str) -> (Env, AdminApi) {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: admin_toml(dir, timeout),
+        identities: vec![("other".into(), "other-pw".into(), vec![])],
+        ..Default::default()
+    })
+    .await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, note text);
+             INSERT INTO orders VALUES (1, 'new'), (2, 'new'), (3, 'new')",
+        )
+        .await
+        .unwrap();
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    (env, AdminApi::new(addr))
+}
+
+async fn note(env: &Env, id: i32) -> String {
+    env.direct()
+        .await
+        .query_one("SELECT note FROM orders WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Runs `sql` as a simple query on a spawned task (it will be held).
+fn spawn_simple(
+    c: &std::sync::Arc<tokio_postgres::Client>,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    let c = std::sync::Arc::clone(c);
+    tokio::spawn(async move { c.simple_query(sql).await.map(|_| ()) })
+}
+
+async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the held statement was not released")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_statements_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+
+    // Simple protocol.
+    let task = spawn_simple(&c, "UPDATE orders SET note = 'shipped' WHERE id = 1");
+    let p = api.wait_pending(AGENT).await;
+    assert_eq!(p["rule"], RULE);
+    assert_eq!(p["message"], "writes to orders need a human");
+    assert_eq!(p["model"], "test-model");
+    assert_eq!(p["user"], "tester");
+    assert_eq!(p["protocol"], "postgres");
+    assert!(
+        p["statement"].as_str().unwrap().contains("UPDATE orders"),
+        "{p}"
+    );
+    assert_eq!(
+        p["fingerprint"], "update orders set note = ? where id = ?",
+        "{p}"
+    );
+    assert_eq!(note(&env, 1).await, "new", "held, not yet forwarded");
+    let id = p["id"].as_u64().unwrap();
+    let r = api
+        .post(
+            &format!("/api/approvals/{id}/approve"),
+            json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    finished(task).await.expect("approved statement runs");
+    assert_eq!(note(&env, 1).await, "shipped");
+    assert!(api.pending().await.is_empty());
+
+    // Extended protocol: Parse is held; Bind/Execute/Sync queued behind it.
+    let c2 = std::sync::Arc::clone(&c);
+    let task = tokio::spawn(async move {
+        c2.execute(
+            "UPDATE orders SET note = $1 WHERE id = $2",
+            &[&"packed", &2i32],
+        )
+        .await
+    });
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].as_u64().unwrap();
+    api.post(
+        &format!("/api/approvals/{id}/approve"),
+        json!({"by": "alice"}),
+    )
+    .await;
+    assert_eq!(finished(task).await.expect("extended query runs"), 1);
+    assert_eq!(note(&env, 2).await, "packed");
+
+    // The session goes on normally.
+    let rows = c.simple_query("SELECT 1").await.unwrap();
+    assert!(!rows.is_empty());
+
+    // The audit log says who approved.
+    let held = api
+        .wait_audit_reason("identity=agent&rule=rw.orders-write", "held for approval")
+        .await;
+    assert_eq!(held["decision"], "approval");
+    let approved = api
+        .wait_audit_reason("identity=agent&rule=rw.orders-write", "approved by alice")
+        .await;
+    assert_eq!(approved["decision"], "allow");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_statements_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    let task = spawn_simple(&c, "DELETE FROM orders WHERE id = 3");
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].as_u64().unwrap();
+
+    let r = api
+        .post(&format!("/api/approvals/{id}/deny"), json!({"by": "bob"}))
+        .await;
+    assert_eq!(r.status, 400, "a reason is required: {}", r.text());
+    let r = api
+        .post(
+            &format!("/api/approvals/{id}/deny"),
+            json!({"by": "bob", "reason": "not during the audit"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let err = finished(task).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert_eq!(
+        db.message(),
+        "airlock: rule rw.orders-write: denied by bob: not during the audit"
+    );
+    assert_eq!(note(&env, 3).await, "new", "never forwarded");
+    // Deciding twice is an error.
+    let r = api
+        .post(&format!("/api/approvals/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // The session is still usable.
+    c.simple_query("SELECT 1").await.unwrap();
+
+    let rec = api
+        .wait_audit_reason("identity=agent&blocked=true", "denied by bob")
+        .await;
+    assert_eq!(rec["decision"], "block");
+    assert_eq!(rec["rule"], RULE);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "1s").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    let task = spawn_simple(&c, "UPDATE orders SET note = 'late' WHERE id = 1");
+    let err = finished(task).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert_eq!(
+        db.message(),
+        "airlock: rule rw.orders-write: approval timed out after 1s"
+    );
+    assert!(api.pending().await.is_empty(), "the request is withdrawn");
+    assert_eq!(note(&env, 1).await, "new");
+    c.simple_query("SELECT 1").await.unwrap();
+    api.wait_audit_reason("identity=agent", "approval timed out after 1s")
+        .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_windows_release_the_same_statement_from_the_same_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    let task = spawn_simple(&c, "UPDATE orders SET note = 'a' WHERE id = 1");
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].as_u64().unwrap();
+    let r = api
+        .post(
+            &format!("/api/approvals/{id}/approve"),
+            json!({"by": "alice", "for": "10m"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["for"], "10m");
+    finished(task).await.unwrap();
+
+    // Same fingerprint, other literals: released without asking.
+    let again = spawn_simple(&c, "UPDATE orders SET note = 'b' WHERE id = 2");
+    finished(again).await.expect("released by the window");
+    assert_eq!(note(&env, 2).await, "b");
+    api.wait_audit_reason("identity=agent", "released by an approval window of alice")
+        .await;
+
+    // Another statement shape from the same identity is held.
+    let other_shape = spawn_simple(&c, "DELETE FROM orders WHERE id = 3");
+    let p = api.wait_pending(AGENT).await;
+    assert_eq!(p["fingerprint"], "delete from orders where id = ?");
+    api.post(
+        &format!("/api/approvals/{}/deny", p["id"]),
+        json!({"reason": "no deletes"}),
+    )
+    .await;
+    assert!(finished(other_shape).await.is_err());
+
+    // The same statement from another identity is held too.
+    let other = std::sync::Arc::new(connect(env.config_for("other", "other-pw")).await);
+    let task = spawn_simple(&other, "UPDATE orders SET note = 'c' WHERE id = 3");
+    let p = api.wait_pending("other").await;
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/deny", p["id"]),
+            json!({"reason": "not yours"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let err = finished(task).await.unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("denied by admin: not yours"),
+        "{err}"
+    );
+    assert_eq!(note(&env, 3).await, "new");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_overtakes_a_held_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    // Pipelined: the second statement needs no approval, and reads what
+    // the held one writes. It must run after it.
+    let (c1, c2) = (std::sync::Arc::clone(&c), std::sync::Arc::clone(&c));
+    let pipeline = tokio::spawn(async move {
+        let held = c1.simple_query("UPDATE orders SET note = 'first' WHERE id = 1");
+        let after = c2.simple_query("SELECT note FROM orders WHERE id = 1");
+        futures_util::future::join(held, after).await
+    });
+    let p = api.wait_pending(AGENT).await;
+    api.post(
+        &format!("/api/approvals/{}/approve", p["id"]),
+        json!({"by": "alice"}),
+    )
+    .await;
+    let (held, after) = finished(pipeline).await;
+    held.expect("the held statement runs");
+    let seen = after.expect("the read runs");
+    let value = seen.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(
+        value.as_deref(),
+        Some("first"),
+        "the later statement ran after the held one"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_withdraws_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let (client, conn) = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let client = std::sync::Arc::new(client);
+    let task = spawn_simple(&client, "UPDATE orders SET note = 'gone' WHERE id = 1");
+    api.wait_pending(AGENT).await;
+    // Closing the socket: the connection task owns it.
+    conn.abort();
+    let _ = conn.await;
+    wait_for("the request to be withdrawn", || async {
+        api.pending().await.is_empty().then_some(())
+    })
+    .await;
+    assert!(finished(task).await.is_err());
+    assert_eq!(note(&env, 1).await, "new");
+    env.stop().await;
+}
+
+#[path = "common/mysql.rs"]
+mod mysql_env;
+
+const MYSQL_RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "session", "transaction"]
+require_approval = [
+  { id = "orders-write", statements = ["write"], tables = ["app.orders"], message = "writes to orders need a human" },
+]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_statements_are_held_too() {
+    use mysql_async::prelude::Queryable;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = mysql_env::MyEnv::start_full(
+        Some(MYSQL_RULES),
+        "",
+        "CREATE TABLE app.orders (id int PRIMARY KEY, note text); INSERT INTO app.orders VALUES (1, 'new'), (2, 'new')",
+        &admin_toml(dir.path(), "2m"),
+    )
+    .await;
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    let api = AdminApi::new(addr);
+
+    let mut conn = env.agent().await;
+    let task = tokio::spawn(async move {
+        let r = conn
+            .query_drop("UPDATE orders SET note = 'approved' WHERE id = 1")
+            .await;
+        (conn, r)
+    });
+    let p = api.wait_pending(mysql_env::AGENT).await;
+    assert_eq!(p["protocol"], "mysql");
+    assert_eq!(p["rule"], RULE);
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/approve", p["id"]),
+            json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (mut conn, result) = finished(task).await;
+    result.expect("approved statement runs");
+    assert!(env
+        .admin("SELECT note FROM orders WHERE id = 1")
+        .contains("approved"));
+
+    let task = tokio::spawn(async move {
+        let r = conn
+            .query_drop("UPDATE orders SET note = 'denied' WHERE id = 2")
+            .await;
+        (conn, r)
+    });
+    let p = api.wait_pending(mysql_env::AGENT).await;
+    api.post(
+        &format!("/api/approvals/{}/deny", p["id"]),
+        json!({"by": "bob", "reason": "not now"}),
+    )
+    .await;
+    let (mut conn, result) = finished(task).await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("airlock: rule rw.orders-write: denied by bob: not now"),
+        "{err}"
+    );
+    assert!(env
+        .admin("SELECT note FROM orders WHERE id = 2")
+        .contains("new"));
+    // The session goes on.
+    let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    api.wait_audit_reason("identity=agent", "approved by alice")
+        .await;
+    api.wait_audit_reason("identity=agent", "denied by bob: not now")
+        .await;
+
+    // MySQL sessions are listed and can be terminated too.
+    let sessions = api.get("/api/sessions").await.json();
+    let s = sessions
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["protocol"] == "mysql"))
+        .cloned()
+        .expect("the MySQL session is listed");
+    assert_eq!(s["identity"], mysql_env::AGENT);
+    let r = api
+        .post(&format!("/api/sessions/{}/terminate", s["id"]), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r: Result<Option<i64>, _> = conn.query_first("SELECT 1").await;
+        if r.is_err() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the terminated MySQL session still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(conn);
+    env.stop().await;
+}

@@ -1,0 +1,221 @@
+//! The audit log through real MySQL sessions (mysql_async to MariaDB
+//! through airlock): every decision kind is recorded with identity, model,
+//! protocol, rows and duration; logins and disconnects are recorded; the
+//! chain verifies; and a failing store refuses statements (fail closed).
+//! Mirrors pg_audit.rs.
+
+#[path = "common/mysql.rs"]
+mod mysql_env;
+
+use std::process::Command;
+
+use airlock::audit::{AuditRecord, EventKind, Filter};
+use mysql_async::prelude::*;
+use mysql_env::{MyEnv, AGENT, AGENT_PW};
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+deny_tables = ["app.secrets"]
+
+[[mask]]
+id = "email"
+columns = ["app.people.email"]
+strategy = "email"
+"#;
+
+const SETUP: &str = "CREATE TABLE secrets (s varchar(20));
+CREATE TABLE people (id int PRIMARY KEY, name varchar(20), email varchar(50));
+INSERT INTO people VALUES (1, 'Ann', 'ann.pii@example.com'), (2, 'Bo', 'bo.pii@example.com');";
+
+async fn env(audit_db: &std::path::Path) -> MyEnv {
+    let env = MyEnv::start_full(
+        Some(RULES),
+        "",
+        "",
+        &format!("[audit]\npath = \"{}\"\n", audit_db.display()),
+    )
+    .await;
+    env.admin(SETUP);
+    env
+}
+
+fn statements(all: &[AuditRecord]) -> Vec<&AuditRecord> {
+    all.iter()
+        .filter(|r| r.event.kind == EventKind::Statement)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_decisions_are_recorded_and_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut env = env(&db).await;
+    let opts = mysql_async::OptsBuilder::from_opts(env.opts(AGENT, AGENT_PW))
+        .connect_attribute("program_name", "copilot (model=gpt-5)");
+    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+    c.query_drop("SELECT 1").await.unwrap();
+    c.query_drop("SELECT * FROM secrets").await.unwrap_err();
+    let emails: Vec<String> = c
+        .query("SELECT email FROM people ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(emails.len(), 2);
+    c.query_drop("DELETE FROM people").await.unwrap_err();
+    c.query_drop("UPDATE people SET name = 'Anne' WHERE id = 1")
+        .await
+        .unwrap();
+    let r: Option<String> = c
+        .exec_first("SELECT email FROM people WHERE id = ?", (2,))
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Some("****@example.com"));
+    c.disconnect().await.unwrap();
+    assert!(mysql_async::Conn::new(env.opts(AGENT, "nope"))
+        .await
+        .is_err());
+    // Wait for the disconnect to be processed: a fresh session that ends.
+    env.agent().await.disconnect().await.unwrap();
+    env.stop().await; // drains the audit queue
+
+    let all = airlock::audit::query(&db, &Filter::default()).unwrap();
+    let stmts = statements(&all);
+    let find = |pred: &dyn Fn(&AuditRecord) -> bool| stmts.iter().copied().find(|r| pred(r));
+    let decision = |r: &AuditRecord| r.event.decision.map(|d| d.as_str()).unwrap_or("");
+    let one = find(&|r| r.event.statement.as_deref() == Some("SELECT 1")).expect("SELECT 1");
+    assert_eq!(decision(one), "allow");
+    assert_eq!(one.event.rows, Some(1));
+    assert!(one.event.duration_us.is_some());
+    assert_eq!(one.event.protocol, "mysql");
+    assert_eq!(one.event.identity, AGENT);
+    assert_eq!(one.event.model.as_deref(), Some("test-model"));
+    assert_eq!(one.event.declared_model.as_deref(), Some("gpt-5"));
+    assert_eq!(one.event.database.as_deref(), Some("app"));
+
+    let secrets = find(&|r| {
+        r.event
+            .statement
+            .as_deref()
+            .is_some_and(|s| s.contains("secrets"))
+    })
+    .expect("blocked statement");
+    assert_eq!(decision(secrets), "block");
+    assert_eq!(secrets.event.rule.as_deref(), Some("agent-rw.deny-tables"));
+
+    let masked = find(&|r| {
+        r.event
+            .statement
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SELECT email FROM people ORDER"))
+    })
+    .expect("masked statement");
+    assert_eq!(decision(masked), "masked");
+    assert_eq!(masked.event.masked_columns.as_deref(), Some("email"));
+    assert_eq!(masked.event.rows, Some(2));
+
+    let unbounded = find(&|r| r.event.statement.as_deref() == Some("DELETE FROM people"))
+        .expect("unbounded delete");
+    assert_eq!(decision(unbounded), "block");
+    assert_eq!(
+        unbounded.event.rule.as_deref(),
+        Some("builtin.unbounded-write")
+    );
+    let update = find(&|r| {
+        r.event
+            .statement
+            .as_deref()
+            .is_some_and(|s| s.starts_with("UPDATE people"))
+    })
+    .expect("update");
+    assert_eq!((decision(update), update.event.rows), ("allow", Some(1)));
+    // The prepared statement is recorded at COM_STMT_PREPARE.
+    let prepared = find(&|r| {
+        r.event
+            .statement
+            .as_deref()
+            .is_some_and(|s| s.contains("WHERE id = ?"))
+    })
+    .expect("prepared statement");
+    assert_eq!(decision(prepared), "masked");
+
+    for kind in [
+        EventKind::Connect,
+        EventKind::Disconnect,
+        EventKind::AuthFailed,
+    ] {
+        assert!(
+            all.iter()
+                .any(|r| r.event.kind == kind && r.event.protocol == "mysql"),
+            "no {kind} record"
+        );
+    }
+    let failed = all
+        .iter()
+        .find(|r| r.event.kind == EventKind::AuthFailed)
+        .unwrap();
+    assert_eq!(failed.event.identity, AGENT);
+
+    // The blocked-query log, as an operator reads it, and the chain.
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["log", "--blocked", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("agent-rw.deny-tables"), "{text}");
+    assert!(!text.contains("SELECT 1"), "{text}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_fails_closed_when_the_audit_store_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut env = env(&db).await;
+    let mut c = env.agent().await;
+    c.query_drop("SELECT 1").await.unwrap();
+    // Break the store under the running writer.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE audit")
+        .unwrap();
+    // Statements keep being recorded until the writer notices; then every
+    // new statement is refused before it reaches the server.
+    let mut refusal = None;
+    for i in 0..500 {
+        let sql = format!("INSERT INTO people VALUES ({}, 'x', NULL)", 100 + i);
+        match c.query_drop(&sql).await {
+            Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(e) => {
+                refusal = Some((i, format!("{e:?}")));
+                break;
+            }
+        }
+    }
+    let (i, message) = refusal.expect("airlock never refused while the audit store was broken");
+    assert!(message.contains("audit log unavailable"), "{message}");
+    assert_eq!(
+        env.admin(&format!(
+            "SELECT COUNT(*) FROM people WHERE id = {}",
+            100 + i
+        )),
+        "0"
+    );
+    env.stop().await;
+}

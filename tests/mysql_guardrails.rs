@@ -1,0 +1,223 @@
+//! Guardrails enforced through airlock against a real MariaDB, over the
+//! text protocol (COM_QUERY) and server-side prepared statements
+//! (COM_STMT_PREPARE, mysql_async's binary protocol). Every refused
+//! statement is checked not to have run (through a direct connection), and
+//! the same session is checked to keep working. Mirrors pg_guardrails.rs.
+
+#[path = "common/mysql.rs"]
+mod mysql_env;
+
+use mysql_async::prelude::*;
+use mysql_env::MyEnv;
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+deny_tables = ["app.secrets", "mysql.*", "information_schema.user_privileges"]
+deny_columns = ["app.customers.ssn"]
+"#;
+
+const SETUP: &str = "CREATE TABLE t (id int PRIMARY KEY, v varchar(50));
+INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+CREATE TABLE secrets (id int, s varchar(50));
+INSERT INTO secrets VALUES (1, 'launch code');
+CREATE TABLE customers (id int, name varchar(50), ssn varchar(20));
+INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');";
+
+async fn env() -> MyEnv {
+    let env = MyEnv::start(Some(RULES)).await;
+    env.admin(SETUP);
+    env
+}
+
+/// The airlock refusal in `e` (panics on anything else).
+fn refused(e: mysql_async::Error, sql: &str) -> String {
+    match e {
+        mysql_async::Error::Server(s) => {
+            assert!(
+                s.message.starts_with("airlock:"),
+                "{sql}: {} {}",
+                s.code,
+                s.message
+            );
+            s.message
+        }
+        other => panic!("{sql}: expected an airlock refusal, got {other:?}"),
+    }
+}
+
+async fn still_usable(c: &mut mysql_async::Conn) {
+    let r: Option<i32> = c.query_first("SELECT 40 + 2").await.unwrap();
+    assert_eq!(r, Some(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_statements_never_run_text_and_prepared() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "DELETE FROM t",
+        "DELETE FROM t WHERE 1 = 1",
+        "UPDATE t SET v = 'x'",
+        "UPDATE t SET v = 'x' WHERE id = 1 OR 1",
+        "delete from T",
+        "DELETE /* c */ FROM `t`",
+        "TRUNCATE t",
+    ] {
+        let msg = refused(c.query_drop(sql).await.unwrap_err(), sql);
+        assert!(msg.contains("builtin.unbounded-write"), "{sql}: {msg}");
+        let msg = refused(c.prep(sql).await.unwrap_err(), sql);
+        assert!(msg.contains("builtin.unbounded-write"), "{sql}: {msg}");
+        still_usable(&mut c).await;
+    }
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t WHERE v <> 'x'"), "3");
+    // A bounded write is fine, both ways.
+    c.exec_drop("DELETE FROM t WHERE id = ?", (3,))
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t SET v = 'uno' WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t"), "2");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_tables_and_columns_every_way_round() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "SELECT * FROM secrets",
+        "select s from SECRETS",
+        "SELECT s FROM app.secrets",
+        "SELECT s FROM `secrets`",
+        "SELECT s FROM `app`.`secrets`",
+        "SELECT 1 FROM t WHERE id IN (SELECT id FROM secrets)",
+        "WITH x AS (SELECT * FROM secrets) SELECT * FROM x",
+        "SELECT v FROM t UNION SELECT s FROM secrets",
+        "SELECT /* hi */ s FROM /* there */ secrets",
+        "EXPLAIN SELECT * FROM secrets",
+        "INSERT INTO t SELECT id + 100, s FROM secrets",
+        "SELECT * FROM mysql.user",
+        "SELECT * FROM information_schema.user_privileges",
+        "SELECT ssn FROM customers",
+        "SELECT `SSN` FROM customers",
+        "SELECT name FROM customers WHERE ssn LIKE '1%'",
+        "SELECT c.ssn FROM customers c",
+        "SELECT customers.* FROM customers",
+        "SELECT * FROM customers",
+        "SELECT 1; SELECT * FROM secrets",
+        "SELECT 1 /*! UNION SELECT s FROM secrets */",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        if !sql.contains(';') {
+            refused(c.prep(sql).await.unwrap_err(), sql);
+        }
+        still_usable(&mut c).await;
+    }
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t"), "3");
+    let name: Option<String> = c.query_first("SELECT name FROM customers").await.unwrap();
+    assert_eq!(name.as_deref(), Some("Alice"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_query_is_all_or_nothing() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    let e = c
+        .query_drop("INSERT INTO t VALUES (9, 'nine'); DROP TABLE secrets")
+        .await
+        .unwrap_err();
+    refused(e, "multi");
+    let e = c
+        .query_drop("INSERT INTO t VALUES (9, 'nine'); DELETE FROM t")
+        .await
+        .unwrap_err();
+    refused(e, "multi");
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t WHERE id = 9"), "0");
+    assert_eq!(env.admin("SELECT COUNT(*) FROM secrets"), "1");
+    still_usable(&mut c).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_blocked_statements() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    let dump = env.dir.path().join("dump.txt");
+    let outfile = format!("SELECT * FROM t INTO OUTFILE '{}'", dump.display());
+    let dumpfile = format!("SELECT v FROM t LIMIT 1 INTO DUMPFILE '{}'", dump.display());
+    for (sql, rule) in [
+        (outfile.as_str(), "file-access"),
+        (dumpfile.as_str(), "file-access"),
+        ("LOAD DATA INFILE '/etc/passwd' INTO TABLE t", "file-access"),
+        ("LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t", ""),
+        ("SELECT LOAD_FILE('/etc/passwd')", "dangerous-function"),
+        ("SELECT load_file('/etc/hosts') AS x", "dangerous-function"),
+        ("SELECT SLEEP(0)", "dangerous-function"),
+        ("SELECT BENCHMARK(10, MD5('a'))", "dangerous-function"),
+        ("HANDLER t OPEN", ""),
+        ("PREPARE s FROM @q", ""),
+        ("PREPARE s FROM 'DELETE FROM t'", ""),
+        ("SET @q = 'DELETE FROM t'", ""),
+        ("EXECUTE s", ""),
+        ("SELECT 1 /*! , SLEEP(0) */", ""),
+        ("/*!50000 DELETE FROM t */", "unbounded-write"),
+        ("/*M!100000 DELETE FROM t */", "unbounded-write"),
+        ("SET sql_mode = 'NO_BACKSLASH_ESCAPES'", "sql_mode"),
+        ("SET GLOBAL general_log = 1", "admin"),
+        ("KILL 1", "admin"),
+        ("USE mysql", ""),
+        ("SELEC * FROM t", "unparseable"),
+    ] {
+        let e = c.query_drop(sql).await;
+        // `SET @q = '...'` is allowed (a literal); what matters is that the
+        // PREPARE/EXECUTE around it is not.
+        if sql.starts_with("SET @q") {
+            e.unwrap();
+            continue;
+        }
+        let Err(e) = e else {
+            panic!("{sql}: was not refused");
+        };
+        let msg = refused(e, sql);
+        assert!(msg.contains(rule), "{sql}: {msg}");
+        still_usable(&mut c).await;
+    }
+    assert!(!dump.exists(), "INTO OUTFILE ran");
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t"), "3");
+    // Prepared the protocol way, a bad statement is refused just the same.
+    for sql in [
+        "SELECT LOAD_FILE('/etc/passwd')",
+        "HANDLER t OPEN",
+        "PREPARE s FROM @q",
+    ] {
+        refused(c.prep(sql).await.unwrap_err(), sql);
+    }
+    still_usable(&mut c).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn information_schema_probes_of_denied_objects() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "SELECT * FROM mysql.user",
+        "SELECT user, authentication_string FROM mysql.global_priv",
+        "SELECT * FROM information_schema.user_privileges",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+    }
+    // Metadata reads that name no denied object are fine.
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    still_usable(&mut c).await;
+    env.stop().await;
+}
