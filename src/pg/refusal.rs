@@ -163,7 +163,10 @@ mod tests {
         let q1 = r.query("42501", "first");
         let _q2 = r.query("42501", "second");
         let token1 = String::from_utf8_lossy(&q1[5..q1.len() - 1]).into_owned();
-        let token2 = token1.replace("_0", "_1");
+        let token2 = format!(
+            "{}_1",
+            token1.strip_suffix("_0").expect("first sentinel ends in _0")
+        );
         // The server skipped the first; the second's error arrives.
         let err = format!("Msyntax error at or near \"{token2}\"\0");
         let rep = r.replacement(err.as_bytes()).unwrap();
