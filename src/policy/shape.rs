@@ -39,40 +39,65 @@ pub const MARKER: u8 = 0;
 pub fn of(sql: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(sql.len());
     let mut literals = 0usize;
+    // Start of the run of bytes not yet copied to `out`.
+    let mut run = 0;
     let mut i = 0;
     while i < sql.len() {
         let b = sql[i];
+        if PLAIN[b as usize] {
+            i += 1;
+            continue;
+        }
         match b {
             b'\'' => {
                 if i > 0 && is_ident(sql[i - 1]) {
                     return None;
                 }
-                let end = string_end(sql, i)?;
-                out.extend_from_slice(&sql[i..end]);
-                i = end;
-                continue;
+                i = string_end(sql, i)?;
             }
-            b'0'..=b'9' if starts_token(sql, i) => {
+            b'0'..=b'9' => {
                 let end = number_end(sql, i);
-                if ends_token(sql, end) {
+                if starts_token(sql, i) && ends_token(sql, end) {
+                    out.extend_from_slice(&sql[run..i]);
                     out.push(MARKER);
                     literals += 1;
-                } else {
-                    out.extend_from_slice(&sql[i..end]);
+                    run = end;
                 }
                 i = end;
-                continue;
             }
             b'-' if sql.get(i + 1) == Some(&b'-') => return None,
             b'/' if sql.get(i + 1) == Some(&b'*') => return None,
-            b'\\' | b'"' | b'`' | b'$' | b'@' | b'#' => return None,
-            b'\t' | b'\n' | b'\r' | 0x20..=0x7e => out.push(b),
+            b'-' | b'/' => i += 1,
             _ => return None,
         }
-        i += 1;
     }
-    (literals > 0).then_some(out)
+    if literals == 0 {
+        return None;
+    }
+    out.extend_from_slice(&sql[run..]);
+    Some(out)
 }
+
+/// Bytes copied as they are with nothing to check: printable ASCII, tab,
+/// CR and LF, except quotes, digits, `\\`, `$`, `@`, `#`, `-` and `/`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b <= 0x7e {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    let special = b"'\"`\\$@#-/0123456789";
+    let mut k = 0;
+    while k < special.len() {
+        t[special[k] as usize] = false;
+        k += 1;
+    }
+    t
+};
 
 /// Letters, digits, `_` and `$`: characters that continue an identifier in
 /// either dialect.
