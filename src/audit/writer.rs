@@ -23,7 +23,7 @@ use super::{store, AuditError, AuditUnavailable};
 /// Most events written in one transaction.
 const BATCH: usize = 256;
 /// How long the writer lets events gather after the first one arrives.
-const GATHER: Duration = Duration::from_millis(5);
+const GATHER: Duration = Duration::from_millis(20);
 /// Pause between attempts at a failing batch.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Attempts at a failing batch once shutdown has begun.
