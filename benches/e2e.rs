@@ -144,6 +144,7 @@ fn start_airlock(dir: &Path, pg_port: u16, port: u16, password: &str) -> anyhow:
     let config = format!(
         "[listen]\npostgres = \"127.0.0.1:{port}\"\n\
          [policy]\nrules = \"rules.toml\"\n\
+         [audit]\npath = \"audit.db\"\n\
          [targets.bench]\nhost = \"127.0.0.1\"\nport = {pg_port}\ndatabase = \"bench\"\nuser = \"bench\"\npassword_file = \"upstream.pw\"\n\
          [identities.agent]\nsecret = \"{verifier}\"\ntargets = [\"bench\"]\n"
     );
@@ -173,6 +174,24 @@ allow_statements = ["read", "write", "transaction", "session"]
 allow_tables = ["public.pgbench_*", "pg_catalog.*"]
 deny_tables = ["public.secrets"]
 deny_columns = ["public.customers.ssn", "public.customers.card_number", "public.users.password_hash"]
+
+# Three masked columns pgbench's tables do not have: every statement still
+# gets a masking plan (from the plan cache once its shape has been seen).
+[[mask]]
+id = "bench-email"
+columns = ["public.customers.email"]
+strategy = "email"
+
+[[mask]]
+id = "bench-phone"
+columns = ["public.customers.phone"]
+strategy = "redact"
+
+[[mask]]
+id = "bench-card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
 "#;
 
 fn start_pgbouncer(

@@ -452,10 +452,18 @@ fn init_logging() {
         .init();
 }
 
+/// The async runtime: one worker thread per CPU airlock may run on. With a
+/// single CPU (a small VM, or `taskset`), a current-thread runtime: the
+/// work-stealing scheduler has nothing to steal there and only adds cost to
+/// every wake-up.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {

@@ -52,6 +52,10 @@ fn unescape(s: &str) -> String {
 fn policy_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/policy");
     let rules = load_rules(&root.join("rules")).expect("corpus rules load");
+    // An engine without a cache answers the shape-cache check below.
+    let mut uncached_rules = rules.clone();
+    uncached_rules.cache_entries = 0;
+    let uncached = Engine::new(uncached_rules);
     let engine = Engine::new(rules);
     let mut files: Vec<_> = std::fs::read_dir(&root)
         .expect("corpus dir")
@@ -153,6 +157,44 @@ fn policy_corpus() {
                     break;
                 }
                 let _ = round;
+            }
+            // The shape cache must never answer a text differently from a
+            // fresh analysis: judge variants that differ only in numbers
+            // (all 0, all 1, all distinct) through the warm cache and
+            // without one.
+            if let Some(shape) = airlock::policy::shape::of(sql.as_bytes()) {
+                for variant in 0..3u32 {
+                    let mut k = 0u32;
+                    let text: Vec<u8> = shape
+                        .iter()
+                        .flat_map(|&b| {
+                            if b == airlock::policy::shape::MARKER {
+                                k += 1;
+                                let n = match variant {
+                                    0 => 0,
+                                    1 => 1,
+                                    _ => k + 1,
+                                };
+                                n.to_string().into_bytes()
+                            } else {
+                                vec![b]
+                            }
+                        })
+                        .collect();
+                    let req = Request { sql: &text, ..req };
+                    let warm = engine.judge(&who, &req);
+                    let fresh = uncached.judge(&who, &req);
+                    if warm != fresh {
+                        failures.push(format!(
+                            "{}:{}: shape cache answered `{}` but a fresh analysis `{}` for: {}",
+                            file.display(),
+                            n + 1,
+                            warm.decision,
+                            fresh.decision,
+                            String::from_utf8_lossy(&text)
+                        ));
+                    }
+                }
             }
         }
     }

@@ -22,6 +22,8 @@ use super::{store, AuditError, AuditUnavailable};
 
 /// Most events written in one transaction.
 const BATCH: usize = 256;
+/// How long the writer lets events gather after the first one arrives.
+const GATHER: Duration = Duration::from_millis(20);
 /// Pause between attempts at a failing batch.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Attempts at a failing batch once shutdown has begun.
@@ -163,6 +165,13 @@ impl Writer {
         let mut stop = false;
         while !stop {
             let Ok(first) = rx.recv() else { break };
+            // Let a batch gather before writing: one SQLite transaction
+            // (and one wake-up of this thread) per few milliseconds instead
+            // of one per statement. Senders never wait: the queue is
+            // bounded and `record` only tries to send.
+            if matches!(first, Msg::Event(_)) {
+                std::thread::sleep(GATHER);
+            }
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {

@@ -2,11 +2,14 @@
 //! everything a plan depends on (active rules, detectors, dialect, search
 //! path / current database, catalog version, SQL text). The full key is
 //! stored and compared, so a hash collision is a miss, never a wrong plan.
+//! Plans never depend on literal values (lineage looks at names, not at
+//! constants), so texts with the same [shape](crate::policy::shape) share
+//! one plan.
 //! The rules version is implicit: a reload builds a new `Masker`.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
@@ -24,7 +27,9 @@ pub struct Key {
     dialect: Dialect,
     ctx: u64,
     catalog: u64,
-    sql: Box<str>,
+    /// Whether `text` is a shape rather than the exact SQL.
+    shaped: bool,
+    text: Box<[u8]>,
 }
 
 impl Key {
@@ -41,13 +46,18 @@ impl Key {
             Dialect::Postgres => ctx.search_path.hash(&mut h),
             Dialect::MySql => ctx.current_database.hash(&mut h),
         }
+        let (shaped, text) = match crate::policy::shape::of(sql.as_bytes()) {
+            Some(shape) => (true, shape.into_boxed_slice()),
+            None => (false, sql.as_bytes().into()),
+        };
         Key {
             active: active.into(),
             detectors,
             dialect,
             ctx: h.finish(),
             catalog,
-            sql: sql.into(),
+            shaped,
+            text,
         }
     }
 
@@ -58,7 +68,10 @@ impl Key {
     }
 }
 
-type Shard = Mutex<LruCache<u64, (Key, Vec<StatementPlan>)>>;
+/// Plans of one text, shared by every session that sends it.
+pub type Plans = Arc<[Arc<StatementPlan>]>;
+
+type Shard = Mutex<LruCache<u64, (Key, Plans)>>;
 
 pub struct PlanCache {
     shards: Vec<Shard>,
@@ -81,22 +94,22 @@ impl PlanCache {
         self.shards.get((h >> 59) as usize % self.shards.len())
     }
 
-    pub fn get(&self, key: &Key) -> Option<Vec<StatementPlan>> {
+    pub fn get(&self, key: &Key) -> Option<Plans> {
         let h = key.hash64();
         let mut g = self.shard(h)?.lock().unwrap_or_else(|p| p.into_inner());
         match g.get(&h) {
-            Some((k, plans)) if k == key => Some(plans.clone()),
+            Some((k, plans)) if k == key => Some(Arc::clone(plans)),
             _ => None,
         }
     }
 
-    pub fn put(&self, key: Key, plans: &[StatementPlan]) {
+    pub fn put(&self, key: Key, plans: &Plans) {
         let h = key.hash64();
         let Some(shard) = self.shard(h) else { return };
         shard
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .put(h, (key, plans.to_vec()));
+            .put(h, (key, Arc::clone(plans)));
     }
 
     pub fn len(&self) -> usize {

@@ -15,6 +15,7 @@
 //! * [`cache`]: the bounded plan cache.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::policy::parse::{self, Limits};
 use crate::policy::{Dialect, Principal, SessionContext};
@@ -142,6 +143,21 @@ impl Masker {
         ctx: &SessionContext,
         catalog: &dyn Catalog,
     ) -> Vec<StatementPlan> {
+        self.plan_shared(who, dialect, sql, ctx, catalog)
+            .iter()
+            .map(|p| StatementPlan::clone(p))
+            .collect()
+    }
+
+    /// [`Self::plan`] without copying: the cached plans themselves.
+    pub fn plan_shared(
+        &self,
+        who: &Principal,
+        dialect: Dialect,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+    ) -> cache::Plans {
         let active = self.rules.active_for(who);
         let detectors = self.detectors_for(who);
         let key = cache::Key::new(&active, detectors, dialect, ctx, catalog.version(), sql);
@@ -168,6 +184,7 @@ impl Masker {
         } else {
             self.plan_uncached(&active, detectors, dialect, sql, ctx, catalog)
         };
+        let plans: cache::Plans = plans.into_iter().map(Arc::new).collect();
         self.cache.put(key, &plans);
         plans
     }

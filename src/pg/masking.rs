@@ -52,7 +52,7 @@ impl MaskContext {
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
             );
         };
-        let plans = self.masker.plan(
+        let plans = self.masker.plan_shared(
             &self.principal,
             Dialect::Postgres,
             sql,
@@ -60,11 +60,11 @@ impl MaskContext {
             self.catalog.as_ref(),
         );
         let mut out = Vec::with_capacity(plans.len());
-        for p in plans {
-            if let StatementPlan::Block { rule, message } = &p {
+        for p in plans.iter() {
+            if let StatementPlan::Block { rule, message } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
             }
-            out.push(Some(Arc::new(p)));
+            out.push(Some(Arc::clone(p)));
         }
         Ok(out)
     }
@@ -105,7 +105,15 @@ pub struct RowMasking {
     actions: Option<Arc<Vec<Action>>>,
     /// Identity of the result the actions belong to.
     actions_for: usize,
+    /// What the masking rules say of a server-reported source column
+    /// (catalog generation, table OID, attribute number): rule matching
+    /// formats and glob-matches names, so it is done once per column per
+    /// session rather than once per result.
+    by_source: HashMap<(u64, u32, i16), Option<ColumnMask>>,
 }
+
+/// Bound on [`RowMasking::by_source`]; cleared when full.
+const BY_SOURCE_MAX: usize = 4096;
 
 impl RowMasking {
     pub fn new(ctx: Arc<MaskContext>, expect: Arc<Expectations<StatementPlan>>) -> Self {
@@ -115,6 +123,7 @@ impl RowMasking {
             tracker: Tracker::default(),
             actions: None,
             actions_for: 0,
+            by_source: HashMap::new(),
         }
     }
 
@@ -175,7 +184,7 @@ impl RowMasking {
 
     /// Works out the actions for the active result from its plan, its
     /// RowDescription (when known) and the catalog.
-    fn actions_for_active(&self, first_row: &[u8]) -> Result<Vec<Action>, SessionError> {
+    fn actions_for_active(&mut self, first_row: &[u8]) -> Result<Vec<Action>, SessionError> {
         let Some(active) = &self.tracker.active else {
             return Ok(Vec::new());
         };
@@ -209,23 +218,41 @@ impl RowMasking {
                 1 => active.formats[0],
                 _ => active.formats.get(i).copied().unwrap_or(0),
             };
-            let name = field.map(|f| String::from_utf8_lossy(f.name).to_lowercase());
             let mut mask = match plan_cols.and_then(|c| c.get(i)) {
                 Some(m) => m.clone(),
-                None => name
-                    .as_deref()
-                    .map(|n| ctx.masker.mask_for_name(&ctx.principal, n))
+                None => field
+                    .map(|f| {
+                        let name = String::from_utf8_lossy(f.name).to_lowercase();
+                        ctx.masker.mask_for_name(&ctx.principal, &name)
+                    })
                     .unwrap_or(ColumnMask::Clear),
             };
             // Defense in depth: the column the server says this is.
-            if let Some(f) = field {
-                if let Some((rel, col)) = ctx.catalog.column(f.table_oid, f.attnum) {
-                    if let Some(m) =
-                        ctx.masker
-                            .mask_for_column(&ctx.principal, &rel.schema, &rel.name, col)
-                    {
-                        mask = m;
+            if let Some(f) = field.filter(|f| f.table_oid != 0) {
+                let key = (ctx.catalog.generation(), f.table_oid, f.attnum);
+                let by_source = match self.by_source.get(&key) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m = ctx
+                            .catalog
+                            .column(f.table_oid, f.attnum)
+                            .and_then(|(rel, col)| {
+                                ctx.masker.mask_for_column(
+                                    &ctx.principal,
+                                    &rel.schema,
+                                    &rel.name,
+                                    col,
+                                )
+                            });
+                        if self.by_source.len() >= BY_SOURCE_MAX {
+                            self.by_source.clear();
+                        }
+                        self.by_source.insert(key, m.clone());
+                        m
                     }
+                };
+                if let Some(m) = by_source {
+                    mask = m;
                 }
             }
             let text_like = field.is_none_or(|f| types::pg_oid_is_text(f.type_oid));

@@ -165,7 +165,9 @@ mod tests {
         let token1 = String::from_utf8_lossy(&q1[5..q1.len() - 1]).into_owned();
         let token2 = format!(
             "{}_1",
-            token1.strip_suffix("_0").expect("first sentinel ends in _0")
+            token1
+                .strip_suffix("_0")
+                .expect("first sentinel ends in _0")
         );
         // The server skipped the first; the second's error arrives.
         let err = format!("Msyntax error at or near \"{token2}\"\0");

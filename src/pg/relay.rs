@@ -82,8 +82,10 @@ pub trait Side {
         }
     }
     /// Waits until this direction should stop on its own accord, e.g. an idle
-    /// timeout or shutdown. Polled alongside every read; must be cancel-safe.
-    fn interrupt(&self) -> impl Future<Output = Result<Stopped, SessionError>> + Send {
+    /// timeout or shutdown. Created once per [`pump`] and polled alongside
+    /// every read, so it must not borrow the side: it may hold clones and
+    /// the side's shared references.
+    fn interrupt(&self) -> impl Future<Output = Result<Stopped, SessionError>> + Send + use<Self> {
         std::future::pending()
     }
 }
@@ -102,6 +104,10 @@ where
     S: Side,
 {
     let mut out = BytesMut::new();
+    // One interrupt for the whole run: creating it per read would register
+    // and drop a timer and a shutdown waiter at every message.
+    let interrupt = side.interrupt();
+    tokio::pin!(interrupt);
     // Bytes of a streamed frame still to forward as they arrive.
     let mut streaming: usize = 0;
     loop {
@@ -176,7 +182,7 @@ where
         let n = tokio::select! {
             biased;
             r = reader.read_buf(buf) => r?,
-            stop = side.interrupt() => return stop,
+            stop = &mut interrupt => return stop,
         };
         if n == 0 {
             return Ok(Stopped::PeerClosed);

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
@@ -32,7 +32,7 @@ use super::audit_hook::SessionAudit;
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
-use super::relay::{sleep_or_forever, Side, Stopped, Verdict};
+use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations};
 use crate::approvals::{Hold, HoldRequest, Ticket};
 use crate::audit::AuditDecision;
@@ -50,8 +50,11 @@ pub struct Shared {
     pub pending: AtomicU32,
     /// Transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     pub status: AtomicU8,
-    /// Bumped at every ReadyForQuery, so waiters re-check idleness.
-    ready: watch::Sender<u64>,
+    /// When the last ReadyForQuery went by, in milliseconds since `epoch`.
+    /// Written at every ReadyForQuery and read only by the idle-timeout
+    /// check, so a query's round trip wakes nothing else.
+    last_ready_ms: AtomicU64,
+    epoch: Instant,
     pub refusals: Refusals,
     /// When `pending` last went from 0 to 1 ([`crate::metrics::now_ns`]),
     /// for the statement latency histogram.
@@ -63,7 +66,8 @@ impl Shared {
         Shared {
             pending: AtomicU32::new(0),
             status: AtomicU8::new(status),
-            ready: watch::Sender::new(0),
+            last_ready_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             refusals: Refusals::default(),
             busy_since: AtomicU64::new(0),
         }
@@ -95,7 +99,20 @@ impl Shared {
     pub fn is_idle(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0 && self.status.load(Ordering::Acquire) == b'I'
     }
+
+    fn mark_ready(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ready_ms.store(ms, Ordering::Release);
+    }
+
+    /// When the current idle period (if the session is idle) began.
+    fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ready_ms.load(Ordering::Acquire))
+    }
 }
+
+/// How often a busy session re-checks whether it has gone idle.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Client → server.
 pub struct ClientSide<'a> {
@@ -489,7 +506,7 @@ fn malformed(e: fe::Malformed) -> SessionError {
     SessionError::Protocol(e.to_string())
 }
 
-impl Side for ClientSide<'_> {
+impl<'a> Side for ClientSide<'a> {
     fn streamable(&self, tag: u8) -> bool {
         tag == fe::COPY_DATA
     }
@@ -613,29 +630,51 @@ impl Side for ClientSide<'_> {
         self.resolve_held().await
     }
 
-    async fn interrupt(&self) -> Result<Stopped, SessionError> {
+    fn interrupt(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Stopped, SessionError>> + Send + use<'a> {
         let mut shutdown = self.shutdown.clone();
-        let mut ready = self.shared.ready.subscribe();
-        loop {
-            ready.mark_unchanged();
-            let idle = self.shared.is_idle();
-            if idle && *shutdown.borrow() {
-                return Err(SessionError::ShuttingDown);
-            }
-            tokio::select! {
-                _ = sleep_or_forever(if idle { self.idle_timeout } else { Duration::ZERO }) => {
-                    return Err(SessionError::IdleTimeout);
+        let shared: &'a Shared = self.shared;
+        let idle_timeout = self.idle_timeout;
+        async move {
+            loop {
+                let idle = shared.is_idle();
+                if idle && *shutdown.borrow() {
+                    return Err(SessionError::ShuttingDown);
                 }
-                // A ReadyForQuery arrived: re-check idleness.
-                _ = ready.changed() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        // The proxy is gone: treat as shutdown.
-                        return Err(SessionError::ShuttingDown);
+                // Checked by deadline rather than woken at every
+                // ReadyForQuery: idle, wake when the idle period would reach
+                // the timeout; busy, look again a little later.
+                let deadline = if idle_timeout.is_zero() {
+                    None
+                } else if idle {
+                    Some(shared.idle_since() + idle_timeout)
+                } else {
+                    Some(Instant::now() + BUSY_RECHECK.min(idle_timeout))
+                };
+                tokio::select! {
+                    _ = sleep_until_or_forever(deadline) => {
+                        if shared.is_idle() && shared.idle_since().elapsed() >= idle_timeout {
+                            return Err(SessionError::IdleTimeout);
+                        }
+                    }
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            // The proxy is gone: treat as shutdown.
+                            return Err(SessionError::ShuttingDown);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Waits until `deadline`, or forever when there is none.
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -716,7 +755,7 @@ impl Side for ServerSide<'_> {
                 })?;
                 self.shared.status.store(status, Ordering::Release);
                 self.shared.ready_received();
-                self.shared.ready.send_modify(|n| *n = n.wrapping_add(1));
+                self.shared.mark_ready();
                 self.rows = 0;
                 self.truncating = false;
                 if *self.shutdown.borrow() && self.shared.is_idle() {

@@ -2,6 +2,10 @@
 //! keyed by a 64-bit hash of everything the decision depends on. The full
 //! key is stored and compared on a hit, so a hash collision is a miss,
 //! never a wrong answer.
+//!
+//! A decision is keyed either by the exact statement text or, when the
+//! engine found that it does not depend on numeric literal values, by the
+//! text's [shape](super::shape). The two live in separate key spaces.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
@@ -13,16 +17,13 @@ use super::{Dialect, Judgement, Request, Source};
 
 const SHARDS: usize = 32;
 
-/// What a cached decision depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    pub policy: usize,
-    pub dialect: Dialect,
-    pub source: Source,
-    /// Hash of the session context parts that matter (search_path or
-    /// current database).
-    pub ctx: u64,
-    pub sql: Box<[u8]>,
+/// Which text a cache key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyText {
+    /// The statement text as sent.
+    Exact,
+    /// Its literal-insensitive shape ([`super::shape::of`]).
+    Shape,
 }
 
 struct Entry {
@@ -30,7 +31,8 @@ struct Entry {
     dialect: Dialect,
     source: Source,
     ctx: u64,
-    sql: Box<[u8]>,
+    kind: KeyText,
+    text: Box<[u8]>,
     judgement: Judgement,
 }
 
@@ -48,13 +50,14 @@ pub fn context_hash(req: &Request<'_>) -> u64 {
     h.finish()
 }
 
-fn key_hash(policy: usize, req: &Request<'_>, ctx: u64) -> u64 {
+fn key_hash(policy: usize, req: &Request<'_>, ctx: u64, kind: KeyText, text: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     policy.hash(&mut h);
     req.dialect.hash(&mut h);
     req.source.hash(&mut h);
     ctx.hash(&mut h);
-    req.sql.hash(&mut h);
+    kind.hash(&mut h);
+    text.hash(&mut h);
     h.finish()
 }
 
@@ -76,8 +79,16 @@ impl DecisionCache {
         self.shards.get((h >> 58) as usize % self.shards.len())
     }
 
-    pub fn get(&self, policy: usize, req: &Request<'_>, ctx: u64) -> Option<Judgement> {
-        let h = key_hash(policy, req, ctx);
+    /// The decision cached for `text` (the request's SQL or its shape).
+    pub fn get(
+        &self,
+        policy: usize,
+        req: &Request<'_>,
+        ctx: u64,
+        kind: KeyText,
+        text: &[u8],
+    ) -> Option<Judgement> {
+        let h = key_hash(policy, req, ctx, kind, text);
         let shard = self.shard(h)?;
         let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
         let e = guard.get(&h)?;
@@ -85,7 +96,8 @@ impl DecisionCache {
             && e.dialect == req.dialect
             && e.source == req.source
             && e.ctx == ctx
-            && *e.sql == *req.sql
+            && e.kind == kind
+            && *e.text == *text
         {
             Some(e.judgement.clone())
         } else {
@@ -93,15 +105,24 @@ impl DecisionCache {
         }
     }
 
-    pub fn put(&self, policy: usize, req: &Request<'_>, ctx: u64, judgement: &Judgement) {
-        let h = key_hash(policy, req, ctx);
+    pub fn put(
+        &self,
+        policy: usize,
+        req: &Request<'_>,
+        ctx: u64,
+        kind: KeyText,
+        text: &[u8],
+        judgement: &Judgement,
+    ) {
+        let h = key_hash(policy, req, ctx, kind, text);
         let Some(shard) = self.shard(h) else { return };
         let entry = Entry {
             policy,
             dialect: req.dialect,
             source: req.source,
             ctx,
-            sql: req.sql.into(),
+            kind,
+            text: text.into(),
             judgement: judgement.clone(),
         };
         shard

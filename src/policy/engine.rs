@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::builtin::{self, ids};
-use super::cache::{context_hash, DecisionCache};
+use super::cache::{context_hash, DecisionCache, KeyText};
 use super::extract;
 use super::facts::{Facts, Relation, StatementClass};
 use super::parse::{self, Blocked};
 use super::rules::{Policy, RuleSet};
+use super::shape;
 use super::startup_options;
 use super::{
     Decision, Dialect, Effects, Gate, Judgement, Principal, Request, SessionContext,
@@ -238,6 +239,19 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
         }
     }
     (finish(policy, decision, effects), all_facts, cacheable)
+}
+
+/// Whether a judgement may serve every text of the same shape: one plain
+/// SELECT/INSERT/UPDATE/DELETE whose facts never looked at a numeric
+/// literal's value and that changes no session state. Session statements
+/// (`SET statement_timeout = 0`), EXPLAIN, PREPARE and the like are always
+/// keyed by their exact text.
+fn shareable_by_shape(facts: &[Facts], j: &Judgement) -> bool {
+    let [f] = facts else { return false };
+    matches!(f.kind.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE")
+        && !f.literal_sensitive
+        && !f.explain
+        && j.effects == Effects::default()
 }
 
 fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<String>) {
@@ -537,12 +551,35 @@ impl Gate for Engine {
             return block(ids::NO_POLICY, no_policy_message(who));
         };
         let ctx = context_hash(request);
-        if let Some(j) = self.cache.get(idx, request, ctx) {
+        // Simple-protocol clients send a new text for every literal value;
+        // a shape hit spares the parse. The size limit is checked here
+        // because a shape hit skips `check_text` (the shape scanner itself
+        // refuses NUL and non-ASCII bytes).
+        let shape = (request.source != Source::FunctionCall
+            && request.sql.len() <= self.rules.limits.max_statement_bytes)
+            .then(|| shape::of(request.sql))
+            .flatten();
+        if let Some(text) = &shape {
+            if let Some(j) = self.cache.get(idx, request, ctx, KeyText::Shape, text) {
+                return j;
+            }
+        }
+        if let Some(j) = self
+            .cache
+            .get(idx, request, ctx, KeyText::Exact, request.sql)
+        {
             return j;
         }
-        let (j, _, cacheable) = self.evaluate(policy, request);
+        let (j, facts, cacheable) = self.evaluate(policy, request);
         if cacheable {
-            self.cache.put(idx, request, ctx, &j);
+            match &shape {
+                Some(text) if shareable_by_shape(&facts, &j) => {
+                    self.cache.put(idx, request, ctx, KeyText::Shape, text, &j)
+                }
+                _ => self
+                    .cache
+                    .put(idx, request, ctx, KeyText::Exact, request.sql, &j),
+            }
         }
         j
     }

@@ -250,7 +250,12 @@ impl Extractor<'_> {
             None => self.facts.unbounded_write = true,
             Some(e) => {
                 self.facts.has_where = true;
-                if const_truth(e) == Some(true) {
+                NUMBER_CONSULTED.with(|c| c.set(false));
+                let truth = const_truth(e);
+                if NUMBER_CONSULTED.with(|c| c.get()) {
+                    self.facts.literal_sensitive = true;
+                }
+                if truth == Some(true) {
                     self.facts.constant_true_where = true;
                     self.facts.unbounded_write = true;
                 }
@@ -608,6 +613,18 @@ impl Visitor for Extractor<'_> {
     }
 }
 
+thread_local! {
+    /// Set when [`const_truth`] looked at a numeric literal's value: the
+    /// answer may then change with the number, so the decision must not be
+    /// shared between texts that differ only in numbers (see
+    /// [`super::shape`]).
+    static NUMBER_CONSULTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn consulted_number() {
+    NUMBER_CONSULTED.with(|c| c.set(true));
+}
+
 /// Folds an expression over constants: `Some(true)` when it is true for
 /// every row (`1=1`, `TRUE`, `'a'='a'`, `x OR 1=1`, `NOT FALSE`, `id = id`).
 pub fn const_truth(e: &Expr) -> Option<bool> {
@@ -616,7 +633,10 @@ pub fn const_truth(e: &Expr) -> Option<bool> {
         Expr::Nested(inner) => const_truth(inner),
         Expr::Value(v) => match &v.value {
             Value::Boolean(b) => Some(*b),
-            Value::Number(n, _) => n.parse::<f64>().ok().map(|x| x != 0.0),
+            Value::Number(n, _) => {
+                consulted_number();
+                n.parse::<f64>().ok().map(|x| x != 0.0)
+            }
             Value::SingleQuotedString(s) => match s.to_ascii_lowercase().as_str() {
                 "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
                 "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
@@ -735,7 +755,10 @@ fn const_value(e: &Expr) -> Option<String> {
     use sqlparser::ast::Value;
     match strip(e) {
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Some(n.clone()),
+            Value::Number(n, _) => {
+                consulted_number();
+                Some(n.clone())
+            }
             Value::SingleQuotedString(s)
             | Value::DoubleQuotedString(s)
             | Value::EscapedStringLiteral(s)

@@ -132,6 +132,9 @@ pub struct Facts {
     pub aliases: Vec<(String, Relation)>,
     pub has_where: bool,
     pub constant_true_where: bool,
+    /// Some fact above depends on a numeric literal's value (`WHERE 1=1`
+    /// versus `WHERE 1=2`), so the decision must not be cached by shape.
+    pub literal_sensitive: bool,
     /// UPDATE/DELETE without WHERE or with a constant-true WHERE, TRUNCATE.
     pub unbounded_write: bool,
     pub data_modifying_cte: bool,

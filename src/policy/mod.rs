@@ -198,6 +198,7 @@ pub mod extract;
 pub mod facts;
 pub mod parse;
 pub mod rules;
+pub mod shape;
 pub mod startup_options;
 
 pub use engine::Engine;

@@ -217,3 +217,57 @@ fn policy_explain_output() {
     assert!(out.contains("constant_true_where"), "{out}");
     assert!(out.contains("ro.read-only"), "{out}");
 }
+
+#[test]
+fn policy_cache_shares_decisions_by_shape_only_when_literals_do_not_matter() {
+    let e = engine();
+    let ctx = SessionContext::default();
+    // Texts that differ only in numbers share one entry...
+    assert!(judge(&e, "rw", "SELECT v FROM t WHERE id = 1", &ctx)
+        .decision
+        .is_allow());
+    assert!(judge(&e, "rw", "SELECT v FROM t WHERE id = 2", &ctx)
+        .decision
+        .is_allow());
+    assert_eq!(e.cached_decisions(), 1);
+    // ...but never when a number decides a fact: `WHERE 1=2` is bounded,
+    // `WHERE 1=1` is not, whichever is judged first.
+    for (first, second) in [
+        ("DELETE FROM t WHERE 1=2", "DELETE FROM t WHERE 1=1"),
+        (
+            "UPDATE t SET v = 0 WHERE 1 > 2",
+            "UPDATE t SET v = 0 WHERE 2 > 1",
+        ),
+        (
+            "DELETE FROM t WHERE 0 OR id = 3",
+            "DELETE FROM t WHERE 1 OR id = 3",
+        ),
+        (
+            "DELETE FROM t WHERE 5 IN (4, 6)",
+            "DELETE FROM t WHERE 5 IN (4, 5)",
+        ),
+        (
+            "DELETE FROM t WHERE 7 BETWEEN 1 AND 2",
+            "DELETE FROM t WHERE 1 BETWEEN 1 AND 2",
+        ),
+    ] {
+        assert!(judge(&e, "rw", first, &ctx).decision.is_allow(), "{first}");
+        let d = judge(&e, "rw", second, &ctx).decision;
+        assert!(!d.is_allow(), "{second} must be refused after {first}");
+        // And in the other order, on a fresh engine.
+        let fresh = engine();
+        assert!(
+            !judge(&fresh, "rw", second, &ctx).decision.is_allow(),
+            "{second}"
+        );
+        assert!(
+            judge(&fresh, "rw", first, &ctx).decision.is_allow(),
+            "{first}"
+        );
+    }
+    // Session statements are keyed by their exact text.
+    let before = e.cached_decisions();
+    judge(&e, "rw", "SET statement_timeout = 5000", &ctx);
+    judge(&e, "rw", "SET statement_timeout = 0", &ctx);
+    assert_eq!(e.cached_decisions(), before + 2);
+}

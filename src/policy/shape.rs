@@ -1,0 +1,268 @@
+//! Literal-insensitive statement shapes, so that the decision and masking
+//! caches can serve `... WHERE aid = 17` from the analysis of
+//! `... WHERE aid = 42` instead of parsing every simple-protocol query.
+//!
+//! [`of`] copies the text byte for byte except that each unsigned decimal
+//! number it is *sure* is a numeric literal becomes one marker byte (NUL).
+//! It is deliberately timid: it gives up (returns `None`, and callers fall
+//! back to keying by the exact text) on anything whose lexing it could get
+//! wrong or that differs between Postgres and MySQL:
+//!
+//! - bytes outside printable ASCII plus tab/CR/LF (so no NUL, which is the
+//!   marker, and no multi-byte encodings whose trailing bytes can look like
+//!   quotes or backslashes);
+//! - backslashes, double quotes, backticks, `$` (dollar quoting and `$1`
+//!   parameters), `@` (MySQL variables), `#`, `--` and `/*` (comments and
+//!   executable comments);
+//! - a quote directly after an identifier character (`E'..'`, `N'..'`,
+//!   `X'..'`, `_utf8'..'`) and an unterminated string.
+//!
+//! Strings (`'...'` with `''` escapes) are copied verbatim, so string
+//! literals still distinguish shapes: only numbers are abstracted. A digit
+//! run counts as a literal only when it starts a token (after whitespace
+//! or an operator, not after an identifier character, `.` or `:`) and
+//! ends one (before whitespace, `)`, `,`, `;` or an operator, not before
+//! an identifier character, `.`, `:` or an exponent). `12abc` (a MySQL
+//! identifier), `t.1`, `1e5`, `0x1F`, `1_000` and `5::int` are therefore
+//! copied verbatim.
+//!
+//! A shape only says two texts differ in numeric literal values. Whether a
+//! decision may be shared between them is the caller's call: the policy
+//! engine shares only decisions that never looked at a literal's value
+//! (see [`super::facts::Facts::literal_sensitive`]).
+
+/// The byte that stands for one numeric literal in a shape.
+pub const MARKER: u8 = 0;
+
+/// The shape of `sql`, when it holds at least one numeric literal and the
+/// scanner is sure of its lexing; `None` otherwise.
+pub fn of(sql: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(sql.len());
+    let mut literals = 0usize;
+    // Start of the run of bytes not yet copied to `out`.
+    let mut run = 0;
+    let mut i = 0;
+    while i < sql.len() {
+        let b = sql[i];
+        if PLAIN[b as usize] {
+            i += 1;
+            continue;
+        }
+        match b {
+            b'\'' => {
+                if i > 0 && is_ident(sql[i - 1]) {
+                    return None;
+                }
+                i = string_end(sql, i)?;
+            }
+            b'0'..=b'9' => {
+                let end = number_end(sql, i);
+                if starts_token(sql, i) && ends_token(sql, end) {
+                    out.extend_from_slice(&sql[run..i]);
+                    out.push(MARKER);
+                    literals += 1;
+                    run = end;
+                }
+                i = end;
+            }
+            b'-' if sql.get(i + 1) == Some(&b'-') => return None,
+            b'/' if sql.get(i + 1) == Some(&b'*') => return None,
+            b'-' | b'/' => i += 1,
+            _ => return None,
+        }
+    }
+    if literals == 0 {
+        return None;
+    }
+    out.extend_from_slice(&sql[run..]);
+    Some(out)
+}
+
+/// Bytes copied as they are with nothing to check: printable ASCII, tab,
+/// CR and LF, except quotes, digits, `\\`, `$`, `@`, `#`, `-` and `/`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b <= 0x7e {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    let special = b"'\"`\\$@#-/0123456789";
+    let mut k = 0;
+    while k < special.len() {
+        t[special[k] as usize] = false;
+        k += 1;
+    }
+    t
+};
+
+/// Letters, digits, `_` and `$`: characters that continue an identifier in
+/// either dialect.
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+}
+
+fn starts_token(sql: &[u8], i: usize) -> bool {
+    match i.checked_sub(1).map(|p| sql[p]) {
+        None => true,
+        Some(p) => matches!(
+            p,
+            b' ' | b'\t'
+                | b'\n'
+                | b'\r'
+                | b'('
+                | b','
+                | b'='
+                | b'<'
+                | b'>'
+                | b'+'
+                | b'-'
+                | b'*'
+                | b'/'
+                | b'%'
+                | b'['
+                | b'|'
+        ),
+    }
+}
+
+fn ends_token(sql: &[u8], end: usize) -> bool {
+    match sql.get(end) {
+        None => true,
+        Some(n) => matches!(
+            n,
+            b' ' | b'\t'
+                | b'\n'
+                | b'\r'
+                | b')'
+                | b','
+                | b';'
+                | b'='
+                | b'<'
+                | b'>'
+                | b'+'
+                | b'-'
+                | b'*'
+                | b'/'
+                | b'%'
+                | b']'
+                | b'|'
+        ),
+    }
+}
+
+/// End of a digit run, with one `.digits` fraction if present.
+fn number_end(sql: &[u8], start: usize) -> usize {
+    let digits = |mut j: usize| {
+        while sql.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        j
+    };
+    let end = digits(start);
+    if sql.get(end) == Some(&b'.') && sql.get(end + 1).is_some_and(u8::is_ascii_digit) {
+        digits(end + 1)
+    } else {
+        end
+    }
+}
+
+/// End (exclusive) of the string starting at the quote at `start`; `''`
+/// is an escaped quote. `None` when unterminated.
+fn string_end(sql: &[u8], start: usize) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        match sql.get(j)? {
+            b'\'' if sql.get(j + 1) == Some(&b'\'') => j += 2,
+            b'\'' => return Some(j + 1),
+            b'\\' => return None,
+            b if *b == b'\t' || *b == b'\n' || *b == b'\r' || (0x20..=0x7e).contains(b) => j += 1,
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(sql: &str) -> Option<String> {
+        of(sql.as_bytes()).map(|v| String::from_utf8_lossy(&v).replace('\0', "?"))
+    }
+
+    #[test]
+    fn abstracts_numeric_literals() {
+        assert_eq!(
+            s("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;").as_deref(),
+            Some("SELECT abalance FROM pgbench_accounts WHERE aid = ?;")
+        );
+        assert_eq!(
+            s("UPDATE t SET v = v + 12.5 WHERE id IN (1,2, 3)").as_deref(),
+            Some("UPDATE t SET v = v + ? WHERE id IN (?,?, ?)")
+        );
+        assert_eq!(
+            s("SELECT c FROM t WHERE k=-7").as_deref(),
+            Some("SELECT c FROM t WHERE k=-?")
+        );
+    }
+
+    #[test]
+    fn texts_differing_only_in_numbers_share_a_shape() {
+        assert_eq!(
+            s("SELECT 1 FROM t WHERE a = 2"),
+            s("SELECT 99 FROM t WHERE a = 100000")
+        );
+        assert_ne!(
+            s("SELECT 1 FROM t1 WHERE a = 2"),
+            s("SELECT 1 FROM t2 WHERE a = 2")
+        );
+        assert_ne!(
+            s("SELECT 1 FROM t WHERE a = 'x'"),
+            s("SELECT 1 FROM t WHERE a = 'y'")
+        );
+    }
+
+    #[test]
+    fn keeps_digits_that_are_not_literals() {
+        // Identifiers, qualified names, exponents, hex, casts.
+        assert_eq!(s("SELECT c1 FROM t2"), None);
+        assert_eq!(s("SELECT 12abc FROM t"), None);
+        assert_eq!(s("SELECT t.1 FROM t"), None);
+        assert_eq!(s("SELECT 1e5"), None);
+        assert_eq!(s("SELECT 0x1F"), None);
+        assert_eq!(s("SELECT 1_000"), None);
+        assert_eq!(s("SELECT 5::regclass"), None);
+        assert_eq!(s("SELECT '1 and 2' FROM t"), None);
+    }
+
+    #[test]
+    fn gives_up_on_what_it_cannot_lex_for_sure() {
+        for sql in [
+            "SELECT 1 -- c",
+            "SELECT 1 /* c */",
+            "SELECT /*!50000 1 */",
+            "SELECT 1 # c",
+            "SELECT \"a1\", 1",
+            "SELECT `a`, 1",
+            "SELECT $1, 1",
+            "SELECT $$x$$, 1",
+            "SELECT @x := 1",
+            "SELECT E'\\'', 1",
+            "SELECT 'a\\' 1 '",
+            "SELECT N'x', 1",
+            "SELECT 'unterminated, 1",
+            "SELECT 'é', 1",
+            "SELECT 1\0",
+        ] {
+            assert_eq!(s(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn no_literal_no_shape() {
+        assert_eq!(s("SELECT a FROM t WHERE b = 'x'"), None);
+    }
+}
