@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use airlock::testkit::PgServer;
+use airlock::testkit::{PgOptions, PgServer};
 
 const CPU: &str = "0";
 
@@ -50,7 +50,8 @@ fn main() {
 fn run(opts: &Opts) -> anyhow::Result<()> {
     // Pin this process first: the servers it starts inherit the affinity.
     pin(std::process::id());
-    let pg = PgServer::start()?;
+    // Room for the idle-connection measurement (1,000 sessions upstream).
+    let pg = PgOptions::new().max_connections(1200).start()?;
     let bin = pg.bin_dir().to_path_buf();
     let password = "bench-pw-0123456789";
     pg.create_user("bench", password)?;
@@ -64,8 +65,12 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     check(Command::new(bin.join("pgbench")).args(["-i", "-q", "-s", "10", &direct]))?;
 
     let airlock_port = airlock::testkit::process::free_port()?;
-    let mut airlock = start_airlock(dir.path(), pg.port(), airlock_port, password)?;
+    let mut airlock = start_airlock(dir.path(), pg.port(), airlock_port, password, false)?;
     let via_airlock = format!("postgresql://agent:agent-pw@127.0.0.1:{airlock_port}/bench");
+    // The same, also writing every statement to the audit log.
+    let audited_port = airlock::testkit::process::free_port()?;
+    let mut audited = start_airlock(dir.path(), pg.port(), audited_port, password, true)?;
+    let via_audited = format!("postgresql://agent:agent-pw@127.0.0.1:{audited_port}/bench");
     let mut bouncer = start_pgbouncer(dir.path(), &pg, password)?;
 
     let mut targets: Vec<(&str, String)> = vec![("direct", direct.clone())];
@@ -73,7 +78,9 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         targets.push(("pgbouncer", url.clone()));
     }
     targets.push(("airlock", via_airlock.clone()));
+    targets.push(("airlock+audit", via_audited.clone()));
     wait_ready(&bin, &via_airlock)?;
+    wait_ready(&bin, &via_audited)?;
 
     let mut results: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for script in ["select-only", "tpcb-like"] {
@@ -104,7 +111,7 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         );
     }
 
-    let rss = idle_rss(&bin, &via_airlock, airlock.id(), 200)?;
+    let rss = idle_rss(airlock_port, airlock.id(), IDLE_CLIENTS)?;
 
     print_report(&results, &latency, rss);
     let json = report_json(&results, &latency, rss);
@@ -113,6 +120,7 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     eprintln!("wrote {}", out.display());
 
     let _ = airlock.kill();
+    let _ = audited.kill();
     if let Some((mut child, _)) = bouncer.take() {
         let _ = child.kill();
     }
@@ -137,18 +145,29 @@ fn check(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn start_airlock(dir: &Path, pg_port: u16, port: u16, password: &str) -> anyhow::Result<Child> {
+fn start_airlock(
+    dir: &Path,
+    pg_port: u16,
+    port: u16,
+    password: &str,
+    audit: bool,
+) -> anyhow::Result<Child> {
     std::fs::write(dir.join("upstream.pw"), password)?;
     std::fs::write(dir.join("rules.toml"), RULES)?;
     let verifier = airlock_protocol::pg::scram::make_verifier("agent-pw");
+    let audit = if audit {
+        format!("[audit]\npath = \"audit-{port}.db\"\n")
+    } else {
+        String::new()
+    };
     let config = format!(
         "[listen]\npostgres = \"127.0.0.1:{port}\"\n\
          [policy]\nrules = \"rules.toml\"\n\
-         [audit]\npath = \"audit.db\"\n\
+         {audit}\
          [targets.bench]\nhost = \"127.0.0.1\"\nport = {pg_port}\ndatabase = \"bench\"\nuser = \"bench\"\npassword_file = \"upstream.pw\"\n\
          [identities.agent]\nsecret = \"{verifier}\"\ntargets = [\"bench\"]\n"
     );
-    let path = dir.join("airlock.toml");
+    let path = dir.join(format!("airlock-{port}.toml"));
     std::fs::write(&path, config)?;
     let child = Command::new("taskset")
         .args([
@@ -335,25 +354,34 @@ fn select1_latency(bin: &Path, url: &str, dir: &Path, duration: u32) -> anyhow::
 }
 
 /// airlock's resident memory per idle client connection, in KiB.
-fn idle_rss(bin: &Path, url: &str, pid: u32, n: usize) -> anyhow::Result<f64> {
+/// Idle client sessions held open for the memory measurement.
+const IDLE_CLIENTS: usize = 1000;
+
+/// airlock's resident memory per idle, logged-in client session (each with
+/// its upstream connection), from `n` tokio-postgres connections.
+fn idle_rss(port: u16, pid: u32, n: usize) -> anyhow::Result<f64> {
     let before = rss_kib(pid)?;
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        clients.push(
-            Command::new(bin.join("psql"))
-                .args([url, "-Xq"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?,
-        );
-    }
-    std::thread::sleep(Duration::from_secs(5));
-    let after = rss_kib(pid)?;
-    for mut c in clients {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    Ok((after - before) as f64 / n as f64)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let after = rt.block_on(async {
+        let url = format!("host=127.0.0.1 port={port} user=agent password=agent-pw dbname=bench");
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            clients.push(client);
+        }
+        // One query each, so every session has been through the relay.
+        for c in &clients {
+            c.simple_query("SELECT 1").await?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss_kib(pid)?;
+        drop(clients);
+        anyhow::Ok(after)
+    })?;
+    Ok((after.saturating_sub(before)) as f64 / n as f64)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -372,23 +400,38 @@ fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Median over rounds of `a[i] / b[i]`: the paired ratio, which cancels
+/// drift that hits both targets of one round alike.
+fn paired(a: Option<&Vec<f64>>, b: Option<&Vec<f64>>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    (!ratios.is_empty()).then(|| median(&ratios))
+}
+
 fn print_report(
     results: &BTreeMap<String, BTreeMap<String, Vec<f64>>>,
     latency: &BTreeMap<String, (f64, f64)>,
     rss: f64,
 ) {
-    println!("\n| pgbench cell | direct tps | pgbouncer tps | airlock tps | airlock/pgbouncer | airlock/direct |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "\n| pgbench cell | direct tps | PgBouncer tps | airlock tps | airlock+audit tps | airlock / PgBouncer | airlock+audit / PgBouncer | airlock / direct |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let fmt = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".into(),
+    };
     for (cell, by) in results {
         let m = |k: &str| by.get(k).map(|v| median(v));
-        let d = m("direct").unwrap_or(0.0);
-        let b = m("pgbouncer");
-        let a = m("airlock").unwrap_or(0.0);
         println!(
-            "| {cell} | {d:.0} | {} | {a:.0} | {} | {:.2} |",
-            b.map(|b| format!("{b:.0}")).unwrap_or("-".into()),
-            b.map(|b| format!("{:.2}", a / b)).unwrap_or("-".into()),
-            a / d
+            "| {cell} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt(m("direct"), 0),
+            fmt(m("pgbouncer"), 0),
+            fmt(m("airlock"), 0),
+            fmt(m("airlock+audit"), 0),
+            fmt(paired(by.get("airlock"), by.get("pgbouncer")), 2),
+            fmt(paired(by.get("airlock+audit"), by.get("pgbouncer")), 2),
+            fmt(paired(by.get("airlock"), by.get("direct")), 2),
         );
     }
     println!("\n| SELECT 1 latency | p50 µs | p99 µs |");
@@ -396,7 +439,7 @@ fn print_report(
     for (name, (p50, p99)) in latency {
         println!("| {name} | {p50:.0} | {p99:.0} |");
     }
-    println!("\nairlock RSS per idle client connection: {rss:.1} KiB");
+    println!("\nairlock RSS per idle client connection ({IDLE_CLIENTS} sessions): {rss:.1} KiB");
 }
 
 fn report_json(

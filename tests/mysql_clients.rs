@@ -655,6 +655,142 @@ rules = "{rules}"
     inner.stop().await;
 }
 
+/// A client leg that holds back what is written until the next write or
+/// flush, so that the SSLRequest and the ClientHello leave in one segment.
+struct Coalesce {
+    tcp: tokio::net::TcpStream,
+    out: Vec<u8>,
+}
+
+impl Coalesce {
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while !self.out.is_empty() {
+            match tokio::io::AsyncWrite::poll_write(
+                std::pin::Pin::new(&mut self.tcp),
+                cx,
+                &self.out,
+            ) {
+                Poll::Ready(Ok(n)) => drop(self.out.drain(..n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for Coalesce {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.tcp), cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Coalesce {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.out.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.tcp), cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.tcp), cx)
+    }
+}
+
+/// MySQL clients start the TLS handshake right after the SSLRequest, with
+/// no reply to wait for; when both arrive together (one write, or a loaded
+/// server reading late) airlock must still hand the ClientHello to rustls
+/// rather than refuse it as data sent before the handshake (with a plaintext
+/// ERR the client then reads as a broken TLS record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_request_and_client_hello_in_one_segment() {
+    use airlock_protocol::mysql::{auth, caps, frame, handshake};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut env, ca, _certs) = tls_env("", "").await;
+    let mut raw = Raw {
+        tcp: tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+            .await
+            .unwrap(),
+        buf: Vec::new(),
+    };
+    let (_, greeting) = raw.read().await;
+    let g = handshake::Greeting::parse(&greeting).unwrap();
+    assert_ne!(g.capabilities & caps::SSL, 0);
+    let capabilities = caps::PROTOCOL_41
+        | caps::SECURE_CONNECTION
+        | caps::PLUGIN_AUTH
+        | caps::CONNECT_WITH_DB
+        | caps::MULTI_RESULTS
+        | caps::SSL;
+    let mut payload = bytes::BytesMut::new();
+    handshake::Response::encode_ssl_request(capabilities, 1 << 24, 45, &mut payload);
+    let mut out = bytes::BytesMut::new();
+    frame::write_packet(&mut out, 1, &payload);
+    let io = Coalesce {
+        tcp: raw.tcp,
+        out: out.to_vec(),
+    };
+    let config = airlock::tls::client_config(
+        airlock::config::UpstreamTlsMode::VerifyFull,
+        Some(ca.as_path()),
+    )
+    .unwrap()
+    .unwrap();
+    let name = airlock::tls::server_name("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, io)
+        .await
+        .expect("TLS handshake after an SSLRequest sent with the ClientHello");
+    let r = handshake::Response {
+        capabilities,
+        max_packet: 1 << 24,
+        charset: 45,
+        user: AGENT.as_bytes().to_vec(),
+        auth_response: auth::native_token(&g.scramble, AGENT_PW.as_bytes()),
+        database: Some(DB.as_bytes().to_vec()),
+        auth_plugin: Some(auth::NATIVE.into()),
+        attributes: Vec::new(),
+    };
+    let mut payload = bytes::BytesMut::new();
+    r.encode(&mut payload);
+    let mut out = bytes::BytesMut::new();
+    frame::write_packet(&mut out, 2, &payload);
+    tls.write_all(&out).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let ok = loop {
+        if let Some(l) = frame::locate(&buf, 1 << 20).unwrap() {
+            break frame::payload(&buf, &l).into_owned();
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tls.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(head(&ok), Some(0), "login over TLS: {ok:?}");
+    env.stop().await;
+}
+
 /// A minimal client on the wire, for commands the client libraries do not
 /// expose (COM_FIELD_LIST, COM_STATISTICS, COM_SET_OPTION, ...).
 struct Raw {

@@ -124,7 +124,9 @@ pub async fn authenticate(
     client.next_seq = 0;
     client.send(&out).await?;
 
-    let mut packet = client.read().await?;
+    // Not a buffered read: after an SSLRequest the client's ClientHello
+    // follows at once and must stay on the socket for the TLS handshake.
+    let mut packet = client.read_exact_packet().await?;
     if Response::is_ssl_request(&packet.payload) {
         let Some(tls) = tls else {
             return Err(MyError::refused(

@@ -6,7 +6,9 @@
 //! the SSLRequest ([`PacketConn::accept_tls`] on the client leg,
 //! [`PacketConn::connect_tls`] upstream). An upgrade with bytes already
 //! buffered is refused: those bytes were sent before the handshake and must
-//! not be taken as protected.
+//! not be taken as protected. The client leg therefore reads the packet that
+//! may be an SSLRequest with [`PacketConn::read_exact_packet`], which leaves
+//! the ClientHello that follows it on the socket.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -188,6 +190,33 @@ impl PacketConn {
         }
     }
 
+    /// The next packet, read without taking a byte past its end: for the
+    /// packet that may be an SSLRequest. MySQL clients start the TLS
+    /// handshake right after it, without waiting for a reply, so a buffered
+    /// read can take in the start of their ClientHello too (two segments
+    /// already queued on the socket, or one write); bytes in the read buffer
+    /// then refuse the upgrade ([`Self::accept_tls`]). Reading exactly one
+    /// packet leaves the ClientHello on the socket for rustls.
+    pub async fn read_exact_packet(&mut self) -> Result<Packet, MyError> {
+        loop {
+            if let Some(p) = self.buffered()? {
+                return Ok(p);
+            }
+            let want = missing(&self.rbuf);
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(Self::lost(self.leg));
+            };
+            let r = (&mut *stream).take(want).read_buf(&mut self.rbuf).await;
+            let n = r.map_err(|e| self.gone(e))?;
+            if n == 0 {
+                return Err(match self.leg {
+                    Leg::Client => MyError::ClientGone,
+                    Leg::Server => MyError::Upstream("server closed the connection".into()),
+                });
+            }
+        }
+    }
+
     /// Writes bytes as they are (forwarding).
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), MyError> {
         let r = self.io()?.write_all(bytes).await;
@@ -218,5 +247,47 @@ impl PacketConn {
         if let Some(s) = self.stream.as_mut() {
             let _ = s.shutdown().await;
         }
+    }
+}
+
+/// How many bytes `buf` still lacks to end on a physical packet boundary
+/// past an incomplete logical packet (at least 1): the rest of the current
+/// header or payload.
+fn missing(buf: &[u8]) -> u64 {
+    let mut at = 0usize;
+    loop {
+        let Some(h) = buf.get(at..at + 4) else {
+            return (at + 4 - buf.len()) as u64;
+        };
+        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+        let end = at + 4 + len;
+        if buf.len() < end {
+            return (end - buf.len()) as u64;
+        }
+        if len < frame::MAX_PAYLOAD {
+            // A complete logical packet ([`PacketConn::buffered`] takes it
+            // first); read on by one header.
+            return 4;
+        }
+        at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing;
+
+    #[test]
+    fn missing_stops_at_packet_boundaries() {
+        assert_eq!(missing(&[]), 4);
+        assert_eq!(missing(&[32, 0]), 2);
+        assert_eq!(missing(&[32, 0, 0, 1]), 32);
+        assert_eq!(missing(&[32, 0, 0, 1, 0, 0]), 30);
+        // A full 16 MiB physical packet continues with another header.
+        let mut big = vec![0xff, 0xff, 0xff, 0];
+        big.resize(4 + 0xff_ffff, 0);
+        assert_eq!(missing(&big), 4);
+        big.extend_from_slice(&[5, 0]);
+        assert_eq!(missing(&big), 2);
     }
 }

@@ -42,6 +42,7 @@ impl PgHostAuth {
 pub struct PgOptions {
     host_auth: PgHostAuth,
     tls: Option<(PathBuf, PathBuf)>,
+    max_connections: Option<u32>,
 }
 
 impl PgOptions {
@@ -53,6 +54,13 @@ impl PgOptions {
     /// Uses `auth` for TCP connections.
     pub fn host_auth(mut self, auth: PgHostAuth) -> Self {
         self.host_auth = auth;
+        self
+    }
+
+    /// Raises `max_connections` from the kit's default of 200 (benchmarks
+    /// that hold many idle sessions).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
         self
     }
 
@@ -188,7 +196,7 @@ impl PgServer {
             "\n# airlock testkit\n\
              listen_addresses = '127.0.0.1'\n\
              unix_socket_directories = {socket}\n\
-             max_connections = 200\n\
+             max_connections = {max_connections}\n\
              shared_buffers = 16MB\n\
              fsync = off\n\
              synchronous_commit = off\n\
@@ -200,6 +208,7 @@ impl PgServer {
              log_line_prefix = '%m [%p] '\n\
              password_encryption = {encryption}\n",
             socket = quote_literal(&self.socket_dir.to_string_lossy()),
+            max_connections = self.options.max_connections.unwrap_or(200),
         );
         if let Some((cert, key)) = &self.options.tls {
             let tls_dir = self.process.make_dir("tls", 0o700)?;
