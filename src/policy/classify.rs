@@ -10,6 +10,10 @@ use super::builtin::{self, ids};
 use super::facts::{Facts, StatementClass};
 use super::Dialect;
 
+/// MySQL character sets safe for `SET NAMES`: ASCII-compatible, and no
+/// multi-byte character contains a byte below 0x80.
+const ASCII_SAFE_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"];
+
 /// Class and a short kind name of a top-level statement. EXPLAIN and
 /// PREPARE take the class of the statement they wrap.
 pub fn classify(s: &Statement) -> (StatementClass, String) {
@@ -225,6 +229,15 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                 ids::ROLE_CHANGE,
                 "SET ROLE / SET SESSION AUTHORIZATION is not allowed".to_string(),
             )),
+            // Connectors send `SET NAMES utf8mb4` on connect. Character sets
+            // whose multi-byte characters never contain an ASCII byte (so
+            // never a quote or backslash) read statements the same way; the
+            // others (sjis, gbk, big5, ...) are how backslash-escape bypasses
+            // are made, and are refused.
+            Set::SetNames { charset_name, .. }
+                if dialect == Dialect::MySql
+                    && ASCII_SAFE_CHARSETS
+                        .contains(&charset_name.value.to_lowercase().as_str()) => {}
             Set::SetNames { .. } | Set::SetNamesDefault {} => {
                 if dialect == Dialect::MySql {
                     facts.violations.push((
