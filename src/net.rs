@@ -77,3 +77,70 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// The read half of a [`Stream`] borrowed for a relay: for plain TCP the
+/// socket's own lock-free half; for TLS, which shares one state machine
+/// between directions, tokio's locked split.
+pub enum ReadHalf<'a> {
+    Tcp(tokio::net::tcp::ReadHalf<'a>),
+    Tls(tokio::io::ReadHalf<&'a mut Stream>),
+}
+
+/// The write half matching [`ReadHalf`].
+pub enum WriteHalf<'a> {
+    Tcp(tokio::net::tcp::WriteHalf<'a>),
+    Tls(tokio::io::WriteHalf<&'a mut Stream>),
+}
+
+impl Stream {
+    /// Splits the stream into halves that can be driven concurrently.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        match self {
+            Stream::Plain(tcp) => {
+                let (r, w) = tcp.split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            tls => {
+                let (r, w) = tokio::io::split(tls);
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
+        }
+    }
+}
+
+macro_rules! delegate_half {
+    ($self:ident, $half:ident, $method:ident($($arg:expr),*)) => {
+        match $self.get_mut() {
+            $half::Tcp(s) => Pin::new(s).$method($($arg),*),
+            $half::Tls(s) => Pin::new(s).$method($($arg),*),
+        }
+    };
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate_half!(self, ReadHalf, poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate_half!(self, WriteHalf, poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_half!(self, WriteHalf, poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_half!(self, WriteHalf, poll_shutdown(cx))
+    }
+}

@@ -367,6 +367,19 @@ impl PlanBook {
             .get(statement)
             .cloned()
             .unwrap_or_else(|| Some(Arc::new(StatementPlan::Opaque)));
+        // Clients rebind the same (usually unnamed) portal for every
+        // execution: update the entry in place rather than allocate anew.
+        if let Some((name, old_plan, old_formats)) = self.portals.get_mut(portal) {
+            if name.as_slice() != statement {
+                name.clear();
+                name.extend_from_slice(statement);
+            }
+            *old_plan = plan;
+            if old_formats.as_slice() != formats.as_slice() {
+                *old_formats = Arc::new(formats);
+            }
+            return;
+        }
         self.portals.insert(
             portal.to_vec(),
             (statement.to_vec(), plan, Arc::new(formats)),

@@ -11,7 +11,6 @@
 //! same relay, policy and audit.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -24,7 +23,7 @@ use airlock_protocol::pg::backend::{self, Severity};
 use airlock_protocol::pg::startup::StartupMessage;
 
 use super::audit_hook::SessionAudit;
-use super::cancel::{forward_cancel, CancelTarget};
+use super::cancel::{forward_cancel, CancelTarget, HeldCancel};
 use super::client_auth::{authenticate, Authenticated, Login};
 use super::conn::Conn;
 use super::error::SessionError;
@@ -42,8 +41,6 @@ use crate::proxy::{Proxy, SessionSlot};
 
 mod passthrough;
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
 /// Runs a session to completion. Never panics on client input; errors end
 /// the session with a FATAL to the client where one can still be sent.
 pub async fn run(
@@ -52,7 +49,7 @@ pub async fn run(
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let id = crate::audit::session::next_session_id();
     let _connection = crate::metrics::connection(crate::metrics::Protocol::Postgres);
     let span = tracing::info_span!(
         "session",
@@ -171,7 +168,7 @@ async fn serve(
         lease,
         _slot,
     } = admitted;
-    let (client_key, _cancel_guard) = proxy.cancels.register(CancelTarget {
+    let (client_key, cancel_guard) = proxy.cancels.register(CancelTarget {
         host: target.host.clone(),
         port: target.port,
         pid: up.pid,
@@ -230,6 +227,7 @@ async fn serve(
         settings.max_rows,
         masking,
         audit.as_ref(),
+        cancel_guard.held(),
     );
     // An ephemeral user's TTL ends the session (the broker also revokes the
     // user shortly after, terminating its backend, should this timer fail).
@@ -550,6 +548,7 @@ async fn relay(
     max_rows: Option<u64>,
     masking: Option<Arc<MaskContext>>,
     audit: Option<&SessionAudit>,
+    held: Arc<HeldCancel>,
 ) -> Result<(), SessionError> {
     let config = proxy.config();
     let max = config.limits.max_message_size.0;
@@ -557,8 +556,9 @@ async fn relay(
     let expect = Arc::new(Expectations::default());
     let mut client_buf = std::mem::take(&mut client.rbuf);
     let mut server_buf = server.rbuf;
-    let (mut client_r, mut client_w) = tokio::io::split(&mut client.stream);
-    let (mut server_r, mut server_w) = tokio::io::split(server.stream);
+    let mut server_stream = server.stream;
+    let (mut client_r, mut client_w) = client.stream.split();
+    let (mut server_r, mut server_w) = server_stream.split();
 
     let mut to_server = ClientSide::new(
         &shared,
@@ -571,14 +571,16 @@ async fn relay(
             .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect))),
         audit,
     )
-    .with_session_id(session_id);
+    .with_session_id(session_id)
+    .with_cancel(held);
     let mut to_client = ServerSide::new(
         &shared,
         proxy,
         &principal.target,
         max_rows,
         masking.map(|m| RowMasking::new(m, Arc::clone(&expect))),
-    );
+    )
+    .with_audit(to_server.reply_audit());
     let result = tokio::select! {
         r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
             match r {
