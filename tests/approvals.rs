@@ -323,6 +323,54 @@ async fn a_client_that_hangs_up_withdraws_its_request() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_held_statement_withdraws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    let token = c.cancel_token();
+
+    // Simple protocol.
+    let task = spawn_simple(&c, "UPDATE orders SET note = 'cancelled' WHERE id = 1");
+    api.wait_pending(AGENT).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = finished(task).await.unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "57014");
+    assert_eq!(db.message(), "canceling statement due to user request");
+    assert!(api.pending().await.is_empty(), "the request is withdrawn");
+
+    // Extended protocol: the held Parse is refused, the batch skipped.
+    let c2 = std::sync::Arc::clone(&c);
+    let task = tokio::spawn(async move {
+        c2.execute(
+            "UPDATE orders SET note = $1 WHERE id = $2",
+            &[&"cancelled", &2i32],
+        )
+        .await
+    });
+    api.wait_pending(AGENT).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = finished(task).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert!(api.pending().await.is_empty(), "the request is withdrawn");
+
+    assert_eq!(note(&env, 1).await, "new", "never forwarded");
+    assert_eq!(note(&env, 2).await, "new", "never forwarded");
+    // The session goes on, and a cancel with nothing held is harmless.
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let rec = api
+        .wait_audit_reason(
+            "identity=agent&blocked=true",
+            "withdrawn: the client cancelled the statement",
+        )
+        .await;
+    assert_eq!(rec["decision"], "block");
+    assert_eq!(rec["rule"], RULE);
+    env.stop().await;
+}
+
 #[path = "common/mysql.rs"]
 mod mysql_env;
 

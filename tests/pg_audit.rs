@@ -151,3 +151,151 @@ async fn decisions_are_recorded_and_chained() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The statement records (kind `statement`) whose text is exactly `sql`.
+fn records_of<'a>(
+    all: &'a [airlock::audit::AuditRecord],
+    sql: &str,
+) -> Vec<&'a airlock::audit::AuditEvent> {
+    all.iter()
+        .map(|r| &r.event)
+        .filter(|e| e.kind == airlock::audit::EventKind::Statement)
+        .filter(|e| e.statement.as_deref() == Some(sql))
+        .collect()
+}
+
+/// The rows of the records of `sql`, sorted; every one has a duration.
+fn rows_of(all: &[airlock::audit::AuditRecord], sql: &str) -> Vec<u64> {
+    let records = records_of(all, sql);
+    assert!(!records.is_empty(), "no record of {sql}");
+    for e in &records {
+        assert!(e.duration_us.is_some(), "no duration: {e:?}");
+    }
+    let mut rows: Vec<u64> = records
+        .iter()
+        .map(|e| e.rows.unwrap_or_else(|| panic!("no rows: {e:?}")))
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_and_duration_are_recorded_per_execution() {
+    use bytes::Bytes;
+    use futures_util::SinkExt;
+
+    let audit_dir = tempfile::tempdir().unwrap();
+    let db = audit_dir.path().join("audit.db");
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: format!("[audit]\npath = \"{}\"\n", db.display()),
+        ..Default::default()
+    })
+    .await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 3) g",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+
+    // Simple protocol: rows returned, rows affected, several statements.
+    c.simple_query("SELECT * FROM t").await.unwrap();
+    c.simple_query("UPDATE t SET v = 'w' WHERE id <= 2")
+        .await
+        .unwrap();
+    c.simple_query("INSERT INTO t VALUES (4, 'd'), (5, 'e')")
+        .await
+        .unwrap();
+    c.simple_query("SELECT 1; SELECT id FROM t WHERE id > 3")
+        .await
+        .unwrap();
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("COMMIT").await.unwrap();
+
+    // Extended protocol: Parse judged once, each Execute recorded.
+    let stmt = c.prepare("SELECT id FROM t WHERE id > $1").await.unwrap();
+    assert_eq!(c.query(&stmt, &[&1i32]).await.unwrap().len(), 4);
+    assert_eq!(c.query(&stmt, &[&3i32]).await.unwrap().len(), 2);
+    c.prepare("SELECT id FROM t WHERE id = $1").await.unwrap();
+
+    // Pipelined: each result is matched to its own statement.
+    let (a, b, s1, s2) = futures_util::join!(
+        c.query("SELECT generate_series(1, 7) AS a", &[]),
+        c.query("SELECT generate_series(1, 2) AS b", &[]),
+        c.simple_query("SELECT generate_series(1, 6) AS s1"),
+        c.simple_query("SELECT generate_series(1, 4) AS s2"),
+    );
+    assert_eq!((a.unwrap().len(), b.unwrap().len()), (7, 2));
+    s1.unwrap();
+    s2.unwrap();
+
+    // COPY: the count from the command tag.
+    let sink = c.copy_in("COPY t FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from_static(b"6\tf\n7\tg\n8\th\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 3);
+
+    // Errors: at run time (simple and extended) and at Parse.
+    c.simple_query("SELECT 1 / (id - id) FROM t")
+        .await
+        .unwrap_err();
+    c.query("SELECT 2 / (id - id) FROM t", &[])
+        .await
+        .unwrap_err();
+    c.prepare("SELECT nope FROM t").await.unwrap_err();
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    env.stop().await; // drains the audit queue
+
+    let all = airlock::audit::query(&db, &airlock::audit::Filter::default()).unwrap();
+    assert_eq!(rows_of(&all, "SELECT * FROM t"), vec![3]);
+    assert_eq!(rows_of(&all, "UPDATE t SET v = 'w' WHERE id <= 2"), vec![2]);
+    assert_eq!(
+        rows_of(&all, "INSERT INTO t VALUES (4, 'd'), (5, 'e')"),
+        vec![2]
+    );
+    assert_eq!(
+        rows_of(&all, "SELECT 1; SELECT id FROM t WHERE id > 3"),
+        vec![1 + 2],
+        "one record per Query, rows summed"
+    );
+    assert_eq!(rows_of(&all, "BEGIN"), vec![0]);
+    assert_eq!(
+        rows_of(&all, "SELECT id FROM t WHERE id > $1"),
+        vec![2, 4],
+        "one record per execution"
+    );
+    assert!(
+        records_of(&all, "SELECT id FROM t WHERE id = $1").is_empty(),
+        "prepared, never executed: nothing ran"
+    );
+    assert_eq!(rows_of(&all, "SELECT generate_series(1, 7) AS a"), vec![7]);
+    assert_eq!(rows_of(&all, "SELECT generate_series(1, 2) AS b"), vec![2]);
+    assert_eq!(rows_of(&all, "SELECT generate_series(1, 6) AS s1"), vec![6]);
+    assert_eq!(rows_of(&all, "SELECT generate_series(1, 4) AS s2"), vec![4]);
+    assert_eq!(rows_of(&all, "COPY t FROM STDIN"), vec![3]);
+    for (sql, code) in [
+        ("SELECT 1 / (id - id) FROM t", "22012"),
+        ("SELECT 2 / (id - id) FROM t", "22012"),
+        ("SELECT nope FROM t", "42703"),
+    ] {
+        assert_eq!(rows_of(&all, sql), vec![0], "{sql}");
+        let e = records_of(&all, sql)[0];
+        assert_eq!(
+            e.decision,
+            Some(airlock::audit::AuditDecision::Allow),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.reason.as_deref(),
+            Some(format!("failed with SQLSTATE {code}").as_str()),
+            "{e:?}"
+        );
+    }
+}

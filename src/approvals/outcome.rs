@@ -22,6 +22,9 @@ pub enum Outcome {
     TimedOut(Duration),
     /// airlock is shutting down (or the registry went away).
     Cancelled,
+    /// The client cancelled the held statement (a Postgres CancelRequest):
+    /// the request was withdrawn.
+    Withdrawn,
 }
 
 impl Outcome {
@@ -48,6 +51,7 @@ impl Outcome {
                 humantime::format_duration(*after)
             ),
             Outcome::Cancelled => format!("approval cancelled: airlock is shutting down{req}"),
+            Outcome::Withdrawn => format!("withdrawn: the client cancelled the statement{req}"),
         }
     }
 
@@ -65,6 +69,17 @@ impl Outcome {
             Outcome::Cancelled => Some(format!(
                 "airlock: rule {rule}: approval cancelled, airlock is shutting down"
             )),
+            // What Postgres says of a cancelled statement.
+            Outcome::Withdrawn => Some("canceling statement due to user request".into()),
+        }
+    }
+
+    /// The SQLSTATE of the refusal: 57014 (query_canceled) for a statement
+    /// the client cancelled, else 42501 (insufficient_privilege).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Outcome::Withdrawn => "57014",
+            _ => "42501",
         }
     }
 }

@@ -7,11 +7,21 @@
 //! When the log cannot take an event and `audit.fail_closed` is set, the
 //! statement is refused instead of running unrecorded.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{AuditDecision, AuditEvent, AuditLog, EventKind};
 use crate::policy::Principal;
+
+/// Session ids, shared by every protocol so that `airlock replay SESSION`
+/// names one session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// A new session id, unique across Postgres and MySQL sessions.
+pub fn next_session_id() -> u64 {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Who and where: what every event of a session carries.
 pub struct SessionInfo<'a> {
@@ -82,13 +92,13 @@ impl SessionAudit {
     }
 
     /// Whether a statement may run: `Err` carries the refusal when the log
-    /// is failing and airlock fails closed (for statements recorded after
-    /// they complete).
+    /// could not take its record (failing, shutting down, queue full) and
+    /// airlock fails closed (for statements recorded after they complete).
     pub fn ready(&self) -> Result<(), String> {
-        if self.fail_closed && !self.log.is_healthy() {
-            return Err(super::AuditUnavailable::WriterFailed.to_string());
+        match self.log.available() {
+            Err(unavailable) if self.fail_closed => Err(unavailable.to_string()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Records a judged statement. `Err` carries the refusal to send when

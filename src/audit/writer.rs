@@ -38,6 +38,8 @@ struct Shared {
     healthy: AtomicBool,
     stopping: AtomicBool,
     depth: AtomicUsize,
+    /// The queue's capacity.
+    capacity: usize,
 }
 
 /// A running audit log. Share it between sessions behind an `Arc`.
@@ -77,6 +79,7 @@ impl AuditLog {
             healthy: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             depth: AtomicUsize::new(0),
+            capacity: queue_capacity.max(1),
         });
         let mut writer = Writer {
             conn,
@@ -116,6 +119,22 @@ impl AuditLog {
                 })
             }
         }
+    }
+
+    /// Whether an event queued now would be taken: `Err` when the writer is
+    /// failing, the log is shutting down or the queue is full. For
+    /// statements recorded after they complete, asked before they run.
+    pub fn available(&self) -> Result<(), AuditUnavailable> {
+        if !self.is_healthy() {
+            return Err(AuditUnavailable::WriterFailed);
+        }
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(AuditUnavailable::ShutDown);
+        }
+        if self.shared.depth.load(Ordering::Acquire) >= self.shared.capacity {
+            return Err(AuditUnavailable::QueueFull);
+        }
+        Ok(())
     }
 
     /// False while the writer's last batch failed (it keeps retrying).

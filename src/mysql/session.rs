@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
@@ -29,8 +28,6 @@ use crate::policy::{
 };
 use crate::proxy::Proxy;
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
 /// Flush forwarded reply bytes to the client at least this often.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -42,7 +39,7 @@ pub async fn run(
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let id = crate::audit::session::next_session_id();
     let _connection = crate::metrics::connection(crate::metrics::Protocol::Mysql);
     let span = tracing::info_span!(
         "mysql_session",

@@ -4,11 +4,28 @@
 //! Recording never waits on disk (the log's writer thread does the work).
 //! When the log cannot take an event and `audit.fail_closed` is set, the
 //! statement is refused instead of running unrecorded.
+//!
+//! * Refused and held statements are recorded when they are judged.
+//! * An allowed statement is recorded when it has run, with the rows
+//!   returned or affected and its duration: the client side checks that the
+//!   log can take the record before forwarding ([`SessionAudit::ready`]),
+//!   and hands a [`Run`] to the reply tracker ([`super::results`]) in an
+//!   [`AuditQueue`]; [`ReplyAudit`] on the server side records it when the
+//!   tracker reports its end.
+//! * One record per execution: a simple Query (all its statements: rows
+//!   summed, duration until its last result ended), or an Execute of a
+//!   portal (a prepared statement executed N times gives N records, each
+//!   with the statement text judged at Parse). A Parse or Bind the server
+//!   rejects is recorded as a failed execution; a successful Parse alone is
+//!   not recorded (nothing ran). A statement that failed carries
+//!   `failed with SQLSTATE xxxxx` in its reason.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::audit::session::{self, SessionInfo};
-use crate::audit::AuditLog;
+use super::results::{Ending, Expectations, Finished, OutOfStep, Tracker};
+use crate::audit::session::{self, SessionInfo, StatementRecord};
+use crate::audit::{AuditDecision, AuditLog};
 use crate::policy::Principal;
 
 pub use crate::audit::session::SessionAudit;
@@ -45,4 +62,113 @@ impl SessionAudit {
 /// Records a failed Postgres login (no session context exists yet).
 pub fn auth_failed(log: &AuditLog, session: u64, identity: &str, client: &str) {
     session::auth_failed(log, session, identity, client, PROTOCOL);
+}
+
+/// An allowed statement as judged, recorded each time it runs.
+#[derive(Debug)]
+pub struct Judged {
+    pub sql: Box<[u8]>,
+    pub decision: AuditDecision,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    /// Ids of the masking rules applied, comma separated.
+    pub masked: Option<String>,
+}
+
+/// One execution of a judged statement: what the reply tracker carries.
+#[derive(Debug)]
+pub struct Run {
+    pub judged: Arc<Judged>,
+    /// When it was forwarded.
+    pub start: Instant,
+}
+
+impl Run {
+    /// An execution forwarded now.
+    pub fn now(judged: &Arc<Judged>) -> Arc<Run> {
+        Arc::new(Run {
+            judged: Arc::clone(judged),
+            start: Instant::now(),
+        })
+    }
+}
+
+/// What the client side tells the audit follower each request produces.
+pub type AuditQueue = Expectations<Run>;
+
+/// The server side's audit follower: records each execution when the reply
+/// tracker reports its end.
+pub struct ReplyAudit<'a> {
+    audit: &'a SessionAudit,
+    expect: Arc<AuditQueue>,
+    tracker: Tracker<Run>,
+    /// The simple Query in flight: rows so far, its first error, when its
+    /// last result ended.
+    query: Ending,
+    query_ended: Option<Instant>,
+}
+
+impl<'a> ReplyAudit<'a> {
+    pub fn new(audit: &'a SessionAudit, expect: Arc<AuditQueue>) -> Self {
+        ReplyAudit {
+            audit,
+            expect,
+            tracker: Tracker::counting(),
+            query: Ending::default(),
+            query_ended: None,
+        }
+    }
+
+    /// Follows one server message (the body may be empty for a streamed
+    /// DataRow or CopyData).
+    pub fn on_message(&mut self, tag: u8, body: &[u8]) -> Result<(), OutOfStep> {
+        match self.tracker.on_message(&self.expect, tag, body)? {
+            None => {}
+            Some(Finished::Statement(ending)) => {
+                self.query.rows = self.query.rows.saturating_add(ending.rows);
+                self.query.error = self.query.error.or(ending.error);
+                self.query_ended = Some(Instant::now());
+            }
+            Some(Finished::Query { plans }) => {
+                let ending = std::mem::take(&mut self.query);
+                let ended = self.query_ended.take().unwrap_or_else(Instant::now);
+                if let Some(Some(run)) = plans.first() {
+                    self.complete(run, ending, ended);
+                }
+            }
+            Some(Finished::Execute {
+                plan: Some(run),
+                ending,
+            })
+            | Some(Finished::Step {
+                plan: Some(run),
+                ending,
+            }) => self.complete(&run, ending, Instant::now()),
+            Some(Finished::Execute { plan: None, .. } | Finished::Step { plan: None, .. }) => {}
+        }
+        Ok(())
+    }
+
+    fn complete(&self, run: &Run, ending: Ending, ended: Instant) {
+        let j = &run.judged;
+        let failed = ending
+            .error
+            .map(|code| format!("failed with SQLSTATE {}", String::from_utf8_lossy(&code)));
+        let reason = match (&j.reason, failed) {
+            (Some(r), Some(f)) => Some(format!("{r}; {f}")),
+            (r, f) => f.or_else(|| r.clone()),
+        };
+        let recorded = self.audit.record(StatementRecord {
+            sql: &j.sql,
+            decision: Some(j.decision),
+            rule: j.rule.as_deref(),
+            reason: reason.as_deref(),
+            masked_columns: j.masked.clone(),
+            rows: Some(ending.rows),
+            duration: Some(ended.saturating_duration_since(run.start)),
+        });
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "audit log unavailable; a completed statement was not recorded");
+        }
+    }
 }

@@ -5,13 +5,20 @@
 //! client sees, but a secret key that airlock generates. The registry maps
 //! (pid, airlock key) to the upstream address and the real key; a
 //! CancelRequest with an unknown pair is dropped silently, as Postgres does.
+//!
+//! A statement that airlock holds for approval has not reached the server,
+//! so a cancel cannot go there: while a session holds one, its
+//! [`HeldCancel`] takes the cancel instead, and the session withdraws the
+//! request and refuses the statement with 57014, as Postgres would. Only
+//! when nothing is held is the cancel forwarded to the backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use airlock_protocol::pg::startup::encode_cancel;
 
@@ -24,9 +31,38 @@ pub struct CancelTarget {
     pub secret_key: i32,
 }
 
+/// A session's statement held for approval, if any, for a CancelRequest
+/// to withdraw.
+#[derive(Debug, Default)]
+pub struct HeldCancel {
+    slot: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl HeldCancel {
+    /// A statement is now held: the receiver fires if the client cancels
+    /// it. Dropping the receiver (the hold ended) disarms it.
+    pub fn arm(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.lock() = Some(tx);
+        rx
+    }
+
+    /// Cancels the held statement; `false` when none is held.
+    pub fn fire(&self) -> bool {
+        match self.lock().take() {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<oneshot::Sender<()>>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    map: DashMap<(i32, i32), CancelTarget>,
+    map: DashMap<(i32, i32), (CancelTarget, Arc<HeldCancel>)>,
 }
 
 impl CancelRegistry {
@@ -37,10 +73,12 @@ impl CancelRegistry {
         loop {
             let key: i32 = rand::random();
             if let dashmap::Entry::Vacant(slot) = self.map.entry((pid, key)) {
-                slot.insert(target);
+                let held = Arc::new(HeldCancel::default());
+                slot.insert((target, Arc::clone(&held)));
                 let guard = CancelGuard {
                     registry: Arc::clone(self),
                     key: (pid, key),
+                    held,
                 };
                 return (key, guard);
             }
@@ -48,7 +86,12 @@ impl CancelRegistry {
     }
 
     pub fn lookup(&self, pid: i32, key: i32) -> Option<CancelTarget> {
-        self.map.get(&(pid, key)).map(|e| e.value().clone())
+        self.map.get(&(pid, key)).map(|e| e.value().0.clone())
+    }
+
+    /// The session's held statement, for the pair.
+    fn held(&self, pid: i32, key: i32) -> Option<Arc<HeldCancel>> {
+        self.map.get(&(pid, key)).map(|e| Arc::clone(&e.value().1))
     }
 
     pub fn len(&self) -> usize {
@@ -64,6 +107,14 @@ impl CancelRegistry {
 pub struct CancelGuard {
     registry: Arc<CancelRegistry>,
     key: (i32, i32),
+    held: Arc<HeldCancel>,
+}
+
+impl CancelGuard {
+    /// Where the session puts a statement it holds for approval.
+    pub fn held(&self) -> Arc<HeldCancel> {
+        Arc::clone(&self.held)
+    }
 }
 
 impl Drop for CancelGuard {
@@ -72,8 +123,14 @@ impl Drop for CancelGuard {
     }
 }
 
-/// Sends a CancelRequest to the real backend, if the pair is known.
+/// Cancels the session's statement held for approval, if it holds one;
+/// otherwise sends a CancelRequest to the real backend, if the pair is
+/// known.
 pub async fn forward_cancel(registry: &CancelRegistry, pid: i32, key: i32, timeout: Duration) {
+    if registry.held(pid, key).is_some_and(|h| h.fire()) {
+        tracing::info!(pid, "cancel request withdrew a statement held for approval");
+        return;
+    }
     let Some(target) = registry.lookup(pid, key) else {
         tracing::warn!(pid, "cancel request with an unknown key ignored");
         return;

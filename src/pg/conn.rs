@@ -32,7 +32,9 @@ impl Conn {
     pub fn new(stream: Stream, max_message: usize) -> Self {
         Conn {
             stream,
-            rbuf: BytesMut::with_capacity(8 * 1024),
+            // Small: the relay keeps this buffer for the session, and grows
+            // it only for messages that need more room.
+            rbuf: BytesMut::with_capacity(2 * 1024),
             max_message,
         }
     }

@@ -36,8 +36,12 @@ use super::error::SessionError;
 
 /// Frames above this size that are streamable are not buffered whole.
 pub const STREAM_THRESHOLD: usize = 256 * 1024;
-/// Initial and retained size of a read buffer.
+/// How much a read buffer grows by when it runs short.
 const READ_BUF: usize = 64 * 1024;
+/// A read buffer with less room than this is grown before reading. Buffers
+/// start small (see `Conn`) so an idle session holds little memory; a large
+/// message grows its buffer, which then stays.
+const MIN_SPARE: usize = 512;
 /// Most bytes buffered from the reader while a frame is held.
 pub const HOLD_READ_LIMIT: usize = 1024 * 1024;
 
@@ -176,7 +180,7 @@ where
             }
         }
         writer.flush().await?;
-        if buf.capacity() - buf.len() < 4096 {
+        if buf.capacity() - buf.len() < MIN_SPARE {
             buf.reserve(READ_BUF);
         }
         let n = tokio::select! {

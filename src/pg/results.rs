@@ -15,8 +15,17 @@
 //! | Sync | ReadyForQuery |
 //!
 //! After an ErrorResponse in the extended protocol the server skips to Sync,
-//! so the expectations before the Sync are dropped. Notices, notifications
+//! so the expectations before the Sync are dropped. While an Execute copies
+//! in (CopyInResponse), the server ignores Sync until the client's CopyDone
+//! or CopyFail ([`Expect::CopyEnd`]): those Syncs get no ReadyForQuery. Notices, notifications
 //! and ParameterStatus can arrive anywhere and are not requests' replies.
+//!
+//! Two followers use the tracker: masking (which needs the plan of the
+//! result now streaming, [`Tracker::active`]) and the audit log (which needs
+//! to know when each execution ends, with its rows: [`Finished`], returned
+//! by [`Tracker::on_message`]). A [`Tracker::counting`] tracker skips the
+//! masking work. DataRows after the first of a result take a fast path: an
+//! integer increment, no lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -33,6 +42,11 @@ pub enum Expect<P> {
     },
     /// Parse, Bind or Close: one completion message.
     Completion,
+    /// Parse or Bind of a followed statement: one completion message, and
+    /// [`Finished::Step`] with the plan if it fails instead.
+    Step {
+        plan: Plan<P>,
+    },
     /// Describe of a statement: remember its RowDescription under this name.
     DescribeStatement {
         name: Vec<u8>,
@@ -46,6 +60,9 @@ pub enum Expect<P> {
     },
     Sync,
     FunctionCall,
+    /// The client sent CopyDone or CopyFail: the end of any Syncs the
+    /// server ignores during an extended-protocol COPY FROM STDIN. No reply.
+    CopyEnd,
 }
 
 /// The queue the client side fills and the server side drains.
@@ -81,6 +98,44 @@ pub struct Tracker<P> {
     pub active: Option<Active<P>>,
     /// RowDescriptions of described statements, by name.
     described: HashMap<Vec<u8>, Arc<Vec<u8>>>,
+    /// Follow plans ([`Tracker::active`], RowDescriptions) for masking;
+    /// off in a [`Tracker::counting`] tracker.
+    plans: bool,
+    /// DataRows of the result now streaming.
+    rows: u64,
+    /// The last message was a DataRow that took the full path: the next
+    /// DataRows of the same result need nothing but counting.
+    in_rows: bool,
+    /// An Execute went into copy-in mode: Syncs up to the next
+    /// [`Expect::CopyEnd`] are ignored by the server.
+    copy_in: bool,
+}
+
+/// An execution (or a step of one) that ended, as [`Tracker::on_message`]
+/// reports it.
+#[derive(Debug)]
+pub enum Finished<P> {
+    /// One statement of a simple Query ended (CommandComplete,
+    /// EmptyQueryResponse or ErrorResponse).
+    Statement(Ending),
+    /// A simple Query ended (its ReadyForQuery): the plans it was sent with.
+    Query { plans: Vec<Plan<P>> },
+    /// An Execute's result ended (CommandComplete, EmptyQueryResponse,
+    /// PortalSuspended), or the Execute failed.
+    Execute { plan: Plan<P>, ending: Ending },
+    /// A followed Parse or Bind ([`Expect::Step`]) failed.
+    Step { plan: Plan<P>, ending: Ending },
+}
+
+/// How a result ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// Rows returned or affected: the count in the command tag when it has
+    /// one (INSERT, UPDATE, DELETE, MERGE, SELECT, COPY, FETCH, MOVE), else
+    /// the DataRows that went by.
+    pub rows: u64,
+    /// The SQLSTATE of the error that ended it.
+    pub error: Option<[u8; 5]>,
 }
 
 /// The result being streamed.
@@ -104,31 +159,63 @@ impl<P> Default for Tracker<P> {
             simple_failed: false,
             active: None,
             described: HashMap::new(),
+            plans: true,
+            rows: 0,
+            in_rows: false,
+            copy_in: false,
         }
     }
 }
 
 impl<P> Tracker<P> {
-    /// Advances on one server message (tag and body).
+    /// A tracker that follows executions only ([`Finished`]), not the plans
+    /// of results: no RowDescription is copied, [`Tracker::active`] stays
+    /// `None`.
+    pub fn counting() -> Self {
+        Tracker {
+            plans: false,
+            ..Tracker::default()
+        }
+    }
+
+    /// Advances on one server message (tag and body; the body may be
+    /// empty for a DataRow or CopyData that was streamed through). Returns
+    /// what the message ended, if anything.
     pub fn on_message(
         &mut self,
         queue: &Expectations<P>,
         tag: u8,
         body: &[u8],
-    ) -> Result<(), OutOfStep> {
+    ) -> Result<Option<Finished<P>>, OutOfStep> {
+        if tag == b'D' {
+            self.rows += 1;
+            // The queue's front cannot change while a result streams (the
+            // client side only appends): the first row did the work.
+            if self.in_rows {
+                return Ok(None);
+            }
+            self.in_rows = true;
+        } else {
+            self.in_rows = false;
+        }
         let mut q = queue.lock();
+        self.settle_copy(&mut q);
         let out_of_step = || OutOfStep(char::from(tag));
+        let mut finished = None;
         match tag {
+            // CopyInResponse of an Execute: Syncs are ignored until CopyEnd.
+            b'G' if matches!(q.front(), Some(Expect::Execute { .. })) => self.copy_in = true,
             // Asynchronous messages, and rows of the active result.
             b'N' | b'A' | b'S' | b'D' | b'd' | b'c' | b'G' | b'H' | b'W' => {}
             b'1' | b'2' | b'3' => match q.pop_front() {
-                Some(Expect::Completion) => {}
+                Some(Expect::Completion | Expect::Step { .. }) => {}
                 _ => return Err(out_of_step()),
             },
             b't' if !matches!(q.front(), Some(Expect::DescribeStatement { .. })) => {
                 return Err(out_of_step());
             }
             b'T' => match q.front() {
+                Some(Expect::Simple { .. }) if !self.plans => {}
                 Some(Expect::Simple { plans }) => {
                     self.active =
                         plans
@@ -143,7 +230,9 @@ impl<P> Tracker<P> {
                 }
                 Some(Expect::DescribeStatement { .. }) => {
                     if let Some(Expect::DescribeStatement { name }) = q.pop_front() {
-                        self.described.insert(name, Arc::new(body.to_vec()));
+                        if self.plans {
+                            self.described.insert(name, Arc::new(body.to_vec()));
+                        }
                     }
                 }
                 Some(Expect::DescribePortal) => {
@@ -161,21 +250,59 @@ impl<P> Tracker<P> {
             // End of one statement's result.
             b'C' | b'I' | b's' => {
                 self.active = None;
+                let ending = Ending {
+                    rows: if tag == b'C' {
+                        tag_rows(body).unwrap_or(self.rows)
+                    } else {
+                        self.rows
+                    },
+                    error: None,
+                };
+                self.rows = 0;
                 match q.front() {
-                    Some(Expect::Simple { .. }) => self.simple_index += 1,
+                    Some(Expect::Simple { .. }) => {
+                        self.simple_index += 1;
+                        finished = Some(Finished::Statement(ending));
+                    }
                     Some(Expect::Execute { .. }) => {
-                        q.pop_front();
+                        if let Some(Expect::Execute { plan, .. }) = q.pop_front() {
+                            finished = Some(Finished::Execute { plan, ending });
+                        }
+                        self.settle_copy(&mut q);
                     }
                     _ => return Err(out_of_step()),
                 }
             }
             b'E' => {
                 self.active = None;
+                let ending = Ending {
+                    rows: self.rows,
+                    error: error_code(body),
+                };
+                self.rows = 0;
                 match q.front() {
-                    Some(Expect::Simple { .. }) => self.simple_failed = true,
+                    Some(Expect::Simple { .. }) => {
+                        self.simple_failed = true;
+                        finished = Some(Finished::Statement(ending));
+                    }
                     Some(Expect::FunctionCall) => {}
                     // Extended protocol: the server skips to Sync.
                     _ => {
+                        finished = match q.front() {
+                            Some(Expect::Execute { .. } | Expect::Step { .. }) => {
+                                match q.pop_front() {
+                                    Some(Expect::Execute { plan, .. }) => {
+                                        Some(Finished::Execute { plan, ending })
+                                    }
+                                    Some(Expect::Step { plan }) => {
+                                        Some(Finished::Step { plan, ending })
+                                    }
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        };
+                        self.settle_copy(&mut q);
                         while matches!(q.front(), Some(e) if !matches!(e, Expect::Sync)) {
                             q.pop_front();
                         }
@@ -187,16 +314,19 @@ impl<P> Tracker<P> {
                 self.active = None;
                 self.simple_index = 0;
                 self.simple_failed = false;
+                self.rows = 0;
                 match q.pop_front() {
-                    Some(Expect::Simple { .. } | Expect::Sync | Expect::FunctionCall) => {}
+                    Some(Expect::Simple { plans }) => finished = Some(Finished::Query { plans }),
+                    Some(Expect::Sync | Expect::FunctionCall) => {}
                     _ => return Err(out_of_step()),
                 }
             }
             _ => {}
         }
+        self.settle_copy(&mut q);
         // An Execute now at the front streams its rows next (there is no
         // RowDescription in the extended protocol's Execute reply).
-        if self.active.is_none() {
+        if self.plans && self.active.is_none() {
             if let Some(Expect::Execute {
                 plan: Some(plan),
                 statement,
@@ -210,8 +340,54 @@ impl<P> Tracker<P> {
                 });
             }
         }
-        Ok(())
+        Ok(finished)
     }
+}
+
+impl<P> Tracker<P> {
+    /// Drops what gets no reply at the front of the queue: CopyEnd markers,
+    /// and the Syncs the server ignored in copy-in mode.
+    fn settle_copy(&mut self, q: &mut VecDeque<Expect<P>>) {
+        loop {
+            match q.front() {
+                Some(Expect::CopyEnd) => self.copy_in = false,
+                Some(Expect::Sync) if self.copy_in => {}
+                _ => return,
+            }
+            q.pop_front();
+        }
+    }
+}
+
+/// The row count of a CommandComplete tag (`INSERT 0 5`, `UPDATE 3`,
+/// `SELECT 10`, `COPY 7`, ...), for the commands that report one.
+pub fn tag_rows(body: &[u8]) -> Option<u64> {
+    let tag = body.strip_suffix(&[0]).unwrap_or(body);
+    let command = tag.split(|&b| b == b' ').next()?;
+    if !matches!(
+        command,
+        b"INSERT" | b"UPDATE" | b"DELETE" | b"MERGE" | b"SELECT" | b"COPY" | b"FETCH" | b"MOVE"
+    ) {
+        return None;
+    }
+    let count = tag.rsplit(|&b| b == b' ').next()?;
+    std::str::from_utf8(count).ok()?.parse().ok()
+}
+
+/// The SQLSTATE (field `C`) of an ErrorResponse body.
+pub fn error_code(body: &[u8]) -> Option<[u8; 5]> {
+    let mut rest = body;
+    while let Some((&kind, after)) = rest.split_first() {
+        if kind == 0 {
+            return None;
+        }
+        let nul = memchr::memchr(0, after)?;
+        if kind == b'C' {
+            return after[..nul].try_into().ok();
+        }
+        rest = &after[nul + 1..];
+    }
+    None
 }
 
 /// The format code of each field of a RowDescription body.
@@ -250,4 +426,42 @@ pub fn fields(body: &[u8]) -> impl Iterator<Item = Field<'_>> {
             format: i16::from_be_bytes([f[16], f[17]]),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_counts_and_error_codes() {
+        assert_eq!(tag_rows(b"INSERT 0 5\0"), Some(5));
+        assert_eq!(tag_rows(b"SELECT 10\0"), Some(10));
+        assert_eq!(tag_rows(b"COPY 7\0"), Some(7));
+        assert_eq!(tag_rows(b"CREATE TABLE\0"), None);
+        assert_eq!(tag_rows(b"SHOW\0"), None);
+        assert_eq!(
+            error_code(b"SERROR\0C22012\0Mdivision by zero\0\0"),
+            Some(*b"22012")
+        );
+        assert_eq!(error_code(b"SERROR\0\0"), None);
+    }
+
+    #[test]
+    fn syncs_ignored_during_copy_in_get_no_reply() {
+        let q: Expectations<()> = Expectations::default();
+        let mut t: Tracker<()> = Tracker::counting();
+        q.push(Expect::Execute {
+            plan: Some(Arc::new(())),
+            statement: Vec::new(),
+            formats: Arc::new(Vec::new()),
+        });
+        q.push(Expect::Sync);
+        q.push(Expect::CopyEnd);
+        q.push(Expect::Sync);
+        assert!(t.on_message(&q, b'G', b"").unwrap().is_none());
+        let done = t.on_message(&q, b'C', b"COPY 3\0").unwrap();
+        assert!(matches!(done, Some(Finished::Execute { ending, .. }) if ending.rows == 3));
+        assert!(t.on_message(&q, b'Z', b"I").unwrap().is_none());
+        assert!(q.lock().is_empty());
+    }
 }

@@ -9,32 +9,39 @@
 //!   `require_approval` rule matches is held ([`Verdict::Hold`]) while
 //!   [`crate::approvals`] waits for a human; [`Side::resolve`] then lets it
 //!   through as if allowed, or refuses it. Without an admin listener
-//!   nobody could approve, so it is refused at once.
+//!   nobody could approve, so it is refused at once. A CancelRequest for
+//!   the session ([`super::cancel`]) withdraws a held statement, which is
+//!   then refused with 57014 as Postgres refuses a cancelled one.
+//! * Audit ([`super::audit_hook`]): refused and held statements are recorded
+//!   when judged; allowed ones are followed to their end through the reply
+//!   tracker and recorded there with rows and duration, once per simple
+//!   Query and once per Execute.
 //! * [`ServerSide`] (server → client): swaps sentinel errors for airlock's
 //!   own, enforces the per-statement row limit, and tracks ReadyForQuery to
 //!   know when the session is idle (idle timeout, graceful shutdown).
 //!
 //! Both share a [`Shared`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use airlock_protocol::pg::backend::{self, Severity};
 use airlock_protocol::pg::frontend::{
     self as fe, Bind, Execute, FunctionCall, Parse, Query, Target,
 };
 
-use super::audit_hook::SessionAudit;
+use super::audit_hook::{AuditQueue, Judged, ReplyAudit, Run, SessionAudit};
+use super::cancel::HeldCancel;
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
 use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations};
-use crate::approvals::{Hold, HoldRequest, Ticket};
+use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
 use crate::masking::StatementPlan;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
@@ -122,20 +129,28 @@ pub struct ClientSide<'a> {
     pub idle_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub context: SessionContext,
-    /// Protocol-level statement names ("" = unnamed) from allowed Parses.
-    statements: HashSet<Vec<u8>>,
-    /// Portals bound from allowed statements.
-    portals: HashSet<Vec<u8>>,
+    /// Protocol-level statement names ("" = unnamed) from allowed Parses,
+    /// with what the audit log records of each execution.
+    statements: HashMap<Vec<u8>, Option<Arc<Judged>>>,
+    /// Portals bound from allowed statements, likewise.
+    portals: HashMap<Vec<u8>, Option<Arc<Judged>>>,
     /// Masking: plans per statement and portal, and what each request will
     /// produce (shared with the server side). `None` when nothing is masked
     /// for this principal.
     masking: Option<ClientMasking>,
     audit: Option<&'a SessionAudit>,
+    /// What each request will produce, for the audit follower on the server
+    /// side ([`ClientSide::reply_audit`]); `None` without an audit log.
+    audit_expect: Option<Arc<AuditQueue>>,
+    /// The (unused) result formats of an audit Execute expectation.
+    no_formats: Arc<Vec<i16>>,
     /// The session id, for approval requests.
     session_id: u64,
     /// The statement waiting for a human, between [`Verdict::Hold`] and
     /// [`Side::resolve`].
     held: Option<Held>,
+    /// Where a CancelRequest for this session finds a held statement.
+    cancel: Option<Arc<HeldCancel>>,
 }
 
 /// A statement held for approval.
@@ -147,12 +162,15 @@ struct Held {
     effects: Effects,
     /// For a Parse: the statement name; `None` for a Query.
     parse_name: Option<Vec<u8>>,
+    /// Fires when the client cancels the held statement.
+    cancelled: Option<oneshot::Receiver<()>>,
 }
 
 /// The outcome of [`ClientSide::decide`].
 enum Decided {
-    /// Plans, or the refusal message.
-    Now(Planned),
+    /// Plans (and, for an allowed statement, what to record when it has
+    /// run), or the refusal message.
+    Now(Planned, Option<Arc<Judged>>),
     /// Held for approval: the pump awaits [`Side::resolve`].
     Held,
 }
@@ -211,12 +229,15 @@ impl<'a> ClientSide<'a> {
             idle_timeout,
             shutdown: proxy.shutdown.clone(),
             context,
-            statements: HashSet::new(),
-            portals: HashSet::new(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
             masking,
             audit,
+            audit_expect: audit.map(|_| Arc::new(AuditQueue::default())),
+            no_formats: Arc::new(Vec::new()),
             session_id: 0,
             held: None,
+            cancel: None,
         }
     }
 
@@ -226,10 +247,41 @@ impl<'a> ClientSide<'a> {
         self
     }
 
+    /// Lets a CancelRequest for this session withdraw a held statement.
+    pub fn with_cancel(mut self, cancel: Arc<HeldCancel>) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// The server side's audit follower, which records allowed statements
+    /// when they have run; `None` without an audit log.
+    pub fn reply_audit(&self) -> Option<ReplyAudit<'a>> {
+        let audit: &'a SessionAudit = self.audit?;
+        let expect = Arc::clone(self.audit_expect.as_ref()?);
+        Some(ReplyAudit::new(audit, expect))
+    }
+
     fn expect(&self, e: Expect<StatementPlan>) {
         if let Some(m) = &self.masking {
             m.expect.push(e);
         }
+    }
+
+    /// Tells the audit follower what a request will produce.
+    fn follow(&self, e: Expect<Run>) {
+        if let Some(q) = &self.audit_expect {
+            q.push(e);
+        }
+    }
+
+    /// An audit expectation for a Parse or Bind of `judged`.
+    fn follow_step(&self, judged: Option<&Arc<Judged>>) {
+        self.follow(match judged {
+            Some(j) => Expect::Step {
+                plan: Some(Run::now(j)),
+            },
+            None => Expect::Completion,
+        });
     }
 
     /// Masking's verdict on a statement the guardrails allowed: its plans,
@@ -247,6 +299,8 @@ impl<'a> ClientSide<'a> {
     /// masking plans or the refusal message, or [`Decided::Held`] when the
     /// statement waits for a human (see [`ClientSide::resolve_held`]).
     fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
+        // A FunctionCall is not followed to its end: recorded when judged.
+        let record_now = source == Source::FunctionCall;
         let request = Request {
             dialect: Dialect::Postgres,
             source,
@@ -276,6 +330,9 @@ impl<'a> ClientSide<'a> {
                 Err(refusal)
             }
             Decision::RequireApproval { rule, message } => {
+                // Armed before reviewers (and the client) can see the
+                // request, so that a cancel cannot slip in between.
+                let cancelled = self.cancel.as_ref().map(|c| c.arm());
                 match self.request_approval(sql, &rule, &message) {
                     None => {
                         tracing::warn!(rule = %rule, sql = %preview(sql), "statement needs approval; refused");
@@ -303,7 +360,7 @@ impl<'a> ClientSide<'a> {
                         note.rule = Some(rule.clone());
                         if let Err(refusal) = self.record(sql, note, Ok(())) {
                             // Unrecorded: refuse (dropping the ticket withdraws it).
-                            return Decided::Now(Err(refusal));
+                            return Decided::Now(Err(refusal), None);
                         }
                         self.held = Some(Held {
                             ticket,
@@ -311,13 +368,18 @@ impl<'a> ClientSide<'a> {
                             rule,
                             effects: judgement.effects,
                             parse_name: None,
+                            cancelled,
                         });
                         return Decided::Held;
                     }
                 }
             }
         };
-        Decided::Now(self.record(sql, note, outcome))
+        if record_now {
+            return Decided::Now(self.record(sql, note, outcome), None);
+        }
+        let (planned, judged) = self.admit(sql, note, outcome);
+        Decided::Now(planned, judged)
     }
 
     /// The allow path: masking plans (or masking's refusal) and the
@@ -339,6 +401,32 @@ impl<'a> ClientSide<'a> {
             }
         }
         planned
+    }
+
+    /// Settles a judged statement with the audit log and the metrics. A
+    /// refused one is recorded now. An allowed one is recorded when it has
+    /// run (see [`super::audit_hook`]): here the log is only asked whether
+    /// it can take that record, and the statement is refused if not (fail
+    /// closed). Returns the plans or refusal, and what to record later.
+    fn admit(&self, sql: &[u8], note: Note, outcome: Planned) -> (Planned, Option<Arc<Judged>>) {
+        let Some(audit) = self.audit.filter(|_| outcome.is_ok()) else {
+            return (self.record(sql, note, outcome), None);
+        };
+        crate::metrics::statement(note.decision);
+        if let Err(refusal) = audit.ready() {
+            tracing::warn!(reason = %refusal, "statement refused: audit log unavailable");
+            let _ = audit.statement(sql, AuditDecision::Block, None, Some(&refusal), None);
+            return (Err(refusal), None);
+        }
+        let reason = note.reason.or_else(|| note.masked.clone());
+        let judged = Judged {
+            sql: sql.into(),
+            decision: note.decision,
+            rule: note.rule,
+            reason,
+            masked: note.masked,
+        };
+        (outcome, Some(Arc::new(judged)))
     }
 
     /// Records a judged statement in the audit log and the metrics. A
@@ -382,22 +470,31 @@ impl<'a> ClientSide<'a> {
 
     /// Waits for the decision on the held statement and finishes judging
     /// it: approved, it goes on as if allowed (masking still applies);
-    /// denied or timed out, it is refused.
+    /// denied, timed out or cancelled by the client, it is refused.
     async fn resolve_held(&mut self) -> Result<Verdict, SessionError> {
         let Some(mut held) = self.held.take() else {
             return Err(SessionError::Protocol(
                 "internal error: no statement is held".into(),
             ));
         };
-        let outcome = held.ticket.wait().await;
+        let outcome = match held.cancelled.take() {
+            Some(cancelled) => tokio::select! {
+                outcome = held.ticket.wait() => outcome,
+                Ok(()) = cancelled => Outcome::Withdrawn,
+            },
+            None => held.ticket.wait().await,
+        };
         let id = held.ticket.id();
+        // Withdraws the request if it is still pending (cancelled).
         drop(held.ticket);
         let mut note = Note {
             rule: Some(held.rule.clone()),
             reason: Some(outcome.audit_reason(Some(id))),
             ..Note::default()
         };
-        let outcome = match outcome.refusal(&held.rule) {
+        let outcome_refusal = outcome.refusal(&held.rule);
+        let code = outcome.sqlstate();
+        let outcome = match outcome_refusal {
             None => {
                 tracing::info!(
                     request = id,
@@ -412,40 +509,58 @@ impl<'a> ClientSide<'a> {
                 Err(refusal)
             }
         };
-        let planned = self.record(&held.sql, note, outcome);
+        let (planned, judged) = self.admit(&held.sql, note, outcome);
         Ok(match held.parse_name {
-            None => self.query_verdict(planned),
-            Some(name) => self.parse_verdict(&name, planned),
+            None => self.query_verdict(planned, judged, code),
+            Some(name) => self.parse_verdict(&name, planned, judged, code),
         })
     }
 
-    /// What becomes of a Query, given its judgement.
-    fn query_verdict(&mut self, planned: Planned) -> Verdict {
+    /// What becomes of a Query, given its judgement (`code`: the SQLSTATE
+    /// of a refusal).
+    fn query_verdict(
+        &mut self,
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &str,
+    ) -> Verdict {
         match planned {
             Ok(plans) => {
                 self.expect(Expect::Simple { plans });
+                self.follow(Expect::Simple {
+                    plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
+                });
                 Verdict::Pass
             }
             Err(msg) => {
                 self.expect(Expect::Simple { plans: Vec::new() });
-                Verdict::Replace(self.shared.refusals.query(REFUSED, &msg))
+                self.follow(Expect::Simple { plans: Vec::new() });
+                Verdict::Replace(self.shared.refusals.query(code, &msg))
             }
         }
     }
 
     /// What becomes of a Parse of statement `name`, given its judgement.
-    fn parse_verdict(&mut self, name: &[u8], planned: Planned) -> Verdict {
+    fn parse_verdict(
+        &mut self,
+        name: &[u8],
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &str,
+    ) -> Verdict {
         match planned {
             Ok(plans) => {
-                self.statements.insert(name.to_vec());
+                self.follow_step(judged.as_ref());
+                self.statements.insert(name.to_vec(), judged);
                 if let Some(m) = &mut self.masking {
                     m.book.parsed(name, plans.into_iter().next().flatten());
                 }
                 Verdict::Pass
             }
             Err(msg) => {
+                self.follow(Expect::Completion);
                 self.statements.remove(name);
-                Verdict::Replace(self.shared.refusals.parse(name, REFUSED, &msg))
+                Verdict::Replace(self.shared.refusals.parse(name, code, &msg))
             }
         }
     }
@@ -470,7 +585,7 @@ impl<'a> ClientSide<'a> {
 
     fn statement_vetted(&self, name: &[u8]) -> bool {
         !self.proxy.gate().vets_prepared()
-            || self.statements.contains(name)
+            || self.statements.contains_key(name)
             || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
 }
@@ -520,7 +635,7 @@ impl<'a> Side for ClientSide<'a> {
                 let q = Query::decode(body).map_err(malformed)?;
                 self.shared.request_sent();
                 Ok(match self.decide(Source::Query, q.sql) {
-                    Decided::Now(planned) => self.query_verdict(planned),
+                    Decided::Now(planned, judged) => self.query_verdict(planned, judged, REFUSED),
                     Decided::Held => Verdict::Hold,
                 })
             }
@@ -528,7 +643,9 @@ impl<'a> Side for ClientSide<'a> {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 Ok(match self.decide(Source::Parse, p.sql) {
-                    Decided::Now(planned) => self.parse_verdict(p.name, planned),
+                    Decided::Now(planned, judged) => {
+                        self.parse_verdict(p.name, planned, judged, REFUSED)
+                    }
                     Decided::Held => {
                         if let Some(held) = &mut self.held {
                             held.parse_name = Some(p.name.to_vec());
@@ -541,13 +658,16 @@ impl<'a> Side for ClientSide<'a> {
                 let b = Bind::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 if self.statement_vetted(b.statement) {
-                    self.portals.insert(b.portal.to_vec());
+                    let judged = self.statements.get(b.statement).cloned().flatten();
+                    self.follow_step(judged.as_ref());
+                    self.portals.insert(b.portal.to_vec(), judged);
                     if let Some(m) = &mut self.masking {
                         let formats = Bind::result_formats(body).map_err(malformed)?;
                         m.book.bound(b.portal, b.statement, formats);
                     }
                     return Ok(Verdict::Pass);
                 }
+                self.follow(Expect::Completion);
                 self.portals.remove(b.portal);
                 let msg = format!(
                     "airlock: blocked by rule builtin.unvetted-statement: prepared statement \"{}\" was not allowed by airlock",
@@ -560,9 +680,34 @@ impl<'a> Side for ClientSide<'a> {
                 if let Some(m) = &self.masking {
                     m.expect.push(m.book.execute(e.portal));
                 }
-                if self.portals.contains(e.portal) || !self.proxy.gate().vets_prepared() {
+                let portal = self.portals.get(e.portal);
+                if portal.is_some() || !self.proxy.gate().vets_prepared() {
+                    let judged = portal.cloned().flatten();
+                    if let (Some(audit), Some(_)) = (self.audit, &judged) {
+                        // Each execution is recorded when it ends: refuse
+                        // it now if the log could not take that record.
+                        if let Err(refusal) = audit.ready() {
+                            tracing::warn!(reason = %refusal, "execution refused: audit log unavailable");
+                            self.follow(Expect::Execute {
+                                plan: None,
+                                statement: Vec::new(),
+                                formats: Arc::clone(&self.no_formats),
+                            });
+                            return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
+                        }
+                    }
+                    self.follow(Expect::Execute {
+                        plan: judged.as_ref().map(Run::now),
+                        statement: Vec::new(),
+                        formats: Arc::clone(&self.no_formats),
+                    });
                     return Ok(Verdict::Pass);
                 }
+                self.follow(Expect::Execute {
+                    plan: None,
+                    statement: Vec::new(),
+                    formats: Arc::clone(&self.no_formats),
+                });
                 let msg = format!(
                     "airlock: blocked by rule builtin.unvetted-portal: portal \"{}\" was not bound by airlock",
                     String::from_utf8_lossy(e.portal)
@@ -571,6 +716,7 @@ impl<'a> Side for ClientSide<'a> {
             }
             fe::CLOSE => {
                 self.expect(Expect::Completion);
+                self.follow(Expect::Completion);
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
                         self.statements.remove(name);
@@ -589,10 +735,19 @@ impl<'a> Side for ClientSide<'a> {
             }
             fe::DESCRIBE => {
                 match Target::decode(body, "Describe").map_err(malformed)? {
-                    Target::Statement(name) => self.expect(Expect::DescribeStatement {
-                        name: name.to_vec(),
-                    }),
-                    Target::Portal(_) => self.expect(Expect::DescribePortal),
+                    Target::Statement(name) => {
+                        if self.masking.is_some() {
+                            self.expect(Expect::DescribeStatement {
+                                name: name.to_vec(),
+                            });
+                        }
+                        // The audit follower keeps no descriptions: no name.
+                        self.follow(Expect::DescribeStatement { name: Vec::new() });
+                    }
+                    Target::Portal(_) => {
+                        self.expect(Expect::DescribePortal);
+                        self.follow(Expect::DescribePortal);
+                    }
                 }
                 Ok(Verdict::Pass)
             }
@@ -600,9 +755,10 @@ impl<'a> Side for ClientSide<'a> {
                 FunctionCall::decode(body).map_err(malformed)?;
                 self.shared.request_sent();
                 self.expect(Expect::FunctionCall);
+                self.follow(Expect::FunctionCall);
                 let refusal = match self.decide(Source::FunctionCall, b"") {
-                    Decided::Now(Ok(_)) => return Ok(Verdict::Pass),
-                    Decided::Now(Err(msg)) => msg,
+                    Decided::Now(Ok(_), _) => return Ok(Verdict::Pass),
+                    Decided::Now(Err(msg), _) => msg,
                     Decided::Held => {
                         // A FunctionCall has no statement to show a human.
                         self.held = None;
@@ -616,10 +772,16 @@ impl<'a> Side for ClientSide<'a> {
             fe::SYNC => {
                 self.shared.request_sent();
                 self.expect(Expect::Sync);
+                self.follow(Expect::Sync);
                 Ok(Verdict::Pass)
             }
             fe::TERMINATE => Ok(Verdict::PassAndStop),
-            fe::FLUSH | fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => Ok(Verdict::Pass),
+            fe::COPY_DONE | fe::COPY_FAIL => {
+                self.expect(Expect::CopyEnd);
+                self.follow(Expect::CopyEnd);
+                Ok(Verdict::Pass)
+            }
+            fe::FLUSH | fe::COPY_DATA => Ok(Verdict::Pass),
             other => Err(SessionError::Protocol(format!(
                 "invalid frontend message type {other}"
             ))),
@@ -693,6 +855,9 @@ pub struct ServerSide<'a> {
     /// Told about DDL, which makes the masking catalog stale.
     proxy: &'a Proxy,
     target: &'a str,
+    /// Records allowed statements when they have run; `None` without an
+    /// audit log.
+    audit: Option<ReplyAudit<'a>>,
 }
 
 impl<'a> ServerSide<'a> {
@@ -712,7 +877,15 @@ impl<'a> ServerSide<'a> {
             masking,
             proxy,
             target,
+            audit: None,
         }
+    }
+
+    /// Follows the replies for the audit log (see
+    /// [`ClientSide::reply_audit`]).
+    pub fn with_audit(mut self, audit: Option<ReplyAudit<'a>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     fn max_rows_error(&self, max: u64) -> Bytes {
@@ -740,8 +913,21 @@ impl Side for ServerSide<'_> {
         }
     }
 
+    fn on_streamed(&mut self, tag: u8) {
+        if let Some(a) = &mut self.audit {
+            // DataRow or CopyData: neither needs its body.
+            if let Err(e) = a.on_message(tag, &[]) {
+                tracing::warn!(error = %e, "audit follower out of step");
+            }
+        }
+    }
+
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
+        if let Some(a) = &mut self.audit {
+            a.on_message(tag, &frame[5..])
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        }
         // Masking follows every reply, so it sees the stream in order.
         let masked = match &mut self.masking {
             Some(m) => Some(m.on_frame(frame)?),
