@@ -119,7 +119,11 @@ impl MyAudit {
     /// A statement the guardrails and masking allowed is about to be
     /// forwarded. `Err` is the refusal when the log is failing and airlock
     /// fails closed.
-    pub fn begin(&mut self, sql: &[u8], plans: Option<&[StatementPlan]>) -> Result<(), String> {
+    pub fn begin(
+        &mut self,
+        sql: &[u8],
+        plans: Option<&[Arc<StatementPlan>]>,
+    ) -> Result<(), String> {
         let masked = plans.map(masked_rules).filter(|m| !m.is_empty());
         let would = self.would.take();
         let (decision, rule, reason) = match (&masked, would) {
@@ -174,10 +178,10 @@ fn rule_in(message: &str) -> Option<&str> {
 }
 
 /// The ids of the masking rules a statement's plans apply.
-fn masked_rules(plans: &[StatementPlan]) -> Vec<String> {
+fn masked_rules(plans: &[Arc<StatementPlan>]) -> Vec<String> {
     let mut rules: Vec<String> = Vec::new();
     for plan in plans {
-        if let StatementPlan::Columns(cols) = plan {
+        if let StatementPlan::Columns(cols) = plan.as_ref() {
             for c in cols {
                 if let ColumnMask::Mask { rule, .. } = c {
                     if !rules.contains(rule) {
@@ -221,14 +225,14 @@ mod tests {
         );
         assert_eq!(rule_in("airlock: executable comments"), None);
         let plans = vec![
-            StatementPlan::Columns(vec![
+            Arc::new(StatementPlan::Columns(vec![
                 ColumnMask::Clear,
                 ColumnMask::Mask {
                     rule: "email".into(),
                     strategy: crate::masking::Strategy::Email,
                 },
-            ]),
-            StatementPlan::NoResult,
+            ])),
+            Arc::new(StatementPlan::NoResult),
         ];
         assert_eq!(masked_rules(&plans), vec!["email".to_owned()]);
     }

@@ -99,10 +99,16 @@ impl Catalog for MyCatalog {
 /// Whether a statement text may change the catalog (so the snapshot should
 /// be reloaded before the next plan). Errs on the side of reloading.
 pub fn may_change_catalog(sql: &[u8]) -> bool {
-    let lower = String::from_utf8_lossy(sql).to_ascii_lowercase();
-    ["create", "alter", "drop", "rename"]
-        .iter()
-        .any(|k| lower.contains(k))
+    // ASCII case-insensitive, anywhere in the text (comments and literals
+    // included: a false positive only reloads the snapshot).
+    const WORDS: [&[u8]; 4] = [b"create", b"alter", b"drop", b"rename"];
+    sql.iter().enumerate().any(|(i, b)| {
+        matches!(b | 0x20, b'c' | b'a' | b'd' | b'r')
+            && WORDS.iter().any(|w| {
+                sql.get(i..i + w.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
+            })
+    })
 }
 
 /// Loads a snapshot over an idle upstream connection (between commands).

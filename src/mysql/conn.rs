@@ -37,6 +37,11 @@ pub enum Leg {
     Server,
 }
 
+/// A read buffer with less spare room than this grows before a read.
+const MIN_SPARE: usize = 4 * 1024;
+/// How much a read buffer grows by when it runs short.
+const READ_CHUNK: usize = 16 * 1024;
+
 pub struct PacketConn {
     /// `None` only while a TLS upgrade is under way (or after one failed).
     stream: Option<Stream>,
@@ -167,6 +172,46 @@ impl PacketConn {
             first_seq: l.first_seq,
             last_seq: l.last_seq,
         }))
+    }
+
+    /// The bytes read and not yet taken.
+    pub fn buffer(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Where the next complete logical packet in [`Self::buffer`] starts
+    /// at `at`, if it is all there.
+    pub fn locate_at(&self, at: usize) -> Result<Option<frame::Logical>, MyError> {
+        let rest = self.rbuf.get(at..).unwrap_or_default();
+        Ok(frame::locate(rest, self.max)?)
+    }
+
+    /// Drops the first `n` buffered bytes (packets walked in place with
+    /// [`Self::locate_at`]); the next packet airlock sends on this leg
+    /// follows `last_seq`.
+    pub fn consume(&mut self, n: usize, last_seq: u8) {
+        let n = n.min(self.rbuf.len());
+        bytes::Buf::advance(&mut self.rbuf, n);
+        self.next_seq = last_seq.wrapping_add(1);
+    }
+
+    /// Reads once more into the buffer (at least one byte).
+    pub async fn fill(&mut self) -> Result<(), MyError> {
+        if self.rbuf.capacity() - self.rbuf.len() < MIN_SPARE {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Self::lost(self.leg));
+        };
+        let r = stream.read_buf(&mut self.rbuf).await;
+        let n = r.map_err(|e| self.gone(e))?;
+        if n == 0 {
+            return Err(match self.leg {
+                Leg::Client => MyError::ClientGone,
+                Leg::Server => MyError::Upstream("server closed the connection".into()),
+            });
+        }
+        Ok(())
     }
 
     /// The next packet; the peer closing is [`MyError::ClientGone`] on the

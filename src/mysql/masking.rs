@@ -19,6 +19,7 @@
 //!   definitions never need to change.
 //! * ERR messages are scrubbed by the principal's value detectors.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -29,7 +30,7 @@ use airlock_protocol::mysql::wire::{self, Reader};
 
 use super::binary_row::{self, Change};
 use super::catalog::MyCatalog;
-use super::reply_mask::ReplyMask;
+use super::reply_mask::{Plans, ReplyMask};
 use super::response::Expect;
 use crate::masking::{
     detect, types, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
@@ -46,14 +47,38 @@ pub struct MyMask {
     /// Set after DDL: reload the snapshot before the next plan.
     pub catalog_stale: bool,
     /// Plans of the prepared statements airlock allowed, by statement id.
-    pub statements: std::collections::HashMap<u32, StmtMask>,
+    pub statements: HashMap<u32, StmtMask>,
+    /// What each column definition seen in this session means for masking,
+    /// by the definition's exact bytes (see [`ColInfo`]).
+    columns: HashMap<Box<[u8]>, Arc<ColInfo>>,
+    /// The actions of a result with no masked column (shared, so a clear
+    /// result costs no allocation).
+    clear: Arc<Vec<Action>>,
+}
+
+/// Most distinct column definitions [`MyMask`] remembers; past this the
+/// memory starts over.
+const COLUMN_CACHE: usize = 4096;
+
+/// What masking needs of one column definition: worked out once per
+/// session and definition, as it depends only on the definition, the
+/// principal and the rules (all fixed for a [`MyMask`]).
+#[derive(Debug)]
+pub struct ColInfo {
+    /// [`Masker::mask_for_name`] on the column's name: for columns the
+    /// plan does not cover.
+    pub by_name: ColumnMask,
+    /// [`MyMask::source_mask`]: overrides an unmasked verdict.
+    pub by_source: Option<ColumnMask>,
+    pub text_like: bool,
+    pub type_code: u8,
 }
 
 /// What masking keeps per prepared statement.
 #[derive(Debug, Clone, Default)]
 pub struct StmtMask {
     /// The statement's plan (`None`: opaque).
-    pub plan: Option<StatementPlan>,
+    pub plan: Option<Arc<StatementPlan>>,
     /// The actions and column types of its open cursor (COM_STMT_FETCH
     /// replies carry rows only).
     pub cursor: Option<super::reply_mask::Cursor>,
@@ -110,9 +135,22 @@ impl Action {
 }
 
 impl MyMask {
+    pub fn new(masker: Arc<Masker>, principal: Principal, detectors: DetectorSet) -> Self {
+        MyMask {
+            masker,
+            principal,
+            detectors,
+            catalog: None,
+            catalog_stale: true,
+            statements: HashMap::new(),
+            columns: HashMap::new(),
+            clear: Arc::new(Vec::new()),
+        }
+    }
+
     /// Remembers an allowed prepare's plan under its statement id.
-    pub fn prepared(&mut self, id: u32, plans: Vec<StatementPlan>) {
-        let plan = plans.into_iter().next();
+    pub fn prepared(&mut self, id: u32, plans: Option<&Plans>) {
+        let plan = plans.and_then(|p| p.get(0)).cloned();
         self.statements.insert(id, StmtMask { plan, cursor: None });
     }
 
@@ -121,14 +159,30 @@ impl MyMask {
         let stmt = self.statements.get(&id);
         match expect {
             Expect::Fetch => {
-                ReplyMask::new(expect, Vec::new(), stmt.and_then(|s| s.cursor.clone()))
+                ReplyMask::new(expect, Plans::None, stmt.and_then(|s| s.cursor.clone()))
             }
-            _ => ReplyMask::new(
-                expect,
-                stmt.and_then(|s| s.plan.clone()).into_iter().collect(),
-                None,
-            ),
+            _ => ReplyMask::new(expect, Plans::One(stmt.and_then(|s| s.plan.clone())), None),
         }
+    }
+
+    /// What a column definition means for masking; `None` when it is
+    /// malformed.
+    pub fn column(&mut self, def: &[u8]) -> Option<Arc<ColInfo>> {
+        if let Some(c) = self.columns.get(def) {
+            return Some(Arc::clone(c));
+        }
+        let c = parse_column_def(def)?;
+        let info = Arc::new(ColInfo {
+            by_name: self.masker.mask_for_name(&self.principal, &c.name),
+            by_source: self.source_mask(&c),
+            text_like: types::mysql_type_is_text(c.type_code, c.charset),
+            type_code: c.type_code,
+        });
+        if self.columns.len() >= COLUMN_CACHE {
+            self.columns.clear();
+        }
+        self.columns.insert(def.into(), Arc::clone(&info));
+        Some(info)
     }
 
     /// After an execute: keeps what the statement's cursor fetches need.
@@ -149,7 +203,7 @@ impl MyMask {
     }
 
     /// Plans a statement text; `Err` is the refusal message.
-    pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Result<Vec<StatementPlan>, String> {
+    pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Result<Plans, String> {
         let Ok(sql) = std::str::from_utf8(sql) else {
             return Err(
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
@@ -161,13 +215,13 @@ impl MyMask {
         };
         let plans = self
             .masker
-            .plan(&self.principal, Dialect::MySql, sql, ctx, catalog);
-        for p in &plans {
-            if let StatementPlan::Block { rule, message } = p {
+            .plan_shared(&self.principal, Dialect::MySql, sql, ctx, catalog);
+        for p in plans.iter() {
+            if let StatementPlan::Block { rule, message } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
             }
         }
-        Ok(plans)
+        Ok(Plans::Text(plans))
     }
 
     /// The source-attributed mask of a column definition, if any.
@@ -179,12 +233,13 @@ impl MyMask {
             .mask_for_column(&self.principal, &c.schema, &c.org_table, &c.org_name)
     }
 
-    /// The actions for one result set.
+    /// The actions for one result set; [`Self::clear`]'s shared empty
+    /// list when no column is masked.
     pub fn actions(
         &self,
         plan: Option<&StatementPlan>,
-        cols: &[ColumnDef],
-    ) -> Result<Vec<Action>, String> {
+        cols: &[Arc<ColInfo>],
+    ) -> Result<Arc<Vec<Action>>, String> {
         let planned = match plan {
             Some(StatementPlan::Columns(c)) => {
                 if cols.len() < c.len() {
@@ -197,24 +252,34 @@ impl MyMask {
             }
             _ => None,
         };
-        Ok(cols
+        fn mask_of<'m>(
+            planned: Option<&'m [ColumnMask]>,
+            i: usize,
+            c: &'m ColInfo,
+        ) -> &'m ColumnMask {
+            let mask = planned.and_then(|p| p.get(i)).unwrap_or(&c.by_name);
+            match (mask, &c.by_source) {
+                (ColumnMask::Mask { .. }, _) | (_, None) => mask,
+                (_, Some(source)) => source,
+            }
+        }
+        let planned = planned.map(Vec::as_slice);
+        let clear = cols
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let mut mask = planned
-                    .and_then(|p| p.get(i).cloned())
-                    .unwrap_or_else(|| self.masker.mask_for_name(&self.principal, &c.name));
-                if !matches!(mask, ColumnMask::Mask { .. }) {
-                    if let Some(m) = self.source_mask(c) {
-                        mask = m;
-                    }
-                }
-                Action {
-                    mask,
-                    text_like: types::mysql_type_is_text(c.type_code, c.charset),
-                }
-            })
-            .collect())
+            .all(|(i, c)| *mask_of(planned, i, c) == ColumnMask::Clear);
+        if clear {
+            return Ok(Arc::clone(&self.clear));
+        }
+        Ok(Arc::new(
+            cols.iter()
+                .enumerate()
+                .map(|(i, c)| Action {
+                    mask: mask_of(planned, i, c).clone(),
+                    text_like: c.text_like,
+                })
+                .collect(),
+        ))
     }
 
     /// Rewrites a text row; `Ok(None)` when nothing changes.

@@ -14,14 +14,45 @@ use std::sync::Arc;
 
 use airlock_protocol::mysql::packets;
 
-use super::conn::Packet;
-use super::masking::{parse_column_def, Action, ColumnDef, MyMask};
+use super::masking::{Action, ColInfo, MyMask};
 use super::response::{Expect, Step};
 use crate::masking::StatementPlan;
 
 /// Cursor state handed from an execute to its fetches: the actions and
 /// the column type codes of the result.
 pub type Cursor = (Arc<Vec<Action>>, Vec<u8>);
+
+/// The plans the results of one reply use, in order.
+#[derive(Debug, Clone, Default)]
+pub enum Plans {
+    /// None: every result is opaque.
+    #[default]
+    None,
+    /// One per statement of a text (shared with the plan cache).
+    Text(crate::masking::cache::Plans),
+    /// A prepared statement's plan.
+    One(Option<Arc<StatementPlan>>),
+}
+
+impl Plans {
+    /// The plan of the `i`th result.
+    pub fn get(&self, i: usize) -> Option<&Arc<StatementPlan>> {
+        match self {
+            Plans::None => None,
+            Plans::Text(p) => p.get(i),
+            Plans::One(p) => p.as_ref().filter(|_| i == 0),
+        }
+    }
+
+    /// The plans, for the audit log.
+    pub fn as_slice(&self) -> &[Arc<StatementPlan>] {
+        match self {
+            Plans::None => &[],
+            Plans::Text(p) => p,
+            Plans::One(p) => p.as_slice(),
+        }
+    }
+}
 
 /// What to do with one packet.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,11 +67,11 @@ pub enum Outcome {
 /// The masking state of one reply.
 pub struct ReplyMask {
     expect: Expect,
-    plans: Vec<StatementPlan>,
+    plans: Plans,
     /// Index of the next result's plan.
     result: usize,
-    plan: Option<StatementPlan>,
-    cols: Vec<ColumnDef>,
+    plan: Option<Arc<StatementPlan>>,
+    cols: Vec<Arc<ColInfo>>,
     /// The active result's actions; empty when every column is clear.
     actions: Option<Arc<Vec<Action>>>,
     types: Vec<u8>,
@@ -53,7 +84,7 @@ fn refuse(message: impl Into<String>) -> Outcome {
 impl ReplyMask {
     /// `plans`: one per statement of the command (the prepared statement's
     /// plan for an execute); `cursor`: the open cursor's state for a fetch.
-    pub fn new(expect: Expect, plans: Vec<StatementPlan>, cursor: Option<Cursor>) -> Self {
+    pub fn new(expect: Expect, plans: Plans, cursor: Option<Cursor>) -> Self {
         let (actions, types) = match cursor {
             Some((a, t)) => (Some(a), t),
             None => (None, Vec::new()),
@@ -73,9 +104,16 @@ impl ReplyMask {
         matches!(self.expect, Expect::Execute | Expect::Fetch)
     }
 
-    /// Handles one packet of the reply, after the tracker classified it.
-    pub fn on_packet(&mut self, mask: &MyMask, step: Step, p: &Packet) -> Outcome {
-        let payload = &p.payload[..];
+    /// Handles one packet of the reply, after the tracker classified it:
+    /// its joined `payload`; `split`: it came as more than one physical
+    /// packet (16 MiB or more).
+    pub fn on_packet(
+        &mut self,
+        mask: &mut MyMask,
+        step: Step,
+        payload: &[u8],
+        split: bool,
+    ) -> Outcome {
         match step {
             _ if self.expect == Expect::Prepare || self.expect == Expect::FieldList => {
                 self.scrub(mask, payload)
@@ -88,7 +126,7 @@ impl ReplyMask {
                 self.types.clear();
                 Outcome::Pass
             }
-            Step::Column => match parse_column_def(payload) {
+            Step::Column => match mask.column(payload) {
                 Some(def) => {
                     self.cols.push(def);
                     Outcome::Pass
@@ -99,7 +137,7 @@ impl ReplyMask {
                     "airlock: malformed column definition from the server".into(),
                 ),
             },
-            Step::Row => self.row(mask, p),
+            Step::Row => self.row(mask, payload, split),
             _ if payload.first() == Some(&packets::OK) => {
                 // A statement that returned no rows used its plan.
                 self.result += 1;
@@ -129,19 +167,19 @@ impl ReplyMask {
                 "airlock: rows of a cursor airlock did not see opened cannot be masked".into(),
             );
         }
-        let actions = mask.actions(self.plan.as_ref(), &self.cols)?;
-        let actions = if actions.iter().all(Action::is_clear) {
-            Vec::new()
-        } else {
-            actions
-        };
-        self.types = self.cols.iter().map(|c| c.type_code).collect();
-        let a = Arc::new(actions);
+        let a = mask.actions(self.plan.as_deref(), &self.cols)?;
+        if !a.is_empty() {
+            self.types = self.cols.iter().map(|c| c.type_code).collect();
+        }
         self.actions = Some(Arc::clone(&a));
         Ok(a)
     }
 
-    fn row(&mut self, mask: &MyMask, p: &Packet) -> Outcome {
+    fn row(&mut self, mask: &MyMask, payload: &[u8], split: bool) -> Outcome {
+        if self.actions.as_ref().is_some_and(|a| a.is_empty()) {
+            // No column of this result is masked.
+            return Outcome::Pass;
+        }
         let actions = match self.ensure_actions(mask) {
             Ok(a) => a,
             Err(m) => return refuse(m),
@@ -150,12 +188,12 @@ impl ReplyMask {
             return Outcome::Pass;
         }
         let rewritten = if self.binary() {
-            mask.rewrite_binary_row(&actions, &self.types, &p.payload)
+            mask.rewrite_binary_row(&actions, &self.types, payload)
         } else {
-            mask.rewrite_row(&actions, &p.payload)
+            mask.rewrite_row(&actions, payload)
         };
         match rewritten {
-            Ok(Some(_)) if p.first_seq != p.last_seq => Outcome::Refuse(
+            Ok(Some(_)) if split => Outcome::Refuse(
                 1153,
                 "08S01",
                 "airlock: a masked row over 16 MiB cannot be rewritten".into(),

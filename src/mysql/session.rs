@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use airlock_protocol::mysql::{com, packets, status};
+use airlock_protocol::mysql::{com, frame, packets, status};
 
 use super::audit_hook::{self, MyAudit};
 use super::client_auth::{authenticate, Hello};
@@ -18,11 +18,10 @@ use super::commands::{classify, Action};
 use super::conn::{Leg, Packet, PacketConn};
 use super::error::MyError;
 use super::masking::MyMask;
-use super::reply_mask::{Outcome, ReplyMask};
+use super::reply_mask::{Outcome, Plans, ReplyMask};
 use super::response::{Expect, Step, Tracker};
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
-use crate::masking::StatementPlan;
 use crate::policy::{
     Decision, Dialect, Effects, Gate, Principal, Request, SessionContext, SessionSettings, Source,
 };
@@ -151,13 +150,9 @@ async fn serve_as(
     let mask = proxy
         .masker()
         .filter(|m| m.is_active_for(&principal))
-        .map(|masker| MyMask {
-            detectors: masker.detectors_for(&principal),
-            masker,
-            principal: principal.clone(),
-            catalog: None,
-            catalog_stale: true,
-            statements: Default::default(),
+        .map(|masker| {
+            let detectors = masker.detectors_for(&principal);
+            MyMask::new(masker, principal.clone(), detectors)
         });
     let gate = proxy.gate();
     let settings = gate.session_settings(&principal);
@@ -324,7 +319,7 @@ impl Session<'_> {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
-                    if !self.audit_begin(&payload[1..], plans.as_deref()).await? {
+                    if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
                         return Ok(true);
                     }
                     self.apply(effects);
@@ -348,7 +343,7 @@ impl Session<'_> {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
-                    if !self.audit_begin(&payload[1..], plans.as_deref()).await? {
+                    if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
                         return Ok(true);
                     }
                     self.apply(effects);
@@ -357,7 +352,7 @@ impl Session<'_> {
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
                         if let Some(m) = self.mask.as_mut() {
-                            m.prepared(id, plans.unwrap_or_default());
+                            m.prepared(id, plans.as_ref());
                         }
                     }
                 }
@@ -594,10 +589,7 @@ impl Session<'_> {
     /// Plans `sql` for masking (when masking applies). `None` when the
     /// statement was refused (the client has its ERR); `Some(None)` when
     /// nothing needs masking work.
-    async fn plan_masking(
-        &mut self,
-        sql: &[u8],
-    ) -> Result<Option<Option<Vec<StatementPlan>>>, MyError> {
+    async fn plan_masking(&mut self, sql: &[u8]) -> Result<Option<Option<Plans>>, MyError> {
         if let Some(mask) = self.mask.as_mut().filter(|m| m.catalog_stale) {
             mask.catalog = Some(Arc::new(super::catalog::load(&mut self.up.conn).await?));
             mask.catalog_stale = false;
@@ -620,15 +612,11 @@ impl Session<'_> {
     /// Tells the audit log an allowed statement is about to run; `false`
     /// when it was refused instead (the log is failing and airlock fails
     /// closed; the client has its ERR).
-    async fn audit_begin(
-        &mut self,
-        sql: &[u8],
-        plans: Option<&[StatementPlan]>,
-    ) -> Result<bool, MyError> {
+    async fn audit_begin(&mut self, sql: &[u8], plans: Option<&Plans>) -> Result<bool, MyError> {
         let Some(a) = self.audit.as_mut() else {
             return Ok(true);
         };
-        match a.begin(sql, plans) {
+        match a.begin(sql, plans.map(Plans::as_slice)) {
             Ok(()) => Ok(true),
             Err(message) => {
                 tracing::warn!(reason = %message, "statement refused: audit log unavailable");
@@ -650,80 +638,214 @@ impl Session<'_> {
         let mut reply = self
             .mask
             .as_ref()
-            .map(|_| ReplyMask::new(expect, Vec::new(), None));
+            .map(|_| ReplyMask::new(expect, Plans::None, None));
         self.relay_masked(expect, &mut reply).await
     }
 
     /// Relays a reply, masking its result sets and scrubbing its errors
     /// with `reply` (see [`super::reply_mask`]) when the session masks.
+    ///
+    /// The packets already read are walked in place in the upstream read
+    /// buffer; those that pass are written to the client straight from it,
+    /// in one write per read (when the client would otherwise wait for
+    /// them, or at the end of the reply). Only a replaced or dropped packet
+    /// makes an output buffer be assembled; a packet is never re-encoded
+    /// unless its payload changed.
     async fn relay_masked(
         &mut self,
         expect: Expect,
         reply: &mut Option<ReplyMask>,
     ) -> Result<Tracker, MyError> {
         let mut tracker = Tracker::new(expect);
+        // What to send that is not a span of the read buffer as received:
+        // empty, and never allocated, while every packet passes.
         let mut out = BytesMut::new();
-        let mut swallow = false;
-        let mut refusal: Option<(u16, &str, String)> = None;
-        while !tracker.is_done() {
-            let p = match self.up.conn.buffered()? {
-                Some(p) => p,
-                None => {
-                    if !out.is_empty() {
-                        self.client.write_raw(&out).await?;
-                        out.clear();
+        let mut swallow = Swallow::default();
+        loop {
+            // Walk the complete packets already read, in place.
+            let mut at = 0; // end of the packets walked
+            let mut pass_from = 0; // start of the walked bytes that pass as they are
+            let mut last_seq = None;
+            let mut infile = false;
+            let mut split = false;
+            while !tracker.is_done() {
+                let Some(l) = self.up.conn.locate_at(at)? else {
+                    break;
+                };
+                if l.packets > 1 {
+                    // 16 MiB or more: joined by the packet path below.
+                    split = true;
+                    break;
+                }
+                let end = at + l.raw_len;
+                let buf = self.up.conn.buffer();
+                let payload = buf.get(at + 4..end).unwrap_or_default();
+                let verdict = judge_packet(
+                    &mut tracker,
+                    reply.as_mut(),
+                    self.mask.as_mut(),
+                    payload,
+                    false,
+                    &mut swallow,
+                )?;
+                last_seq = Some(l.last_seq);
+                match verdict {
+                    Verdict::Pass => self.client.next_seq = l.last_seq.wrapping_add(1),
+                    Verdict::Drop | Verdict::LocalInfile => {
+                        infile = verdict == Verdict::LocalInfile;
+                        out.extend_from_slice(&buf[pass_from..at]);
+                        pass_from = end;
                     }
-                    self.up.conn.read().await?
+                    Verdict::Replace(new) => {
+                        out.extend_from_slice(&buf[pass_from..at]);
+                        pass_from = end;
+                        frame::write_packet(&mut out, l.first_seq, &new);
+                        self.client.next_seq = l.last_seq.wrapping_add(1);
+                    }
                 }
-            };
-            let step = tracker.feed(&p.payload).map_err(MyError::Upstream)?;
-            if step == Step::LocalInfile {
-                // Never forwarded: answer with an empty file, drop the rest
-                // of the reply and tell the client.
+                at = end;
+                if infile {
+                    break;
+                }
+            }
+            let done = tracker.is_done();
+            self.flush_walked(&mut out, pass_from, at, done.then_some(&mut swallow))
+                .await?;
+            if let Some(seq) = last_seq {
+                self.up.conn.consume(at, seq);
+            }
+            if done {
+                return Ok(tracker);
+            }
+            if infile {
+                // Never forwarded: answer with an empty file; the rest of
+                // the reply is dropped and the client told.
                 tracing::warn!("server asked for a local file; refused");
-                self.up.conn.next_seq = p.last_seq.wrapping_add(1);
                 self.up.conn.send(&[]).await?;
-                swallow = true;
-                refusal.get_or_insert((
-                    1148,
-                    "42000",
-                    "airlock: LOAD DATA LOCAL is not allowed".into(),
-                ));
-                continue;
-            }
-            if swallow {
-                continue;
-            }
-            let outcome = match (reply.as_mut(), &self.mask) {
-                (Some(r), Some(mask)) => r.on_packet(mask, step, &p),
-                _ => Outcome::Pass,
-            };
-            match outcome {
-                Outcome::Pass => out.extend_from_slice(&p.raw),
-                Outcome::Replace(payload) => {
-                    airlock_protocol::mysql::frame::write_packet(&mut out, p.first_seq, &payload);
-                }
-                Outcome::Refuse(code, state, message) => {
-                    swallow = true;
-                    refusal = Some((code, state, message));
+            } else if split {
+                let Some(p) = self.up.conn.buffered()? else {
                     continue;
+                };
+                let verdict = judge_packet(
+                    &mut tracker,
+                    reply.as_mut(),
+                    self.mask.as_mut(),
+                    &p.payload,
+                    p.first_seq != p.last_seq,
+                    &mut swallow,
+                )?;
+                match verdict {
+                    Verdict::Pass => out.extend_from_slice(&p.raw),
+                    Verdict::Replace(new) => {
+                        frame::write_packet(&mut out, p.first_seq, &new);
+                    }
+                    Verdict::Drop => continue,
+                    Verdict::LocalInfile => {
+                        tracing::warn!("server asked for a local file; refused");
+                        self.up.conn.send(&[]).await?;
+                        continue;
+                    }
                 }
-            }
-            self.client.next_seq = p.last_seq.wrapping_add(1);
-            if out.len() >= FLUSH_AT {
-                self.client.write_raw(&out).await?;
-                out.clear();
+                self.client.next_seq = p.last_seq.wrapping_add(1);
+                if out.len() >= FLUSH_AT {
+                    self.client.write_raw(&out).await?;
+                    out.clear();
+                }
+            } else {
+                self.up.conn.fill().await?;
             }
         }
-        if let (true, Some((code, state, message))) = (swallow, refusal) {
+    }
+
+    /// Sends what a walk of the read buffer let through: `out`, then the
+    /// buffer's bytes `pass_from..at`, then (`end`: the reply is complete)
+    /// the ERR a refusal ends the reply with. One write; none when there is
+    /// nothing to send.
+    async fn flush_walked(
+        &mut self,
+        out: &mut BytesMut,
+        pass_from: usize,
+        at: usize,
+        end: Option<&mut Swallow>,
+    ) -> Result<(), MyError> {
+        let refusal = end.and_then(|s| s.refusal.take().filter(|_| s.on));
+        let span = self.up.conn.buffer().get(pass_from..at).unwrap_or_default();
+        if out.is_empty() && refusal.is_none() {
+            if !span.is_empty() {
+                self.client.write_raw(span).await?;
+            }
+            return Ok(());
+        }
+        out.extend_from_slice(span);
+        if let Some((code, state, message)) = refusal {
             let mut p = BytesMut::new();
             packets::err(&mut p, code, state, &message);
             let seq = self.client.next_seq;
-            self.client.next_seq = airlock_protocol::mysql::frame::write_packet(&mut out, seq, &p);
+            self.client.next_seq = frame::write_packet(out, seq, &p);
         }
         if !out.is_empty() {
-            self.client.write_raw(&out).await?;
+            self.client.write_raw(out).await?;
+            out.clear();
         }
-        Ok(tracker)
+        Ok(())
     }
+}
+
+/// Whether the rest of a reply is dropped, and the ERR that then ends it.
+#[derive(Default)]
+struct Swallow {
+    on: bool,
+    refusal: Option<(u16, &'static str, String)>,
+}
+
+/// What to do with one packet of a reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Forward the bytes received.
+    Pass,
+    /// Forward this payload instead (same sequence ids).
+    Replace(Vec<u8>),
+    /// Not forwarded.
+    Drop,
+    /// The server asks for a local file: not forwarded; answer it with an
+    /// empty one.
+    LocalInfile,
+}
+
+/// Follows one reply packet (its joined `payload`; `split`: it spans
+/// physical packets) and masks it when the session masks.
+fn judge_packet(
+    tracker: &mut Tracker,
+    reply: Option<&mut ReplyMask>,
+    mask: Option<&mut MyMask>,
+    payload: &[u8],
+    split: bool,
+    swallow: &mut Swallow,
+) -> Result<Verdict, MyError> {
+    let step = tracker.feed(payload).map_err(MyError::Upstream)?;
+    if step == Step::LocalInfile {
+        swallow.on = true;
+        swallow.refusal.get_or_insert((
+            1148,
+            "42000",
+            "airlock: LOAD DATA LOCAL is not allowed".into(),
+        ));
+        return Ok(Verdict::LocalInfile);
+    }
+    if swallow.on {
+        return Ok(Verdict::Drop);
+    }
+    let outcome = match (reply, mask) {
+        (Some(r), Some(mask)) => r.on_packet(mask, step, payload, split),
+        _ => Outcome::Pass,
+    };
+    Ok(match outcome {
+        Outcome::Pass => Verdict::Pass,
+        Outcome::Replace(new) => Verdict::Replace(new),
+        Outcome::Refuse(code, state, message) => {
+            swallow.on = true;
+            swallow.refusal = Some((code, state, message));
+            Verdict::Drop
+        }
+    })
 }
