@@ -363,3 +363,78 @@ async fn mysql_errors_and_warnings_are_scrubbed() {
     drop(c);
     env.stop().await;
 }
+
+/// RULES plus CALL (class "other"), so the CALL case below reaches masking.
+const RULES_WITH_CALL: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction", "other"]
+
+[[mask]]
+id = "card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+"#;
+
+/// Results are matched to plans made against the catalog airlock knows:
+/// DDL run as a prepared statement must refresh it, and multi-statement
+/// texts that would shift results onto the wrong plan (CALL) or plan
+/// against a stale catalog (DDL then SELECT) are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_masking_follows_ddl_and_refuses_shifting_multi_statements() {
+    let mut env = MyEnv::start(Some(RULES_WITH_CALL)).await;
+    env.admin(SETUP);
+    env.admin("CREATE PROCEDURE one_row() SELECT 1 AS n");
+    let mut c = env.agent().await;
+
+    // A view created through a prepared statement, then read.
+    c.exec_drop(
+        "CREATE VIEW pv AS SELECT card_number AS x FROM customers",
+        (),
+    )
+    .await
+    .expect("prepared CREATE VIEW");
+    let rows: Vec<mysql_async::Row> = c.query("SELECT x FROM pv").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_clean(&flatten(&rows), "view created by a prepared statement");
+
+    // DDL and a read of what it created in one text.
+    let e = c
+        .query_drop("CREATE VIEW mv AS SELECT card_number AS y FROM customers; SELECT y FROM mv")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("masking-multi-statement"),
+        "{e:?}"
+    );
+
+    // A CALL (two replies for one statement) before a masked read.
+    let mut out = Vec::new();
+    match c
+        .query_iter("CALL one_row(); SELECT CONCAT(card_number, '') AS z FROM customers")
+        .await
+    {
+        Ok(mut r) => {
+            while !r.is_empty() {
+                match r.collect::<mysql_async::Row>().await {
+                    Ok(rows) => out.extend(flatten(&rows)),
+                    Err(e) => out.extend(format!("{e:?}").into_bytes()),
+                }
+            }
+        }
+        Err(e) => out.extend(format!("{e:?}").into_bytes()),
+    }
+    assert_clean(&out, "CALL before a masked read in one text");
+    assert!(
+        String::from_utf8_lossy(&out).contains("masking-multi-statement"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // The session goes on.
+    let rows: Vec<mysql_async::Row> = c.query("SELECT card_number FROM customers").await.unwrap();
+    assert_clean(&flatten(&rows), "after the refusals");
+    drop(c);
+    env.stop().await;
+}

@@ -19,7 +19,7 @@
 //!   definitions never need to change.
 //! * ERR messages are scrubbed by the principal's value detectors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -48,6 +48,9 @@ pub struct MyMask {
     pub catalog_stale: bool,
     /// Plans of the prepared statements airlock allowed, by statement id.
     pub statements: HashMap<u32, StmtMask>,
+    /// Prepared statements whose text may change the schema: executing
+    /// one makes the catalog stale.
+    pub catalog_changing: HashSet<u32>,
     /// What each column definition seen in this session means for masking,
     /// by the definition's exact bytes (see [`ColInfo`]).
     columns: HashMap<Box<[u8]>, Arc<ColInfo>>,
@@ -55,6 +58,9 @@ pub struct MyMask {
     /// result costs no allocation).
     clear: Arc<Vec<Action>>,
 }
+
+const MULTI_OPAQUE: &str = "airlock: blocked by rule builtin.masking-multi-statement: a multi-statement text may not hold a statement whose results airlock cannot attribute (CALL, SHOW, ...) while masking applies; send it on its own";
+const MULTI_DDL: &str = "airlock: blocked by rule builtin.masking-multi-statement: a multi-statement text may not change the schema while masking applies; send DDL on its own";
 
 /// Most distinct column definitions [`MyMask`] remembers; past this the
 /// memory starts over.
@@ -143,6 +149,7 @@ impl MyMask {
             catalog: None,
             catalog_stale: true,
             statements: HashMap::new(),
+            catalog_changing: HashSet::new(),
             columns: HashMap::new(),
             clear: Arc::new(Vec::new()),
         }
@@ -219,6 +226,23 @@ impl MyMask {
         for p in plans.iter() {
             if let StatementPlan::Block { rule, message } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
+            }
+        }
+        // In a multi-statement text, each result is matched to its
+        // statement's plan in order, against the catalog as it was before
+        // the text ran. A statement with an opaque reply (CALL can return
+        // several results) would shift later results onto the wrong plans,
+        // and DDL (CREATE VIEW ...) would leave later statements planned
+        // against a stale catalog: refuse both, rather than mask wrongly.
+        if plans.len() > 1 {
+            if plans
+                .iter()
+                .any(|p| matches!(p.as_ref(), StatementPlan::Opaque))
+            {
+                return Err(MULTI_OPAQUE.into());
+            }
+            if super::catalog::may_change_catalog(sql.as_bytes()) {
+                return Err(MULTI_DDL.into());
             }
         }
         Ok(Plans::Text(plans))

@@ -353,6 +353,9 @@ impl Session<'_> {
                         self.prepared.insert(id);
                         if let Some(m) = self.mask.as_mut() {
                             m.prepared(id, plans.as_ref());
+                            if super::catalog::may_change_catalog(&payload[1..]) {
+                                m.catalog_changing.insert(id);
+                            }
                         }
                     }
                 }
@@ -391,6 +394,21 @@ impl Session<'_> {
                 }
             }
             Action::Statement { id, reply } => {
+                // MariaDB's id 0xFFFFFFFF means "the statement prepared
+                // last". Its masking plan is not certain here (the server's
+                // idea of "last" may differ after a failed prepare or a
+                // close), so while masking applies it must be named.
+                if id == u32::MAX && self.mask.is_some() {
+                    if reply.is_some() {
+                        self.refuse(
+                            1243,
+                            "HY000",
+                            "airlock: statement id 0xFFFFFFFF (the last prepared statement) is not accepted while masking applies; use the statement's id",
+                        )
+                        .await?;
+                    }
+                    return Ok(true);
+                }
                 let known = self.prepared.contains(&id)
                     || (id == u32::MAX && !self.prepared.is_empty())
                     || !self.proxy.gate().vets_prepared();
@@ -416,6 +434,9 @@ impl Session<'_> {
                         self.relay_masked(expect, &mut reply).await?;
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
                             m.executed(id, expect, r);
+                            if m.catalog_changing.contains(&id) {
+                                m.catalog_stale = true;
+                            }
                         }
                     }
                     None => {
@@ -423,6 +444,7 @@ impl Session<'_> {
                             self.prepared.remove(&id);
                             if let Some(m) = self.mask.as_mut() {
                                 m.statements.remove(&id);
+                                m.catalog_changing.remove(&id);
                             }
                         }
                         self.up.conn.write_raw(&cmd.raw).await?;
@@ -447,6 +469,7 @@ impl Session<'_> {
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
                     if let Some(m) = self.mask.as_mut() {
+                        m.catalog_changing.clear();
                         m.statements.clear();
                     }
                     self.context = SessionContext {
