@@ -79,7 +79,11 @@ pub fn format_pending(items: &[Value]) -> String {
             s(i, "target"),
         );
         let _ = writeln!(out, "    rule {}: {}", s(i, "rule"), s(i, "message"));
-        let _ = writeln!(out, "    {}", s(i, "statement").replace('\n', "\n    "));
+        let _ = writeln!(
+            out,
+            "    {}",
+            printable(&s(i, "statement")).replace('\n', "\n    ")
+        );
     }
     out
 }
@@ -114,4 +118,32 @@ pub fn deny(admin: &Admin, id: u64, reason: &str, by: &str) -> anyhow::Result<()
     let rule = v["denied"]["rule"].as_str().unwrap_or("-");
     println!("denied request {id} ({rule}): {}", reason.trim());
     Ok(())
+}
+
+/// The agent wrote the statement: escape control characters (carriage
+/// returns, ANSI escapes) so that a terminal shows what would run, not
+/// what the agent wants a reviewer to see. Newlines are kept.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = c.is_control() && c != '\n';
+            let shown: Vec<char> = if escape {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_cannot_hide_the_statement() {
+        let shown = super::printable("DELETE FROM orders /*\r\x1b[2K SELECT 1 */");
+        assert!(!shown.contains('\r') && !shown.contains('\x1b'), "{shown}");
+        assert!(shown.starts_with("DELETE FROM orders"), "{shown}");
+        assert_eq!(super::printable("a\nb"), "a\nb");
+    }
 }

@@ -79,10 +79,32 @@ struct Pending {
 /// An approval window: this fingerprint from this identity passes until
 /// `until`.
 struct Grant {
-    fingerprint: String,
-    identity: String,
+    scope: Scope,
     until: Instant,
     by: String,
+}
+
+/// What an approval window releases: the same statement shape from the
+/// same identity, on the same target and protocol, under the same rule.
+#[derive(Clone, PartialEq, Eq)]
+struct Scope {
+    fingerprint: String,
+    identity: String,
+    target: String,
+    protocol: &'static str,
+    rule: String,
+}
+
+impl Scope {
+    fn of(info: &PendingInfo) -> Scope {
+        Scope {
+            fingerprint: info.fingerprint.clone(),
+            identity: info.identity.clone(),
+            target: info.target.clone(),
+            protocol: info.protocol,
+            rule: info.rule.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -117,11 +139,13 @@ impl Approvals {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.grants.retain(|g| g.until > now);
-        if let Some(g) = inner
-            .grants
-            .iter()
-            .find(|g| g.fingerprint == fp && g.identity == req.identity)
-        {
+        if let Some(g) = inner.grants.iter().find(|g| {
+            g.scope.fingerprint == fp
+                && g.scope.identity == req.identity
+                && g.scope.target == req.target
+                && g.scope.protocol == req.protocol
+                && g.scope.rule == req.rule
+        }) {
             metrics::approval(ApprovalEnd::Window);
             return Hold::Released(Outcome::Window { by: g.by.clone() });
         }
@@ -193,12 +217,11 @@ impl Approvals {
         });
         metrics::approval(ApprovalEnd::Approved);
         if let Some(w) = window.filter(|w| !w.is_zero()) {
+            let scope = Scope::of(&info);
             let same: Vec<u64> = inner
                 .pending
                 .values()
-                .filter(|o| {
-                    o.info.fingerprint == info.fingerprint && o.info.identity == info.identity
-                })
+                .filter(|o| Scope::of(&o.info) == scope)
                 .map(|o| o.info.id)
                 .collect();
             for other in same {
@@ -208,8 +231,7 @@ impl Approvals {
                 }
             }
             inner.grants.push(Grant {
-                fingerprint: info.fingerprint.clone(),
-                identity: info.identity.clone(),
+                scope,
                 until: Instant::now() + w,
                 by,
             });
@@ -324,6 +346,27 @@ mod tests {
             Hold::Waiting(t) => t,
             Hold::Released(o) => panic!("released: {o:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_window_releases_only_the_same_target_protocol_and_rule() {
+        let a = Arc::new(Approvals::default());
+        let long = Duration::from_secs(60);
+        let sql = "DROP TABLE x";
+        let mut t = waiting(a.hold(req("bot", sql), long));
+        a.approve(t.id(), "alice", Some(Duration::from_secs(600)))
+            .unwrap();
+        assert!(t.wait().await.is_approved());
+        assert!(matches!(a.hold(req("bot", sql), long), Hold::Released(_)));
+        let mut prod = req("bot", sql);
+        prod.target = "prod".into();
+        waiting(a.hold(prod, long));
+        let mut mysql = req("bot", sql);
+        mysql.protocol = "mysql";
+        waiting(a.hold(mysql, long));
+        let mut other_rule = req("bot", sql);
+        other_rule.rule = "p.other".into();
+        waiting(a.hold(other_rule, long));
     }
 
     #[tokio::test]

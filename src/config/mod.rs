@@ -78,6 +78,9 @@ pub struct AuditConfig {
     pub json_lines: Option<String>,
 }
 
+/// Shortest HS256 secret accepted (RFC 7518: a key as long as the hash).
+const MIN_HS256_SECRET: usize = 32;
+
 fn default_audit_queue() -> usize {
     10_000
 }
@@ -447,6 +450,17 @@ impl Config {
                         format!("environment variable {} is not set", var.get_ref()),
                     )
                 })?;
+                // An empty or short HMAC key lets anyone sign tokens.
+                if secret.len() < MIN_HS256_SECRET {
+                    return Err(here(
+                        var.span(),
+                        "jwt.hs256_secret_env".into(),
+                        format!(
+                            "the secret in {} must be at least {MIN_HS256_SECRET} bytes",
+                            var.get_ref()
+                        ),
+                    ));
+                }
                 jwt.hs256_secret = Some(Secret::new(secret));
             }
             for t in jwt.targets.get_ref() {

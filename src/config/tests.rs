@@ -77,7 +77,10 @@ fn unknown_target_in_identity() {
 #[test]
 fn jwt_section_is_validated() {
     std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");
-    std::env::set_var("AIRLOCK_TEST_JWT_SECRET", "s3cret");
+    std::env::set_var(
+        "AIRLOCK_TEST_JWT_SECRET",
+        "s3cret-s3cret-s3cret-s3cret-0123",
+    );
     let with = |jwt: &str| format!("{}\n[jwt]\n{jwt}", base());
 
     let c = load(&with(
@@ -89,7 +92,19 @@ fn jwt_section_is_validated() {
     assert_eq!(jwt.model_claim, "model");
     assert_eq!(jwt.groups_claim, "groups");
     assert_eq!(jwt.leeway, Duration::from_secs(30));
-    assert_eq!(jwt.hs256_secret.unwrap().expose(), "s3cret");
+    assert_eq!(
+        jwt.hs256_secret.unwrap().expose(),
+        "s3cret-s3cret-s3cret-s3cret-0123"
+    );
+
+    // A short HMAC secret would let anyone sign tokens: refused.
+    std::env::set_var("AIRLOCK_TEST_JWT_SHORT", "");
+    let e = load(&with(
+        "hs256_secret_env = \"AIRLOCK_TEST_JWT_SHORT\"\ntargets = [\"app\"]\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("at least 32 bytes"), "{e}");
 
     // Line 17 is the first key of [jwt].
     let e = load(&with("jwks = \"missing.json\"\ntargets = [\"app\"]\n"))

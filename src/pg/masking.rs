@@ -101,10 +101,9 @@ pub struct RowMasking {
     pub ctx: Arc<MaskContext>,
     pub expect: Arc<Expectations<StatementPlan>>,
     tracker: Tracker<StatementPlan>,
-    /// Actions of the active result, worked out at its first row.
+    /// Actions of the active result, worked out at its first row and
+    /// dropped when the result starts or ends.
     actions: Option<Arc<Vec<Action>>>,
-    /// Identity of the result the actions belong to.
-    actions_for: usize,
     /// What the masking rules say of a server-reported source column
     /// (catalog generation, table OID, attribute number): rule matching
     /// formats and glob-matches names, so it is done once per column per
@@ -122,7 +121,6 @@ impl RowMasking {
             expect,
             tracker: Tracker::default(),
             actions: None,
-            actions_for: 0,
             by_source: HashMap::new(),
         }
     }
@@ -134,6 +132,17 @@ impl RowMasking {
         self.tracker
             .on_message(&self.expect, tag, body)
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        // Actions belong to one result: a new RowDescription or the end of
+        // the result means the next rows may be another statement's.
+        if !matches!(
+            tag,
+            backend::DATA_ROW
+                | backend::NOTICE_RESPONSE
+                | backend::NOTIFICATION_RESPONSE
+                | backend::PARAMETER_STATUS
+        ) {
+            self.actions = None;
+        }
         match tag {
             backend::DATA_ROW => self.mask_row(body),
             backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => Ok(self.scrub_fields(tag, body)),
@@ -144,13 +153,11 @@ impl RowMasking {
     }
 
     fn mask_row(&mut self, body: &[u8]) -> Result<Verdict, SessionError> {
-        let Some(active) = &self.tracker.active else {
+        if self.tracker.active.is_none() {
             return Ok(Verdict::Pass);
-        };
-        let id = Arc::as_ptr(&active.plan) as usize ^ Arc::as_ptr(&active.formats) as usize;
-        if self.actions.is_none() || self.actions_for != id {
+        }
+        if self.actions.is_none() {
             self.actions = Some(Arc::new(self.actions_for_active(body)?));
-            self.actions_for = id;
         }
         let Some(actions) = self.actions.clone() else {
             return Ok(Verdict::Pass);
