@@ -299,3 +299,56 @@ async fn rows_and_duration_are_recorded_per_execution() {
         );
     }
 }
+
+/// A statement forwarded right before the client leaves (Terminate in the
+/// same packet, no wait for the reply) still runs on the server, so it must
+/// still reach the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_sent_with_terminate_is_still_recorded() {
+    use tokio::io::AsyncWriteExt;
+
+    let audit_dir = tempfile::tempdir().unwrap();
+    let db = audit_dir.path().join("audit.db");
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: format!("[audit]\npath = \"{}\"\n", db.display()),
+        ..Default::default()
+    })
+    .await;
+    let direct = env.direct().await;
+    direct
+        .batch_execute("CREATE TABLE gone (id int, v text); INSERT INTO gone VALUES (1, 'here')")
+        .await
+        .unwrap();
+    let sql = "UPDATE gone SET v = 'changed' WHERE id = 1";
+    let mut raw = common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    common::raw::encode_message(&serde_json::json!({ "Query": sql }).to_string(), &mut out);
+    out.extend_from_slice(b"X\x00\x00\x00\x04");
+    raw.tcp.write_all(&out).await.unwrap();
+    raw.tcp.shutdown().await.unwrap();
+    drop(raw);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all =
+            airlock::audit::query(&db, &airlock::audit::Filter::default()).unwrap_or_default();
+        if let Some(e) = records_of(&all, sql).first() {
+            assert_eq!(e.decision, Some(airlock::audit::AuditDecision::Allow));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statement sent with Terminate was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // It did run.
+    let v: String = direct
+        .query_one("SELECT v FROM gone WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "changed");
+    env.stop().await;
+}

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::results::{Ending, Expectations, Finished, OutOfStep, Tracker};
+use super::results::{Ending, Expect, Expectations, Finished, OutOfStep, Tracker};
 use crate::audit::session::{self, SessionInfo, StatementRecord};
 use crate::audit::{AuditDecision, AuditLog};
 use crate::policy::Principal;
@@ -93,6 +93,17 @@ impl Run {
     }
 }
 
+/// However the relay ends (Terminate, hang-up, TTL cut, terminate from the
+/// admin API), executions still owed a reply are recorded.
+impl Drop for ReplyAudit<'_> {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+/// Reason recorded for a statement forwarded just before the session ended.
+const UNFINISHED: &str = "outcome unknown: the session ended before the server's reply";
+
 /// What the client side tells the audit follower each request produces.
 pub type AuditQueue = Expectations<Run>;
 
@@ -147,6 +158,43 @@ impl<'a> ReplyAudit<'a> {
             Some(Finished::Execute { plan: None, .. } | Finished::Step { plan: None, .. }) => {}
         }
         Ok(())
+    }
+
+    /// The session is ending with replies still owed: record every
+    /// execution that was forwarded but whose end airlock did not see (the
+    /// client sent Terminate or hung up right after it), so that nothing
+    /// that may have run goes unrecorded.
+    fn abandon(&mut self) {
+        for e in self.expect.drain() {
+            let run = match e {
+                Expect::Simple { plans } => plans.into_iter().flatten().next(),
+                Expect::Execute { plan, .. } => plan,
+                _ => None,
+            };
+            if let Some(run) = run {
+                self.record_unfinished(&run);
+            }
+        }
+    }
+
+    fn record_unfinished(&self, run: &Run) {
+        let j = &run.judged;
+        let reason = match &j.reason {
+            Some(r) => format!("{r}; {UNFINISHED}"),
+            None => UNFINISHED.to_owned(),
+        };
+        let recorded = self.audit.record(StatementRecord {
+            sql: &j.sql,
+            decision: Some(j.decision),
+            rule: j.rule.as_deref(),
+            reason: Some(&reason),
+            masked_columns: j.masked.clone(),
+            rows: None,
+            duration: Some(run.start.elapsed()),
+        });
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "audit log unavailable; a forwarded statement was not recorded");
+        }
     }
 
     fn complete(&self, run: &Run, ending: Ending, ended: Instant) {

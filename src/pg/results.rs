@@ -83,6 +83,11 @@ impl<P> Expectations<P> {
         self.lock().push_back(e);
     }
 
+    /// Takes everything still expected (the session is ending).
+    pub fn drain(&self) -> Vec<Expect<P>> {
+        self.lock().drain(..).collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Expect<P>>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
