@@ -14,6 +14,12 @@ use super::AdminState;
 pub async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let config = state.proxy.config();
     let Some(token) = config.admin.as_ref().and_then(|a| a.token.as_ref()) else {
+        // No token (loopback only): a web page in the operator's browser
+        // could still reach the API, by a cross-site request or by DNS
+        // rebinding. Only same-origin requests to a loopback host name go.
+        if let Err(why) = loopback_same_origin(req.headers()) {
+            return error(StatusCode::FORBIDDEN, why).into_response();
+        }
         return next.run(req).await;
     };
     let presented = req
@@ -58,5 +64,63 @@ mod tests {
         assert!(token_matches("s3cret", "s3cret"));
         assert!(!token_matches("s3cret", "s3creT"));
         assert!(!token_matches("", "s3cret"));
+    }
+}
+
+/// Checks that a tokenless request names a loopback host and, if it comes
+/// from a browser page, one of the same origin.
+pub fn loopback_same_origin(headers: &axum::http::HeaderMap) -> Result<(), &'static str> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("a Host header is required")?;
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = name == "localhost"
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !loopback {
+        return Err("without an admin token, only requests to a loopback host name are served");
+    }
+    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(origin)) if origin == format!("http://{host}") => Ok(()),
+        Some(_) => Err("cross-origin requests are refused without an admin token"),
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::loopback_same_origin;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn headers(host: &str, origin: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn tokenless_requests_must_be_loopback_and_same_origin() {
+        assert!(loopback_same_origin(&headers("127.0.0.1:9187", None)).is_ok());
+        assert!(
+            loopback_same_origin(&headers("localhost:9187", Some("http://localhost:9187"))).is_ok()
+        );
+        assert!(loopback_same_origin(&headers("[::1]:9187", None)).is_ok());
+        // DNS rebinding: an attacker's name resolving to 127.0.0.1.
+        assert!(loopback_same_origin(&headers("evil.example:9187", None)).is_err());
+        // A cross-site request from a page elsewhere.
+        assert!(
+            loopback_same_origin(&headers("127.0.0.1:9187", Some("https://evil.example"))).is_err()
+        );
+        assert!(loopback_same_origin(&headers("127.0.0.1:9187", Some("null"))).is_err());
+        assert!(loopback_same_origin(&HeaderMap::new()).is_err());
     }
 }
