@@ -184,14 +184,8 @@ impl Writer {
         let mut stop = false;
         while !stop {
             let Ok(first) = rx.recv() else { break };
-            // Let a batch gather before writing: one SQLite transaction
-            // (and one wake-up of this thread) per few milliseconds instead
-            // of one per statement. Senders never wait: the queue is
-            // bounded and `record` only tries to send.
-            if matches!(first, Msg::Event(_)) {
-                std::thread::sleep(GATHER);
-            }
             let mut next = Some(first);
+            let mut gathered = false;
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Event(e) => {
@@ -204,6 +198,15 @@ impl Writer {
                 }
                 if batch.len() >= BATCH {
                     self.write(&mut batch);
+                }
+                // Let a batch gather before writing: one SQLite transaction
+                // (and one wake-up of this thread) per few milliseconds
+                // instead of one per statement. The first event has left
+                // the queue by now, so its depth counts only what waits in
+                // the channel. Senders never wait: `record` only tries.
+                if !gathered && !stop {
+                    gathered = true;
+                    std::thread::sleep(GATHER);
                 }
                 next = rx.try_recv().ok();
             }
