@@ -2,11 +2,9 @@
 //! with identity and model, the chain verifies, tampering is caught, and
 //! `airlock log` shows what was blocked and why.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const RULES: &str = r#"
 [[policy]]
@@ -321,9 +319,9 @@ async fn a_statement_sent_with_terminate_is_still_recorded() {
         .await
         .unwrap();
     let sql = "UPDATE gone SET v = 'changed' WHERE id = 1";
-    let mut raw = common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut raw = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
     let mut out = bytes::BytesMut::new();
-    common::raw::encode_message(&serde_json::json!({ "Query": sql }).to_string(), &mut out);
+    crate::common::raw::encode_message(&serde_json::json!({ "Query": sql }).to_string(), &mut out);
     out.extend_from_slice(b"X\x00\x00\x00\x04");
     raw.tcp.write_all(&out).await.unwrap();
     raw.tcp.shutdown().await.unwrap();

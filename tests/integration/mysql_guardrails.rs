@@ -4,8 +4,7 @@
 //! statement is checked not to have run (through a direct connection), and
 //! the same session is checked to keep working. Mirrors pg_guardrails.rs.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use mysql_async::prelude::*;
 use mysql_env::MyEnv;

@@ -1,8 +1,7 @@
 //! The MySQL proxy end to end: mysql_async (text and binary protocol) and
 //! the `mariadb` CLI through airlock to a throwaway MariaDB.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use mysql_async::prelude::*;
 use mysql_env::{MyEnv, AGENT, AGENT_PW};

@@ -12,11 +12,9 @@
 //! until 1                               read until this many ReadyForQuery
 //! ```
 
-mod common;
-
+use crate::common::raw::{encode_message, RawClient};
+use crate::common::*;
 use bytes::BytesMut;
-use common::raw::{encode_message, RawClient};
-use common::*;
 
 /// Plays a script; returns the rendered backend messages.
 async fn play(client: &mut RawClient, script: &str) -> Vec<String> {

@@ -2,12 +2,10 @@
 //! prepared and binary results, COPY, cancel, transactions, LISTEN/NOTIFY,
 //! errors mid-pipeline and results bigger than any buffer.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -267,7 +265,7 @@ async fn startup_parameters_reach_the_server() {
     let mut cfg = env.agent_config();
     cfg.application_name("agent-app")
         .options("-c search_path=myschema,public -c statement_timeout=12345");
-    let c = common::connect(cfg).await;
+    let c = crate::common::connect(cfg).await;
     let r = c
         .query_one(
             "SELECT current_setting('search_path'), current_setting('statement_timeout'), current_setting('application_name')",

@@ -5,8 +5,7 @@
 //! Tests named `session_*` go through airlock; the others call
 //! [`MyBroker`] directly against a real server.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

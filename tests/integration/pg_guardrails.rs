@@ -3,12 +3,10 @@
 //! checked not to have run (through a direct connection), and the same
 //! session is checked to keep working.
 
-mod common;
-
 use std::time::Duration;
 
-use common::raw::RawClient;
-use common::*;
+use crate::common::raw::RawClient;
+use crate::common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 const RULES: &str = r#"

@@ -3,14 +3,12 @@
 //! windows release the same statement from the same identity only; the
 //! audit log names the approver. Decisions go through the admin API.
 
-#[path = "common/admin.rs"]
-mod admin_kit;
-mod common;
+use crate::common::admin as admin_kit;
 
 use std::time::Duration;
 
+use crate::common::*;
 use admin_kit::*;
-use common::*;
 use serde_json::json;
 
 const RULES: &str = r#"
@@ -379,8 +377,7 @@ async fn cancelling_a_held_statement_withdraws_it() {
     env.stop().await;
 }
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 const MYSQL_RULES: &str = r#"
 [[policy]]

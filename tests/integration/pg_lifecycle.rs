@@ -2,12 +2,10 @@
 //! graceful shutdown, idle timeout, the message size cap, psql's Ctrl-C,
 //! and TLS with verify-full on the upstream leg.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 async fn backends_of_upstream_user(env: &Env) -> i64 {
     let direct = env.direct().await;

@@ -3,10 +3,8 @@
 //! encoding of one) may appear in rows, errors, notices, notifications or
 //! COPY data, whatever shape the query takes.
 
-mod common;
-
-use common::raw::RawClient;
-use common::*;
+use crate::common::raw::RawClient;
+use crate::common::*;
 
 const RULES: &str = r#"
 [[policy]]
@@ -186,7 +184,7 @@ async fn no_raw_pii_in_any_byte_whatever_the_query() {
     for sql in shapes {
         let query = format!("{{\"Query\": {}}}", serde_json_string(sql));
         let mut out = bytes::BytesMut::new();
-        common::raw::encode_message(&query, &mut out);
+        crate::common::raw::encode_message(&query, &mut out);
         c.send(&out).await;
         let frames = c.until_ready(1).await;
         assert!(!frames.is_empty(), "{sql}: no reply");
@@ -205,7 +203,7 @@ async fn no_raw_pii_in_any_byte_whatever_the_query() {
         "SET application_name = 'alice.pii@example.com'",
     ] {
         let mut out = bytes::BytesMut::new();
-        common::raw::encode_message(
+        crate::common::raw::encode_message(
             &format!("{{\"Query\": {}}}", serde_json_string(sql)),
             &mut out,
         );
@@ -381,7 +379,7 @@ async fn rows_larger_than_the_streaming_threshold_are_masked_too() {
         .unwrap();
     let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
     let mut out = bytes::BytesMut::new();
-    common::raw::encode_message(
+    crate::common::raw::encode_message(
         r#"{"Query": "SELECT email FROM customers ORDER BY id"}"#,
         &mut out,
     );

@@ -3,16 +3,14 @@
 //! terminate), /api/rules (version and reload), and the `airlock
 //! approvals` / `approve` / `deny` commands.
 
-#[path = "common/admin.rs"]
-mod admin_kit;
-mod common;
+use crate::common::admin as admin_kit;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use admin_kit::*;
-use common::*;
 use serde_json::json;
 
 const RULES: &str = r#"

@@ -4,8 +4,7 @@
 //! chain verifies; and a failing store refuses statements (fail closed).
 //! Mirrors pg_audit.rs.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use std::process::Command;
 

@@ -3,17 +3,14 @@
 //! clicking Approve releases a held statement a real client waits on.
 //! Skipped (with the reason printed) where Chromium is not installed.
 
-#[path = "common/admin.rs"]
-mod admin_kit;
-mod common;
-#[path = "common/webdriver.rs"]
-mod webdriver;
+use crate::common::admin as admin_kit;
+use crate::common::webdriver;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use admin_kit::*;
-use common::*;
 use webdriver::Browser;
 
 const RULES: &str = r#"

@@ -3,11 +3,9 @@
 //! TLS), and the database user is the session's identity, under policy and
 //! audit as usual.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const DB_USER: &str = "alice";
 const DB_PW: &str = "Alice-Db-Passw0rd";

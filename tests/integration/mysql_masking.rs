@@ -1,8 +1,7 @@
 //! PII masking on the MySQL path: text-protocol result sets through airlock
 //! to a throwaway MariaDB. No raw PII value may reach the client.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use mysql_async::prelude::*;
 use mysql_async::Value;

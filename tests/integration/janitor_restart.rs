@@ -6,8 +6,6 @@
 //! instance id and the restarted airlock recognises the leftover as its own
 //! at once (no need to wait for the TTL).
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -135,7 +133,7 @@ targets = ["{DB}"]
         .user(AGENT)
         .password(AGENT_PW)
         .dbname(DB);
-    let client = common::connect(agent).await;
+    let client = crate::common::connect(agent).await;
     let user: String = client
         .query_one("SELECT current_user::text", &[])
         .await

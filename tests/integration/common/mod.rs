@@ -3,7 +3,10 @@
 //! in front of it, with one agent identity.
 #![allow(dead_code)]
 
+pub mod admin;
+pub mod mysql;
 pub mod raw;
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

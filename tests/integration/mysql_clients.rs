@@ -4,8 +4,7 @@
 //! stdin, `source`), PyMySQL and sysbench. Clients that are not installed
 //! are skipped with a printed reason.
 
-#[path = "common/mysql.rs"]
-mod mysql_env;
+use crate::common::mysql as mysql_env;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

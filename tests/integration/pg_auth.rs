@@ -2,9 +2,7 @@
 //! identities and wrong secrets, TLS on the client leg with a generated CA,
 //! and the upstream credential never reaching the client.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.as_db_error()

@@ -3,14 +3,12 @@
 //! wrongly signed, signed by an unknown key or sent without TLS. HS256 from
 //! a shared secret, ES256 and RS256 from a JWKS file, all through psql.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use common::*;
+use crate::common::*;
 
 const HS_ENV: &str = "AIRLOCK_TEST_JWT_HS256_SECRET";
 const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";

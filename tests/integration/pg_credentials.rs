@@ -6,16 +6,14 @@
 //! (lease at login, release at the end, TTL timer); the others call
 //! [`Broker`] directly against a real server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::raw::RawClient;
+use crate::common::*;
 use airlock::config::Target;
 use airlock::credentials::{Broker, Lease};
 use airlock::policy::Principal;
-use common::raw::RawClient;
-use common::*;
 
 const TEMPLATE: &str = "agent_ro";
 /// The prefix of the direct-broker tests, apart from airlock's own
@@ -524,7 +522,7 @@ async fn session_bytes_never_contain_the_broker_password() {
         r#"{"Query": "SELECT rolname, rolpassword FROM pg_authid"}"#,
         r#"{"Query": "SHOW ALL"}"#,
     ] {
-        common::raw::encode_message(q, &mut out);
+        crate::common::raw::encode_message(q, &mut out);
     }
     raw.send(&out).await;
     raw.until_ready(4).await;

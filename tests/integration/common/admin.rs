@@ -1,6 +1,5 @@
 //! Test helpers for the admin listener: config snippets, an API client
-//! with the bearer token, and polling with a deadline. Included with
-//! `#[path = "common/admin.rs"] mod admin_kit;` by the tests that use it.
+//! with the bearer token, and polling with a deadline.
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -1,9 +1,7 @@
 //! Real command-line clients through airlock: psql scripted with -c and -f
 //! (including \copy), and pgbench in all three query modes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn ok(out: &std::process::Output) -> String {
     assert!(

@@ -1,0 +1,36 @@
+//! airlock's integration tests, as one test binary (one link instead of
+//! one per file, which keeps the debug build small): each module runs the
+//! proxy in-process against throwaway PostgreSQL/MariaDB servers that the
+//! test kit starts on loopback, and drives it with real clients.
+//!
+//! Run one area with a filter, e.g. `./scripts/test pg_guardrails::`.
+
+mod common;
+
+mod admin_api;
+mod approvals;
+mod audit_store;
+mod cli;
+mod config_examples;
+mod janitor_restart;
+mod masking_unit;
+mod mysql_audit;
+mod mysql_clients;
+mod mysql_credentials;
+mod mysql_guardrails;
+mod mysql_masking;
+mod mysql_proxy;
+mod pg_audit;
+mod pg_auth;
+mod pg_client;
+mod pg_credentials;
+mod pg_guardrails;
+mod pg_jwt;
+mod pg_lifecycle;
+mod pg_masking;
+mod pg_passthrough;
+mod pg_tools;
+mod pg_transcripts;
+mod policy_corpus;
+mod testkit_smoke;
+mod web_console;
