@@ -3,6 +3,7 @@
 //! * [`admin`]: the admin HTTP listener: API, metrics, web console.
 //! * [`approvals`]: statements held until a human approves them.
 //! * [`config`]: the TOML configuration.
+//! * [`fasthash`]: fast seeded hashing for hot-path caches and maps.
 //! * [`metrics`]: counters for `/metrics`.
 //! * [`pg`]: the Postgres proxy sessions.
 //! * [`policy`]: statement judgement, shared by all protocols.
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+pub mod fasthash;
 pub mod identity;
 pub mod listener;
 pub mod masking;

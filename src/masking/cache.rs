@@ -7,7 +7,6 @@
 //! one plan.
 //! The rules version is implicit: a reload builds a new `Masker`.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -15,46 +14,51 @@ use lru::LruCache;
 
 use super::detect::DetectorSet;
 use super::StatementPlan;
+use crate::fasthash::hash64;
 use crate::policy::{Dialect, SessionContext};
 
 const SHARDS: usize = 16;
 
-/// What a plan depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
-    active: Box<[usize]>,
+/// What a plan depends on, borrowed: a lookup builds and allocates
+/// nothing; only a miss stores an owned [`Key`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    active: &'a [usize],
     detectors: DetectorSet,
     dialect: Dialect,
     ctx: u64,
     catalog: u64,
     /// Whether `text` is a shape rather than the exact SQL.
     shaped: bool,
-    text: Box<[u8]>,
+    text: &'a [u8],
 }
 
-impl Key {
+impl<'a> KeyRef<'a> {
+    /// `shape`: the statement's shape when it has one (see
+    /// [`crate::policy::shape`]); plans never depend on literal values, so
+    /// texts of one shape share a plan.
     pub fn new(
-        active: &[usize],
+        active: &'a [usize],
         detectors: DetectorSet,
         dialect: Dialect,
         ctx: &SessionContext,
         catalog: u64,
-        sql: &str,
+        sql: &'a str,
+        shape: Option<&'a [u8]>,
     ) -> Self {
-        let mut h = DefaultHasher::new();
-        match dialect {
-            Dialect::Postgres => ctx.search_path.hash(&mut h),
-            Dialect::MySql => ctx.current_database.hash(&mut h),
-        }
-        let (shaped, text) = match crate::policy::shape::of(sql.as_bytes()) {
-            Some(shape) => (true, shape.into_boxed_slice()),
-            None => (false, sql.as_bytes().into()),
+        let ctx = match dialect {
+            Dialect::Postgres => hash64(&ctx.search_path),
+            Dialect::MySql => hash64(&ctx.current_database),
         };
-        Key {
-            active: active.into(),
+        let (shaped, text) = match shape {
+            Some(shape) => (true, shape),
+            None => (false, sql.as_bytes()),
+        };
+        KeyRef {
+            active,
             detectors,
             dialect,
-            ctx: h.finish(),
+            ctx,
             catalog,
             shaped,
             text,
@@ -62,9 +66,51 @@ impl Key {
     }
 
     fn hash64(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+        hash64(&(
+            self.active,
+            self.detectors,
+            self.dialect,
+            self.ctx,
+            self.catalog,
+            self.shaped,
+            self.text,
+        ))
+    }
+
+    fn stored(self) -> Key {
+        Key {
+            active: self.active.into(),
+            detectors: self.detectors,
+            dialect: self.dialect,
+            ctx: self.ctx,
+            catalog: self.catalog,
+            shaped: self.shaped,
+            text: self.text.into(),
+        }
+    }
+}
+
+/// A stored [`KeyRef`].
+#[derive(Debug)]
+struct Key {
+    active: Box<[usize]>,
+    detectors: DetectorSet,
+    dialect: Dialect,
+    ctx: u64,
+    catalog: u64,
+    shaped: bool,
+    text: Box<[u8]>,
+}
+
+impl Key {
+    fn is(&self, k: &KeyRef<'_>) -> bool {
+        self.ctx == k.ctx
+            && self.catalog == k.catalog
+            && self.shaped == k.shaped
+            && self.dialect == k.dialect
+            && self.detectors == k.detectors
+            && *self.active == *k.active
+            && *self.text == *k.text
     }
 }
 
@@ -94,22 +140,22 @@ impl PlanCache {
         self.shards.get((h >> 59) as usize % self.shards.len())
     }
 
-    pub fn get(&self, key: &Key) -> Option<Plans> {
+    pub fn get(&self, key: &KeyRef<'_>) -> Option<Plans> {
         let h = key.hash64();
         let mut g = self.shard(h)?.lock().unwrap_or_else(|p| p.into_inner());
         match g.get(&h) {
-            Some((k, plans)) if k == key => Some(Arc::clone(plans)),
+            Some((k, plans)) if k.is(key) => Some(Arc::clone(plans)),
             _ => None,
         }
     }
 
-    pub fn put(&self, key: Key, plans: &Plans) {
+    pub fn put(&self, key: &KeyRef<'_>, plans: &Plans) {
         let h = key.hash64();
         let Some(shard) = self.shard(h) else { return };
         shard
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .put(h, (key, Arc::clone(plans)));
+            .put(h, (key.stored(), Arc::clone(plans)));
     }
 
     pub fn len(&self) -> usize {

@@ -77,6 +77,14 @@ pub enum StatementPlan {
     Block { rule: String, message: String },
 }
 
+/// The masking rules and detectors that apply to one principal, as worked
+/// out by [`Masker::audience`].
+#[derive(Debug, Clone)]
+pub struct Audience {
+    active: Box<[usize]>,
+    detectors: DetectorSet,
+}
+
 /// Masking rules plus the hash key; cheap to share (`Arc`) across sessions.
 pub struct Masker {
     rules: MaskingRules,
@@ -158,9 +166,41 @@ impl Masker {
         ctx: &SessionContext,
         catalog: &dyn Catalog,
     ) -> cache::Plans {
-        let active = self.rules.active_for(who);
-        let detectors = self.detectors_for(who);
-        let key = cache::Key::new(&active, detectors, dialect, ctx, catalog.version(), sql);
+        let shape = crate::policy::shape::Shape::of(sql.as_bytes());
+        self.plan_for(&self.audience(who), dialect, sql, &shape, ctx, catalog)
+    }
+
+    /// Which rules and detectors apply to `who`: fixed for a session (a
+    /// rules reload builds a new `Masker`), so sessions work it out once.
+    pub fn audience(&self, who: &Principal) -> Audience {
+        Audience {
+            active: self.rules.active_for(who).into(),
+            detectors: self.detectors_for(who),
+        }
+    }
+
+    /// [`Self::plan_shared`] for a session that has its [`Audience`] and the
+    /// statement's shape (shared with the policy engine) at hand.
+    pub fn plan_for(
+        &self,
+        audience: &Audience,
+        dialect: Dialect,
+        sql: &str,
+        shape: &crate::policy::shape::Shape<'_>,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+    ) -> cache::Plans {
+        let active = &audience.active;
+        let detectors = audience.detectors;
+        let key = cache::KeyRef::new(
+            active,
+            detectors,
+            dialect,
+            ctx,
+            catalog.version(),
+            sql,
+            shape.text_for(sql.as_bytes()),
+        );
         if let Some(p) = self.cache.get(&key) {
             return p;
         }
@@ -170,7 +210,7 @@ impl Masker {
                     .name("airlock-mask".into())
                     .stack_size(BIG_STACK)
                     .spawn_scoped(s, || {
-                        self.plan_uncached(&active, detectors, dialect, sql, ctx, catalog)
+                        self.plan_uncached(active, detectors, dialect, sql, ctx, catalog)
                     })
                     .ok()
                     .and_then(|h| h.join().ok())
@@ -182,10 +222,10 @@ impl Masker {
                 }]
             })
         } else {
-            self.plan_uncached(&active, detectors, dialect, sql, ctx, catalog)
+            self.plan_uncached(active, detectors, dialect, sql, ctx, catalog)
         };
         let plans: cache::Plans = plans.into_iter().map(Arc::new).collect();
-        self.cache.put(key, &plans);
+        self.cache.put(&key, &plans);
         plans
     }
 

@@ -17,7 +17,6 @@
 //! types (whose binary form is the text itself). A masked value of any other
 //! type in binary format becomes NULL: a NULL is valid for every type.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
@@ -28,9 +27,11 @@ use airlock_protocol::pg::frame::encode;
 use super::catalog::CatalogSnapshot;
 use super::error::SessionError;
 use super::relay::Verdict;
-use super::results::{fields, Expect, Expectations, Tracker};
+use super::results::{fields, Active, Expect, Expectations, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
-use crate::masking::{types, Catalog, ColumnMask, DetectorSet, Masker, StatementPlan};
+use crate::fasthash::FastMap;
+use crate::masking::{types, Audience, Catalog, ColumnMask, DetectorSet, Masker, StatementPlan};
+use crate::policy::shape::Shape;
 use crate::policy::{Dialect, Principal, SessionContext};
 
 /// What a session needs to mask: the rules, the catalog and who is asking.
@@ -39,23 +40,37 @@ pub struct MaskContext {
     pub catalog: Arc<CatalogSnapshot>,
     pub principal: Principal,
     pub detectors: DetectorSet,
+    /// The rules and detectors that apply to `principal`, worked out once.
+    audience: Audience,
 }
 
 /// Plans for the statements of one request, or the refusal.
 pub type Planned = Result<Vec<Option<Arc<StatementPlan>>>, String>;
 
 impl MaskContext {
-    /// Plans a Query's or Parse's statements.
-    pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Planned {
-        let Ok(sql) = std::str::from_utf8(sql) else {
+    pub fn new(masker: Arc<Masker>, catalog: Arc<CatalogSnapshot>, principal: Principal) -> Self {
+        MaskContext {
+            detectors: masker.detectors_for(&principal),
+            audience: masker.audience(&principal),
+            masker,
+            catalog,
+            principal,
+        }
+    }
+
+    /// Plans a Query's or Parse's statements. `shape`: the statement's
+    /// shape, as the policy engine was given it.
+    pub fn plan(&self, sql: &[u8], shape: &Shape<'_>, ctx: &SessionContext) -> Planned {
+        let Ok(text) = std::str::from_utf8(sql) else {
             return Err(
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
             );
         };
-        let plans = self.masker.plan_shared(
-            &self.principal,
+        let plans = self.masker.plan_for(
+            &self.audience,
             Dialect::Postgres,
-            sql,
+            text,
+            shape,
             ctx,
             self.catalog.as_ref(),
         );
@@ -108,7 +123,37 @@ pub struct RowMasking {
     /// (catalog generation, table OID, attribute number): rule matching
     /// formats and glob-matches names, so it is done once per column per
     /// session rather than once per result.
-    by_source: HashMap<(u64, u32, i16), Option<ColumnMask>>,
+    by_source: FastMap<(u64, u32, i16), Option<ColumnMask>>,
+    /// The actions of the last result and what they were worked out from:
+    /// the next result of the same statement (same plan, RowDescription,
+    /// formats, catalog generation and width) reuses them.
+    last: Option<LastActions>,
+}
+
+/// See [`RowMasking::last`].
+struct LastActions {
+    /// Held (not just its address) so that it cannot be freed and another
+    /// plan allocated at the same address.
+    plan: Arc<StatementPlan>,
+    row_description: Option<Arc<Vec<u8>>>,
+    formats: Arc<Vec<i16>>,
+    generation: u64,
+    columns: usize,
+    actions: Arc<Vec<Action>>,
+}
+
+impl LastActions {
+    fn fits(&self, active: &Active<StatementPlan>, generation: u64, columns: usize) -> bool {
+        Arc::ptr_eq(&self.plan, &active.plan)
+            && self.generation == generation
+            && self.columns == columns
+            && (Arc::ptr_eq(&self.formats, &active.formats) || self.formats == active.formats)
+            && match (&self.row_description, &active.row_description) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
+    }
 }
 
 /// Bound on [`RowMasking::by_source`]; cleared when full.
@@ -121,7 +166,8 @@ impl RowMasking {
             expect,
             tracker: Tracker::default(),
             actions: None,
-            by_source: HashMap::new(),
+            by_source: FastMap::default(),
+            last: None,
         }
     }
 
@@ -157,7 +203,7 @@ impl RowMasking {
             return Ok(Verdict::Pass);
         }
         if self.actions.is_none() {
-            self.actions = Some(Arc::new(self.actions_for_active(body)?));
+            self.actions = Some(self.actions_for_result(body)?);
         }
         let Some(actions) = self.actions.clone() else {
             return Ok(Verdict::Pass);
@@ -191,14 +237,41 @@ impl RowMasking {
 
     /// Works out the actions for the active result from its plan, its
     /// RowDescription (when known) and the catalog.
-    fn actions_for_active(&mut self, first_row: &[u8]) -> Result<Vec<Action>, SessionError> {
-        let Some(active) = &self.tracker.active else {
-            return Ok(Vec::new());
-        };
+    /// The actions for the active result, from its first row: those of the
+    /// last result when it was the same statement's, else worked out anew.
+    fn actions_for_result(&mut self, first_row: &[u8]) -> Result<Arc<Vec<Action>>, SessionError> {
         let columns = first_row
             .get(..2)
             .map(|b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize)
             .unwrap_or(0);
+        let Some(active) = &self.tracker.active else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let generation = self.ctx.catalog.generation();
+        if let Some(last) = self
+            .last
+            .as_ref()
+            .filter(|l| l.fits(active, generation, columns))
+        {
+            return Ok(Arc::clone(&last.actions));
+        }
+        let last = LastActions {
+            plan: Arc::clone(&active.plan),
+            row_description: active.row_description.clone(),
+            formats: Arc::clone(&active.formats),
+            generation,
+            columns,
+            actions: Arc::new(self.actions_for_active(columns)?),
+        };
+        let actions = Arc::clone(&last.actions);
+        self.last = Some(last);
+        Ok(actions)
+    }
+
+    fn actions_for_active(&mut self, columns: usize) -> Result<Vec<Action>, SessionError> {
+        let Some(active) = &self.tracker.active else {
+            return Ok(Vec::new());
+        };
         let described: Vec<_> = active
             .row_description
             .as_ref()
@@ -355,8 +428,8 @@ impl RowMasking {
 /// The client side's bookkeeping of statement and portal plans.
 #[derive(Default)]
 pub struct PlanBook {
-    statements: HashMap<Vec<u8>, Option<Arc<StatementPlan>>>,
-    portals: HashMap<Vec<u8>, Bound>,
+    statements: FastMap<Vec<u8>, Option<Arc<StatementPlan>>>,
+    portals: FastMap<Vec<u8>, Bound>,
 }
 
 /// A bound portal: its statement's name and plan, and Bind's result formats.

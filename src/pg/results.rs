@@ -27,8 +27,10 @@
 //! masking work. DataRows after the first of a result take a fast path: an
 //! integer increment, no lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+
+use crate::fasthash::FastMap;
 
 /// A statement's result plan (what to do with each output column), opaque here.
 pub type Plan<P> = Option<Arc<P>>;
@@ -102,7 +104,7 @@ pub struct Tracker<P> {
     /// The plan and formats of the result now streaming, if it needs work.
     pub active: Option<Active<P>>,
     /// RowDescriptions of described statements, by name.
-    described: HashMap<Vec<u8>, Arc<Vec<u8>>>,
+    described: FastMap<Vec<u8>, Arc<Vec<u8>>>,
     /// Follow plans ([`Tracker::active`], RowDescriptions) for masking;
     /// off in a [`Tracker::counting`] tracker.
     plans: bool,
@@ -114,6 +116,10 @@ pub struct Tracker<P> {
     /// An Execute went into copy-in mode: Syncs up to the next
     /// [`Expect::CopyEnd`] are ignored by the server.
     copy_in: bool,
+    /// The last simple-Query RowDescription and its formats: a statement
+    /// sent again gets the same description, which is then shared rather
+    /// than copied.
+    last_description: Option<(Arc<Vec<u8>>, Arc<Vec<i16>>)>,
 }
 
 /// An execution (or a step of one) that ended, as [`Tracker::on_message`]
@@ -163,16 +169,31 @@ impl<P> Default for Tracker<P> {
             simple_index: 0,
             simple_failed: false,
             active: None,
-            described: HashMap::new(),
+            described: FastMap::default(),
             plans: true,
             rows: 0,
             in_rows: false,
             copy_in: false,
+            last_description: None,
         }
     }
 }
 
 impl<P> Tracker<P> {
+    /// A simple Query's RowDescription `body`, and its formats: shared with
+    /// the last one when they are the same bytes.
+    fn description(&mut self, body: &[u8]) -> (Arc<Vec<u8>>, Arc<Vec<i16>>) {
+        if let Some((rd, formats)) = &self.last_description {
+            if rd.as_slice() == body {
+                return (Arc::clone(rd), Arc::clone(formats));
+            }
+        }
+        let rd = Arc::new(body.to_vec());
+        let formats = Arc::new(row_description_formats(body));
+        self.last_description = Some((Arc::clone(&rd), Arc::clone(&formats)));
+        (rd, formats)
+    }
+
     /// A tracker that follows executions only ([`Finished`]), not the plans
     /// of results: no RowDescription is copied, [`Tracker::active`] stays
     /// `None`.
@@ -222,16 +243,18 @@ impl<P> Tracker<P> {
             b'T' => match q.front() {
                 Some(Expect::Simple { .. }) if !self.plans => {}
                 Some(Expect::Simple { plans }) => {
-                    self.active =
-                        plans
-                            .get(self.simple_index)
-                            .cloned()
-                            .flatten()
-                            .map(|plan| Active {
+                    let plan = plans.get(self.simple_index).cloned().flatten();
+                    self.active = match plan {
+                        Some(plan) => {
+                            let (row_description, formats) = self.description(body);
+                            Some(Active {
                                 plan,
-                                row_description: Some(Arc::new(body.to_vec())),
-                                formats: Arc::new(row_description_formats(body)),
-                            });
+                                row_description: Some(row_description),
+                                formats,
+                            })
+                        }
+                        None => None,
+                    };
                 }
                 Some(Expect::DescribeStatement { .. }) => {
                     if let Some(Expect::DescribeStatement { name }) = q.pop_front() {

@@ -442,12 +442,11 @@ async fn mask_context(
 ) -> Result<Option<Arc<MaskContext>>, SessionError> {
     Ok(
         match proxy.masker().filter(|m| m.is_active_for(principal)) {
-            Some(masker) => Some(Arc::new(MaskContext {
-                catalog: proxy.catalog(&principal.target).await?,
-                detectors: masker.detectors_for(principal),
+            Some(masker) => Some(Arc::new(MaskContext::new(
                 masker,
-                principal: principal.clone(),
-            })),
+                proxy.catalog(&principal.target).await?,
+                principal.clone(),
+            ))),
             None => None,
         },
     )

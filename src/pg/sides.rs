@@ -22,7 +22,6 @@
 //!
 //! Both share a [`Shared`].
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,7 +42,9 @@ use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
+use crate::fasthash::FastMap;
 use crate::masking::StatementPlan;
+use crate::policy::shape::Shape;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
 use crate::proxy::Proxy;
 use std::sync::Arc;
@@ -131,9 +132,9 @@ pub struct ClientSide<'a> {
     pub context: SessionContext,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
     /// with what the audit log records of each execution.
-    statements: HashMap<Vec<u8>, Option<Arc<Judged>>>,
+    statements: FastMap<Vec<u8>, Option<Arc<Judged>>>,
     /// Portals bound from allowed statements, likewise.
-    portals: HashMap<Vec<u8>, Option<Arc<Judged>>>,
+    portals: FastMap<Vec<u8>, Option<Arc<Judged>>>,
     /// Masking: plans per statement and portal, and what each request will
     /// produce (shared with the server side). `None` when nothing is masked
     /// for this principal.
@@ -229,8 +230,8 @@ impl<'a> ClientSide<'a> {
             idle_timeout,
             shutdown: proxy.shutdown.clone(),
             context,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
+            statements: FastMap::default(),
+            portals: FastMap::default(),
             masking,
             audit,
             audit_expect: audit.map(|_| Arc::new(AuditQueue::default())),
@@ -287,9 +288,9 @@ impl<'a> ClientSide<'a> {
     /// Masking's verdict on a statement the guardrails allowed: its plans,
     /// or the refusal message. Empty when nothing is masked for this
     /// principal.
-    fn mask_plan(&self, sql: &[u8]) -> Planned {
+    fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
-            Some(m) => m.ctx.plan(sql, &self.context),
+            Some(m) => m.ctx.plan(sql, shape, &self.context),
             None => Ok(Vec::new()),
         }
     }
@@ -307,7 +308,16 @@ impl<'a> ClientSide<'a> {
             sql,
             session: &self.context,
         };
-        let judgement = self.proxy.gate().judge(self.principal, &request);
+        // Worked out once, for both the decision cache and the masking
+        // plan cache.
+        let shape = match source {
+            Source::FunctionCall => Shape::none(sql),
+            _ => Shape::of(sql),
+        };
+        let judgement = self
+            .proxy
+            .gate()
+            .judge_shaped(self.principal, &request, &shape);
         let mut note = Note::default();
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
@@ -320,7 +330,7 @@ impl<'a> ClientSide<'a> {
             }
         }
         let outcome = match judgement.decision {
-            Decision::Allow => self.allowed(sql, &judgement.effects, &mut note),
+            Decision::Allow => self.allowed(sql, &shape, &judgement.effects, &mut note),
             Decision::Block { rule, message } => {
                 tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
                 note.decision = AuditDecision::Block;
@@ -348,7 +358,7 @@ impl<'a> ClientSide<'a> {
                         tracing::info!(rule = %rule, sql = %preview(sql), "statement released by an approval window");
                         note.reason = Some(outcome.audit_reason(None));
                         note.rule = Some(rule);
-                        self.allowed(sql, &judgement.effects, &mut note)
+                        self.allowed(sql, &shape, &judgement.effects, &mut note)
                     }
                     Some(Hold::Waiting(ticket)) => {
                         tracing::warn!(rule = %rule, request = ticket.id(), sql = %preview(sql), "statement held for approval");
@@ -384,8 +394,14 @@ impl<'a> ClientSide<'a> {
 
     /// The allow path: masking plans (or masking's refusal) and the
     /// statement's effects on the session.
-    fn allowed(&mut self, sql: &[u8], effects: &Effects, note: &mut Note) -> Planned {
-        let planned = self.mask_plan(sql);
+    fn allowed(
+        &mut self,
+        sql: &[u8],
+        shape: &Shape<'_>,
+        effects: &Effects,
+        note: &mut Note,
+    ) -> Planned {
+        let planned = self.mask_plan(sql, shape);
         match &planned {
             Ok(plans) => {
                 let masked = masked_rules(plans);
@@ -501,7 +517,7 @@ impl<'a> ClientSide<'a> {
                     reason = note.reason.as_deref().unwrap_or(""),
                     "held statement released"
                 );
-                self.allowed(&held.sql, &held.effects, &mut note)
+                self.allowed(&held.sql, &Shape::of(&held.sql), &held.effects, &mut note)
             }
             Some(refusal) => {
                 tracing::warn!(request = id, reason = %refusal, "held statement refused");

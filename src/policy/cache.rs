@@ -7,13 +7,13 @@
 //! engine found that it does not depend on numeric literal values, by the
 //! text's [shape](super::shape). The two live in separate key spaces.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
 
 use super::{Dialect, Judgement, Request, Source};
+use crate::fasthash::hash64;
 
 const SHARDS: usize = 32;
 
@@ -42,23 +42,14 @@ pub struct DecisionCache {
 
 /// Hash of the context parts a decision depends on.
 pub fn context_hash(req: &Request<'_>) -> u64 {
-    let mut h = DefaultHasher::new();
     match req.dialect {
-        Dialect::Postgres => req.session.search_path.hash(&mut h),
-        Dialect::MySql => req.session.current_database.hash(&mut h),
+        Dialect::Postgres => hash64(&req.session.search_path),
+        Dialect::MySql => hash64(&req.session.current_database),
     }
-    h.finish()
 }
 
 fn key_hash(policy: usize, req: &Request<'_>, ctx: u64, kind: KeyText, text: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    policy.hash(&mut h);
-    req.dialect.hash(&mut h);
-    req.source.hash(&mut h);
-    ctx.hash(&mut h);
-    kind.hash(&mut h);
-    text.hash(&mut h);
-    h.finish()
+    hash64(&(policy, req.dialect, req.source, ctx, kind, text))
 }
 
 impl DecisionCache {

@@ -6,7 +6,6 @@
 //! once per term of a long flat expression.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::builtin::{self, ids};
 use super::cache::{context_hash, DecisionCache, KeyText};
@@ -41,6 +40,14 @@ pub struct Analysis {
 }
 
 impl Engine {
+    /// Whether a decision on `request` may be looked up by its shape: not
+    /// for a FunctionCall, nor above the size limit (a shape hit skips the
+    /// size check that evaluation does).
+    fn shape_applies(&self, request: &Request<'_>) -> bool {
+        request.source != Source::FunctionCall
+            && request.sql.len() <= self.rules.limits.max_statement_bytes
+    }
+
     pub fn new(rules: RuleSet) -> Self {
         let cache = DecisionCache::new(rules.cache_entries);
         Engine { rules, cache }
@@ -547,6 +554,20 @@ fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
 
 impl Gate for Engine {
     fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement {
+        let shape = if self.shape_applies(request) {
+            shape::Shape::of(request.sql)
+        } else {
+            shape::Shape::none(request.sql)
+        };
+        self.judge_shaped(who, request, &shape)
+    }
+
+    fn judge_shaped(
+        &self,
+        who: &Principal,
+        request: &Request<'_>,
+        shape: &shape::Shape,
+    ) -> Judgement {
         let Some((idx, policy)) = self.rules.policy_for(who) else {
             return block(ids::NO_POLICY, no_policy_message(who));
         };
@@ -555,11 +576,11 @@ impl Gate for Engine {
         // a shape hit spares the parse. The size limit is checked here
         // because a shape hit skips `check_text` (the shape scanner itself
         // refuses NUL and non-ASCII bytes).
-        let shape = (request.source != Source::FunctionCall
-            && request.sql.len() <= self.rules.limits.max_statement_bytes)
-            .then(|| shape::of(request.sql))
+        let shape = self
+            .shape_applies(request)
+            .then(|| shape.text_for(request.sql))
             .flatten();
-        if let Some(text) = &shape {
+        if let Some(text) = shape {
             if let Some(j) = self.cache.get(idx, request, ctx, KeyText::Shape, text) {
                 return j;
             }
@@ -572,7 +593,7 @@ impl Gate for Engine {
         }
         let (j, facts, cacheable) = self.evaluate(policy, request);
         if cacheable {
-            match &shape {
+            match shape {
                 Some(text) if shareable_by_shape(&facts, &j) => {
                     self.cache.put(idx, request, ctx, KeyText::Shape, text, &j)
                 }
@@ -660,11 +681,4 @@ impl Gate for Engine {
         }
         Decision::Allow
     }
-}
-
-/// Hash helper shared with tests.
-pub fn hash_of<T: Hash>(t: &T) -> u64 {
-    let mut h = DefaultHasher::new();
-    t.hash(&mut h);
-    h.finish()
 }

@@ -157,6 +157,18 @@ pub struct SessionSettings {
 pub trait Gate: Send + Sync {
     fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement;
 
+    /// [`Gate::judge`] with the statement's [`shape::Shape`] already worked
+    /// out, for a caller that needs the shape too (masking's plan cache), so
+    /// that it is computed once per statement.
+    fn judge_shaped(
+        &self,
+        who: &Principal,
+        request: &Request<'_>,
+        _shape: &shape::Shape,
+    ) -> Judgement {
+        self.judge(who, request)
+    }
+
     /// Settings for a new session of `who`.
     fn session_settings(&self, _who: &Principal) -> SessionSettings {
         SessionSettings::default()

@@ -34,6 +34,38 @@
 /// The byte that stands for one numeric literal in a shape.
 pub const MARKER: u8 = 0;
 
+/// A statement's shape, worked out once per statement and handed to each
+/// cache that keys by it (the decision cache and masking's plan cache). It
+/// borrows the text it was computed from, and [`Shape::text_for`] answers
+/// only for that very text, so a shape can never key another statement.
+#[derive(Debug)]
+pub struct Shape<'a> {
+    sql: &'a [u8],
+    text: Option<Vec<u8>>,
+}
+
+impl<'a> Shape<'a> {
+    /// The shape of `sql` (see [`of`]).
+    pub fn of(sql: &'a [u8]) -> Self {
+        Shape { sql, text: of(sql) }
+    }
+
+    /// No shape: caches key `sql` by its exact text.
+    pub fn none(sql: &'a [u8]) -> Self {
+        Shape { sql, text: None }
+    }
+
+    /// The shape, if `sql` is the text this was computed from (the same
+    /// slice, not merely equal bytes) and it has one.
+    pub fn text_for(&self, sql: &[u8]) -> Option<&[u8]> {
+        if std::ptr::eq(sql, self.sql) {
+            self.text.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
 /// The shape of `sql`, when it holds at least one numeric literal and the
 /// scanner is sure of its lexing; `None` otherwise.
 pub fn of(sql: &[u8]) -> Option<Vec<u8>> {
@@ -191,6 +223,19 @@ mod tests {
 
     fn s(sql: &str) -> Option<String> {
         of(sql.as_bytes()).map(|v| String::from_utf8_lossy(&v).replace('\0', "?"))
+    }
+
+    #[test]
+    fn a_shape_answers_only_for_its_own_text() {
+        let a = b"SELECT * FROM t WHERE id = 1".to_vec();
+        let b = a.clone();
+        let shape = Shape::of(&a);
+        assert!(shape.text_for(&a).is_some());
+        // Equal bytes elsewhere, a prefix of it, or another statement: no
+        // shape, so a cache falls back to the exact text.
+        assert!(shape.text_for(&b).is_none());
+        assert!(shape.text_for(&a[..10]).is_none());
+        assert!(Shape::none(&a).text_for(&a).is_none());
     }
 
     #[test]
