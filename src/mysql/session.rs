@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
@@ -275,17 +277,20 @@ struct Session<'a> {
 impl Session<'_> {
     async fn commands(&mut self) -> Result<(), MyError> {
         let idle = self.proxy.config().limits.idle_timeout;
-        let mut shutdown = self.proxy.shutdown.clone();
+        let epoch = Instant::now();
+        // When the wait for the next command began, in nanoseconds since
+        // `epoch`: written after every command, read by the interrupt when
+        // its timer fires.
+        let waiting_since = AtomicU64::new(0);
+        // One interrupt for the whole loop: creating it per command would
+        // register and drop a timer and a shutdown waiter every time.
+        let interrupt = interrupt(self.proxy.shutdown.clone(), idle, epoch, &waiting_since);
+        tokio::pin!(interrupt);
         loop {
             let cmd = tokio::select! {
+                biased;
+                stop = &mut interrupt => return Err(stop),
                 r = self.client.read() => r?,
-                _ = tokio::time::sleep(idle), if !idle.is_zero() => return Err(MyError::IdleTimeout),
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return Err(MyError::ShuttingDown);
-                    }
-                    continue;
-                }
             };
             if cmd.first_seq != 0 {
                 tracing::debug!(seq = cmd.first_seq, "command with non-zero sequence id");
@@ -294,6 +299,9 @@ impl Session<'_> {
             self.client.next_seq = cmd.last_seq.wrapping_add(1);
             if !self.command(cmd).await? {
                 return Ok(());
+            }
+            if !idle.is_zero() {
+                waiting_since.store(nanos_since(epoch), Ordering::Relaxed);
             }
         }
     }
@@ -811,6 +819,54 @@ impl Session<'_> {
             out.clear();
         }
         Ok(())
+    }
+}
+
+/// Nanoseconds from `epoch` to now (saturating).
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What ends a session while it waits for a command: the idle timeout
+/// (`idle`, zero for none) counted from `waiting_since` (nanoseconds since
+/// `epoch`), or shutdown. Created once per command loop and polled with
+/// every read of a command; it is not polled while a command runs, so a
+/// timer that fires meanwhile only makes it look again at the next wait.
+async fn interrupt(
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+    epoch: Instant,
+    waiting_since: &AtomicU64,
+) -> MyError {
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    let mut armed = !idle.is_zero();
+    loop {
+        if *shutdown.borrow() {
+            return MyError::ShuttingDown;
+        }
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // The proxy is gone: treat as shutdown.
+                    return MyError::ShuttingDown;
+                }
+            }
+            () = &mut sleep, if armed => {
+                let since = Duration::from_nanos(waiting_since.load(Ordering::Relaxed));
+                let deadline = since.saturating_add(idle);
+                if epoch.elapsed() >= deadline {
+                    return MyError::IdleTimeout;
+                }
+                // A command ran meanwhile: wait out the current idle period
+                // (none that ends within `Instant`'s range ever ends).
+                match epoch.checked_add(deadline) {
+                    Some(at) => sleep.as_mut().reset(at.into()),
+                    None => armed = false,
+                }
+            }
+        }
     }
 }
 
