@@ -22,6 +22,7 @@ use super::error::MyError;
 use super::masking::MyMask;
 use super::reply_mask::{Outcome, Plans, ReplyMask};
 use super::response::{Expect, Step, Tracker};
+use super::stmt_ids::IdSet;
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
 use crate::policy::{
@@ -230,7 +231,7 @@ async fn serve_as(
             current_database: Some(target.database.clone()),
             ..Default::default()
         },
-        prepared: HashSet::new(),
+        prepared: IdSet::default(),
         mask,
         audit,
         client,
@@ -380,7 +381,11 @@ impl Session<'_> {
                     return Ok(true);
                 }
                 let sql = format!("USE `{}`", self.target.database.replace('`', "``"));
-                if self.judge(Source::Query, sql.as_bytes()).await?.is_some() {
+                if self
+                    .judge(Source::Query, sql.as_bytes(), false)
+                    .await?
+                    .is_some()
+                {
                     let mut p = BytesMut::new();
                     p.put_u8(com::INIT_DB);
                     p.put_slice(self.target.database.as_bytes());
@@ -397,7 +402,11 @@ impl Session<'_> {
                     "SELECT * FROM `{}` LIMIT 0",
                     String::from_utf8_lossy(table).replace('`', "``")
                 );
-                if self.judge(Source::Query, sql.as_bytes()).await?.is_some() {
+                if self
+                    .judge(Source::Query, sql.as_bytes(), false)
+                    .await?
+                    .is_some()
+                {
                     self.forward(&cmd.raw, Expect::FieldList).await?;
                 }
             }
@@ -439,9 +448,9 @@ impl Session<'_> {
                     Some(expect) => {
                         let mut reply = self.mask.as_ref().map(|m| m.reply_for(id, expect));
                         self.up.conn.write_raw(&cmd.raw).await?;
-                        self.relay_masked(expect, &mut reply).await?;
+                        let t = self.relay_masked(expect, &mut reply).await?;
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
-                            m.executed(id, expect, r);
+                            m.executed(id, expect, r, t.cursor);
                             if m.catalog_changing.contains(&id) {
                                 m.catalog_stale = true;
                             }
@@ -516,8 +525,16 @@ impl Session<'_> {
         self.client.send_err(code, state, message).await
     }
 
-    /// Judges a statement; `None` when it was refused (the client has its ERR).
-    async fn judge(&mut self, source: Source, sql: &[u8]) -> Result<Option<Effects>, MyError> {
+    /// Judges a statement; `None` when it was refused (the client has its
+    /// ERR). `vetted`: `sql` is a client's text that
+    /// [`super::statement_text::vet`] returned as sent, so it is known to
+    /// be its own vetted form; any other text is vetted again here.
+    async fn judge(
+        &mut self,
+        source: Source,
+        sql: &[u8],
+        vetted: bool,
+    ) -> Result<Option<Effects>, MyError> {
         let gate: Arc<dyn Gate> = self.proxy.gate();
         let judgement = gate.judge(
             &self.principal,
@@ -533,7 +550,10 @@ impl Session<'_> {
         }
         // Executable comments and sql_mode changes: the text must already
         // be what the server parses (see `vet_text`).
-        let unvetted = super::statement_text::unvetted(sql, &self.up.info);
+        let unvetted = match vetted {
+            true => None,
+            false => super::statement_text::unvetted(sql, &self.up.info),
+        };
         let refusal = match &judgement.decision {
             _ if unvetted.is_some() => unvetted,
             Decision::Allow => None,
@@ -700,6 +720,15 @@ impl Session<'_> {
             let mut infile = false;
             let mut split = false;
             while !tracker.is_done() {
+                // Rows that pass as they are, walked in one tight loop.
+                if !swallow.on && reply.as_ref().is_none_or(ReplyMask::rows_pass) {
+                    let rest = self.up.conn.buffer().get(at..).unwrap_or_default();
+                    if let Some((n, seq)) = tracker.pass_rows(rest, self.up.conn.max()) {
+                        at += n;
+                        last_seq = Some(seq);
+                        self.client.next_seq = seq.wrapping_add(1);
+                    }
+                }
                 let Some(l) = self.up.conn.locate_at(at)? else {
                     break;
                 };
@@ -820,6 +849,13 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether [`super::statement_text::vet`] returned a text as sent: vetting
+/// it again gives the same text, so it needs no second look.
+#[allow(clippy::ptr_arg)] // the variant is the point
+fn as_sent(text: &std::borrow::Cow<'_, [u8]>) -> bool {
+    matches!(text, std::borrow::Cow::Borrowed(_))
 }
 
 /// Nanoseconds from `epoch` to now (saturating).
