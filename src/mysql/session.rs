@@ -264,7 +264,7 @@ struct Session<'a> {
     settings: SessionSettings,
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
-    prepared: HashSet<u32>,
+    prepared: IdSet,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
     /// Set when the audit log is configured.
@@ -324,7 +324,7 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Query, &sql).await? {
+                if let Some(effects) = self.judge(Source::Query, &sql, as_sent(&sql)).await? {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
