@@ -192,9 +192,18 @@ impl MyMask {
         Some(info)
     }
 
-    /// After an execute: keeps what the statement's cursor fetches need.
-    pub fn executed(&mut self, id: u32, expect: Expect, reply: &mut ReplyMask) {
+    /// After an execute: keeps what the statement's cursor fetches need
+    /// (`opened`: the reply opened a cursor). An execute that opened none
+    /// closed any earlier cursor of the statement: fetches then have
+    /// nothing to mask by, and their rows are refused.
+    pub fn executed(&mut self, id: u32, expect: Expect, reply: &mut ReplyMask, opened: bool) {
         if expect != Expect::Execute {
+            return;
+        }
+        if !opened {
+            if let Some(s) = self.statements.get_mut(&id) {
+                s.cursor = None;
+            }
             return;
         }
         let cursor = match reply.cursor(self) {

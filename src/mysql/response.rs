@@ -71,6 +71,9 @@ pub struct Tracker {
     pub error: bool,
     /// Rows returned plus rows affected (OK packets), for the audit log.
     pub rows: u64,
+    /// A COM_STMT_EXECUTE reply that opened a cursor (its rows come with
+    /// COM_STMT_FETCH).
+    pub cursor: bool,
 }
 
 impl Tracker {
@@ -85,6 +88,7 @@ impl Tracker {
             prepared: None,
             error: false,
             rows: 0,
+            cursor: false,
         }
     }
 
@@ -192,6 +196,7 @@ impl Tracker {
             (State::ColumnsEof, _) if is_eof(p) => {
                 let cursor = status_flags(p).is_some_and(|s| s & status::CURSOR_EXISTS != 0);
                 if self.expect == Expect::Execute && cursor {
+                    self.cursor = true;
                     (State::Done, Step::Done)
                 } else {
                     (State::Rows, Step::More)
@@ -309,6 +314,10 @@ mod tests {
             &[vec![1], b"col".to_vec(), eof(status::CURSOR_EXISTS)],
         );
         assert_eq!(steps.last(), Some(&Step::Done));
+        assert!(t.cursor);
+        let mut t = Tracker::new(Expect::Execute);
+        run(&mut t, &[vec![1], b"col".to_vec(), eof(0), eof(0)]);
+        assert!(t.is_done() && !t.cursor);
         let mut t = Tracker::new(Expect::Fetch);
         let steps = run(&mut t, &[vec![0, 0, 1], eof(status::CURSOR_EXISTS)]);
         assert_eq!(steps, [Step::Row, Step::Done]);

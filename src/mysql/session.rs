@@ -348,7 +348,7 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Parse, &sql).await? {
+                if let Some(effects) = self.judge(Source::Parse, &sql, as_sent(&sql)).await? {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
