@@ -1,7 +1,6 @@
 //! One MySQL client session: login, then the command loop. See the module
 //! docs of [`crate::mysql`] for the state machine.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
