@@ -100,15 +100,44 @@ impl Catalog for MyCatalog {
 /// be reloaded before the next plan). Errs on the side of reloading.
 pub fn may_change_catalog(sql: &[u8]) -> bool {
     // ASCII case-insensitive, anywhere in the text (comments and literals
-    // included: a false positive only reloads the snapshot).
-    const WORDS: [&[u8]; 4] = [b"create", b"alter", b"drop", b"rename"];
-    sql.iter().enumerate().any(|(i, b)| {
-        matches!(b | 0x20, b'c' | b'a' | b'd' | b'r')
-            && WORDS.iter().any(|w| {
-                sql.get(i..i + w.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
-            })
-    })
+    // included: a false positive only reloads the snapshot). Each word has
+    // an `r`: look only around those. Statements are short, so they are
+    // found eight bytes at a time in a plain loop (a vector search costs
+    // more to set up than such a text takes to scan).
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const R: u64 = LOW * b'r' as u64;
+    let mut at = 0;
+    for chunk in sql.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        // Zero bytes of `x` are the `r`/`R` bytes (and maybe, after a
+        // borrow, a byte above one: each candidate is checked).
+        let x = (u64::from_le_bytes(w) | (LOW * 0x20)) ^ R;
+        let mut zeros = x.wrapping_sub(LOW) & !x & HIGH;
+        while zeros != 0 {
+            if r_word_at(sql, at + (zeros.trailing_zeros() / 8) as usize) {
+                return true;
+            }
+            zeros &= zeros - 1;
+        }
+        at += 8;
+    }
+    (at..sql.len()).any(|i| r_word_at(sql, i))
+}
+
+/// Whether `sql[i]` is an `r` or `R` that one of [`may_change_catalog`]'s
+/// words covers.
+fn r_word_at(sql: &[u8], i: usize) -> bool {
+    // The offset of the `r` in each word.
+    const WORDS: [(usize, &[u8]); 4] =
+        [(1, b"create"), (4, b"alter"), (1, b"drop"), (0, b"rename")];
+    sql.get(i).is_some_and(|b| b | 0x20 == b'r')
+        && WORDS.iter().any(|&(r, word)| {
+            i.checked_sub(r)
+                .and_then(|start| sql.get(start..start + word.len()))
+                .is_some_and(|s| s.eq_ignore_ascii_case(word))
+        })
 }
 
 /// Loads a snapshot over an idle upstream connection (between commands).
@@ -194,5 +223,32 @@ mod tests {
         assert!(may_change_catalog(b"CREATE VIEW v AS SELECT 1"));
         assert!(may_change_catalog(b"/* x */ ALTER TABLE t ADD c int"));
         assert!(!may_change_catalog(b"SELECT email FROM customers"));
+        for yes in [
+            &b"create"[..],
+            b"xAlTeRx",
+            b"drop",
+            b"RENAME",
+            b"/*rename*/",
+            b"r drop",
+            b"select 'create'",
+            b"0123456789abcdefalter",
+            b"01234567drop",
+            b"0123456create",
+        ] {
+            assert!(may_change_catalog(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"r"[..],
+            b"reate",
+            b"creat",
+            b"alte",
+            b"drp",
+            b"renam",
+            b"SELECT c FROM sbtest1 WHERE id=1 ORDER BY c",
+            b"0123456789abcdefalte",
+            b"\x72\x52\xf2\xd2 rr RR \x00\xff",
+        ] {
+            assert!(!may_change_catalog(no), "{}", String::from_utf8_lossy(no));
+        }
     }
 }

@@ -174,6 +174,11 @@ impl PacketConn {
         }))
     }
 
+    /// The largest logical packet this leg accepts.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// The bytes read and not yet taken.
     pub fn buffer(&self) -> &[u8] {
         &self.rbuf

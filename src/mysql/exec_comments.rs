@@ -24,10 +24,15 @@ use super::server_info::ServerInfo;
 /// True when `sql` contains an executable-comment marker anywhere (even in
 /// a string); texts without one need no expansion.
 pub fn has_marker(sql: &[u8]) -> bool {
-    memchr::memmem::find_iter(sql, b"/*").any(|i| {
-        let rest = &sql[i + 2..];
-        rest.starts_with(b"!") || rest.starts_with(b"M!")
-    })
+    // memchr on one byte: a memmem searcher costs more to set up than a
+    // short statement takes to scan.
+    memchr::memchr_iter(b'/', sql).any(|i| marker_at(sql, i))
+}
+
+/// True when the `/` at `sql[i]` starts a marker (see [`has_marker`]).
+pub fn marker_at(sql: &[u8], i: usize) -> bool {
+    let rest = sql.get(i + 1..).unwrap_or_default();
+    rest.starts_with(b"*!") || rest.starts_with(b"*M!")
 }
 
 /// The text the server would parse; borrowed when there is no marker.
@@ -187,6 +192,9 @@ mod tests {
         assert!(has_marker(b"/*!"));
         assert!(has_marker(b"x /*M! y"));
         assert!(!has_marker(b"/* ! */ /*M */ /*"));
+        assert!(has_marker(b"//*!"));
+        assert!(!has_marker(b"/"));
+        assert!(!has_marker(b"a/ *!/"));
     }
 
     #[test]

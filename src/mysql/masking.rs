@@ -19,7 +19,7 @@
 //!   definitions never need to change.
 //! * ERR messages are scrubbed by the principal's value detectors.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -32,6 +32,7 @@ use super::binary_row::{self, Change};
 use super::catalog::MyCatalog;
 use super::reply_mask::{Plans, ReplyMask};
 use super::response::Expect;
+use super::stmt_ids::{IdMap, IdSet};
 use crate::masking::{
     detect, types, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
 };
@@ -47,10 +48,10 @@ pub struct MyMask {
     /// Set after DDL: reload the snapshot before the next plan.
     pub catalog_stale: bool,
     /// Plans of the prepared statements airlock allowed, by statement id.
-    pub statements: HashMap<u32, StmtMask>,
+    pub statements: IdMap<StmtMask>,
     /// Prepared statements whose text may change the schema: executing
     /// one makes the catalog stale.
-    pub catalog_changing: HashSet<u32>,
+    pub catalog_changing: IdSet,
     /// What each column definition seen in this session means for masking,
     /// by the definition's exact bytes (see [`ColInfo`]).
     columns: HashMap<Box<[u8]>, Arc<ColInfo>>,
@@ -148,8 +149,8 @@ impl MyMask {
             detectors,
             catalog: None,
             catalog_stale: true,
-            statements: HashMap::new(),
-            catalog_changing: HashSet::new(),
+            statements: IdMap::default(),
+            catalog_changing: IdSet::default(),
             columns: HashMap::new(),
             clear: Arc::new(Vec::new()),
         }
@@ -192,9 +193,18 @@ impl MyMask {
         Some(info)
     }
 
-    /// After an execute: keeps what the statement's cursor fetches need.
-    pub fn executed(&mut self, id: u32, expect: Expect, reply: &mut ReplyMask) {
+    /// After an execute: keeps what the statement's cursor fetches need
+    /// (`opened`: the reply opened a cursor). An execute that opened none
+    /// closed any earlier cursor of the statement: fetches then have
+    /// nothing to mask by, and their rows are refused.
+    pub fn executed(&mut self, id: u32, expect: Expect, reply: &mut ReplyMask, opened: bool) {
         if expect != Expect::Execute {
+            return;
+        }
+        if !opened {
+            if let Some(s) = self.statements.get_mut(&id) {
+                s.cursor = None;
+            }
             return;
         }
         let cursor = match reply.cursor(self) {

@@ -72,6 +72,7 @@ pub mod server_info;
 pub mod session;
 pub mod sql_mode;
 pub mod statement_text;
+pub mod stmt_ids;
 pub mod upstream;
 
 use crate::config::Identity;

@@ -100,6 +100,12 @@ impl ReplyMask {
         }
     }
 
+    /// Whether the active result's rows pass as received: its actions are
+    /// worked out and mask nothing ([`Self::on_packet`] passes every row).
+    pub fn rows_pass(&self) -> bool {
+        self.actions.as_ref().is_some_and(|a| a.is_empty())
+    }
+
     fn binary(&self) -> bool {
         matches!(self.expect, Expect::Execute | Expect::Fetch)
     }

@@ -7,6 +7,7 @@
 //! ERR). `SERVER_MORE_RESULTS_EXISTS` in a final OK/EOF means another result
 //! follows (multi-statements, CALL).
 
+use airlock_protocol::mysql::frame;
 use airlock_protocol::mysql::packets::{self, is_eof, status_flags};
 use airlock_protocol::mysql::status;
 use airlock_protocol::mysql::wire::Reader;
@@ -70,6 +71,9 @@ pub struct Tracker {
     pub error: bool,
     /// Rows returned plus rows affected (OK packets), for the audit log.
     pub rows: u64,
+    /// A COM_STMT_EXECUTE reply that opened a cursor (its rows come with
+    /// COM_STMT_FETCH).
+    pub cursor: bool,
 }
 
 impl Tracker {
@@ -84,11 +88,43 @@ impl Tracker {
             prepared: None,
             error: false,
             rows: 0,
+            cursor: false,
         }
     }
 
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Walks the rows at the start of `buf` while the reply is in a result
+    /// set's rows, as [`Self::feed`] would (each one a [`Step::Row`]):
+    /// the bytes walked and the last row's sequence id, `None` when none
+    /// was. Stops before anything that is not a complete, plain row of one
+    /// physical packet of at most `max` bytes (EOF, ERR, anything starting
+    /// like them, an empty packet, a 16 MiB packet, an incomplete one):
+    /// that goes through [`Self::feed`].
+    pub fn pass_rows(&mut self, buf: &[u8], max: usize) -> Option<(usize, u8)> {
+        if self.state != State::Rows {
+            return None;
+        }
+        let mut at = 0;
+        let mut seq = None;
+        while let Some(h) = buf.get(at..at + 4) {
+            let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+            if len >= frame::MAX_PAYLOAD || len > max {
+                break;
+            }
+            let end = at + 4 + len;
+            match buf.get(at + 4) {
+                Some(&first)
+                    if end <= buf.len() && first != packets::ERR && first != packets::EOF => {}
+                _ => break,
+            }
+            self.rows += 1;
+            seq = Some(h[3]);
+            at = end;
+        }
+        seq.map(|s| (at, s))
     }
 
     /// Feeds the next logical packet's payload.
@@ -160,6 +196,7 @@ impl Tracker {
             (State::ColumnsEof, _) if is_eof(p) => {
                 let cursor = status_flags(p).is_some_and(|s| s & status::CURSOR_EXISTS != 0);
                 if self.expect == Expect::Execute && cursor {
+                    self.cursor = true;
                     (State::Done, Step::Done)
                 } else {
                     (State::Rows, Step::More)
@@ -277,9 +314,57 @@ mod tests {
             &[vec![1], b"col".to_vec(), eof(status::CURSOR_EXISTS)],
         );
         assert_eq!(steps.last(), Some(&Step::Done));
+        assert!(t.cursor);
+        let mut t = Tracker::new(Expect::Execute);
+        run(&mut t, &[vec![1], b"col".to_vec(), eof(0), eof(0)]);
+        assert!(t.is_done() && !t.cursor);
         let mut t = Tracker::new(Expect::Fetch);
         let steps = run(&mut t, &[vec![0, 0, 1], eof(status::CURSOR_EXISTS)]);
         assert_eq!(steps, [Step::Row, Step::Done]);
+    }
+
+    /// Frames payloads as packets with sequence ids from 1.
+    fn framed(ps: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for (i, p) in ps.iter().enumerate() {
+            frame::write_packet(&mut out, i as u8 + 1, p);
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn pass_rows_walks_what_feed_would_call_rows() {
+        let rows = [b"\x011".to_vec(), b"\x0212".to_vec(), vec![0xfb]];
+        let mut t = Tracker::new(Expect::Query);
+        // Not in the rows yet.
+        assert_eq!(t.pass_rows(&framed(&rows), 1 << 20), None);
+        run(&mut t, &[vec![1], b"col".to_vec(), eof(0)]);
+        let mut all = rows.to_vec();
+        all.push(eof(0));
+        let buf = framed(&all);
+        let (n, seq) = t.pass_rows(&buf, 1 << 20).unwrap();
+        assert_eq!((n, seq, t.rows), (6 + 7 + 5, 3, 3));
+        // The EOF is left to `feed`; then there is nothing to walk.
+        assert_eq!(t.pass_rows(&buf[n..], 1 << 20), None);
+        assert_eq!(t.feed(&eof(0)).unwrap(), Step::Done);
+        assert_eq!(t.pass_rows(&buf, 1 << 20), None);
+
+        // Incomplete, ERR, empty, over the limit: left to `feed`.
+        for (rows, max) in [
+            (vec![b"\x011".to_vec()], 1 << 20),
+            (vec![b"\xff\x10\x04#42000no".to_vec()], 1 << 20),
+            (vec![vec![]], 1 << 20),
+            (vec![b"\x011".to_vec()], 1),
+        ] {
+            let mut t = Tracker::new(Expect::Query);
+            run(&mut t, &[vec![1], b"col".to_vec(), eof(0)]);
+            let mut buf = framed(&rows);
+            if rows[0] == b"\x011" && max > 1 {
+                buf.pop();
+            }
+            assert_eq!(t.pass_rows(&buf, max), None, "{rows:?}");
+            assert_eq!(t.rows, 0);
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One MySQL client session: login, then the command loop. See the module
 //! docs of [`crate::mysql`] for the state machine.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
@@ -20,6 +21,7 @@ use super::error::MyError;
 use super::masking::MyMask;
 use super::reply_mask::{Outcome, Plans, ReplyMask};
 use super::response::{Expect, Step, Tracker};
+use super::stmt_ids::IdSet;
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
 use crate::policy::{
@@ -228,7 +230,7 @@ async fn serve_as(
             current_database: Some(target.database.clone()),
             ..Default::default()
         },
-        prepared: HashSet::new(),
+        prepared: IdSet::default(),
         mask,
         audit,
         client,
@@ -261,7 +263,7 @@ struct Session<'a> {
     settings: SessionSettings,
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
-    prepared: HashSet<u32>,
+    prepared: IdSet,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
     /// Set when the audit log is configured.
@@ -275,17 +277,20 @@ struct Session<'a> {
 impl Session<'_> {
     async fn commands(&mut self) -> Result<(), MyError> {
         let idle = self.proxy.config().limits.idle_timeout;
-        let mut shutdown = self.proxy.shutdown.clone();
+        let epoch = Instant::now();
+        // When the wait for the next command began, in nanoseconds since
+        // `epoch`: written after every command, read by the interrupt when
+        // its timer fires.
+        let waiting_since = AtomicU64::new(0);
+        // One interrupt for the whole loop: creating it per command would
+        // register and drop a timer and a shutdown waiter every time.
+        let interrupt = interrupt(self.proxy.shutdown.clone(), idle, epoch, &waiting_since);
+        tokio::pin!(interrupt);
         loop {
             let cmd = tokio::select! {
+                biased;
+                stop = &mut interrupt => return Err(stop),
                 r = self.client.read() => r?,
-                _ = tokio::time::sleep(idle), if !idle.is_zero() => return Err(MyError::IdleTimeout),
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return Err(MyError::ShuttingDown);
-                    }
-                    continue;
-                }
             };
             if cmd.first_seq != 0 {
                 tracing::debug!(seq = cmd.first_seq, "command with non-zero sequence id");
@@ -294,6 +299,9 @@ impl Session<'_> {
             self.client.next_seq = cmd.last_seq.wrapping_add(1);
             if !self.command(cmd).await? {
                 return Ok(());
+            }
+            if !idle.is_zero() {
+                waiting_since.store(nanos_since(epoch), Ordering::Relaxed);
             }
         }
     }
@@ -315,7 +323,7 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Query, &sql).await? {
+                if let Some(effects) = self.judge(Source::Query, &sql, as_sent(&sql)).await? {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
@@ -339,7 +347,7 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Parse, &sql).await? {
+                if let Some(effects) = self.judge(Source::Parse, &sql, as_sent(&sql)).await? {
                     let Some(plans) = self.plan_masking(&sql).await? else {
                         return Ok(true);
                     };
@@ -372,7 +380,11 @@ impl Session<'_> {
                     return Ok(true);
                 }
                 let sql = format!("USE `{}`", self.target.database.replace('`', "``"));
-                if self.judge(Source::Query, sql.as_bytes()).await?.is_some() {
+                if self
+                    .judge(Source::Query, sql.as_bytes(), false)
+                    .await?
+                    .is_some()
+                {
                     let mut p = BytesMut::new();
                     p.put_u8(com::INIT_DB);
                     p.put_slice(self.target.database.as_bytes());
@@ -389,7 +401,11 @@ impl Session<'_> {
                     "SELECT * FROM `{}` LIMIT 0",
                     String::from_utf8_lossy(table).replace('`', "``")
                 );
-                if self.judge(Source::Query, sql.as_bytes()).await?.is_some() {
+                if self
+                    .judge(Source::Query, sql.as_bytes(), false)
+                    .await?
+                    .is_some()
+                {
                     self.forward(&cmd.raw, Expect::FieldList).await?;
                 }
             }
@@ -431,9 +447,9 @@ impl Session<'_> {
                     Some(expect) => {
                         let mut reply = self.mask.as_ref().map(|m| m.reply_for(id, expect));
                         self.up.conn.write_raw(&cmd.raw).await?;
-                        self.relay_masked(expect, &mut reply).await?;
+                        let t = self.relay_masked(expect, &mut reply).await?;
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
-                            m.executed(id, expect, r);
+                            m.executed(id, expect, r, t.cursor);
                             if m.catalog_changing.contains(&id) {
                                 m.catalog_stale = true;
                             }
@@ -508,8 +524,16 @@ impl Session<'_> {
         self.client.send_err(code, state, message).await
     }
 
-    /// Judges a statement; `None` when it was refused (the client has its ERR).
-    async fn judge(&mut self, source: Source, sql: &[u8]) -> Result<Option<Effects>, MyError> {
+    /// Judges a statement; `None` when it was refused (the client has its
+    /// ERR). `vetted`: `sql` is a client's text that
+    /// [`super::statement_text::vet`] returned as sent, so it is known to
+    /// be its own vetted form; any other text is vetted again here.
+    async fn judge(
+        &mut self,
+        source: Source,
+        sql: &[u8],
+        vetted: bool,
+    ) -> Result<Option<Effects>, MyError> {
         let gate: Arc<dyn Gate> = self.proxy.gate();
         let judgement = gate.judge(
             &self.principal,
@@ -525,7 +549,10 @@ impl Session<'_> {
         }
         // Executable comments and sql_mode changes: the text must already
         // be what the server parses (see `vet_text`).
-        let unvetted = super::statement_text::unvetted(sql, &self.up.info);
+        let unvetted = match vetted {
+            true => None,
+            false => super::statement_text::unvetted(sql, &self.up.info),
+        };
         let refusal = match &judgement.decision {
             _ if unvetted.is_some() => unvetted,
             Decision::Allow => None,
@@ -692,6 +719,15 @@ impl Session<'_> {
             let mut infile = false;
             let mut split = false;
             while !tracker.is_done() {
+                // Rows that pass as they are, walked in one tight loop.
+                if !swallow.on && reply.as_ref().is_none_or(ReplyMask::rows_pass) {
+                    let rest = self.up.conn.buffer().get(at..).unwrap_or_default();
+                    if let Some((n, seq)) = tracker.pass_rows(rest, self.up.conn.max()) {
+                        at += n;
+                        last_seq = Some(seq);
+                        self.client.next_seq = seq.wrapping_add(1);
+                    }
+                }
                 let Some(l) = self.up.conn.locate_at(at)? else {
                     break;
                 };
@@ -811,6 +847,61 @@ impl Session<'_> {
             out.clear();
         }
         Ok(())
+    }
+}
+
+/// Whether [`super::statement_text::vet`] returned a text as sent: vetting
+/// it again gives the same text, so it needs no second look.
+#[allow(clippy::ptr_arg)] // the variant is the point
+fn as_sent(text: &std::borrow::Cow<'_, [u8]>) -> bool {
+    matches!(text, std::borrow::Cow::Borrowed(_))
+}
+
+/// Nanoseconds from `epoch` to now (saturating).
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What ends a session while it waits for a command: the idle timeout
+/// (`idle`, zero for none) counted from `waiting_since` (nanoseconds since
+/// `epoch`), or shutdown. Created once per command loop and polled with
+/// every read of a command; it is not polled while a command runs, so a
+/// timer that fires meanwhile only makes it look again at the next wait.
+async fn interrupt(
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+    epoch: Instant,
+    waiting_since: &AtomicU64,
+) -> MyError {
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    let mut armed = !idle.is_zero();
+    loop {
+        if *shutdown.borrow() {
+            return MyError::ShuttingDown;
+        }
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // The proxy is gone: treat as shutdown.
+                    return MyError::ShuttingDown;
+                }
+            }
+            () = &mut sleep, if armed => {
+                let since = Duration::from_nanos(waiting_since.load(Ordering::Relaxed));
+                let deadline = since.saturating_add(idle);
+                if epoch.elapsed() >= deadline {
+                    return MyError::IdleTimeout;
+                }
+                // A command ran meanwhile: wait out the current idle period
+                // (none that ends within `Instant`'s range ever ends).
+                match epoch.checked_add(deadline) {
+                    Some(at) => sleep.as_mut().reset(at.into()),
+                    None => armed = false,
+                }
+            }
+        }
     }
 }
 

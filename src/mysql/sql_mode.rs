@@ -84,12 +84,16 @@ pub fn check_session(mode: &str) -> Result<(), MyError> {
 /// True when `sql` mentions sql_mode at all (case-insensitively, anywhere);
 /// only such texts need [`check_statements`].
 pub fn mentions(sql: &[u8]) -> bool {
-    memchr::memchr_iter(b'_', sql).any(|i| {
-        i >= 3
-            && sql
-                .get(i - 3..i + 5)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"sql_mode"))
-    })
+    memchr::memchr_iter(b'_', sql).any(|i| mention_at(sql, i))
+}
+
+/// True when the `_` at `sql[i]` is the one of a `sql_mode` (see
+/// [`mentions`]).
+pub fn mention_at(sql: &[u8], i: usize) -> bool {
+    i >= 3
+        && sql
+            .get(i - 3..i + 5)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"sql_mode"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

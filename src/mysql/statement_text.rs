@@ -12,8 +12,8 @@ use super::sql_mode;
 /// The text to judge, or why the statement is refused (a message for the
 /// client, without the `airlock: ` prefix).
 pub fn vet<'a>(sql: &'a [u8], server: &ServerInfo) -> Result<Cow<'a, [u8]>, String> {
-    let marker = exec_comments::has_marker(sql);
-    if !marker && !sql_mode::mentions(sql) {
+    let (marker, mode) = scan(sql);
+    if !marker && !mode {
         return Ok(Cow::Borrowed(sql));
     }
     let canonical = exec_comments::canonical(sql, server)
@@ -24,6 +24,21 @@ pub fn vet<'a>(sql: &'a [u8], server: &ServerInfo) -> Result<Cow<'a, [u8]>, Stri
     } else {
         Cow::Borrowed(sql)
     })
+}
+
+/// [`exec_comments::has_marker`] and [`sql_mode::mentions`] in one pass.
+fn scan(sql: &[u8]) -> (bool, bool) {
+    let (mut marker, mut mode) = (false, false);
+    for i in memchr::memchr2_iter(b'/', b'_', sql) {
+        match sql.get(i) {
+            Some(b'/') => marker |= exec_comments::marker_at(sql, i),
+            _ => mode |= sql_mode::mention_at(sql, i),
+        }
+        if marker && mode {
+            break;
+        }
+    }
+    (marker, mode)
 }
 
 /// A refusal for text that is not what [`vet`] returns for it (a caller
@@ -40,6 +55,31 @@ pub fn unvetted(sql: &[u8], server: &ServerInfo) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_is_marker_and_mention() {
+        for sql in [
+            &b""[..],
+            b"SELECT 1",
+            b"/*!",
+            b"x /*M! y",
+            b"/* ! */ /*M */ /*",
+            b"//*!",
+            b"SET sql_mode = ''",
+            b"set SQL_MODE=1 /*! x */",
+            b"_sql_mode_",
+            b"ql_mode /",
+            b"@@session.sql_mode/*!",
+        ] {
+            assert_eq!(
+                scan(sql),
+                (exec_comments::has_marker(sql), sql_mode::mentions(sql)),
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+        assert_eq!(scan(b"set SQL_MODE=1 /*! x */"), (true, true));
+    }
 
     #[test]
     fn vetting() {
