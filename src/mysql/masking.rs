@@ -34,8 +34,9 @@ use super::reply_mask::{Plans, ReplyMask};
 use super::response::Expect;
 use super::stmt_ids::{IdMap, IdSet};
 use crate::masking::{
-    detect, types, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
+    detect, types, Audience, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
 };
+use crate::policy::shape::Shape;
 use crate::policy::{Dialect, Principal, SessionContext};
 
 /// What a session needs to mask.
@@ -58,6 +59,8 @@ pub struct MyMask {
     /// The actions of a result with no masked column (shared, so a clear
     /// result costs no allocation).
     clear: Arc<Vec<Action>>,
+    /// The rules and detectors that apply to `principal`, worked out once.
+    audience: Audience,
 }
 
 const MULTI_OPAQUE: &str = "airlock: blocked by rule builtin.masking-multi-statement: a multi-statement text may not hold a statement whose results airlock cannot attribute (CALL, SHOW, ...) while masking applies; send it on its own";
@@ -144,6 +147,7 @@ impl Action {
 impl MyMask {
     pub fn new(masker: Arc<Masker>, principal: Principal, detectors: DetectorSet) -> Self {
         MyMask {
+            audience: masker.audience(&principal),
             masker,
             principal,
             detectors,
@@ -230,9 +234,10 @@ impl MyMask {
             Some(c) => c.as_ref(),
             None => &NoCatalog,
         };
+        let shape = Shape::of(sql.as_bytes());
         let plans = self
             .masker
-            .plan_shared(&self.principal, Dialect::MySql, sql, ctx, catalog);
+            .plan_for(&self.audience, Dialect::MySql, sql, &shape, ctx, catalog);
         for p in plans.iter() {
             if let StatementPlan::Block { rule, message } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
