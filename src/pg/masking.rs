@@ -156,6 +156,26 @@ impl LastActions {
     }
 }
 
+/// Postgres gives objects made after initdb OIDs from here on; system
+/// catalogs and `information_schema` (which the snapshot leaves out) are
+/// below it.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// The rule id of a column from a relation the catalog snapshot does not
+/// know.
+const UNKNOWN_SOURCE: &str = "builtin.unknown-source";
+
+fn unknown_source() -> ColumnMask {
+    ColumnMask::Mask {
+        rule: UNKNOWN_SOURCE.into(),
+        strategy: crate::masking::Strategy::Redact,
+    }
+}
+
+fn is_unknown_source(m: &ColumnMask) -> bool {
+    matches!(m, ColumnMask::Mask { rule, .. } if rule == UNKNOWN_SOURCE)
+}
+
 /// Bound on [`RowMasking::by_source`]; cleared when full.
 const BY_SOURCE_MAX: usize = 4096;
 
@@ -313,17 +333,20 @@ impl RowMasking {
                 let by_source = match self.by_source.get(&key) {
                     Some(m) => m.clone(),
                     None => {
-                        let m = ctx
-                            .catalog
-                            .column(f.table_oid, f.attnum)
-                            .and_then(|(rel, col)| {
-                                ctx.masker.mask_for_column(
-                                    &ctx.principal,
-                                    &rel.schema,
-                                    &rel.name,
-                                    col,
-                                )
-                            });
+                        let m = match ctx.catalog.column(f.table_oid, f.attnum) {
+                            Some((rel, col)) => ctx.masker.mask_for_column(
+                                &ctx.principal,
+                                &rel.schema,
+                                &rel.name,
+                                col,
+                            ),
+                            // A user relation (or column) newer than this
+                            // session's catalog snapshot, e.g. a view made
+                            // in this session over a masked column: what it
+                            // holds is unknown, so its values are hidden.
+                            None if f.table_oid >= FIRST_NORMAL_OID => Some(unknown_source()),
+                            None => None,
+                        };
                         if self.by_source.len() >= BY_SOURCE_MAX {
                             self.by_source.clear();
                         }
@@ -331,8 +354,15 @@ impl RowMasking {
                         m
                     }
                 };
-                if let Some(m) = by_source {
-                    mask = m;
+                match by_source {
+                    // A rule that matched by name or lineage still applies.
+                    Some(m) if is_unknown_source(&m) => {
+                        if !matches!(mask, ColumnMask::Mask { .. }) {
+                            mask = m;
+                        }
+                    }
+                    Some(m) => mask = m,
+                    None => {}
                 }
             }
             let text_like = field.is_none_or(|f| types::pg_oid_is_text(f.type_oid));
