@@ -6,10 +6,11 @@
 //! selects on [`LiveSession::terminated`] beside its relay.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::audit::{now_ms, rfc3339};
 
@@ -58,7 +59,16 @@ impl SessionInfo {
 
 struct Entry {
     info: SessionInfo,
-    kill: watch::Sender<bool>,
+    kill: Arc<Kill>,
+}
+
+/// An operator's request to end one session. A flag and a [`Notify`]
+/// rather than a watch channel: every live session has one, and a watch
+/// channel's state is several times larger.
+#[derive(Default)]
+struct Kill {
+    killed: AtomicBool,
+    notify: Notify,
 }
 
 /// Every live session of a running airlock.
@@ -74,12 +84,18 @@ impl LiveSessions {
 
     /// Lists `info` until the returned guard is dropped.
     pub fn register(self: &Arc<Self>, info: SessionInfo) -> LiveSession {
-        let (kill, rx) = watch::channel(false);
+        let kill = Arc::new(Kill::default());
         let id = info.id;
-        self.lock().insert(id, Entry { info, kill });
+        self.lock().insert(
+            id,
+            Entry {
+                info,
+                kill: Arc::clone(&kill),
+            },
+        );
         LiveSession {
             id,
-            rx,
+            kill,
             registry: Arc::clone(self),
         }
     }
@@ -97,7 +113,8 @@ impl LiveSessions {
     pub fn terminate(&self, id: u64) -> Option<SessionInfo> {
         let map = self.lock();
         let e = map.get(&id)?;
-        let _ = e.kill.send(true);
+        e.kill.killed.store(true, Ordering::Release);
+        e.kill.notify.notify_waiters();
         Some(e.info.clone())
     }
 }
@@ -105,7 +122,7 @@ impl LiveSessions {
 /// A session's registration. Dropping it unregisters the session.
 pub struct LiveSession {
     id: u64,
-    rx: watch::Receiver<bool>,
+    kill: Arc<Kill>,
     registry: Arc<LiveSessions>,
 }
 
@@ -116,10 +133,15 @@ impl LiveSession {
 
     /// Completes when an operator terminates the session. Cancel-safe.
     pub async fn terminated(&self) {
-        let mut rx = self.rx.clone();
-        if rx.wait_for(|killed| *killed).await.is_err() {
-            // The registry entry is gone: never fires.
-            std::future::pending::<()>().await;
+        loop {
+            // Created before the flag is read: a `Notified` receives
+            // `notify_waiters` from its creation on, so a terminate between
+            // the check and the await is not missed.
+            let notified = self.kill.notify.notified();
+            if self.kill.killed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 }

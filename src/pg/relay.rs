@@ -147,7 +147,9 @@ where
                     writer.write_all(&buf[..consumed]).await?;
                     buf.advance(consumed);
                     writer.flush().await?;
-                    let Some(verdict) = hold(reader, buf, side).await? else {
+                    // Boxed: holds are rare, and inline the wait's state
+                    // would enlarge every session for its whole life.
+                    let Some(verdict) = Box::pin(hold(reader, buf, side)).await? else {
                         return Ok(Stopped::PeerClosed);
                     };
                     let stop = matches!(verdict, Verdict::PassAndStop);

@@ -80,7 +80,7 @@ pub async fn run(
                 let max = proxy.config().limits.max_message_size.0;
                 let mut conn = Conn::new(stream, max);
                 let result = match permit {
-                    Some(_) => serve(&proxy, &mut conn, &message, id, peer).await,
+                    Some(_) => serve(&proxy, &mut conn, message, id, peer).await,
                     None => Err(SessionError::TooManyConnections),
                 };
                 match result {
@@ -107,13 +107,101 @@ async fn send_fatal(stream: &mut Stream, e: &SessionError) {
 }
 
 /// Authenticates the client, connects upstream and relays until the end.
+///
+/// The login runs in its own boxed future: its state (SCRAM, the upstream
+/// connect and TLS handshake, a catalog load, an ephemeral lease) is several
+/// KB, and inline it would size every session's task for the session's
+/// whole life. What the relay needs is handed over in a [`LoggedIn`];
+/// everything else of the login (the startup packet, the server's greeting,
+/// buffers) is freed before the relay starts.
 async fn serve(
     proxy: &Arc<Proxy>,
     conn: &mut Conn,
-    startup: &StartupMessage,
+    startup: StartupMessage,
     session_id: u64,
     peer: SocketAddr,
 ) -> Result<(), SessionError> {
+    let mut session = Box::pin(log_in(proxy, conn, startup, session_id, peer)).await?;
+    let expires_at = session.lease.as_ref().and_then(|l| l.expires_at);
+    let cancel = session.cancel_guard.held();
+    // One select, the relay future built in place: moving a future into a
+    // second select (or an async block) would keep two copies of its state.
+    let result = tokio::select! {
+        r = relay(
+            proxy,
+            session_id,
+            conn,
+            &mut session.server,
+            session.status,
+            &session.principal,
+            session.context,
+            session.max_rows,
+            session.masking,
+            session.audit.as_deref(),
+            cancel,
+        ) => r,
+        () = session.live.terminated() => Err(SessionError::Upstream {
+            code: "57P01",
+            message: "terminating connection due to administrator command (airlock admin API)".into(),
+        }),
+        // An ephemeral user's TTL ends the session (the broker also revokes
+        // the user shortly after, terminating its backend, should this
+        // timer fail).
+        () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
+            code: "57P01",
+            message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+        }),
+    };
+    if let Some(lease) = session.lease {
+        // Boxed: the release (a connection to the broker) is large, and only
+        // ephemeral sessions have one.
+        Box::pin(lease.release()).await;
+    }
+    if let Some(a) = &session.audit {
+        a.disconnect();
+    }
+    result
+}
+
+/// Waits until `at`, or forever when there is no deadline. The timer is
+/// boxed: only sessions with an ephemeral credential have one, and inline it
+/// would take its room in every session.
+async fn sleep_until_or_forever(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => Box::pin(tokio::time::sleep_until(at.into())).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A logged-in session, ready to relay: what the relay needs, and the
+/// registrations that last as long as the session.
+struct LoggedIn {
+    principal: Principal,
+    server: Conn,
+    /// Transaction status of the server's first ReadyForQuery.
+    status: u8,
+    context: SessionContext,
+    max_rows: Option<u64>,
+    masking: Option<Arc<MaskContext>>,
+    /// Boxed: large, and absent unless an audit log is configured.
+    audit: Option<Box<SessionAudit>>,
+    /// The session's ephemeral user, released at the end.
+    lease: Option<credentials::Lease>,
+    live: crate::admin::live::LiveSession,
+    cancel_guard: super::cancel::CancelGuard,
+    _slot: SessionSlot,
+}
+
+/// Authenticates the client, connects upstream, and tells the client it is
+/// in (AuthenticationOk, the server's greeting, ReadyForQuery).
+async fn log_in(
+    proxy: &Arc<Proxy>,
+    conn: &mut Conn,
+    startup: StartupMessage,
+    session_id: u64,
+    peer: SocketAddr,
+) -> Result<LoggedIn, SessionError> {
+    let startup = &startup;
     let config = proxy.config();
     let mut out = BytesMut::new();
     if proxy.client_tls.as_ref().is_some_and(|t| t.require) && !conn.stream.is_tls() {
@@ -191,7 +279,7 @@ async fn serve(
         ..Default::default()
     };
     let audit = proxy.audit.as_ref().map(|log| {
-        SessionAudit::new(
+        Box::new(SessionAudit::new(
             Arc::clone(log),
             proxy.audit_fail_closed,
             session_id,
@@ -199,7 +287,7 @@ async fn serve(
             &peer.to_string(),
             startup.param("application_name"),
             declared_model(startup.param("application_name")),
-        )
+        ))
     });
     if let Some(a) = &audit {
         a.connect();
@@ -216,47 +304,19 @@ async fn serve(
             &principal.target,
         )
     });
-    let relayed = relay(
-        proxy,
-        session_id,
-        conn,
-        up.conn,
-        up.status,
-        &principal,
+    Ok(LoggedIn {
+        principal,
+        server: up.conn,
+        status: up.status,
         context,
-        settings.max_rows,
+        max_rows: settings.max_rows,
         masking,
-        audit.as_ref(),
-        cancel_guard.held(),
-    );
-    // An ephemeral user's TTL ends the session (the broker also revokes the
-    // user shortly after, terminating its backend, should this timer fail).
-    let relayed = async {
-        tokio::select! {
-            r = relayed => r,
-            () = live.terminated() => Err(SessionError::Upstream {
-                code: "57P01",
-                message: "terminating connection due to administrator command (airlock admin API)".into(),
-            }),
-        }
-    };
-    let result = match lease.as_ref().and_then(|l| l.expires_at) {
-        None => relayed.await,
-        Some(at) => tokio::select! {
-            r = relayed => r,
-            _ = tokio::time::sleep_until(at.into()) => Err(SessionError::Upstream {
-                code: "57P01",
-                message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
-            }),
-        },
-    };
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
-    if let Some(a) = &audit {
-        a.disconnect();
-    }
-    result
+        audit,
+        lease,
+        live,
+        cancel_guard,
+        _slot,
+    })
 }
 
 /// What a session needs once its client is in: who it is, the upstream
@@ -540,7 +600,7 @@ async fn relay(
     proxy: &Arc<Proxy>,
     session_id: u64,
     client: &mut Conn,
-    server: Conn,
+    server: &mut Conn,
     status: u8,
     principal: &Principal,
     context: SessionContext,
@@ -554,10 +614,9 @@ async fn relay(
     let shared = Shared::new(status);
     let expect = Arc::new(Expectations::default());
     let mut client_buf = std::mem::take(&mut client.rbuf);
-    let mut server_buf = server.rbuf;
-    let mut server_stream = server.stream;
+    let mut server_buf = std::mem::take(&mut server.rbuf);
     let (mut client_r, mut client_w) = client.stream.split();
-    let (mut server_r, mut server_w) = server_stream.split();
+    let (mut server_r, mut server_w) = server.stream.split();
 
     let mut to_server = ClientSide::new(
         &shared,

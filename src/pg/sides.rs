@@ -148,8 +148,8 @@ pub struct ClientSide<'a> {
     /// The session id, for approval requests.
     session_id: u64,
     /// The statement waiting for a human, between [`Verdict::Hold`] and
-    /// [`Side::resolve`].
-    held: Option<Held>,
+    /// [`Side::resolve`]. Boxed: rare, and large inline in every session.
+    held: Option<Box<Held>>,
     /// Where a CancelRequest for this session finds a held statement.
     cancel: Option<Arc<HeldCancel>>,
 }
@@ -372,14 +372,14 @@ impl<'a> ClientSide<'a> {
                             // Unrecorded: refuse (dropping the ticket withdraws it).
                             return Decided::Now(Err(refusal), None);
                         }
-                        self.held = Some(Held {
+                        self.held = Some(Box::new(Held {
                             ticket,
                             sql: sql.to_vec(),
                             rule,
                             effects: judgement.effects,
                             parse_name: None,
                             cancelled,
-                        });
+                        }));
                         return Decided::Held;
                     }
                 }
@@ -488,11 +488,12 @@ impl<'a> ClientSide<'a> {
     /// it: approved, it goes on as if allowed (masking still applies);
     /// denied, timed out or cancelled by the client, it is refused.
     async fn resolve_held(&mut self) -> Result<Verdict, SessionError> {
-        let Some(mut held) = self.held.take() else {
+        let Some(held) = self.held.take() else {
             return Err(SessionError::Protocol(
                 "internal error: no statement is held".into(),
             ));
         };
+        let mut held = *held;
         let outcome = match held.cancelled.take() {
             Some(cancelled) => tokio::select! {
                 outcome = held.ticket.wait() => outcome,
