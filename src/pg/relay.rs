@@ -36,7 +36,7 @@ use super::error::SessionError;
 
 /// Frames above this size that are streamable are not buffered whole.
 pub const STREAM_THRESHOLD: usize = 256 * 1024;
-/// How much a read buffer grows by when it runs short.
+/// How much a read buffer grows by when reads keep filling it.
 const READ_BUF: usize = 64 * 1024;
 /// A read buffer with less room than this is grown before reading. Buffers
 /// start small (see `Conn`) so an idle session holds little memory; a large
@@ -114,6 +114,8 @@ where
     tokio::pin!(interrupt);
     // Bytes of a streamed frame still to forward as they arrive.
     let mut streaming: usize = 0;
+    // The last read filled all the room the buffer had.
+    let mut filled = false;
     loop {
         // Forward whatever is buffered and complete.
         if !buf.is_empty() {
@@ -183,8 +185,12 @@ where
         }
         writer.flush().await?;
         if buf.capacity() - buf.len() < MIN_SPARE {
-            buf.reserve(READ_BUF);
+            // Reclaims the space of bytes already forwarded when it can; a
+            // buffer grows by a lot only while reads keep filling it (a
+            // large result streaming), not because small messages went by.
+            buf.reserve(if filled { READ_BUF } else { MIN_SPARE });
         }
+        let room = buf.capacity() - buf.len();
         let n = tokio::select! {
             biased;
             r = reader.read_buf(buf) => r?,
@@ -193,6 +199,7 @@ where
         if n == 0 {
             return Ok(Stopped::PeerClosed);
         }
+        filled = n == room;
     }
 }
 
