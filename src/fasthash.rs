@@ -3,8 +3,9 @@
 //!
 //! std's default SipHash costs about as much per statement as the rest of a
 //! cached decision. foldhash is several times faster and still seeded at
-//! random once per process, so an agent cannot precompute collisions. Every
-//! cache keyed through [`hash64`] stores and compares its full key, so a
+//! random once per process, so an agent cannot precompute collisions. It is
+//! not a cryptographic hash: every cache keyed through [`hash64`] stores and
+//! compares its full key (statement text and session context alike), so a
 //! collision is only ever a miss (and an eviction), never a wrong answer.
 
 use std::collections::{HashMap, HashSet};

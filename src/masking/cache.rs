@@ -26,11 +26,46 @@ pub struct KeyRef<'a> {
     active: &'a [usize],
     detectors: DetectorSet,
     dialect: Dialect,
-    ctx: u64,
+    /// The session context a plan depends on (search path or current
+    /// database), compared by value on a hit.
+    ctx: Context<'a>,
     catalog: u64,
     /// Whether `text` is a shape rather than the exact SQL.
     shaped: bool,
     text: &'a [u8],
+}
+
+/// The part of the session context a plan depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Context<'a> {
+    SearchPath(&'a [String]),
+    Database(Option<&'a str>),
+}
+
+/// [`Context`], stored.
+#[derive(Debug, PartialEq, Eq)]
+enum StoredContext {
+    SearchPath(Box<[String]>),
+    Database(Option<Box<str>>),
+}
+
+impl StoredContext {
+    fn is(&self, c: &Context<'_>) -> bool {
+        match (self, c) {
+            (StoredContext::SearchPath(a), Context::SearchPath(b)) => **a == **b,
+            (StoredContext::Database(a), Context::Database(b)) => a.as_deref() == *b,
+            _ => false,
+        }
+    }
+}
+
+impl Context<'_> {
+    fn stored(self) -> StoredContext {
+        match self {
+            Context::SearchPath(p) => StoredContext::SearchPath(p.into()),
+            Context::Database(d) => StoredContext::Database(d.map(Into::into)),
+        }
+    }
 }
 
 impl<'a> KeyRef<'a> {
@@ -41,14 +76,14 @@ impl<'a> KeyRef<'a> {
         active: &'a [usize],
         detectors: DetectorSet,
         dialect: Dialect,
-        ctx: &SessionContext,
+        ctx: &'a SessionContext,
         catalog: u64,
         sql: &'a str,
         shape: Option<&'a [u8]>,
     ) -> Self {
         let ctx = match dialect {
-            Dialect::Postgres => hash64(&ctx.search_path),
-            Dialect::MySql => hash64(&ctx.current_database),
+            Dialect::Postgres => Context::SearchPath(&ctx.search_path),
+            Dialect::MySql => Context::Database(ctx.current_database.as_deref()),
         };
         let (shaped, text) = match shape {
             Some(shape) => (true, shape),
@@ -82,7 +117,7 @@ impl<'a> KeyRef<'a> {
             active: self.active.into(),
             detectors: self.detectors,
             dialect: self.dialect,
-            ctx: self.ctx,
+            ctx: self.ctx.stored(),
             catalog: self.catalog,
             shaped: self.shaped,
             text: self.text.into(),
@@ -96,7 +131,7 @@ struct Key {
     active: Box<[usize]>,
     detectors: DetectorSet,
     dialect: Dialect,
-    ctx: u64,
+    ctx: StoredContext,
     catalog: u64,
     shaped: bool,
     text: Box<[u8]>,
@@ -104,13 +139,13 @@ struct Key {
 
 impl Key {
     fn is(&self, k: &KeyRef<'_>) -> bool {
-        self.ctx == k.ctx
-            && self.catalog == k.catalog
+        self.catalog == k.catalog
             && self.shaped == k.shaped
             && self.dialect == k.dialect
             && self.detectors == k.detectors
             && *self.active == *k.active
             && *self.text == *k.text
+            && self.ctx.is(&k.ctx)
     }
 }
 

@@ -344,7 +344,9 @@ impl RowMasking {
                             // session's catalog snapshot, e.g. a view made
                             // in this session over a masked column: what it
                             // holds is unknown, so its values are hidden.
-                            None if f.table_oid >= FIRST_NORMAL_OID => Some(unknown_source()),
+                            None if f.table_oid >= FIRST_NORMAL_OID && f.attnum > 0 => {
+                                Some(unknown_source())
+                            }
                             None => None,
                         };
                         if self.by_source.len() >= BY_SOURCE_MAX {
@@ -356,10 +358,7 @@ impl RowMasking {
                 };
                 match by_source {
                     // A rule that matched by name or lineage still applies.
-                    Some(m) if is_unknown_source(&m) => {
-                        if !matches!(mask, ColumnMask::Mask { .. }) {
-                            mask = m;
-                        }
+                    Some(m) if is_unknown_source(&m) && matches!(mask, ColumnMask::Mask { .. }) => {
                     }
                     Some(m) => mask = m,
                     None => {}

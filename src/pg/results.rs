@@ -119,8 +119,11 @@ pub struct Tracker<P> {
     /// The last simple-Query RowDescription and its formats: a statement
     /// sent again gets the same description, which is then shared rather
     /// than copied.
-    last_description: Option<(Arc<Vec<u8>>, Arc<Vec<i16>>)>,
+    last_description: Option<Description>,
 }
+
+/// A RowDescription body and its result formats.
+type Description = (Arc<Vec<u8>>, Arc<Vec<i16>>);
 
 /// An execution (or a step of one) that ended, as [`Tracker::on_message`]
 /// reports it.
@@ -182,7 +185,7 @@ impl<P> Default for Tracker<P> {
 impl<P> Tracker<P> {
     /// A simple Query's RowDescription `body`, and its formats: shared with
     /// the last one when they are the same bytes.
-    fn description(&mut self, body: &[u8]) -> (Arc<Vec<u8>>, Arc<Vec<i16>>) {
+    fn description(&mut self, body: &[u8]) -> Description {
         if let Some((rd, formats)) = &self.last_description {
             if rd.as_slice() == body {
                 return (Arc::clone(rd), Arc::clone(formats));

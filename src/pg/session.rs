@@ -152,6 +152,9 @@ async fn serve(
             message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
         }),
     };
+    // Close the upstream connection before the lease is released, so that
+    // its backend is gone (not mid-transaction) when the role is dropped.
+    drop(session.server);
     if let Some(lease) = session.lease {
         // Boxed: the release (a connection to the broker) is large, and only
         // ephemeral sessions have one.

@@ -31,6 +31,10 @@ struct Entry {
     dialect: Dialect,
     source: Source,
     ctx: u64,
+    /// The context itself: a hit compares it, so two contexts whose
+    /// hashes collide never share a decision.
+    search_path: Box<[String]>,
+    database: Option<Box<str>>,
     kind: KeyText,
     text: Box<[u8]>,
     judgement: Judgement,
@@ -89,6 +93,8 @@ impl DecisionCache {
             && e.ctx == ctx
             && e.kind == kind
             && *e.text == *text
+            && *e.search_path == *req.session.search_path
+            && e.database.as_deref() == req.session.current_database.as_deref()
         {
             Some(e.judgement.clone())
         } else {
@@ -112,6 +118,8 @@ impl DecisionCache {
             dialect: req.dialect,
             source: req.source,
             ctx,
+            search_path: req.session.search_path.as_slice().into(),
+            database: req.session.current_database.as_deref().map(Into::into),
             kind,
             text: text.into(),
             judgement: judgement.clone(),
