@@ -302,6 +302,15 @@ fn compile(ctx: &Ctx<'_>, i: usize, m: Spanned<RawMask>) -> Result<MaskRule, Mas
             "must be a non-empty word",
         ));
     }
+    // airlock's own rule ids (e.g. `builtin.unknown-source`) must not be
+    // mistaken for a configured rule, or the other way round.
+    if id.starts_with("builtin.") {
+        return Err(ctx.err(
+            ctx.line(m.id.span().start),
+            &k("id"),
+            "ids starting with \"builtin.\" are reserved for airlock's own rules",
+        ));
+    }
     let strategy = Strategy::parse(
         m.strategy.get_ref(),
         m.keep_first.unwrap_or(0),

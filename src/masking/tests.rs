@@ -413,6 +413,12 @@ fn masking_rules_errors_name_file_line_key() {
     )
     .unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (5, "mask[0].on_unsafe"), "{e}");
+    let e = load(
+        "[[mask]]\nid = \"builtin.unknown-source\"\ncolumns = [\"x.y\"]\nstrategy = \"redact\"\n",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (2, "mask[0].id"), "{e}");
+    assert!(e.to_string().contains("reserved"), "{e}");
     // Guardrail tables are ignored.
     let r = load("[settings]\nmax_tokens = 5\n[[policy]]\nid = \"p\"\n").expect("ok");
     assert!(r.rules.is_empty());
