@@ -238,7 +238,9 @@ async fn serve_as(
         changed: None,
     };
     let expires_at = lease.as_ref().and_then(|l| l.expires_at);
+    // Biased: the command loop first, the terminate signal after it.
     let result = tokio::select! {
+        biased;
         r = crate::credentials::mysql::until_expiry(expires_at, session.commands()) => r,
         () = live.terminated() => Err(MyError::refused(1927, "70100", "airlock: session terminated by an administrator")),
     };

@@ -126,7 +126,10 @@ async fn serve(
     let cancel = session.cancel_guard.held();
     // One select, the relay future built in place: moving a future into a
     // second select (or an async block) would keep two copies of its state.
+    // Biased: the relay is polled first and the control futures only after
+    // it, without the per-poll random start (they rarely fire).
     let result = tokio::select! {
+        biased;
         r = relay(
             proxy,
             session_id,
@@ -642,7 +645,10 @@ async fn relay(
         masking.map(|m| RowMasking::new(m, Arc::clone(&expect))),
     )
     .with_audit(to_server.reply_audit());
+    // Biased: no random start at every wake-up. Neither pump can starve the
+    // other: each returns Pending once its socket has nothing more.
     let result = tokio::select! {
+        biased;
         r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
             match r {
                 Ok(Stopped::PeerClosed) => {

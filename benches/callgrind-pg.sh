@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instructions that airlock spends per pgbench transaction, counted by
+# callgrind (repeatable, unlike wall-clock figures on a shared VM).
+#
+#   benches/callgrind-pg.sh [BINARY] [MODE...]
+#
+# BINARY defaults to target/release/airlock (build it first with
+# `cargo build --release`); MODE is pgbench's -M (simple, extended,
+# prepared; default: all three). It starts a throwaway PostgreSQL (scale-10
+# pgbench tables, SCRAM login) in a temp dir, airlock under callgrind with
+# the e2e bench's policy (guardrails judged on every statement, three
+# masked columns pgbench does not hit), warms up with 500 transactions,
+# zeroes the counters, runs 3,000 `pgbench -S` transactions on one
+# connection and prints the instructions per transaction. The upstream
+# SCRAM login (PBKDF2, ~113M instructions, once per connection) is
+# subtracted: it is not per-transaction cost. Everything is removed
+# afterwards. Needs valgrind, PostgreSQL's server binaries and pgbench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(realpath "${1:-target/release/airlock}")
+shift || true
+MODES=("$@")
+[ ${#MODES[@]} -gt 0 ] || MODES=(simple extended prepared)
+N=3000
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+for tool in valgrind callgrind_control callgrind_annotate "$PGBIN/pgbench"; do
+  command -v "$tool" >/dev/null || { echo "callgrind-pg: $tool not found" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG_PORT=$(free_port)
+AL_PORT=$(free_port)
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+mkdir "$WORK/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$WORK/pg" "$WORK"
+cleanup() {
+  [ -n "${VP:-}" ] && kill "$VP" 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl -D $WORK/pg -m immediate stop" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo superpw > "$WORK/pw"
+chmod 644 "$WORK/pw"
+as_pg "$PGBIN/initdb -D $WORK/pg -A scram-sha-256 --pwfile=$WORK/pw -U postgres" >/dev/null
+as_pg "taskset -c 0 $PGBIN/pg_ctl -D $WORK/pg -l $WORK/pg/log -w -o '-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1' start" >/dev/null
+export PGPASSWORD=superpw
+"$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres \
+  -c "CREATE USER bench PASSWORD 'bench-pw-0123456789'" -c "CREATE DATABASE bench OWNER bench"
+unset PGPASSWORD
+"$PGBIN/pgbench" -i -q -s 10 "postgresql://bench:bench-pw-0123456789@127.0.0.1:$PG_PORT/bench" >/dev/null 2>&1
+
+printf '%s' bench-pw-0123456789 > "$WORK/upstream.pw"
+sed -n '/^const RULES: &str = r#"/,/^"#;/p' benches/e2e/pg.rs | sed '1d;$d' > "$WORK/rules.toml"
+VERIFIER=$(echo agent-pw | "$BIN" passwd --stdin)
+cat > "$WORK/airlock.toml" <<EOF
+[listen]
+postgres = "127.0.0.1:$AL_PORT"
+[policy]
+rules = "rules.toml"
+[targets.bench]
+host = "127.0.0.1"
+port = $PG_PORT
+database = "bench"
+user = "bench"
+password_file = "upstream.pw"
+[identities.agent]
+secret = "$VERIFIER"
+targets = ["bench"]
+EOF
+
+URL="postgresql://agent:agent-pw@127.0.0.1:$AL_PORT/bench"
+for mode in "${MODES[@]}"; do
+  (cd "$WORK" && AIRLOCK_LOG=warn exec taskset -c 0 valgrind --tool=callgrind \
+    --callgrind-out-file="$WORK/cg.%p" "$BIN" serve --config airlock.toml >"$WORK/airlock.log" 2>&1) &
+  VP=$!
+  for _ in $(seq 120); do
+    "$PGBIN/psql" "$URL" -c "SELECT 1" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t 500 "$URL" >/dev/null 2>&1
+  callgrind_control -z "$VP" >/dev/null 2>&1
+  taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t "$N" "$URL" >/dev/null 2>&1
+  callgrind_control -d "$VP" >/dev/null 2>&1
+  kill "$VP" 2>/dev/null || true
+  wait "$VP" 2>/dev/null || true
+  VP=
+  OUT=$(ls "$WORK"/cg.*.1 | head -1)
+  TOTAL=$(callgrind_annotate "$OUT" 2>/dev/null | grep -m1 TOTALS | grep -oP '^[\d,]+' | tr -d ,)
+  SCRAM=$(callgrind_annotate --inclusive=yes "$OUT" 2>/dev/null \
+    | grep -m1 'ScramSha256::update' | grep -oP '^\s*[\d,]+' | tr -d ', ' || true)
+  printf 'pgbench -S -M %-8s %6d instructions per transaction in airlock\n' \
+    "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
+  rm -f "$WORK"/cg.*
+done
