@@ -76,10 +76,16 @@ for mode in "${MODES[@]}"; do
   (cd "$WORK" && AIRLOCK_LOG=warn exec taskset -c 0 valgrind --tool=callgrind \
     --callgrind-out-file="$WORK/cg.%p" "$BIN" serve --config airlock.toml >"$WORK/airlock.log" 2>&1) &
   VP=$!
+  up=
   for _ in $(seq 120); do
-    "$PGBIN/psql" "$URL" -c "SELECT 1" >/dev/null 2>&1 && break
+    "$PGBIN/psql" "$URL" -c "SELECT 1" >/dev/null 2>&1 && { up=1; break; }
     sleep 0.5
   done
+  if [ -z "$up" ]; then
+    echo "callgrind-pg: airlock did not accept a login within 60 s; its log:" >&2
+    cat "$WORK/airlock.log" >&2
+    exit 1
+  fi
   taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t 500 "$URL" >/dev/null 2>&1
   callgrind_control -z "$VP" >/dev/null 2>&1
   taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t "$N" "$URL" >/dev/null 2>&1

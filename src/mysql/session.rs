@@ -238,11 +238,13 @@ async fn serve_as(
         changed: None,
     };
     let expires_at = lease.as_ref().and_then(|l| l.expires_at);
-    // Biased: the command loop first, the terminate signal after it.
+    // Biased, the terminate signal first: no random start at every
+    // wake-up, and a command loop that spends the coop budget (a long
+    // result) cannot keep an operator's terminate from being seen.
     let result = tokio::select! {
         biased;
-        r = crate::credentials::mysql::until_expiry(expires_at, session.commands()) => r,
         () = live.terminated() => Err(MyError::refused(1927, "70100", "airlock: session terminated by an administrator")),
+        r = crate::credentials::mysql::until_expiry(expires_at, session.commands()) => r,
     };
     if crate::credentials::mysql::is_expiry(&result) {
         session.client.next_seq = 1; // the ERR answers the client's next command

@@ -126,10 +126,23 @@ async fn serve(
     let cancel = session.cancel_guard.held();
     // One select, the relay future built in place: moving a future into a
     // second select (or an async block) would keep two copies of its state.
-    // Biased: the relay is polled first and the control futures only after
-    // it, without the per-poll random start (they rarely fire).
+    // Biased, the control futures first: no random start at every wake-up,
+    // and each is polled with a fresh coop budget. Were the relay first, a
+    // result streaming at full speed would spend the budget at every poll
+    // and the TTL's sleep (budgeted) would never see its deadline.
     let result = tokio::select! {
         biased;
+        () = session.live.terminated() => Err(SessionError::Upstream {
+            code: "57P01",
+            message: "terminating connection due to administrator command (airlock admin API)".into(),
+        }),
+        // An ephemeral user's TTL ends the session (the broker also revokes
+        // the user shortly after, terminating its backend, should this
+        // timer fail).
+        () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
+            code: "57P01",
+            message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+        }),
         r = relay(
             proxy,
             session_id,
@@ -143,17 +156,6 @@ async fn serve(
             session.audit.as_deref(),
             cancel,
         ) => r,
-        () = session.live.terminated() => Err(SessionError::Upstream {
-            code: "57P01",
-            message: "terminating connection due to administrator command (airlock admin API)".into(),
-        }),
-        // An ephemeral user's TTL ends the session (the broker also revokes
-        // the user shortly after, terminating its backend, should this
-        // timer fail).
-        () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
-            code: "57P01",
-            message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
-        }),
     };
     // Close the upstream connection before the lease is released, so that
     // its backend is gone (not mid-transaction) when the role is dropped.
@@ -645,10 +647,10 @@ async fn relay(
         masking.map(|m| RowMasking::new(m, Arc::clone(&expect))),
     )
     .with_audit(to_server.reply_audit());
-    // Biased: no random start at every wake-up. Neither pump can starve the
-    // other: each returns Pending once its socket has nothing more.
+    // Not biased: a pump that streams at full speed spends the task's coop
+    // budget, and the other pump, always polled second, would then be
+    // starved for as long as the stream lasts.
     let result = tokio::select! {
-        biased;
         r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
             match r {
                 Ok(Stopped::PeerClosed) => {
