@@ -10,6 +10,7 @@
 //! * [`proxy`]: state shared by the sessions of a running airlock.
 //! * [`server`]: starting listeners and handling signals.
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
+//! * [`wake_gate`]: futures polled only once they were woken (session control branches).
 
 pub mod admin;
 pub mod approvals;
@@ -32,3 +33,4 @@ pub mod secret;
 pub mod server;
 pub mod testkit;
 pub mod tls;
+pub mod wake_gate;

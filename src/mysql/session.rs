@@ -28,6 +28,7 @@ use crate::policy::{
     Decision, Dialect, Effects, Gate, Principal, Request, SessionContext, SessionSettings, Source,
 };
 use crate::proxy::Proxy;
+use crate::wake_gate::WakeGate;
 
 /// Flush forwarded reply bytes to the client at least this often.
 const FLUSH_AT: usize = 256 * 1024;
@@ -241,9 +242,12 @@ async fn serve_as(
     // Biased, the terminate signal first: no random start at every
     // wake-up, and a command loop that spends the coop budget (a long
     // result) cannot keep an operator's terminate from being seen.
+    // Gated (see `wake_gate`): the terminate branch is polled only when an
+    // operator's terminate woke it, not at every packet.
+    let terminated = WakeGate::new(live.terminated());
     let result = tokio::select! {
         biased;
-        () = live.terminated() => Err(MyError::refused(1927, "70100", "airlock: session terminated by an administrator")),
+        () = terminated => Err(MyError::refused(1927, "70100", "airlock: session terminated by an administrator")),
         r = crate::credentials::mysql::until_expiry(expires_at, session.commands()) => r,
     };
     if crate::credentials::mysql::is_expiry(&result) {
@@ -288,7 +292,13 @@ impl Session<'_> {
         let waiting_since = AtomicU64::new(0);
         // One interrupt for the whole loop: creating it per command would
         // register and drop a timer and a shutdown waiter every time.
-        let interrupt = interrupt(self.proxy.shutdown.clone(), idle, epoch, &waiting_since);
+        // Gated: polled only when its timer or the shutdown channel woke it.
+        let interrupt = WakeGate::new(interrupt(
+            self.proxy.shutdown.clone(),
+            idle,
+            epoch,
+            &waiting_since,
+        ));
         tokio::pin!(interrupt);
         loop {
             let cmd = tokio::select! {

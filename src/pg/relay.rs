@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use airlock_protocol::pg::frame::{peek_header, FrameError};
 
 use super::error::SessionError;
+use crate::wake_gate::WakeGate;
 
 /// Frames above this size that are streamable are not buffered whole.
 pub const STREAM_THRESHOLD: usize = 256 * 1024;
@@ -110,7 +111,9 @@ where
     let mut out = BytesMut::new();
     // One interrupt for the whole run: creating it per read would register
     // and drop a timer and a shutdown waiter at every message.
-    let interrupt = side.interrupt();
+    // Gated: polled only when its own timer or channel woke it, not at
+    // every read (see `wake_gate`).
+    let interrupt = WakeGate::new(side.interrupt());
     tokio::pin!(interrupt);
     // Bytes of a streamed frame still to forward as they arrive.
     let mut streaming: usize = 0;

@@ -38,6 +38,7 @@ use crate::credentials;
 use crate::net::Stream;
 use crate::policy::{Decision, Principal, SessionContext, SessionSettings};
 use crate::proxy::{Proxy, SessionSlot};
+use crate::wake_gate::WakeGate;
 
 mod passthrough;
 
@@ -126,23 +127,33 @@ async fn serve(
     let cancel = session.cancel_guard.held();
     // One select, the relay future built in place: moving a future into a
     // second select (or an async block) would keep two copies of its state.
-    // Biased, the control futures first: no random start at every wake-up,
-    // and each is polled with a fresh coop budget. Were the relay first, a
+    // Biased, the control branch first: no random start at every wake-up,
+    // and it is polled with a fresh coop budget. Were the relay first, a
     // result streaming at full speed would spend the budget at every poll
-    // and the TTL's sleep (budgeted) would never see its deadline.
+    // and the TTL's sleep (budgeted) would never see its deadline. Gated
+    // (see `wake_gate`): the control branch is polled only when the
+    // terminate notification or the TTL timer woke it, not at every
+    // message the relay moves.
+    let live = &session.live;
+    let control = WakeGate::new(async move {
+        tokio::select! {
+            biased;
+            () = live.terminated() => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection due to administrator command (airlock admin API)".into(),
+            }),
+            // An ephemeral user's TTL ends the session (the broker also
+            // revokes the user shortly after, terminating its backend, should
+            // this timer fail).
+            () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+            }),
+        }
+    });
     let result = tokio::select! {
         biased;
-        () = session.live.terminated() => Err(SessionError::Upstream {
-            code: "57P01",
-            message: "terminating connection due to administrator command (airlock admin API)".into(),
-        }),
-        // An ephemeral user's TTL ends the session (the broker also revokes
-        // the user shortly after, terminating its backend, should this
-        // timer fail).
-        () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
-            code: "57P01",
-            message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
-        }),
+        r = control => r,
         r = relay(
             proxy,
             session_id,

@@ -121,6 +121,8 @@ impl Shared {
 
 /// How often a busy session re-checks whether it has gone idle.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// How often a busy session re-checks once shutdown has begun.
+const SHUTDOWN_RECHECK: Duration = Duration::from_millis(20);
 
 /// Client → server.
 pub struct ClientSide<'a> {
@@ -822,9 +824,14 @@ impl<'a> Side for ClientSide<'a> {
                     return Err(SessionError::ShuttingDown);
                 }
                 // Checked by deadline rather than woken at every
-                // ReadyForQuery: idle, wake when the idle period would reach
-                // the timeout; busy, look again a little later.
-                let deadline = if idle_timeout.is_zero() {
+                // ReadyForQuery (this future is polled only when its timer
+                // or the shutdown channel wakes it): idle, wake when the
+                // idle period would reach the timeout; busy, look again a
+                // little later, soon when shutdown has begun (the session
+                // then ends at its next idle point).
+                let deadline = if *shutdown.borrow() {
+                    Some(Instant::now() + SHUTDOWN_RECHECK)
+                } else if idle_timeout.is_zero() {
                     None
                 } else if idle {
                     Some(shared.idle_since() + idle_timeout)
@@ -833,7 +840,10 @@ impl<'a> Side for ClientSide<'a> {
                 };
                 tokio::select! {
                     _ = sleep_until_or_forever(deadline) => {
-                        if shared.is_idle() && shared.idle_since().elapsed() >= idle_timeout {
+                        if !idle_timeout.is_zero()
+                            && shared.is_idle()
+                            && shared.idle_since().elapsed() >= idle_timeout
+                        {
                             return Err(SessionError::IdleTimeout);
                         }
                     }

@@ -8,6 +8,7 @@ use crate::config::{CredentialMode, Target};
 use crate::mysql::error::MyError;
 use crate::policy::Principal;
 use crate::proxy::Proxy;
+use crate::wake_gate::WakeGate;
 
 /// The MySQL session's hook: for an ephemeral target, a lease for
 /// `principal` (the session connects upstream as its user); `None` for a
@@ -48,13 +49,16 @@ pub async fn until_expiry(
 ) -> Result<(), MyError> {
     match expires_at {
         None => commands.await,
+        // The timer first, and gated (see `wake_gate`): polled only when it
+        // fired, not at every packet the commands move.
         Some(at) => tokio::select! {
-            r = commands => r,
-            _ = tokio::time::sleep_until(at.into()) => Err(MyError::refused(
+            biased;
+            _ = WakeGate::new(tokio::time::sleep_until(at.into())) => Err(MyError::refused(
                 EXPIRED_CODE,
                 "70100",
                 "airlock: terminating connection because its database credential expired (ephemeral.ttl)",
             )),
+            r = commands => r,
         },
     }
 }
