@@ -1,16 +1,18 @@
 //! End-to-end benchmark: what airlock costs a client, against the database
-//! directly and (for PostgreSQL) PgBouncer.
+//! directly, a null proxy and (for PostgreSQL) PgBouncer.
 //!
 //! Run with `cargo bench --bench e2e` (add `-- --quick` for a short run:
 //! 3 s per cell, one round; `-- --only=pg` or `-- --only=mysql` runs one
 //! half). Two parts, each with its own throwaway server from the test kit:
 //!
-//! * [`pg`]: pgbench through airlock vs direct vs PgBouncer (session
-//!   pooling, when installed) vs airlock writing an audit log, plus
-//!   `SELECT 1` latency and airlock's memory per idle session.
+//! * [`pg`]: pgbench through airlock vs direct vs a null proxy
+//!   ([`forwarder`]) vs PgBouncer (session pooling, when installed) vs
+//!   airlock writing an audit log, plus `SELECT 1` latency and airlock's
+//!   memory per idle session.
 //! * [`mysql`]: sysbench `oltp_point_select` and `oltp_read_only` through
-//!   airlock vs directly to MariaDB (skipped with a printed reason when
-//!   sysbench or MariaDB is not installed).
+//!   airlock vs directly to MariaDB vs through a null proxy ([`forwarder`],
+//!   the floor any proxy process costs); skipped with a printed reason when
+//!   sysbench or MariaDB is not installed.
 //!
 //! airlock runs with a realistic policy (guardrails judged on every
 //! statement, masked columns that the benchmarks' tables do not hit). Each
@@ -21,6 +23,8 @@
 //! connections. Results go to stdout as tables and to
 //! `target/bench-e2e.json`.
 
+#[path = "e2e/forwarder.rs"]
+mod forwarder;
 #[path = "e2e/mysql.rs"]
 mod mysql;
 #[path = "e2e/pg.rs"]
@@ -52,6 +56,14 @@ pub struct Opts {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Re-executed as the MySQL part's null proxy (see `forwarder`).
+    if let Some(spec) = args.iter().find_map(|a| a.strip_prefix(forwarder::ARG)) {
+        if let Err(e) = forwarder::main(spec) {
+            eprintln!("forwarder: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let only = args
         .iter()

@@ -1,7 +1,8 @@
 //! The MySQL part: sysbench `oltp_point_select` and `oltp_read_only`, with
 //! `--db-ps-mode=auto` (server-side prepared statements) and `disable`
 //! (text protocol), at 1 and 8 threads, directly to a throwaway MariaDB vs
-//! through airlock. The target is airlock ≥ 0.75× direct.
+//! through airlock vs through a null proxy ([`super::forwarder`]: what the
+//! extra hop alone costs). The target is airlock ≥ 0.75× direct.
 //!
 //! MariaDB comes from the test kit (real `mysql_native_password` logins).
 //! airlock runs as its own process with a MySQL listener, static upstream
@@ -110,7 +111,18 @@ pub fn run(opts: &Opts) -> anyhow::Result<Outcome> {
         user: AGENT,
         password: AGENT_PW,
     };
-    let targets = [("direct", direct), ("airlock", via_airlock)];
+    let forward_port = airlock::testkit::process::free_port()?;
+    let _forwarder = super::forwarder::spawn(forward_port, db.port())?;
+    let via_forwarder = Endpoint {
+        port: forward_port,
+        user: USER,
+        password: PASSWORD,
+    };
+    let targets = [
+        ("direct", direct),
+        ("forwarder", via_forwarder),
+        ("airlock", via_airlock),
+    ];
 
     let mut tps_cells = Cells::new();
     let mut qps_cells = Cells::new();

@@ -1,7 +1,8 @@
 //! The PostgreSQL part: pgbench `select-only` and `tpcb-like` with
-//! `-M simple|extended|prepared` at 1 and 8 clients, direct vs PgBouncer
-//! (session pooling, when installed) vs airlock vs airlock writing every
-//! statement to its audit log; `SELECT 1` latency p50/p99 for each; and
+//! `-M simple|extended|prepared` at 1 and 8 clients, direct vs a null
+//! proxy ([`super::forwarder`]) vs PgBouncer (session pooling, when
+//! installed) vs airlock vs airlock writing every statement to its audit
+//! log; `SELECT 1` latency p50/p99 for each; and
 //! airlock's resident memory per idle client session.
 
 use std::collections::BTreeMap;
@@ -53,7 +54,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     let via_audited = format!("postgresql://agent:agent-pw@127.0.0.1:{audited_port}/bench");
     let bouncer = start_pgbouncer(dir.path(), &pg, password)?;
 
-    let mut targets: Vec<(&str, String)> = vec![("direct", direct.clone())];
+    // The floor any proxy process costs (see `forwarder`).
+    let forward_port = airlock::testkit::process::free_port()?;
+    let _forwarder = super::forwarder::spawn(forward_port, pg.port())?;
+    let via_forwarder = format!("postgresql://bench:{password}@127.0.0.1:{forward_port}/bench");
+
+    let mut targets: Vec<(&str, String)> =
+        vec![("direct", direct.clone()), ("forwarder", via_forwarder)];
     if let Some((_, url)) = &bouncer {
         targets.push(("pgbouncer", url.clone()));
     }

@@ -45,19 +45,22 @@ pub fn print(pg: Option<&PgResults>, sysbench: Option<&Outcome>) {
 
 fn print_pg(pg: &PgResults) {
     println!(
-        "\n| pgbench cell | direct tps | PgBouncer tps | airlock tps | airlock+audit tps | airlock / PgBouncer | airlock+audit / PgBouncer | airlock / direct |"
+        "\n| pgbench cell | direct tps | forwarder tps | PgBouncer tps | airlock tps | airlock+audit tps | airlock / PgBouncer | airlock+audit / PgBouncer | airlock / forwarder | PgBouncer / forwarder | airlock / direct |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cell, by) in &pg.tps {
         let m = |k: &str| by.get(k).map(|v| median(v));
         println!(
-            "| {cell} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {cell} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(m("direct"), 0),
+            fmt(m("forwarder"), 0),
             fmt(m("pgbouncer"), 0),
             fmt(m("airlock"), 0),
             fmt(m("airlock+audit"), 0),
             fmt(paired(by.get("airlock"), by.get("pgbouncer")), 2),
             fmt(paired(by.get("airlock+audit"), by.get("pgbouncer")), 2),
+            fmt(paired(by.get("airlock"), by.get("forwarder")), 2),
+            fmt(paired(by.get("pgbouncer"), by.get("forwarder")), 2),
             fmt(paired(by.get("airlock"), by.get("direct")), 2),
         );
     }
@@ -74,21 +77,23 @@ fn print_pg(pg: &PgResults) {
 
 fn print_sysbench(results: &SysbenchResults) {
     println!(
-        "\n| sysbench cell | direct tps | airlock tps | direct qps | airlock qps | airlock / direct |"
+        "\n| sysbench cell | direct tps | forwarder tps | airlock tps | airlock qps | forwarder / direct | airlock / direct | airlock / forwarder |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (cell, tps) in &results.tps {
         let qps = results.qps.get(cell);
         let m = |by: Option<&BTreeMap<String, Vec<f64>>>, k: &str| {
             by.and_then(|by| by.get(k)).map(|v| median(v))
         };
         println!(
-            "| {cell} | {} | {} | {} | {} | {} |",
+            "| {cell} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(m(Some(tps), "direct"), 0),
+            fmt(m(Some(tps), "forwarder"), 0),
             fmt(m(Some(tps), "airlock"), 0),
-            fmt(m(qps, "direct"), 0),
             fmt(m(qps, "airlock"), 0),
+            fmt(paired(tps.get("forwarder"), tps.get("direct")), 2),
             fmt(paired(tps.get("airlock"), tps.get("direct")), 2),
+            fmt(paired(tps.get("airlock"), tps.get("forwarder")), 2),
         );
     }
 }
@@ -137,7 +142,8 @@ fn pg_json(pg: &PgResults) -> [String; 3] {
 }
 
 /// `"sysbench": {"<cell>": {"direct": {"tps": .., "qps": ..}, "airlock":
-/// {..}, "airlock/direct": ..}, ...}` (medians; the ratio is paired, on tps).
+/// {..}, "forwarder": {..}, "airlock/direct": .., "forwarder/direct": ..,
+/// "airlock/forwarder": ..}, ...}` (medians; the ratios are paired, on tps).
 fn sysbench_json(results: &SysbenchResults) -> String {
     let cells: Vec<String> = results
         .tps
@@ -155,8 +161,14 @@ fn sysbench_json(results: &SysbenchResults) -> String {
                     )
                 })
                 .collect();
-            if let Some(r) = paired(tps.get("airlock"), tps.get("direct")) {
-                inner.push(format!("\"airlock/direct\": {r:.3}"));
+            for (a, b) in [
+                ("airlock", "direct"),
+                ("forwarder", "direct"),
+                ("airlock", "forwarder"),
+            ] {
+                if let Some(r) = paired(tps.get(a), tps.get(b)) {
+                    inner.push(format!("\"{a}/{b}\": {r:.3}"));
+                }
             }
             format!("    \"{cell}\": {{{}}}", inner.join(", "))
         })
