@@ -19,7 +19,6 @@
 //!   definitions never need to change.
 //! * ERR messages are scrubbed by the principal's value detectors.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -33,6 +32,7 @@ use super::catalog::MyCatalog;
 use super::reply_mask::{Plans, ReplyMask};
 use super::response::Expect;
 use super::stmt_ids::{IdMap, IdSet};
+use crate::fasthash::FastMap;
 use crate::masking::{
     detect, types, Audience, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
 };
@@ -55,7 +55,7 @@ pub struct MyMask {
     pub catalog_changing: IdSet,
     /// What each column definition seen in this session means for masking,
     /// by the definition's exact bytes (see [`ColInfo`]).
-    columns: HashMap<Box<[u8]>, Arc<ColInfo>>,
+    columns: FastMap<Box<[u8]>, Arc<ColInfo>>,
     /// The actions of a result with no masked column (shared, so a clear
     /// result costs no allocation).
     clear: Arc<Vec<Action>>,
@@ -155,7 +155,7 @@ impl MyMask {
             catalog_stale: true,
             statements: IdMap::default(),
             catalog_changing: IdSet::default(),
-            columns: HashMap::new(),
+            columns: FastMap::default(),
             clear: Arc::new(Vec::new()),
         }
     }
@@ -224,7 +224,14 @@ impl MyMask {
     }
 
     /// Plans a statement text; `Err` is the refusal message.
-    pub fn plan(&self, sql: &[u8], ctx: &SessionContext) -> Result<Plans, String> {
+    /// `shape` is `sql`'s (see [`Shape::of`]), shared with the decision
+    /// cache.
+    pub fn plan(
+        &self,
+        sql: &[u8],
+        shape: &Shape<'_>,
+        ctx: &SessionContext,
+    ) -> Result<Plans, String> {
         let Ok(sql) = std::str::from_utf8(sql) else {
             return Err(
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
@@ -234,10 +241,9 @@ impl MyMask {
             Some(c) => c.as_ref(),
             None => &NoCatalog,
         };
-        let shape = Shape::of(sql.as_bytes());
         let plans = self
             .masker
-            .plan_for(&self.audience, Dialect::MySql, sql, &shape, ctx, catalog);
+            .plan_for(&self.audience, Dialect::MySql, sql, shape, ctx, catalog);
         for p in plans.iter() {
             if let StatementPlan::Block { rule, message } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));

@@ -24,6 +24,7 @@ use super::response::{Expect, Step, Tracker};
 use super::stmt_ids::IdSet;
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
+use crate::policy::shape::Shape;
 use crate::policy::{
     Decision, Dialect, Effects, Gate, Principal, Request, SessionContext, SessionSettings, Source,
 };
@@ -337,8 +338,14 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Query, &sql, as_sent(&sql)).await? {
-                    let Some(plans) = self.plan_masking(&sql).await? else {
+                // Worked out once, for both the decision cache and the
+                // masking plan cache.
+                let shape = Shape::of(&sql);
+                if let Some(effects) = self
+                    .judge(Source::Query, &sql, Some(&shape), as_sent(&sql))
+                    .await?
+                {
+                    let Some(plans) = self.plan_masking(&sql, &shape).await? else {
                         return Ok(true);
                     };
                     if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
@@ -361,8 +368,14 @@ impl Session<'_> {
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
-                if let Some(effects) = self.judge(Source::Parse, &sql, as_sent(&sql)).await? {
-                    let Some(plans) = self.plan_masking(&sql).await? else {
+                // Worked out once, for both the decision cache and the
+                // masking plan cache.
+                let shape = Shape::of(&sql);
+                if let Some(effects) = self
+                    .judge(Source::Parse, &sql, Some(&shape), as_sent(&sql))
+                    .await?
+                {
+                    let Some(plans) = self.plan_masking(&sql, &shape).await? else {
                         return Ok(true);
                     };
                     if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
@@ -395,7 +408,7 @@ impl Session<'_> {
                 }
                 let sql = format!("USE `{}`", self.target.database.replace('`', "``"));
                 if self
-                    .judge(Source::Query, sql.as_bytes(), false)
+                    .judge(Source::Query, sql.as_bytes(), None, false)
                     .await?
                     .is_some()
                 {
@@ -416,7 +429,7 @@ impl Session<'_> {
                     String::from_utf8_lossy(table).replace('`', "``")
                 );
                 if self
-                    .judge(Source::Query, sql.as_bytes(), false)
+                    .judge(Source::Query, sql.as_bytes(), None, false)
                     .await?
                     .is_some()
                 {
@@ -542,22 +555,26 @@ impl Session<'_> {
     /// ERR). `vetted`: `sql` is a client's text that
     /// [`super::statement_text::vet`] returned as sent, so it is known to
     /// be its own vetted form; any other text is vetted again here.
+    /// `shape`: `sql`'s shape when the caller worked it out (it is shared
+    /// with masking's plan cache); worked out here otherwise.
     async fn judge(
         &mut self,
         source: Source,
         sql: &[u8],
+        shape: Option<&Shape<'_>>,
         vetted: bool,
     ) -> Result<Option<Effects>, MyError> {
         let gate: Arc<dyn Gate> = self.proxy.gate();
-        let judgement = gate.judge(
-            &self.principal,
-            &Request {
-                dialect: Dialect::MySql,
-                source,
-                sql,
-                session: &self.context,
-            },
-        );
+        let request = Request {
+            dialect: Dialect::MySql,
+            source,
+            sql,
+            session: &self.context,
+        };
+        let judgement = match shape {
+            Some(shape) => gate.judge_shaped(&self.principal, &request, shape),
+            None => gate.judge(&self.principal, &request),
+        };
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %String::from_utf8_lossy(sql), "observe mode: would refuse");
         }
@@ -653,7 +670,11 @@ impl Session<'_> {
     /// Plans `sql` for masking (when masking applies). `None` when the
     /// statement was refused (the client has its ERR); `Some(None)` when
     /// nothing needs masking work.
-    async fn plan_masking(&mut self, sql: &[u8]) -> Result<Option<Option<Plans>>, MyError> {
+    async fn plan_masking(
+        &mut self,
+        sql: &[u8],
+        shape: &Shape<'_>,
+    ) -> Result<Option<Option<Plans>>, MyError> {
         if let Some(mask) = self.mask.as_mut().filter(|m| m.catalog_stale) {
             mask.catalog = Some(Arc::new(super::catalog::load(&mut self.up.conn).await?));
             mask.catalog_stale = false;
@@ -661,7 +682,7 @@ impl Session<'_> {
         let Some(mask) = &self.mask else {
             return Ok(Some(None));
         };
-        let refusal = match mask.plan(sql, &self.context) {
+        let refusal = match mask.plan(sql, shape, &self.context) {
             Err(message) => message,
             Ok(plans) => return Ok(Some(Some(plans))),
         };
