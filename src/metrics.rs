@@ -112,11 +112,19 @@ pub fn latency(d: Duration) {
 /// Nanoseconds since the first call in this process: a cheap timestamp
 /// that fits an atomic (0 is never returned, so it can mean "unset").
 pub fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos())
+    u64::try_from(epoch().elapsed().as_nanos())
         .unwrap_or(u64::MAX)
         .max(1)
+}
+
+/// The instant a [`now_ns`] timestamp stands for.
+pub fn instant_at(ns: u64) -> Instant {
+    epoch() + Duration::from_nanos(ns)
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Gauges owned by other parts of airlock, read at scrape time.

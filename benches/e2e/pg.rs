@@ -24,6 +24,10 @@ pub const IDLE_CLIENTS: usize = 1000;
 pub struct PgResults {
     /// tps per pgbench cell and target.
     pub tps: Cells,
+    /// CPU time (user + system) the proxy process spent per transaction,
+    /// in µs, per pgbench cell and proxy: what the hop costs, read from
+    /// `/proc`, steadier than tps on a shared VM.
+    pub cpu: Cells,
     /// `SELECT 1` (p50, p99) in µs per target.
     pub latency: BTreeMap<String, (f64, f64)>,
     /// airlock's RSS per idle client session, in KiB.
@@ -50,40 +54,63 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     let via_airlock = format!("postgresql://agent:agent-pw@127.0.0.1:{airlock_port}/bench");
     // The same, also writing every statement to the audit log.
     let audited_port = airlock::testkit::process::free_port()?;
-    let _audited = start_airlock(dir.path(), pg.port(), audited_port, password, true)?;
+    let audited = start_airlock(dir.path(), pg.port(), audited_port, password, true)?;
     let via_audited = format!("postgresql://agent:agent-pw@127.0.0.1:{audited_port}/bench");
     let bouncer = start_pgbouncer(dir.path(), &pg, password)?;
 
     // The floor any proxy process costs (see `forwarder`).
     let forward_port = airlock::testkit::process::free_port()?;
-    let _forwarder = super::forwarder::spawn(forward_port, pg.port())?;
+    let forwarder = super::forwarder::spawn(forward_port, pg.port())?;
     let via_forwarder = format!("postgresql://bench:{password}@127.0.0.1:{forward_port}/bench");
 
-    let mut targets: Vec<(&str, String)> =
-        vec![("direct", direct.clone()), ("forwarder", via_forwarder)];
-    if let Some((_, url)) = &bouncer {
-        targets.push(("pgbouncer", url.clone()));
+    // Each target with its proxy process, whose CPU time is measured.
+    let mut targets: Vec<(&str, String, Option<u32>)> = vec![
+        ("direct", direct.clone(), None),
+        ("forwarder", via_forwarder, Some(forwarder.id())),
+    ];
+    if let Some((proc, url)) = &bouncer {
+        targets.push(("pgbouncer", url.clone(), Some(proc.id())));
     }
-    targets.push(("airlock", via_airlock.clone()));
-    targets.push(("airlock+audit", via_audited.clone()));
+    targets.push(("airlock", via_airlock.clone(), Some(airlock.id())));
+    targets.push(("airlock+audit", via_audited.clone(), Some(audited.id())));
     wait_ready(&bin, &via_airlock)?;
     wait_ready(&bin, &via_audited)?;
 
     let mut tps_cells = Cells::new();
+    let mut cpu_cells = Cells::new();
     for script in ["select-only", "tpcb-like"] {
         for mode in ["simple", "extended", "prepared"] {
             for &clients in &opts.clients {
                 let cell = format!("{script} -M {mode} -c {clients}");
                 for round in 0..opts.rounds {
-                    for (name, url) in &targets {
-                        let tps = pgbench_tps(&bin, url, script, mode, clients, opts.duration)?;
-                        eprintln!("{cell:<32} round {round} {name:<9} {tps:>9.0} tps");
+                    for (name, url, pid) in &targets {
+                        let before = pid.and_then(cpu_ticks);
+                        let (tps, txns) =
+                            pgbench_tps(&bin, url, script, mode, clients, opts.duration)?;
+                        let cpu = match (before, pid.and_then(cpu_ticks)) {
+                            (Some(b), Some(a)) if txns > 0 => Some(
+                                a.saturating_sub(b) as f64 / ticks_per_second() * 1e6 / txns as f64,
+                            ),
+                            _ => None,
+                        };
+                        let cpu_note = cpu.map_or(String::new(), |c| {
+                            format!("  {c:>5.1} µs proxy CPU per transaction")
+                        });
+                        eprintln!("{cell:<32} round {round} {name:<13} {tps:>9.0} tps{cpu_note}");
                         tps_cells
                             .entry(cell.clone())
                             .or_default()
                             .entry((*name).to_owned())
                             .or_default()
                             .push(tps);
+                        if let Some(cpu) = cpu {
+                            cpu_cells
+                                .entry(cell.clone())
+                                .or_default()
+                                .entry((*name).to_owned())
+                                .or_default()
+                                .push(cpu);
+                        }
                     }
                 }
             }
@@ -91,7 +118,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     }
 
     let mut latency = BTreeMap::new();
-    for (name, url) in &targets {
+    for (name, url, _) in &targets {
         latency.insert(
             (*name).to_owned(),
             select1_latency(&bin, url, dir.path(), opts.duration)?,
@@ -101,6 +128,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     let rss = idle_rss(airlock_port, airlock.id(), IDLE_CLIENTS)?;
     Ok(PgResults {
         tps: tps_cells,
+        cpu: cpu_cells,
         latency,
         rss,
     })
@@ -231,7 +259,7 @@ fn pgbench_tps(
     mode: &str,
     clients: u32,
     duration: u32,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     let out = check(
         pinned(bin.join("pgbench"))
             .args(["-n", "-b", script, "-M", mode])
@@ -245,11 +273,41 @@ fn pgbench_tps(
             ])
             .arg(url),
     )?;
-    out.lines()
+    let tps = out
+        .lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{out}"))
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{out}"))?;
+    let txns = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((tps, txns))
+}
+
+/// CPU time (user + system) process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 /// p50 and p99 latency of `SELECT 1`, in microseconds, from pgbench's

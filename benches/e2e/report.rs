@@ -64,6 +64,25 @@ fn print_pg(pg: &PgResults) {
             fmt(paired(by.get("airlock"), by.get("direct")), 2),
         );
     }
+    println!(
+        "\n| pgbench cell | forwarder CPU µs/txn | PgBouncer CPU µs/txn | airlock CPU µs/txn | airlock+audit CPU µs/txn | airlock − PgBouncer µs |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (cell, by) in &pg.cpu {
+        let m = |k: &str| by.get(k).map(|v| median(v));
+        let diff = match (m("airlock"), m("pgbouncer")) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        println!(
+            "| {cell} | {} | {} | {} | {} | {} |",
+            fmt(m("forwarder"), 1),
+            fmt(m("pgbouncer"), 1),
+            fmt(m("airlock"), 1),
+            fmt(m("airlock+audit"), 1),
+            fmt(diff, 1),
+        );
+    }
     println!("\n| SELECT 1 latency | p50 µs | p99 µs |");
     println!("|---|---:|---:|");
     for (name, (p50, p99)) in &pg.latency {
@@ -98,7 +117,8 @@ fn print_sysbench(results: &SysbenchResults) {
     }
 }
 
-/// The JSON report: `pgbench`, `select1_latency_us` and
+/// The JSON report: `pgbench`, `pgbench_proxy_cpu_us_per_txn`,
+/// `select1_latency_us` and
 /// `idle_rss_kib_per_connection` from the PostgreSQL part, `sysbench` from
 /// the MySQL part.
 pub fn json(pg: Option<&PgResults>, sysbench: Option<&Outcome>) -> String {
@@ -117,18 +137,21 @@ pub fn json(pg: Option<&PgResults>, sysbench: Option<&Outcome>) -> String {
     format!("{{\n{}\n}}\n", entries.join(",\n"))
 }
 
-fn pg_json(pg: &PgResults) -> [String; 3] {
-    let cells: Vec<String> = pg
-        .tps
-        .iter()
-        .map(|(cell, by)| {
-            let inner: Vec<String> = by
-                .iter()
-                .map(|(k, v)| format!("\"{k}\": {:.1}", median(v)))
-                .collect();
-            format!("    \"{cell}\": {{{}}}", inner.join(", "))
-        })
-        .collect();
+fn pg_json(pg: &PgResults) -> [String; 4] {
+    let cells_json = |cells: &Cells, digits: usize| -> Vec<String> {
+        cells
+            .iter()
+            .map(|(cell, by)| {
+                let inner: Vec<String> = by
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\": {:.digits$}", median(v)))
+                    .collect();
+                format!("    \"{cell}\": {{{}}}", inner.join(", "))
+            })
+            .collect()
+    };
+    let cells = cells_json(&pg.tps, 1);
+    let cpu = cells_json(&pg.cpu, 2);
     let lat: Vec<String> = pg
         .latency
         .iter()
@@ -136,6 +159,10 @@ fn pg_json(pg: &PgResults) -> [String; 3] {
         .collect();
     [
         format!("  \"pgbench\": {{\n{}\n  }}", cells.join(",\n")),
+        format!(
+            "  \"pgbench_proxy_cpu_us_per_txn\": {{\n{}\n  }}",
+            cpu.join(",\n")
+        ),
         format!("  \"select1_latency_us\": {{{}}}", lat.join(", ")),
         format!("  \"idle_rss_kib_per_connection\": {:.2}", pg.rss),
     ]

@@ -24,9 +24,11 @@ use super::response::{Expect, Step, Tracker};
 use super::stmt_ids::IdSet;
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
+use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
 use crate::policy::{
-    Decision, Dialect, Effects, Gate, Principal, Request, SessionContext, SessionSettings, Source,
+    Decision, Dialect, Effects, Gate, Judgement, Principal, Request, SessionContext,
+    SessionSettings, Source,
 };
 use crate::proxy::Proxy;
 use crate::wake_gate::WakeGate;
@@ -238,6 +240,7 @@ async fn serve_as(
         client,
         up,
         changed: None,
+        memo: Memo::default(),
     };
     let expires_at = lease.as_ref().and_then(|l| l.expires_at);
     // Biased, the terminate signal first: no random start at every
@@ -281,6 +284,9 @@ struct Session<'a> {
     up: Upstream,
     /// Set by COM_CHANGE_USER: the session ends and starts over as this.
     changed: Option<Hello>,
+    /// The last allowed judgement the gate said may be reused: a repeated
+    /// statement skips the decision cache.
+    memo: Memo<Judgement>,
 }
 
 impl Session<'_> {
@@ -565,15 +571,17 @@ impl Session<'_> {
         vetted: bool,
     ) -> Result<Option<Effects>, MyError> {
         let gate: Arc<dyn Gate> = self.proxy.gate();
-        let request = Request {
-            dialect: Dialect::MySql,
-            source,
-            sql,
-            session: &self.context,
-        };
         let judgement = match shape {
-            Some(shape) => gate.judge_shaped(&self.principal, &request, shape),
-            None => gate.judge(&self.principal, &request),
+            Some(shape) => self.judge_memo(&gate, source, sql, shape),
+            None => {
+                let request = Request {
+                    dialect: Dialect::MySql,
+                    source,
+                    sql,
+                    session: &self.context,
+                };
+                gate.judge(&self.principal, &request)
+            }
         };
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %String::from_utf8_lossy(sql), "observe mode: would refuse");
@@ -622,6 +630,48 @@ impl Session<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// The gate's judgement of `sql`, from the session's memo when the
+    /// statement repeats the last reusable one.
+    fn judge_memo(
+        &mut self,
+        gate: &Arc<dyn Gate>,
+        source: Source,
+        sql: &[u8],
+        shape: &Shape<'_>,
+    ) -> Judgement {
+        if let Some(j) = self
+            .memo
+            .exact(gate, source, &self.context, sql)
+            .or_else(|| self.memo.shaped(gate, source, &self.context, sql, shape))
+        {
+            return j.clone();
+        }
+        let request = Request {
+            dialect: Dialect::MySql,
+            source,
+            sql,
+            session: &self.context,
+        };
+        let (judgement, reuse) = gate.judge_reusable(&self.principal, &request, shape);
+        // Only what replays as is: allowed, no observe-mode report, no
+        // change to the session.
+        if judgement.decision == Decision::Allow
+            && judgement.would.is_none()
+            && judgement.effects == Effects::default()
+        {
+            self.memo.remember(
+                gate,
+                source,
+                &self.context,
+                reuse,
+                sql,
+                shape,
+                judgement.clone(),
+            );
+        }
+        judgement
     }
 
     /// Holds a statement a `require_approval` rule matched until a human

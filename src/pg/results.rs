@@ -402,7 +402,15 @@ pub fn tag_rows(body: &[u8]) -> Option<u64> {
         return None;
     }
     let count = tag.rsplit(|&b| b == b' ').next()?;
-    std::str::from_utf8(count).ok()?.parse().ok()
+    if count.is_empty() {
+        return None;
+    }
+    count.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 /// The SQLSTATE (field `C`) of an ErrorResponse body.
@@ -470,6 +478,10 @@ mod tests {
         assert_eq!(tag_rows(b"COPY 7\0"), Some(7));
         assert_eq!(tag_rows(b"CREATE TABLE\0"), None);
         assert_eq!(tag_rows(b"SHOW\0"), None);
+        assert_eq!(tag_rows(b"SELECT 1x\0"), None);
+        assert_eq!(tag_rows(b"SELECT \0"), None);
+        assert_eq!(tag_rows(b"SELECT 99999999999999999999999\0"), None);
+        assert_eq!(tag_rows(b"SELECT 18446744073709551615\0"), Some(u64::MAX));
         assert_eq!(
             error_code(b"SERROR\0C22012\0Mdivision by zero\0\0"),
             Some(*b"22012")

@@ -44,6 +44,7 @@ use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
 use crate::fasthash::FastMap;
 use crate::masking::StatementPlan;
+use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
 use crate::proxy::Proxy;
@@ -58,11 +59,10 @@ pub struct Shared {
     pub pending: AtomicU32,
     /// Transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     pub status: AtomicU8,
-    /// When the last ReadyForQuery went by, in milliseconds since `epoch`.
+    /// When the last ReadyForQuery went by ([`crate::metrics::now_ns`]).
     /// Written at every ReadyForQuery and read only by the idle-timeout
     /// check, so a query's round trip wakes nothing else.
-    last_ready_ms: AtomicU64,
-    epoch: Instant,
+    last_ready_ns: AtomicU64,
     pub refusals: Refusals,
     /// When `pending` last went from 0 to 1 ([`crate::metrics::now_ns`]),
     /// for the statement latency histogram.
@@ -74,8 +74,7 @@ impl Shared {
         Shared {
             pending: AtomicU32::new(0),
             status: AtomicU8::new(status),
-            last_ready_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            last_ready_ns: AtomicU64::new(crate::metrics::now_ns()),
             refusals: Refusals::default(),
             busy_since: AtomicU64::new(0),
         }
@@ -89,18 +88,20 @@ impl Shared {
         }
     }
 
-    /// A ReadyForQuery came back: one request fewer in flight.
+    /// A ReadyForQuery came back: one request fewer in flight, and the
+    /// start of an idle period (one clock read for both).
     fn ready_received(&self) {
+        let now = crate::metrics::now_ns();
         let before = self
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if before == Ok(1) {
             let since = self.busy_since.load(Ordering::Relaxed);
-            let now = crate::metrics::now_ns();
             if since != 0 && now >= since {
                 crate::metrics::latency(Duration::from_nanos(now - since));
             }
         }
+        self.last_ready_ns.store(now, Ordering::Release);
     }
 
     /// Nothing in flight and no open transaction.
@@ -108,14 +109,9 @@ impl Shared {
         self.pending.load(Ordering::Acquire) == 0 && self.status.load(Ordering::Acquire) == b'I'
     }
 
-    fn mark_ready(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last_ready_ms.store(ms, Ordering::Release);
-    }
-
     /// When the current idle period (if the session is idle) began.
     fn idle_since(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.last_ready_ms.load(Ordering::Acquire))
+        crate::metrics::instant_at(self.last_ready_ns.load(Ordering::Acquire))
     }
 }
 
@@ -154,6 +150,9 @@ pub struct ClientSide<'a> {
     held: Option<Box<Held>>,
     /// Where a CancelRequest for this session finds a held statement.
     cancel: Option<Arc<HeldCancel>>,
+    /// The last allowed statement the gate said may be reused, with its
+    /// masking plans: a repeat skips the shared caches.
+    memo: Memo<Vec<Option<Arc<StatementPlan>>>>,
 }
 
 /// A statement held for approval.
@@ -241,6 +240,7 @@ impl<'a> ClientSide<'a> {
             session_id: 0,
             held: None,
             cancel: None,
+            memo: Memo::default(),
         }
     }
 
@@ -304,22 +304,32 @@ impl<'a> ClientSide<'a> {
     fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
         // A FunctionCall is not followed to its end: recorded when judged.
         let record_now = source == Source::FunctionCall;
+        let gate = self.proxy.gate();
+        if !record_now {
+            if let Some(plans) = self.memo.exact(&gate, source, &self.context, sql) {
+                let plans = plans.clone();
+                return self.replay(sql, plans);
+            }
+        }
+        // Worked out once, for the memo, the decision cache and the
+        // masking plan cache.
+        let shape = match source {
+            Source::FunctionCall => Shape::none(sql),
+            _ => Shape::of(sql),
+        };
+        if !record_now {
+            if let Some(plans) = self.memo.shaped(&gate, source, &self.context, sql, &shape) {
+                let plans = plans.clone();
+                return self.replay(sql, plans);
+            }
+        }
         let request = Request {
             dialect: Dialect::Postgres,
             source,
             sql,
             session: &self.context,
         };
-        // Worked out once, for both the decision cache and the masking
-        // plan cache.
-        let shape = match source {
-            Source::FunctionCall => Shape::none(sql),
-            _ => Shape::of(sql),
-        };
-        let judgement = self
-            .proxy
-            .gate()
-            .judge_shaped(self.principal, &request, &shape);
+        let (judgement, reuse) = gate.judge_reusable(self.principal, &request, &shape);
         let mut note = Note::default();
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
@@ -332,7 +342,28 @@ impl<'a> ClientSide<'a> {
             }
         }
         let outcome = match judgement.decision {
-            Decision::Allow => self.allowed(sql, &shape, &judgement.effects, &mut note),
+            Decision::Allow => {
+                let planned = self.allowed(sql, &shape, &judgement.effects, &mut note);
+                // Only what replays as is: no observe-mode report, no
+                // change to the session.
+                if let Ok(plans) = &planned {
+                    if !record_now
+                        && judgement.would.is_none()
+                        && judgement.effects == Effects::default()
+                    {
+                        self.memo.remember(
+                            &gate,
+                            source,
+                            &self.context,
+                            reuse,
+                            sql,
+                            &shape,
+                            plans.clone(),
+                        );
+                    }
+                }
+                planned
+            }
             Decision::Block { rule, message } => {
                 tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
                 note.decision = AuditDecision::Block;
@@ -394,6 +425,14 @@ impl<'a> ClientSide<'a> {
         Decided::Now(planned, judged)
     }
 
+    /// A repeat of the memo's statement: allowed with the plans it had.
+    fn replay(&mut self, sql: &[u8], plans: Vec<Option<Arc<StatementPlan>>>) -> Decided {
+        let mut note = Note::default();
+        let outcome = self.settle_allowed(Ok(plans), &Effects::default(), &mut note);
+        let (planned, judged) = self.admit(sql, note, outcome);
+        Decided::Now(planned, judged)
+    }
+
     /// The allow path: masking plans (or masking's refusal) and the
     /// statement's effects on the session.
     fn allowed(
@@ -404,6 +443,12 @@ impl<'a> ClientSide<'a> {
         note: &mut Note,
     ) -> Planned {
         let planned = self.mask_plan(sql, shape);
+        self.settle_allowed(planned, effects, note)
+    }
+
+    /// Notes what masking does to an allowed statement and applies its
+    /// effects, unless masking refused it.
+    fn settle_allowed(&mut self, planned: Planned, effects: &Effects, note: &mut Note) -> Planned {
         match &planned {
             Ok(plans) => {
                 let masked = masked_rules(plans);
@@ -968,7 +1013,6 @@ impl Side for ServerSide<'_> {
                 })?;
                 self.shared.status.store(status, Ordering::Release);
                 self.shared.ready_received();
-                self.shared.mark_ready();
                 self.rows = 0;
                 self.truncating = false;
                 if *self.shutdown.borrow() && self.shared.is_idle() {

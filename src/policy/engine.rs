@@ -16,7 +16,7 @@ use super::rules::{Policy, RuleSet};
 use super::shape;
 use super::startup_options;
 use super::{
-    Decision, Dialect, Effects, Gate, Judgement, Principal, Request, SessionContext,
+    Decision, Dialect, Effects, Gate, Judgement, Principal, Request, Reuse, SessionContext,
     SessionSettings, Source,
 };
 
@@ -568,8 +568,21 @@ impl Gate for Engine {
         request: &Request<'_>,
         shape: &shape::Shape,
     ) -> Judgement {
+        self.judge_reusable(who, request, shape).0
+    }
+
+    /// The reuse promised is exactly the decision cache's own keying: a
+    /// judgement found or stored under the statement's shape serves that
+    /// shape, one under its exact text serves that text, and an uncacheable
+    /// one (`EXECUTE name`, `DEALLOCATE`) nothing.
+    fn judge_reusable(
+        &self,
+        who: &Principal,
+        request: &Request<'_>,
+        shape: &shape::Shape,
+    ) -> (Judgement, Reuse) {
         let Some((idx, policy)) = self.rules.policy_for(who) else {
-            return block(ids::NO_POLICY, no_policy_message(who));
+            return (block(ids::NO_POLICY, no_policy_message(who)), Reuse::Never);
         };
         let ctx = context_hash(request);
         // Simple-protocol clients send a new text for every literal value;
@@ -582,27 +595,30 @@ impl Gate for Engine {
             .flatten();
         if let Some(text) = shape {
             if let Some(j) = self.cache.get(idx, request, ctx, KeyText::Shape, text) {
-                return j;
+                return (j, Reuse::Shape);
             }
         }
         if let Some(j) = self
             .cache
             .get(idx, request, ctx, KeyText::Exact, request.sql)
         {
-            return j;
+            return (j, Reuse::Exact);
         }
         let (j, facts, cacheable) = self.evaluate(policy, request);
-        if cacheable {
-            match shape {
-                Some(text) if shareable_by_shape(&facts, &j) => {
-                    self.cache.put(idx, request, ctx, KeyText::Shape, text, &j)
-                }
-                _ => self
-                    .cache
-                    .put(idx, request, ctx, KeyText::Exact, request.sql, &j),
+        if !cacheable {
+            return (j, Reuse::Never);
+        }
+        match shape {
+            Some(text) if shareable_by_shape(&facts, &j) => {
+                self.cache.put(idx, request, ctx, KeyText::Shape, text, &j);
+                (j, Reuse::Shape)
+            }
+            _ => {
+                self.cache
+                    .put(idx, request, ctx, KeyText::Exact, request.sql, &j);
+                (j, Reuse::Exact)
             }
         }
-        j
     }
 
     fn session_settings(&self, who: &Principal) -> SessionSettings {

@@ -153,6 +153,19 @@ pub struct SessionSettings {
     pub max_rows: Option<u64>,
 }
 
+/// How far a judgement may serve later requests (see
+/// [`Gate::judge_reusable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Judge every request afresh.
+    Never,
+    /// The same text, byte for byte.
+    Exact,
+    /// Any text of the same [`shape`]: the judgement never looked at a
+    /// numeric literal's value.
+    Shape,
+}
+
 /// Judges statements. Implementations must be cheap to call per statement.
 pub trait Gate: Send + Sync {
     fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement;
@@ -167,6 +180,21 @@ pub trait Gate: Send + Sync {
         _shape: &shape::Shape,
     ) -> Judgement {
         self.judge(who, request)
+    }
+
+    /// [`Gate::judge_shaped`], also saying how far the judgement may be
+    /// reused: for later requests of the same principal, from the same
+    /// [`Source`], in the same session context, while this gate is in
+    /// force. A session keeps its last such judgement (see [`memo`]) and
+    /// skips the gate when the next statement repeats it. The default
+    /// promises nothing.
+    fn judge_reusable(
+        &self,
+        who: &Principal,
+        request: &Request<'_>,
+        shape: &shape::Shape,
+    ) -> (Judgement, Reuse) {
+        (self.judge_shaped(who, request, shape), Reuse::Never)
     }
 
     /// Settings for a new session of `who`.
@@ -208,6 +236,7 @@ pub mod engine;
 pub mod explain;
 pub mod extract;
 pub mod facts;
+pub mod memo;
 pub mod parse;
 pub mod rules;
 pub mod shape;

@@ -220,3 +220,40 @@ async fn information_schema_probes_of_denied_objects() {
     still_usable(&mut c).await;
     env.stop().await;
 }
+
+/// A rule reload reaches statements the session has sent before: the
+/// session's memo of allowed statements never answers for the old rules,
+/// whether the text repeats exactly or only its numbers change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_reaches_statements_sent_before() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for _ in 0..2 {
+        c.query_drop("SELECT * FROM t").await.unwrap();
+        c.query_drop("SELECT v FROM t WHERE id = 1").await.unwrap();
+        c.query_drop("SELECT v FROM t WHERE id = 2").await.unwrap();
+    }
+    env.write_rules(&RULES.replace(
+        "deny_tables = [\"app.secrets\",",
+        "deny_tables = [\"app.t\", \"app.secrets\",",
+    ));
+    let mut blocked = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if c.query_drop("SELECT * FROM t").await.is_err() {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "new rules not in force");
+    for sql in [
+        "SELECT * FROM t",
+        "SELECT v FROM t WHERE id = 1",
+        "SELECT v FROM t WHERE id = 3",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        refused(c.prep(sql).await.unwrap_err(), sql);
+    }
+    still_usable(&mut c).await;
+    env.stop().await;
+}

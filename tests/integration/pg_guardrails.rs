@@ -379,7 +379,21 @@ async fn identity_without_policy_is_denied_everything() {
 async fn hot_reload_takes_effect_without_reconnecting() {
     let env = env().await;
     let c = env.agent().await;
-    c.simple_query("SELECT * FROM t").await.unwrap();
+    // Each path the session's memo of allowed statements serves: the
+    // same simple Query text, another literal of the same shape, and the
+    // same extended-protocol Parse text, each sent twice.
+    for _ in 0..2 {
+        c.simple_query("SELECT * FROM t").await.unwrap();
+        c.simple_query("SELECT v FROM t WHERE id = 1")
+            .await
+            .unwrap();
+        c.simple_query("SELECT v FROM t WHERE id = 2")
+            .await
+            .unwrap();
+        c.query("SELECT v FROM t WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+    }
     env.write_rules(&RULES.replace(
         "deny_tables = [\"public.secrets\", \"private.*\"]",
         "deny_tables = [\"public.secrets\", \"private.*\", \"public.t\"]",
@@ -393,9 +407,72 @@ async fn hot_reload_takes_effect_without_reconnecting() {
         }
     }
     assert!(blocked, "new rules not in force");
+    // Not one of them is served from before the reload.
+    refused(
+        &c.simple_query("SELECT v FROM t WHERE id = 1")
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        &c.simple_query("SELECT v FROM t WHERE id = 3")
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        &c.query("SELECT v FROM t WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_err(),
+    );
     // An invalid rule file is rejected; the previous rules stay.
     env.write_rules("[[policy]]\nid = \"broken\"\nallow_statements = [\"nonsense\"]\n");
     tokio::time::sleep(Duration::from_millis(3000)).await;
     refused(&c.simple_query("SELECT * FROM t").await.unwrap_err());
+    still_usable(&c).await;
+}
+
+/// The session's memo of allowed statements answers only in the context
+/// they were judged in: after `SET search_path`, the same text (and
+/// another literal of the same shape) names other tables and is judged
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_change_is_not_served_from_before() {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(
+            r#"
+[[policy]]
+id = "agent"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "session"]
+deny_tables = ["private.*"]
+allow_builtin = ["builtin.search-path"]
+"#
+            .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let c = env.agent().await;
+    for sql in ["SELECT * FROM keys", "SELECT k FROM keys LIMIT 1"] {
+        for _ in 0..2 {
+            // Allowed by airlock (public.keys is not denied); the server
+            // has no such table.
+            let e = c.simple_query(sql).await.unwrap_err();
+            assert_eq!(e.code().map(|c| c.code()), Some("42P01"), "{e:?}");
+            let e = c.query(sql, &[]).await.unwrap_err();
+            assert_eq!(e.code().map(|c| c.code()), Some("42P01"), "{e:?}");
+        }
+    }
+    c.batch_execute("SET search_path = private, public")
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT * FROM keys",
+        "SELECT k FROM keys LIMIT 1",
+        "SELECT k FROM keys LIMIT 2",
+    ] {
+        refused(&c.simple_query(sql).await.unwrap_err());
+        refused(&c.query(sql, &[]).await.unwrap_err());
+    }
     still_usable(&c).await;
 }

@@ -137,6 +137,11 @@ targets = ["{DB}"]
     }
 
     /// Runs SQL as root directly on MariaDB (in database `app`).
+    /// Rewrites the rule file airlock watches (started with rules).
+    pub fn write_rules(&self, rules: &str) {
+        std::fs::write(self.dir.path().join("rules.toml"), rules).unwrap();
+    }
+
     pub fn admin(&self, sql: &str) -> String {
         self.db.admin_sql(&format!("USE {DB}; {sql}")).unwrap()
     }
