@@ -150,8 +150,11 @@ pub struct ClientSide<'a> {
     held: Option<Box<Held>>,
     /// Where a CancelRequest for this session finds a held statement.
     cancel: Option<Arc<HeldCancel>>,
-    /// The last allowed statement the gate said may be reused, with its
-    /// masking plans: a repeat skips the shared caches.
+    /// The last allowed statements the gate said may be reused, with
+    /// their masking plans: a repeat skips the shared caches. The plans
+    /// depend on nothing the memo does not compare because the session's
+    /// [`MaskContext`] (masker and catalog snapshot) is fixed for its
+    /// life; whatever ever replaces it must also forget the memo.
     memo: Memo<Vec<Option<Arc<StatementPlan>>>>,
 }
 

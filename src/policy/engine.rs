@@ -621,6 +621,10 @@ impl Gate for Engine {
         }
     }
 
+    fn max_shared_bytes(&self) -> usize {
+        self.rules.limits.max_statement_bytes
+    }
+
     fn session_settings(&self, who: &Principal) -> SessionSettings {
         match self.rules.policy_for(who) {
             // Observe mode changes nothing upstream: it only reports.

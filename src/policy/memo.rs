@@ -19,7 +19,10 @@
 //! - the session context the decision cache keys by (search path, current
 //!   database), compared by value;
 //! - the text: the same bytes, or, when the gate said the judgement never
-//!   looked at a numeric literal ([`Reuse::Shape`]), the same shape.
+//!   looked at a numeric literal ([`Reuse::Shape`]), the same shape, for a
+//!   text no longer than the gate's size limit
+//!   ([`Gate::max_shared_bytes`]: `1` padded with a megabyte of zeros has
+//!   the shape of `1`).
 //!
 //! Callers remember only what is safe to replay as is: an allowed
 //! statement that changes no session state and carries no observe-mode
@@ -48,6 +51,9 @@ pub struct Memo<V> {
     gate: Option<Weak<dyn Gate>>,
     search_path: Vec<String>,
     database: Option<String>,
+    /// The longest text a shape match may serve: the gate's
+    /// [`Gate::max_shared_bytes`], at most [`MAX_TEXT`].
+    shape_limit: usize,
     entries: Vec<Entry<V>>,
     /// The entry a new one replaces once the memo is full.
     next: usize,
@@ -68,6 +74,7 @@ impl<V> Default for Memo<V> {
             gate: None,
             search_path: Vec::new(),
             database: None,
+            shape_limit: 0,
             entries: Vec::new(),
             next: 0,
         }
@@ -113,7 +120,9 @@ impl<V> Memo<V> {
         shape: &Shape<'_>,
     ) -> Option<&V> {
         let theirs = shape.text_for(sql)?;
-        if self.entries.is_empty() || !self.applies(gate, ctx) {
+        // One long run of digits is still one literal: a text over the
+        // gate's size limit has the shape of a short one.
+        if sql.len() > self.shape_limit || self.entries.is_empty() || !self.applies(gate, ctx) {
             return None;
         }
         self.entries
@@ -146,6 +155,7 @@ impl<V> Memo<V> {
             self.gate = Some(Arc::downgrade(gate));
             self.search_path.clone_from(&ctx.search_path);
             self.database.clone_from(&ctx.current_database);
+            self.shape_limit = gate.max_shared_bytes().min(MAX_TEXT);
         }
         let entry = Entry {
             source,
@@ -175,8 +185,21 @@ mod tests {
     use super::*;
     use crate::policy::{AllowAll, Judgement, Principal, Request};
 
+    /// Lets everything through; shape matches up to `limit` bytes.
+    struct Limited(usize);
+
+    impl Gate for Limited {
+        fn judge(&self, who: &Principal, request: &Request<'_>) -> Judgement {
+            AllowAll.judge(who, request)
+        }
+
+        fn max_shared_bytes(&self) -> usize {
+            self.0
+        }
+    }
+
     fn gate() -> Arc<dyn Gate> {
-        Arc::new(AllowAll)
+        Arc::new(Limited(1024))
     }
 
     fn ctx(path: &[&str]) -> SessionContext {
@@ -236,6 +259,29 @@ mod tests {
         let column = b"SELECT c FROM t WHERE a = 5";
         assert_eq!(
             m.shaped(&g, Source::Query, &c, column, &Shape::of(column)),
+            None
+        );
+        // The same shape, over the gate's size limit.
+        let long = format!("SELECT b FROM t WHERE a = {}5", "0".repeat(1024));
+        let long = long.as_bytes();
+        assert!(Shape::of(long).text_for(long).is_some());
+        assert_eq!(
+            m.shaped(&g, Source::Query, &c, long, &Shape::of(long)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_gate_that_shares_no_shapes_gets_no_shape_matches() {
+        let g: Arc<dyn Gate> = Arc::new(AllowAll);
+        let c = ctx(&["public"]);
+        let sql = b"SELECT b FROM t WHERE a = 5";
+        let mut m = Memo::default();
+        m.remember(&g, Source::Query, &c, Reuse::Shape, sql, &Shape::of(sql), 1);
+        assert_eq!(m.exact(&g, Source::Query, &c, sql), Some(&1));
+        let other = b"SELECT b FROM t WHERE a = 6";
+        assert_eq!(
+            m.shaped(&g, Source::Query, &c, other, &Shape::of(other)),
             None
         );
     }

@@ -197,6 +197,13 @@ pub trait Gate: Send + Sync {
         (self.judge_shaped(who, request, shape), Reuse::Never)
     }
 
+    /// The longest text a judgement reused by shape ([`Reuse::Shape`]) may
+    /// serve: a longer one must be judged on its own (it may be over the
+    /// size limit, which a shape match would skip).
+    fn max_shared_bytes(&self) -> usize {
+        0
+    }
+
     /// Settings for a new session of `who`.
     fn session_settings(&self, _who: &Principal) -> SessionSettings {
         SessionSettings::default()

@@ -476,3 +476,36 @@ allow_builtin = ["builtin.search-path"]
     }
     still_usable(&c).await;
 }
+
+/// A literal padded past the size limit has the shape of a short one: the
+/// memo must not serve it from the short one's judgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_padded_literal_over_the_size_limit_is_judged_on_its_own() {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(
+            r#"
+[settings]
+max_statement_bytes = 200
+
+[[policy]]
+id = "agent"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read"]
+"#
+            .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let c = env.agent().await;
+    for _ in 0..2 {
+        c.simple_query("SELECT v FROM t WHERE id = 1")
+            .await
+            .unwrap();
+    }
+    let padded = format!("SELECT v FROM t WHERE id = {}2", "0".repeat(300));
+    let msg = refused(&c.simple_query(&padded).await.unwrap_err());
+    assert!(msg.contains("builtin.too-large"), "{msg}");
+    still_usable(&c).await;
+}
