@@ -284,8 +284,8 @@ struct Session<'a> {
     up: Upstream,
     /// Set by COM_CHANGE_USER: the session ends and starts over as this.
     changed: Option<Hello>,
-    /// The last allowed judgement the gate said may be reused: a repeated
-    /// statement skips the decision cache.
+    /// The last allowed judgements the gate said may be reused: a
+    /// repeated statement skips the decision cache.
     memo: Memo<Judgement>,
 }
 
@@ -633,7 +633,7 @@ impl Session<'_> {
     }
 
     /// The gate's judgement of `sql`, from the session's memo when the
-    /// statement repeats the last reusable one.
+    /// statement repeats a reusable one.
     fn judge_memo(
         &mut self,
         gate: &Arc<dyn Gate>,
@@ -655,12 +655,7 @@ impl Session<'_> {
             session: &self.context,
         };
         let (judgement, reuse) = gate.judge_reusable(&self.principal, &request, shape);
-        // Only what replays as is: allowed, no observe-mode report, no
-        // change to the session.
-        if judgement.decision == Decision::Allow
-            && judgement.would.is_none()
-            && judgement.effects == Effects::default()
-        {
+        if judgement.replayable() {
             self.memo.remember(
                 gate,
                 source,

@@ -347,13 +347,8 @@ impl<'a> ClientSide<'a> {
         let outcome = match judgement.decision {
             Decision::Allow => {
                 let planned = self.allowed(sql, &shape, &judgement.effects, &mut note);
-                // Only what replays as is: no observe-mode report, no
-                // change to the session.
                 if let Ok(plans) = &planned {
-                    if !record_now
-                        && judgement.would.is_none()
-                        && judgement.effects == Effects::default()
-                    {
+                    if !record_now && judgement.replayable() {
                         self.memo.remember(
                             &gate,
                             source,

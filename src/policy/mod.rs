@@ -140,6 +140,15 @@ impl Judgement {
             effects: Effects::default(),
         }
     }
+
+    /// Whether a session may replay this judgement for a repeat of its
+    /// statement ([`memo`]): allowed, with no observe-mode report and no
+    /// change to the session.
+    pub fn replayable(&self) -> bool {
+        self.decision == Decision::Allow
+            && self.would.is_none()
+            && self.effects == Effects::default()
+    }
 }
 
 /// Session-wide settings a policy asks for, applied at connect time.
@@ -185,8 +194,8 @@ pub trait Gate: Send + Sync {
     /// [`Gate::judge_shaped`], also saying how far the judgement may be
     /// reused: for later requests of the same principal, from the same
     /// [`Source`], in the same session context, while this gate is in
-    /// force. A session keeps its last such judgement (see [`memo`]) and
-    /// skips the gate when the next statement repeats it. The default
+    /// force. A session keeps its last few such judgements (see [`memo`])
+    /// and skips the gate when a statement repeats one. The default
     /// promises nothing.
     fn judge_reusable(
         &self,
