@@ -10,7 +10,8 @@
 //! * [`proxy`]: state shared by the sessions of a running airlock.
 //! * [`server`]: starting listeners and handling signals.
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
-//! * [`wake_gate`]: futures polled only once they were woken (session control branches).
+//! * [`timer_thread`]: long timers (idle timeouts, TTLs, polls) off tokio's timer wheel.
+//! * [`wake_gate`]: futures polled only once they were woken (session control branches, relay pumps).
 
 pub mod admin;
 pub mod approvals;
@@ -32,5 +33,6 @@ pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod testkit;
+pub mod timer_thread;
 pub mod tls;
 pub mod wake_gate;

@@ -12,6 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::proxy::Proxy;
 
+/// How often the rule and configuration files are looked at for changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The files whose changes trigger a reload, with their modification times.
 fn fingerprint(proxy: &Proxy) -> Vec<(PathBuf, Option<SystemTime>)> {
     let config = proxy.config();
@@ -61,14 +64,15 @@ pub async fn watch(proxy: Arc<Proxy>) {
         }
     };
     let mut last = fingerprint(&proxy);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
                 reload(&proxy, "SIGHUP");
                 last = fingerprint(&proxy);
             }
-            _ = tick.tick() => {
+            // On the timer thread (see `timer_thread`): a poll every two
+            // seconds would otherwise keep tokio's timer busy at every park.
+            () = crate::timer_thread::sleep(POLL_INTERVAL) => {
                 if !proxy.config().policy.watch {
                     continue;
                 }

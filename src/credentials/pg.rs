@@ -389,7 +389,7 @@ pub(super) async fn janitor_loop(broker: Arc<Broker>) {
         if interval.is_zero() {
             return;
         }
-        tokio::time::sleep(interval).await;
+        crate::timer_thread::sleep(interval).await;
     }
 }
 
@@ -404,7 +404,7 @@ fn parse_marker(comment: &str) -> Option<(&str, u64)> {
 /// no session outlives its user even if the session's timer failed.
 fn spawn_expiry(inner: Weak<Inner>, user: String, at: Instant) -> JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at + EXPIRY_GRACE)).await;
+        crate::timer_thread::sleep_until(at + EXPIRY_GRACE).await;
         let Some(inner) = inner.upgrade() else { return };
         if inner.is_live(&user) {
             tracing::info!(target = %inner.target_name, "ephemeral user expired; revoking it");

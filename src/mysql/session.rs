@@ -953,9 +953,11 @@ async fn interrupt(
     epoch: Instant,
     waiting_since: &AtomicU64,
 ) -> MyError {
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
-    let mut armed = !idle.is_zero();
+    // On the timer thread (see `timer_thread`): it lasts as long as the
+    // session and would otherwise cost tokio's timer work at every park.
+    let first = Instant::now().checked_add(idle).filter(|_| !idle.is_zero());
+    let mut armed = first.is_some();
+    let mut sleep = crate::timer_thread::sleep_until(first.unwrap_or(epoch));
     loop {
         if *shutdown.borrow() {
             return MyError::ShuttingDown;
@@ -977,7 +979,7 @@ async fn interrupt(
                 // A command ran meanwhile: wait out the current idle period
                 // (none that ends within `Instant`'s range ever ends).
                 match epoch.checked_add(deadline) {
-                    Some(at) => sleep.as_mut().reset(at.into()),
+                    Some(at) => sleep = crate::timer_thread::sleep_until(at),
                     None => armed = false,
                 }
             }

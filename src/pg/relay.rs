@@ -25,7 +25,6 @@
 //! client that hangs up.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -315,13 +314,4 @@ fn process<S: Side>(
 
 fn frame_err(e: FrameError) -> SessionError {
     SessionError::Protocol(e.to_string())
-}
-
-/// Waits for `d`, or forever when `d` is zero.
-pub async fn sleep_or_forever(d: Duration) {
-    if d.is_zero() {
-        std::future::pending::<()>().await
-    } else {
-        tokio::time::sleep(d).await
-    }
 }

@@ -182,12 +182,12 @@ async fn serve(
     result
 }
 
-/// Waits until `at`, or forever when there is no deadline. The timer is
-/// boxed: only sessions with an ephemeral credential have one, and inline it
-/// would take its room in every session.
+/// Waits until `at`, or forever when there is no deadline. On the timer
+/// thread (see `timer_thread`): a credential's TTL lasts as long as the
+/// session and would otherwise cost tokio's timer work at every park.
 async fn sleep_until_or_forever(at: Option<std::time::Instant>) {
     match at {
-        Some(at) => Box::pin(tokio::time::sleep_until(at.into())).await,
+        Some(at) => crate::timer_thread::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -660,9 +660,11 @@ async fn relay(
     .with_audit(to_server.reply_audit());
     // Not biased: a pump that streams at full speed spends the task's coop
     // budget, and the other pump, always polled second, would then be
-    // starved for as long as the stream lasts.
+    // starved for as long as the stream lasts. Each pump gated (see
+    // `wake_gate`): a wake-up for one socket polls that socket's pump only,
+    // not the other one's read as well.
     let result = tokio::select! {
-        r = pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server) => {
+        r = WakeGate::new(pump(&mut client_r, &mut server_w, &mut client_buf, max, &mut to_server)) => {
             match r {
                 Ok(Stopped::PeerClosed) => {
                     // The client vanished without Terminate: end the backend cleanly.
@@ -676,7 +678,7 @@ async fn relay(
                 }
             }
         }
-        r = pump(&mut server_r, &mut client_w, &mut server_buf, max, &mut to_client) => {
+        r = WakeGate::new(pump(&mut server_r, &mut client_w, &mut server_buf, max, &mut to_client)) => {
             match r {
                 Ok(Stopped::PeerClosed) => {
                     tracing::info!("upstream server closed the connection");

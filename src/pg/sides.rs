@@ -902,10 +902,11 @@ impl<'a> Side for ClientSide<'a> {
     }
 }
 
-/// Waits until `deadline`, or forever when there is none.
+/// Waits until `deadline`, or forever when there is none (on the timer
+/// thread, see `timer_thread`).
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
+        Some(d) => crate::timer_thread::sleep_until(d).await,
         None => std::future::pending::<()>().await,
     }
 }

@@ -184,3 +184,30 @@ async fn mariadb_cli_through_airlock() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR 1045 (28000)"));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_idle_clients_only() {
+    // SLEEP() is a dangerous function by default; this test needs one
+    // statement that runs longer than the timeout.
+    let rules = format!("{RULES}allow_builtin = [\"builtin.dangerous-function\"]\n");
+    let env = MyEnv::start_limits(Some(&rules), "idle_timeout = \"1s\"").await;
+    let mut c = env.agent().await;
+    // A statement longer than the idle timeout is not idleness.
+    c.query_drop("SELECT SLEEP(1.5)").await.unwrap();
+    // Nor is a client that keeps sending commands: each one starts the
+    // idle period again, past the timer armed at login.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        c.query_drop("SELECT 1").await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    match c.query_drop("SELECT 1").await {
+        Ok(()) => panic!("an idle session outlived limits.idle_timeout"),
+        // The ERR airlock sends when it cuts the session, or the closed
+        // connection when the client reads it only after the close.
+        Err(mysql_async::Error::Server(s)) => assert_eq!(s.code, 4031, "{}", s.message),
+        Err(_) => {}
+    }
+    // Other sessions are unaffected.
+    env.agent().await.query_drop("SELECT 1").await.unwrap();
+}

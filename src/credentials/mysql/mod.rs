@@ -346,7 +346,7 @@ pub(super) async fn janitor_loop(broker: Arc<MyBroker>) {
         if interval.is_zero() {
             return;
         }
-        tokio::time::sleep(interval).await;
+        crate::timer_thread::sleep(interval).await;
     }
 }
 
@@ -359,7 +359,7 @@ fn unix(t: SystemTime) -> u64 {
 /// Revokes `user` when its TTL runs out, if it is still live then.
 fn spawn_expiry(inner: Weak<Inner>, user: String, at: Instant) -> JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at + EXPIRY_GRACE)).await;
+        crate::timer_thread::sleep_until(at + EXPIRY_GRACE).await;
         let Some(inner) = inner.upgrade() else { return };
         if inner.is_live(&user) {
             tracing::info!(target = %inner.target_name, "ephemeral user expired; revoking it");

@@ -53,7 +53,7 @@ pub async fn until_expiry(
         // fired, not at every packet the commands move.
         Some(at) => tokio::select! {
             biased;
-            _ = WakeGate::new(tokio::time::sleep_until(at.into())) => Err(MyError::refused(
+            _ = WakeGate::new(crate::timer_thread::sleep_until(at)) => Err(MyError::refused(
                 EXPIRED_CODE,
                 "70100",
                 "airlock: terminating connection because its database credential expired (ephemeral.ttl)",

@@ -42,6 +42,21 @@ impl MyEnv {
         setup_sql: &str,
         extra_toml: &str,
     ) -> MyEnv {
+        MyEnv::start_inner(rules, target_toml, setup_sql, extra_toml, "").await
+    }
+
+    /// Like [`MyEnv::start`], with extra keys for `[limits]`.
+    pub async fn start_limits(rules: Option<&str>, limits_toml: &str) -> MyEnv {
+        MyEnv::start_inner(rules, "", "", "", limits_toml).await
+    }
+
+    async fn start_inner(
+        rules: Option<&str>,
+        target_toml: &str,
+        setup_sql: &str,
+        extra_toml: &str,
+        limits_toml: &str,
+    ) -> MyEnv {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
@@ -78,6 +93,7 @@ mysql = "127.0.0.1:0"
 [limits]
 connect_timeout = "5s"
 shutdown_timeout = "5s"
+{limits_toml}
 
 [targets.{DB}]
 protocol = "mysql"

@@ -1,0 +1,315 @@
+//! Long timers kept on a thread of their own, off the runtime's timer wheel.
+//!
+//! tokio's time driver works at every park of the runtime as soon as its
+//! wheel holds a single timer: it reads the clock, finds the next expiry
+//! across the wheel's levels and converts it to a timeout, and after the
+//! park reads the clock again and walks the levels for timers due.
+//! Callgrind put that at about 400 instructions per `pgbench -S` round trip
+//! (some 4% of what airlock spends on one). That cost is paid by every
+//! request for as long as any timer exists, and airlock keeps some for
+//! hours: idle timeouts, credential TTLs, the janitor and rotation loops,
+//! the rules-file poll.
+//!
+//! Those timers go through [`sleep_until`] instead. It registers the
+//! deadline with one process-wide thread, which waits on a condition
+//! variable until the earliest deadline and then wakes the futures that
+//! are due. tokio's wheel then holds only short operation timeouts
+//! (connects, handshakes, broker calls), which do not exist while sessions
+//! relay, and the runtime parks without touching the clock.
+//!
+//! A [`Sleep`] fires at its deadline, give or take the thread's wake-up
+//! latency (microseconds). Dropping it removes its registration. If the
+//! thread cannot be started, every [`Sleep`] falls back to tokio's timer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+
+/// A future that completes at a deadline (see the module docs).
+pub struct Sleep {
+    deadline: Instant,
+    state: State,
+}
+
+enum State {
+    /// Not polled yet: nothing registered.
+    New,
+    /// Registered with the timer thread under this key.
+    Registered { key: Key, slot: Arc<Slot> },
+    /// The timer thread is not available: tokio's timer instead.
+    Fallback(Pin<Box<tokio::time::Sleep>>),
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        state: State::New,
+    }
+}
+
+/// Waits for `duration`; a duration past what `Instant` can hold never
+/// ends.
+pub async fn sleep(duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Sleep {
+    /// When this sleep ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.state {
+            State::Registered { slot, .. } => {
+                // Registered before the flag is read: a wake between the two
+                // then finds this waker and is not lost.
+                slot.waker.register(cx.waker());
+                if slot.fired.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+            State::Fallback(sleep) => sleep.as_mut().poll(cx),
+            State::New => {
+                if Instant::now() >= self.deadline {
+                    return Poll::Ready(());
+                }
+                let deadline = self.deadline;
+                self.state = match service() {
+                    Some(service) => {
+                        let slot = Arc::new(Slot::default());
+                        slot.waker.register(cx.waker());
+                        let key = service.insert(deadline, Arc::clone(&slot));
+                        State::Registered { key, slot }
+                    }
+                    None => State::Fallback(Box::pin(tokio::time::sleep_until(deadline.into()))),
+                };
+                // The state is set; poll it once so a fallback timer (or a
+                // registration that fired already) is seen.
+                self.poll(cx)
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let State::Registered { key, slot } = &self.state {
+            if !slot.fired.load(Ordering::Acquire) {
+                if let Some(service) = service() {
+                    service.remove(*key);
+                }
+            }
+        }
+    }
+}
+
+/// What a registered [`Sleep`] shares with the timer thread.
+#[derive(Default)]
+struct Slot {
+    fired: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Deadline, then a sequence number: equal deadlines stay distinct.
+type Key = (Instant, u64);
+
+/// The timer thread's registrations.
+struct Service {
+    due: Mutex<Registrations>,
+    /// Signalled when a registration becomes the earliest.
+    earlier: Condvar,
+}
+
+#[derive(Default)]
+struct Registrations {
+    by_deadline: BTreeMap<Key, Arc<Slot>>,
+    next_seq: u64,
+}
+
+impl Service {
+    fn lock(&self) -> MutexGuard<'_, Registrations> {
+        self.due.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, deadline: Instant, slot: Arc<Slot>) -> Key {
+        let mut due = self.lock();
+        let key = (deadline, due.next_seq);
+        due.next_seq += 1;
+        let earliest = due
+            .by_deadline
+            .first_key_value()
+            .is_none_or(|(k, _)| key < *k);
+        due.by_deadline.insert(key, slot);
+        drop(due);
+        if earliest {
+            self.earlier.notify_one();
+        }
+        key
+    }
+
+    fn remove(&self, key: Key) {
+        self.lock().by_deadline.remove(&key);
+    }
+
+    /// The timer thread: fires what is due, then waits for the earliest
+    /// deadline or an earlier registration.
+    fn run(&self) {
+        let mut due = self.lock();
+        loop {
+            let now = Instant::now();
+            let mut fired = Vec::new();
+            while let Some(entry) = due.by_deadline.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                fired.push(entry.remove());
+            }
+            if !fired.is_empty() {
+                // Woken without the lock: a woken task may register again.
+                drop(due);
+                for slot in fired {
+                    slot.fired.store(true, Ordering::Release);
+                    slot.waker.wake();
+                }
+                due = self.lock();
+                continue;
+            }
+            due = match due.by_deadline.first_key_value().map(|(k, _)| k.0) {
+                Some(at) => {
+                    self.earlier
+                        .wait_timeout(due, at.saturating_duration_since(now))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .earlier
+                    .wait(due)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+/// The process's timer thread, started on first use; `None` if it could not
+/// be started (the error is logged once).
+fn service() -> Option<&'static Service> {
+    static SERVICE: OnceLock<Option<&'static Service>> = OnceLock::new();
+    *SERVICE.get_or_init(|| {
+        let service: &'static Service = Box::leak(Box::new(Service {
+            due: Mutex::new(Registrations::default()),
+            earlier: Condvar::new(),
+        }));
+        match std::thread::Builder::new()
+            .name("airlock-timer".into())
+            .spawn(move || service.run())
+        {
+            Ok(_) => Some(service),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the timer thread; long timers use tokio's");
+                None
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fires_at_its_deadline_not_before() {
+        let start = Instant::now();
+        sleep(Duration::from_millis(30)).await;
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn a_past_deadline_is_ready_at_once() {
+        sleep_until(Instant::now()).await;
+        sleep(Duration::ZERO).await;
+    }
+
+    #[tokio::test]
+    async fn an_earlier_registration_is_not_held_up_by_a_later_one() {
+        // The thread is waiting for the hour-long sleep when the short one
+        // registers: it must wake up early for it.
+        let long = sleep_until(Instant::now() + Duration::from_secs(3600));
+        tokio::pin!(long);
+        tokio::select! {
+            biased;
+            () = &mut long => panic!("the hour-long sleep fired"),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), sleep(Duration::from_millis(20)))
+            .await
+            .expect("the short sleep fired while a long one was registered");
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[tokio::test]
+    async fn equal_deadlines_all_fire() {
+        let at = Instant::now() + Duration::from_millis(20);
+        let sleeps = (0..5).map(|_| tokio::spawn(sleep_until(at)));
+        for s in sleeps {
+            tokio::time::timeout(Duration::from_secs(5), s)
+                .await
+                .expect("fired")
+                .expect("task ran");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sleep_leaves_no_registration() {
+        let at = Instant::now() + Duration::from_secs(3600);
+        let mut s = Box::pin(sleep_until(at));
+        // Registered by its first poll.
+        assert!(futures_util::poll!(s.as_mut()).is_pending());
+        let key = match &s.state {
+            State::Registered { key, .. } => *key,
+            _ => panic!("not registered"),
+        };
+        let registered = |k: Key| {
+            service()
+                .expect("timer thread")
+                .lock()
+                .by_deadline
+                .contains_key(&k)
+        };
+        assert!(registered(key));
+        drop(s);
+        assert!(!registered(key));
+    }
+
+    #[test]
+    fn wakes_a_task_on_another_runtime_thread() {
+        // The waker runs on the timer thread, not the runtime's: the task
+        // must still be scheduled.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), sleep(Duration::from_millis(10)))
+                .await
+                .expect("woken from the timer thread");
+        });
+    }
+}
