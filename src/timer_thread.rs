@@ -17,9 +17,11 @@
 //! (connects, handshakes, broker calls), which do not exist while sessions
 //! relay, and the runtime parks without touching the clock.
 //!
-//! A [`Sleep`] fires at its deadline, give or take the thread's wake-up
-//! latency (microseconds). Dropping it removes its registration. If the
-//! thread cannot be started, every [`Sleep`] falls back to tokio's timer.
+//! A [`Sleep`] fires at its deadline rounded up to the millisecond (as
+//! tokio's timer does), so that deadlines close together are fired by one
+//! wake-up of the thread, never early. Dropping it removes its
+//! registration. If the thread cannot be started, every [`Sleep`] falls
+//! back to tokio's timer.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -149,6 +151,7 @@ impl Service {
     }
 
     fn insert(&self, deadline: Instant, slot: Arc<Slot>) -> Key {
+        let deadline = round_up_to_ms(deadline);
         let mut due = self.lock();
         let key = (deadline, due.next_seq);
         due.next_seq += 1;
@@ -186,7 +189,14 @@ impl Service {
                 drop(due);
                 for slot in fired {
                     slot.fired.store(true, Ordering::Release);
-                    slot.waker.wake();
+                    // A waker that panics must not take the thread, and
+                    // with it every idle timeout and TTL, down.
+                    let woke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        slot.waker.wake();
+                    }));
+                    if woke.is_err() {
+                        tracing::error!("a timer's waker panicked");
+                    }
                 }
                 due = self.lock();
                 continue;
@@ -205,6 +215,19 @@ impl Service {
             };
         }
     }
+}
+
+/// `at` rounded up to a whole millisecond since the thread's epoch (an
+/// `at` that cannot be rounded stays as it is).
+fn round_up_to_ms(at: Instant) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = at.saturating_duration_since(epoch);
+    let ms = since.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms)
+        .ok()
+        .and_then(|ms| epoch.checked_add(Duration::from_millis(ms)))
+        .unwrap_or(at)
 }
 
 /// The process's timer thread, started on first use; `None` if it could not
@@ -238,6 +261,21 @@ mod tests {
         let start = Instant::now();
         sleep(Duration::from_millis(30)).await;
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn deadlines_round_up_to_the_millisecond_never_down() {
+        let now = Instant::now();
+        for nanos in [0, 1, 999_999, 1_000_000, 1_000_001, 123_456_789] {
+            let at = now + Duration::from_nanos(nanos);
+            let rounded = round_up_to_ms(at);
+            assert!(rounded >= at);
+            assert!(rounded - at < Duration::from_millis(1));
+        }
+        // Within one millisecond: one key, so one wake-up fires both.
+        let a = round_up_to_ms(now + Duration::from_micros(100));
+        let b = round_up_to_ms(a - Duration::from_micros(1));
+        assert_eq!(a, b);
     }
 
     #[tokio::test]

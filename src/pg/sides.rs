@@ -877,7 +877,8 @@ impl<'a> Side for ClientSide<'a> {
                 } else if idle_timeout.is_zero() {
                     None
                 } else if idle {
-                    Some(shared.idle_since() + idle_timeout)
+                    // An idle period that ends past `Instant`'s range never ends.
+                    shared.idle_since().checked_add(idle_timeout)
                 } else {
                     Some(Instant::now() + BUSY_RECHECK.min(idle_timeout))
                 };
