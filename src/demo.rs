@@ -102,54 +102,17 @@ targets = ["demo"]
     );
     println!("The agent never sees the upstream credential ({UPSTREAM_USER}'s password).");
     if check {
-        let probe = crate::testkit::postgres::psql_via(
-            &pg,
-            &format!(
-                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
-                addr.ip(),
-                addr.port()
-            ),
-            "SELECT count(*) FROM customers",
-        )
-        .context("querying through airlock")?;
-        println!("check: {} customers visible through airlock", probe.trim());
-        let masked = crate::testkit::postgres::psql_via(
-            &pg,
-            &format!(
-                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
-                addr.ip(),
-                addr.port()
-            ),
-            "SELECT email FROM customers WHERE id = 1",
-        )
-        .context("querying through airlock")?;
-        anyhow::ensure!(
-            !masked.contains("alice@"),
-            "the demo rules let an email through unmasked: {masked}"
+        // psql runs as a blocking child process: off the runtime, which on
+        // a one-CPU machine has a single thread and must keep serving
+        // airlock's side of psql's connection meanwhile.
+        let url = format!(
+            "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
+            addr.ip(),
+            addr.port()
         );
-        println!("check: alice's email arrives masked as {}", masked.trim());
-        let blocked = crate::testkit::postgres::psql_via(
-            &pg,
-            &format!(
-                "postgresql://{DEMO_IDENTITY}:{DEMO_SECRET}@{}:{}/demo",
-                addr.ip(),
-                addr.port()
-            ),
-            "SELECT ssn FROM customers",
-        );
-        match blocked {
-            Ok(out) => anyhow::bail!("the demo rules let `SELECT ssn` through: {out}"),
-            Err(e) => println!(
-                "check: SELECT ssn FROM customers was refused: {}",
-                e.to_string()
-                    .lines()
-                    .find(|l| l.contains("airlock:"))
-                    .unwrap_or("blocked")
-                    .trim()
-            ),
-        }
+        let checked = tokio::task::spawn_blocking(move || check_through(&pg, &url)).await;
         running.shutdown().await;
-        return Ok(());
+        return checked?;
     }
     println!("Press Ctrl-C to stop; everything is removed on exit.");
     tokio::signal::ctrl_c().await?;
@@ -158,6 +121,33 @@ targets = ["demo"]
         .await
         .ok();
     drop(pg);
+    Ok(())
+}
+
+/// `demo --check`: the demo's three promises, through airlock at `url`:
+/// rows arrive, an email arrives masked, `SELECT ssn` is refused.
+fn check_through(pg: &PgServer, url: &str) -> anyhow::Result<()> {
+    let psql = |sql: &str| crate::testkit::postgres::psql_via(pg, url, sql);
+    let probe = psql("SELECT count(*) FROM customers").context("querying through airlock")?;
+    println!("check: {} customers visible through airlock", probe.trim());
+    let masked =
+        psql("SELECT email FROM customers WHERE id = 1").context("querying through airlock")?;
+    anyhow::ensure!(
+        !masked.contains("alice@"),
+        "the demo rules let an email through unmasked: {masked}"
+    );
+    println!("check: alice's email arrives masked as {}", masked.trim());
+    match psql("SELECT ssn FROM customers") {
+        Ok(out) => anyhow::bail!("the demo rules let `SELECT ssn` through: {out}"),
+        Err(e) => println!(
+            "check: SELECT ssn FROM customers was refused: {}",
+            e.to_string()
+                .lines()
+                .find(|l| l.contains("airlock:"))
+                .unwrap_or("blocked")
+                .trim()
+        ),
+    }
     Ok(())
 }
 
