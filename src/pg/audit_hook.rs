@@ -167,7 +167,7 @@ impl<'a> ReplyAudit<'a> {
     fn abandon(&mut self) {
         for e in self.expect.drain() {
             let run = match e {
-                Expect::Simple { plans } => plans.into_iter().flatten().next(),
+                Expect::Simple { plans } => plans.iter().flatten().next().cloned(),
                 Expect::Execute { plan, .. } => plan,
                 _ => None,
             };

@@ -27,7 +27,7 @@ use airlock_protocol::pg::frame::encode;
 use super::catalog::CatalogSnapshot;
 use super::error::SessionError;
 use super::relay::Verdict;
-use super::results::{fields, Active, Expect, Expectations, Tracker};
+use super::results::{fields, Active, Expect, Expectations, Plans, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
 use crate::fasthash::FastMap;
 use crate::masking::{types, Audience, Catalog, ColumnMask, DetectorSet, Masker, StatementPlan};
@@ -45,7 +45,7 @@ pub struct MaskContext {
 }
 
 /// Plans for the statements of one request, or the refusal.
-pub type Planned = Result<Vec<Option<Arc<StatementPlan>>>, String>;
+pub type Planned = Result<Plans<StatementPlan>, String>;
 
 impl MaskContext {
     pub fn new(masker: Arc<Masker>, catalog: Arc<CatalogSnapshot>, principal: Principal) -> Self {
@@ -81,7 +81,7 @@ impl MaskContext {
             }
             out.push(Some(Arc::clone(p)));
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

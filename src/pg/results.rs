@@ -35,12 +35,17 @@ use crate::fasthash::FastMap;
 /// A statement's result plan (what to do with each output column), opaque here.
 pub type Plan<P> = Option<Arc<P>>;
 
+/// The plans of a simple Query's statements, in order. Shared, not copied:
+/// a session that sends the same query again (see `policy::memo`) hands
+/// over the same plans without an allocation.
+pub type Plans<P> = Arc<[Plan<P>]>;
+
 /// What one client request will produce.
 #[derive(Debug)]
 pub enum Expect<P> {
     /// A simple Query: one plan per statement, in order.
     Simple {
-        plans: Vec<Plan<P>>,
+        plans: Plans<P>,
     },
     /// Parse, Bind or Close: one completion message.
     Completion,
@@ -133,7 +138,7 @@ pub enum Finished<P> {
     /// EmptyQueryResponse or ErrorResponse).
     Statement(Ending),
     /// A simple Query ended (its ReadyForQuery): the plans it was sent with.
-    Query { plans: Vec<Plan<P>> },
+    Query { plans: Plans<P> },
     /// An Execute's result ended (CommandComplete, EmptyQueryResponse,
     /// PortalSuspended), or the Execute failed.
     Execute { plan: Plan<P>, ending: Ending },

@@ -39,7 +39,7 @@ use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
 use super::relay::{Side, Stopped, Verdict};
-use super::results::{Expect, Expectations};
+use super::results::{Expect, Expectations, Plans};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
 use crate::fasthash::FastMap;
@@ -155,7 +155,7 @@ pub struct ClientSide<'a> {
     /// depend on nothing the memo does not compare because the session's
     /// [`MaskContext`] (masker and catalog snapshot) is fixed for its
     /// life; whatever ever replaces it must also forget the memo.
-    memo: Memo<Vec<Option<Arc<StatementPlan>>>>,
+    memo: Memo<Plans<StatementPlan>>,
 }
 
 /// A statement held for approval.
@@ -296,7 +296,7 @@ impl<'a> ClientSide<'a> {
     fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
             Some(m) => m.ctx.plan(sql, shape, &self.context),
-            None => Ok(Vec::new()),
+            None => Ok(no_plans()),
         }
     }
 
@@ -424,7 +424,7 @@ impl<'a> ClientSide<'a> {
     }
 
     /// A repeat of the memo's statement: allowed with the plans it had.
-    fn replay(&mut self, sql: &[u8], plans: Vec<Option<Arc<StatementPlan>>>) -> Decided {
+    fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
         let mut note = Note::default();
         let outcome = self.settle_allowed(Ok(plans), &Effects::default(), &mut note);
         let (planned, judged) = self.admit(sql, note, outcome);
@@ -589,14 +589,20 @@ impl<'a> ClientSide<'a> {
         match planned {
             Ok(plans) => {
                 self.expect(Expect::Simple { plans });
-                self.follow(Expect::Simple {
-                    plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
-                });
+                if self.audit_expect.is_some() {
+                    self.follow(Expect::Simple {
+                        plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
+                    });
+                }
                 Verdict::Pass
             }
             Err(msg) => {
-                self.expect(Expect::Simple { plans: Vec::new() });
-                self.follow(Expect::Simple { plans: Vec::new() });
+                self.expect(Expect::Simple { plans: no_plans() });
+                if self.audit_expect.is_some() {
+                    self.follow(Expect::Simple {
+                        plans: Arc::from(Vec::new()),
+                    });
+                }
                 Verdict::Replace(self.shared.refusals.query(code, &msg))
             }
         }
@@ -615,7 +621,7 @@ impl<'a> ClientSide<'a> {
                 self.follow_step(judged.as_ref());
                 self.statements.insert(name.to_vec(), judged);
                 if let Some(m) = &mut self.masking {
-                    m.book.parsed(name, plans.into_iter().next().flatten());
+                    m.book.parsed(name, plans.first().cloned().flatten());
                 }
                 Verdict::Pass
             }
@@ -650,6 +656,14 @@ impl<'a> ClientSide<'a> {
             || self.statements.contains_key(name)
             || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
+}
+
+/// No masking plans (nothing is masked for the principal, or the query
+/// was refused): one shared empty list, so that saying so allocates
+/// nothing.
+fn no_plans() -> Plans<StatementPlan> {
+    static EMPTY: std::sync::OnceLock<Plans<StatementPlan>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
 }
 
 /// The ids of the masking rules a statement's plans apply.
