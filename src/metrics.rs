@@ -117,9 +117,12 @@ pub fn now_ns() -> u64 {
         .max(1)
 }
 
-/// The instant a [`now_ns`] timestamp stands for.
+/// The instant a [`now_ns`] timestamp stands for (now, should a timestamp
+/// ever lie past what `Instant` can hold).
 pub fn instant_at(ns: u64) -> Instant {
-    epoch() + Duration::from_nanos(ns)
+    epoch()
+        .checked_add(Duration::from_nanos(ns))
+        .unwrap_or_else(Instant::now)
 }
 
 fn epoch() -> Instant {

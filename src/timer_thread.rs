@@ -65,13 +65,6 @@ pub async fn sleep(duration: Duration) {
     }
 }
 
-impl Sleep {
-    /// When this sleep ends.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
 impl Future for Sleep {
     type Output = ();
 

@@ -48,6 +48,41 @@ fn serve_reports_config_errors_with_file_line_and_key() {
 }
 
 #[test]
+fn demo_check_runs_on_a_single_cpu() {
+    // One CPU gives airlock a current-thread runtime: the demo's checks
+    // must not block the thread that serves their connections.
+    if std::process::Command::new("taskset")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        panic!("taskset (util-linux) is needed for this test");
+    }
+    let out = std::process::Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            env!("CARGO_BIN_EXE_airlock"),
+            "demo",
+            "--port",
+            "0",
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("check: 4 customers visible through airlock"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn demo_check_runs_end_to_end() {
     let out = airlock()
         .args(["demo", "--port", "0", "--check"])
