@@ -117,7 +117,7 @@ targets = ["demo"]
     println!("Press Ctrl-C to stop; everything is removed on exit.");
     tokio::signal::ctrl_c().await?;
     eprintln!("airlock demo: stopping ...");
-    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+    crate::timer_thread::timeout(Duration::from_secs(5), running.shutdown())
         .await
         .ok();
     drop(pg);

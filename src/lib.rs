@@ -10,7 +10,7 @@
 //! * [`proxy`]: state shared by the sessions of a running airlock.
 //! * [`server`]: starting listeners and handling signals.
 //! * [`testkit`]: throwaway database servers for tests, benches and the demo.
-//! * [`timer_thread`]: long timers (idle timeouts, TTLs, polls) off tokio's timer wheel.
+//! * [`timer_thread`]: every timer (timeouts, TTLs, polls), off the runtime, which has no time driver.
 //! * [`wake_gate`]: futures polled only once they were woken (session control branches, relay pumps).
 
 pub mod admin;

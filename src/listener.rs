@@ -44,7 +44,7 @@ pub async fn serve<F, Fut>(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::error!(error = %e, protocol, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    crate::timer_thread::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -61,7 +61,7 @@ pub async fn serve<F, Fut>(
         tracing::info!(sessions = open, protocol, timeout = ?config.limits.shutdown_timeout, "waiting for sessions to finish");
     }
     let drain = async { while sessions.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.limits.shutdown_timeout, drain)
+    if crate::timer_thread::timeout(config.limits.shutdown_timeout, drain)
         .await
         .is_err()
     {

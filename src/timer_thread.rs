@@ -1,27 +1,32 @@
-//! Long timers kept on a thread of their own, off the runtime's timer wheel.
+//! Timers on a thread of their own, off the async runtime.
 //!
-//! tokio's time driver works at every park of the runtime as soon as its
-//! wheel holds a single timer: it reads the clock, finds the next expiry
-//! across the wheel's levels and converts it to a timeout, and after the
-//! park reads the clock again and walks the levels for timers due.
-//! Callgrind put that at about 400 instructions per `pgbench -S` round trip
-//! (some 4% of what airlock spends on one). That cost is paid by every
-//! request for as long as any timer exists, and airlock keeps some for
-//! hours: idle timeouts, credential TTLs, the janitor and rotation loops,
-//! the rules-file poll.
+//! tokio's time driver works at every park of the runtime, whether or not
+//! a timer is due: it reads the clock and looks through its wheel before
+//! the park, and after it reads the clock again and walks the wheel for
+//! timers that have come due. Callgrind put that at about 550 instructions
+//! per `pgbench -S` round trip (some 6% of what airlock spends on one),
+//! paid by every request for as long as the driver exists.
 //!
-//! Those timers go through [`sleep_until`] instead. It registers the
-//! deadline with one process-wide thread, which waits on a condition
-//! variable until the earliest deadline and then wakes the futures that
-//! are due. tokio's wheel then holds only short operation timeouts
-//! (connects, handshakes, broker calls), which do not exist while sessions
-//! relay, and the runtime parks without touching the clock.
+//! airlock's runtime is therefore built without tokio's time driver (see
+//! `main.rs`), and every timer goes through this module instead:
+//! [`sleep_until`] and [`sleep`] for idle timeouts, credential TTLs, the
+//! janitor and rotation loops and the rules-file poll, and [`timeout`] for
+//! connects, handshakes, broker calls, approval holds and the shutdown
+//! drain. A deadline is registered with one process-wide thread, which
+//! waits on a condition variable until the earliest deadline and then
+//! wakes the futures that are due. The runtime parks without touching the
+//! clock.
 //!
 //! A [`Sleep`] fires at its deadline rounded up to the millisecond (as
 //! tokio's timer does), so that deadlines close together are fired by one
 //! wake-up of the thread, never early. Dropping it removes its
-//! registration. If the thread cannot be started, every [`Sleep`] falls
-//! back to tokio's timer.
+//! registration.
+//!
+//! `airlock serve` starts the thread first ([`start`]) and refuses to run
+//! without it. Elsewhere (library use, tests), if the thread cannot be
+//! started, a [`Sleep`] falls back to tokio's timer, which needs a runtime
+//! built with it. `tokio::time`'s sleeps and timeouts are disallowed in
+//! this crate (`clippy.toml`) so that none reaches the timer-less runtime.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,6 +53,15 @@ enum State {
     Fallback(Pin<Box<tokio::time::Sleep>>),
 }
 
+/// Starts the timer thread if it is not running yet. `airlock serve` calls
+/// it before it builds its runtime, which has no timer of its own.
+pub fn start() -> std::io::Result<()> {
+    match service() {
+        Some(_) => Ok(()),
+        None => Err(std::io::Error::other("cannot start the timer thread")),
+    }
+}
+
 /// Waits until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
@@ -62,6 +76,46 @@ pub async fn sleep(duration: Duration) {
     match Instant::now().checked_add(duration) {
         Some(at) => sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Runs `future` for at most `duration`: [`Elapsed`] if it has not
+/// finished by then. A duration past what `Instant` can hold never elapses.
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: Instant::now().checked_add(duration).map(sleep_until),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`timeout`] returns.
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Option<Sleep>,
+    }
+}
+
+/// A [`timeout`] ran out before its future finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline has elapsed")]
+pub struct Elapsed;
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The work first: a future that finishes in the same poll as its
+        // deadline passes has finished.
+        if let Poll::Ready(out) = this.future.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match this.sleep {
+            Some(sleep) => Pin::new(sleep).poll(cx).map(|()| Err(Elapsed)),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -93,6 +147,10 @@ impl Future for Sleep {
                         let key = service.insert(deadline, Arc::clone(&slot));
                         State::Registered { key, slot }
                     }
+                    // Only where the thread could not start; `airlock
+                    // serve` does not run then, so this is a runtime with
+                    // tokio's timer (library use, tests).
+                    #[allow(clippy::disallowed_methods)]
                     None => State::Fallback(Box::pin(tokio::time::sleep_until(deadline.into()))),
                 };
                 // The state is set; poll it once so a fallback timer (or a
@@ -246,6 +304,7 @@ fn service() -> Option<&'static Service> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tokio::test runtimes have tokio's timer
 mod tests {
     use super::*;
 
@@ -342,5 +401,50 @@ mod tests {
                 .await
                 .expect("woken from the timer thread");
         });
+    }
+
+    /// A runtime built as `airlock serve` builds its own: I/O only.
+    fn timerless_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn sleeps_and_timeouts_run_on_a_runtime_without_tokios_timer() {
+        start().expect("timer thread");
+        timerless_runtime().block_on(async {
+            let started = Instant::now();
+            sleep(Duration::from_millis(10)).await;
+            assert!(started.elapsed() >= Duration::from_millis(10));
+            let never = std::future::pending::<()>();
+            assert_eq!(
+                timeout(Duration::from_millis(10), never).await,
+                Err(Elapsed)
+            );
+            assert_eq!(timeout(Duration::from_secs(60), async { 7 }).await, Ok(7));
+        });
+    }
+
+    #[tokio::test]
+    async fn a_timeout_lets_a_future_that_finishes_in_time_finish() {
+        let quick = async {
+            sleep(Duration::from_millis(5)).await;
+            "done"
+        };
+        assert_eq!(timeout(Duration::from_secs(5), quick).await, Ok("done"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_elapses_and_drops_its_registration() {
+        let slow = sleep(Duration::from_secs(3600));
+        let started = Instant::now();
+        assert_eq!(timeout(Duration::from_millis(20), slow).await, Err(Elapsed));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        // A duration past Instant's range never elapses.
+        let t = timeout(Duration::MAX, std::future::pending::<()>());
+        tokio::pin!(t);
+        assert!(futures_util::poll!(t.as_mut()).is_pending());
     }
 }

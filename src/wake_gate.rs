@@ -83,6 +83,7 @@ impl<F: Future> Future for WakeGate<F> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tokio::test runtimes have tokio's timer
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;

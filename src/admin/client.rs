@@ -119,7 +119,7 @@ pub async fn request(
         }
         parse(&raw).ok_or_else(|| ClientError::Malformed(addr.clone()))
     };
-    tokio::time::timeout(TIMEOUT, work)
+    crate::timer_thread::timeout(TIMEOUT, work)
         .await
         .map_err(|_| ClientError::Timeout(base.to_owned()))?
 }

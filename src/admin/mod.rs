@@ -4,6 +4,8 @@
 //! * [`api`]: `/api/audit`, `/api/approvals`, `/api/sessions`, `/api/rules`.
 //! * [`auth`]: the bearer token check (constant time).
 //! * [`console`]: the web console's static page, script and style.
+//! * [`listener`]: the bound listener, with accept errors waited out on
+//!   the timer thread.
 //! * [`live`]: the registry of live sessions the API lists and terminates.
 //! * [`client`] and [`cli`]: a small HTTP client, and the `airlock
 //!   approvals` / `approve` / `deny` commands built on it.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod console;
+pub mod listener;
 pub mod live;
 
 use std::net::SocketAddr;
@@ -84,7 +87,7 @@ pub async fn start(proxy: Arc<Proxy>) -> anyhow::Result<Option<(SocketAddr, Join
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
+        if let Err(e) = axum::serve(listener::AdminListener(listener), app)
             .with_graceful_shutdown(stop)
             .await
         {

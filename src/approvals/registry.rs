@@ -300,7 +300,7 @@ impl Ticket {
 
     /// Waits for the decision, or the timeout.
     pub async fn wait(&mut self) -> Outcome {
-        match tokio::time::timeout(self.timeout, &mut self.rx).await {
+        match crate::timer_thread::timeout(self.timeout, &mut self.rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::Cancelled,
             Err(_) => {

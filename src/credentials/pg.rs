@@ -533,11 +533,12 @@ impl Inner {
                     &mut slot.insert((settings.generation, c)).1
                 }
             };
-            let failure = match tokio::time::timeout(self.timeout, simple_query(conn, sql)).await {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(e)) => e.to_string().replace(user, "<ephemeral user>"),
-                Err(_) => "timed out".to_owned(),
-            };
+            let failure =
+                match crate::timer_thread::timeout(self.timeout, simple_query(conn, sql)).await {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(e)) => e.to_string().replace(user, "<ephemeral user>"),
+                    Err(_) => "timed out".to_owned(),
+                };
             *slot = None;
             if reused && !retried {
                 tracing::debug!(target = %self.target_name, error = %failure, "broker connection failed; reconnecting");

@@ -51,7 +51,9 @@ pub async fn connect(
     max: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Upstream, MyError> {
-    match tokio::time::timeout(timeout, connect_inner(target, client, settings, max, tls)).await {
+    match crate::timer_thread::timeout(timeout, connect_inner(target, client, settings, max, tls))
+        .await
+    {
         Ok(r) => r,
         Err(_) => Err(MyError::Upstream(format!(
             "connect/login to {}:{} timed out (limits.connect_timeout)",

@@ -141,7 +141,7 @@ pub async fn forward_cancel(registry: &CancelRegistry, pid: i32, key: i32, timeo
             .await?;
         tcp.shutdown().await
     };
-    match tokio::time::timeout(timeout, send).await {
+    match crate::timer_thread::timeout(timeout, send).await {
         Ok(Ok(())) => tracing::info!(pid, "cancel request forwarded"),
         Ok(Err(e)) => tracing::warn!(pid, error = %e, "cancel request could not be forwarded"),
         Err(_) => tracing::warn!(pid, "cancel request timed out"),

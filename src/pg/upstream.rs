@@ -87,7 +87,7 @@ pub async fn within<T>(
     target_name: &str,
     work: impl std::future::Future<Output = Result<T, SessionError>>,
 ) -> Result<T, SessionError> {
-    match tokio::time::timeout(timeout, work).await {
+    match crate::timer_thread::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => {
             tracing::error!(target = target_name, "upstream connect timed out");

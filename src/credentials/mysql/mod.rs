@@ -508,7 +508,7 @@ impl Inner {
             ),
         };
         let mut conn = wire::connect(&t, self.timeout, tls).await.map_err(failed)?;
-        let reply = tokio::time::timeout(
+        let reply = crate::timer_thread::timeout(
             self.timeout,
             conn.query(&format!("SET DEFAULT ROLE {role}")),
         )
@@ -574,7 +574,7 @@ impl Inner {
         loop {
             let reused = slot.is_some();
             let conn = self.ensure(&mut slot).await?;
-            let failure = match tokio::time::timeout(self.timeout, conn.query(sql)).await {
+            let failure = match crate::timer_thread::timeout(self.timeout, conn.query(sql)).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(e)) => e.to_string().replace(user, "<ephemeral user>"),
                 Err(_) => "timed out".to_owned(),
