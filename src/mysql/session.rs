@@ -641,11 +641,10 @@ impl Session<'_> {
         sql: &[u8],
         shape: &Shape<'_>,
     ) -> Judgement {
-        if let Some(j) = self
-            .memo
-            .exact(gate, source, &self.context, sql)
-            .or_else(|| self.memo.shaped(gate, source, &self.context, sql, shape))
-        {
+        if let Some(j) = self.memo.view(gate, &self.context).and_then(|m| {
+            m.exact(source, sql)
+                .or_else(|| m.shaped(source, sql, shape))
+        }) {
             return j.clone();
         }
         let request = Request {

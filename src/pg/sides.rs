@@ -308,11 +308,13 @@ impl<'a> ClientSide<'a> {
         // A FunctionCall is not followed to its end: recorded when judged.
         let record_now = source == Source::FunctionCall;
         let gate = self.proxy.gate();
-        if !record_now {
-            if let Some(plans) = self.memo.exact(&gate, source, &self.context, sql) {
-                let plans = plans.clone();
-                return self.replay(sql, plans);
-            }
+        let memo = match record_now {
+            true => None,
+            false => self.memo.view(&gate, &self.context),
+        };
+        if let Some(plans) = memo.as_ref().and_then(|m| m.exact(source, sql)) {
+            let plans = plans.clone();
+            return self.replay(sql, plans);
         }
         // Worked out once, for the memo, the decision cache and the
         // masking plan cache.
@@ -320,11 +322,9 @@ impl<'a> ClientSide<'a> {
             Source::FunctionCall => Shape::none(sql),
             _ => Shape::of(sql),
         };
-        if !record_now {
-            if let Some(plans) = self.memo.shaped(&gate, source, &self.context, sql, &shape) {
-                let plans = plans.clone();
-                return self.replay(sql, plans);
-            }
+        if let Some(plans) = memo.and_then(|m| m.shaped(source, sql, &shape)) {
+            let plans = plans.clone();
+            return self.replay(sql, plans);
         }
         let request = Request {
             dialect: Dialect::Postgres,

@@ -68,6 +68,44 @@ struct Entry<V> {
     value: V,
 }
 
+/// A [`Memo`] whose entries apply to the request at hand (see
+/// [`Memo::view`]).
+pub struct MemoView<'a, V> {
+    memo: &'a Memo<V>,
+    /// Held so the context the view was checked against cannot change.
+    _ctx: &'a SessionContext,
+}
+
+impl<'a, V> MemoView<'a, V> {
+    /// The value remembered for exactly this text. Needs no shape, so it
+    /// is checked before one is worked out.
+    pub fn exact(&self, source: Source, sql: &[u8]) -> Option<&'a V> {
+        self.memo
+            .entries
+            .iter()
+            .find(|e| e.source == source && *e.sql == *sql)
+            .map(|e| &e.value)
+    }
+
+    /// The value remembered for another text of the same shape, if the
+    /// judgement it came from may serve every text of that shape.
+    pub fn shaped(&self, source: Source, sql: &[u8], shape: &Shape<'_>) -> Option<&'a V> {
+        let theirs = shape.text_for(sql)?;
+        // One long run of digits is still one literal: a text over the
+        // gate's size limit has the shape of a short one.
+        if sql.len() > self.memo.shape_limit {
+            return None;
+        }
+        self.memo
+            .entries
+            .iter()
+            .find(|e| {
+                e.reuse == Reuse::Shape && e.source == source && e.shape.as_deref() == Some(theirs)
+            })
+            .map(|e| &e.value)
+    }
+}
+
 impl<V> Default for Memo<V> {
     fn default() -> Self {
         Memo {
@@ -91,46 +129,43 @@ impl<V> Memo<V> {
             && self.database == ctx.current_database
     }
 
-    /// The value remembered for exactly this text, if it still applies.
-    /// Needs no shape, so it is checked before one is worked out.
-    pub fn exact(
-        &self,
+    /// The memo as it stands for a request judged by `gate` in `ctx`, or
+    /// `None` when its entries were judged under another gate or context.
+    /// Checked once per request: the view's lookups need no check of
+    /// their own, and while the view lives neither the memo nor `ctx` can
+    /// change under it.
+    pub fn view<'a>(
+        &'a self,
         gate: &Arc<dyn Gate>,
-        source: Source,
-        ctx: &SessionContext,
-        sql: &[u8],
-    ) -> Option<&V> {
-        if self.entries.is_empty() || !self.applies(gate, ctx) {
-            return None;
-        }
-        self.entries
-            .iter()
-            .find(|e| e.source == source && *e.sql == *sql)
-            .map(|e| &e.value)
+        ctx: &'a SessionContext,
+    ) -> Option<MemoView<'a, V>> {
+        (!self.entries.is_empty() && self.applies(gate, ctx)).then_some(MemoView {
+            memo: self,
+            _ctx: ctx,
+        })
     }
 
-    /// The value remembered for another text of the same shape, if the
-    /// judgement it came from may serve every text of that shape.
-    pub fn shaped(
-        &self,
+    /// One [`MemoView::exact`] lookup.
+    pub fn exact<'a>(
+        &'a self,
         gate: &Arc<dyn Gate>,
         source: Source,
-        ctx: &SessionContext,
+        ctx: &'a SessionContext,
+        sql: &[u8],
+    ) -> Option<&'a V> {
+        self.view(gate, ctx)?.exact(source, sql)
+    }
+
+    /// One [`MemoView::shaped`] lookup.
+    pub fn shaped<'a>(
+        &'a self,
+        gate: &Arc<dyn Gate>,
+        source: Source,
+        ctx: &'a SessionContext,
         sql: &[u8],
         shape: &Shape<'_>,
-    ) -> Option<&V> {
-        let theirs = shape.text_for(sql)?;
-        // One long run of digits is still one literal: a text over the
-        // gate's size limit has the shape of a short one.
-        if sql.len() > self.shape_limit || self.entries.is_empty() || !self.applies(gate, ctx) {
-            return None;
-        }
-        self.entries
-            .iter()
-            .find(|e| {
-                e.reuse == Reuse::Shape && e.source == source && e.shape.as_deref() == Some(theirs)
-            })
-            .map(|e| &e.value)
+    ) -> Option<&'a V> {
+        self.view(gate, ctx)?.shaped(source, sql, shape)
     }
 
     /// Keeps `value` for `sql` as judged by `gate` in `ctx` with the given
