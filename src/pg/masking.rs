@@ -23,6 +23,7 @@ use bytes::{BufMut, BytesMut};
 
 use airlock_protocol::pg::backend;
 use airlock_protocol::pg::frame::encode;
+use airlock_protocol::pg::frontend::FormatCodes;
 
 use super::catalog::CatalogSnapshot;
 use super::error::SessionError;
@@ -470,7 +471,7 @@ impl PlanBook {
     }
 
     /// Records a Bind; unknown statements (SQL PREPARE) execute as opaque.
-    pub fn bound(&mut self, portal: &[u8], statement: &[u8], formats: Vec<i16>) {
+    pub fn bound(&mut self, portal: &[u8], statement: &[u8], formats: FormatCodes<'_>) {
         let plan = self
             .statements
             .get(statement)
@@ -484,14 +485,14 @@ impl PlanBook {
                 name.extend_from_slice(statement);
             }
             *old_plan = plan;
-            if old_formats.as_slice() != formats.as_slice() {
-                *old_formats = Arc::new(formats);
+            if !formats.equals(old_formats) {
+                *old_formats = Arc::new(formats.to_vec());
             }
             return;
         }
         self.portals.insert(
             portal.to_vec(),
-            (statement.to_vec(), plan, Arc::new(formats)),
+            (statement.to_vec(), plan, Arc::new(formats.to_vec())),
         );
     }
 

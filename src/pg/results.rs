@@ -399,14 +399,16 @@ impl<P> Tracker<P> {
 /// `SELECT 10`, `COPY 7`, ...), for the commands that report one.
 pub fn tag_rows(body: &[u8]) -> Option<u64> {
     let tag = body.strip_suffix(&[0]).unwrap_or(body);
-    let command = tag.split(|&b| b == b' ').next()?;
+    // Tags are a few bytes long: plain scans beat a split iterator.
+    let first_space = tag.iter().position(|&b| b == b' ')?;
     if !matches!(
-        command,
+        &tag[..first_space],
         b"INSERT" | b"UPDATE" | b"DELETE" | b"MERGE" | b"SELECT" | b"COPY" | b"FETCH" | b"MOVE"
     ) {
         return None;
     }
-    let count = tag.rsplit(|&b| b == b' ').next()?;
+    let last_space = tag.iter().rposition(|&b| b == b' ')?;
+    let count = &tag[last_space + 1..];
     if count.is_empty() {
         return None;
     }
@@ -486,6 +488,9 @@ mod tests {
         assert_eq!(tag_rows(b"SELECT 1x\0"), None);
         assert_eq!(tag_rows(b"SELECT \0"), None);
         assert_eq!(tag_rows(b"SELECT 99999999999999999999999\0"), None);
+        assert_eq!(tag_rows(b"SELECT\0"), None);
+        assert_eq!(tag_rows(b"UPDATE 3"), Some(3));
+        assert_eq!(tag_rows(b"FETCH 0\0"), Some(0));
         assert_eq!(tag_rows(b"SELECT 18446744073709551615\0"), Some(u64::MAX));
         assert_eq!(
             error_code(b"SERROR\0C22012\0Mdivision by zero\0\0"),

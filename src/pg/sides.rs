@@ -274,15 +274,17 @@ impl<'a> ClientSide<'a> {
     }
 
     /// Tells the audit follower what a request will produce.
-    fn follow(&self, e: Expect<Run>) {
+    fn follow(&self, e: impl FnOnce() -> Expect<Run>) {
+        // Built only when followed: without an audit log the expectation
+        // (and the reference counts it takes) is not made at all.
         if let Some(q) = &self.audit_expect {
-            q.push(e);
+            q.push(e());
         }
     }
 
     /// An audit expectation for a Parse or Bind of `judged`.
     fn follow_step(&self, judged: Option<&Arc<Judged>>) {
-        self.follow(match judged {
+        self.follow(|| match judged {
             Some(j) => Expect::Step {
                 plan: Some(Run::now(j)),
             },
@@ -590,7 +592,7 @@ impl<'a> ClientSide<'a> {
             Ok(plans) => {
                 self.expect(Expect::Simple { plans });
                 if self.audit_expect.is_some() {
-                    self.follow(Expect::Simple {
+                    self.follow(|| Expect::Simple {
                         plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
                     });
                 }
@@ -599,7 +601,7 @@ impl<'a> ClientSide<'a> {
             Err(msg) => {
                 self.expect(Expect::Simple { plans: no_plans() });
                 if self.audit_expect.is_some() {
-                    self.follow(Expect::Simple {
+                    self.follow(|| Expect::Simple {
                         plans: Arc::from(Vec::new()),
                     });
                 }
@@ -626,7 +628,7 @@ impl<'a> ClientSide<'a> {
                 Verdict::Pass
             }
             Err(msg) => {
-                self.follow(Expect::Completion);
+                self.follow(|| Expect::Completion);
                 self.statements.remove(name);
                 Verdict::Replace(self.shared.refusals.parse(name, code, &msg))
             }
@@ -743,7 +745,7 @@ impl<'a> Side for ClientSide<'a> {
                     }
                     return Ok(Verdict::Pass);
                 }
-                self.follow(Expect::Completion);
+                self.follow(|| Expect::Completion);
                 self.portals.remove(b.portal);
                 let msg = format!(
                     "airlock: blocked by rule builtin.unvetted-statement: prepared statement \"{}\" was not allowed by airlock",
@@ -764,7 +766,7 @@ impl<'a> Side for ClientSide<'a> {
                         // it now if the log could not take that record.
                         if let Err(refusal) = audit.ready() {
                             tracing::warn!(reason = %refusal, "execution refused: audit log unavailable");
-                            self.follow(Expect::Execute {
+                            self.follow(|| Expect::Execute {
                                 plan: None,
                                 statement: Vec::new(),
                                 formats: Arc::clone(&self.no_formats),
@@ -772,14 +774,14 @@ impl<'a> Side for ClientSide<'a> {
                             return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
                         }
                     }
-                    self.follow(Expect::Execute {
+                    self.follow(|| Expect::Execute {
                         plan: judged.as_ref().map(Run::now),
                         statement: Vec::new(),
                         formats: Arc::clone(&self.no_formats),
                     });
                     return Ok(Verdict::Pass);
                 }
-                self.follow(Expect::Execute {
+                self.follow(|| Expect::Execute {
                     plan: None,
                     statement: Vec::new(),
                     formats: Arc::clone(&self.no_formats),
@@ -792,7 +794,7 @@ impl<'a> Side for ClientSide<'a> {
             }
             fe::CLOSE => {
                 self.expect(Expect::Completion);
-                self.follow(Expect::Completion);
+                self.follow(|| Expect::Completion);
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
                         self.statements.remove(name);
@@ -818,11 +820,11 @@ impl<'a> Side for ClientSide<'a> {
                             });
                         }
                         // The audit follower keeps no descriptions: no name.
-                        self.follow(Expect::DescribeStatement { name: Vec::new() });
+                        self.follow(|| Expect::DescribeStatement { name: Vec::new() });
                     }
                     Target::Portal(_) => {
                         self.expect(Expect::DescribePortal);
-                        self.follow(Expect::DescribePortal);
+                        self.follow(|| Expect::DescribePortal);
                     }
                 }
                 Ok(Verdict::Pass)
@@ -831,7 +833,7 @@ impl<'a> Side for ClientSide<'a> {
                 FunctionCall::decode(body).map_err(malformed)?;
                 self.shared.request_sent();
                 self.expect(Expect::FunctionCall);
-                self.follow(Expect::FunctionCall);
+                self.follow(|| Expect::FunctionCall);
                 let refusal = match self.decide(Source::FunctionCall, b"") {
                     Decided::Now(Ok(_), _) => return Ok(Verdict::Pass),
                     Decided::Now(Err(msg), _) => msg,
@@ -848,13 +850,13 @@ impl<'a> Side for ClientSide<'a> {
             fe::SYNC => {
                 self.shared.request_sent();
                 self.expect(Expect::Sync);
-                self.follow(Expect::Sync);
+                self.follow(|| Expect::Sync);
                 Ok(Verdict::Pass)
             }
             fe::TERMINATE => Ok(Verdict::PassAndStop),
             fe::COPY_DONE | fe::COPY_FAIL => {
                 self.expect(Expect::CopyEnd);
-                self.follow(Expect::CopyEnd);
+                self.follow(|| Expect::CopyEnd);
                 Ok(Verdict::Pass)
             }
             fe::FLUSH | fe::COPY_DATA => Ok(Verdict::Pass),

@@ -92,8 +92,10 @@ impl<'a> Bind<'a> {
 
 impl Bind<'_> {
     /// The result-column format codes of a Bind body (0 text, 1 binary):
-    /// none means all text, one applies to every column.
-    pub fn result_formats(body: &[u8]) -> Result<Vec<i16>, Malformed> {
+    /// none means all text, one applies to every column. Borrowed from the
+    /// body: a client that binds with the same codes every time costs no
+    /// allocation.
+    pub fn result_formats(body: &[u8]) -> Result<FormatCodes<'_>, Malformed> {
         let err = || Malformed("Bind");
         let mut r = Reader::new(body);
         r.cstr().ok_or_else(err)?;
@@ -108,7 +110,30 @@ impl Bind<'_> {
             }
         }
         let n = r.i16().ok_or_else(err)?;
-        (0..n.max(0)).map(|_| r.i16().ok_or_else(err)).collect()
+        let raw = r.take(n.max(0) as usize * 2).ok_or_else(err)?;
+        Ok(FormatCodes(raw))
+    }
+}
+
+/// Format codes as they stand in a message: big-endian `i16`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatCodes<'a>(&'a [u8]);
+
+impl FormatCodes<'_> {
+    /// The codes in order.
+    pub fn iter(&self) -> impl Iterator<Item = i16> + '_ {
+        self.0
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+    }
+
+    /// Whether these are exactly `codes`.
+    pub fn equals(&self, codes: &[i16]) -> bool {
+        self.0.len() == codes.len() * 2 && self.iter().eq(codes.iter().copied())
+    }
+
+    pub fn to_vec(&self) -> Vec<i16> {
+        self.iter().collect()
     }
 }
 
@@ -211,13 +236,16 @@ mod tests {
         assert_eq!((p.name, p.sql), (&b"s1"[..], &b"SELECT $1"[..]));
         assert!(Parse::decode(b"s1\0SELECT\0\x00\x02\x00\x00\x00\x17").is_err());
         let b = Bind::decode(b"p\0s1\0\x00\x00\x00\x00\x00\x00").unwrap();
-        assert_eq!(
-            Bind::result_formats(b"p\0s1\0\x00\x00\x00\x00\x00\x00").unwrap(),
-            Vec::<i16>::new()
-        );
-        let with = b"\0\0\x00\x01\x00\x01\x00\x01\x00\x00\x00\x02ab\x00\x01\x00\x01";
-        assert_eq!(Bind::result_formats(with).unwrap(), vec![1]);
+        let none = Bind::result_formats(b"p\0s1\0\x00\x00\x00\x00\x00\x00").unwrap();
+        assert_eq!(none.to_vec(), Vec::<i16>::new());
+        assert!(none.equals(&[]) && !none.equals(&[0]));
+        let with = b"\0\0\x00\x01\x00\x01\x00\x01\x00\x00\x00\x02ab\x00\x02\x00\x01\xff\xfe";
+        let codes = Bind::result_formats(with).unwrap();
+        assert_eq!(codes.to_vec(), vec![1, -2]);
+        assert!(codes.equals(&[1, -2]) && !codes.equals(&[1]) && !codes.equals(&[1, -2, 0]));
         assert!(Bind::result_formats(b"\0\0\x00\x01").is_err());
+        // Fewer codes than announced.
+        assert!(Bind::result_formats(b"\0\0\x00\x00\x00\x00\x00\x02\x00\x01").is_err());
         assert_eq!((b.portal, b.statement), (&b"p"[..], &b"s1"[..]));
         assert_eq!(
             Target::decode(b"Sx\0", "Describe").unwrap(),
