@@ -70,8 +70,7 @@ pub async fn watch(proxy: Arc<Proxy>) {
                 reload(&proxy, "SIGHUP");
                 last = fingerprint(&proxy);
             }
-            // On the timer thread (see `timer_thread`): a poll every two
-            // seconds would otherwise keep tokio's timer busy at every park.
+            // On the timer thread, like every timer: the runtime has none.
             () = crate::timer_thread::sleep(POLL_INTERVAL) => {
                 if !proxy.config().policy.watch {
                     continue;

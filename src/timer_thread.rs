@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use atomic_waker::AtomicWaker;
 
 /// A future that completes at a deadline (see the module docs).
+#[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     deadline: Instant,
     state: State,
@@ -90,6 +91,7 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 
 pin_project_lite::pin_project! {
     /// The future [`timeout`] returns.
+    #[must_use = "futures do nothing unless polled"]
     pub struct Timeout<F> {
         #[pin]
         future: F,
@@ -296,7 +298,7 @@ fn service() -> Option<&'static Service> {
         {
             Ok(_) => Some(service),
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the timer thread; long timers use tokio's");
+                tracing::error!(error = %e, "cannot start the timer thread; timers fall back to tokio's, which needs a runtime built with its timer");
                 None
             }
         }

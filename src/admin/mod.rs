@@ -87,6 +87,8 @@ pub async fn start(proxy: Arc<Proxy>) -> anyhow::Result<Option<(SocketAddr, Join
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
+        // Not the bare TcpListener: axum's accept-error back-off sleeps on
+        // tokio's timer, which airlock's runtime does not have.
         if let Err(e) = axum::serve(listener::AdminListener(listener), app)
             .with_graceful_shutdown(stop)
             .await

@@ -952,8 +952,7 @@ async fn interrupt(
     epoch: Instant,
     waiting_since: &AtomicU64,
 ) -> MyError {
-    // On the timer thread (see `timer_thread`): it lasts as long as the
-    // session and would otherwise cost tokio's timer work at every park.
+    // On the timer thread, like every timer: the runtime has none.
     let first = Instant::now().checked_add(idle).filter(|_| !idle.is_zero());
     let mut armed = first.is_some();
     let mut sleep = crate::timer_thread::sleep_until(first.unwrap_or(epoch));

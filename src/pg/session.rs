@@ -182,9 +182,8 @@ async fn serve(
     result
 }
 
-/// Waits until `at`, or forever when there is no deadline. On the timer
-/// thread (see `timer_thread`): a credential's TTL lasts as long as the
-/// session and would otherwise cost tokio's timer work at every park.
+/// Waits until `at`, or forever when there is no deadline (on the timer
+/// thread, like every timer: the runtime has none of its own).
 async fn sleep_until_or_forever(at: Option<std::time::Instant>) {
     match at {
         Some(at) => crate::timer_thread::sleep_until(at).await,

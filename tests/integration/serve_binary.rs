@@ -4,11 +4,14 @@
 //! `#[tokio::test]` runtimes, which do have tokio's timer, so this is the
 //! test that would see a timer path panic for want of it.
 //!
-//! One process covers each path that waits on a timer: upstream connects
+//! One process covers the paths that wait on a timer: upstream connects
 //! under `connect_timeout` (Postgres and MySQL), ephemeral credentials
 //! (broker calls under a timeout, the janitor, the TTL), an approval hold
-//! that times out, the idle timeout, the rules-file poll, the admin API,
-//! and shutdown on SIGTERM with its drain.
+//! that times out, a cancel request forwarded upstream under its timeout,
+//! the idle timeout, the rules-file poll, the admin API, and shutdown on
+//! SIGTERM with its drain. Not covered: the back-off after an accept
+//! error (the listeners' and the admin listener's), which needs the
+//! process out of file descriptors.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +31,7 @@ const RULES: &str = r#"
 id = "rw"
 applies_to = { identities = ["agent"] }
 allow_statements = ["read", "write"]
+allow_builtin = ["builtin.dangerous-function"]
 require_approval = [
   { id = "items-write", statements = ["write"], tables = ["public.items"], message = "writes to items need a human" },
 ]
@@ -188,7 +192,7 @@ async fn wait_up(serve: &mut Serve, port: u16) -> tokio_postgres::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_every_timer_path_without_tokios_timer() {
+async fn serve_runs_its_timer_paths_without_tokios_timer() {
     let (pg, my) = tokio::task::spawn_blocking(servers).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports {
@@ -230,6 +234,18 @@ async fn serve_runs_every_timer_path_without_tokios_timer() {
         db.message(),
         "airlock: rule rw.items-write: approval timed out after 1s"
     );
+    client.simple_query("SELECT 1").await.unwrap();
+
+    // A cancel request goes upstream (under a timeout) and cancels.
+    let token = client.cancel_token();
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    };
+    let (slept, cancelled) = tokio::join!(client.simple_query("SELECT pg_sleep(30)"), cancel);
+    cancelled.unwrap();
+    let err = slept.expect_err("pg_sleep(30) was cancelled");
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
     client.simple_query("SELECT 1").await.unwrap();
 
     // MySQL: the upstream connect runs under its timeout.
