@@ -120,11 +120,11 @@ pub fn now_ns() -> u64 {
     };
     // SAFETY: clock_gettime only writes the timespec it is handed, which
     // lives for the whole call.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        // CLOCK_MONOTONIC is always there on Linux. Should the call fail,
-        // every timestamp is 1 and every duration reads as zero.
-        return 1;
-    }
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // CLOCK_MONOTONIC is always there on Linux, and `Instant::now()`
+    // panics the same way should it not be: a made-up timestamp would
+    // quietly stop idle timeouts from ever firing.
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
     u64::try_from(ts.tv_sec)
         .unwrap_or(0)
         .saturating_mul(1_000_000_000)

@@ -591,20 +591,16 @@ impl<'a> ClientSide<'a> {
         match planned {
             Ok(plans) => {
                 self.expect(Expect::Simple { plans });
-                if self.audit_expect.is_some() {
-                    self.follow(|| Expect::Simple {
-                        plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
-                    });
-                }
+                self.follow(|| Expect::Simple {
+                    plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
+                });
                 Verdict::Pass
             }
             Err(msg) => {
                 self.expect(Expect::Simple { plans: no_plans() });
-                if self.audit_expect.is_some() {
-                    self.follow(|| Expect::Simple {
-                        plans: Arc::from(Vec::new()),
-                    });
-                }
+                self.follow(|| Expect::Simple {
+                    plans: Arc::from(Vec::new()),
+                });
                 Verdict::Replace(self.shared.refusals.query(code, &msg))
             }
         }

@@ -145,29 +145,6 @@ impl<V> Memo<V> {
         })
     }
 
-    /// One [`MemoView::exact`] lookup.
-    pub fn exact<'a>(
-        &'a self,
-        gate: &Arc<dyn Gate>,
-        source: Source,
-        ctx: &'a SessionContext,
-        sql: &[u8],
-    ) -> Option<&'a V> {
-        self.view(gate, ctx)?.exact(source, sql)
-    }
-
-    /// One [`MemoView::shaped`] lookup.
-    pub fn shaped<'a>(
-        &'a self,
-        gate: &Arc<dyn Gate>,
-        source: Source,
-        ctx: &'a SessionContext,
-        sql: &[u8],
-        shape: &Shape<'_>,
-    ) -> Option<&'a V> {
-        self.view(gate, ctx)?.shaped(source, sql, shape)
-    }
-
     /// Keeps `value` for `sql` as judged by `gate` in `ctx` with the given
     /// reuse; [`Reuse::Never`] and texts over [`MAX_TEXT`] bytes are not
     /// kept.
@@ -219,6 +196,32 @@ impl<V> Memo<V> {
 mod tests {
     use super::*;
     use crate::policy::{AllowAll, Judgement, Principal, Request};
+
+    /// One-shot lookups, for the tests below.
+    impl<V> Memo<V> {
+        /// One [`MemoView::exact`] lookup.
+        fn exact<'a>(
+            &'a self,
+            gate: &Arc<dyn Gate>,
+            source: Source,
+            ctx: &'a SessionContext,
+            sql: &[u8],
+        ) -> Option<&'a V> {
+            self.view(gate, ctx)?.exact(source, sql)
+        }
+
+        /// One [`MemoView::shaped`] lookup.
+        fn shaped<'a>(
+            &'a self,
+            gate: &Arc<dyn Gate>,
+            source: Source,
+            ctx: &'a SessionContext,
+            sql: &[u8],
+            shape: &Shape<'_>,
+        ) -> Option<&'a V> {
+            self.view(gate, ctx)?.shaped(source, sql, shape)
+        }
+    }
 
     /// Lets everything through; shape matches up to `limit` bytes.
     struct Limited(usize);

@@ -51,14 +51,10 @@ fn serve_reports_config_errors_with_file_line_and_key() {
 fn demo_check_runs_on_a_single_cpu() {
     // One CPU gives airlock a current-thread runtime: the demo's checks
     // must not block the thread that serves their connections.
-    if std::process::Command::new("taskset")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
+    if Command::new("taskset").arg("-V").output().is_err() {
         panic!("taskset (util-linux) is needed for this test");
     }
-    let out = std::process::Command::new("taskset")
+    let out = Command::new("taskset")
         .args([
             "-c",
             "0",
@@ -70,16 +66,7 @@ fn demo_check_runs_on_a_single_cpu() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("check: 4 customers visible through airlock"),
-        "{stdout}"
-    );
+    demo_checked(&out);
 }
 
 #[test]
@@ -88,15 +75,22 @@ fn demo_check_runs_end_to_end() {
         .args(["demo", "--port", "0", "--check"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = demo_checked(&out);
+    assert!(stdout.contains("psql \"postgresql://agent:"), "{stdout}");
+}
+
+/// `demo --check` succeeded and its first check saw the demo's rows; its
+/// standard output.
+fn demo_checked(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("psql \"postgresql://agent:"), "{stdout}");
     assert!(
         stdout.contains("check: 4 customers visible through airlock"),
         "{stdout}"
     );
+    stdout
 }

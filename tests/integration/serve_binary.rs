@@ -26,26 +26,29 @@ use crate::common::{AGENT, AGENT_PW, DB, UPSTREAM_PW, UPSTREAM_USER};
 /// The MySQL target's name (the client's database selects the target).
 const MY_TARGET: &str = "myapp";
 
-const RULES: &str = r#"
+/// The policy's head; each version adds its own last lines.
+const POLICY: &str = r#"
 [[policy]]
 id = "rw"
 applies_to = { identities = ["agent"] }
 allow_statements = ["read", "write"]
 allow_builtin = ["builtin.dangerous-function"]
-require_approval = [
-  { id = "items-write", statements = ["write"], tables = ["public.items"], message = "writes to items need a human" },
-]
 "#;
 
-/// The same policy once the rules-file poll has picked up a change: reads
-/// of `items` are refused.
-const RULES_NO_ITEMS: &str = r#"
-[[policy]]
-id = "rw"
-applies_to = { identities = ["agent"] }
-allow_statements = ["read", "write"]
-deny_tables = ["public.items"]
-"#;
+/// The first rules: writes to `items` wait for a human.
+fn rules() -> String {
+    POLICY.to_owned()
+        + r#"require_approval = [
+  { id = "items-write", statements = ["write"], tables = ["public.items"], message = "writes to items need a human" },
+]
+"#
+}
+
+/// The rules once the rules-file poll has picked up a change: reads of
+/// `items` are refused.
+fn rules_no_items() -> String {
+    POLICY.to_owned() + "deny_tables = [\"public.items\"]\n"
+}
 
 /// The server process; killed if the test fails before it stops it.
 struct Serve {
@@ -76,7 +79,7 @@ struct Ports {
 fn config(dir: &Path, pg: &PgServer, my: &MariaDbServer, ports: &Ports) -> String {
     let pw_file = dir.join("upstream.pw");
     std::fs::write(&pw_file, format!("{UPSTREAM_PW}\n")).unwrap();
-    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    std::fs::write(dir.join("rules.toml"), rules()).unwrap();
     format!(
         r#"
 [listen]
@@ -277,7 +280,7 @@ async fn serve_runs_its_timer_paths_without_tokios_timer() {
     );
 
     // The rules-file poll picks up a change.
-    std::fs::write(dir.path().join("rules.toml"), RULES_NO_ITEMS).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), rules_no_items()).unwrap();
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let c = pg_connect(pg_port).await.unwrap();
