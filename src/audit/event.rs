@@ -176,7 +176,17 @@ pub fn redact(text: &str) -> String {
 /// fingerprint computed. Done on the writer thread, off the query path.
 pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
     let fp = event.statement.as_deref().map(fingerprint);
-    event.statement = event.statement.as_deref().map(redact);
-    event.reason = event.reason.as_deref().map(redact);
+    redact_in_place(&mut event.statement);
+    redact_in_place(&mut event.reason);
     (event, fp)
+}
+
+/// [`redact`], keeping the string as it is (no copy) when there is
+/// nothing to redact, as for most statements.
+fn redact_in_place(text: &mut Option<String>) {
+    if let Some(t) = text {
+        if let Some(clean) = scrub(t.as_bytes(), DetectorSet::ALL) {
+            *t = String::from_utf8_lossy(&clean).into_owned();
+        }
+    }
 }

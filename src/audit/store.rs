@@ -87,14 +87,16 @@ pub(crate) fn head(conn: &Connection) -> Result<(i64, String), AuditError> {
 }
 
 /// Appends prepared events in one transaction, chaining from `(seq, hash)`.
-/// Returns the stored records; on error nothing was written.
+/// On success the events move into the returned records and `batch` is
+/// left empty; on error nothing was written and `batch` is unchanged, to
+/// be tried again.
 pub(crate) fn append(
     conn: &mut Connection,
     head: (i64, &str),
-    batch: &[(AuditEvent, Option<String>)],
+    batch: &mut Vec<(AuditEvent, Option<String>)>,
 ) -> Result<Vec<AuditRecord>, AuditError> {
     let tx = conn.transaction()?;
-    let mut out = Vec::with_capacity(batch.len());
+    let mut hashes = Vec::with_capacity(batch.len());
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO audit (seq, time_ms, session, kind, identity, user, model, \
@@ -104,10 +106,11 @@ pub(crate) fn append(
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
              ?18, ?19, ?20, ?21, ?22, ?23)",
         )?;
-        let (mut seq, mut prev) = (head.0, head.1.to_owned());
-        for (e, fp) in batch {
+        let mut seq = head.0;
+        for (e, fp) in batch.iter() {
             seq += 1;
-            let hash = record_hash(&prev, e, fp.as_deref());
+            let prev = hashes.last().map_or(head.1, String::as_str);
+            let hash = record_hash(prev, e, fp.as_deref());
             stmt.execute(params![
                 seq,
                 e.time_ms,
@@ -133,17 +136,27 @@ pub(crate) fn append(
                 prev,
                 hash,
             ])?;
-            out.push(AuditRecord {
-                seq,
-                event: e.clone(),
-                fingerprint: fp.clone(),
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-            });
+            hashes.push(hash);
         }
     }
     tx.commit()?;
-    Ok(out)
+    // Written: the events move into their records, uncopied.
+    let mut seq = head.0;
+    let mut prev = head.1.to_owned();
+    Ok(batch
+        .drain(..)
+        .zip(hashes)
+        .map(|((event, fingerprint), hash)| {
+            seq += 1;
+            AuditRecord {
+                seq,
+                event,
+                fingerprint,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            }
+        })
+        .collect())
 }
 
 /// Reads a row selected with [`COLUMNS`].

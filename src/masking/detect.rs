@@ -286,6 +286,34 @@ mod tests {
         assert!(kinds("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----").is_empty());
     }
 
+    /// Secrets that touch or overlap other start patterns: one pass over
+    /// all patterns must find what a search per pattern finds.
+    #[test]
+    fn masking_detect_adjacent_secrets() {
+        let pem =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34\n-----END RSA PRIVATE KEY-----";
+        // A PEM block whose dashes continue a short Slack prefix: the
+        // prefix is no token, the PEM block is still found.
+        assert_eq!(
+            kinds(&format!("xoxb{pem}")),
+            vec![(Kind::Secret, pem.to_string())]
+        );
+        // Two tokens side by side, and the same prefix twice.
+        let a = "AKIAIOSFODNN7EXAMPLE";
+        let b = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+        assert_eq!(
+            kinds(&format!("{a} {b} {a}")),
+            vec![
+                (Kind::Secret, a.to_string()),
+                (Kind::Secret, b.to_string()),
+                (Kind::Secret, a.to_string())
+            ]
+        );
+        // A prefix inside a longer token is no start.
+        assert!(kinds("xAKIAIOSFODNN7EXAMPLE").is_empty());
+        assert!(kinds("AKIAKIAIOSFODNN7EXAMPLE").is_empty());
+    }
+
     #[test]
     fn masking_detect_clean_negatives() {
         for s in [
