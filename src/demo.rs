@@ -115,7 +115,13 @@ targets = ["demo"]
         return checked?;
     }
     println!("Press Ctrl-C to stop; everything is removed on exit.");
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM (kill) and SIGHUP (the terminal closed) stop it as Ctrl-C
+    // does, so the throwaway server and its files never outlive it.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::select! {
+        r = crate::server::wait_for_signal() => r?,
+        _ = hangup.recv() => {}
+    }
     eprintln!("airlock demo: stopping ...");
     crate::timer_thread::timeout(Duration::from_secs(5), running.shutdown())
         .await

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod catalog;
 pub mod detect;
 mod digits;
+pub mod error_values;
 pub mod hmac;
 pub mod lineage;
 pub mod rules;

@@ -17,7 +17,8 @@
 //!   text-like column becomes the strategy's string; of any other type it
 //!   becomes NULL (valid for every type), as in text rows, so column
 //!   definitions never need to change.
-//! * ERR messages are scrubbed by the principal's value detectors.
+//! * ERR messages are scrubbed by the principal's value detectors, and
+//!   lose the values they quote (`crate::masking::error_values`).
 
 use std::sync::Arc;
 
@@ -400,16 +401,29 @@ impl MyMask {
         Ok(out)
     }
 
-    /// A scrubbed ERR payload, when the message held something detectable.
+    /// A scrubbed ERR payload, when the message held something detectable
+    /// or quotes a data value (see [`crate::masking::error_values`]).
     pub fn scrub_err(&self, payload: &[u8]) -> Option<Vec<u8>> {
-        if self.detectors.is_empty() {
-            return None;
-        }
+        use crate::masking::error_values::{quotes_values, withhold_quoted};
         let (code, state, message) = packets::parse_err(payload)?;
-        let clean = detect::scrub(message.as_bytes(), self.detectors)?;
+        let scrubbed = detect::scrub(message.as_bytes(), self.detectors);
+        let text = scrubbed.as_deref().unwrap_or(message.as_bytes());
+        // MySQL files some value errors under HY000: name those by code.
+        let withheld = if quotes_values(state.as_bytes()) || quotes_value(code) {
+            withhold_quoted(text, b'\'')
+        } else {
+            None
+        };
+        let clean = withheld.or(scrubbed)?;
         let state = if state.is_empty() { "HY000" } else { &state };
         let mut p = BytesMut::new();
         packets::err(&mut p, code, state, &String::from_utf8_lossy(&clean));
         Some(p.to_vec())
     }
+}
+
+/// MySQL/MariaDB errors that quote a value whatever their SQLSTATE:
+/// duplicate entry, incorrect or truncated value, out of range, too long.
+fn quotes_value(code: u16) -> bool {
+    matches!(code, 1062 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1586)
 }

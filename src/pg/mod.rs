@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod client_auth;
 pub mod conn;
 pub mod error;
+pub mod lexer_guard;
 pub mod listener;
 pub mod masking;
 pub mod opening;

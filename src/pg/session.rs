@@ -163,6 +163,7 @@ async fn serve(
             &session.principal,
             session.context,
             session.max_rows,
+            session.withhold_error_values,
             session.masking,
             session.audit.as_deref(),
             cancel,
@@ -200,6 +201,8 @@ struct LoggedIn {
     status: u8,
     context: SessionContext,
     max_rows: Option<u64>,
+    /// Errors lose their data values (see `crate::masking::error_values`).
+    withhold_error_values: bool,
     masking: Option<Arc<MaskContext>>,
     /// Boxed: large, and absent unless an audit log is configured.
     audit: Option<Box<SessionAudit>>,
@@ -328,6 +331,7 @@ async fn log_in(
         status: up.status,
         context,
         max_rows: settings.max_rows,
+        withhold_error_values: settings.withhold_error_values || masking.is_some(),
         masking,
         audit,
         lease,
@@ -623,6 +627,7 @@ async fn relay(
     principal: &Principal,
     context: SessionContext,
     max_rows: Option<u64>,
+    withhold_error_values: bool,
     masking: Option<Arc<MaskContext>>,
     audit: Option<&SessionAudit>,
     held: Arc<HeldCancel>,
@@ -656,7 +661,8 @@ async fn relay(
         max_rows,
         masking.map(|m| RowMasking::new(m, Arc::clone(&expect))),
     )
-    .with_audit(to_server.reply_audit());
+    .with_audit(to_server.reply_audit())
+    .withholding_values(withhold_error_values);
     // Not biased: a pump that streams at full speed spends the task's coop
     // budget, and the other pump, always polled second, would then be
     // starved for as long as the stream lasts. Each pump gated (see

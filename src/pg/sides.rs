@@ -25,7 +25,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{oneshot, watch};
 
 use airlock_protocol::pg::backend::{self, Severity};
@@ -44,6 +44,7 @@ use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
 use crate::fasthash::FastMap;
 use crate::masking::StatementPlan;
+use crate::policy::builtin::ids;
 use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
@@ -67,6 +68,10 @@ pub struct Shared {
     /// When `pending` last went from 0 to 1 ([`crate::metrics::now_ns`]),
     /// for the statement latency histogram.
     busy_since: AtomicU64,
+    /// Set when the server reported a setting under which it reads SQL
+    /// differently from airlock ([`super::lexer_guard`]): every later
+    /// statement is refused.
+    lexer_hazard: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -77,6 +82,7 @@ impl Shared {
             last_ready_ns: AtomicU64::new(crate::metrics::now_ns()),
             refusals: Refusals::default(),
             busy_since: AtomicU64::new(0),
+            lexer_hazard: std::sync::OnceLock::new(),
         }
     }
 
@@ -309,6 +315,10 @@ impl<'a> ClientSide<'a> {
     fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
         // A FunctionCall is not followed to its end: recorded when judged.
         let record_now = source == Source::FunctionCall;
+        if let Some(hazard) = self.shared.lexer_hazard.get() {
+            let message = super::lexer_guard::refusal(hazard);
+            return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
+        }
         let gate = self.proxy.gate();
         let memo = match record_now {
             true => None,
@@ -422,6 +432,23 @@ impl<'a> ClientSide<'a> {
             return Decided::Now(self.record(sql, note, outcome), None);
         }
         let (planned, judged) = self.admit(sql, note, outcome);
+        Decided::Now(planned, judged)
+    }
+
+    /// Refuses a statement without judging it.
+    fn refuse(&mut self, record_now: bool, sql: &[u8], rule: &str, message: String) -> Decided {
+        tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
+        let refusal = format!("airlock: blocked by rule {rule}: {message}");
+        let note = Note {
+            decision: AuditDecision::Block,
+            rule: Some(rule.to_owned()),
+            reason: Some(message),
+            masked: None,
+        };
+        if record_now {
+            return Decided::Now(self.record(sql, note, Err(refusal)), None);
+        }
+        let (planned, judged) = self.admit(sql, note, Err(refusal));
         Decided::Now(planned, judged)
     }
 
@@ -942,6 +969,10 @@ pub struct ServerSide<'a> {
     /// Records allowed statements when they have run; `None` without an
     /// audit log.
     audit: Option<ReplyAudit<'a>>,
+    /// Strip data values from errors that quote them (see
+    /// [`crate::masking::error_values`]): masking or denied columns
+    /// protect this session's data.
+    withhold_values: bool,
 }
 
 impl<'a> ServerSide<'a> {
@@ -962,7 +993,15 @@ impl<'a> ServerSide<'a> {
             proxy,
             target,
             audit: None,
+            withhold_values: false,
         }
+    }
+
+    /// Strips data values from errors of class 22 and 23 (see
+    /// [`crate::masking::error_values`]).
+    pub fn withholding_values(mut self, on: bool) -> Self {
+        self.withhold_values = on;
+        self
     }
 
     /// Follows the replies for the audit log (see
@@ -1050,6 +1089,20 @@ impl Side for ServerSide<'_> {
                         return Ok(Verdict::Replace(error));
                     }
                 }
+                let verdict = or_masked(masked);
+                Ok(match self.withhold_values {
+                    true => withhold_values(tag, frame, verdict),
+                    false => verdict,
+                })
+            }
+            backend::NOTICE_RESPONSE if self.withhold_values => {
+                Ok(withhold_values(tag, frame, or_masked(masked)))
+            }
+            backend::PARAMETER_STATUS => {
+                if let Some(hazard) = super::lexer_guard::hazard(&frame[5..]) {
+                    tracing::error!(%hazard, "the server now reads SQL differently from airlock; refusing every further statement of this session");
+                    let _ = self.shared.lexer_hazard.set(hazard);
+                }
                 Ok(or_masked(masked))
             }
             // CommandComplete, EmptyQueryResponse, PortalSuspended end a result.
@@ -1064,6 +1117,39 @@ impl Side for ServerSide<'_> {
             _ => Ok(or_masked(masked)),
         }
     }
+}
+
+/// An ErrorResponse or NoticeResponse (`frame`, or what masking already
+/// made of it) without the data values of class 22 and 23 errors: the
+/// quoted part of the message, and the detail and context fields.
+fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
+    use crate::masking::error_values::{quotes_values, withhold_quoted, WITHHELD};
+    let body = match &verdict {
+        Verdict::Replace(bytes) if bytes.len() >= 5 => &bytes[5..],
+        Verdict::Replace(_) => return verdict,
+        _ => &frame[5..],
+    };
+    let sqlstate = backend::error_fields(body).find(|(c, _)| *c == b'C');
+    if !sqlstate.is_some_and(|(_, code)| quotes_values(code)) {
+        return verdict;
+    }
+    let mut out = BytesMut::with_capacity(body.len() + 5);
+    airlock_protocol::pg::frame::encode(tag, &mut out, |b| {
+        for (code, value) in backend::error_fields(body) {
+            b.put_u8(code);
+            match code {
+                b'M' => match withhold_quoted(value, b'"') {
+                    Some(v) => b.put_slice(&v),
+                    None => b.put_slice(value),
+                },
+                b'D' | b'W' => b.put_slice(WITHHELD),
+                _ => b.put_slice(value),
+            }
+            b.put_u8(0);
+        }
+        b.put_u8(0);
+    });
+    Verdict::Replace(out.freeze())
 }
 
 /// Whether a CommandComplete tag reports DDL (which can change what `*`

@@ -279,6 +279,16 @@ pub async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
         let frame = conn.read_frame().await.map_err(conn_err)?;
         match frame.tag() {
             backend::PARAMETER_STATUS | backend::NOTICE_RESPONSE => {
+                if frame.tag() == backend::PARAMETER_STATUS {
+                    if let Some(hazard) = super::lexer_guard::hazard(frame.body()) {
+                        // Set for the role or database (ALTER ROLE/DATABASE
+                        // ... SET): no statement could be judged safely.
+                        return Err(upstream_err(format!(
+                            "{hazard}, under which airlock cannot read SQL as the server does; \
+                             remove the setting from the role or database"
+                        )));
+                    }
+                }
                 greeting.extend_from_slice(frame.as_bytes())
             }
             backend::BACKEND_KEY_DATA => {

@@ -25,6 +25,8 @@ pub mod ids {
     pub const UNKNOWN_PREPARED: &str = "builtin.unknown-prepared";
     pub const MULTI_STATEMENT_PARSE: &str = "builtin.multi-statement-parse";
     pub const STARTUP_OPTION: &str = "builtin.startup-option";
+    pub const CATALOG_WRITE: &str = "builtin.catalog-write";
+    pub const COLUMN_STATISTICS: &str = "builtin.column-statistics";
 
     /// Every built-in id, for validating `allow_builtin`.
     pub const ALL: &[&str] = &[
@@ -45,6 +47,8 @@ pub mod ids {
         UNKNOWN_PREPARED,
         MULTI_STATEMENT_PARSE,
         STARTUP_OPTION,
+        CATALOG_WRITE,
+        COLUMN_STATISTICS,
     ];
 }
 
@@ -89,6 +93,12 @@ const PG_DANGEROUS: &[&str] = &[
     "schema_to_xml*",
     "database_to_xml*",
     "query_to_json*",
+    // Run the SQL text they are given, out of airlock's sight.
+    "ts_stat",
+    "ts_rewrite",
+    "crosstab*",
+    "connectby*",
+    "pg_background_*",
     "pg_advisory_*lock*",
     "pg_try_advisory_*lock*",
     "pg_execute_server_program",
@@ -205,6 +215,29 @@ pub fn is_timeout_setting(name: &str) -> bool {
         name,
         "statement_timeout" | "max_execution_time" | "max_statement_time"
     )
+}
+
+/// Catalog relations that hold sample values of every analysed column
+/// (most common values, histogram bounds, minimum and maximum): reading
+/// them sees around masks and denied columns.
+pub fn is_column_statistics(dialect: Dialect, schema: &str, name: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => {
+            schema == "pg_catalog"
+                && matches!(
+                    name,
+                    "pg_stats"
+                        | "pg_stats_ext"
+                        | "pg_stats_ext_exprs"
+                        | "pg_statistic"
+                        | "pg_statistic_ext_data"
+                )
+        }
+        Dialect::MySql => {
+            (schema == "mysql" && name == "column_stats")
+                || (schema == "information_schema" && name == "column_statistics")
+        }
+    }
 }
 
 /// Postgres catalogs live in `pg_catalog`, which is searched first; every

@@ -426,18 +426,62 @@ pub fn decide(
     if facts.unbounded_write && matches!(class, StatementClass::Write) {
         let what = if facts.constant_true_where {
             "a WHERE clause that is always true"
+        } else if facts.unconstrained_where {
+            "a WHERE clause that refers to no column (the same for every row)"
         } else {
             "no WHERE clause"
+        };
+        let kind = if facts.data_modifying_cte {
+            "an UPDATE or DELETE inside WITH"
+        } else {
+            facts.kind.as_str()
         };
         if let Some(d) = builtin(
             policy,
             ids::UNBOUNDED_WRITE,
-            format!("{} with {what} touches every row", facts.kind),
+            format!("{kind} with {what} touches every row"),
         ) {
             return d;
         }
     }
     // 7. Tables.
+    if dialect == Dialect::Postgres {
+        // `UPDATE pg_settings` is SET by another name (a rule on the view
+        // calls set_config): it would slip past the setting checks above.
+        if let Some(r) = facts
+            .writes
+            .iter()
+            .find(|r| r.schemas.iter().any(|s| s == "pg_catalog"))
+        {
+            if let Some(d) = builtin(
+                policy,
+                ids::CATALOG_WRITE,
+                format!(
+                    "{} writes to the system catalog {}; change settings with SET, which airlock checks",
+                    facts.kind,
+                    r.display_name()
+                ),
+            ) {
+                return d;
+            }
+        }
+    }
+    if let Some(r) = facts.reads.iter().find(|r| {
+        r.schemas
+            .iter()
+            .any(|s| builtin::is_column_statistics(dialect, s, &r.name))
+    }) {
+        if let Some(d) = builtin(
+            policy,
+            ids::COLUMN_STATISTICS,
+            format!(
+                "{} holds sample values of table columns (most common values, histograms), unmasked",
+                r.display_name()
+            ),
+        ) {
+            return d;
+        }
+    }
     for r in facts.relations() {
         if table_denied(policy, r) {
             return deny(
@@ -501,7 +545,12 @@ fn table_denied(policy: &Policy, r: &Relation) -> bool {
 
 fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
     let rels: Vec<&Relation> = facts.relations().collect();
-    if facts.whole_row {
+    if facts.whole_row || facts.implicit_columns {
+        let what = if facts.whole_row {
+            "`*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need"
+        } else {
+            "column alias lists and NATURAL joins, which use columns without naming them, are not allowed with it; name the columns (JOIN ... ON or USING)"
+        };
         for r in &rels {
             for c in r.candidates() {
                 if let Some(rule) = policy.deny_columns.iter().find(|x| x.table.is_match(&c)) {
@@ -509,7 +558,7 @@ fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
                         policy,
                         "deny-columns",
                         format!(
-                            "{} has denied columns ({}); `*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need",
+                            "{} has denied columns ({}); {what}",
                             r.display_name(),
                             rule.pattern
                         ),
@@ -633,6 +682,7 @@ impl Gate for Engine {
                 read_only: p.read_only,
                 statement_timeout: p.statement_timeout,
                 max_rows: p.max_rows,
+                withhold_error_values: !p.deny_columns.is_empty(),
             },
             None => SessionSettings {
                 read_only: true,

@@ -65,9 +65,11 @@ pub fn explain(engine: &Engine, who: &Principal, dialect: Dialect, sql: &str) ->
         for (on, name) in [
             (f.has_where, "has_where"),
             (f.constant_true_where, "constant_true_where"),
+            (f.unconstrained_where, "unconstrained_where"),
             (f.unbounded_write, "unbounded_write"),
             (f.data_modifying_cte, "data_modifying_cte"),
             (f.whole_row, "whole_row"),
+            (f.implicit_columns, "implicit_columns"),
             (f.row_locks, "row_locks"),
             (f.explain, "explain"),
             (f.explain_analyze, "explain_analyze"),

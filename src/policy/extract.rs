@@ -11,10 +11,12 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     AssignmentTarget, CopySource, Expr, FromTable, FunctionArgExpr, FunctionArguments,
-    GrantObjects, Ident, ObjectName, ObjectType, OrderBy, Query, Select, SelectItem, SetExpr,
-    Statement, TableFactor, TableObject, Visit, Visitor,
+    GrantObjects, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectType, OrderBy, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
+    UpdateTableFromKind, Visit, Visitor,
 };
 
+use super::builtin::ids;
 use super::classify;
 use super::facts::{ColumnLocation, ColumnRef, Facts, FunctionRef, Relation, StatementClass};
 use super::{Dialect, SessionContext};
@@ -252,13 +254,38 @@ impl Extractor<'_> {
                 self.facts.has_where = true;
                 NUMBER_CONSULTED.with(|c| c.set(false));
                 let truth = const_truth(e);
-                if NUMBER_CONSULTED.with(|c| c.get()) {
-                    self.facts.literal_sensitive = true;
-                }
                 if truth == Some(true) {
                     self.facts.constant_true_where = true;
                     self.facts.unbounded_write = true;
+                } else if !constrains_rows(e) {
+                    // `WHERE $1`, `WHERE id = 1 OR $2`, `WHERE EXISTS
+                    // (SELECT 1)`: true or false for all rows alike.
+                    self.facts.unconstrained_where = true;
+                    self.facts.unbounded_write = true;
                 }
+                if NUMBER_CONSULTED.with(|c| c.get()) {
+                    self.facts.literal_sensitive = true;
+                }
+            }
+        }
+    }
+
+    /// The columns a FROM item's joins compare: those of `ON`, the named
+    /// ones of `USING (...)` (columns of both sides), and for `NATURAL`
+    /// every column the sides share, which only the catalog knows.
+    fn joins(&mut self, twj: &TableWithJoins) {
+        for j in &twj.joins {
+            self.columns_in(&j.join_operator, ColumnLocation::Join);
+            match join_constraint(&j.join_operator) {
+                Some(JoinConstraint::Using(names)) => {
+                    for n in names {
+                        if let Some(id) = n.0.last().and_then(|p| p.as_ident()) {
+                            self.column(&Expr::Identifier(id.clone()), ColumnLocation::Join);
+                        }
+                    }
+                }
+                Some(JoinConstraint::Natural) => self.facts.implicit_columns = true,
+                _ => {}
             }
         }
     }
@@ -374,9 +401,7 @@ impl Visitor for Extractor<'_> {
             self.columns_in(w, ColumnLocation::Where);
         }
         for twj in &s.from {
-            for j in &twj.joins {
-                self.columns_in(&j.join_operator, ColumnLocation::Join);
-            }
+            self.joins(twj);
         }
         self.columns_in(&s.group_by, ColumnLocation::GroupBy);
         if let Some(into) = &s.into {
@@ -411,6 +436,34 @@ impl Visitor for Extractor<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, .. } | TableFactor::Function { name, .. } = tf {
+            if self.dialect == Dialect::Postgres && is_bare_only(name) {
+                // Postgres reserves ONLY; sqlparser reads `FROM ONLY t` as
+                // a table named "only" aliased t, which would hide t.
+                self.facts.violations.push((
+                    ids::UNPARSEABLE,
+                    "ONLY in FROM, UPDATE, DELETE or MERGE is not supported; name the table without it".into(),
+                ));
+            }
+        }
+        match tf {
+            // `t AS a(x, y)` and `(t JOIN u ...) AS a(x, y)` rename the
+            // tables' columns by position. (A subquery's alias list renames
+            // only what its own select list named.)
+            TableFactor::Table {
+                alias: Some(alias), ..
+            } if !alias.columns.is_empty() => self.facts.implicit_columns = true,
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                    self.facts.implicit_columns = true;
+                }
+                self.joins(table_with_joins);
+            }
+            _ => {}
+        }
         match tf {
             TableFactor::Table {
                 name,
@@ -485,6 +538,14 @@ impl Visitor for Extractor<'_> {
                 if let TableFactor::Table { name, .. } = &u.table.relation {
                     self.add_write(name);
                 }
+                self.joins(&u.table);
+                if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
+                    &u.from
+                {
+                    for twj in f {
+                        self.joins(twj);
+                    }
+                }
                 for a in &u.assignments {
                     let names: Vec<&ObjectName> = match &a.target {
                         AssignmentTarget::ColumnName(n) => vec![n],
@@ -510,6 +571,9 @@ impl Visitor for Extractor<'_> {
                 let from = match &d.from {
                     FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => v,
                 };
+                for twj in from.iter().chain(d.using.iter().flatten()) {
+                    self.joins(twj);
+                }
                 if d.tables.is_empty() {
                     for twj in from {
                         if let TableFactor::Table { name, .. } = &twj.relation {
@@ -691,10 +755,24 @@ pub fn const_truth(e: &Expr) -> Option<bool> {
                 .iter()
                 .any(|x| const_value(x).as_deref() == Some(v.as_str()));
             if found {
-                Some(!negated)
-            } else {
-                None
+                return Some(!negated);
             }
+            // Numbers compare by value (`5 IN (5.0)`); other texts may
+            // be equal in a way this does not see, so they stay unknown.
+            let number = |x: &Expr| match strip(x) {
+                Expr::Value(sqlparser::ast::ValueWithSpan {
+                    value: Value::Number(..),
+                    ..
+                })
+                | Expr::UnaryOp {
+                    op: U::Minus | U::Plus,
+                    ..
+                } => const_value(x).and_then(|s| s.parse::<f64>().ok()),
+                _ => None,
+            };
+            let v = number(expr)?;
+            let items: Option<Vec<f64>> = list.iter().map(number).collect();
+            Some(items?.contains(&v) != *negated)
         }
         Expr::Between {
             expr,
@@ -741,6 +819,102 @@ fn same_column(a: &Expr, b: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a WHERE clause can tell rows apart: every branch of an OR (and
+/// one side of each AND) must refer to some column or be always false.
+/// One that refers to none (parameters, constants, `current_user`, an
+/// uncorrelated EXISTS) is true for every row or for none, whatever its
+/// value.
+fn constrains_rows(e: &Expr) -> bool {
+    use sqlparser::ast::BinaryOperator as B;
+    if const_truth(e) == Some(false) {
+        // Selects no row at all (`1 = 2`, the `0` of `0 OR id = 3`).
+        return true;
+    }
+    match e {
+        Expr::Nested(inner) => constrains_rows(inner),
+        Expr::BinaryOp {
+            left,
+            op: B::And,
+            right,
+        } => constrains_rows(left) || constrains_rows(right),
+        Expr::BinaryOp {
+            left,
+            op: B::Or | B::Xor,
+            right,
+        } => constrains_rows(left) && constrains_rows(right),
+        _ => refers_to_column(e),
+    }
+}
+
+/// Whether `e` (subqueries included) names a column.
+fn refers_to_column(e: &Expr) -> bool {
+    let found = sqlparser::ast::visit_expressions(e, |x: &Expr| match x {
+        Expr::Identifier(id) if id.quote_style.is_some() || !is_niladic(&id.value) => {
+            ControlFlow::Break(())
+        }
+        Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
+}
+
+/// SQL's value keywords that parse like column names.
+fn is_niladic(word: &str) -> bool {
+    [
+        "current_user",
+        "session_user",
+        "user",
+        "current_role",
+        "current_catalog",
+        "current_schema",
+        "current_date",
+        "current_time",
+        "current_timestamp",
+        "localtime",
+        "localtimestamp",
+        "true",
+        "false",
+        "null",
+    ]
+    .iter()
+    .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// The constraint of a join, for the operators that have one.
+fn join_constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+    match op {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c)
+        | JoinOperator::CrossJoin(c)
+        | JoinOperator::Semi(c)
+        | JoinOperator::LeftSemi(c)
+        | JoinOperator::RightSemi(c)
+        | JoinOperator::Anti(c)
+        | JoinOperator::LeftAnti(c)
+        | JoinOperator::RightAnti(c)
+        | JoinOperator::StraightJoin(c)
+        | JoinOperator::AsOf { constraint: c, .. } => Some(c),
+        JoinOperator::CrossApply
+        | JoinOperator::OuterApply
+        | JoinOperator::ArrayJoin
+        | JoinOperator::LeftArrayJoin
+        | JoinOperator::InnerArrayJoin => None,
+    }
+}
+
+/// An unquoted one-part name `only`: the keyword ONLY, misread as a name.
+fn is_bare_only(name: &ObjectName) -> bool {
+    matches!(
+        name.0.as_slice(),
+        [p] if p.as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only"))
+    )
 }
 
 fn strip(e: &Expr) -> &Expr {

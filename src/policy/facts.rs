@@ -132,6 +132,9 @@ pub struct Facts {
     pub aliases: Vec<(String, Relation)>,
     pub has_where: bool,
     pub constant_true_where: bool,
+    /// A WHERE clause that refers to no column (`WHERE $1`, `WHERE
+    /// EXISTS (SELECT 1)`): it selects every row or none.
+    pub unconstrained_where: bool,
     /// Some fact above depends on a numeric literal's value (`WHERE 1=1`
     /// versus `WHERE 1=2`), so the decision must not be cached by shape.
     pub literal_sensitive: bool,
@@ -141,6 +144,9 @@ pub struct Facts {
     /// `*`, `t.*`, whole-row references (`SELECT c FROM customers c`),
     /// `TABLE t`, `COPY t` without a column list.
     pub whole_row: bool,
+    /// Columns referenced by position or implicitly, not by name: a table
+    /// alias with a column list (`customers AS c(a, b)`), a NATURAL join.
+    pub implicit_columns: bool,
     /// SELECT ... FOR UPDATE / FOR SHARE.
     pub row_locks: bool,
     pub explain: bool,

@@ -160,6 +160,9 @@ pub struct SessionSettings {
     pub statement_timeout: Option<Duration>,
     /// Rows returned per statement before airlock ends the result with an error.
     pub max_rows: Option<u64>,
+    /// The policy denies columns: errors that quote data values lose
+    /// them (see [`crate::masking::error_values`]).
+    pub withhold_error_values: bool,
 }
 
 /// How far a judgement may serve later requests (see

@@ -94,3 +94,58 @@ fn demo_checked(out: &std::process::Output) -> String {
     );
     stdout
 }
+
+/// `airlock demo` stopped with SIGTERM (not Ctrl-C) still stops its
+/// throwaway Postgres and removes its files.
+#[test]
+fn demo_cleans_up_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = airlock()
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start airlock demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut pg_port = None;
+    let mut rules_copy = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read demo output");
+        if let Some(rest) = line.split("(throwaway) on 127.0.0.1:").nth(1) {
+            pg_port = rest.trim().parse::<u16>().ok();
+        }
+        if let Some(rest) = line.split("(a copy is at ").nth(1) {
+            rules_copy = Some(std::path::PathBuf::from(rest.trim_end_matches(')')));
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let pg_port = pg_port.expect("the demo printed its PostgreSQL port");
+    let rules_copy = rules_copy.expect("the demo printed where its rules are");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_ok());
+    assert!(rules_copy.exists());
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the demo") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "the demo's PostgreSQL outlived it"
+    );
+    assert!(
+        !rules_copy.exists(),
+        "{} was left behind",
+        rules_copy.display()
+    );
+}

@@ -33,6 +33,7 @@ mod pg_jwt;
 mod pg_lifecycle;
 mod pg_masking;
 mod pg_passthrough;
+mod pg_red_team;
 mod pg_tools;
 mod pg_transcripts;
 mod policy_corpus;

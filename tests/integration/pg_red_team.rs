@@ -1,0 +1,293 @@
+//! The bypasses a red-team pass found (December 2026), replayed through
+//! airlock against a real Postgres with real clients. Each must now be
+//! refused (and not have run) or come back without the protected value,
+//! and the session must keep working.
+//!
+//! * `FROM ONLY t`, which sqlparser read as a table named "only";
+//! * table alias column lists, USING and NATURAL joins, which used a
+//!   denied column without naming it;
+//! * `UPDATE pg_settings`, SET by another name, and with it a
+//!   `standard_conforming_strings` that made airlock and the server read
+//!   the same text differently (a server report of such a setting now
+//!   stops the session's judging; at login it refuses the session);
+//! * `ts_stat` and `ts_rewrite`, which run SQL given as text;
+//! * `pg_stats`, which shows sample column values;
+//! * WHERE clauses that name no column (`WHERE $2`, `EXISTS (SELECT 1)`);
+//! * errors that quote a value (`phone::int`, a failing row).
+
+use crate::common::*;
+use tokio_postgres::Client;
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "transaction", "session"]
+deny_columns = ["public.customers.ssn"]
+
+[[policy]]
+id = "lexer"
+applies_to = { identities = ["lexer"] }
+allow_statements = ["read", "session"]
+allow_builtin = ["builtin.lexer-setting"]
+
+[[mask]]
+id = "phone"
+columns = ["public.customers.phone"]
+strategy = "redact"
+"#;
+
+const SETUP: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, name text CHECK (length(name) < 20),
+                        phone text, ssn text);
+INSERT INTO customers VALUES (1, 'Alice', '+1-202-555-0101', '123-45-6789'),
+                             (2, 'Bob', '+1-202-555-0102', '234-56-7890');
+CREATE TABLE orders (id int, customer_id int, status text);
+INSERT INTO orders VALUES (10, 1, 'new'), (11, 2, 'new');
+ANALYZE customers;
+";
+
+/// Protected values: none may reach the client, raw or with dashes removed.
+const SECRETS: &[&str] = &[
+    "123-45-6789",
+    "123456789",
+    "234-56-7890",
+    "555-0101",
+    "2025550101",
+];
+
+async fn env() -> Env {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        identities: vec![("lexer".into(), "lexer-pw".into(), vec![])],
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    env
+}
+
+/// Runs `sql` (simple protocol) and returns the refusal's message; panics
+/// if it ran or failed otherwise.
+async fn refused(c: &Client, sql: &str) -> String {
+    let e = c
+        .simple_query(sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("ran: {sql}"));
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{sql}: not a server error: {e:?}"));
+    assert_eq!(db.code().code(), "42501", "{sql}: {}", db.message());
+    assert!(
+        db.message().starts_with("airlock: "),
+        "{sql}: {}",
+        db.message()
+    );
+    db.message().to_owned()
+}
+
+async fn still_usable(c: &Client) {
+    let r: i32 = c.query_one("SELECT 40 + 2", &[]).await.unwrap().get(0);
+    assert_eq!(r, 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_columns_stay_denied_without_their_name() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "SELECT replace(ssn, '-', '') FROM ONLY customers",
+        "SELECT * FROM only (customers)",
+        "SELECT replace(x, '-', '') FROM customers c(a, b, cc, x)",
+        "SELECT x FROM customers AS c(a, b, cc, x) WHERE x LIKE '1%'",
+        "SELECT z FROM (customers c JOIN orders o ON o.customer_id = c.id) j(a, b, cc, z)",
+        "SELECT id, name FROM customers NATURAL JOIN (SELECT '123-45-6789'::text ssn) v",
+        "SELECT id FROM customers JOIN (SELECT '123-45-6789'::text ssn) v USING (ssn)",
+        "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'customers'",
+        "SELECT word FROM ts_stat('SELECT to_tsvector(''simple'', ssn) FROM customers')",
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT ssn::tsquery, ''b''::tsquery FROM customers')",
+    ] {
+        let message = refused(&c, sql).await;
+        for s in SECRETS {
+            assert!(!message.contains(s), "{sql}: {message}");
+        }
+        still_usable(&c).await;
+    }
+    // Over the extended protocol too.
+    let e = c
+        .query(
+            "SELECT x FROM customers c(a, b, cc, x) WHERE id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("42501"));
+    // Naming columns still works.
+    let rows = c
+        .query(
+            "SELECT c.name FROM customers c JOIN orders o ON o.customer_id = c.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_do_not_change_through_pg_settings() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        "update pg_catalog.pg_settings set setting = '0' where name = 'statement_timeout'",
+    ] {
+        let message = refused(&c, sql).await;
+        assert!(message.contains("builtin.catalog-write"), "{message}");
+    }
+    let scs = c
+        .simple_query("SHOW standard_conforming_strings")
+        .await
+        .unwrap();
+    let value = scs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("on"));
+    // The red team's follow-up: with the setting off, this text hides a
+    // call from a reader that assumes it on. It is judged as text airlock
+    // reads (a string, then a comment) and runs harmlessly.
+    let rows = c.simple_query("SELECT '\\'', 1 -- '").await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_reporting_other_lexing_stops_the_session_judging() {
+    let env = env().await;
+    // A policy that waives the lexer-setting rule lets the SET through;
+    // the server's ParameterStatus then says strings are read the old way.
+    let mut cfg = env.agent_config();
+    cfg.user("lexer").password("lexer-pw");
+    let c = connect(cfg).await;
+    c.simple_query("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let message = refused(&c, "SELECT 1").await;
+    assert!(message.contains("builtin.lexer-setting"), "{message}");
+    assert!(message.contains("standard_conforming_strings"), "{message}");
+    let e = c.query("SELECT $1::int", &[&1i32]).await.unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("42501"));
+
+    // Set for the role at login: the session is refused outright.
+    env.direct()
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE {UPSTREAM_USER} SET standard_conforming_strings = off"
+        ))
+        .await
+        .unwrap();
+    let e = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err();
+    let e = e.expect("a login under standard_conforming_strings = off was accepted");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("standard_conforming_strings"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_with_a_where_that_names_no_column_are_unbounded() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "DELETE FROM orders WHERE coalesce(NULL, true)",
+        "DELETE FROM orders WHERE EXISTS (SELECT 1)",
+        "DELETE FROM orders WHERE current_user = current_user",
+        "PREPARE pd AS DELETE FROM orders WHERE id = $1 OR $2",
+    ] {
+        let message = refused(&c, sql).await;
+        assert!(message.contains("builtin.unbounded-write"), "{message}");
+    }
+    let e = c
+        .execute("DELETE FROM orders WHERE $1::bool", &[&true])
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("42501"));
+    let e = c
+        .execute("DELETE FROM orders WHERE id = $1 OR $2", &[&10i32, &true])
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("42501"));
+    let n: i64 = env
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    // A bound write still runs.
+    assert_eq!(
+        c.execute("DELETE FROM orders WHERE id = $1", &[&10i32])
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_keep_their_sqlstate_and_lose_the_values_they_quote() {
+    let env = env().await;
+    let c = env.agent().await;
+    for (sql, code) in [
+        ("SELECT phone::int FROM customers WHERE id = 1", "22P02"),
+        (
+            "SELECT (phone || 'x')::int FROM customers WHERE id = 1",
+            "22P02",
+        ),
+        (
+            "SELECT translate(phone, '0123456789', 'abcdefghij')::int FROM customers WHERE id = 1",
+            "22P02",
+        ),
+        // The failing row holds every column, the denied ssn included.
+        (
+            "UPDATE customers SET name = repeat('x', 30) WHERE id = 1",
+            "23514",
+        ),
+        (
+            "INSERT INTO customers (id, name) VALUES (1, 'dup')",
+            "23505",
+        ),
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        let db = e
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{sql}: not a server error: {e:?}"));
+        assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+        let text = format!(
+            "{} {} {}",
+            db.message(),
+            db.detail().unwrap_or(""),
+            db.where_().unwrap_or("")
+        );
+        for s in SECRETS.iter().chain(&["cac-fff-abab", "+1-202"]) {
+            assert!(!text.contains(s), "{sql}: {text}");
+        }
+        assert!(text.contains("[withheld by airlock]"), "{sql}: {text}");
+        still_usable(&c).await;
+    }
+    // An error without values is left as the server wrote it.
+    let e = c
+        .simple_query("SELECT nosuch FROM customers")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "42703");
+    assert!(db.message().contains("nosuch"), "{}", db.message());
+}
