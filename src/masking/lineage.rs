@@ -10,9 +10,10 @@
 //! stop with a [`Stop`].
 
 use sqlparser::ast::{
-    AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableObject,
-    TableWithJoins, UpdateTableFromKind, WildcardAdditionalOptions,
+    AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, OnConflict,
+    OnConflictAction, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableAlias, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
+    WildcardAdditionalOptions,
 };
 
 use super::catalog::Catalog;
@@ -961,6 +962,50 @@ impl<'a> Analyzer<'a> {
                     }
                     if let Some(t) = sout.open.filter(|t| t.rule().is_some()) {
                         return self.write_stop(t, "INSERT ... SELECT");
+                    }
+                }
+                // The UPDATE of an upsert: `ON CONFLICT ... DO UPDATE SET`
+                // (Postgres) and `ON DUPLICATE KEY UPDATE` (MySQL) write
+                // the existing row's values, as UPDATE ... SET does.
+                let upsert = match &ins.on {
+                    Some(OnInsert::DuplicateKeyUpdate(a)) => Some(a),
+                    Some(OnInsert::OnConflict(OnConflict {
+                        action: OnConflictAction::DoUpdate(d),
+                        ..
+                    })) => Some(&d.assignments),
+                    _ => None,
+                };
+                if let Some(assignments) = upsert {
+                    // `excluded.c` is the row that was to be inserted: it
+                    // counts as masked where the target column is.
+                    let excluded = Source {
+                        name: "excluded".into(),
+                        ..target.clone()
+                    };
+                    let sources = [target.clone(), excluded];
+                    for a in assignments {
+                        let scope = Scope {
+                            sources: &sources,
+                            parent: outer,
+                        };
+                        let t = self.expr(&a.value, &scope)?;
+                        if t.rule().is_none() {
+                            continue;
+                        }
+                        let targets: Vec<&sqlparser::ast::ObjectName> = match &a.target {
+                            AssignmentTarget::ColumnName(n) => vec![n],
+                            AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                        };
+                        for n in targets {
+                            let col = object_parts(n).pop().unwrap_or_default();
+                            let dest_masked = self
+                                .lookup_in(&target, &col)
+                                .is_some_and(|t| matches!(t, Taint::Masked(_)));
+                            if !dest_masked || matches!(t, Taint::Unsafe(_)) {
+                                return self
+                                    .write_stop(t, "INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE");
+                            }
+                        }
                     }
                 }
                 let star = target.out.clone();

@@ -222,9 +222,31 @@ fn masking_lineage_blocks_unsafe_shapes() {
         "prepare p as select email from customers",
         "explain analyze create table t as select email from customers",
         "merge into orders o using customers c on o.id = c.id when matched then update set amount = 1",
+        // Upserts: the UPDATE half writes the existing row's values.
+        "insert into customers (id, name) values (1, 'x') on conflict (id) do update set name = replace(customers.email, '@', '#')",
+        "insert into customers (id, name) values (1, 'x') on conflict (id) do update set name = 'c:' || customers.card_number",
+        "insert into customers (id, name) values (1, 'x') on conflict (id) do update set name = excluded.email",
     ] {
         assert!(shape(sql).starts_with("BLOCK:pii-"), "{sql}: {}", shape(sql));
     }
+    let m = masker();
+    let p = who("agent", &[]);
+    for sql in [
+        "insert into public.customers (id, name) values (1, 'x') on duplicate key update name = replace(email, '@', '#')",
+        "insert into public.customers (id, name) values (1, 'x') on duplicate key update name = concat(values(name), card_number)",
+    ] {
+        let got = shape_as(&m, &p, Dialect::MySql, sql);
+        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
+    }
+    // An upsert that moves no masked data is fine.
+    assert_eq!(
+        shape("insert into customers (id, name) values (1, 'x') on conflict (id) do update set name = excluded.name"),
+        "NONE"
+    );
+    assert_eq!(
+        shape("insert into customers (id, email) values (1, 'x') on conflict (id) do update set email = excluded.email"),
+        "NONE"
+    );
     // Whole-row use of a table with nothing masked is fine.
     assert_eq!(shape("select row_to_json(o) from orders o"), ".");
     assert_eq!(shape("copy orders to stdout"), "...");

@@ -850,11 +850,17 @@ fn constrains_rows(e: &Expr) -> bool {
 
 /// Whether `e` (subqueries included) names a column.
 fn refers_to_column(e: &Expr) -> bool {
+    // MySQL's `@user` and `@@system` variables parse as names too.
+    let variable = |id: &Ident| id.quote_style.is_none() && id.value.starts_with('@');
     let found = sqlparser::ast::visit_expressions(e, |x: &Expr| match x {
-        Expr::Identifier(id) if id.quote_style.is_some() || !is_niladic(&id.value) => {
+        Expr::Identifier(id)
+            if id.quote_style.is_some() || !(is_niladic(&id.value) || variable(id)) =>
+        {
             ControlFlow::Break(())
         }
-        Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(ids) if !ids.first().is_some_and(variable) => {
+            ControlFlow::Break(())
+        }
         _ => ControlFlow::Continue(()),
     });
     found.is_break()
