@@ -481,10 +481,12 @@ impl<'a> Analyzer<'a> {
                         _ => "?column?".to_string(),
                     };
                     let taint = self.expr(e, &scope)?;
+                    let taint = if is_bare(e) { taint } else { taint.derive() };
                     out.push(Col { name, taint });
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
                     let taint = self.expr(expr, &scope)?;
+                    let taint = if is_bare(expr) { taint } else { taint.derive() };
                     out.push(Col {
                         name: alias.value.to_lowercase(),
                         taint,
@@ -910,6 +912,13 @@ impl<'a> Analyzer<'a> {
             | Statement::Revoke(_)
             | Statement::Deallocate { .. }
             | Statement::Discard { .. } => Ok(Shape::NoResult),
+            _ if !self.active.is_empty() && shows_diagnostics(st) => {
+                let rule = &self.rules.rules[self.active[0]];
+                stop(
+                    &rule.id,
+                    "SHOW WARNINGS and SHOW ERRORS quote values (`Truncated incorrect INTEGER value: '...'`) that may come from masked columns; they are not available while masking applies",
+                )
+            }
             _ => Ok(Shape::Opaque),
         }
     }
@@ -1132,4 +1141,23 @@ fn merge_using(left: Out, right: Out, names: &[String]) -> Out {
         }
     }
     out
+}
+
+/// A select item that is a column itself (`email`, `c.email`, `(email)`),
+/// not a value computed from one.
+fn is_bare(e: &sqlparser::ast::Expr) -> bool {
+    use sqlparser::ast::Expr;
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+        Expr::Nested(inner) => is_bare(inner),
+        _ => false,
+    }
+}
+
+/// MySQL's `SHOW WARNINGS` / `SHOW ERRORS` (and `SHOW COUNT(*) ...`).
+fn shows_diagnostics(st: &Statement) -> bool {
+    let text = st.to_string().to_ascii_uppercase();
+    text.starts_with("SHOW WARNINGS")
+        || text.starts_with("SHOW ERRORS")
+        || text.starts_with("SHOW COUNT")
 }

@@ -282,6 +282,13 @@ impl Masker {
                         strategy: r.strategy,
                     }
                 }
+                Taint::Derived(i) => {
+                    let r = &self.rules.rules[i];
+                    ColumnMask::Mask {
+                        rule: r.id.clone(),
+                        strategy: r.strategy.for_derived(),
+                    }
+                }
                 Taint::Unsafe(i) => {
                     let r = &self.rules.rules[i];
                     if r.on_unsafe == OnUnsafe::Null {

@@ -35,6 +35,16 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The strategy for a value computed from a masked column (see
+    /// [`super::taint::Taint::Derived`]): the ones that keep part of the
+    /// value, or map it piece by piece, mask it whole instead. A hash
+    /// stays a hash, so that computed values still join and group.
+    pub fn for_derived(self) -> Strategy {
+        match self {
+            Strategy::Partial { .. } | Strategy::Email | Strategy::Fake => Strategy::Redact,
+            s => s,
+        }
+    }
     /// Parses a rule-file name; `keep_*` apply to `partial` only.
     pub fn parse(name: &str, keep_first: usize, keep_last: usize) -> Option<Strategy> {
         Some(match name {

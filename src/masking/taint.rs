@@ -2,9 +2,10 @@
 //! expression reads.
 //!
 //! A value's taint is the strongest of its inputs':
-//! `Const` < `Column` < `Masked(rule)` < `Unsafe(rule)`. `Unsafe` marks a
-//! value that holds masked data in a form that cannot be masked in place
-//! (a whole row, a JSON aggregate).
+//! `Const` < `Column` < `Masked(rule)` < `Derived(rule)` < `Unsafe(rule)`.
+//! `Derived` marks a value computed from a masked column rather than the
+//! column itself; `Unsafe` a value that holds masked data in a form that
+//! cannot be masked in place (a whole row, a JSON aggregate).
 
 use std::ops::ControlFlow;
 
@@ -22,6 +23,12 @@ pub enum Taint {
     Column,
     /// A column masked by the active rule with this index.
     Masked(usize),
+    /// A value computed from such a column (`substr(card, 1, 8)`,
+    /// `reverse(email)`): masked whole, whatever the rule's strategy. A
+    /// strategy that keeps part of a value (partial, email) would keep a
+    /// part the agent chose: four `substr` windows, each with its last four
+    /// digits kept, are a whole card number.
+    Derived(usize),
     /// Masked data that cannot be masked in place.
     Unsafe(usize),
 }
@@ -33,6 +40,8 @@ impl Taint {
         match (self, other) {
             (Unsafe(_), _) => self,
             (_, Unsafe(_)) => other,
+            (Derived(_), _) => self,
+            (_, Derived(_)) => other,
             (Masked(_), _) => self,
             (_, Masked(_)) => other,
             (Column, _) | (_, Column) => Column,
@@ -40,10 +49,10 @@ impl Taint {
         }
     }
 
-    /// The rule index for `Masked`/`Unsafe`.
+    /// The rule index for `Masked`/`Derived`/`Unsafe`.
     pub fn rule(self) -> Option<usize> {
         match self {
-            Taint::Masked(i) | Taint::Unsafe(i) => Some(i),
+            Taint::Masked(i) | Taint::Derived(i) | Taint::Unsafe(i) => Some(i),
             _ => None,
         }
     }
@@ -51,7 +60,15 @@ impl Taint {
     /// What a whole-row or JSON-aggregate use of this value becomes.
     pub fn escalate(self) -> Taint {
         match self {
-            Taint::Masked(i) => Taint::Unsafe(i),
+            Taint::Masked(i) | Taint::Derived(i) => Taint::Unsafe(i),
+            t => t,
+        }
+    }
+
+    /// What a value computed from this one is.
+    pub fn derive(self) -> Taint {
+        match self {
+            Taint::Masked(i) => Taint::Derived(i),
             t => t,
         }
     }

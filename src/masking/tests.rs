@@ -445,3 +445,81 @@ fn masking_rules_errors_name_file_line_key() {
     let r = load("[settings]\nmax_tokens = 5\n[[policy]]\nid = \"p\"\n").expect("ok");
     assert!(r.rules.is_empty());
 }
+
+/// A strategy that keeps part of a value keeps the part the agent chose
+/// when the value is computed: the card in `substr` windows, the email's
+/// local part after `reverse` or `concat(local, '@', local)`. Computed
+/// values are masked whole; the column itself keeps its strategy.
+#[test]
+fn masking_derived_values_are_masked_whole() {
+    let m = masker();
+    let p = who("agent", &[]);
+    let strategies = |sql: &str| -> Vec<Strategy> {
+        match m
+            .plan(&p, Dialect::Postgres, sql, &ctx(), &catalog())
+            .as_slice()
+        {
+            [StatementPlan::Columns(cols)] => cols
+                .iter()
+                .map(|c| match c {
+                    ColumnMask::Mask { strategy, .. } => *strategy,
+                    other => panic!("{sql}: {other:?}"),
+                })
+                .collect(),
+            other => panic!("{sql}: {other:?}"),
+        }
+    };
+    assert_eq!(
+        strategies("select email, c.card_number, (email) from customers c"),
+        [
+            Strategy::Email,
+            Strategy::Partial {
+                keep_first: 0,
+                keep_last: 4
+            },
+            Strategy::Email
+        ]
+    );
+    assert_eq!(
+        strategies(
+            "select substr(card_number, 1, 8), substr(card_number, 5, 8), reverse(email), \
+             concat(split_part(email, '@', 1), '@', split_part(email, '@', 1)), lower(email) \
+             from customers"
+        ),
+        [Strategy::Redact; 5]
+    );
+    // Through a subquery or CTE: bare there and here keeps the strategy,
+    // computed anywhere on the way masks whole.
+    assert_eq!(
+        strategies("with x as (select email as m from customers) select m from x"),
+        [Strategy::Email]
+    );
+    assert_eq!(
+        strategies("select m from (select reverse(email) as m from customers) s"),
+        [Strategy::Redact]
+    );
+    assert_eq!(
+        strategies("select email from customers union select reverse(email) from customers"),
+        [Strategy::Redact]
+    );
+    // A hash stays a hash, so computed values still join and group.
+    assert_eq!(
+        strategies("select substr(ssn, 1, 3) from customers"),
+        [Strategy::Hash]
+    );
+}
+
+/// MySQL's SHOW WARNINGS quotes values a statement computed from masked
+/// columns; it is refused while masking applies.
+#[test]
+fn masking_show_warnings_refused_while_masking_applies() {
+    let m = masker();
+    for sql in ["show warnings", "SHOW ERRORS", "show warnings limit 5"] {
+        let got = shape_as(&m, &who("agent", &[]), Dialect::MySql, sql);
+        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
+    }
+    assert_eq!(
+        shape_as(&m, &who("agent", &[]), Dialect::MySql, "show tables"),
+        "OPAQUE"
+    );
+}

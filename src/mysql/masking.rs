@@ -404,12 +404,11 @@ impl MyMask {
     /// A scrubbed ERR payload, when the message held something detectable
     /// or quotes a data value (see [`crate::masking::error_values`]).
     pub fn scrub_err(&self, payload: &[u8]) -> Option<Vec<u8>> {
-        use crate::masking::error_values::{quotes_values, withhold_quoted};
+        use crate::masking::error_values::{mysql_may_quote_data, withhold_quoted};
         let (code, state, message) = packets::parse_err(payload)?;
         let scrubbed = detect::scrub(message.as_bytes(), self.detectors);
         let text = scrubbed.as_deref().unwrap_or(message.as_bytes());
-        // MySQL files some value errors under HY000: name those by code.
-        let withheld = if quotes_values(state.as_bytes()) || quotes_value(code) {
+        let withheld = if mysql_may_quote_data(code) {
             withhold_quoted(text, b'\'')
         } else {
             None
@@ -420,10 +419,4 @@ impl MyMask {
         packets::err(&mut p, code, state, &String::from_utf8_lossy(&clean));
         Some(p.to_vec())
     }
-}
-
-/// MySQL/MariaDB errors that quote a value whatever their SQLSTATE:
-/// duplicate entry, incorrect or truncated value, out of range, too long.
-fn quotes_value(code: u16) -> bool {
-    matches!(code, 1062 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1586)
 }

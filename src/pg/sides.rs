@@ -1120,17 +1120,18 @@ impl Side for ServerSide<'_> {
 }
 
 /// An ErrorResponse or NoticeResponse (`frame`, or what masking already
-/// made of it) without the data values of class 22 and 23 errors: the
-/// quoted part of the message, and the detail and context fields.
+/// made of it) without the values it may quote (see
+/// [`crate::masking::error_values`]): the quoted part of the message, and
+/// the detail and context fields.
 fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
-    use crate::masking::error_values::{quotes_values, withhold_quoted, WITHHELD};
+    use crate::masking::error_values::{pg_may_quote_data, withhold_quoted, WITHHELD};
     let body = match &verdict {
         Verdict::Replace(bytes) if bytes.len() >= 5 => &bytes[5..],
         Verdict::Replace(_) => return verdict,
         _ => &frame[5..],
     };
     let sqlstate = backend::error_fields(body).find(|(c, _)| *c == b'C');
-    if !sqlstate.is_some_and(|(_, code)| quotes_values(code)) {
+    if !pg_may_quote_data(sqlstate.map_or(&b""[..], |(_, v)| v)) {
         return verdict;
     }
     let mut out = BytesMut::with_capacity(body.len() + 5);

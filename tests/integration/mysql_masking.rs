@@ -355,8 +355,19 @@ async fn mysql_errors_and_warnings_are_scrubbed() {
     let _ = c
         .query_drop("SELECT CAST(email AS SIGNED) FROM customers")
         .await;
-    let warnings: Vec<mysql_async::Row> = c.query("SHOW WARNINGS").await.unwrap();
-    assert_clean(&flatten_all(&warnings), "SHOW WARNINGS");
+    // SHOW WARNINGS would quote the values a statement computed from
+    // masked columns (`cast(replace(email, '@', '#') as signed)`): it is
+    // refused while masking applies.
+    let e = c
+        .query_drop("SELECT CAST(REPLACE(email, '@', '#') AS SIGNED) FROM customers")
+        .await;
+    assert_clean(format!("{e:?}").as_bytes(), "cast warning");
+    let e = c
+        .query::<mysql_async::Row, _>("SHOW WARNINGS")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("SHOW WARNINGS"), "{e:?}");
+    assert_clean(format!("{e:?}").as_bytes(), "SHOW WARNINGS");
     let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
     drop(c);

@@ -13,7 +13,8 @@
 //! * `ts_stat` and `ts_rewrite`, which run SQL given as text;
 //! * `pg_stats`, which shows sample column values;
 //! * WHERE clauses that name no column (`WHERE $2`, `EXISTS (SELECT 1)`);
-//! * errors that quote a value (`phone::int`, a failing row).
+//! * errors that quote a value (`phone::int`, a failing row,
+//!   `current_setting(phone)`, `phone::regclass`).
 
 use crate::common::*;
 use tokio_postgres::Client;
@@ -264,6 +265,29 @@ async fn errors_keep_their_sqlstate_and_lose_the_values_they_quote() {
             "INSERT INTO customers (id, name) VALUES (1, 'dup')",
             "23505",
         ),
+        // Other errors that quote what the statement computed.
+        (
+            "SELECT current_setting(replace(phone, '-', '#')) FROM customers LIMIT 1",
+            "42704",
+        ),
+        // A syntax error, from parsing the value as a type name.
+        (
+            "SELECT replace(phone, '-', '')::regtype FROM customers LIMIT 1",
+            "42601",
+        ),
+        (
+            "SELECT replace(phone, '+', 'x')::regclass FROM customers LIMIT 1",
+            "42P01",
+        ),
+        (
+            "SELECT (split_part(phone, '-', 2) || '.' || split_part(phone, '-', 3))::regclass \
+             FROM customers LIMIT 1",
+            "3F000",
+        ),
+        (
+            "SELECT to_tsquery('simple', replace(phone, '-', ' ')) FROM customers LIMIT 1",
+            "42601",
+        ),
     ] {
         let e = c.simple_query(sql).await.unwrap_err();
         let db = e
@@ -276,18 +300,27 @@ async fn errors_keep_their_sqlstate_and_lose_the_values_they_quote() {
             db.detail().unwrap_or(""),
             db.where_().unwrap_or("")
         );
-        for s in SECRETS.iter().chain(&["cac-fff-abab", "+1-202"]) {
+        for s in SECRETS.iter().chain(&[
+            "cac-fff-abab",
+            "+1-202",
+            "202#555",
+            "12025550101",
+            "x1-202",
+            "\"202\"",
+            "202 555",
+        ]) {
             assert!(!text.contains(s), "{sql}: {text}");
         }
         assert!(text.contains("[withheld by airlock]"), "{sql}: {text}");
         still_usable(&c).await;
     }
-    // An error without values is left as the server wrote it.
-    let e = c
-        .simple_query("SELECT nosuch FROM customers")
-        .await
-        .unwrap_err();
-    let db = e.as_db_error().expect("server error");
-    assert_eq!(db.code().code(), "42703");
-    assert!(db.message().contains("nosuch"), "{}", db.message());
+    // An unknown column can only be named by the statement itself: the
+    // error is left as the server wrote it, so the agent can correct
+    // itself.
+    for (sql, code, quoted) in [("SELECT nosuch FROM customers", "42703", "nosuch")] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        let db = e.as_db_error().expect("server error");
+        assert_eq!(db.code().code(), code, "{}", db.message());
+        assert!(db.message().contains(quoted), "{}", db.message());
+    }
 }
