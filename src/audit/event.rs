@@ -172,6 +172,18 @@ pub fn redact(text: &str) -> String {
     }
 }
 
+/// A statement as airlock's own log lines show it: redacted as the audit
+/// store redacts it (PII literals an agent typed stay out of the log),
+/// and cut at 200 characters.
+pub fn log_preview(sql: &[u8]) -> String {
+    let text = redact(&String::from_utf8_lossy(sql));
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().nth(200).is_some() {
+        s.push('…');
+    }
+    s
+}
+
 /// The event as it will be stored: statement and reason redacted,
 /// fingerprint computed. Done on the writer thread, off the query path.
 pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {

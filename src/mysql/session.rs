@@ -544,7 +544,7 @@ impl Session<'_> {
         match super::statement_text::vet(sql, &self.up.info) {
             Ok(text) => Ok(Some(text)),
             Err(why) => {
-                tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %why, "statement refused");
+                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %why, "statement refused");
                 self.refuse(1142, "42000", &format!("airlock: {why}"))
                     .await?;
                 Ok(None)
@@ -584,7 +584,7 @@ impl Session<'_> {
             }
         };
         if let Some(would) = &judgement.would {
-            tracing::warn!(decision = %would, sql = %String::from_utf8_lossy(sql), "observe mode: would refuse");
+            tracing::warn!(decision = %would, sql = %crate::audit::event::log_preview(sql), "observe mode: would refuse");
         }
         // Executable comments and sql_mode changes: the text must already
         // be what the server parses (see `vet_text`).
@@ -625,7 +625,7 @@ impl Session<'_> {
         match refusal {
             None => Ok(Some(judgement.effects)),
             Some(message) => {
-                tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %message, "statement refused");
+                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
                 self.refuse(1142, "42000", &message).await?;
                 Ok(None)
             }
@@ -730,7 +730,7 @@ impl Session<'_> {
             Err(message) => message,
             Ok(plans) => return Ok(Some(Some(plans))),
         };
-        tracing::info!(sql = %String::from_utf8_lossy(sql), reason = %refusal, "statement refused by masking");
+        tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %refusal, "statement refused by masking");
         if let Some(a) = self.audit.as_mut() {
             a.refused(sql, &crate::policy::Decision::Allow, &refusal);
         }

@@ -710,12 +710,7 @@ fn masked_rules(plans: &[Option<Arc<StatementPlan>>]) -> Vec<String> {
 
 /// The first 200 characters of a statement, for logs.
 fn preview(sql: &[u8]) -> String {
-    let text = String::from_utf8_lossy(sql);
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().nth(200).is_some() {
-        s.push('…');
-    }
-    s
+    crate::audit::event::log_preview(sql)
 }
 
 fn malformed(e: fe::Malformed) -> SessionError {

@@ -125,6 +125,7 @@ const MY_DANGEROUS: &[&str] = &[
     "sys_set",
     "lib_mysqludf_*",
     "wait_for_executed_gtid_set",
+    "master_gtid_wait",
     "wait_until_sql_thread_after_gtids",
 ];
 
