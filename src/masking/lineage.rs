@@ -10,7 +10,7 @@
 //! stop with a [`Stop`].
 
 use sqlparser::ast::{
-    AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, OnConflict,
+    Assignment, AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, OnConflict,
     OnConflictAction, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
     Statement, TableAlias, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
     WildcardAdditionalOptions,
@@ -923,6 +923,44 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// SET assignments (of an UPDATE, or the UPDATE of an upsert) over
+    /// `sources`, the first of which is written: masked data may only go
+    /// into a column that is masked itself, and never in a form that
+    /// cannot be masked.
+    fn set_assignments(
+        &mut self,
+        assignments: &[Assignment],
+        sources: &[Source],
+        outer: Option<&Scope<'_>>,
+        what: &str,
+    ) -> Result<(), Stop> {
+        for a in assignments {
+            let scope = Scope {
+                sources,
+                parent: outer,
+            };
+            let t = self.expr(&a.value, &scope)?;
+            if t.rule().is_none() {
+                continue;
+            }
+            let targets: Vec<&sqlparser::ast::ObjectName> = match &a.target {
+                AssignmentTarget::ColumnName(n) => vec![n],
+                AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            for n in targets {
+                let col = object_parts(n).pop().unwrap_or_default();
+                let dest_masked = sources
+                    .first()
+                    .and_then(|s| self.lookup_in(s, &col))
+                    .is_some_and(|t| matches!(t, Taint::Masked(_)));
+                if !dest_masked || matches!(t, Taint::Unsafe(_)) {
+                    return self.write_stop(t, what);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
     /// written unmasked; returns the RETURNING columns.
     fn dml(&mut self, st: &Statement, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
@@ -992,30 +1030,12 @@ impl<'a> Analyzer<'a> {
                         ..target.clone()
                     };
                     let sources = [target.clone(), excluded];
-                    for a in assignments {
-                        let scope = Scope {
-                            sources: &sources,
-                            parent: outer,
-                        };
-                        let t = self.expr(&a.value, &scope)?;
-                        if t.rule().is_none() {
-                            continue;
-                        }
-                        let targets: Vec<&sqlparser::ast::ObjectName> = match &a.target {
-                            AssignmentTarget::ColumnName(n) => vec![n],
-                            AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                        };
-                        for n in targets {
-                            let col = object_parts(n).pop().unwrap_or_default();
-                            let dest_masked = self
-                                .lookup_in(&target, &col)
-                                .is_some_and(|t| matches!(t, Taint::Masked(_)));
-                            if !dest_masked || matches!(t, Taint::Unsafe(_)) {
-                                return self
-                                    .write_stop(t, "INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE");
-                            }
-                        }
-                    }
+                    self.set_assignments(
+                        assignments,
+                        &sources,
+                        outer,
+                        "INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE",
+                    )?;
                 }
                 let star = target.out.clone();
                 match &ins.returning {
@@ -1034,30 +1054,7 @@ impl<'a> Analyzer<'a> {
                         star.extend(e);
                     }
                 }
-                for a in &u.assignments {
-                    let scope = Scope {
-                        sources: &sources,
-                        parent: outer,
-                    };
-                    let t = self.expr(&a.value, &scope)?;
-                    if t.rule().is_none() {
-                        continue;
-                    }
-                    let targets: Vec<&sqlparser::ast::ObjectName> = match &a.target {
-                        AssignmentTarget::ColumnName(n) => vec![n],
-                        AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                    };
-                    for n in targets {
-                        let col = object_parts(n).pop().unwrap_or_default();
-                        let dest_masked = sources
-                            .first()
-                            .and_then(|s| self.lookup_in(s, &col))
-                            .is_some_and(|t| matches!(t, Taint::Masked(_)));
-                        if !dest_masked || matches!(t, Taint::Unsafe(_)) {
-                            return self.write_stop(t, "UPDATE ... SET");
-                        }
-                    }
-                }
+                self.set_assignments(&u.assignments, &sources, outer, "UPDATE ... SET")?;
                 match &u.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
