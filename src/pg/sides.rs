@@ -375,12 +375,7 @@ impl<'a> ClientSide<'a> {
                 planned
             }
             Decision::Block { rule, message } => {
-                tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
-                note.decision = AuditDecision::Block;
-                let refusal = format!("airlock: blocked by rule {rule}: {message}");
-                note.rule = Some(rule);
-                note.reason = Some(message);
-                Err(refusal)
+                return self.refuse(record_now, sql, &rule, message);
             }
             Decision::RequireApproval { rule, message } => {
                 // Armed before reviewers (and the client) can see the
@@ -435,7 +430,8 @@ impl<'a> ClientSide<'a> {
         Decided::Now(planned, judged)
     }
 
-    /// Refuses a statement without judging it.
+    /// Refuses a statement: logged, recorded in the audit log, and
+    /// answered with airlock's error for `rule`.
     fn refuse(&mut self, record_now: bool, sql: &[u8], rule: &str, message: String) -> Decided {
         tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
         let refusal = format!("airlock: blocked by rule {rule}: {message}");
@@ -992,7 +988,7 @@ impl<'a> ServerSide<'a> {
         }
     }
 
-    /// Strips data values from errors of class 22 and 23 (see
+    /// Strips the values errors and notices may quote (see
     /// [`crate::masking::error_values`]).
     pub fn withholding_values(mut self, on: bool) -> Self {
         self.withhold_values = on;
