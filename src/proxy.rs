@@ -122,6 +122,23 @@ pub struct Proxy {
     pub live: Arc<crate::admin::live::LiveSessions>,
 }
 
+/// The rules in force, as one session sees them statement by statement.
+///
+/// [`Proxy::gate`] loads the shared pointer through arc-swap's debt list
+/// and clones the `Arc` (two atomic read-modify-writes) every time. This
+/// keeps the last version loaded and checks the shared pointer with one
+/// atomic load: a reload is still seen at the session's next statement.
+/// The price is that an idle session keeps the version it last saw alive
+/// until its next statement or its end.
+pub struct GateCache<'a>(arc_swap::Cache<&'a ArcSwap<Loaded>, Arc<Loaded>>);
+
+impl GateCache<'_> {
+    /// The gate in force now.
+    pub fn gate(&mut self) -> &Arc<dyn Gate> {
+        &self.0.load().gate
+    }
+}
+
 /// Counts a session against its identity's limit until dropped.
 pub struct SessionSlot {
     sessions: Arc<dashmap::DashMap<String, usize>>,
@@ -206,6 +223,12 @@ impl Proxy {
 
     pub fn gate(&self) -> Arc<dyn Gate> {
         Arc::clone(&self.loaded.load().gate)
+    }
+
+    /// A session's handle on the rules in force, for the statement hot
+    /// path (see [`GateCache`]).
+    pub fn gate_cache(&self) -> GateCache<'_> {
+        GateCache(arc_swap::Cache::new(&self.loaded))
     }
 
     /// The verifier of an identity, parsed when the config was loaded.

@@ -404,19 +404,29 @@ impl MyMask {
     /// A scrubbed ERR payload, when the message held something detectable
     /// or quotes a data value (see [`crate::masking::error_values`]).
     pub fn scrub_err(&self, payload: &[u8]) -> Option<Vec<u8>> {
-        use crate::masking::error_values::{mysql_may_quote_data, withhold_quoted};
-        let (code, state, message) = packets::parse_err(payload)?;
-        let scrubbed = detect::scrub(message.as_bytes(), self.detectors);
-        let text = scrubbed.as_deref().unwrap_or(message.as_bytes());
-        let withheld = if mysql_may_quote_data(code) {
-            withhold_quoted(text, b'\'')
-        } else {
-            None
-        };
-        let clean = withheld.or(scrubbed)?;
-        let state = if state.is_empty() { "HY000" } else { &state };
-        let mut p = BytesMut::new();
-        packets::err(&mut p, code, state, &String::from_utf8_lossy(&clean));
-        Some(p.to_vec())
+        scrub_err(payload, self.detectors)
     }
+}
+
+/// An ERR payload with what the detectors find scrubbed and, for errors
+/// that may quote a data value, the quoted values withheld (see
+/// [`crate::masking::error_values`]); `None` when nothing changes. Used
+/// by masking sessions ([`MyMask::scrub_err`], with their detectors) and
+/// by sessions whose policy denies columns (no detectors: a denied
+/// column's value must not come back quoted in an error either).
+pub fn scrub_err(payload: &[u8], detectors: DetectorSet) -> Option<Vec<u8>> {
+    use crate::masking::error_values::{mysql_may_quote_data, withhold_quoted};
+    let (code, state, message) = packets::parse_err(payload)?;
+    let scrubbed = detect::scrub(message.as_bytes(), detectors);
+    let text = scrubbed.as_deref().unwrap_or(message.as_bytes());
+    let withheld = if mysql_may_quote_data(code) {
+        withhold_quoted(text, b'\'')
+    } else {
+        None
+    };
+    let clean = withheld.or(scrubbed)?;
+    let state = if state.is_empty() { "HY000" } else { &state };
+    let mut p = BytesMut::new();
+    packets::err(&mut p, code, state, &String::from_utf8_lossy(&clean));
+    Some(p.to_vec())
 }

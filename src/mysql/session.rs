@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use crate::masking::DetectorSet;
 use airlock_protocol::mysql::{com, frame, packets, status};
 
 use super::audit_hook::{self, MyAudit};
@@ -30,7 +31,7 @@ use crate::policy::{
     Decision, Dialect, Effects, Gate, Judgement, Principal, Request, SessionContext,
     SessionSettings, Source,
 };
-use crate::proxy::Proxy;
+use crate::proxy::{GateCache, Proxy};
 use crate::wake_gate::WakeGate;
 
 /// Flush forwarded reply bytes to the client at least this often.
@@ -226,6 +227,7 @@ async fn serve_as(
     });
     let mut session = Session {
         proxy,
+        gates: proxy.gate_cache(),
         session_id,
         target,
         principal,
@@ -268,6 +270,8 @@ async fn serve_as(
 
 struct Session<'a> {
     proxy: &'a Arc<Proxy>,
+    /// The rules in force, looked up once per statement.
+    gates: GateCache<'a>,
     /// For approval requests.
     session_id: u64,
     target: &'a Target,
@@ -460,7 +464,7 @@ impl Session<'_> {
                 }
                 let known = self.prepared.contains(&id)
                     || (id == u32::MAX && !self.prepared.is_empty())
-                    || !self.proxy.gate().vets_prepared();
+                    || !self.gates.gate().vets_prepared();
                 if !known {
                     tracing::info!(
                         statement = id,
@@ -570,7 +574,7 @@ impl Session<'_> {
         shape: Option<&Shape<'_>>,
         vetted: bool,
     ) -> Result<Option<Effects>, MyError> {
-        let gate: Arc<dyn Gate> = self.proxy.gate();
+        let gate: Arc<dyn Gate> = Arc::clone(self.gates.gate());
         let judgement = match shape {
             Some(shape) => self.judge_memo(&gate, source, sql, shape),
             None => {
@@ -822,6 +826,7 @@ impl Session<'_> {
                     &mut tracker,
                     reply.as_mut(),
                     self.mask.as_mut(),
+                    self.settings.withhold_error_values,
                     payload,
                     false,
                     &mut swallow,
@@ -868,6 +873,7 @@ impl Session<'_> {
                     &mut tracker,
                     reply.as_mut(),
                     self.mask.as_mut(),
+                    self.settings.withhold_error_values,
                     &p.payload,
                     p.first_seq != p.last_seq,
                     &mut swallow,
@@ -1007,11 +1013,14 @@ enum Verdict {
 }
 
 /// Follows one reply packet (its joined `payload`; `split`: it spans
-/// physical packets) and masks it when the session masks.
+/// physical packets) and masks it when the session masks. `withhold`:
+/// the session's policy denies columns, so an ERR that may quote a value
+/// loses it even where nothing is masked.
 fn judge_packet(
     tracker: &mut Tracker,
     reply: Option<&mut ReplyMask>,
     mask: Option<&mut MyMask>,
+    withhold: bool,
     payload: &[u8],
     split: bool,
     swallow: &mut Swallow,
@@ -1031,6 +1040,12 @@ fn judge_packet(
     }
     let outcome = match (reply, mask) {
         (Some(r), Some(mask)) => r.on_packet(mask, step, payload, split),
+        _ if withhold && payload.first() == Some(&packets::ERR) => {
+            match super::masking::scrub_err(payload, DetectorSet::NONE) {
+                Some(clean) => Outcome::Replace(clean),
+                None => Outcome::Pass,
+            }
+        }
         _ => Outcome::Pass,
     };
     Ok(match outcome {

@@ -399,12 +399,21 @@ impl<P> Tracker<P> {
 /// `SELECT 10`, `COPY 7`, ...), for the commands that report one.
 pub fn tag_rows(body: &[u8]) -> Option<u64> {
     let tag = body.strip_suffix(&[0]).unwrap_or(body);
-    // Tags are a few bytes long: plain scans beat a split iterator.
+    // Tags are a few bytes long: plain scans beat a split iterator, and
+    // the command is compared as a fixed-size array (integer compares,
+    // no call to memcmp).
     let first_space = tag.iter().position(|&b| b == b' ')?;
-    if !matches!(
-        &tag[..first_space],
-        b"INSERT" | b"UPDATE" | b"DELETE" | b"MERGE" | b"SELECT" | b"COPY" | b"FETCH" | b"MOVE"
-    ) {
+    let command = &tag[..first_space];
+    let counted = if let Ok(c) = <[u8; 6]>::try_from(command) {
+        matches!(&c, b"SELECT" | b"INSERT" | b"UPDATE" | b"DELETE")
+    } else if let Ok(c) = <[u8; 5]>::try_from(command) {
+        matches!(&c, b"MERGE" | b"FETCH")
+    } else if let Ok(c) = <[u8; 4]>::try_from(command) {
+        matches!(&c, b"COPY" | b"MOVE")
+    } else {
+        false
+    };
+    if !counted {
         return None;
     }
     let last_space = tag.iter().rposition(|&b| b == b' ')?;
@@ -491,6 +500,12 @@ mod tests {
         assert_eq!(tag_rows(b"SELECT\0"), None);
         assert_eq!(tag_rows(b"UPDATE 3"), Some(3));
         assert_eq!(tag_rows(b"FETCH 0\0"), Some(0));
+        assert_eq!(tag_rows(b"MERGE 2\0"), Some(2));
+        assert_eq!(tag_rows(b"MOVE 3\0"), Some(3));
+        assert_eq!(tag_rows(b"DELETE 4\0"), Some(4));
+        assert_eq!(tag_rows(b"SELEC 1\0"), None);
+        assert_eq!(tag_rows(b"DISCARD 5\0"), None);
+        assert_eq!(tag_rows(b" 5\0"), None);
         assert_eq!(tag_rows(b"SELECT 18446744073709551615\0"), Some(u64::MAX));
         assert_eq!(
             error_code(b"SERROR\0C22012\0Mdivision by zero\0\0"),

@@ -48,7 +48,7 @@ use crate::policy::builtin::ids;
 use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
 use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
-use crate::proxy::Proxy;
+use crate::proxy::{GateCache, Proxy};
 use std::sync::Arc;
 
 /// SQLSTATE of a refusal: insufficient_privilege.
@@ -130,6 +130,8 @@ const SHUTDOWN_RECHECK: Duration = Duration::from_millis(20);
 pub struct ClientSide<'a> {
     pub shared: &'a Shared,
     pub proxy: &'a Proxy,
+    /// The rules in force, looked up once per statement.
+    gates: GateCache<'a>,
     pub principal: &'a Principal,
     pub idle_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
@@ -236,6 +238,7 @@ impl<'a> ClientSide<'a> {
         ClientSide {
             shared,
             proxy,
+            gates: proxy.gate_cache(),
             principal,
             idle_timeout,
             shutdown: proxy.shutdown.clone(),
@@ -319,10 +322,9 @@ impl<'a> ClientSide<'a> {
             let message = super::lexer_guard::refusal(hazard);
             return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
         }
-        let gate = self.proxy.gate();
         let memo = match record_now {
             true => None,
-            false => self.memo.view(&gate, &self.context),
+            false => self.memo.view(self.gates.gate(), &self.context),
         };
         if let Some(plans) = memo.as_ref().and_then(|m| m.exact(source, sql)) {
             let plans = plans.clone();
@@ -338,6 +340,7 @@ impl<'a> ClientSide<'a> {
             let plans = plans.clone();
             return self.replay(sql, plans);
         }
+        let gate = Arc::clone(self.gates.gate());
         let request = Request {
             dialect: Dialect::Postgres,
             source,
@@ -451,7 +454,7 @@ impl<'a> ClientSide<'a> {
     /// A repeat of the memo's statement: allowed with the plans it had.
     fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
         let mut note = Note::default();
-        let outcome = self.settle_allowed(Ok(plans), &Effects::default(), &mut note);
+        let outcome = self.settle_allowed(Ok(plans), &Effects::NONE, &mut note);
         let (planned, judged) = self.admit(sql, note, outcome);
         Decided::Now(planned, judged)
     }
@@ -672,8 +675,8 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    fn statement_vetted(&self, name: &[u8]) -> bool {
-        !self.proxy.gate().vets_prepared()
+    fn statement_vetted(&mut self, name: &[u8]) -> bool {
+        !self.gates.gate().vets_prepared()
             || self.statements.contains_key(name)
             || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
@@ -773,7 +776,7 @@ impl<'a> Side for ClientSide<'a> {
                     m.expect.push(m.book.execute(e.portal));
                 }
                 let portal = self.portals.get(e.portal);
-                if portal.is_some() || !self.proxy.gate().vets_prepared() {
+                if portal.is_some() || !self.gates.gate().vets_prepared() {
                     let judged = portal.cloned().flatten();
                     if let (Some(audit), Some(_)) = (self.audit, &judged) {
                         // Each execution is recorded when it ends: refuse

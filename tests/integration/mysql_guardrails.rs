@@ -122,6 +122,52 @@ async fn denied_tables_and_columns_every_way_round() {
     env.stop().await;
 }
 
+/// A policy that denies columns, with no masking at all, still keeps the
+/// server's errors from quoting values: a value computed from data the
+/// agent may not read would otherwise come back in the message. The code
+/// and wording stay; the quoted value goes. Errors that quote only the
+/// statement's own text (a syntax error, an unknown column) keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_lose_quoted_values_where_columns_are_denied() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "UPDATE customers SET id = name WHERE id = 1",
+        "UPDATE customers SET id = ? WHERE id = 1",
+    ] {
+        let e = if sql.contains('?') {
+            c.exec_drop(sql, ("Alice",)).await.unwrap_err()
+        } else {
+            c.query_drop(sql).await.unwrap_err()
+        };
+        let mysql_async::Error::Server(s) = e else {
+            panic!("{sql}: expected a server error, got {e:?}");
+        };
+        assert_eq!(s.code, 1366, "{sql}: {}", s.message);
+        assert!(
+            s.message.starts_with("Incorrect integer value"),
+            "{sql}: {}",
+            s.message
+        );
+        assert!(!s.message.contains("Alice"), "{sql}: {}", s.message);
+        still_usable(&mut c).await;
+    }
+    let e = c
+        .query_drop("SELECT nosuchcolumn FROM t")
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(s) = e else {
+        panic!("expected a server error, got {e:?}");
+    };
+    assert_eq!(s.code, 1054);
+    assert!(s.message.contains("nosuchcolumn"), "{}", s.message);
+    assert_eq!(
+        env.admin("SELECT id FROM customers WHERE name = 'Alice'"),
+        "1"
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statement_query_is_all_or_nothing() {
     let mut env = env().await;
