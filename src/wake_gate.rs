@@ -7,7 +7,7 @@
 //! eighth of the instructions airlock spends per `pgbench -S` transaction.
 //!
 //! [`WakeGate`] wraps such a future and polls it with a waker of its own.
-//! Until that waker fires, a poll of the gate only re-registers the task's
+//! Until that waker fires, a poll of the gate only checks the task's
 //! waker and returns `Pending`, without touching the inner future. When the
 //! inner future's timer, channel or notification wakes it, the gate wakes
 //! the task and the next poll goes through. The inner future therefore
@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
 use atomic_waker::AtomicWaker;
@@ -34,9 +34,24 @@ pin_project_lite::pin_project! {
 }
 
 /// Set by the inner future's waker; read and cleared by the gate.
+///
+/// The task to wake is kept as the waker of the gate's first poll. A
+/// task's waker is the same from one poll to the next, so a poll normally
+/// only compares it ([`Waker::will_wake`]) and a wake-up wakes it by
+/// reference: no atomic read-modify-write of a registration slot at every
+/// poll, no waker clone (an [`AtomicWaker`], which this used before, takes
+/// the waker out at every wake-up, so every poll had to register it
+/// again: two compare-and-swaps and a clone per gate per wake-up, four
+/// gates per relay wake-up). Should a poll ever come with another waker
+/// (the gate moved to another task), that one is registered in `other`,
+/// and from then on every wake-up wakes both (a spurious wake-up of the
+/// first is harmless).
 struct Signal {
     woken: AtomicBool,
-    task: AtomicWaker,
+    first: OnceLock<Waker>,
+    /// A poll came with a waker other than `first`.
+    moved: AtomicBool,
+    other: AtomicWaker,
 }
 
 impl Wake for Signal {
@@ -45,8 +60,16 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        // SeqCst, paired with the poll's: a wake that reads `moved` as
+        // false came before the poll that set it, so that poll reads
+        // `woken` as true and goes through.
+        self.woken.store(true, Ordering::SeqCst);
+        if let Some(task) = self.first.get() {
+            task.wake_by_ref();
+        }
+        if self.moved.load(Ordering::SeqCst) {
+            self.other.wake();
+        }
     }
 }
 
@@ -56,7 +79,9 @@ impl<F: Future> WakeGate<F> {
             // The first poll goes through: the inner future has not yet
             // registered anything that could wake it.
             woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
+            first: OnceLock::new(),
+            moved: AtomicBool::new(false),
+            other: AtomicWaker::new(),
         });
         let waker = Waker::from(signal.clone());
         Self {
@@ -72,10 +97,22 @@ impl<F: Future> Future for WakeGate<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        // Registered before the flag is read: a wake between the two then
-        // finds the task's waker and is not lost.
-        this.signal.task.register(cx.waker());
-        if !this.signal.woken.swap(false, Ordering::AcqRel) {
+        let signal = &**this.signal;
+        // The task's waker is in place before the flag is read: a wake
+        // between the two then finds it and is not lost. The first poll
+        // stores it (nothing can wake the gate before the inner future has
+        // been polled, which happens after this); later polls only check
+        // that it is still the same.
+        let task = cx.waker();
+        match signal.first.get() {
+            Some(first) if first.will_wake(task) => {}
+            None if signal.first.set(task.clone()).is_ok() => {}
+            _ => {
+                signal.other.register(task);
+                signal.moved.store(true, Ordering::SeqCst);
+            }
+        }
+        if !signal.woken.swap(false, Ordering::SeqCst) {
             return Poll::Pending;
         }
         this.inner.poll(&mut Context::from_waker(this.waker))
@@ -139,6 +176,89 @@ mod tests {
         assert!(task_woken.0.load(Ordering::SeqCst));
         assert!(gate.as_mut().poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_gate_polled_from_another_task_wakes_that_task() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let stored = Arc::new(std::sync::Mutex::new(None::<Waker>));
+        let mut gate = Box::pin(WakeGate::new(Probe {
+            polls: polls.clone(),
+            ready: ready.clone(),
+            waker: stored.clone(),
+        }));
+        let first = Arc::new(Flag::default());
+        let first_waker = Waker::from(first.clone());
+        assert!(gate
+            .as_mut()
+            .poll(&mut Context::from_waker(&first_waker))
+            .is_pending());
+        // Moved: polled with another task's waker from now on.
+        let second = Arc::new(Flag::default());
+        let second_waker = Waker::from(second.clone());
+        for _ in 0..3 {
+            assert!(gate
+                .as_mut()
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending());
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        ready.store(true, Ordering::SeqCst);
+        let inner_waker = stored.lock().ok().and_then(|mut w| w.take());
+        inner_waker.expect("inner registered a waker").wake();
+        assert!(
+            second.0.load(Ordering::SeqCst),
+            "the task polling it now is woken"
+        );
+        assert!(gate
+            .as_mut()
+            .poll(&mut Context::from_waker(&second_waker))
+            .is_ready());
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn every_wake_reaches_the_task_not_only_the_first() {
+        // The waker is kept, not taken: each of several wake-ups wakes the
+        // task, with no poll in between to register it again.
+        let polls = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let stored = Arc::new(std::sync::Mutex::new(None::<Waker>));
+        let mut gate = Box::pin(WakeGate::new(Probe {
+            polls: polls.clone(),
+            ready: ready.clone(),
+            waker: stored.clone(),
+        }));
+        let count = Arc::new(Count::default());
+        let task = Waker::from(count.clone());
+        assert!(gate
+            .as_mut()
+            .poll(&mut Context::from_waker(&task))
+            .is_pending());
+        let inner_waker = stored.lock().ok().and_then(|w| w.clone());
+        let inner_waker = inner_waker.expect("inner registered a waker");
+        inner_waker.wake_by_ref();
+        inner_waker.wake_by_ref();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // One poll goes through for both, and the next waits again.
+        assert!(gate
+            .as_mut()
+            .poll(&mut Context::from_waker(&task))
+            .is_pending());
+        assert!(gate
+            .as_mut()
+            .poll(&mut Context::from_waker(&task))
+            .is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     #[derive(Default)]

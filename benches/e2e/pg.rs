@@ -56,6 +56,12 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     let audited_port = airlock::testkit::process::free_port()?;
     let audited = start_airlock(dir.path(), pg.port(), audited_port, password, true)?;
     let via_audited = format!("postgresql://agent:agent-pw@127.0.0.1:{audited_port}/bench");
+    // Listening before the next free port is picked: a port picked while
+    // an airlock had yet to bind could be handed out twice (the once-seen
+    // symptom: PgBouncer could not bind, and its URL reached an airlock,
+    // which refused user "bench").
+    wait_ready(&bin, &via_airlock)?;
+    wait_ready(&bin, &via_audited)?;
     let bouncer = start_pgbouncer(dir.path(), &pg, password)?;
 
     // The floor any proxy process costs (see `forwarder`).
@@ -73,8 +79,6 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     }
     targets.push(("airlock", via_airlock.clone(), Some(airlock.id())));
     targets.push(("airlock+audit", via_audited.clone(), Some(audited.id())));
-    wait_ready(&bin, &via_airlock)?;
-    wait_ready(&bin, &via_audited)?;
 
     let mut tps_cells = Cells::new();
     let mut cpu_cells = Cells::new();
@@ -226,12 +230,16 @@ fn start_pgbouncer(
             .arg(dir)
             .status();
     }
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("start pgbouncer")?;
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(status) = child.try_wait()? {
+        let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+        anyhow::bail!("pgbouncer exited at start ({status}); its log:\n{log}");
+    }
     Ok(Some((
         Proc(child),
         format!("postgresql://bench:{password}@127.0.0.1:{port}/bench"),
