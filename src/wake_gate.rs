@@ -147,16 +147,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn inner_is_polled_only_after_its_waker_fired() {
+    type Stored = Arc<std::sync::Mutex<Option<Waker>>>;
+    type Probed = (
+        Pin<Box<WakeGate<Probe>>>,
+        Arc<AtomicUsize>,
+        Arc<AtomicBool>,
+        Stored,
+    );
+
+    /// A gate around a [`Probe`], with the probe's poll count, its ready
+    /// switch and the waker it last registered.
+    fn probed() -> Probed {
         let polls = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(AtomicBool::new(false));
-        let stored = Arc::new(std::sync::Mutex::new(None::<Waker>));
-        let mut gate = Box::pin(WakeGate::new(Probe {
+        let stored: Stored = Arc::default();
+        let gate = Box::pin(WakeGate::new(Probe {
             polls: polls.clone(),
             ready: ready.clone(),
             waker: stored.clone(),
         }));
+        (gate, polls, ready, stored)
+    }
+
+    #[test]
+    fn inner_is_polled_only_after_its_waker_fired() {
+        let (mut gate, polls, ready, stored) = probed();
         let task_woken = Arc::new(Flag::default());
         let task = Waker::from(task_woken.clone());
         let mut cx = Context::from_waker(&task);
@@ -180,14 +195,7 @@ mod tests {
 
     #[test]
     fn a_gate_polled_from_another_task_wakes_that_task() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let ready = Arc::new(AtomicBool::new(false));
-        let stored = Arc::new(std::sync::Mutex::new(None::<Waker>));
-        let mut gate = Box::pin(WakeGate::new(Probe {
-            polls: polls.clone(),
-            ready: ready.clone(),
-            waker: stored.clone(),
-        }));
+        let (mut gate, polls, ready, stored) = probed();
         let first = Arc::new(Flag::default());
         let first_waker = Waker::from(first.clone());
         assert!(gate
@@ -222,14 +230,7 @@ mod tests {
     fn every_wake_reaches_the_task_not_only_the_first() {
         // The waker is kept, not taken: each of several wake-ups wakes the
         // task, with no poll in between to register it again.
-        let polls = Arc::new(AtomicUsize::new(0));
-        let ready = Arc::new(AtomicBool::new(false));
-        let stored = Arc::new(std::sync::Mutex::new(None::<Waker>));
-        let mut gate = Box::pin(WakeGate::new(Probe {
-            polls: polls.clone(),
-            ready: ready.clone(),
-            waker: stored.clone(),
-        }));
+        let (mut gate, polls, _ready, stored) = probed();
         let count = Arc::new(Count::default());
         let task = Waker::from(count.clone());
         assert!(gate

@@ -1040,7 +1040,12 @@ fn judge_packet(
     }
     let outcome = match (reply, mask) {
         (Some(r), Some(mask)) => r.on_packet(mask, step, payload, split),
-        _ if withhold && payload.first() == Some(&packets::ERR) => {
+        // An ERR is never a row or a column definition; the masking path
+        // ([`ReplyMask::on_packet`]) scrubs only outside those too.
+        _ if withhold
+            && !matches!(step, Step::Row | Step::Column)
+            && payload.first() == Some(&packets::ERR) =>
+        {
             match super::masking::scrub_err(payload, DetectorSet::NONE) {
                 Some(clean) => Outcome::Replace(clean),
                 None => Outcome::Pass,

@@ -399,21 +399,12 @@ impl<P> Tracker<P> {
 /// `SELECT 10`, `COPY 7`, ...), for the commands that report one.
 pub fn tag_rows(body: &[u8]) -> Option<u64> {
     let tag = body.strip_suffix(&[0]).unwrap_or(body);
-    // Tags are a few bytes long: plain scans beat a split iterator, and
-    // the command is compared as a fixed-size array (integer compares,
-    // no call to memcmp).
+    // Tags are a few bytes long: plain scans beat a split iterator.
     let first_space = tag.iter().position(|&b| b == b' ')?;
-    let command = &tag[..first_space];
-    let counted = if let Ok(c) = <[u8; 6]>::try_from(command) {
-        matches!(&c, b"SELECT" | b"INSERT" | b"UPDATE" | b"DELETE")
-    } else if let Ok(c) = <[u8; 5]>::try_from(command) {
-        matches!(&c, b"MERGE" | b"FETCH")
-    } else if let Ok(c) = <[u8; 4]>::try_from(command) {
-        matches!(&c, b"COPY" | b"MOVE")
-    } else {
-        false
-    };
-    if !counted {
+    if !matches!(
+        &tag[..first_space],
+        b"INSERT" | b"UPDATE" | b"DELETE" | b"MERGE" | b"SELECT" | b"COPY" | b"FETCH" | b"MOVE"
+    ) {
         return None;
     }
     let last_space = tag.iter().rposition(|&b| b == b' ')?;

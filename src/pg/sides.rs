@@ -454,7 +454,7 @@ impl<'a> ClientSide<'a> {
     /// A repeat of the memo's statement: allowed with the plans it had.
     fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
         let mut note = Note::default();
-        let outcome = self.settle_allowed(Ok(plans), &Effects::NONE, &mut note);
+        let outcome = self.settle_allowed(Ok(plans), &Effects::default(), &mut note);
         let (planned, judged) = self.admit(sql, note, outcome);
         Decided::Now(planned, judged)
     }

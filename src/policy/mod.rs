@@ -120,18 +120,6 @@ pub struct Effects {
     pub current_database: Option<String>,
 }
 
-impl Effects {
-    /// No effects: what every replayed statement has (a constant, so
-    /// saying so builds and drops nothing).
-    pub const NONE: Effects = Effects {
-        prepared: Vec::new(),
-        deallocated: Vec::new(),
-        deallocate_all: false,
-        search_path: None,
-        current_database: None,
-    };
-}
-
 /// The full answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
