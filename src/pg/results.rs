@@ -151,7 +151,8 @@ pub enum Finished<P> {
 pub struct Ending {
     /// Rows returned or affected: the count in the command tag when it has
     /// one (INSERT, UPDATE, DELETE, MERGE, SELECT, COPY, FETCH, MOVE), else
-    /// the DataRows that went by.
+    /// the DataRows that went by. (A tracker that follows plans, whose
+    /// caller wants no counts, always reports the DataRows.)
     pub rows: u64,
     /// The SQLSTATE of the error that ended it.
     pub error: Option<[u8; 5]>,
@@ -204,7 +205,8 @@ impl<P> Tracker<P> {
 
     /// A tracker that follows executions only ([`Finished`]), not the plans
     /// of results: no RowDescription is copied, [`Tracker::active`] stays
-    /// `None`.
+    /// `None`. Only this tracker reads the row counts of command tags; the
+    /// plan-following one reports the DataRows it saw.
     pub fn counting() -> Self {
         Tracker {
             plans: false,
@@ -287,10 +289,9 @@ impl<P> Tracker<P> {
             b'C' | b'I' | b's' => {
                 self.active = None;
                 let ending = Ending {
-                    rows: if tag == b'C' {
-                        tag_rows(body).unwrap_or(self.rows)
-                    } else {
-                        self.rows
+                    rows: match tag {
+                        b'C' if !self.plans => tag_rows(body).unwrap_or(self.rows),
+                        _ => self.rows,
                     },
                     error: None,
                 };
@@ -304,7 +305,7 @@ impl<P> Tracker<P> {
                         if let Some(Expect::Execute { plan, .. }) = q.pop_front() {
                             finished = Some(Finished::Execute { plan, ending });
                         }
-                        self.settle_copy(&mut q);
+                        // (Syncs ignored during its copy-in are settled below.)
                     }
                     _ => return Err(out_of_step()),
                 }

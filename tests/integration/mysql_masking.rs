@@ -303,6 +303,61 @@ async fn mysql_no_raw_pii_whatever_the_query_text_and_binary() {
     env.stop().await;
 }
 
+/// The UPDATE half of an upsert writes into the row that is already there:
+/// an `ON DUPLICATE KEY UPDATE` that copies a masked value into a column
+/// the agent can read unmasked is refused, however it is spelled, over the
+/// text protocol and as a prepared statement, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_upserts_cannot_copy_masked_values() {
+    let mut env = rich_env().await;
+    let mut c = env.agent().await;
+    let before = env.admin("SELECT id, name, score, notes FROM customers ORDER BY id");
+    let upserts = [
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = email",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = `email`",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = customers.email",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = `app`.`customers`.`email`",
+        "insert into CUSTOMERS (id, name) values (1, 'x') on duplicate key update NAME = /* c */ EMAIL",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = REPLACE(email, '@', '#')",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = CONCAT(VALUES(name), card_number)",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = HEX(email), score = 1",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE score = LENGTH(card_number)",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE notes = CAST(salary AS CHAR)",
+        "INSERT INTO customers (id, name) VALUES (1, 'x'), (2, 'y') ON DUPLICATE KEY UPDATE notes = CONCAT(name, birth)",
+        "INSERT INTO customers (id, name) SELECT 1, 'x' ON DUPLICATE KEY UPDATE name = email",
+    ];
+    for sql in upserts {
+        for (i, (rows, bytes)) in both_ways(&mut c, sql).await.into_iter().enumerate() {
+            let way = if i == 0 { "text" } else { "binary" };
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                rows.is_none() && text.contains("airlock"),
+                "{sql} ({way}) was not refused by airlock: {text}"
+            );
+            assert_clean(&bytes, &format!("{sql} ({way})"));
+        }
+        let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "{sql}");
+    }
+    assert_eq!(
+        env.admin("SELECT id, name, score, notes FROM customers ORDER BY id"),
+        before,
+        "a refused upsert wrote something"
+    );
+    // An upsert that moves no masked value runs.
+    c.query_drop(
+        "INSERT INTO customers (id, name) VALUES (1, 'Alicia') ON DUPLICATE KEY UPDATE name = VALUES(name), score = score + 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        env.admin("SELECT name, score FROM customers WHERE id = 1"),
+        "Alicia\t8"
+    );
+    drop(c);
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_binary_values_keep_their_types_or_become_null() {
     let mut env = rich_env().await;

@@ -152,12 +152,12 @@ targets = ["{DB}"]
             .expect("agent connects through airlock")
     }
 
-    /// Runs SQL as root directly on MariaDB (in database `app`).
     /// Rewrites the rule file airlock watches (started with rules).
     pub fn write_rules(&self, rules: &str) {
         std::fs::write(self.dir.path().join("rules.toml"), rules).unwrap();
     }
 
+    /// Runs SQL as root directly on MariaDB (in database `app`).
     pub fn admin(&self, sql: &str) -> String {
         self.db.admin_sql(&format!("USE {DB}; {sql}")).unwrap()
     }
