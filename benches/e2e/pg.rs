@@ -28,6 +28,9 @@ pub struct PgResults {
     /// in µs, per pgbench cell and proxy: what the hop costs, read from
     /// `/proc`, steadier than tps on a shared VM.
     pub cpu: Cells,
+    /// How many times the proxy process's threads were put on the CPU per
+    /// transaction, per pgbench cell and proxy (see `sched`).
+    pub runs: Cells,
     /// `SELECT 1` (p50, p99) in µs per target.
     pub latency: BTreeMap<String, (f64, f64)>,
     /// airlock's RSS per idle client session, in KiB.
@@ -82,23 +85,26 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
 
     let mut tps_cells = Cells::new();
     let mut cpu_cells = Cells::new();
+    let mut runs_cells = Cells::new();
     for script in ["select-only", "tpcb-like"] {
         for mode in ["simple", "extended", "prepared"] {
             for &clients in &opts.clients {
                 let cell = format!("{script} -M {mode} -c {clients}");
                 for round in 0..opts.rounds {
                     for (name, url, pid) in &targets {
-                        let before = pid.and_then(cpu_ns);
+                        let before = pid.and_then(sched);
                         let (tps, txns) =
                             pgbench_tps(&bin, url, script, mode, clients, opts.duration)?;
-                        let cpu = match (before, pid.and_then(cpu_ns)) {
-                            (Some(b), Some(a)) if txns > 0 => {
-                                Some(a.saturating_sub(b) as f64 / 1e3 / txns as f64)
-                            }
+                        let per_txn = match (before, pid.and_then(sched)) {
+                            (Some(b), Some(a)) if txns > 0 => Some((
+                                a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1e3 / txns as f64,
+                                a.runs.saturating_sub(b.runs) as f64 / txns as f64,
+                            )),
                             _ => None,
                         };
-                        let cpu_note = cpu.map_or(String::new(), |c| {
-                            format!("  {c:>5.1} µs proxy CPU per transaction")
+                        let cpu = per_txn.map(|(cpu, _)| cpu);
+                        let cpu_note = per_txn.map_or(String::new(), |(c, r)| {
+                            format!("  {c:>5.1} µs proxy CPU, {r:>4.1} proxy runs per transaction")
                         });
                         eprintln!("{cell:<32} round {round} {name:<13} {tps:>9.0} tps{cpu_note}");
                         tps_cells
@@ -107,6 +113,14 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
                             .entry((*name).to_owned())
                             .or_default()
                             .push(tps);
+                        if let Some((_, runs)) = per_txn {
+                            runs_cells
+                                .entry(cell.clone())
+                                .or_default()
+                                .entry((*name).to_owned())
+                                .or_default()
+                                .push(runs);
+                        }
                         if let Some(cpu) = cpu {
                             cpu_cells
                                 .entry(cell.clone())
@@ -133,6 +147,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     Ok(PgResults {
         tps: tps_cells,
         cpu: cpu_cells,
+        runs: runs_cells,
         latency,
         rss,
     })
@@ -296,24 +311,35 @@ fn pgbench_tps(
     Ok((tps, txns))
 }
 
-/// CPU time process `pid` has used, in nanoseconds: the scheduler's exact
-/// run time of each of its threads (`/proc/PID/task/*/schedstat`), not
-/// the tick-sampled utime and stime of `/proc/PID/stat`, which at 100 Hz
-/// drift by a few percent over a 10 s cell. A thread that exits during
-/// a cell takes its time with it; airlock's only short-lived threads parse
+/// What the scheduler counted for process `pid`, summed over its threads
+/// (`/proc/PID/task/*/schedstat`): CPU time in nanoseconds, the exact run
+/// time rather than the tick-sampled utime and stime of `/proc/PID/stat`
+/// (which at 100 Hz drift by a few percent over a 10 s cell), and how
+/// many times a thread was put on a CPU (each a wake-up or a preemption:
+/// what a proxy pays in context switches). A thread that exits during a
+/// cell takes its counts with it; airlock's only short-lived threads parse
 /// statements above 8 KiB, which pgbench does not send. `None` where the
 /// kernel keeps no schedstats (all zeros).
-fn cpu_ns(pid: u32) -> Option<u64> {
-    let mut total = 0u64;
+fn sched(pid: u32) -> Option<Sched> {
+    let mut total = Sched::default();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let path = task.ok()?.path().join("schedstat");
         // A thread that exited since the listing has nothing more to add.
         let Ok(stat) = std::fs::read_to_string(path) else {
             continue;
         };
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        let mut fields = stat.split_whitespace();
+        total.cpu_ns += fields.next()?.parse::<u64>().ok()?;
+        total.runs += fields.nth(1)?.parse::<u64>().ok()?;
     }
-    (total > 0).then_some(total)
+    (total.cpu_ns > 0).then_some(total)
+}
+
+/// See [`sched`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Sched {
+    cpu_ns: u64,
+    runs: u64,
 }
 
 /// p50 and p99 latency of `SELECT 1`, in microseconds, from pgbench's
