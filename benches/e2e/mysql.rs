@@ -19,7 +19,7 @@ use anyhow::Context as _;
 
 use airlock::testkit::{MariaDbServer, TestkitError};
 
-use super::report::Cells;
+use super::report::{record, Cells};
 use super::{check, pinned, spawn_airlock, which, Opts, Proc};
 
 /// The upstream database (and airlock target) name.
@@ -138,14 +138,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<Outcome> {
                         eprintln!(
                             "{cell:<50} round {round} {name:<9} {tps:>9.0} tps {qps:>9.0} qps"
                         );
-                        for (cells, value) in [(&mut tps_cells, tps), (&mut qps_cells, qps)] {
-                            cells
-                                .entry(cell.clone())
-                                .or_default()
-                                .entry((*name).to_owned())
-                                .or_default()
-                                .push(value);
-                        }
+                        record(&mut tps_cells, &cell, name, tps);
+                        record(&mut qps_cells, &cell, name, qps);
                     }
                 }
             }

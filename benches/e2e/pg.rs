@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use airlock::testkit::{PgOptions, PgServer};
 
-use super::report::Cells;
+use super::report::{record, Cells};
 use super::{check, pinned, spawn_airlock, which, Opts, Proc};
 
 /// Idle client sessions held open for the memory measurement.
@@ -102,32 +102,14 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
                             )),
                             _ => None,
                         };
-                        let cpu = per_txn.map(|(cpu, _)| cpu);
                         let cpu_note = per_txn.map_or(String::new(), |(c, r)| {
                             format!("  {c:>5.1} µs proxy CPU, {r:>4.1} proxy runs per transaction")
                         });
                         eprintln!("{cell:<32} round {round} {name:<13} {tps:>9.0} tps{cpu_note}");
-                        tps_cells
-                            .entry(cell.clone())
-                            .or_default()
-                            .entry((*name).to_owned())
-                            .or_default()
-                            .push(tps);
-                        if let Some((_, runs)) = per_txn {
-                            runs_cells
-                                .entry(cell.clone())
-                                .or_default()
-                                .entry((*name).to_owned())
-                                .or_default()
-                                .push(runs);
-                        }
-                        if let Some(cpu) = cpu {
-                            cpu_cells
-                                .entry(cell.clone())
-                                .or_default()
-                                .entry((*name).to_owned())
-                                .or_default()
-                                .push(cpu);
+                        record(&mut tps_cells, &cell, name, tps);
+                        if let Some((cpu, runs)) = per_txn {
+                            record(&mut cpu_cells, &cell, name, cpu);
+                            record(&mut runs_cells, &cell, name, runs);
                         }
                     }
                 }

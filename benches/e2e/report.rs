@@ -10,6 +10,16 @@ use super::pg::{PgResults, IDLE_CLIENTS};
 /// `airlock`, ...): one measurement per round.
 pub type Cells = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
 
+/// Adds one round's measurement of `target` in `cell`.
+pub fn record(cells: &mut Cells, cell: &str, target: &str, value: f64) {
+    cells
+        .entry(cell.to_owned())
+        .or_default()
+        .entry(target.to_owned())
+        .or_default()
+        .push(value);
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
