@@ -31,6 +31,8 @@ pub struct PgResults {
     /// How many times the proxy process's threads were put on the CPU per
     /// transaction, per pgbench cell and proxy (see `sched`).
     pub runs: Cells,
+    /// Of those, the preemptions (involuntary context switches).
+    pub preempted: Cells,
     /// `SELECT 1` (p50, p99) in µs per target.
     pub latency: BTreeMap<String, (f64, f64)>,
     /// airlock's RSS per idle client session, in KiB.
@@ -86,6 +88,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
     let mut tps_cells = Cells::new();
     let mut cpu_cells = Cells::new();
     let mut runs_cells = Cells::new();
+    let mut preempted_cells = Cells::new();
     for script in ["select-only", "tpcb-like"] {
         for mode in ["simple", "extended", "prepared"] {
             for &clients in &opts.clients {
@@ -99,17 +102,19 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
                             (Some(b), Some(a)) if txns > 0 => Some((
                                 a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1e3 / txns as f64,
                                 a.runs.saturating_sub(b.runs) as f64 / txns as f64,
+                                a.preempted.saturating_sub(b.preempted) as f64 / txns as f64,
                             )),
                             _ => None,
                         };
-                        let cpu_note = per_txn.map_or(String::new(), |(c, r)| {
-                            format!("  {c:>5.1} µs proxy CPU, {r:>4.1} proxy runs per transaction")
+                        let cpu_note = per_txn.map_or(String::new(), |(c, r, p)| {
+                            format!("  {c:>5.1} µs proxy CPU, {r:>5.2} proxy runs ({p:.2} preempted) per transaction")
                         });
                         eprintln!("{cell:<32} round {round} {name:<13} {tps:>9.0} tps{cpu_note}");
                         record(&mut tps_cells, &cell, name, tps);
-                        if let Some((cpu, runs)) = per_txn {
+                        if let Some((cpu, runs, preempted)) = per_txn {
                             record(&mut cpu_cells, &cell, name, cpu);
                             record(&mut runs_cells, &cell, name, runs);
+                            record(&mut preempted_cells, &cell, name, preempted);
                         }
                     }
                 }
@@ -130,6 +135,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<PgResults> {
         tps: tps_cells,
         cpu: cpu_cells,
         runs: runs_cells,
+        preempted: preempted_cells,
         latency,
         rss,
     })
@@ -298,14 +304,16 @@ fn pgbench_tps(
 /// time rather than the tick-sampled utime and stime of `/proc/PID/stat`
 /// (which at 100 Hz drift by a few percent over a 10 s cell), and how
 /// many times a thread was put on a CPU (each a wake-up or a preemption:
-/// what a proxy pays in context switches). A thread that exits during a
+/// what a proxy pays in context switches), and of its switches how many
+/// were preemptions. A thread that exits during a
 /// cell takes its counts with it; airlock's only short-lived threads parse
 /// statements above 8 KiB, which pgbench does not send. `None` where the
 /// kernel keeps no schedstats (all zeros).
 fn sched(pid: u32) -> Option<Sched> {
     let mut total = Sched::default();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let path = task.ok()?.path().join("schedstat");
+        let task_dir = task.ok()?.path();
+        let path = task_dir.join("schedstat");
         // A thread that exited since the listing has nothing more to add.
         let Ok(stat) = std::fs::read_to_string(path) else {
             continue;
@@ -313,6 +321,14 @@ fn sched(pid: u32) -> Option<Sched> {
         let mut fields = stat.split_whitespace();
         total.cpu_ns += fields.next()?.parse::<u64>().ok()?;
         total.runs += fields.nth(1)?.parse::<u64>().ok()?;
+        // Of those runs, the ones that began because another task took
+        // the CPU from this thread (it was runnable, not waiting).
+        let status = std::fs::read_to_string(task_dir.join("status")).unwrap_or_default();
+        total.preempted += status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
     }
     (total.cpu_ns > 0).then_some(total)
 }
@@ -322,6 +338,8 @@ fn sched(pid: u32) -> Option<Sched> {
 struct Sched {
     cpu_ns: u64,
     runs: u64,
+    /// Involuntary context switches (`/proc/PID/task/*/status`).
+    preempted: u64,
 }
 
 /// p50 and p99 latency of `SELECT 1`, in microseconds, from pgbench's

@@ -75,23 +75,21 @@ fn print_pg(pg: &PgResults) {
         );
     }
     println!(
-        "\n| pgbench cell | forwarder CPU µs/txn | PgBouncer CPU µs/txn | airlock CPU µs/txn | airlock+audit CPU µs/txn | airlock − PgBouncer µs | runs/txn: forwarder | PgBouncer | airlock |"
+        "\n| pgbench cell | forwarder CPU µs/txn | PgBouncer CPU µs/txn | airlock CPU µs/txn | airlock+audit CPU µs/txn | airlock − PgBouncer µs | runs/txn: forwarder | PgBouncer | airlock | preempted/txn: forwarder | PgBouncer | airlock |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cell, by) in &pg.cpu {
         let m = |k: &str| by.get(k).map(|v| median(v));
-        let runs = |k: &str| {
-            pg.runs
-                .get(cell)
-                .and_then(|by| by.get(k))
-                .map(|v| median(v))
-        };
+        let of =
+            |cells: &Cells, k: &str| cells.get(cell).and_then(|by| by.get(k)).map(|v| median(v));
+        let runs = |k: &str| of(&pg.runs, k);
+        let preempted = |k: &str| of(&pg.preempted, k);
         let diff = match (m("airlock"), m("pgbouncer")) {
             (Some(a), Some(b)) => Some(a - b),
             _ => None,
         };
         println!(
-            "| {cell} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {cell} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(m("forwarder"), 1),
             fmt(m("pgbouncer"), 1),
             fmt(m("airlock"), 1),
@@ -100,6 +98,9 @@ fn print_pg(pg: &PgResults) {
             fmt(runs("forwarder"), 2),
             fmt(runs("pgbouncer"), 2),
             fmt(runs("airlock"), 2),
+            fmt(preempted("forwarder"), 2),
+            fmt(preempted("pgbouncer"), 2),
+            fmt(preempted("airlock"), 2),
         );
     }
     println!("\n| SELECT 1 latency | p50 µs | p99 µs |");
@@ -137,7 +138,7 @@ fn print_sysbench(results: &SysbenchResults) {
 }
 
 /// The JSON report: `pgbench`, `pgbench_proxy_cpu_us_per_txn`,
-/// `pgbench_proxy_runs_per_txn`,
+/// `pgbench_proxy_runs_per_txn`, `pgbench_proxy_preemptions_per_txn`,
 /// `select1_latency_us` and
 /// `idle_rss_kib_per_connection` from the PostgreSQL part, `sysbench` from
 /// the MySQL part.
@@ -157,7 +158,7 @@ pub fn json(pg: Option<&PgResults>, sysbench: Option<&Outcome>) -> String {
     format!("{{\n{}\n}}\n", entries.join(",\n"))
 }
 
-fn pg_json(pg: &PgResults) -> [String; 5] {
+fn pg_json(pg: &PgResults) -> [String; 6] {
     let cells_json = |cells: &Cells, digits: usize| -> Vec<String> {
         cells
             .iter()
@@ -173,6 +174,7 @@ fn pg_json(pg: &PgResults) -> [String; 5] {
     let cells = cells_json(&pg.tps, 1);
     let cpu = cells_json(&pg.cpu, 2);
     let runs = cells_json(&pg.runs, 2);
+    let preempted = cells_json(&pg.preempted, 2);
     let lat: Vec<String> = pg
         .latency
         .iter()
@@ -187,6 +189,10 @@ fn pg_json(pg: &PgResults) -> [String; 5] {
         format!(
             "  \"pgbench_proxy_runs_per_txn\": {{\n{}\n  }}",
             runs.join(",\n")
+        ),
+        format!(
+            "  \"pgbench_proxy_preemptions_per_txn\": {{\n{}\n  }}",
+            preempted.join(",\n")
         ),
         format!("  \"select1_latency_us\": {{{}}}", lat.join(", ")),
         format!("  \"idle_rss_kib_per_connection\": {:.2}", pg.rss),
