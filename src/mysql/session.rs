@@ -548,9 +548,15 @@ impl Session<'_> {
         match super::statement_text::vet(sql, &self.up.info) {
             Ok(text) => Ok(Some(text)),
             Err(why) => {
-                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %why, "statement refused");
-                self.refuse(1142, "42000", &format!("airlock: {why}"))
-                    .await?;
+                let message = format!("airlock: {why}");
+                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                crate::metrics::statement(crate::audit::AuditDecision::Block);
+                // In the blocked-statement log like the guardrails' refusals,
+                // under the rule the message names.
+                if let Some(a) = self.audit.as_mut() {
+                    a.refused(sql, &Decision::Allow, &message);
+                }
+                self.refuse(1142, "42000", &message).await?;
                 Ok(None)
             }
         }

@@ -8,17 +8,21 @@ use std::borrow::Cow;
 use super::exec_comments;
 use super::server_info::ServerInfo;
 use super::sql_mode;
+use crate::policy::builtin::ids::{LEXER_SETTING, UNPARSEABLE};
 
 /// The text to judge, or why the statement is refused (a message for the
-/// client, without the `airlock: ` prefix).
+/// client, without the `airlock: ` prefix, naming the rule: a text whose
+/// executable comments airlock cannot expand is `builtin.unparseable`, a
+/// sql_mode change that would alter lexing `builtin.lexer-setting`).
 pub fn vet<'a>(sql: &'a [u8], server: &ServerInfo) -> Result<Cow<'a, [u8]>, String> {
     let (marker, mode) = scan(sql);
     if !marker && !mode {
         return Ok(Cow::Borrowed(sql));
     }
     let canonical = exec_comments::canonical(sql, server)
-        .map_err(|e| format!("executable comment refused: {e}"))?;
-    sql_mode::check_statements(&canonical).map_err(|e| format!("sql_mode change refused: {e}"))?;
+        .map_err(|e| format!("blocked by rule {UNPARSEABLE}: executable comment refused: {e}"))?;
+    sql_mode::check_statements(&canonical)
+        .map_err(|e| format!("blocked by rule {LEXER_SETTING}: sql_mode change refused: {e}"))?;
     Ok(if marker {
         Cow::Owned(canonical)
     } else {

@@ -63,6 +63,12 @@ async fn mysql_decisions_are_recorded_and_chained() {
         .unwrap();
     assert_eq!(emails.len(), 2);
     c.query_drop("DELETE FROM people").await.unwrap_err();
+    // Refused before the guardrails: a sql_mode change that would alter
+    // lexing, an executable comment airlock cannot expand.
+    c.query_drop("SET sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap_err();
+    c.query_drop("SELECT 1 /*! , 2").await.unwrap_err();
     c.query_drop("UPDATE people SET name = 'Anne' WHERE id = 1")
         .await
         .unwrap();
@@ -121,6 +127,17 @@ async fn mysql_decisions_are_recorded_and_chained() {
         unbounded.event.rule.as_deref(),
         Some("builtin.unbounded-write")
     );
+    for (statement, rule) in [
+        ("SET sql_mode = 'ANSI_QUOTES'", "builtin.lexer-setting"),
+        ("SELECT 1 /*! , 2", "builtin.unparseable"),
+    ] {
+        let r = find(&|r| r.event.statement.as_deref() == Some(statement)).expect(statement);
+        assert_eq!(
+            (decision(r), r.event.rule.as_deref()),
+            ("block", Some(rule)),
+            "{statement}"
+        );
+    }
     let update = find(&|r| {
         r.event
             .statement
@@ -169,6 +186,7 @@ async fn mysql_decisions_are_recorded_and_chained() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("agent-rw.deny-tables"), "{text}");
+    assert!(text.contains("builtin.lexer-setting"), "{text}");
     assert!(!text.contains("SELECT 1"), "{text}");
     let verify = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["audit", "verify", "--db"])

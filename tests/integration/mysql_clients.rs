@@ -370,7 +370,8 @@ async fn executable_comments_multi_statements_and_sql_mode() {
     for sql in refused {
         let e = c.query_drop(sql).await.expect_err(sql);
         let (_, msg) = server_error(e);
-        assert!(msg.starts_with("airlock:"), "{sql}: {msg}");
+        // Every refusal names its rule, as the blocked-statement log does.
+        assert!(msg.starts_with("airlock: blocked by rule "), "{sql}: {msg}");
         let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
         assert_eq!(n, Some(3), "after {sql}");
     }
