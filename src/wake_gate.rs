@@ -169,6 +169,18 @@ mod tests {
         (gate, polls, ready, stored)
     }
 
+    /// Polls `gate` as the task whose waker is `task`.
+    fn poll_as(gate: &mut Pin<Box<WakeGate<Probe>>>, task: &Waker) -> Poll<()> {
+        gate.as_mut().poll(&mut Context::from_waker(task))
+    }
+
+    /// The waker the probe last registered (what its timer or channel
+    /// would hold).
+    fn inner_waker(stored: &Stored) -> Waker {
+        let waker = stored.lock().ok().and_then(|w| w.clone());
+        waker.expect("inner registered a waker")
+    }
+
     #[test]
     fn inner_is_polled_only_after_its_waker_fired() {
         let (mut gate, polls, ready, stored) = probed();
@@ -186,8 +198,7 @@ mod tests {
         // The inner future's waker fires: the task is woken, and the next
         // poll reaches the inner future.
         ready.store(true, Ordering::SeqCst);
-        let inner_waker = stored.lock().ok().and_then(|mut w| w.take());
-        inner_waker.expect("inner registered a waker").wake();
+        inner_waker(&stored).wake();
         assert!(task_woken.0.load(Ordering::SeqCst));
         assert!(gate.as_mut().poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
@@ -198,31 +209,21 @@ mod tests {
         let (mut gate, polls, ready, stored) = probed();
         let first = Arc::new(Flag::default());
         let first_waker = Waker::from(first.clone());
-        assert!(gate
-            .as_mut()
-            .poll(&mut Context::from_waker(&first_waker))
-            .is_pending());
+        assert!(poll_as(&mut gate, &first_waker).is_pending());
         // Moved: polled with another task's waker from now on.
         let second = Arc::new(Flag::default());
         let second_waker = Waker::from(second.clone());
         for _ in 0..3 {
-            assert!(gate
-                .as_mut()
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending());
+            assert!(poll_as(&mut gate, &second_waker).is_pending());
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         ready.store(true, Ordering::SeqCst);
-        let inner_waker = stored.lock().ok().and_then(|mut w| w.take());
-        inner_waker.expect("inner registered a waker").wake();
+        inner_waker(&stored).wake();
         assert!(
             second.0.load(Ordering::SeqCst),
             "the task polling it now is woken"
         );
-        assert!(gate
-            .as_mut()
-            .poll(&mut Context::from_waker(&second_waker))
-            .is_ready());
+        assert!(poll_as(&mut gate, &second_waker).is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 
@@ -233,24 +234,14 @@ mod tests {
         let (mut gate, polls, _ready, stored) = probed();
         let count = Arc::new(Count::default());
         let task = Waker::from(count.clone());
-        assert!(gate
-            .as_mut()
-            .poll(&mut Context::from_waker(&task))
-            .is_pending());
-        let inner_waker = stored.lock().ok().and_then(|w| w.clone());
-        let inner_waker = inner_waker.expect("inner registered a waker");
-        inner_waker.wake_by_ref();
-        inner_waker.wake_by_ref();
+        assert!(poll_as(&mut gate, &task).is_pending());
+        let inner = inner_waker(&stored);
+        inner.wake_by_ref();
+        inner.wake_by_ref();
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         // One poll goes through for both, and the next waits again.
-        assert!(gate
-            .as_mut()
-            .poll(&mut Context::from_waker(&task))
-            .is_pending());
-        assert!(gate
-            .as_mut()
-            .poll(&mut Context::from_waker(&task))
-            .is_pending());
+        assert!(poll_as(&mut gate, &task).is_pending());
+        assert!(poll_as(&mut gate, &task).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 

@@ -304,11 +304,11 @@ fn pgbench_tps(
 /// time rather than the tick-sampled utime and stime of `/proc/PID/stat`
 /// (which at 100 Hz drift by a few percent over a 10 s cell), and how
 /// many times a thread was put on a CPU (each a wake-up or a preemption:
-/// what a proxy pays in context switches), and of its switches how many
-/// were preemptions. A thread that exits during a
-/// cell takes its counts with it; airlock's only short-lived threads parse
-/// statements above 8 KiB, which pgbench does not send. `None` where the
-/// kernel keeps no schedstats (all zeros).
+/// what a proxy pays in context switches), and from
+/// `/proc/PID/task/*/status` how many of its switches were preemptions. A
+/// thread that exits during a cell takes its counts with it; airlock's
+/// only short-lived threads parse statements above 8 KiB, which pgbench
+/// does not send. `None` where the kernel keeps no schedstats (all zeros).
 fn sched(pid: u32) -> Option<Sched> {
     let mut total = Sched::default();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {

@@ -80,6 +80,7 @@ fn print_pg(pg: &PgResults) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cell, by) in &pg.cpu {
         let m = |k: &str| by.get(k).map(|v| median(v));
+        // The runs and preemptions of the same cell and proxy.
         let of =
             |cells: &Cells, k: &str| cells.get(cell).and_then(|by| by.get(k)).map(|v| median(v));
         let runs = |k: &str| of(&pg.runs, k);
