@@ -60,11 +60,13 @@ enum Command {
         /// The agent identity (groups and model come from the config).
         #[arg(long)]
         identity: String,
-        /// The target (database) the agent would use.
+        /// The target (database) the agent would use (default: the
+        /// identity's only target, when it has one).
         #[arg(long)]
         target: Option<String>,
-        #[arg(long, value_enum, default_value = "postgres")]
-        dialect: DialectArg,
+        /// SQL dialect (default: the target's protocol, else postgres).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
         /// Rule file or directory (default: the config's rules).
         #[arg(long)]
         rules: Option<PathBuf>,
@@ -171,7 +173,14 @@ fn main() -> ExitCode {
             rules,
             config,
             sql,
-        } => explain(&config, rules, &identity, target, dialect.into(), &sql),
+        } => explain(
+            &config,
+            rules,
+            &identity,
+            target,
+            dialect.map(Dialect::from),
+            &sql,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,7 +351,7 @@ fn explain(
     rules: Option<PathBuf>,
     identity: &str,
     target: Option<String>,
-    dialect: Dialect,
+    dialect: Option<Dialect>,
     sql: &str,
 ) -> anyhow::Result<()> {
     let config = if config_path.exists() {
@@ -360,7 +369,20 @@ fn explain(
             })?,
     };
     let engine = Engine::new(load_rules(&rules)?);
-    let target = target.unwrap_or_default();
+    let target = match target {
+        Some(t) => t,
+        None => default_target(config.as_ref(), identity)?,
+    };
+    let dialect = dialect.unwrap_or_else(|| {
+        let protocol = config
+            .as_ref()
+            .and_then(|c| c.targets.get(&target))
+            .map(|t| t.protocol);
+        match protocol {
+            Some(airlock::config::Protocol::Mysql) => Dialect::MySql,
+            _ => Dialect::Postgres,
+        }
+    });
     // On a passthrough target the identity is a database user, described
     // by targets.<name>.passthrough rather than [identities].
     let passthrough = config.as_ref().and_then(|c| {
@@ -420,6 +442,37 @@ fn explain(
         }
     }
     Ok(())
+}
+
+/// The target `explain` judges for when `--target` is not given: the
+/// identity's only target (for a database user on a passthrough target,
+/// the only passthrough target). None without a config; an error when
+/// there is more than one to choose from, since policies often apply per
+/// target and a guess could show the wrong decision.
+fn default_target(config: Option<&Config>, identity: &str) -> anyhow::Result<String> {
+    let Some(config) = config else {
+        return Ok(String::new());
+    };
+    let candidates: Vec<&String> = match config.identities.get(identity) {
+        Some(known) => known.targets.get_ref().iter().collect(),
+        None => config
+            .targets
+            .iter()
+            .filter(|(_, t)| t.credentials == airlock::config::CredentialMode::Passthrough)
+            .map(|(name, _)| name)
+            .collect(),
+    };
+    match candidates.as_slice() {
+        [] => Ok(String::new()),
+        [only] => Ok((*only).clone()),
+        many => anyhow::bail!(
+            "identity {identity:?} may use targets {}: pass --target to choose one",
+            many.iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn describe_plan(plan: &airlock::masking::StatementPlan) -> String {

@@ -70,6 +70,12 @@ struct Extractor<'a> {
     ddl_into: bool,
 }
 
+/// An unquoted `@name`: a MySQL user variable (sqlparser reads it as an
+/// identifier).
+fn is_user_variable(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(id) if id.quote_style.is_none() && id.value.len() > 1 && id.value.starts_with('@') && !id.value.starts_with("@@"))
+}
+
 /// Lower-cased identifier value.
 pub fn norm(id: &Ident) -> String {
     id.value.to_lowercase()
@@ -405,6 +411,16 @@ impl Visitor for Extractor<'_> {
         }
         self.columns_in(&s.group_by, ColumnLocation::GroupBy);
         if let Some(into) = &s.into {
+            // MySQL's `SELECT … INTO @a, @b` assigns user variables: a read
+            // (masking's lineage refuses it when a masked value would go
+            // into one). Anything else creates a table (Postgres) or is
+            // not a plain user variable, and stays DDL.
+            if self.dialect == Dialect::MySql
+                && !into.targets.is_empty()
+                && into.targets.iter().all(is_user_variable)
+            {
+                return ControlFlow::Continue(());
+            }
             self.ddl_into = true;
             if let Some(name) = into.targets.first() {
                 match name {

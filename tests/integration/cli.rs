@@ -1,5 +1,5 @@
 //! The airlock binary as a user runs it: `passwd`, `serve` with a bad
-//! config, and `demo --check`.
+//! config, `explain` without a target, and `demo --check`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -148,4 +148,116 @@ fn demo_cleans_up_on_sigterm() {
         "{} was left behind",
         rules_copy.display()
     );
+}
+
+/// A SCRAM verifier for `password`, as `airlock passwd` prints it.
+fn verifier(password: &str) -> String {
+    let mut child = airlock()
+        .args(["passwd", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `airlock explain` without `--target` judges for the identity's only
+/// target, in that target's dialect; with several to choose from it asks
+/// for `--target` rather than guess (a guess would show a decision the
+/// agent would never get).
+#[test]
+fn explain_defaults_to_the_identitys_only_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        r#"
+[[policy]]
+id = "shop-ro"
+applies_to = { targets = ["shop"] }
+read_only = true
+
+[[policy]]
+id = "app-rw"
+applies_to = { targets = ["app"] }
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+postgres = "127.0.0.1:0"
+mysql = "127.0.0.1:0"
+[policy]
+rules = "rules.toml"
+[targets.shop]
+protocol = "mysql"
+host = "127.0.0.1"
+port = 3306
+database = "shop"
+user = "shop"
+password_env = "AIRLOCK_TEST_UNUSED_PW"
+[targets.app]
+host = "127.0.0.1"
+database = "app"
+user = "app"
+password_env = "AIRLOCK_TEST_UNUSED_PW"
+[identities.one]
+secret = "{v}"
+targets = ["shop"]
+[identities.two]
+secret = "{v}"
+targets = ["shop", "app"]
+"#,
+            v = verifier("pw")
+        ),
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        airlock()
+            .args(["explain", "--config"])
+            .arg(&config)
+            .args(args)
+            .env("AIRLOCK_TEST_UNUSED_PW", "unused")
+            .output()
+            .unwrap()
+    };
+    // The only target, and its dialect: backquotes are MySQL's.
+    let out = explain(&["--identity", "one", "SELECT `id` FROM t"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("target: shop"), "{text}");
+    assert!(text.contains("decision: allow"), "{text}");
+    let out = explain(&["--identity", "one", "DELETE FROM t WHERE id = 1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shop-ro.read-only"), "{text}");
+    // Two targets: no guess.
+    let out = explain(&["--identity", "two", "SELECT 1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("may use targets shop, app: pass --target"),
+        "{err}"
+    );
+    // Named, it judges for that target, in its dialect.
+    let out = explain(&[
+        "--identity",
+        "two",
+        "--target",
+        "app",
+        "DELETE FROM t WHERE id = 1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("target: app"), "{text}");
+    assert!(text.contains("decision: allow"), "{text}");
 }

@@ -303,3 +303,42 @@ async fn hot_reload_reaches_statements_sent_before() {
     still_usable(&mut c).await;
     env.stop().await;
 }
+
+/// `SELECT … INTO @var` assigns session variables and writes no table: a
+/// read-only policy lets it run, over the text protocol and prepared,
+/// while denied tables and columns stay denied through it, and INTO
+/// anything but a user variable stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_into_user_variables_is_a_read() {
+    let mut env = MyEnv::start(Some(&RULES.replace(
+        "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]",
+        "read_only = true",
+    )))
+    .await;
+    env.admin(SETUP);
+    let mut c = env.agent().await;
+    c.query_drop("SELECT v INTO @a FROM t WHERE id = 2")
+        .await
+        .unwrap();
+    c.exec_drop("SELECT v, id INTO @b, @n FROM t WHERE id = ?", (3,))
+        .await
+        .unwrap();
+    let got: Option<(String, String, i64)> = c.query_first("SELECT @a, @b, @n").await.unwrap();
+    assert_eq!(got, Some(("two".into(), "three".into(), 3)));
+    for sql in [
+        "SELECT ssn INTO @x FROM customers LIMIT 1",
+        "SELECT * INTO @x, @y, @z FROM customers LIMIT 1",
+        "SELECT s INTO @x FROM secrets LIMIT 1",
+        "SELECT id INTO @x FROM t WHERE id = 1 FOR UPDATE",
+        "SELECT 1 INTO x",
+        "SELECT 1 INTO `@x`",
+        "SELECT 1, 2 INTO @x, y",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        refused(c.prep(sql).await.unwrap_err(), sql);
+        still_usable(&mut c).await;
+    }
+    let x: Option<Option<String>> = c.query_first("SELECT @x").await.unwrap();
+    assert_eq!(x, Some(None), "a refused statement assigned @x");
+    env.stop().await;
+}
