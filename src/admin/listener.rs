@@ -1,9 +1,9 @@
-//! The admin listener as axum sees it.
+//! The admin listener.
 //!
-//! axum's own `Listener` for a `TcpListener` waits out an accept error
-//! (say `EMFILE`) with `tokio::time::sleep`, which would panic on airlock's
-//! runtime: it has no time driver (see [`crate::timer_thread`]). This one
-//! waits on the timer thread instead, and logs what failed.
+//! An accept error that is not about one connection (say `EMFILE`) is
+//! waited out on the timer thread, not with `tokio::time::sleep` as axum's
+//! own listener does, which would panic on airlock's runtime: it has no
+//! time driver (see [`crate::timer_thread`]). What failed is logged.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,11 +19,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// `[admin] listen`, bound.
 pub struct AdminListener(pub TcpListener);
 
-impl axum::serve::Listener for AdminListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+impl AdminListener {
+    /// The next connection, waiting out accept errors.
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.0.accept().await {
                 Ok(accepted) => return accepted,
@@ -34,10 +32,6 @@ impl axum::serve::Listener for AdminListener {
                 }
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
     }
 }
 

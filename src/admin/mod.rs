@@ -7,6 +7,7 @@
 //! * [`listener`]: the bound listener, with accept errors waited out on
 //!   the timer thread.
 //! * [`live`]: the registry of live sessions the API lists and terminates.
+//! * [`serve`]: HTTP/1.1 on the listener, with a deadline on request heads.
 //! * [`client`] and [`cli`]: a small HTTP client, and the `airlock
 //!   approvals` / `approve` / `deny` commands built on it.
 //!
@@ -21,6 +22,7 @@ pub mod client;
 pub mod console;
 pub mod listener;
 pub mod live;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,14 +89,7 @@ pub async fn start(proxy: Arc<Proxy>) -> anyhow::Result<Option<(SocketAddr, Join
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        // Not the bare TcpListener: axum's accept-error back-off sleeps on
-        // tokio's timer, which airlock's runtime does not have.
-        if let Err(e) = axum::serve(listener::AdminListener(listener), app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "admin listener failed");
-        }
+        serve::serve(listener::AdminListener(listener), app, stop).await;
     });
     tracing::info!(admin = %bound, "admin API and console listening");
     Ok(Some((bound, task)))

@@ -8,10 +8,10 @@
 //! under `connect_timeout` (Postgres and MySQL), ephemeral credentials
 //! (broker calls under a timeout, the janitor, the TTL), an approval hold
 //! that times out, a cancel request forwarded upstream under its timeout,
-//! the idle timeout, the rules-file poll, the admin API, and shutdown on
-//! SIGTERM with its drain. Not covered: the back-off after an accept
-//! error (the listeners' and the admin listener's), which needs the
-//! process out of file descriptors.
+//! the idle timeout, the rules-file poll, the admin API and its deadline on
+//! request heads, and shutdown on SIGTERM with its drain. Not covered: the
+//! back-off after an accept error (the listeners' and the admin
+//! listener's), which needs the process out of file descriptors.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -267,6 +267,12 @@ async fn serve_runs_its_timer_paths_without_tokios_timer() {
     let api = AdminApi::new(([127, 0, 0, 1], ports.admin).into());
     assert_eq!(api.get("/healthz").await.status, 200);
     assert_eq!(api.get("/api/sessions").await.status, 200);
+    // Admin clients that never finish a request head are cut off after
+    // the header-read timeout (10 s, on the timer thread): one silent, one
+    // stopped mid-head, one sending a byte a second, and one idle after a
+    // request it was answered. Checked below, after the other waits.
+    let slow_admin = SlowAdminClients::open(ports.admin).await;
+    assert_eq!(api.get("/healthz").await.status, 200);
 
     // The idle timeout (2 s) ends both idle sessions.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -296,6 +302,9 @@ async fn serve_runs_its_timer_paths_without_tokios_timer() {
         }
     }
 
+    slow_admin.assert_cut_off().await;
+    assert_eq!(api.get("/healthz").await.status, 200);
+
     // SIGTERM: a clean stop, within the drain timeout and some.
     let held_open = pg_connect(pg_port).await.unwrap();
     // SAFETY: kill(2) on our own child's pid.
@@ -312,4 +321,84 @@ async fn serve_runs_its_timer_paths_without_tokios_timer() {
     let log = serve.log();
     assert!(status.success(), "exit {status}:\n{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Raw connections to the admin listener that never complete a request
+/// head in time.
+struct SlowAdminClients {
+    opened: Instant,
+    silent: tokio::net::TcpStream,
+    mid_head: tokio::net::TcpStream,
+    idle_after_request: tokio::net::TcpStream,
+    trickle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SlowAdminClients {
+    const HEAD: &'static [u8] = b"GET /healthz HTTP/1.1\r\nHost: airlock\r\n";
+
+    async fn open(port: u16) -> Self {
+        use tokio::io::AsyncWriteExt;
+        use tokio::net::TcpStream;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let opened = Instant::now();
+        let silent = TcpStream::connect(addr).await.unwrap();
+        let mut mid_head = TcpStream::connect(addr).await.unwrap();
+        mid_head.write_all(Self::HEAD).await.unwrap();
+        let mut idle_after_request = TcpStream::connect(addr).await.unwrap();
+        idle_after_request.write_all(Self::HEAD).await.unwrap();
+        idle_after_request.write_all(b"\r\n").await.unwrap();
+        let trickle = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await?;
+            // Longer than the timeout at a byte a second: the server
+            // closes, and a write fails.
+            for b in Self::HEAD.iter().chain([b'X'; 60].iter()) {
+                s.write_all(&[*b]).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(())
+        });
+        SlowAdminClients {
+            opened,
+            silent,
+            mid_head,
+            idle_after_request,
+            trickle,
+        }
+    }
+
+    /// Each connection is closed well within 30 s of opening.
+    async fn assert_cut_off(self) {
+        let deadline = self.opened + Duration::from_secs(30);
+        assert!(
+            Self::read_until_closed(self.silent, deadline)
+                .await
+                .is_empty(),
+            "the silent connection got a reply"
+        );
+        Self::read_until_closed(self.mid_head, deadline).await;
+        let answered = Self::read_until_closed(self.idle_after_request, deadline).await;
+        assert!(
+            answered.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answered)
+        );
+        let trickled = tokio::time::timeout_at(deadline.into(), self.trickle)
+            .await
+            .expect("a client sending a byte a second was not cut off")
+            .unwrap();
+        assert!(trickled.is_err(), "the trickled request head was accepted");
+    }
+
+    /// What the server sent before it closed the connection; panics if it
+    /// is still open at `deadline`.
+    async fn read_until_closed(mut s: tokio::net::TcpStream, deadline: Instant) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout_at(deadline.into(), s.read_to_end(&mut got)).await;
+        assert!(
+            read.is_ok(),
+            "an admin connection without a full request head is still open after 30 s"
+        );
+        got
+    }
 }

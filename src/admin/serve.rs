@@ -1,0 +1,97 @@
+//! Serving the admin router: HTTP/1.1, with a deadline on every request
+//! head.
+//!
+//! `axum::serve` gives hyper no timer, so a client that connects and sends
+//! nothing, or a header line a minute, holds its connection and task for
+//! as long as it likes; enough of them exhaust the process's descriptors.
+//! Here each connection gets hyper's header-read timeout, run on
+//! [`crate::timer_thread`] (airlock's runtime has no tokio timer, see
+//! `main.rs`): a request head, the first or the next on a kept-alive
+//! connection, must arrive in full within [`HEADER_READ_TIMEOUT`] of the
+//! server starting to read it, or the connection is closed.
+//!
+//! On shutdown the listener stops accepting, each connection finishes the
+//! request it is serving and closes, and [`serve`] returns when all have.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+
+use super::listener::AdminListener;
+
+/// How long a client has to send a whole request head (request line and
+/// headers). Admin clients (curl, the CLI, a browser) send it at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `stop` completes, then drains.
+pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TimerThread)
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection closed on an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
+/// hyper's timer on [`crate::timer_thread`].
+#[derive(Clone, Copy, Debug)]
+struct TimerThread;
+
+impl hyper::rt::Timer for TimerThread {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        match Instant::now().checked_add(duration) {
+            Some(deadline) => self.sleep_until(deadline),
+            None => Box::pin(Never),
+        }
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(Sleep(crate::timer_thread::sleep_until(deadline)))
+    }
+}
+
+/// A timer-thread sleep as hyper wants it.
+struct Sleep(crate::timer_thread::Sleep);
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for Sleep {}
+
+/// A sleep past what `Instant` can hold: it never ends.
+struct Never;
+
+impl Future for Never {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for Never {}
