@@ -22,6 +22,31 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))
     }
+
+    /// The TCP socket under any TLS.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::ServerTls(s) => s.get_ref().0,
+            Stream::ClientTls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// Completes when the peer has shut down its side of `tcp` (a FIN or a
+/// reset), whatever it sent before that is still unread: readiness is
+/// looked at, nothing is read, so bytes the peer sent stay for the next
+/// read. Bytes without a FIN make the socket readable but not closed; it
+/// looks again a second later rather than spin on that readiness.
+pub async fn peer_hung_up(tcp: &TcpStream) {
+    loop {
+        match tcp.ready(tokio::io::Interest::READABLE).await {
+            Ok(ready) if !ready.is_read_closed() => {
+                crate::timer_thread::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 macro_rules! delegate {
@@ -142,5 +167,56 @@ impl AsyncWrite for WriteHalf<'_> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate_half!(self, WriteHalf, poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::peer_hung_up;
+
+    /// A connected pair on loopback: (airlock's end, the peer's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        (ours, peer)
+    }
+
+    #[tokio::test]
+    async fn a_hang_up_is_seen_with_bytes_still_unread() {
+        let (mut ours, mut peer) = pair().await;
+        peer.write_all(b"quit").await.unwrap();
+        drop(peer);
+        crate::timer_thread::timeout(Duration::from_secs(10), peer_hung_up(&ours))
+            .await
+            .expect("the hang-up was not seen");
+        // Nothing was read: the bytes are still there, then EOF.
+        let mut got = Vec::new();
+        ours.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"quit");
+    }
+
+    #[tokio::test]
+    async fn bytes_without_a_hang_up_are_not_one() {
+        let (mut ours, mut peer) = pair().await;
+        peer.write_all(b"next").await.unwrap();
+        let waited =
+            crate::timer_thread::timeout(Duration::from_millis(2500), peer_hung_up(&ours)).await;
+        assert!(waited.is_err(), "bytes alone were taken for a hang-up");
+        let mut got = [0u8; 4];
+        ours.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"next");
+        // A shutdown of the peer's writing side is one, seen on the next look.
+        peer.shutdown().await.unwrap();
+        crate::timer_thread::timeout(Duration::from_secs(10), peer_hung_up(&ours))
+            .await
+            .expect("the hang-up was not seen");
     }
 }

@@ -25,6 +25,10 @@ pub enum Outcome {
     /// The client cancelled the held statement (a Postgres CancelRequest):
     /// the request was withdrawn.
     Withdrawn,
+    /// The client hung up while its statement was held (a MySQL session,
+    /// which reads nothing from its client meanwhile, watches for that):
+    /// the request was withdrawn.
+    ClientGone,
 }
 
 impl Outcome {
@@ -52,6 +56,7 @@ impl Outcome {
             ),
             Outcome::Cancelled => format!("approval cancelled: airlock is shutting down{req}"),
             Outcome::Withdrawn => format!("withdrawn: the client cancelled the statement{req}"),
+            Outcome::ClientGone => format!("withdrawn: the client disconnected{req}"),
         }
     }
 
@@ -71,6 +76,10 @@ impl Outcome {
             )),
             // What Postgres says of a cancelled statement.
             Outcome::Withdrawn => Some("canceling statement due to user request".into()),
+            // Nobody is left to read it; the session ends.
+            Outcome::ClientGone => Some(format!(
+                "airlock: rule {rule}: withdrawn, the client disconnected"
+            )),
         }
     }
 

@@ -1,16 +1,22 @@
 //! Holding a statement from a session whose audit hook has no approval
 //! steps of its own (MySQL): puts it on hold, records each step (held,
-//! approved by whom, denied with the reason, timed out) in the audit log,
-//! and waits for the outcome.
+//! approved by whom, denied with the reason, timed out, withdrawn because
+//! the client hung up) in the audit log, and waits for the outcome.
 
 use crate::audit::{AuditDecision, AuditEvent, EventKind};
 use crate::proxy::Proxy;
 
 use super::{Hold, HoldRequest, Outcome};
 
-/// Holds `req` until a human decides or the timeout passes. `None` when
-/// approvals are not enabled (no `[admin]` listener to decide them).
-pub async fn hold_and_wait(proxy: &Proxy, req: HoldRequest) -> Option<Outcome> {
+/// Holds `req` until a human decides, the timeout passes or `client_gone`
+/// completes (the request is then withdrawn, so that nobody approves a
+/// statement whose client has left). `None` when approvals are not enabled
+/// (no `[admin]` listener to decide them).
+pub async fn hold_and_wait(
+    proxy: &Proxy,
+    req: HoldRequest,
+    client_gone: impl std::future::Future<Output = ()>,
+) -> Option<Outcome> {
     let config = proxy.config();
     config.admin.as_ref()?;
     let base = event(&req);
@@ -33,7 +39,12 @@ pub async fn hold_and_wait(proxy: &Proxy, req: HoldRequest) -> Option<Outcome> {
             if let Err(refusal) = record(proxy, &base, AuditDecision::Approval, held) {
                 return Some(refused(refusal));
             }
-            let outcome = ticket.wait().await;
+            let outcome = tokio::select! {
+                outcome = ticket.wait() => outcome,
+                () = client_gone => Outcome::ClientGone,
+            };
+            // Dropping the ticket withdraws a request still pending.
+            drop(ticket);
             let decision = if outcome.is_approved() {
                 AuditDecision::Allow
             } else {

@@ -70,13 +70,18 @@ impl PacketConn {
         }
     }
 
+    /// Completes when the peer hangs up (see [`crate::net::peer_hung_up`]);
+    /// never while a TLS upgrade is under way.
+    pub async fn hung_up(&self) {
+        match &self.stream {
+            Some(s) => crate::net::peer_hung_up(s.tcp()).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// The peer's IP address, for messages.
     pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
-        let addr = match self.stream.as_ref()? {
-            Stream::Plain(s) => s.peer_addr(),
-            Stream::ServerTls(s) => s.get_ref().0.peer_addr(),
-            Stream::ClientTls(s) => s.get_ref().0.peer_addr(),
-        };
+        let addr = self.stream.as_ref()?.tcp().peer_addr();
         addr.ok().map(|a| a.ip())
     }
 

@@ -679,7 +679,9 @@ impl Session<'_> {
     }
 
     /// Holds a statement a `require_approval` rule matched until a human
-    /// decides; `None` when approvals are not enabled.
+    /// decides; `None` when approvals are not enabled. The session reads
+    /// nothing from its client meanwhile, so it watches for the client
+    /// hanging up: the request is then withdrawn.
     async fn approval(
         &self,
         sql: &[u8],
@@ -697,7 +699,7 @@ impl Session<'_> {
             protocol: "mysql",
             target: self.principal.target.clone(),
         };
-        crate::approvals::wait::hold_and_wait(self.proxy, request).await
+        crate::approvals::wait::hold_and_wait(self.proxy, request, self.client.hung_up()).await
     }
 
     fn apply(&mut self, effects: Effects) {

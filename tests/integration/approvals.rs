@@ -389,20 +389,26 @@ require_approval = [
 ]
 "#;
 
+/// MariaDB with `app.orders` behind airlock with MYSQL_RULES, and its
+/// admin API.
+async fn mysql_start(dir: &std::path::Path) -> (mysql_env::MyEnv, AdminApi) {
+    let env = mysql_env::MyEnv::start_full(
+        Some(MYSQL_RULES),
+        "",
+        "CREATE TABLE app.orders (id int PRIMARY KEY, note text); INSERT INTO app.orders VALUES (1, 'new'), (2, 'new')",
+        &admin_toml(dir, "2m"),
+    )
+    .await;
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    (env, AdminApi::new(addr))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_statements_are_held_too() {
     use mysql_async::prelude::Queryable;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut env = mysql_env::MyEnv::start_full(
-        Some(MYSQL_RULES),
-        "",
-        "CREATE TABLE app.orders (id int PRIMARY KEY, note text); INSERT INTO app.orders VALUES (1, 'new'), (2, 'new')",
-        &admin_toml(dir.path(), "2m"),
-    )
-    .await;
-    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
-    let api = AdminApi::new(addr);
+    let (mut env, api) = mysql_start(dir.path()).await;
 
     let mut conn = env.agent().await;
     let task = tokio::spawn(async move {
@@ -481,5 +487,48 @@ async fn mysql_statements_are_held_too() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(conn);
+    env.stop().await;
+}
+
+/// A MySQL session reads nothing from its client while a statement is
+/// held, so it watches the socket: a client that goes away (here a killed
+/// `mariadb` process) withdraws its request, the log says why, nothing
+/// runs, and a reviewer has nothing left to approve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_client_that_hangs_up_withdraws_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = mysql_start(dir.path()).await;
+    let mut client = env
+        .cli_command(
+            mysql_env::AGENT,
+            mysql_env::AGENT_PW,
+            "UPDATE orders SET note = 'gone' WHERE id = 1",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run mariadb client");
+    let p = api.wait_pending(mysql_env::AGENT).await;
+    client.kill().unwrap();
+    client.wait().unwrap();
+    wait_for("the request to be withdrawn", || async {
+        api.pending().await.is_empty().then_some(())
+    })
+    .await;
+    api.wait_audit_reason(
+        "identity=agent",
+        &format!("withdrawn: the client disconnected (request {})", p["id"]),
+    )
+    .await;
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/approve", p["id"]),
+            json!({"by": "alice"}),
+        )
+        .await;
+    assert_ne!(r.status, 200, "a withdrawn request was approved");
+    assert!(env
+        .admin("SELECT note FROM orders WHERE id = 1")
+        .contains("new"));
     env.stop().await;
 }

@@ -164,8 +164,15 @@ targets = ["{DB}"]
 
     /// Runs the `mariadb` CLI through airlock with `-e sql`.
     pub fn cli(&self, user: &str, password: &str, sql: &str) -> std::process::Output {
-        std::process::Command::new(self.db.client_binary())
-            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])
+        self.cli_command(user, password, sql)
+            .output()
+            .expect("run mariadb client")
+    }
+
+    /// The `mariadb` CLI command that [`MyEnv::cli`] runs, to spawn.
+    pub fn cli_command(&self, user: &str, password: &str, sql: &str) -> std::process::Command {
+        let mut cli = std::process::Command::new(self.db.client_binary());
+        cli.args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])
             .arg(self.port.to_string())
             .args(["-u", user])
             .arg(format!("-p{password}"))
@@ -176,9 +183,8 @@ targets = ["{DB}"]
                 "-e",
                 sql,
                 DB,
-            ])
-            .output()
-            .expect("run mariadb client")
+            ]);
+        cli
     }
 
     pub async fn stop(&mut self) {
