@@ -179,6 +179,39 @@ struct Held {
     cancelled: Option<oneshot::Receiver<()>>,
 }
 
+/// Records a held statement as withdrawn when it is dropped: armed while
+/// [`ClientSide::resolve_held`] waits, and forgotten once a decision came.
+struct SessionGone<'s> {
+    audit: Option<&'s SessionAudit>,
+    sql: &'s [u8],
+    rule: &'s str,
+    id: u64,
+}
+
+impl Drop for SessionGone<'_> {
+    fn drop(&mut self) {
+        tracing::info!(
+            request = self.id,
+            "session ended while its statement was held: the request is withdrawn"
+        );
+        crate::metrics::statement(AuditDecision::Block);
+        if let Some(audit) = self.audit {
+            let reason = format!(
+                "withdrawn: the session ended, the client disconnected or was terminated (request {})",
+                self.id
+            );
+            // The session is ending: a record that fails has nobody to refuse.
+            let _ = audit.statement(
+                self.sql,
+                AuditDecision::Block,
+                Some(self.rule),
+                Some(&reason),
+                None,
+            );
+        }
+    }
+}
+
 /// The outcome of [`ClientSide::decide`].
 enum Decided {
     /// Plans (and, for an allowed statement, what to record when it has
@@ -567,6 +600,16 @@ impl<'a> ClientSide<'a> {
             ));
         };
         let mut held = *held;
+        let id = held.ticket.id();
+        // The relay drops this future when the client hangs up meanwhile
+        // (see `relay::hold`), and an operator's terminate drops the
+        // session: the log then says so.
+        let gone = SessionGone {
+            audit: self.audit,
+            sql: &held.sql,
+            rule: &held.rule,
+            id,
+        };
         let outcome = match held.cancelled.take() {
             Some(cancelled) => tokio::select! {
                 outcome = held.ticket.wait() => outcome,
@@ -574,7 +617,7 @@ impl<'a> ClientSide<'a> {
             },
             None => held.ticket.wait().await,
         };
-        let id = held.ticket.id();
+        std::mem::forget(gone);
         // Withdraws the request if it is still pending (cancelled).
         drop(held.ticket);
         let mut note = Note {

@@ -308,13 +308,22 @@ async fn a_client_that_hangs_up_withdraws_its_request() {
     let conn = tokio::spawn(conn);
     let client = std::sync::Arc::new(client);
     let task = spawn_simple(&client, "UPDATE orders SET note = 'gone' WHERE id = 1");
-    api.wait_pending(AGENT).await;
+    let p = api.wait_pending(AGENT).await;
     // Closing the socket: the connection task owns it.
     conn.abort();
     let _ = conn.await;
     wait_for("the request to be withdrawn", || async {
         api.pending().await.is_empty().then_some(())
     })
+    .await;
+    // The log says what became of it.
+    api.wait_audit_reason(
+        "identity=agent",
+        &format!(
+            "withdrawn: the session ended, the client disconnected or was terminated (request {})",
+            p["id"]
+        ),
+    )
     .await;
     assert!(finished(task).await.is_err());
     assert_eq!(note(&env, 1).await, "new");
