@@ -10,11 +10,16 @@
 //! connection, must arrive in full within [`HEADER_READ_TIMEOUT`] of the
 //! server starting to read it, or the connection is closed.
 //!
+//! At most [`MAX_CONNECTIONS`] are open at once; one more is closed as soon
+//! as it is accepted, so that clients of the admin port cannot take the
+//! descriptors the proxy's own listeners need.
+//!
 //! On shutdown the listener stops accepting, each connection finishes the
 //! request it is serving and closes, and [`serve`] returns when all have.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,6 +27,7 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 use super::listener::AdminListener;
 
@@ -29,14 +35,31 @@ use super::listener::AdminListener;
 /// headers). Admin clients (curl, the CLI, a browser) send it at once.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Admin connections open at once, at most.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Serves `app` on `listener` until `stop` completes, then drains.
 pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut stop = std::pin::pin!(stop);
+    // Connections closed for want of a slot since the last warning, which
+    // is logged at most every 10 s.
+    let mut turned_away = 0u64;
+    let mut warned: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            turned_away += 1;
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(%peer, turned_away, "admin listener: {MAX_CONNECTIONS} connections already open; closing new ones");
+                warned = Some(Instant::now());
+                turned_away = 0;
+            }
+            continue;
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TimerThread)
@@ -48,6 +71,7 @@ pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<O
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "admin connection closed on an error");
             }
+            drop(slot);
         });
     }
     graceful.shutdown().await;

@@ -1,7 +1,7 @@
 //! The admin HTTP API against a running airlock with real clients: the
 //! token, /healthz, /metrics, /api/audit filters, /api/sessions (list and
-//! terminate), /api/rules (version and reload), and the `airlock
-//! approvals` / `approve` / `deny` commands.
+//! terminate), /api/rules (version and reload), the `airlock
+//! approvals` / `approve` / `deny` commands, and the cap on connections.
 
 use crate::common::admin as admin_kit;
 
@@ -411,5 +411,44 @@ async fn cli_lists_approves_and_denies() {
     let out = cli_async("http://127.0.0.1:1", Some(TOKEN), &["approvals"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    env.stop().await;
+}
+
+/// The admin listener keeps at most `MAX_CONNECTIONS` connections: one
+/// more is closed unanswered, so that clients of the admin port cannot
+/// take the descriptors the proxy's listeners need; once they go, it
+/// answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path()).await;
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let ask = || async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // A write may fail on a connection already closed.
+        let _ = s.write_all(request).await;
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got).await;
+        got
+    };
+    assert!(ask().await.starts_with(b"HTTP/1.1 200"));
+    let mut silent = Vec::new();
+    for _ in 0..airlock::admin::serve::MAX_CONNECTIONS {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    assert!(
+        ask().await.is_empty(),
+        "a connection over the cap was answered"
+    );
+    drop(silent);
+    wait_for("the admin listener to answer again", || async {
+        ask().await.starts_with(b"HTTP/1.1 200").then_some(())
+    })
+    .await;
+    assert_eq!(api.get("/healthz").await.status, 200);
     env.stop().await;
 }
