@@ -145,6 +145,22 @@ fn expand_tokens(
                     out.push(space(tok));
                 }
             }
+            // sqlparser's MySQL dialect takes `--` and any Unicode space
+            // for a comment; MySQL and MariaDB need an ASCII space or
+            // control character there and read `--\u{a0}x` as code (minus,
+            // minus, a name starting with U+00A0), so the rest of the
+            // line would run unjudged.
+            Token::Whitespace(Whitespace::SingleLineComment { prefix, comment })
+                if dialect == Dialect::MySql
+                    && prefix == "--"
+                    && comment.chars().next().is_some_and(|c| !c.is_ascii()) =>
+            {
+                return Err(Blocked::new(
+                    ids::UNPARSEABLE,
+                    "`--` followed by a non-ASCII space is not a comment to MySQL or MariaDB; \
+                     use an ASCII space after `--`",
+                ));
+            }
             Token::Whitespace(Whitespace::MultiLineComment(_))
             | Token::Whitespace(Whitespace::SingleLineComment { .. }) => out.push(space(tok)),
             Token::Word(w)

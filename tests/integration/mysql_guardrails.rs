@@ -342,3 +342,55 @@ async fn select_into_user_variables_is_a_read() {
     assert_eq!(x, Some(None), "a refused statement assigned @x");
     env.stop().await;
 }
+
+/// `--` followed by a Unicode space (U+00A0, U+0085, U+3000, ...) is a
+/// comment to sqlparser but code to MariaDB (minus, minus, a name): the
+/// rest of the line would run unjudged. Such text is refused, over the
+/// text protocol and prepared, in a multi-statement and inside an
+/// executable comment, and nothing of it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_space_after_double_dash_is_refused() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    let shapes = [
+        "SELECT 1 --\u{a0} AS n, s FROM secrets, (SELECT 1 AS `\u{a0}`) d",
+        "SELECT 1 --\u{85} AS n, s FROM secrets, (SELECT 1 AS `\u{85}`) d",
+        "SELECT 1 --\u{3000} AS n, ssn FROM customers, (SELECT 1 AS `\u{3000}`) d",
+        "SELECT 1 --\u{a0} AS n, SLEEP(1) FROM t, (SELECT 1 AS `\u{a0}`) d",
+        "SELECT 1 /*! --\u{a0} AS n, s FROM secrets, (SELECT 1 AS `\u{a0}`) d */",
+    ];
+    for sql in shapes {
+        // (Inside an executable comment the text is judged as MariaDB
+        // expands it: refused too, by the rule of what it reads.)
+        let msg = refused(c.query_drop(sql).await.unwrap_err(), sql);
+        assert!(
+            msg.contains("builtin.unparseable") || sql.contains("/*!"),
+            "{sql}: {msg}"
+        );
+        let msg = refused(c.prep(sql).await.unwrap_err(), sql);
+        assert!(
+            msg.contains("builtin.unparseable") || sql.contains("/*!"),
+            "{sql}: {msg}"
+        );
+        still_usable(&mut c).await;
+    }
+    for sql in [
+        "SELECT 1 --\u{a0} AS n, 2 FROM t, (SELECT 1 AS `\u{a0}`) d; DELETE FROM t",
+        "SELECT 1 --\u{a0} AS n, 2 FROM t, (SELECT 1 AS `\u{a0}`) d; DROP TABLE secrets",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        still_usable(&mut c).await;
+    }
+    assert_eq!(env.admin("SELECT COUNT(*) FROM t"), "3");
+    assert_eq!(env.admin("SELECT COUNT(*) FROM secrets"), "1");
+    // Comments with an ASCII space, and the character inside quotes or a
+    // comment, are fine.
+    let r: Option<String> = c
+        .query_first("SELECT v FROM t WHERE id = 1 -- a note with\u{a0}a no-break space")
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Some("one"));
+    let r: Option<String> = c.query_first("SELECT '--\u{a0}x'").await.unwrap();
+    assert_eq!(r.as_deref(), Some("--\u{a0}x"));
+    env.stop().await;
+}
