@@ -14,12 +14,28 @@ use super::Dialect;
 /// multi-byte character contains a byte below 0x80.
 const ASCII_SAFE_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"];
 
+/// The data-modifying statement a query's body is, if it is one: sqlparser
+/// parses `WITH ... INSERT/UPDATE/DELETE/MERGE` as a query with that body.
+fn dml_body(q: &sqlparser::ast::Query) -> Option<&Statement> {
+    use sqlparser::ast::SetExpr;
+    match q.body.as_ref() {
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => Some(s),
+        SetExpr::Query(inner) => dml_body(inner),
+        _ => None,
+    }
+}
+
 /// Class and a short kind name of a top-level statement. EXPLAIN and
 /// PREPARE take the class of the statement they wrap.
 pub fn classify(s: &Statement) -> (StatementClass, String) {
     use StatementClass::*;
     let (class, kind): (StatementClass, &str) = match s {
-        Statement::Query(_) => (Read, "SELECT"),
+        // `WITH s AS (...) DELETE FROM t ...` is a query whose body is the
+        // data-modifying statement: it is what that statement is.
+        Statement::Query(q) => match dml_body(q) {
+            Some(dml) => return classify(dml),
+            None => (Read, "SELECT"),
+        },
         Statement::Explain { statement, .. } => {
             let (c, k) = classify(statement);
             return (c, format!("EXPLAIN {k}"));

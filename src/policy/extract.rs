@@ -11,9 +11,9 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     AssignmentTarget, CopySource, Expr, FromTable, FunctionArgExpr, FunctionArguments,
-    GrantObjects, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectType, OrderBy, Query,
-    Select, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
-    UpdateTableFromKind, Visit, Visitor,
+    GrantObjects, Ident, JoinConstraint, JoinOperator, MergeAction, ObjectName, ObjectType,
+    OrderBy, Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableObject,
+    TableWithJoins, UpdateTableFromKind, Visit, Visitor,
 };
 
 use super::builtin::ids;
@@ -33,13 +33,21 @@ pub fn extract(dialect: Dialect, ctx: &SessionContext, stmt: &Statement) -> Fact
         targets: HashSet::new(),
         rels: Vec::new(),
         ddl_into: false,
+        rewrites_unbounded: Vec::new(),
     };
     let _ = stmt.visit(&mut x);
     let (mut class, kind) = classify::classify(stmt);
     if x.ddl_into {
         class = StatementClass::Ddl;
     }
+    let rewrites_unbounded = std::mem::take(&mut x.rewrites_unbounded);
     let mut facts = x.finish();
+    if rewrites_unbounded
+        .iter()
+        .any(|t| facts.reads.iter().any(|r| r.name == *t))
+    {
+        facts.unbounded_write = true;
+    }
     facts.kind = kind;
     facts.class = Some(class);
     if facts.data_modifying_cte && class == StatementClass::Read {
@@ -68,6 +76,10 @@ struct Extractor<'a> {
     targets: HashSet<*const ObjectName>,
     rels: Vec<(*const ObjectName, Relation)>,
     ddl_into: bool,
+    /// Tables an INSERT rewrites rows of from an unbounded query (see
+    /// [`unbounded_rewrite`]): an unbounded write if the statement reads
+    /// them too.
+    rewrites_unbounded: Vec<String>,
 }
 
 /// An unquoted `@name`: a MySQL user variable (sqlparser reads it as an
@@ -251,6 +263,17 @@ impl Extractor<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Runs `check`, marking the facts literal-sensitive if it looked at a
+    /// literal's value (see [`const_truth`]).
+    fn literal_checked<T>(&mut self, check: impl FnOnce() -> T) -> T {
+        NUMBER_CONSULTED.with(|c| c.set(false));
+        let out = check();
+        if NUMBER_CONSULTED.with(|c| c.get()) {
+            self.facts.literal_sensitive = true;
+        }
+        out
     }
 
     fn where_clause(&mut self, selection: Option<&Expr>) {
@@ -537,6 +560,9 @@ impl Visitor for Extractor<'_> {
             Statement::Insert(ins) => {
                 if let TableObject::TableName(name) = &ins.table {
                     self.add_write(name);
+                    if let Some(table) = self.literal_checked(|| unbounded_rewrite(ins, name)) {
+                        self.rewrites_unbounded.push(table);
+                    }
                 }
                 if let TableObject::TableFunction(f) = &ins.table {
                     self.facts.functions.insert(function_ref(&f.name));
@@ -609,6 +635,21 @@ impl Visitor for Extractor<'_> {
             Statement::Merge(m) => {
                 if let TableFactor::Table { name, .. } = &m.table {
                     self.add_write(name);
+                }
+                // A WHEN MATCHED that updates or deletes is bounded by the
+                // join condition or its own `AND ...`, as a WHERE is.
+                let bounds = |e: &Expr| const_truth(e) != Some(true) && constrains_rows(e);
+                let unbounded = self.literal_checked(|| {
+                    m.clauses.iter().any(|c| {
+                        matches!(
+                            c.action,
+                            MergeAction::Update(_) | MergeAction::Delete { .. }
+                        ) && !bounds(&m.on)
+                            && !c.predicate.as_ref().is_some_and(bounds)
+                    })
+                });
+                if unbounded {
+                    self.facts.unbounded_write = true;
                 }
             }
             Statement::Truncate(t) => {
@@ -835,6 +876,36 @@ fn same_column(a: &Expr, b: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// The table name of `target` when the INSERT rewrites rows already there
+/// (REPLACE, `ON DUPLICATE KEY UPDATE`, `ON CONFLICT DO UPDATE`) from a
+/// query with nothing to bound its rows: a WHERE at the source's top level
+/// that constrains rows. If the statement also reads that table (checked
+/// by [`extract`] once every read is known, CTEs included), it rewrites
+/// every row as `UPDATE t SET ...` without a WHERE does: `REPLACE INTO t
+/// SELECT ... FROM t`.
+fn unbounded_rewrite(ins: &sqlparser::ast::Insert, target: &ObjectName) -> Option<String> {
+    use sqlparser::ast::{OnConflict, OnConflictAction, OnInsert};
+    let rewrites = ins.replace_into
+        || matches!(
+            &ins.on,
+            Some(OnInsert::DuplicateKeyUpdate(_))
+                | Some(OnInsert::OnConflict(OnConflict {
+                    action: OnConflictAction::DoUpdate(_),
+                    ..
+                }))
+        );
+    let source = ins.source.as_ref().filter(|_| rewrites)?;
+    let bounded = match source.body.as_ref() {
+        SetExpr::Select(s) => s
+            .selection
+            .as_ref()
+            .is_some_and(|e| const_truth(e) != Some(true) && constrains_rows(e)),
+        _ => false,
+    };
+    let table = target.0.last().and_then(|p| p.as_ident())?;
+    (!bounded).then(|| norm(table))
 }
 
 /// Whether a WHERE clause can tell rows apart: every branch of an OR (and

@@ -386,6 +386,39 @@ async fn cancelling_a_held_statement_withdraws_it() {
     env.stop().await;
 }
 
+/// A write spelled as a WITH query (`WITH s AS (...) UPDATE ...`) is a
+/// write: it is held like the plain UPDATE, and a denial keeps it from
+/// running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_behind_a_with_clause_is_held_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    for sql in [
+        "WITH s AS (SELECT 1) UPDATE orders SET note = 'sneaky' WHERE id = 1",
+        "with s as (select 'sneaky' as n) update orders set note = (select n from s) where id = 1",
+        "WITH s AS (SELECT 1) DELETE FROM orders WHERE id = 1",
+    ] {
+        let task = spawn_simple(&c, sql);
+        let p = api.wait_pending(AGENT).await;
+        assert_eq!(p["rule"], RULE, "{sql}");
+        api.post(
+            &format!("/api/approvals/{}/deny", p["id"]),
+            json!({"by": "bob", "reason": "no"}),
+        )
+        .await;
+        let err = finished(task).await.unwrap_err();
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(
+            db.message(),
+            "airlock: rule rw.orders-write: denied by bob: no",
+            "{sql}"
+        );
+        assert_eq!(note(&env, 1).await, "new", "{sql}");
+    }
+    env.stop().await;
+}
+
 use crate::common::mysql as mysql_env;
 
 const MYSQL_RULES: &str = r#"

@@ -64,6 +64,11 @@ async fn blocked_statements_never_run_text_and_prepared() {
         "delete from T",
         "DELETE /* c */ FROM `t`",
         "TRUNCATE t",
+        // Upserts and REPLACE that rewrite every row they read.
+        "INSERT INTO t (id, v) SELECT id, 'x' FROM t ON DUPLICATE KEY UPDATE v = 'x'",
+        "REPLACE INTO t (id, v) SELECT id, 'x' FROM t",
+        "replace into T select id, 'x' from app.t where 1",
+        "INSERT INTO t SELECT id, 'x' FROM (SELECT id FROM t) d ON DUPLICATE KEY UPDATE v = VALUES(v)",
     ] {
         let msg = refused(c.query_drop(sql).await.unwrap_err(), sql);
         assert!(msg.contains("builtin.unbounded-write"), "{sql}: {msg}");

@@ -97,11 +97,38 @@ async fn blocked_statements_never_run_simple_and_extended() {
             .unwrap_err(),
     );
     assert!(msg.contains("unbounded-write"), "{msg}");
+    // A WITH whose main statement writes, and upserts and MERGE that
+    // rewrite every row they read, are unbounded writes too.
+    for sql in [
+        "WITH s AS (SELECT 1) DELETE FROM t",
+        "with s as (select 1) update t set v = 'x'",
+        "WITH s AS (SELECT 1) UPDATE t SET v = 'x' WHERE 1 = 1",
+        "INSERT INTO t (id, v) SELECT id, 'x' FROM t ON CONFLICT (id) DO UPDATE SET v = 'x'",
+        "INSERT INTO t SELECT id, 'x' FROM public.t WHERE true ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+        "WITH s AS (SELECT id FROM t) INSERT INTO t (id, v) SELECT id, 'x' FROM s ON CONFLICT (id) DO UPDATE SET v = 'x'",
+        "MERGE INTO t USING t AS s ON true WHEN MATCHED THEN UPDATE SET v = 'x'",
+        "MERGE INTO t USING (SELECT 1 AS one) s ON 1 = 1 WHEN MATCHED THEN DELETE",
+    ] {
+        let msg = refused(&c.batch_execute(sql).await.unwrap_err());
+        assert!(msg.contains("builtin.unbounded-write"), "{sql}: {msg}");
+        let msg = refused(&c.execute(sql, &[]).await.unwrap_err());
+        assert!(msg.contains("builtin.unbounded-write"), "{sql}: {msg}");
+    }
     assert_eq!(
         count(&env, "SELECT count(*) FROM t WHERE v <> 'x'").await,
         3
     );
     still_usable(&c).await;
+    // Bounded, they run.
+    c.batch_execute(
+        "INSERT INTO t (id, v) SELECT id, 'uno' FROM t WHERE id = 1 ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM t WHERE v = 'uno'").await,
+        1
+    );
 
     // A bounded write is fine.
     assert_eq!(
@@ -303,6 +330,13 @@ async fn read_only_policy_is_also_locked_upstream() {
             .unwrap_err(),
     );
     refused(&r.batch_execute("BEGIN READ WRITE").await.unwrap_err());
+    // Refused by airlock, not only by the server's read-only transaction.
+    let msg = refused(
+        &r.batch_execute("WITH s AS (SELECT 1) INSERT INTO t SELECT 5, 'five' FROM s")
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("reader.read-only"), "{msg}");
     refused(&r.batch_execute("SELECT nextval('x')").await.unwrap_err());
     let c: i64 = r
         .query_one("SELECT count(*) FROM t", &[])
