@@ -373,6 +373,13 @@ fn explain(
         Some(t) => t,
         None => default_target(config.as_ref(), identity)?,
     };
+    // A MySQL session starts in its target's database: unqualified names
+    // resolve there.
+    let database = config
+        .as_ref()
+        .and_then(|c| c.targets.get(&target))
+        .filter(|t| t.protocol == airlock::config::Protocol::Mysql)
+        .map(|t| t.database.as_str());
     let dialect = dialect.unwrap_or_else(|| {
         let protocol = config
             .as_ref()
@@ -425,7 +432,7 @@ fn explain(
     );
     print!(
         "{}",
-        airlock::policy::explain::explain(&engine, &principal, dialect, sql)
+        airlock::policy::explain::explain(&engine, &principal, dialect, sql, database)
     );
     let masking = airlock::masking::load_masking_path(&rules)?;
     if !masking.rules.is_empty() {

@@ -5,10 +5,19 @@ use std::fmt::Write;
 use super::engine::Engine;
 use super::{Dialect, Principal, Request, SessionContext, Source};
 
-/// Judges `sql` for `who` (uncached) and describes how.
-pub fn explain(engine: &Engine, who: &Principal, dialect: Dialect, sql: &str) -> String {
+/// Judges `sql` for `who` (uncached) and describes how. `database`: the
+/// MySQL current database a session of the target starts in (the
+/// target's), against which unqualified names resolve.
+pub fn explain(
+    engine: &Engine,
+    who: &Principal,
+    dialect: Dialect,
+    sql: &str,
+    database: Option<&str>,
+) -> String {
     let ctx = SessionContext {
         search_path: vec!["public".into()],
+        current_database: database.map(str::to_owned),
         ..SessionContext::default()
     };
     let req = Request {

@@ -265,6 +265,32 @@ impl Extractor<'_> {
         }
     }
 
+    /// The existing columns an ALTER TABLE renames, changes or drops are
+    /// targets (so denied ones are refused); renaming the table is a
+    /// whole-row use of it, as [`Statement::RenameTable`] is.
+    fn alter_table_operations(&mut self, ops: &[sqlparser::ast::AlterTableOperation]) {
+        use sqlparser::ast::AlterTableOperation as Op;
+        for op in ops {
+            let named: Vec<&Ident> = match op {
+                Op::RenameColumn {
+                    old_column_name, ..
+                } => vec![old_column_name],
+                Op::ChangeColumn { old_name, .. } => vec![old_name],
+                Op::ModifyColumn { col_name, .. } => vec![col_name],
+                Op::AlterColumn { column_name, .. } => vec![column_name],
+                Op::DropColumn { column_names, .. } => column_names.iter().collect(),
+                Op::RenameTable { .. } => {
+                    self.facts.whole_row = true;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+            for id in named {
+                self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+            }
+        }
+    }
+
     /// Runs `check`, marking the facts literal-sensitive if it looked at a
     /// literal's value (see [`const_truth`]).
     fn literal_checked<T>(&mut self, check: impl FnOnce() -> T) -> T {
@@ -718,7 +744,22 @@ impl Visitor for Extractor<'_> {
             Statement::CreateTable(ct) => self.add_write_parts(parts(&ct.name)),
             Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
             Statement::CreateIndex(ci) => self.add_write_parts(parts(&ci.table_name)),
-            Statement::AlterTable(at) => self.add_write_parts(parts(&at.name)),
+            Statement::AlterTable(at) => {
+                self.add_write_parts(parts(&at.name));
+                self.alter_table_operations(&at.operations);
+            }
+            // Not visited as relations by sqlparser. Renaming moves the
+            // data out from under rules that name the table or its
+            // columns: it counts as a whole-row use of the table, so a
+            // table with denied columns cannot be renamed.
+            Statement::RenameTable(renames) => {
+                for r in renames {
+                    self.add_read_parts(parts(&r.old_name));
+                    self.add_write_parts(parts(&r.old_name));
+                    self.add_write_parts(parts(&r.new_name));
+                }
+                self.facts.whole_row = true;
+            }
             Statement::Call(f) => {
                 self.facts.functions.insert(function_ref(&f.name));
             }

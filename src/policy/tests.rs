@@ -211,7 +211,13 @@ fn policy_cache_is_used() {
 #[test]
 fn policy_explain_output() {
     let e = engine();
-    let out = explain(&e, &who("ro"), Dialect::Postgres, "DELETE FROM t WHERE 1=1");
+    let out = explain(
+        &e,
+        &who("ro"),
+        Dialect::Postgres,
+        "DELETE FROM t WHERE 1=1",
+        None,
+    );
     assert!(out.contains("class: write"), "{out}");
     assert!(out.contains("writes: public.t"), "{out}");
     assert!(out.contains("constant_true_where"), "{out}");

@@ -175,6 +175,7 @@ fn explain_defaults_to_the_identitys_only_target() {
 id = "shop-ro"
 applies_to = { targets = ["shop"] }
 read_only = true
+deny_columns = ["shop.customers.ssn"]
 
 [[policy]]
 id = "app-rw"
@@ -233,6 +234,10 @@ targets = ["shop", "app"]
     let out = explain(&["--identity", "one", "DELETE FROM t WHERE id = 1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("shop-ro.read-only"), "{text}");
+    // Unqualified names resolve in the target's database, as in a session.
+    let out = explain(&["--identity", "one", "SELECT ssn FROM customers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shop-ro.deny-columns"), "{text}");
     // Two targets: no guess.
     let out = explain(&["--identity", "two", "SELECT 1"]);
     assert!(!out.status.success());

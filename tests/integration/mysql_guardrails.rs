@@ -114,6 +114,15 @@ async fn denied_tables_and_columns_every_way_round() {
         "SELECT * FROM customers",
         "SELECT 1; SELECT * FROM secrets",
         "SELECT 1 /*! UNION SELECT s FROM secrets */",
+        // DDL that would move data out from under the rules.
+        "RENAME TABLE secrets TO notsecret",
+        "RENAME TABLE t TO t2, secrets TO notsecret",
+        "ALTER TABLE secrets RENAME TO notsecret",
+        "RENAME TABLE customers TO c2",
+        "ALTER TABLE customers RENAME TO c2",
+        "ALTER TABLE customers RENAME COLUMN ssn TO x",
+        "ALTER TABLE `customers` CHANGE `SSN` x varchar(20)",
+        "ALTER TABLE customers ADD COLUMN e2 varchar(99) AS (ssn) VIRTUAL",
     ] {
         refused(c.query_drop(sql).await.unwrap_err(), sql);
         if !sql.contains(';') {
@@ -122,6 +131,14 @@ async fn denied_tables_and_columns_every_way_round() {
         still_usable(&mut c).await;
     }
     assert_eq!(env.admin("SELECT COUNT(*) FROM t"), "3");
+    assert_eq!(
+        env.admin("SELECT GROUP_CONCAT(table_name ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'app'"),
+        "customers,secrets,t"
+    );
+    assert_eq!(
+        env.admin("SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'customers'"),
+        "id,name,ssn"
+    );
     let name: Option<String> = c.query_first("SELECT name FROM customers").await.unwrap();
     assert_eq!(name.as_deref(), Some("Alice"));
     env.stop().await;
