@@ -106,8 +106,11 @@ pub struct Proxy {
     /// Key for mock SCRAM verifiers of unknown identities.
     pub mock_secret: [u8; 32],
     pub shutdown: watch::Receiver<bool>,
-    /// Catalog snapshots for masking, per target.
+    /// Catalog snapshots for masking, per target (Postgres).
     catalogs: dashmap::DashMap<String, Arc<CatalogSnapshot>>,
+    /// Per-target counts of catalog changes, which make every session's
+    /// snapshot of the target stale (both protocols).
+    pub catalog_generations: crate::masking::Generations,
     /// Ephemeral-credential brokers, one per `credentials = "ephemeral"` target.
     pub brokers: crate::credentials::Brokers,
     /// Open sessions per identity, for `identities.*.max_sessions`.
@@ -177,6 +180,7 @@ impl Proxy {
             mock_secret,
             shutdown,
             catalogs: dashmap::DashMap::new(),
+            catalog_generations: Default::default(),
             brokers,
             sessions: Arc::new(dashmap::DashMap::new()),
             audit,
@@ -206,6 +210,7 @@ impl Proxy {
         self.loaded.store(Arc::new(loaded));
         // Views may have changed along with the rules: re-read catalogs.
         self.catalogs.clear();
+        self.catalog_generations.bump_all();
         self.brokers.sync(&self.config(), |t| self.upstream_tls(t));
         tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
         Ok(())

@@ -2,8 +2,19 @@
 //!
 //! Sessions implement [`Catalog`] from the database (information_schema /
 //! pg_get_viewdef); tests use [`MemoryCatalog`].
+//!
+//! Snapshots go stale when the schema changes. [`Generations`] (one per
+//! proxy, shared by both protocols) counts, per target, the statements run
+//! through airlock that may have changed its catalog (DDL, by any session
+//! and principal) and config reloads. A session notes the count before it
+//! loads a snapshot and compares it before planning each statement (one
+//! atomic load); when it moved, the session reloads before planning, and
+//! plans made earlier (prepared statements) are made again. DDL run on the
+//! server other than through airlock is not counted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Column lists and view definitions, by lower-case schema and table name
 /// (MySQL: database and table).
@@ -82,5 +93,64 @@ impl Catalog for MemoryCatalog {
 
     fn version(&self) -> u64 {
         self.version
+    }
+}
+
+/// Per-target catalog generations (see the module docs).
+#[derive(Debug, Default)]
+pub struct Generations(dashmap::DashMap<String, Generation>);
+
+impl Generations {
+    /// The generation counter of `target`, created at 0 on first use. A
+    /// session takes it once and keeps it.
+    pub fn of(&self, target: &str) -> Generation {
+        if let Some(g) = self.0.get(target) {
+            return g.clone();
+        }
+        self.0.entry(target.to_owned()).or_default().clone()
+    }
+
+    /// Marks every target's snapshots stale (a config reload).
+    pub fn bump_all(&self) {
+        for g in self.0.iter() {
+            g.bump();
+        }
+    }
+}
+
+/// One target's catalog generation: moves whenever a snapshot of the
+/// target's catalog may have gone stale.
+#[derive(Debug, Default, Clone)]
+pub struct Generation(Arc<AtomicU64>);
+
+impl Generation {
+    /// The count now. Read it before loading a snapshot: a change made
+    /// while the snapshot loads then still counts as newer than it.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Marks every snapshot of the target taken so far stale; call it when
+    /// a statement that may have changed the catalog has run.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+
+    #[test]
+    fn generations_are_per_target_and_shared() {
+        let g = Generations::default();
+        let a1 = g.of("a");
+        let a2 = g.of("a");
+        let b = g.of("b");
+        assert_eq!((a1.current(), b.current()), (0, 0));
+        a1.bump();
+        assert_eq!((a2.current(), b.current()), (1, 0));
+        g.bump_all();
+        assert_eq!((a1.current(), b.current()), (2, 1));
     }
 }

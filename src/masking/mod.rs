@@ -35,7 +35,7 @@ pub mod taint;
 mod tests;
 pub mod types;
 
-pub use catalog::{Catalog, MemoryCatalog, NoCatalog};
+pub use catalog::{Catalog, Generation, Generations, MemoryCatalog, NoCatalog};
 pub use detect::{DetectorSet, Finding, Kind};
 pub use rules::{load_masking, load_masking_path, MaskError, MaskingRules, OnUnsafe};
 pub use strategy::{MaskedValue, Strategy, TypeHint};

@@ -4,11 +4,18 @@
 //!
 //! A session whose principal has masking rules loads it over its own
 //! upstream connection before planning its first statement (one
-//! `information_schema` query) and reloads it before planning the next
-//! statement after it ran DDL. Failing to load it ends the session.
+//! `information_schema` query), and reloads it before planning any later
+//! statement once the target's catalog generation moved
+//! ([`crate::masking::catalog`]): after a statement [`may_change_catalog`]
+//! says may change the schema ran through airlock in any session of the
+//! target (whoever its principal), or a config reload. A prepared
+//! statement planned against an older snapshot is planned again at its
+//! next execute. Failing to load the snapshot ends the session.
 //! Column definitions in result sets still name each column's source, so a
-//! stale snapshot costs precision in lineage, never a leak of a column the
-//! server attributes.
+//! relation the snapshot does not know costs precision in lineage, never a
+//! leak of a column the server attributes; DDL run on the server other than
+//! through airlock is seen only after the next reload or DDL through
+//! airlock.
 
 use std::collections::HashMap;
 

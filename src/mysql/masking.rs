@@ -6,7 +6,12 @@
 //!   against the session's catalog snapshot ([`super::catalog`]); a `Block`
 //!   plan refuses the statement. Each result (OK or result set) of a reply
 //!   consumes the next statement's plan; results beyond the plans are
-//!   opaque. A prepared statement keeps its plan for its executions.
+//!   opaque. A prepared statement keeps its plan for its executions while
+//!   the catalog generation it was planned at is current; once it moved
+//!   (DDL through airlock by any session, a reload: see
+//!   [`crate::masking::catalog`]), the next COM_STMT_EXECUTE plans the
+//!   statement's text again against a fresh snapshot first (the server
+//!   re-prepares it too), and is refused if that plan refuses.
 //! * Each result set's column definitions are parsed; a column's mask comes
 //!   from the plan (or [`Masker::mask_for_name`] for opaque and extra
 //!   columns), and [`Masker::mask_for_column`] on the definition's
@@ -32,10 +37,11 @@ use super::binary_row::{self, Change};
 use super::catalog::MyCatalog;
 use super::reply_mask::{Plans, ReplyMask};
 use super::response::Expect;
-use super::stmt_ids::{IdMap, IdSet};
+use super::stmt_ids::IdMap;
 use crate::fasthash::FastMap;
 use crate::masking::{
-    detect, types, Audience, Catalog, ColumnMask, DetectorSet, Masker, NoCatalog, StatementPlan,
+    detect, types, Audience, Catalog, ColumnMask, DetectorSet, Generation, Masker, NoCatalog,
+    StatementPlan,
 };
 use crate::policy::shape::Shape;
 use crate::policy::{Dialect, Principal, SessionContext};
@@ -45,15 +51,14 @@ pub struct MyMask {
     pub masker: Arc<Masker>,
     pub principal: Principal,
     pub detectors: DetectorSet,
-    /// The upstream catalog snapshot, when it could be loaded.
+    /// The upstream catalog snapshot, once loaded.
     pub catalog: Option<Arc<MyCatalog>>,
-    /// Set after DDL: reload the snapshot before the next plan.
-    pub catalog_stale: bool,
+    /// The target's catalog generation (shared by all its sessions).
+    generation: Generation,
+    /// [`Generation::current`] as read just before `catalog` was loaded.
+    loaded_at: u64,
     /// Plans of the prepared statements airlock allowed, by statement id.
     pub statements: IdMap<StmtMask>,
-    /// Prepared statements whose text may change the schema: executing
-    /// one makes the catalog stale.
-    pub catalog_changing: IdSet,
     /// What each column definition seen in this session means for masking,
     /// by the definition's exact bytes (see [`ColInfo`]).
     columns: FastMap<Box<[u8]>, Arc<ColInfo>>,
@@ -90,6 +95,10 @@ pub struct ColInfo {
 pub struct StmtMask {
     /// The statement's plan (`None`: opaque).
     pub plan: Option<Arc<StatementPlan>>,
+    /// The text it was planned from (vetted, as judged), to plan it again.
+    sql: Box<[u8]>,
+    /// The catalog generation `plan` was made at ([`MyMask::loaded_at`]).
+    planned_at: u64,
     /// The actions and column types of its open cursor (COM_STMT_FETCH
     /// replies carry rows only).
     pub cursor: Option<super::reply_mask::Cursor>,
@@ -146,25 +155,83 @@ impl Action {
 }
 
 impl MyMask {
-    pub fn new(masker: Arc<Masker>, principal: Principal, detectors: DetectorSet) -> Self {
+    /// `generation`: the target's (see [`crate::masking::catalog`]).
+    pub fn new(
+        masker: Arc<Masker>,
+        principal: Principal,
+        detectors: DetectorSet,
+        generation: Generation,
+    ) -> Self {
         MyMask {
             audience: masker.audience(&principal),
             masker,
             principal,
             detectors,
             catalog: None,
-            catalog_stale: true,
+            generation,
+            loaded_at: 0,
             statements: IdMap::default(),
-            catalog_changing: IdSet::default(),
             columns: FastMap::default(),
             clear: Arc::new(Vec::new()),
         }
     }
 
-    /// Remembers an allowed prepare's plan under its statement id.
-    pub fn prepared(&mut self, id: u32, plans: Option<&Plans>) {
+    /// Whether the snapshot must be (re)loaded before the next plan: none
+    /// yet, or the target's catalog generation moved since it was loaded.
+    /// One atomic load.
+    pub fn catalog_stale(&self) -> bool {
+        self.catalog.is_none() || self.generation.current() != self.loaded_at
+    }
+
+    /// Reloads the snapshot over the session's idle upstream connection
+    /// when it is stale.
+    pub async fn refresh_catalog(
+        &mut self,
+        conn: &mut super::conn::PacketConn,
+    ) -> Result<(), super::error::MyError> {
+        if self.catalog_stale() {
+            // Read first: a change made during the load still counts as
+            // newer than this snapshot.
+            let at = self.generation.current();
+            self.catalog = Some(Arc::new(super::catalog::load(conn).await?));
+            self.loaded_at = at;
+        }
+        Ok(())
+    }
+
+    /// Remembers an allowed prepare's plan and text under its statement
+    /// id; the plan was made against the current snapshot.
+    pub fn prepared(&mut self, id: u32, plans: Option<&Plans>, sql: &[u8]) {
         let plan = plans.and_then(|p| p.get(0)).cloned();
-        self.statements.insert(id, StmtMask { plan, cursor: None });
+        self.statements.insert(
+            id,
+            StmtMask {
+                plan,
+                sql: sql.into(),
+                planned_at: self.loaded_at,
+                cursor: None,
+            },
+        );
+    }
+
+    /// The text of prepared statement `id` when its plan was made against
+    /// an older snapshot than the current one (call after
+    /// [`Self::refresh_catalog`]): it must be planned again.
+    pub fn outdated(&self, id: u32) -> Option<Box<[u8]>> {
+        self.statements
+            .get(&id)
+            .filter(|s| s.planned_at != self.loaded_at)
+            .map(|s| s.sql.clone())
+    }
+
+    /// Replaces statement `id`'s plan with one made against the current
+    /// snapshot.
+    pub fn replanned(&mut self, id: u32, plans: Option<&Plans>) {
+        let at = self.loaded_at;
+        if let Some(s) = self.statements.get_mut(&id) {
+            s.plan = plans.and_then(|p| p.get(0)).cloned();
+            s.planned_at = at;
+        }
     }
 
     /// The masking state for the reply to a command on statement `id`.

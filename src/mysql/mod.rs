@@ -47,7 +47,10 @@
 //!   scrubbed, lineage planned against a [`catalog`] snapshot; see
 //!   [`masking`], [`reply_mask`], [`binary_row`]). Prepared statement ids
 //!   are tracked from COM_STMT_PREPARE_OK replies, with their masking
-//!   plans; commands naming any other id are refused. With an audit log,
+//!   plans (made again at COM_STMT_EXECUTE when the catalog changed since);
+//!   commands naming any other id are refused. Statements that may change
+//!   the schema move the target's catalog generation when they have run,
+//!   which makes every session's snapshot of the target stale. With an audit log,
 //!   every judged statement and connection event is recorded
 //!   ([`audit_hook`]).
 //! * **end**: COM_QUIT, either side closing, idle timeout, or shutdown

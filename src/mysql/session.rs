@@ -154,12 +154,13 @@ async fn serve_as(
         span.record("model", m.as_str());
     }
     tracing::info!(identity = %user, model = identity.model.as_deref().unwrap_or(""), target = %database, "agent authenticated");
+    let generation = proxy.catalog_generations.of(&database);
     let mask = proxy
         .masker()
         .filter(|m| m.is_active_for(&principal))
         .map(|masker| {
             let detectors = masker.detectors_for(&principal);
-            MyMask::new(masker, principal.clone(), detectors)
+            MyMask::new(masker, principal.clone(), detectors, generation.clone())
         });
     let gate = proxy.gate();
     let settings = gate.session_settings(&principal);
@@ -237,6 +238,8 @@ async fn serve_as(
             ..Default::default()
         },
         prepared: IdSet::default(),
+        catalog_changing: IdSet::default(),
+        generation,
         mask,
         audit,
         client,
@@ -268,6 +271,17 @@ async fn serve_as(
     result.map(|()| session.changed.take())
 }
 
+/// Moves a target's catalog generation when dropped: held while a
+/// statement that may change the catalog runs, so the move comes after it
+/// ran, or when the session failed while it might have.
+struct CatalogChange(crate::masking::Generation);
+
+impl Drop for CatalogChange {
+    fn drop(&mut self) {
+        self.0.bump();
+    }
+}
+
 struct Session<'a> {
     proxy: &'a Arc<Proxy>,
     /// The rules in force, looked up once per statement.
@@ -280,6 +294,13 @@ struct Session<'a> {
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
     prepared: IdSet,
+    /// Those of them whose text may change the catalog: executing one
+    /// moves `generation`.
+    catalog_changing: IdSet,
+    /// The target's catalog generation, moved after every statement that
+    /// may change the catalog, whether or not this session masks: other
+    /// sessions' snapshots go stale (see [`crate::masking::catalog`]).
+    generation: crate::masking::Generation,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
     /// Set when the audit log is configured.
@@ -362,6 +383,10 @@ impl Session<'_> {
                         return Ok(true);
                     }
                     self.apply(effects);
+                    // Moves the generation once the statement has run (or
+                    // the session failed while it might have).
+                    let _changes = super::catalog::may_change_catalog(&payload[1..])
+                        .then(|| CatalogChange(self.generation.clone()));
                     self.up.conn.write_raw(&cmd.raw).await?;
                     let mut reply = self
                         .mask
@@ -369,9 +394,6 @@ impl Session<'_> {
                         .map(|_| ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None));
                     let t = self.relay_masked(Expect::Query, &mut reply).await?;
                     self.audit_finish(&t);
-                    if let Some(m) = self.mask.as_mut() {
-                        m.catalog_stale |= super::catalog::may_change_catalog(&payload[1..]);
-                    }
                 }
             }
             Action::Prepare => {
@@ -396,11 +418,11 @@ impl Session<'_> {
                     self.audit_finish(&t);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
+                        if super::catalog::may_change_catalog(&payload[1..]) {
+                            self.catalog_changing.insert(id);
+                        }
                         if let Some(m) = self.mask.as_mut() {
-                            m.prepared(id, plans.as_ref());
-                            if super::catalog::may_change_catalog(&payload[1..]) {
-                                m.catalog_changing.insert(id);
-                            }
+                            m.prepared(id, plans.as_ref(), &sql);
                         }
                     }
                 }
@@ -482,22 +504,25 @@ impl Session<'_> {
                 }
                 match reply {
                     Some(expect) => {
+                        if expect == Expect::Execute && !self.replan_prepared(id).await? {
+                            return Ok(true);
+                        }
                         let mut reply = self.mask.as_ref().map(|m| m.reply_for(id, expect));
+                        let _changes = (!self.catalog_changing.is_empty()
+                            && (id == u32::MAX || self.catalog_changing.contains(&id)))
+                        .then(|| CatalogChange(self.generation.clone()));
                         self.up.conn.write_raw(&cmd.raw).await?;
                         let t = self.relay_masked(expect, &mut reply).await?;
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
                             m.executed(id, expect, r, t.cursor);
-                            if m.catalog_changing.contains(&id) {
-                                m.catalog_stale = true;
-                            }
                         }
                     }
                     None => {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
+                            self.catalog_changing.remove(&id);
                             if let Some(m) = self.mask.as_mut() {
                                 m.statements.remove(&id);
-                                m.catalog_changing.remove(&id);
                             }
                         }
                         self.up.conn.write_raw(&cmd.raw).await?;
@@ -521,8 +546,8 @@ impl Session<'_> {
                 let reply = self.up.conn.read().await?;
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
+                    self.catalog_changing.clear();
                     if let Some(m) = self.mask.as_mut() {
-                        m.catalog_changing.clear();
                         m.statements.clear();
                     }
                     self.context = SessionContext {
@@ -731,9 +756,8 @@ impl Session<'_> {
         sql: &[u8],
         shape: &Shape<'_>,
     ) -> Result<Option<Option<Plans>>, MyError> {
-        if let Some(mask) = self.mask.as_mut().filter(|m| m.catalog_stale) {
-            mask.catalog = Some(Arc::new(super::catalog::load(&mut self.up.conn).await?));
-            mask.catalog_stale = false;
+        if let Some(mask) = self.mask.as_mut() {
+            mask.refresh_catalog(&mut self.up.conn).await?;
         }
         let Some(mask) = &self.mask else {
             return Ok(Some(None));
@@ -748,6 +772,29 @@ impl Session<'_> {
         }
         self.refuse(1142, "42000", &refusal).await?;
         Ok(None)
+    }
+
+    /// Before COM_STMT_EXECUTE of statement `id`: when the catalog changed
+    /// since its masking plan was made (the server re-prepares it then,
+    /// and a view it reads may now compute something else), plans its text
+    /// again against a fresh snapshot. `false` when that plan refuses it
+    /// (the client has its ERR; the session goes on).
+    async fn replan_prepared(&mut self, id: u32) -> Result<bool, MyError> {
+        let Some(mask) = self.mask.as_mut() else {
+            return Ok(true);
+        };
+        mask.refresh_catalog(&mut self.up.conn).await?;
+        let Some(sql) = mask.outdated(id) else {
+            return Ok(true);
+        };
+        let shape = Shape::of(&sql);
+        let Some(plans) = self.plan_masking(&sql, &shape).await? else {
+            return Ok(false);
+        };
+        if let Some(m) = self.mask.as_mut() {
+            m.replanned(id, plans.as_ref());
+        }
+        Ok(true)
     }
 
     /// Tells the audit log an allowed statement is about to run; `false`

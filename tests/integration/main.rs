@@ -19,6 +19,7 @@ mod config_examples;
 mod janitor_restart;
 mod masking_unit;
 mod mysql_audit;
+mod mysql_catalog_changes;
 mod mysql_clients;
 mod mysql_credentials;
 mod mysql_guardrails;

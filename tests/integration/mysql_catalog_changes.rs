@@ -1,0 +1,340 @@
+//! Masking on the MySQL path after the schema changes under an open
+//! session: DDL run through airlock by any session (masked or not) makes
+//! every session's catalog snapshot of the target stale, and a prepared
+//! statement is planned again when it executes after such a change. No
+//! raw PII (nor its hex or reversed form) may reach the masked agent, and
+//! sessions stay usable.
+
+use crate::common::mysql as mysql_env;
+
+use mysql_async::prelude::*;
+use mysql_async::Value;
+use mysql_env::{MyEnv, AGENT_PW};
+
+/// `agent` is masked; `builder` (the same password) is not, and runs DDL.
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent", "builder"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+
+[[mask]]
+id = "email"
+columns = ["app.customers.email"]
+strategy = "email"
+unmasked = { identities = ["builder"] }
+
+[[mask]]
+id = "card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+unmasked = { identities = ["builder"] }
+
+# The names the DDL below gives masked data.
+[[mask]]
+id = "moved"
+columns = ["app.customers.mail", "app.customers.e2"]
+strategy = "redact"
+unmasked = { identities = ["builder"] }
+"#;
+
+const SETUP: &str = "CREATE TABLE customers (id int PRIMARY KEY, name varchar(50), email varchar(100), card_number varchar(32));
+INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '4111111111111111'),
+ (2, 'Bob', 'bob.pii@example.org', '5500005555555559');
+CREATE VIEW vx AS SELECT name AS a FROM customers;
+CREATE VIEW vn AS SELECT name AS a FROM customers;
+CREATE VIEW vh AS SELECT HEX(email) AS a FROM customers;";
+
+const FORBIDDEN: [&str; 4] = [
+    "alice.pii@example.com",
+    "bob.pii@example.org",
+    "4111111111111111",
+    "5500005555555559",
+];
+
+/// No forbidden value, as is, upper-case, hex or reversed.
+fn assert_clean(bytes: &[u8], context: &str) {
+    for f in FORBIDDEN {
+        let hex: String = f.bytes().map(|b| format!("{b:02X}")).collect();
+        let reversed: String = f.chars().rev().collect();
+        for v in [f.to_owned(), f.to_uppercase(), hex, reversed] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{context}: raw PII {v:?} leaked in {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
+/// Every value of every row, as bytes (typed binary values printed).
+fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rows {
+        for i in 0..r.len() {
+            match r.as_ref(i) {
+                Some(Value::Bytes(b)) => out.extend_from_slice(b),
+                Some(v) => out.extend_from_slice(format!("{v:?}").as_bytes()),
+                None => {}
+            }
+            out.push(b'|');
+        }
+    }
+    out
+}
+
+async fn env() -> MyEnv {
+    let extra = format!(
+        "[identities.builder]\nsecret = \"{}\"\nmysql_secret = \"{}\"\ntargets = [\"{}\"]\n",
+        airlock_protocol::pg::scram::make_verifier(AGENT_PW),
+        airlock_protocol::mysql::auth::native_hash_string(AGENT_PW.as_bytes()),
+        mysql_env::DB,
+    );
+    let env = MyEnv::start_full(Some(RULES), "", "", &extra).await;
+    env.admin(SETUP);
+    env
+}
+
+async fn builder(env: &MyEnv) -> mysql_async::Conn {
+    mysql_async::Conn::new(env.opts("builder", AGENT_PW))
+        .await
+        .expect("builder connects through airlock")
+}
+
+/// `sql` over the text protocol and as a prepared statement: what the
+/// client saw each way (rows, or the error's text).
+async fn both_ways(c: &mut mysql_async::Conn, sql: &str) -> [Vec<u8>; 2] {
+    let text = match c.query::<mysql_async::Row, _>(sql).await {
+        Ok(rows) => flatten_all(&rows),
+        Err(e) => format!("{e:?}").into_bytes(),
+    };
+    [text, exec(c, sql).await]
+}
+
+/// Executes `stmt` (a text: mysql_async prepares it once and keeps it).
+async fn exec<S: mysql_async::prelude::StatementLike>(
+    c: &mut mysql_async::Conn,
+    stmt: S,
+) -> Vec<u8> {
+    match c.exec::<mysql_async::Row, _, _>(stmt, ()).await {
+        Ok(rows) => flatten_all(&rows),
+        Err(e) => format!("{e:?}").into_bytes(),
+    }
+}
+
+/// The session still answers, and still masks.
+async fn assert_usable(c: &mut mysql_async::Conn, context: &str) {
+    let names: Vec<String> = c
+        .query("SELECT name FROM customers ORDER BY id")
+        .await
+        .unwrap_or_else(|e| panic!("{context}: session unusable: {e:?}"));
+    assert_eq!(names, ["Alice", "Bob"], "{context}");
+    for got in both_ways(c, "SELECT email, card_number FROM customers").await {
+        let masked = b"************1111|";
+        assert!(
+            got.windows(masked.len()).any(|w| w == masked),
+            "{context}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        assert_clean(&got, context);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_view_created_by_another_session_is_seen() {
+    let mut env = env().await;
+    let mut reader = env.agent().await;
+    // Loads the reader's snapshot, and prepares a statement.
+    assert_usable(&mut reader, "before").await;
+    let mut b = builder(&env).await;
+    let raw: Vec<String> = b
+        .query("SELECT email FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(raw[0], "alice.pii@example.com", "builder is not masked");
+    b.query_drop(
+        "CREATE VIEW vv2 AS SELECT HEX(email) AS x, REVERSE(card_number) AS y FROM customers",
+    )
+    .await
+    .unwrap();
+    for sql in [
+        "SELECT x, y FROM vv2",
+        "SELECT * FROM vv2",
+        "SELECT CONCAT(x, '') FROM vv2",
+    ] {
+        for got in both_ways(&mut reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    assert_usable(&mut reader, "after a builder's view").await;
+    // A masked agent's DDL is seen by the other sessions as well.
+    let mut other = env.agent().await;
+    other
+        .query_drop("CREATE VIEW vv3 AS SELECT REVERSE(email) AS x FROM customers")
+        .await
+        .unwrap();
+    for got in both_ways(&mut reader, "SELECT * FROM vv3").await {
+        assert_clean(&got, "vv3");
+    }
+    assert_usable(&mut reader, "after an agent's view").await;
+    drop((reader, b, other));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_view_replaced_by_another_session_is_seen_text_and_prepared() {
+    let mut env = env().await;
+    let mut reader = env.agent().await;
+    let stmt = reader.prep("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(exec(&mut reader, &stmt).await, b"Alice|Bob|");
+    let text: Vec<String> = reader.query("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(text, ["Alice", "Bob"]);
+    let mut b = builder(&env).await;
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT HEX(email) AS a FROM customers")
+        .await
+        .unwrap();
+    assert_clean(
+        &exec(&mut reader, &stmt).await,
+        "prepared before the change",
+    );
+    for got in both_ways(&mut reader, "SELECT a FROM vx").await {
+        assert_clean(&got, "vx");
+    }
+    assert_usable(&mut reader, "after the view changed").await;
+    // Back to harmless: the prepared statement runs again, unmasked.
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    assert_eq!(exec(&mut reader, &stmt).await, b"Alice|Bob|");
+    drop((reader, b));
+    env.stop().await;
+}
+
+/// The red team's reproduction: one session prepares, replaces the view
+/// and executes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_prepared_statement_is_planned_again_after_its_view_changed() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    let stmt = c.prep("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(exec(&mut c, &stmt).await, b"Alice|Bob|");
+    c.query_drop("CREATE OR REPLACE VIEW vx AS SELECT HEX(email) AS a FROM customers")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_clean(
+            &exec(&mut c, &stmt).await,
+            "re-executed after the view changed",
+        );
+    }
+    assert_usable(&mut c, "after the refused execute").await;
+    c.query_drop("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    assert_eq!(exec(&mut c, &stmt).await, b"Alice|Bob|");
+    c.query_drop("CREATE OR REPLACE VIEW vx AS SELECT card_number AS a FROM customers")
+        .await
+        .unwrap();
+    let got = exec(&mut c, &stmt).await;
+    assert!(
+        got.starts_with(b"************1111|"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_clean(&got, "masked column through the view");
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_table_renamed_by_another_session_is_seen() {
+    let mut env = env().await;
+    let mut reader = env.agent().await;
+    let stmt = reader.prep("SELECT a FROM vn ORDER BY a").await.unwrap();
+    assert_eq!(exec(&mut reader, &stmt).await, b"Alice|Bob|");
+    let mut b = builder(&env).await;
+    b.query_drop("RENAME TABLE vn TO vn_old, vh TO vn")
+        .await
+        .unwrap();
+    assert_clean(
+        &exec(&mut reader, &stmt).await,
+        "prepared before the rename",
+    );
+    for sql in [
+        "SELECT a FROM vn",
+        "SELECT * FROM vn",
+        "SELECT CONCAT(a, '') FROM vn",
+    ] {
+        for got in both_ways(&mut reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    assert_usable(&mut reader, "after the rename").await;
+    drop((reader, b));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_columns_changed_by_another_session_are_seen() {
+    let mut env = env().await;
+    let mut reader = env.agent().await;
+    let star = reader
+        .prep("SELECT * FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    assert_clean(&exec(&mut reader, &star).await, "before");
+    let mut b = builder(&env).await;
+    b.query_drop("ALTER TABLE customers RENAME COLUMN email TO mail")
+        .await
+        .unwrap();
+    let queries = [
+        "SELECT mail FROM customers",
+        "SELECT HEX(mail), REVERSE(mail) FROM customers",
+        "SELECT * FROM customers",
+    ];
+    assert_clean(
+        &exec(&mut reader, &star).await,
+        "prepared `*` after the rename",
+    );
+    for sql in queries {
+        for got in both_ways(&mut reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    b.query_drop("ALTER TABLE customers ADD COLUMN e2 varchar(200) AS (HEX(mail)) VIRTUAL")
+        .await
+        .unwrap();
+    assert_clean(
+        &exec(&mut reader, &star).await,
+        "prepared `*` after the new column",
+    );
+    for sql in [
+        "SELECT e2 FROM customers",
+        "SELECT REVERSE(e2) FROM customers",
+        "SELECT * FROM customers",
+    ] {
+        for got in both_ways(&mut reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    // The open session now sees what a new one does.
+    let mut fresh = env.agent().await;
+    for sql in queries
+        .iter()
+        .chain(&["SELECT e2, REVERSE(e2) FROM customers"])
+    {
+        assert_eq!(
+            both_ways(&mut reader, sql).await,
+            both_ways(&mut fresh, sql).await,
+            "{sql}"
+        );
+    }
+    let names: Vec<String> = reader
+        .query("SELECT name FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(names, ["Alice", "Bob"]);
+    drop((reader, b, fresh));
+    env.stop().await;
+}
