@@ -4,16 +4,21 @@
 //! with its columns and their taints (base tables from the [`Catalog`] and
 //! the rules, views by analyzing their SQL, derived tables, CTEs and
 //! table functions recursively); every select-list expression is tainted
-//! by the strongest of the columns it reads ([`super::taint`]). Statements
-//! that would copy masked data somewhere readable (INSERT … SELECT, CREATE
-//! TABLE AS, SELECT INTO, UPDATE … SET, COPY … TO, cursors, SQL PREPARE)
-//! stop with a [`Stop`].
+//! by the strongest of the columns it reads ([`super::taint`]). An
+//! unqualified name that a source with unknown columns (a table outside
+//! the catalog snapshot) may hold is also looked up in the outer queries,
+//! as the server may resolve it there. Statements that would copy masked
+//! data somewhere readable (INSERT … SELECT/SET, CREATE TABLE AS, SELECT
+//! INTO, UPDATE … SET, upserts, MERGE, COPY … TO, cursors, SQL PREPARE)
+//! stop with a [`Stop`]. A write may carry masked data only as an
+//! unmodified copy into a column masked by the same rule, the destination
+//! resolved through its qualifier among the tables the statement writes.
 
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, OnConflict,
-    OnConflictAction, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableAlias, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
-    WildcardAdditionalOptions,
+    Assignment, AssignmentTarget, CopySource, FromTable, JoinConstraint, JoinOperator, MergeAction,
+    MergeInsertKind, MergeUpdateKind, OnConflict, OnConflictAction, OnInsert, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableObject,
+    TableWithJoins, UpdateTableFromKind, WildcardAdditionalOptions,
 };
 
 use super::catalog::Catalog;
@@ -224,6 +229,13 @@ impl<'a> Analyzer<'a> {
             return Taint::Const;
         };
         if parts.len() == 1 {
+            // Candidates from the innermost scope outwards. A scope pins
+            // the name when one of its sources lists the column; a source
+            // with unknown columns (a table outside the catalog snapshot,
+            // such as information_schema) only may hold it, and the server
+            // may resolve it to an outer query's column instead: then the
+            // outer candidates count too, and the strongest wins.
+            let mut acc: Option<Taint> = None;
             let mut level = Some(scope);
             while let Some(l) = level {
                 let found = l
@@ -235,12 +247,24 @@ impl<'a> Analyzer<'a> {
                     // A column of an unknown table, or a whole-row
                     // reference: assume the worse.
                     let open = l.sources.iter().any(|s| s.out.open.is_some());
-                    return match self.find_source(scope, parts) {
+                    let t = match self.find_source(scope, parts) {
                         Some(s) if open => t.join(self.whole_row(s)),
                         _ => t,
                     };
+                    let t = acc.map_or(t, |a| a.join(t));
+                    let known = l
+                        .sources
+                        .iter()
+                        .any(|s| s.out.cols.iter().any(|c| &c.name == col));
+                    if known {
+                        return t;
+                    }
+                    acc = Some(t);
                 }
                 level = l.parent;
+            }
+            if let Some(t) = acc {
+                return t;
             }
             if let Some(s) = self.find_source(scope, parts) {
                 return self.whole_row(s);
@@ -429,9 +453,12 @@ impl<'a> Analyzer<'a> {
                 for row in &v.rows {
                     let mut r = Out::default();
                     for (i, e) in row.iter().enumerate() {
+                        let taint = self.expr(e, &scope)?;
                         r.push(Col {
                             name: format!("column{}", i + 1),
-                            taint: self.expr(e, &scope)?,
+                            // As in a select list: `(SELECT email ...)` or
+                            // `concat(...)` is a computed value.
+                            taint: if is_bare(e) { taint } else { taint.derive() },
                         });
                     }
                     out = if out.cols.is_empty() { r } else { out.union(r) };
@@ -923,23 +950,29 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    /// SET assignments (of an UPDATE, or the UPDATE of an upsert) over
-    /// `sources`, the first of which is written: masked data may only go
-    /// into a column that is masked itself, and never in a form that
-    /// cannot be masked.
+    /// SET assignments (of an UPDATE, the UPDATE of an upsert or a MERGE,
+    /// MySQL's INSERT ... SET) over `sources`, the first `writable` of
+    /// which may be written: see [`Self::check_write`].
     fn set_assignments(
         &mut self,
         assignments: &[Assignment],
         sources: &[Source],
+        writable: usize,
         outer: Option<&Scope<'_>>,
         what: &str,
     ) -> Result<(), Stop> {
+        let written = sources.get(..writable).unwrap_or(sources);
         for a in assignments {
             let scope = Scope {
                 sources,
                 parent: outer,
             };
             let t = self.expr(&a.value, &scope)?;
+            let t = if self.is_bare_write(&a.value) {
+                t
+            } else {
+                t.derive()
+            };
             if t.rule().is_none() {
                 continue;
             }
@@ -947,18 +980,89 @@ impl<'a> Analyzer<'a> {
                 AssignmentTarget::ColumnName(n) => vec![n],
                 AssignmentTarget::Tuple(ns) => ns.iter().collect(),
             };
+            if targets.len() != 1 {
+                // `(a, b) = (...)`: which part goes where is not followed.
+                return self.write_stop(t.derive(), what);
+            }
             for n in targets {
-                let col = object_parts(n).pop().unwrap_or_default();
-                let dest_masked = sources
-                    .first()
-                    .and_then(|s| self.lookup_in(s, &col))
-                    .is_some_and(|t| matches!(t, Taint::Masked(_)));
-                if !dest_masked || matches!(t, Taint::Unsafe(_)) {
-                    return self.write_stop(t, what);
-                }
+                let dest = self.assignment_dest(written, &object_parts(n));
+                self.check_write(t, dest, what)?;
             }
         }
         Ok(())
+    }
+
+    /// Masked data may be written only as an unmodified copy into a
+    /// column masked by the same rule: it then reads back exactly as
+    /// masked as it was. Anything computed from masked data (`Derived`,
+    /// which a weaker strategy of the destination would partly show), data
+    /// of another rule, and a destination that is unmasked or cannot be
+    /// pinned to one column (`None`) are refused.
+    fn check_write(&self, value: Taint, dest: Option<Taint>, what: &str) -> Result<(), Stop> {
+        match (value, dest) {
+            (v, _) if v.rule().is_none() => Ok(()),
+            (Taint::Masked(i), Some(Taint::Masked(j))) if i == j => Ok(()),
+            (v, _) => self.write_stop(v, what),
+        }
+    }
+
+    /// The taint of the column an assignment target names among the
+    /// written tables; `None` when it cannot be pinned to exactly one
+    /// column: an unknown qualifier (Postgres takes `x.y` as a field of
+    /// column `x`), or an unqualified name that several tables (or one
+    /// with unknown columns, beside others) may hold.
+    fn assignment_dest(&self, written: &[Source], parts: &[String]) -> Option<Taint> {
+        let (col, qual) = parts.split_last()?;
+        if qual.is_empty() {
+            let mut hits = written.iter().filter_map(|s| self.lookup_in(s, col));
+            let first = hits.next()?;
+            return match hits.next() {
+                Some(_) => None,
+                None => Some(first),
+            };
+        }
+        let level = Scope {
+            sources: written,
+            parent: None,
+        };
+        let s = self.find_source(&level, qual)?;
+        self.lookup_in(s, col)
+    }
+
+    /// A written value that is a column itself: a bare reference, or on
+    /// MySQL `VALUES(col)` in `ON DUPLICATE KEY UPDATE` (the value the
+    /// INSERT half carried for `col`, which passed the same checks).
+    fn is_bare_write(&self, e: &sqlparser::ast::Expr) -> bool {
+        use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
+        if is_bare(e) {
+            return true;
+        }
+        let Expr::Function(f) = e else {
+            return false;
+        };
+        let plain_name = match f.name.0.as_slice() {
+            [p] => p
+                .as_ident()
+                .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("values")),
+            _ => false,
+        };
+        if self.dialect != Dialect::MySql
+            || !plain_name
+            || f.filter.is_some()
+            || f.over.is_some()
+            || !f.within_group.is_empty()
+        {
+            return false;
+        }
+        match &f.args {
+            FunctionArguments::List(l) => match l.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => {
+                    l.duplicate_treatment.is_none() && l.clauses.is_empty() && is_bare(a)
+                }
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
@@ -996,21 +1100,22 @@ impl<'a> Analyzer<'a> {
                             .collect()
                     };
                     for (i, c) in sout.cols.iter().enumerate() {
-                        if c.taint.rule().is_none() {
-                            continue;
-                        }
-                        let dest_masked = dest
-                            .get(i)
-                            .and_then(|d| self.lookup_in(&target, d))
-                            .is_some_and(|t| matches!(t, Taint::Masked(_)));
-                        if !dest_masked {
-                            return self.write_stop(c.taint, "INSERT ... SELECT");
-                        }
+                        let d = dest.get(i).and_then(|d| self.lookup_in(&target, d));
+                        self.check_write(c.taint, d, "INSERT ... SELECT")?;
                     }
                     if let Some(t) = sout.open.filter(|t| t.rule().is_some()) {
                         return self.write_stop(t, "INSERT ... SELECT");
                     }
                 }
+                // MySQL `INSERT INTO t SET c = ...`: a reference names the
+                // new row's column (set earlier in the list, or its default).
+                self.set_assignments(
+                    &ins.assignments,
+                    std::slice::from_ref(&target),
+                    1,
+                    outer,
+                    "INSERT ... SET",
+                )?;
                 // The UPDATE of an upsert: `ON CONFLICT ... DO UPDATE SET`
                 // (Postgres) and `ON DUPLICATE KEY UPDATE` (MySQL) write
                 // the existing row's values, as UPDATE ... SET does.
@@ -1029,10 +1134,24 @@ impl<'a> Analyzer<'a> {
                         name: "excluded".into(),
                         ..target.clone()
                     };
-                    let sources = [target.clone(), excluded];
+                    let mut sources = vec![target.clone(), excluded];
+                    // MySQL's `VALUES (...) AS new [(a, b)]`: the same row.
+                    if let Some(al) = &ins.insert_alias {
+                        let out = match &al.col_aliases {
+                            None => target.out.clone(),
+                            Some(_) => Out::unknown(target.out.taint().join(Taint::Column)),
+                        };
+                        sources.push(Source {
+                            name: object_parts(&al.row_alias).pop().unwrap_or_default(),
+                            schema: None,
+                            tables: target.tables.clone(),
+                            out,
+                        });
+                    }
                     self.set_assignments(
                         assignments,
                         &sources,
+                        1,
                         outer,
                         "INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE",
                     )?;
@@ -1046,6 +1165,9 @@ impl<'a> Analyzer<'a> {
             Statement::Update(u) => {
                 let mut sources = Vec::new();
                 let mut star = self.join_tree(&u.table, &mut sources, outer)?;
+                // The UPDATE's own tables (several in a MySQL multi-table
+                // UPDATE) may be written; Postgres `FROM` ones are read.
+                let writable = sources.len();
                 if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
                     &u.from
                 {
@@ -1054,7 +1176,7 @@ impl<'a> Analyzer<'a> {
                         star.extend(e);
                     }
                 }
-                self.set_assignments(&u.assignments, &sources, outer, "UPDATE ... SET")?;
+                self.set_assignments(&u.assignments, &sources, writable, outer, "UPDATE ... SET")?;
                 match &u.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1074,14 +1196,61 @@ impl<'a> Analyzer<'a> {
                 }
             }
             Statement::Merge(m) => {
-                let mut sources = Vec::new();
-                let t = self.factor(&m.source, &mut sources, outer)?.taint();
-                let t = sources
+                // The source may carry no masked data at all (`UPDATE SET
+                // *`, `INSERT ROW` copy it whole).
+                let mut source = Vec::new();
+                let t = self.factor(&m.source, &mut source, outer)?.taint();
+                let t = source
                     .iter()
                     .map(|s| self.whole_row(s))
                     .fold(t, Taint::join);
                 if t.rule().is_some() {
                     return self.write_stop(t, "MERGE");
+                }
+                // The target's own masked columns may be copied by the
+                // clauses: they follow the rules of UPDATE ... SET and
+                // INSERT.
+                let mut sources = Vec::new();
+                self.factor(&m.table, &mut sources, outer)?;
+                let writable = sources.len();
+                sources.extend(source);
+                for clause in &m.clauses {
+                    match &clause.action {
+                        MergeAction::Update(u) => {
+                            if let MergeUpdateKind::Set(a) = &u.kind {
+                                self.set_assignments(a, &sources, writable, outer, "MERGE")?;
+                            }
+                        }
+                        MergeAction::Insert(ins) => {
+                            let MergeInsertKind::Values(v) = &ins.kind else {
+                                continue;
+                            };
+                            let scope = Scope {
+                                sources: &sources,
+                                parent: outer,
+                            };
+                            let written = sources.get(..writable).unwrap_or(&sources);
+                            for row in &v.rows {
+                                for (i, e) in row.iter().enumerate() {
+                                    let t = self.expr(e, &scope)?;
+                                    let t = if is_bare(e) { t } else { t.derive() };
+                                    if t.rule().is_none() {
+                                        continue;
+                                    }
+                                    let dest = match ins.columns.get(i) {
+                                        Some(c) => self.assignment_dest(written, &object_parts(c)),
+                                        None if ins.columns.is_empty() => written
+                                            .first()
+                                            .and_then(|s| s.out.cols.get(i))
+                                            .map(|c| c.taint),
+                                        None => None,
+                                    };
+                                    self.check_write(t, dest, "MERGE")?;
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
                 }
                 Ok(Out::default())
             }

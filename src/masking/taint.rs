@@ -5,7 +5,9 @@
 //! `Const` < `Column` < `Masked(rule)` < `Derived(rule)` < `Unsafe(rule)`.
 //! `Derived` marks a value computed from a masked column rather than the
 //! column itself; `Unsafe` a value that holds masked data in a form that
-//! cannot be masked in place (a whole row, a JSON aggregate).
+//! cannot be masked in place (a whole row, a JSON aggregate). A value that
+//! may be either of two columns masked by different rules (a UNION of
+//! them) is `Derived`: neither rule's strategy fits the other's data.
 
 use std::ops::ControlFlow;
 
@@ -34,7 +36,9 @@ pub enum Taint {
 }
 
 impl Taint {
-    /// The stronger of two taints; between equals, the first.
+    /// The stronger of two taints; between equals, the first. Columns of
+    /// two different rules join to `Derived` (masked whole): a `partial`
+    /// strategy must not show card digits that arrived under `email`.
     pub fn join(self, other: Taint) -> Taint {
         use Taint::*;
         match (self, other) {
@@ -42,6 +46,7 @@ impl Taint {
             (_, Unsafe(_)) => other,
             (Derived(_), _) => self,
             (_, Derived(_)) => other,
+            (Masked(a), Masked(b)) if a != b => Derived(a),
             (Masked(_), _) => self,
             (_, Masked(_)) => other,
             (Column, _) | (_, Column) => Column,

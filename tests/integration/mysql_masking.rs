@@ -400,7 +400,7 @@ async fn mysql_errors_and_warnings_are_scrubbed() {
     assert_clean(format!("{e:?}").as_bytes(), "duplicate entry");
     let e = c
         .exec_drop(
-            "UPDATE customers SET email = (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t) WHERE id = 2",
+            "UPDATE customers c JOIN customers c2 ON c2.id = 1 SET c.email = c2.email WHERE c.id = 2",
             (),
         )
         .await
@@ -500,6 +500,248 @@ async fn mysql_masking_follows_ddl_and_refuses_shifting_multi_statements() {
     // The session goes on.
     let rows: Vec<mysql_async::Row> = c.query("SELECT card_number FROM customers").await.unwrap();
     assert_clean(&flatten(&rows), "after the refusals");
+    drop(c);
+    env.stop().await;
+}
+
+/// `assert_clean`, and no hex or reversed spelling of a PII value either.
+fn assert_no_pii(bytes: &[u8], context: &str) {
+    assert_clean(bytes, context);
+    for f in FORBIDDEN {
+        let hex: String = f.bytes().map(|b| format!("{b:02X}")).collect();
+        let reversed: String = f.chars().rev().collect();
+        for v in [hex.clone(), hex.to_lowercase(), reversed] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{context}: PII {f:?} leaked as {v:?} in {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
+/// Runs `sql` both ways and asserts airlock refused it each time, with no
+/// PII in the refusal; the session stays usable.
+async fn assert_refused_both_ways(c: &mut mysql_async::Conn, sql: &str) {
+    for (i, (rows, bytes)) in both_ways(c, sql).await.into_iter().enumerate() {
+        let way = if i == 0 { "text" } else { "binary" };
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            rows.is_none() && text.contains("airlock"),
+            "{sql} ({way}) was not refused by airlock: {text}"
+        );
+        assert_no_pii(&bytes, &format!("{sql} ({way})"));
+    }
+    let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "{sql}");
+}
+
+/// Red-team bypass: an unqualified masked column in a scalar subquery
+/// over a table outside airlock's catalog snapshot (information_schema)
+/// was taken to be that table's column; MariaDB resolves it to the outer
+/// query's masked column. The outer column counts, so the value is masked
+/// (whole, as it is computed), text protocol and prepared alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_subquery_over_unknown_table_cannot_unmask_outer_columns() {
+    let mut env = rich_env().await;
+    let mut c = env.agent().await;
+    let shapes = [
+        "SELECT (SELECT HEX(email) FROM information_schema.ENGINES LIMIT 1) AS e FROM customers",
+        "SELECT (SELECT email FROM information_schema.ENGINES LIMIT 1) AS e FROM customers",
+        "select (select `email` from `information_schema`.`engines` limit 1) from `customers`",
+        "SELECT (SELECT /* c */ REVERSE(EMAIL) FROM INFORMATION_SCHEMA.CHARACTER_SETS LIMIT 1) FROM customers -- x",
+        "SELECT (SELECT CONCAT(card_number, '') FROM information_schema.COLLATIONS LIMIT 1) AS k FROM customers",
+        "SELECT id, (SELECT LOWER(HEX(email)) FROM information_schema.ENGINES WHERE ENGINE = 'InnoDB') AS m FROM customers",
+        "SELECT (SELECT HEX(card_number) FROM information_schema.ENGINES e2 WHERE e2.ENGINE IS NOT NULL LIMIT 1) FROM customers c",
+        "SELECT * FROM (SELECT (SELECT HEX(email) FROM information_schema.ENGINES LIMIT 1) AS e FROM customers) t",
+        "SELECT (SELECT (SELECT HEX(email) FROM information_schema.ENGINES LIMIT 1) FROM information_schema.CHARACTER_SETS LIMIT 1) FROM customers",
+        "SELECT (SELECT HEX(salary) FROM information_schema.ENGINES LIMIT 1), (SELECT HEX(birth) FROM information_schema.ENGINES LIMIT 1) FROM customers",
+    ];
+    for sql in shapes {
+        for (i, (rows, bytes)) in both_ways(&mut c, sql).await.into_iter().enumerate() {
+            let way = if i == 0 { "text" } else { "binary" };
+            assert_no_pii(&bytes, &format!("{sql} ({way})"));
+            // Masked rows, not a refusal: the analysis did not give up.
+            assert_eq!(
+                rows,
+                Some(2),
+                "{sql} ({way}): {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+    // The inner table's own columns are untouched.
+    let rows: Vec<(String, String)> = c
+        .query("SELECT (SELECT ENGINE FROM information_schema.ENGINES WHERE ENGINE = 'InnoDB') AS e, name FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("InnoDB".into(), "Alice".into()),
+            ("InnoDB".into(), "Bob".into())
+        ]
+    );
+    drop(c);
+    env.stop().await;
+}
+
+/// Red-team bypass: a value computed from a masked column was accepted
+/// into any masked column, where a weaker strategy showed it (`email`
+/// keeps what follows the last `@`). Masked data may be written only as
+/// an unmodified copy into a column of the same rule; every other write
+/// of masked data is refused: UPDATE, INSERT ... SELECT/VALUES/SET,
+/// REPLACE ... SELECT, ON DUPLICATE KEY UPDATE, however spelled, over the
+/// text protocol and as a prepared statement; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
+    let mut env = rich_env().await;
+    env.admin(
+        "CREATE TABLE cards_copy (id int PRIMARY KEY, card_number varchar(32));
+         CREATE TABLE contacts (id int PRIMARY KEY, email varchar(100));
+         INSERT INTO contacts VALUES (1, 'nobody@contacts.test');",
+    );
+    let snapshot = |env: &MyEnv| {
+        [
+            env.admin("SELECT * FROM customers ORDER BY id"),
+            env.admin("SELECT * FROM cards_copy ORDER BY id"),
+            env.admin("SELECT * FROM contacts ORDER BY id"),
+        ]
+    };
+    let before = snapshot(&env);
+    let mut c = env.agent().await;
+    let refused = [
+        "UPDATE customers SET email = CONCAT('x@', card_number) WHERE id = 2",
+        "update CUSTOMERS set EMAIL = concat('x@', `card_number`) where ID = 2",
+        "UPDATE `app`.`customers` SET `email` = /* c */ card_number WHERE id = 2",
+        "UPDATE customers SET email = CONCAT('x@', REPLACE(email, '@', '_')) WHERE id = 1",
+        "UPDATE customers SET email = LOWER(email) WHERE id = 1",
+        "UPDATE customers SET card_number = REVERSE(card_number) WHERE id = 1",
+        "UPDATE customers SET card_number = email WHERE id = 1",
+        "UPDATE customers SET notes = CONCAT('x@', HEX(salary)) WHERE id = 1",
+        "INSERT INTO customers (id, email) SELECT id + 100, CONCAT('x@', REPLACE(email, '@', '_')) FROM customers WHERE id = 1",
+        "insert into customers (id, email) select id + 100, card_number from customers",
+        "INSERT INTO customers (id, email) SELECT id + 100, email FROM customers WHERE id = 1 UNION ALL SELECT id + 200, card_number FROM customers WHERE id = 2",
+        "REPLACE INTO customers (id, email) SELECT id + 100, CONCAT('x@', card_number) FROM customers",
+        "INSERT INTO cards_copy (id, card_number) SELECT id, CONCAT(SUBSTR(card_number, 5, 12), '0000') FROM customers",
+        "INSERT INTO cards_copy SELECT id, birth FROM customers",
+        "INSERT INTO customers (id, email) VALUES (1, 'x') ON DUPLICATE KEY UPDATE email = CONCAT('x@', card_number)",
+        "INSERT INTO customers (id, email) VALUES (2, 'x') ON DUPLICATE KEY UPDATE email = CONCAT('x@', REPLACE(email, '@', '_'))",
+        "INSERT INTO customers (id, email) VALUES (2, 'x') ON DUPLICATE KEY UPDATE email = VALUES(card_number)",
+        "INSERT INTO customers (id, email) VALUES (2, 'x') ON DUPLICATE KEY UPDATE email = `values`(card_number)",
+        "INSERT INTO customers SET id = 100, email = CONCAT('x@', (SELECT card_number FROM (SELECT card_number FROM customers WHERE id = 2) t))",
+        "INSERT INTO contacts SET id = 3, email = (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t)",
+        "INSERT INTO contacts (id, email) VALUES (3, (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t))",
+    ];
+    for sql in refused {
+        assert_refused_both_ways(&mut c, sql).await;
+    }
+    assert_eq!(snapshot(&env), before, "a refused write wrote something");
+
+    // An unmodified copy under the same rule, and plain values, still run.
+    c.query_drop("UPDATE customers SET email = email, name = 'Alicia' WHERE id = 1")
+        .await
+        .unwrap();
+    c.exec_drop(
+        "UPDATE customers SET card_number = (card_number) WHERE id = 2",
+        (),
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO cards_copy (id, card_number) SELECT id, card_number FROM customers")
+        .await
+        .unwrap();
+    c.exec_drop(
+        "INSERT INTO customers (id, email) VALUES (2, 'bob.new@example.net') ON DUPLICATE KEY UPDATE email = VALUES(email), score = 3",
+        (),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        env.admin("SELECT name, email FROM customers WHERE id = 1"),
+        "Alicia\talice.pii@example.com"
+    );
+    assert_eq!(
+        env.admin("SELECT email, score FROM customers WHERE id = 2"),
+        "bob.new@example.net\t3"
+    );
+    assert_eq!(
+        env.admin("SELECT card_number FROM cards_copy ORDER BY id"),
+        "4111111111111111\n5500005555555559"
+    );
+    // The copy reads back masked, as the original does.
+    for (rows, bytes) in both_ways(&mut c, "SELECT card_number FROM cards_copy ORDER BY id").await {
+        assert_eq!(rows, Some(2));
+        assert_no_pii(&bytes, "cards_copy");
+        assert!(String::from_utf8_lossy(&bytes).contains("1111"));
+    }
+    drop(c);
+    env.stop().await;
+}
+
+/// Red-team bypass: the SET target of a multi-table UPDATE was looked up
+/// by bare name in the first table only, so `SET k.email = c.email` into
+/// an unmasked `contacts.email` passed for a masked-to-masked copy. The
+/// target resolves through its alias or table name among all the
+/// UPDATE's tables; an unqualified or unknown one that could be another
+/// table's is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_multi_table_update_targets_are_resolved_through_qualifiers() {
+    let mut env = rich_env().await;
+    env.admin(
+        "CREATE TABLE contacts (id int PRIMARY KEY, email varchar(100));
+         INSERT INTO contacts VALUES (1, 'nobody@contacts.test'), (2, 'nobody2@contacts.test');",
+    );
+    let snapshot = |env: &MyEnv| {
+        [
+            env.admin("SELECT * FROM customers ORDER BY id"),
+            env.admin("SELECT * FROM contacts ORDER BY id"),
+            env.admin("SELECT * FROM orders ORDER BY id"),
+        ]
+    };
+    let before = snapshot(&env);
+    let mut c = env.agent().await;
+    let refused = [
+        "UPDATE customers c JOIN contacts k ON k.id = c.id SET k.email = HEX(c.email) WHERE c.id = 1",
+        "UPDATE customers c JOIN contacts k ON k.id = c.id SET k.email = c.email WHERE c.id = 1",
+        "update customers AS c inner join contacts AS k on k.id = c.id set `k`.`email` = c.card_number where c.id = 1",
+        "UPDATE customers JOIN contacts ON contacts.id = customers.id SET contacts.email = customers.email WHERE customers.id = 1",
+        "UPDATE customers JOIN app.contacts ON contacts.id = customers.id SET app.contacts.email = REVERSE(customers.email) WHERE customers.id = 1",
+        "UPDATE contacts k JOIN customers c ON k.id = c.id SET K.EMAIL = /* c */ c.email WHERE c.id = 1",
+        "UPDATE customers c JOIN contacts k ON k.id = c.id SET email = c.email WHERE c.id = 1",
+        "UPDATE (customers c JOIN contacts k ON k.id = c.id) SET k.email = c.email WHERE c.id = 1",
+        "UPDATE customers c, contacts k SET k.email = c.email WHERE k.id = c.id AND c.id = 1",
+        "UPDATE customers c JOIN orders o ON o.customer_id = c.id SET o.customer_id = LENGTH(c.email) WHERE c.id = 1",
+        "UPDATE customers c JOIN orders o ON o.customer_id = c.id SET customer_id = LENGTH(c.card_number) WHERE c.id = 1",
+        "UPDATE customers c JOIN customers c2 ON c2.id = 2 SET c.email = c2.card_number WHERE c.id = 1",
+        "UPDATE customers c JOIN contacts k ON k.id = c.id SET nowhere.email = c.email WHERE c.id = 1",
+    ];
+    for sql in refused {
+        assert_refused_both_ways(&mut c, sql).await;
+    }
+    assert_eq!(snapshot(&env), before, "a refused UPDATE wrote something");
+
+    // Unmasked values into unmasked columns, and same-rule copies, run.
+    c.query_drop("UPDATE customers c JOIN contacts k ON k.id = c.id SET k.email = CONCAT('n', c.name, '@x.test') WHERE c.id = 1")
+        .await
+        .unwrap();
+    c.exec_drop(
+        "UPDATE customers c JOIN contacts k ON k.id = c.id SET c.score = c.score + 1, `k`.`email` = 'k2@x.test' WHERE c.id = 2",
+        (),
+    )
+    .await
+    .unwrap();
+    c.query_drop("UPDATE customers c JOIN customers c2 ON c2.id = 1 SET c.card_number = c2.card_number WHERE c.id = 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        env.admin("SELECT email FROM contacts ORDER BY id"),
+        "nAlice@x.test\nk2@x.test"
+    );
+    assert_eq!(
+        env.admin("SELECT card_number FROM customers WHERE id = 2"),
+        "4111111111111111"
+    );
     drop(c);
     env.stop().await;
 }

@@ -507,3 +507,186 @@ async fn view_created_in_the_session_is_masked() {
     let p: &str = r.get(0);
     assert!(!p.contains("555-01"), "{p}");
 }
+
+/// Every value of every row a simple query returned, and any error text.
+async fn simple_bytes(c: &tokio_postgres::Client, sql: &str) -> (Option<usize>, Vec<u8>) {
+    match c.simple_query(sql).await {
+        Ok(msgs) => {
+            let mut out = Vec::new();
+            let mut n = 0;
+            for m in msgs {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    n += 1;
+                    for i in 0..r.len() {
+                        out.extend_from_slice(r.get(i).unwrap_or_default().as_bytes());
+                        out.push(b'|');
+                    }
+                }
+            }
+            (Some(n), out)
+        }
+        Err(e) => (None, format!("{e:?}").into_bytes()),
+    }
+}
+
+/// The same through the extended protocol (prepared, binary results); all
+/// columns are read as text.
+async fn extended_bytes(c: &tokio_postgres::Client, sql: &str) -> (Option<usize>, Vec<u8>) {
+    match c.query(sql, &[]).await {
+        Ok(rows) => {
+            let mut out = Vec::new();
+            for r in &rows {
+                for i in 0..r.len() {
+                    let v: Option<String> = r.try_get(i).unwrap_or_default();
+                    out.extend_from_slice(v.unwrap_or_default().as_bytes());
+                    out.push(b'|');
+                }
+            }
+            (Some(rows.len()), out)
+        }
+        Err(e) => (None, format!("{e:?}").into_bytes()),
+    }
+}
+
+/// Red-team bypass (MySQL, same lineage code here): an unqualified masked
+/// column in a scalar subquery over a relation outside the catalog
+/// snapshot (pg_catalog, information_schema) was taken to be that
+/// relation's; the server resolves it to the outer query's column. It is
+/// masked, over the simple and the extended protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subquery_over_catalog_relation_cannot_unmask_outer_columns() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "SELECT (SELECT email FROM pg_catalog.pg_class LIMIT 1) FROM customers",
+        "SELECT (SELECT encode(email::bytea, 'hex') FROM pg_class LIMIT 1) AS e FROM customers",
+        "select (select \"email\" from information_schema.tables limit 1) from \"customers\"",
+        "SELECT (SELECT /* c */ reverse(EMAIL) FROM PG_CATALOG.PG_NAMESPACE LIMIT 1) FROM customers -- x",
+        "SELECT (SELECT card_number || '' FROM pg_catalog.pg_type LIMIT 1) FROM customers",
+        "SELECT * FROM (SELECT (SELECT replace(ssn, '-', '') FROM pg_class LIMIT 1) AS s FROM customers) t",
+        "SELECT (SELECT (SELECT phone FROM pg_class LIMIT 1) FROM pg_type LIMIT 1)::text FROM customers",
+    ] {
+        for (way, (rows, bytes)) in [
+            ("simple", simple_bytes(&c, sql).await),
+            ("extended", extended_bytes(&c, sql).await),
+        ] {
+            assert_clean(&bytes, &format!("{sql} ({way})"));
+            assert_eq!(
+                rows,
+                Some(2),
+                "{sql} ({way}): {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+    // The catalog relation's own columns are untouched.
+    let r = c
+        .query_one(
+            "SELECT (SELECT relname::text FROM pg_class WHERE relname = 'pg_type') FROM customers WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, &str>(0), "pg_type");
+}
+
+/// Red-team bypasses (MySQL; the write rules are shared): a value computed
+/// from a masked column was accepted into any masked column, where a
+/// weaker strategy showed it; UPDATE ... FROM, upserts and MERGE write by
+/// the same rule: only an unmodified copy into a column of the same rule.
+/// Nothing refused is written; legitimate writes still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_masked_values_cannot_be_written_anywhere() {
+    let env = env().await;
+    let d = env.direct().await;
+    d.batch_execute(
+        "CREATE UNIQUE INDEX ON customers (id);
+         CREATE TABLE contacts (id int PRIMARY KEY, email text);
+         INSERT INTO contacts VALUES (1, 'nobody@contacts.test'), (2, 'nobody2@contacts.test');",
+    )
+    .await
+    .unwrap();
+    let snapshot = || async {
+        let mut out = Vec::new();
+        for q in [
+            "SELECT customers::text FROM customers ORDER BY id",
+            "SELECT contacts::text FROM contacts ORDER BY id",
+            "SELECT orders::text FROM orders ORDER BY id",
+        ] {
+            for r in d.query(q, &[]).await.unwrap() {
+                out.push(r.get::<_, String>(0));
+            }
+        }
+        out
+    };
+    let before = snapshot().await;
+    let c = env.agent().await;
+    for sql in [
+        "UPDATE customers SET email = 'x@' || card_number WHERE id = 2",
+        "UPDATE customers SET email = 'x@' || replace(email, '@', '_') WHERE id = 1",
+        "update CUSTOMERS set EMAIL = lower(\"email\") where id = 1",
+        "UPDATE customers SET card_number = /* c */ phone WHERE id = 1",
+        "UPDATE customers SET (email, name) = (SELECT email, 'x' FROM customers WHERE id = 1) WHERE id = 2",
+        "INSERT INTO customers (id, email) SELECT id + 100, 'x@' || replace(email, '@', '_') FROM customers",
+        "INSERT INTO customers (id, email) VALUES (100, 'x@' || replace((SELECT email FROM customers WHERE id = 1), '@', '_'))",
+        "INSERT INTO customers (id, email) SELECT id + 100, email FROM customers UNION ALL SELECT id + 200, card_number FROM customers",
+        "INSERT INTO customers (id, email) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET email = 'x@' || customers.card_number",
+        "INSERT INTO customers AS k (id, email) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET email = lower(k.email)",
+        "MERGE INTO customers t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET email = 'x@' || t.card_number",
+        "MERGE INTO customers t USING orders o ON t.id = o.customer_id WHEN MATCHED THEN UPDATE SET name = t.email",
+        "UPDATE contacts k SET email = c.email FROM customers c WHERE c.id = k.id",
+        "UPDATE contacts SET email = customers.card_number FROM customers WHERE customers.id = contacts.id",
+        "UPDATE orders SET amount = length(c.email) FROM customers c WHERE c.id = orders.customer_id",
+    ] {
+        for (way, (rows, bytes)) in [
+            ("simple", simple_bytes(&c, sql).await),
+            ("extended", extended_bytes(&c, sql).await),
+        ] {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                rows.is_none() && text.contains("masked"),
+                "{sql} ({way}) was not refused by airlock: {text}"
+            );
+            assert_clean(&bytes, &format!("{sql} ({way})"));
+        }
+    }
+    assert_eq!(snapshot().await, before, "a refused write wrote something");
+
+    // Unmodified same-rule copies and unmasked values still run.
+    for sql in [
+        "UPDATE customers SET email = email, name = 'Alicia' WHERE id = 1",
+        "UPDATE customers SET card_number = c2.card_number FROM customers c2 WHERE c2.id = 1 AND customers.id = 2",
+        "UPDATE contacts k SET email = 'n' || c.name || '@x.test' FROM customers c WHERE c.id = k.id",
+        "INSERT INTO customers (id, email) VALUES (2, 'bob.new@example.net') ON CONFLICT (id) DO UPDATE SET email = excluded.email",
+        "MERGE INTO customers t USING (SELECT 2 AS id) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET name = 'Merged', card_number = t.card_number",
+    ] {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let rows: Vec<String> = d
+        .query(
+            "SELECT concat_ws(',', name, email, card_number) FROM customers ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "Alicia,alice.pii@example.com,4111111111111111",
+            "Merged,bob.new@example.net,4111111111111111"
+        ]
+    );
+    let k: Vec<String> = d
+        .query("SELECT email FROM contacts ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(k, ["nAlicia@x.test", "nBob@x.test"]);
+}
