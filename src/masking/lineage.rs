@@ -831,6 +831,16 @@ impl<'a> Analyzer<'a> {
                 }
                 Ok(Shape::NoResult)
             }
+            Statement::AlterTable(at) => {
+                self.alter_table(&object_parts(&at.name), &at.operations)?;
+                Ok(Shape::NoResult)
+            }
+            Statement::RenameTable(renames) => {
+                for r in renames {
+                    self.keeps_masks(&object_parts(&r.old_name), None, "RENAME TABLE")?;
+                }
+                Ok(Shape::NoResult)
+            }
             Statement::CreateView(cv) => {
                 if cv.materialized {
                     let t = self.query(&cv.query, None)?.taint();
@@ -933,7 +943,6 @@ impl<'a> Analyzer<'a> {
             | Statement::CreateIndex(_)
             | Statement::CreateSchema { .. }
             | Statement::Drop { .. }
-            | Statement::AlterTable(_)
             | Statement::Truncate(_)
             | Statement::Grant(_)
             | Statement::Revoke(_)
@@ -947,6 +956,112 @@ impl<'a> Analyzer<'a> {
                 )
             }
             _ => Ok(Shape::Opaque),
+        }
+    }
+
+    /// Masking rules name tables and columns, so DDL must not move masked
+    /// data out from under them: renaming a table with masked columns, or
+    /// a masked column, and a generated column computed from masked data
+    /// (`ADD COLUMN e2 AS (hex(email))`), are refused.
+    fn alter_table(
+        &mut self,
+        table: &[String],
+        ops: &[sqlparser::ast::AlterTableOperation],
+    ) -> Result<(), Stop> {
+        use sqlparser::ast::{AlterTableOperation as Op, ColumnOption};
+        for op in ops {
+            let generated = |options: &mut dyn Iterator<Item = &ColumnOption>| {
+                options
+                    .filter_map(|o| match o {
+                        ColumnOption::Generated {
+                            generation_expr: Some(e),
+                            ..
+                        } => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<sqlparser::ast::Expr>>()
+            };
+            let (renamed, exprs) = match op {
+                Op::RenameTable { .. } => {
+                    self.keeps_masks(table, None, "renaming a table")?;
+                    continue;
+                }
+                Op::RenameColumn {
+                    old_column_name, ..
+                } => (Some(old_column_name), Vec::new()),
+                Op::ChangeColumn {
+                    old_name, options, ..
+                } => (Some(old_name), generated(&mut options.iter())),
+                Op::ModifyColumn { options, .. } => (None, generated(&mut options.iter())),
+                Op::AddColumn { column_def, .. } => (
+                    None,
+                    generated(&mut column_def.options.iter().map(|o| &o.option)),
+                ),
+                _ => continue,
+            };
+            if let Some(col) = renamed {
+                self.keeps_masks(table, Some(&col.value.to_lowercase()), "renaming a column")?;
+            }
+            if exprs.is_empty() {
+                continue;
+            }
+            let (out, schema, tables) = self.relation(table)?;
+            let src = Source {
+                name: table.last().cloned().unwrap_or_default(),
+                schema,
+                tables,
+                out,
+            };
+            let sources = [src];
+            let scope = Scope {
+                sources: &sources,
+                parent: None,
+            };
+            for e in &exprs {
+                let t = self.expr(e, &scope)?;
+                if t.rule().is_some() {
+                    return self.write_stop(t, "a generated column");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses `what` on `table` (on its `column`, when given) if masking
+    /// rules cover it: its columns in the catalog (views through their
+    /// lineage), or, for a table the catalog does not know, any rule whose
+    /// table (or column) pattern matches it.
+    fn keeps_masks(
+        &mut self,
+        table: &[String],
+        column: Option<&str>,
+        what: &str,
+    ) -> Result<(), Stop> {
+        let (out, known, tables) = self.relation(table)?;
+        let mut taint = Taint::Column;
+        if known.is_some() {
+            for c in &out.cols {
+                if column.is_none_or(|name| c.name == name) {
+                    taint = taint.join(c.taint);
+                }
+            }
+        } else {
+            for (s, t) in &tables {
+                taint = taint.join(match column {
+                    Some(c) => self.column_taint(s, t, c).join(self.name_taint(c)),
+                    None => self.table_taint(s, t),
+                });
+            }
+        }
+        match taint.rule() {
+            Some(_) => stop(
+                &self.rule_id(taint),
+                format!(
+                    "{what} would move masked data (rule {}) out from under its masking rule",
+                    self.rule_id(taint)
+                ),
+            ),
+            None => Ok(()),
         }
     }
 

@@ -764,3 +764,50 @@ fn masking_show_warnings_refused_while_masking_applies() {
         "OPAQUE"
     );
 }
+
+#[test]
+fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
+    let m = masker();
+    let p = who("agent", &[]);
+    for sql in [
+        "alter table customers rename column email to mail",
+        "ALTER TABLE public.customers RENAME email TO mail",
+        "alter table customers rename to c2",
+        "alter table customers add column e2 text generated always as (upper(email)) stored",
+    ] {
+        let got = shape(sql);
+        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
+    }
+    for sql in [
+        "RENAME TABLE public.customers TO public.c2",
+        "RENAME TABLE public.orders TO o2, public.customers TO c2",
+        "ALTER TABLE public.customers RENAME COLUMN email TO mail",
+        "ALTER TABLE `public`.`customers` CHANGE `EMAIL` mail varchar(99)",
+        "ALTER TABLE public.customers ADD COLUMN e2 varchar(99) AS (HEX(email)) VIRTUAL",
+        "ALTER TABLE public.customers MODIFY name varchar(99) AS (REVERSE(card_number)) STORED",
+        "ALTER TABLE public.customers RENAME TO public.c2",
+        // A table the catalog does not know: any rule whose table pattern
+        // matches it (`customers.card_number`: any schema's) refuses.
+        "ALTER TABLE other.customers RENAME TO other.c2",
+    ] {
+        let got = shape_as(&m, &p, Dialect::MySql, sql);
+        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
+    }
+    // DDL that moves nothing masked is fine.
+    for sql in [
+        "alter table customers rename column name to full_name",
+        "alter table customers add column note text",
+        "alter table customers add column n2 text generated always as (upper(name)) stored",
+        "alter table orders rename to orders_old",
+        "alter table customers drop column email",
+    ] {
+        assert_eq!(shape(sql), "NONE", "{sql}");
+    }
+    for sql in [
+        // shop.customers has no masked column under these rules.
+        "RENAME TABLE customers TO c2",
+        "ALTER TABLE customers RENAME COLUMN email TO mail",
+    ] {
+        assert_eq!(shape_as(&m, &p, Dialect::MySql, sql), "NONE", "{sql}");
+    }
+}

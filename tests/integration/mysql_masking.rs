@@ -745,3 +745,59 @@ async fn mysql_multi_table_update_targets_are_resolved_through_qualifiers() {
     drop(c);
     env.stop().await;
 }
+
+/// Masking rules name tables and columns: DDL that would move masked data
+/// out from under them (renaming a masked column or its table, or a
+/// generated column computed from masked data) is refused, over the text
+/// protocol and prepared, and the table is left as it was; DDL that moves
+/// nothing masked runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_ddl_cannot_move_masked_data_out_from_under_its_rules() {
+    let mut env = rich_env().await;
+    let columns = |env: &MyEnv| {
+        env.admin("SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'customers'")
+    };
+    let before = columns(&env);
+    let mut c = env.agent().await;
+    for sql in [
+        "ALTER TABLE customers RENAME COLUMN email TO mail",
+        "ALTER TABLE `app`.`Customers` CHANGE `EMAIL` mail varchar(100)",
+        "alter table customers change card_number cn varchar(32)",
+        "RENAME TABLE customers TO c2",
+        "RENAME TABLE orders TO o2, customers TO c2",
+        "ALTER TABLE customers RENAME TO c2",
+        "ALTER TABLE customers ADD COLUMN e2 varchar(200) AS (HEX(email)) VIRTUAL",
+        "ALTER TABLE customers ADD COLUMN e2 varchar(200) AS (REVERSE(card_number)) PERSISTENT",
+        "ALTER TABLE customers MODIFY notes text AS (CONCAT(email, '')) VIRTUAL",
+    ] {
+        for (i, (rows, bytes)) in both_ways(&mut c, sql).await.into_iter().enumerate() {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(rows.is_none(), "{sql} ({i}): ran");
+            assert!(text.contains("airlock"), "{sql} ({i}): {text}");
+        }
+        let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "{sql}");
+    }
+    assert_eq!(columns(&env), before);
+    assert_eq!(
+        env.admin("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app' AND table_name IN ('c2', 'o2')"),
+        "0"
+    );
+    // Nothing masked moves: fine.
+    c.query_drop("ALTER TABLE customers ADD COLUMN nick varchar(20) AS (UPPER(name)) VIRTUAL")
+        .await
+        .unwrap();
+    c.query_drop("ALTER TABLE customers RENAME COLUMN score TO points")
+        .await
+        .unwrap();
+    let nick: Option<String> = c
+        .query_first("SELECT nick FROM customers WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(nick.as_deref(), Some("ALICE"));
+    // The masked columns still mask.
+    let rows: Vec<mysql_async::Row> = c.query("SELECT * FROM customers").await.unwrap();
+    assert_clean(&flatten_all(&rows), "SELECT * after allowed DDL");
+    drop(c);
+    env.stop().await;
+}
