@@ -106,8 +106,10 @@ pub struct Proxy {
     /// Key for mock SCRAM verifiers of unknown identities.
     pub mock_secret: [u8; 32],
     pub shutdown: watch::Receiver<bool>,
-    /// Catalog snapshots for masking, per target (Postgres).
-    catalogs: dashmap::DashMap<String, Arc<CatalogSnapshot>>,
+    /// Catalog snapshots for masking, per target (Postgres), each with the
+    /// target's catalog generation read before it was loaded: only one
+    /// whose generation is still current is handed out.
+    catalogs: dashmap::DashMap<String, (Arc<CatalogSnapshot>, u64)>,
     /// Per-target counts of catalog changes, which make every session's
     /// snapshot of the target stale (both protocols).
     pub catalog_generations: crate::masking::Generations,
@@ -258,13 +260,19 @@ impl Proxy {
         self.loaded.load().masker.clone()
     }
 
-    /// The catalog snapshot of a target, loaded on first use.
+    /// The catalog snapshot of a target, loaded on first use and again
+    /// once the target's catalog generation moved, with the generation it
+    /// was loaded at (read before loading it: a change made while it loads
+    /// still counts as newer than it, so a load that raced with a change is
+    /// never taken for a fresh one).
     pub async fn catalog(
         &self,
         target: &str,
-    ) -> Result<Arc<CatalogSnapshot>, crate::pg::error::SessionError> {
-        if let Some(c) = self.catalogs.get(target) {
-            return Ok(Arc::clone(c.value()));
+    ) -> Result<(Arc<CatalogSnapshot>, u64), crate::pg::error::SessionError> {
+        let generation = self.catalog_generations.of(target);
+        let at = generation.current();
+        if let Some(c) = self.catalogs.get(target).filter(|c| c.1 == at) {
+            return Ok((Arc::clone(&c.0), at));
         }
         let config = self.config();
         let t =
@@ -285,13 +293,25 @@ impl Proxy {
             )
             .await?,
         );
-        self.catalogs.insert(target.to_owned(), Arc::clone(&snap));
-        Ok(snap)
+        // Kept unless a snapshot loaded at a later generation is there
+        // already; one loaded at an older generation than the current one
+        // is never handed out (see above).
+        self.catalogs
+            .entry(target.to_owned())
+            .and_modify(|c| {
+                if c.1 <= at {
+                    *c = (Arc::clone(&snap), at);
+                }
+            })
+            .or_insert_with(|| (Arc::clone(&snap), at));
+        Ok((snap, at))
     }
 
-    /// Forgets a target's catalog snapshot (after DDL); the next use reloads.
+    /// Marks every snapshot of a target's catalog stale (a statement that
+    /// may have changed it has run, in any session): every session reloads
+    /// before planning its next statement.
     pub fn invalidate_catalog(&self, target: &str) {
-        self.catalogs.remove(target);
+        self.catalog_generations.of(target).bump();
     }
 
     pub fn upstream_tls(&self, target: &str) -> Option<Arc<rustls::ClientConfig>> {

@@ -3,8 +3,15 @@
 //! Masking needs to know which table a result column comes from
 //! (RowDescription carries the table OID and attribute number), what `*`
 //! expands to, and what a view is defined as. airlock loads all of that in
-//! one query over its own upstream connection, per target, and keeps the
-//! snapshot until a DDL statement or a reload invalidates it.
+//! one query over its own upstream connection, per target, and shares the
+//! snapshot ([`crate::proxy::Proxy::catalog`]) while the target's catalog
+//! generation ([`crate::masking::catalog`]) stays where it was read before
+//! the load. DDL run through airlock by any session of the target (masked
+//! or not; counted once its transaction has ended) and a config reload
+//! move it: every masking session then takes a fresh snapshot before it
+//! plans, binds or executes its next statement, and plans again the
+//! prepared statements and portals planned against the old one. DDL run
+//! on the server other than through airlock is not seen until then.
 
 use std::collections::HashMap;
 use std::sync::Arc;

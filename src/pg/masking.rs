@@ -4,7 +4,11 @@
 //! * The client side asks [`Masker::plan`] about every statement it forwards
 //!   (Query text, Parse text) and records what each request will produce in
 //!   the [`Expectations`] queue (see [`super::results`]). A plan that says
-//!   *block* refuses the statement like a guardrail would.
+//!   *block* refuses the statement like a guardrail would. Plans of Parse
+//!   and Bind are kept ([`PlanBook`]) with their text and the catalog
+//!   generation they were made at; after the catalog changed (see
+//!   [`super::catalog`]) they are made again at the next Bind or Execute,
+//!   which is refused when the new plan refuses.
 //! * The server side follows the replies with a [`Tracker`]. For a result
 //!   with a masked column it works out, once per result, what to do with
 //!   each column (from the plan, and from the RowDescription's table OID and
@@ -17,8 +21,10 @@
 //! types (whose binary form is the text itself). A masked value of any other
 //! type in binary format becomes NULL: a NULL is valid for every type.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::{BufMut, BytesMut};
 
 use airlock_protocol::pg::backend;
@@ -31,14 +37,25 @@ use super::relay::Verdict;
 use super::results::{fields, Active, Expect, Expectations, Plans, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
 use crate::fasthash::FastMap;
-use crate::masking::{types, Audience, Catalog, ColumnMask, DetectorSet, Masker, StatementPlan};
+use crate::masking::{
+    types, Audience, Catalog, ColumnMask, DetectorSet, Generation, Masker, StatementPlan,
+};
 use crate::policy::shape::Shape;
 use crate::policy::{Dialect, Principal, SessionContext};
 
 /// What a session needs to mask: the rules, the catalog and who is asking.
+/// Shared by the session's two sides; the client side replaces the catalog
+/// snapshot when the target's catalog generation moved (see
+/// [`crate::masking::catalog`]), and the server side reads the current one.
 pub struct MaskContext {
     pub masker: Arc<Masker>,
-    pub catalog: Arc<CatalogSnapshot>,
+    /// The session's catalog snapshot.
+    catalog: ArcSwap<CatalogSnapshot>,
+    /// The target's catalog generation (shared by all its sessions).
+    generation: Generation,
+    /// [`Generation::current`] as read before `catalog` was loaded. Written
+    /// by the client side only.
+    loaded_at: AtomicU64,
     pub principal: Principal,
     pub detectors: DetectorSet,
     /// The rules and detectors that apply to `principal`, worked out once.
@@ -49,14 +66,47 @@ pub struct MaskContext {
 pub type Planned = Result<Plans<StatementPlan>, String>;
 
 impl MaskContext {
-    pub fn new(masker: Arc<Masker>, catalog: Arc<CatalogSnapshot>, principal: Principal) -> Self {
+    /// `catalog`: a snapshot of the target's catalog and the generation of
+    /// `generation` it was loaded at.
+    pub fn new(
+        masker: Arc<Masker>,
+        catalog: (Arc<CatalogSnapshot>, u64),
+        generation: Generation,
+        principal: Principal,
+    ) -> Self {
         MaskContext {
             detectors: masker.detectors_for(&principal),
             audience: masker.audience(&principal),
             masker,
-            catalog,
+            catalog: ArcSwap::new(catalog.0),
+            generation,
+            loaded_at: AtomicU64::new(catalog.1),
             principal,
         }
+    }
+
+    /// The current catalog snapshot.
+    pub fn catalog(&self) -> Arc<CatalogSnapshot> {
+        self.catalog.load_full()
+    }
+
+    /// Whether the target's catalog may have changed since the snapshot was
+    /// loaded: it must be reloaded before the next plan. One atomic load
+    /// of the shared generation.
+    pub fn catalog_stale(&self) -> bool {
+        self.generation.current() != self.loaded_at()
+    }
+
+    /// The generation the current snapshot was loaded at: plans made
+    /// against it are tagged with it.
+    pub fn loaded_at(&self) -> u64 {
+        self.loaded_at.load(Ordering::Relaxed)
+    }
+
+    /// Installs a fresh snapshot, loaded at generation `at`.
+    pub fn set_catalog(&self, catalog: Arc<CatalogSnapshot>, at: u64) {
+        self.catalog.store(catalog);
+        self.loaded_at.store(at, Ordering::Relaxed);
     }
 
     /// Plans a Query's or Parse's statements. `shape`: the statement's
@@ -73,7 +123,7 @@ impl MaskContext {
             text,
             shape,
             ctx,
-            self.catalog.as_ref(),
+            &**self.catalog.load(),
         );
         let mut out = Vec::with_capacity(plans.len());
         for p in plans.iter() {
@@ -268,7 +318,7 @@ impl RowMasking {
         let Some(active) = &self.tracker.active else {
             return Ok(Arc::new(Vec::new()));
         };
-        let generation = self.ctx.catalog.generation();
+        let generation = self.ctx.catalog.load().generation();
         if let Some(last) = self
             .last
             .as_ref()
@@ -311,6 +361,7 @@ impl RowMasking {
             }
         }
         let ctx = &self.ctx;
+        let catalog = ctx.catalog();
         let mut actions = Vec::with_capacity(columns);
         for i in 0..columns {
             let field = described.get(i);
@@ -330,11 +381,11 @@ impl RowMasking {
             };
             // Defense in depth: the column the server says this is.
             if let Some(f) = field.filter(|f| f.table_oid != 0) {
-                let key = (ctx.catalog.generation(), f.table_oid, f.attnum);
+                let key = (catalog.generation(), f.table_oid, f.attnum);
                 let by_source = match self.by_source.get(&key) {
                     Some(m) => m.clone(),
                     None => {
-                        let m = match ctx.catalog.column(f.table_oid, f.attnum) {
+                        let m = match catalog.column(f.table_oid, f.attnum) {
                             Some((rel, col)) => ctx.masker.mask_for_column(
                                 &ctx.principal,
                                 &rel.schema,
@@ -455,53 +506,130 @@ impl RowMasking {
     }
 }
 
-/// The client side's bookkeeping of statement and portal plans.
+/// The client side's bookkeeping of statement and portal plans. Each plan
+/// is tagged with the catalog generation it was made at
+/// ([`MaskContext::loaded_at`]) and kept with the text it was made from, so
+/// that a plan made against an older snapshot is made again before use.
 #[derive(Default)]
 pub struct PlanBook {
-    statements: FastMap<Vec<u8>, Option<Arc<StatementPlan>>>,
+    statements: FastMap<Vec<u8>, Prepared>,
     portals: FastMap<Vec<u8>, Bound>,
 }
 
+/// An allowed Parse: its plan, the text it was made from (`None`: the
+/// statement was not prepared by an allowed Parse, e.g. SQL PREPARE) and
+/// the catalog generation it was made at.
+#[derive(Clone)]
+struct Prepared {
+    plan: Option<Arc<StatementPlan>>,
+    sql: Option<Arc<[u8]>>,
+    planned_at: u64,
+}
+
 /// A bound portal: its statement's name and plan, and Bind's result formats.
-type Bound = (Vec<u8>, Option<Arc<StatementPlan>>, Arc<Vec<i16>>);
+struct Bound {
+    statement: Vec<u8>,
+    prepared: Prepared,
+    formats: Arc<Vec<i16>>,
+}
 
 impl PlanBook {
-    pub fn parsed(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>) {
-        self.statements.insert(name.to_vec(), plan);
+    /// Records an allowed Parse of `sql`, planned at generation `at`.
+    pub fn parsed(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, sql: &[u8], at: u64) {
+        match self.statements.get_mut(name) {
+            Some(p) => {
+                // Clients parse the same text again and again: keep its copy.
+                if p.sql.as_deref() != Some(sql) {
+                    p.sql = Some(Arc::from(sql));
+                }
+                p.plan = plan;
+                p.planned_at = at;
+            }
+            None => {
+                let prepared = Prepared {
+                    plan,
+                    sql: Some(Arc::from(sql)),
+                    planned_at: at,
+                };
+                self.statements.insert(name.to_vec(), prepared);
+            }
+        }
+    }
+
+    /// The text of statement `name` when its plan was made at another
+    /// generation than `at`: it must be planned again before it is bound.
+    pub fn statement_outdated(&self, name: &[u8], at: u64) -> Option<Arc<[u8]>> {
+        let p = self.statements.get(name)?;
+        p.sql.clone().filter(|_| p.planned_at != at)
+    }
+
+    /// Replaces statement `name`'s plan with one made at generation `at`.
+    pub fn statement_replanned(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, at: u64) {
+        if let Some(p) = self.statements.get_mut(name) {
+            p.plan = plan;
+            p.planned_at = at;
+        }
+    }
+
+    /// The text portal `name` was bound from when its plan was made at
+    /// another generation than `at`: it must be planned again before it
+    /// is executed.
+    pub fn portal_outdated(&self, name: &[u8], at: u64) -> Option<Arc<[u8]>> {
+        let b = self.portals.get(name)?;
+        b.prepared
+            .sql
+            .clone()
+            .filter(|_| b.prepared.planned_at != at)
+    }
+
+    /// Replaces portal `name`'s plan with one made at generation `at`.
+    pub fn portal_replanned(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, at: u64) {
+        if let Some(b) = self.portals.get_mut(name) {
+            b.prepared.plan = plan;
+            b.prepared.planned_at = at;
+        }
     }
 
     /// Records a Bind; unknown statements (SQL PREPARE) execute as opaque.
     pub fn bound(&mut self, portal: &[u8], statement: &[u8], formats: FormatCodes<'_>) {
-        let plan = self
+        let prepared = self
             .statements
             .get(statement)
             .cloned()
-            .unwrap_or_else(|| Some(Arc::new(StatementPlan::Opaque)));
+            .unwrap_or_else(|| Prepared {
+                plan: Some(Arc::new(StatementPlan::Opaque)),
+                sql: None,
+                planned_at: 0,
+            });
         // Clients rebind the same (usually unnamed) portal for every
         // execution: update the entry in place rather than allocate anew.
-        if let Some((name, old_plan, old_formats)) = self.portals.get_mut(portal) {
-            if name.as_slice() != statement {
-                name.clear();
-                name.extend_from_slice(statement);
+        if let Some(b) = self.portals.get_mut(portal) {
+            if b.statement.as_slice() != statement {
+                b.statement.clear();
+                b.statement.extend_from_slice(statement);
             }
-            *old_plan = plan;
-            if !formats.equals(old_formats) {
-                *old_formats = Arc::new(formats.to_vec());
+            b.prepared = prepared;
+            if !formats.equals(&b.formats) {
+                b.formats = Arc::new(formats.to_vec());
             }
             return;
         }
         self.portals.insert(
             portal.to_vec(),
-            (statement.to_vec(), plan, Arc::new(formats.to_vec())),
+            Bound {
+                statement: statement.to_vec(),
+                prepared,
+                formats: Arc::new(formats.to_vec()),
+            },
         );
     }
 
     pub fn execute(&self, portal: &[u8]) -> Expect<StatementPlan> {
         match self.portals.get(portal) {
-            Some((statement, plan, formats)) => Expect::Execute {
-                plan: plan.clone(),
-                statement: statement.clone(),
-                formats: Arc::clone(formats),
+            Some(b) => Expect::Execute {
+                plan: b.prepared.plan.clone(),
+                statement: b.statement.clone(),
+                formats: Arc::clone(&b.formats),
             },
             None => Expect::Execute {
                 plan: Some(Arc::new(StatementPlan::Opaque)),

@@ -527,6 +527,7 @@ async fn mask_context(
             Some(masker) => Some(Arc::new(MaskContext::new(
                 masker,
                 proxy.catalog(&principal.target).await?,
+                proxy.catalog_generations.of(&principal.target),
                 principal.clone(),
             ))),
             None => None,

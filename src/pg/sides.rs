@@ -161,9 +161,14 @@ pub struct ClientSide<'a> {
     /// The last allowed statements the gate said may be reused, with
     /// their masking plans: a repeat skips the shared caches. The plans
     /// depend on nothing the memo does not compare because the session's
-    /// [`MaskContext`] (masker and catalog snapshot) is fixed for its
-    /// life; whatever ever replaces it must also forget the memo.
+    /// [`MaskContext`] (masker and catalog snapshot) is fixed between
+    /// catalog reloads, and [`ClientSide::refresh_catalog`] forgets the
+    /// memo; whatever else ever replaces it must also forget the memo.
     memo: Memo<Plans<StatementPlan>>,
+    /// A Query, Parse, Bind or Execute held while the catalog snapshot is
+    /// reloaded (the target's catalog generation moved): judged against
+    /// the fresh snapshot in [`Side::resolve`].
+    refreshing: Option<Box<[u8]>>,
 }
 
 /// A statement held for approval.
@@ -286,6 +291,7 @@ impl<'a> ClientSide<'a> {
             held: None,
             cancel: None,
             memo: Memo::default(),
+            refreshing: None,
         }
     }
 
@@ -629,6 +635,8 @@ impl<'a> ClientSide<'a> {
         let code = outcome.sqlstate();
         let outcome = match outcome_refusal {
             None => {
+                // The catalog may have changed while a human decided.
+                self.refresh_catalog().await?;
                 tracing::info!(
                     request = id,
                     reason = note.reason.as_deref().unwrap_or(""),
@@ -645,7 +653,7 @@ impl<'a> ClientSide<'a> {
         let (planned, judged) = self.admit(&held.sql, note, outcome);
         Ok(match held.parse_name {
             None => self.query_verdict(planned, judged, code),
-            Some(name) => self.parse_verdict(&name, planned, judged, code),
+            Some(name) => self.parse_verdict(&name, &held.sql, planned, judged, code),
         })
     }
 
@@ -679,6 +687,7 @@ impl<'a> ClientSide<'a> {
     fn parse_verdict(
         &mut self,
         name: &[u8],
+        sql: &[u8],
         planned: Planned,
         judged: Option<Arc<Judged>>,
         code: &str,
@@ -688,7 +697,9 @@ impl<'a> ClientSide<'a> {
                 self.follow_step(judged.as_ref());
                 self.statements.insert(name.to_vec(), judged);
                 if let Some(m) = &mut self.masking {
-                    m.book.parsed(name, plans.first().cloned().flatten());
+                    let at = m.ctx.loaded_at();
+                    m.book
+                        .parsed(name, plans.first().cloned().flatten(), sql, at);
                 }
                 Verdict::Pass
             }
@@ -718,53 +729,9 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    fn statement_vetted(&mut self, name: &[u8]) -> bool {
-        !self.gates.gate().vets_prepared()
-            || self.statements.contains_key(name)
-            || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
-    }
-}
-
-/// No masking plans (nothing is masked for the principal, or the query
-/// was refused): one shared empty list, so that saying so allocates
-/// nothing.
-fn no_plans() -> Plans<StatementPlan> {
-    static EMPTY: std::sync::OnceLock<Plans<StatementPlan>> = std::sync::OnceLock::new();
-    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
-}
-
-/// The ids of the masking rules a statement's plans apply.
-fn masked_rules(plans: &[Option<Arc<StatementPlan>>]) -> Vec<String> {
-    let mut rules: Vec<String> = Vec::new();
-    for plan in plans.iter().flatten() {
-        if let StatementPlan::Columns(cols) = plan.as_ref() {
-            for c in cols {
-                if let crate::masking::ColumnMask::Mask { rule, .. } = c {
-                    if !rules.contains(rule) {
-                        rules.push(rule.clone());
-                    }
-                }
-            }
-        }
-    }
-    rules
-}
-
-/// The first 200 characters of a statement, for logs.
-fn preview(sql: &[u8]) -> String {
-    crate::audit::event::log_preview(sql)
-}
-
-fn malformed(e: fe::Malformed) -> SessionError {
-    SessionError::Protocol(e.to_string())
-}
-
-impl<'a> Side for ClientSide<'a> {
-    fn streamable(&self, tag: u8) -> bool {
-        tag == fe::COPY_DATA
-    }
-
-    fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+    /// What becomes of one client frame, against the current catalog
+    /// snapshot (see [`Side::on_frame`]).
+    fn judge_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         let body = &frame[5..];
         let refusals = &self.shared.refusals;
@@ -782,7 +749,7 @@ impl<'a> Side for ClientSide<'a> {
                 self.expect(Expect::Completion);
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
-                        self.parse_verdict(p.name, planned, judged, REFUSED)
+                        self.parse_verdict(p.name, p.sql, planned, judged, REFUSED)
                     }
                     Decided::Held => {
                         if let Some(held) = &mut self.held {
@@ -796,6 +763,17 @@ impl<'a> Side for ClientSide<'a> {
                 let b = Bind::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 if self.statement_vetted(b.statement) {
+                    if let Err(msg) = self.replan_statement(b.statement) {
+                        // Its masking plan against the current catalog
+                        // refuses it; the statement stays, refused at each
+                        // Bind while the catalog says so.
+                        self.follow(|| Expect::Completion);
+                        self.portals.remove(b.portal);
+                        if let Some(m) = &mut self.masking {
+                            m.book.closed_portal(b.portal);
+                        }
+                        return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
+                    }
                     let judged = self.statements.get(b.statement).cloned().flatten();
                     self.follow_step(judged.as_ref());
                     self.portals.insert(b.portal.to_vec(), judged);
@@ -815,8 +793,17 @@ impl<'a> Side for ClientSide<'a> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
+                let replanned = self.replan_portal(e.portal);
                 if let Some(m) = &self.masking {
                     m.expect.push(m.book.execute(e.portal));
+                }
+                if let Err(msg) = replanned {
+                    self.follow(|| Expect::Execute {
+                        plan: None,
+                        statement: Vec::new(),
+                        formats: Arc::clone(&self.no_formats),
+                    });
+                    return Ok(Verdict::Replace(refusals.execute(REFUSED, &msg)));
                 }
                 let portal = self.portals.get(e.portal);
                 if portal.is_some() || !self.gates.gate().vets_prepared() {
@@ -926,7 +913,124 @@ impl<'a> Side for ClientSide<'a> {
         }
     }
 
+    /// Reloads the catalog snapshot when the target's catalog generation
+    /// moved since it was loaded, and then forgets the memo, whose plans
+    /// were made against the old one. Prepared statements and portals keep
+    /// their plans, tagged with the generation they were made at, until
+    /// [`Self::replan_statement`] or [`Self::replan_portal`] sees them.
+    async fn refresh_catalog(&mut self) -> Result<(), SessionError> {
+        let Some(m) = self.masking.as_ref().filter(|m| m.ctx.catalog_stale()) else {
+            return Ok(());
+        };
+        let (catalog, at) = self.proxy.catalog(&self.principal.target).await?;
+        m.ctx.set_catalog(catalog, at);
+        self.memo.forget();
+        Ok(())
+    }
+
+    /// Before a Bind of prepared statement `name`: when its masking plan
+    /// was made against an older catalog snapshot, plans its text again
+    /// against the current one (the server plans it again too, and a view
+    /// it reads may now compute something else). `Err`: the refusal
+    /// message of that plan.
+    fn replan_statement(&mut self, name: &[u8]) -> Result<(), String> {
+        let Some(m) = &mut self.masking else {
+            return Ok(());
+        };
+        let at = m.ctx.loaded_at();
+        let Some(sql) = m.book.statement_outdated(name, at) else {
+            return Ok(());
+        };
+        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &self.context)?;
+        m.book
+            .statement_replanned(name, plan.first().cloned().flatten(), at);
+        Ok(())
+    }
+
+    /// Before an Execute of `portal`: likewise, for a portal bound before
+    /// the catalog changed.
+    fn replan_portal(&mut self, portal: &[u8]) -> Result<(), String> {
+        let Some(m) = &mut self.masking else {
+            return Ok(());
+        };
+        let at = m.ctx.loaded_at();
+        let Some(sql) = m.book.portal_outdated(portal, at) else {
+            return Ok(());
+        };
+        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &self.context)?;
+        m.book
+            .portal_replanned(portal, plan.first().cloned().flatten(), at);
+        Ok(())
+    }
+
+    fn statement_vetted(&mut self, name: &[u8]) -> bool {
+        !self.gates.gate().vets_prepared()
+            || self.statements.contains_key(name)
+            || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
+    }
+}
+
+/// No masking plans (nothing is masked for the principal, or the query
+/// was refused): one shared empty list, so that saying so allocates
+/// nothing.
+fn no_plans() -> Plans<StatementPlan> {
+    static EMPTY: std::sync::OnceLock<Plans<StatementPlan>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
+}
+
+/// The ids of the masking rules a statement's plans apply.
+fn masked_rules(plans: &[Option<Arc<StatementPlan>>]) -> Vec<String> {
+    let mut rules: Vec<String> = Vec::new();
+    for plan in plans.iter().flatten() {
+        if let StatementPlan::Columns(cols) = plan.as_ref() {
+            for c in cols {
+                if let crate::masking::ColumnMask::Mask { rule, .. } = c {
+                    if !rules.contains(rule) {
+                        rules.push(rule.clone());
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// The first 200 characters of a statement, for logs.
+fn preview(sql: &[u8]) -> String {
+    crate::audit::event::log_preview(sql)
+}
+
+fn malformed(e: fe::Malformed) -> SessionError {
+    SessionError::Protocol(e.to_string())
+}
+
+impl<'a> Side for ClientSide<'a> {
+    fn streamable(&self, tag: u8) -> bool {
+        tag == fe::COPY_DATA
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+        if matches!(frame[0], fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE)
+            && self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale())
+        {
+            // Planned, bound or run against a fresh snapshot only: the
+            // frame waits while it loads (see `resolve`).
+            self.refreshing = Some(frame.into());
+            return Ok(Verdict::Hold);
+        }
+        self.judge_frame(frame)
+    }
+
     async fn resolve(&mut self) -> Result<Verdict, SessionError> {
+        if let Some(frame) = self.refreshing.take() {
+            self.refresh_catalog().await?;
+            // Not held again for the catalog (a change made meanwhile is
+            // seen at the next statement), but maybe for approval.
+            return match self.judge_frame(&frame)? {
+                Verdict::Hold => self.resolve_held().await,
+                verdict => Ok(verdict),
+            };
+        }
         self.resolve_held().await
     }
 
@@ -1000,9 +1104,13 @@ pub struct ServerSide<'a> {
     /// Masking of rows, errors and notifications; `None` when nothing is
     /// masked for this principal.
     masking: Option<RowMasking>,
-    /// Told about DDL, which makes the masking catalog stale.
+    /// Told about DDL, which makes the target's masking catalog stale
+    /// (for every session, see [`crate::masking::catalog`]).
     proxy: &'a Proxy,
     target: &'a str,
+    /// DDL ran since the last idle ReadyForQuery: the catalog is made
+    /// stale at the next one, or when the session ends before it.
+    ddl_pending: bool,
     /// Records allowed statements when they have run; `None` without an
     /// audit log.
     audit: Option<ReplyAudit<'a>>,
@@ -1029,6 +1137,7 @@ impl<'a> ServerSide<'a> {
             masking,
             proxy,
             target,
+            ddl_pending: false,
             audit: None,
             withhold_values: false,
         }
@@ -1059,6 +1168,16 @@ impl<'a> ServerSide<'a> {
             ),
         );
         out.freeze()
+    }
+}
+
+impl Drop for ServerSide<'_> {
+    /// A session that ends after DDL but before its idle ReadyForQuery
+    /// (committed or not, who knows) still makes the catalog stale.
+    fn drop(&mut self) {
+        if self.ddl_pending {
+            self.proxy.invalidate_catalog(self.target);
+        }
     }
 }
 
@@ -1100,6 +1219,10 @@ impl Side for ServerSide<'_> {
                     SessionError::Protocol("malformed ReadyForQuery from server".into())
                 })?;
                 self.shared.status.store(status, Ordering::Release);
+                if self.ddl_pending && status == b'I' {
+                    self.ddl_pending = false;
+                    self.proxy.invalidate_catalog(self.target);
+                }
                 self.shared.ready_received();
                 self.rows = 0;
                 self.truncating = false;
@@ -1145,9 +1268,13 @@ impl Side for ServerSide<'_> {
             // CommandComplete, EmptyQueryResponse, PortalSuspended end a result.
             backend::COMMAND_COMPLETE | b'I' | b's' => {
                 self.rows = 0;
-                if tag == backend::COMMAND_COMPLETE && self.masking.is_some() && is_ddl(&frame[5..])
-                {
-                    self.proxy.invalidate_catalog(self.target);
+                if tag == backend::COMMAND_COMPLETE && is_ddl(&frame[5..]) {
+                    // Whoever ran it, every session's snapshot of the
+                    // target goes stale once it is committed or rolled
+                    // back (at the next idle ReadyForQuery): only then can
+                    // a reload see it, and only then has it released its
+                    // locks, on which a reload would wait.
+                    self.ddl_pending = true;
                 }
                 Ok(Verdict::Pass)
             }

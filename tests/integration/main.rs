@@ -27,6 +27,7 @@ mod mysql_masking;
 mod mysql_proxy;
 mod pg_audit;
 mod pg_auth;
+mod pg_catalog_changes;
 mod pg_client;
 mod pg_credentials;
 mod pg_guardrails;

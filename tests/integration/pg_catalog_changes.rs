@@ -1,0 +1,385 @@
+//! Masking on the Postgres path after the schema changes under an open
+//! session: DDL run through airlock by any session (masked or not) makes
+//! every session's catalog snapshot of the target stale, and a prepared
+//! statement is planned again when it is next bound after such a change.
+//! No raw PII (nor its upper-case, hex or reversed form) may reach the
+//! masked agent, and sessions stay usable.
+
+use crate::common::*;
+
+/// `agent` is masked; `builder` (the same password) is not, and runs DDL.
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent", "builder"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+
+[[mask]]
+id = "email"
+columns = ["public.customers.email"]
+strategy = "email"
+unmasked = { identities = ["builder"] }
+
+[[mask]]
+id = "card"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+unmasked = { identities = ["builder"] }
+
+# The names the DDL below gives masked data.
+[[mask]]
+id = "moved"
+columns = ["public.customers.mail", "public.customers.e2"]
+strategy = "redact"
+unmasked = { identities = ["builder"] }
+"#;
+
+const SETUP: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card_number text);
+INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '4111111111111111'),
+ (2, 'Bob', 'bob.pii@example.org', '5500005555555559');
+CREATE VIEW vx AS SELECT name AS a FROM customers;
+CREATE VIEW vn AS SELECT name AS a FROM customers;
+CREATE VIEW vh AS SELECT encode(convert_to(email, 'UTF8'), 'hex') AS a FROM customers;
+";
+
+const FORBIDDEN: [&str; 4] = [
+    "alice.pii@example.com",
+    "bob.pii@example.org",
+    "4111111111111111",
+    "5500005555555559",
+];
+
+/// No forbidden value, as is, upper-case, hex (either case) or reversed.
+fn assert_clean(bytes: &[u8], context: &str) {
+    for f in FORBIDDEN {
+        let hex: String = f.bytes().map(|b| format!("{b:02x}")).collect();
+        let reversed: String = f.chars().rev().collect();
+        for v in [
+            f.to_owned(),
+            f.to_uppercase(),
+            hex.to_uppercase(),
+            hex,
+            reversed.to_uppercase(),
+            reversed,
+        ] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{context}: raw PII {v:?} leaked in {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
+async fn env() -> Env {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        identities: vec![("builder".into(), AGENT_PW.into(), Vec::new())],
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    env
+}
+
+async fn builder(env: &Env) -> tokio_postgres::Client {
+    connect(env.config_for("builder", AGENT_PW)).await
+}
+
+/// Every value of every row, text (`NULL` for null), `|` after each.
+fn flatten_rows(rows: &[tokio_postgres::Row]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rows {
+        for i in 0..r.len() {
+            let v = match r.try_get::<_, Option<String>>(i) {
+                Ok(v) => v,
+                Err(_) => r
+                    .try_get::<_, Option<i32>>(i)
+                    .map(|v| v.map(|n| n.to_string()))
+                    .unwrap_or_else(|e| Some(format!("{e:?}"))),
+            };
+            out.extend_from_slice(v.as_deref().unwrap_or("NULL").as_bytes());
+            out.push(b'|');
+        }
+    }
+    out
+}
+
+/// `sql` over the simple protocol.
+async fn simple(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    match c.simple_query(sql).await {
+        Ok(msgs) => {
+            for m in msgs {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    for i in 0..r.len() {
+                        out.extend_from_slice(r.get(i).unwrap_or("NULL").as_bytes());
+                        out.push(b'|');
+                    }
+                }
+            }
+        }
+        Err(e) => out.extend_from_slice(format!("{e:?}").as_bytes()),
+    }
+    out
+}
+
+/// A prepared statement executed (bound) again: rows, or the error.
+async fn exec(c: &tokio_postgres::Client, stmt: &tokio_postgres::Statement) -> Vec<u8> {
+    match c.query(stmt, &[]).await {
+        Ok(rows) => flatten_rows(&rows),
+        Err(e) => format!("{e:?}").into_bytes(),
+    }
+}
+
+/// `sql` over the simple protocol and prepared (extended protocol).
+async fn both_ways(c: &tokio_postgres::Client, sql: &str) -> [Vec<u8>; 2] {
+    let prepared = match c.prepare(sql).await {
+        Ok(stmt) => exec(c, &stmt).await,
+        Err(e) => format!("{e:?}").into_bytes(),
+    };
+    [simple(c, sql).await, prepared]
+}
+
+/// The session still answers, and still masks.
+async fn assert_usable(c: &tokio_postgres::Client, context: &str) {
+    let rows = c
+        .query("SELECT name FROM customers ORDER BY id", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{context}: session unusable: {e:?}"));
+    assert_eq!(flatten_rows(&rows), b"Alice|Bob|", "{context}");
+    for got in both_ways(c, "SELECT card_number FROM customers ORDER BY id").await {
+        let masked = b"************1111|";
+        assert!(
+            got.starts_with(masked),
+            "{context}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        assert_clean(&got, context);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_view_created_by_another_session_is_seen() {
+    let mut env = env().await;
+    let reader = env.agent().await;
+    // Loads the reader's snapshot.
+    assert_usable(&reader, "before").await;
+    let b = builder(&env).await;
+    let raw = b
+        .query("SELECT email FROM customers ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        flatten_rows(&raw),
+        b"alice.pii@example.com|bob.pii@example.org|",
+        "builder is not masked"
+    );
+    b.batch_execute(
+        "CREATE VIEW vv2 AS SELECT upper(email) AS x, reverse(card_number) AS y FROM customers",
+    )
+    .await
+    .unwrap();
+    for sql in [
+        "SELECT x, y FROM vv2",
+        "SELECT * FROM vv2",
+        "SELECT x || '' FROM vv2",
+    ] {
+        for got in both_ways(&reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    assert_usable(&reader, "after a builder's view").await;
+    // A masked agent's DDL is seen by the other sessions as well.
+    let other = env.agent().await;
+    other
+        .batch_execute("CREATE VIEW vv3 AS SELECT reverse(email) AS x FROM customers")
+        .await
+        .unwrap();
+    for got in both_ways(&reader, "SELECT x || '' FROM vv3").await {
+        assert_clean(&got, "vv3");
+    }
+    assert_usable(&reader, "after an agent's view").await;
+    drop((reader, b, other));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_view_replaced_by_another_session_is_seen_simple_and_prepared() {
+    let mut env = env().await;
+    let reader = env.agent().await;
+    let stmt = reader.prepare("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(exec(&reader, &stmt).await, b"Alice|Bob|");
+    assert_eq!(
+        simple(&reader, "SELECT a FROM vx ORDER BY a").await,
+        b"Alice|Bob|"
+    );
+    let b = builder(&env).await;
+    b.batch_execute("CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers")
+        .await
+        .unwrap();
+    assert_clean(&exec(&reader, &stmt).await, "prepared before the change");
+    for got in both_ways(&reader, "SELECT a FROM vx").await {
+        assert_clean(&got, "vx");
+    }
+    assert_usable(&reader, "after the view changed").await;
+    // Back to harmless: the prepared statement runs again, unmasked.
+    b.batch_execute("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    assert_eq!(exec(&reader, &stmt).await, b"Alice|Bob|");
+    drop((reader, b));
+    env.stop().await;
+}
+
+/// DDL inside another session's transaction is seen once it commits, even
+/// when a session reloaded its snapshot in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_view_replaced_in_another_sessions_transaction_is_seen_after_commit() {
+    let mut env = env().await;
+    let reader = env.agent().await;
+    let stmt = reader.prepare("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(exec(&reader, &stmt).await, b"Alice|Bob|");
+    let b = builder(&env).await;
+    b.batch_execute(
+        "BEGIN; CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers",
+    )
+    .await
+    .unwrap();
+    // Reloads the snapshot while the change is not committed yet.
+    assert_eq!(simple(&reader, "SELECT 1").await, b"1|");
+    b.batch_execute("COMMIT").await.unwrap();
+    assert_clean(&exec(&reader, &stmt).await, "prepared, after the commit");
+    for got in both_ways(&reader, "SELECT a FROM vx").await {
+        assert_clean(&got, "vx after the commit");
+    }
+    assert_usable(&reader, "after the commit").await;
+    drop((reader, b));
+    env.stop().await;
+}
+
+/// The probe's same-session case: one session prepares, replaces the view
+/// and executes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_prepared_statement_is_planned_again_after_its_view_changed() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    let stmt = c.prepare("SELECT a FROM vx ORDER BY a").await.unwrap();
+    assert_eq!(exec(&c, &stmt).await, b"Alice|Bob|");
+    c.batch_execute("CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_clean(&exec(&c, &stmt).await, "re-executed after the view changed");
+    }
+    assert_clean(&simple(&c, "SELECT a FROM vx").await, "simple");
+    assert_usable(&c, "after the view changed").await;
+    c.batch_execute("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    assert_eq!(exec(&c, &stmt).await, b"Alice|Bob|");
+    c.batch_execute("CREATE OR REPLACE VIEW vx AS SELECT card_number AS a FROM customers")
+        .await
+        .unwrap();
+    let got = exec(&c, &stmt).await;
+    assert!(
+        got.starts_with(b"************1111|"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_clean(&got, "masked column through the view");
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_view_renamed_by_another_session_is_seen() {
+    let mut env = env().await;
+    let reader = env.agent().await;
+    let stmt = reader.prepare("SELECT a FROM vn ORDER BY a").await.unwrap();
+    assert_eq!(exec(&reader, &stmt).await, b"Alice|Bob|");
+    assert_eq!(
+        simple(&reader, "SELECT a FROM vn ORDER BY a").await,
+        b"Alice|Bob|"
+    );
+    let b = builder(&env).await;
+    b.batch_execute("ALTER TABLE vn RENAME TO vn_old; ALTER TABLE vh RENAME TO vn")
+        .await
+        .unwrap();
+    // The server resolved the name when it prepared: the old view still.
+    assert_clean(&exec(&reader, &stmt).await, "prepared before the rename");
+    for sql in [
+        "SELECT a FROM vn",
+        "SELECT * FROM vn",
+        "SELECT a || '' FROM vn",
+    ] {
+        for got in both_ways(&reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    assert_usable(&reader, "after the rename").await;
+    drop((reader, b));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_columns_changed_by_another_session_are_seen() {
+    let mut env = env().await;
+    let reader = env.agent().await;
+    let star = reader
+        .prepare("SELECT * FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    assert_clean(&exec(&reader, &star).await, "before");
+    let b = builder(&env).await;
+    b.batch_execute("ALTER TABLE customers RENAME COLUMN email TO mail")
+        .await
+        .unwrap();
+    let queries = [
+        "SELECT mail FROM customers",
+        "SELECT upper(mail), reverse(mail) FROM customers",
+        "SELECT * FROM customers",
+    ];
+    assert_clean(&exec(&reader, &star).await, "prepared `*` after the rename");
+    for sql in queries {
+        for got in both_ways(&reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    b.batch_execute(
+        "ALTER TABLE customers ADD COLUMN e2 text GENERATED ALWAYS AS (upper(mail)) STORED",
+    )
+    .await
+    .unwrap();
+    assert_clean(
+        &exec(&reader, &star).await,
+        "prepared `*` after the new column",
+    );
+    for sql in [
+        "SELECT e2 FROM customers",
+        "SELECT reverse(e2), lower(e2) FROM customers",
+        "SELECT * FROM customers",
+    ] {
+        for got in both_ways(&reader, sql).await {
+            assert_clean(&got, sql);
+        }
+    }
+    // The open session now sees what a new one does.
+    let fresh = env.agent().await;
+    for sql in queries
+        .iter()
+        .chain(&["SELECT e2, reverse(e2) FROM customers ORDER BY id"])
+    {
+        assert_eq!(
+            both_ways(&reader, sql).await,
+            both_ways(&fresh, sql).await,
+            "{sql}"
+        );
+    }
+    let names = simple(&reader, "SELECT name FROM customers ORDER BY id").await;
+    assert_eq!(names, b"Alice|Bob|");
+    drop((reader, b, fresh, star));
+    env.stop().await;
+}
