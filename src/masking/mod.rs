@@ -248,9 +248,24 @@ impl Masker {
                 }]
             }
         };
+        // Every statement of a request is planned before any runs, against
+        // the catalog as it is now: after one that may change it (DDL:
+        // `CREATE OR REPLACE VIEW v AS SELECT reverse(email) ...; SELECT *
+        // FROM v`), the plans and write checks of the rest would follow the
+        // old definitions. Only transaction and session statements may
+        // follow DDL in one request.
+        let mut catalog_changed = false;
         parsed
             .iter()
             .map(|p| {
+                use crate::policy::facts::StatementClass;
+                let class = crate::policy::classify::classify(&p.statement).0;
+                if catalog_changed
+                    && !matches!(class, StatementClass::Transaction | StatementClass::Session)
+                {
+                    return after_ddl();
+                }
+                catalog_changed |= class == StatementClass::Ddl;
                 let mut a = Analyzer::new(&self.rules, active, dialect, ctx, catalog, self.limits);
                 match a.statement(&p.statement) {
                     Ok(Shape::NoResult) => StatementPlan::NoResult,
@@ -386,5 +401,14 @@ impl Masker {
             }
             ColumnMask::Detect => Some(Cow::Borrowed(v)),
         }
+    }
+}
+
+/// The plan of a statement after DDL in the same request (see
+/// [`Masker::plan_uncached`]): refused, with what to do instead.
+fn after_ddl() -> StatementPlan {
+    StatementPlan::Block {
+        rule: UNANALYZABLE.into(),
+        message: "while masking applies, only transaction and session statements may follow DDL in the same request: send the rest on its own, once the DDL has run".into(),
     }
 }

@@ -811,3 +811,26 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
         assert_eq!(shape_as(&m, &p, Dialect::MySql, sql), "NONE", "{sql}");
     }
 }
+
+#[test]
+fn masking_refuses_what_follows_ddl_in_one_request() {
+    // Planned before the DDL runs, the SELECT would follow the old view.
+    for sql in [
+        "create or replace view v_customers as select id, reverse(email) as email from customers; select * from v_customers",
+        "alter table customers rename column email to mail; select mail from customers",
+        "create table t2 (a text); insert into t2 select name from customers",
+        "drop view v_customers; select 1",
+    ] {
+        let got = shape(sql);
+        assert!(got.contains("BLOCK:mask.unanalyzable"), "{sql}: {got}");
+    }
+    // Transaction and session statements may follow; DDL alone is fine.
+    assert_eq!(
+        shape("begin; create table t2 (a text); commit"),
+        "NONE;NONE;NONE"
+    );
+    assert_eq!(
+        shape("select email from customers; create table t2 (a text)"),
+        "E;NONE"
+    );
+}

@@ -338,3 +338,32 @@ async fn mysql_columns_changed_by_another_session_are_seen() {
     drop((reader, b, fresh));
     env.stop().await;
 }
+
+/// A multi-statement text is planned before any of it runs: what follows
+/// DDL in it would be planned against the old definitions, so it is
+/// refused whole, nothing runs, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_ddl_and_a_read_of_what_it_changed_in_one_request_are_refused() {
+    use mysql_async::prelude::Queryable;
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "CREATE OR REPLACE VIEW vx AS SELECT REVERSE(email) AS a FROM customers; SELECT a FROM vx",
+        "create or replace view vx as select hex(email) as a from customers; select * from vx",
+        "RENAME TABLE vn TO vn_old, vh TO vn; SELECT a FROM vn",
+    ] {
+        let got = match c.query::<mysql_async::Row, _>(sql).await {
+            Ok(rows) => format!("{rows:?}"),
+            Err(e) => format!("{e:?}"),
+        };
+        assert_clean(got.as_bytes(), sql);
+        assert!(got.contains("airlock"), "{sql}: {got}");
+        assert_usable(&mut c, sql).await;
+    }
+    assert_eq!(
+        env.admin("SELECT GROUP_CONCAT(a ORDER BY a) FROM vx"),
+        "Alice,Bob"
+    );
+    drop(c);
+    env.stop().await;
+}

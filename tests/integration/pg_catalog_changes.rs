@@ -383,3 +383,50 @@ async fn pg_columns_changed_by_another_session_are_seen() {
     drop((reader, b, fresh, star));
     env.stop().await;
 }
+
+/// Every statement of a simple Query is planned before any runs: what
+/// follows DDL in the same request would be planned against the old
+/// definitions, so only transaction and session statements may follow it.
+/// The request is refused whole (nothing of it runs) and the session goes
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_and_a_read_of_what_it_changed_in_one_request_are_refused() {
+    let env = env().await;
+    let c = env.agent().await;
+    for sql in [
+        "CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers; SELECT a FROM vx",
+        "create or replace view vx as select encode(convert_to(email, 'UTF8'), 'hex') as a from customers; select * from vx",
+        "ALTER VIEW vh RENAME TO vh2; ALTER TABLE vn RENAME TO vn_old; SELECT a FROM vn_old",
+        "CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers; CREATE TABLE stolen AS SELECT a FROM vx",
+    ] {
+        let got = simple(&c, sql).await;
+        assert_clean(&got, sql);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("airlock"), "{sql}: {text}");
+        assert_usable(&c, sql).await;
+    }
+    // Nothing ran: vx is still `name AS a`, and no table was made.
+    let rows = env
+        .direct()
+        .await
+        .query("SELECT a FROM vx ORDER BY a", &[])
+        .await
+        .unwrap();
+    assert_eq!(flatten_rows(&rows), b"Alice|Bob|");
+    let stolen: i64 = env
+        .direct()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'stolen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stolen, 0);
+    // DDL with transaction statements around it runs.
+    c.batch_execute("BEGIN; CREATE TABLE notes (n text); COMMIT")
+        .await
+        .unwrap();
+    assert_usable(&c, "after DDL alone").await;
+}
