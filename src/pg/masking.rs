@@ -514,6 +514,10 @@ impl RowMasking {
 pub struct PlanBook {
     statements: FastMap<Vec<u8>, Prepared>,
     portals: FastMap<Vec<u8>, Bound>,
+    /// The oldest generation a plan with a text was made at (`None`:
+    /// none yet). Generations only grow, so while it is the current one
+    /// no plan is outdated and Bind and Execute skip the lookups.
+    oldest: Option<u64>,
 }
 
 /// An allowed Parse: its plan, the text it was made from (`None`: the
@@ -534,6 +538,11 @@ struct Bound {
 }
 
 impl PlanBook {
+    /// Notes a plan with a text made at generation `at`.
+    fn planned_at(&mut self, at: u64) {
+        self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
+    }
+
     /// Records an allowed Parse of `sql`, planned at generation `at`.
     pub fn parsed(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, sql: &[u8], at: u64) {
         match self.statements.get_mut(name) {
@@ -544,8 +553,10 @@ impl PlanBook {
                 }
                 p.plan = plan;
                 p.planned_at = at;
+                self.planned_at(at);
             }
             None => {
+                self.planned_at(at);
                 let prepared = Prepared {
                     plan,
                     sql: Some(Arc::from(sql)),
@@ -559,6 +570,9 @@ impl PlanBook {
     /// The text of statement `name` when its plan was made at another
     /// generation than `at`: it must be planned again before it is bound.
     pub fn statement_outdated(&self, name: &[u8], at: u64) -> Option<Arc<[u8]>> {
+        if self.oldest.is_none_or(|o| o == at) {
+            return None;
+        }
         let p = self.statements.get(name)?;
         p.sql.clone().filter(|_| p.planned_at != at)
     }
@@ -575,6 +589,9 @@ impl PlanBook {
     /// another generation than `at`: it must be planned again before it
     /// is executed.
     pub fn portal_outdated(&self, name: &[u8], at: u64) -> Option<Arc<[u8]>> {
+        if self.oldest.is_none_or(|o| o == at) {
+            return None;
+        }
         let b = self.portals.get(name)?;
         b.prepared
             .sql
