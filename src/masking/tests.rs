@@ -81,6 +81,15 @@ fn shape(sql: &str) -> String {
     shape_as(&masker(), &who("agent", &[]), Dialect::Postgres, sql)
 }
 
+/// Each statement is refused by a masking rule (for the agent).
+fn assert_blocked_by_a_mask(d: Dialect, sqls: &[&str]) {
+    let (m, p) = (masker(), who("agent", &[]));
+    for sql in sqls {
+        let got = shape_as(&m, &p, d, sql);
+        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
+    }
+}
+
 #[test]
 fn masking_lineage_direct_and_star() {
     assert_eq!(shape("select id, email, name from customers"), ".E.");
@@ -229,15 +238,10 @@ fn masking_lineage_blocks_unsafe_shapes() {
     ] {
         assert!(shape(sql).starts_with("BLOCK:pii-"), "{sql}: {}", shape(sql));
     }
-    let m = masker();
-    let p = who("agent", &[]);
-    for sql in [
+    assert_blocked_by_a_mask(Dialect::MySql, &[
         "insert into public.customers (id, name) values (1, 'x') on duplicate key update name = replace(email, '@', '#')",
         "insert into public.customers (id, name) values (1, 'x') on duplicate key update name = concat(values(name), card_number)",
-    ] {
-        let got = shape_as(&m, &p, Dialect::MySql, sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
+    ]);
     // An upsert that moves no masked data is fine.
     assert_eq!(
         shape("insert into customers (id, name) values (1, 'x') on conflict (id) do update set name = excluded.name"),
@@ -332,7 +336,7 @@ fn masking_unknown_inner_table_does_not_hide_outer_columns() {
 fn masking_writes_only_bare_same_rule_copies() {
     let m = masker();
     let p = who("agent", &[]);
-    for sql in [
+    assert_blocked_by_a_mask(Dialect::Postgres, &[
         "update customers set email = concat('x@', card_number) where id = 2",
         "update customers set email = card_number where id = 2",
         "update customers set email = 'x@' || replace(email, '@', '_')",
@@ -351,11 +355,8 @@ fn masking_writes_only_bare_same_rule_copies() {
         "merge into customers t using orders s on t.id = s.id when matched then update set email = 'x@' || t.card_number",
         "merge into customers t using orders s on t.id = s.id when matched then update set name = t.email",
         "merge into customers t using (select 1 as id) s on t.id = s.id when not matched then insert (id, email) values (s.id, (select card_number from customers limit 1))",
-    ] {
-        let got = shape(sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
-    for sql in [
+    ]);
+    assert_blocked_by_a_mask(Dialect::MySql, &[
         "update public.customers set email = concat('x@', card_number) where id = 2",
         "insert into public.customers (id, email) select id + 100, concat('x@', replace(email, '@', '_')) from public.customers",
         "replace into public.customers (id, email) select id + 100, lower(email) from public.customers",
@@ -364,10 +365,7 @@ fn masking_writes_only_bare_same_rule_copies() {
         "insert into public.customers (id, email) values (1, 'x') on duplicate key update name = values(email)",
         "insert into public.customers set id = 100, email = concat('x@', (select card_number from public.customers limit 1))",
         "insert into public.orders set id = 100, customer_id = (select length(email) from public.customers limit 1)",
-    ] {
-        let got = shape_as(&m, &p, Dialect::MySql, sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
+    ]);
     // Unmodified copies under the same rule, and unmasked values, are fine.
     for sql in [
         "update customers set email = email, name = 'x' where id = 1",
@@ -420,14 +418,14 @@ fn masking_multi_table_update_targets_resolve_through_qualifiers() {
     }
     // Postgres: only the UPDATE's table is written; a qualified target is
     // not a table's column there.
-    for sql in [
-        "update orders set amount = c.card_number from customers c where c.id = orders.id",
-        "update shop.customers k set email = c.email from public.customers c where c.id = k.id",
-        "update customers set customers.email = c.card_number from customers c where c.id = 1",
-    ] {
-        let got = shape(sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
+    assert_blocked_by_a_mask(
+        Dialect::Postgres,
+        &[
+            "update orders set amount = c.card_number from customers c where c.id = orders.id",
+            "update shop.customers k set email = c.email from public.customers c where c.id = k.id",
+            "update customers set customers.email = c.card_number from customers c where c.id = 1",
+        ],
+    );
     for sql in [
         "update public.customers c join public.customers k on k.id = 1 set c.email = k.email where c.id = 2",
         "update public.customers c join shop.customers k on k.id = c.id set k.email = 'x', c.name = k.name where c.id = 1",
@@ -769,30 +767,30 @@ fn masking_show_warnings_refused_while_masking_applies() {
 fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
     let m = masker();
     let p = who("agent", &[]);
-    for sql in [
-        "alter table customers rename column email to mail",
-        "ALTER TABLE public.customers RENAME email TO mail",
-        "alter table customers rename to c2",
-        "alter table customers add column e2 text generated always as (upper(email)) stored",
-    ] {
-        let got = shape(sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
-    for sql in [
-        "RENAME TABLE public.customers TO public.c2",
-        "RENAME TABLE public.orders TO o2, public.customers TO c2",
-        "ALTER TABLE public.customers RENAME COLUMN email TO mail",
-        "ALTER TABLE `public`.`customers` CHANGE `EMAIL` mail varchar(99)",
-        "ALTER TABLE public.customers ADD COLUMN e2 varchar(99) AS (HEX(email)) VIRTUAL",
-        "ALTER TABLE public.customers MODIFY name varchar(99) AS (REVERSE(card_number)) STORED",
-        "ALTER TABLE public.customers RENAME TO public.c2",
-        // A table the catalog does not know: any rule whose table pattern
-        // matches it (`customers.card_number`: any schema's) refuses.
-        "ALTER TABLE other.customers RENAME TO other.c2",
-    ] {
-        let got = shape_as(&m, &p, Dialect::MySql, sql);
-        assert!(got.starts_with("BLOCK:pii-"), "{sql}: {got}");
-    }
+    assert_blocked_by_a_mask(
+        Dialect::Postgres,
+        &[
+            "alter table customers rename column email to mail",
+            "ALTER TABLE public.customers RENAME email TO mail",
+            "alter table customers rename to c2",
+            "alter table customers add column e2 text generated always as (upper(email)) stored",
+        ],
+    );
+    assert_blocked_by_a_mask(
+        Dialect::MySql,
+        &[
+            "RENAME TABLE public.customers TO public.c2",
+            "RENAME TABLE public.orders TO o2, public.customers TO c2",
+            "ALTER TABLE public.customers RENAME COLUMN email TO mail",
+            "ALTER TABLE `public`.`customers` CHANGE `EMAIL` mail varchar(99)",
+            "ALTER TABLE public.customers ADD COLUMN e2 varchar(99) AS (HEX(email)) VIRTUAL",
+            "ALTER TABLE public.customers MODIFY name varchar(99) AS (REVERSE(card_number)) STORED",
+            "ALTER TABLE public.customers RENAME TO public.c2",
+            // A table the catalog does not know: any rule whose table pattern
+            // matches it (`customers.card_number`: any schema's) refuses.
+            "ALTER TABLE other.customers RENAME TO other.c2",
+        ],
+    );
     // DDL that moves nothing masked is fine.
     for sql in [
         "alter table customers rename column name to full_name",

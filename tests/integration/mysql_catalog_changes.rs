@@ -8,8 +8,7 @@
 use crate::common::mysql as mysql_env;
 
 use mysql_async::prelude::*;
-use mysql_async::Value;
-use mysql_env::{MyEnv, AGENT_PW};
+use mysql_env::{flatten_all, MyEnv, AGENT_PW};
 
 /// `agent` is masked; `builder` (the same password) is not, and runs DDL.
 const RULES: &str = r#"
@@ -66,22 +65,6 @@ fn assert_clean(bytes: &[u8], context: &str) {
             );
         }
     }
-}
-
-/// Every value of every row, as bytes (typed binary values printed).
-fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in rows {
-        for i in 0..r.len() {
-            match r.as_ref(i) {
-                Some(Value::Bytes(b)) => out.extend_from_slice(b),
-                Some(v) => out.extend_from_slice(format!("{v:?}").as_bytes()),
-                None => {}
-            }
-            out.push(b'|');
-        }
-    }
-    out
 }
 
 async fn env() -> MyEnv {

@@ -5,7 +5,7 @@ use crate::common::mysql as mysql_env;
 
 use mysql_async::prelude::*;
 use mysql_async::Value;
-use mysql_env::{MyEnv, AGENT, AGENT_PW};
+use mysql_env::{flatten_all, MyEnv, AGENT, AGENT_PW};
 
 const RULES: &str = r#"
 [[policy]]
@@ -196,22 +196,6 @@ INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '411111111111
 CREATE TABLE orders (id int PRIMARY KEY, customer_id int);
 INSERT INTO orders VALUES (10, 1), (11, 2);
 CREATE VIEW v_cust AS SELECT id, email AS contact, card_number FROM customers;";
-
-/// Every value of every row, as bytes (typed binary values printed).
-fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in rows {
-        for i in 0..r.len() {
-            match r.as_ref(i) {
-                Some(Value::Bytes(b)) => out.extend_from_slice(b),
-                Some(v) => out.extend_from_slice(format!("{v:?}").as_bytes()),
-                None => {}
-            }
-            out.push(b'|');
-        }
-    }
-    out
-}
 
 async fn rich_env() -> MyEnv {
     let env = MyEnv::start(Some(RICH_RULES)).await;

@@ -193,3 +193,19 @@ targets = ["{DB}"]
         }
     }
 }
+
+/// Every value of every row, as bytes (typed binary values printed).
+pub fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rows {
+        for i in 0..r.len() {
+            match r.as_ref(i) {
+                Some(mysql_async::Value::Bytes(b)) => out.extend_from_slice(b),
+                Some(v) => out.extend_from_slice(format!("{v:?}").as_bytes()),
+                None => {}
+            }
+            out.push(b'|');
+        }
+    }
+    out
+}
