@@ -307,19 +307,16 @@ impl Extractor<'_> {
             None => self.facts.unbounded_write = true,
             Some(e) => {
                 self.facts.has_where = true;
-                NUMBER_CONSULTED.with(|c| c.set(false));
-                let truth = const_truth(e);
+                let (truth, constrains) =
+                    self.literal_checked(|| (const_truth(e), constrains_rows(e)));
                 if truth == Some(true) {
                     self.facts.constant_true_where = true;
                     self.facts.unbounded_write = true;
-                } else if !constrains_rows(e) {
+                } else if !constrains {
                     // `WHERE $1`, `WHERE id = 1 OR $2`, `WHERE EXISTS
                     // (SELECT 1)`: true or false for all rows alike.
                     self.facts.unconstrained_where = true;
                     self.facts.unbounded_write = true;
-                }
-                if NUMBER_CONSULTED.with(|c| c.get()) {
-                    self.facts.literal_sensitive = true;
                 }
             }
         }
@@ -664,14 +661,13 @@ impl Visitor for Extractor<'_> {
                 }
                 // A WHEN MATCHED that updates or deletes is bounded by the
                 // join condition or its own `AND ...`, as a WHERE is.
-                let bounds = |e: &Expr| const_truth(e) != Some(true) && constrains_rows(e);
                 let unbounded = self.literal_checked(|| {
                     m.clauses.iter().any(|c| {
                         matches!(
                             c.action,
                             MergeAction::Update(_) | MergeAction::Delete { .. }
-                        ) && !bounds(&m.on)
-                            && !c.predicate.as_ref().is_some_and(bounds)
+                        ) && !bounds_rows(&m.on)
+                            && !c.predicate.as_ref().is_some_and(bounds_rows)
                     })
                 });
                 if unbounded {
@@ -939,14 +935,18 @@ fn unbounded_rewrite(ins: &sqlparser::ast::Insert, target: &ObjectName) -> Optio
         );
     let source = ins.source.as_ref().filter(|_| rewrites)?;
     let bounded = match source.body.as_ref() {
-        SetExpr::Select(s) => s
-            .selection
-            .as_ref()
-            .is_some_and(|e| const_truth(e) != Some(true) && constrains_rows(e)),
+        SetExpr::Select(s) => s.selection.as_ref().is_some_and(bounds_rows),
         _ => false,
     };
     let table = target.0.last().and_then(|p| p.as_ident())?;
     (!bounded).then(|| norm(table))
+}
+
+/// Whether a condition bounds the rows a write touches, as a WHERE must
+/// for [`ids::UNBOUNDED_WRITE`]: not always true, and able to tell rows
+/// apart.
+fn bounds_rows(e: &Expr) -> bool {
+    const_truth(e) != Some(true) && constrains_rows(e)
 }
 
 /// Whether a WHERE clause can tell rows apart: every branch of an OR (and
