@@ -491,20 +491,9 @@ async fn mysql_masking_follows_ddl_and_refuses_shifting_multi_statements() {
     env.stop().await;
 }
 
-/// `assert_clean`, and no hex or reversed spelling of a PII value either.
+/// No PII value in any form (`common::assert_no_pii_forms`).
 fn assert_no_pii(bytes: &[u8], context: &str) {
-    assert_clean(bytes, context);
-    for f in FORBIDDEN {
-        let hex: String = f.bytes().map(|b| format!("{b:02X}")).collect();
-        let reversed: String = f.chars().rev().collect();
-        for v in [hex.clone(), hex.to_lowercase(), reversed] {
-            assert!(
-                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
-                "{context}: PII {f:?} leaked as {v:?} in {:?}",
-                String::from_utf8_lossy(bytes)
-            );
-        }
-    }
+    crate::common::assert_no_pii_forms(&FORBIDDEN, bytes, context);
 }
 
 /// Runs `sql` both ways and asserts airlock refused it each time, with no

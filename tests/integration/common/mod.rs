@@ -246,3 +246,28 @@ pub fn make_certs(dir: &std::path::Path) -> (String, String, String) {
     std::fs::write(&paths[2], key.serialize_pem()).unwrap();
     paths.map(|p| p.display().to_string()).into()
 }
+
+/// Asserts that no `forbidden` value is in `bytes` in any form a
+/// transform in SQL could give it: as is, upper- or lower-case, hex
+/// (either case) or reversed (either case).
+pub fn assert_no_pii_forms(forbidden: &[&str], bytes: &[u8], context: &str) {
+    for f in forbidden {
+        let hex: String = f.bytes().map(|b| format!("{b:02x}")).collect();
+        let reversed: String = f.chars().rev().collect();
+        for v in [
+            f.to_string(),
+            f.to_uppercase(),
+            f.to_lowercase(),
+            hex.to_uppercase(),
+            hex,
+            reversed.to_uppercase(),
+            reversed,
+        ] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{context}: PII {f:?} leaked as {v:?} in {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
