@@ -81,6 +81,29 @@ fn shape(sql: &str) -> String {
     shape_as(&masker(), &who("agent", &[]), Dialect::Postgres, sql)
 }
 
+/// `sql` (Postgres, for the agent) returns one column, redacted whole
+/// under `rule`: a value computed from masked data.
+fn assert_redacted_whole(sql: &str, rule: &str) {
+    let plans = masker().plan(
+        &who("agent", &[]),
+        Dialect::Postgres,
+        sql,
+        &ctx(),
+        &catalog(),
+    );
+    match plans.as_slice() {
+        [StatementPlan::Columns(cols)] => assert_eq!(
+            cols.as_slice(),
+            [ColumnMask::Mask {
+                rule: rule.into(),
+                strategy: Strategy::Redact
+            }],
+            "{sql}"
+        ),
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
 /// Each statement is refused by a masking rule (for the agent).
 fn assert_blocked_by_a_mask(d: Dialect, sqls: &[&str]) {
     let (m, p) = (masker(), who("agent", &[]));
@@ -291,25 +314,10 @@ fn masking_unknown_inner_table_does_not_hide_outer_columns() {
         }
     }
     // Derived from the outer column: masked whole.
-    match m
-        .plan(
-            &p,
-            Dialect::Postgres,
-            "select (select email from pg_class limit 1) from customers",
-            &ctx(),
-            &catalog(),
-        )
-        .as_slice()
-    {
-        [StatementPlan::Columns(cols)] => assert_eq!(
-            cols.as_slice(),
-            [ColumnMask::Mask {
-                rule: "pii-email".into(),
-                strategy: Strategy::Redact
-            }]
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_redacted_whole(
+        "select (select email from pg_class limit 1) from customers",
+        "pii-email",
+    );
     // Pinned where a known source lists the column: the inner table's.
     assert_eq!(
         shape("select (select o.id from orders o, pg_class where amount > 0 limit 1), (select amount from orders, pg_class limit 1) from customers"),
@@ -452,46 +460,12 @@ fn masking_mixed_rules_are_masked_whole() {
         taint::Taint::Masked(1).join(taint::Taint::Masked(1)),
         taint::Taint::Masked(1)
     );
-    let m = masker();
-    match m
-        .plan(
-            &who("agent", &[]),
-            Dialect::Postgres,
-            "select card_number from customers union all select email from customers",
-            &ctx(),
-            &catalog(),
-        )
-        .as_slice()
-    {
-        [StatementPlan::Columns(cols)] => assert_eq!(
-            cols.as_slice(),
-            [ColumnMask::Mask {
-                rule: "pii-card".into(),
-                strategy: Strategy::Redact
-            }]
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_redacted_whole(
+        "select card_number from customers union all select email from customers",
+        "pii-card",
+    );
     // A computed VALUES cell is masked whole too.
-    match m
-        .plan(
-            &who("agent", &[]),
-            Dialect::Postgres,
-            "select * from (values ('x@' || replace((select email from customers limit 1), '@', '_'))) v(e)",
-            &ctx(),
-            &catalog(),
-        )
-        .as_slice()
-    {
-        [StatementPlan::Columns(cols)] => assert_eq!(
-            cols.as_slice(),
-            [ColumnMask::Mask {
-                rule: "pii-email".into(),
-                strategy: Strategy::Redact
-            }]
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_redacted_whole("select * from (values ('x@' || replace((select email from customers limit 1), '@', '_'))) v(e)", "pii-email");
 }
 
 #[test]
