@@ -65,6 +65,12 @@ pub enum ColumnMask {
 pub enum StatementPlan {
     /// Returns no rows. If rows come anyway, treat it as [`Self::Opaque`].
     NoResult,
+    /// DDL: returns no rows (treated as [`Self::NoResult`]) and may change
+    /// what later statements read. A session must not plan anything after
+    /// it against the old catalog: until its transaction has ended, only
+    /// transaction and session statements may follow
+    /// ([`Masker::plan_after_ddl`]); then the catalog is loaded again.
+    Ddl,
     /// One entry per result column, in order. Columns beyond the list are
     /// unclassified: use [`Masker::mask_for_name`] on their names. A
     /// result with *fewer* columns than the plan means the analysis was
@@ -205,32 +211,84 @@ impl Masker {
         if let Some(p) = self.cache.get(&key) {
             return p;
         }
-        let plans = if sql.len() > INLINE_BYTES {
-            std::thread::scope(|s| {
-                std::thread::Builder::new()
-                    .name("airlock-mask".into())
-                    .stack_size(BIG_STACK)
-                    .spawn_scoped(s, || {
-                        self.plan_uncached(active, detectors, dialect, sql, ctx, catalog)
-                    })
-                    .ok()
-                    .and_then(|h| h.join().ok())
-            })
-            .unwrap_or_else(|| {
-                vec![StatementPlan::Block {
-                    rule: UNANALYZABLE.into(),
-                    message: "statement could not be analyzed for masking".into(),
-                }]
-            })
-        } else {
-            self.plan_uncached(active, detectors, dialect, sql, ctx, catalog)
-        };
+        let plans = self.plan_uncached(audience, dialect, sql, ctx, catalog, Follows::Nothing);
         let plans: cache::Plans = plans.into_iter().map(Arc::new).collect();
         self.cache.put(&key, &plans);
         plans
     }
 
+    /// Plans `sql` for a session whose own DDL has run in a transaction
+    /// that has not ended yet: the catalog airlock can read (from another
+    /// connection) does not show that DDL, so only transaction and session
+    /// statements are allowed; everything else is refused until COMMIT or
+    /// ROLLBACK. Rare, so not cached.
+    pub fn plan_after_ddl(
+        &self,
+        audience: &Audience,
+        dialect: Dialect,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+    ) -> Vec<StatementPlan> {
+        self.plan_uncached(audience, dialect, sql, ctx, catalog, Follows::UnsettledDdl)
+    }
+
+    /// The SQL-level prepared statements `sql` runs (`EXECUTE name`, also
+    /// under EXPLAIN), named as [`crate::policy::classify::execute_name`]
+    /// names them. `None` when that cannot be told: the text does not
+    /// parse, or is too long to parse here (callers refuse).
+    pub fn executed_statements(&self, dialect: Dialect, sql: &str) -> Option<Vec<String>> {
+        if sql.len() > INLINE_BYTES {
+            return None;
+        }
+        let parsed = parse::parse(dialect, sql, &self.limits).ok()?;
+        let mut names = Vec::new();
+        for p in &parsed {
+            let _ = sqlparser::ast::visit_statements(&p.statement, |st| {
+                if let sqlparser::ast::Statement::Execute { name, .. } = st {
+                    names.push(crate::policy::classify::execute_name(name.as_ref()));
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        Some(names)
+    }
+
+    /// Plans `sql` without the cache: a long text on a thread with a stack
+    /// big enough for its syntax tree.
     fn plan_uncached(
+        &self,
+        audience: &Audience,
+        dialect: Dialect,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &dyn Catalog,
+        follows: Follows,
+    ) -> Vec<StatementPlan> {
+        let (active, detectors) = (&audience.active, audience.detectors);
+        if sql.len() <= INLINE_BYTES {
+            return self.plan_parsed(active, detectors, dialect, sql, ctx, catalog, follows);
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("airlock-mask".into())
+                .stack_size(BIG_STACK)
+                .spawn_scoped(s, || {
+                    self.plan_parsed(active, detectors, dialect, sql, ctx, catalog, follows)
+                })
+                .ok()
+                .and_then(|h| h.join().ok())
+        })
+        .unwrap_or_else(|| {
+            vec![StatementPlan::Block {
+                rule: UNANALYZABLE.into(),
+                message: "statement could not be analyzed for masking".into(),
+            }]
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_parsed(
         &self,
         active: &[usize],
         detectors: DetectorSet,
@@ -238,6 +296,7 @@ impl Masker {
         sql: &str,
         ctx: &SessionContext,
         catalog: &dyn Catalog,
+        follows: Follows,
     ) -> Vec<StatementPlan> {
         let parsed = match parse::parse(dialect, sql, &self.limits) {
             Ok(p) => p,
@@ -253,21 +312,23 @@ impl Masker {
         // `CREATE OR REPLACE VIEW v AS SELECT reverse(email) ...; SELECT *
         // FROM v`), the plans and write checks of the rest would follow the
         // old definitions. Only transaction and session statements may
-        // follow DDL in one request.
-        let mut catalog_changed = false;
+        // follow DDL in one request, or while the session's own DDL is in a
+        // transaction that has not ended.
+        let mut after = follows;
         parsed
             .iter()
             .map(|p| {
                 use crate::policy::facts::StatementClass;
                 let class = crate::policy::classify::classify(&p.statement).0;
-                if catalog_changed
-                    && !matches!(class, StatementClass::Transaction | StatementClass::Session)
-                {
-                    return after_ddl();
+                if after != Follows::Nothing && !may_follow_ddl(&p.statement, class) {
+                    return after.refusal();
                 }
-                catalog_changed |= class == StatementClass::Ddl;
+                if class == StatementClass::Ddl && after == Follows::Nothing {
+                    after = Follows::DdlInRequest;
+                }
                 let mut a = Analyzer::new(&self.rules, active, dialect, ctx, catalog, self.limits);
                 match a.statement(&p.statement) {
+                    Ok(_) if class == StatementClass::Ddl => StatementPlan::Ddl,
                     Ok(Shape::NoResult) => StatementPlan::NoResult,
                     Ok(Shape::Opaque) => StatementPlan::Opaque,
                     Ok(Shape::Rows(out)) => self.finish(out, detectors),
@@ -404,11 +465,51 @@ impl Masker {
     }
 }
 
-/// The plan of a statement after DDL in the same request (see
-/// [`Masker::plan_uncached`]): refused, with what to do instead.
-fn after_ddl() -> StatementPlan {
-    StatementPlan::Block {
-        rule: UNANALYZABLE.into(),
-        message: "while masking applies, only transaction and session statements may follow DDL in the same request: send the rest on its own, once the DDL has run".into(),
+/// Whether a statement may run after DDL that masking has not seen yet:
+/// transaction statements, and session statements that read nothing.
+/// Not `EXECUTE`, which runs a statement prepared against the old
+/// definitions, nor a `SET` that computes its value from a table (MySQL's
+/// `SET @x = (SELECT ...)`).
+fn may_follow_ddl(
+    statement: &sqlparser::ast::Statement,
+    class: crate::policy::facts::StatementClass,
+) -> bool {
+    use crate::policy::facts::StatementClass;
+    use std::ops::ControlFlow;
+    match class {
+        StatementClass::Transaction => true,
+        StatementClass::Session => {
+            !matches!(statement, sqlparser::ast::Statement::Execute { .. })
+                && sqlparser::ast::visit_relations(statement, |_| ControlFlow::Break(()))
+                    .is_continue()
+        }
+        _ => false,
+    }
+}
+
+/// What the statements being planned come after (see
+/// [`Masker::plan_parsed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follows {
+    /// Nothing that changed the catalog.
+    Nothing,
+    /// DDL earlier in the same request, which has not run yet.
+    DdlInRequest,
+    /// The session's own DDL, run in a transaction that has not ended.
+    UnsettledDdl,
+}
+
+impl Follows {
+    /// The plan of a statement that may not follow DDL: refused, with what
+    /// to do instead.
+    fn refusal(self) -> StatementPlan {
+        let message = match self {
+            Follows::UnsettledDdl => "while masking applies, only transaction and session statements may follow DDL until its transaction ends: COMMIT or ROLLBACK first (masking reads the catalog from another connection, which cannot see DDL that is not committed)",
+            _ => "while masking applies, only transaction and session statements may follow DDL in the same request: send the rest on its own, once the DDL has run",
+        };
+        StatementPlan::Block {
+            rule: UNANALYZABLE.into(),
+            message: message.into(),
+        }
     }
 }

@@ -45,7 +45,7 @@ fn ctx() -> SessionContext {
 }
 
 /// One letter per column: `.` clear/detect, `E` email, `C` card, `S` ssn,
-/// `P` phone, `N` null; or `BLOCK:<rule>`, `NONE`, `OPAQUE`.
+/// `P` phone, `N` null; or `BLOCK:<rule>`, `NONE`, `DDL`, `OPAQUE`.
 fn shape_as(m: &Masker, p: &Principal, d: Dialect, sql: &str) -> String {
     let mut c = ctx();
     if d == Dialect::MySql {
@@ -56,6 +56,7 @@ fn shape_as(m: &Masker, p: &Principal, d: Dialect, sql: &str) -> String {
         .iter()
         .map(|plan| match plan {
             StatementPlan::NoResult => "NONE".to_string(),
+            StatementPlan::Ddl => "DDL".to_string(),
             StatementPlan::Opaque => "OPAQUE".to_string(),
             StatementPlan::Block { rule, .. } => format!("BLOCK:{rule}"),
             StatementPlan::Columns(cols) => cols
@@ -773,14 +774,14 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
         "alter table orders rename to orders_old",
         "alter table customers drop column email",
     ] {
-        assert_eq!(shape(sql), "NONE", "{sql}");
+        assert_eq!(shape(sql), "DDL", "{sql}");
     }
     for sql in [
         // shop.customers has no masked column under these rules.
         "RENAME TABLE customers TO c2",
         "ALTER TABLE customers RENAME COLUMN email TO mail",
     ] {
-        assert_eq!(shape_as(&m, &p, Dialect::MySql, sql), "NONE", "{sql}");
+        assert_eq!(shape_as(&m, &p, Dialect::MySql, sql), "DDL", "{sql}");
     }
 }
 
@@ -792,6 +793,8 @@ fn masking_refuses_what_follows_ddl_in_one_request() {
         "alter table customers rename column email to mail; select mail from customers",
         "create table t2 (a text); insert into t2 select name from customers",
         "drop view v_customers; select 1",
+        // EXECUTE runs a statement prepared against the old view.
+        "create or replace view v_customers as select id, reverse(email) as email from customers; execute s1",
     ] {
         let got = shape(sql);
         assert!(got.contains("BLOCK:mask.unanalyzable"), "{sql}: {got}");
@@ -799,10 +802,70 @@ fn masking_refuses_what_follows_ddl_in_one_request() {
     // Transaction and session statements may follow; DDL alone is fine.
     assert_eq!(
         shape("begin; create table t2 (a text); commit"),
-        "NONE;NONE;NONE"
+        "NONE;DDL;NONE"
     );
     assert_eq!(
         shape("select email from customers; create table t2 (a text)"),
-        "E;NONE"
+        "E;DDL"
     );
+}
+
+#[test]
+fn masking_after_unsettled_ddl_allows_only_transaction_and_session_statements() {
+    // The session's own DDL ran in a transaction that is still open: the
+    // catalog airlock reads cannot see it yet.
+    let m = masker();
+    let p = who("agent", &[]);
+    let plan = |sql: &str| {
+        let audience = m.audience(&p);
+        m.plan_after_ddl(&audience, Dialect::Postgres, sql, &ctx(), &catalog())
+    };
+    for sql in [
+        "select email from customers",
+        "select 1",
+        "select a from v_customers",
+        "insert into orders values (1, 2, 3)",
+        "with x as (select 1) select * from x",
+        "create view v2 as select 1",
+        "execute s1",
+        "copy customers to stdout",
+        "fetch all from c1",
+        "declare c1 cursor for select email from customers",
+        "commit; select email from customers",
+    ] {
+        let got = plan(sql);
+        assert!(
+            matches!(got.last(), Some(StatementPlan::Block { rule, message }) if rule == "mask.unanalyzable" && message.contains("until its transaction ends")),
+            "{sql}: {got:?}"
+        );
+    }
+    for sql in [
+        "commit",
+        "rollback",
+        "end",
+        "abort",
+        "savepoint s",
+        "release savepoint s",
+        "set search_path = public",
+        "reset all",
+    ] {
+        let got = plan(sql);
+        assert!(
+            !got.iter().any(|p| matches!(p, StatementPlan::Block { .. })),
+            "{sql}: {got:?}"
+        );
+    }
+    // A session statement that reads a table (MySQL) does not count.
+    let my = |sql: &str| {
+        let mut c = ctx();
+        c.current_database = Some("shop".into());
+        m.plan_after_ddl(&m.audience(&p), Dialect::MySql, sql, &c, &catalog())
+    };
+    let got = my("SET @x = (SELECT email FROM customers LIMIT 1)");
+    assert!(
+        matches!(got.last(), Some(StatementPlan::Block { .. })),
+        "{got:?}"
+    );
+    let got = my("SET @x = 1");
+    assert_eq!(got, vec![StatementPlan::NoResult]);
 }

@@ -728,14 +728,15 @@ impl Session<'_> {
     }
 
     fn apply(&mut self, effects: Effects) {
-        for name in effects.prepared {
-            self.context.prepared.insert(name);
+        // In the order `Effects` documents.
+        if effects.deallocate_all {
+            self.context.prepared.clear();
         }
         for name in &effects.deallocated {
             self.context.prepared.remove(name);
         }
-        if effects.deallocate_all {
-            self.context.prepared.clear();
+        for name in effects.prepared {
+            self.context.prepared.insert(name);
         }
         if let Some(db) = effects.current_database {
             self.context.current_database = Some(db);

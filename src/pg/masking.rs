@@ -112,11 +112,7 @@ impl MaskContext {
     /// Plans a Query's or Parse's statements. `shape`: the statement's
     /// shape, as the policy engine was given it.
     pub fn plan(&self, sql: &[u8], shape: &Shape<'_>, ctx: &SessionContext) -> Planned {
-        let Ok(text) = std::str::from_utf8(sql) else {
-            return Err(
-                "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
-            );
-        };
+        let text = utf8(sql)?;
         let plans = self.masker.plan_for(
             &self.audience,
             Dialect::Postgres,
@@ -125,15 +121,42 @@ impl MaskContext {
             ctx,
             &**self.catalog.load(),
         );
-        let mut out = Vec::with_capacity(plans.len());
-        for p in plans.iter() {
-            if let StatementPlan::Block { rule, message } = p.as_ref() {
-                return Err(format!("airlock: blocked by rule {rule}: {message}"));
-            }
-            out.push(Some(Arc::clone(p)));
-        }
-        Ok(out.into())
+        admitted(plans.iter().cloned())
     }
+
+    /// Plans a statement for a session whose own DDL is in a transaction
+    /// that has not ended (see [`super::ddl_fence`]): only transaction and
+    /// session statements are allowed.
+    pub fn plan_after_ddl(&self, sql: &[u8], ctx: &SessionContext) -> Planned {
+        let text = utf8(sql)?;
+        let plans = self.masker.plan_after_ddl(
+            &self.audience,
+            Dialect::Postgres,
+            text,
+            ctx,
+            &**self.catalog.load(),
+        );
+        admitted(plans.into_iter().map(Arc::new))
+    }
+}
+
+/// A statement's text, which masking plans only as UTF-8.
+fn utf8(sql: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(sql).map_err(|_| {
+        "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into()
+    })
+}
+
+/// A request's plans, or the refusal of the first statement masking blocks.
+fn admitted(plans: impl ExactSizeIterator<Item = Arc<StatementPlan>>) -> Planned {
+    let mut out = Vec::with_capacity(plans.len());
+    for p in plans {
+        if let StatementPlan::Block { rule, message } = p.as_ref() {
+            return Err(format!("airlock: blocked by rule {rule}: {message}"));
+        }
+        out.push(Some(p));
+    }
+    Ok(out.into())
 }
 
 impl Catalog for CatalogSnapshot {
@@ -243,6 +266,11 @@ impl RowMasking {
     }
 
     /// Handles one server message; returns what to send the client.
+    /// Requests answered so far (see [`Tracker::requests_done`]).
+    pub fn requests_done(&self) -> u64 {
+        self.tracker.requests_done()
+    }
+
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         let body = &frame[5..];
@@ -639,6 +667,25 @@ impl PlanBook {
                 formats: Arc::new(formats.to_vec()),
             },
         );
+    }
+
+    /// The text statement `name` was parsed from, if an allowed Parse
+    /// made it.
+    pub fn statement_sql(&self, name: &[u8]) -> Option<Arc<[u8]>> {
+        self.statements.get(name)?.sql.clone()
+    }
+
+    /// The text portal `name`'s statement was parsed from, likewise.
+    pub fn portal_sql(&self, name: &[u8]) -> Option<Arc<[u8]>> {
+        self.portals.get(name)?.prepared.sql.clone()
+    }
+
+    /// Whether portal `name` runs DDL.
+    pub fn portal_runs_ddl(&self, name: &[u8]) -> bool {
+        self.portals
+            .get(name)
+            .and_then(|b| b.prepared.plan.as_deref())
+            .is_some_and(|p| matches!(p, StatementPlan::Ddl))
     }
 
     pub fn execute(&self, portal: &[u8]) -> Expect<StatementPlan> {

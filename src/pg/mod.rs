@@ -28,6 +28,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod client_auth;
 pub mod conn;
+pub mod ddl_fence;
 pub mod error;
 pub mod lexer_guard;
 pub mod listener;

@@ -125,6 +125,9 @@ pub struct Tracker<P> {
     /// sent again gets the same description, which is then shared rather
     /// than copied.
     last_description: Option<Description>,
+    /// Requests answered so far (Query, Sync, FunctionCall: their
+    /// ReadyForQuery went by, or the server ignored the Sync).
+    requests_done: u64,
 }
 
 /// A RowDescription body and its result formats.
@@ -184,6 +187,7 @@ impl<P> Default for Tracker<P> {
             in_rows: false,
             copy_in: false,
             last_description: None,
+            requests_done: 0,
         }
     }
 }
@@ -357,6 +361,7 @@ impl<P> Tracker<P> {
                     Some(Expect::Sync | Expect::FunctionCall) => {}
                     _ => return Err(out_of_step()),
                 }
+                self.requests_done += 1;
             }
             _ => {}
         }
@@ -388,11 +393,18 @@ impl<P> Tracker<P> {
         loop {
             match q.front() {
                 Some(Expect::CopyEnd) => self.copy_in = false,
-                Some(Expect::Sync) if self.copy_in => {}
+                Some(Expect::Sync) if self.copy_in => self.requests_done += 1,
                 _ => return,
             }
             q.pop_front();
         }
+    }
+
+    /// How many requests that the server answers with ReadyForQuery (Query,
+    /// Sync, FunctionCall) have been answered, counting the Syncs it
+    /// ignored during COPY FROM STDIN (see [`super::ddl_fence`]).
+    pub fn requests_done(&self) -> u64 {
+        self.requests_done
     }
 }
 

@@ -35,6 +35,7 @@ use airlock_protocol::pg::frontend::{
 
 use super::audit_hook::{AuditQueue, Judged, ReplyAudit, Run, SessionAudit};
 use super::cancel::HeldCancel;
+use super::ddl_fence::{Fence, FenceSignal};
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::refusal::Refusals;
@@ -72,6 +73,9 @@ pub struct Shared {
     /// differently from airlock ([`super::lexer_guard`]): every later
     /// statement is refused.
     lexer_hazard: std::sync::OnceLock<String>,
+    /// The session's DDL and the requests answered, for masking's fence
+    /// (see [`super::ddl_fence`]).
+    pub fence: FenceSignal,
 }
 
 impl Shared {
@@ -83,6 +87,7 @@ impl Shared {
             refusals: Refusals::default(),
             busy_since: AtomicU64::new(0),
             lexer_hazard: std::sync::OnceLock::new(),
+            fence: FenceSignal::default(),
         }
     }
 
@@ -169,6 +174,10 @@ pub struct ClientSide<'a> {
     /// reloaded (the target's catalog generation moved): judged against
     /// the fresh snapshot in [`Side::resolve`].
     refreshing: Option<Box<[u8]>>,
+    /// The session's own DDL is in a transaction that has not ended (see
+    /// [`super::ddl_fence`]): only transaction and session statements may
+    /// run. Worked out for each Query, Parse, Bind and Execute.
+    restricted: bool,
 }
 
 /// A statement held for approval.
@@ -251,6 +260,14 @@ pub struct ClientMasking {
     pub ctx: Arc<MaskContext>,
     pub expect: Arc<Expectations<StatementPlan>>,
     book: PlanBook,
+    /// Keeps plans behind the session's own DDL (see [`super::ddl_fence`]).
+    fence: Fence,
+    /// SQL-level prepared statements (`PREPARE name AS ...`) judged
+    /// against an older catalog snapshot. Masking plans `EXECUTE` as rows
+    /// of unknown shape, matched by column name, and cannot tell what such
+    /// a statement now returns (a view it reads may compute something
+    /// else): it is refused until prepared again.
+    outdated_prepared: std::collections::HashSet<String>,
 }
 
 impl ClientMasking {
@@ -259,6 +276,8 @@ impl ClientMasking {
             ctx,
             expect,
             book: PlanBook::default(),
+            fence: Fence::default(),
+            outdated_prepared: Default::default(),
         }
     }
 }
@@ -292,6 +311,7 @@ impl<'a> ClientSide<'a> {
             cancel: None,
             memo: Memo::default(),
             refreshing: None,
+            restricted: false,
         }
     }
 
@@ -315,8 +335,14 @@ impl<'a> ClientSide<'a> {
         Some(ReplyAudit::new(audit, expect))
     }
 
-    fn expect(&self, e: Expect<StatementPlan>) {
-        if let Some(m) = &self.masking {
+    fn expect(&mut self, e: Expect<StatementPlan>) {
+        if let Some(m) = &mut self.masking {
+            if matches!(
+                e,
+                Expect::Simple { .. } | Expect::Sync | Expect::FunctionCall
+            ) {
+                m.fence.request_sent();
+            }
             m.expect.push(e);
         }
     }
@@ -345,6 +371,7 @@ impl<'a> ClientSide<'a> {
     /// principal.
     fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
+            Some(m) if self.restricted => m.ctx.plan_after_ddl(sql, &self.context),
             Some(m) => m.ctx.plan(sql, shape, &self.context),
             None => Ok(no_plans()),
         }
@@ -361,7 +388,9 @@ impl<'a> ClientSide<'a> {
             let message = super::lexer_guard::refusal(hazard);
             return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
         }
-        let memo = match record_now {
+        // Not while restricted: the memo's plans were made without the
+        // restriction (see `super::ddl_fence`).
+        let memo = match record_now || self.restricted {
             true => None,
             false => self.memo.view(self.gates.gate(), &self.context),
         };
@@ -402,7 +431,7 @@ impl<'a> ClientSide<'a> {
             Decision::Allow => {
                 let planned = self.allowed(sql, &shape, &judgement.effects, &mut note);
                 if let Ok(plans) = &planned {
-                    if !record_now && judgement.replayable() {
+                    if !record_now && !self.restricted && judgement.replayable() {
                         self.memo.remember(
                             &gate,
                             source,
@@ -507,7 +536,10 @@ impl<'a> ClientSide<'a> {
         effects: &Effects,
         note: &mut Note,
     ) -> Planned {
-        let planned = self.mask_plan(sql, shape);
+        let planned = match self.outdated_execute(sql) {
+            Some(refusal) => Err(refusal),
+            None => self.mask_plan(sql, shape),
+        };
         self.settle_allowed(planned, effects, note)
     }
 
@@ -637,6 +669,7 @@ impl<'a> ClientSide<'a> {
             None => {
                 // The catalog may have changed while a human decided.
                 self.refresh_catalog().await?;
+                self.work_out_restricted();
                 tracing::info!(
                     request = id,
                     reason = note.reason.as_deref().unwrap_or(""),
@@ -667,7 +700,16 @@ impl<'a> ClientSide<'a> {
     ) -> Verdict {
         match planned {
             Ok(plans) => {
+                let runs_ddl = plans
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.as_ref(), StatementPlan::Ddl));
                 self.expect(Expect::Simple { plans });
+                if runs_ddl || self.restricted {
+                    if let Some(m) = &mut self.masking {
+                        m.fence.mark_request();
+                    }
+                }
                 self.follow(|| Expect::Simple {
                     plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
                 });
@@ -712,17 +754,27 @@ impl<'a> ClientSide<'a> {
     }
 
     fn apply(&mut self, e: &Effects) {
-        for name in &e.prepared {
-            self.context.prepared.insert(name.clone());
+        if let Some(m) = &mut self.masking {
+            // Prepared now: against the current snapshot.
+            for name in e.prepared.iter().chain(&e.deallocated) {
+                m.outdated_prepared.remove(name);
+            }
+            if e.deallocate_all {
+                m.outdated_prepared.clear();
+            }
+        }
+        // In the order `Effects` documents.
+        if e.deallocate_all {
+            self.context.prepared.clear();
+            self.statements.clear();
         }
         for name in &e.deallocated {
             self.context.prepared.remove(name);
             // SQL DEALLOCATE also drops protocol-level statements of that name.
             self.statements.remove(name.as_bytes());
         }
-        if e.deallocate_all {
-            self.context.prepared.clear();
-            self.statements.clear();
+        for name in &e.prepared {
+            self.context.prepared.insert(name.clone());
         }
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();
@@ -734,6 +786,9 @@ impl<'a> ClientSide<'a> {
     fn judge_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         let body = &frame[5..];
+        if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
+            self.work_out_restricted();
+        }
         let refusals = &self.shared.refusals;
         match tag {
             fe::QUERY => {
@@ -763,7 +818,16 @@ impl<'a> ClientSide<'a> {
                 let b = Bind::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 if self.statement_vetted(b.statement) {
-                    if let Err(msg) = self.replan_statement(b.statement) {
+                    let checked = match self.restricted {
+                        _ if self.bind_outdated(b.statement) => Err(format!(
+                            "airlock: blocked by rule {}: prepared statement \"{}\" was prepared (SQL PREPARE) before the catalog changed, and masking cannot tell what it returns now: DEALLOCATE it and PREPARE it again",
+                            crate::masking::lineage::UNANALYZABLE,
+                            String::from_utf8_lossy(b.statement)
+                        )),
+                        true => self.after_ddl_check(|book| book.statement_sql(b.statement)),
+                        false => self.replan_statement(b.statement),
+                    };
+                    if let Err(msg) = checked {
                         // Its masking plan against the current catalog
                         // refuses it; the statement stays, refused at each
                         // Bind while the catalog says so.
@@ -793,8 +857,15 @@ impl<'a> ClientSide<'a> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
-                let replanned = self.replan_portal(e.portal);
-                if let Some(m) = &self.masking {
+                let replanned = match self.restricted {
+                    true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
+                    false => self.replan_portal(e.portal),
+                };
+                let restricted = self.restricted;
+                if let Some(m) = &mut self.masking {
+                    if replanned.is_ok() && (restricted || m.book.portal_runs_ddl(e.portal)) {
+                        m.fence.mark_batch();
+                    }
                     m.expect.push(m.book.execute(e.portal));
                 }
                 if let Err(msg) = replanned {
@@ -897,6 +968,9 @@ impl<'a> ClientSide<'a> {
             fe::SYNC => {
                 self.shared.request_sent();
                 self.expect(Expect::Sync);
+                if let Some(m) = &mut self.masking {
+                    m.fence.sync_sent();
+                }
                 self.follow(|| Expect::Sync);
                 Ok(Verdict::Pass)
             }
@@ -925,7 +999,77 @@ impl<'a> ClientSide<'a> {
         let (catalog, at) = self.proxy.catalog(&self.principal.target).await?;
         m.ctx.set_catalog(catalog, at);
         self.memo.forget();
+        if let Some(m) = &mut self.masking {
+            m.outdated_prepared
+                .extend(self.context.prepared.iter().cloned());
+        }
         Ok(())
+    }
+
+    /// The refusal of a statement that runs (`EXECUTE`) a SQL-level
+    /// prepared statement judged against an older catalog snapshot, or
+    /// one masking cannot name; `None` when there is none, or nothing is
+    /// outdated (the usual case: no parse).
+    fn outdated_execute(&self, sql: &[u8]) -> Option<String> {
+        let m = self.masking.as_ref()?;
+        if m.outdated_prepared.is_empty() {
+            return None;
+        }
+        let outdated = |names: &[String]| {
+            names
+                .iter()
+                .find(|n| m.outdated_prepared.contains(*n) || !self.context.prepared.contains(*n))
+                .cloned()
+        };
+        let name = match std::str::from_utf8(sql)
+            .ok()
+            .and_then(|t| m.ctx.masker.executed_statements(Dialect::Postgres, t))
+        {
+            Some(names) => outdated(&names)?,
+            None => String::new(),
+        };
+        Some(format!(
+            "airlock: blocked by rule {}: EXECUTE {name}: the statement was prepared (SQL PREPARE) before the catalog changed, and masking cannot tell what it returns now: DEALLOCATE it and PREPARE it again",
+            crate::masking::lineage::UNANALYZABLE
+        ))
+    }
+
+    /// Whether a Bind names a SQL-level prepared statement (not one of an
+    /// allowed Parse) judged against an older catalog snapshot.
+    fn bind_outdated(&self, statement: &[u8]) -> bool {
+        self.masking.as_ref().is_some_and(|m| {
+            !m.outdated_prepared.is_empty()
+                && m.book.statement_sql(statement).is_none()
+                && std::str::from_utf8(statement).is_ok_and(|n| m.outdated_prepared.contains(n))
+        })
+    }
+
+    /// Works out [`Self::restricted`] for the statement at hand.
+    fn work_out_restricted(&mut self) {
+        self.restricted = self
+            .masking
+            .as_ref()
+            .is_some_and(|m| m.fence.restricted(&self.shared.fence));
+    }
+
+    /// Before a Bind or Execute while restricted: the statement's text
+    /// (from `text`) must be one that may run in the transaction of DDL
+    /// masking has not seen (see [`super::ddl_fence`]). One without a text
+    /// (prepared by SQL PREPARE) is refused. `Err`: the refusal message.
+    fn after_ddl_check(
+        &self,
+        text: impl FnOnce(&PlanBook) -> Option<Arc<[u8]>>,
+    ) -> Result<(), String> {
+        let Some(m) = &self.masking else {
+            return Ok(());
+        };
+        match text(&m.book) {
+            Some(sql) => m.ctx.plan_after_ddl(&sql, &self.context).map(|_| ()),
+            None => Err(format!(
+                "airlock: blocked by rule {}: while masking applies, only transaction and session statements may follow DDL until its transaction ends, and airlock does not know what this statement runs: COMMIT or ROLLBACK first",
+                crate::masking::lineage::UNANALYZABLE
+            )),
+        }
     }
 
     /// Before a Bind of prepared statement `name`: when its masking plan
@@ -1010,19 +1154,26 @@ impl<'a> Side for ClientSide<'a> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
-        if matches!(frame[0], fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE)
-            && self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale())
-        {
-            // Planned, bound or run against a fresh snapshot only: the
-            // frame waits while it loads (see `resolve`).
-            self.refreshing = Some(frame.into());
-            return Ok(Verdict::Hold);
+        if matches!(frame[0], fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
+            if let Some(m) = &mut self.masking {
+                if m.fence.must_wait(&self.shared.fence) || m.ctx.catalog_stale() {
+                    // Planned, bound or run only once the session's own DDL
+                    // has been answered (see `ddl_fence`), and against a
+                    // fresh snapshot: the frame waits (see `resolve`).
+                    self.refreshing = Some(frame.into());
+                    return Ok(Verdict::Hold);
+                }
+            }
         }
         self.judge_frame(frame)
     }
 
     async fn resolve(&mut self) -> Result<Verdict, SessionError> {
         if let Some(frame) = self.refreshing.take() {
+            let shared = self.shared;
+            if let Some(m) = &mut self.masking {
+                m.fence.wait(&shared.fence).await;
+            }
             self.refresh_catalog().await?;
             // Not held again for the catalog (a change made meanwhile is
             // seen at the next statement), but maybe for approval.
@@ -1108,9 +1259,6 @@ pub struct ServerSide<'a> {
     /// (for every session, see [`crate::masking::catalog`]).
     proxy: &'a Proxy,
     target: &'a str,
-    /// DDL ran since the last idle ReadyForQuery: the catalog is made
-    /// stale at the next one, or when the session ends before it.
-    ddl_pending: bool,
     /// Records allowed statements when they have run; `None` without an
     /// audit log.
     audit: Option<ReplyAudit<'a>>,
@@ -1137,7 +1285,6 @@ impl<'a> ServerSide<'a> {
             masking,
             proxy,
             target,
-            ddl_pending: false,
             audit: None,
             withhold_values: false,
         }
@@ -1175,7 +1322,7 @@ impl Drop for ServerSide<'_> {
     /// A session that ends after DDL but before its idle ReadyForQuery
     /// (committed or not, who knows) still makes the catalog stale.
     fn drop(&mut self) {
-        if self.ddl_pending {
+        if self.shared.fence.ddl_open() {
             self.proxy.invalidate_catalog(self.target);
         }
     }
@@ -1202,6 +1349,18 @@ impl Side for ServerSide<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+        let verdict = self.judge_reply(frame);
+        if let Some(m) = &self.masking {
+            // After the DDL state for this message is set (see `ddl_fence`).
+            self.shared.fence.answered(m.requests_done());
+        }
+        verdict
+    }
+}
+
+impl ServerSide<'_> {
+    /// What becomes of one server message (see [`Side::on_frame`]).
+    fn judge_reply(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         if let Some(a) = &mut self.audit {
             a.on_message(tag, &frame[5..])
@@ -1219,9 +1378,11 @@ impl Side for ServerSide<'_> {
                     SessionError::Protocol("malformed ReadyForQuery from server".into())
                 })?;
                 self.shared.status.store(status, Ordering::Release);
-                if self.ddl_pending && status == b'I' {
-                    self.ddl_pending = false;
+                if status == b'I' && self.shared.fence.ddl_open() {
+                    // Invalidated before the flag is cleared, so a client
+                    // side that sees it cleared sees the catalog stale.
                     self.proxy.invalidate_catalog(self.target);
+                    self.shared.fence.set_ddl_open(false);
                 }
                 self.shared.ready_received();
                 self.rows = 0;
@@ -1273,8 +1434,10 @@ impl Side for ServerSide<'_> {
                     // target goes stale once it is committed or rolled
                     // back (at the next idle ReadyForQuery): only then can
                     // a reload see it, and only then has it released its
-                    // locks, on which a reload would wait.
-                    self.ddl_pending = true;
+                    // locks, on which a reload would wait. Until then a
+                    // masking session plans only transaction and session
+                    // statements (see `ddl_fence`).
+                    self.shared.fence.set_ddl_open(true);
                 }
                 Ok(Verdict::Pass)
             }

@@ -321,11 +321,7 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             session_facts(dialect, statement, facts);
         }
         Statement::Execute { name, .. } => {
-            facts.session.execute = Some(
-                name.as_ref()
-                    .map(|n| n.to_string().to_lowercase().replace('"', ""))
-                    .unwrap_or_default(),
-            );
+            facts.session.execute = Some(execute_name(name.as_ref()));
         }
         Statement::Copy { target, .. } => match target {
             CopyTarget::Program { .. } => facts.violations.push((
@@ -366,4 +362,11 @@ fn has_read_write(modes: &[TransactionMode]) -> bool {
             TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
         )
     })
+}
+
+/// The name an `EXECUTE` runs, as SQL PREPARE names are recorded
+/// ([`crate::policy::SessionContext::prepared`]): lower case, unquoted.
+pub fn execute_name(name: Option<&sqlparser::ast::ObjectName>) -> String {
+    name.map(|n| n.to_string().to_lowercase().replace('"', ""))
+        .unwrap_or_default()
 }

@@ -263,15 +263,22 @@ fn shareable_by_shape(facts: &[Facts], j: &Judgement) -> bool {
 
 fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<String>) {
     let s = &facts.session;
+    // The net effect of the request so far, for sessions that apply
+    // `deallocate_all`, then `deallocated`, then `prepared` (see
+    // [`Effects`]): `DEALLOCATE s; PREPARE s` leaves `s` prepared,
+    // `PREPARE s; DEALLOCATE s` does not.
     if let Some(n) = &s.prepare {
         effects.prepared.push(n.clone());
         prepared.insert(n.clone());
     }
     if let Some(n) = &s.deallocate {
+        effects.prepared.retain(|p| p != n);
         effects.deallocated.push(n.clone());
         prepared.remove(n);
     }
     if s.deallocate_all {
+        effects.prepared.clear();
+        effects.deallocated.clear();
         effects.deallocate_all = true;
         prepared.clear();
     }

@@ -108,11 +108,12 @@ impl fmt::Display for Decision {
 /// Changes to the [`SessionContext`] that an allowed statement makes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// `PREPARE name ...` allowed: add these names.
+    /// `PREPARE name ...` allowed: add these names (applied last).
     pub prepared: Vec<String>,
-    /// `DEALLOCATE name`: remove these names.
+    /// `DEALLOCATE name`: remove these names (applied after
+    /// `deallocate_all`, before `prepared`).
     pub deallocated: Vec<String>,
-    /// `DEALLOCATE ALL` / `DISCARD ALL`.
+    /// `DEALLOCATE ALL` / `DISCARD ALL` (applied first).
     pub deallocate_all: bool,
     /// `SET search_path = ...`: the new path.
     pub search_path: Option<Vec<String>>,

@@ -63,6 +63,22 @@ fn policy_effects() {
     assert_eq!(j.effects.prepared, vec!["a".to_string()]);
     assert_eq!(j.effects.deallocated, vec!["b".to_string()]);
     assert!(judge(&e, "ro", "DISCARD ALL", &ctx).effects.deallocate_all);
+    // The net effect, in the order sessions apply it (deallocate_all,
+    // deallocated, prepared): re-preparing a name in one request keeps it.
+    let j = judge(&e, "ro", "DEALLOCATE a; PREPARE a AS SELECT 1", &ctx);
+    assert_eq!(j.effects.deallocated, vec!["a".to_string()]);
+    assert_eq!(j.effects.prepared, vec!["a".to_string()]);
+    let j = judge(&e, "ro", "PREPARE a AS SELECT 1; DEALLOCATE a", &ctx);
+    assert_eq!(j.effects.deallocated, vec!["a".to_string()]);
+    assert!(j.effects.prepared.is_empty());
+    let j = judge(
+        &e,
+        "ro",
+        "PREPARE a AS SELECT 1; DISCARD ALL; PREPARE b AS SELECT 2",
+        &ctx,
+    );
+    assert!(j.effects.deallocate_all);
+    assert_eq!(j.effects.prepared, vec!["b".to_string()]);
     assert!(
         judge(&e, "ro", "DEALLOCATE ALL", &ctx)
             .effects

@@ -34,6 +34,7 @@ mod pg_guardrails;
 mod pg_jwt;
 mod pg_lifecycle;
 mod pg_masking;
+mod pg_own_ddl;
 mod pg_passthrough;
 mod pg_red_team;
 mod pg_tools;

@@ -52,11 +52,11 @@ const FORBIDDEN: [&str; 4] = [
 ];
 
 /// No forbidden value in any form ([`assert_no_pii_forms`]).
-fn assert_clean(bytes: &[u8], context: &str) {
+pub(crate) fn assert_clean(bytes: &[u8], context: &str) {
     assert_no_pii_forms(&FORBIDDEN, bytes, context);
 }
 
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let env = Env::start_with(EnvOptions {
         rules_toml: Some(RULES.into()),
         identities: vec![("builder".into(), AGENT_PW.into(), Vec::new())],
@@ -67,12 +67,12 @@ async fn env() -> Env {
     env
 }
 
-async fn builder(env: &Env) -> tokio_postgres::Client {
+pub(crate) async fn builder(env: &Env) -> tokio_postgres::Client {
     connect(env.config_for("builder", AGENT_PW)).await
 }
 
 /// Every value of every row, text (`NULL` for null), `|` after each.
-fn flatten_rows(rows: &[tokio_postgres::Row]) -> Vec<u8> {
+pub(crate) fn flatten_rows(rows: &[tokio_postgres::Row]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in rows {
         for i in 0..r.len() {
@@ -91,7 +91,7 @@ fn flatten_rows(rows: &[tokio_postgres::Row]) -> Vec<u8> {
 }
 
 /// `sql` over the simple protocol.
-async fn simple(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+pub(crate) async fn simple(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
     let mut out = Vec::new();
     match c.simple_query(sql).await {
         Ok(msgs) => {
@@ -110,7 +110,7 @@ async fn simple(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
 }
 
 /// A prepared statement executed (bound) again: rows, or the error.
-async fn exec(c: &tokio_postgres::Client, stmt: &tokio_postgres::Statement) -> Vec<u8> {
+pub(crate) async fn exec(c: &tokio_postgres::Client, stmt: &tokio_postgres::Statement) -> Vec<u8> {
     match c.query(stmt, &[]).await {
         Ok(rows) => flatten_rows(&rows),
         Err(e) => format!("{e:?}").into_bytes(),
@@ -118,7 +118,7 @@ async fn exec(c: &tokio_postgres::Client, stmt: &tokio_postgres::Statement) -> V
 }
 
 /// `sql` over the simple protocol and prepared (extended protocol).
-async fn both_ways(c: &tokio_postgres::Client, sql: &str) -> [Vec<u8>; 2] {
+pub(crate) async fn both_ways(c: &tokio_postgres::Client, sql: &str) -> [Vec<u8>; 2] {
     let prepared = match c.prepare(sql).await {
         Ok(stmt) => exec(c, &stmt).await,
         Err(e) => format!("{e:?}").into_bytes(),
@@ -127,7 +127,7 @@ async fn both_ways(c: &tokio_postgres::Client, sql: &str) -> [Vec<u8>; 2] {
 }
 
 /// The session still answers, and still masks.
-async fn assert_usable(c: &tokio_postgres::Client, context: &str) {
+pub(crate) async fn assert_usable(c: &tokio_postgres::Client, context: &str) {
     let rows = c
         .query("SELECT name FROM customers ORDER BY id", &[])
         .await
