@@ -121,6 +121,9 @@ pub struct Tracker<P> {
     /// An Execute went into copy-in mode: Syncs up to the next
     /// [`Expect::CopyEnd`] are ignored by the server.
     copy_in: bool,
+    /// COPY FROM STDIN statements of the current simple Query that went
+    /// into copy-in mode (see [`Tracker::simple_query_done`]).
+    simple_copies: u32,
     /// The last simple-Query RowDescription and its formats: a statement
     /// sent again gets the same description, which is then shared rather
     /// than copied.
@@ -186,6 +189,7 @@ impl<P> Default for Tracker<P> {
             rows: 0,
             in_rows: false,
             copy_in: false,
+            simple_copies: 0,
             last_description: None,
             requests_done: 0,
         }
@@ -245,6 +249,7 @@ impl<P> Tracker<P> {
         match tag {
             // CopyInResponse of an Execute: Syncs are ignored until CopyEnd.
             b'G' if matches!(q.front(), Some(Expect::Execute { .. })) => self.copy_in = true,
+            b'G' if matches!(q.front(), Some(Expect::Simple { .. })) => self.simple_copies += 1,
             // Asynchronous messages, and rows of the active result.
             b'N' | b'A' | b'S' | b'D' | b'd' | b'c' | b'G' | b'H' | b'W' => {}
             b'1' | b'2' | b'3' => match q.pop_front() {
@@ -357,7 +362,10 @@ impl<P> Tracker<P> {
                 self.simple_failed = false;
                 self.rows = 0;
                 match q.pop_front() {
-                    Some(Expect::Simple { plans }) => finished = Some(Finished::Query { plans }),
+                    Some(Expect::Simple { plans }) => {
+                        self.simple_query_done(&q).map_err(|()| out_of_step())?;
+                        finished = Some(Finished::Query { plans });
+                    }
                     Some(Expect::Sync | Expect::FunctionCall) => {}
                     _ => return Err(out_of_step()),
                 }
@@ -398,6 +406,30 @@ impl<P> Tracker<P> {
             }
             q.pop_front();
         }
+    }
+
+    /// A simple Query ended (its ReadyForQuery; `q` holds what was sent
+    /// after it). During its COPY FROM STDIN the server ignores a Sync and
+    /// drops or fails on other requests, and whether one sent then is
+    /// answered depends on when the server left copy-in mode (an error
+    /// ends it early). No client sends one there: one that did would leave
+    /// the replies to later requests lined up with the wrong plans, so the
+    /// reply stream is declared out of step and the session ends (fail
+    /// closed).
+    fn simple_query_done(&mut self, q: &VecDeque<Expect<P>>) -> Result<(), ()> {
+        let mut copies = std::mem::take(&mut self.simple_copies);
+        for e in q {
+            if copies == 0 {
+                break;
+            }
+            // Only the end of each copy may come in between: the server
+            // drops anything else it reads in copy-in mode, or fails on it.
+            match e {
+                Expect::CopyEnd => copies -= 1,
+                _ => return Err(()),
+            }
+        }
+        Ok(())
     }
 
     /// How many requests that the server answers with ReadyForQuery (Query,
@@ -535,5 +567,40 @@ mod tests {
         assert!(matches!(done, Some(Finished::Execute { ending, .. }) if ending.rows == 3));
         assert!(t.on_message(&q, b'Z', b"I").unwrap().is_none());
         assert!(q.lock().is_empty());
+        assert_eq!(t.requests_done(), 2, "the ignored Sync counts as done");
+    }
+
+    /// A simple Query's COPY FROM STDIN, and what the client sent during it.
+    fn simple_copy_with(during: Vec<Expect<()>>) -> Result<(), OutOfStep> {
+        let q: Expectations<()> = Expectations::default();
+        let mut t: Tracker<()> = Tracker::counting();
+        q.push(Expect::Simple {
+            plans: Arc::from(vec![None]),
+        });
+        for e in during {
+            q.push(e);
+        }
+        q.push(Expect::CopyEnd);
+        q.push(Expect::Simple {
+            plans: Arc::from(vec![None]),
+        });
+        t.on_message(&q, b'G', b"")?;
+        t.on_message(&q, b'C', b"COPY 0\0")?;
+        t.on_message(&q, b'Z', b"I")?;
+        Ok(())
+    }
+
+    #[test]
+    fn requests_sent_during_a_simple_querys_copy_in_end_the_session() {
+        // Nothing in between: fine, and the next Query is next in line.
+        assert!(simple_copy_with(Vec::new()).is_ok());
+        // The server ignores this Sync (or answers it, after an error):
+        // either way the replies would be matched to the wrong requests.
+        assert!(simple_copy_with(vec![Expect::Sync]).is_err());
+        assert!(simple_copy_with(vec![Expect::Simple {
+            plans: Arc::from(vec![None]),
+        }])
+        .is_err());
+        assert!(simple_copy_with(vec![Expect::Completion, Expect::Sync]).is_err());
     }
 }

@@ -14,7 +14,10 @@
 //! * `pg_stats`, which shows sample column values;
 //! * WHERE clauses that name no column (`WHERE $2`, `EXISTS (SELECT 1)`);
 //! * errors that quote a value (`phone::int`, a failing row,
-//!   `current_setting(phone)`, `phone::regclass`).
+//!   `current_setting(phone)`, `phone::regclass`);
+//! * (second pass) a Sync sent during a simple Query's COPY FROM STDIN,
+//!   which the server ignores: the replies to later queries were matched
+//!   to the wrong masking plans.
 
 use crate::common::*;
 use tokio_postgres::Client;
@@ -323,4 +326,58 @@ async fn errors_keep_their_sqlstate_and_lose_the_values_they_quote() {
         assert_eq!(db.code().code(), code, "{}", db.message());
         assert!(db.message().contains(quoted), "{}", db.message());
     }
+}
+
+/// The second pass's reply-stream desync: during a simple Query's COPY
+/// FROM STDIN the server ignores Sync, but airlock expected a reply to it;
+/// a failing query then left the next query's rows matched to its (clear)
+/// plan. A request sent during a simple Query's copy-in now ends the
+/// session before any later result is relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_sent_during_copy_in_cannot_shift_masking_plans() {
+    use crate::common::raw::{encode_message, RawClient};
+    let mut env = env().await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let send = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for l in lines {
+            encode_message(l, &mut out);
+        }
+        out
+    };
+    raw.send(&send(&[r#"{"Query": "COPY orders FROM STDIN"}"#]))
+        .await;
+    loop {
+        let f = raw.read().await.expect("CopyInResponse");
+        if f.tag() == b'G' {
+            break;
+        }
+    }
+    raw.send(&send(&[
+        r#"{"Sync": null}"#,
+        r#"{"CopyDone": null}"#,
+        r#"{"Query": "SELECT 1/0 AS a, 2 AS b"}"#,
+        r#"{"Query": "SELECT phone || $$$$ AS r, id FROM customers"}"#,
+    ]))
+    .await;
+    // Read until the session ends, or until the three ReadyForQuery
+    // messages the server sends (none for the ignored Sync).
+    raw.until_ready(3).await;
+    let text = String::from_utf8_lossy(&raw.received);
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    // Other sessions go on, and still mask.
+    let c = env.agent().await;
+    still_usable(&c).await;
+    let msgs = c
+        .simple_query("SELECT phone || $$$$ FROM customers")
+        .await
+        .unwrap();
+    let rows = format!("{msgs:?}");
+    for secret in SECRETS {
+        assert!(!rows.contains(secret), "{secret} leaked: {rows}");
+    }
+    drop(c);
+    env.stop().await;
 }
