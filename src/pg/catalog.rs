@@ -49,11 +49,12 @@ pub struct CatalogSnapshot {
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Every user relation with its columns, and view definitions. Not
-/// temporary views: sessions' temporary schemas (`pg_temp_N`) are not on
-/// any search path airlock knows, so masking could not resolve their names
-/// to see what they compute; left out, their columns are redacted as of an
-/// unknown source. (Temporary tables stay: what goes into them passes
-/// masking's write checks.)
+/// temporary ones: a session's temporary schema (`pg_temp_N`) comes first
+/// on its search path, but airlock cannot tell which one is the session's,
+/// so masking could resolve neither a temporary view (to see what it
+/// computes) nor a temporary table shadowing a masked one (whose copied
+/// data it would take for the table's own). Left out, their columns are
+/// redacted as of an unknown source.
 const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
      CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -61,7 +62,7 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
      WHERE c.relkind IN ('r','v','m','p','f') \
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
        AND n.nspname NOT LIKE 'pg_toast%' \
-       AND NOT (c.relkind = 'v' AND n.nspname LIKE 'pg_temp%') \
+       AND n.nspname NOT LIKE 'pg_temp%' \
      ORDER BY c.oid, a.attnum";
 
 impl CatalogSnapshot {
