@@ -140,6 +140,20 @@ impl MaskContext {
     }
 }
 
+/// Replaces `$user` in a session's search_path with the database user
+/// airlock logged in as, as Postgres does: a schema of that name comes
+/// first, and an agent that may create one could otherwise put a view
+/// there that masking would look for under `public`. (Sessions without
+/// masking keep `$user`, which name resolution skips: their decisions are
+/// shared across sessions of different users.)
+pub fn name_user_schema(search_path: &mut [String], user: &str) {
+    for entry in search_path {
+        if entry.trim().trim_matches('"') == "$user" {
+            *entry = user.to_owned();
+        }
+    }
+}
+
 /// A statement's text, which masking plans only as UTF-8.
 fn utf8(sql: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(sql).map_err(|_| {

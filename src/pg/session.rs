@@ -165,6 +165,7 @@ async fn serve(
             session.max_rows,
             session.withhold_error_values,
             session.masking,
+            &session.upstream_user,
             session.audit.as_deref(),
             cancel,
         ) => r,
@@ -204,6 +205,9 @@ struct LoggedIn {
     /// Errors lose their data values (see `crate::masking::error_values`).
     withhold_error_values: bool,
     masking: Option<Arc<MaskContext>>,
+    /// The database user airlock logged in as upstream (what `$user` in
+    /// search_path stands for).
+    upstream_user: String,
     /// Boxed: large, and absent unless an audit log is configured.
     audit: Option<Box<SessionAudit>>,
     /// The session's ephemeral user, released at the end.
@@ -272,6 +276,7 @@ async fn log_in(
         principal,
         target,
         up,
+        upstream_user,
         settings,
         masking,
         lease,
@@ -295,8 +300,12 @@ async fn log_in(
     backend::ready_for_query(&mut out, up.status);
     conn.write_all(&out).await?;
 
+    let mut search_path = search_path_from_options(startup.param("options"));
+    if masking.is_some() {
+        super::masking::name_user_schema(&mut search_path, &upstream_user);
+    }
     let context = SessionContext {
-        search_path: search_path_from_options(startup.param("options")),
+        search_path,
         ..Default::default()
     };
     let audit = proxy.audit.as_ref().map(|log| {
@@ -333,6 +342,7 @@ async fn log_in(
         max_rows: settings.max_rows,
         withhold_error_values: settings.withhold_error_values || masking.is_some(),
         masking,
+        upstream_user,
         audit,
         lease,
         live,
@@ -347,6 +357,8 @@ pub(super) struct Admitted<'a> {
     principal: Principal,
     target: &'a Target,
     up: upstream::Upstream,
+    /// The database user `up` logged in as.
+    upstream_user: String,
     settings: SessionSettings,
     masking: Option<Arc<MaskContext>>,
     /// The session's ephemeral user, released at the end.
@@ -477,10 +489,12 @@ async fn admit_agent<'a>(
             return Err(e);
         }
     };
+    let upstream_user = leased_target.as_ref().unwrap_or(target).user.clone();
     Ok(Admitted {
         principal,
         target,
         up,
+        upstream_user,
         settings,
         masking,
         lease,
@@ -630,6 +644,7 @@ async fn relay(
     max_rows: Option<u64>,
     withhold_error_values: bool,
     masking: Option<Arc<MaskContext>>,
+    upstream_user: &str,
     audit: Option<&SessionAudit>,
     held: Arc<HeldCancel>,
 ) -> Result<(), SessionError> {
@@ -650,7 +665,7 @@ async fn relay(
         context,
         masking
             .as_ref()
-            .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect))),
+            .map(|m| ClientMasking::new(Arc::clone(m), Arc::clone(&expect), upstream_user)),
         audit,
     )
     .with_session_id(session_id)

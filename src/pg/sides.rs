@@ -262,6 +262,9 @@ pub struct ClientMasking {
     book: PlanBook,
     /// Keeps plans behind the session's own DDL (see [`super::ddl_fence`]).
     fence: Fence,
+    /// The database user airlock logged in as: what `$user` in a
+    /// search_path set during the session names.
+    upstream_user: String,
     /// SQL-level prepared statements (`PREPARE name AS ...`) judged
     /// against an older catalog snapshot. Masking plans `EXECUTE` as rows
     /// of unknown shape, matched by column name, and cannot tell what such
@@ -271,12 +274,17 @@ pub struct ClientMasking {
 }
 
 impl ClientMasking {
-    pub fn new(ctx: Arc<MaskContext>, expect: Arc<Expectations<StatementPlan>>) -> Self {
+    pub fn new(
+        ctx: Arc<MaskContext>,
+        expect: Arc<Expectations<StatementPlan>>,
+        upstream_user: &str,
+    ) -> Self {
         ClientMasking {
             ctx,
             expect,
             book: PlanBook::default(),
             fence: Fence::default(),
+            upstream_user: upstream_user.to_owned(),
             outdated_prepared: Default::default(),
         }
     }
@@ -778,6 +786,9 @@ impl<'a> ClientSide<'a> {
         }
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();
+            if let Some(m) = &self.masking {
+                super::masking::name_user_schema(&mut self.context.search_path, &m.upstream_user);
+            }
         }
     }
 

@@ -570,6 +570,45 @@ async fn a_temporary_table_shadowing_a_masked_one_stays_masked() {
     assert!(n == 0 || copy.is_ok());
 }
 
+/// Postgres looks for unqualified names in the schema named after the
+/// session's user (`$user`, first on the default search_path) before
+/// `public`. A view the agent puts there, new or shadowing a harmless
+/// table's name, is read through masking's lineage like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_in_the_users_own_schema_is_resolved_as_postgres_does() {
+    let env = env().await;
+    let c = env.agent().await;
+    let user: String = c
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let schema = format!("\"{user}\"");
+    for ddl in [
+        format!("CREATE SCHEMA {schema}"),
+        format!("CREATE VIEW {schema}.foo AS SELECT id, phone AS e, card_number AS k FROM public.customers"),
+        format!("CREATE VIEW {schema}.orders AS SELECT id, reverse(phone) AS amount FROM public.customers"),
+    ] {
+        c.batch_execute(&ddl).await.unwrap_or_else(|e| panic!("{ddl}: {e:?}"));
+    }
+    for sql in [
+        "SELECT * FROM foo",
+        "SELECT e, k FROM foo",
+        "SELECT * FROM orders",
+        "SELECT amount FROM orders",
+        "SELECT amount || '' FROM orders",
+    ] {
+        let (_, got) = simple_bytes(&c, sql).await;
+        assert_clean(&got, sql);
+        let (_, got) = extended_bytes(&c, sql).await;
+        assert_clean(&got, sql);
+    }
+    // A new session too.
+    let fresh = env.agent().await;
+    let (_, got) = simple_bytes(&fresh, "SELECT * FROM orders").await;
+    assert_clean(&got, "new session");
+}
+
 /// Every value of every row a simple query returned, and any error text.
 async fn simple_bytes(c: &tokio_postgres::Client, sql: &str) -> (Option<usize>, Vec<u8>) {
     match c.simple_query(sql).await {

@@ -89,6 +89,7 @@ pub(super) async fn admit<'a>(
         principal,
         target,
         up,
+        upstream_user: user.to_owned(),
         settings,
         masking,
         lease: None,
