@@ -694,14 +694,6 @@ impl PlanBook {
         self.portals.get(name)?.prepared.sql.clone()
     }
 
-    /// Whether portal `name` runs DDL.
-    pub fn portal_runs_ddl(&self, name: &[u8]) -> bool {
-        self.portals
-            .get(name)
-            .and_then(|b| b.prepared.plan.as_deref())
-            .is_some_and(|p| matches!(p, StatementPlan::Ddl))
-    }
-
     pub fn execute(&self, portal: &[u8]) -> Expect<StatementPlan> {
         match self.portals.get(portal) {
             Some(b) => Expect::Execute {

@@ -874,10 +874,15 @@ impl<'a> ClientSide<'a> {
                 };
                 let restricted = self.restricted;
                 if let Some(m) = &mut self.masking {
-                    if replanned.is_ok() && (restricted || m.book.portal_runs_ddl(e.portal)) {
+                    let expect = m.book.execute(e.portal);
+                    let runs_ddl = matches!(
+                        &expect,
+                        Expect::Execute { plan: Some(p), .. } if matches!(p.as_ref(), StatementPlan::Ddl)
+                    );
+                    if replanned.is_ok() && (restricted || runs_ddl) {
                         m.fence.mark_batch();
                     }
-                    m.expect.push(m.book.execute(e.portal));
+                    m.expect.push(expect);
                 }
                 if let Err(msg) = replanned {
                     self.follow(|| Expect::Execute {
@@ -1277,6 +1282,9 @@ pub struct ServerSide<'a> {
     /// Records allowed statements when they have run; `None` without an
     /// audit log.
     audit: Option<ReplyAudit<'a>>,
+    /// Requests answered, as last told to the client side (masking
+    /// sessions, see [`super::ddl_fence`]).
+    answered: u64,
     /// Strip data values from errors that quote them (see
     /// [`crate::masking::error_values`]): masking or denied columns
     /// protect this session's data.
@@ -1301,6 +1309,7 @@ impl<'a> ServerSide<'a> {
             proxy,
             target,
             audit: None,
+            answered: 0,
             withhold_values: false,
         }
     }
@@ -1366,8 +1375,13 @@ impl Side for ServerSide<'_> {
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let verdict = self.judge_reply(frame);
         if let Some(m) = &self.masking {
-            // After the DDL state for this message is set (see `ddl_fence`).
-            self.shared.fence.answered(m.requests_done());
+            // After the DDL state for this message is set (see `ddl_fence`);
+            // only when it moved (at ReadyForQuery, mostly).
+            let done = m.requests_done();
+            if done != self.answered {
+                self.answered = done;
+                self.shared.fence.answered(done);
+            }
         }
         verdict
     }
