@@ -962,13 +962,15 @@ impl<'a> Analyzer<'a> {
     /// Masking rules name tables and columns, so DDL must not move masked
     /// data out from under them: renaming a table with masked columns, or
     /// a masked column, and a generated column computed from masked data
-    /// (`ADD COLUMN e2 AS (hex(email))`), are refused.
+    /// (`ADD COLUMN e2 AS (hex(email))`), are refused. A column's new type
+    /// (`ALTER COLUMN c TYPE t USING e`) rewrites it: see
+    /// [`Self::type_change`].
     fn alter_table(
         &mut self,
         table: &[String],
         ops: &[sqlparser::ast::AlterTableOperation],
     ) -> Result<(), Stop> {
-        use sqlparser::ast::{AlterTableOperation as Op, ColumnOption};
+        use sqlparser::ast::{AlterColumnOperation, AlterTableOperation as Op, ColumnOption};
         for op in ops {
             let generated = |options: &mut dyn Iterator<Item = &ColumnOption>| {
                 options
@@ -984,6 +986,16 @@ impl<'a> Analyzer<'a> {
             let (renamed, exprs) = match op {
                 Op::RenameTable { .. } => {
                     self.keeps_masks(table, None, "renaming a table")?;
+                    continue;
+                }
+                Op::AlterColumn {
+                    column_name,
+                    op:
+                        AlterColumnOperation::SetDataType {
+                            data_type, using, ..
+                        },
+                } => {
+                    self.type_change(table, column_name, data_type, using.as_ref())?;
                     continue;
                 }
                 Op::RenameColumn {
@@ -1005,14 +1017,7 @@ impl<'a> Analyzer<'a> {
             if exprs.is_empty() {
                 continue;
             }
-            let (out, schema, tables) = self.relation(table)?;
-            let src = Source {
-                name: table.last().cloned().unwrap_or_default(),
-                schema,
-                tables,
-                out,
-            };
-            let sources = [src];
+            let sources = [self.table_source(table)?];
             let scope = Scope {
                 sources: &sources,
                 parent: None,
@@ -1025,6 +1030,62 @@ impl<'a> Analyzer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The table an ALTER TABLE works on, as the one source its
+    /// expressions read and its column changes write.
+    fn table_source(&mut self, table: &[String]) -> Result<Source, Stop> {
+        let (out, schema, tables) = self.relation(table)?;
+        Ok(Source {
+            name: table.last().cloned().unwrap_or_default(),
+            schema,
+            tables,
+            out,
+        })
+    }
+
+    /// `ALTER COLUMN c [SET DATA] TYPE t [USING e]` rewrites every row's
+    /// `c` with `e` (or `c` itself) converted to `t`: a write, checked as
+    /// `UPDATE ... SET c = e` is ([`Self::check_write`]), so masked data
+    /// may go only as an unmodified copy into a column masked by the same
+    /// rule. The conversion keeps the value unmodified only into a
+    /// character type (Postgres converts as in an assignment, which
+    /// refuses to cut a string short); into any other type the value
+    /// counts as computed (`"char"` keeps one character, a number drops
+    /// leading zeros).
+    fn type_change(
+        &mut self,
+        table: &[String],
+        column: &sqlparser::ast::Ident,
+        data_type: &sqlparser::ast::DataType,
+        using: Option<&sqlparser::ast::Expr>,
+    ) -> Result<(), Stop> {
+        use sqlparser::ast::{DataType, Expr};
+        let column = column.value.to_lowercase();
+        let sources = [self.table_source(table)?];
+        let scope = Scope {
+            sources: &sources,
+            parent: None,
+        };
+        let own = Expr::Identifier(sqlparser::ast::Ident::new(column.clone()));
+        let value = using.unwrap_or(&own);
+        let t = self.expr(value, &scope)?;
+        let kept = matches!(
+            data_type,
+            DataType::Text
+                | DataType::Varchar(_)
+                | DataType::CharacterVarying(_)
+                | DataType::CharVarying(_)
+                | DataType::Char(_)
+                | DataType::Character(_)
+        );
+        let t = if kept && self.is_bare_write(value) {
+            t
+        } else {
+            t.derive()
+        };
+        let dest = self.assignment_dest(&sources, std::slice::from_ref(&column));
+        self.check_write(t, dest, "ALTER COLUMN ... TYPE ... USING")
     }
 
     /// Refuses `what` on `table` (on its `column`, when given) if masking

@@ -785,6 +785,121 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
     }
 }
 
+/// `(sql, the mask rule that must refuse it)`, as the agent on Postgres.
+fn assert_blocked_by(cases: &[(&str, &str)]) {
+    for (sql, rule) in cases {
+        assert_eq!(shape(sql), format!("BLOCK:{rule}"), "{sql}");
+    }
+}
+
+#[test]
+fn masking_ddl_type_change_is_checked_as_a_write_of_its_using_expression() {
+    assert_blocked_by(&[
+        // Masked data into an unmasked (here: not yet known) column.
+        (
+            "alter table customers alter column note type varchar using email || ' ' || note",
+            "pii-email",
+        ),
+        (
+            "ALTER TABLE customers ALTER COLUMN note TYPE varchar USING card_number || ' ' || name",
+            "pii-card",
+        ),
+        ("alter table customers alter note type text using email", "pii-email"),
+        ("ALTER TABLE customers ALTER COLUMN name TYPE text USING email", "pii-email"),
+        (
+            r#"ALTER TABLE "public"."customers" ALTER COLUMN "name" SET DATA TYPE text USING "email""#,
+            "pii-email",
+        ),
+        (
+            "ALTER TABLE Public.Customers ALTER COLUMN Name TYPE TEXT USING EMAIL",
+            "pii-email",
+        ),
+        (
+            "alter table customers alter column name type text using customers.email",
+            "pii-email",
+        ),
+        // A masked column rewritten in place: the strategy would show the
+        // part the agent chose.
+        (
+            "ALTER TABLE customers ALTER COLUMN email TYPE varchar USING reverse(email)",
+            "pii-email",
+        ),
+        (
+            "ALTER TABLE customers ALTER COLUMN card_number TYPE text USING right(card_number,4) || left(card_number,-4)",
+            "pii-card",
+        ),
+        (
+            "alter table customers alter column card_number set data type varchar(40) using lower(card_number)",
+            "pii-card",
+        ),
+        (
+            "alter table customers alter column email type text using (select max(email) from customers)",
+            "pii-email",
+        ),
+        // Data of another rule, even unmodified.
+        (
+            "ALTER TABLE customers ALTER COLUMN email TYPE text USING card_number",
+            "pii-card",
+        ),
+        // A conversion that is not to a character type computes.
+        (
+            r#"ALTER TABLE customers ALTER COLUMN card_number TYPE "char""#,
+            "pii-card",
+        ),
+        (
+            "ALTER TABLE customers ALTER COLUMN card_number TYPE bigint USING card_number::bigint",
+            "pii-card",
+        ),
+        (
+            "alter table customers alter column ssn type numeric using ssn",
+            "pii-ssn",
+        ),
+        // Several operations in one statement: each is checked.
+        (
+            "ALTER TABLE customers ADD COLUMN note text, ALTER COLUMN note TYPE varchar USING email",
+            "pii-email",
+        ),
+        (
+            "alter table customers alter column name type varchar, alter column phone type text using ssn",
+            "pii-ssn",
+        ),
+        (
+            "alter table customers alter column email type varchar using email, alter column name type text using reverse(card_number)",
+            "pii-card",
+        ),
+        // A table the catalog does not know: the rules' patterns count.
+        (
+            "alter table other.customers alter column x type text using card_number",
+            "pii-card",
+        ),
+    ]);
+    // A type change that moves nothing masked, or copies a masked column
+    // unmodified into itself (as `UPDATE ... SET email = email` may).
+    for sql in [
+        "alter table customers alter column note type varchar using note::varchar",
+        "ALTER TABLE customers ALTER COLUMN name TYPE text USING upper(name)",
+        "ALTER TABLE customers ALTER COLUMN name SET DATA TYPE varchar(200)",
+        "ALTER TABLE customers ALTER COLUMN id TYPE bigint USING id + 1",
+        "alter table customers alter column email type varchar(200) using email",
+        r#"ALTER TABLE "customers" ALTER COLUMN "email" TYPE text USING customers.email"#,
+        "ALTER TABLE customers ALTER COLUMN card_number SET DATA TYPE varchar(40)",
+        "ALTER TABLE customers ALTER COLUMN card_number TYPE char(16)",
+        "alter table customers alter column email set not null, alter column name type text using name || '!'",
+        "alter table orders alter column amount type numeric(12,2) using amount * 100",
+    ] {
+        assert_eq!(shape(sql), "DDL", "{sql}");
+    }
+    // Not Postgres's syntax for MySQL: refused as unparseable there.
+    let (m, p) = (masker(), who("agent", &[]));
+    let got = shape_as(
+        &m,
+        &p,
+        Dialect::MySql,
+        "ALTER TABLE customers ALTER COLUMN note TYPE text USING email",
+    );
+    assert!(got.starts_with("BLOCK:"), "{got}");
+}
+
 #[test]
 fn masking_refuses_what_follows_ddl_in_one_request() {
     // Planned before the DDL runs, the SELECT would follow the old view.
