@@ -23,6 +23,9 @@ pub trait Catalog: Sync {
     fn columns(&self, schema: &str, table: &str) -> Option<Vec<String>>;
     /// The view's defining `SELECT`, when the relation is a view.
     fn view_sql(&self, schema: &str, table: &str) -> Option<String>;
+    /// The (lower-case) names of the relations the snapshot knows in
+    /// `schema` (lower-case), in no particular order.
+    fn relations(&self, schema: &str) -> Vec<String>;
     /// Changes whenever the catalog's answers may change (part of the plan
     /// cache key).
     fn version(&self) -> u64 {
@@ -41,6 +44,10 @@ impl Catalog for NoCatalog {
 
     fn view_sql(&self, _schema: &str, _table: &str) -> Option<String> {
         None
+    }
+
+    fn relations(&self, _schema: &str) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -89,6 +96,14 @@ impl Catalog for MemoryCatalog {
         self.tables
             .get(&(schema.to_string(), table.to_string()))
             .and_then(|t| t.1.clone())
+    }
+
+    fn relations(&self, schema: &str) -> Vec<String> {
+        self.tables
+            .keys()
+            .filter(|(s, _)| s == schema)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     fn version(&self) -> u64 {

@@ -841,6 +841,10 @@ impl<'a> Analyzer<'a> {
                 }
                 Ok(Shape::NoResult)
             }
+            Statement::AlterSchema(a) => {
+                self.alter_schema(a)?;
+                Ok(Shape::NoResult)
+            }
             Statement::CreateView(cv) => {
                 if cv.materialized {
                     let t = self.query(&cv.query, None)?.taint();
@@ -1086,6 +1090,42 @@ impl<'a> Analyzer<'a> {
         };
         let dest = self.assignment_dest(&sources, std::slice::from_ref(&column));
         self.check_write(t, dest, "ALTER COLUMN ... TYPE ... USING")
+    }
+
+    /// `ALTER SCHEMA s RENAME TO x` renames every relation in `s`, out
+    /// from under the masking rules that name `s`: refused when a rule may
+    /// match a column of a table in `s` (`*.card_number` matches every
+    /// schema's; [`MaskRule::may_cover_schema`]), or a relation of the
+    /// catalog snapshot in `s` has masked columns (a view, through its
+    /// lineage).
+    ///
+    /// [`MaskRule::may_cover_schema`]: super::rules::MaskRule::may_cover_schema
+    fn alter_schema(&mut self, a: &sqlparser::ast::AlterSchema) -> Result<(), Stop> {
+        use sqlparser::ast::AlterSchemaOperation;
+        let renames = a
+            .operations
+            .iter()
+            .any(|op| matches!(op, AlterSchemaOperation::Rename { .. }));
+        let Some(schema) = object_parts(&a.name).pop().filter(|_| renames) else {
+            return Ok(());
+        };
+        if let Some(&i) = self
+            .active
+            .iter()
+            .find(|&&i| self.rules.rules[i].may_cover_schema(&schema))
+        {
+            let id = self.rules.rules[i].id.clone();
+            return stop(
+                &id,
+                format!(
+                    "renaming schema {schema} would move data masked by rule {id} out from under it"
+                ),
+            );
+        }
+        for table in self.catalog.relations(&schema) {
+            self.keeps_masks(&[schema.clone(), table], None, "renaming a schema")?;
+        }
+        Ok(())
     }
 
     /// Refuses `what` on `table` (on its `column`, when given) if masking

@@ -134,6 +134,16 @@ impl MaskRule {
     pub fn active_for(&self, who: &Principal) -> bool {
         self.applies_to.matches(who, true) && !self.unmasked.matches(who, false)
     }
+
+    /// May one of this rule's patterns match a column of a table in
+    /// `schema` (lower-case)? Never `false` where one could: `*.email` and
+    /// `customers.email` may match any schema's (see
+    /// [`crate::policy::rules::may_cover_schema`]).
+    pub fn may_cover_schema(&self, schema: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| crate::policy::rules::may_cover_schema(&full_pattern(p), schema))
+    }
 }
 
 /// Everything the masking rule files say.

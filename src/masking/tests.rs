@@ -901,6 +901,92 @@ fn masking_ddl_type_change_is_checked_as_a_write_of_its_using_expression() {
 }
 
 #[test]
+fn masking_ddl_schema_rename_cannot_move_masked_tables_out_from_under_their_rules() {
+    // `*.contact_email` and `customers.card_number` may match a column of
+    // any schema: every schema rename is refused (fail-closed), on either
+    // dialect.
+    for sql in [
+        "ALTER SCHEMA public RENAME TO pub2",
+        r#"alter schema "public" rename to "pub2""#,
+        "ALTER SCHEMA IF EXISTS shop RENAME TO s2",
+        "alter schema scratch rename to scratch2",
+    ] {
+        assert!(
+            shape(sql).starts_with("BLOCK:pii-"),
+            "{sql}: {}",
+            shape(sql)
+        );
+    }
+    assert_blocked_by_a_mask(Dialect::MySql, &["ALTER SCHEMA shop RENAME TO s2"]);
+
+    // With schema-qualified patterns only, the schema decides.
+    const QUALIFIED: &str = r#"
+[[mask]]
+id = "m-email"
+columns = ["public.customers.email"]
+strategy = "email"
+unmasked = { identities = ["dba"] }
+
+[[mask]]
+id = "m-tenant"
+columns = ["tenant_a.users.ssn"]
+strategy = "redact"
+
+[[mask]]
+id = "m-tenants"
+columns = ["tenant_*.users.ssn"]
+strategy = "redact"
+applies_to = { groups = ["tenants"] }
+"#;
+    let rules = load_masking(&[(Path::new("q.toml"), QUALIFIED)]).expect("rules load");
+    let m = Masker::new(rules, Some(b"test-key"), Limits::default());
+    let cat = catalog().view(
+        "reports",
+        "mail",
+        &["email"],
+        "SELECT email FROM public.customers",
+    );
+    let plan = |identity: &str, groups: &[&str], sql: &str| {
+        let plans = m.plan(&who(identity, groups), Dialect::Postgres, sql, &ctx(), &cat);
+        match plans.as_slice() {
+            [StatementPlan::Ddl] => "DDL".to_string(),
+            [StatementPlan::Block { rule, .. }] => format!("BLOCK:{rule}"),
+            other => format!("{other:?}"),
+        }
+    };
+    for (sql, want) in [
+        ("ALTER SCHEMA public RENAME TO pub2", "BLOCK:m-email"),
+        ("alter schema PUBLIC rename to pub2", "BLOCK:m-email"),
+        (r#"ALTER SCHEMA "public" RENAME TO x"#, "BLOCK:m-email"),
+        ("ALTER SCHEMA tenant_a RENAME TO t2", "BLOCK:m-tenant"),
+        // A view whose lineage reads masked data.
+        ("ALTER SCHEMA reports RENAME TO r2", "BLOCK:m-email"),
+        // A schema name with a dot may be matched by anything.
+        (r#"ALTER SCHEMA "public.x" RENAME TO y"#, "BLOCK:m-email"),
+        // shop.customers.email is not masked by these rules.
+        ("ALTER SCHEMA shop RENAME TO s2", "DDL"),
+        ("ALTER SCHEMA staging RENAME TO staging_old", "DDL"),
+        ("ALTER SCHEMA public OWNER TO someone", "DDL"),
+    ] {
+        assert_eq!(plan("agent", &[], sql), want, "{sql}");
+    }
+    // A schema part with glob syntax may match any schema.
+    assert_eq!(
+        plan("agent", &["tenants"], "ALTER SCHEMA staging RENAME TO x"),
+        "BLOCK:m-tenants"
+    );
+    // Only the rules active for the principal count.
+    assert_eq!(
+        plan("dba", &[], "ALTER SCHEMA public RENAME TO pub2"),
+        "DDL"
+    );
+    assert_eq!(
+        plan("dba", &[], "ALTER SCHEMA tenant_a RENAME TO t2"),
+        "BLOCK:m-tenant"
+    );
+}
+
+#[test]
 fn masking_refuses_what_follows_ddl_in_one_request() {
     // Planned before the DDL runs, the SELECT would follow the old view.
     for sql in [

@@ -98,6 +98,14 @@ impl Catalog for MyCatalog {
             .and_then(|r| r.view_sql.clone())
     }
 
+    fn relations(&self, schema: &str) -> Vec<String> {
+        self.relations
+            .keys()
+            .filter(|(s, _)| s == schema)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
     fn version(&self) -> u64 {
         self.generation
     }

@@ -72,6 +72,15 @@ impl CatalogSnapshot {
             .get(&(schema.to_lowercase(), name.to_lowercase()))
     }
 
+    /// The (lower-case) names of the relations in `schema` (lower-case).
+    pub fn relations_in(&self, schema: &str) -> Vec<String> {
+        self.by_name
+            .keys()
+            .filter(|(s, _)| s == schema)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
     pub fn by_oid(&self, oid: u32) -> Option<&Arc<Relation>> {
         self.by_oid.get(&oid)
     }

@@ -184,6 +184,10 @@ impl Catalog for CatalogSnapshot {
             .and_then(|r| r.view_sql.clone())
     }
 
+    fn relations(&self, schema: &str) -> Vec<String> {
+        self.relations_in(schema)
+    }
+
     fn version(&self) -> u64 {
         self.generation()
     }

@@ -183,6 +183,26 @@ impl RuleSet {
     }
 }
 
+/// Whether a table or column pattern (`public.secrets`, `*.users.ssn`,
+/// `tenant_*.t.c`; lower-case) may match a name in `schema` (`schema.` and
+/// anything after it): for checks on a statement that renames a whole
+/// schema, whose tables no one can list. Never `false` where such a name
+/// could match (globs' `*` and `?` also match dots): the part before the
+/// first dot is the schema part; it may match any schema if it holds glob
+/// syntax, else only itself, and a pattern without a dot matches no
+/// schema-qualified name unless it holds glob syntax. A schema whose own
+/// name has a dot may be matched by anything.
+pub fn may_cover_schema(pattern: &str, schema: &str) -> bool {
+    const GLOB: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+    if schema.contains('.') {
+        return true;
+    }
+    match pattern.split_once('.') {
+        Some((head, _)) => head.contains(GLOB) || head == schema,
+        None => pattern.contains(GLOB),
+    }
+}
+
 /// Loads one rule file, or every `*.toml` in a directory (sorted by name).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
     let io_err = |e: std::io::Error| RulesError {
@@ -564,6 +584,34 @@ mod tests {
             (5, "policy[1].deny_columns"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn policy_may_cover_schema_is_never_false_where_a_name_could_match() {
+        for (pattern, schema, want) in [
+            ("public.secrets", "public", true),
+            ("public.secrets", "pub2", false),
+            ("public.customers.ssn", "public", true),
+            ("audit.*", "audit", true),
+            ("audit.*", "public", false),
+            // Glob syntax in the schema part: any schema.
+            ("*.users.password_hash", "anything", true),
+            ("tenant_*.t", "other", true),
+            ("p?blic.t", "x", true),
+            ("{a,b}.t", "c", true),
+            ("[ab].t", "c", true),
+            // Without a dot, only glob syntax can match `schema.table`.
+            ("secrets", "public", false),
+            ("*secrets", "public", true),
+            // A schema named with a dot: anything may match.
+            ("public.secrets", "x.y", true),
+        ] {
+            assert_eq!(
+                may_cover_schema(pattern, schema),
+                want,
+                "{pattern} {schema}"
+            );
+        }
     }
 
     #[test]

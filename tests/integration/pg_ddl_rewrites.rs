@@ -1,10 +1,11 @@
-//! Masking on the Postgres path against DDL that rewrites masked data:
-//! `ALTER COLUMN ... TYPE ... USING <expr>` is a write of `<expr>` into the
-//! column (checked as `UPDATE ... SET` is). A masked agent allowed DDL is
-//! refused, nothing runs (checked on a direct connection), nothing leaks,
-//! and the session stays usable. The fixture (`public.customers.email`
-//! and `*.card_number` masked for the agent, `builder` unmasked) is
-//! `pg_catalog_changes`'s.
+//! Masking on the Postgres path against DDL that rewrites or moves masked
+//! data: `ALTER COLUMN ... TYPE ... USING <expr>` is a write of `<expr>`
+//! into the column (checked as `UPDATE ... SET` is), and `ALTER SCHEMA ...
+//! RENAME TO` would move masked tables out from under schema-qualified
+//! rules. A masked agent allowed DDL is refused, nothing runs (checked on
+//! a direct connection), nothing leaks, and the session stays usable. The
+//! fixture (`public.customers.email` and `*.card_number` masked for the
+//! agent, `builder` unmasked) is `pg_catalog_changes`'s.
 
 use crate::common::*;
 use crate::pg_catalog_changes::{
@@ -150,6 +151,55 @@ async fn pg_ddl_rewrites_type_change_using_masked_data_is_refused() {
         assert!(!got.is_empty());
     }
     assert_usable(&c, "after the harmless type changes").await;
+    drop((c, b));
+    env.stop().await;
+}
+
+/// B4: renaming a schema would move its masked tables out from under
+/// schema-qualified rules; with `*.card_number` any schema's table may hold
+/// masked data, so every rename is refused (fail-closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_rewrites_schema_rename_is_refused() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute("CREATE SCHEMA scratch; CREATE TABLE scratch.t (a int)")
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    let schemas = "SELECT nspname::text FROM pg_namespace \
+         WHERE nspname IN ('public', 'pub2', 'scratch', 'scratch2') ORDER BY nspname";
+    for (sql, rule) in [
+        ("ALTER SCHEMA public RENAME TO pub2", "email"),
+        (r#"alter schema "public" rename to "pub2""#, "email"),
+        ("ALTER SCHEMA IF EXISTS PUBLIC RENAME TO pub2", "email"),
+        ("ALTER SCHEMA scratch RENAME TO scratch2", "card"),
+    ] {
+        assert_refused(&c, sql, rule).await;
+        assert_eq!(
+            directly(&env, schemas).await,
+            b"public|scratch|",
+            "{sql} ran"
+        );
+        for got in both_ways(&c, "SELECT email, card_number FROM pub2.customers").await {
+            assert_clean(&got, sql);
+        }
+        for got in both_ways(&c, "SELECT email, card_number FROM customers").await {
+            assert_clean(&got, sql);
+            assert!(!got.is_empty());
+        }
+    }
+    assert_usable(&c, "after the refusals").await;
+    // Other schema DDL still runs; an unmasked identity may rename.
+    c.batch_execute("ALTER SCHEMA scratch OWNER TO CURRENT_USER")
+        .await
+        .unwrap();
+    let b = builder(&env).await;
+    b.batch_execute("ALTER SCHEMA scratch RENAME TO scratch2")
+        .await
+        .unwrap();
+    assert_eq!(directly(&env, schemas).await, b"public|scratch2|");
+    assert_usable(&c, "after the builder's rename").await;
     drop((c, b));
     env.stop().await;
 }
