@@ -12,7 +12,7 @@ use super::cache::{context_hash, DecisionCache, KeyText};
 use super::extract;
 use super::facts::{Facts, Relation, StatementClass};
 use super::parse::{self, Blocked};
-use super::rules::{Policy, RuleSet};
+use super::rules::{may_cover_schema, Policy, RuleSet};
 use super::shape;
 use super::startup_options;
 use super::{
@@ -515,6 +515,9 @@ pub fn decide(
             }
         }
     }
+    if let Some(d) = schema_rename_denied(policy, facts) {
+        return d;
+    }
     // 8. Columns.
     if !policy.deny_columns.is_empty() {
         if let Some(d) = columns_denied(policy, facts) {
@@ -526,9 +529,15 @@ pub fn decide(
         let class_ok = a.statements.is_empty() || a.statements.contains(&class);
         let table_ok = match &a.tables {
             None => true,
-            Some(t) => facts
-                .relations()
-                .any(|r| r.candidates().any(|c| t.is_match(&c))),
+            Some(t) => {
+                facts
+                    .relations()
+                    .any(|r| r.candidates().any(|c| t.is_match(&c)))
+                    || facts
+                        .renamed_schemas
+                        .iter()
+                        .any(|s| a.table_patterns.iter().any(|p| may_cover_schema(p, s)))
+            }
         };
         if class_ok && table_ok {
             return Decision::RequireApproval {
@@ -538,6 +547,55 @@ pub fn decide(
         }
     }
     Decision::Allow
+}
+
+/// A schema rename (`ALTER SCHEMA s RENAME TO x`) moves every table of
+/// `s` to `x`, out from under (or in under) the rules that name them: it
+/// is denied when a `deny_tables` or `deny_columns` pattern may match a
+/// table of either schema ([`may_cover_schema`]), and whenever the policy
+/// lists `allow_tables` (which tables it moves cannot be listed).
+fn schema_rename_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
+    for s in &facts.renamed_schemas {
+        if let Some(p) = policy
+            .deny_table_patterns
+            .iter()
+            .find(|p| may_cover_schema(p, s))
+        {
+            return Some(deny(
+                policy,
+                "deny-tables",
+                format!(
+                    "renaming schema {s} would move tables denied by policy {} ({p}) out from under it",
+                    policy.id
+                ),
+            ));
+        }
+        if policy.allow_tables.is_some() {
+            return Some(deny(
+                policy,
+                "allow-tables",
+                format!(
+                    "renaming schema {s} would move tables in or out of the allowed tables of policy {}",
+                    policy.id
+                ),
+            ));
+        }
+        if let Some(rule) = policy
+            .deny_columns
+            .iter()
+            .find(|x| may_cover_schema(x.table.glob().glob(), s))
+        {
+            return Some(deny(
+                policy,
+                "deny-columns",
+                format!(
+                    "renaming schema {s} would move columns denied by policy {} ({}) out from under it",
+                    policy.id, rule.pattern
+                ),
+            ));
+        }
+    }
+    None
 }
 
 fn table_denied(policy: &Policy, r: &Relation) -> bool {

@@ -60,6 +60,10 @@ pub fn explain(
                 format!("{q}{} ({:?})", c.name, c.location)
             })
             .collect();
+        if !f.renamed_schemas.is_empty() {
+            let names: Vec<&str> = f.renamed_schemas.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "  renames schemas: {}", names.join(", "));
+        }
         let _ = writeln!(out, "  columns: {}", cols.join(", "));
         let funcs: Vec<String> = f
             .functions

@@ -756,6 +756,17 @@ impl Visitor for Extractor<'_> {
                 }
                 self.facts.whole_row = true;
             }
+            // Renaming a schema renames every table in it (which sqlparser
+            // does not name): the engine checks the schema against the
+            // table and column patterns of the rules.
+            Statement::AlterSchema(a) => {
+                for op in &a.operations {
+                    if let sqlparser::ast::AlterSchemaOperation::Rename { name } = op {
+                        self.facts.renamed_schemas.extend(parts(&a.name).pop());
+                        self.facts.renamed_schemas.extend(parts(name).pop());
+                    }
+                }
+            }
             Statement::Call(f) => {
                 self.facts.functions.insert(function_ref(&f.name));
             }

@@ -147,6 +147,11 @@ pub struct Facts {
     /// Columns referenced by position or implicitly, not by name: a table
     /// alias with a column list (`customers AS c(a, b)`), a NATURAL join.
     pub implicit_columns: bool,
+    /// Schemas renamed (`ALTER SCHEMA s RENAME TO x`: both names). Every
+    /// table in them moves, and no one can list those tables, so rules
+    /// that could match one of them count (see
+    /// [`super::rules::may_cover_schema`]).
+    pub renamed_schemas: BTreeSet<String>,
     /// SELECT ... FOR UPDATE / FOR SHARE.
     pub row_locks: bool,
     pub explain: bool,

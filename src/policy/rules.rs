@@ -108,6 +108,8 @@ pub struct Approval {
     pub statements: Vec<StatementClass>,
     /// `None`: any table.
     pub tables: Option<GlobSet>,
+    /// `tables` as written (lower-case), for [`may_cover_schema`].
+    pub table_patterns: Vec<String>,
     pub message: String,
 }
 
@@ -135,6 +137,8 @@ pub struct Policy {
     pub allow_statements: Vec<StatementClass>,
     pub allow_tables: Option<GlobSet>,
     pub deny_tables: GlobSet,
+    /// `deny_tables` as written (lower-case), for [`may_cover_schema`].
+    pub deny_table_patterns: Vec<String>,
     /// Table-name parts of `deny_tables`, for relations whose schema is unknown.
     pub deny_table_names: GlobSet,
     pub deny_columns: Vec<ColumnRule>,
@@ -498,6 +502,7 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
                 Some(t) => Some(ctx.globs(&format!("{key}.tables"), t)?),
                 None => None,
             },
+            table_patterns: lowered(a.tables.as_deref().unwrap_or_default()),
             message: a
                 .message
                 .unwrap_or_else(|| format!("this statement needs a human's approval ({aid})")),
@@ -518,6 +523,7 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
         allow_statements,
         allow_tables,
         deny_tables,
+        deny_table_patterns: lowered(deny_tables_list),
         deny_table_names,
         deny_columns,
         deny_column_set,
@@ -527,6 +533,11 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
         require_approval,
         allow_startup_options: p.allow_startup_options,
     })
+}
+
+/// Patterns as written, lower-case.
+fn lowered(list: &[Spanned<String>]) -> Vec<String> {
+    list.iter().map(|g| g.get_ref().to_lowercase()).collect()
 }
 
 impl fmt::Display for Policy {

@@ -293,3 +293,77 @@ fn policy_cache_shares_decisions_by_shape_only_when_literals_do_not_matter() {
     judge(&e, "rw", "SET statement_timeout = 0", &ctx);
     assert_eq!(e.cached_decisions(), before + 2);
 }
+
+#[test]
+fn policy_schema_rename_is_checked_against_the_rules_that_may_name_its_tables() {
+    const SCHEMA_RULES: &str = r#"
+[[policy]]
+id = "cols"
+applies_to = { identities = ["cols"] }
+allow_statements = ["ddl"]
+deny_columns = ["hr.staff.salary"]
+
+[[policy]]
+id = "allow"
+applies_to = { identities = ["allow"] }
+allow_statements = ["ddl"]
+allow_tables = ["public.*"]
+
+[[policy]]
+id = "appr"
+applies_to = { identities = ["appr"] }
+allow_statements = ["ddl"]
+require_approval = [{ id = "hr", tables = ["hr.*"] }]
+
+[[policy]]
+id = "tables"
+applies_to = { identities = ["tables"] }
+allow_statements = ["ddl"]
+deny_tables = ["hr.*"]
+deny_columns = ["*.salary"]
+"#;
+    let e = Engine::new(parse_rules(&[(Path::new("s.toml"), SCHEMA_RULES)]).expect("rules"));
+    let ctx = SessionContext::default();
+    for (id, sql, want) in [
+        (
+            "cols",
+            "ALTER SCHEMA hr RENAME TO people",
+            "cols.deny-columns",
+        ),
+        (
+            "cols",
+            r#"ALTER SCHEMA "HR" RENAME TO people"#,
+            "cols.deny-columns",
+        ),
+        // Into a schema the rules name: the same tables would become
+        // subject to them, and the statement is refused alike.
+        (
+            "cols",
+            "ALTER SCHEMA people RENAME TO hr",
+            "cols.deny-columns",
+        ),
+        ("cols", "ALTER SCHEMA sales RENAME TO sales2", "allow"),
+        ("cols", "ALTER SCHEMA hr OWNER TO bob", "allow"),
+        // Which tables move cannot be listed against an allow list.
+        (
+            "allow",
+            "ALTER SCHEMA sales RENAME TO sales2",
+            "allow.allow-tables",
+        ),
+        ("appr", "ALTER SCHEMA hr RENAME TO people", "appr.hr"),
+        ("appr", "ALTER SCHEMA sales RENAME TO sales2", "allow"),
+        (
+            "tables",
+            "ALTER SCHEMA hr RENAME TO people",
+            "tables.deny-tables",
+        ),
+        // `*.salary`: any schema's table may have the column.
+        (
+            "tables",
+            "ALTER SCHEMA sales RENAME TO x",
+            "tables.deny-columns",
+        ),
+    ] {
+        assert_eq!(rule(&judge(&e, id, sql, &ctx)), want, "{id}: {sql}");
+    }
+}
