@@ -965,8 +965,10 @@ impl<'a> Analyzer<'a> {
 
     /// Masking rules name tables and columns, so DDL must not move masked
     /// data out from under them: renaming a table with masked columns, or
-    /// a masked column, and a generated column computed from masked data
-    /// (`ADD COLUMN e2 AS (hex(email))`), are refused. A column's new type
+    /// a masked column, and a generated column or a column default
+    /// computed from masked data (`ADD COLUMN e2 AS (hex(email))`; MySQL
+    /// fills existing rows with `ADD COLUMN e2 ... DEFAULT (reverse(email))`
+    /// and `UPDATE ... SET e2 = DEFAULT` computes it), are refused. A column's new type
     /// (`ALTER COLUMN c TYPE t USING e`) rewrites it: see
     /// [`Self::type_change`].
     fn alter_table(
@@ -982,7 +984,8 @@ impl<'a> Analyzer<'a> {
                         ColumnOption::Generated {
                             generation_expr: Some(e),
                             ..
-                        } => Some(e.clone()),
+                        }
+                        | ColumnOption::Default(e) => Some(e.clone()),
                         _ => None,
                     })
                     .collect::<Vec<sqlparser::ast::Expr>>()
@@ -1002,6 +1005,10 @@ impl<'a> Analyzer<'a> {
                     self.type_change(table, column_name, data_type, using.as_ref())?;
                     continue;
                 }
+                Op::AlterColumn {
+                    op: AlterColumnOperation::SetDefault { value },
+                    ..
+                } => (None, vec![value.clone()]),
                 Op::RenameColumn {
                     old_column_name, ..
                 } => (Some(old_column_name), Vec::new()),
@@ -1029,7 +1036,7 @@ impl<'a> Analyzer<'a> {
             for e in &exprs {
                 let t = self.expr(e, &scope)?;
                 if t.rule().is_some() {
-                    return self.write_stop(t, "a generated column");
+                    return self.write_stop(t, "a generated column or a column default");
                 }
             }
         }

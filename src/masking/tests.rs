@@ -760,6 +760,14 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
             "ALTER TABLE `public`.`customers` CHANGE `EMAIL` mail varchar(99)",
             "ALTER TABLE public.customers ADD COLUMN e2 varchar(99) AS (HEX(email)) VIRTUAL",
             "ALTER TABLE public.customers MODIFY name varchar(99) AS (REVERSE(card_number)) STORED",
+            // MySQL fills existing rows with a new column's default, and
+            // `SET c = DEFAULT` computes it.
+            "ALTER TABLE public.customers ADD COLUMN e3 varchar(200) DEFAULT (REVERSE(email))",
+            "ALTER TABLE `public`.`customers` ADD e3 text DEFAULT (CONCAT(`EMAIL`, ''))",
+            "ALTER TABLE public.customers ALTER COLUMN name SET DEFAULT (REVERSE(card_number))",
+            "ALTER TABLE public.customers MODIFY name varchar(99) DEFAULT (LEFT(card_number, 6))",
+            "ALTER TABLE public.customers CHANGE name nm varchar(99) DEFAULT (email)",
+            "ALTER TABLE public.customers ADD COLUMN n5 int, ALTER COLUMN name SET DEFAULT (HEX(email))",
             "ALTER TABLE public.customers RENAME TO public.c2",
             // A table the catalog does not know: any rule whose table pattern
             // matches it (`customers.card_number`: any schema's) refuses.
@@ -771,6 +779,8 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
         "alter table customers rename column name to full_name",
         "alter table customers add column note text",
         "alter table customers add column n2 text generated always as (upper(name)) stored",
+        "alter table customers add column n3 text default 'x'",
+        "alter table customers alter column name set default 'nobody'",
         "alter table orders rename to orders_old",
         "alter table customers drop column email",
     ] {
@@ -780,6 +790,8 @@ fn masking_ddl_cannot_move_masked_data_out_from_under_its_rules() {
         // shop.customers has no masked column under these rules.
         "RENAME TABLE customers TO c2",
         "ALTER TABLE customers RENAME COLUMN email TO mail",
+        "ALTER TABLE public.customers ADD COLUMN n3 varchar(20) DEFAULT (UPPER(name))",
+        "ALTER TABLE public.customers ALTER COLUMN name SET DEFAULT ('nobody')",
     ] {
         assert_eq!(shape_as(&m, &p, Dialect::MySql, sql), "DDL", "{sql}");
     }

@@ -723,15 +723,15 @@ async fn mysql_multi_table_update_targets_are_resolved_through_qualifiers() {
 }
 
 /// Masking rules name tables and columns: DDL that would move masked data
-/// out from under them (renaming a masked column or its table, or a
-/// generated column computed from masked data) is refused, over the text
+/// out from under them (renaming a masked column or its table, a generated
+/// column or a column default computed from masked data) is refused, over the text
 /// protocol and prepared, and the table is left as it was; DDL that moves
 /// nothing masked runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_ddl_cannot_move_masked_data_out_from_under_its_rules() {
     let mut env = rich_env().await;
     let columns = |env: &MyEnv| {
-        env.admin("SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'customers'")
+        env.admin("SELECT GROUP_CONCAT(column_name, '=', IFNULL(column_default, '-') ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'customers'")
     };
     let before = columns(&env);
     let mut c = env.agent().await;
@@ -745,6 +745,11 @@ async fn mysql_ddl_cannot_move_masked_data_out_from_under_its_rules() {
         "ALTER TABLE customers ADD COLUMN e2 varchar(200) AS (HEX(email)) VIRTUAL",
         "ALTER TABLE customers ADD COLUMN e2 varchar(200) AS (REVERSE(card_number)) PERSISTENT",
         "ALTER TABLE customers MODIFY notes text AS (CONCAT(email, '')) VIRTUAL",
+        // A new column's default fills the existing rows; `SET c = DEFAULT`
+        // computes it for any row.
+        "ALTER TABLE customers ADD COLUMN e3 varchar(200) DEFAULT (REVERSE(email))",
+        "ALTER TABLE customers ALTER COLUMN notes SET DEFAULT (REVERSE(card_number))",
+        "ALTER TABLE customers MODIFY notes text DEFAULT (CONCAT(email, ''))",
     ] {
         for (i, (rows, bytes)) in both_ways(&mut c, sql).await.into_iter().enumerate() {
             let text = String::from_utf8_lossy(&bytes);
