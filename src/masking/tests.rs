@@ -930,6 +930,17 @@ fn masking_ddl_schema_rename_cannot_move_masked_tables_out_from_under_their_rule
         );
     }
     assert_blocked_by_a_mask(Dialect::MySql, &["ALTER SCHEMA shop RENAME TO s2"]);
+    // Moving one table to another schema would do the same; sqlparser
+    // 0.63 does not parse it, so it stays refused as unparseable. Should
+    // a newer sqlparser parse it, it must be refused as renaming the
+    // table is.
+    for sql in [
+        "ALTER TABLE customers SET SCHEMA other",
+        "alter table if exists public.customers set schema other",
+        "ALTER VIEW v_customers SET SCHEMA other",
+    ] {
+        assert_eq!(shape(sql), "BLOCK:builtin.unparseable", "{sql}");
+    }
 
     // With schema-qualified patterns only, the schema decides.
     const QUALIFIED: &str = r#"
