@@ -140,12 +140,16 @@ impl MaskContext {
     }
 }
 
-/// Replaces `$user` in a session's search_path with the database user
-/// airlock logged in as, as Postgres does: a schema of that name comes
-/// first, and an agent that may create one could otherwise put a view
-/// there that masking would look for under `public`. (Sessions without
-/// masking keep `$user`, which name resolution skips: their decisions are
-/// shared across sessions of different users.)
+/// Replaces `$user` in the search_path masking plans with by the database
+/// user airlock logged in as, as Postgres does: a schema of that name
+/// comes first, and an agent that may create one could otherwise put a
+/// view there that masking would look for under `public`. Masking looks a
+/// name up in the catalog schema by schema, so a schema that does not
+/// exist costs nothing. (The guardrails keep `$user`, which their name
+/// resolution skips: with no catalog they would have to count both
+/// schemas, and `allow_tables = ["public.*"]` would refuse every
+/// unqualified name; an object in the user's schema is judged when it is
+/// made.)
 pub fn name_user_schema(search_path: &mut [String], user: &str) {
     for entry in search_path {
         if entry.trim().trim_matches('"') == "$user" {

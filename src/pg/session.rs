@@ -300,12 +300,8 @@ async fn log_in(
     backend::ready_for_query(&mut out, up.status);
     conn.write_all(&out).await?;
 
-    let mut search_path = search_path_from_options(startup.param("options"));
-    if masking.is_some() {
-        super::masking::name_user_schema(&mut search_path, &upstream_user);
-    }
     let context = SessionContext {
-        search_path,
+        search_path: search_path_from_options(startup.param("options")),
         ..Default::default()
     };
     let audit = proxy.audit.as_ref().map(|log| {

@@ -262,9 +262,12 @@ pub struct ClientMasking {
     book: PlanBook,
     /// Keeps plans behind the session's own DDL (see [`super::ddl_fence`]).
     fence: Fence,
-    /// The database user airlock logged in as: what `$user` in a
-    /// search_path set during the session names.
+    /// The database user airlock logged in as: what `$user` in the
+    /// session's search_path names.
     upstream_user: String,
+    /// The session context masking plans with: the session's search_path,
+    /// with `$user` named (see [`super::masking::name_user_schema`]).
+    context: SessionContext,
     /// SQL-level prepared statements (`PREPARE name AS ...`) judged
     /// against an older catalog snapshot. Masking plans `EXECUTE` as rows
     /// of unknown shape, matched by column name, and cannot tell what such
@@ -274,6 +277,12 @@ pub struct ClientMasking {
 }
 
 impl ClientMasking {
+    /// Takes the session's search_path (after it changed).
+    fn sync_context(&mut self, session: &SessionContext) {
+        self.context.search_path.clone_from(&session.search_path);
+        super::masking::name_user_schema(&mut self.context.search_path, &self.upstream_user);
+    }
+
     pub fn new(
         ctx: Arc<MaskContext>,
         expect: Arc<Expectations<StatementPlan>>,
@@ -285,6 +294,7 @@ impl ClientMasking {
             book: PlanBook::default(),
             fence: Fence::default(),
             upstream_user: upstream_user.to_owned(),
+            context: SessionContext::default(),
             outdated_prepared: Default::default(),
         }
     }
@@ -297,9 +307,12 @@ impl<'a> ClientSide<'a> {
         principal: &'a Principal,
         idle_timeout: Duration,
         context: SessionContext,
-        masking: Option<ClientMasking>,
+        mut masking: Option<ClientMasking>,
         audit: Option<&'a SessionAudit>,
     ) -> Self {
+        if let Some(m) = &mut masking {
+            m.sync_context(&context);
+        }
         ClientSide {
             shared,
             proxy,
@@ -379,8 +392,8 @@ impl<'a> ClientSide<'a> {
     /// principal.
     fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
-            Some(m) if self.restricted => m.ctx.plan_after_ddl(sql, &self.context),
-            Some(m) => m.ctx.plan(sql, shape, &self.context),
+            Some(m) if self.restricted => m.ctx.plan_after_ddl(sql, &m.context),
+            Some(m) => m.ctx.plan(sql, shape, &m.context),
             None => Ok(no_plans()),
         }
     }
@@ -786,8 +799,8 @@ impl<'a> ClientSide<'a> {
         }
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();
-            if let Some(m) = &self.masking {
-                super::masking::name_user_schema(&mut self.context.search_path, &m.upstream_user);
+            if let Some(m) = &mut self.masking {
+                m.sync_context(&self.context);
             }
         }
     }
@@ -1084,7 +1097,7 @@ impl<'a> ClientSide<'a> {
             return Ok(());
         };
         match text(&m.book) {
-            Some(sql) => m.ctx.plan_after_ddl(&sql, &self.context).map(|_| ()),
+            Some(sql) => m.ctx.plan_after_ddl(&sql, &m.context).map(|_| ()),
             None => Err(format!(
                 "airlock: blocked by rule {}: while masking applies, only transaction and session statements may follow DDL until its transaction ends, and airlock does not know what this statement runs: COMMIT or ROLLBACK first",
                 crate::masking::lineage::UNANALYZABLE
@@ -1105,7 +1118,7 @@ impl<'a> ClientSide<'a> {
         let Some(sql) = m.book.statement_outdated(name, at) else {
             return Ok(());
         };
-        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &self.context)?;
+        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &m.context)?;
         m.book
             .statement_replanned(name, plan.first().cloned().flatten(), at);
         Ok(())
@@ -1121,7 +1134,7 @@ impl<'a> ClientSide<'a> {
         let Some(sql) = m.book.portal_outdated(portal, at) else {
             return Ok(());
         };
-        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &self.context)?;
+        let plan = m.ctx.plan(&sql, &Shape::of(&sql), &m.context)?;
         m.book
             .portal_replanned(portal, plan.first().cloned().flatten(), at);
         Ok(())
