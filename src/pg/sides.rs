@@ -775,6 +775,14 @@ impl<'a> ClientSide<'a> {
     }
 
     fn apply(&mut self, e: &Effects) {
+        // Most statements change nothing (and a memo replay never does).
+        if e.prepared.is_empty()
+            && e.deallocated.is_empty()
+            && !e.deallocate_all
+            && e.search_path.is_none()
+        {
+            return;
+        }
         if let Some(m) = &mut self.masking {
             // Prepared now: against the current snapshot.
             for name in e.prepared.iter().chain(&e.deallocated) {
@@ -1386,23 +1394,6 @@ impl Side for ServerSide<'_> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
-        let verdict = self.judge_reply(frame);
-        if let Some(m) = &self.masking {
-            // After the DDL state for this message is set (see `ddl_fence`);
-            // only when it moved (at ReadyForQuery, mostly).
-            let done = m.requests_done();
-            if done != self.answered {
-                self.answered = done;
-                self.shared.fence.answered(done);
-            }
-        }
-        verdict
-    }
-}
-
-impl ServerSide<'_> {
-    /// What becomes of one server message (see [`Side::on_frame`]).
-    fn judge_reply(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         if let Some(a) = &mut self.audit {
             a.on_message(tag, &frame[5..])
@@ -1425,6 +1416,17 @@ impl ServerSide<'_> {
                     // side that sees it cleared sees the catalog stale.
                     self.proxy.invalidate_catalog(self.target);
                     self.shared.fence.set_ddl_open(false);
+                }
+                if let Some(m) = &self.masking {
+                    // After the DDL state above (see `ddl_fence`). Requests
+                    // are answered at ReadyForQuery: a Sync the server
+                    // ignored during COPY is counted before the
+                    // ReadyForQuery that always follows it.
+                    let done = m.requests_done();
+                    if done != self.answered {
+                        self.answered = done;
+                        self.shared.fence.answered(done);
+                    }
                 }
                 self.shared.ready_received();
                 self.rows = 0;
