@@ -134,21 +134,62 @@ impl Generations {
 }
 
 /// One target's catalog generation: moves whenever a snapshot of the
-/// target's catalog may have gone stale.
+/// target's catalog may have gone stale. It also counts the target's
+/// sessions with *unsettled* DDL: DDL forwarded or run in a transaction
+/// airlock has not yet seen end (see [`crate::pg::ddl_fence`]). Masked
+/// results are refused while another session's DDL is unsettled: the
+/// statement may have waited for that DDL's lock and then run against its
+/// definitions, which its plan did not know.
 #[derive(Debug, Default, Clone)]
-pub struct Generation(Arc<AtomicU64>);
+pub struct Generation(Arc<GenerationState>);
+
+/// The counters behind a [`Generation`].
+#[derive(Debug, Default)]
+struct GenerationState {
+    /// The generation.
+    current: AtomicU64,
+    /// Sessions with unsettled DDL. It may count one too many for a moment
+    /// (never one too few), which only refuses a result needlessly.
+    unsettled: AtomicU64,
+}
 
 impl Generation {
     /// The count now. Read it before loading a snapshot: a change made
     /// while the snapshot loads then still counts as newer than it.
     pub fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0.current.load(Ordering::Acquire)
     }
 
     /// Marks every snapshot of the target taken so far stale; call it when
     /// a statement that may have changed the catalog has run.
     pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.current.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many sessions of the target have unsettled DDL (see
+    /// [`Self::count_unsettled`]). Read it before [`Self::current`]: a
+    /// session settles its DDL only after bumping the generation, so a
+    /// reader that sees it settled also sees the generation moved.
+    pub fn unsettled(&self) -> u64 {
+        self.0.unsettled.load(Ordering::Acquire)
+    }
+
+    /// Counts one more session with unsettled DDL. Sessions count
+    /// themselves at most once at a time: see
+    /// [`crate::pg::ddl_fence::FenceSignal`], which keeps the increments
+    /// and [`Self::settle_unsettled`]s balanced.
+    pub fn count_unsettled(&self) {
+        self.0.unsettled.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One session counted by [`Self::count_unsettled`] has settled its
+    /// DDL (its transaction ended, or the session did).
+    pub fn settle_unsettled(&self) {
+        // Never below zero, even if a caller were out of step.
+        let _ = self
+            .0
+            .unsettled
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
@@ -167,5 +208,19 @@ mod generation_tests {
         assert_eq!((a2.current(), b.current()), (1, 0));
         g.bump_all();
         assert_eq!((a1.current(), b.current()), (2, 1));
+    }
+
+    #[test]
+    fn unsettled_counts_are_shared_and_never_negative() {
+        let g = Generations::default();
+        let a1 = g.of("a");
+        let a2 = g.of("a");
+        a1.count_unsettled();
+        a2.count_unsettled();
+        assert_eq!((a1.unsettled(), g.of("b").unsettled()), (2, 0));
+        a1.settle_unsettled();
+        a2.settle_unsettled();
+        a2.settle_unsettled();
+        assert_eq!(a1.unsettled(), 0);
     }
 }

@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::masking::Generation;
+
 /// What the server side tells the client side; part of
 /// [`super::sides::Shared`].
 #[derive(Default)]
@@ -55,6 +57,18 @@ pub struct FenceSignal {
     ddl_open: AtomicBool,
     /// Wakes the client side when `awaited` has been answered.
     answered_awaited: Notify,
+    /// Whether this session is counted in its target's unsettled DDL
+    /// ([`Generation::unsettled`]), and until which request: 0 when it is
+    /// not; otherwise the request whose idle ReadyForQuery (or any later
+    /// one) settles it. One atomic, not a flag and an ordinal, so that the
+    /// client side raising the ordinal and the server side settling can
+    /// never leave the count out of step.
+    unsettled_upto: AtomicU64,
+    /// The requests (by ordinal) sent before the masking snapshot was last
+    /// reloaded: their results were planned against an older one.
+    planned_before: AtomicU64,
+    /// The catalog generation the masking snapshot now in use was loaded at.
+    planned_at: AtomicU64,
 }
 
 impl FenceSignal {
@@ -78,6 +92,83 @@ impl FenceSignal {
     /// Whether DDL ran in a transaction that has not ended.
     pub fn ddl_open(&self) -> bool {
         self.ddl_open.load(Ordering::Acquire)
+    }
+
+    /// Counts this session's DDL as unsettled in the target's
+    /// `generation`, until an idle ReadyForQuery answers request `upto` (or
+    /// a later one). The client side calls it before it forwards DDL, the
+    /// server side when it sees a DDL CommandComplete. Counted already, it
+    /// only raises `upto`. Costs one load when nothing changes.
+    pub fn count_ddl(&self, generation: &Generation, upto: u64) {
+        let upto = upto.max(1);
+        if self.unsettled_upto.load(Ordering::Acquire) >= upto {
+            return;
+        }
+        // Counted in the target before the session is marked counted, and
+        // taken back if it was already: the target's count is never short.
+        generation.count_unsettled();
+        if self.unsettled_upto.fetch_max(upto, Ordering::AcqRel) != 0 {
+            generation.settle_unsettled();
+        }
+    }
+
+    /// Whether this session is counted as having unsettled DDL.
+    pub fn ddl_counted(&self) -> bool {
+        self.unsettled_upto.load(Ordering::Acquire) != 0
+    }
+
+    /// The request whose idle ReadyForQuery settles the session's DDL (0:
+    /// none counted).
+    pub fn settle_upto(&self) -> u64 {
+        self.unsettled_upto.load(Ordering::Acquire)
+    }
+
+    /// The server side, at an idle ReadyForQuery once `done` requests are
+    /// answered (and after bumping the catalog generation): settles the
+    /// session's DDL if the request it waits for has been answered.
+    /// Returns whether it did.
+    pub fn settle_ddl(&self, generation: &Generation, done: u64) -> bool {
+        let mut upto = self.unsettled_upto.load(Ordering::Acquire);
+        while upto != 0 && upto <= done {
+            match self
+                .unsettled_upto
+                .compare_exchange(upto, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    generation.settle_unsettled();
+                    return true;
+                }
+                // The client side raised it meanwhile.
+                Err(now) => upto = now,
+            }
+        }
+        false
+    }
+
+    /// The session ends: settles its DDL whatever it waited for (after
+    /// bumping the catalog generation).
+    pub fn settle_ddl_at_end(&self, generation: &Generation) {
+        if self.unsettled_upto.swap(0, Ordering::AcqRel) != 0 {
+            generation.settle_unsettled();
+        }
+    }
+
+    /// The client side of a masking session, when it has (re)loaded its
+    /// catalog snapshot: requests up to `before` were planned against an
+    /// older one, and the new one was loaded at generation `at`.
+    pub fn planned(&self, before: u64, at: u64) {
+        // `before` first: a reader that sees the new `at` sees it too.
+        self.planned_before.store(before, Ordering::Release);
+        self.planned_at.store(at, Ordering::Release);
+    }
+
+    /// What [`Self::planned`] last published: `(before, at)`. A reader
+    /// that races with it may get the old `at` with either `before`; the
+    /// old `at` is no longer the current generation (that is why the
+    /// snapshot was reloaded), so the result is refused either way.
+    pub fn plan_generation(&self) -> (u64, u64) {
+        let at = self.planned_at.load(Ordering::Acquire);
+        (self.planned_before.load(Ordering::Acquire), at)
     }
 
     fn is_answered(&self, request: u64) -> bool {
@@ -108,12 +199,38 @@ pub struct Fence {
     /// something while restricted: its Sync is marked, and until then the
     /// session is restricted.
     batch_marked: bool,
+    /// The extended batch being sent has frames since its last Sync.
+    batch_open: bool,
 }
 
 impl Fence {
     /// A request that the server answers with ReadyForQuery was sent.
     pub fn request_sent(&mut self) {
         self.sent += 1;
+    }
+
+    /// A Parse, Bind, Describe, Close or Execute was sent: part of the
+    /// batch that the next Sync ends.
+    pub fn frame_in_batch(&mut self) {
+        self.batch_open = true;
+    }
+
+    /// The ordinal of the last request sent (see [`Self::request_sent`]).
+    pub fn last_request(&self) -> u64 {
+        self.sent
+    }
+
+    /// The ordinal of the request the current extended batch's Sync will
+    /// be: what answers an Execute sent now.
+    pub fn batch_request(&self) -> u64 {
+        self.sent + 1
+    }
+
+    /// The requests planned, wholly or in part, against the snapshot in
+    /// use until now: those sent, and the current extended batch if it has
+    /// frames since its last Sync.
+    pub fn planned_so_far(&self) -> u64 {
+        self.sent + u64::from(self.batch_open)
     }
 
     /// The request just sent carried DDL, or was sent while restricted.
@@ -129,6 +246,7 @@ impl Fence {
 
     /// A Sync was sent (after [`Self::request_sent`] for it).
     pub fn sync_sent(&mut self) {
+        self.batch_open = false;
         if std::mem::take(&mut self.batch_marked) {
             self.mark_request();
         }
@@ -218,6 +336,85 @@ mod tests {
         fence.request_sent();
         fence.sync_sent();
         assert!(!fence.must_wait(&signal));
+    }
+
+    #[test]
+    fn ddl_counts_once_per_session_and_settles_at_its_request() {
+        let generation = Generation::default();
+        let signal = FenceSignal::default();
+        // Client side: DDL forwarded as request 3, counted once however
+        // often it is counted again (the server side at its CommandComplete).
+        signal.count_ddl(&generation, 3);
+        signal.count_ddl(&generation, 1);
+        signal.count_ddl(&generation, 3);
+        assert_eq!(generation.unsettled(), 1);
+        assert!(signal.ddl_counted());
+        // An idle ReadyForQuery of an earlier request does not settle it.
+        assert!(!signal.settle_ddl(&generation, 2));
+        assert_eq!(generation.unsettled(), 1);
+        // Raised by a later DDL request before the answer came.
+        signal.count_ddl(&generation, 5);
+        assert_eq!(generation.unsettled(), 1);
+        assert!(!signal.settle_ddl(&generation, 3));
+        assert!(signal.settle_ddl(&generation, 5));
+        assert_eq!(generation.unsettled(), 0);
+        assert!(!signal.ddl_counted());
+        // Settled once only.
+        assert!(!signal.settle_ddl(&generation, 9));
+        signal.settle_ddl_at_end(&generation);
+        assert_eq!(generation.unsettled(), 0);
+    }
+
+    #[test]
+    fn a_session_that_ends_settles_its_ddl() {
+        let generation = Generation::default();
+        let (a, b) = (FenceSignal::default(), FenceSignal::default());
+        a.count_ddl(&generation, 1);
+        b.count_ddl(&generation, u64::MAX);
+        assert_eq!(generation.unsettled(), 2);
+        a.settle_ddl_at_end(&generation);
+        a.settle_ddl_at_end(&generation);
+        assert_eq!(generation.unsettled(), 1);
+        assert!(b.settle_ddl(&generation, u64::MAX));
+        assert_eq!(generation.unsettled(), 0);
+    }
+
+    #[test]
+    fn counting_and_settling_from_two_threads_stays_balanced() {
+        let generation = Generation::default();
+        let signal = Arc::new(FenceSignal::default());
+        let (g2, s2) = (generation.clone(), Arc::clone(&signal));
+        let settler = std::thread::spawn(move || {
+            for done in 0..20_000u64 {
+                s2.settle_ddl(&g2, done);
+            }
+        });
+        for upto in 0..20_000u64 {
+            signal.count_ddl(&generation, upto);
+        }
+        settler.join().expect("settler thread");
+        // At most this session counts, and only while it is marked.
+        assert_eq!(generation.unsettled(), u64::from(signal.ddl_counted()));
+        signal.settle_ddl_at_end(&generation);
+        assert_eq!(generation.unsettled(), 0);
+    }
+
+    #[test]
+    fn the_plan_generation_is_published_for_the_server_side() {
+        let signal = FenceSignal::default();
+        let mut fence = Fence::default();
+        signal.planned(0, 4);
+        assert_eq!(signal.plan_generation(), (0, 4));
+        fence.request_sent();
+        assert_eq!(fence.planned_so_far(), 1);
+        fence.frame_in_batch(); // Parse of the next batch
+        assert_eq!(fence.planned_so_far(), 2, "the open batch counts");
+        assert_eq!(fence.batch_request(), 2);
+        fence.request_sent(); // its Sync
+        fence.sync_sent();
+        assert_eq!(fence.planned_so_far(), 2);
+        signal.planned(fence.planned_so_far(), 7);
+        assert_eq!(signal.plan_generation(), (2, 7));
     }
 
     #[tokio::test]

@@ -97,6 +97,11 @@ impl MaskContext {
         self.generation.current() != self.loaded_at()
     }
 
+    /// The target's catalog generation (shared by all its sessions).
+    pub fn generation(&self) -> &Generation {
+        &self.generation
+    }
+
     /// The generation the current snapshot was loaded at: plans made
     /// against it are tagged with it.
     pub fn loaded_at(&self) -> u64 {

@@ -54,6 +54,9 @@ use std::sync::Arc;
 
 /// SQLSTATE of a refusal: insufficient_privilege.
 const REFUSED: &str = "42501";
+/// SQLSTATE of a result refused because the schema changed under it
+/// (serialization_failure: run it again).
+const SCHEMA_RACE: &str = "40001";
 
 /// State both directions see.
 pub struct Shared {
@@ -312,6 +315,8 @@ impl<'a> ClientSide<'a> {
     ) -> Self {
         if let Some(m) = &mut masking {
             m.sync_context(&context);
+            // Nothing sent yet; the initial snapshot's generation.
+            shared.fence.planned(0, m.ctx.loaded_at());
         }
         ClientSide {
             shared,
@@ -358,11 +363,12 @@ impl<'a> ClientSide<'a> {
 
     fn expect(&mut self, e: Expect<StatementPlan>) {
         if let Some(m) = &mut self.masking {
-            if matches!(
-                e,
-                Expect::Simple { .. } | Expect::Sync | Expect::FunctionCall
-            ) {
-                m.fence.request_sent();
+            match e {
+                Expect::Simple { .. } | Expect::Sync | Expect::FunctionCall => {
+                    m.fence.request_sent()
+                }
+                Expect::CopyEnd => {}
+                _ => m.fence.frame_in_batch(),
             }
             m.expect.push(e);
         }
@@ -727,8 +733,17 @@ impl<'a> ClientSide<'a> {
                     .any(|p| matches!(p.as_ref(), StatementPlan::Ddl));
                 self.expect(Expect::Simple { plans });
                 if runs_ddl || self.restricted {
+                    let shared = self.shared;
                     if let Some(m) = &mut self.masking {
                         m.fence.mark_request();
+                        if runs_ddl {
+                            // Counted before it is forwarded: other
+                            // sessions' results are refused from now until
+                            // its transaction is seen to end.
+                            shared
+                                .fence
+                                .count_ddl(m.ctx.generation(), m.fence.last_request());
+                        }
                     }
                 }
                 self.follow(|| Expect::Simple {
@@ -894,6 +909,7 @@ impl<'a> ClientSide<'a> {
                     false => self.replan_portal(e.portal),
                 };
                 let restricted = self.restricted;
+                let shared = self.shared;
                 if let Some(m) = &mut self.masking {
                     let expect = m.book.execute(e.portal);
                     let runs_ddl = matches!(
@@ -902,7 +918,15 @@ impl<'a> ClientSide<'a> {
                     );
                     if replanned.is_ok() && (restricted || runs_ddl) {
                         m.fence.mark_batch();
+                        if runs_ddl {
+                            // Counted before it is forwarded, until the
+                            // batch's Sync is answered idle (see `Query`).
+                            shared
+                                .fence
+                                .count_ddl(m.ctx.generation(), m.fence.batch_request());
+                        }
                     }
+                    m.fence.frame_in_batch();
                     m.expect.push(expect);
                 }
                 if let Err(msg) = replanned {
@@ -1035,6 +1059,9 @@ impl<'a> ClientSide<'a> {
         };
         let (catalog, at) = self.proxy.catalog(&self.principal.target).await?;
         m.ctx.set_catalog(catalog, at);
+        // Results of requests sent so far were planned against the old
+        // snapshot: the server side refuses them (see `ServerSide::suspect`).
+        self.shared.fence.planned(m.fence.planned_so_far(), at);
         self.memo.forget();
         if let Some(m) = &mut self.masking {
             m.outdated_prepared
@@ -1349,6 +1376,58 @@ impl<'a> ServerSide<'a> {
         self
     }
 
+    /// The target's catalog generation (looked up only when DDL is seen:
+    /// masking sessions have it at hand).
+    fn generation(&self) -> crate::masking::Generation {
+        match &self.masking {
+            Some(m) => m.ctx.generation().clone(),
+            None => self.proxy.catalog_generations.of(self.target),
+        }
+    }
+
+    /// Requests answered, as the reply tracker counts them; without
+    /// masking (no tracker, and no DDL counted ahead by the client side),
+    /// every request.
+    fn requests_done(&self) -> u64 {
+        self.masking
+            .as_ref()
+            .map_or(u64::MAX, |m| m.requests_done())
+    }
+
+    /// Whether the result starting to stream (at its first DataRow) may
+    /// have been computed from definitions its masking plan did not know
+    /// (see [`super::ddl_fence`], "Other sessions' DDL"): another session
+    /// of the target has DDL whose transaction airlock has not seen end
+    /// (the statement may have waited for its lock), the catalog moved
+    /// since the snapshot in use was loaded, or the request was planned
+    /// against an older snapshot. A few atomic loads, once per result.
+    fn suspect(&self, m: &RowMasking) -> bool {
+        let fence = &self.shared.fence;
+        let generation = m.ctx.generation();
+        // Before the generation: DDL is settled only after it moved.
+        let unsettled = generation.unsettled();
+        if unsettled > u64::from(fence.ddl_counted()) {
+            return true;
+        }
+        let (before, at) = fence.plan_generation();
+        generation.current() != at || m.requests_done() < before
+    }
+
+    /// The error that replaces a result [`Self::suspect`] refuses.
+    fn schema_race_error(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        backend::error_response(
+            &mut out,
+            Severity::Error,
+            SCHEMA_RACE,
+            &format!(
+                "airlock: blocked by rule {}: the schema changed, or is being changed in another session's open transaction, while this statement ran; masking cannot vouch for its result: run it again",
+                crate::masking::lineage::UNANALYZABLE
+            ),
+        );
+        out.freeze()
+    }
+
     fn max_rows_error(&self, max: u64) -> Bytes {
         let mut out = BytesMut::new();
         backend::error_response(
@@ -1365,10 +1444,14 @@ impl<'a> ServerSide<'a> {
 
 impl Drop for ServerSide<'_> {
     /// A session that ends after DDL but before its idle ReadyForQuery
-    /// (committed or not, who knows) still makes the catalog stale.
+    /// (committed or not, who knows) still makes the catalog stale, and
+    /// its DDL no longer counts as unsettled (once the generation moved).
     fn drop(&mut self) {
-        if self.shared.fence.ddl_open() {
-            self.proxy.invalidate_catalog(self.target);
+        let fence = &self.shared.fence;
+        if fence.ddl_open() || fence.ddl_counted() {
+            let generation = self.generation();
+            generation.bump();
+            fence.settle_ddl_at_end(&generation);
         }
     }
 }
@@ -1411,11 +1494,20 @@ impl Side for ServerSide<'_> {
                     SessionError::Protocol("malformed ReadyForQuery from server".into())
                 })?;
                 self.shared.status.store(status, Ordering::Release);
-                if status == b'I' && self.shared.fence.ddl_open() {
-                    // Invalidated before the flag is cleared, so a client
-                    // side that sees it cleared sees the catalog stale.
-                    self.proxy.invalidate_catalog(self.target);
-                    self.shared.fence.set_ddl_open(false);
+                let fence = &self.shared.fence;
+                if status == b'I' && (fence.ddl_open() || fence.ddl_counted()) {
+                    let done = self.requests_done();
+                    let settles = fence.ddl_counted() && fence.settle_upto() <= done;
+                    if fence.ddl_open() || settles {
+                        // Invalidated before the flag is cleared and the
+                        // DDL settled, so a client side that sees it
+                        // cleared, or another session that sees it settled,
+                        // sees the catalog stale.
+                        let generation = self.generation();
+                        generation.bump();
+                        fence.set_ddl_open(false);
+                        fence.settle_ddl(&generation, done);
+                    }
                 }
                 if let Some(m) = &self.masking {
                     // After the DDL state above (see `ddl_fence`). Requests
@@ -1439,6 +1531,13 @@ impl Side for ServerSide<'_> {
             _ if self.truncating => Ok(Verdict::Replace(Bytes::new())),
             backend::DATA_ROW => {
                 self.rows += 1;
+                if self.rows == 1 && self.masking.as_ref().is_some_and(|m| self.suspect(m)) {
+                    // Nothing of the result reaches the client: the rest
+                    // up to ReadyForQuery is dropped, as for max_rows.
+                    tracing::warn!("result refused: the schema changed, or is being changed in another session, while the statement ran");
+                    self.truncating = true;
+                    return Ok(Verdict::Replace(self.schema_race_error()));
+                }
                 match self.max_rows {
                     Some(max) if self.rows > max => {
                         self.truncating = true;
@@ -1482,6 +1581,11 @@ impl Side for ServerSide<'_> {
                     // masking session plans only transaction and session
                     // statements (see `ddl_fence`).
                     self.shared.fence.set_ddl_open(true);
+                    // Unsettled until then (counted already when a masking
+                    // session's client side forwarded it): masked results
+                    // of other sessions are refused meanwhile.
+                    let upto = self.requests_done().saturating_add(1);
+                    self.shared.fence.count_ddl(&self.generation(), upto);
                 }
                 Ok(Verdict::Pass)
             }

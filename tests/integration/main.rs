@@ -30,6 +30,7 @@ mod pg_auth;
 mod pg_catalog_changes;
 mod pg_client;
 mod pg_credentials;
+mod pg_ddl_race;
 mod pg_ddl_rewrites;
 mod pg_guardrails;
 mod pg_jwt;

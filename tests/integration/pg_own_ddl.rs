@@ -15,8 +15,9 @@ use crate::pg_catalog_changes::{
     assert_clean, assert_usable, both_ways, builder, env, exec, flatten_rows, simple,
 };
 
-const REPLACE_VX: &str = "CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers";
-const RESTORE_VX: &str = "CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers";
+pub(crate) const REPLACE_VX: &str =
+    "CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a FROM customers";
+pub(crate) const RESTORE_VX: &str = "CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers";
 
 /// What `vx` returns to a direct (unproxied) connection.
 async fn vx_directly(env: &Env) -> Vec<u8> {

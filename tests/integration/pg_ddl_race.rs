@@ -1,0 +1,202 @@
+//! Masking on the Postgres path when *another* session's DDL lands while a
+//! statement is already planned and forwarded: `SELECT a FROM vx` planned
+//! against `vx` = `name AS a` waits for the lock of a session that has
+//! replaced `vx` in an open transaction, and runs against the new
+//! definition once it commits. Airlock counts every session's DDL from the
+//! moment it is forwarded or seen until its transaction is seen to end,
+//! and refuses (40001) a masked result that starts while another session's
+//! DDL is unsettled, or after the catalog moved under its plan (see
+//! `src/pg/ddl_fence.rs`). The fixture is `pg_catalog_changes`'s.
+
+use std::time::Duration;
+
+use crate::common::*;
+use crate::pg_catalog_changes::{assert_clean, assert_usable, builder, env, flatten_rows, simple};
+use crate::pg_own_ddl::{REPLACE_VX, RESTORE_VX};
+
+const READ_VX: &str = "SELECT a FROM vx ORDER BY a";
+
+/// What airlock says of a result it refuses.
+const REFUSED: &str = "the schema changed, or is being changed in another session";
+
+/// How A reads `vx`.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    /// Simple protocol.
+    Simple,
+    /// tokio-postgres `query` (Parse/Describe/Sync, then Bind/Execute/Sync).
+    Extended,
+}
+
+/// `sql` over `way`: rows (`|` after each value) or the error.
+async fn read(c: &tokio_postgres::Client, sql: &str, way: Way) -> Vec<u8> {
+    match way {
+        Way::Simple => simple(c, sql).await,
+        Way::Extended => match c.query(sql, &[]).await {
+            Ok(rows) => flatten_rows(&rows),
+            Err(e) => format!("{e:?}").into_bytes(),
+        },
+    }
+}
+
+/// Waits until some backend waits for a lock (A's read, behind B's DDL).
+async fn wait_for_lock_wait(env: &Env) {
+    let direct = env.direct().await;
+    for _ in 0..200 {
+        let row = direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the read never waited for the DDL's lock");
+}
+
+/// The red team's race: B replaces `vx` in an open transaction, A's read
+/// of `vx` (planned against the old definition) waits for B's lock, B
+/// commits. A's result must not carry the reversed emails: it is refused
+/// (or masked), A's session stays usable, and its next read is masked.
+/// Returns whether A's racing read was refused.
+async fn race(env: &Env, b: &tokio_postgres::Client, way: Way) -> bool {
+    let a = env.agent().await;
+    assert_eq!(read(&a, READ_VX, way).await, b"Alice|Bob|", "before");
+    b.batch_execute("BEGIN").await.expect("B: BEGIN");
+    b.batch_execute(REPLACE_VX).await.expect("B: replace vx");
+    let reader = tokio::spawn(async move {
+        let got = read(&a, READ_VX, way).await;
+        (a, got)
+    });
+    wait_for_lock_wait(env).await;
+    b.batch_execute("COMMIT").await.expect("B: COMMIT");
+    let (a, got) = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("A's read finishes once B committed")
+        .expect("reader task");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert_clean(&got, &format!("{way:?}: A's read racing B's DDL"));
+    let refused = text.contains(REFUSED);
+    assert!(
+        refused || text.contains('*') || text.contains("REDACTED") || !text.contains('@'),
+        "{way:?}: neither refused nor masked: {text}"
+    );
+    if refused {
+        assert!(text.contains("40001"), "{way:?}: {text}");
+    }
+    // Usable, and the next read follows the new definition, masked.
+    let again = read(&a, READ_VX, way).await;
+    assert_clean(&again, &format!("{way:?}: A's next read"));
+    assert!(
+        !String::from_utf8_lossy(&again).contains(REFUSED) && !again.is_empty(),
+        "{way:?}: {}",
+        String::from_utf8_lossy(&again)
+    );
+    assert_usable(&a, "after the race").await;
+    b.batch_execute(RESTORE_VX).await.expect("B: restore vx");
+    assert_eq!(read(&a, READ_VX, way).await, b"Alice|Bob|", "restored");
+    refused
+}
+
+/// The red team's case: both connections are the masked agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_masked_session_ddl_does_not_leak_into_a_waiting_read() {
+    let mut env = env().await;
+    let b = env.agent().await;
+    assert!(
+        race(&env, &b, Way::Simple).await,
+        "the simple read ran against the new view: refused"
+    );
+    drop(b);
+    env.stop().await;
+}
+
+/// DDL by a trusted (unmasked) identity must not leak into a masked
+/// session's waiting read either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_unmasked_session_ddl_does_not_leak_into_a_waiting_read() {
+    let mut env = env().await;
+    let b = builder(&env).await;
+    assert!(
+        race(&env, &b, Way::Simple).await,
+        "the simple read ran against the new view: refused"
+    );
+    drop(b);
+    env.stop().await;
+}
+
+/// The extended protocol for A (whose Describe already waits for the
+/// lock): refused or masked, never clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_extended_read_does_not_leak() {
+    let mut env = env().await;
+    let b = env.agent().await;
+    race(&env, &b, Way::Extended).await;
+    let b = builder(&env).await;
+    race(&env, &b, Way::Extended).await;
+    drop(b);
+    env.stop().await;
+}
+
+/// Without DDL anywhere, nothing is refused, over either protocol and with
+/// several sessions at once. While another session holds DDL in an open
+/// transaction (even on an unrelated object), masked results are refused
+/// with 40001 (the availability cost); once it ends, they are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_results_are_refused_only_while_ddl_is_unsettled() {
+    let mut env = env().await;
+    let a = env.agent().await;
+    let c = env.agent().await;
+    for _ in 0..5 {
+        for way in [Way::Simple, Way::Extended] {
+            assert_eq!(read(&a, READ_VX, way).await, b"Alice|Bob|");
+            assert_eq!(
+                read(&c, "SELECT name FROM customers ORDER BY id", way).await,
+                b"Alice|Bob|"
+            );
+        }
+    }
+    assert_usable(&a, "no DDL").await;
+
+    for b in [env.agent().await, builder(&env).await] {
+        b.batch_execute("BEGIN; CREATE VIEW unrelated AS SELECT 1 AS one")
+            .await
+            .expect("B: DDL in an open transaction");
+        for way in [Way::Simple, Way::Extended] {
+            let got = read(&a, "SELECT name FROM customers ORDER BY id", way).await;
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.contains(REFUSED) && text.contains("40001"),
+                "{way:?}: refused while B's DDL is unsettled: {text}"
+            );
+        }
+        b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
+        for way in [Way::Simple, Way::Extended] {
+            assert_eq!(read(&a, READ_VX, way).await, b"Alice|Bob|", "{way:?}");
+        }
+        assert_usable(&a, "after B's transaction ended").await;
+    }
+
+    // A session that ends with its DDL's transaction open settles it.
+    let b = builder(&env).await;
+    b.batch_execute("BEGIN; CREATE VIEW unrelated AS SELECT 1 AS one")
+        .await
+        .expect("B: DDL in an open transaction");
+    drop(b);
+    let mut settled = false;
+    for _ in 0..200 {
+        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(settled, "B's session ended: its DDL no longer counts");
+    assert_usable(&a, "after B's session ended").await;
+    drop((a, c));
+    env.stop().await;
+}
