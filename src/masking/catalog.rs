@@ -10,7 +10,9 @@
 //! loads a snapshot and compares it before planning each statement (one
 //! atomic load); when it moved, the session reloads before planning, and
 //! plans made earlier (prepared statements) are made again. DDL run on the
-//! server other than through airlock is not counted.
+//! server other than through airlock is not counted. Each [`Generation`]
+//! also counts the target's sessions with DDL in a transaction that has
+//! not ended (see [`crate::pg::ddl_fence`], "Other sessions' DDL").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -37,6 +37,48 @@
 //! Sessions without masking plan nothing and skip all of this; their DDL
 //! still sets [`FenceSignal::ddl_open`] and moves the catalog generation
 //! when its transaction ends.
+//!
+//! # Other sessions' DDL
+//!
+//! The fence keeps a session behind its own DDL; it cannot keep a
+//! statement that is already planned and forwarded behind another
+//! session's. `SELECT a FROM v`, planned against `v` = `name AS a`, may
+//! wait for the lock of `BEGIN; CREATE OR REPLACE VIEW v AS SELECT
+//! reverse(email) AS a ...` in another session, and run against the new
+//! definition once that commits. Nor can waiting for the other session's
+//! replies help: a client that stops reading its socket keeps airlock from
+//! seeing them. So masked results are refused (fail closed) whenever they
+//! may have been computed from definitions their plan did not know:
+//!
+//! 1. Each target's [`Generation`] counts the sessions with *unsettled*
+//!    DDL ([`Generation::unsettled`]): DDL forwarded or run in a
+//!    transaction airlock has not yet seen end. A session counts at most
+//!    once ([`FenceSignal::count_ddl`]: one atomic holds whether it counts
+//!    and the request whose idle ReadyForQuery settles it). A masking
+//!    session's client side counts DDL *before forwarding it* (a Query
+//!    with a Ddl plan, up to that Query; an Execute of a Ddl portal, up to
+//!    its batch's Sync); every session's server side counts at a DDL
+//!    CommandComplete (which covers sessions without masking, once airlock
+//!    sees it), and settles ([`FenceSignal::settle_ddl`]) at an idle
+//!    ReadyForQuery once that request is answered, after bumping the
+//!    generation; a session that ends settles in any case.
+//! 2. At each snapshot reload the client side publishes
+//!    ([`FenceSignal::planned`]) the requests sent before it (the current
+//!    extended batch included, if it has frames since its Sync) and the
+//!    generation the new snapshot was loaded at.
+//! 3. At the first DataRow of each result, the server side of a masking
+//!    session refuses the result (40001, everything else up to
+//!    ReadyForQuery dropped, as for `max_rows`) if another session's DDL
+//!    is unsettled, the generation moved since the snapshot in use was
+//!    loaded, or the request was planned against an older snapshot. A
+//!    statement that waited for another session's DDL runs only once that
+//!    DDL has committed, which is after it was counted; airlock then either
+//!    still counts it or has bumped the generation before settling it.
+//!
+//! The cost: while any session of the target holds DDL in an open
+//! transaction, masked sessions' results are refused. The gap: a session
+//! without masking is counted only once airlock reads its DDL's
+//! CommandComplete, which a client that stops reading can delay.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
