@@ -200,3 +200,67 @@ async fn pg_ddl_race_results_are_refused_only_while_ddl_is_unsettled() {
     drop((a, c));
     env.stop().await;
 }
+
+/// Sends one Query over a raw connection.
+async fn send_query(raw: &mut crate::common::raw::RawClient, sql: &str) {
+    let mut out = bytes::BytesMut::new();
+    crate::common::raw::encode_message(&serde_json::json!({ "Query": sql }).to_string(), &mut out);
+    raw.send(&out).await;
+}
+
+/// A request in flight when the session reloads its snapshot (another
+/// session's DDL settled meanwhile, and the session sent its next
+/// statement) was planned against the old one: its result is refused, even
+/// though the catalog has not moved since the reload. The next request,
+/// planned against the new snapshot, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_result_planned_before_a_reload_is_refused() {
+    let mut env = env().await;
+    // Both sessions start (and the catalog is loaded) before the lock.
+    let mut raw = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    send_query(&mut raw, "SELECT 1").await;
+    raw.until_ready(1).await;
+    let b = builder(&env).await;
+    // The first request waits for a lock on a table no snapshot reads,
+    // taken on a direct connection (not through airlock: not counted).
+    let direct = env.direct().await;
+    direct
+        .batch_execute("CREATE TABLE gate (x int); GRANT SELECT ON gate TO PUBLIC")
+        .await
+        .expect("gate");
+    direct
+        .batch_execute("BEGIN; LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    send_query(
+        &mut raw,
+        "SELECT name FROM customers, (SELECT count(*) FROM gate) g ORDER BY id",
+    )
+    .await;
+    wait_for_lock_wait(&env).await;
+    b.batch_execute("CREATE VIEW unrelated AS SELECT 1 AS one")
+        .await
+        .expect("B: DDL in autocommit");
+    send_query(&mut raw, "SELECT name FROM customers ORDER BY id").await;
+    // Time to reload the snapshot before the first request goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    direct.batch_execute("ROLLBACK").await.expect("unlock");
+    let frames = tokio::time::timeout(Duration::from_secs(20), raw.until_ready(2))
+        .await
+        .expect("both requests answered");
+    let bytes: Vec<u8> = frames.iter().flat_map(|f| f.as_bytes().to_vec()).collect();
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(text.matches(REFUSED).count(), 1, "the first result: {text}");
+    let rows = frames.iter().filter(|f| f.tag() == b'D').count();
+    assert_eq!(rows, 2, "the second result only: {text}");
+    let first_ready = frames
+        .iter()
+        .position(|f| f.tag() == b'Z')
+        .expect("a ReadyForQuery");
+    assert!(
+        frames[..first_ready].iter().all(|f| f.tag() != b'D'),
+        "nothing of the first result: {text}"
+    );
+    drop((raw, b, direct));
+    env.stop().await;
+}
