@@ -183,6 +183,15 @@ impl MyMask {
         self.catalog.is_none() || self.generation.current() != self.loaded_at
     }
 
+    /// Whether a result starting now may not match its plan: the catalog
+    /// moved since the snapshot it was planned against, or another session
+    /// of the target runs a statement that may change it (`own`: this
+    /// session's command is one, and counts itself). Two atomic loads.
+    pub fn schema_moved(&self, own: bool) -> bool {
+        self.generation.unsettled() > u64::from(own)
+            || (self.catalog.is_some() && self.generation.current() != self.loaded_at)
+    }
+
     /// Reloads the snapshot over the session's idle upstream connection
     /// when it is stale.
     pub async fn refresh_catalog(
@@ -232,6 +241,14 @@ impl MyMask {
             s.plan = plans.and_then(|p| p.get(0)).cloned();
             s.planned_at = at;
         }
+    }
+
+    /// Whether prepared statement `id` was planned as DDL.
+    pub fn runs_ddl(&self, id: u32) -> bool {
+        self.statements
+            .get(&id)
+            .and_then(|s| s.plan.as_deref())
+            .is_some_and(|p| matches!(p, StatementPlan::Ddl))
     }
 
     /// The masking state for the reply to a command on statement `id`.

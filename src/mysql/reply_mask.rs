@@ -44,6 +44,13 @@ impl Plans {
         }
     }
 
+    /// Whether a statement planned here is DDL.
+    pub fn runs_ddl(&self) -> bool {
+        self.as_slice()
+            .iter()
+            .any(|p| matches!(p.as_ref(), StatementPlan::Ddl))
+    }
+
     /// The plans, for the audit log.
     pub fn as_slice(&self) -> &[Arc<StatementPlan>] {
         match self {
@@ -75,6 +82,10 @@ pub struct ReplyMask {
     /// The active result's actions; empty when every column is clear.
     actions: Option<Arc<Vec<Action>>>,
     types: Vec<u8>,
+    /// The command this reply answers is DDL this session planned: it
+    /// counts as one of the target's unsettled changes (see
+    /// [`MyMask::schema_moved`]).
+    own_change: bool,
 }
 
 fn refuse(message: impl Into<String>) -> Outcome {
@@ -97,7 +108,14 @@ impl ReplyMask {
             cols: Vec::new(),
             actions,
             types,
+            own_change: false,
         }
+    }
+
+    /// Notes that the command this reply answers is counted DDL.
+    pub fn with_own_change(mut self, own: bool) -> Self {
+        self.own_change = own;
+        self
     }
 
     /// Whether the active result's rows pass as received: its actions are
@@ -124,6 +142,15 @@ impl ReplyMask {
             _ if self.expect == Expect::Prepare || self.expect == Expect::FieldList => {
                 self.scrub(mask, payload)
             }
+            // A result set starts once the statement holds its locks: if
+            // the catalog moved since it was planned, or another session's
+            // DDL is running (it may have waited for that DDL), its plan may
+            // not match what it read.
+            Step::ColumnCount if mask.schema_moved(self.own_change) => Outcome::Refuse(
+                1213,
+                "40001",
+                "airlock: blocked by rule mask.unanalyzable: the schema changed, or is being changed by another session, while this statement ran; masking cannot vouch for its result: run it again".into(),
+            ),
             Step::ColumnCount => {
                 self.plan = self.plans.get(self.result).cloned();
                 self.result += 1;

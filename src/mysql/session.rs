@@ -271,14 +271,39 @@ async fn serve_as(
     result.map(|()| session.changed.take())
 }
 
-/// Moves a target's catalog generation when dropped: held while a
-/// statement that may change the catalog runs, so the move comes after it
-/// ran, or when the session failed while it might have.
-struct CatalogChange(crate::masking::Generation);
+/// Held while a statement that may change the catalog runs; moves the
+/// target's catalog generation when dropped, after the statement ran or
+/// the session failed while it might have. DDL a masking session planned
+/// (`counted`) is also one of the target's unsettled changes meanwhile:
+/// masking sessions refuse results that start then (the statement may
+/// have waited for it, see `MyMask::schema_moved`). The text scan that
+/// decides the move errs on the side of reloading (a column named
+/// `created_at` matches), too often to count.
+struct CatalogChange {
+    generation: crate::masking::Generation,
+    counted: bool,
+}
+
+impl CatalogChange {
+    fn new(generation: &crate::masking::Generation, counted: bool) -> Self {
+        if counted {
+            generation.count_unsettled();
+        }
+        CatalogChange {
+            generation: generation.clone(),
+            counted,
+        }
+    }
+}
 
 impl Drop for CatalogChange {
     fn drop(&mut self) {
-        self.0.bump();
+        // Moved before it is settled: a session that sees it settled sees
+        // the catalog stale.
+        self.generation.bump();
+        if self.counted {
+            self.generation.settle_unsettled();
+        }
     }
 }
 
@@ -385,13 +410,14 @@ impl Session<'_> {
                     self.apply(effects);
                     // Moves the generation once the statement has run (or
                     // the session failed while it might have).
-                    let _changes = super::catalog::may_change_catalog(&payload[1..])
-                        .then(|| CatalogChange(self.generation.clone()));
+                    let ddl = plans.as_ref().is_some_and(Plans::runs_ddl);
+                    let _changes = (ddl || super::catalog::may_change_catalog(&payload[1..]))
+                        .then(|| CatalogChange::new(&self.generation, ddl));
                     self.up.conn.write_raw(&cmd.raw).await?;
-                    let mut reply = self
-                        .mask
-                        .as_ref()
-                        .map(|_| ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None));
+                    let mut reply = self.mask.as_ref().map(|_| {
+                        ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None)
+                            .with_own_change(ddl)
+                    });
                     let t = self.relay_masked(Expect::Query, &mut reply).await?;
                     self.audit_finish(&t);
                 }
@@ -507,10 +533,15 @@ impl Session<'_> {
                         if expect == Expect::Execute && !self.replan_prepared(id).await? {
                             return Ok(true);
                         }
-                        let mut reply = self.mask.as_ref().map(|m| m.reply_for(id, expect));
-                        let _changes = (!self.catalog_changing.is_empty()
-                            && (id == u32::MAX || self.catalog_changing.contains(&id)))
-                        .then(|| CatalogChange(self.generation.clone()));
+                        let ddl = self.mask.as_ref().is_some_and(|m| m.runs_ddl(id));
+                        let _changes = (ddl
+                            || (!self.catalog_changing.is_empty()
+                                && (id == u32::MAX || self.catalog_changing.contains(&id))))
+                        .then(|| CatalogChange::new(&self.generation, ddl));
+                        let mut reply = self
+                            .mask
+                            .as_ref()
+                            .map(|m| m.reply_for(id, expect).with_own_change(ddl));
                         self.up.conn.write_raw(&cmd.raw).await?;
                         let t = self.relay_masked(expect, &mut reply).await?;
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {

@@ -340,3 +340,83 @@ async fn mysql_ddl_and_a_read_of_what_it_changed_in_one_request_are_refused() {
     drop(c);
     env.stop().await;
 }
+
+/// A statement planned before another session's DDL may wait for that DDL
+/// and then read the new definitions. While a masked session's DDL runs
+/// (here it waits for a lock held directly on the server), the results of
+/// masked sessions that start meanwhile are refused with 40001 (run it
+/// again); once it has run they plan against the new catalog, and a read
+/// that was waiting with it never comes back unmasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_results_are_refused_while_another_sessions_ddl_runs() {
+    let mut env = env().await;
+    env.admin("CREATE TABLE notes (n int); INSERT INTO notes VALUES (1)");
+    let mut a = env.agent().await;
+    let b = env.agent().await;
+    let mut reader = env.agent().await;
+    let notes = |rows: Result<Vec<mysql_async::Row>, mysql_async::Error>| match rows {
+        Ok(rows) => flatten_all(&rows),
+        Err(e) => format!("{e:?}").into_bytes(),
+    };
+    // Each session loads its catalog snapshot now: under the lock below a
+    // load would wait for it.
+    for c in [&mut a, &mut reader] {
+        assert_eq!(notes(c.query("SELECT n FROM notes").await), b"1|");
+    }
+    let mut direct = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(env.db.port())
+            .user(Some(env.db.root_user()))
+            .pass(Some(env.db.root_password()))
+            .db_name(Some(mysql_env::DB))
+            .prefer_socket(false),
+    )
+    .await
+    .expect("direct connection");
+    direct
+        .query_drop("LOCK TABLES customers WRITE")
+        .await
+        .unwrap();
+    let ddl = tokio::spawn(async move {
+        let mut b = b;
+        b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT REVERSE(email) AS a FROM customers")
+            .await
+            .map(|()| b)
+    });
+    // B's DDL is waiting for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for got in [
+        notes(a.query("SELECT n FROM notes").await),
+        exec(&mut a, "SELECT n FROM notes").await,
+    ] {
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("40001") && text.contains("run it again"),
+            "{text}"
+        );
+    }
+    // A read of the view waits for the lock along with the DDL.
+    let read = tokio::spawn(async move {
+        let got = both_ways(&mut reader, "SELECT a FROM vx").await;
+        (reader, got)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    direct.query_drop("UNLOCK TABLES").await.unwrap();
+    let mut b = ddl.await.unwrap().expect("the DDL ran");
+    let (reader, got) = read.await.unwrap();
+    for g in got {
+        assert_clean(&g, "a read waiting with the DDL");
+    }
+    // Settled: results come back, and the new view is masked.
+    assert_eq!(notes(a.query("SELECT n FROM notes").await), b"1|");
+    for got in both_ways(&mut a, "SELECT a FROM vx").await {
+        assert_clean(&got, "after the DDL");
+    }
+    assert_usable(&mut a, "after the DDL").await;
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    drop((a, b, reader, direct));
+    env.stop().await;
+}
