@@ -114,9 +114,13 @@ impl Catalog for MyCatalog {
 /// Whether a statement text may change the catalog (so the snapshot should
 /// be reloaded before the next plan). Errs on the side of reloading.
 pub fn may_change_catalog(sql: &[u8]) -> bool {
-    // ASCII case-insensitive, anywhere in the text (comments and literals
-    // included: a false positive only reloads the snapshot). Each word has
-    // an `r`: look only around those. Statements are short, so they are
+    // The words CREATE, ALTER, DROP and RENAME, ASCII case-insensitive,
+    // anywhere in the text, comments and literals included. A false
+    // positive is not free: it reloads every masking session's snapshot,
+    // refuses a multi-statement text, and refuses results of other
+    // sessions' statements planned before it ran (see `CatalogChange`), so
+    // a word inside an identifier (`created_at`) does not count. Each word
+    // has an `r`: look only around those. Statements are short, so they are
     // found eight bytes at a time in a plain loop (a vector search costs
     // more to set up than such a text takes to scan).
     const LOW: u64 = 0x0101_0101_0101_0101;
@@ -142,16 +146,32 @@ pub fn may_change_catalog(sql: &[u8]) -> bool {
 }
 
 /// Whether `sql[i]` is an `r` or `R` that one of [`may_change_catalog`]'s
-/// words covers.
+/// words covers, as a word of its own.
+///
+/// A letter, `_`, `$` or non-ASCII byte next to the word makes it part of an
+/// identifier (`created_at`, `dropoff`, `alternate`), which changes
+/// nothing; a digit after it does too, but not one before it, so that a
+/// versioned comment (`/*!50001CREATE VIEW ...*/`) still counts.
 fn r_word_at(sql: &[u8], i: usize) -> bool {
     // The offset of the `r` in each word.
     const WORDS: [(usize, &[u8]); 4] =
         [(1, b"create"), (4, b"alter"), (1, b"drop"), (0, b"rename")];
+    let continues = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b'$' || b >= 0x80;
     sql.get(i).is_some_and(|b| b | 0x20 == b'r')
         && WORDS.iter().any(|&(r, word)| {
-            i.checked_sub(r)
-                .and_then(|start| sql.get(start..start + word.len()))
+            let Some(start) = i.checked_sub(r) else {
+                return false;
+            };
+            let end = start + word.len();
+            sql.get(start..end)
                 .is_some_and(|s| s.eq_ignore_ascii_case(word))
+                && !start
+                    .checked_sub(1)
+                    .and_then(|p| sql.get(p))
+                    .is_some_and(|&b| continues(b))
+                && !sql
+                    .get(end)
+                    .is_some_and(|&b| continues(b) || b.is_ascii_digit())
         })
 }
 
@@ -240,15 +260,19 @@ mod tests {
         assert!(!may_change_catalog(b"SELECT email FROM customers"));
         for yes in [
             &b"create"[..],
-            b"xAlTeRx",
+            b"x AlTeR(x",
             b"drop",
             b"RENAME",
             b"/*rename*/",
             b"r drop",
             b"select 'create'",
-            b"0123456789abcdefalter",
+            b"select `create`",
+            b"/*!50001CREATE VIEW v AS SELECT 1*/",
+            b"/*M!100100ALTER TABLE t ADD c int*/",
+            b"0123456789abcdef alter",
             b"01234567drop",
             b"0123456create",
+            b"SELECT 1;DROP VIEW v",
         ] {
             assert!(may_change_catalog(yes), "{}", String::from_utf8_lossy(yes));
         }
@@ -262,6 +286,12 @@ mod tests {
             b"SELECT c FROM sbtest1 WHERE id=1 ORDER BY c",
             b"0123456789abcdefalte",
             b"\x72\x52\xf2\xd2 rr RR \x00\xff",
+            // Identifiers that hold one of the words.
+            b"SELECT created_at, dropoff FROM orders",
+            b"SELECT `alternate`, renamed FROM t",
+            b"xAlTeRx",
+            b"drop2 $create create$ \xc3\xa9alter alter\xc3\xa9",
+            b"0123456789abcdefalter",
         ] {
             assert!(!may_change_catalog(no), "{}", String::from_utf8_lossy(no));
         }
