@@ -33,6 +33,7 @@ use airlock_protocol::pg::frontend::FormatCodes;
 
 use super::catalog::CatalogSnapshot;
 use super::error::SessionError;
+use super::named::Named;
 use super::relay::Verdict;
 use super::results::{fields, Active, Expect, Expectations, Plans, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
@@ -567,8 +568,8 @@ impl RowMasking {
 /// that a plan made against an older snapshot is made again before use.
 #[derive(Default)]
 pub struct PlanBook {
-    statements: FastMap<Vec<u8>, Prepared>,
-    portals: FastMap<Vec<u8>, Bound>,
+    statements: Named<Prepared>,
+    portals: Named<Bound>,
     /// The oldest generation a plan with a text was made at (`None`:
     /// none yet). Generations only grow, so while it is the current one
     /// no plan is outdated and Bind and Execute skip the lookups.
@@ -617,7 +618,7 @@ impl PlanBook {
                     sql: Some(Arc::from(sql)),
                     planned_at: at,
                 };
-                self.statements.insert(name.to_vec(), prepared);
+                self.statements.insert(name, prepared);
             }
         }
     }
@@ -687,7 +688,7 @@ impl PlanBook {
             return;
         }
         self.portals.insert(
-            portal.to_vec(),
+            portal,
             Bound {
                 statement: statement.to_vec(),
                 prepared,

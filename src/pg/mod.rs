@@ -33,6 +33,7 @@ pub mod error;
 pub mod lexer_guard;
 pub mod listener;
 pub mod masking;
+pub mod named;
 pub mod opening;
 pub mod refusal;
 pub mod relay;

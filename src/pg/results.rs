@@ -30,7 +30,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::fasthash::FastMap;
+use super::named::Named;
 
 /// A statement's result plan (what to do with each output column), opaque here.
 pub type Plan<P> = Option<Arc<P>>;
@@ -109,7 +109,7 @@ pub struct Tracker<P> {
     /// The plan and formats of the result now streaming, if it needs work.
     pub active: Option<Active<P>>,
     /// RowDescriptions of described statements, by name.
-    described: FastMap<Vec<u8>, Arc<Vec<u8>>>,
+    described: Named<Arc<Vec<u8>>>,
     /// Follow plans ([`Tracker::active`], RowDescriptions) for masking;
     /// off in a [`Tracker::counting`] tracker.
     plans: bool,
@@ -184,7 +184,7 @@ impl<P> Default for Tracker<P> {
             simple_index: 0,
             simple_failed: false,
             active: None,
-            described: FastMap::default(),
+            described: Named::default(),
             plans: true,
             rows: 0,
             in_rows: false,
@@ -278,7 +278,7 @@ impl<P> Tracker<P> {
                 Some(Expect::DescribeStatement { .. }) => {
                     if let Some(Expect::DescribeStatement { name }) = q.pop_front() {
                         if self.plans {
-                            self.described.insert(name, Arc::new(body.to_vec()));
+                            self.described.insert(&name, Arc::new(body.to_vec()));
                         }
                     }
                 }

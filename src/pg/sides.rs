@@ -38,12 +38,12 @@ use super::cancel::HeldCancel;
 use super::ddl_fence::{Fence, FenceSignal};
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
+use super::named::Named;
 use super::refusal::Refusals;
 use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations, Plans};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
-use crate::fasthash::FastMap;
 use crate::masking::StatementPlan;
 use crate::policy::builtin::ids;
 use crate::policy::memo::Memo;
@@ -146,9 +146,9 @@ pub struct ClientSide<'a> {
     pub context: SessionContext,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
     /// with what the audit log records of each execution.
-    statements: FastMap<Vec<u8>, Option<Arc<Judged>>>,
+    statements: Named<Option<Arc<Judged>>>,
     /// Portals bound from allowed statements, likewise.
-    portals: FastMap<Vec<u8>, Option<Arc<Judged>>>,
+    portals: Named<Option<Arc<Judged>>>,
     /// Masking: plans per statement and portal, and what each request will
     /// produce (shared with the server side). `None` when nothing is masked
     /// for this principal.
@@ -326,8 +326,8 @@ impl<'a> ClientSide<'a> {
             idle_timeout,
             shutdown: proxy.shutdown.clone(),
             context,
-            statements: FastMap::default(),
-            portals: FastMap::default(),
+            statements: Named::default(),
+            portals: Named::default(),
             masking,
             audit,
             audit_expect: audit.map(|_| Arc::new(AuditQueue::default())),
@@ -773,7 +773,7 @@ impl<'a> ClientSide<'a> {
         match planned {
             Ok(plans) => {
                 self.follow_step(judged.as_ref());
-                self.statements.insert(name.to_vec(), judged);
+                self.statements.insert(name, judged);
                 if let Some(m) = &mut self.masking {
                     let at = m.ctx.loaded_at();
                     m.book
@@ -887,7 +887,7 @@ impl<'a> ClientSide<'a> {
                     }
                     let judged = self.statements.get(b.statement).cloned().flatten();
                     self.follow_step(judged.as_ref());
-                    self.portals.insert(b.portal.to_vec(), judged);
+                    self.portals.insert(b.portal, judged);
                     if let Some(m) = &mut self.masking {
                         let formats = Bind::result_formats(body).map_err(malformed)?;
                         m.book.bound(b.portal, b.statement, formats);
