@@ -587,8 +587,9 @@ struct Prepared {
 }
 
 /// A bound portal: its statement's name and plan, and Bind's result formats.
+/// The name is shared with each Execute's expectation, not copied.
 struct Bound {
-    statement: Vec<u8>,
+    statement: Arc<[u8]>,
     prepared: Prepared,
     formats: Arc<Vec<i16>>,
 }
@@ -677,9 +678,8 @@ impl PlanBook {
         // Clients rebind the same (usually unnamed) portal for every
         // execution: update the entry in place rather than allocate anew.
         if let Some(b) = self.portals.get_mut(portal) {
-            if b.statement.as_slice() != statement {
-                b.statement.clear();
-                b.statement.extend_from_slice(statement);
+            if *b.statement != *statement {
+                b.statement = Arc::from(statement);
             }
             b.prepared = prepared;
             if !formats.equals(&b.formats) {
@@ -690,7 +690,7 @@ impl PlanBook {
         self.portals.insert(
             portal,
             Bound {
-                statement: statement.to_vec(),
+                statement: Arc::from(statement),
                 prepared,
                 formats: Arc::new(formats.to_vec()),
             },
@@ -712,12 +712,12 @@ impl PlanBook {
         match self.portals.get(portal) {
             Some(b) => Expect::Execute {
                 plan: b.prepared.plan.clone(),
-                statement: b.statement.clone(),
+                statement: Arc::clone(&b.statement),
                 formats: Arc::clone(&b.formats),
             },
             None => Expect::Execute {
                 plan: Some(Arc::new(StatementPlan::Opaque)),
-                statement: Vec::new(),
+                statement: Arc::from(&b""[..]),
                 formats: Arc::new(Vec::new()),
             },
         }

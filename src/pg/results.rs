@@ -62,7 +62,7 @@ pub enum Expect<P> {
     /// Execute of a portal bound from `statement`, with Bind's result formats.
     Execute {
         plan: Plan<P>,
-        statement: Vec<u8>,
+        statement: Arc<[u8]>,
         formats: Arc<Vec<i16>>,
     },
     Sync,
@@ -558,7 +558,7 @@ mod tests {
         let mut t: Tracker<()> = Tracker::counting();
         q.push(Expect::Execute {
             plan: Some(Arc::new(())),
-            statement: Vec::new(),
+            statement: Arc::from(&b""[..]),
             formats: Arc::new(Vec::new()),
         });
         q.push(Expect::Sync);

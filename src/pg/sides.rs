@@ -159,6 +159,9 @@ pub struct ClientSide<'a> {
     audit_expect: Option<Arc<AuditQueue>>,
     /// The (unused) result formats of an audit Execute expectation.
     no_formats: Arc<Vec<i16>>,
+    /// The statement name of the audit follower's executions (it needs
+    /// none), shared rather than allocated per Execute.
+    no_statement: Arc<[u8]>,
     /// The session id, for approval requests.
     session_id: u64,
     /// The statement waiting for a human, between [`Verdict::Hold`] and
@@ -332,6 +335,7 @@ impl<'a> ClientSide<'a> {
             audit,
             audit_expect: audit.map(|_| Arc::new(AuditQueue::default())),
             no_formats: Arc::new(Vec::new()),
+            no_statement: Arc::from(&b""[..]),
             session_id: 0,
             held: None,
             cancel: None,
@@ -932,7 +936,7 @@ impl<'a> ClientSide<'a> {
                 if let Err(msg) = replanned {
                     self.follow(|| Expect::Execute {
                         plan: None,
-                        statement: Vec::new(),
+                        statement: Arc::clone(&self.no_statement),
                         formats: Arc::clone(&self.no_formats),
                     });
                     return Ok(Verdict::Replace(refusals.execute(REFUSED, &msg)));
@@ -947,7 +951,7 @@ impl<'a> ClientSide<'a> {
                             tracing::warn!(reason = %refusal, "execution refused: audit log unavailable");
                             self.follow(|| Expect::Execute {
                                 plan: None,
-                                statement: Vec::new(),
+                                statement: Arc::clone(&self.no_statement),
                                 formats: Arc::clone(&self.no_formats),
                             });
                             return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
@@ -955,14 +959,14 @@ impl<'a> ClientSide<'a> {
                     }
                     self.follow(|| Expect::Execute {
                         plan: judged.as_ref().map(Run::now),
-                        statement: Vec::new(),
+                        statement: Arc::clone(&self.no_statement),
                         formats: Arc::clone(&self.no_formats),
                     });
                     return Ok(Verdict::Pass);
                 }
                 self.follow(|| Expect::Execute {
                     plan: None,
-                    statement: Vec::new(),
+                    statement: Arc::clone(&self.no_statement),
                     formats: Arc::clone(&self.no_formats),
                 });
                 let msg = format!(
