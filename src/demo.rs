@@ -114,14 +114,13 @@ targets = ["demo"]
         running.shutdown().await;
         return checked?;
     }
-    println!("Press Ctrl-C to stop; everything is removed on exit.");
     // SIGTERM (kill) and SIGHUP (the terminal closed) stop it as Ctrl-C
-    // does, so the throwaway server and its files never outlive it.
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::select! {
-        r = crate::server::wait_for_signal() => r?,
-        _ = hangup.recv() => {}
-    }
+    // does, so the throwaway server and its files never outlive it. They
+    // are caught from before the prompt, which is what tells a script
+    // (or a test) that the demo is up.
+    let mut signals = crate::server::StopSignals::register(true)?;
+    println!("Press Ctrl-C to stop; everything is removed on exit.");
+    signals.wait().await;
     eprintln!("airlock demo: stopping ...");
     crate::timer_thread::timeout(Duration::from_secs(5), running.shutdown())
         .await

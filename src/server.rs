@@ -104,23 +104,58 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
+    // Registered before airlock says it is listening: a supervisor that
+    // stops it right after must get a graceful shutdown, not the default
+    // action of SIGTERM.
+    let mut signals = StopSignals::register(false)?;
     let running = start(config).await?;
     tracing::info!(postgres = %running.postgres_addr, mysql = ?running.mysql_addr, admin = ?running.admin_addr, "airlock is listening");
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: no new connections; waiting for sessions");
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals that stop airlock: SIGTERM and SIGINT, and SIGHUP if asked
+/// for. Registering replaces their default action (ending the process at
+/// once), so it is done before anything tells the outside world that
+/// airlock is up, and [`StopSignals::wait`] then sees a signal that came
+/// in between.
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(crate) fn register(hangup: bool) -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hangup: if hangup {
+                Some(signal(SignalKind::hangup())?)
+            } else {
+                None
+            },
+        })
     }
-    Ok(())
+
+    /// Waits for one of the signals.
+    pub(crate) async fn wait(&mut self) {
+        let hangup = async {
+            match self.hangup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+            _ = hangup => {}
+        }
+    }
 }
