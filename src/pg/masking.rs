@@ -362,10 +362,9 @@ impl RowMasking {
         })
     }
 
-    /// Works out the actions for the active result from its plan, its
-    /// RowDescription (when known) and the catalog.
     /// The actions for the active result, from its first row: those of the
-    /// last result when it was the same statement's, else worked out anew.
+    /// last result when it was the same statement's, else worked out anew
+    /// from its plan, its RowDescription (when known) and the catalog.
     fn actions_for_result(&mut self, first_row: &[u8]) -> Result<Arc<Vec<Action>>, SessionError> {
         let columns = first_row
             .get(..2)
