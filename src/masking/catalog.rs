@@ -35,6 +35,18 @@ pub trait Catalog: Sync {
     }
 }
 
+/// The names of the relations in `schema` among the entries of a map keyed
+/// by (schema, name): [`Catalog::relations`] for the catalogs kept so.
+pub fn relations_in<'a, V: 'a>(
+    keys: impl IntoIterator<Item = (&'a (String, String), V)>,
+    schema: &str,
+) -> Vec<String> {
+    keys.into_iter()
+        .filter(|((s, _), _)| s == schema)
+        .map(|((_, t), _)| t.clone())
+        .collect()
+}
+
 /// A catalog that knows nothing: every relation is unknown.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoCatalog;
@@ -101,11 +113,7 @@ impl Catalog for MemoryCatalog {
     }
 
     fn relations(&self, schema: &str) -> Vec<String> {
-        self.tables
-            .keys()
-            .filter(|(s, _)| s == schema)
-            .map(|(_, t)| t.clone())
-            .collect()
+        relations_in(&self.tables, schema)
     }
 
     fn version(&self) -> u64 {

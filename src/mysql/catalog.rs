@@ -99,11 +99,7 @@ impl Catalog for MyCatalog {
     }
 
     fn relations(&self, schema: &str) -> Vec<String> {
-        self.relations
-            .keys()
-            .filter(|(s, _)| s == schema)
-            .map(|(_, t)| t.clone())
-            .collect()
+        crate::masking::catalog::relations_in(&self.relations, schema)
     }
 
     fn version(&self) -> u64 {

@@ -74,11 +74,7 @@ impl CatalogSnapshot {
 
     /// The (lower-case) names of the relations in `schema` (lower-case).
     pub fn relations_in(&self, schema: &str) -> Vec<String> {
-        self.by_name
-            .keys()
-            .filter(|(s, _)| s == schema)
-            .map(|(_, n)| n.clone())
-            .collect()
+        crate::masking::catalog::relations_in(&self.by_name, schema)
     }
 
     pub fn by_oid(&self, oid: u32) -> Option<&Arc<Relation>> {
