@@ -70,14 +70,14 @@ fn refused(reason: String) -> Outcome {
 
 fn event(req: &HoldRequest) -> AuditEvent {
     let mut e = AuditEvent::now(EventKind::Statement, req.session);
-    e.identity = req.identity.clone();
-    e.user = req.user.clone();
-    e.model = req.model.clone();
+    e.identity = req.identity.as_str().into();
+    e.user = req.user.as_deref().map(Into::into);
+    e.model = req.model.as_deref().map(Into::into);
     e.protocol = req.protocol.into();
-    e.target = req.target.clone();
-    e.database = Some(req.target.clone());
-    e.statement = Some(req.statement.clone());
-    e.rule = Some(req.rule.clone());
+    e.target = req.target.as_str().into();
+    e.database = Some(e.target.clone());
+    e.statement = Some(req.statement.as_str().into());
+    e.rule = Some(req.rule.as_str().into());
     e
 }
 
@@ -95,7 +95,7 @@ fn record(
     let mut e = base.clone();
     e.time_ms = crate::audit::now_ms();
     e.decision = Some(decision);
-    e.reason = Some(reason);
+    e.reason = Some(reason.into());
     match log.record(e) {
         Ok(()) => Ok(()),
         Err(unavailable) if proxy.audit_fail_closed => Err(unavailable.to_string()),

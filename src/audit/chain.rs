@@ -107,7 +107,7 @@ mod tests {
     fn absent_and_empty_differ() {
         let mut a = AuditEvent::default();
         let h1 = record_hash(GENESIS, &a, None);
-        a.user = Some(String::new());
+        a.user = Some("".into());
         let h2 = record_hash(GENESIS, &a, None);
         assert_ne!(h1, h2);
         assert_eq!(h1.len(), 64);

@@ -3,6 +3,7 @@
 //! redacted, its fingerprint, its sequence number and its chain hashes).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::masking::detect::{scrub, DetectorSet};
 
@@ -100,6 +101,12 @@ impl fmt::Display for AuditDecision {
 
 /// One auditable event, as a session reports it. `statement` is the raw
 /// SQL; the writer redacts it before anything is stored.
+///
+/// The text fields are shared (`Arc<str>`): a session's identity, model,
+/// addresses and target are the same in every event it reports, and a
+/// prepared statement's text in every execution, so an event refers to
+/// them instead of copying them (no allocation per field on the query
+/// path).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEvent {
     /// Unix time in milliseconds.
@@ -107,25 +114,25 @@ pub struct AuditEvent {
     pub session: u64,
     pub kind: EventKind,
     /// The agent identity (login name).
-    pub identity: String,
+    pub identity: Arc<str>,
     /// The human the agent acts for.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// The configured model.
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     /// The model the client declared (e.g. from application_name).
-    pub declared_model: Option<String>,
-    pub client_addr: Option<String>,
-    pub application_name: Option<String>,
+    pub declared_model: Option<Arc<str>>,
+    pub client_addr: Option<Arc<str>>,
+    pub application_name: Option<Arc<str>>,
     /// `"postgres"` or `"mysql"`.
-    pub protocol: String,
-    pub target: String,
-    pub database: Option<String>,
-    pub statement: Option<String>,
+    pub protocol: Arc<str>,
+    pub target: Arc<str>,
+    pub database: Option<Arc<str>>,
+    pub statement: Option<Arc<str>>,
     pub decision: Option<AuditDecision>,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
+    pub rule: Option<Arc<str>>,
+    pub reason: Option<Arc<str>>,
     /// Masked result columns, comma separated.
-    pub masked_columns: Option<String>,
+    pub masked_columns: Option<Arc<str>>,
     /// Rows returned or affected.
     pub rows: Option<u64>,
     pub duration_us: Option<u64>,
@@ -195,10 +202,10 @@ pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
 
 /// [`redact`], keeping the string as it is (no copy) when there is
 /// nothing to redact, as for most statements.
-fn redact_in_place(text: &mut Option<String>) {
+fn redact_in_place(text: &mut Option<Arc<str>>) {
     if let Some(t) = text {
         if let Some(clean) = scrub(t.as_bytes(), DetectorSet::ALL) {
-            *t = String::from_utf8_lossy(&clean).into_owned();
+            *t = String::from_utf8_lossy(&clean).into();
         }
     }
 }

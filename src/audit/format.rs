@@ -45,7 +45,7 @@ pub fn format_table(records: &[AuditRecord]) -> String {
         let e = &r.event;
         let who = match e.model.as_deref().or(e.declared_model.as_deref()) {
             Some(model) => format!("{}/{model}", e.identity),
-            None => e.identity.clone(),
+            None => e.identity.to_string(),
         };
         let what = match e.decision {
             Some(d) => d.as_str(),

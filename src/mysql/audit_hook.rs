@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::audit::session::{self, SessionAudit, SessionInfo, StatementRecord};
+use crate::audit::session::{self, sql_text, SessionAudit, SessionInfo, StatementRecord};
 use crate::audit::{AuditDecision, AuditLog};
 use crate::masking::{ColumnMask, StatementPlan};
 use crate::policy::{Decision, Principal};
@@ -27,7 +27,7 @@ const PROTOCOL: &str = "mysql";
 
 /// A statement on its way, recorded when its reply is complete.
 struct Pending {
-    sql: Vec<u8>,
+    sql: Arc<str>,
     decision: AuditDecision,
     rule: Option<String>,
     reason: Option<String>,
@@ -107,10 +107,10 @@ impl MyAudit {
             Decision::Allow => (AuditDecision::Block, rule_in(message), message),
         };
         let _ = self.inner.record(StatementRecord {
-            sql,
+            sql: sql_text(sql),
             decision: Some(kind),
-            rule,
-            reason: Some(reason),
+            rule: rule.map(Arc::from),
+            reason: Some(reason.into()),
             ..Default::default()
         });
         self.would = None;
@@ -133,15 +133,15 @@ impl MyAudit {
         };
         if let Err(refusal) = self.inner.ready() {
             let _ = self.inner.record(StatementRecord {
-                sql,
+                sql: sql_text(sql),
                 decision: Some(AuditDecision::Block),
-                reason: Some(&refusal),
+                reason: Some(refusal.as_str().into()),
                 ..Default::default()
             });
             return Err(refusal);
         }
         self.pending = Some(Pending {
-            sql: sql.to_vec(),
+            sql: sql_text(sql),
             decision,
             rule,
             reason,
@@ -157,11 +157,11 @@ impl MyAudit {
             return;
         };
         let recorded = self.inner.record(StatementRecord {
-            sql: &p.sql,
+            sql: p.sql,
             decision: Some(p.decision),
-            rule: p.rule.as_deref(),
-            reason: p.reason.as_deref(),
-            masked_columns: p.masked,
+            rule: p.rule.map(Arc::from),
+            reason: p.reason.map(Arc::from),
+            masked_columns: p.masked.map(Arc::from),
             rows: Some(tracker.rows),
             duration: Some(p.start.elapsed()),
         });

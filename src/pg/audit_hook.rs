@@ -67,12 +67,12 @@ pub fn auth_failed(log: &AuditLog, session: u64, identity: &str, client: &str) {
 /// An allowed statement as judged, recorded each time it runs.
 #[derive(Debug)]
 pub struct Judged {
-    pub sql: Box<[u8]>,
+    pub sql: Arc<str>,
     pub decision: AuditDecision,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
+    pub rule: Option<Arc<str>>,
+    pub reason: Option<Arc<str>>,
     /// Ids of the masking rules applied, comma separated.
-    pub masked: Option<String>,
+    pub masked: Option<Arc<str>>,
 }
 
 /// One execution of a judged statement: what the reply tracker carries.
@@ -184,10 +184,10 @@ impl<'a> ReplyAudit<'a> {
             None => UNFINISHED.to_owned(),
         };
         let recorded = self.audit.record(StatementRecord {
-            sql: &j.sql,
+            sql: j.sql.clone(),
             decision: Some(j.decision),
-            rule: j.rule.as_deref(),
-            reason: Some(&reason),
+            rule: j.rule.clone(),
+            reason: Some(reason.into()),
             masked_columns: j.masked.clone(),
             rows: None,
             duration: Some(run.start.elapsed()),
@@ -203,14 +203,15 @@ impl<'a> ReplyAudit<'a> {
             .error
             .map(|code| format!("failed with SQLSTATE {}", String::from_utf8_lossy(&code)));
         let reason = match (&j.reason, failed) {
-            (Some(r), Some(f)) => Some(format!("{r}; {f}")),
-            (r, f) => f.or_else(|| r.clone()),
+            (Some(r), Some(f)) => Some(format!("{r}; {f}").into()),
+            (_, Some(f)) => Some(f.into()),
+            (r, None) => r.clone(),
         };
         let recorded = self.audit.record(StatementRecord {
-            sql: &j.sql,
+            sql: j.sql.clone(),
             decision: Some(j.decision),
-            rule: j.rule.as_deref(),
-            reason: reason.as_deref(),
+            rule: j.rule.clone(),
+            reason,
             masked_columns: j.masked.clone(),
             rows: Some(ending.rows),
             duration: Some(ended.saturating_duration_since(run.start)),

@@ -609,13 +609,13 @@ impl<'a> ClientSide<'a> {
             let _ = audit.statement(sql, AuditDecision::Block, None, Some(&refusal), None);
             return (Err(refusal), None);
         }
-        let reason = note.reason.or_else(|| note.masked.clone());
+        let masked: Option<Arc<str>> = note.masked.map(Arc::from);
         let judged = Judged {
-            sql: sql.into(),
+            sql: crate::audit::session::sql_text(sql),
             decision: note.decision,
-            rule: note.rule,
-            reason,
-            masked: note.masked,
+            rule: note.rule.map(Arc::from),
+            reason: note.reason.map(Arc::from).or_else(|| masked.clone()),
+            masked,
         };
         (outcome, Some(Arc::new(judged)))
     }
@@ -631,7 +631,7 @@ impl<'a> ClientSide<'a> {
                 note.decision,
                 note.rule.as_deref(),
                 reason.as_deref(),
-                note.masked,
+                note.masked.as_deref(),
             );
             if let (Err(msg), Ok(_)) = (&recorded, &outcome) {
                 return Err(msg.clone());

@@ -32,7 +32,7 @@ fn stmt(session: u64, identity: &str, sql: &str, decision: AuditDecision) -> Aud
         database: Some("demo".into()),
         statement: Some(sql.into()),
         decision: Some(decision),
-        rule: (decision != AuditDecision::Allow).then(|| "p.deny".to_string()),
+        rule: (decision != AuditDecision::Allow).then(|| "p.deny".into()),
         reason: None,
         masked_columns: None,
         rows: Some(3),

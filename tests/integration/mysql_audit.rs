@@ -93,8 +93,8 @@ async fn mysql_decisions_are_recorded_and_chained() {
     assert_eq!(decision(one), "allow");
     assert_eq!(one.event.rows, Some(1));
     assert!(one.event.duration_us.is_some());
-    assert_eq!(one.event.protocol, "mysql");
-    assert_eq!(one.event.identity, AGENT);
+    assert_eq!(&*one.event.protocol, "mysql");
+    assert_eq!(&*one.event.identity, AGENT);
     assert_eq!(one.event.model.as_deref(), Some("test-model"));
     assert_eq!(one.event.declared_model.as_deref(), Some("gpt-5"));
     assert_eq!(one.event.database.as_deref(), Some("app"));
@@ -163,7 +163,7 @@ async fn mysql_decisions_are_recorded_and_chained() {
     ] {
         assert!(
             all.iter()
-                .any(|r| r.event.kind == kind && r.event.protocol == "mysql"),
+                .any(|r| r.event.kind == kind && &*r.event.protocol == "mysql"),
             "no {kind} record"
         );
     }
@@ -171,7 +171,7 @@ async fn mysql_decisions_are_recorded_and_chained() {
         .iter()
         .find(|r| r.event.kind == EventKind::AuthFailed)
         .unwrap();
-    assert_eq!(failed.event.identity, AGENT);
+    assert_eq!(&*failed.event.identity, AGENT);
 
     // The blocked-query log, as an operator reads it, and the chain.
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))

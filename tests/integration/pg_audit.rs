@@ -59,12 +59,12 @@ async fn decisions_are_recorded_and_chained() {
         .filter(|r| r.event.kind == airlock::audit::EventKind::Statement)
         .map(|r| {
             (
-                r.event.statement.clone().unwrap_or_default(),
+                r.event.statement.as_deref().unwrap_or_default().to_owned(),
                 r.event
                     .decision
                     .map(|d| d.as_str().to_owned())
                     .unwrap_or_default(),
-                r.event.rule.clone().unwrap_or_default(),
+                r.event.rule.as_deref().unwrap_or_default().to_owned(),
             )
         })
         .collect();
@@ -94,7 +94,7 @@ async fn decisions_are_recorded_and_chained() {
         .iter()
         .find(|r| r.event.kind == airlock::audit::EventKind::Statement)
         .unwrap();
-    assert_eq!(statement.event.identity, AGENT);
+    assert_eq!(&*statement.event.identity, AGENT);
     assert_eq!(statement.event.model.as_deref(), Some("test-model"));
     assert_eq!(statement.event.declared_model.as_deref(), Some("gpt-5"));
     assert!(all

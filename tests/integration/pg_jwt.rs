@@ -244,12 +244,12 @@ async fn rs256_tokens_from_the_jwks_file() {
         .iter()
         .find(|r| r.event.kind == airlock::audit::EventKind::Connect)
         .expect("a connect record");
-    assert_eq!(connect.event.identity, JWT_USER);
+    assert_eq!(&*connect.event.identity, JWT_USER);
     assert_eq!(connect.event.model.as_deref(), Some("claude-test"));
     assert!(
         all.iter()
             .any(|r| r.event.kind == airlock::audit::EventKind::AuthFailed
-                && r.event.identity == JWT_USER),
+                && &*r.event.identity == JWT_USER),
         "refused tokens are audited as failed logins"
     );
 }

@@ -117,7 +117,7 @@ async fn correct_password_runs_queries_under_policy_and_audit() {
         .iter()
         .find(|r| r.event.kind == airlock::audit::EventKind::Connect)
         .expect("a connect record");
-    assert_eq!(connect.event.identity, DB_USER);
+    assert_eq!(&*connect.event.identity, DB_USER);
     assert_eq!(connect.event.user.as_deref(), Some("alice@example.com"));
     assert_eq!(connect.event.model.as_deref(), Some("legacy-app"));
     assert_eq!(connect.event.declared_model.as_deref(), Some("gpt-5"));
@@ -128,7 +128,7 @@ async fn correct_password_runs_queries_under_policy_and_audit() {
                 && r.event.statement.as_deref() == Some("SELECT * FROM hidden")
         })
         .expect("the blocked statement is recorded");
-    assert_eq!(blocked.event.identity, DB_USER);
+    assert_eq!(&*blocked.event.identity, DB_USER);
     assert_eq!(blocked.event.rule.as_deref(), Some("legacy.deny-tables"));
 }
 
@@ -159,7 +159,7 @@ async fn wrong_password_is_refused_with_28p01_and_nothing_leaks() {
     assert!(
         all.iter()
             .any(|r| r.event.kind == airlock::audit::EventKind::AuthFailed
-                && r.event.identity == DB_USER),
+                && &*r.event.identity == DB_USER),
         "failed logins are audited"
     );
 }
