@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::policy::parse::{self, Limits};
 use crate::policy::{Dialect, Principal, SessionContext};
 
+pub mod by_name;
 pub mod cache;
 pub mod catalog;
 pub mod detect;
@@ -252,6 +253,23 @@ impl Masker {
             });
         }
         Some(names)
+    }
+
+    /// What `sql` reads rows from by name (see [`by_name`]). `None` when
+    /// that cannot be told: the text does not parse.
+    pub fn reads_by_name(&self, dialect: Dialect, sql: &str) -> Option<Vec<by_name::ReadByName>> {
+        if sql.len() <= INLINE_BYTES {
+            return by_name::reads(dialect, sql, &self.limits);
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("airlock-mask".into())
+                .stack_size(BIG_STACK)
+                .spawn_scoped(s, || by_name::reads(dialect, sql, &self.limits))
+                .ok()
+                .and_then(|h| h.join().ok())
+                .flatten()
+        })
     }
 
     /// Plans `sql` without the cache: a long text on a thread with a stack

@@ -38,6 +38,7 @@ use super::relay::Verdict;
 use super::results::{fields, Active, Expect, Expectations, Plans, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
 use crate::fasthash::FastMap;
+use crate::masking::by_name::{self, ReadByName};
 use crate::masking::{
     types, Audience, Catalog, ColumnMask, DetectorSet, Generation, Masker, StatementPlan,
 };
@@ -583,6 +584,16 @@ struct Prepared {
     plan: Option<Arc<StatementPlan>>,
     sql: Option<Arc<[u8]>>,
     planned_at: u64,
+    /// Its text may read rows by name (see [`crate::masking::by_name`]):
+    /// each Execute checks what the names are bound to then.
+    by_name: bool,
+}
+
+/// Whether a statement planned `plan` from `sql` may read rows by name:
+/// only opaque plans can (EXECUTE, FETCH), and only texts that spell the
+/// keyword.
+fn reads_by_name(plan: Option<&StatementPlan>, sql: &[u8]) -> bool {
+    matches!(plan, Some(StatementPlan::Opaque)) && by_name::may_read_by_name(sql)
 }
 
 /// A bound portal: its statement's name and plan, and Bind's result formats.
@@ -607,6 +618,7 @@ impl PlanBook {
                 if p.sql.as_deref() != Some(sql) {
                     p.sql = Some(Arc::from(sql));
                 }
+                p.by_name = reads_by_name(plan.as_deref(), sql);
                 p.plan = plan;
                 p.planned_at = at;
                 self.planned_at(at);
@@ -614,6 +626,7 @@ impl PlanBook {
             None => {
                 self.planned_at(at);
                 let prepared = Prepared {
+                    by_name: reads_by_name(plan.as_deref(), sql),
                     plan,
                     sql: Some(Arc::from(sql)),
                     planned_at: at,
@@ -636,6 +649,10 @@ impl PlanBook {
     /// Replaces statement `name`'s plan with one made at generation `at`.
     pub fn statement_replanned(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, at: u64) {
         if let Some(p) = self.statements.get_mut(name) {
+            p.by_name = p
+                .sql
+                .as_deref()
+                .is_some_and(|sql| reads_by_name(plan.as_deref(), sql));
             p.plan = plan;
             p.planned_at = at;
         }
@@ -658,6 +675,11 @@ impl PlanBook {
     /// Replaces portal `name`'s plan with one made at generation `at`.
     pub fn portal_replanned(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, at: u64) {
         if let Some(b) = self.portals.get_mut(name) {
+            b.prepared.by_name = b
+                .prepared
+                .sql
+                .as_deref()
+                .is_some_and(|sql| reads_by_name(plan.as_deref(), sql));
             b.prepared.plan = plan;
             b.prepared.planned_at = at;
         }
@@ -673,6 +695,7 @@ impl PlanBook {
                 plan: Some(Arc::new(StatementPlan::Opaque)),
                 sql: None,
                 planned_at: 0,
+                by_name: false,
             });
         // Clients rebind the same (usually unnamed) portal for every
         // execution: update the entry in place rather than allocate anew.
@@ -705,6 +728,33 @@ impl PlanBook {
     /// The text portal `name`'s statement was parsed from, likewise.
     pub fn portal_sql(&self, name: &[u8]) -> Option<Arc<[u8]>> {
         self.portals.get(name)?.prepared.sql.clone()
+    }
+
+    /// The text of portal `name`'s statement when it may read rows by
+    /// name: to be checked at each Execute, against what the names are
+    /// bound to then.
+    pub fn portal_reads_by_name(&self, name: &[u8]) -> Option<Arc<[u8]>> {
+        let b = self.portals.get(name)?;
+        b.prepared.sql.clone().filter(|_| b.prepared.by_name)
+    }
+
+    /// Whether reading `read` by name would bypass masking: it names a
+    /// statement or portal made through the protocol whose plan masks
+    /// columns, or that itself reads by name (see
+    /// [`by_name::guards_rows`]).
+    pub fn guards(&self, read: &ReadByName) -> bool {
+        let guarded =
+            |p: &Prepared| p.by_name || p.plan.as_deref().is_some_and(by_name::guards_rows);
+        match read {
+            ReadByName::Statement(names) => names
+                .iter()
+                .any(|n| self.statements.get(n.as_bytes()).is_some_and(guarded)),
+            ReadByName::Portal(names) => names.iter().any(|n| {
+                self.portals
+                    .get(n.as_bytes())
+                    .is_some_and(|b| guarded(&b.prepared))
+            }),
+        }
     }
 
     pub fn execute(&self, portal: &[u8]) -> Expect<StatementPlan> {

@@ -44,6 +44,7 @@ use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations, Plans};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
+use crate::masking::by_name::ReadByName;
 use crate::masking::StatementPlan;
 use crate::policy::builtin::ids;
 use crate::policy::memo::Memo;
@@ -462,7 +463,13 @@ impl<'a> ClientSide<'a> {
             Decision::Allow => {
                 let planned = self.allowed(sql, &shape, &judgement.effects, &mut note);
                 if let Ok(plans) = &planned {
-                    if !record_now && !self.restricted && judgement.replayable() {
+                    // Not a read by name: what the name is bound to
+                    // changes, so each one is checked afresh.
+                    if !record_now
+                        && !self.restricted
+                        && judgement.replayable()
+                        && !reads_by_name(plans, sql)
+                    {
                         self.memo.remember(
                             &gate,
                             source,
@@ -571,6 +578,10 @@ impl<'a> ClientSide<'a> {
             Some(refusal) => Err(refusal),
             None => self.mask_plan(sql, shape),
         };
+        let planned = planned.and_then(|plans| match self.masked_by_name(sql, &plans) {
+            Some(refusal) => Err(refusal),
+            None => Ok(plans),
+        });
         self.settle_allowed(planned, effects, note)
     }
 
@@ -911,7 +922,8 @@ impl<'a> ClientSide<'a> {
                 let replanned = match self.restricted {
                     true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
                     false => self.replan_portal(e.portal),
-                };
+                }
+                .and_then(|()| self.execute_by_name_check(e.portal));
                 let restricted = self.restricted;
                 let shared = self.shared;
                 if let Some(m) = &mut self.masking {
@@ -1106,6 +1118,55 @@ impl<'a> ClientSide<'a> {
         ))
     }
 
+    /// The refusal of a statement that reads rows by name (SQL `EXECUTE
+    /// s`, `FETCH ... FROM p`) from a statement or portal made through the
+    /// protocol whose masking plan masks columns (see
+    /// [`crate::masking::by_name`]); `None` when it reads none (the usual
+    /// case: its plans are not opaque, and nothing is parsed).
+    fn masked_by_name(&self, sql: &[u8], plans: &Plans<StatementPlan>) -> Option<String> {
+        let m = self.masking.as_ref()?;
+        if !reads_by_name(plans, sql) {
+            return None;
+        }
+        self.masked_read(m, sql)
+    }
+
+    /// [`Self::masked_by_name`] for a statement known to read by name.
+    fn masked_read(&self, m: &ClientMasking, sql: &[u8]) -> Option<String> {
+        let reads = std::str::from_utf8(sql)
+            .ok()
+            .and_then(|t| m.ctx.masker.reads_by_name(Dialect::Postgres, t));
+        let Some(reads) = reads else {
+            return Some(format!(
+                "airlock: blocked by rule {}: masking cannot tell what this statement reads by name",
+                crate::masking::lineage::UNANALYZABLE
+            ));
+        };
+        let read = reads.iter().find(|r| m.book.guards(r))?;
+        let (what, use_instead) = match read {
+            ReadByName::Statement(_) => ("EXECUTE", "Bind and Execute"),
+            ReadByName::Portal(_) => ("FETCH", "Execute"),
+        };
+        Some(format!(
+            "airlock: blocked by rule {}: {what} {}: it names a statement or portal prepared through the protocol that reads masked data, and rows read by name cannot be masked: use the protocol's {use_instead}",
+            crate::masking::lineage::UNANALYZABLE,
+            read.name()
+        ))
+    }
+
+    /// Before an Execute of `portal` whose statement reads rows by name:
+    /// what the names are bound to now must not be masked (they may have
+    /// been bound again since its Parse). `Err`: the refusal message.
+    fn execute_by_name_check(&self, portal: &[u8]) -> Result<(), String> {
+        let Some(m) = &self.masking else {
+            return Ok(());
+        };
+        match m.book.portal_reads_by_name(portal) {
+            Some(sql) => self.masked_read(m, &sql).map_or(Ok(()), Err),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a Bind names a SQL-level prepared statement (not one of an
     /// allowed Parse) judged against an older catalog snapshot.
     fn bind_outdated(&self, statement: &[u8]) -> bool {
@@ -1184,6 +1245,17 @@ impl<'a> ClientSide<'a> {
             || self.statements.contains_key(name)
             || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
+}
+
+/// Whether a statement with these plans may read rows by name (see
+/// [`crate::masking::by_name`]): only opaque plans can, and only texts
+/// that spell EXECUTE or FETCH.
+fn reads_by_name(plans: &Plans<StatementPlan>, sql: &[u8]) -> bool {
+    plans
+        .iter()
+        .flatten()
+        .any(|p| matches!(p.as_ref(), StatementPlan::Opaque))
+        && crate::masking::by_name::may_read_by_name(sql)
 }
 
 /// No masking plans (nothing is masked for the principal, or the query

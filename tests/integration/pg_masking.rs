@@ -791,3 +791,127 @@ async fn derived_masked_values_cannot_be_written_anywhere() {
         .collect();
     assert_eq!(k, ["nAlicia@x.test", "nBob@x.test"]);
 }
+
+/// Statements and portals made through the protocol (Parse, Bind) share
+/// their namespaces with SQL's: `EXECUTE s` and `FETCH ... FROM p` read
+/// their rows by name, as a result lineage cannot attribute to columns.
+/// Those of a masked query are refused (with the columns computed, so
+/// that neither the table's column numbers nor a detector would catch
+/// the values), however the read is made: simple Query, a quoted name,
+/// under EXPLAIN ANALYZE, or a Parse of the FETCH whose portal is bound
+/// to the masked query only after it. (`EXECUTE` of a statement that SQL
+/// PREPARE did not make is refused by the policy already.) A FETCH of an
+/// unmasked portal still works, and so does the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_statements_and_portals_cannot_be_read_by_name() {
+    let env = env().await;
+    let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let send = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for line in lines {
+            crate::common::raw::encode_message(line, &mut out);
+        }
+        out
+    };
+    let query = |sql: &str| format!("{{\"Query\": {}}}", serde_json_string(sql));
+    c.send(&send(&[
+        &query("BEGIN"),
+        r#"{"Parse": {"name": "s", "query": "SELECT phone || '' AS p, birth_year + 0 AS b, zip || '' AS z FROM customers"}}"#,
+        r#"{"Parse": {"name": "plain", "query": "SELECT id + 0 AS n FROM orders"}}"#,
+        r#"{"Bind": {"portal": "leak", "statement": "s"}}"#,
+        r#"{"Bind": {"portal": "Leak", "statement": "s"}}"#,
+        r#"{"Bind": {"portal": "fine", "statement": "plain"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    c.until_ready(2).await;
+    for sql in [
+        "FETCH ALL FROM leak",
+        "FETCH FORWARD 1 IN LEAK",
+        "FETCH NEXT FROM \"Leak\"",
+        "EXECUTE s",
+        "EXPLAIN ANALYZE EXECUTE s",
+        "SELECT 1; FETCH ALL FROM leak",
+    ] {
+        c.send(&send(&[&query(sql)])).await;
+        let frames = c.until_ready(1).await;
+        let error = frames.iter().find(|f| f.tag() == b'E');
+        assert!(
+            error.is_some_and(|e| e.body().escape_ascii().to_string().contains("C42501")),
+            "{sql}: not refused: {:?}",
+            frames
+                .iter()
+                .map(|f| f.body().escape_ascii().to_string())
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            !frames.iter().any(|f| f.tag() == b'D'),
+            "{sql}: rows came back"
+        );
+        c.send(&send(&[&query("ROLLBACK"), &query("BEGIN")])).await;
+        c.until_ready(2).await;
+        c.send(&send(&[
+            r#"{"Bind": {"portal": "leak", "statement": "s"}}"#,
+            r#"{"Bind": {"portal": "Leak", "statement": "s"}}"#,
+            r#"{"Bind": {"portal": "fine", "statement": "plain"}}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        c.until_ready(1).await;
+    }
+    // Parsed while `later` is not bound; bound to the masked query before
+    // the Execute.
+    c.send(&send(&[
+        r#"{"Parse": {"name": "f", "query": "FETCH ALL FROM later"}}"#,
+        r#"{"Bind": {"portal": "pf", "statement": "f"}}"#,
+        r#"{"Bind": {"portal": "later", "statement": "s"}}"#,
+        r#"{"Execute": {"portal": "pf"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    let frames = c.until_ready(1).await;
+    assert!(
+        frames.iter().any(|f| f.tag() == b'E'),
+        "the Execute of a FETCH of a masked portal was not refused"
+    );
+    assert!(!frames.iter().any(|f| f.tag() == b'D'), "rows came back");
+    // Unmasked ones read by name still work.
+    c.send(&send(&[&query("ROLLBACK"), &query("BEGIN")])).await;
+    c.until_ready(2).await;
+    c.send(&send(&[
+        r#"{"Bind": {"portal": "fine", "statement": "plain"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    c.until_ready(1).await;
+    for sql in ["FETCH ALL FROM fine", "COMMIT"] {
+        c.send(&send(&[&query(sql)])).await;
+        let frames = c.until_ready(1).await;
+        assert!(
+            !frames.iter().any(|f| f.tag() == b'E'),
+            "{sql}: {:?}",
+            frames
+                .iter()
+                .map(|f| f.body().escape_ascii().to_string())
+                .collect::<Vec<_>>()
+        );
+        if sql != "COMMIT" {
+            assert!(frames.iter().any(|f| f.tag() == b'D'), "{sql}: no rows");
+        }
+    }
+    // The same text again, now that `fine` is bound to the masked query:
+    // judged afresh, not replayed from the session's memo.
+    c.send(&send(&[
+        &query("BEGIN"),
+        r#"{"Bind": {"portal": "fine", "statement": "s"}}"#,
+        r#"{"Sync": null}"#,
+        &query("FETCH ALL FROM fine"),
+    ]))
+    .await;
+    let frames = c.until_ready(3).await;
+    assert!(
+        !frames.iter().any(|f| f.tag() == b'D'),
+        "a FETCH allowed before was replayed for a masked portal"
+    );
+    assert_clean(&c.received, "reads by name");
+}
