@@ -256,6 +256,7 @@ pub mod engine;
 pub mod explain;
 pub mod extract;
 pub mod facts;
+mod fetch_forms;
 pub mod memo;
 pub mod parse;
 pub mod rules;

@@ -5,7 +5,8 @@
 //! ones are already unwrapped by the tokenizer), decodes Postgres
 //! `U&"..."` identifiers, splits at `;`, enforces size/token/nesting caps,
 //! recognizes statements sqlparser cannot parse but that we must name
-//! (`DO`, `ALTER SYSTEM`, `TABLE t`, MySQL file access), and parses each
+//! (`DO`, `ALTER SYSTEM`, `TABLE t`, MySQL file access, Postgres `FETCH`
+//! and `MOVE` forms: see [`super::fetch_forms`]), and parses each
 //! statement with a recursion limit. Anything that does not parse cleanly
 //! is a [`Blocked`] with a built-in rule id.
 
@@ -368,7 +369,14 @@ fn parse_segment(
     }
 
     let mut toks: Vec<TokenWithSpan> = Vec::with_capacity(segment.len() + 4);
-    if is_kw(first, Keyword::TABLE) {
+    let fetch = match dialect {
+        Dialect::Postgres => super::fetch_forms::canonical_fetch(segment),
+        Dialect::MySql => None,
+    };
+    if let Some(fetch) = fetch {
+        // `FETCH ALL c`, `MOVE FORWARD 5 IN c`, ...: `FETCH NEXT FROM c`.
+        toks = fetch;
+    } else if is_kw(first, Keyword::TABLE) {
         // `TABLE t ...` is `SELECT * FROM t ...`.
         let mut replaced = false;
         for t in segment {
@@ -453,6 +461,32 @@ mod tests {
             p(Dialect::Postgres, "TABLE t ORDER BY 1"),
             Ok(vec!["SELECT * FROM t ORDER BY 1".into()])
         );
+        for fetch in [
+            "FETCH ALL c",
+            "fetch c",
+            "FETCH FORWARD FROM c",
+            "MOVE FORWARD 5 c",
+            "move absolute -1 in c",
+            "FETCH BACKWARD ALL /* x */ FROM c",
+            "FETCH NEXT FROM c",
+        ] {
+            assert_eq!(
+                p(Dialect::Postgres, fetch),
+                Ok(vec!["FETCH NEXT FROM c".into()]),
+                "{fetch}"
+            );
+        }
+        assert_eq!(
+            p(Dialect::Postgres, "MOVE \"Cur\""),
+            Ok(vec!["FETCH NEXT FROM \"Cur\"".into()])
+        );
+        for other in ["FETCH (SELECT 1) FROM c", "MOVE c d", "FETCH", "\"move\" c"] {
+            assert_eq!(
+                p(Dialect::Postgres, other),
+                Err(ids::UNPARSEABLE),
+                "{other}"
+            );
+        }
         assert_eq!(
             p(Dialect::Postgres, "DO $$ begin end $$"),
             Err(ids::OPAQUE_CODE)
