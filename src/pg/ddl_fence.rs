@@ -213,7 +213,8 @@ impl FenceSignal {
         (self.planned_before.load(Ordering::Acquire), at)
     }
 
-    fn is_answered(&self, request: u64) -> bool {
+    /// Whether request number `request` has been answered.
+    pub fn is_answered(&self, request: u64) -> bool {
         self.answered.load(Ordering::Acquire) >= request
     }
 

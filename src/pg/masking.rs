@@ -574,7 +574,17 @@ pub struct PlanBook {
     /// none yet). Generations only grow, so while it is the current one
     /// no plan is outdated and Bind and Execute skip the lookups.
     oldest: Option<u64>,
+    /// Portals the server may still hold that the book no longer
+    /// describes (a Close or Bind it skipped, a Bind airlock refused, see
+    /// [`super::book_sync`]): they cannot be read by name.
+    gone: Vec<Box<[u8]>>,
+    /// More than [`MAX_GONE`] of them: no portal the book does not
+    /// describe can be read by name.
+    gone_overflow: bool,
 }
+
+/// Most portal names kept in [`PlanBook::gone`].
+const MAX_GONE: usize = 256;
 
 /// An allowed Parse: its plan, the text it was made from (`None`: the
 /// statement was not prepared by an allowed Parse, e.g. SQL PREPARE) and
@@ -738,10 +748,35 @@ impl PlanBook {
         b.prepared.sql.clone().filter(|_| b.prepared.by_name)
     }
 
+    /// Portal `name` is no longer described by the book, but the server
+    /// may still hold it: forgotten, and not readable by name until the
+    /// session is idle ([`Self::forget_gone`]).
+    pub fn portal_gone(&mut self, name: &[u8]) {
+        self.portals.remove(name);
+        if name.is_empty() || self.gone.iter().any(|g| **g == *name) {
+            return;
+        }
+        if self.gone.len() < MAX_GONE {
+            self.gone.push(name.into());
+        } else {
+            self.gone_overflow = true;
+        }
+    }
+
+    /// The session is idle (no transaction, nothing in flight): the
+    /// server holds no portals.
+    pub fn forget_gone(&mut self) {
+        if !self.gone.is_empty() || self.gone_overflow {
+            self.gone.clear();
+            self.gone_overflow = false;
+        }
+    }
+
     /// Whether reading `read` by name would bypass masking: it names a
     /// statement or portal made through the protocol whose plan masks
     /// columns, or that itself reads by name (see
-    /// [`by_name::guards_rows`]).
+    /// [`by_name::guards_rows`]), or a portal the server may hold that
+    /// the book no longer describes ([`Self::portal_gone`]).
     pub fn guards(&self, read: &ReadByName) -> bool {
         let guarded =
             |p: &Prepared| p.by_name || p.plan.as_deref().is_some_and(by_name::guards_rows);
@@ -750,9 +785,11 @@ impl PlanBook {
                 .iter()
                 .any(|n| self.statements.get(n.as_bytes()).is_some_and(guarded)),
             ReadByName::Portal(names) => names.iter().any(|n| {
-                self.portals
-                    .get(n.as_bytes())
-                    .is_some_and(|b| guarded(&b.prepared))
+                let n = n.as_bytes();
+                match self.portals.get(n) {
+                    Some(b) => guarded(&b.prepared),
+                    None => self.gone_overflow || self.gone.iter().any(|g| **g == *n),
+                }
             }),
         }
     }

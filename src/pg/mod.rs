@@ -24,6 +24,7 @@
 //!   received, coalesced into one write per read.
 
 pub mod audit_hook;
+pub mod book_sync;
 pub mod cancel;
 pub mod catalog;
 pub mod client_auth;

@@ -34,6 +34,7 @@ use airlock_protocol::pg::frontend::{
 };
 
 use super::audit_hook::{AuditQueue, Judged, ReplyAudit, Run, SessionAudit};
+use super::book_sync::{Journal, Op, SkipReports};
 use super::cancel::HeldCancel;
 use super::ddl_fence::{Fence, FenceSignal};
 use super::error::SessionError;
@@ -80,6 +81,9 @@ pub struct Shared {
     /// The session's DDL and the requests answered, for masking's fence
     /// (see [`super::ddl_fence`]).
     pub fence: FenceSignal,
+    /// Parse, Bind and Close messages the server did not carry out (see
+    /// [`super::book_sync`]).
+    pub skips: SkipReports,
 }
 
 impl Shared {
@@ -92,6 +96,7 @@ impl Shared {
             busy_since: AtomicU64::new(0),
             lexer_hazard: std::sync::OnceLock::new(),
             fence: FenceSignal::default(),
+            skips: SkipReports::default(),
         }
     }
 
@@ -267,6 +272,10 @@ pub struct ClientMasking {
     pub ctx: Arc<MaskContext>,
     pub expect: Arc<Expectations<StatementPlan>>,
     book: PlanBook,
+    /// The Parse, Bind and Close messages forwarded and not yet answered,
+    /// to undo what the server did not carry out (see
+    /// [`super::book_sync`]).
+    journal: Journal,
     /// Keeps plans behind the session's own DDL (see [`super::ddl_fence`]).
     fence: Fence,
     /// The database user airlock logged in as: what `$user` in the
@@ -299,6 +308,7 @@ impl ClientMasking {
             ctx,
             expect,
             book: PlanBook::default(),
+            journal: Journal::default(),
             fence: Fence::default(),
             upstream_user: upstream_user.to_owned(),
             context: SessionContext::default(),
@@ -370,7 +380,13 @@ impl<'a> ClientSide<'a> {
         if let Some(m) = &mut self.masking {
             match e {
                 Expect::Simple { .. } | Expect::Sync | Expect::FunctionCall => {
-                    m.fence.request_sent()
+                    let changed_books = m.journal.has_request(m.fence.batch_request());
+                    m.fence.request_sent();
+                    if changed_books {
+                        // The next request waits for this one's answer,
+                        // which says what the server carried out.
+                        m.fence.mark_request();
+                    }
                 }
                 Expect::CopyEnd => {}
                 _ => m.fence.frame_in_batch(),
@@ -793,6 +809,8 @@ impl<'a> ClientSide<'a> {
                     let at = m.ctx.loaded_at();
                     m.book
                         .parsed(name, plans.first().cloned().flatten(), sql, at);
+                    m.journal
+                        .push(m.fence.batch_request(), Op::Parse(name.into()));
                 }
                 Verdict::Pass
             }
@@ -851,6 +869,12 @@ impl<'a> ClientSide<'a> {
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
         }
+        if matches!(
+            tag,
+            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
+        ) {
+            self.settle_books();
+        }
         let refusals = &self.shared.refusals;
         match tag {
             fe::QUERY => {
@@ -864,6 +888,17 @@ impl<'a> ClientSide<'a> {
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
+                if self.statement_taken(p.name) {
+                    // As the server would refuse it; forwarded, the server
+                    // would keep its statement while airlock planned the
+                    // new one (see `book_sync`).
+                    self.follow(|| Expect::Completion);
+                    let msg = format!(
+                        "prepared statement \"{}\" already exists (airlock: a statement of that name was prepared in this session and not closed)",
+                        String::from_utf8_lossy(p.name)
+                    );
+                    return Ok(Verdict::Replace(refusals.parse(p.name, "42P05", &msg)));
+                }
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
                         self.parse_verdict(p.name, p.sql, planned, judged, REFUSED)
@@ -896,7 +931,9 @@ impl<'a> ClientSide<'a> {
                         self.follow(|| Expect::Completion);
                         self.portals.remove(b.portal);
                         if let Some(m) = &mut self.masking {
-                            m.book.closed_portal(b.portal);
+                            // The server keeps the portal this Bind would
+                            // have replaced, if any.
+                            m.book.portal_gone(b.portal);
                         }
                         return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
                     }
@@ -906,6 +943,8 @@ impl<'a> ClientSide<'a> {
                     if let Some(m) = &mut self.masking {
                         let formats = Bind::result_formats(body).map_err(malformed)?;
                         m.book.bound(b.portal, b.statement, formats);
+                        m.journal
+                            .push(m.fence.batch_request(), Op::Bind(b.portal.into()));
                     }
                     return Ok(Verdict::Pass);
                 }
@@ -995,12 +1034,16 @@ impl<'a> ClientSide<'a> {
                         self.statements.remove(name);
                         if let Some(m) = &mut self.masking {
                             m.book.closed_statement(name);
+                            m.journal
+                                .push(m.fence.batch_request(), Op::CloseStatement(name.into()));
                         }
                     }
                     Target::Portal(name) => {
                         self.portals.remove(name);
                         if let Some(m) = &mut self.masking {
                             m.book.closed_portal(name);
+                            m.journal
+                                .push(m.fence.batch_request(), Op::ClosePortal(name.into()));
                         }
                     }
                 };
@@ -1167,6 +1210,54 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// Undoes, in the books, what the server did not carry out of the
+    /// answered requests' Parse, Bind and Close messages (see
+    /// [`super::book_sync`]). Nothing to do, and no atomic access, when no
+    /// such message is awaiting its answer.
+    fn settle_books(&mut self) {
+        let shared = self.shared;
+        let Some(m) = &mut self.masking else {
+            return;
+        };
+        if m.journal.is_empty() {
+            return;
+        }
+        let undo = m
+            .journal
+            .settle(&shared.skips, |request| shared.fence.is_answered(request));
+        for op in undo {
+            match op {
+                // Not made: not bound or executed through airlock until
+                // it is made again.
+                Op::Parse(name) => {
+                    self.statements.remove(&name);
+                    m.book.closed_statement(&name);
+                }
+                Op::Bind(name) => {
+                    self.portals.remove(&name);
+                    m.book.portal_gone(&name);
+                }
+                // Not closed: the journal keeps the name taken.
+                Op::CloseStatement(_) => {}
+                Op::ClosePortal(name) => m.book.portal_gone(&name),
+            }
+        }
+        if shared.is_idle() {
+            m.book.forget_gone();
+        }
+    }
+
+    /// Whether a Parse of statement `name` would be refused by the server
+    /// because the session has one of that name (masking sessions, whose
+    /// books follow the server's: see [`super::book_sync`]).
+    fn statement_taken(&self, name: &[u8]) -> bool {
+        !name.is_empty()
+            && self
+                .masking
+                .as_ref()
+                .is_some_and(|m| self.statements.contains_key(name) || m.journal.kept(name))
+    }
+
     /// Whether a Bind names a SQL-level prepared statement (not one of an
     /// allowed Parse) judged against an older catalog snapshot.
     fn bind_outdated(&self, statement: &[u8]) -> bool {
@@ -1298,7 +1389,10 @@ impl<'a> Side for ClientSide<'a> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
-        if matches!(frame[0], fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
+        if matches!(
+            frame[0],
+            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
+        ) {
             if let Some(m) = &mut self.masking {
                 if m.fence.must_wait(&self.shared.fence) || m.ctx.catalog_stale() {
                     // Planned, bound or run only once the session's own DDL
@@ -1413,6 +1507,9 @@ pub struct ServerSide<'a> {
     /// [`crate::masking::error_values`]): masking or denied columns
     /// protect this session's data.
     withhold_values: bool,
+    /// ParseComplete, BindComplete and CloseComplete of the request in
+    /// progress (masking sessions, see [`super::book_sync`]).
+    completions: u32,
 }
 
 impl<'a> ServerSide<'a> {
@@ -1435,6 +1532,7 @@ impl<'a> ServerSide<'a> {
             audit: None,
             answered: 0,
             withhold_values: false,
+            completions: 0,
         }
     }
 
@@ -1563,6 +1661,19 @@ impl Side for ServerSide<'_> {
             Some(m) => Some(m.on_frame(frame)?),
             None => None,
         };
+        if self.masking.is_some() {
+            // What the server carried out of the request's Parse, Bind and
+            // Close messages, for the client side's books (`book_sync`).
+            match tag {
+                b'1' | b'2' | b'3' => self.completions += 1,
+                backend::ERROR_RESPONSE => self
+                    .shared
+                    .skips
+                    .report(self.requests_done().saturating_add(1), self.completions),
+                backend::READY_FOR_QUERY => self.completions = 0,
+                _ => {}
+            }
+        }
         let or_masked = |m: Option<Verdict>| m.unwrap_or(Verdict::Pass);
         match tag {
             backend::READY_FOR_QUERY => {

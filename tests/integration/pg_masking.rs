@@ -923,5 +923,167 @@ async fn masked_statements_and_portals_cannot_be_read_by_name() {
         !frames.iter().any(|f| f.tag() == b'D'),
         "a FETCH allowed before was replayed for a masked portal"
     );
+    // A Close the server skipped (after an error) leaves it the portal
+    // airlock forgot; a rolled-back savepoint keeps the transaction open.
+    c.send(&send(&[
+        &query("ROLLBACK"),
+        &query("BEGIN"),
+        r#"{"Bind": {"portal": "kept", "statement": "s"}}"#,
+        r#"{"Sync": null}"#,
+        &query("SAVEPOINT a"),
+        r#"{"Parse": {"name": "e", "query": "SELECT 1/0"}}"#,
+        r#"{"Bind": {"portal": "", "statement": "e"}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Close": {"kind": "P", "name": "kept"}}"#,
+        r#"{"Sync": null}"#,
+        &query("ROLLBACK TO a"),
+    ]))
+    .await;
+    c.until_ready(6).await;
+    c.send(&send(&[&query("FETCH ALL FROM kept")])).await;
+    let frames = c.until_ready(1).await;
+    assert!(
+        !frames.iter().any(|f| f.tag() == b'D'),
+        "a portal whose Close the server skipped was read by name"
+    );
     assert_clean(&c.received, "reads by name");
+}
+
+/// airlock plans a Bind from its own book of the session's statements, so
+/// that book must hold what the server holds. The server refuses a Parse
+/// of a name it already has, and skips every message after an error until
+/// Sync: a Parse or Close it did not carry out must not change what airlock
+/// plans with. Each case ends in a Bind and Execute of a masked query that
+/// airlock would otherwise have planned as another one. A name whose Parse
+/// the server refused stays free, as it does on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_the_server_did_not_change_keep_their_masking() {
+    let env = env().await;
+    const MASKED: &str = "SELECT phone || '' AS p, zip || '' AS z FROM customers";
+    const PLAIN: &str = "SELECT 'x' || '' AS p, 'y' || '' AS z";
+    let parse = |name: &str, sql: &str| {
+        format!(
+            "{{\"Parse\": {{\"name\": \"{name}\", \"query\": {}}}}}",
+            serde_json_string(sql)
+        )
+    };
+    let error = [
+        parse("e", "SELECT 1/0"),
+        r#"{"Bind": {"portal": "", "statement": "e"}}"#.to_string(),
+        r#"{"Execute": {"portal": ""}}"#.to_string(),
+    ];
+    let run = |statement: &str| {
+        vec![
+            format!("{{\"Bind\": {{\"portal\": \"\", \"statement\": \"{statement}\"}}}}"),
+            r#"{"Execute": {"portal": ""}}"#.to_string(),
+            r#"{"Sync": null}"#.to_string(),
+        ]
+    };
+    let sync = r#"{"Sync": null}"#.to_string();
+    // Each case: batches sent one at a time, waiting for each's ReadyForQuery.
+    let cases: Vec<(&str, Vec<Vec<String>>)> = vec![
+        (
+            "a named Parse of a name the server has",
+            vec![
+                vec![parse("s1", MASKED), sync.clone()],
+                vec![parse("s1", PLAIN), sync.clone()],
+                run("s1"),
+            ],
+        ),
+        (
+            "an unnamed Parse skipped after an error",
+            vec![
+                vec![parse("", MASKED), sync.clone()],
+                [&error[..], &[parse("", PLAIN), sync.clone()]].concat(),
+                run(""),
+            ],
+        ),
+        (
+            "a Close skipped after an error, then a Parse of the name",
+            vec![
+                vec![parse("s2", MASKED), sync.clone()],
+                [
+                    &error[..],
+                    &[
+                        r#"{"Close": {"kind": "S", "name": "s2"}}"#.to_string(),
+                        sync.clone(),
+                    ],
+                ]
+                .concat(),
+                vec![parse("s2", PLAIN), sync.clone()],
+                run("s2"),
+            ],
+        ),
+    ];
+    for (case, batches) in cases {
+        let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        for batch in batches {
+            let mut out = bytes::BytesMut::new();
+            for line in &batch {
+                crate::common::raw::encode_message(line, &mut out);
+            }
+            c.send(&out).await;
+            c.until_ready(1).await;
+        }
+        assert_clean(&c.received, case);
+    }
+    // A name whose Parse the server refused is free again, as on the
+    // server; a name in use is refused as the server refuses it.
+    let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    for (batch, expect) in [
+        (
+            vec![
+                parse("s3", "SELECT no_such_column FROM customers"),
+                sync.clone(),
+            ],
+            "42703",
+        ),
+        (
+            vec![parse("s3", "SELECT id FROM customers"), sync.clone()],
+            "",
+        ),
+        (
+            vec![parse("s3", "SELECT id FROM customers"), sync.clone()],
+            "42P05",
+        ),
+        (run("s3"), ""),
+    ] {
+        let mut out = bytes::BytesMut::new();
+        for line in &batch {
+            crate::common::raw::encode_message(line, &mut out);
+        }
+        c.send(&out).await;
+        let frames = c.until_ready(1).await;
+        let error = frames
+            .iter()
+            .find(|f| f.tag() == b'E')
+            .map(|f| f.body().escape_ascii().to_string());
+        match expect {
+            "" => assert!(error.is_none(), "{batch:?}: {error:?}"),
+            code => assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(&format!("C{code}"))),
+                "{batch:?}: {error:?}"
+            ),
+        }
+    }
+    // The same, pipelined: the batch the server skips part of and the one
+    // that runs the statement are sent together, so airlock plans the
+    // second before it hears of the error. The rows must not come back
+    // (the session may end).
+    let mut c = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    for line in [parse("", MASKED), sync.clone()] {
+        crate::common::raw::encode_message(&line, &mut out);
+    }
+    c.send(&out).await;
+    c.until_ready(1).await;
+    let mut out = bytes::BytesMut::new();
+    for line in [&error[..], &[parse("", PLAIN), sync.clone()], &run("")[..]].concat() {
+        crate::common::raw::encode_message(&line, &mut out);
+    }
+    c.send(&out).await;
+    c.until_ready(2).await;
+    assert_clean(&c.received, "pipelined");
 }
