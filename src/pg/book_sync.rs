@@ -131,17 +131,24 @@ impl Journal {
         self.entries.is_empty()
     }
 
-    /// Drops the entries of answered requests (`answered(request)`), and
-    /// returns those the server did not carry out, most recent first:
-    /// the caller undoes them in that order.
-    pub fn settle(&mut self, reports: &SkipReports, answered: impl Fn(u64) -> bool) -> Vec<Op> {
+    /// Drops the entries of the requests answered (numbers up to
+    /// `answered`), and returns those the server did not carry out, most
+    /// recent first: the caller undoes them in that order. Without an
+    /// error report (the usual case) it only drops entries.
+    pub fn settle(&mut self, reports: &SkipReports, answered: u64) -> Vec<Op> {
+        if self.skips.is_empty() && !reports.any.load(Ordering::Acquire) {
+            while self.entries.front().is_some_and(|(r, _)| *r <= answered) {
+                self.entries.pop_front();
+            }
+            return Vec::new();
+        }
         self.skips.extend(reports.take());
         let mut undo = Vec::new();
         let mut carried = 0u32;
         let mut current = 0u64;
         while let Some((request, _)) = self.entries.front() {
             let request = *request;
-            if !answered(request) {
+            if request > answered {
                 break;
             }
             if request != current {
@@ -195,7 +202,7 @@ mod tests {
         assert!(j.has_request(3));
         // Request 2: only its first Parse was carried out.
         reports.report(2, 1);
-        let undo = j.settle(&reports, |r| r <= 2);
+        let undo = j.settle(&reports, 2);
         assert_eq!(
             undo,
             vec![Op::Parse(name("a")), Op::CloseStatement(name("a"))]
@@ -204,7 +211,7 @@ mod tests {
         assert!(!j.kept(b"b"));
         // Request 3 is not answered yet.
         assert!(!j.is_empty());
-        assert_eq!(j.settle(&reports, |r| r <= 3), vec![]);
+        assert_eq!(j.settle(&reports, 3), vec![]);
         assert!(j.is_empty());
         // Closing it again (carried out) frees the name.
         j.push(4, Op::CloseStatement(name("a")));
@@ -217,12 +224,12 @@ mod tests {
         let mut j = Journal::default();
         j.push(1, Op::Parse(name("")));
         j.push(1, Op::Bind(name("")));
-        assert_eq!(j.settle(&reports, |_| true), vec![]);
+        assert_eq!(j.settle(&reports, u64::MAX), vec![]);
         // An error in a request without Parse, Bind or Close changes
         // nothing, and is not kept.
         reports.report(2, 0);
         j.push(3, Op::Bind(name("")));
-        assert_eq!(j.settle(&reports, |r| r <= 3), vec![]);
+        assert_eq!(j.settle(&reports, 3), vec![]);
         assert!(j.skips.is_empty());
     }
 }

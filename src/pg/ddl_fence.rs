@@ -214,8 +214,13 @@ impl FenceSignal {
     }
 
     /// Whether request number `request` has been answered.
-    pub fn is_answered(&self, request: u64) -> bool {
-        self.answered.load(Ordering::Acquire) >= request
+    fn is_answered(&self, request: u64) -> bool {
+        self.answered_upto() >= request
+    }
+
+    /// The requests answered (numbers up to this one).
+    pub fn answered_upto(&self) -> u64 {
+        self.answered.load(Ordering::Acquire)
     }
 
     /// Waits until request number `request` has been answered.
@@ -256,6 +261,12 @@ impl Fence {
     /// batch that the next Sync ends.
     pub fn frame_in_batch(&mut self) {
         self.batch_open = true;
+    }
+
+    /// Whether the extended batch being sent has frames since its last
+    /// Sync (a frame now is not the first of its request).
+    pub fn in_batch(&self) -> bool {
+        self.batch_open
     }
 
     /// The ordinal of the last request sent (see [`Self::request_sent`]).

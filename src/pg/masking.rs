@@ -763,13 +763,16 @@ impl PlanBook {
         }
     }
 
+    /// Whether [`Self::portal_gone`] noted any portal.
+    pub fn has_gone(&self) -> bool {
+        !self.gone.is_empty() || self.gone_overflow
+    }
+
     /// The session is idle (no transaction, nothing in flight): the
     /// server holds no portals.
     pub fn forget_gone(&mut self) {
-        if !self.gone.is_empty() || self.gone_overflow {
-            self.gone.clear();
-            self.gone_overflow = false;
-        }
+        self.gone.clear();
+        self.gone_overflow = false;
     }
 
     /// Whether reading `read` by name would bypass masking: it names a

@@ -889,15 +889,7 @@ impl<'a> ClientSide<'a> {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
                 if self.statement_taken(p.name) {
-                    // As the server would refuse it; forwarded, the server
-                    // would keep its statement while airlock planned the
-                    // new one (see `book_sync`).
-                    self.follow(|| Expect::Completion);
-                    let msg = format!(
-                        "prepared statement \"{}\" already exists (airlock: a statement of that name was prepared in this session and not closed)",
-                        String::from_utf8_lossy(p.name)
-                    );
-                    return Ok(Verdict::Replace(refusals.parse(p.name, "42P05", &msg)));
+                    return Ok(self.refuse_taken(p.name));
                 }
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
@@ -1215,16 +1207,27 @@ impl<'a> ClientSide<'a> {
     /// [`super::book_sync`]). Nothing to do, and no atomic access, when no
     /// such message is awaiting its answer.
     fn settle_books(&mut self) {
+        // Once per request, at its first frame: that is where a request
+        // whose books await an answer is waited for (see `on_frame`).
+        if self
+            .masking
+            .as_ref()
+            .is_some_and(|m| !m.journal.is_empty() && !m.fence.in_batch())
+        {
+            self.settle_answered();
+        }
+    }
+
+    /// [`Self::settle_books`], once there is something to settle.
+    #[inline(never)]
+    fn settle_answered(&mut self) {
         let shared = self.shared;
         let Some(m) = &mut self.masking else {
             return;
         };
-        if m.journal.is_empty() {
-            return;
-        }
         let undo = m
             .journal
-            .settle(&shared.skips, |request| shared.fence.is_answered(request));
+            .settle(&shared.skips, shared.fence.answered_upto());
         for op in undo {
             match op {
                 // Not made: not bound or executed through airlock until
@@ -1242,9 +1245,22 @@ impl<'a> ClientSide<'a> {
                 Op::ClosePortal(name) => m.book.portal_gone(&name),
             }
         }
-        if shared.is_idle() {
+        if m.book.has_gone() && shared.is_idle() {
             m.book.forget_gone();
         }
+    }
+
+    /// Refuses a Parse of a statement name the session has, as the server
+    /// would refuse it: forwarded, the server would keep its statement
+    /// while airlock planned the new one (see [`super::book_sync`]).
+    #[cold]
+    fn refuse_taken(&self, name: &[u8]) -> Verdict {
+        self.follow(|| Expect::Completion);
+        let msg = format!(
+            "prepared statement \"{}\" already exists (airlock: a statement of that name was prepared in this session and not closed)",
+            String::from_utf8_lossy(name)
+        );
+        Verdict::Replace(self.shared.refusals.parse(name, "42P05", &msg))
     }
 
     /// Whether a Parse of statement `name` would be refused by the server
@@ -1587,6 +1603,18 @@ impl<'a> ServerSide<'a> {
         generation.current() != at || m.requests_done() < before
     }
 
+    /// An error ends the request in progress: the server skips its
+    /// messages up to Sync. Tells a masking client side how many of its
+    /// Parse, Bind and Close messages were carried out (see
+    /// [`super::book_sync`]).
+    fn report_skips(&self) {
+        if self.masking.is_some() {
+            self.shared
+                .skips
+                .report(self.requests_done().saturating_add(1), self.completions);
+        }
+    }
+
     /// The error that replaces a result [`Self::suspect`] refuses.
     fn schema_race_error(&self) -> Bytes {
         let mut out = BytesMut::new();
@@ -1661,19 +1689,6 @@ impl Side for ServerSide<'_> {
             Some(m) => Some(m.on_frame(frame)?),
             None => None,
         };
-        if self.masking.is_some() {
-            // What the server carried out of the request's Parse, Bind and
-            // Close messages, for the client side's books (`book_sync`).
-            match tag {
-                b'1' | b'2' | b'3' => self.completions += 1,
-                backend::ERROR_RESPONSE => self
-                    .shared
-                    .skips
-                    .report(self.requests_done().saturating_add(1), self.completions),
-                backend::READY_FOR_QUERY => self.completions = 0,
-                _ => {}
-            }
-        }
         let or_masked = |m: Option<Verdict>| m.unwrap_or(Verdict::Pass);
         match tag {
             backend::READY_FOR_QUERY => {
@@ -1710,10 +1725,26 @@ impl Side for ServerSide<'_> {
                 self.shared.ready_received();
                 self.rows = 0;
                 self.truncating = false;
+                self.completions = 0;
                 if *self.shutdown.borrow() && self.shared.is_idle() {
                     return Ok(Verdict::PassAndStop);
                 }
                 Ok(Verdict::Pass)
+            }
+            // What the server carried out of the request's Parse, Bind and
+            // Close messages, for a masking client side's books (see
+            // `book_sync`): counted, and reported at an error, even while
+            // the rest of a result is dropped.
+            b'1' | b'2' | b'3' => {
+                self.completions += 1;
+                match self.truncating {
+                    true => Ok(Verdict::Replace(Bytes::new())),
+                    false => Ok(or_masked(masked)),
+                }
+            }
+            backend::ERROR_RESPONSE if self.truncating => {
+                self.report_skips();
+                Ok(Verdict::Replace(Bytes::new()))
             }
             _ if self.truncating => Ok(Verdict::Replace(Bytes::new())),
             backend::DATA_ROW => {
@@ -1734,6 +1765,7 @@ impl Side for ServerSide<'_> {
                 }
             }
             backend::ERROR_RESPONSE => {
+                self.report_skips();
                 self.rows = 0;
                 if self.shared.refusals.any_pending() {
                     if let Some(error) = self.shared.refusals.replacement(&frame[5..]) {
