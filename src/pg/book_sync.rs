@@ -31,7 +31,10 @@
 //!   is forgotten (it is not bound or executed through airlock until made
 //!   again); a statement the server did not close stays taken and unusable
 //!   until it is closed; a portal the server may still hold cannot be read
-//!   by name (see [`crate::masking::by_name`]).
+//!   by name (see [`crate::masking::by_name`]);
+//! * at most [`MAX_ENTRIES`] such messages await their answer: a session
+//!   that sends more without waiting for a Sync's answer ends, so its
+//!   memory stays bounded.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +107,16 @@ pub struct Journal {
     /// Statement names whose Close the server skipped: it still holds
     /// them, airlock does not know them any more.
     kept: Vec<Box<[u8]>>,
+    /// More than [`MAX_ENTRIES`] were pushed: the session must end (see
+    /// [`Journal::full`]).
+    full: bool,
 }
+
+/// Most Parse, Bind and Close messages kept awaiting their answer: those
+/// of one request (a pipeline without Sync, such as a JDBC batch) are
+/// kept until it is answered, so this bounds a session's memory (about
+/// 10 MB).
+pub const MAX_ENTRIES: usize = 1 << 18;
 
 impl Journal {
     /// A Parse, Bind or Close of request `request` was forwarded.
@@ -112,7 +124,18 @@ impl Journal {
         if let Op::CloseStatement(name) = &op {
             self.kept.retain(|k| k != name);
         }
+        if self.entries.len() >= MAX_ENTRIES {
+            self.full = true;
+            return;
+        }
         self.entries.push_back((request, op));
+    }
+
+    /// Whether more than [`MAX_ENTRIES`] messages awaited their answer:
+    /// what the server carries out of the rest could not be followed, so
+    /// the session ends.
+    pub fn full(&self) -> bool {
+        self.full
     }
 
     /// Whether request `request` has entries (its Sync makes the next
@@ -216,6 +239,18 @@ mod tests {
         // Closing it again (carried out) frees the name.
         j.push(4, Op::CloseStatement(name("a")));
         assert!(!j.kept(b"a"));
+    }
+
+    #[test]
+    fn a_request_too_long_to_follow_fills_the_journal() {
+        let mut j = Journal::default();
+        for _ in 0..MAX_ENTRIES {
+            j.push(1, Op::Bind(name("")));
+        }
+        assert!(!j.full());
+        j.push(1, Op::Bind(name("")));
+        assert!(j.full());
+        assert_eq!(j.entries.len(), MAX_ENTRIES);
     }
 
     #[test]

@@ -1405,6 +1405,12 @@ impl<'a> Side for ClientSide<'a> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+        if self.masking.as_ref().is_some_and(|m| m.journal.full()) {
+            return Err(SessionError::Protocol(format!(
+                "more than {} Parse, Bind and Close messages sent without waiting for a Sync's answer; airlock follows that many at most while masking applies",
+                super::book_sync::MAX_ENTRIES
+            )));
+        }
         if matches!(
             frame[0],
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
