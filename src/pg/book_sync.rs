@@ -110,6 +110,9 @@ pub struct Journal {
     /// More than [`MAX_ENTRIES`] were pushed: the session must end (see
     /// [`Journal::full`]).
     full: bool,
+    /// The request whose first Query, Parse, Bind, Execute or Close
+    /// settled the journal last ([`Journal::needs_settling`]).
+    settled_for: u64,
 }
 
 /// Most Parse, Bind and Close messages kept awaiting their answer: those
@@ -152,6 +155,20 @@ impl Journal {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether request `request` (the one being sent) has not settled
+    /// the journal yet: it does so once, at its first Query, Parse, Bind,
+    /// Execute or Close, which waited for the answers before it. (Not at
+    /// its first frame whatever it is: a Describe first waits for
+    /// nothing.)
+    pub fn needs_settling(&self, request: u64) -> bool {
+        !self.entries.is_empty() && self.settled_for != request
+    }
+
+    /// Notes that request `request` settled the journal.
+    pub fn settled_for(&mut self, request: u64) {
+        self.settled_for = request;
     }
 
     /// Drops the entries of the requests answered (numbers up to

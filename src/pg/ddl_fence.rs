@@ -263,12 +263,6 @@ impl Fence {
         self.batch_open = true;
     }
 
-    /// Whether the extended batch being sent has frames since its last
-    /// Sync (a frame now is not the first of its request).
-    pub fn in_batch(&self) -> bool {
-        self.batch_open
-    }
-
     /// The ordinal of the last request sent (see [`Self::request_sent`]).
     pub fn last_request(&self) -> u64 {
         self.sent

@@ -1207,12 +1207,13 @@ impl<'a> ClientSide<'a> {
     /// [`super::book_sync`]). Nothing to do, and no atomic access, when no
     /// such message is awaiting its answer.
     fn settle_books(&mut self) {
-        // Once per request, at its first frame: that is where a request
-        // whose books await an answer is waited for (see `on_frame`).
+        // Once per request, at its first Query, Parse, Bind, Execute or
+        // Close: that frame waited for the answer to the request before
+        // (see `on_frame`).
         if self
             .masking
             .as_ref()
-            .is_some_and(|m| !m.journal.is_empty() && !m.fence.in_batch())
+            .is_some_and(|m| m.journal.needs_settling(m.fence.batch_request()))
         {
             self.settle_answered();
         }
@@ -1225,6 +1226,7 @@ impl<'a> ClientSide<'a> {
         let Some(m) = &mut self.masking else {
             return;
         };
+        m.journal.settled_for(m.fence.batch_request());
         let undo = m
             .journal
             .settle(&shared.skips, shared.fence.answered_upto());

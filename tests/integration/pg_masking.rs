@@ -1086,4 +1086,21 @@ async fn statements_the_server_did_not_change_keep_their_masking() {
     c.send(&out).await;
     c.until_ready(2).await;
     assert_clean(&c.received, "pipelined");
+    // Again, with the second batch opening with a Describe (which waits
+    // for nothing) before its Bind.
+    let describe = r#"{"Describe": {"kind": "S", "name": ""}}"#.to_string();
+    let mut out = bytes::BytesMut::new();
+    for line in [
+        &[parse("", MASKED), sync.clone()][..],
+        &error[..],
+        &[parse("", PLAIN), sync.clone(), describe],
+        &run("")[..],
+    ]
+    .concat()
+    {
+        crate::common::raw::encode_message(&line, &mut out);
+    }
+    c.send(&out).await;
+    c.until_ready(3).await;
+    assert_clean(&c.received, "pipelined, Describe first");
 }
