@@ -58,6 +58,16 @@ fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case(word))
 }
 
+/// Whether a statement with these plans may read rows by name: only
+/// opaque plans can (EXECUTE, FETCH), and only texts that spell the
+/// keyword ([`may_read_by_name`]).
+pub fn plans_may_read<'a>(plans: impl IntoIterator<Item = &'a StatementPlan>, sql: &[u8]) -> bool {
+    plans
+        .into_iter()
+        .any(|p| matches!(p, StatementPlan::Opaque))
+        && may_read_by_name(sql)
+}
+
 /// Whether a plan of a statement or portal made through the protocol
 /// masks columns, or is opaque (it may itself read another object by
 /// name): reading its rows by name is refused.

@@ -50,6 +50,19 @@ use taint::Taint;
 const INLINE_BYTES: usize = crate::policy::engine::INLINE_PARSE_BYTES;
 const BIG_STACK: usize = 256 * 1024 * 1024;
 
+/// Runs `f` on a thread with a stack big enough for the syntax tree of a
+/// long text; `None` if the thread could not start or panicked.
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("airlock-mask".into())
+            .stack_size(BIG_STACK)
+            .spawn_scoped(s, f)
+            .ok()
+            .and_then(|h| h.join().ok())
+    })
+}
+
 /// What to do with one result column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnMask {
@@ -261,15 +274,7 @@ impl Masker {
         if sql.len() <= INLINE_BYTES {
             return by_name::reads(dialect, sql, &self.limits);
         }
-        std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("airlock-mask".into())
-                .stack_size(BIG_STACK)
-                .spawn_scoped(s, || by_name::reads(dialect, sql, &self.limits))
-                .ok()
-                .and_then(|h| h.join().ok())
-                .flatten()
-        })
+        on_big_stack(|| by_name::reads(dialect, sql, &self.limits)).flatten()
     }
 
     /// Plans `sql` without the cache: a long text on a thread with a stack
@@ -287,22 +292,13 @@ impl Masker {
         if sql.len() <= INLINE_BYTES {
             return self.plan_parsed(active, detectors, dialect, sql, ctx, catalog, follows);
         }
-        std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("airlock-mask".into())
-                .stack_size(BIG_STACK)
-                .spawn_scoped(s, || {
-                    self.plan_parsed(active, detectors, dialect, sql, ctx, catalog, follows)
-                })
-                .ok()
-                .and_then(|h| h.join().ok())
-        })
-        .unwrap_or_else(|| {
-            vec![StatementPlan::Block {
-                rule: UNANALYZABLE.into(),
-                message: "statement could not be analyzed for masking".into(),
-            }]
-        })
+        on_big_stack(|| self.plan_parsed(active, detectors, dialect, sql, ctx, catalog, follows))
+            .unwrap_or_else(|| {
+                vec![StatementPlan::Block {
+                    rule: UNANALYZABLE.into(),
+                    message: "statement could not be analyzed for masking".into(),
+                }]
+            })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -603,7 +603,7 @@ struct Prepared {
 /// only opaque plans can (EXECUTE, FETCH), and only texts that spell the
 /// keyword.
 fn reads_by_name(plan: Option<&StatementPlan>, sql: &[u8]) -> bool {
-    matches!(plan, Some(StatementPlan::Opaque)) && by_name::may_read_by_name(sql)
+    by_name::plans_may_read(plan, sql)
 }
 
 /// A bound portal: its statement's name and plan, and Bind's result formats.
@@ -781,8 +781,8 @@ impl PlanBook {
     /// [`by_name::guards_rows`]), or a portal the server may hold that
     /// the book no longer describes ([`Self::portal_gone`]).
     pub fn guards(&self, read: &ReadByName) -> bool {
-        let guarded =
-            |p: &Prepared| p.by_name || p.plan.as_deref().is_some_and(by_name::guards_rows);
+        // (A statement that reads by name has an opaque plan: guarded.)
+        let guarded = |p: &Prepared| p.plan.as_deref().is_some_and(by_name::guards_rows);
         match read {
             ReadByName::Statement(names) => names
                 .iter()

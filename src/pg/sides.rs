@@ -1163,11 +1163,11 @@ impl<'a> ClientSide<'a> {
         if !reads_by_name(plans, sql) {
             return None;
         }
-        self.masked_read(m, sql)
+        Self::masked_read(m, sql)
     }
 
     /// [`Self::masked_by_name`] for a statement known to read by name.
-    fn masked_read(&self, m: &ClientMasking, sql: &[u8]) -> Option<String> {
+    fn masked_read(m: &ClientMasking, sql: &[u8]) -> Option<String> {
         let reads = std::str::from_utf8(sql)
             .ok()
             .and_then(|t| m.ctx.masker.reads_by_name(Dialect::Postgres, t));
@@ -1197,7 +1197,7 @@ impl<'a> ClientSide<'a> {
             return Ok(());
         };
         match m.book.portal_reads_by_name(portal) {
-            Some(sql) => self.masked_read(m, &sql).map_or(Ok(()), Err),
+            Some(sql) => Self::masked_read(m, &sql).map_or(Ok(()), Err),
             None => Ok(()),
         }
     }
@@ -1360,11 +1360,7 @@ impl<'a> ClientSide<'a> {
 /// [`crate::masking::by_name`]): only opaque plans can, and only texts
 /// that spell EXECUTE or FETCH.
 fn reads_by_name(plans: &Plans<StatementPlan>, sql: &[u8]) -> bool {
-    plans
-        .iter()
-        .flatten()
-        .any(|p| matches!(p.as_ref(), StatementPlan::Opaque))
-        && crate::masking::by_name::may_read_by_name(sql)
+    crate::masking::by_name::plans_may_read(plans.iter().flatten().map(|p| p.as_ref()), sql)
 }
 
 /// No masking plans (nothing is masked for the principal, or the query
@@ -1744,7 +1740,7 @@ impl Side for ServerSide<'_> {
             // `book_sync`): counted, and reported at an error, even while
             // the rest of a result is dropped.
             b'1' | b'2' | b'3' => {
-                self.completions += 1;
+                self.completions = self.completions.saturating_add(1);
                 match self.truncating {
                     true => Ok(Verdict::Replace(Bytes::new())),
                     false => Ok(or_masked(masked)),
