@@ -32,6 +32,11 @@
 //!   again); a statement the server did not close stays taken and unusable
 //!   until it is closed; a portal the server may still hold cannot be read
 //!   by name (see [`crate::masking::by_name`]);
+//! * likewise, a SQL-level statement masking holds outdated (see
+//!   [`super::sides::ClientMasking`]) is current again only once a simple
+//!   Query's `PREPARE`, `DEALLOCATE` or `DISCARD ALL` of it was answered
+//!   without an error, against the same catalog snapshot
+//!   ([`Op::Reprepare`]); until then it is refused;
 //! * at most [`MAX_ENTRIES`] such messages await their answer: a session
 //!   that sends more without waiting for a Sync's answer ends, so its
 //!   memory stays bounded.
@@ -86,13 +91,45 @@ impl SkipReports {
 }
 
 /// A Parse, Bind or Close the client side forwarded (and applied to its
-/// books), by the name it makes, binds or closes.
+/// books), by the name it makes, binds or closes; or a simple Query that
+/// prepares again SQL-level statements masking holds outdated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Parse(Box<[u8]>),
     Bind(Box<[u8]>),
     CloseStatement(Box<[u8]>),
     ClosePortal(Box<[u8]>),
+    /// Not a message the server answers with a completion, and not
+    /// undone: applied once the request is answered without an error.
+    /// `at`: the catalog generation it was judged against.
+    Reprepare {
+        what: Reprepared,
+        at: u64,
+    },
+}
+
+/// SQL-level prepared statements, judged against an older catalog
+/// snapshot, that a simple Query's `PREPARE`, `DEALLOCATE` or `DISCARD
+/// ALL` replaces or removes. They are current again only once the server
+/// has run it: it refuses a PREPARE of a name it has, and runs nothing
+/// after an error in the request or in an aborted transaction. A request
+/// with an error anywhere leaves them outdated (refused until prepared
+/// again), whatever its other statements did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reprepared {
+    Names(Box<[String]>),
+    All,
+}
+
+/// What [`Journal::settle`] found in the answered requests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Parse, Bind and Close messages the server did not carry out, most
+    /// recent first: the caller undoes them in that order.
+    pub undo: Vec<Op>,
+    /// Statements prepared again by requests answered without an error,
+    /// with the catalog generation they were judged against.
+    pub reprepared: Vec<(Reprepared, u64)>,
 }
 
 /// The client side's record of the Parse, Bind and Close messages of the
@@ -105,8 +142,9 @@ pub struct Journal {
     /// Reports taken from the server side, not yet matched with entries.
     skips: Vec<Skip>,
     /// Statement names whose Close the server skipped: it still holds
-    /// them, airlock does not know them any more.
-    kept: Vec<Box<[u8]>>,
+    /// them, airlock does not know them any more. At most [`MAX_KEPT`],
+    /// the oldest dropped first.
+    kept: VecDeque<Box<[u8]>>,
     /// More than [`MAX_ENTRIES`] were pushed: the session must end (see
     /// [`Journal::full`]).
     full: bool,
@@ -120,6 +158,14 @@ pub struct Journal {
 /// kept until it is answered, so this bounds a session's memory (about
 /// 10 MB).
 pub const MAX_ENTRIES: usize = 1 << 18;
+
+/// Most statement names kept in [`Journal::kept`]. The list only refuses
+/// early what the server refuses anyway: a Parse of a name dropped from it
+/// is forwarded, the server refuses it (42P05), and the journal undoes it
+/// like any Parse the server did not carry out. So dropping the oldest
+/// name costs nothing in safety, and the list cannot grow with a client
+/// that keeps erroring.
+pub const MAX_KEPT: usize = 256;
 
 impl Journal {
     /// A Parse, Bind or Close of request `request` was forwarded.
@@ -172,18 +218,21 @@ impl Journal {
     }
 
     /// Drops the entries of the requests answered (numbers up to
-    /// `answered`), and returns those the server did not carry out, most
-    /// recent first: the caller undoes them in that order. Without an
-    /// error report (the usual case) it only drops entries.
-    pub fn settle(&mut self, reports: &SkipReports, answered: u64) -> Vec<Op> {
+    /// `answered`), and returns what the caller must undo and apply (see
+    /// [`Settled`]). Without an error report (the usual case) it only
+    /// drops entries.
+    pub fn settle(&mut self, reports: &SkipReports, answered: u64) -> Settled {
+        let mut settled = Settled::default();
         if self.skips.is_empty() && !reports.any.load(Ordering::Acquire) {
             while self.entries.front().is_some_and(|(r, _)| *r <= answered) {
-                self.entries.pop_front();
+                if let Some((_, Op::Reprepare { what, at })) = self.entries.pop_front() {
+                    settled.reprepared.push((what, at));
+                }
             }
-            return Vec::new();
+            return settled;
         }
         self.skips.extend(reports.take());
-        let mut undo = Vec::new();
+        let undo = &mut settled.undo;
         let mut carried = 0u32;
         let mut current = 0u64;
         while let Some((request, _)) = self.entries.front() {
@@ -203,22 +252,28 @@ impl Journal {
                 .iter()
                 .find(|s| s.request == request)
                 .map(|s| s.carried_out);
-            match limit {
-                Some(limit) if carried >= limit => undo.push(op),
+            match (op, limit) {
+                (Op::Reprepare { what, at }, None) => settled.reprepared.push((what, at)),
+                // An error in the request: left outdated.
+                (Op::Reprepare { .. }, Some(_)) => {}
+                (op, Some(limit)) if carried >= limit => undo.push(op),
                 _ => carried += 1,
             }
         }
         self.skips
             .retain(|s| self.entries.front().is_some_and(|(r, _)| s.request >= *r));
-        for op in &undo {
+        for op in undo.iter() {
             if let Op::CloseStatement(name) = op {
                 if !self.kept.contains(name) {
-                    self.kept.push(name.clone());
+                    if self.kept.len() >= MAX_KEPT {
+                        self.kept.pop_front();
+                    }
+                    self.kept.push_back(name.clone());
                 }
             }
         }
         undo.reverse();
-        undo
+        settled
     }
 }
 
@@ -242,7 +297,7 @@ mod tests {
         assert!(j.has_request(3));
         // Request 2: only its first Parse was carried out.
         reports.report(2, 1);
-        let undo = j.settle(&reports, 2);
+        let undo = j.settle(&reports, 2).undo;
         assert_eq!(
             undo,
             vec![Op::Parse(name("a")), Op::CloseStatement(name("a"))]
@@ -251,7 +306,7 @@ mod tests {
         assert!(!j.kept(b"b"));
         // Request 3 is not answered yet.
         assert!(!j.is_empty());
-        assert_eq!(j.settle(&reports, 3), vec![]);
+        assert_eq!(j.settle(&reports, 3), Settled::default());
         assert!(j.is_empty());
         // Closing it again (carried out) frees the name.
         j.push(4, Op::CloseStatement(name("a")));
@@ -271,17 +326,55 @@ mod tests {
     }
 
     #[test]
+    fn statements_kept_are_bounded_oldest_dropped_first() {
+        let reports = SkipReports::default();
+        let mut j = Journal::default();
+        for i in 0..=MAX_KEPT {
+            j.push(i as u64 + 1, Op::CloseStatement(name(&format!("s{i}"))));
+            reports.report(i as u64 + 1, 0);
+            j.settle(&reports, i as u64 + 1);
+        }
+        assert_eq!(j.kept.len(), MAX_KEPT);
+        assert!(!j.kept(b"s0"));
+        assert!(j.kept(b"s1"));
+        assert!(j.kept(format!("s{MAX_KEPT}").as_bytes()));
+    }
+
+    #[test]
+    fn statements_are_prepared_again_only_by_requests_without_an_error() {
+        let reports = SkipReports::default();
+        let mut j = Journal::default();
+        let names = Reprepared::Names(vec!["s1".to_string()].into());
+        let op = |what: &Reprepared| Op::Reprepare {
+            what: what.clone(),
+            at: 7,
+        };
+        j.push(1, op(&names));
+        j.push(2, op(&Reprepared::All));
+        assert!(j.has_request(2));
+        // Request 1 answered without an error; request 2 with one.
+        reports.report(2, 0);
+        let settled = j.settle(&reports, 2);
+        assert_eq!(settled.reprepared, vec![(names.clone(), 7)]);
+        assert_eq!(settled.undo, vec![]);
+        // Without any report: the fast path applies them too.
+        j.push(3, op(&names));
+        assert_eq!(j.settle(&reports, 3).reprepared, vec![(names, 7)]);
+        assert!(j.is_empty());
+    }
+
+    #[test]
     fn a_request_without_a_report_was_carried_out() {
         let reports = SkipReports::default();
         let mut j = Journal::default();
         j.push(1, Op::Parse(name("")));
         j.push(1, Op::Bind(name("")));
-        assert_eq!(j.settle(&reports, u64::MAX), vec![]);
+        assert_eq!(j.settle(&reports, u64::MAX), Settled::default());
         // An error in a request without Parse, Bind or Close changes
         // nothing, and is not kept.
         reports.report(2, 0);
         j.push(3, Op::Bind(name("")));
-        assert_eq!(j.settle(&reports, 3), vec![]);
+        assert_eq!(j.settle(&reports, 3), Settled::default());
         assert!(j.skips.is_empty());
     }
 }

@@ -34,7 +34,7 @@ use airlock_protocol::pg::frontend::{
 };
 
 use super::audit_hook::{AuditQueue, Judged, ReplyAudit, Run, SessionAudit};
-use super::book_sync::{Journal, Op, SkipReports};
+use super::book_sync::{Journal, Op, Reprepared, SkipReports};
 use super::cancel::HeldCancel;
 use super::ddl_fence::{Fence, FenceSignal};
 use super::error::SessionError;
@@ -288,11 +288,62 @@ pub struct ClientMasking {
     /// against an older catalog snapshot. Masking plans `EXECUTE` as rows
     /// of unknown shape, matched by column name, and cannot tell what such
     /// a statement now returns (a view it reads may compute something
-    /// else): it is refused until prepared again.
+    /// else): it is refused until prepared again, by a simple Query the
+    /// server answered without an error ([`Self::reprepare`]).
     outdated_prepared: std::collections::HashSet<String>,
 }
 
 impl ClientMasking {
+    /// A statement that prepares again, or deallocates, SQL-level
+    /// statements held outdated: they are current again once the server
+    /// has run it without an error, against the same snapshot (see
+    /// [`super::book_sync`]); one it may not have run leaves them refused.
+    /// A Parse of it runs only if executed: not followed, they stay
+    /// outdated.
+    fn reprepare(&mut self, e: &Effects, source: Source) {
+        if self.outdated_prepared.is_empty() {
+            return;
+        }
+        let what = if e.deallocate_all {
+            Reprepared::All
+        } else {
+            let names: Box<[String]> = e
+                .prepared
+                .iter()
+                .chain(&e.deallocated)
+                .filter(|n| self.outdated_prepared.contains(*n))
+                .cloned()
+                .collect();
+            if names.is_empty() {
+                return;
+            }
+            Reprepared::Names(names)
+        };
+        if source == Source::Query {
+            let at = self.ctx.loaded_at();
+            self.journal
+                .push(self.fence.batch_request(), Op::Reprepare { what, at });
+        }
+    }
+
+    /// Applies what [`Self::reprepare`] journaled, once answered.
+    fn reprepared(&mut self, done: Vec<(Reprepared, u64)>) {
+        for (what, at) in done {
+            if at != self.ctx.loaded_at() {
+                // Judged against an older snapshot: still outdated.
+                continue;
+            }
+            match what {
+                Reprepared::All => self.outdated_prepared.clear(),
+                Reprepared::Names(names) => {
+                    for n in names.iter() {
+                        self.outdated_prepared.remove(n);
+                    }
+                }
+            }
+        }
+    }
+
     /// Takes the session's search_path (after it changed).
     fn sync_context(&mut self, session: &SessionContext) {
         self.context.search_path.clone_from(&session.search_path);
@@ -477,7 +528,7 @@ impl<'a> ClientSide<'a> {
         }
         let outcome = match judgement.decision {
             Decision::Allow => {
-                let planned = self.allowed(sql, &shape, &judgement.effects, &mut note);
+                let planned = self.allowed(sql, &shape, (&judgement.effects, source), &mut note);
                 if let Ok(plans) = &planned {
                     // Not a read by name: what the name is bound to
                     // changes, so each one is checked afresh.
@@ -521,7 +572,7 @@ impl<'a> ClientSide<'a> {
                         tracing::info!(rule = %rule, sql = %preview(sql), "statement released by an approval window");
                         note.reason = Some(outcome.audit_reason(None));
                         note.rule = Some(rule);
-                        self.allowed(sql, &shape, &judgement.effects, &mut note)
+                        self.allowed(sql, &shape, (&judgement.effects, source), &mut note)
                     }
                     Some(Hold::Waiting(ticket)) => {
                         tracing::warn!(rule = %rule, request = ticket.id(), sql = %preview(sql), "statement held for approval");
@@ -576,7 +627,8 @@ impl<'a> ClientSide<'a> {
     /// A repeat of the memo's statement: allowed with the plans it had.
     fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
         let mut note = Note::default();
-        let outcome = self.settle_allowed(Ok(plans), &Effects::default(), &mut note);
+        let outcome =
+            self.settle_allowed(Ok(plans), (&Effects::default(), Source::Query), &mut note);
         let (planned, judged) = self.admit(sql, note, outcome);
         Decided::Now(planned, judged)
     }
@@ -587,7 +639,7 @@ impl<'a> ClientSide<'a> {
         &mut self,
         sql: &[u8],
         shape: &Shape<'_>,
-        effects: &Effects,
+        effects: (&Effects, Source),
         note: &mut Note,
     ) -> Planned {
         let planned = match self.outdated_execute(sql) {
@@ -603,7 +655,12 @@ impl<'a> ClientSide<'a> {
 
     /// Notes what masking does to an allowed statement and applies its
     /// effects, unless masking refused it.
-    fn settle_allowed(&mut self, planned: Planned, effects: &Effects, note: &mut Note) -> Planned {
+    fn settle_allowed(
+        &mut self,
+        planned: Planned,
+        (effects, source): (&Effects, Source),
+        note: &mut Note,
+    ) -> Planned {
         match &planned {
             Ok(plans) => {
                 let masked = masked_rules(plans);
@@ -611,7 +668,7 @@ impl<'a> ClientSide<'a> {
                     note.decision = AuditDecision::Masked;
                     note.masked = Some(masked.join(","));
                 }
-                self.apply(effects);
+                self.apply(effects, source);
             }
             Err(msg) => {
                 note.decision = AuditDecision::Block;
@@ -733,7 +790,16 @@ impl<'a> ClientSide<'a> {
                     reason = note.reason.as_deref().unwrap_or(""),
                     "held statement released"
                 );
-                self.allowed(&held.sql, &Shape::of(&held.sql), &held.effects, &mut note)
+                let source = match held.parse_name {
+                    Some(_) => Source::Parse,
+                    None => Source::Query,
+                };
+                self.allowed(
+                    &held.sql,
+                    &Shape::of(&held.sql),
+                    (&held.effects, source),
+                    &mut note,
+                )
             }
             Some(refusal) => {
                 tracing::warn!(request = id, reason = %refusal, "held statement refused");
@@ -822,7 +888,7 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    fn apply(&mut self, e: &Effects) {
+    fn apply(&mut self, e: &Effects, source: Source) {
         // Most statements change nothing (and a memo replay never does).
         if e.prepared.is_empty()
             && e.deallocated.is_empty()
@@ -832,13 +898,7 @@ impl<'a> ClientSide<'a> {
             return;
         }
         if let Some(m) = &mut self.masking {
-            // Prepared now: against the current snapshot.
-            for name in e.prepared.iter().chain(&e.deallocated) {
-                m.outdated_prepared.remove(name);
-            }
-            if e.deallocate_all {
-                m.outdated_prepared.clear();
-            }
+            m.reprepare(e, source);
         }
         // In the order `Effects` documents.
         if e.deallocate_all {
@@ -1227,10 +1287,13 @@ impl<'a> ClientSide<'a> {
             return;
         };
         m.journal.settled_for(m.fence.batch_request());
-        let undo = m
+        let settled = m
             .journal
             .settle(&shared.skips, shared.fence.answered_upto());
-        for op in undo {
+        if !settled.reprepared.is_empty() {
+            m.reprepared(settled.reprepared);
+        }
+        for op in settled.undo {
             match op {
                 // Not made: not bound or executed through airlock until
                 // it is made again.
@@ -1245,6 +1308,7 @@ impl<'a> ClientSide<'a> {
                 // Not closed: the journal keeps the name taken.
                 Op::CloseStatement(_) => {}
                 Op::ClosePortal(name) => m.book.portal_gone(&name),
+                Op::Reprepare { .. } => {}
             }
         }
         if m.book.has_gone() && shared.is_idle() {

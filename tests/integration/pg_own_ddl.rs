@@ -288,3 +288,103 @@ async fn pg_sql_prepared_statement_is_refused_after_its_view_changed() {
     drop((b, c));
     env.stop().await;
 }
+
+/// A statement outdated by a catalog change stays refused until the
+/// server has prepared it again: a PREPARE or DEALLOCATE the server
+/// refused, skipped or never ran does not vouch for it. (airlock judges
+/// them before the server runs them: a PREPARE of a name the server
+/// already has fails, one in an aborted transaction is not run, and a
+/// Parse of one is never run without an Execute.) Each of these left the
+/// old statement on the server, reading what the view now computes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_sql_prepared_statement_stays_outdated_until_the_server_prepared_it_again() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    c.batch_execute("PREPARE old1 AS SELECT a FROM vx ORDER BY a")
+        .await
+        .unwrap();
+    assert_eq!(simple(&c, "EXECUTE old1").await, b"Alice|Bob|");
+    let b = builder(&env).await;
+    b.batch_execute(REPLACE_VX).await.unwrap();
+    let assert_refused = |got: Vec<u8>, context: &str| {
+        assert_clean(&got, context);
+        let text = String::from_utf8_lossy(&got);
+        // Outdated, or unknown once a DEALLOCATE was judged.
+        assert!(
+            text.contains("prepared (SQL PREPARE) before the catalog changed")
+                || text.contains("builtin.unknown-prepared"),
+            "{context}: {text}"
+        );
+    };
+    assert_refused(simple(&c, "EXECUTE old1").await, "outdated");
+
+    // The server already has old1: this PREPARE fails.
+    let got = simple(&c, "PREPARE old1 AS SELECT 'x'::text AS a").await;
+    assert!(String::from_utf8_lossy(&got).contains("already exists"));
+    assert_refused(simple(&c, "EXECUTE old1").await, "after a failed PREPARE");
+    // So does one after an error in the same query.
+    let got = simple(
+        &c,
+        "SELECT 1/0; DEALLOCATE old1; PREPARE old1 AS SELECT 'x'::text AS a",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&got).contains("division by zero"));
+    assert_refused(simple(&c, "EXECUTE old1").await, "after a skipped PREPARE");
+    // And in an aborted transaction, DEALLOCATE and PREPARE are not run.
+    c.batch_execute("BEGIN").await.unwrap();
+    assert!(c.batch_execute("SELECT 1/0").await.is_err());
+    for sql in [
+        "DEALLOCATE old1",
+        "PREPARE old1 AS SELECT 'x'::text AS a",
+        "DISCARD ALL",
+    ] {
+        let got = simple(&c, sql).await;
+        assert!(String::from_utf8_lossy(&got).contains("aborted"), "{sql}");
+    }
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_refused(
+        simple(&c, "EXECUTE old1").await,
+        "after an aborted transaction",
+    );
+    // Parsed, bound, but never executed: not run either.
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = BytesMut::new();
+    for m in [
+        query(RESTORE_VX),
+        query("PREPARE old1 AS SELECT a FROM vx ORDER BY a"),
+        query(REPLACE_VX),
+        r#"{"Parse": {"name": "d", "query": "DEALLOCATE old1"}}"#.into(),
+        r#"{"Parse": {"name": "p", "query": "PREPARE old1 AS SELECT 'x'::text AS a"}}"#.into(),
+        r#"{"Bind": {"portal": "", "statement": "d"}}"#.into(),
+        sync(),
+        query("EXECUTE old1"),
+    ] {
+        encode_message(&m, &mut out);
+    }
+    raw.send(&out).await;
+    raw.until_ready(5).await;
+    assert_refused(raw.received.clone(), "after a Parse never executed");
+
+    // Carried out, a DEALLOCATE and PREPARE make it usable again, also
+    // when the EXECUTE is pipelined behind them.
+    let mut out = BytesMut::new();
+    for m in [
+        query(RESTORE_VX),
+        query("DEALLOCATE old1; PREPARE old1 AS SELECT a FROM vx ORDER BY a"),
+        query("EXECUTE old1"),
+    ] {
+        encode_message(&m, &mut out);
+    }
+    raw.received.clear();
+    raw.send(&out).await;
+    raw.until_ready(3).await;
+    let text = String::from_utf8_lossy(&raw.received);
+    assert!(
+        text.contains("Alice") && !text.contains("airlock"),
+        "{text}"
+    );
+    assert_refused(simple(&c, "EXECUTE old1").await, "the other session's");
+    assert_usable(&c, "after re-preparing").await;
+    drop((b, c, raw));
+    env.stop().await;
+}
