@@ -77,6 +77,11 @@ pub struct Analyzer<'a> {
     pub catalog: &'a dyn Catalog,
     pub limits: Limits,
     ctes: Vec<(String, Out)>,
+    /// The select-list columns of the queries being analyzed, outermost
+    /// first, each as far as its list has been read: MySQL lets a
+    /// subquery name an alias of an enclosing select list (`SELECT phone
+    /// AS p, (SELECT CONCAT(p, '')) FROM customers`).
+    select_aliases: Vec<(String, Taint)>,
     depth: usize,
     views: usize,
     view_nesting: usize,
@@ -121,6 +126,7 @@ impl<'a> Analyzer<'a> {
             catalog,
             limits,
             ctes: Vec::new(),
+            select_aliases: Vec::new(),
             depth: 0,
             views: 0,
             view_nesting: 0,
@@ -205,23 +211,7 @@ impl<'a> Analyzer<'a> {
     }
 
     fn find_source<'s>(&self, scope: &'s Scope<'s>, qual: &[String]) -> Option<&'s Source> {
-        let (name, schema) = match qual {
-            [n] => (n, None),
-            [.., s, n] => (n, Some(s)),
-            [] => return None,
-        };
-        let mut level = Some(scope);
-        while let Some(l) = level {
-            let hit = l.sources.iter().find(|s| {
-                &s.name == name
-                    && (schema.is_none() || s.schema.is_none() || s.schema.as_ref() == schema)
-            });
-            if hit.is_some() {
-                return hit;
-            }
-            level = l.parent;
-        }
-        None
+        find_source_at(scope, qual).map(|(s, _)| s)
     }
 
     fn resolve_ref(&self, scope: &Scope<'_>, parts: &[String]) -> Taint {
@@ -269,13 +259,30 @@ impl<'a> Analyzer<'a> {
             if let Some(s) = self.find_source(scope, parts) {
                 return self.whole_row(s);
             }
-            return self.name_taint(col);
+            // No column of that name: an enclosing select list's alias,
+            // as MySQL reads it (Postgres reports an error).
+            return self
+                .select_aliases
+                .iter()
+                .filter(|(name, _)| name == col)
+                .fold(self.name_taint(col), |t, (_, a)| t.join(*a));
         }
         let qual = &parts[..parts.len() - 1];
-        if let Some(s) = self.find_source(scope, qual) {
-            return self
-                .lookup_in(s, col)
-                .unwrap_or_else(|| self.name_taint(col));
+        // The innermost source of that name with the column. MySQL looks
+        // further out when an inner source of the name lacks the column
+        // (`(SELECT c.email FROM (SELECT 1 AS id) c) FROM customers c`
+        // reads the outer `c`); Postgres reports an error then.
+        let mut level = Some(scope);
+        let mut named = false;
+        while let Some((s, at)) = level.and_then(|l| find_source_at(l, qual)) {
+            named = true;
+            if let Some(t) = self.lookup_in(s, col) {
+                return t;
+            }
+            level = at.parent;
+        }
+        if named {
+            return self.name_taint(col);
         }
         // `(composite).field` and the like: taint of the first part.
         let head = self.resolve_ref(scope, &parts[..1]);
@@ -497,7 +504,13 @@ impl<'a> Analyzer<'a> {
                 && o.opt_replace.is_none()
                 && o.opt_rename.is_none()
         };
+        let aliases_before = self.select_aliases.len();
+        let mut listed = 0;
         for item in items {
+            for c in out.cols.get(listed..).unwrap_or_default() {
+                self.select_aliases.push((c.name.clone(), c.taint));
+            }
+            listed = out.cols.len();
             match item {
                 SelectItem::UnnamedExpr(e) => {
                     let name = match e {
@@ -542,6 +555,7 @@ impl<'a> Analyzer<'a> {
                 }
             }
         }
+        self.select_aliases.truncate(aliases_before);
         Ok(out)
     }
 
@@ -553,8 +567,9 @@ impl<'a> Analyzer<'a> {
         sources: &mut Vec<Source>,
         outer: Option<&Scope<'_>>,
     ) -> Result<Out, Stop> {
-        let mut exp = self.factor(&twj.relation, sources, outer)?;
+        let mut joined = self.factor(&twj.relation, sources, outer)?;
         for j in &twj.joins {
+            let exp = joined;
             let right = self.factor(&j.relation, sources, outer)?;
             let c = match &j.join_operator {
                 JoinOperator::Join(c)
@@ -578,11 +593,22 @@ impl<'a> Analyzer<'a> {
                 }
                 _ => None,
             };
-            exp = match c {
+            // MySQL turns `a RIGHT JOIN b` into `b LEFT JOIN a`: with
+            // USING or NATURAL, `b`'s columns come first.
+            let right_first = self.dialect == Dialect::MySql
+                && matches!(
+                    j.join_operator,
+                    JoinOperator::Right(_) | JoinOperator::RightOuter(_)
+                );
+            let (mut exp, right) = match (right_first, c) {
+                (true, Some(JoinConstraint::Using(_) | JoinConstraint::Natural)) => (right, exp),
+                _ => (exp, right),
+            };
+            joined = match c {
                 Some(JoinConstraint::Using(names)) => {
                     let names: Vec<String> =
                         names.iter().filter_map(|n| object_parts(n).pop()).collect();
-                    merge_using(exp, right, &names)
+                    merge_using(self.dialect, exp, right, &names)
                 }
                 Some(JoinConstraint::Natural) => {
                     if exp.open.is_some() || right.open.is_some() {
@@ -596,7 +622,7 @@ impl<'a> Analyzer<'a> {
                             .filter(|c| right.cols.iter().any(|r| r.name == c.name))
                             .map(|c| c.name.clone())
                             .collect();
-                        merge_using(exp, right, &names)
+                        merge_using(self.dialect, exp, right, &names)
                     }
                 }
                 _ => {
@@ -605,7 +631,7 @@ impl<'a> Analyzer<'a> {
                 }
             };
         }
-        Ok(exp)
+        Ok(joined)
     }
 
     fn factor(
@@ -1507,15 +1533,60 @@ fn assigns_variable<V: sqlparser::ast::Visit>(node: &V) -> bool {
     f.0
 }
 
+/// The innermost source named `qual` (`t` or `schema.t`), from `scope`
+/// outwards, with the scope it belongs to.
+fn find_source_at<'s>(
+    scope: &'s Scope<'s>,
+    qual: &[String],
+) -> Option<(&'s Source, &'s Scope<'s>)> {
+    let (name, schema) = match qual {
+        [n] => (n, None),
+        [.., s, n] => (n, Some(s)),
+        [] => return None,
+    };
+    let mut level = Some(scope);
+    while let Some(l) = level {
+        let hit = l.sources.iter().find(|s| {
+            &s.name == name
+                && (schema.is_none() || s.schema.is_none() || s.schema.as_ref() == schema)
+        });
+        if let Some(s) = hit {
+            return Some((s, l));
+        }
+        level = l.parent;
+    }
+    None
+}
+
 /// `a JOIN b USING (k)`: the merged `k` first, then the rest of `a`, then
-/// the rest of `b` (Postgres and MySQL agree).
-fn merge_using(left: Out, right: Out, names: &[String]) -> Out {
+/// the rest of `b`. The merged columns come in the order of the `USING`
+/// list in Postgres, and in `a`'s order in MySQL (where, for a RIGHT JOIN,
+/// `a` is the right-hand table: the caller swaps them).
+fn merge_using(dialect: Dialect, left: Out, right: Out, names: &[String]) -> Out {
     if left.open.is_some() || right.open.is_some() {
         let mut e = left;
         e.extend(right);
         return Out::unknown(e.taint());
     }
     let mut out = Out::default();
+    let in_left_order: Vec<String>;
+    let names = match dialect {
+        Dialect::MySql => {
+            in_left_order = left
+                .cols
+                .iter()
+                .filter(|c| names.contains(&c.name))
+                .map(|c| c.name.clone())
+                .collect();
+            // A USING name the left side lacks is an error on the server;
+            // keep the list as given then.
+            match in_left_order.len() == names.len() {
+                true => &in_left_order[..],
+                false => names,
+            }
+        }
+        Dialect::Postgres => names,
+    };
     for n in names {
         let l = left.cols.iter().find(|c| &c.name == n).map(|c| c.taint);
         let r = right.cols.iter().find(|c| &c.name == n).map(|c| c.taint);

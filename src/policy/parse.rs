@@ -238,11 +238,11 @@ fn space(tok: &TokenWithSpan) -> TokenWithSpan {
 
 /// MariaDB `/*M!NNNNNN code */` → `code` (MySQL `/*!` is handled by the
 /// tokenizer, but unwrap it here too in case it is left as a comment).
+/// Only an upper-case `M`: MariaDB reads `/*m! ... */` as a plain comment,
+/// and code airlock judged but the server never runs would hide what it
+/// does run.
 fn executable_comment(body: &str) -> Option<&str> {
-    let rest = body
-        .strip_prefix("M!")
-        .or_else(|| body.strip_prefix("m!"))
-        .or_else(|| body.strip_prefix('!'))?;
+    let rest = body.strip_prefix("M!").or_else(|| body.strip_prefix('!'))?;
     Some(rest.trim_start_matches(|c: char| c.is_ascii_digit()))
 }
 

@@ -782,3 +782,71 @@ async fn mysql_ddl_cannot_move_masked_data_out_from_under_its_rules() {
     drop(c);
     env.stop().await;
 }
+
+/// Red-team bypasses of MariaDB's name resolution and comment rules, each
+/// of which returned masked values raw (or ran a refused statement):
+/// * `/*m! ... */` is a plain comment to MariaDB (only `/*M!` runs), but
+///   airlock judged and planned the code inside it;
+/// * a subquery may name an alias of the enclosing select list;
+/// * `c.email` reads the outer `c` when the inner `c` has no `email`;
+/// * `a RIGHT JOIN b USING (...)` lists `b`'s columns before `a`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_name_resolution_and_comment_tricks_cannot_unmask() {
+    let mut env = env().await;
+    env.admin("CREATE TABLE t2 (id int); INSERT INTO t2 VALUES (1), (2);");
+    let mut c = env.agent().await;
+    let hex: Vec<String> = FORBIDDEN
+        .iter()
+        .map(|f| f.bytes().map(|b| format!("{b:02X}")).collect())
+        .collect();
+    let check = |bytes: &[u8], context: &str| {
+        assert_clean(bytes, context);
+        for h in &hex {
+            assert!(
+                !bytes
+                    .windows(h.len())
+                    .any(|w| w.eq_ignore_ascii_case(h.as_bytes())),
+                "{context}: hex of raw PII leaked in {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    };
+    // Judged as MariaDB reads them: with the comment left out.
+    for sql in [
+        "SELECT 1 /*m! ; SELECT 1 */ , HEX(email), CONCAT(email, '') FROM customers",
+        "SELECT HEX(email) FROM /*m! (SELECT 'x' AS email) AS */ customers",
+        "SELECT CONCAT(card_number, '') FROM /*m! (SELECT 'x' AS card_number) AS */ customers",
+    ] {
+        for (rows, bytes) in both_ways(&mut c, sql).await {
+            check(&bytes, sql);
+            assert_eq!(rows, Some(2), "{sql}: {}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    let refused = c.query_drop("DELETE FROM t2 /*m! WHERE id = 1 */").await;
+    assert!(refused.is_err(), "an unbounded DELETE ran");
+    assert!(env.admin("SELECT COUNT(*) AS n FROM t2").contains('2'));
+    // Names the server resolves differently from a first reading.
+    for sql in [
+        "SELECT email AS p, (SELECT CONCAT(p, '')) AS q FROM customers",
+        "SELECT card_number AS p, (SELECT HEX(p)) AS q FROM customers",
+        "SELECT id, (SELECT (SELECT REVERSE(REVERSE(p)))) FROM (SELECT id, email AS p FROM customers) d",
+        "SELECT (SELECT c.email FROM (SELECT 1 AS id) c) AS x FROM customers c",
+        "SELECT (SELECT HEX(c.card_number) FROM (SELECT 1 AS id) c) AS x FROM customers c",
+        "SELECT * FROM (SELECT id, CONCAT(email, '') AS p FROM customers) a RIGHT JOIN (SELECT 1 AS id, 'x' AS z) b USING (id)",
+        "SELECT * FROM (SELECT id, CONCAT(email, '') AS p FROM customers) a NATURAL RIGHT JOIN (SELECT 2 AS id, 'x' AS z) b",
+        "SELECT * FROM (SELECT 'x' AS z, id, CONCAT(card_number, '') AS p FROM customers) a RIGHT OUTER JOIN (SELECT 1 AS id, 'y' AS w) b USING (id)",
+    ] {
+        for (rows, bytes) in both_ways(&mut c, sql).await {
+            check(&bytes, sql);
+            assert!(rows.is_some(), "{sql}: {}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    // An ordinary RIGHT JOIN ... USING keeps its unmasked columns readable.
+    let rows: Vec<(i32, String, String)> = c
+        .query("SELECT * FROM (SELECT id, name FROM customers) a RIGHT JOIN (SELECT 1 AS id, 'x' AS z) b USING (id)")
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(1, "x".into(), "Alice".into())]);
+    drop(c);
+    env.stop().await;
+}
