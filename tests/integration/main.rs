@@ -20,6 +20,7 @@ mod janitor_restart;
 mod masking_unit;
 mod mysql_audit;
 mod mysql_catalog_changes;
+mod mysql_catalog_red_team;
 mod mysql_clients;
 mod mysql_credentials;
 mod mysql_guardrails;

@@ -1,0 +1,203 @@
+//! Red-team findings on the MySQL path's catalog snapshot
+//! (`src/mysql/catalog.rs`), reproduced through airlock against a
+//! throwaway MariaDB: a view the snapshot does not hold, or holds under
+//! the wrong name, must not let the masked agent read raw PII, over the
+//! text protocol or as a prepared statement.
+//!
+//! * A view created in the `mysql` or `sys` database (which the snapshot
+//!   once left out) is masked through its definition.
+//! * Relations whose names differ only in case (`vw` and `VW`, `app` and
+//!   `APP`: distinct on a Linux server) are refused, not mixed up.
+
+use crate::common::mysql as mysql_env;
+
+use mysql_async::prelude::*;
+use mysql_env::{flatten_all, MyEnv, UPSTREAM_USER};
+
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session", "transaction"]
+
+[[mask]]
+id = "phone"
+columns = ["app.customers.phone"]
+strategy = "redact"
+
+[[mask]]
+id = "email"
+columns = ["app.customers.email"]
+strategy = "email"
+"#;
+
+const SETUP: &str = "CREATE TABLE customers (id int PRIMARY KEY, name varchar(50), phone varchar(32), email varchar(100));
+INSERT INTO customers VALUES (1, 'Alice', '+1-202-555-0143', 'alice.pii@example.com'),
+ (2, 'Bob', '+1-202-555-0178', 'bob.pii@example.org');";
+
+const FORBIDDEN: [&str; 4] = [
+    "+1-202-555-0143",
+    "+1-202-555-0178",
+    "alice.pii@example.com",
+    "bob.pii@example.org",
+];
+
+/// No forbidden value in any form (`common::assert_no_pii_forms`).
+fn assert_clean(bytes: &[u8], context: &str) {
+    crate::common::assert_no_pii_forms(&FORBIDDEN, bytes, context);
+}
+
+/// MariaDB and airlock, with `SETUP` in `app` and `grants` (SQL run as
+/// root before airlock starts) for the upstream user.
+async fn env(grants: &str) -> MyEnv {
+    let env = MyEnv::start_with(Some(RULES), "", grants).await;
+    env.admin(SETUP);
+    env
+}
+
+/// `sql` over the text protocol and as a prepared statement: the values
+/// the client saw each way, or the error's text.
+async fn both_ways(c: &mut mysql_async::Conn, sql: &str) -> [Result<Vec<u8>, String>; 2] {
+    let text = c
+        .query::<mysql_async::Row, _>(sql)
+        .await
+        .map(|rows| flatten_all(&rows))
+        .map_err(|e| format!("{e:?}"));
+    let prepared = c
+        .exec::<mysql_async::Row, _, _>(sql, ())
+        .await
+        .map(|rows| flatten_all(&rows))
+        .map_err(|e| format!("{e:?}"));
+    [text, prepared]
+}
+
+/// `sql` returns rows both ways, with no PII.
+async fn assert_masked_rows(c: &mut mysql_async::Conn, sql: &str) {
+    for got in both_ways(c, sql).await {
+        match got {
+            Ok(values) => {
+                assert_clean(&values, sql);
+                assert!(!values.is_empty(), "{sql}: no rows");
+            }
+            Err(e) => panic!("{sql}: expected masked rows, got {e}"),
+        }
+    }
+}
+
+/// `sql` is refused both ways as unanalyzable, with no PII.
+async fn assert_refused(c: &mut mysql_async::Conn, sql: &str) {
+    for got in both_ways(c, sql).await {
+        match got {
+            Ok(values) => {
+                assert_clean(&values, sql);
+                panic!(
+                    "{sql}: expected a refusal, got {:?}",
+                    String::from_utf8_lossy(&values)
+                );
+            }
+            Err(e) => {
+                assert_clean(e.as_bytes(), sql);
+                assert!(e.contains("mask.unanalyzable"), "{sql}: {e}");
+            }
+        }
+    }
+}
+
+async fn run(c: &mut mysql_async::Conn, sql: &str) {
+    c.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
+/// The session still answers, and still masks.
+async fn assert_usable(c: &mut mysql_async::Conn, context: &str) {
+    let names: Vec<String> = c
+        .query("SELECT name FROM customers ORDER BY id")
+        .await
+        .unwrap_or_else(|e| panic!("{context}: session unusable: {e:?}"));
+    assert_eq!(names, ["Alice", "Bob"], "{context}");
+    assert_masked_rows(c, "SELECT id, phone, email FROM customers ORDER BY id").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_catalog_red_team_views_in_mysql_and_sys_are_masked() {
+    let grants = format!(
+        "GRANT ALL PRIVILEGES ON mysql.* TO '{UPSTREAM_USER}'@'%';
+         GRANT ALL PRIVILEGES ON sys.* TO '{UPSTREAM_USER}'@'%';"
+    );
+    let mut env = env(&grants).await;
+    let mut c = env.agent().await;
+    for db in ["mysql", "sys"] {
+        run(
+            &mut c,
+            &format!("CREATE VIEW {db}.rt_v AS SELECT id, phone, email FROM app.customers"),
+        )
+        .await;
+        run(
+            &mut c,
+            &format!(
+                "CREATE VIEW {db}.rt_w AS SELECT id, CONCAT(phone, '') AS p, \
+                 REVERSE(email) AS e FROM app.customers"
+            ),
+        )
+        .await;
+        for sql in [
+            format!("SELECT * FROM {db}.rt_v ORDER BY id"),
+            format!("SELECT id, phone, email FROM {db}.rt_v ORDER BY id"),
+            format!("SELECT * FROM {db}.rt_w ORDER BY id"),
+            format!("SELECT id, p, e FROM {db}.rt_w ORDER BY id"),
+        ] {
+            assert_masked_rows(&mut c, &sql).await;
+        }
+    }
+    // The stock views are in the snapshot now: reading one still works,
+    // and so does everything else.
+    let version: Vec<mysql_async::Row> = c
+        .query("SELECT * FROM sys.version")
+        .await
+        .expect("a stock sys view reads");
+    assert_eq!(version.len(), 1);
+    assert_usable(&mut c, "after views in mysql and sys").await;
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_catalog_red_team_names_that_differ_only_in_case_are_refused() {
+    let grants =
+        format!("CREATE DATABASE `APP`; GRANT ALL PRIVILEGES ON `APP`.* TO '{UPSTREAM_USER}'@'%';");
+    let mut env = env(&grants).await;
+    let mut c = env.agent().await;
+    run(
+        &mut c,
+        "CREATE VIEW vw AS SELECT id, CONCAT(phone, '') AS p FROM customers",
+    )
+    .await;
+    assert_masked_rows(&mut c, "SELECT p, id FROM vw ORDER BY id").await;
+
+    // A table whose name differs only in case: `vw` is refused, not read
+    // with `VW`'s columns.
+    run(&mut c, "CREATE TABLE VW (x1 int)").await;
+    env.admin("INSERT INTO VW VALUES (7)");
+    for sql in ["SELECT p FROM vw", "SELECT * FROM vw", "SELECT * FROM VW"] {
+        assert_refused(&mut c, sql).await;
+    }
+    run(&mut c, "DROP TABLE VW").await;
+    assert_masked_rows(&mut c, "SELECT p, id FROM vw ORDER BY id").await;
+
+    // The same for a database whose name differs only in case.
+    run(&mut c, "CREATE TABLE APP.vw (x1 int)").await;
+    env.admin("INSERT INTO APP.vw VALUES (7)");
+    for sql in [
+        "SELECT p FROM app.vw",
+        "SELECT p FROM vw",
+        "SELECT * FROM APP.vw",
+    ] {
+        assert_refused(&mut c, sql).await;
+    }
+    run(&mut c, "DROP TABLE APP.vw").await;
+    assert_masked_rows(&mut c, "SELECT p, id FROM vw ORDER BY id").await;
+    assert_usable(&mut c, "after the case collisions").await;
+    drop(c);
+    env.stop().await;
+}
