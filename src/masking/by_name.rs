@@ -16,6 +16,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Statement};
 
+use crate::policy::classify::pg_identifier;
 use crate::policy::parse::{self, Limits};
 use crate::policy::Dialect;
 
@@ -106,14 +107,16 @@ pub fn reads(dialect: Dialect, sql: &str, limits: &Limits) -> Option<Vec<ReadByN
 
 /// The names Postgres may resolve an identifier to: a quoted one as
 /// written; an unquoted one with ASCII letters folded to lower case (and,
-/// to fail closed, also as written).
+/// to fail closed, also as written); each cut to 63 bytes as the server
+/// cuts identifiers.
 fn names(ident: &Ident) -> Vec<String> {
     let mut out = vec![];
     if ident.quote_style.is_none() {
-        out.push(ident.value.to_ascii_lowercase());
+        out.push(pg_identifier(ident.value.to_ascii_lowercase()));
     }
-    if !out.contains(&ident.value) {
-        out.push(ident.value.clone());
+    let written = pg_identifier(ident.value.clone());
+    if !out.contains(&written) {
+        out.push(written);
     }
     out
 }

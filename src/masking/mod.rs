@@ -260,7 +260,10 @@ impl Masker {
         for p in &parsed {
             let _ = sqlparser::ast::visit_statements(&p.statement, |st| {
                 if let sqlparser::ast::Statement::Execute { name, .. } = st {
-                    names.push(crate::policy::classify::execute_name(name.as_ref()));
+                    names.push(crate::policy::classify::execute_name(
+                        dialect,
+                        name.as_ref(),
+                    ));
                 }
                 std::ops::ControlFlow::<()>::Continue(())
             });

@@ -311,17 +311,17 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
                 facts.session.deallocate_all = true;
             } else {
-                facts.session.deallocate = Some(name.value.to_lowercase());
+                facts.session.deallocate = Some(statement_name(dialect, name));
             }
         }
         Statement::Prepare {
             name, statement, ..
         } => {
-            facts.session.prepare = Some(name.value.to_lowercase());
+            facts.session.prepare = Some(statement_name(dialect, name));
             session_facts(dialect, statement, facts);
         }
         Statement::Execute { name, .. } => {
-            facts.session.execute = Some(execute_name(name.as_ref()));
+            facts.session.execute = Some(execute_name(dialect, name.as_ref()));
         }
         Statement::Copy { target, .. } => match target {
             CopyTarget::Program { .. } => facts.violations.push((
@@ -365,8 +365,46 @@ fn has_read_write(modes: &[TransactionMode]) -> bool {
 }
 
 /// The name an `EXECUTE` runs, as SQL PREPARE names are recorded
-/// ([`crate::policy::SessionContext::prepared`]): lower case, unquoted.
-pub fn execute_name(name: Option<&sqlparser::ast::ObjectName>) -> String {
-    name.map(|n| n.to_string().to_lowercase().replace('"', ""))
-        .unwrap_or_default()
+/// ([`crate::policy::SessionContext::prepared`], see [`statement_name`]).
+/// A name of several parts (which no server takes) is kept whole, so that
+/// it matches no prepared statement.
+pub fn execute_name(dialect: Dialect, name: Option<&sqlparser::ast::ObjectName>) -> String {
+    let Some(name) = name else {
+        return String::new();
+    };
+    match name.0.as_slice() {
+        [sqlparser::ast::ObjectNamePart::Identifier(ident)] => statement_name(dialect, ident),
+        _ => name.to_string(),
+    }
+}
+
+/// The name of a SQL-level prepared statement (or cursor) as the server
+/// knows it. Postgres: a quoted name as written, an unquoted one with
+/// ASCII letters in lower case (`"S"` and `s` are two statements, and
+/// `É` stays `É`), both cut to 63 bytes at a character boundary, as the
+/// server cuts identifiers. MySQL compares them without case: lower case.
+pub fn statement_name(dialect: Dialect, ident: &sqlparser::ast::Ident) -> String {
+    match dialect {
+        Dialect::Postgres => {
+            let name = match ident.quote_style {
+                Some(_) => ident.value.clone(),
+                None => ident.value.to_ascii_lowercase(),
+            };
+            pg_identifier(name)
+        }
+        Dialect::MySql => ident.value.to_lowercase(),
+    }
+}
+
+/// A Postgres identifier cut as the server cuts it: to at most 63 bytes
+/// (`NAMEDATALEN - 1`), at a character boundary.
+pub fn pg_identifier(mut name: String) -> String {
+    if name.len() > 63 {
+        let mut end = 63;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    name
 }

@@ -980,6 +980,7 @@ async fn statements_the_server_did_not_change_keep_their_masking() {
         ]
     };
     let sync = r#"{"Sync": null}"#.to_string();
+    let long = |end: &str| format!("{}{end}", "l".repeat(63));
     // Each case: batches sent one at a time, waiting for each's ReadyForQuery.
     let cases: Vec<(&str, Vec<Vec<String>>)> = vec![
         (
@@ -1012,6 +1013,21 @@ async fn statements_the_server_did_not_change_keep_their_masking() {
                 .concat(),
                 vec![parse("s2", PLAIN), sync.clone()],
                 run("s2"),
+            ],
+        ),
+        (
+            "names that agree on their first 63 bytes (one statement to the server)",
+            vec![
+                vec![parse(&long("1"), PLAIN), sync.clone()],
+                vec![
+                    format!(
+                        "{{\"Close\": {{\"kind\": \"S\", \"name\": \"{}\"}}}}",
+                        long("2")
+                    ),
+                    sync.clone(),
+                ],
+                vec![parse(&long("2"), MASKED), sync.clone()],
+                run(&long("1")),
             ],
         ),
     ];

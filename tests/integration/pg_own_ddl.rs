@@ -318,6 +318,31 @@ async fn pg_sql_prepared_statement_stays_outdated_until_the_server_prepared_it_a
     };
     assert_refused(simple(&c, "EXECUTE old1").await, "outdated");
 
+    // Another statement, named like it but in another case, is not it.
+    c.batch_execute(r#"PREPARE "OLD1" AS SELECT 'x'::text AS a"#)
+        .await
+        .unwrap();
+    assert_refused(simple(&c, "EXECUTE old1").await, "after PREPARE \"OLD1\"");
+    // Names that agree on their first 63 bytes are one statement.
+    let long = |end: &str| format!("{}{end}", "o".repeat(63));
+    b.batch_execute(RESTORE_VX).await.unwrap();
+    c.batch_execute(&format!(
+        "PREPARE {} AS SELECT a FROM vx ORDER BY a",
+        long("1")
+    ))
+    .await
+    .unwrap();
+    b.batch_execute(REPLACE_VX).await.unwrap();
+    let got = simple(
+        &c,
+        &format!("PREPARE {} AS SELECT 'x'::text AS a", long("2")),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&got).contains("already exists"));
+    assert_refused(
+        simple(&c, &format!("EXECUTE {}", long("2"))).await,
+        "a long name",
+    );
     // The server already has old1: this PREPARE fails.
     let got = simple(&c, "PREPARE old1 AS SELECT 'x'::text AS a").await;
     assert!(String::from_utf8_lossy(&got).contains("already exists"));

@@ -39,6 +39,19 @@ pub const PASSWORD: u8 = b'p';
 #[error("malformed {0} message")]
 pub struct Malformed(pub &'static str);
 
+/// How many leading bytes of a statement or portal name the server keys it
+/// by (`NAMEDATALEN - 1`). Postgres keeps prepared statements and portals
+/// in hash tables whose keys are the names cut to this length, so two
+/// names that agree on their first 63 bytes are one statement or portal,
+/// however they go on. The views below give names cut so, to be compared
+/// as the server compares them.
+pub const NAME_KEY_LEN: usize = 63;
+
+/// `name` as the server keys a statement or portal (see [`NAME_KEY_LEN`]).
+pub fn name_key(name: &[u8]) -> &[u8] {
+    name.get(..NAME_KEY_LEN).unwrap_or(name)
+}
+
 /// Query: one string that may hold several statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Query<'a> {
@@ -56,7 +69,8 @@ impl<'a> Query<'a> {
 /// Parse: creates a prepared statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parse<'a> {
-    /// Empty for the unnamed statement.
+    /// Empty for the unnamed statement; keyed as the server keys it
+    /// ([`name_key`]).
     pub name: &'a [u8],
     pub sql: &'a [u8],
 }
@@ -70,11 +84,15 @@ impl<'a> Parse<'a> {
         if n < 0 || r.rest().len() != n as usize * 4 {
             return Err(Malformed("Parse"));
         }
-        Ok(Parse { name, sql })
+        Ok(Parse {
+            name: name_key(name),
+            sql,
+        })
     }
 }
 
-/// Bind: creates a portal from a prepared statement.
+/// Bind: creates a portal from a prepared statement. Both names keyed as
+/// the server keys them ([`name_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bind<'a> {
     pub portal: &'a [u8],
@@ -86,7 +104,10 @@ impl<'a> Bind<'a> {
         let mut r = Reader::new(body);
         let portal = r.cstr().ok_or(Malformed("Bind"))?;
         let statement = r.cstr().ok_or(Malformed("Bind"))?;
-        Ok(Bind { portal, statement })
+        Ok(Bind {
+            portal: name_key(portal),
+            statement: name_key(statement),
+        })
     }
 }
 
@@ -137,7 +158,8 @@ impl FormatCodes<'_> {
     }
 }
 
-/// What a Describe or Close names.
+/// What a Describe or Close names, keyed as the server keys it
+/// ([`name_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
     Statement(&'a [u8]),
@@ -149,7 +171,7 @@ impl<'a> Target<'a> {
     pub fn decode(body: &'a [u8], what: &'static str) -> Result<Self, Malformed> {
         let mut r = Reader::new(body);
         let kind = r.u8().ok_or(Malformed(what))?;
-        let name = r.cstr().ok_or(Malformed(what))?;
+        let name = name_key(r.cstr().ok_or(Malformed(what))?);
         match kind {
             b'S' => Ok(Target::Statement(name)),
             b'P' => Ok(Target::Portal(name)),
@@ -161,6 +183,7 @@ impl<'a> Target<'a> {
 /// Execute: runs a portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Execute<'a> {
+    /// Keyed as the server keys it ([`name_key`]).
     pub portal: &'a [u8],
     /// 0 means no limit.
     pub max_rows: i32,
@@ -171,7 +194,10 @@ impl<'a> Execute<'a> {
         let mut r = Reader::new(body);
         let portal = r.cstr().ok_or(Malformed("Execute"))?;
         let max_rows = r.i32().ok_or(Malformed("Execute"))?;
-        Ok(Execute { portal, max_rows })
+        Ok(Execute {
+            portal: name_key(portal),
+            max_rows,
+        })
     }
 }
 
@@ -229,6 +255,25 @@ pub fn cleartext_password(body: &[u8]) -> Result<&[u8], Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_keyed_by_their_first_63_bytes() {
+        let long = [b'a'; 70];
+        let mut body = long.to_vec();
+        body.push(0);
+        body.extend_from_slice(&long[..64]);
+        body.extend_from_slice(b"\0\x00\x00\x00\x00\x00\x00");
+        let b = Bind::decode(&body).unwrap();
+        assert_eq!((b.portal, b.statement), (&long[..63], &long[..63]));
+        assert_eq!(name_key(b"s1"), b"s1");
+        let mut close = vec![b'S'];
+        close.extend_from_slice(&long);
+        close.push(0);
+        assert_eq!(
+            Target::decode(&close, "Close"),
+            Ok(Target::Statement(&long[..63]))
+        );
+    }
 
     #[test]
     fn views_borrow_fields() {
