@@ -11,6 +11,14 @@
 //! SQLSTATE and wording and lose what they quote, and the detail and
 //! context fields whole, unless the error is known to quote only the
 //! statement's own text ([`pg_may_quote_data`], [`mysql_may_quote_data`]).
+//!
+//! Some values come unquoted: `make_date(ascii(substr(email, 1, 1)), 13,
+//! 1)` fails with `date field value out of range: 97-13-01`, and
+//! `setseed(x)` with `setseed parameter 97 is out of allowed range
+//! [-1,1]`. Numbers take many shapes (`5550101-13-01`, `-12.5`, `1e10`,
+//! `0:00:97`, `{1,2}`, `0x80`, `2020-01-01 10:00:00+02`), so no shape is
+//! parsed: such messages also lose everything from the first word that
+//! holds a digit (or a backslash, as in `\x41`) to the last.
 
 /// What replaces a withheld value or field.
 pub const WITHHELD: &[u8] = b"[withheld by airlock]";
@@ -45,10 +53,20 @@ pub fn mysql_may_quote_data(code: u16) -> bool {
     )
 }
 
+/// `message` without the values it may hold: everything from its first
+/// `quote` to its last, then everything from its first word holding a
+/// digit (or a backslash) to its last (`withhold_quoted_stretch`,
+/// `withhold_numbers`). `None` when neither is there.
+pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
+    let quoted = withhold_quoted_stretch(message, quote);
+    let text = quoted.as_deref().unwrap_or(message);
+    withhold_numbers(text, quote).or(quoted)
+}
+
 /// `message` with everything from its first `quote` to its last replaced
 /// by [`WITHHELD`] (between the two quotes): a value may itself hold
 /// quotes, so no span inside is trusted. `None` when it has no quote.
-pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
+fn withhold_quoted_stretch(message: &[u8], quote: u8) -> Option<Vec<u8>> {
     let first = memchr::memchr(quote, message)?;
     let last = memchr::memrchr(quote, message)?;
     let mut out = Vec::with_capacity(message.len());
@@ -61,6 +79,47 @@ pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
         out.push(quote);
     }
     Some(out)
+}
+
+/// `message` with everything from the start of its first numeric word to
+/// the end of its last replaced by one [`WITHHELD`]. A word is a run of
+/// bytes other than ASCII whitespace and `quote`; it is numeric when it
+/// holds an ASCII digit or a backslash. Whole words, and all between
+/// them, go: a number's sign, point, exponent, separators and the words
+/// between its parts (`2020-01-01 10:00:00`, `1 day 02:00:00`) are not
+/// told apart from it. `None` when no word is numeric.
+fn withhold_numbers(message: &[u8], quote: u8) -> Option<Vec<u8>> {
+    let mut span: Option<(usize, usize)> = None;
+    for (start, end) in words(message, quote) {
+        if message[start..end]
+            .iter()
+            .any(|b| b.is_ascii_digit() || *b == b'\\')
+        {
+            span = Some(span.map_or((start, end), |(s, _)| (s, end)));
+        }
+    }
+    let (start, end) = span?;
+    let mut out = Vec::with_capacity(message.len());
+    out.extend_from_slice(&message[..start]);
+    out.extend_from_slice(WITHHELD);
+    out.extend_from_slice(&message[end..]);
+    Some(out)
+}
+
+/// The `(start, end)` byte ranges of `message`'s words: runs of bytes
+/// other than ASCII whitespace and `quote`.
+fn words(message: &[u8], quote: u8) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let is_gap = move |b: &u8| b.is_ascii_whitespace() || *b == quote;
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + message.get(at..)?.iter().position(|b| !is_gap(b))?;
+        let len = message[start..]
+            .iter()
+            .position(is_gap)
+            .unwrap_or(message.len() - start);
+        at = start + len;
+        Some((start, at))
+    })
 }
 
 #[cfg(test)]
@@ -110,5 +169,81 @@ mod tests {
             Some("cut off: \"[withheld by airlock]\"")
         );
         assert_eq!(w("no quotes here", b'"'), None);
+    }
+
+    fn withheld(message: &str) -> String {
+        withhold_quoted(message.as_bytes(), b'"')
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_else(|| message.to_owned())
+    }
+
+    #[test]
+    fn unquoted_numbers_are_withheld_from_the_first_to_the_last() {
+        for (message, want) in [
+            (
+                "date field value out of range: 5550101-13-01",
+                "date field value out of range: [withheld by airlock]",
+            ),
+            (
+                "time field value out of range: 0:00:97",
+                "time field value out of range: [withheld by airlock]",
+            ),
+            (
+                "setseed parameter 97 is out of allowed range [-1,1]",
+                "setseed parameter [withheld by airlock]",
+            ),
+            (
+                "index 97 out of valid range, 0..7",
+                "index [withheld by airlock]",
+            ),
+            ("value -12.5 or 1e10", "value [withheld by airlock]"),
+            ("array {1,2} is bad", "array [withheld by airlock] is bad"),
+            ("bytes \\xdeadbeef here", "bytes [withheld by airlock] here"),
+            (
+                "timestamp out of range: 2020-01-01 10:00:00+02",
+                "timestamp out of range: [withheld by airlock]",
+            ),
+            // Words between two numbers go with them.
+            (
+                "interval 1 day 02:00:00 too long",
+                "interval [withheld by airlock] too long",
+            ),
+            ("division by zero", "division by zero"),
+        ] {
+            assert_eq!(withheld(message), want, "{message}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_quoted_stretches_are_withheld_together() {
+        for (message, want) in [
+            // Digits inside the quotes do not widen what goes.
+            (
+                "value \"4111111111111111\" is out of range for type integer",
+                "value \"[withheld by airlock]\" is out of range for type integer",
+            ),
+            (
+                "invalid byte sequence for encoding \"UTF8\": 0xe9 0x80",
+                "invalid byte sequence for encoding \"[withheld by airlock]\": [withheld by airlock]",
+            ),
+            // A number glued to a quote is still a word of its own.
+            (
+                "bad \"x\"97 here",
+                "bad \"[withheld by airlock]\"[withheld by airlock] here",
+            ),
+            // Numbers on both sides: the quoted stretch goes with them.
+            (
+                "value 5 for \"x\" at 7",
+                "value [withheld by airlock]",
+            ),
+        ] {
+            assert_eq!(withheld(message), want, "{message}");
+        }
+        assert_eq!(
+            withhold_quoted(b"Out of range value for column 'c' at row 1", b'\'')
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .as_deref(),
+            Some("Out of range value for column '[withheld by airlock]' at row [withheld by airlock]")
+        );
     }
 }

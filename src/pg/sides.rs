@@ -1901,11 +1901,14 @@ fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
         for (code, value) in backend::error_fields(body) {
             b.put_u8(code);
             match code {
-                b'M' => match withhold_quoted(value, b'"') {
+                // The message and hint lose what they quote and their
+                // numbers; the detail, context and internal query go
+                // whole.
+                b'M' | b'H' => match withhold_quoted(value, b'"') {
                     Some(v) => b.put_slice(&v),
                     None => b.put_slice(value),
                 },
-                b'D' | b'W' => b.put_slice(WITHHELD),
+                b'D' | b'W' | b'q' => b.put_slice(WITHHELD),
                 _ => b.put_slice(value),
             }
             b.put_u8(0);

@@ -210,6 +210,21 @@ pub fn is_lexer_or_loader_setting(name: &str) -> bool {
     )
 }
 
+/// The built-in rule that guards a setting airlock reads every session
+/// by, when its default for a role or database changes (`ALTER ROLE ...
+/// SET`): search_path, the lexer and loader settings, the role.
+pub fn session_default_rule(name: &str) -> Option<&'static str> {
+    if name == "search_path" {
+        Some(ids::SEARCH_PATH)
+    } else if is_lexer_or_loader_setting(name) {
+        Some(ids::LEXER_SETTING)
+    } else if is_role_setting(name) {
+        Some(ids::ROLE_CHANGE)
+    } else {
+        None
+    }
+}
+
 /// Settings that control the statement timeout a policy imposes.
 pub fn is_timeout_setting(name: &str) -> bool {
     matches!(

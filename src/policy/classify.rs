@@ -1,9 +1,10 @@
 //! Statement classes and session-statement facts (SET, RESET, BEGIN,
-//! PREPARE, EXECUTE, DEALLOCATE, USE, DISCARD).
+//! PREPARE, EXECUTE, DEALLOCATE, USE, DISCARD, and the role defaults
+//! `ALTER ROLE ... SET` gives later sessions).
 
 use sqlparser::ast::{
-    ContextModifier, CopyTarget, DiscardObject, Expr, ObjectName, ObjectType, Reset, Set,
-    Statement, TransactionAccessMode, TransactionMode, Use,
+    AlterRoleOperation, ContextModifier, CopyTarget, DiscardObject, Expr, ObjectName, ObjectType,
+    Reset, ResetConfig, Set, Statement, TransactionAccessMode, TransactionMode, Use,
 };
 
 use super::builtin::{self, ids};
@@ -351,7 +352,49 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             .violations
             .push((ids::ADMIN, "KILL ends other sessions".to_string())),
         Statement::Explain { statement, .. } => session_facts(dialect, statement, facts),
+        Statement::AlterRole { operation, .. } => role_default_facts(operation, facts),
         _ => {}
+    }
+}
+
+/// Built-in violations of `ALTER ROLE|USER ... [IN DATABASE d] SET|RESET`.
+/// A role's defaults are every later session's settings, and airlock
+/// reads a session with the search_path, lexer settings and role it
+/// started with: the settings a `SET` may not change may not be changed
+/// there either ([`builtin::session_default_rule`]). `RESET ALL` may
+/// change any of them. (The read-only and statement-timeout settings a
+/// policy imposes are startup options, which outrank role defaults.)
+fn role_default_facts(operation: &AlterRoleOperation, facts: &mut Facts) {
+    let name = match operation {
+        AlterRoleOperation::Set { config_name, .. }
+        | AlterRoleOperation::Reset {
+            config_name: ResetConfig::ConfigName(config_name),
+            ..
+        } => config_name,
+        AlterRoleOperation::Reset {
+            config_name: ResetConfig::ALL,
+            ..
+        } => {
+            for rule in [ids::SEARCH_PATH, ids::LEXER_SETTING, ids::ROLE_CHANGE] {
+                facts.violations.push((
+                    rule,
+                    "ALTER ROLE ... RESET ALL would change the search_path, lexer settings \
+                     and role of the role's later sessions"
+                        .to_string(),
+                ));
+            }
+            return;
+        }
+        _ => return,
+    };
+    let (n, _) = setting_name(name);
+    if let Some(rule) = builtin::session_default_rule(&n) {
+        facts.violations.push((
+            rule,
+            format!(
+                "changing the role default of {n} would change every later session of the role"
+            ),
+        ));
     }
 }
 
@@ -407,4 +450,116 @@ pub fn pg_identifier(mut name: String) -> String {
         name.truncate(end);
     }
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::extract::extract;
+    use super::super::parse::{parse, Limits};
+    use super::super::SessionContext;
+    use super::*;
+
+    /// The built-in rules one Postgres statement violates.
+    fn violations(sql: &str) -> Vec<&'static str> {
+        let parsed = parse(Dialect::Postgres, sql, &Limits::default()).expect("parses");
+        let [p] = parsed.as_slice() else {
+            panic!("one statement: {sql}")
+        };
+        let facts = extract(Dialect::Postgres, &SessionContext::default(), &p.statement);
+        assert!(facts.session.search_path.is_none(), "{sql}");
+        facts.violations.iter().map(|(rule, _)| *rule).collect()
+    }
+
+    #[test]
+    fn role_defaults_of_guarded_settings_are_violations() {
+        for (sql, rule) in [
+            (
+                "ALTER ROLE CURRENT_USER SET search_path TO evil",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER USER CURRENT_USER SET search_path = evil",
+                ids::SEARCH_PATH,
+            ),
+            ("ALTER ROLE ALL SET search_path TO evil", ids::SEARCH_PATH),
+            (
+                "ALTER ROLE SESSION_USER SET search_path TO evil",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER ROLE app IN DATABASE app SET search_path TO evil",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER ROLE app SET search_path = 'evil, public'",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER ROLE app SET search_path TO DEFAULT",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER ROLE app SET search_path FROM CURRENT",
+                ids::SEARCH_PATH,
+            ),
+            (
+                r#"ALTER ROLE app SET "Search_Path" TO evil"#,
+                ids::SEARCH_PATH,
+            ),
+            (
+                r#"ALTER ROLE app SET U&"search\005fpath" TO evil"#,
+                ids::SEARCH_PATH,
+            ),
+            ("ALTER ROLE app RESET search_path", ids::SEARCH_PATH),
+            (
+                "ALTER USER app IN DATABASE app RESET search_path",
+                ids::SEARCH_PATH,
+            ),
+            (
+                "ALTER ROLE app SET standard_conforming_strings TO off",
+                ids::LEXER_SETTING,
+            ),
+            (
+                "ALTER ROLE app SET backslash_quote = on",
+                ids::LEXER_SETTING,
+            ),
+            (
+                "ALTER ROLE app SET client_encoding = sjis",
+                ids::LEXER_SETTING,
+            ),
+            (
+                "ALTER ROLE app SET session_preload_libraries = 'x'",
+                ids::LEXER_SETTING,
+            ),
+            (
+                "ALTER ROLE app RESET escape_string_warning",
+                ids::LEXER_SETTING,
+            ),
+            ("ALTER ROLE app SET role TO admin", ids::ROLE_CHANGE),
+            (
+                "ALTER ROLE app SET session_authorization TO admin",
+                ids::ROLE_CHANGE,
+            ),
+            ("ALTER ROLE app RESET role", ids::ROLE_CHANGE),
+        ] {
+            assert_eq!(violations(sql), vec![rule], "{sql}");
+        }
+        assert_eq!(
+            violations("ALTER ROLE app RESET ALL"),
+            vec![ids::SEARCH_PATH, ids::LEXER_SETTING, ids::ROLE_CHANGE]
+        );
+    }
+
+    #[test]
+    fn other_role_changes_are_not_violations() {
+        for sql in [
+            "ALTER ROLE app SET work_mem TO '64MB'",
+            "ALTER ROLE app SET statement_timeout TO 0",
+            "ALTER ROLE app RESET work_mem",
+            "ALTER ROLE app WITH NOLOGIN",
+            "ALTER ROLE app RENAME TO app2",
+        ] {
+            assert!(violations(sql).is_empty(), "{sql}");
+        }
+    }
 }

@@ -817,3 +817,132 @@ impl Gate for Engine {
         Decision::Allow
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::rules::parse_rules;
+    use super::*;
+
+    const RULES: &str = r#"
+[[policy]]
+id = "dcl"
+applies_to = { identities = ["dcl"] }
+allow_statements = ["read", "session", "dcl"]
+
+[[policy]]
+id = "paths"
+applies_to = { identities = ["paths"] }
+allow_statements = ["read", "session", "dcl"]
+allow_builtin = ["builtin.search-path"]
+
+[[policy]]
+id = "reader"
+applies_to = { identities = ["reader"] }
+allow_statements = ["read", "session"]
+"#;
+
+    fn judge(identity: &str, sql: &str) -> Judgement {
+        let engine = Engine::new(parse_rules(&[(Path::new("t.toml"), RULES)]).expect("rules"));
+        let who = Principal {
+            identity: identity.into(),
+            target: "app".into(),
+            ..Principal::default()
+        };
+        engine.judge(
+            &who,
+            &Request {
+                dialect: Dialect::Postgres,
+                source: Source::Query,
+                sql: sql.as_bytes(),
+                session: &SessionContext::default(),
+            },
+        )
+    }
+
+    fn rule(j: &Judgement) -> &str {
+        match &j.decision {
+            Decision::Allow => "allow",
+            Decision::Block { rule, .. } | Decision::RequireApproval { rule, .. } => rule,
+        }
+    }
+
+    /// A role's (or database's) defaults are every later session's
+    /// settings: the ones `SET` may not change are refused there too, also
+    /// where DCL is allowed.
+    #[test]
+    fn role_defaults_airlock_relies_on_are_refused() {
+        for (who, sql, want) in [
+            (
+                "dcl",
+                "ALTER ROLE CURRENT_USER SET search_path TO evil",
+                "builtin.search-path",
+            ),
+            (
+                "dcl",
+                "ALTER USER CURRENT_USER IN DATABASE app SET search_path TO evil",
+                "builtin.search-path",
+            ),
+            (
+                "dcl",
+                "ALTER ROLE ALL RESET search_path",
+                "builtin.search-path",
+            ),
+            ("dcl", "ALTER ROLE app RESET ALL", "builtin.search-path"),
+            ("paths", "ALTER ROLE app RESET ALL", "builtin.lexer-setting"),
+            (
+                "dcl",
+                "ALTER ROLE app SET standard_conforming_strings = off",
+                "builtin.lexer-setting",
+            ),
+            (
+                "dcl",
+                "ALTER ROLE app SET role = admin",
+                "builtin.role-change",
+            ),
+            // Without DCL, the built-in rule is still what refuses it.
+            (
+                "reader",
+                "ALTER ROLE app SET search_path TO evil",
+                "builtin.search-path",
+            ),
+            (
+                "reader",
+                "ALTER ROLE app SET work_mem = '1MB'",
+                "reader.statements",
+            ),
+            // A list of schemas does not parse: refused as unparseable.
+            (
+                "dcl",
+                "ALTER ROLE app SET search_path TO evil, public",
+                "builtin.unparseable",
+            ),
+            ("dcl", "ALTER ROLE app SET work_mem = '1MB'", "allow"),
+            ("dcl", "ALTER ROLE app RESET work_mem", "allow"),
+            // The policy that may change search_path may change its default.
+            ("paths", "ALTER ROLE app SET search_path TO evil", "allow"),
+        ] {
+            assert_eq!(rule(&judge(who, sql)), want, "{who}: {sql}");
+        }
+        // Allowed, it does not change this session's search_path.
+        let j = judge("paths", "ALTER ROLE app SET search_path TO evil");
+        assert_eq!(j.effects.search_path, None);
+    }
+
+    /// `ALTER DATABASE ... SET|RESET` sets defaults for every role; it is
+    /// refused (sqlparser 0.63 cannot parse it), whatever the policy.
+    #[test]
+    fn database_defaults_are_refused() {
+        for sql in [
+            "ALTER DATABASE app SET search_path TO evil",
+            "ALTER DATABASE app RESET search_path",
+            "ALTER DATABASE app SET standard_conforming_strings = off",
+            "ALTER DATABASE app RESET ALL",
+        ] {
+            for who in ["dcl", "paths"] {
+                assert!(!judge(who, sql).decision.is_allow(), "{who}: {sql}");
+            }
+        }
+    }
+}
