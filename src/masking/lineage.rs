@@ -50,6 +50,9 @@ pub enum Shape {
 const MAX_DEPTH: usize = 200;
 const MAX_VIEWS: usize = 64;
 const MAX_VIEW_NESTING: usize = 8;
+/// Rounds a recursive CTE's taints get to settle (see
+/// [`Analyzer::recursive_cte`]).
+const MAX_RECURSIVE_ROUNDS: usize = 32;
 
 /// A relation in scope.
 #[derive(Debug, Clone)]
@@ -82,6 +85,9 @@ pub struct Analyzer<'a> {
     /// subquery name an alias of an enclosing select list (`SELECT phone
     /// AS p, (SELECT CONCAT(p, '')) FROM customers`).
     select_aliases: Vec<(String, Taint)>,
+    /// Entries of the WITH RECURSIVE lists being analyzed that come after
+    /// the one being analyzed (see [`Analyzer::query`]).
+    later_ctes: Vec<String>,
     depth: usize,
     views: usize,
     view_nesting: usize,
@@ -127,6 +133,7 @@ impl<'a> Analyzer<'a> {
             limits,
             ctes: Vec::new(),
             select_aliases: Vec::new(),
+            later_ctes: Vec::new(),
             depth: 0,
             views: 0,
             view_nesting: 0,
@@ -177,8 +184,17 @@ impl<'a> Analyzer<'a> {
     // ---- scopes ------------------------------------------------------
 
     fn lookup_in(&self, s: &Source, column: &str) -> Option<Taint> {
-        if let Some(c) = s.out.cols.iter().find(|c| c.name == column) {
-            return Some(c.taint);
+        // Names are compared in lower case, so `"EMAIL"` and `email` are
+        // both `email` here: every column of the name counts.
+        let named = s
+            .out
+            .cols
+            .iter()
+            .filter(|c| c.name == column)
+            .map(|c| c.taint)
+            .reduce(Taint::join);
+        if named.is_some() {
+            return named;
         }
         let open = s.out.open?;
         let by_name = if s.tables.is_empty() {
@@ -211,7 +227,17 @@ impl<'a> Analyzer<'a> {
     }
 
     fn find_source<'s>(&self, scope: &'s Scope<'s>, qual: &[String]) -> Option<&'s Source> {
-        find_source_at(scope, qual).map(|(s, _)| s)
+        find_sources_at(scope, qual).and_then(|(s, _)| s.first().copied())
+    }
+
+    /// The whole-row taint of the sources named `qual` (several when
+    /// their names differ only in case: `c` and `"C"`).
+    fn whole_rows(&self, scope: &Scope<'_>, qual: &[String]) -> Option<Taint> {
+        let (sources, _) = find_sources_at(scope, qual)?;
+        sources
+            .iter()
+            .map(|s| self.whole_row(s))
+            .reduce(Taint::join)
     }
 
     fn resolve_ref(&self, scope: &Scope<'_>, parts: &[String]) -> Taint {
@@ -237,8 +263,8 @@ impl<'a> Analyzer<'a> {
                     // A column of an unknown table, or a whole-row
                     // reference: assume the worse.
                     let open = l.sources.iter().any(|s| s.out.open.is_some());
-                    let t = match self.find_source(scope, parts) {
-                        Some(s) if open => t.join(self.whole_row(s)),
+                    let t = match self.whole_rows(scope, parts) {
+                        Some(w) if open => t.join(w),
                         _ => t,
                     };
                     let t = acc.map_or(t, |a| a.join(t));
@@ -256,8 +282,8 @@ impl<'a> Analyzer<'a> {
             if let Some(t) = acc {
                 return t;
             }
-            if let Some(s) = self.find_source(scope, parts) {
-                return self.whole_row(s);
+            if let Some(w) = self.whole_rows(scope, parts) {
+                return w;
             }
             // No column of that name: an enclosing select list's alias,
             // as MySQL reads it (Postgres reports an error).
@@ -273,16 +299,21 @@ impl<'a> Analyzer<'a> {
         // (`(SELECT c.email FROM (SELECT 1 AS id) c) FROM customers c`
         // reads the outer `c`); Postgres reports an error then.
         let mut level = Some(scope);
-        let mut named = false;
-        while let Some((s, at)) = level.and_then(|l| find_source_at(l, qual)) {
-            named = true;
-            if let Some(t) = self.lookup_in(s, col) {
+        while let Some((sources, at)) = level.and_then(|l| find_sources_at(l, qual)) {
+            let found = sources
+                .iter()
+                .filter_map(|s| self.lookup_in(s, col))
+                .reduce(Taint::join);
+            if let Some(t) = found {
                 return t;
             }
             level = at.parent;
         }
-        if named {
-            return self.name_taint(col);
+        // A source of that name without the column: in Postgres `c.f` is
+        // then `f(c)`, a function of the whole row (`c.to_json`,
+        // `c.concat`).
+        if let Some(w) = self.whole_rows(scope, qual) {
+            return w.join(self.name_taint(col));
         }
         // `(composite).field` and the like: taint of the first part.
         let head = self.resolve_ref(scope, &parts[..1]);
@@ -310,9 +341,7 @@ impl<'a> Analyzer<'a> {
                         continue;
                     }
                     let v = match qual {
-                        Some(q) => self
-                            .find_source(scope, &q)
-                            .map_or(Taint::Column, |s| self.whole_row(s)),
+                        Some(q) => self.whole_rows(scope, &q).unwrap_or(Taint::Column),
                         None => scope
                             .sources
                             .iter()
@@ -323,11 +352,19 @@ impl<'a> Analyzer<'a> {
                 }
                 Item::Sub(q, f) => (self.query(&q, Some(scope))?.taint(), f),
             };
-            t = t.join(if f.json { v.escalate() } else { v });
+            t = t.join(if f.escalate { v.escalate() } else { v });
         }
         // MySQL `@var := expr` stores a value where masking cannot follow it.
         if t.rule().is_some() && assigns_variable(node) {
             return self.write_stop(t, "assigning to a user variable");
+        }
+        // So do some functions (see `taint::keeps_arguments`): a masked
+        // value passed to one is escalated to unsafe.
+        if matches!(t, Taint::Unsafe(_)) && calls_keeping(node) {
+            return self.write_stop(
+                t,
+                "passing it to a function that keeps its arguments (pg_notify, setval, set_config, advisory locks, large objects, GET_LOCK)",
+            );
         }
         Ok(t)
     }
@@ -357,7 +394,7 @@ impl<'a> Analyzer<'a> {
 
     fn query_inner(&mut self, q: &Query, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
         if let (Some(order), SetExpr::Select(s)) = (&q.order_by, q.body.as_ref()) {
-            if assigns_variable(order) {
+            if assigns_variable(order) || calls_keeping(order) {
                 // `ORDER BY (@x := email)`: evaluated over the select's sources.
                 let mut sources = Vec::new();
                 for twj in &s.from {
@@ -371,7 +408,27 @@ impl<'a> Analyzer<'a> {
             }
         }
         if let Some(with) = &q.with {
+            // Under RECURSIVE an entry may read one listed after it, which
+            // is not analyzed yet: such a read is refused, not taken for a
+            // table of that name.
+            let later_before = self.later_ctes.len();
+            if with.recursive {
+                self.later_ctes.extend(
+                    with.cte_tables
+                        .iter()
+                        .map(|c| c.alias.name.value.to_lowercase()),
+                );
+            }
             for cte in &with.cte_tables {
+                if with.recursive {
+                    let name = cte.alias.name.value.to_lowercase();
+                    if let Some(at) = self.later_ctes[later_before..]
+                        .iter()
+                        .position(|n| *n == name)
+                    {
+                        self.later_ctes.remove(later_before + at);
+                    }
+                }
                 let name = cte.alias.name.value.to_lowercase();
                 let names: Vec<String> = cte
                     .alias
@@ -387,6 +444,7 @@ impl<'a> Analyzer<'a> {
                 self.ctes
                     .push((name, out.rename(names.iter().map(String::as_str))));
             }
+            self.later_ctes.truncate(later_before);
         }
         self.set_expr(&q.body, outer)
     }
@@ -403,7 +461,11 @@ impl<'a> Analyzer<'a> {
             _ => Out::unknown(Taint::Column),
         };
         let mut cur = seed.rename(names.iter().map(String::as_str));
-        for _ in 0..4 {
+        // Taints only grow, so this settles within (columns × taint
+        // levels) rounds; a query that has not settled by then may still
+        // move a masked value into any column: all of them get the
+        // strongest taint seen.
+        for _ in 0..MAX_RECURSIVE_ROUNDS {
             self.ctes.push((name.to_string(), cur.clone()));
             let next = self.query(q, outer);
             self.ctes.pop();
@@ -412,9 +474,13 @@ impl<'a> Analyzer<'a> {
                 .union(next?)
                 .rename(names.iter().map(String::as_str));
             if next == cur {
-                break;
+                return Ok(cur);
             }
             cur = next;
+        }
+        let all = cur.taint();
+        for c in &mut cur.cols {
+            c.taint = c.taint.join(all);
         }
         Ok(cur)
     }
@@ -429,8 +495,9 @@ impl<'a> Analyzer<'a> {
                     star.extend(e);
                 }
                 let out = self.projection(&s.projection, &sources, &star, outer)?;
-                if assigns_variable(s.as_ref()) {
-                    // `WHERE (@x := email) ...`: any clause may assign.
+                if assigns_variable(s.as_ref()) || calls_keeping(s.as_ref()) {
+                    // `WHERE (@x := email) ...`: any clause may assign
+                    // (or keep a value: `WHERE pg_notify('c', email) ...`).
                     let scope = Scope {
                         sources: &sources,
                         parent: outer,
@@ -542,8 +609,16 @@ impl<'a> Analyzer<'a> {
                         sources,
                         parent: None,
                     };
-                    match self.find_source(&level, &parts) {
-                        Some(s) => out.extend(s.out.clone()),
+                    match find_sources_at(&level, &parts) {
+                        Some((found, _)) if found.len() == 1 => out.extend(found[0].out.clone()),
+                        Some(_) => {
+                            return stop(
+                                UNANALYZABLE,
+                                format!(
+                                "{n}.* names more than one relation (names differ only in case)"
+                            ),
+                            )
+                        }
                         None => return stop(UNANALYZABLE, format!("unknown relation in {n}.*")),
                     }
                 }
@@ -661,6 +736,15 @@ impl<'a> Analyzer<'a> {
                     };
                     let (out, schema, tables) = match cte {
                         Some(o) => (o, None, Vec::new()),
+                        None if matches!(parts.as_slice(), [one] if self.later_ctes.contains(one)) => {
+                            return stop(
+                                UNANALYZABLE,
+                                format!(
+                                    "WITH RECURSIVE entry reads {}, which comes after it; list the entries in the order they read each other",
+                                    name
+                                ),
+                            )
+                        }
                         None => self.relation(&parts)?,
                     };
                     let out = out.rename(alias_names(alias).iter().map(String::as_str));
@@ -749,7 +833,10 @@ impl<'a> Analyzer<'a> {
                 .into_iter()
                 .map(|name| Col { name, taint: t })
                 .collect(),
-            open: None,
+            // An alias list may name fewer columns than the function
+            // returns (`unnest(a, b) AS u(x)` has `x` and `unnest`): with
+            // masked data in its arguments, the rest may hold it too.
+            open: t.rule().is_some().then_some(t),
         })
     }
 
@@ -867,6 +954,11 @@ impl<'a> Analyzer<'a> {
                 }
                 Ok(Shape::NoResult)
             }
+            // Postgres renames a table with `ALTER INDEX t RENAME TO u` too.
+            Statement::AlterIndex { name, .. } => {
+                self.keeps_masks(&object_parts(name), None, "ALTER INDEX ... RENAME")?;
+                Ok(Shape::NoResult)
+            }
             Statement::AlterSchema(a) => {
                 self.alter_schema(a)?;
                 Ok(Shape::NoResult)
@@ -957,9 +1049,12 @@ impl<'a> Analyzer<'a> {
                 Ok(Shape::NoResult)
             }
             Statement::Explain {
-                statement, analyze, ..
+                statement,
+                analyze,
+                options,
+                ..
             } => {
-                if *analyze {
+                if extract::explain_runs(*analyze, options.as_deref()) {
                     self.statement(statement)?;
                 }
                 Ok(Shape::Opaque)
@@ -1316,6 +1411,24 @@ impl<'a> Analyzer<'a> {
 
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
     /// written unmasked; returns the RETURNING columns.
+    /// An UPDATE's or DELETE's WHERE that passes masked data to a function
+    /// keeping it (`WHERE pg_notify('c', email) IS NULL`) is refused.
+    fn kept_by_filter(
+        &mut self,
+        selection: Option<&sqlparser::ast::Expr>,
+        sources: &[Source],
+        outer: Option<&Scope<'_>>,
+    ) -> Result<(), Stop> {
+        if let Some(e) = selection.filter(|e| calls_keeping(*e)) {
+            let scope = Scope {
+                sources,
+                parent: outer,
+            };
+            self.expr(e, &scope)?;
+        }
+        Ok(())
+    }
+
     fn dml(&mut self, st: &Statement, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
         match st {
             Statement::Insert(ins) => {
@@ -1426,6 +1539,7 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 self.set_assignments(&u.assignments, &sources, writable, outer, "UPDATE ... SET")?;
+                self.kept_by_filter(u.selection.as_ref(), &sources, outer)?;
                 match &u.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1439,6 +1553,7 @@ impl<'a> Analyzer<'a> {
                     let e = self.join_tree(twj, &mut sources, outer)?;
                     star.extend(e);
                 }
+                self.kept_by_filter(d.selection.as_ref(), &sources, outer)?;
                 match &d.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1508,6 +1623,29 @@ impl<'a> Analyzer<'a> {
     }
 }
 
+/// Whether an expression calls a function that keeps its arguments (see
+/// [`super::taint::keeps_arguments`]).
+fn calls_keeping<V: sqlparser::ast::Visit>(node: &V) -> bool {
+    use sqlparser::ast::{Expr, Visitor};
+    struct Find(bool);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let name = object_parts(&f.name).pop().unwrap_or_default();
+                if super::taint::keeps_arguments(&name) {
+                    self.0 = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find(false);
+    let _ = node.visit(&mut f);
+    f.0
+}
+
 /// Whether an expression assigns to a variable (`@x := ...`).
 fn assigns_variable<V: sqlparser::ast::Visit>(node: &V) -> bool {
     use sqlparser::ast::{BinaryOperator, Expr, Visitor};
@@ -1533,12 +1671,14 @@ fn assigns_variable<V: sqlparser::ast::Visit>(node: &V) -> bool {
     f.0
 }
 
-/// The innermost source named `qual` (`t` or `schema.t`), from `scope`
-/// outwards, with the scope it belongs to.
-fn find_source_at<'s>(
+/// The sources named `qual` (`t` or `schema.t`) in the innermost scope
+/// that has one, from `scope` outwards, with that scope. Several when
+/// their names differ only in case (names are compared in lower case).
+#[allow(clippy::type_complexity)]
+fn find_sources_at<'s>(
     scope: &'s Scope<'s>,
     qual: &[String],
-) -> Option<(&'s Source, &'s Scope<'s>)> {
+) -> Option<(Vec<&'s Source>, &'s Scope<'s>)> {
     let (name, schema) = match qual {
         [n] => (n, None),
         [.., s, n] => (n, Some(s)),
@@ -1546,12 +1686,16 @@ fn find_source_at<'s>(
     };
     let mut level = Some(scope);
     while let Some(l) = level {
-        let hit = l.sources.iter().find(|s| {
-            &s.name == name
-                && (schema.is_none() || s.schema.is_none() || s.schema.as_ref() == schema)
-        });
-        if let Some(s) = hit {
-            return Some((s, l));
+        let hits: Vec<&Source> = l
+            .sources
+            .iter()
+            .filter(|s| {
+                &s.name == name
+                    && (schema.is_none() || s.schema.is_none() || s.schema.as_ref() == schema)
+            })
+            .collect();
+        if !hits.is_empty() {
+            return Some((hits, l));
         }
         level = l.parent;
     }

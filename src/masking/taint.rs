@@ -155,8 +155,10 @@ impl Out {
 /// Flags of the context a reference appears in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flags {
-    /// Inside a JSON aggregate (`json_agg`, ...).
-    pub json: bool,
+    /// Inside a JSON aggregate (`json_agg`, ...) or a function that
+    /// keeps its arguments where masking cannot reach them
+    /// ([`keeps_arguments`]): a masked value there cannot be masked.
+    pub escalate: bool,
     /// Inside `count(...)`: only a number comes out.
     pub count: bool,
 }
@@ -177,13 +179,45 @@ pub fn is_json_agg(name: &str) -> bool {
     name.starts_with("json") && name.contains("agg")
 }
 
+/// Functions that keep what they are given where another statement, or
+/// another session, can read it back unmasked: a notification's payload,
+/// a sequence's value, a setting, an advisory or named lock's key (seen in
+/// `pg_locks`, `performance_schema.metadata_locks`), a large object.
+const KEEPS_ARGUMENTS: &[&str] = &[
+    "pg_notify",
+    "setval",
+    "set_config",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "lo_from_bytea",
+    "lo_put",
+    "lo_create",
+    "lo_creat",
+    "lowrite",
+    "lo_import",
+    "pg_logical_emit_message",
+    "get_lock",
+];
+
+/// Whether masked data passed to function `name` would be kept beyond the
+/// statement (see [`KEEPS_ARGUMENTS`]).
+pub fn keeps_arguments(name: &str) -> bool {
+    KEEPS_ARGUMENTS.contains(&name)
+}
+
 /// Collects the [`Item`]s of one expression (not descending into
 /// subqueries, which are returned whole).
 #[derive(Default)]
 pub struct Collect {
     pub items: Vec<Item>,
     depth: usize,
-    json: Vec<*const Expr>,
+    escalate: Vec<*const Expr>,
     count: Vec<*const Expr>,
 }
 
@@ -196,7 +230,7 @@ impl Collect {
 
     fn flags(&self) -> Flags {
         Flags {
-            json: !self.json.is_empty(),
+            escalate: !self.escalate.is_empty(),
             count: !self.count.is_empty(),
         }
     }
@@ -246,8 +280,8 @@ impl Visitor for Collect {
             Expr::Function(func) => {
                 let name = object_parts(&func.name).pop().unwrap_or_default();
                 let is_count = name == "count";
-                if is_json_agg(&name) {
-                    self.json.push(e);
+                if is_json_agg(&name) || keeps_arguments(&name) {
+                    self.escalate.push(e);
                 }
                 if is_count {
                     self.count.push(e);
@@ -281,8 +315,8 @@ impl Visitor for Collect {
 
     fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         let p: *const Expr = e;
-        if self.json.last() == Some(&p) {
-            self.json.pop();
+        if self.escalate.last() == Some(&p) {
+            self.escalate.pop();
         }
         if self.count.last() == Some(&p) {
             self.count.pop();

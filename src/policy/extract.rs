@@ -756,6 +756,17 @@ impl Visitor for Extractor<'_> {
                 }
                 self.facts.whole_row = true;
             }
+            // Postgres takes `ALTER INDEX x RENAME` for any relation, a
+            // table too: counted as renaming the relation `x`.
+            Statement::AlterIndex {
+                name,
+                operation: sqlparser::ast::AlterIndexOperation::RenameIndex { index_name },
+            } => {
+                self.add_read_parts(parts(name));
+                self.add_write_parts(parts(name));
+                self.add_write_parts(parts(index_name));
+                self.facts.whole_row = true;
+            }
             // Renaming a schema renames every table in it (which sqlparser
             // does not name): the engine checks the schema against the
             // table and column patterns of the rules.
@@ -770,9 +781,11 @@ impl Visitor for Extractor<'_> {
             Statement::Call(f) => {
                 self.facts.functions.insert(function_ref(&f.name));
             }
-            Statement::Explain { analyze, .. } => {
+            Statement::Explain {
+                analyze, options, ..
+            } => {
                 self.facts.explain = true;
-                if *analyze {
+                if explain_runs(*analyze, options.as_deref()) {
                     self.facts.explain_analyze = true;
                 }
             }
@@ -780,6 +793,18 @@ impl Visitor for Extractor<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Whether an EXPLAIN runs its statement: `EXPLAIN ANALYZE`, or an
+/// `ANALYZE` among options in parentheses (`EXPLAIN (ANALYZE) ...`,
+/// `EXPLAIN (FORMAT JSON, ANALYZE true) ...`). Whatever value the option
+/// is given: `ANALYZE false` is taken as running too (fail closed).
+pub fn explain_runs(analyze: bool, options: Option<&[sqlparser::ast::UtilityOption]>) -> bool {
+    analyze
+        || options.is_some_and(|o| {
+            o.iter()
+                .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+        })
 }
 
 thread_local! {

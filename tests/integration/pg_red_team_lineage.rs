@@ -1,0 +1,181 @@
+//! The bypasses a red-team pass on Postgres name resolution and lineage
+//! found (5 December 2026), replayed through airlock against a real
+//! Postgres. Each must be refused, or come back with the masked values
+//! masked, and the session must keep working:
+//!
+//! * `EXPLAIN (ANALYZE) CREATE TABLE ... AS`, which runs its statement
+//!   although only `EXPLAIN ANALYZE` was checked as running;
+//! * `c.to_json`, which Postgres reads as `to_json(c)` (a whole row);
+//! * `ALTER INDEX customers RENAME`, which renames a table too;
+//! * names that differ only in case (`"EMAIL"` and `email`), which airlock
+//!   compared in lower case and took the first of;
+//! * a WITH RECURSIVE entry reading one listed after it;
+//! * a recursive CTE whose taints settle only after many rounds;
+//! * a table function whose alias list names fewer columns than it has;
+//! * functions that keep their arguments (`setval`, `pg_notify`).
+
+use crate::common::*;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const RULES: &str = r#"
+[[policy]]
+id = "agent"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "transaction", "session"]
+
+[[mask]]
+id = "email"
+columns = ["public.customers.email"]
+strategy = "email"
+
+[[mask]]
+id = "phone"
+columns = ["public.customers.phone"]
+strategy = "redact"
+"#;
+
+const SETUP: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, name text, email text, phone text);
+INSERT INTO customers VALUES (1, 'Alice', 'alice.secret@example.com', '555-0101'),
+                             (2, 'Bob', 'bob.hidden@example.org', '555-0102');
+CREATE SEQUENCE s1;
+";
+
+/// Protected values: none may reach the client, in any of these forms.
+const SECRETS: &[&str] = &[
+    "alice.secret",
+    "terces.ecila",
+    "bob.hidden",
+    "555-0101",
+    "5550101",
+    "1010-555",
+];
+
+async fn env() -> Env {
+    let env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    env
+}
+
+/// What the client saw of `sql` (simple protocol): every value, or the
+/// error's text; `true` when it ran.
+async fn run(c: &Client, sql: &str) -> (bool, String) {
+    match c.simple_query(sql).await {
+        Ok(msgs) => {
+            let mut out = String::new();
+            for m in msgs {
+                if let SimpleQueryMessage::Row(r) = m {
+                    for i in 0..r.len() {
+                        out.push_str(r.get(i).unwrap_or("NULL"));
+                        out.push('|');
+                    }
+                }
+            }
+            (true, out)
+        }
+        Err(e) => (false, format!("{e:?}")),
+    }
+}
+
+/// The secrets `seen` holds, as complaints about `context`.
+fn leaks(seen: &str, context: &str) -> Vec<String> {
+    let lower = seen.to_lowercase();
+    SECRETS
+        .iter()
+        .filter(|s| lower.contains(*s))
+        .map(|s| format!("{context}: {s:?} leaked in {seen}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_name_resolution_and_lineage_tricks_cannot_unmask() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    let reads = [
+        // Function notation on a row.
+        "SELECT c.to_json FROM customers c",
+        "SELECT c.to_jsonb->>'email' FROM customers c",
+        "SELECT c.concat FROM customers c",
+        "SELECT replace(c.to_jsonb->>'phone', '-', '') FROM customers c",
+        // Names that differ only in case.
+        r#"SELECT x.email || '' FROM (SELECT 'safe' AS "EMAIL", email FROM customers) x"#,
+        r#"SELECT "C".email || '' FROM (SELECT 'x' AS email) c, customers "C""#,
+        r#"SELECT email || '' FROM customers AS c("EMAIL")"#,
+        // A WITH RECURSIVE entry reading a later one.
+        "WITH RECURSIVE a AS (SELECT e FROM b), b AS (SELECT email AS e FROM customers) SELECT e || '' FROM a",
+        // A recursive CTE that moves a value one column per round.
+        "WITH RECURSIVE t AS (SELECT 0 AS n, 'x' AS a, 'x' AS b, 'x' AS c, 'x' AS d, 'x' AS e, email AS f FROM customers \
+         UNION ALL SELECT n + 1, b, c, d, e, f, a FROM t WHERE n < 5) SELECT a || '' FROM t WHERE n = 5",
+        // An alias list shorter than the function's columns.
+        "SELECT u.unnest || '' FROM customers c, unnest(ARRAY['x'], ARRAY[c.email]) AS u(a)",
+        "SELECT * FROM customers c, unnest(ARRAY['x'], ARRAY[c.phone]) AS u(a)",
+        "SELECT u.unnest FROM (SELECT email FROM customers) c, unnest(ARRAY['x'], ARRAY[c.email]) AS u(a)",
+    ];
+    // Every shape is tried, and every leak reported at the end.
+    let mut failed = Vec::new();
+    for sql in reads {
+        let (_, seen) = run(&c, sql).await;
+        failed.extend(leaks(&seen, sql));
+    }
+    // Statements that would keep masked data where it is read back raw.
+    for sql in [
+        "EXPLAIN (ANALYZE) CREATE TABLE stolen AS SELECT email, phone FROM customers",
+        "EXPLAIN (FORMAT JSON, ANALYZE true) CREATE TABLE stolen AS SELECT email || '' AS e FROM customers",
+        "SELECT setval('s1', replace(phone, '-', '')::bigint) FROM customers WHERE id = 1",
+        "SELECT id FROM customers WHERE setval('s1', replace(phone, '-', '')::bigint) > 0",
+        "SELECT pg_notify('ch', email) FROM customers",
+        "UPDATE customers SET name = name WHERE pg_notify('ch', email) IS NULL",
+        "ALTER INDEX customers RENAME TO c2",
+    ] {
+        let (ran, seen) = run(&c, sql).await;
+        if ran || !seen.contains("airlock") {
+            failed.push(format!("{sql}: not refused: {seen}"));
+        }
+        failed.extend(leaks(&seen, sql));
+    }
+    let direct = env.direct().await;
+    let stolen = direct
+        .query(
+            "SELECT to_regclass('stolen') IS NULL, to_regclass('customers') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    if !stolen[0].get::<_, bool>(0) {
+        failed.push("EXPLAIN (ANALYZE) created the table".into());
+    }
+    if !stolen[0].get::<_, bool>(1) {
+        failed.push("ALTER INDEX renamed the table".into());
+        direct
+            .batch_execute("ALTER TABLE c2 RENAME TO customers")
+            .await
+            .unwrap();
+    }
+    let seq = direct
+        .query("SELECT last_value FROM s1", &[])
+        .await
+        .unwrap();
+    if seq[0].get::<_, i64>(0) != 1 {
+        failed.push("the sequence kept a value".into());
+    }
+    // What stays allowed: functions of unmasked columns, and reads.
+    for sql in [
+        "SELECT setval('s1', id + 10) FROM customers WHERE id = 1",
+        "SELECT pg_notify('ch', name) FROM customers",
+        "EXPLAIN (ANALYZE) SELECT email FROM customers",
+        "SELECT c.name FROM customers c ORDER BY id",
+    ] {
+        let (ran, seen) = run(&c, sql).await;
+        assert!(ran, "{sql}: {seen}");
+        failed.extend(leaks(&seen, sql));
+    }
+    let (_, seen) = run(&c, "SELECT email FROM customers ORDER BY id").await;
+    assert!(seen.contains("@example.com"), "{seen}");
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    drop((c, direct));
+    env.stop().await;
+}
