@@ -18,6 +18,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// What a catalog gives as the "definition" of a name that means more
+/// than one relation, because their names differ only in case (`vw` and
+/// `"VW"`, which lineage, comparing names in lower case, cannot tell
+/// apart): a string literal is not a statement, so lineage stops on it
+/// with `mask.unanalyzable`, quoting it in the refusal. Such an entry has
+/// no columns.
+pub const AMBIGUOUS: &str = "'airlock: this name means more than one relation \
+     (their names differ only in case)'";
+
 /// Column lists and view definitions, by lower-case schema and table name
 /// (MySQL: database and table).
 pub trait Catalog: Sync {

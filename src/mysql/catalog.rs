@@ -37,6 +37,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use crate::masking::catalog::AMBIGUOUS;
+
 use bytes::{BufMut, BytesMut};
 
 use airlock_protocol::mysql::com;
@@ -73,13 +75,6 @@ pub struct MyCatalog {
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// The "definition" of an ambiguous name (see the module docs). It is not
-/// SQL (a string literal is not a statement), so lineage stops on it with
-/// `mask.unanalyzable`, quoting it in the refusal; the unit tests check
-/// that it does.
-const AMBIGUOUS: &str = "'airlock: this name means more than one relation \
-     (their names differ only in case)'";
 
 /// Every column (in order) and every view definition the upstream user can
 /// see: one row per column (database, table, column, NULL, position) and

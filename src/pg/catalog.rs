@@ -41,6 +41,11 @@ pub struct Relation {
 #[derive(Debug, Default)]
 pub struct CatalogSnapshot {
     by_name: HashMap<(String, String), Arc<Relation>>,
+    /// Lower-case (schema, name) keys that more than one relation has:
+    /// their quoted names differ only in case (`vw` and `"VW"`), which
+    /// lineage cannot tell apart. Statements naming them are refused (see
+    /// [`crate::masking::catalog::AMBIGUOUS`]).
+    ambiguous: std::collections::HashSet<(String, String)>,
     by_oid: HashMap<u32, Arc<Relation>>,
     /// Distinct for every snapshot loaded (part of plan cache keys).
     generation: u64,
@@ -70,6 +75,15 @@ impl CatalogSnapshot {
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Arc<Relation>> {
         self.by_name
             .get(&(schema.to_lowercase(), name.to_lowercase()))
+    }
+
+    /// Whether more than one relation has this (case-insensitive) schema
+    /// and name.
+    pub fn ambiguous(&self, schema: &str, name: &str) -> bool {
+        !self.ambiguous.is_empty()
+            && self
+                .ambiguous
+                .contains(&(schema.to_lowercase(), name.to_lowercase()))
     }
 
     /// The (lower-case) names of the relations in `schema` (lower-case).
@@ -132,10 +146,10 @@ impl CatalogSnapshot {
         };
         for r in building {
             let r = Arc::new(r);
-            snap.by_name.insert(
-                (r.schema.to_lowercase(), r.name.to_lowercase()),
-                Arc::clone(&r),
-            );
+            let key = (r.schema.to_lowercase(), r.name.to_lowercase());
+            if snap.by_name.insert(key.clone(), Arc::clone(&r)).is_some() {
+                snap.ambiguous.insert(key);
+            }
             snap.by_oid.insert(r.oid, r);
         }
         snap

@@ -186,11 +186,17 @@ fn admitted(plans: impl ExactSizeIterator<Item = Arc<StatementPlan>>) -> Planned
 
 impl Catalog for CatalogSnapshot {
     fn columns(&self, schema: &str, table: &str) -> Option<Vec<String>> {
+        if self.ambiguous(schema, table) {
+            return Some(Vec::new());
+        }
         self.relation(schema, table)
             .map(|r| r.columns.iter().map(|(_, n, _)| n.to_lowercase()).collect())
     }
 
     fn view_sql(&self, schema: &str, table: &str) -> Option<String> {
+        if self.ambiguous(schema, table) {
+            return Some(crate::masking::catalog::AMBIGUOUS.to_owned());
+        }
         self.relation(schema, table)
             .and_then(|r| r.view_sql.clone())
     }

@@ -179,3 +179,39 @@ async fn pg_name_resolution_and_lineage_tricks_cannot_unmask() {
     drop((c, direct));
     env.stop().await;
 }
+
+/// Relations whose quoted names differ only in case (`vw` and `"VW"`) are
+/// two relations to Postgres and one name to airlock's lower-case
+/// lookups: the catalog kept whichever it read last, so a read of the view
+/// was planned with the table's columns. Such a name is now refused until
+/// one of them is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_relations_named_alike_but_for_case_are_refused() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    c.batch_execute("CREATE VIEW vw AS SELECT id, concat(phone, '') AS p FROM customers")
+        .await
+        .unwrap();
+    let (_, seen) = run(&c, "SELECT p FROM vw ORDER BY id").await;
+    assert_eq!(seen, "****|****|");
+    c.batch_execute(r#"CREATE TABLE "VW" (x1 int, p text)"#)
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT p FROM vw ORDER BY id",
+        r#"SELECT p FROM "VW""#,
+        "SELECT * FROM public.vw",
+    ] {
+        let (ran, seen) = run(&c, sql).await;
+        assert!(leaks(&seen, sql).is_empty(), "{sql}: {seen}");
+        assert!(
+            !ran && seen.contains("differ only in case"),
+            "{sql}: {seen}"
+        );
+    }
+    c.batch_execute(r#"DROP TABLE "VW""#).await.unwrap();
+    let (_, seen) = run(&c, "SELECT p FROM vw ORDER BY id").await;
+    assert_eq!(seen, "****|****|");
+    drop(c);
+    env.stop().await;
+}
