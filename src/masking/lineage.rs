@@ -230,6 +230,20 @@ impl<'a> Analyzer<'a> {
         find_sources_at(scope, qual).and_then(|(s, _)| s.first().copied())
     }
 
+    /// Every column of every source in `scope` and the scopes around it
+    /// (not escalated: these are values, not whole rows).
+    fn visible_taint(&self, scope: &Scope<'_>) -> Taint {
+        let mut t = Taint::Column;
+        let mut level = Some(scope);
+        while let Some(l) = level {
+            for s in l.sources {
+                t = t.join(s.out.taint());
+            }
+            level = l.parent;
+        }
+        t
+    }
+
     /// The whole-row taint of the sources named `qual` (several when
     /// their names differ only in case: `c` and `"C"`).
     fn whole_rows(&self, scope: &Scope<'_>, qual: &[String]) -> Option<Taint> {
@@ -285,13 +299,18 @@ impl<'a> Analyzer<'a> {
             if let Some(w) = self.whole_rows(scope, parts) {
                 return w;
             }
-            // No column of that name: an enclosing select list's alias,
-            // as MySQL reads it (Postgres reports an error).
-            return self
+            // No column of that name that airlock knows. It may be an
+            // enclosing select list's alias (MySQL), or the name the
+            // server gave a computed column (Postgres names `lower(email)`
+            // `lower`, MySQL `lower(email)`; airlock calls it `?column?`),
+            // or a VALUES column (MySQL names them after the first row):
+            // every column in sight counts.
+            let aliases = self
                 .select_aliases
                 .iter()
-                .filter(|(name, _)| name == col)
-                .fold(self.name_taint(col), |t, (_, a)| t.join(*a));
+                .map(|(_, a)| *a)
+                .fold(self.name_taint(col), Taint::join);
+            return self.visible_taint(scope).join(aliases);
         }
         let qual = &parts[..parts.len() - 1];
         // The innermost source of that name with the column. MySQL looks
@@ -328,18 +347,13 @@ impl<'a> Analyzer<'a> {
         scope: &Scope<'_>,
     ) -> Result<Taint, Stop> {
         let mut t = Taint::Const;
+        // What `count(...)` reads: only a number comes out, but what it
+        // assigns or passes on (`COUNT(@v := phone)`) still counts.
+        let mut counted = Taint::Const;
         for item in Collect::of(node) {
             let (v, f) = match item {
-                Item::Ref(parts, f) => {
-                    if f.count {
-                        continue;
-                    }
-                    (self.resolve_ref(scope, &parts), f)
-                }
+                Item::Ref(parts, f) => (self.resolve_ref(scope, &parts), f),
                 Item::Star(qual, f) => {
-                    if f.count {
-                        continue;
-                    }
                     let v = match qual {
                         Some(q) => self.whole_rows(scope, &q).unwrap_or(Taint::Column),
                         None => scope
@@ -352,15 +366,21 @@ impl<'a> Analyzer<'a> {
                 }
                 Item::Sub(q, f) => (self.query(&q, Some(scope))?.taint(), f),
             };
-            t = t.join(if f.escalate { v.escalate() } else { v });
+            let v = if f.escalate { v.escalate() } else { v };
+            match f.count {
+                true => counted = counted.join(v),
+                false => t = t.join(v),
+            }
         }
+        let all = t.join(counted);
         // MySQL `@var := expr` stores a value where masking cannot follow it.
-        if t.rule().is_some() && assigns_variable(node) {
-            return self.write_stop(t, "assigning to a user variable");
+        if all.rule().is_some() && assigns_variable(node) {
+            return self.write_stop(all, "assigning to a user variable");
         }
         // So do some functions (see `taint::keeps_arguments`): a masked
         // value passed to one is escalated to unsafe.
-        if matches!(t, Taint::Unsafe(_)) && calls_keeping(node) {
+        if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
+            let t = all;
             return self.write_stop(
                 t,
                 "passing it to a function that keeps its arguments (pg_notify, setval, set_config, advisory locks, large objects, GET_LOCK)",
@@ -393,6 +413,28 @@ impl<'a> Analyzer<'a> {
     }
 
     fn query_inner(&mut self, q: &Query, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
+        // The ORDER BY of a set operation, and LIMIT: analyzed only for
+        // what they store (`ORDER BY (SELECT @v := phone ...)`).
+        let unsorted = !matches!(q.body.as_ref(), SetExpr::Select(_));
+        let order = q.order_by.as_ref().filter(|_| unsorted);
+        if let Some(o) = order.filter(|o| assigns_variable(*o) || calls_keeping(*o)) {
+            let scope = Scope {
+                sources: &[],
+                parent: outer,
+            };
+            self.expr(o, &scope)?;
+        }
+        if let Some(l) = q
+            .limit_clause
+            .as_ref()
+            .filter(|l| assigns_variable(*l) || calls_keeping(*l))
+        {
+            let scope = Scope {
+                sources: &[],
+                parent: outer,
+            };
+            self.expr(l, &scope)?;
+        }
         if let (Some(order), SetExpr::Select(s)) = (&q.order_by, q.body.as_ref()) {
             if assigns_variable(order) || calls_keeping(order) {
                 // `ORDER BY (@x := email)`: evaluated over the select's sources.
@@ -516,7 +558,16 @@ impl<'a> Analyzer<'a> {
             SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, outer)?;
                 let r = self.set_expr(right, outer)?;
-                Ok(l.union(r))
+                let out = l.union(r);
+                // MySQL's `... UNION SELECT ... INTO @v` stores the whole
+                // result, not the branch's.
+                if selects_into(body) {
+                    let t = out.taint();
+                    if t.rule().is_some() {
+                        return self.write_stop(t, "SELECT INTO");
+                    }
+                }
+                Ok(out)
             }
             SetExpr::Values(v) => {
                 let scope = Scope {
@@ -529,7 +580,11 @@ impl<'a> Analyzer<'a> {
                     for (i, e) in row.iter().enumerate() {
                         let taint = self.expr(e, &scope)?;
                         r.push(Col {
-                            name: format!("column{}", i + 1),
+                            // MySQL names them after the first row's values.
+                            name: match self.dialect {
+                                Dialect::Postgres => format!("column{}", i + 1),
+                                Dialect::MySql => "?column?".to_string(),
+                            },
                             // As in a select list: `(SELECT email ...)` or
                             // `concat(...)` is a computed value.
                             taint: if is_bare(e) { taint } else { taint.derive() },
@@ -694,6 +749,9 @@ impl<'a> Analyzer<'a> {
                         let names: Vec<String> = exp
                             .cols
                             .iter()
+                            // A computed column's name is the server's to
+                            // give (`?column?` here): never matched.
+                            .filter(|c| c.name != "?column?")
                             .filter(|c| right.cols.iter().any(|r| r.name == c.name))
                             .map(|c| c.name.clone())
                             .collect();
@@ -823,7 +881,8 @@ impl<'a> Analyzer<'a> {
             sources,
             parent: outer,
         };
-        let t = self.expr(tf, &scope)?.join(Taint::Column);
+        // What a function returns is computed from its arguments.
+        let t = self.expr(tf, &scope)?.derive().join(Taint::Column);
         let names = alias_names(alias);
         if names.is_empty() {
             return Ok(Out::unknown(t));
@@ -834,9 +893,10 @@ impl<'a> Analyzer<'a> {
                 .map(|name| Col { name, taint: t })
                 .collect(),
             // An alias list may name fewer columns than the function
-            // returns (`unnest(a, b) AS u(x)` has `x` and `unnest`): with
-            // masked data in its arguments, the rest may hold it too.
-            open: t.rule().is_some().then_some(t),
+            // returns (`unnest(a, b) AS u(x)` has `x` and `unnest`, `WITH
+            // ORDINALITY` adds one): more may follow, and what comes after
+            // them in a `*` cannot be placed.
+            open: Some(t),
         })
     }
 
@@ -964,10 +1024,17 @@ impl<'a> Analyzer<'a> {
                 Ok(Shape::NoResult)
             }
             Statement::CreateView(cv) => {
-                if cv.materialized {
+                // A temporary view is not in the catalog snapshot (no
+                // temporary relation is), so reads of it could not be
+                // followed to what it reads.
+                if cv.materialized || cv.temporary {
                     let t = self.query(&cv.query, None)?.taint();
                     if t.rule().is_some() {
-                        return self.write_stop(t, "CREATE MATERIALIZED VIEW");
+                        let what = match cv.materialized {
+                            true => "CREATE MATERIALIZED VIEW",
+                            false => "CREATE TEMPORARY VIEW",
+                        };
+                        return self.write_stop(t, what);
                     }
                 }
                 Ok(Shape::NoResult)
@@ -1056,6 +1123,15 @@ impl<'a> Analyzer<'a> {
             } => {
                 if extract::explain_runs(*analyze, options.as_deref()) {
                     self.statement(statement)?;
+                }
+                // MySQL's plans print what single-row lookups read
+                // (`t2.x = <cache>(hex('...'))`): values masking cannot
+                // find in them.
+                if self.dialect == Dialect::MySql && !self.active.is_empty() {
+                    return stop(
+                        UNANALYZABLE,
+                        "EXPLAIN on MySQL prints values the optimizer read from tables; not available while masking applies",
+                    );
                 }
                 Ok(Shape::Opaque)
             }
@@ -1411,20 +1487,22 @@ impl<'a> Analyzer<'a> {
 
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
     /// written unmasked; returns the RETURNING columns.
-    /// An UPDATE's or DELETE's WHERE that passes masked data to a function
-    /// keeping it (`WHERE pg_notify('c', email) IS NULL`) is refused.
-    fn kept_by_filter(
+    /// An UPDATE or DELETE that assigns masked data to a variable or
+    /// passes it to a function keeping it, in any clause (`WHERE
+    /// pg_notify('c', email) IS NULL`, `JOIN ... ON (@v := c.email)`), is
+    /// refused.
+    fn stores_values(
         &mut self,
-        selection: Option<&sqlparser::ast::Expr>,
+        st: &Statement,
         sources: &[Source],
         outer: Option<&Scope<'_>>,
     ) -> Result<(), Stop> {
-        if let Some(e) = selection.filter(|e| calls_keeping(*e)) {
+        if assigns_variable(st) || calls_keeping(st) {
             let scope = Scope {
                 sources,
                 parent: outer,
             };
-            self.expr(e, &scope)?;
+            self.expr(st, &scope)?;
         }
         Ok(())
     }
@@ -1539,7 +1617,7 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 self.set_assignments(&u.assignments, &sources, writable, outer, "UPDATE ... SET")?;
-                self.kept_by_filter(u.selection.as_ref(), &sources, outer)?;
+                self.stores_values(st, &sources, outer)?;
                 match &u.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1553,7 +1631,7 @@ impl<'a> Analyzer<'a> {
                     let e = self.join_tree(twj, &mut sources, outer)?;
                     star.extend(e);
                 }
-                self.kept_by_filter(d.selection.as_ref(), &sources, outer)?;
+                self.stores_values(st, &sources, outer)?;
                 match &d.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1620,6 +1698,15 @@ impl<'a> Analyzer<'a> {
             }
             _ => Ok(Out::default()),
         }
+    }
+}
+
+/// Whether a branch of a set operation has `INTO`.
+fn selects_into(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(s) => s.into.is_some(),
+        SetExpr::SetOperation { left, right, .. } => selects_into(left) || selects_into(right),
+        _ => false,
     }
 }
 
@@ -1731,12 +1818,20 @@ fn merge_using(dialect: Dialect, left: Out, right: Out, names: &[String]) -> Out
         }
         Dialect::Postgres => names,
     };
+    // A name a side does not list (the server's name for a computed
+    // column, say) may be any of its columns.
+    let side = |o: &Out, n: &String| {
+        o.cols
+            .iter()
+            .filter(|c| &c.name == n)
+            .map(|c| c.taint)
+            .reduce(Taint::join)
+            .unwrap_or_else(|| o.taint())
+    };
     for n in names {
-        let l = left.cols.iter().find(|c| &c.name == n).map(|c| c.taint);
-        let r = right.cols.iter().find(|c| &c.name == n).map(|c| c.taint);
         out.push(Col {
             name: n.clone(),
-            taint: l.unwrap_or_default().join(r.unwrap_or_default()),
+            taint: side(&left, n).join(side(&right, n)),
         });
     }
     for c in left.cols.into_iter().chain(right.cols) {

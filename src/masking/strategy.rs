@@ -41,7 +41,12 @@ impl Strategy {
     /// stays a hash, so that computed values still join and group.
     pub fn for_derived(self) -> Strategy {
         match self {
-            Strategy::Partial { .. } | Strategy::Email | Strategy::Fake => Strategy::Redact,
+            // A hash of a computed value is a codebook entry: hashing
+            // `substr(phone, k, 1)` and `'5'` alike reads a number digit
+            // by digit.
+            Strategy::Partial { .. } | Strategy::Email | Strategy::Fake | Strategy::Hash => {
+                Strategy::Redact
+            }
             s => s,
         }
     }

@@ -60,12 +60,25 @@ impl Relation {
     /// What the snapshot holds for a name that means more than one
     /// relation: no columns, and a definition lineage refuses.
     fn ambiguous() -> Self {
+        Relation::refused(AMBIGUOUS)
+    }
+
+    /// An entry lineage refuses: no columns, and a "definition" that is
+    /// not a statement (`why`, a string literal, quoted in the refusal).
+    fn refused(why: &str) -> Self {
         Relation {
             columns: Vec::new(),
-            view_sql: Some(AMBIGUOUS.to_owned()),
+            view_sql: Some(why.to_owned()),
         }
     }
 }
+
+/// The "definition" of a table with INVISIBLE columns (see
+/// [`Relation::refused`]). The server leaves them out of `*` and of a
+/// NATURAL JOIN's matching, lineage does not: what `*` returns could be
+/// placed wrongly (red-team finding), so the table is refused.
+const INVISIBLE: &str =
+    "'airlock: this table has INVISIBLE columns, which masking does not follow'";
 
 /// One snapshot; keys are lower-case (database, table).
 #[derive(Debug, Default)]
@@ -85,11 +98,12 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// keeps each relation's columns in order (it compares names
 /// case-insensitively, so rows of `vw` and `VW` may interleave;
 /// [`MyCatalog::from_rows`] keeps them apart).
-const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL_POSITION \
+const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL_POSITION, \
+     IF(EXTRA LIKE '%INVISIBLE%', 'invisible', NULL) \
      FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
      UNION ALL \
-     SELECT TABLE_SCHEMA, TABLE_NAME, NULL, VIEW_DEFINITION, 0 \
+     SELECT TABLE_SCHEMA, TABLE_NAME, NULL, VIEW_DEFINITION, 0, NULL \
      FROM information_schema.VIEWS \
      WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
      ORDER BY 1, 2, 5";
@@ -157,7 +171,17 @@ fn exact_relations(rows: Vec<Vec<Option<String>>>) -> HashMap<(String, String), 
         let (Some(schema), Some(table), column, view_sql) = (next(), next(), next(), next()) else {
             continue;
         };
+        let (_position, invisible) = (next(), next());
         let rel = relations.entry((schema, table)).or_default();
+        if invisible.is_some() {
+            // Left out of `*` and NATURAL JOIN by the server, not by
+            // lineage: the table is refused as a whole.
+            *rel = Relation::refused(INVISIBLE);
+            continue;
+        }
+        if rel.view_sql.as_deref() == Some(INVISIBLE) {
+            continue;
+        }
         if let Some(column) = column {
             rel.columns.push(column.to_lowercase());
         }

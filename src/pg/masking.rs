@@ -281,10 +281,6 @@ fn unknown_source() -> ColumnMask {
     }
 }
 
-fn is_unknown_source(m: &ColumnMask) -> bool {
-    matches!(m, ColumnMask::Mask { rule, .. } if rule == UNKNOWN_SOURCE)
-}
-
 /// Bound on [`RowMasking::by_source`]; cleared when full.
 const BY_SOURCE_MAX: usize = 4096;
 
@@ -471,9 +467,11 @@ impl RowMasking {
                     }
                 };
                 match by_source {
-                    // A rule that matched by name or lineage still applies.
-                    Some(m) if is_unknown_source(&m) && matches!(mask, ColumnMask::Mask { .. }) => {
-                    }
+                    // A rule that matched by lineage (or name) stands: it
+                    // knows a computed value from a copy, which a source
+                    // column (possibly from an outdated description of a
+                    // statement since replaced) does not.
+                    Some(_) if matches!(mask, ColumnMask::Mask { .. }) => {}
                     Some(m) => mask = m,
                     None => {}
                 }

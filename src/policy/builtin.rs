@@ -225,6 +225,13 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Settings that make the server print what it read: MySQL's optimizer
+/// trace shows the constants of single-row lookups
+/// (`information_schema.OPTIMIZER_TRACE`).
+pub fn is_tracing_setting(name: &str) -> bool {
+    name.starts_with("optimizer_trace")
+}
+
 /// Settings that control the statement timeout a policy imposes.
 pub fn is_timeout_setting(name: &str) -> bool {
     matches!(

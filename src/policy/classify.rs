@@ -197,6 +197,12 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                     format!("changing {n} would change how statements are read or load code"),
                 ));
             }
+            if builtin::is_tracing_setting(&n) {
+                facts.violations.push((
+                    ids::ADMIN,
+                    format!("{n} makes the server show values it read, masked data included"),
+                ));
+            }
             if builtin::is_read_only_setting(&n) && value_is_off(values) {
                 facts.session.enables_writes = true;
             }

@@ -475,14 +475,11 @@ async fn rows_larger_than_the_streaming_threshold_are_masked_too() {
 }
 
 /// A view created in the same session over a masked column is masked when
-/// read in that session: a committed one through the reloaded catalog, a
-/// temporary one (which airlock's catalog leaves out: masking cannot
-/// resolve names in a session's temporary schema) because columns of
-/// relations the snapshot does not know are hidden, even when it shadows
-/// a harmless table's name. Inside the
-/// transaction that created it, a read is refused (see
-/// `pg_own_ddl`). A new session (with a fresh snapshot) sees the view's
-/// own masking.
+/// read in that session, through the reloaded catalog. A temporary one
+/// over masked data is refused: airlock's catalog leaves temporary
+/// relations out, so masking could not follow what it reads (a computed
+/// value read through one came back raw). A new session (with a fresh
+/// snapshot) sees the view's own masking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_created_in_the_session_is_masked() {
     let env = env().await;
@@ -490,28 +487,23 @@ async fn view_created_in_the_session_is_masked() {
     c.batch_execute("CREATE VIEW v_phone AS SELECT id, phone AS p FROM customers")
         .await
         .unwrap();
-    let make_temp = "BEGIN; CREATE TEMP VIEW t_phone AS SELECT phone FROM customers";
-    c.batch_execute(make_temp).await.unwrap();
-    let refused = c
-        .simple_query("SELECT * FROM t_phone")
-        .await
-        .expect_err("a read inside the view's own transaction");
-    assert_eq!(
-        refused.code(),
-        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-    );
-    c.batch_execute("ROLLBACK").await.unwrap();
-    c.batch_execute(make_temp).await.unwrap();
-    c.batch_execute("COMMIT").await.unwrap();
-    c.batch_execute("CREATE TEMP VIEW orders AS SELECT phone AS amount FROM customers")
-        .await
-        .unwrap();
-    for sql in [
-        "SELECT p FROM v_phone",
-        "SELECT * FROM v_phone",
-        "SELECT * FROM t_phone",
-        "SELECT amount FROM orders",
+    // A temporary view is not in any catalog snapshot, so what it reads
+    // could not be followed: over masked data, it is refused (a computed
+    // value read through one came back raw), even shadowing a harmless
+    // table's name.
+    for make_temp in [
+        "CREATE TEMP VIEW t_phone AS SELECT phone FROM customers",
+        "CREATE TEMP VIEW orders AS SELECT phone AS amount FROM customers",
+        "BEGIN; CREATE TEMP VIEW t_phone AS SELECT phone || '' AS p FROM customers",
     ] {
+        let refused = c.batch_execute(make_temp).await.expect_err(make_temp);
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{make_temp}"
+        );
+    }
+    for sql in ["SELECT p FROM v_phone", "SELECT * FROM v_phone"] {
         let msgs = c.simple_query(sql).await.unwrap();
         for m in msgs {
             if let tokio_postgres::SimpleQueryMessage::Row(r) = m {

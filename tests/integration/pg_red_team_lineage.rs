@@ -12,7 +12,11 @@
 //! * a WITH RECURSIVE entry reading one listed after it;
 //! * a recursive CTE whose taints settle only after many rounds;
 //! * a table function whose alias list names fewer columns than it has;
-//! * functions that keep their arguments (`setval`, `pg_notify`).
+//! * functions that keep their arguments (`setval`, `pg_notify`);
+//! * (second pass) the names Postgres gives computed columns (`lower`),
+//!   temporary views, a table function's computed values and its columns
+//!   beyond the alias list, and a RowDescription of a statement since
+//!   replaced.
 
 use crate::common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -44,6 +48,8 @@ CREATE SEQUENCE s1;
 /// Protected values: none may reach the client, in any of these forms.
 const SECRETS: &[&str] = &[
     "alice.secret",
+    "alice#secret",
+    "#secret",
     "terces.ecila",
     "bob.hidden",
     "555-0101",
@@ -213,5 +219,61 @@ async fn pg_relations_named_alike_but_for_case_are_refused() {
     let (_, seen) = run(&c, "SELECT p FROM vw ORDER BY id").await;
     assert_eq!(seen, "****|****|");
     drop(c);
+    env.stop().await;
+}
+
+/// The second pass: names airlock did not know for columns the server
+/// named, relations it could not see, and metadata of a replaced
+/// statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_second_pass_shapes_cannot_unmask() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    c.batch_execute("CREATE VIEW cv AS SELECT id, email, phone FROM customers")
+        .await
+        .unwrap();
+    let mut failed = Vec::new();
+    for sql in [
+        "SELECT lower FROM (SELECT lower(email) FROM customers) s",
+        "SELECT s.lower FROM (SELECT lower(phone) FROM customers) s",
+        "WITH w AS (SELECT upper(email) FROM customers) SELECT upper FROM w",
+        r#"SELECT "case" FROM (SELECT CASE WHEN id > 0 THEN email END FROM customers) s"#,
+        "SELECT email FROM (SELECT CASE WHEN id < 0 THEN 'x' ELSE email || '' END FROM customers) s",
+        "SELECT x FROM customers, unnest(ARRAY['@' || replace(email, '@', '#')]) AS u(x)",
+        "SELECT * FROM unnest(ARRAY[1], ARRAY[2]) AS u(a), cv",
+        "SELECT * FROM unnest(ARRAY[7]) WITH ORDINALITY AS u(a), cv",
+        "SELECT * FROM (SELECT lower(email) FROM customers) a JOIN (SELECT 'x' AS lower) b USING (lower)",
+    ] {
+        let (_, seen) = run(&c, sql).await;
+        failed.extend(leaks(&seen, sql));
+    }
+    let (ran, seen) = run(
+        &c,
+        "CREATE TEMP VIEW tv AS SELECT id, email AS e, phone AS p FROM customers",
+    )
+    .await;
+    if ran || !seen.contains("airlock") {
+        failed.push(format!("CREATE TEMP VIEW over masked data: {seen}"));
+    }
+    // A Describe of one text, then another text under the same name.
+    let mut raw = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    for m in [
+        r#"{"Parse": {"name": "", "query": "SELECT email FROM customers"}}"#,
+        r#"{"Describe": {"kind": "S", "name": ""}}"#,
+        r#"{"Sync": null}"#,
+        r#"{"Parse": {"name": "", "query": "SELECT '@' || replace(email, '@', '#') FROM customers"}}"#,
+        r#"{"Bind": {"portal": "", "statement": ""}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Sync": null}"#,
+    ] {
+        crate::common::raw::encode_message(m, &mut out);
+    }
+    raw.send(&out).await;
+    raw.until_ready(2).await;
+    let seen = String::from_utf8_lossy(&raw.received).into_owned();
+    failed.extend(leaks(&seen, "a replaced statement's description"));
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    drop((c, raw));
     env.stop().await;
 }
