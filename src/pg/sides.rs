@@ -1732,7 +1732,9 @@ impl Side for ServerSide<'_> {
             // Rows are seen whole when a row limit or masking applies: a
             // streamed row would pass unmasked and uncounted.
             backend::DATA_ROW => self.max_rows.is_none() && self.masking.is_none(),
-            fe::COPY_DATA => true,
+            // COPY ... TO STDOUT: one row per CopyData, counted under a
+            // row limit.
+            fe::COPY_DATA => self.max_rows.is_none(),
             _ => false,
         }
     }
@@ -1824,6 +1826,18 @@ impl Side for ServerSide<'_> {
                     self.truncating = true;
                     return Ok(Verdict::Replace(self.schema_race_error()));
                 }
+                match self.max_rows {
+                    Some(max) if self.rows > max => {
+                        self.truncating = true;
+                        Ok(Verdict::Replace(self.max_rows_error(max)))
+                    }
+                    _ => Ok(or_masked(masked)),
+                }
+            }
+            // A row of COPY ... TO STDOUT (seen whole only under a row
+            // limit: see `streamable`).
+            fe::COPY_DATA => {
+                self.rows += 1;
                 match self.max_rows {
                     Some(max) if self.rows > max => {
                         self.truncating = true;

@@ -4,7 +4,7 @@
 
 use sqlparser::ast::{
     AlterRoleOperation, ContextModifier, CopyTarget, DiscardObject, Expr, ObjectName, ObjectType,
-    Reset, ResetConfig, Set, Statement, TransactionAccessMode, TransactionMode, Use,
+    Reset, ResetConfig, Set, SetExpr, Statement, TransactionAccessMode, TransactionMode, Use,
 };
 
 use super::builtin::{self, ids};
@@ -72,11 +72,19 @@ pub fn classify(s: &Statement) -> (StatementClass, String) {
         Statement::Lock(_) | Statement::LockTables { .. } => (Write, "LOCK"),
         Statement::UnlockTables => (Session, "UNLOCK TABLES"),
         Statement::LoadData { .. } => (Write, "LOAD DATA"),
-        Statement::Copy { to, .. } => {
-            if *to {
-                (Read, "COPY TO")
-            } else {
-                (Write, "COPY FROM")
+        Statement::Copy { to, source, .. } => {
+            // `COPY (UPDATE ... RETURNING *) TO STDOUT` writes.
+            let writes = matches!(
+                source,
+                sqlparser::ast::CopySource::Query(q) if matches!(
+                    q.body.as_ref(),
+                    SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+                )
+            );
+            match (to, writes) {
+                (true, false) => (Read, "COPY TO"),
+                (true, true) => (Write, "COPY (write) TO"),
+                (false, _) => (Write, "COPY FROM"),
             }
         }
         Statement::Grant(_)
@@ -195,6 +203,13 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                 facts.violations.push((
                     ids::LEXER_SETTING,
                     format!("changing {n} would change how statements are read or load code"),
+                ));
+            }
+            if n == "password" {
+                facts.violations.push((
+                    ids::ROLE_CHANGE,
+                    "SET PASSWORD changes the credentials of the account airlock logs in as"
+                        .to_string(),
                 ));
             }
             if builtin::is_tracing_setting(&n) {

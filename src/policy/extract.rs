@@ -302,13 +302,17 @@ impl Extractor<'_> {
         out
     }
 
-    fn where_clause(&mut self, selection: Option<&Expr>) {
+    /// A write's WHERE; `others`: the names and aliases of the statement's
+    /// tables that are only read (`UPDATE ... FROM`, `DELETE ... USING`,
+    /// joins), whose columns do not bound the written rows (`DELETE FROM
+    /// orders USING customers c WHERE c.id = 1` deletes every order).
+    fn where_clause(&mut self, selection: Option<&Expr>, others: &[String]) {
         match selection {
             None => self.facts.unbounded_write = true,
             Some(e) => {
                 self.facts.has_where = true;
                 let (truth, constrains) =
-                    self.literal_checked(|| (const_truth(e), constrains_rows(e)));
+                    self.literal_checked(|| (const_truth(e), constrains_rows_of(e, others)));
                 if truth == Some(true) {
                     self.facts.constant_true_where = true;
                     self.facts.unbounded_write = true;
@@ -627,7 +631,21 @@ impl Visitor for Extractor<'_> {
                         self.column(&e, ColumnLocation::Target);
                     }
                 }
-                self.where_clause(u.selection.as_ref());
+                let mut read = Vec::new();
+                for j in &u.table.joins {
+                    factor_names(&j.relation, &mut read);
+                }
+                if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) =
+                    &u.from
+                {
+                    for twj in f {
+                        twj_names(twj, &mut read);
+                    }
+                }
+                let mut written = Vec::new();
+                factor_names(&u.table.relation, &mut written);
+                read.retain(|n| !written.contains(n));
+                self.where_clause(u.selection.as_ref(), &read);
                 if let Some(r) = &u.returning {
                     self.select_items(r, ColumnLocation::Other);
                 }
@@ -650,7 +668,37 @@ impl Visitor for Extractor<'_> {
                         self.add_write_parts(parts(n));
                     }
                 }
-                self.where_clause(d.selection.as_ref());
+                let mut read = Vec::new();
+                for twj in from.iter().chain(d.using.iter().flatten()) {
+                    twj_names(twj, &mut read);
+                }
+                let mut written = Vec::new();
+                match d.tables.is_empty() {
+                    true => {
+                        if let Some(twj) = from.first() {
+                            factor_names(&twj.relation, &mut written);
+                        }
+                    }
+                    false => {
+                        for n in &d.tables {
+                            written.extend(parts(n).pop().map(|p| p.to_lowercase()));
+                        }
+                        // `DELETE o FROM orders o`: the table behind the alias.
+                        for twj in from {
+                            for f in std::iter::once(&twj.relation)
+                                .chain(twj.joins.iter().map(|j| &j.relation))
+                            {
+                                let mut names = Vec::new();
+                                factor_names(f, &mut names);
+                                if names.iter().any(|n| written.contains(n)) {
+                                    written.extend(names);
+                                }
+                            }
+                        }
+                    }
+                }
+                read.retain(|n| !written.contains(n));
+                self.where_clause(d.selection.as_ref(), &read);
                 if let Some(r) = &d.returning {
                     self.select_items(r, ColumnLocation::Other);
                 }
@@ -991,38 +1039,74 @@ fn bounds_rows(e: &Expr) -> bool {
 /// uncorrelated EXISTS) is true for every row or for none, whatever its
 /// value.
 fn constrains_rows(e: &Expr) -> bool {
+    constrains_rows_of(e, &[])
+}
+
+/// [`constrains_rows`], counting no column of the tables named in
+/// `others` (lower case).
+fn constrains_rows_of(e: &Expr, others: &[String]) -> bool {
     use sqlparser::ast::BinaryOperator as B;
     if const_truth(e) == Some(false) {
         // Selects no row at all (`1 = 2`, the `0` of `0 OR id = 3`).
         return true;
     }
     match e {
-        Expr::Nested(inner) => constrains_rows(inner),
+        Expr::Nested(inner) => constrains_rows_of(inner, others),
         Expr::BinaryOp {
             left,
             op: B::And,
             right,
-        } => constrains_rows(left) || constrains_rows(right),
+        } => constrains_rows_of(left, others) || constrains_rows_of(right, others),
         Expr::BinaryOp {
             left,
             op: B::Or | B::Xor,
             right,
-        } => constrains_rows(left) && constrains_rows(right),
-        _ => refers_to_column(e),
+        } => constrains_rows_of(left, others) && constrains_rows_of(right, others),
+        _ => refers_to_column_of(e, others),
     }
 }
 
-/// Whether `e` (subqueries included) names a column.
-fn refers_to_column(e: &Expr) -> bool {
+/// The names and aliases a FROM item's relations go by, lower case.
+fn twj_names(twj: &TableWithJoins, out: &mut Vec<String>) {
+    factor_names(&twj.relation, out);
+    for j in &twj.joins {
+        factor_names(&j.relation, out);
+    }
+}
+
+/// The name (last part) and alias of a table factor, lower case.
+fn factor_names(f: &TableFactor, out: &mut Vec<String>) {
+    match f {
+        TableFactor::Table { name, alias, .. } => {
+            out.extend(parts(name).pop().map(|p| p.to_lowercase()));
+            out.extend(alias.as_ref().map(|a| a.name.value.to_lowercase()));
+        }
+        TableFactor::Derived { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::UNNEST { alias, .. } => {
+            out.extend(alias.as_ref().map(|a| a.name.value.to_lowercase()));
+        }
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => twj_names(table_with_joins, out),
+        _ => {}
+    }
+}
+
+/// Whether `e` (subqueries included) names a column, not counting
+/// columns qualified by a table named in `others` (lower case).
+fn refers_to_column_of(e: &Expr, others: &[String]) -> bool {
     // MySQL's `@user` and `@@system` variables parse as names too.
     let variable = |id: &Ident| id.quote_style.is_none() && id.value.starts_with('@');
+    let other =
+        |ids: &[Ident]| ids.len() >= 2 && others.contains(&ids[ids.len() - 2].value.to_lowercase());
     let found = sqlparser::ast::visit_expressions(e, |x: &Expr| match x {
         Expr::Identifier(id)
             if id.quote_style.is_some() || !(is_niladic(&id.value) || variable(id)) =>
         {
             ControlFlow::Break(())
         }
-        Expr::CompoundIdentifier(ids) if !ids.first().is_some_and(variable) => {
+        Expr::CompoundIdentifier(ids) if !ids.first().is_some_and(variable) && !other(ids) => {
             ControlFlow::Break(())
         }
         _ => ControlFlow::Continue(()),

@@ -1,0 +1,145 @@
+//! Guardrail bypasses a red-team pass found (5 December 2026), replayed
+//! through airlock against real servers: each must be refused and must
+//! not have run.
+//!
+//! * `COPY (UPDATE ... RETURNING *) TO STDOUT`, a write classed as a read
+//!   (so allowed with only `read`, and past the unbounded-write rule);
+//! * `max_rows` escaped by `COPY ... TO STDOUT`;
+//! * an UPDATE or DELETE whose WHERE filters only another table
+//!   (`DELETE FROM orders USING customers c WHERE c.id = 1`);
+//! * MySQL `SET PASSWORD`, which changed the credentials of the account
+//!   airlock logs in as.
+
+use crate::common::mysql::MyEnv;
+use crate::common::raw::{encode_message, RawClient};
+use crate::common::*;
+
+const RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "transaction", "session"]
+max_rows = 100
+
+[[policy]]
+id = "rd"
+applies_to = { identities = ["reader"] }
+allow_statements = ["read"]
+"#;
+
+const SETUP: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+INSERT INTO customers VALUES (1, 'Alice'), (2, 'Bob');
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int, status text);
+INSERT INTO orders VALUES (10, 1, 'new'), (11, 2, 'new');
+";
+
+/// Runs `sql` (simple protocol) and returns the refusal's text; panics if
+/// it ran.
+async fn refused(c: &tokio_postgres::Client, sql: &str) -> String {
+    let e = c
+        .simple_query(sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{sql} ran"));
+    let text = format!("{e:?}");
+    assert!(text.contains("airlock"), "{sql}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_writes_hidden_in_copy_and_other_tables_are_refused() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        identities: vec![("reader".into(), "reader-pw".into(), vec![])],
+        ..Default::default()
+    })
+    .await;
+    let direct = env.direct().await;
+    direct.batch_execute(SETUP).await.unwrap();
+    let reader = connect(env.config_for("reader", "reader-pw")).await;
+    refused(
+        &reader,
+        "COPY (UPDATE orders SET status = 'pwned' RETURNING *) TO STDOUT",
+    )
+    .await;
+    let c = env.agent().await;
+    for sql in [
+        "COPY (DELETE FROM orders RETURNING *) TO STDOUT",
+        "DELETE FROM orders USING customers c WHERE c.id = 1",
+        "UPDATE orders SET status = 'all' FROM customers c WHERE c.id = 1",
+        "UPDATE orders o SET status = 'all' FROM customers AS c WHERE c.name = 'Alice'",
+    ] {
+        refused(&c, sql).await;
+    }
+    let rows = direct
+        .query("SELECT status FROM orders ORDER BY id", &[])
+        .await
+        .unwrap();
+    let statuses: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(statuses, ["new", "new"], "a refused write ran");
+    // Bounded by a column of the written table: allowed.
+    c.batch_execute(
+        "UPDATE orders SET status = 'one' FROM customers c WHERE orders.customer_id = c.id AND c.id = 1",
+    )
+    .await
+    .unwrap();
+    // max_rows holds for COPY ... TO STDOUT too.
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    encode_message(
+        r#"{"Query": "COPY (SELECT generate_series(1, 1000)) TO STDOUT"}"#,
+        &mut out,
+    );
+    raw.send(&out).await;
+    let frames = raw.until_ready(1).await;
+    let rows = frames.iter().filter(|f| f.tag() == b'd').count();
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert!(
+        rows <= 100 && text.contains("max_rows"),
+        "{rows} rows: {text}"
+    );
+    drop((c, reader, direct, raw));
+    env.stop().await;
+}
+
+const MY_RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "transaction", "session"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_password_changes_and_writes_filtered_by_another_table_are_refused() {
+    use mysql_async::prelude::*;
+    let mut env = MyEnv::start(Some(MY_RULES)).await;
+    env.admin(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         INSERT INTO customers VALUES (1, 'Alice'), (2, 'Bob');
+         CREATE TABLE orders (id int PRIMARY KEY, customer_id int, status text);
+         INSERT INTO orders VALUES (10, 1, 'new'), (11, 2, 'new');",
+    );
+    let mut c = env.agent().await;
+    for sql in [
+        "SET PASSWORD = PASSWORD('taken-over')",
+        "DELETE o FROM orders o JOIN customers c WHERE c.id = 1",
+        "DELETE FROM orders USING orders JOIN customers c WHERE c.id = 1",
+        "UPDATE orders o JOIN customers c SET o.status = 'all' WHERE c.id = 1",
+    ] {
+        let e = c.query_drop(sql).await.expect_err(sql);
+        assert!(format!("{e:?}").contains("airlock"), "{sql}: {e:?}");
+    }
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM orders WHERE status = 'new'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(2), "a refused write ran");
+    // The session and later logins still work.
+    drop(c);
+    let mut c = env.agent().await;
+    let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    drop(c);
+    env.stop().await;
+}
