@@ -890,7 +890,11 @@ impl Session<'_> {
             let mut split = false;
             while !tracker.is_done() {
                 // Rows that pass as they are, walked in one tight loop.
-                if !swallow.on && reply.as_ref().is_none_or(ReplyMask::rows_pass) {
+                // Not under a row limit: rows are then counted one by one.
+                if !swallow.on
+                    && self.settings.max_rows.is_none()
+                    && reply.as_ref().is_none_or(ReplyMask::rows_pass)
+                {
                     let rest = self.up.conn.buffer().get(at..).unwrap_or_default();
                     if let Some((n, seq)) = tracker.pass_rows(rest, self.up.conn.max()) {
                         at += n;
@@ -913,7 +917,7 @@ impl Session<'_> {
                     &mut tracker,
                     reply.as_mut(),
                     self.mask.as_mut(),
-                    self.settings.withhold_error_values,
+                    (self.settings.withhold_error_values, self.settings.max_rows),
                     payload,
                     false,
                     &mut swallow,
@@ -960,7 +964,7 @@ impl Session<'_> {
                     &mut tracker,
                     reply.as_mut(),
                     self.mask.as_mut(),
-                    self.settings.withhold_error_values,
+                    (self.settings.withhold_error_values, self.settings.max_rows),
                     &p.payload,
                     p.first_seq != p.last_seq,
                     &mut swallow,
@@ -1078,11 +1082,13 @@ async fn interrupt(
     }
 }
 
-/// Whether the rest of a reply is dropped, and the ERR that then ends it.
+/// Whether the rest of a reply is dropped, and the ERR that then ends it;
+/// and the rows the reply returned so far (for `max_rows`).
 #[derive(Default)]
 struct Swallow {
     on: bool,
     refusal: Option<(u16, &'static str, String)>,
+    rows: u64,
 }
 
 /// What to do with one packet of a reply.
@@ -1102,17 +1108,32 @@ enum Verdict {
 /// Follows one reply packet (its joined `payload`; `split`: it spans
 /// physical packets) and masks it when the session masks. `withhold`:
 /// the session's policy denies columns, so an ERR that may quote a value
-/// loses it even where nothing is masked.
+/// loses it even where nothing is masked. `max_rows`: the policy's row
+/// limit; past it the rest of the reply is dropped and an ERR ends it.
 fn judge_packet(
     tracker: &mut Tracker,
     reply: Option<&mut ReplyMask>,
     mask: Option<&mut MyMask>,
-    withhold: bool,
+    (withhold, max_rows): (bool, Option<u64>),
     payload: &[u8],
     split: bool,
     swallow: &mut Swallow,
 ) -> Result<Verdict, MyError> {
     let step = tracker.feed(payload).map_err(MyError::Upstream)?;
+    if step == Step::Row {
+        swallow.rows = swallow.rows.saturating_add(1);
+    }
+    if let Some(max) = max_rows.filter(|max| step == Step::Row && swallow.rows > *max) {
+        if !swallow.on {
+            swallow.on = true;
+            swallow.refusal = Some((
+                1317,
+                "70100",
+                format!("airlock: result stopped after {max} rows (policy max_rows); add a LIMIT or narrow the query"),
+            ));
+        }
+        return Ok(Verdict::Drop);
+    }
     if step == Step::LocalInfile {
         swallow.on = true;
         swallow.refusal.get_or_insert((

@@ -8,7 +8,8 @@
 //! * an UPDATE or DELETE whose WHERE filters only another table
 //!   (`DELETE FROM orders USING customers c WHERE c.id = 1`);
 //! * MySQL `SET PASSWORD`, which changed the credentials of the account
-//!   airlock logs in as.
+//!   airlock logs in as;
+//! * `max_rows`, which MySQL sessions did not apply at all.
 
 use crate::common::mysql::MyEnv;
 use crate::common::raw::{encode_message, RawClient};
@@ -108,6 +109,7 @@ const MY_RULES: &str = r#"
 id = "rw"
 applies_to = { identities = ["agent"] }
 allow_statements = ["read", "write", "transaction", "session"]
+max_rows = 100
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,6 +137,21 @@ async fn mysql_password_changes_and_writes_filtered_by_another_table_are_refused
         .await
         .unwrap();
     assert_eq!(n, Some(2), "a refused write ran");
+    // max_rows holds on MySQL too, over both protocols, and the session
+    // stays usable.
+    let many = "SELECT seq FROM seq_1_to_1000";
+    let e = c
+        .query_drop(many)
+        .await
+        .expect_err("text rows past max_rows");
+    assert!(format!("{e:?}").contains("max_rows"), "{e:?}");
+    let e = c
+        .exec_drop(many, ())
+        .await
+        .expect_err("binary rows past max_rows");
+    assert!(format!("{e:?}").contains("max_rows"), "{e:?}");
+    let rows: Vec<i64> = c.query("SELECT seq FROM seq_1_to_100").await.unwrap();
+    assert_eq!(rows.len(), 100);
     // The session and later logins still work.
     drop(c);
     let mut c = env.agent().await;
