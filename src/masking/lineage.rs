@@ -305,6 +305,10 @@ impl<'a> Analyzer<'a> {
             // `lower`, MySQL `lower(email)`; airlock calls it `?column?`),
             // or a VALUES column (MySQL names them after the first row):
             // every column in sight counts.
+            if extract::is_niladic(col) {
+                // `current_user` and the like: values, not names.
+                return self.name_taint(col);
+            }
             let aliases = self
                 .select_aliases
                 .iter()

@@ -1115,7 +1115,7 @@ fn refers_to_column_of(e: &Expr, others: &[String]) -> bool {
 }
 
 /// SQL's value keywords that parse like column names.
-fn is_niladic(word: &str) -> bool {
+pub fn is_niladic(word: &str) -> bool {
     [
         "current_user",
         "session_user",
