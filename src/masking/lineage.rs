@@ -1717,49 +1717,36 @@ fn selects_into(body: &SetExpr) -> bool {
 /// Whether an expression calls a function that keeps its arguments (see
 /// [`super::taint::keeps_arguments`]).
 fn calls_keeping<V: sqlparser::ast::Visit>(node: &V) -> bool {
-    use sqlparser::ast::{Expr, Visitor};
-    struct Find(bool);
-    impl Visitor for Find {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                let name = object_parts(&f.name).pop().unwrap_or_default();
-                if super::taint::keeps_arguments(&name) {
-                    self.0 = true;
-                    return std::ops::ControlFlow::Break(());
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let mut f = Find(false);
-    let _ = node.visit(&mut f);
-    f.0
+    any_expr(node, |e| {
+        matches!(e, sqlparser::ast::Expr::Function(f)
+            if super::taint::keeps_arguments(&object_parts(&f.name).pop().unwrap_or_default()))
+    })
 }
 
 /// Whether an expression assigns to a variable (`@x := ...`).
 fn assigns_variable<V: sqlparser::ast::Visit>(node: &V) -> bool {
-    use sqlparser::ast::{BinaryOperator, Expr, Visitor};
-    struct Find(bool);
-    impl Visitor for Find {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
-            if matches!(
-                e,
-                Expr::BinaryOp {
-                    op: BinaryOperator::Assignment,
-                    ..
-                }
-            ) {
-                self.0 = true;
-                return std::ops::ControlFlow::Break(());
+    any_expr(node, |e| {
+        matches!(
+            e,
+            sqlparser::ast::Expr::BinaryOp {
+                op: sqlparser::ast::BinaryOperator::Assignment,
+                ..
             }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let mut f = Find(false);
-    let _ = node.visit(&mut f);
-    f.0
+        )
+    })
+}
+
+/// Whether any expression in `node` (subqueries included) is one `pred`
+/// picks.
+fn any_expr<V: sqlparser::ast::Visit>(
+    node: &V,
+    pred: impl Fn(&sqlparser::ast::Expr) -> bool,
+) -> bool {
+    sqlparser::ast::visit_expressions(node, |e| match pred(e) {
+        true => std::ops::ControlFlow::Break(()),
+        false => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 /// The sources named `qual` (`t` or `schema.t`) in the innermost scope
