@@ -829,6 +829,36 @@ impl Visitor for Extractor<'_> {
             Statement::Call(f) => {
                 self.facts.functions.insert(function_ref(&f.name));
             }
+            // Not visited as relations by sqlparser: a denied table's
+            // definition (defaults, indexes) is the table's too.
+            Statement::ShowCreate {
+                obj_type:
+                    sqlparser::ast::ShowCreateObject::Table | sqlparser::ast::ShowCreateObject::View,
+                obj_name,
+            } => self.add_read_parts(parts(obj_name)),
+            // MySQL `SHOW INDEX|INDEXES|KEYS FROM|IN t [FROM|IN db]`, read
+            // by sqlparser as a variable's name.
+            Statement::ShowVariable { variable } => {
+                let words: Vec<String> = variable.iter().map(|w| w.value.to_lowercase()).collect();
+                if let [kind, from, rest @ ..] = words.as_slice() {
+                    if matches!(kind.as_str(), "index" | "indexes" | "keys")
+                        && matches!(from.as_str(), "from" | "in")
+                    {
+                        let from_db = rest.iter().position(|w| w == "from" || w == "in");
+                        let (table, db) = match from_db {
+                            Some(i) => (&rest[..i], rest.get(i + 1..).unwrap_or_default()),
+                            None => (rest, &[][..]),
+                        };
+                        let name: Vec<String> = db
+                            .iter()
+                            .chain(table)
+                            .filter(|w| *w != ".")
+                            .cloned()
+                            .collect();
+                        self.add_read_parts(name);
+                    }
+                }
+            }
             Statement::Explain {
                 analyze, options, ..
             } => {

@@ -9,7 +9,8 @@
 //!   (`DELETE FROM orders USING customers c WHERE c.id = 1`);
 //! * MySQL `SET PASSWORD`, which changed the credentials of the account
 //!   airlock logs in as;
-//! * `max_rows`, which MySQL sessions did not apply at all.
+//! * `max_rows`, which MySQL sessions did not apply at all;
+//! * MySQL `SHOW CREATE TABLE` and `SHOW INDEX` of a denied table.
 
 use crate::common::mysql::MyEnv;
 use crate::common::raw::{encode_message, RawClient};
@@ -110,6 +111,7 @@ id = "rw"
 applies_to = { identities = ["agent"] }
 allow_statements = ["read", "write", "transaction", "session"]
 max_rows = 100
+deny_tables = ["*.secrets"]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +122,8 @@ async fn mysql_password_changes_and_writes_filtered_by_another_table_are_refused
         "CREATE TABLE customers (id int PRIMARY KEY, name text);
          INSERT INTO customers VALUES (1, 'Alice'), (2, 'Bob');
          CREATE TABLE orders (id int PRIMARY KEY, customer_id int, status text);
-         INSERT INTO orders VALUES (10, 1, 'new'), (11, 2, 'new');",
+         INSERT INTO orders VALUES (10, 1, 'new'), (11, 2, 'new');
+         CREATE TABLE secrets (id int PRIMARY KEY, v varchar(20) DEFAULT 'TOPSECRET-42');",
     );
     let mut c = env.agent().await;
     for sql in [
@@ -128,6 +131,10 @@ async fn mysql_password_changes_and_writes_filtered_by_another_table_are_refused
         "DELETE o FROM orders o JOIN customers c WHERE c.id = 1",
         "DELETE FROM orders USING orders JOIN customers c WHERE c.id = 1",
         "UPDATE orders o JOIN customers c SET o.status = 'all' WHERE c.id = 1",
+        // A denied table's definition (its defaults, its indexes).
+        "SHOW CREATE TABLE secrets",
+        "SHOW INDEX FROM secrets",
+        "SHOW KEYS IN secrets FROM app",
     ] {
         let e = c.query_drop(sql).await.expect_err(sql);
         assert!(format!("{e:?}").contains("airlock"), "{sql}: {e:?}");
