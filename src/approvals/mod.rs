@@ -18,6 +18,7 @@
 pub mod outcome;
 pub mod registry;
 pub mod wait;
+pub mod window_key;
 
 pub use outcome::Outcome;
 pub use registry::{ApprovalError, Approvals, Hold, HoldRequest, PendingInfo, Ticket};

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::Outcome;
-use crate::audit::{fingerprint, now_ms, redact, rfc3339};
+use crate::audit::{now_ms, redact, rfc3339};
 use crate::metrics::{self, ApprovalEnd};
 
 /// Longest approval window accepted.
@@ -128,6 +128,23 @@ pub enum Hold {
     Waiting(Ticket),
 }
 
+/// The statement as reviewers see it: values that look like PII or
+/// secrets redacted. A private key block is redacted through its END line,
+/// or to the end of the text when it has none, and code can stand in that
+/// span (`WHERE id = 1 -- -----BEGIN PRIVATE KEY-----⏎OR id > 1`): then
+/// the statement as airlock parsed it, literals as `?` and comments gone
+/// (`key`, see [`super::window_key`]), is shown after it, so that what
+/// runs is in sight.
+fn shown(statement: &str, key: &str) -> String {
+    let redacted = redact(statement);
+    let lower = statement.to_ascii_lowercase();
+    if !lower.contains("private key-----") {
+        return redacted;
+    }
+    let parsed = key.strip_prefix("sql:").unwrap_or("(not parsed)");
+    format!("{redacted} [a private key block was withheld; as parsed: {parsed}]")
+}
+
 impl Approvals {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -135,7 +152,9 @@ impl Approvals {
 
     /// Registers a request, unless an approval window already covers it.
     pub fn hold(self: &Arc<Self>, req: HoldRequest, timeout: Duration) -> Hold {
-        let fp = fingerprint(&req.statement);
+        // What a window matches on: the statement as airlock parsed it
+        // (see `window_key`), not the audit log's fingerprint.
+        let fp = super::window_key::window_key(req.protocol, &req.statement);
         let now = Instant::now();
         let mut inner = self.lock();
         inner.grants.retain(|g| g.until > now);
@@ -154,7 +173,7 @@ impl Approvals {
         let requested_ms = now_ms();
         let info = PendingInfo {
             id,
-            statement: redact(&req.statement),
+            statement: shown(&req.statement, &fp),
             fingerprint: fp,
             identity: req.identity,
             user: req.user,
@@ -326,6 +345,19 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_behind_a_private_key_block_stays_in_sight() {
+        let sql =
+            "UPDATE orders SET note = 'x' WHERE id = 1 -- -----BEGIN PRIVATE KEY-----\nOR id > 1";
+        let key = super::super::window_key::window_key("postgres", sql);
+        let seen = shown(sql, &key);
+        assert!(seen.contains("OR id > ?"), "{seen}");
+        assert!(!seen.contains("BEGIN PRIVATE KEY"), "{seen}");
+        // Without such a block: the redacted text alone.
+        let plain = "UPDATE orders SET note = 'a@example.com' WHERE id = 1";
+        assert_eq!(shown(plain, "sql:x"), redact(plain));
+    }
 
     fn req(identity: &str, sql: &str) -> HoldRequest {
         HoldRequest {

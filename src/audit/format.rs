@@ -56,19 +56,40 @@ pub fn format_table(records: &[AuditRecord]) -> String {
             .as_deref()
             .or(e.statement.as_deref())
             .unwrap_or("");
+        // Every field a client can write (its user, model, statement) is
+        // shown with control and bidi characters escaped: a record must
+        // not draw another record's line, or move the cursor.
         let _ = writeln!(
             out,
             "{:>6} {} s{:<6} {:<24} {:<11} {:<24} {}",
             r.seq,
             rfc3339(e.time_ms),
             e.session,
-            who,
+            printable(&who),
             what,
-            e.rule.as_deref().unwrap_or("-"),
-            truncate(&sql.replace(['\n', '\r', '\t'], " "), TABLE_SQL)
+            printable(e.rule.as_deref().unwrap_or("-")),
+            truncate(&printable(&sql.replace(['\n', '\r', '\t'], " ")), TABLE_SQL)
         );
     }
     out
+}
+
+/// `s` with control characters and bidi controls (which reorder what a
+/// terminal shows) written as `\u{..}` escapes.
+pub fn printable(s: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| match hidden(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// One JSON object per line.
@@ -188,6 +209,16 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_and_bidi_characters() {
+        assert_eq!(printable("agent/gpt-5"), "agent/gpt-5");
+        assert_eq!(
+            printable("ghost\n    999 allow"),
+            "ghost\\u{a}    999 allow"
+        );
+        assert_eq!(printable("a\u{1b}[2Kb\u{202e}c"), "a\\u{1b}[2Kb\\u{202e}c");
+    }
 
     #[test]
     fn rfc3339_known_values() {

@@ -238,6 +238,9 @@ async fn serve_as(
             ..Default::default()
         },
         prepared: IdSet::default(),
+        approved_once: Vec::new(),
+        prepare_approved: false,
+        used_up: Vec::new(),
         catalog_changing: IdSet::default(),
         generation,
         mask,
@@ -319,6 +322,15 @@ struct Session<'a> {
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
     prepared: IdSet,
+    /// Statements a human approved (a held COM_STMT_PREPARE), not executed
+    /// yet: each runs once, as an approved query does; a second execute is
+    /// refused as unknown (prepare it again to ask again).
+    approved_once: Vec<u32>,
+    /// The COM_STMT_PREPARE being judged was approved by a human.
+    prepare_approved: bool,
+    /// Approved statements executed once: executing them again is refused
+    /// (and 0xFFFFFFFF, the last prepared, which may name one).
+    used_up: Vec<u32>,
     /// Those of them whose text may change the catalog: executing one
     /// moves `generation`.
     catalog_changing: IdSet,
@@ -444,6 +456,9 @@ impl Session<'_> {
                     self.audit_finish(&t);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
+                        if std::mem::take(&mut self.prepare_approved) {
+                            self.approved_once.push(id);
+                        }
                         if super::catalog::may_change_catalog(&payload[1..]) {
                             self.catalog_changing.insert(id);
                         }
@@ -510,9 +525,15 @@ impl Session<'_> {
                     }
                     return Ok(true);
                 }
-                let known = self.prepared.contains(&id)
-                    || (id == u32::MAX && !self.prepared.is_empty())
-                    || !self.gates.gate().vets_prepared();
+                // A statement whose approval was used up runs no more (nor
+                // 0xFFFFFFFF, the last prepared, which may be it).
+                let used_up = reply == Some(Expect::Execute)
+                    && !self.used_up.is_empty()
+                    && (id == u32::MAX || self.used_up.contains(&id));
+                let known = !used_up
+                    && (self.prepared.contains(&id)
+                        || (id == u32::MAX && !self.prepared.is_empty())
+                        || !self.gates.gate().vets_prepared());
                 if !known {
                     tracing::info!(
                         statement = id,
@@ -533,6 +554,13 @@ impl Session<'_> {
                         if expect == Expect::Execute && !self.replan_prepared(id).await? {
                             return Ok(true);
                         }
+                        if expect == Expect::Execute {
+                            if let Some(at) = self.approved_once.iter().position(|a| *a == id) {
+                                // This execute uses the approval up.
+                                self.approved_once.swap_remove(at);
+                                self.used_up.push(id);
+                            }
+                        }
                         let ddl = self.mask.as_ref().is_some_and(|m| m.runs_ddl(id));
                         let _changes = (ddl
                             || (!self.catalog_changing.is_empty()
@@ -551,6 +579,8 @@ impl Session<'_> {
                     None => {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
+                            self.used_up.retain(|u| *u != id);
+                            self.approved_once.retain(|a| *a != id);
                             self.catalog_changing.remove(&id);
                             if let Some(m) = self.mask.as_mut() {
                                 m.statements.remove(&id);
@@ -664,7 +694,11 @@ impl Session<'_> {
             d @ Decision::RequireApproval { rule, message } => {
                 match self.approval(sql, rule, message).await {
                     None => Some(format!("airlock: {d}")),
-                    Some(outcome) => outcome.refusal(rule),
+                    Some(outcome) => {
+                        let refusal = outcome.refusal(rule);
+                        self.prepare_approved = source == Source::Parse && refusal.is_none();
+                        refusal
+                    }
                 }
             }
             d @ Decision::Block { .. } => Some(format!("airlock: {d}")),

@@ -190,6 +190,9 @@ pub struct ClientSide<'a> {
     /// [`super::ddl_fence`]): only transaction and session statements may
     /// run. Worked out for each Query, Parse, Bind and Execute.
     restricted: bool,
+    /// Statements (Parse names) a human approved, not bound yet: each may
+    /// be bound once ([`ClientSide::bind_once`]).
+    approved_once: Vec<Box<[u8]>>,
 }
 
 /// A statement held for approval.
@@ -404,6 +407,7 @@ impl<'a> ClientSide<'a> {
             memo: Memo::default(),
             refreshing: None,
             restricted: false,
+            approved_once: Vec::new(),
         }
     }
 
@@ -810,8 +814,26 @@ impl<'a> ClientSide<'a> {
         let (planned, judged) = self.admit(&held.sql, note, outcome);
         Ok(match held.parse_name {
             None => self.query_verdict(planned, judged, code),
-            Some(name) => self.parse_verdict(&name, &held.sql, planned, judged, code),
+            Some(name) => {
+                if planned.is_ok() {
+                    // Approved: it may be bound once (see `bind_once`).
+                    self.approved_once.push(name.clone().into_boxed_slice());
+                }
+                self.parse_verdict(&name, &held.sql, planned, judged, code)
+            }
         })
+    }
+
+    /// After the Bind of statement `name`: a statement a human approved
+    /// (a held Parse) runs once, as an approved Query does. Its first Bind
+    /// uses the approval up; later ones are refused as unvetted (Parse it
+    /// again to ask again). Without this, one approval of `... WHERE id =
+    /// $1` ran with every id the agent bound afterwards.
+    fn bind_once(&mut self, name: &[u8]) {
+        if let Some(at) = self.approved_once.iter().position(|n| **n == *name) {
+            self.approved_once.swap_remove(at);
+            self.statements.remove(name);
+        }
     }
 
     /// What becomes of a Query, given its judgement (`code`: the SQLSTATE
@@ -948,6 +970,10 @@ impl<'a> ClientSide<'a> {
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
+                if !self.approved_once.is_empty() {
+                    // A new statement of that name needs its own approval.
+                    self.approved_once.retain(|n| **n != *p.name);
+                }
                 if self.statement_taken(p.name) {
                     return Ok(self.refuse_taken(p.name));
                 }
@@ -992,6 +1018,9 @@ impl<'a> ClientSide<'a> {
                     let judged = self.statements.get(b.statement).cloned().flatten();
                     self.follow_step(judged.as_ref());
                     self.portals.insert(b.portal, judged);
+                    if !self.approved_once.is_empty() {
+                        self.bind_once(b.statement);
+                    }
                     if let Some(m) = &mut self.masking {
                         let formats = Bind::result_formats(body).map_err(malformed)?;
                         m.book.bound(b.portal, b.statement, formats);

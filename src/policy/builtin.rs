@@ -105,11 +105,22 @@ const PG_DANGEROUS: &[&str] = &[
     "pg_stat_reset*",
     "pg_log_backend_memory_contexts",
     "binary_upgrade_*",
+    // NOTIFY by another name (NOTIFY itself is class `other`): a message
+    // to every listening session, outside the agent's results.
+    "pg_notify",
+    // Sets a sequence wherever it stands (a write from a SELECT).
+    "setval",
+    // The server's change stream: every table's rows, denied ones too.
+    "pg_logical_slot_*",
+    "pg_replication_slot_advance",
 ];
 
 /// MySQL / MariaDB equivalents.
 const MY_DANGEROUS: &[&str] = &[
     "load_file",
+    // MariaDB sequences: sets one wherever it stands (a write from a
+    // SELECT).
+    "setval",
     "sleep",
     "benchmark",
     "get_lock",

@@ -87,7 +87,7 @@ async fn approved_statements_run() {
         "{p}"
     );
     assert_eq!(
-        p["fingerprint"], "update orders set note = ? where id = ?",
+        p["fingerprint"], "sql:UPDATE orders SET note = ? WHERE id = ?",
         "{p}"
     );
     assert_eq!(note(&env, 1).await, "new", "held, not yet forwarded");
@@ -121,6 +121,26 @@ async fn approved_statements_run() {
     .await;
     assert_eq!(finished(task).await.expect("extended query runs"), 1);
     assert_eq!(note(&env, 2).await, "packed");
+
+    // A prepared statement a human approved runs once: one approval of
+    // `... WHERE id = $2` must not run with every id bound afterwards.
+    let c2 = std::sync::Arc::clone(&c);
+    let task = tokio::spawn(async move {
+        c2.prepare("UPDATE orders SET note = $1 WHERE id = $2")
+            .await
+    });
+    let p = api.wait_pending(AGENT).await;
+    let id = p["id"].as_u64().unwrap();
+    api.post(
+        &format!("/api/approvals/{id}/approve"),
+        json!({"by": "alice"}),
+    )
+    .await;
+    let stmt = finished(task).await.expect("approved Parse");
+    assert_eq!(c.execute(&stmt, &[&"once", &2i32]).await.unwrap(), 1);
+    let again = c.execute(&stmt, &[&"twice", &3i32]).await;
+    assert!(again.is_err(), "a second Bind ran on one approval");
+    assert_eq!(note(&env, 3).await, "new");
 
     // The session goes on normally.
     let rows = c.simple_query("SELECT 1").await.unwrap();
@@ -231,7 +251,7 @@ async fn approval_windows_release_the_same_statement_from_the_same_identity() {
     // Another statement shape from the same identity is held.
     let other_shape = spawn_simple(&c, "DELETE FROM orders WHERE id = 3");
     let p = api.wait_pending(AGENT).await;
-    assert_eq!(p["fingerprint"], "delete from orders where id = ?");
+    assert_eq!(p["fingerprint"], "sql:DELETE FROM orders WHERE id = ?");
     api.post(
         &format!("/api/approvals/{}/deny", p["id"]),
         json!({"reason": "no deletes"}),
@@ -493,6 +513,25 @@ async fn mysql_statements_are_held_too() {
         err.contains("airlock: rule rw.orders-write: denied by bob: not now"),
         "{err}"
     );
+    assert!(env
+        .admin("SELECT note FROM orders WHERE id = 2")
+        .contains("new"));
+    // A prepared statement a human approved runs once.
+    let task = tokio::spawn(async move {
+        let r = conn.prep("UPDATE orders SET note = ? WHERE id = ?").await;
+        (conn, r)
+    });
+    let p = api.wait_pending(mysql_env::AGENT).await;
+    api.post(
+        &format!("/api/approvals/{}/approve", p["id"]),
+        json!({"by": "alice"}),
+    )
+    .await;
+    let (mut conn, stmt) = finished(task).await;
+    let stmt = stmt.expect("approved prepare");
+    conn.exec_drop(&stmt, ("once", 1)).await.unwrap();
+    let again = conn.exec_drop(&stmt, ("twice", 2)).await;
+    assert!(again.is_err(), "a second execute ran on one approval");
     assert!(env
         .admin("SELECT note FROM orders WHERE id = 2")
         .contains("new"));

@@ -168,10 +168,9 @@ async fn pg_name_resolution_and_lineage_tricks_cannot_unmask() {
     if seq[0].get::<_, i64>(0) != 1 {
         failed.push("the sequence kept a value".into());
     }
-    // What stays allowed: functions of unmasked columns, and reads.
+    // What stays allowed: EXPLAIN (ANALYZE) of a read, and function notation
+    // on a real column.
     for sql in [
-        "SELECT setval('s1', id + 10) FROM customers WHERE id = 1",
-        "SELECT pg_notify('ch', name) FROM customers",
         "EXPLAIN (ANALYZE) SELECT email FROM customers",
         "SELECT c.name FROM customers c ORDER BY id",
     ] {

@@ -1,0 +1,86 @@
+//! What an approval window matches on: the statement as airlock parsed it,
+//! with every literal replaced by `?`.
+//!
+//! A window releases later statements "of the same shape" without asking
+//! a human again, so the shape must be what the server will run. A
+//! hand-written tokenizer gets that wrong where the dialects disagree: `#`
+//! is a comment to MySQL and XOR to Postgres, `1--1` is arithmetic to
+//! MySQL, and a backslash ends no Postgres string. Text that hid
+//! `OR id > 1` from it matched an approved `WHERE id = 1`. The key is
+//! therefore made from airlock's own parse (the one its rules judged),
+//! printed back with literals as `?`: comments are gone, and everything
+//! that runs is there. A text that does not parse, or is too long to
+//! parse here, keys on its exact bytes.
+
+use sqlparser::ast::{visit_expressions_mut, Expr, Value};
+use std::ops::ControlFlow;
+
+use crate::policy::parse::{parse, Limits};
+use crate::policy::Dialect;
+
+/// Texts longer than this key on their exact bytes (parsing them needs a
+/// big stack; they are rare among held statements).
+const MAX_PARSED: usize = 16 * 1024;
+
+/// The window key of `sql` in `protocol`'s dialect (`"postgres"` or
+/// `"mysql"`).
+pub fn window_key(protocol: &str, sql: &str) -> String {
+    let dialect = match protocol {
+        "mysql" => Dialect::MySql,
+        _ => Dialect::Postgres,
+    };
+    let exact = || format!("text:{sql}");
+    if sql.len() > MAX_PARSED {
+        return exact();
+    }
+    let Ok(parsed) = parse(dialect, sql, &Limits::default()) else {
+        return exact();
+    };
+    let mut out = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        let mut st = p.statement;
+        let _ = visit_expressions_mut(&mut st, |e| {
+            if let Expr::Value(v) = e {
+                v.value = Value::Placeholder("?".into());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        out.push(st.to_string());
+    }
+    format!("sql:{}", out.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_go_and_everything_that_runs_stays() {
+        let k = |sql| window_key("postgres", sql);
+        assert_eq!(
+            k("UPDATE orders SET note = 'a' WHERE id = 1"),
+            k("update orders set note='b' where id=2 -- why")
+        );
+        // Postgres `#` is XOR, not a comment; a backslash ends no string.
+        assert_ne!(
+            k("UPDATE orders SET note = 'a' WHERE id = 1 # 0"),
+            k("UPDATE orders SET note = 'a' WHERE id = 1 # 0 OR id > 1")
+        );
+        assert_ne!(
+            k("UPDATE t SET a = 'x' WHERE id = 1"),
+            k("UPDATE t SET a = '\\' WHERE id = 1 OR 1=1 --' WHERE id = 1")
+        );
+        // MySQL: `1--1` is arithmetic, `/*! ... */` runs.
+        let m = |sql| window_key("mysql", sql);
+        assert_ne!(
+            m("UPDATE t SET a = 1 WHERE id = 1"),
+            m("UPDATE t SET a = 1 WHERE id = 1--1 OR 1=1")
+        );
+        assert_ne!(
+            m("UPDATE t SET a = 1 WHERE id = 1"),
+            m("UPDATE t SET a = 1 WHERE id = 1 /*! OR 1=1 */")
+        );
+        // Unparseable text keys on its bytes.
+        assert_eq!(k("DO $$ x $$"), "text:DO $$ x $$");
+    }
+}
