@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Statement};
 
-use crate::policy::classify::pg_identifier;
+use crate::policy::classify::{pg_identifier, statement_name};
 use crate::policy::parse::{self, Limits};
 use crate::policy::Dialect;
 
@@ -110,15 +110,12 @@ pub fn reads(dialect: Dialect, sql: &str, limits: &Limits) -> Option<Vec<ReadByN
 /// to fail closed, also as written); each cut to 63 bytes as the server
 /// cuts identifiers.
 fn names(ident: &Ident) -> Vec<String> {
-    let mut out = vec![];
-    if ident.quote_style.is_none() {
-        out.push(pg_identifier(ident.value.to_ascii_lowercase()));
-    }
+    let read = statement_name(Dialect::Postgres, ident);
     let written = pg_identifier(ident.value.clone());
-    if !out.contains(&written) {
-        out.push(written);
+    match read == written {
+        true => vec![read],
+        false => vec![read, written],
     }
-    out
 }
 
 fn object_names(name: &ObjectName) -> Vec<String> {

@@ -384,9 +384,8 @@ impl<'a> Analyzer<'a> {
         // So do some functions (see `taint::keeps_arguments`): a masked
         // value passed to one is escalated to unsafe.
         if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
-            let t = all;
             return self.write_stop(
-                t,
+                all,
                 "passing it to a function that keeps its arguments (pg_notify, setval, set_config, advisory locks, large objects, GET_LOCK)",
             );
         }
@@ -421,36 +420,20 @@ impl<'a> Analyzer<'a> {
         // what they store (`ORDER BY (SELECT @v := phone ...)`).
         let unsorted = !matches!(q.body.as_ref(), SetExpr::Select(_));
         let order = q.order_by.as_ref().filter(|_| unsorted);
-        if let Some(o) = order.filter(|o| assigns_variable(*o) || calls_keeping(*o)) {
-            let scope = Scope {
-                sources: &[],
-                parent: outer,
-            };
-            self.expr(o, &scope)?;
+        if let Some(o) = order {
+            self.stored_values(o, &[], outer)?;
         }
-        if let Some(l) = q
-            .limit_clause
-            .as_ref()
-            .filter(|l| assigns_variable(*l) || calls_keeping(*l))
-        {
-            let scope = Scope {
-                sources: &[],
-                parent: outer,
-            };
-            self.expr(l, &scope)?;
+        if let Some(l) = &q.limit_clause {
+            self.stored_values(l, &[], outer)?;
         }
         if let (Some(order), SetExpr::Select(s)) = (&q.order_by, q.body.as_ref()) {
-            if assigns_variable(order) || calls_keeping(order) {
+            if stores_values(order) {
                 // `ORDER BY (@x := email)`: evaluated over the select's sources.
                 let mut sources = Vec::new();
                 for twj in &s.from {
                     self.join_tree(twj, &mut sources, outer)?;
                 }
-                let scope = Scope {
-                    sources: &sources,
-                    parent: outer,
-                };
-                self.expr(order, &scope)?;
+                self.stored_values(order, &sources, outer)?;
             }
         }
         if let Some(with) = &q.with {
@@ -466,8 +449,8 @@ impl<'a> Analyzer<'a> {
                 );
             }
             for cte in &with.cte_tables {
+                let name = cte.alias.name.value.to_lowercase();
                 if with.recursive {
-                    let name = cte.alias.name.value.to_lowercase();
                     if let Some(at) = self.later_ctes[later_before..]
                         .iter()
                         .position(|n| *n == name)
@@ -475,7 +458,6 @@ impl<'a> Analyzer<'a> {
                         self.later_ctes.remove(later_before + at);
                     }
                 }
-                let name = cte.alias.name.value.to_lowercase();
                 let names: Vec<String> = cte
                     .alias
                     .columns
@@ -541,15 +523,9 @@ impl<'a> Analyzer<'a> {
                     star.extend(e);
                 }
                 let out = self.projection(&s.projection, &sources, &star, outer)?;
-                if assigns_variable(s.as_ref()) || calls_keeping(s.as_ref()) {
-                    // `WHERE (@x := email) ...`: any clause may assign
-                    // (or keep a value: `WHERE pg_notify('c', email) ...`).
-                    let scope = Scope {
-                        sources: &sources,
-                        parent: outer,
-                    };
-                    self.expr(s.as_ref(), &scope)?;
-                }
+                // `WHERE (@x := email) ...`: any clause may assign (or keep
+                // a value: `WHERE pg_notify('c', email) ...`).
+                self.stored_values(s.as_ref(), &sources, outer)?;
                 if s.into.is_some() {
                     let t = out.taint();
                     if t.rule().is_some() {
@@ -1489,28 +1465,29 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
-    /// written unmasked; returns the RETURNING columns.
-    /// An UPDATE or DELETE that assigns masked data to a variable or
-    /// passes it to a function keeping it, in any clause (`WHERE
-    /// pg_notify('c', email) IS NULL`, `JOIN ... ON (@v := c.email)`), is
-    /// refused.
-    fn stores_values(
+    /// Where `node` assigns to a variable or passes to a function that
+    /// keeps its arguments ([`stores_values`]), in any clause (`WHERE
+    /// pg_notify('c', email) IS NULL`, `JOIN ... ON (@v := c.email)`), it
+    /// is analyzed over `sources`: masked data stored so is refused (see
+    /// [`Self::expr`]). Nothing is analyzed otherwise.
+    fn stored_values<V: sqlparser::ast::Visit>(
         &mut self,
-        st: &Statement,
+        node: &V,
         sources: &[Source],
         outer: Option<&Scope<'_>>,
     ) -> Result<(), Stop> {
-        if assigns_variable(st) || calls_keeping(st) {
+        if stores_values(node) {
             let scope = Scope {
                 sources,
                 parent: outer,
             };
-            self.expr(st, &scope)?;
+            self.expr(node, &scope)?;
         }
         Ok(())
     }
 
+    /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
+    /// written unmasked; returns the RETURNING columns.
     fn dml(&mut self, st: &Statement, outer: Option<&Scope<'_>>) -> Result<Out, Stop> {
         match st {
             Statement::Insert(ins) => {
@@ -1621,7 +1598,7 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 self.set_assignments(&u.assignments, &sources, writable, outer, "UPDATE ... SET")?;
-                self.stores_values(st, &sources, outer)?;
+                self.stored_values(st, &sources, outer)?;
                 match &u.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1635,7 +1612,7 @@ impl<'a> Analyzer<'a> {
                     let e = self.join_tree(twj, &mut sources, outer)?;
                     star.extend(e);
                 }
-                self.stores_values(st, &sources, outer)?;
+                self.stored_values(st, &sources, outer)?;
                 match &d.returning {
                     Some(items) => self.projection(items, &sources, &star, outer),
                     None => Ok(Out::default()),
@@ -1712,6 +1689,12 @@ fn selects_into(body: &SetExpr) -> bool {
         SetExpr::SetOperation { left, right, .. } => selects_into(left) || selects_into(right),
         _ => false,
     }
+}
+
+/// Whether an expression stores a value where masking cannot follow it:
+/// it assigns to a variable, or calls a function that keeps its arguments.
+fn stores_values<V: sqlparser::ast::Visit>(node: &V) -> bool {
+    assigns_variable(node) || calls_keeping(node)
 }
 
 /// Whether an expression calls a function that keeps its arguments (see

@@ -435,6 +435,8 @@ impl Session<'_> {
                 }
             }
             Action::Prepare => {
+                // Set by `judge` if a human approves this one.
+                self.prepare_approved = false;
                 let Some(sql) = self.vet_text(&payload[1..]).await? else {
                     return Ok(true);
                 };
@@ -454,9 +456,12 @@ impl Session<'_> {
                     self.apply(effects);
                     let t = self.forward(&cmd.raw, Expect::Prepare).await?;
                     self.audit_finish(&t);
+                    // Taken whatever the server answered: a failed
+                    // prepare leaves no approval for the next one.
+                    let approved = std::mem::take(&mut self.prepare_approved);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
-                        if std::mem::take(&mut self.prepare_approved) {
+                        if approved {
                             self.approved_once.push(id);
                         }
                         if super::catalog::may_change_catalog(&payload[1..]) {

@@ -1727,6 +1727,19 @@ impl<'a> ServerSide<'a> {
         out.freeze()
     }
 
+    /// A row counted in `self.rows`: passed (or masked), or, past the
+    /// policy's `max_rows`, the error that ends the result (the rest up to
+    /// ReadyForQuery is dropped).
+    fn within_max_rows(&mut self, masked: Option<Verdict>) -> Verdict {
+        match self.max_rows {
+            Some(max) if self.rows > max => {
+                self.truncating = true;
+                Verdict::Replace(self.max_rows_error(max))
+            }
+            _ => masked.unwrap_or(Verdict::Pass),
+        }
+    }
+
     fn max_rows_error(&self, max: u64) -> Bytes {
         let mut out = BytesMut::new();
         backend::error_response(
@@ -1855,25 +1868,13 @@ impl Side for ServerSide<'_> {
                     self.truncating = true;
                     return Ok(Verdict::Replace(self.schema_race_error()));
                 }
-                match self.max_rows {
-                    Some(max) if self.rows > max => {
-                        self.truncating = true;
-                        Ok(Verdict::Replace(self.max_rows_error(max)))
-                    }
-                    _ => Ok(or_masked(masked)),
-                }
+                Ok(self.within_max_rows(masked))
             }
             // A row of COPY ... TO STDOUT (seen whole only under a row
             // limit: see `streamable`).
             fe::COPY_DATA => {
                 self.rows += 1;
-                match self.max_rows {
-                    Some(max) if self.rows > max => {
-                        self.truncating = true;
-                        Ok(Verdict::Replace(self.max_rows_error(max)))
-                    }
-                    _ => Ok(or_masked(masked)),
-                }
+                Ok(self.within_max_rows(masked))
             }
             backend::ERROR_RESPONSE => {
                 self.report_skips();

@@ -461,10 +461,11 @@ pub fn statement_name(dialect: Dialect, ident: &sqlparser::ast::Ident) -> String
 }
 
 /// A Postgres identifier cut as the server cuts it: to at most 63 bytes
-/// (`NAMEDATALEN - 1`), at a character boundary.
+/// (`NAMEDATALEN - 1`, as the protocol's names), at a character boundary.
 pub fn pg_identifier(mut name: String) -> String {
-    if name.len() > 63 {
-        let mut end = 63;
+    use airlock_protocol::pg::frontend::NAME_KEY_LEN;
+    if name.len() > NAME_KEY_LEN {
+        let mut end = NAME_KEY_LEN;
         while !name.is_char_boundary(end) {
             end -= 1;
         }

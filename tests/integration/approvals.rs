@@ -61,6 +61,18 @@ fn spawn_simple(
     tokio::spawn(async move { c.simple_query(sql).await.map(|_| ()) })
 }
 
+/// Waits for `who`'s pending request and approves it, as alice.
+async fn alice_approves(api: &AdminApi, who: &str) {
+    let p = api.wait_pending(who).await;
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/approve", p["id"]),
+            json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -112,13 +124,7 @@ async fn approved_statements_run() {
         )
         .await
     });
-    let p = api.wait_pending(AGENT).await;
-    let id = p["id"].as_u64().unwrap();
-    api.post(
-        &format!("/api/approvals/{id}/approve"),
-        json!({"by": "alice"}),
-    )
-    .await;
+    alice_approves(&api, AGENT).await;
     assert_eq!(finished(task).await.expect("extended query runs"), 1);
     assert_eq!(note(&env, 2).await, "packed");
 
@@ -129,13 +135,7 @@ async fn approved_statements_run() {
         c2.prepare("UPDATE orders SET note = $1 WHERE id = $2")
             .await
     });
-    let p = api.wait_pending(AGENT).await;
-    let id = p["id"].as_u64().unwrap();
-    api.post(
-        &format!("/api/approvals/{id}/approve"),
-        json!({"by": "alice"}),
-    )
-    .await;
+    alice_approves(&api, AGENT).await;
     let stmt = finished(task).await.expect("approved Parse");
     assert_eq!(c.execute(&stmt, &[&"once", &2i32]).await.unwrap(), 1);
     let again = c.execute(&stmt, &[&"twice", &3i32]).await;
@@ -247,6 +247,21 @@ async fn approval_windows_release_the_same_statement_from_the_same_identity() {
     assert_eq!(note(&env, 2).await, "b");
     api.wait_audit_reason("identity=agent", "released by an approval window of alice")
         .await;
+
+    // Text a hand-written tokenizer took for a trailing comment is code to
+    // Postgres (`#` is XOR): a wider UPDATE, held, not released.
+    let wider = spawn_simple(
+        &c,
+        "UPDATE orders SET note = 'wide' WHERE id = 1 # 0 OR id > 0",
+    );
+    let p = api.wait_pending(AGENT).await;
+    api.post(
+        &format!("/api/approvals/{}/deny", p["id"]),
+        json!({"reason": "too wide"}),
+    )
+    .await;
+    assert!(finished(wider).await.is_err());
+    assert_eq!(note(&env, 3).await, "new");
 
     // Another statement shape from the same identity is held.
     let other_shape = spawn_simple(&c, "DELETE FROM orders WHERE id = 3");
@@ -521,17 +536,28 @@ async fn mysql_statements_are_held_too() {
         let r = conn.prep("UPDATE orders SET note = ? WHERE id = ?").await;
         (conn, r)
     });
-    let p = api.wait_pending(mysql_env::AGENT).await;
-    api.post(
-        &format!("/api/approvals/{}/approve", p["id"]),
-        json!({"by": "alice"}),
-    )
-    .await;
+    alice_approves(&api, mysql_env::AGENT).await;
     let (mut conn, stmt) = finished(task).await;
     let stmt = stmt.expect("approved prepare");
     conn.exec_drop(&stmt, ("once", 1)).await.unwrap();
     let again = conn.exec_drop(&stmt, ("twice", 2)).await;
     assert!(again.is_err(), "a second execute ran on one approval");
+    // An approved prepare the server refuses leaves no approval behind
+    // for the next one, which runs as often as it likes.
+    let task = tokio::spawn(async move {
+        let r = conn
+            .prep("UPDATE orders SET no_such_column = ? WHERE id = ?")
+            .await;
+        (conn, r)
+    });
+    alice_approves(&api, mysql_env::AGENT).await;
+    let (mut conn, refused) = finished(task).await;
+    assert!(refused.is_err());
+    let plain = conn.prep("SELECT ? + 1").await.unwrap();
+    for _ in 0..2 {
+        let n: Option<i64> = conn.exec_first(&plain, (1,)).await.unwrap();
+        assert_eq!(n, Some(2));
+    }
     assert!(env
         .admin("SELECT note FROM orders WHERE id = 2")
         .contains("new"));
