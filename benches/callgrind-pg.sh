@@ -15,6 +15,8 @@
 # SCRAM login (PBKDF2, ~113M instructions, once per connection) is
 # subtracted: it is not per-transaction cost. Everything is removed
 # afterwards. Needs valgrind, PostgreSQL's server binaries and pgbench.
+# CALLGRIND_KEEP=DIR keeps each mode's callgrind output there (as
+# DIR/cg.MODE) for `callgrind_annotate`, to see where the instructions go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/airlock}")
@@ -99,5 +101,6 @@ for mode in "${MODES[@]}"; do
     | grep -m1 'ScramSha256::update' | grep -oP '^\s*[\d,]+' | tr -d ', ' || true)
   printf 'pgbench -S -M %-8s %6d instructions per transaction in airlock\n' \
     "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
+  [ -n "${CALLGRIND_KEEP:-}" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$OUT" "$CALLGRIND_KEEP/cg.$mode"
   rm -f "$WORK"/cg.*
 done

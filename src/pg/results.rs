@@ -334,6 +334,9 @@ impl<P> Tracker<P> {
                     Some(Expect::FunctionCall) => {}
                     // Extended protocol: the server skips to Sync.
                     _ => {
+                        if self.copy_in {
+                            self.copy_failed(&q).map_err(|()| out_of_step())?;
+                        }
                         finished = match q.front() {
                             Some(Expect::Execute { .. } | Expect::Step { .. }) => {
                                 match q.pop_front() {
@@ -408,6 +411,27 @@ impl<P> Tracker<P> {
             }
             q.pop_front();
         }
+    }
+
+    /// An error during an Execute's COPY FROM STDIN (`q` starts with
+    /// that Execute). The error ends copy-in mode: the server skips to the
+    /// next Sync it reads and answers it. A Sync the client sent before the
+    /// end of the copy was either read in copy-in mode (ignored) or after
+    /// the error (answered), depending on which CopyData failed, which
+    /// airlock cannot know. Without such a Sync the next one is answered;
+    /// with one, the replies to later requests could be lined up with the
+    /// wrong plans, so the reply stream is declared out of step before any
+    /// of them goes by and the session ends (fail closed).
+    fn copy_failed(&mut self, q: &VecDeque<Expect<P>>) -> Result<(), ()> {
+        for e in q.iter().skip(1) {
+            match e {
+                Expect::CopyEnd => break,
+                Expect::Sync => return Err(()),
+                _ => {}
+            }
+        }
+        self.copy_in = false;
+        Ok(())
     }
 
     /// A simple Query ended (its ReadyForQuery; `q` holds what was sent
@@ -570,6 +594,45 @@ mod tests {
         assert!(t.on_message(&q, b'Z', b"I").unwrap().is_none());
         assert!(q.lock().is_empty());
         assert_eq!(t.requests_done(), 2, "the ignored Sync counts as done");
+    }
+
+    /// An Execute's COPY FROM STDIN that fails on its data, and what the
+    /// client had sent when the error came back.
+    fn failed_copy_with(sent: Vec<Expect<()>>) -> Result<Tracker<()>, OutOfStep> {
+        let q: Expectations<()> = Expectations::default();
+        let mut t: Tracker<()> = Tracker::counting();
+        q.push(Expect::Execute {
+            plan: Some(Arc::new(())),
+            statement: Arc::from(&b""[..]),
+            formats: Arc::new(Vec::new()),
+        });
+        t.on_message(&q, b'G', b"")?;
+        for e in sent {
+            q.push(e);
+        }
+        t.on_message(&q, b'E', b"SERROR\0C22P02\0\0")?;
+        // What the client sends after the error: the server answers it.
+        q.push(Expect::Sync);
+        t.on_message(&q, b'Z', b"E")?;
+        assert!(q.lock().is_empty());
+        Ok(t)
+    }
+
+    #[test]
+    fn an_error_ends_an_executes_copy_in() {
+        // Nothing sent during the copy: the Sync after the error is
+        // answered (it used to be taken for one the server ignored, which
+        // lined every later reply up with the next request's plan).
+        let t = failed_copy_with(vec![]).expect("in step");
+        assert_eq!(t.requests_done(), 1);
+        // CopyData and CopyDone sent before the error came back: the
+        // server drops them while skipping to the Sync.
+        let t = failed_copy_with(vec![Expect::CopyEnd]).expect("in step");
+        assert_eq!(t.requests_done(), 1);
+        // A Sync sent during the copy may have been ignored or answered:
+        // airlock cannot tell, so the session ends before later replies.
+        assert!(failed_copy_with(vec![Expect::Sync]).is_err());
+        assert!(failed_copy_with(vec![Expect::Sync, Expect::CopyEnd]).is_err());
     }
 
     /// A simple Query's COPY FROM STDIN, and what the client sent during it.

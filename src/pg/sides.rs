@@ -193,6 +193,14 @@ pub struct ClientSide<'a> {
     /// Statements (Parse names) a human approved, not bound yet: each may
     /// be bound once ([`ClientSide::bind_once`]).
     approved_once: Vec<Box<[u8]>>,
+    /// Approved statements that have had their one Bind and that the server
+    /// may still hold: refused at every Bind until the server has surely
+    /// dropped them ([`ClientSide::drop_used_up`]).
+    used_up: Vec<Box<[u8]>>,
+    /// No extended-protocol message was sent since the last Sync or Query:
+    /// with nothing in flight, the server carries out the next message
+    /// (it skips messages only after an error, up to the next Sync).
+    after_sync: bool,
 }
 
 /// A statement held for approval.
@@ -408,6 +416,8 @@ impl<'a> ClientSide<'a> {
             refreshing: None,
             restricted: false,
             approved_once: Vec::new(),
+            used_up: Vec::new(),
+            after_sync: true,
         }
     }
 
@@ -829,10 +839,31 @@ impl<'a> ClientSide<'a> {
     /// uses the approval up; later ones are refused as unvetted (Parse it
     /// again to ask again). Without this, one approval of `... WHERE id =
     /// $1` ran with every id the agent bound afterwards.
+    ///
+    /// Forgetting the statement is not enough: the server still holds it,
+    /// so a Parse of the same name that the server refuses (42P05), or
+    /// skips after an error, or a SQL `PREPARE` of that name, would vouch
+    /// for it again. Its name stays used up until the server has surely
+    /// dropped it.
     fn bind_once(&mut self, name: &[u8]) {
         if let Some(at) = self.approved_once.iter().position(|n| **n == *name) {
-            self.approved_once.swap_remove(at);
-            self.statements.remove(name);
+            let name = self.approved_once.swap_remove(at);
+            self.statements.remove(&name);
+            self.used_up.push(name);
+        }
+    }
+
+    /// A Parse of the unnamed statement, or a Close of statement `name`,
+    /// is being forwarded: when the server surely carries it out (nothing
+    /// in flight, no message since the last Sync that an error could make
+    /// it skip, no failed transaction), the used-up statement of that name
+    /// is gone from the server.
+    fn drop_used_up(&mut self, name: &[u8], after_sync: bool) {
+        let carried_out = after_sync
+            && self.shared.pending.load(Ordering::Acquire) == 0
+            && self.shared.status.load(Ordering::Acquire) != b'E';
+        if carried_out {
+            self.used_up.retain(|n| **n != *name);
         }
     }
 
@@ -948,6 +979,10 @@ impl<'a> ClientSide<'a> {
     fn judge_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
         let tag = frame[0];
         let body = &frame[5..];
+        let after_sync = self.after_sync;
+        if tag != fe::FLUSH {
+            self.after_sync = matches!(tag, fe::SYNC | fe::QUERY);
+        }
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
         }
@@ -974,6 +1009,11 @@ impl<'a> ClientSide<'a> {
                     // A new statement of that name needs its own approval.
                     self.approved_once.retain(|n| **n != *p.name);
                 }
+                if !self.used_up.is_empty() && p.name.is_empty() {
+                    // The server replaces the unnamed statement at a Parse
+                    // it carries out.
+                    self.drop_used_up(p.name, after_sync);
+                }
                 if self.statement_taken(p.name) {
                     return Ok(self.refuse_taken(p.name));
                 }
@@ -992,6 +1032,15 @@ impl<'a> ClientSide<'a> {
             fe::BIND => {
                 let b = Bind::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
+                if !self.used_up.is_empty() && self.used_up.iter().any(|n| **n == *b.statement) {
+                    self.follow(|| Expect::Completion);
+                    self.portals.remove(b.portal);
+                    let msg = format!(
+                        "airlock: blocked by rule builtin.unvetted-statement: prepared statement \"{}\" was approved to run once, and it has: Close it and Parse it again to ask again",
+                        String::from_utf8_lossy(b.statement)
+                    );
+                    return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
+                }
                 if self.statement_vetted(b.statement) {
                     let checked = match self.restricted {
                         _ if self.bind_outdated(b.statement) => Err(format!(
@@ -1113,6 +1162,9 @@ impl<'a> ClientSide<'a> {
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
                         self.statements.remove(name);
+                        if !self.used_up.is_empty() {
+                            self.drop_used_up(name, after_sync);
+                        }
                         if let Some(m) = &mut self.masking {
                             m.book.closed_statement(name);
                             m.journal

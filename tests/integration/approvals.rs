@@ -639,3 +639,98 @@ async fn mysql_client_that_hangs_up_withdraws_its_request() {
         .contains("new"));
     env.stop().await;
 }
+
+/// An approved Parse has its one Bind; the server still holds the
+/// statement afterwards. Nothing may vouch for it again: a second Parse of
+/// the name (which the server refuses with 42P05), a SQL PREPARE of it
+/// (refused the same way), or a Parse of the unnamed statement that the
+/// server skips after an error. Each used to make airlock take the name
+/// for a new, allowed statement, and the approved UPDATE ran again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_statement_stays_used_up() {
+    use crate::common::raw::{encode_message, RawClient};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let send = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for l in lines {
+            encode_message(l, &mut out);
+        }
+        out
+    };
+    let update = "UPDATE orders SET note = $1 WHERE id = $2";
+    for (name, vouch) in [
+        (
+            "s",
+            vec![
+                r#"{"Parse": {"name": "s", "query": "SELECT 1"}}"#,
+                r#"{"Sync": null}"#,
+            ],
+        ),
+        ("s", vec![r#"{"Query": "PREPARE s AS SELECT 1"}"#]),
+        (
+            "",
+            vec![
+                r#"{"Parse": {"name": "x", "query": "SELECT $1::int"}}"#,
+                r#"{"Bind": {"portal": "xp", "statement": "x", "params": ["not a number"]}}"#,
+                r#"{"Parse": {"name": "", "query": "SELECT 1"}}"#,
+                r#"{"Sync": null}"#,
+            ],
+        ),
+    ] {
+        let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        let parse = serde_json::json!({"Parse": {"name": name, "query": update}}).to_string();
+        raw.send(&send(&[&parse, r#"{"Sync": null}"#])).await;
+        alice_approves(&api, AGENT).await;
+        raw.until_ready(1).await;
+        let bind = |v: &str, id: &str| {
+            serde_json::json!({"Bind": {"portal": "", "statement": name, "params": [v, id]}})
+                .to_string()
+        };
+        let once = bind("once", "2");
+        raw.send(&send(&[
+            &once,
+            r#"{"Execute": {"portal": ""}}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        raw.until_ready(1).await;
+        assert_eq!(note(&env, 2).await, "once");
+        raw.send(&send(&vouch)).await;
+        raw.until_ready(1).await;
+        let twice = bind("twice", "3");
+        raw.send(&send(&[
+            &twice,
+            r#"{"Execute": {"portal": ""}}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        raw.until_ready(1).await;
+        let text = String::from_utf8_lossy(&raw.received).into_owned();
+        assert_eq!(
+            note(&env, 3).await,
+            "new",
+            "{name:?} {vouch:?} ran again: {text}"
+        );
+        assert!(text.contains("was approved to run once"), "{text}");
+        if name.is_empty() {
+            // A Parse of the unnamed statement that the server carries
+            // out (the first message after an answered Sync) replaces it.
+            raw.send(&send(&[
+                r#"{"Parse": {"name": "", "query": "SELECT $1::text || 'k'"}}"#,
+                r#"{"Bind": {"portal": "", "statement": "", "params": ["o"]}}"#,
+                r#"{"Execute": {"portal": ""}}"#,
+                r#"{"Sync": null}"#,
+            ]))
+            .await;
+            raw.until_ready(1).await;
+            assert!(String::from_utf8_lossy(&raw.received).contains("ok"));
+        }
+        env.direct()
+            .await
+            .batch_execute("UPDATE orders SET note = 'new'")
+            .await
+            .unwrap();
+    }
+    env.stop().await;
+}

@@ -381,3 +381,70 @@ async fn a_sync_sent_during_copy_in_cannot_shift_masking_plans() {
     drop(c);
     env.stop().await;
 }
+
+/// A third pass: an Execute's COPY FROM STDIN that fails on its data ends
+/// copy-in mode, and the server answers the next Sync. airlock took that
+/// Sync for one ignored during the copy, so every later reply was matched
+/// to the next request's plan and a computed masked column came back raw.
+/// Now the Sync after the error is answered in step; a Sync sent during
+/// the copy (ignored or not, depending on which row failed) ends the
+/// session before any later reply goes by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_in_of_an_execute_cannot_shift_masking_plans() {
+    use crate::common::raw::{encode_message, RawClient};
+    let mut env = env().await;
+    let send = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for l in lines {
+            encode_message(l, &mut out);
+        }
+        out
+    };
+    for sync_during_copy in [false, true] {
+        let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        raw.send(&send(&[
+            r#"{"Query": "BEGIN"}"#,
+            r#"{"Parse": {"name": "c", "query": "COPY orders (id) FROM STDIN"}}"#,
+            r#"{"Bind": {"portal": "p", "statement": "c"}}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        raw.until_ready(2).await;
+        let mut copy = vec![r#"{"Execute": {"portal": "p"}}"#];
+        if sync_during_copy {
+            copy.push(r#"{"Sync": null}"#);
+        }
+        copy.extend([r#"{"CopyData": "not-a-number\n"}"#, r#"{"Flush": null}"#]);
+        raw.send(&send(&copy)).await;
+        // The server's error for the bad row.
+        loop {
+            let Some(f) = raw.read().await else { break };
+            if f.tag() == b'E' {
+                break;
+            }
+        }
+        raw.send(&send(&[
+            r#"{"Sync": null}"#,
+            r#"{"Query": "ROLLBACK"}"#,
+            r#"{"Query": "SELECT lower(phone) AS p, id FROM customers"}"#,
+            r#"{"Query": "SELECT 'x' AS a, 1 AS b"}"#,
+        ]))
+        .await;
+        let frames = raw.until_ready(4).await;
+        let text = String::from_utf8_lossy(&raw.received);
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        if !sync_during_copy {
+            // In step: the query's rows are masked, and all four requests
+            // were answered.
+            let ready = frames.iter().filter(|f| f.tag() == b'Z').count();
+            assert!(ready >= 3, "session ended: {text}");
+            assert!(text.contains("****"), "{text}");
+        }
+    }
+    let c = env.agent().await;
+    still_usable(&c).await;
+    drop(c);
+    env.stop().await;
+}
