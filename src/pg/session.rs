@@ -516,6 +516,22 @@ fn judge_startup(
     principal: &Principal,
     startup: &StartupMessage,
 ) -> Result<(), SessionError> {
+    // Postgres keeps the last value of a parameter named twice, while
+    // airlock's checks, the audit log and the settings it appends to
+    // `options` would read the first: refused.
+    let params = &startup.params;
+    if let Some((key, _)) = params
+        .iter()
+        .enumerate()
+        .find_map(|(i, (k, _))| params[..i].iter().find(|(seen, _)| seen == k))
+    {
+        return Err(SessionError::Upstream {
+            code: "08P01",
+            message: format!(
+                "airlock: the startup message names parameter \"{key}\" more than once"
+            ),
+        });
+    }
     if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
         gate.judge_startup(principal, &startup.params)
     {
@@ -607,24 +623,16 @@ fn search_path_from_options(options: Option<&str>) -> Vec<String> {
     let Some(options) = options else {
         return default;
     };
-    let mut path = None;
-    let mut words = options.split_whitespace();
-    while let Some(w) = words.next() {
-        let setting = match w {
-            "-c" => words.next(),
-            _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")),
-        };
-        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
-            if k.eq_ignore_ascii_case("search_path") {
-                path = Some(
-                    v.split(',')
-                        .map(|p| p.trim().trim_matches('"').to_owned())
-                        .collect(),
-                );
-            }
-        }
-    }
-    path.unwrap_or(default)
+    crate::policy::startup_options::parse_options(options)
+        .into_iter()
+        .rfind(|o| o.name == "search_path")
+        .map(|o| {
+            o.value
+                .split(',')
+                .map(|p| p.trim().trim_matches('"').to_owned())
+                .collect()
+        })
+        .unwrap_or(default)
 }
 
 /// Runs both directions until one ends, then closes the other.

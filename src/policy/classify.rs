@@ -172,12 +172,30 @@ pub fn setting_name(name: &ObjectName) -> (String, bool) {
     (n.to_string(), global)
 }
 
-fn value_is_off(values: &[Expr]) -> bool {
-    values.iter().any(|v| {
-        let s = v.to_string().to_lowercase();
-        let s = s.trim_matches(|c| c == '\'' || c == '"');
-        matches!(s, "off" | "false" | "0" | "f" | "no" | "n" | "default")
-    })
+/// Whether a boolean setting's new value surely reads as true: one plain
+/// literal that Postgres's `parse_bool` takes for true (any prefix of
+/// `true` or `yes`, `on`, `1`, in any case; MySQL takes `ON`, `TRUE` and
+/// `1`). Anything else, an expression (`1-1`, `(0)`, `@v`), `DEFAULT`, or
+/// a prefix of `false` or `off` (`fa`, `of`), may turn it off.
+fn value_is_surely_on(values: &[Expr]) -> bool {
+    let [value] = values else {
+        return false;
+    };
+    let text = match value {
+        Expr::Identifier(id) => id.value.to_lowercase(),
+        Expr::Value(v) => {
+            let s = v.to_string().to_lowercase();
+            match s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                Some(inner) => inner.to_string(),
+                None => s,
+            }
+        }
+        _ => return false,
+    };
+    matches!(
+        text.as_str(),
+        "t" | "tr" | "tru" | "true" | "y" | "ye" | "yes" | "on" | "1"
+    )
 }
 
 /// Fills `facts.session` and built-in session violations.
@@ -218,7 +236,7 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                     format!("{n} makes the server show values it read, masked data included"),
                 ));
             }
-            if builtin::is_read_only_setting(&n) && value_is_off(values) {
+            if builtin::is_read_only_setting(&n) && !value_is_surely_on(values) {
                 facts.session.enables_writes = true;
             }
             if n == "search_path" {

@@ -18,7 +18,9 @@ pub fn split_words(s: &str) -> Vec<String> {
     let mut in_word = false;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
-        if c.is_ascii_whitespace() {
+        // C `isspace`, as Postgres's `pg_split_opts` splits: Rust's ASCII
+        // whitespace lacks the vertical tab.
+        if c.is_ascii_whitespace() || c == '\x0b' {
             if in_word {
                 out.push(std::mem::take(&mut cur));
                 in_word = false;

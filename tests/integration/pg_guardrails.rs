@@ -299,6 +299,38 @@ async fn startup_options_are_vetted() {
     let mut cfg = env.agent_config();
     cfg.options("-c search_path=private");
     assert!(cfg.connect(tokio_postgres::NoTls).await.is_err());
+    // Postgres splits options at any C isspace, the vertical tab too
+    // (red-team finding: `\v-crole=...` hid the setting from airlock).
+    for options in [
+        "-c work_mem=8MB\x0b-crole=postgres",
+        "-c work_mem=8MB\x0b-csearch_path=private",
+    ] {
+        let mut cfg = env.agent_config();
+        cfg.options(options);
+        let e = cfg.connect(tokio_postgres::NoTls).await.err().unwrap();
+        assert_eq!(
+            e.code().map(|c| c.code()),
+            Some("42501"),
+            "{options:?}: {e:?}"
+        );
+    }
+    // A parameter named twice: Postgres keeps the last, airlock's checks
+    // read the first (red-team finding: a second `options` dropped the
+    // policy's forced read-only and timeout). Refused.
+    let e = crate::common::raw::RawClient::login_with(
+        env.port,
+        &[
+            ("user", AGENT),
+            ("database", DB),
+            ("options", " "),
+            ("options", " "),
+        ],
+        AGENT_PW,
+    )
+    .await
+    .err()
+    .expect("a duplicate parameter logged in");
+    assert!(e.contains("more than once"), "{e}");
     // An ordinary setting is fine.
     let mut cfg = env.agent_config();
     cfg.options("-c work_mem=8MB");
@@ -329,6 +361,20 @@ async fn read_only_policy_is_also_locked_upstream() {
             .await
             .unwrap_err(),
     );
+    // Postgres reads any unique prefix of false/off as off (red-team
+    // finding: `fa` and `of` passed), and an expression may be anything.
+    for value in ["fa", "'of'", "FALS", "No", "'0'", "DEFAULT", "(0)"] {
+        let sql = format!("SET default_transaction_read_only = {value}");
+        refused(&r.batch_execute(&sql).await.unwrap_err());
+        let sql = format!("BEGIN; SET transaction_read_only = {value}");
+        refused(&r.batch_execute(&sql).await.unwrap_err());
+        r.batch_execute("ROLLBACK").await.unwrap();
+    }
+    // Turning it on stays allowed, in any spelling Postgres reads as true.
+    for value in ["on", "tr", "'yes'", "1", "TRUE"] {
+        let sql = format!("SET default_transaction_read_only = {value}");
+        r.batch_execute(&sql).await.unwrap();
+    }
     refused(&r.batch_execute("BEGIN READ WRITE").await.unwrap_err());
     // Refused by airlock, not only by the server's read-only transaction.
     let msg = refused(

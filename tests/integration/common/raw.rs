@@ -23,6 +23,23 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and logs in; returns the client after the first ReadyForQuery.
     pub async fn login(port: u16, user: &str, password: &str, db: &str) -> RawClient {
+        let params = [
+            ("user", user),
+            ("database", db),
+            ("application_name", "transcript"),
+        ];
+        Self::login_with(port, &params, password)
+            .await
+            .unwrap_or_else(|e| panic!("login failed: {e}"))
+    }
+
+    /// Logs in with these startup parameters; the error's text when the
+    /// login is refused.
+    pub async fn login_with(
+        port: u16,
+        params: &[(&str, &str)],
+        password: &str,
+    ) -> Result<RawClient, String> {
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let mut c = RawClient {
@@ -31,14 +48,7 @@ impl RawClient {
             received: Vec::new(),
         };
         let mut out = BytesMut::new();
-        StartupMessage::encode(
-            &[
-                ("user", user),
-                ("database", db),
-                ("application_name", "transcript"),
-            ],
-            &mut out,
-        );
+        StartupMessage::encode(params, &mut out);
         c.tcp.write_all(&out).await.unwrap();
         let mut scram = None;
         loop {
@@ -72,8 +82,8 @@ impl RawClient {
                     }
                     c.tcp.write_all(&out).await.unwrap();
                 }
-                b'Z' => return c,
-                b'E' => panic!("login failed: {:?}", String::from_utf8_lossy(f.body())),
+                b'Z' => return Ok(c),
+                b'E' => return Err(String::from_utf8_lossy(f.body()).into_owned()),
                 _ => {}
             }
         }
