@@ -88,16 +88,41 @@ pub fn mock(proxy: &Proxy) -> Secret {
     Secret::of(&proxy.mock_secret)
 }
 
-/// Refuses a client collation from [`UNSAFE_COLLATIONS`].
+/// Collations a client may log in with: those of utf8mb4 (MySQL 8's
+/// default 255 included), utf8mb3, latin1 and ascii. The login collation
+/// sets the character set results come in too, and masking reads column
+/// names and values as ASCII-compatible text: `binary` (63) or utf16
+/// would send them undecoded, past the value detectors and name-based
+/// masks. Character sets whose multi-byte characters can hold a backslash
+/// ([`UNSAFE_COLLATIONS`]) are not among them either.
+const RESULT_SAFE_COLLATIONS: &[std::ops::RangeInclusive<u8>] = &[
+    5..=5,
+    8..=8,
+    11..=11,
+    15..=15,
+    31..=31,
+    33..=33,
+    45..=49,
+    65..=65,
+    83..=83,
+    94..=94,
+    192..=215,
+    223..=247,
+    255..=255,
+];
+
+/// Refuses a client collation outside [`RESULT_SAFE_COLLATIONS`].
 pub fn check_charset(collation: u16) -> Result<(), MyError> {
-    if u8::try_from(collation).is_ok_and(|c| !UNSAFE_COLLATIONS.contains(&c)) {
+    if u8::try_from(collation).is_ok_and(|c| RESULT_SAFE_COLLATIONS.iter().any(|r| r.contains(&c)))
+    {
+        debug_assert!(u8::try_from(collation).is_ok_and(|c| !UNSAFE_COLLATIONS.contains(&c)));
         return Ok(());
     }
     Err(MyError::refused(
         1115,
         "42000",
         format!(
-            "airlock: client character set (collation {collation}) is not allowed: its multi-byte characters can contain a backslash; use utf8mb4"
+            "airlock: client character set (collation {collation}) is not allowed: airlock reads statements and results in utf8mb4, utf8mb3, latin1 or ascii; use utf8mb4"
         ),
     ))
 }
@@ -192,6 +217,25 @@ mod tests {
         }
         for safe in [CHARSET_UTF8MB4, 8, 33, 63] {
             assert!(!UNSAFE_COLLATIONS.contains(&safe));
+        }
+        // Logins: utf8mb4, utf8mb3, latin1 and ascii collations only; not
+        // binary (63), ucs2 (35), utf16 (54), utf32 (60), nor the above.
+        for ok in [
+            u16::from(CHARSET_UTF8MB4),
+            8,
+            11,
+            33,
+            45,
+            46,
+            192,
+            224,
+            247,
+            255,
+        ] {
+            assert!(check_charset(ok).is_ok(), "{ok}");
+        }
+        for refused in [63, 35, 54, 56, 60, 28, 13, 1, 95, 248, 256] {
+            assert!(check_charset(refused).is_err(), "{refused}");
         }
     }
 }

@@ -516,15 +516,22 @@ impl Session<'_> {
             }
             Action::Statement { id, reply } => {
                 // MariaDB's id 0xFFFFFFFF means "the statement prepared
-                // last". Its masking plan is not certain here (the server's
-                // idea of "last" may differ after a failed prepare or a
-                // close), so while masking applies it must be named.
-                if id == u32::MAX && self.mask.is_some() {
+                // last". Which one that is is not certain here (the
+                // server's idea of "last" may differ after a failed prepare
+                // or a close), so while masking applies, or a statement a
+                // human approved to run once may be the last, it must be
+                // named: an approved statement executed as 0xFFFFFFFF never
+                // used its approval up.
+                if id == u32::MAX
+                    && (self.mask.is_some()
+                        || !self.approved_once.is_empty()
+                        || !self.used_up.is_empty())
+                {
                     if reply.is_some() {
                         self.refuse(
                             1243,
                             "HY000",
-                            "airlock: statement id 0xFFFFFFFF (the last prepared statement) is not accepted while masking applies; use the statement's id",
+                            "airlock: statement id 0xFFFFFFFF (the last prepared statement) is not accepted while masking or an approval applies; use the statement's id",
                         )
                         .await?;
                     }

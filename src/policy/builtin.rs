@@ -27,6 +27,7 @@ pub mod ids {
     pub const STARTUP_OPTION: &str = "builtin.startup-option";
     pub const CATALOG_WRITE: &str = "builtin.catalog-write";
     pub const COLUMN_STATISTICS: &str = "builtin.column-statistics";
+    pub const OTHER_SESSIONS: &str = "builtin.other-sessions";
 
     /// Every built-in id, for validating `allow_builtin`.
     pub const ALL: &[&str] = &[
@@ -49,6 +50,7 @@ pub mod ids {
         STARTUP_OPTION,
         CATALOG_WRITE,
         COLUMN_STATISTICS,
+        OTHER_SESSIONS,
     ];
 }
 
@@ -72,6 +74,7 @@ const PG_DANGEROUS: &[&str] = &[
     "pg_sleep*",
     "set_config",
     "pg_terminate_backend",
+    "pg_stat_get_activity",
     "pg_cancel_backend",
     "pg_reload_conf",
     "pg_rotate_logfile",
@@ -271,6 +274,28 @@ pub fn is_column_statistics(dialect: Dialect, schema: &str, name: &str) -> bool 
             (schema == "mysql" && name == "column_stats")
                 || (schema == "information_schema" && name == "column_statistics")
         }
+    }
+}
+
+/// Catalog relations that show the statements other sessions are running,
+/// literals included. Agents that share airlock's upstream account would
+/// read each other's SQL (and whatever PII it quotes) there.
+pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => schema == "pg_catalog" && name == "pg_stat_activity",
+        Dialect::MySql => match schema {
+            "information_schema" => name == "processlist",
+            "performance_schema" => {
+                matches!(name, "threads" | "processlist") || name.starts_with("events_")
+            }
+            "sys" => {
+                let name = name.strip_prefix("x$").unwrap_or(name);
+                matches!(name, "processlist" | "session")
+                    || name.starts_with("statement")
+                    || name.starts_with("session_")
+            }
+            _ => false,
+        },
     }
 }
 

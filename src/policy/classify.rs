@@ -11,9 +11,27 @@ use super::builtin::{self, ids};
 use super::facts::{Facts, StatementClass};
 use super::Dialect;
 
-/// MySQL character sets safe for `SET NAMES`: ASCII-compatible, and no
-/// multi-byte character contains a byte below 0x80.
-const ASCII_SAFE_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"];
+/// MySQL character sets safe for `SET NAMES` and `character_set_results`:
+/// ASCII-compatible, no multi-byte character contains a byte below 0x80,
+/// and results in them are text masking can read. (`binary` lexes safely,
+/// but results in it are not converted, so a utf16 column's values and
+/// every column's name reach masking undecoded: refused.)
+const ASCII_SAFE_CHARSETS: &[&str] = &["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii"];
+
+/// Whether a `SET character_set_results` value is one plain name from
+/// [`ASCII_SAFE_CHARSETS`] (not NULL, which sends each column in its own
+/// character set, nor an expression or DEFAULT).
+fn result_charset_is_safe(values: &[Expr]) -> bool {
+    let [value] = values else {
+        return false;
+    };
+    let name = match value {
+        Expr::Identifier(id) => id.value.to_lowercase(),
+        Expr::Value(v) => v.to_string().to_lowercase().trim_matches('\'').to_string(),
+        _ => return false,
+    };
+    ASCII_SAFE_CHARSETS.contains(&name.as_str())
+}
 
 /// The data-modifying statement a query's body is, if it is one: sqlparser
 /// parses `WITH ... INSERT/UPDATE/DELETE/MERGE` as a query with that body.
@@ -200,64 +218,75 @@ fn value_is_surely_on(values: &[Expr]) -> bool {
 
 /// Fills `facts.session` and built-in session violations.
 pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
-    let assign =
-        |facts: &mut Facts, name: &ObjectName, scope: Option<&ContextModifier>, values: &[Expr]| {
-            let (n, global) = setting_name(name);
-            if global || matches!(scope, Some(ContextModifier::Global)) {
-                facts.violations.push((
-                    ids::ADMIN,
-                    format!("SET GLOBAL {n} changes the whole server"),
-                ));
-            }
-            if matches!(scope, Some(ContextModifier::Local)) {
-                facts.session.local = true;
-            }
-            if builtin::is_role_setting(&n) {
-                facts
-                    .violations
-                    .push((ids::ROLE_CHANGE, format!("changing {n} is not allowed")));
-            }
-            if builtin::is_lexer_or_loader_setting(&n) {
-                facts.violations.push((
+    let assign = |facts: &mut Facts,
+                  name: &ObjectName,
+                  scope: Option<&ContextModifier>,
+                  values: &[Expr]| {
+        let (n, global) = setting_name(name);
+        if global || matches!(scope, Some(ContextModifier::Global)) {
+            facts.violations.push((
+                ids::ADMIN,
+                format!("SET GLOBAL {n} changes the whole server"),
+            ));
+        }
+        if matches!(scope, Some(ContextModifier::Local)) {
+            facts.session.local = true;
+        }
+        if builtin::is_role_setting(&n) {
+            facts
+                .violations
+                .push((ids::ROLE_CHANGE, format!("changing {n} is not allowed")));
+        }
+        if builtin::is_lexer_or_loader_setting(&n) {
+            facts.violations.push((
+                ids::LEXER_SETTING,
+                format!("changing {n} would change how statements are read or load code"),
+            ));
+        }
+        if n == "password" {
+            facts.violations.push((
+                ids::ROLE_CHANGE,
+                "SET PASSWORD changes the credentials of the account airlock logs in as"
+                    .to_string(),
+            ));
+        }
+        if dialect == Dialect::MySql
+            && n == "character_set_results"
+            && !result_charset_is_safe(values)
+        {
+            facts.violations.push((
                     ids::LEXER_SETTING,
-                    format!("changing {n} would change how statements are read or load code"),
+                    "character_set_results other than utf8mb4, utf8mb3, latin1 or ascii sends results masking cannot read".to_string(),
                 ));
-            }
-            if n == "password" {
-                facts.violations.push((
-                    ids::ROLE_CHANGE,
-                    "SET PASSWORD changes the credentials of the account airlock logs in as"
-                        .to_string(),
-                ));
-            }
-            if builtin::is_tracing_setting(&n) {
-                facts.violations.push((
-                    ids::ADMIN,
-                    format!("{n} makes the server show values it read, masked data included"),
-                ));
-            }
-            if builtin::is_read_only_setting(&n) && !value_is_surely_on(values) {
-                facts.session.enables_writes = true;
-            }
-            if n == "search_path" {
-                let path: Vec<String> = values
-                    .iter()
-                    .map(|v| match v {
-                        Expr::Identifier(id) => id.value.clone(),
-                        Expr::Value(v) => v.to_string().trim_matches('\'').to_string(),
-                        other => other.to_string(),
-                    })
-                    .flat_map(|s| {
-                        s.split(',')
-                            .map(|p| p.trim().to_string())
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                facts.session.search_path = Some(path);
-            }
-            facts.session.sets.push(n);
-        };
+        }
+        if builtin::is_tracing_setting(&n) {
+            facts.violations.push((
+                ids::ADMIN,
+                format!("{n} makes the server show values it read, masked data included"),
+            ));
+        }
+        if builtin::is_read_only_setting(&n) && !value_is_surely_on(values) {
+            facts.session.enables_writes = true;
+        }
+        if n == "search_path" {
+            let path: Vec<String> = values
+                .iter()
+                .map(|v| match v {
+                    Expr::Identifier(id) => id.value.clone(),
+                    Expr::Value(v) => v.to_string().trim_matches('\'').to_string(),
+                    other => other.to_string(),
+                })
+                .flat_map(|s| {
+                    s.split(',')
+                        .map(|p| p.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            facts.session.search_path = Some(path);
+        }
+        facts.session.sets.push(n);
+    };
     match s {
         Statement::Set(set) => match set {
             Set::SingleAssignment {

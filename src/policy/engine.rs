@@ -489,6 +489,22 @@ pub fn decide(
             return d;
         }
     }
+    if let Some(r) = facts.reads.iter().find(|r| {
+        r.schemas
+            .iter()
+            .any(|s| builtin::is_session_activity(dialect, s, &r.name))
+    }) {
+        if let Some(d) = builtin(
+            policy,
+            ids::OTHER_SESSIONS,
+            format!(
+                "{} shows the statements other sessions run, with the values they quote",
+                r.display_name()
+            ),
+        ) {
+            return d;
+        }
+    }
     for r in facts.relations() {
         if table_denied(policy, r) {
             return deny(

@@ -840,6 +840,16 @@ impl Visitor for Extractor<'_> {
             // by sqlparser as a variable's name.
             Statement::ShowVariable { variable } => {
                 let words: Vec<String> = variable.iter().map(|w| w.value.to_lowercase()).collect();
+                // MySQL `SHOW GRANTS` prints the hash of the password of
+                // the account airlock logs in as (`IDENTIFIED BY PASSWORD
+                // '*A27...'`), which can be cracked offline.
+                if words.first().is_some_and(|w| w == "grants") {
+                    self.facts.violations.push((
+                        ids::ADMIN,
+                        "SHOW GRANTS shows the password hash of the account airlock logs in as"
+                            .to_string(),
+                    ));
+                }
                 if let [kind, from, rest @ ..] = words.as_slice() {
                     if matches!(kind.as_str(), "index" | "indexes" | "keys")
                         && matches!(from.as_str(), "from" | "in")

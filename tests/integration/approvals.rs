@@ -734,3 +734,52 @@ async fn an_approved_statement_stays_used_up() {
     }
     env.stop().await;
 }
+
+/// MariaDB's statement id 0xFFFFFFFF (the statement prepared last) ran an
+/// approved-once statement any number of times without using its approval
+/// up (red-team finding: four rows from one approval). While an approval
+/// applies it is refused; the statement runs once, by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_last_statement_id_cannot_rerun_an_approval() {
+    use airlock_protocol::mysql::com;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = mysql_start(dir.path()).await;
+    let mut raw = mysql_env::Raw::login(env.port, mysql_env::AGENT, mysql_env::AGENT_PW).await;
+    let mut prepare = vec![com::STMT_PREPARE];
+    prepare.extend_from_slice(b"UPDATE orders SET note = CONCAT(note, '+') WHERE id = 2");
+    raw.send(0, &prepare).await;
+    alice_approves(&api, mysql_env::AGENT).await;
+    let (_, ok) = raw.read().await;
+    assert_eq!(ok.first(), Some(&0), "prepare: {ok:?}");
+    let id = u32::from_le_bytes(ok[1..5].try_into().unwrap());
+    let execute = |id: u32| {
+        let mut p = vec![com::STMT_EXECUTE];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.push(0);
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p
+    };
+    for _ in 0..2 {
+        let reply = raw.cmd(&execute(u32::MAX)).await;
+        assert_eq!(reply.first(), Some(&0xff), "0xFFFFFFFF ran: {reply:?}");
+        assert!(String::from_utf8_lossy(&reply).contains("0xFFFFFFFF"));
+    }
+    assert_eq!(
+        raw.cmd(&execute(id)).await.first(),
+        Some(&0),
+        "the approved run"
+    );
+    assert_eq!(
+        raw.cmd(&execute(id)).await.first(),
+        Some(&0xff),
+        "a second run"
+    );
+    assert_eq!(raw.cmd(&execute(u32::MAX)).await.first(), Some(&0xff));
+    assert!(env
+        .admin("SELECT note FROM orders WHERE id = 2")
+        .contains("new+"));
+    assert!(!env
+        .admin("SELECT note FROM orders WHERE id = 2")
+        .contains("new++"));
+    env.stop().await;
+}

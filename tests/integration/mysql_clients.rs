@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use mysql_async::prelude::*;
-use mysql_env::{MyEnv, AGENT, AGENT_PW, DB};
+use mysql_env::{MyEnv, Raw, AGENT, AGENT_PW, DB};
 
 const SHA2_USER: &str = "shabot";
 const SHA2_PW: &str = "sha2-only-pw";
@@ -791,91 +791,6 @@ async fn ssl_request_and_client_hello_in_one_segment() {
     env.stop().await;
 }
 
-/// A minimal client on the wire, for commands the client libraries do not
-/// expose (COM_FIELD_LIST, COM_STATISTICS, COM_SET_OPTION, ...).
-struct Raw {
-    tcp: tokio::net::TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn login(port: u16, user: &str, password: &str) -> Raw {
-        use airlock_protocol::mysql::{auth, caps, handshake};
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let mut raw = Raw {
-            tcp,
-            buf: Vec::new(),
-        };
-        let (_, greeting) = raw.read().await;
-        let g = handshake::Greeting::parse(&greeting).unwrap();
-        let r = handshake::Response {
-            capabilities: caps::PROTOCOL_41
-                | caps::SECURE_CONNECTION
-                | caps::PLUGIN_AUTH
-                | caps::CONNECT_WITH_DB
-                | caps::MULTI_RESULTS,
-            max_packet: 1 << 24,
-            charset: 45,
-            user: user.as_bytes().to_vec(),
-            auth_response: auth::native_token(&g.scramble, password.as_bytes()),
-            database: Some(DB.as_bytes().to_vec()),
-            auth_plugin: Some(auth::NATIVE.into()),
-            attributes: Vec::new(),
-        };
-        let mut out = bytes::BytesMut::new();
-        r.encode(&mut out);
-        raw.send(1, &out).await;
-        let (_, ok) = raw.read().await;
-        assert_eq!(head(&ok), Some(0), "login: {ok:?}");
-        raw
-    }
-
-    async fn send(&mut self, seq: u8, payload: &[u8]) {
-        use tokio::io::AsyncWriteExt;
-        let mut out = bytes::BytesMut::new();
-        airlock_protocol::mysql::frame::write_packet(&mut out, seq, payload);
-        self.tcp.write_all(&out).await.unwrap();
-    }
-
-    /// One packet: (sequence id, payload).
-    async fn read(&mut self) -> (u8, Vec<u8>) {
-        use tokio::io::AsyncReadExt;
-        loop {
-            if let Some(l) = airlock_protocol::mysql::frame::locate(&self.buf, 1 << 26).unwrap() {
-                let payload = airlock_protocol::mysql::frame::payload(&self.buf, &l).into_owned();
-                self.buf.drain(..l.raw_len);
-                return (l.last_seq, payload);
-            }
-            let mut chunk = [0u8; 8192];
-            let n = self.tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Sends a command and reads the first reply packet.
-    async fn cmd(&mut self, payload: &[u8]) -> Vec<u8> {
-        self.send(0, payload).await;
-        self.read().await.1
-    }
-
-    /// Reads packets up to and including an EOF (or an ERR).
-    async fn until_eof(&mut self, mut first: Vec<u8>) -> Vec<Vec<u8>> {
-        let mut all = Vec::new();
-        loop {
-            let done =
-                head(&first) == Some(0xff) || airlock_protocol::mysql::packets::is_eof(&first);
-            all.push(first);
-            if done {
-                return all;
-            }
-            first = self.read().await.1;
-        }
-    }
-}
-
 fn head(p: &[u8]) -> Option<u8> {
     p.first().copied()
 }
@@ -939,5 +854,32 @@ async fn commands_on_the_wire() {
     assert_eq!(rows.len(), 2, "row, EOF");
     assert_eq!(&rows[0][1..], b"42");
     c.send(0, &[com::QUIT]).await;
+    env.stop().await;
+}
+
+/// The login collation sets the character set results come back in.
+/// Under `binary` (63) the value detectors saw no text, and under utf16 no
+/// column name matched a mask (red-team finding): only utf8mb4, utf8mb3,
+/// latin1 and ascii collations may log in. The same goes for `SET NAMES`
+/// and `character_set_results` (see the policy corpus).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_in_a_result_charset_masking_cannot_read_are_refused() {
+    let mut env = plain_env().await;
+    for collation in [63u8, 54, 35, 60] {
+        let (_, reply) = Raw::login_as(env.port, AGENT, AGENT_PW, collation).await;
+        assert!(
+            is_err_with(&reply, "airlock: client character set"),
+            "collation {collation}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    for collation in [45u8, 224, 8, 33] {
+        let (mut c, reply) = Raw::login_as(env.port, AGENT, AGENT_PW, collation).await;
+        assert_eq!(head(&reply), Some(0), "collation {collation}: {reply:?}");
+        assert_eq!(
+            head(&c.cmd(&[airlock_protocol::mysql::com::PING]).await),
+            Some(0)
+        );
+    }
     env.stop().await;
 }

@@ -209,3 +209,95 @@ pub fn flatten_all(rows: &[mysql_async::Row]) -> Vec<u8> {
     }
     out
 }
+
+/// A minimal client on the wire, for commands the client libraries do not
+/// expose (COM_FIELD_LIST, COM_STATISTICS, COM_SET_OPTION, ...).
+pub struct Raw {
+    pub tcp: tokio::net::TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn login(port: u16, user: &str, password: &str) -> Raw {
+        let (raw, ok) = Self::login_as(port, user, password, 45).await;
+        assert_eq!(ok.first(), Some(&0), "login: {ok:?}");
+        raw
+    }
+
+    /// Logs in with this collation; the client and the server's answer
+    /// to the login (OK or ERR).
+    pub async fn login_as(port: u16, user: &str, password: &str, charset: u8) -> (Raw, Vec<u8>) {
+        use airlock_protocol::mysql::{auth, caps, handshake};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut raw = Raw {
+            tcp,
+            buf: Vec::new(),
+        };
+        let (_, greeting) = raw.read().await;
+        let g = handshake::Greeting::parse(&greeting).unwrap();
+        let r = handshake::Response {
+            capabilities: caps::PROTOCOL_41
+                | caps::SECURE_CONNECTION
+                | caps::PLUGIN_AUTH
+                | caps::CONNECT_WITH_DB
+                | caps::MULTI_RESULTS,
+            max_packet: 1 << 24,
+            charset,
+            user: user.as_bytes().to_vec(),
+            auth_response: auth::native_token(&g.scramble, password.as_bytes()),
+            database: Some(DB.as_bytes().to_vec()),
+            auth_plugin: Some(auth::NATIVE.into()),
+            attributes: Vec::new(),
+        };
+        let mut out = bytes::BytesMut::new();
+        r.encode(&mut out);
+        raw.send(1, &out).await;
+        let (_, ok) = raw.read().await;
+        (raw, ok)
+    }
+
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        airlock_protocol::mysql::frame::write_packet(&mut out, seq, payload);
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// One packet: (sequence id, payload).
+    pub async fn read(&mut self) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(l) = airlock_protocol::mysql::frame::locate(&self.buf, 1 << 26).unwrap() {
+                let payload = airlock_protocol::mysql::frame::payload(&self.buf, &l).into_owned();
+                self.buf.drain(..l.raw_len);
+                return (l.last_seq, payload);
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command and reads the first reply packet.
+    pub async fn cmd(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.send(0, payload).await;
+        self.read().await.1
+    }
+
+    /// Reads packets up to and including an EOF (or an ERR).
+    pub async fn until_eof(&mut self, mut first: Vec<u8>) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        loop {
+            let done =
+                first.first() == Some(&0xff) || airlock_protocol::mysql::packets::is_eof(&first);
+            all.push(first);
+            if done {
+                return all;
+            }
+            first = self.read().await.1;
+        }
+    }
+}
