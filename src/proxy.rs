@@ -142,6 +142,16 @@ impl GateCache<'_> {
     pub fn gate(&mut self) -> &Arc<dyn Gate> {
         &self.0.load().gate
     }
+
+    /// The version of the rules in force now ([`Loaded::version`]).
+    pub fn version(&mut self) -> u64 {
+        self.0.load().version
+    }
+
+    /// The masking rules in force now.
+    pub fn masker(&mut self) -> Option<&Arc<Masker>> {
+        self.0.load().masker.as_ref()
+    }
 }
 
 /// Counts a session against its identity's limit until dropped.

@@ -176,6 +176,20 @@ impl MyMask {
         }
     }
 
+    /// A reload replaced the masking rules: plans and column meanings
+    /// made from now on follow them. (A reload also moves every catalog
+    /// generation, so prepared statements are planned again before they
+    /// next run.)
+    pub fn set_masker(&mut self, masker: Arc<Masker>) {
+        if Arc::ptr_eq(&self.masker, &masker) {
+            return;
+        }
+        self.audience = masker.audience(&self.principal);
+        self.detectors = masker.detectors_for(&self.principal);
+        self.masker = masker;
+        self.columns.clear();
+    }
+
     /// Whether the snapshot must be (re)loaded before the next plan: none
     /// yet, or the target's catalog generation moved since it was loaded.
     /// One atomic load.

@@ -22,7 +22,7 @@ use super::error::MyError;
 use super::masking::MyMask;
 use super::reply_mask::{Outcome, Plans, ReplyMask};
 use super::response::{Expect, Step, Tracker};
-use super::stmt_ids::IdSet;
+use super::stmt_ids::{IdMap, IdSet};
 use super::upstream::{self, Upstream};
 use crate::config::{Protocol, Target};
 use crate::policy::memo::Memo;
@@ -238,6 +238,9 @@ async fn serve_as(
             ..Default::default()
         },
         prepared: IdSet::default(),
+        texts: IdMap::default(),
+        seen_version: proxy.version().0,
+        masking_now_applies: false,
         approved_once: Vec::new(),
         prepare_approved: false,
         used_up: Vec::new(),
@@ -322,6 +325,15 @@ struct Session<'a> {
     context: SessionContext,
     /// Statement ids from prepares airlock allowed.
     prepared: IdSet,
+    /// Their texts, and the version of the rules each was judged under: a
+    /// statement prepared before a reload is judged again before it next
+    /// runs ([`Session::judged_again`]).
+    texts: IdMap<(u64, Arc<[u8]>)>,
+    /// The version of the rules the session last saw.
+    seen_version: u64,
+    /// A reload made masking rules apply to this principal, whose session
+    /// started without masking: every later statement is refused.
+    masking_now_applies: bool,
     /// Statements a human approved (a held COM_STMT_PREPARE), not executed
     /// yet: each runs once, as an approved query does; a second execute is
     /// refused as unknown (prepare it again to ask again).
@@ -391,6 +403,10 @@ impl Session<'_> {
 
     /// Handles one command; `false` ends the session.
     async fn command(&mut self, cmd: Packet) -> Result<bool, MyError> {
+        let version = self.gates.version();
+        if version != self.seen_version {
+            self.rules_changed(version);
+        }
         let payload = &cmd.payload;
         match classify(payload) {
             Action::Quit => {
@@ -461,6 +477,8 @@ impl Session<'_> {
                     let approved = std::mem::take(&mut self.prepare_approved);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
+                        self.texts
+                            .insert(id, (self.seen_version, Arc::from(&sql[..])));
                         if approved {
                             self.approved_once.push(id);
                         }
@@ -546,6 +564,13 @@ impl Session<'_> {
                     && (self.prepared.contains(&id)
                         || (id == u32::MAX && !self.prepared.is_empty())
                         || !self.gates.gate().vets_prepared());
+                if known && reply == Some(Expect::Execute) {
+                    if let Some(refusal) = self.judged_again(id) {
+                        tracing::info!(statement = id, reason = %refusal, "execute refused");
+                        self.refuse(1142, "42000", &refusal).await?;
+                        return Ok(true);
+                    }
+                }
                 if !known {
                     tracing::info!(
                         statement = id,
@@ -591,6 +616,7 @@ impl Session<'_> {
                     None => {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
+                            self.texts.remove(&id);
                             self.used_up.retain(|u| *u != id);
                             self.approved_once.retain(|a| *a != id);
                             self.catalog_changing.remove(&id);
@@ -619,6 +645,7 @@ impl Session<'_> {
                 let reply = self.up.conn.read().await?;
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
+                    self.texts.clear();
                     self.catalog_changing.clear();
                     if let Some(m) = self.mask.as_mut() {
                         m.statements.clear();
@@ -678,6 +705,10 @@ impl Session<'_> {
         shape: Option<&Shape<'_>>,
         vetted: bool,
     ) -> Result<Option<Effects>, MyError> {
+        if self.masking_now_applies {
+            self.refuse(1142, "42000", &masking_now_applies()).await?;
+            return Ok(None);
+        }
         let gate: Arc<dyn Gate> = Arc::clone(self.gates.gate());
         let judgement = match shape {
             Some(shape) => self.judge_memo(&gate, source, sql, shape),
@@ -850,6 +881,73 @@ impl Session<'_> {
         }
         self.refuse(1142, "42000", &refusal).await?;
         Ok(None)
+    }
+
+    /// The rules changed (a reload) since the session last looked. Masking
+    /// takes the new masking rules up (a reload also moves every catalog
+    /// generation, so prepared statements are planned again before they
+    /// next run); masking rules now applying to a session that started
+    /// without masking cannot be taken up mid-session, so its statements
+    /// are refused from now on.
+    fn rules_changed(&mut self, version: u64) {
+        self.seen_version = version;
+        let masker = self.gates.masker().cloned();
+        match self.mask.as_mut() {
+            Some(m) => {
+                if let Some(masker) = masker {
+                    m.set_masker(masker);
+                }
+            }
+            None => {
+                if masker.is_some_and(|m| m.is_active_for(&self.principal)) {
+                    self.masking_now_applies = true;
+                }
+            }
+        }
+    }
+
+    /// Before COM_STMT_EXECUTE of statement `id` (0xFFFFFFFF: any of
+    /// them): the refusal, when the rules changed since it was prepared
+    /// and now refuse it (or masking now applies). An allowed one is not
+    /// judged again until the next reload.
+    fn judged_again(&mut self, id: u32) -> Option<String> {
+        if self.masking_now_applies {
+            return Some(masking_now_applies());
+        }
+        let version = self.seen_version;
+        let ids: Vec<u32> = match id {
+            u32::MAX => self
+                .texts
+                .iter()
+                .filter(|(_, (v, _))| *v != version)
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => vec![id],
+        };
+        let gate: Arc<dyn Gate> = Arc::clone(self.gates.gate());
+        for id in ids {
+            let Some((judged_at, sql)) = self.texts.get(&id) else {
+                continue;
+            };
+            if *judged_at == version {
+                continue;
+            }
+            let request = Request {
+                dialect: Dialect::MySql,
+                source: Source::Parse,
+                sql,
+                session: &self.context,
+            };
+            match gate.judge(&self.principal, &request).decision {
+                Decision::Allow => {
+                    if let Some(t) = self.texts.get_mut(&id) {
+                        t.0 = version;
+                    }
+                }
+                d => return Some(format!("airlock: {d}")),
+            }
+        }
+        None
     }
 
     /// Before COM_STMT_EXECUTE of statement `id`: when the catalog changed
@@ -1216,4 +1314,13 @@ fn judge_packet(
             Verdict::Drop
         }
     })
+}
+
+/// The refusal of every statement of a session that started without
+/// masking, once a reload made masking rules apply to its principal.
+fn masking_now_applies() -> String {
+    format!(
+        "airlock: blocked by rule {}: the rules were reloaded and masking now applies to this identity; reconnect to have it applied",
+        crate::policy::builtin::ids::RULES_RELOADED
+    )
 }

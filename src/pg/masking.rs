@@ -50,7 +50,9 @@ use crate::policy::{Dialect, Principal, SessionContext};
 /// snapshot when the target's catalog generation moved (see
 /// [`crate::masking::catalog`]), and the server side reads the current one.
 pub struct MaskContext {
-    pub masker: Arc<Masker>,
+    /// The masking rules in force, as they apply to `principal`: replaced
+    /// when a reload changed them ([`MaskContext::set_masker`]).
+    rules: ArcSwap<MaskRules>,
     /// The session's catalog snapshot.
     catalog: ArcSwap<CatalogSnapshot>,
     /// The target's catalog generation (shared by all its sessions).
@@ -59,9 +61,24 @@ pub struct MaskContext {
     /// by the client side only.
     loaded_at: AtomicU64,
     pub principal: Principal,
+}
+
+/// The masking rules and what of them applies to one principal.
+pub struct MaskRules {
+    pub masker: Arc<Masker>,
     pub detectors: DetectorSet,
-    /// The rules and detectors that apply to `principal`, worked out once.
+    /// The rules and detectors that apply to the principal, worked out once.
     audience: Audience,
+}
+
+impl MaskRules {
+    fn new(masker: Arc<Masker>, principal: &Principal) -> Self {
+        MaskRules {
+            detectors: masker.detectors_for(principal),
+            audience: masker.audience(principal),
+            masker,
+        }
+    }
 }
 
 /// Plans for the statements of one request, or the refusal.
@@ -77,13 +94,26 @@ impl MaskContext {
         principal: Principal,
     ) -> Self {
         MaskContext {
-            detectors: masker.detectors_for(&principal),
-            audience: masker.audience(&principal),
-            masker,
+            rules: ArcSwap::from_pointee(MaskRules::new(masker, &principal)),
             catalog: ArcSwap::new(catalog.0),
             generation,
             loaded_at: AtomicU64::new(catalog.1),
             principal,
+        }
+    }
+
+    /// The masking rules in force.
+    pub fn rules(&self) -> arc_swap::Guard<Arc<MaskRules>> {
+        self.rules.load()
+    }
+
+    /// A reload replaced the masking rules: plans made from now on follow
+    /// them. (A reload also moves every catalog generation, so prepared
+    /// statements are planned again before they next run.)
+    pub fn set_masker(&self, masker: Arc<Masker>) {
+        if !Arc::ptr_eq(&self.rules.load().masker, &masker) {
+            self.rules
+                .store(Arc::new(MaskRules::new(masker, &self.principal)));
         }
     }
 
@@ -120,8 +150,9 @@ impl MaskContext {
     /// shape, as the policy engine was given it.
     pub fn plan(&self, sql: &[u8], shape: &Shape<'_>, ctx: &SessionContext) -> Planned {
         let text = utf8(sql)?;
-        let plans = self.masker.plan_for(
-            &self.audience,
+        let rules = self.rules();
+        let plans = rules.masker.plan_for(
+            &rules.audience,
             Dialect::Postgres,
             text,
             shape,
@@ -136,8 +167,9 @@ impl MaskContext {
     /// session statements are allowed.
     pub fn plan_after_ddl(&self, sql: &[u8], ctx: &SessionContext) -> Planned {
         let text = utf8(sql)?;
-        let plans = self.masker.plan_after_ddl(
-            &self.audience,
+        let rules = self.rules();
+        let plans = rules.masker.plan_after_ddl(
+            &rules.audience,
             Dialect::Postgres,
             text,
             ctx,
@@ -341,8 +373,9 @@ impl RowMasking {
         if actions.iter().all(|a| a.mask == ColumnMask::Clear) {
             return Ok(Verdict::Pass);
         }
-        let masker = &self.ctx.masker;
-        let detectors = self.ctx.detectors;
+        let rules = self.ctx.rules();
+        let masker = &rules.masker;
+        let detectors = rules.detectors;
         let rewritten = rewrite_data_row(body, |i, value| {
             let Some(a) = actions.get(i) else {
                 return Change::Keep;
@@ -433,7 +466,7 @@ impl RowMasking {
                 None => field
                     .map(|f| {
                         let name = String::from_utf8_lossy(f.name).to_lowercase();
-                        ctx.masker.mask_for_name(&ctx.principal, &name)
+                        ctx.rules().masker.mask_for_name(&ctx.principal, &name)
                     })
                     .unwrap_or(ColumnMask::Clear),
             };
@@ -444,7 +477,7 @@ impl RowMasking {
                     Some(m) => m.clone(),
                     None => {
                         let m = match catalog.column(f.table_oid, f.attnum) {
-                            Some((rel, col)) => ctx.masker.mask_for_column(
+                            Some((rel, col)) => ctx.rules().masker.mask_for_column(
                                 &ctx.principal,
                                 &rel.schema,
                                 &rel.name,
@@ -488,7 +521,7 @@ impl RowMasking {
 
     /// Scrubs the human-readable fields of an ErrorResponse/NoticeResponse.
     fn scrub_fields(&self, tag: u8, body: &[u8]) -> Verdict {
-        if self.ctx.detectors.is_empty() {
+        if self.ctx.rules().detectors.is_empty() {
             return Verdict::Pass;
         }
         let mut changed = false;
@@ -496,7 +529,7 @@ impl RowMasking {
         for (code, value) in backend::error_fields(body) {
             let scrubbed = match code {
                 b'M' | b'D' | b'H' | b'W' => {
-                    crate::masking::detect::scrub(value, self.ctx.detectors)
+                    crate::masking::detect::scrub(value, self.ctx.rules().detectors)
                 }
                 _ => None,
             };
@@ -521,7 +554,7 @@ impl RowMasking {
     /// Scrubs a ParameterStatus value (e.g. an application_name someone set
     /// to a value read from a masked column).
     fn scrub_parameter_status(&self, body: &[u8]) -> Verdict {
-        if self.ctx.detectors.is_empty() {
+        if self.ctx.rules().detectors.is_empty() {
             return Verdict::Pass;
         }
         let Some(name_end) = memchr::memchr(0, body) else {
@@ -529,7 +562,7 @@ impl RowMasking {
         };
         let value = &body[name_end + 1..];
         let value = value.strip_suffix(&[0]).unwrap_or(value);
-        let Some(clean) = crate::masking::detect::scrub(value, self.ctx.detectors) else {
+        let Some(clean) = crate::masking::detect::scrub(value, self.ctx.rules().detectors) else {
             return Verdict::Pass;
         };
         let mut out = BytesMut::new();
@@ -543,7 +576,7 @@ impl RowMasking {
 
     /// Scrubs a NotificationResponse payload.
     fn scrub_notification(&self, body: &[u8]) -> Verdict {
-        if self.ctx.detectors.is_empty() || body.len() < 4 {
+        if self.ctx.rules().detectors.is_empty() || body.len() < 4 {
             return Verdict::Pass;
         }
         let rest = &body[4..];
@@ -552,7 +585,7 @@ impl RowMasking {
         };
         let payload = &rest[ch_end + 1..];
         let payload = payload.strip_suffix(&[0]).unwrap_or(payload);
-        let Some(clean) = crate::masking::detect::scrub(payload, self.ctx.detectors) else {
+        let Some(clean) = crate::masking::detect::scrub(payload, self.ctx.rules().detectors) else {
             return Verdict::Pass;
         };
         let mut out = BytesMut::new();

@@ -60,6 +60,9 @@ const REFUSED: &str = "42501";
 /// (serialization_failure: run it again).
 const SCHEMA_RACE: &str = "40001";
 
+use crate::policy::builtin::ids::RULES_RELOADED as RELOADED;
+const MASKING_NOW_APPLIES: &str = "the rules were reloaded and masking now applies to this identity; reconnect to have it applied";
+
 /// State both directions see.
 pub struct Shared {
     /// Requests sent upstream whose ReadyForQuery has not come back.
@@ -151,8 +154,9 @@ pub struct ClientSide<'a> {
     pub shutdown: watch::Receiver<bool>,
     pub context: SessionContext,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
-    /// with what the audit log records of each execution.
-    statements: Named<Option<Arc<Judged>>>,
+    /// with what the audit log records of each execution and the rules
+    /// they were judged under.
+    statements: Named<Vetted>,
     /// Portals bound from allowed statements, likewise.
     portals: Named<Option<Arc<Judged>>>,
     /// Masking: plans per statement and portal, and what each request will
@@ -197,10 +201,26 @@ pub struct ClientSide<'a> {
     /// may still hold: refused at every Bind until the server has surely
     /// dropped them ([`ClientSide::drop_used_up`]).
     used_up: Vec<Box<[u8]>>,
+    /// The version of the rules ([`crate::proxy::Loaded::version`]) the
+    /// session last saw: a reload is noticed at the next statement.
+    seen_version: u64,
+    /// A reload made masking rules apply to this principal, whose session
+    /// started without masking: every later statement is refused.
+    masking_now_applies: bool,
     /// No extended-protocol message was sent since the last Sync or Query:
     /// with nothing in flight, the server carries out the next message
     /// (it skips messages only after an error, up to the next Sync).
     after_sync: bool,
+}
+
+/// An allowed Parse: what the audit log records of its executions, the
+/// version of the rules it was judged under, and its text when airlock
+/// keeps it to judge it again after a reload (named statements; the
+/// unnamed one's text comes from the audit record or the masking book).
+struct Vetted {
+    judged: Option<Arc<Judged>>,
+    version: u64,
+    sql: Option<Arc<[u8]>>,
 }
 
 /// A statement held for approval.
@@ -418,6 +438,8 @@ impl<'a> ClientSide<'a> {
             approved_once: Vec::new(),
             used_up: Vec::new(),
             after_sync: true,
+            seen_version: 0,
+            masking_now_applies: false,
         }
     }
 
@@ -500,6 +522,9 @@ impl<'a> ClientSide<'a> {
         if let Some(hazard) = self.shared.lexer_hazard.get() {
             let message = super::lexer_guard::refusal(hazard);
             return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
+        }
+        if self.masking_now_applies {
+            return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
         }
         // Not while restricted: the memo's plans were made without the
         // restriction (see `super::ddl_fence`).
@@ -834,6 +859,86 @@ impl<'a> ClientSide<'a> {
         })
     }
 
+    /// The rules changed (a reload) since the session last looked. The
+    /// first look (at its first statement) only notes the version.
+    /// Masking rules now applying to a session that started without
+    /// masking cannot be taken up mid-session: its statements are refused
+    /// from now on. Statements prepared with SQL `PREPARE` under the old
+    /// rules are forgotten, so `EXECUTE` of them is refused until they are
+    /// prepared again (masking sessions refuse them already, as outdated:
+    /// a reload moves every catalog generation). Protocol-level statements
+    /// are judged again at their next Bind ([`Self::judged_again`]).
+    fn rules_changed(&mut self, version: u64) {
+        let first = self.seen_version == 0;
+        self.seen_version = version;
+        if first {
+            return;
+        }
+        if self.masking.is_none() {
+            let principal = self.principal;
+            if self
+                .gates
+                .masker()
+                .is_some_and(|m| m.is_active_for(principal))
+            {
+                self.masking_now_applies = true;
+            }
+            self.context.prepared.clear();
+        }
+    }
+
+    /// Before a Bind of statement `name`: what the audit log records of
+    /// its executions. When the rules changed since it was parsed it is
+    /// judged again: a statement the new rules refuse is refused at every
+    /// Bind. One whose text airlock did not keep (the unnamed statement,
+    /// without audit or masking) is refused: Parse it again.
+    fn judged_again(&mut self, name: &[u8]) -> Result<Option<Arc<Judged>>, String> {
+        if self.masking_now_applies {
+            return Err(format!(
+                "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
+            ));
+        }
+        let Some(vetted) = self.statements.get(name) else {
+            // Vouched for by a SQL PREPARE of that name.
+            return Ok(None);
+        };
+        if vetted.version == self.seen_version {
+            return Ok(vetted.judged.clone());
+        }
+        let version = self.seen_version;
+        let sql = vetted
+            .sql
+            .clone()
+            .or_else(|| vetted.judged.as_ref().map(|j| Arc::from(j.sql.as_bytes())))
+            .or_else(|| {
+                self.masking
+                    .as_ref()
+                    .and_then(|m| m.book.statement_sql(name))
+            });
+        let Some(sql) = sql else {
+            return Err(format!(
+                "airlock: blocked by rule {RELOADED}: the rules changed since prepared statement \"{}\" was parsed: Parse it again",
+                String::from_utf8_lossy(name)
+            ));
+        };
+        let gate = Arc::clone(self.gates.gate());
+        let request = Request {
+            dialect: Dialect::Postgres,
+            source: Source::Parse,
+            sql: &sql,
+            session: &self.context,
+        };
+        match gate.judge(self.principal, &request).decision {
+            Decision::Allow => Ok(self.statements.get_mut(name).and_then(|v| {
+                v.version = version;
+                v.judged.clone()
+            })),
+            Decision::Block { rule, message } | Decision::RequireApproval { rule, message } => {
+                Err(format!("airlock: blocked by rule {rule}: {message}"))
+            }
+        }
+    }
+
     /// After the Bind of statement `name`: a statement a human approved
     /// (a held Parse) runs once, as an approved Query does. Its first Bind
     /// uses the approval up; later ones are refused as unvetted (Parse it
@@ -923,7 +1028,18 @@ impl<'a> ClientSide<'a> {
         match planned {
             Ok(plans) => {
                 self.follow_step(judged.as_ref());
-                self.statements.insert(name, judged);
+                let kept = (!name.is_empty()).then(|| Arc::from(sql));
+                // Judged under the rules the session last saw (a reload
+                // during a hold is noticed at the next statement).
+                let version = self.seen_version;
+                self.statements.insert(
+                    name,
+                    Vetted {
+                        judged,
+                        version,
+                        sql: kept,
+                    },
+                );
                 if let Some(m) = &mut self.masking {
                     let at = m.ctx.loaded_at();
                     m.book
@@ -985,6 +1101,10 @@ impl<'a> ClientSide<'a> {
         }
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
+            let version = self.gates.version();
+            if version != self.seen_version {
+                self.rules_changed(version);
+            }
         }
         if matches!(
             tag,
@@ -1064,7 +1184,17 @@ impl<'a> ClientSide<'a> {
                         }
                         return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
                     }
-                    let judged = self.statements.get(b.statement).cloned().flatten();
+                    let judged = match self.judged_again(b.statement) {
+                        Ok(judged) => judged,
+                        Err(msg) => {
+                            self.follow(|| Expect::Completion);
+                            self.portals.remove(b.portal);
+                            if let Some(m) = &mut self.masking {
+                                m.book.portal_gone(b.portal);
+                            }
+                            return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
+                        }
+                    };
                     self.follow_step(judged.as_ref());
                     self.portals.insert(b.portal, judged);
                     if !self.approved_once.is_empty() {
@@ -1092,7 +1222,13 @@ impl<'a> ClientSide<'a> {
                     true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
                     false => self.replan_portal(e.portal),
                 }
-                .and_then(|()| self.execute_by_name_check(e.portal));
+                .and_then(|()| self.execute_by_name_check(e.portal))
+                .and_then(|()| match self.masking_now_applies {
+                    true => Err(format!(
+                        "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
+                    )),
+                    false => Ok(()),
+                });
                 let restricted = self.restricted;
                 let shared = self.shared;
                 if let Some(m) = &mut self.masking {
@@ -1251,6 +1387,12 @@ impl<'a> ClientSide<'a> {
         };
         let (catalog, at) = self.proxy.catalog(&self.principal.target).await?;
         m.ctx.set_catalog(catalog, at);
+        // A reload moves every catalog generation: take its masking rules
+        // up too. (With no masking rules left at all, the old ones stay
+        // until the session ends: it masks more, not less.)
+        if let Some(masker) = self.proxy.masker() {
+            m.ctx.set_masker(masker);
+        }
         // Results of requests sent so far were planned against the old
         // snapshot: the server side refuses them (see `ServerSide::suspect`).
         self.shared.fence.planned(m.fence.planned_so_far(), at);
@@ -1281,10 +1423,12 @@ impl<'a> ClientSide<'a> {
                 .find(|n| m.outdated_prepared.contains(*n) || !self.context.prepared.contains(*n))
                 .cloned()
         };
-        let name = match std::str::from_utf8(sql)
-            .ok()
-            .and_then(|t| m.ctx.masker.executed_statements(Dialect::Postgres, t))
-        {
+        let name = match std::str::from_utf8(sql).ok().and_then(|t| {
+            m.ctx
+                .rules()
+                .masker
+                .executed_statements(Dialect::Postgres, t)
+        }) {
             Some(names) => outdated(&names)?,
             None => String::new(),
         };
@@ -1311,7 +1455,7 @@ impl<'a> ClientSide<'a> {
     fn masked_read(m: &ClientMasking, sql: &[u8]) -> Option<String> {
         let reads = std::str::from_utf8(sql)
             .ok()
-            .and_then(|t| m.ctx.masker.reads_by_name(Dialect::Postgres, t));
+            .and_then(|t| m.ctx.rules().masker.reads_by_name(Dialect::Postgres, t));
         let Some(reads) = reads else {
             return Some(format!(
                 "airlock: blocked by rule {}: masking cannot tell what this statement reads by name",

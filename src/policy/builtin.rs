@@ -28,6 +28,10 @@ pub mod ids {
     pub const CATALOG_WRITE: &str = "builtin.catalog-write";
     pub const COLUMN_STATISTICS: &str = "builtin.column-statistics";
     pub const OTHER_SESSIONS: &str = "builtin.other-sessions";
+    /// Refusals that follow from a reload a session cannot take up as it
+    /// is (masking now applies to a session that started without it; a
+    /// statement prepared under the old rules). Not waivable.
+    pub const RULES_RELOADED: &str = "builtin.rules-reloaded";
 
     /// Every built-in id, for validating `allow_builtin`.
     pub const ALL: &[&str] = &[

@@ -16,6 +16,7 @@ mod approvals;
 mod audit_store;
 mod cli;
 mod config_examples;
+mod hot_reload;
 mod janitor_restart;
 mod masking_unit;
 mod mysql_audit;

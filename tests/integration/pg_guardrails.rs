@@ -474,6 +474,15 @@ async fn hot_reload_takes_effect_without_reconnecting() {
             .await
             .unwrap();
     }
+    // Statements prepared before the reload (red-team finding: they ran
+    // under the old rules for as long as the session lasted).
+    let named = c.prepare("SELECT v FROM t WHERE id = $1").await.unwrap();
+    c.query(&named, &[&1i32]).await.unwrap();
+    let other = c.prepare("SELECT 40 + $1::int").await.unwrap();
+    c.simple_query("PREPARE q AS SELECT v FROM t")
+        .await
+        .unwrap();
+    c.simple_query("EXECUTE q").await.unwrap();
     env.write_rules(&RULES.replace(
         "deny_tables = [\"public.secrets\", \"private.*\"]",
         "deny_tables = [\"public.secrets\", \"private.*\", \"public.t\"]",
@@ -503,6 +512,13 @@ async fn hot_reload_takes_effect_without_reconnecting() {
             .await
             .unwrap_err(),
     );
+    // A statement prepared before is judged again at its next Bind; one
+    // the new rules allow still runs.
+    let msg = refused(&c.query(&named, &[&1i32]).await.unwrap_err());
+    assert!(msg.contains("public.t"), "{msg}");
+    let n: i32 = c.query_one(&other, &[&2i32]).await.unwrap().get(0);
+    assert_eq!(n, 42);
+    refused(&c.simple_query("EXECUTE q").await.unwrap_err());
     // An invalid rule file is rejected; the previous rules stay.
     env.write_rules("[[policy]]\nid = \"broken\"\nallow_statements = [\"nonsense\"]\n");
     tokio::time::sleep(Duration::from_millis(3000)).await;
