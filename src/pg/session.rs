@@ -405,6 +405,17 @@ async fn admit_agent<'a>(
                 .jwt
                 .as_ref()
                 .ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
+            // A token names an ad-hoc identity. One named like a configured
+            // identity would share that identity's policies, approval
+            // windows and session limit: whoever can get a token for any
+            // subject would act as it. Refused.
+            if identity.is_some() {
+                tracing::warn!(
+                    identity = user,
+                    "JWT login refused: a configured identity has that name"
+                );
+                return Err(SessionError::AuthFailed(user.to_owned()));
+            }
             jwt_identity = identity_from_jwt(jwt, claims);
             &jwt_identity
         }

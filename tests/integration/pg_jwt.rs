@@ -83,8 +83,12 @@ async fn start() -> JwtEnv {
 impl JwtEnv {
     /// psql as JWT_USER with `token` in PGPASSWORD.
     fn psql(&self, sslmode: &str, token: &str) -> std::process::Output {
+        self.psql_as(JWT_USER, sslmode, token)
+    }
+
+    fn psql_as(&self, user: &str, sslmode: &str, token: &str) -> std::process::Output {
         let url = format!(
-            "postgresql://{JWT_USER}@127.0.0.1:{}/{DB}?sslmode={sslmode}&sslrootcert={}",
+            "postgresql://{user}@127.0.0.1:{}/{DB}?sslmode={sslmode}&sslrootcert={}",
             self.env.port, self.ca
         );
         std::process::Command::new(self.env.pg.bin_dir().join("psql"))
@@ -193,6 +197,9 @@ async fn bad_jwts_refused() {
     let mut other = claims(now() + 600);
     other["sub"] = json!(AGENT);
     refused(&j.psql("verify-full", &hs256(&other, HS_SECRET)));
+    // ... and logged in as that name: a token may not act as a configured
+    // identity (red-team finding: it got that identity's policies).
+    refused(&j.psql_as(AGENT, "verify-full", &hs256(&other, HS_SECRET)));
     // A valid token without TLS: SCRAM is offered, and a token is no secret.
     refused(&j.psql("disable", &hs256(&claims(now() + 600), HS_SECRET)));
 }
