@@ -151,6 +151,9 @@ pub struct Journal {
     /// The request whose first Query, Parse, Bind, Execute or Close
     /// settled the journal last ([`Journal::needs_settling`]).
     settled_for: u64,
+    /// How many entries are [`Op::Reprepare`]: without any, settling a
+    /// request answered without an error only drops its entries.
+    reprepares: usize,
 }
 
 /// Most Parse, Bind and Close messages kept awaiting their answer: those
@@ -176,6 +179,9 @@ impl Journal {
         if self.entries.len() >= MAX_ENTRIES {
             self.full = true;
             return;
+        }
+        if matches!(op, Op::Reprepare { .. }) {
+            self.reprepares += 1;
         }
         self.entries.push_back((request, op));
     }
@@ -225,7 +231,10 @@ impl Journal {
         let mut settled = Settled::default();
         if self.skips.is_empty() && !reports.any.load(Ordering::Acquire) {
             while self.entries.front().is_some_and(|(r, _)| *r <= answered) {
-                if let Some((_, Op::Reprepare { what, at })) = self.entries.pop_front() {
+                if self.reprepares == 0 {
+                    self.entries.pop_front();
+                } else if let Some((_, Op::Reprepare { what, at })) = self.entries.pop_front() {
+                    self.reprepares -= 1;
                     settled.reprepared.push((what, at));
                 }
             }
@@ -247,6 +256,9 @@ impl Journal {
             let Some((_, op)) = self.entries.pop_front() else {
                 break;
             };
+            if matches!(op, Op::Reprepare { .. }) {
+                self.reprepares -= 1;
+            }
             let limit = self
                 .skips
                 .iter()

@@ -1926,14 +1926,19 @@ impl<'a> ServerSide<'a> {
     /// A row counted in `self.rows`: passed (or masked), or, past the
     /// policy's `max_rows`, the error that ends the result (the rest up to
     /// ReadyForQuery is dropped).
+    /// Inlined: every DataRow takes it.
+    #[inline]
     fn within_max_rows(&mut self, masked: Option<Verdict>) -> Verdict {
         match self.max_rows {
-            Some(max) if self.rows > max => {
-                self.truncating = true;
-                Verdict::Replace(self.max_rows_error(max))
-            }
+            Some(max) if self.rows > max => self.stop_at_max_rows(max),
             _ => masked.unwrap_or(Verdict::Pass),
         }
+    }
+
+    #[cold]
+    fn stop_at_max_rows(&mut self, max: u64) -> Verdict {
+        self.truncating = true;
+        Verdict::Replace(self.max_rows_error(max))
     }
 
     fn max_rows_error(&self, max: u64) -> Bytes {
