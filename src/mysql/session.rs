@@ -155,6 +155,9 @@ async fn serve_as(
     }
     tracing::info!(identity = %user, model = identity.model.as_deref().unwrap_or(""), target = %database, "agent authenticated");
     let generation = proxy.catalog_generations.of(&database);
+    // Read before the masking is decided: a reload after it is noticed at
+    // the first command.
+    let rules_version = proxy.version().0;
     let mask = proxy
         .masker()
         .filter(|m| m.is_active_for(&principal))
@@ -239,7 +242,8 @@ async fn serve_as(
         },
         prepared: IdSet::default(),
         texts: IdMap::default(),
-        seen_version: proxy.version().0,
+        seen_version: rules_version,
+        rejudge: false,
         masking_now_applies: false,
         approved_once: Vec::new(),
         prepare_approved: false,
@@ -331,6 +335,9 @@ struct Session<'a> {
     texts: IdMap<(u64, Arc<[u8]>)>,
     /// The version of the rules the session last saw.
     seen_version: u64,
+    /// A reload happened while statements were prepared: executes judge
+    /// them again ([`Session::judged_again`]).
+    rejudge: bool,
     /// A reload made masking rules apply to this principal, whose session
     /// started without masking: every later statement is refused.
     masking_now_applies: bool,
@@ -891,6 +898,7 @@ impl Session<'_> {
     /// are refused from now on.
     fn rules_changed(&mut self, version: u64) {
         self.seen_version = version;
+        self.rejudge |= !self.texts.is_empty();
         let masker = self.gates.masker().cloned();
         match self.mask.as_mut() {
             Some(m) => {
@@ -913,6 +921,9 @@ impl Session<'_> {
     fn judged_again(&mut self, id: u32) -> Option<String> {
         if self.masking_now_applies {
             return Some(masking_now_applies());
+        }
+        if !self.rejudge {
+            return None;
         }
         let version = self.seen_version;
         let ids: Vec<u32> = match id {

@@ -70,6 +70,9 @@ pub enum Expect<P> {
     /// The client sent CopyDone or CopyFail: the end of any Syncs the
     /// server ignores during an extended-protocol COPY FROM STDIN. No reply.
     CopyEnd,
+    /// The client sent CopyData (one marker per run of them): where an
+    /// error of a COPY FROM STDIN may have come from. No reply.
+    CopyData,
 }
 
 /// The queue the client side fills and the server side drains.
@@ -334,8 +337,9 @@ impl<P> Tracker<P> {
                     Some(Expect::FunctionCall) => {}
                     // Extended protocol: the server skips to Sync.
                     _ => {
-                        if self.copy_in {
-                            self.copy_failed(&q).map_err(|()| out_of_step())?;
+                        let failed_copy = self.copy_in;
+                        if failed_copy {
+                            Self::copy_failed(&q, ending.error).map_err(|()| out_of_step())?;
                         }
                         finished = match q.front() {
                             Some(Expect::Execute { .. } | Expect::Step { .. }) => {
@@ -351,7 +355,12 @@ impl<P> Tracker<P> {
                             }
                             _ => None,
                         };
+                        // Syncs read in copy-in mode before the error are
+                        // settled as ignored; the copy is over either way.
                         self.settle_copy(&mut q);
+                        if failed_copy {
+                            self.copy_in = false;
+                        }
                         while matches!(q.front(), Some(e) if !matches!(e, Expect::Sync)) {
                             q.pop_front();
                         }
@@ -400,12 +409,13 @@ impl<P> Tracker<P> {
 }
 
 impl<P> Tracker<P> {
-    /// Drops what gets no reply at the front of the queue: CopyEnd markers,
-    /// and the Syncs the server ignored in copy-in mode.
+    /// Drops what gets no reply at the front of the queue: CopyEnd and
+    /// CopyData markers, and the Syncs the server ignored in copy-in mode.
     fn settle_copy(&mut self, q: &mut VecDeque<Expect<P>>) {
         loop {
             match q.front() {
                 Some(Expect::CopyEnd) => self.copy_in = false,
+                Some(Expect::CopyData) => {}
                 Some(Expect::Sync) if self.copy_in => self.requests_done += 1,
                 _ => return,
             }
@@ -413,24 +423,30 @@ impl<P> Tracker<P> {
         }
     }
 
-    /// An error during an Execute's COPY FROM STDIN (`q` starts with
-    /// that Execute). The error ends copy-in mode: the server skips to the
-    /// next Sync it reads and answers it. A Sync the client sent before the
-    /// end of the copy was either read in copy-in mode (ignored) or after
-    /// the error (answered), depending on which CopyData failed, which
-    /// airlock cannot know. Without such a Sync the next one is answered;
-    /// with one, the replies to later requests could be lined up with the
-    /// wrong plans, so the reply stream is declared out of step before any
-    /// of them goes by and the session ends (fail closed).
-    fn copy_failed(&mut self, q: &VecDeque<Expect<P>>) -> Result<(), ()> {
+    /// An error (`code`) during an Execute's COPY FROM STDIN (`q` starts
+    /// with that Execute). The error ends copy-in mode: the server skips to
+    /// the next Sync it reads and answers it. Syncs the client sent before
+    /// anything that can fail a copy (CopyData, or any other request,
+    /// which the server refuses in copy-in mode) were read in copy-in mode
+    /// and ignored (tokio-postgres and libpq send Bind, Execute, Sync and
+    /// only then the data). A Sync sent after such a message was read
+    /// either in copy-in mode or after the error, depending on which one
+    /// failed, which airlock cannot know; and a cancel or statement timeout
+    /// (57014) can end the copy before any message is read. Then the
+    /// replies to later requests could be lined up with the wrong plans,
+    /// so the reply stream is declared out of step before any of them goes
+    /// by and the session ends (fail closed).
+    fn copy_failed(q: &VecDeque<Expect<P>>, code: Option<[u8; 5]>) -> Result<(), ()> {
+        let cancelled = code == Some(*b"57014");
+        let mut may_fail = false;
         for e in q.iter().skip(1) {
             match e {
                 Expect::CopyEnd => break,
-                Expect::Sync => return Err(()),
-                _ => {}
+                Expect::Sync if may_fail || cancelled => return Err(()),
+                Expect::Sync => {}
+                _ => may_fail = true,
             }
         }
-        self.copy_in = false;
         Ok(())
     }
 
@@ -452,6 +468,7 @@ impl<P> Tracker<P> {
             // drops anything else it reads in copy-in mode, or fails on it.
             match e {
                 Expect::CopyEnd => copies -= 1,
+                Expect::CopyData => {}
                 _ => return Err(()),
             }
         }
@@ -596,9 +613,13 @@ mod tests {
         assert_eq!(t.requests_done(), 2, "the ignored Sync counts as done");
     }
 
-    /// An Execute's COPY FROM STDIN that fails on its data, and what the
-    /// client had sent when the error came back.
+    /// An Execute's COPY FROM STDIN that fails (with a bad row, 22P02),
+    /// and what the client had sent when the error came back.
     fn failed_copy_with(sent: Vec<Expect<()>>) -> Result<Tracker<()>, OutOfStep> {
+        failed_copy_as(sent, b"SERROR\0C22P02\0\0")
+    }
+
+    fn failed_copy_as(sent: Vec<Expect<()>>, error: &[u8]) -> Result<Tracker<()>, OutOfStep> {
         let q: Expectations<()> = Expectations::default();
         let mut t: Tracker<()> = Tracker::counting();
         q.push(Expect::Execute {
@@ -610,7 +631,7 @@ mod tests {
         for e in sent {
             q.push(e);
         }
-        t.on_message(&q, b'E', b"SERROR\0C22P02\0\0")?;
+        t.on_message(&q, b'E', error)?;
         // What the client sends after the error: the server answers it.
         q.push(Expect::Sync);
         t.on_message(&q, b'Z', b"E")?;
@@ -627,12 +648,22 @@ mod tests {
         assert_eq!(t.requests_done(), 1);
         // CopyData and CopyDone sent before the error came back: the
         // server drops them while skipping to the Sync.
-        let t = failed_copy_with(vec![Expect::CopyEnd]).expect("in step");
+        let t = failed_copy_with(vec![Expect::CopyData, Expect::CopyEnd]).expect("in step");
         assert_eq!(t.requests_done(), 1);
-        // A Sync sent during the copy may have been ignored or answered:
+        // A Sync sent before any data was read in copy-in mode and ignored
+        // (tokio-postgres and libpq send Bind, Execute, Sync, then data).
+        let t = failed_copy_with(vec![Expect::Sync, Expect::CopyData]).expect("in step");
+        assert_eq!(t.requests_done(), 2, "the ignored Sync counts as done");
+        // A Sync sent after data may have been ignored or answered:
         // airlock cannot tell, so the session ends before later replies.
-        assert!(failed_copy_with(vec![Expect::Sync]).is_err());
-        assert!(failed_copy_with(vec![Expect::Sync, Expect::CopyEnd]).is_err());
+        assert!(failed_copy_with(vec![Expect::CopyData, Expect::Sync]).is_err());
+        assert!(failed_copy_with(vec![Expect::CopyData, Expect::Sync, Expect::CopyEnd]).is_err());
+        // Likewise after another request, which fails the copy too.
+        assert!(failed_copy_with(vec![Expect::Completion, Expect::Sync]).is_err());
+        // A cancel or timeout may end the copy before any Sync is read.
+        let cancel = b"SERROR\0C57014\0\0";
+        assert!(failed_copy_as(vec![Expect::Sync], cancel).is_err());
+        assert!(failed_copy_as(vec![Expect::CopyData], cancel).is_ok());
     }
 
     /// A simple Query's COPY FROM STDIN, and what the client sent during it.

@@ -164,7 +164,7 @@ async fn serve(
             session.context,
             session.max_rows,
             session.withhold_error_values,
-            session.masking,
+            (session.masking, session.rules_version),
             &session.upstream_user,
             session.audit.as_deref(),
             cancel,
@@ -205,6 +205,8 @@ struct LoggedIn {
     /// Errors lose their data values (see `crate::masking::error_values`).
     withhold_error_values: bool,
     masking: Option<Arc<MaskContext>>,
+    /// The version of the rules `masking` was decided under.
+    rules_version: u64,
     /// The database user airlock logged in as upstream (what `$user` in
     /// search_path stands for).
     upstream_user: String,
@@ -279,6 +281,7 @@ async fn log_in(
         upstream_user,
         settings,
         masking,
+        rules_version,
         lease,
         _slot,
     } = admitted;
@@ -338,6 +341,7 @@ async fn log_in(
         max_rows: settings.max_rows,
         withhold_error_values: settings.withhold_error_values || masking.is_some(),
         masking,
+        rules_version,
         upstream_user,
         audit,
         lease,
@@ -357,6 +361,8 @@ pub(super) struct Admitted<'a> {
     upstream_user: String,
     settings: SessionSettings,
     masking: Option<Arc<MaskContext>>,
+    /// The version of the rules `masking` was decided under.
+    rules_version: u64,
     /// The session's ephemeral user, released at the end.
     lease: Option<credentials::Lease>,
     _slot: SessionSlot,
@@ -461,7 +467,7 @@ async fn admit_agent<'a>(
     let gate = proxy.gate();
     judge_startup(gate.as_ref(), &principal, startup)?;
     let settings = gate.session_settings(&principal);
-    let masking = mask_context(proxy, &principal).await?;
+    let (masking, rules_version) = mask_context(proxy, &principal).await?;
     let params = upstream_params(&startup.params, &settings);
 
     // Ephemeral credentials: this session's own database user. Never falls
@@ -504,6 +510,7 @@ async fn admit_agent<'a>(
         upstream_user,
         settings,
         masking,
+        rules_version,
         lease,
         _slot,
     })
@@ -558,18 +565,19 @@ fn judge_startup(
 async fn mask_context(
     proxy: &Arc<Proxy>,
     principal: &Principal,
-) -> Result<Option<Arc<MaskContext>>, SessionError> {
-    Ok(
-        match proxy.masker().filter(|m| m.is_active_for(principal)) {
-            Some(masker) => Some(Arc::new(MaskContext::new(
-                masker,
-                proxy.catalog(&principal.target).await?,
-                proxy.catalog_generations.of(&principal.target),
-                principal.clone(),
-            ))),
-            None => None,
-        },
-    )
+) -> Result<(Option<Arc<MaskContext>>, u64), SessionError> {
+    // Read first: a reload after it is noticed at the first statement.
+    let version = proxy.version().0;
+    let masking = match proxy.masker().filter(|m| m.is_active_for(principal)) {
+        Some(masker) => Some(Arc::new(MaskContext::new(
+            masker,
+            proxy.catalog(&principal.target).await?,
+            proxy.catalog_generations.of(&principal.target),
+            principal.clone(),
+        ))),
+        None => None,
+    };
+    Ok((masking, version))
 }
 
 /// The ad-hoc identity of a JWT login: name, model and groups from the
@@ -658,7 +666,7 @@ async fn relay(
     context: SessionContext,
     max_rows: Option<u64>,
     withhold_error_values: bool,
-    masking: Option<Arc<MaskContext>>,
+    (masking, rules_version): (Option<Arc<MaskContext>>, u64),
     upstream_user: &str,
     audit: Option<&SessionAudit>,
     held: Arc<HeldCancel>,
@@ -684,6 +692,7 @@ async fn relay(
         audit,
     )
     .with_session_id(session_id)
+    .with_rules_version(rules_version)
     .with_cancel(held);
     let mut to_client = ServerSide::new(
         &shared,

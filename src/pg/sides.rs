@@ -201,12 +201,19 @@ pub struct ClientSide<'a> {
     /// may still hold: refused at every Bind until the server has surely
     /// dropped them ([`ClientSide::drop_used_up`]).
     used_up: Vec<Box<[u8]>>,
+    /// Used-up names parsed again in the current batch (since the last
+    /// Sync): a Bind after that Parse in the same batch is safe, as the
+    /// server skips it too if it skips or refuses the Parse.
+    lifted: Vec<Box<[u8]>>,
     /// The version of the rules ([`crate::proxy::Loaded::version`]) the
     /// session last saw: a reload is noticed at the next statement.
     seen_version: u64,
     /// A reload made masking rules apply to this principal, whose session
     /// started without masking: every later statement is refused.
     masking_now_applies: bool,
+    /// The last message was CopyData: its run has its marker in the
+    /// expectation queues ([`Expect::CopyData`]).
+    in_copy_data: bool,
     /// No extended-protocol message was sent since the last Sync or Query:
     /// with nothing in flight, the server carries out the next message
     /// (it skips messages only after an error, up to the next Sync).
@@ -437,10 +444,20 @@ impl<'a> ClientSide<'a> {
             restricted: false,
             approved_once: Vec::new(),
             used_up: Vec::new(),
+            lifted: Vec::new(),
+            in_copy_data: false,
             after_sync: true,
             seen_version: 0,
             masking_now_applies: false,
         }
+    }
+
+    /// The version of the rules the session was admitted under (read
+    /// before its masking was decided): a reload after it is noticed at
+    /// the first statement.
+    pub fn with_rules_version(mut self, version: u64) -> Self {
+        self.seen_version = version;
+        self
     }
 
     /// Sets the session id that approval requests name.
@@ -859,21 +876,27 @@ impl<'a> ClientSide<'a> {
         })
     }
 
-    /// The rules changed (a reload) since the session last looked. The
-    /// first look (at its first statement) only notes the version.
+    /// CopyData goes upstream: the first of a run leaves a marker in the
+    /// expectation queues, where a failing COPY FROM STDIN may have failed
+    /// (see `results::Tracker::copy_failed`).
+    fn copy_data_sent(&mut self) {
+        if !self.in_copy_data {
+            self.in_copy_data = true;
+            self.expect(Expect::CopyData);
+            self.follow(|| Expect::CopyData);
+        }
+    }
+
+    /// The rules changed (a reload) since the session last looked.
     /// Masking rules now applying to a session that started without
     /// masking cannot be taken up mid-session: its statements are refused
     /// from now on. Statements prepared with SQL `PREPARE` under the old
-    /// rules are forgotten, so `EXECUTE` of them is refused until they are
-    /// prepared again (masking sessions refuse them already, as outdated:
+    /// rules are forgotten and their names used up, so `EXECUTE` of them is
+    /// refused (masking sessions refuse them already, as outdated:
     /// a reload moves every catalog generation). Protocol-level statements
     /// are judged again at their next Bind ([`Self::judged_again`]).
     fn rules_changed(&mut self, version: u64) {
-        let first = self.seen_version == 0;
         self.seen_version = version;
-        if first {
-            return;
-        }
         if self.masking.is_none() {
             let principal = self.principal;
             if self
@@ -883,7 +906,10 @@ impl<'a> ClientSide<'a> {
             {
                 self.masking_now_applies = true;
             }
-            self.context.prepared.clear();
+            // The server keeps them: their names may not run again.
+            let stale = std::mem::take(&mut self.context.prepared);
+            self.used_up
+                .extend(stale.into_iter().map(|n| n.into_bytes().into_boxed_slice()));
         }
     }
 
@@ -1080,7 +1106,13 @@ impl<'a> ClientSide<'a> {
             self.statements.remove(name.as_bytes());
         }
         for name in &e.prepared {
-            self.context.prepared.insert(name.clone());
+            // The server refuses a PREPARE of a name it holds (42P05): a
+            // protocol statement, or one that may not run again.
+            let held = self.statements.contains_key(name.as_bytes())
+                || self.used_up.iter().any(|n| **n == *name.as_bytes());
+            if !held {
+                self.context.prepared.insert(name.clone());
+            }
         }
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();
@@ -1099,6 +1131,11 @@ impl<'a> ClientSide<'a> {
         if tag != fe::FLUSH {
             self.after_sync = matches!(tag, fe::SYNC | fe::QUERY);
         }
+        if tag == fe::COPY_DATA {
+            self.copy_data_sent();
+            return Ok(Verdict::Pass);
+        }
+        self.in_copy_data = false;
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
             let version = self.gates.version();
@@ -1125,14 +1162,23 @@ impl<'a> ClientSide<'a> {
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
-                if !self.approved_once.is_empty() {
-                    // A new statement of that name needs its own approval.
-                    self.approved_once.retain(|n| **n != *p.name);
+                if let Some(at) = self.approved_once.iter().position(|n| **n == *p.name) {
+                    // A new statement of that name needs its own approval;
+                    // the server may keep the approved one (42P05, or a
+                    // Parse it skips), so its name is used up.
+                    let name = self.approved_once.swap_remove(at);
+                    self.statements.remove(&name);
+                    self.used_up.push(name);
                 }
-                if !self.used_up.is_empty() && p.name.is_empty() {
-                    // The server replaces the unnamed statement at a Parse
-                    // it carries out.
-                    self.drop_used_up(p.name, after_sync);
+                if !self.used_up.is_empty() {
+                    if p.name.is_empty() {
+                        // The server replaces the unnamed statement at a
+                        // Parse it carries out.
+                        self.drop_used_up(p.name, after_sync);
+                    }
+                    if self.used_up.iter().any(|n| **n == *p.name) {
+                        self.lifted.push(p.name.into());
+                    }
                 }
                 if self.statement_taken(p.name) {
                     return Ok(self.refuse_taken(p.name));
@@ -1152,11 +1198,14 @@ impl<'a> ClientSide<'a> {
             fe::BIND => {
                 let b = Bind::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
-                if !self.used_up.is_empty() && self.used_up.iter().any(|n| **n == *b.statement) {
+                if !self.used_up.is_empty()
+                    && self.used_up.iter().any(|n| **n == *b.statement)
+                    && !self.lifted.iter().any(|n| **n == *b.statement)
+                {
                     self.follow(|| Expect::Completion);
                     self.portals.remove(b.portal);
                     let msg = format!(
-                        "airlock: blocked by rule builtin.unvetted-statement: prepared statement \"{}\" was approved to run once, and it has: Close it and Parse it again to ask again",
+                        "airlock: blocked by rule builtin.unvetted-statement: prepared statement \"{}\" may not run again (it was approved to run once, and it has; or it was prepared before the rules were reloaded): Close it and Parse it again",
                         String::from_utf8_lossy(b.statement)
                     );
                     return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
@@ -1356,6 +1405,7 @@ impl<'a> ClientSide<'a> {
             }
             fe::SYNC => {
                 self.shared.request_sent();
+                self.lifted.clear();
                 self.expect(Expect::Sync);
                 if let Some(m) = &mut self.masking {
                     m.fence.sync_sent();
@@ -1369,7 +1419,7 @@ impl<'a> ClientSide<'a> {
                 self.follow(|| Expect::CopyEnd);
                 Ok(Verdict::Pass)
             }
-            fe::FLUSH | fe::COPY_DATA => Ok(Verdict::Pass),
+            fe::FLUSH => Ok(Verdict::Pass),
             other => Err(SessionError::Protocol(format!(
                 "invalid frontend message type {other}"
             ))),
@@ -1555,14 +1605,16 @@ impl<'a> ClientSide<'a> {
     }
 
     /// Whether a Parse of statement `name` would be refused by the server
-    /// because the session has one of that name (masking sessions, whose
-    /// books follow the server's: see [`super::book_sync`]).
+    /// because the session has one of that name. Refused by airlock:
+    /// forwarded, the server would keep its statement while airlock took
+    /// the new text for it (and judged that text again after a reload).
+    /// Masking sessions' books follow the server's (see
+    /// [`super::book_sync`]); without masking, a name whose Parse the
+    /// server refused stays taken until it is closed.
     fn statement_taken(&self, name: &[u8]) -> bool {
         !name.is_empty()
-            && self
-                .masking
-                .as_ref()
-                .is_some_and(|m| self.statements.contains_key(name) || m.journal.kept(name))
+            && (self.statements.contains_key(name)
+                || self.masking.as_ref().is_some_and(|m| m.journal.kept(name)))
     }
 
     /// Whether a Bind names a SQL-level prepared statement (not one of an
@@ -1689,6 +1741,13 @@ fn malformed(e: fe::Malformed) -> SessionError {
 impl<'a> Side for ClientSide<'a> {
     fn streamable(&self, tag: u8) -> bool {
         tag == fe::COPY_DATA
+    }
+
+    fn on_streamed(&mut self, tag: u8) {
+        if tag == fe::COPY_DATA {
+            self.after_sync = false;
+            self.copy_data_sent();
+        }
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {

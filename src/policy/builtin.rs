@@ -79,6 +79,7 @@ const PG_DANGEROUS: &[&str] = &[
     "set_config",
     "pg_terminate_backend",
     "pg_stat_get_activity",
+    "pg_stat_get_backend_*",
     "pg_cancel_backend",
     "pg_reload_conf",
     "pg_rotate_logfile",
@@ -288,14 +289,18 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
     match dialect {
         Dialect::Postgres => schema == "pg_catalog" && name == "pg_stat_activity",
         Dialect::MySql => match schema {
-            "information_schema" => name == "processlist",
+            "information_schema" => matches!(name, "processlist" | "innodb_trx"),
             "performance_schema" => {
-                matches!(name, "threads" | "processlist") || name.starts_with("events_")
+                matches!(name, "threads" | "processlist")
+                    || name.starts_with("events_")
+                    || name.starts_with("prepared_statements")
             }
             "sys" => {
                 let name = name.strip_prefix("x$").unwrap_or(name);
-                matches!(name, "processlist" | "session")
-                    || name.starts_with("statement")
+                matches!(
+                    name,
+                    "processlist" | "session" | "innodb_lock_waits" | "schema_table_lock_waits"
+                ) || name.starts_with("statement")
                     || name.starts_with("session_")
             }
             _ => false,

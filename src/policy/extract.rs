@@ -843,6 +843,14 @@ impl Visitor for Extractor<'_> {
                 // MySQL `SHOW GRANTS` prints the hash of the password of
                 // the account airlock logs in as (`IDENTIFIED BY PASSWORD
                 // '*A27...'`), which can be cracked offline.
+                // `SHOW ENGINE INNODB STATUS` prints the statements of
+                // the transactions it lists.
+                if words.first().is_some_and(|w| w == "engine") {
+                    self.facts.violations.push((
+                        ids::OTHER_SESSIONS,
+                        "SHOW ENGINE shows the statements other sessions run".to_string(),
+                    ));
+                }
                 if words.first().is_some_and(|w| w == "grants") {
                     self.facts.violations.push((
                         ids::ADMIN,

@@ -783,3 +783,109 @@ async fn mysql_last_statement_id_cannot_rerun_an_approval() {
         .contains("new++"));
     env.stop().await;
 }
+
+/// More ways to vouch for a used-up approval (a review of the first fix):
+/// a second Parse of the name before its first Bind, `EXECUTE` of a SQL
+/// `PREPARE` of the name (both refused by the server with 42P05, which
+/// airlock does not see), and a malformed Close the server refuses. None
+/// may run the approved UPDATE again. And a pipelined client, whose next
+/// batch is sent before the last one is answered, can still use the
+/// unnamed statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_cannot_be_vouched_for_again() {
+    use crate::common::raw::{encode_message, RawClient};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let send = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for l in lines {
+            encode_message(l, &mut out);
+        }
+        out
+    };
+    let update =
+        r#"{"Parse": {"name": "s", "query": "UPDATE orders SET note = $1 WHERE id = $2"}}"#;
+    let run = r#"{"Bind": {"portal": "", "statement": "s", "params": ["twice", "3"]}}"#;
+    for (before_bind, vouch) in [
+        // Parsed again before its first Bind.
+        (
+            true,
+            vec![
+                r#"{"Parse": {"name": "s", "query": "SELECT 1"}}"#,
+                r#"{"Sync": null}"#,
+            ],
+        ),
+        // A SQL PREPARE of the name, then EXECUTE.
+        (
+            false,
+            vec![
+                r#"{"Query": "PREPARE s(text, int) AS SELECT $1, $2"}"#,
+                r#"{"Query": "EXECUTE s('twice', 3)"}"#,
+            ],
+        ),
+    ] {
+        let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        raw.send(&send(&[update, r#"{"Sync": null}"#])).await;
+        alice_approves(&api, AGENT).await;
+        raw.until_ready(1).await;
+        if !before_bind {
+            raw.send(&send(&[
+                r#"{"Bind": {"portal": "", "statement": "s", "params": ["once", "2"]}}"#,
+                r#"{"Execute": {"portal": ""}}"#,
+                r#"{"Sync": null}"#,
+            ]))
+            .await;
+            raw.until_ready(1).await;
+        }
+        raw.send(&send(&vouch)).await;
+        raw.until_ready(vouch.iter().filter(|l| !l.contains("Parse")).count())
+            .await;
+        raw.send(&send(&[
+            run,
+            r#"{"Execute": {"portal": ""}}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        raw.until_ready(1).await;
+        let text = String::from_utf8_lossy(&raw.received).into_owned();
+        assert_eq!(note(&env, 3).await, "new", "{vouch:?}: {text}");
+    }
+    // A Close with trailing bytes, which the server refuses (and so does
+    // not close anything), ends the session instead of freeing the name.
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let mut out = bytes::BytesMut::new();
+    airlock_protocol::pg::frame::encode(b'C', &mut out, |b| {
+        b.extend_from_slice(b"Ss\0X");
+    });
+    raw.send(&out).await;
+    while raw.read().await.is_some() {}
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert!(text.contains("Close"), "{text}");
+
+    // Pipelined batches after an approval of the unnamed statement: the
+    // second batch is sent before the first is answered.
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&send(&[
+        r#"{"Parse": {"name": "", "query": "UPDATE orders SET note = $1 WHERE id = $2"}}"#,
+        r#"{"Bind": {"portal": "", "statement": "", "params": ["piped", "1"]}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    alice_approves(&api, AGENT).await;
+    raw.until_ready(1).await;
+    assert_eq!(note(&env, 1).await, "piped");
+    let batch = [
+        r#"{"Parse": {"name": "", "query": "SELECT $1::text || 'k'"}}"#,
+        r#"{"Bind": {"portal": "", "statement": "", "params": ["o"]}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Sync": null}"#,
+    ];
+    let two: Vec<&str> = batch.iter().chain(batch.iter()).copied().collect();
+    raw.received.clear();
+    raw.send(&send(&two)).await;
+    raw.until_ready(2).await;
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert_eq!(text.matches("ok").count(), 2, "{text}");
+    env.stop().await;
+}

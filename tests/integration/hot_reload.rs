@@ -60,6 +60,8 @@ async fn pg_a_reload_reaches_open_sessions() {
     env.direct().await.batch_execute(SETUP).await.unwrap();
     let agent = env.agent().await;
     let plain = connect(env.config_for("plain", "plain-pw")).await;
+    // Connected, not a statement yet: the reload is still noticed.
+    let idle = connect(env.config_for("plain", "plain-pw")).await;
     let stmt = agent
         .prepare("SELECT name, id FROM customers ORDER BY id")
         .await
@@ -112,12 +114,17 @@ async fn pg_a_reload_reaches_open_sessions() {
         .map(|d| d.message().to_owned())
         .unwrap_or_default();
     assert!(msg.contains("builtin.rules-reloaded"), "{e:?}");
+    let e = idle
+        .simple_query("SELECT name FROM customers")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("builtin.rules-reloaded"), "{e:?}");
     let plain = connect(env.config_for("plain", "plain-pw")).await;
     let v = first_text(&plain, "SELECT name FROM customers ORDER BY id")
         .await
         .unwrap();
     assert!(!v.contains("Alice"), "{v}");
-    drop((agent, plain));
+    drop((agent, plain, idle));
     env.stop().await;
 }
 

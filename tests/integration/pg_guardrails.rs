@@ -483,6 +483,25 @@ async fn hot_reload_takes_effect_without_reconnecting() {
         .await
         .unwrap();
     c.simple_query("EXECUTE q").await.unwrap();
+    // The same on the wire, where the statement's name can be parsed again
+    // after the reload (the server refuses that with 42P05 and keeps the
+    // old statement, which airlock must not then judge by the new text).
+    use crate::common::raw::{encode_message, RawClient};
+    let wire = |lines: &[&str]| {
+        let mut out = bytes::BytesMut::new();
+        for l in lines {
+            encode_message(l, &mut out);
+        }
+        out
+    };
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&wire(&[
+        r#"{"Parse": {"name": "s", "query": "SELECT v FROM t"}}"#,
+        r#"{"Sync": null}"#,
+        r#"{"Query": "PREPARE r AS SELECT v FROM t"}"#,
+    ]))
+    .await;
+    raw.until_ready(2).await;
     env.write_rules(&RULES.replace(
         "deny_tables = [\"public.secrets\", \"private.*\"]",
         "deny_tables = [\"public.secrets\", \"private.*\", \"public.t\"]",
@@ -519,6 +538,24 @@ async fn hot_reload_takes_effect_without_reconnecting() {
     let n: i32 = c.query_one(&other, &[&2i32]).await.unwrap().get(0);
     assert_eq!(n, 42);
     refused(&c.simple_query("EXECUTE q").await.unwrap_err());
+    raw.received.clear();
+    raw.send(&wire(&[
+        r#"{"Parse": {"name": "s", "query": "SELECT 1"}}"#,
+        r#"{"Sync": null}"#,
+        r#"{"Bind": {"portal": "", "statement": "s"}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Sync": null}"#,
+        r#"{"Query": "PREPARE r AS SELECT 1"}"#,
+        r#"{"Query": "EXECUTE r"}"#,
+    ]))
+    .await;
+    raw.until_ready(4).await;
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert!(
+        !text.contains("one"),
+        "a statement prepared before the reload ran: {text}"
+    );
+    assert!(text.contains("42P05"), "{text}");
     // An invalid rule file is rejected; the previous rules stay.
     env.write_rules("[[policy]]\nid = \"broken\"\nallow_statements = [\"nonsense\"]\n");
     tokio::time::sleep(Duration::from_millis(3000)).await;

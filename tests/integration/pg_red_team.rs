@@ -448,3 +448,35 @@ async fn a_failed_copy_in_of_an_execute_cannot_shift_masking_plans() {
     drop(c);
     env.stop().await;
 }
+
+/// A client that sends Bind, Execute and Sync before the data of a COPY
+/// FROM STDIN (tokio-postgres, libpq's PQexecParams): that Sync is read in
+/// copy-in mode and ignored. A bad row then fails the copy, and the
+/// session must go on (a review finding: the first cut of the copy-error
+/// fix took that Sync for an ambiguous one and ended the session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_in_keeps_a_tokio_postgres_session() {
+    use futures_util::SinkExt;
+    let mut env = env().await;
+    let c = env.agent().await;
+    let sink = c
+        .copy_in::<_, bytes::Bytes>("COPY orders (id) FROM STDIN")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    let _ = sink
+        .send(bytes::Bytes::from_static(b"not-a-number\n"))
+        .await;
+    assert!(sink.finish().await.is_err(), "the bad row was accepted");
+    still_usable(&c).await;
+    let rows = c
+        .simple_query("SELECT phone || $$$$ FROM customers")
+        .await
+        .unwrap();
+    let text = format!("{rows:?}");
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    drop(c);
+    env.stop().await;
+}

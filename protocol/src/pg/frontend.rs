@@ -172,6 +172,11 @@ impl<'a> Target<'a> {
         let mut r = Reader::new(body);
         let kind = r.u8().ok_or(Malformed(what))?;
         let name = name_key(r.cstr().ok_or(Malformed(what))?);
+        // The server refuses trailing bytes (and then does not carry the
+        // message out): airlock must not take it as done.
+        if !r.is_empty() {
+            return Err(Malformed(what));
+        }
         match kind {
             b'S' => Ok(Target::Statement(name)),
             b'P' => Ok(Target::Portal(name)),
@@ -194,6 +199,9 @@ impl<'a> Execute<'a> {
         let mut r = Reader::new(body);
         let portal = r.cstr().ok_or(Malformed("Execute"))?;
         let max_rows = r.i32().ok_or(Malformed("Execute"))?;
+        if !r.is_empty() {
+            return Err(Malformed("Execute"));
+        }
         Ok(Execute {
             portal: name_key(portal),
             max_rows,

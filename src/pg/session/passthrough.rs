@@ -84,7 +84,7 @@ pub(super) async fn admit<'a>(
         "database user logged in (passthrough)"
     );
     judge_startup(gate.as_ref(), &principal, startup)?;
-    let masking = mask_context(proxy, &principal).await?;
+    let (masking, rules_version) = mask_context(proxy, &principal).await?;
     Ok(Admitted {
         principal,
         target,
@@ -92,6 +92,7 @@ pub(super) async fn admit<'a>(
         upstream_user: user.to_owned(),
         settings,
         masking,
+        rules_version,
         lease: None,
         _slot,
     })
