@@ -64,7 +64,12 @@ pub fn format_pending(items: &[Value]) -> String {
     if items.is_empty() {
         return "no pending approval requests\n".into();
     }
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    // Every field written by a client (identity, user, model, statement)
+    // with control and bidi characters escaped: a terminal must not be
+    // made to draw a fake request or reorder what it shows.
+    let s = |v: &Value, k: &str| {
+        crate::audit::format::printable(v.get(k).and_then(Value::as_str).unwrap_or("-"))
+    };
     let mut out = String::new();
     for i in items {
         let id = i.get("id").and_then(Value::as_u64).unwrap_or(0);
@@ -79,11 +84,7 @@ pub fn format_pending(items: &[Value]) -> String {
             s(i, "target"),
         );
         let _ = writeln!(out, "    rule {}: {}", s(i, "rule"), s(i, "message"));
-        let _ = writeln!(
-            out,
-            "    {}",
-            printable(&s(i, "statement")).replace('\n', "\n    ")
-        );
+        let _ = writeln!(out, "    {}", statement_lines(i));
     }
     out
 }
@@ -123,27 +124,30 @@ pub fn deny(admin: &Admin, id: u64, reason: &str, by: &str) -> anyhow::Result<()
 /// The agent wrote the statement: escape control characters (carriage
 /// returns, ANSI escapes) so that a terminal shows what would run, not
 /// what the agent wants a reviewer to see. Newlines are kept.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escape = c.is_control() && c != '\n';
-            let shown: Vec<char> = if escape {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            shown
-        })
-        .collect()
+/// A request's statement, its lines indented, each escaped as
+/// [`crate::audit::format::printable`] does.
+fn statement_lines(item: &Value) -> String {
+    let text = item.get("statement").and_then(Value::as_str).unwrap_or("-");
+    text.split('\n')
+        .map(crate::audit::format::printable)
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 #[cfg(test)]
 mod printable_tests {
     #[test]
     fn control_characters_cannot_hide_the_statement() {
-        let shown = super::printable("DELETE FROM orders /*\r\x1b[2K SELECT 1 */");
-        assert!(!shown.contains('\r') && !shown.contains('\x1b'), "{shown}");
-        assert!(shown.starts_with("DELETE FROM orders"), "{shown}");
-        assert_eq!(super::printable("a\nb"), "a\nb");
+        let item = serde_json::json!({
+            "statement": "DELETE FROM orders /*\r\x1b[2K SELECT 1 */ -- \u{202e}1 = di",
+            "identity": "agent\r\x1b]0;title\x07#9",
+        });
+        let shown = super::format_pending(&[item]);
+        for hidden in ['\r', '\x1b', '\x07', '\u{202e}'] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(shown.contains("DELETE FROM orders"), "{shown}");
+        let two = serde_json::json!({"statement": "a\nb"});
+        assert!(super::format_pending(&[two]).contains("    a\n    b"));
     }
 }

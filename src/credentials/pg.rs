@@ -490,9 +490,26 @@ impl Inner {
     /// Terminates `user`'s backends and drops the role. A role that is
     /// already gone counts as dropped. Errors are logged.
     async fn revoke(&self, user: &str) -> Result<(), CredError> {
+        // First, on its own (it stays when the drop below fails): the user
+        // can log in no more, whatever password the session gave it.
+        let lock_out = format!(
+            "SET lock_timeout = '5s'; ALTER ROLE {} NOLOGIN PASSWORD NULL",
+            quote_ident(user)
+        );
+        if let Ok(Reply { error: Some(e), .. }) = self.exec(&lock_out, user).await {
+            if e.sqlstate != "42704" {
+                tracing::warn!(target = %self.target_name, sqlstate = %e.sqlstate, "could not lock an ephemeral user out before dropping it");
+            }
+        }
+        // CASCADE: objects of others that depend on the user's (a view
+        // handed to another role over the user's table) go with them, or
+        // the drop would fail and the user outlive its session. A lock
+        // held by another session fails it after a few seconds instead of
+        // stalling the broker; the janitor retries.
         let statement = format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE usename = {lit}; DROP OWNED BY {ident}; DROP ROLE {ident}",
+            "SET lock_timeout = '5s'; \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = {lit}; DROP OWNED BY {ident} CASCADE; DROP ROLE {ident}",
             lit = quote_literal(user),
             ident = quote_ident(user),
         );

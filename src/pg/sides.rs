@@ -205,6 +205,9 @@ pub struct ClientSide<'a> {
     /// Sync): a Bind after that Parse in the same batch is safe, as the
     /// server skips it too if it skips or refuses the Parse.
     lifted: Vec<Box<[u8]>>,
+    /// The statement [`Self::decide`] just allowed was released by an
+    /// approval window: a Parse so released runs once, as an approved one.
+    window_released: bool,
     /// The version of the rules ([`crate::proxy::Loaded::version`]) the
     /// session last saw: a reload is noticed at the next statement.
     seen_version: u64,
@@ -445,6 +448,7 @@ impl<'a> ClientSide<'a> {
             approved_once: Vec::new(),
             used_up: Vec::new(),
             lifted: Vec::new(),
+            window_released: false,
             in_copy_data: false,
             after_sync: true,
             seen_version: 0,
@@ -534,6 +538,7 @@ impl<'a> ClientSide<'a> {
     /// masking plans or the refusal message, or [`Decided::Held`] when the
     /// statement waits for a human (see [`ClientSide::resolve_held`]).
     fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
+        self.window_released = false;
         // A FunctionCall is not followed to its end: recorded when judged.
         let record_now = source == Source::FunctionCall;
         if let Some(hazard) = self.shared.lexer_hazard.get() {
@@ -626,6 +631,7 @@ impl<'a> ClientSide<'a> {
                     }
                     Some(Hold::Released(outcome)) => {
                         tracing::info!(rule = %rule, sql = %preview(sql), "statement released by an approval window");
+                        self.window_released = true;
                         note.reason = Some(outcome.audit_reason(None));
                         note.rule = Some(rule);
                         self.allowed(sql, &shape, (&judgement.effects, source), &mut note)
@@ -1185,7 +1191,14 @@ impl<'a> ClientSide<'a> {
                 }
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
-                        self.parse_verdict(p.name, p.sql, planned, judged, REFUSED)
+                        let released = std::mem::take(&mut self.window_released) && planned.is_ok();
+                        let verdict = self.parse_verdict(p.name, p.sql, planned, judged, REFUSED);
+                        if released {
+                            // Released by a window: it runs once, as an
+                            // approved Parse does (see `bind_once`).
+                            self.approved_once.push(p.name.into());
+                        }
+                        verdict
                     }
                     Decided::Held => {
                         if let Some(held) = &mut self.held {

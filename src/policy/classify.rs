@@ -4,7 +4,8 @@
 
 use sqlparser::ast::{
     AlterRoleOperation, ContextModifier, CopyTarget, DiscardObject, Expr, ObjectName, ObjectType,
-    Reset, ResetConfig, Set, SetExpr, Statement, TransactionAccessMode, TransactionMode, Use,
+    Reset, ResetConfig, RoleOption, Set, SetExpr, Statement, TransactionAccessMode,
+    TransactionMode, Use,
 };
 
 use super::builtin::{self, ids};
@@ -420,7 +421,21 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             .violations
             .push((ids::ADMIN, "KILL ends other sessions".to_string())),
         Statement::Explain { statement, .. } => session_facts(dialect, statement, facts),
-        Statement::AlterRole { operation, .. } => role_default_facts(operation, facts),
+        Statement::AlterRole { operation, .. } => {
+            if let AlterRoleOperation::WithOptions { options } = operation {
+                if options.iter().any(|o| matches!(o, RoleOption::Password(_))) {
+                    facts.violations.push((
+                        ids::ROLE_CHANGE,
+                        "ALTER ROLE ... PASSWORD sets a password someone could log in with, past airlock (or locks airlock's own account out)".to_string(),
+                    ));
+                }
+            }
+            role_default_facts(operation, facts)
+        }
+        Statement::CreateRole(role) if role.password.is_some() => facts.violations.push((
+            ids::ROLE_CHANGE,
+            "CREATE ROLE ... PASSWORD makes a login that does not go through airlock".to_string(),
+        )),
         _ => {}
     }
 }

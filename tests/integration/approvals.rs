@@ -248,6 +248,16 @@ async fn approval_windows_release_the_same_statement_from_the_same_identity() {
     api.wait_audit_reason("identity=agent", "released by an approval window of alice")
         .await;
 
+    // A Parse released by the window runs once, as an approved one does
+    // (red-team finding: it ran at every Bind, after the window too).
+    let released = c
+        .prepare("UPDATE orders SET note = $1 WHERE id = $2")
+        .await
+        .expect("released by the window");
+    assert_eq!(c.execute(&released, &[&"p1", &1i32]).await.unwrap(), 1);
+    assert!(c.execute(&released, &[&"p2", &1i32]).await.is_err());
+    assert_eq!(note(&env, 1).await, "p1");
+
     // Text a hand-written tokenizer took for a trailing comment is code to
     // Postgres (`#` is XOR): a wider UPDATE, held, not released.
     let wider = spawn_simple(

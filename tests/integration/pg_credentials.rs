@@ -552,3 +552,30 @@ async fn session_bytes_never_contain_the_broker_password() {
     );
     assert!(!format!("{e} {e:?}").contains(UPSTREAM_PW));
 }
+
+/// A session that knows its own password (it set one) and made the drop
+/// of its user fail (a view of another role over its table) outlived its
+/// lease: a red-team finding. The release now locks the user out first,
+/// on its own, and drops what depends on its objects with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_set_its_password_and_lent_a_view_is_still_dropped() {
+    let env = start("15m").await;
+    env.pg
+        .psql_db(DB, "GRANT CREATE ON SCHEMA public TO agent_ro")
+        .unwrap();
+    let broker = broker(&env, Duration::from_secs(900), "test-a");
+    let lease = broker.lease(&principal(&[])).await.expect("lease");
+    let client = connect_as(&env, &lease).await.expect("log in as the lease");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE mine (a int); CREATE VIEW lent AS SELECT * FROM mine;
+             ALTER VIEW lent OWNER TO {TEMPLATE};
+             ALTER ROLE CURRENT_USER PASSWORD 'known-password'"
+        ))
+        .await
+        .unwrap();
+    let user = lease.user.clone();
+    lease.release().await;
+    assert!(!role_exists(&env, &user), "the user outlived its lease");
+    assert!(connect_with(&env, &user, "known-password").await.is_err());
+}

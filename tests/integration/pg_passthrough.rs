@@ -153,6 +153,20 @@ async fn wrong_password_is_refused_with_28p01_and_nothing_leaks() {
             assert!(!text.contains(secret), "{text}");
         }
     }
+    // A name the server would cut to 63 bytes, and then map to another
+    // role than airlock's policies and limits did (red-team finding).
+    let long = format!("{DB_USER}{}", "x".repeat(64));
+    let e = env
+        .config_for(&long, DB_PW)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("42602"),
+        "{e:?}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.stop().await;
     let all = airlock::audit::query(&audit, &airlock::audit::Filter::default()).unwrap();

@@ -34,6 +34,18 @@ pub(super) async fn admit<'a>(
 ) -> Result<Admitted<'a>, SessionError> {
     let config = proxy.config();
     let user = startup.param("user").unwrap_or_default();
+    // Postgres cuts a startup user name to its first 63 bytes: a longer
+    // one would be mapped, limited and audited by airlock as one user
+    // and log in as another. Refused.
+    if user.len() > airlock_protocol::pg::frontend::NAME_KEY_LEN {
+        return Err(SessionError::Upstream {
+            code: "42602",
+            message: format!(
+                "airlock: user names longer than {} bytes are not accepted (the server would cut them)",
+                airlock_protocol::pg::frontend::NAME_KEY_LEN
+            ),
+        });
+    }
     let (person, model, groups) = target.passthrough.describe(user);
     let principal = Principal {
         identity: user.to_owned(),
