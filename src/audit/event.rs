@@ -194,10 +194,35 @@ pub fn log_preview(sql: &[u8]) -> String {
 /// The event as it will be stored: statement and reason redacted,
 /// fingerprint computed. Done on the writer thread, off the query path.
 pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
-    let fp = event.statement.as_deref().map(fingerprint);
+    let fp = event
+        .statement
+        .as_deref()
+        .map(|sql| statement_fingerprint(&event.protocol, sql));
     redact_in_place(&mut event.statement);
     redact_in_place(&mut event.reason);
     (event, fp)
+}
+
+/// The fingerprint of a statement. The hand tokenizer ([`fingerprint`])
+/// can be misled where the dialects differ (Postgres `#` is XOR; MySQL
+/// `--1` is arithmetic), and the stored text loses everything after a
+/// private key block with no END line (redacted to the end): for texts
+/// with those, the fingerprint is the statement as airlock parsed it,
+/// with literals as `?` and comments gone (`sql:...`, as approval windows
+/// key it), so the log shows what the server ran. Other texts, and texts
+/// airlock cannot parse, keep the cheap tokenizer's.
+fn statement_fingerprint(protocol: &str, sql: &str) -> String {
+    let b = sql.as_bytes();
+    let misleading = memchr::memchr(b'#', b).is_some()
+        || memchr::memmem::find(b, b"--").is_some()
+        || memchr::memmem::find(b, b"-----BEGIN ").is_some();
+    if misleading {
+        let parsed = crate::approvals::window_key::window_key(protocol, sql);
+        if parsed.starts_with("sql:") {
+            return parsed;
+        }
+    }
+    fingerprint(sql)
 }
 
 /// [`redact`], keeping the string as it is (no copy) when there is

@@ -46,6 +46,15 @@ async fn decisions_are_recorded_and_chained() {
         .await
         .unwrap();
     c.simple_query("DELETE FROM people").await.unwrap_err();
+    // Text the hand tokenizer misread (`#` is XOR to Postgres) behind a
+    // private key block with no END line, which the stored text redacts
+    // to its end (red-team finding: the record hid the `OR id > 0` that
+    // made it update every row).
+    c.simple_query(
+        "UPDATE people SET name = 'x' WHERE length(name) = 2 # 0 /* -----BEGIN PRIVATE KEY----- */ OR name > ''",
+    )
+    .await
+    .unwrap();
     drop(c);
     let mut wrong = env.agent_config();
     wrong.password("nope");
@@ -90,6 +99,17 @@ async fn decisions_are_recorded_and_chained() {
             .any(|(_, d, r)| d == "block" && r == "builtin.unbounded-write"),
         "{decisions:?}"
     );
+    let hidden = all
+        .iter()
+        .find(|r| {
+            r.event
+                .statement
+                .as_deref()
+                .is_some_and(|s| s.starts_with("UPDATE people"))
+        })
+        .expect("the UPDATE is recorded");
+    let fp = hidden.fingerprint.as_deref().unwrap_or_default();
+    assert!(fp.contains("OR name > ?"), "{fp}");
     let statement = all
         .iter()
         .find(|r| r.event.kind == airlock::audit::EventKind::Statement)
