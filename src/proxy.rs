@@ -144,6 +144,7 @@ impl GateCache<'_> {
     }
 
     /// The version of the rules in force now ([`Loaded::version`]).
+    #[inline]
     pub fn version(&mut self) -> u64 {
         self.0.load().version
     }

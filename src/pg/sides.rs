@@ -901,6 +901,7 @@ impl<'a> ClientSide<'a> {
     /// refused (masking sessions refuse them already, as outdated:
     /// a reload moves every catalog generation). Protocol-level statements
     /// are judged again at their next Bind ([`Self::judged_again`]).
+    #[cold]
     fn rules_changed(&mut self, version: u64) {
         self.seen_version = version;
         if self.masking.is_none() {
@@ -924,19 +925,29 @@ impl<'a> ClientSide<'a> {
     /// judged again: a statement the new rules refuse is refused at every
     /// Bind. One whose text airlock did not keep (the unnamed statement,
     /// without audit or masking) is refused: Parse it again.
+    #[inline]
     fn judged_again(&mut self, name: &[u8]) -> Result<Option<Arc<Judged>>, String> {
+        match self.statements.get(name) {
+            // Vouched for by a SQL PREPARE of that name.
+            None if !self.masking_now_applies => Ok(None),
+            Some(v) if v.version == self.seen_version && !self.masking_now_applies => {
+                Ok(v.judged.clone())
+            }
+            _ => self.judge_again(name),
+        }
+    }
+
+    /// [`Self::judged_again`] when the rules changed.
+    #[cold]
+    fn judge_again(&mut self, name: &[u8]) -> Result<Option<Arc<Judged>>, String> {
         if self.masking_now_applies {
             return Err(format!(
                 "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
             ));
         }
         let Some(vetted) = self.statements.get(name) else {
-            // Vouched for by a SQL PREPARE of that name.
             return Ok(None);
         };
-        if vetted.version == self.seen_version {
-            return Ok(vetted.judged.clone());
-        }
         let version = self.seen_version;
         let sql = vetted
             .sql
@@ -1144,9 +1155,12 @@ impl<'a> ClientSide<'a> {
         self.in_copy_data = false;
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
-            let version = self.gates.version();
-            if version != self.seen_version {
-                self.rules_changed(version);
+            // Not at Execute: what runs was judged at its Bind.
+            if tag != fe::EXECUTE {
+                let version = self.gates.version();
+                if version != self.seen_version {
+                    self.rules_changed(version);
+                }
             }
         }
         if matches!(
