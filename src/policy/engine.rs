@@ -20,6 +20,10 @@ use super::{
     SessionSettings, Source,
 };
 
+/// Whether a catalog relation (dialect, schema, name) shows what a
+/// built-in rule keeps from agents.
+type Reveals = fn(Dialect, &str, &str) -> bool;
+
 /// Texts up to this size are parsed on the caller's thread.
 pub const INLINE_PARSE_BYTES: usize = 8 * 1024;
 /// Stack for parsing larger texts.
@@ -473,36 +477,29 @@ pub fn decide(
             }
         }
     }
-    if let Some(r) = facts.reads.iter().find(|r| {
-        r.schemas
-            .iter()
-            .any(|s| builtin::is_column_statistics(dialect, s, &r.name))
-    }) {
-        if let Some(d) = builtin(
-            policy,
+    // Catalog relations that show values around masks and denied
+    // columns, and what they show.
+    let revealing: [(Reveals, &str, &str); 2] = [
+        (
+            builtin::is_column_statistics,
             ids::COLUMN_STATISTICS,
-            format!(
-                "{} holds sample values of table columns (most common values, histograms), unmasked",
-                r.display_name()
-            ),
-        ) {
-            return d;
-        }
-    }
-    if let Some(r) = facts.reads.iter().find(|r| {
-        r.schemas
-            .iter()
-            .any(|s| builtin::is_session_activity(dialect, s, &r.name))
-    }) {
-        if let Some(d) = builtin(
-            policy,
+            "holds sample values of table columns (most common values, histograms), unmasked",
+        ),
+        (
+            builtin::is_session_activity,
             ids::OTHER_SESSIONS,
-            format!(
-                "{} shows the statements other sessions run, with the values they quote",
-                r.display_name()
-            ),
-        ) {
-            return d;
+            "shows the statements other sessions run, with the values they quote",
+        ),
+    ];
+    for (reveals, id, what) in revealing {
+        if let Some(r) = facts
+            .reads
+            .iter()
+            .find(|r| r.schemas.iter().any(|s| reveals(dialect, s, &r.name)))
+        {
+            if let Some(d) = builtin(policy, id, format!("{} {what}", r.display_name())) {
+                return d;
+            }
         }
     }
     for r in facts.relations() {

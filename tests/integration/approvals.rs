@@ -658,16 +658,10 @@ async fn mysql_client_that_hangs_up_withdraws_its_request() {
 /// for a new, allowed statement, and the approved UPDATE ran again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_statement_stays_used_up() {
-    use crate::common::raw::{encode_message, RawClient};
+    use crate::common::raw::{encode_all, RawClient};
     let dir = tempfile::tempdir().unwrap();
     let (mut env, api) = start(dir.path(), "2m").await;
-    let send = |lines: &[&str]| {
-        let mut out = bytes::BytesMut::new();
-        for l in lines {
-            encode_message(l, &mut out);
-        }
-        out
-    };
+    let send = encode_all;
     let update = "UPDATE orders SET note = $1 WHERE id = $2";
     for (name, vouch) in [
         (
@@ -803,16 +797,10 @@ async fn mysql_last_statement_id_cannot_rerun_an_approval() {
 /// unnamed statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_cannot_be_vouched_for_again() {
-    use crate::common::raw::{encode_message, RawClient};
+    use crate::common::raw::{encode_all, RawClient};
     let dir = tempfile::tempdir().unwrap();
     let (mut env, api) = start(dir.path(), "2m").await;
-    let send = |lines: &[&str]| {
-        let mut out = bytes::BytesMut::new();
-        for l in lines {
-            encode_message(l, &mut out);
-        }
-        out
-    };
+    let send = encode_all;
     let update =
         r#"{"Parse": {"name": "s", "query": "UPDATE orders SET note = $1 WHERE id = $2"}}"#;
     let run = r#"{"Bind": {"portal": "", "statement": "s", "params": ["twice", "3"]}}"#;

@@ -486,14 +486,8 @@ async fn hot_reload_takes_effect_without_reconnecting() {
     // The same on the wire, where the statement's name can be parsed again
     // after the reload (the server refuses that with 42P05 and keeps the
     // old statement, which airlock must not then judge by the new text).
-    use crate::common::raw::{encode_message, RawClient};
-    let wire = |lines: &[&str]| {
-        let mut out = bytes::BytesMut::new();
-        for l in lines {
-            encode_message(l, &mut out);
-        }
-        out
-    };
+    use crate::common::raw::{encode_all, RawClient};
+    let wire = encode_all;
     let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
     raw.send(&wire(&[
         r#"{"Parse": {"name": "s", "query": "SELECT v FROM t"}}"#,

@@ -335,16 +335,10 @@ async fn errors_keep_their_sqlstate_and_lose_the_values_they_quote() {
 /// session before any later result is relayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_sent_during_copy_in_cannot_shift_masking_plans() {
-    use crate::common::raw::{encode_message, RawClient};
+    use crate::common::raw::{encode_all, RawClient};
     let mut env = env().await;
     let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
-    let send = |lines: &[&str]| {
-        let mut out = bytes::BytesMut::new();
-        for l in lines {
-            encode_message(l, &mut out);
-        }
-        out
-    };
+    let send = encode_all;
     raw.send(&send(&[r#"{"Query": "COPY orders FROM STDIN"}"#]))
         .await;
     loop {
@@ -391,15 +385,9 @@ async fn a_sync_sent_during_copy_in_cannot_shift_masking_plans() {
 /// session before any later reply goes by.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_copy_in_of_an_execute_cannot_shift_masking_plans() {
-    use crate::common::raw::{encode_message, RawClient};
+    use crate::common::raw::{encode_all, RawClient};
     let mut env = env().await;
-    let send = |lines: &[&str]| {
-        let mut out = bytes::BytesMut::new();
-        for l in lines {
-            encode_message(l, &mut out);
-        }
-        out
-    };
+    let send = encode_all;
     for sync_during_copy in [false, true] {
         let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
         raw.send(&send(&[

@@ -188,3 +188,13 @@ pub fn encode_message(line: &str, out: &mut BytesMut) {
         other => panic!("unknown message {other} in {line}"),
     }
 }
+
+/// Encodes frontend messages from their JSON forms ([`encode_message`]),
+/// in order, into one buffer to send.
+pub fn encode_all(lines: &[&str]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for l in lines {
+        encode_message(l, &mut out);
+    }
+    out
+}
