@@ -18,9 +18,11 @@ use std::ops::ControlFlow;
 use crate::policy::parse::{parse, Limits};
 use crate::policy::Dialect;
 
-/// Texts longer than this key on their exact bytes (parsing them needs a
-/// big stack; they are rare among held statements).
-const MAX_PARSED: usize = 16 * 1024;
+/// Texts longer than this key on their exact bytes: this is called on
+/// session and audit-writer threads, whose stacks parse only what the
+/// policy engine parses inline (longer texts need a big stack; they are
+/// rare among held statements).
+const MAX_PARSED: usize = crate::policy::engine::INLINE_PARSE_BYTES;
 
 /// The window key of `sql` in `protocol`'s dialect (`"postgres"` or
 /// `"mysql"`).
