@@ -315,23 +315,24 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                 ids::ROLE_CHANGE,
                 "SET ROLE / SET SESSION AUTHORIZATION is not allowed".to_string(),
             )),
-            // Connectors send `SET NAMES utf8mb4` on connect. Character sets
-            // whose multi-byte characters never contain an ASCII byte (so
-            // never a quote or backslash) read statements the same way; the
-            // others (sjis, gbk, big5, ...) are how backslash-escape bypasses
-            // are made, and are refused.
+            // MySQL connectors send `SET NAMES utf8mb4` on connect.
+            // Character sets whose multi-byte characters never contain an
+            // ASCII byte (so never a quote or backslash) read statements the
+            // same way; the others (sjis, gbk, big5, ...) are how
+            // backslash-escape bypasses are made, and are refused.
             Set::SetNames { charset_name, .. }
                 if dialect == Dialect::MySql
                     && ASCII_SAFE_CHARSETS
                         .contains(&charset_name.value.to_lowercase().as_str()) => {}
-            Set::SetNames { .. } | Set::SetNamesDefault {} => {
-                if dialect == Dialect::MySql {
-                    facts.violations.push((
-                        ids::LEXER_SETTING,
-                        "SET NAMES changes how statements are read".to_string(),
-                    ))
-                }
-            }
+            // On Postgres `SET NAMES x` is `SET client_encoding = x`, refused
+            // whatever the value as that is (red-team finding: `SET NAMES
+            // 'SJIS'` was allowed, and a statement pipelined behind it was
+            // judged as UTF-8 before the server's ParameterStatus said
+            // SJIS, hiding any SQL after an `E'Ã\'` literal).
+            Set::SetNames { .. } | Set::SetNamesDefault {} => facts.violations.push((
+                ids::LEXER_SETTING,
+                "SET NAMES changes how statements are read".to_string(),
+            )),
             Set::SetTransaction { modes, .. } => {
                 if has_read_write(modes) {
                     facts.session.enables_writes = true;

@@ -468,3 +468,40 @@ async fn a_failed_copy_in_keeps_a_tokio_postgres_session() {
     drop(c);
     env.stop().await;
 }
+
+/// An eighth-round finding: `SET NAMES 'SJIS'` (Postgres's other spelling
+/// of `SET client_encoding`) was allowed. A statement pipelined behind it
+/// was judged as UTF-8 before the server's ParameterStatus reported SJIS,
+/// and in SJIS `Ã\` (C3 83 5C) is two characters with no backslash: the
+/// rest of `E'Ã\' ...` ran as code airlock had read as a string literal,
+/// returning a denied column and a masked one in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_names_cannot_change_how_a_pipelined_statement_is_read() {
+    use crate::common::raw::{encode_all, RawClient};
+    let mut env = env().await;
+    for set in [
+        "SET NAMES 'SJIS'",
+        "set names sjis",
+        "SET LOCAL NAMES 'BIG5'",
+        "SET NAMES DEFAULT",
+    ] {
+        let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        let set = format!(r#"{{"Query": "{set}"}}"#);
+        raw.send(&encode_all(&[
+            &set,
+            r#"{"Query": "SELECT E'Ã\\' AS a, replace(ssn, chr(45), chr(95)) AS s, phone || chr(32) AS p FROM customers --'"}"#,
+        ]))
+        .await;
+        raw.until_ready(2).await;
+        let text = String::from_utf8_lossy(&raw.received).into_owned();
+        assert!(text.contains("builtin.lexer-setting"), "{set}: {text}");
+        for secret in SECRETS.iter().chain(&["123_45_6789"]) {
+            assert!(!text.contains(secret), "{set}: {secret} leaked: {text}");
+        }
+        assert!(!text.contains("client_encoding\0SJIS"), "{text}");
+    }
+    let c = env.agent().await;
+    still_usable(&c).await;
+    drop(c);
+    env.stop().await;
+}
