@@ -243,6 +243,7 @@ async fn serve_as(
         prepared: IdSet::default(),
         texts: IdMap::default(),
         seen_version: rules_version,
+        cursors: IdMap::default(),
         rejudge: false,
         masking_now_applies: false,
         approved_once: Vec::new(),
@@ -335,6 +336,13 @@ struct Session<'a> {
     texts: IdMap<(u64, Arc<[u8]>)>,
     /// The version of the rules the session last saw.
     seen_version: u64,
+    /// Statements with a cursor the server may hold open (an execute
+    /// that opened one, and no successful execute since), and the version
+    /// of the rules it was opened under: a COM_STMT_FETCH after a reload
+    /// is refused ([`Session::stale_cursor`]). The key `u32::MAX` stands
+    /// for a cursor opened through "the last statement", whose id airlock
+    /// does not know.
+    cursors: IdMap<u64>,
     /// A reload happened while statements were prepared: executes judge
     /// them again ([`Session::judged_again`]).
     rejudge: bool,
@@ -578,6 +586,13 @@ impl Session<'_> {
                         return Ok(true);
                     }
                 }
+                if known && reply == Some(Expect::Fetch) && !self.cursors.is_empty() {
+                    if let Some(refusal) = self.stale_cursor(id) {
+                        tracing::info!(statement = id, reason = %refusal, "fetch refused");
+                        self.refuse(1142, "42000", &refusal).await?;
+                        return Ok(true);
+                    }
+                }
                 if !known {
                     tracing::info!(
                         statement = id,
@@ -616,6 +631,9 @@ impl Session<'_> {
                             .map(|m| m.reply_for(id, expect).with_own_change(ddl));
                         self.up.conn.write_raw(&cmd.raw).await?;
                         let t = self.relay_masked(expect, &mut reply).await?;
+                        if expect == Expect::Execute && (t.cursor || !self.cursors.is_empty()) {
+                            self.cursor_executed(id, t.cursor, t.error);
+                        }
                         if let (Some(m), Some(r)) = (self.mask.as_mut(), reply.as_mut()) {
                             m.executed(id, expect, r, t.cursor);
                         }
@@ -624,6 +642,7 @@ impl Session<'_> {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
                             self.texts.remove(&id);
+                            self.cursors.remove(&id);
                             self.used_up.retain(|u| *u != id);
                             self.approved_once.retain(|a| *a != id);
                             self.catalog_changing.remove(&id);
@@ -653,6 +672,7 @@ impl Session<'_> {
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
                     self.texts.clear();
+                    self.cursors.clear();
                     self.catalog_changing.clear();
                     if let Some(m) = self.mask.as_mut() {
                         m.statements.clear();
@@ -912,6 +932,38 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// After COM_STMT_EXECUTE of statement `id`: whether it left a cursor
+    /// open (`cursor`), or failed (`error`). A successful execute closes
+    /// the statement's earlier cursor; a failed one may not have reached
+    /// it (a malformed parameter is refused before), so it is kept.
+    fn cursor_executed(&mut self, id: u32, cursor: bool, error: bool) {
+        if cursor {
+            self.cursors.insert(id, self.seen_version);
+        } else if !error && id != u32::MAX {
+            self.cursors.remove(&id);
+        }
+    }
+
+    /// Before COM_STMT_FETCH of statement `id`: the refusal, when its
+    /// cursor (or one opened through "the last statement", whose id is not
+    /// known) was opened under rules a reload has since replaced. The rows
+    /// it hands out were judged when it was opened.
+    fn stale_cursor(&self, id: u32) -> Option<String> {
+        let version = self.seen_version;
+        let stale = |key: u32| self.cursors.get(&key).is_some_and(|v| *v != version);
+        let any_stale = || self.cursors.iter().any(|(_, v)| *v != version);
+        let refused = match id {
+            u32::MAX => any_stale(),
+            id => stale(id) || stale(u32::MAX),
+        };
+        refused.then(|| {
+            format!(
+                "airlock: blocked by rule {}: the rules were reloaded after this statement's cursor was opened: execute it again",
+                crate::policy::builtin::ids::RULES_RELOADED
+            )
+        })
     }
 
     /// Before COM_STMT_EXECUTE of statement `id` (0xFFFFFFFF: any of

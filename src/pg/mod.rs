@@ -29,6 +29,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod client_auth;
 pub mod conn;
+pub mod cursors;
 pub mod ddl_fence;
 pub mod error;
 pub mod lexer_guard;

@@ -72,6 +72,14 @@ impl<V> Named<V> {
         self.unnamed = None;
         self.named.clear();
     }
+
+    /// Every name that has an entry (the empty name first, if it has one).
+    pub fn names(&self) -> impl Iterator<Item = &[u8]> {
+        let unnamed = self.unnamed.as_ref().map(|_| &b""[..]);
+        unnamed
+            .into_iter()
+            .chain(self.named.keys().map(|k| k.as_slice()))
+    }
 }
 
 #[cfg(test)]

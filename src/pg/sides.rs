@@ -36,6 +36,7 @@ use airlock_protocol::pg::frontend::{
 use super::audit_hook::{AuditQueue, Judged, ReplyAudit, Run, SessionAudit};
 use super::book_sync::{Journal, Op, Reprepared, SkipReports};
 use super::cancel::HeldCancel;
+use super::cursors::Cursors;
 use super::ddl_fence::{Fence, FenceSignal};
 use super::error::SessionError;
 use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
@@ -214,6 +215,10 @@ pub struct ClientSide<'a> {
     /// A reload made masking rules apply to this principal, whose session
     /// started without masking: every later statement is refused.
     masking_now_applies: bool,
+    /// SQL cursors the session declared, and the portals and cursors open
+    /// at a reload, which may not be read any more ([`Cursors`]). `None`
+    /// while there are none (nearly every session).
+    cursors: Option<Box<Cursors>>,
     /// The last message was CopyData: its run has its marker in the
     /// expectation queues ([`Expect::CopyData`]).
     in_copy_data: bool,
@@ -453,6 +458,7 @@ impl<'a> ClientSide<'a> {
             after_sync: true,
             seen_version: 0,
             masking_now_applies: false,
+            cursors: None,
         }
     }
 
@@ -547,6 +553,9 @@ impl<'a> ClientSide<'a> {
         }
         if self.masking_now_applies {
             return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
+        }
+        if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
+            return self.refuse(record_now, sql, RELOADED, message);
         }
         // Not while restricted: the memo's plans were made without the
         // restriction (see `super::ddl_fence`).
@@ -902,8 +911,16 @@ impl<'a> ClientSide<'a> {
     /// a reload moves every catalog generation). Protocol-level statements
     /// are judged again at their next Bind ([`Self::judged_again`]).
     #[cold]
-    fn rules_changed(&mut self, version: u64) {
+    fn rules_changed(&mut self, version: u64, after_sync: bool) {
         self.seen_version = version;
+        // Portals and cursors open now were made under the old rules.
+        let idle = after_sync && self.shared.is_idle();
+        if self.cursors.is_some() || (!idle && self.portals.names().next().is_some()) {
+            let portals = self.portals.names().filter(|_| !idle);
+            self.cursors
+                .get_or_insert_with(Default::default)
+                .rules_changed(portals);
+        }
         if self.masking.is_none() {
             let principal = self.principal;
             if self
@@ -917,6 +934,23 @@ impl<'a> ClientSide<'a> {
             let stale = std::mem::take(&mut self.context.prepared);
             self.used_up
                 .extend(stale.into_iter().map(|n| n.into_bytes().into_boxed_slice()));
+        }
+    }
+
+    /// Before a message of the extended protocol or a Query, while the
+    /// session tracks cursors: when no transaction is open, the portals
+    /// and cursors without hold are gone ([`Cursors::transaction_ended`]).
+    /// `after_sync`: no extended-protocol message was sent since the last
+    /// Sync or Query (one in this batch may have opened a transaction).
+    #[cold]
+    fn forget_ended_cursors(&mut self, after_sync: bool) {
+        if after_sync && self.shared.is_idle() {
+            if let Some(c) = &mut self.cursors {
+                c.transaction_ended();
+                if c.is_empty() {
+                    self.cursors = None;
+                }
+            }
         }
     }
 
@@ -1106,8 +1140,14 @@ impl<'a> ClientSide<'a> {
             && e.deallocated.is_empty()
             && !e.deallocate_all
             && e.search_path.is_none()
+            && e.declared.is_empty()
         {
             return;
+        }
+        for (name, hold) in &e.declared {
+            self.cursors
+                .get_or_insert_with(Default::default)
+                .declared(name, *hold);
         }
         if let Some(m) = &mut self.masking {
             m.reprepare(e, source);
@@ -1155,12 +1195,13 @@ impl<'a> ClientSide<'a> {
         self.in_copy_data = false;
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
             self.work_out_restricted();
-            // Not at Execute: what runs was judged at its Bind.
-            if tag != fe::EXECUTE {
-                let version = self.gates.version();
-                if version != self.seen_version {
-                    self.rules_changed(version);
-                }
+            if self.cursors.is_some() {
+                self.forget_ended_cursors(after_sync);
+            }
+            // Also at Execute: a portal bound before a reload is stale.
+            let version = self.gates.version();
+            if version != self.seen_version {
+                self.rules_changed(version, after_sync);
             }
         }
         if matches!(
@@ -1299,6 +1340,12 @@ impl<'a> ClientSide<'a> {
                     false => self.replan_portal(e.portal),
                 }
                 .and_then(|()| self.execute_by_name_check(e.portal))
+                .and_then(|()| match &self.cursors {
+                    None => Ok(()),
+                    Some(c) => c.execute_refusal(e.portal).map_or(Ok(()), |m| {
+                        Err(format!("airlock: blocked by rule {RELOADED}: {m}"))
+                    }),
+                })
                 .and_then(|()| match self.masking_now_applies {
                     true => Err(format!(
                         "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"

@@ -394,6 +394,14 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
         Statement::Execute { name, .. } => {
             facts.session.execute = Some(execute_name(dialect, name.as_ref()));
         }
+        Statement::Declare { stmts } => {
+            for d in stmts.iter().filter(|d| d.for_query.is_some()) {
+                if let Some(name) = d.names.first() {
+                    facts.session.declare =
+                        Some((statement_name(dialect, name), d.hold == Some(true)));
+                }
+            }
+        }
         Statement::Copy { target, .. } => match target {
             CopyTarget::Program { .. } => facts.violations.push((
                 ids::COPY_PROGRAM,

@@ -294,6 +294,9 @@ fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<St
     if let Some(db) = &s.use_database {
         effects.current_database = Some(db.clone());
     }
+    if let Some(cursor) = &s.declare {
+        effects.declared.push(cursor.clone());
+    }
 }
 
 fn rule_id(policy: &Policy, check: &str) -> String {

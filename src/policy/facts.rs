@@ -180,6 +180,9 @@ pub struct SessionFacts {
     pub execute: Option<String>,
     pub deallocate: Option<String>,
     pub deallocate_all: bool,
+    /// `DECLARE name CURSOR ...`: the cursor's name as the server names
+    /// it, and whether it is held across transactions (`WITH HOLD`).
+    pub declare: Option<(String, bool)>,
 }
 
 impl Facts {

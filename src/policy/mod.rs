@@ -119,6 +119,9 @@ pub struct Effects {
     pub search_path: Option<Vec<String>>,
     /// MySQL `USE db`.
     pub current_database: Option<String>,
+    /// `DECLARE name CURSOR`: cursors the statement opens, with whether
+    /// each is held across transactions (see [`crate::pg::cursors`]).
+    pub declared: Vec<(String, bool)>,
 }
 
 /// The full answer for one request.
