@@ -1273,7 +1273,7 @@ impl<'a> Analyzer<'a> {
             t.derive()
         };
         let dest = self.assignment_dest(&sources, std::slice::from_ref(&column));
-        self.check_write(t, dest, "ALTER COLUMN ... TYPE ... USING")
+        self.check_write(t, dest, false, "ALTER COLUMN ... TYPE ... USING")
     }
 
     /// `ALTER SCHEMA s RENAME TO x` renames every relation in `s`, out
@@ -1385,8 +1385,10 @@ impl<'a> Analyzer<'a> {
                 return self.write_stop(t.derive(), what);
             }
             for n in targets {
-                let dest = self.assignment_dest(written, &object_parts(n));
-                self.check_write(t, dest, what)?;
+                let parts = object_parts(n);
+                let dest = self.assignment_dest(written, &parts);
+                let same_column = self.same_column(sources, written, &parts, &a.value);
+                self.check_write(t, dest, same_column, what)?;
             }
         }
         Ok(())
@@ -1398,12 +1400,55 @@ impl<'a> Analyzer<'a> {
     /// which a weaker strategy of the destination would partly show), data
     /// of another rule, and a destination that is unmasked or cannot be
     /// pinned to one column (`None`) are refused.
-    fn check_write(&self, value: Taint, dest: Option<Taint>, what: &str) -> Result<(), Stop> {
+    ///
+    /// On MySQL the copy must also be of a rule whose mask shows nothing
+    /// of a shortened value that it does not show of the whole one
+    /// (`redact`, `null`): MariaDB and MySQL cut a value to the
+    /// destination's length on `INSERT IGNORE` and `UPDATE IGNORE`, in
+    /// a non-strict sql_mode, and past the first row into a
+    /// non-transactional table, and airlock does not know column lengths.
+    /// A `partial` mask of a card number copied into a `VARCHAR(8)` shows
+    /// digits 5 to 8 (red-team finding); a `hash` or `fake` of a prefix is
+    /// a codebook entry. Postgres refuses to cut a string short in an
+    /// assignment.
+    /// (A copy within one column, `same_column`, keeps its length.)
+    fn check_write(
+        &self,
+        value: Taint,
+        dest: Option<Taint>,
+        same_column: bool,
+        what: &str,
+    ) -> Result<(), Stop> {
         match (value, dest) {
             (v, _) if v.rule().is_none() => Ok(()),
-            (Taint::Masked(i), Some(Taint::Masked(j))) if i == j => Ok(()),
+            (Taint::Masked(i), Some(Taint::Masked(j)))
+                if i == j && (same_column || self.copy_keeps_mask(i)) =>
+            {
+                Ok(())
+            }
+            (Taint::Masked(i), Some(Taint::Masked(j))) if i == j => {
+                let id = self.rule_id(value);
+                stop(
+                    &id,
+                    format!(
+                        "{what} would copy masked data (rule {id}) where MySQL may cut it short, and a shortened value's mask shows what the whole value's does not; only redact and null masks may be copied on MySQL"
+                    ),
+                )
+            }
             (v, _) => self.write_stop(v, what),
         }
+    }
+
+    /// Whether an unmodified copy of data masked by rule `i` reads back as
+    /// masked as the original even if the server cuts it short (see
+    /// [`Self::check_write`]).
+    fn copy_keeps_mask(&self, i: usize) -> bool {
+        self.dialect != Dialect::MySql
+            || self
+                .rules
+                .rules
+                .get(i)
+                .is_some_and(|r| r.strategy.for_derived() == r.strategy)
     }
 
     /// The taint of the column an assignment target names among the
@@ -1427,6 +1472,77 @@ impl<'a> Analyzer<'a> {
         };
         let s = self.find_source(&level, qual)?;
         self.lookup_in(s, col)
+    }
+
+    /// Whether assignment `target = value` copies a column into itself:
+    /// `value` is a bare column of the same name as `target`, and both
+    /// resolve (among `sources`, and the `written` ones) only to sources
+    /// of one and the same base table: `SET c = c`, `c.email = k.email`
+    /// in a self-join, MySQL's `VALUES(c)`. Such a copy keeps its length.
+    fn same_column(
+        &self,
+        sources: &[Source],
+        written: &[Source],
+        target: &[String],
+        value: &sqlparser::ast::Expr,
+    ) -> bool {
+        let Some(value) = self.bare_parts(value) else {
+            return false;
+        };
+        let (Some((vcol, vqual)), Some((tcol, tqual))) = (value.split_last(), target.split_last())
+        else {
+            return false;
+        };
+        if vcol != tcol {
+            return false;
+        }
+        let table = |among: &[Source], qual: &[String]| -> Option<Vec<(String, String)>> {
+            let candidates: Vec<Vec<(String, String)>> = match qual {
+                [] => among
+                    .iter()
+                    .filter(|s| self.lookup_in(s, vcol).is_some())
+                    .map(|s| s.tables.clone())
+                    .collect(),
+                q => {
+                    let scope = Scope {
+                        sources: among,
+                        parent: None,
+                    };
+                    let found = find_sources_at(&scope, q)?.0;
+                    found.iter().map(|s| s.tables.clone()).collect()
+                }
+            };
+            let first = candidates.first()?;
+            (first.len() == 1 && candidates.iter().all(|t| t == first)).then(|| first.clone())
+        };
+        table(written, tqual).is_some_and(|t| table(sources, vqual) == Some(t))
+    }
+
+    /// The (lower-cased) name parts of the column a written value is, when
+    /// it is one ([`Self::is_bare_write`]).
+    fn bare_parts(&self, e: &sqlparser::ast::Expr) -> Option<Vec<String>> {
+        use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
+        if !self.is_bare_write(e) {
+            return None;
+        }
+        let mut e = e;
+        loop {
+            match e {
+                Expr::Nested(inner) => e = inner,
+                Expr::Identifier(i) => return Some(vec![i.value.to_lowercase()]),
+                Expr::CompoundIdentifier(is) => {
+                    return Some(is.iter().map(|i| i.value.to_lowercase()).collect())
+                }
+                Expr::Function(f) => match &f.args {
+                    FunctionArguments::List(l) => match l.args.as_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => e = a,
+                        _ => return None,
+                    },
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
     }
 
     /// A written value that is a column itself: a bare reference, or on
@@ -1522,7 +1638,7 @@ impl<'a> Analyzer<'a> {
                     };
                     for (i, c) in sout.cols.iter().enumerate() {
                         let d = dest.get(i).and_then(|d| self.lookup_in(&target, d));
-                        self.check_write(c.taint, d, "INSERT ... SELECT")?;
+                        self.check_write(c.taint, d, false, "INSERT ... SELECT")?;
                     }
                     if let Some(t) = sout.open.filter(|t| t.rule().is_some()) {
                         return self.write_stop(t, "INSERT ... SELECT");
@@ -1668,7 +1784,7 @@ impl<'a> Analyzer<'a> {
                                             .map(|c| c.taint),
                                         None => None,
                                     };
-                                    self.check_write(t, dest, "MERGE")?;
+                                    self.check_write(t, dest, false, "MERGE")?;
                                 }
                             }
                         }

@@ -389,7 +389,25 @@ fn masking_writes_only_bare_same_rule_copies() {
         shape("merge into customers t using orders s on t.id = s.id when matched then update set email = t.email, name = 'x'"),
         "OPAQUE"
     );
+    // MySQL cuts a copied value to the destination's length (INSERT
+    // IGNORE, non-strict modes, non-transactional tables): a copy of a
+    // `partial`, `email`, `hash` or `fake` masked value into another
+    // column is refused there (red-team finding: a card number copied into
+    // a VARCHAR(8) showed digits 5 to 8); a copy of a `redact` one, and a
+    // column into itself, still run. Postgres refuses to cut a string.
+    assert_blocked_by_a_mask(Dialect::MySql, &[
+        "insert ignore into public.customers (id, card_number) select id + 100, card_number from public.customers",
+        "insert into public.customers (id, email) select id + 100, email from public.customers",
+        "insert into public.customers (id, ssn) select id + 100, ssn from public.customers",
+        "update public.customers c join public.customers k on k.id = 1 set c.card_number = k.email where c.id = 2",
+    ]);
+    let sql = "insert into customers (id, email, card_number, ssn) select id + 100, email, card_number, ssn from customers";
+    assert_eq!(shape(sql), "NONE", "{sql}");
     for sql in [
+        "insert ignore into public.customers (id, phone) select id + 100, phone from public.customers",
+        "insert into public.orders (id, phone) select id, phone from public.customers",
+        "update public.customers set card_number = card_number, email = (email)",
+        "update public.customers c join public.customers k on k.id = 1 set c.card_number = k.card_number where c.id = 2",
         "insert into public.customers (id, email) values (1, 'x') on duplicate key update email = values(email)",
         "insert into public.customers (id, email) values (1, 'x') on duplicate key update email = VALUES(`email`), name = values(name)",
         "insert into public.customers set id = 100, email = 'a@b.test'",

@@ -569,11 +569,19 @@ async fn mysql_subquery_over_unknown_table_cannot_unmask_outer_columns() {
 /// of masked data is refused: UPDATE, INSERT ... SELECT/VALUES/SET,
 /// REPLACE ... SELECT, ON DUPLICATE KEY UPDATE, however spelled, over the
 /// text protocol and as a prepared statement; nothing is written.
+///
+/// An eighth-round finding narrowed that on MySQL: the server cuts a
+/// copied value to the destination's length (`INSERT IGNORE`, non-strict
+/// modes, non-transactional tables), and the `partial` mask of a card
+/// number copied into a `VARCHAR(8)` showed digits 5 to 8. Copies of
+/// `partial`, `email`, `hash` and `fake` masked values into another
+/// column are refused there; a column copied into itself still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
     let mut env = rich_env().await;
     env.admin(
         "CREATE TABLE cards_copy (id int PRIMARY KEY, card_number varchar(32));
+         CREATE TABLE cards_short (id int PRIMARY KEY, card_number varchar(8));
          CREATE TABLE contacts (id int PRIMARY KEY, email varchar(100));
          INSERT INTO contacts VALUES (1, 'nobody@contacts.test');",
     );
@@ -581,6 +589,7 @@ async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
         [
             env.admin("SELECT * FROM customers ORDER BY id"),
             env.admin("SELECT * FROM cards_copy ORDER BY id"),
+            env.admin("SELECT * FROM cards_short ORDER BY id"),
             env.admin("SELECT * FROM contacts ORDER BY id"),
         ]
     };
@@ -608,6 +617,9 @@ async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
         "INSERT INTO customers SET id = 100, email = CONCAT('x@', (SELECT card_number FROM (SELECT card_number FROM customers WHERE id = 2) t))",
         "INSERT INTO contacts SET id = 3, email = (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t)",
         "INSERT INTO contacts (id, email) VALUES (3, (SELECT e FROM (SELECT email AS e FROM customers WHERE id = 1) t))",
+        "INSERT IGNORE INTO cards_short (id, card_number) SELECT id, card_number FROM customers WHERE id = 1",
+        "INSERT INTO cards_copy (id, card_number) SELECT id, card_number FROM customers",
+        "INSERT INTO customers (id, email) SELECT id + 100, email FROM customers WHERE id = 1",
     ];
     for sql in refused {
         assert_refused_both_ways(&mut c, sql).await;
@@ -624,9 +636,6 @@ async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
     )
     .await
     .unwrap();
-    c.query_drop("INSERT INTO cards_copy (id, card_number) SELECT id, card_number FROM customers")
-        .await
-        .unwrap();
     c.exec_drop(
         "INSERT INTO customers (id, email) VALUES (2, 'bob.new@example.net') ON DUPLICATE KEY UPDATE email = VALUES(email), score = 3",
         (),
@@ -641,16 +650,7 @@ async fn mysql_derived_masked_values_cannot_be_written_into_masked_columns() {
         env.admin("SELECT email, score FROM customers WHERE id = 2"),
         "bob.new@example.net\t3"
     );
-    assert_eq!(
-        env.admin("SELECT card_number FROM cards_copy ORDER BY id"),
-        "4111111111111111\n5500005555555559"
-    );
-    // The copy reads back masked, as the original does.
-    for (rows, bytes) in both_ways(&mut c, "SELECT card_number FROM cards_copy ORDER BY id").await {
-        assert_eq!(rows, Some(2));
-        assert_no_pii(&bytes, "cards_copy");
-        assert!(String::from_utf8_lossy(&bytes).contains("1111"));
-    }
+    assert_eq!(env.admin("SELECT count(*) FROM cards_short"), "0");
     drop(c);
     env.stop().await;
 }
