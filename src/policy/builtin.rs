@@ -79,6 +79,7 @@ const PG_DANGEROUS: &[&str] = &[
     "set_config",
     "pg_terminate_backend",
     "pg_stat_get_activity",
+    "pg_stat_statements*",
     "pg_stat_get_backend_*",
     "pg_cancel_backend",
     "pg_reload_conf",
@@ -287,9 +288,17 @@ pub fn is_column_statistics(dialect: Dialect, schema: &str, name: &str) -> bool 
 /// read each other's SQL (and whatever PII it quotes) there.
 pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
     match dialect {
-        Dialect::Postgres => schema == "pg_catalog" && name == "pg_stat_activity",
+        // pg_stat_statements lives where its extension was created.
+        Dialect::Postgres => {
+            (schema == "pg_catalog" && name == "pg_stat_activity")
+                || name.starts_with("pg_stat_statements")
+        }
         Dialect::MySql => match schema {
-            "information_schema" => matches!(name, "processlist" | "innodb_trx"),
+            "information_schema" => {
+                matches!(name, "processlist" | "innodb_trx" | "query_cache_info")
+            }
+            // With `log_output = TABLE`: every session's statements.
+            "mysql" => matches!(name, "general_log" | "slow_log"),
             "performance_schema" => {
                 matches!(name, "threads" | "processlist")
                     || name.starts_with("events_")

@@ -851,6 +851,14 @@ impl Visitor for Extractor<'_> {
                         "SHOW ENGINE shows the statements other sessions run".to_string(),
                     ));
                 }
+                // `SHOW BINLOG|RELAYLOG EVENTS` prints the statements every
+                // session wrote, literals and all.
+                if words.first().is_some_and(|w| w == "binlog" || w == "relaylog") {
+                    self.facts.violations.push((
+                        ids::OTHER_SESSIONS,
+                        "SHOW BINLOG EVENTS shows the statements other sessions ran".to_string(),
+                    ));
+                }
                 if words.first().is_some_and(|w| w == "grants") {
                     self.facts.violations.push((
                         ids::ADMIN,
