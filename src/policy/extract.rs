@@ -853,7 +853,10 @@ impl Visitor for Extractor<'_> {
                 }
                 // `SHOW BINLOG|RELAYLOG EVENTS` prints the statements every
                 // session wrote, literals and all.
-                if words.first().is_some_and(|w| w == "binlog" || w == "relaylog") {
+                if words
+                    .first()
+                    .is_some_and(|w| w == "binlog" || w == "relaylog")
+                {
                     self.facts.violations.push((
                         ids::OTHER_SESSIONS,
                         "SHOW BINLOG EVENTS shows the statements other sessions ran".to_string(),

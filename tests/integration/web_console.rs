@@ -1,6 +1,7 @@
 //! The web console in headless Chromium, driven over WebDriver: it shows a
 //! statement a real client sent through airlock that was blocked, and
-//! clicking Approve releases a held statement a real client waits on.
+//! clicking Approve releases a held statement a real client waits on;
+//! control and bidi characters in it are shown as escapes.
 //! Skipped (with the reason printed) where Chromium is not installed.
 
 use crate::common::admin as admin_kit;
@@ -89,7 +90,9 @@ async fn console_shows_blocked_statements_and_approves_held_ones() {
     // releases the waiting client.
     let c1 = Arc::clone(&c);
     let held = tokio::spawn(async move {
-        c1.simple_query("UPDATE orders SET note = 'by console' WHERE id = 1")
+        // A bidi override in a comment: shown as an escape, so that it
+        // cannot reorder what the reviewer reads.
+        c1.simple_query("UPDATE orders SET note = 'by console' /* \u{202e} */ WHERE id = 1")
             .await
             .map(|_| ())
     });
@@ -106,6 +109,10 @@ async fn console_shows_blocked_statements_and_approves_held_ones() {
     let row = browser.text("#approvals").await;
     assert!(row.contains("UPDATE orders"), "{row}");
     assert!(row.contains("rw.orders-write"), "{row}");
+    assert!(
+        row.contains("\\u{202e}") && !row.contains('\u{202e}'),
+        "{row}"
+    );
     browser.click(&button).await;
     tokio::time::timeout(Duration::from_secs(30), held)
         .await

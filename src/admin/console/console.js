@@ -6,9 +6,18 @@ const state = { token: null, reviewer: "", approvalKey: "", timers: [] };
 
 function $(id) { return document.getElementById(id); }
 
+// Control characters hide text and bidi controls reorder it (a statement
+// waiting for approval could show one thing and run another), so both are
+// shown as \u{...} escapes, as `airlock log` and `airlock approvals` show
+// them. Newlines and tabs are kept.
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function visible(text) {
+  return text.replace(HIDDEN, (c) => "\\u{" + c.codePointAt(0).toString(16) + "}");
+}
+
 function cell(text, cls) {
   const td = document.createElement("td");
-  td.textContent = text == null ? "-" : String(text);
+  td.textContent = text == null ? "-" : visible(String(text));
   if (cls) td.className = cls;
   return td;
 }
