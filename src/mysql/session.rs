@@ -1007,6 +1007,11 @@ impl Session<'_> {
                         t.0 = version;
                     }
                 }
+                d @ Decision::RequireApproval { .. } => {
+                    return Some(format!(
+                        "airlock: {d}; the rules were reloaded since this statement was prepared, and they hold it for approval: prepare it again to ask"
+                    ))
+                }
                 d => return Some(format!("airlock: {d}")),
             }
         }

@@ -1010,9 +1010,14 @@ impl<'a> ClientSide<'a> {
                 v.version = version;
                 v.judged.clone()
             })),
-            Decision::Block { rule, message } | Decision::RequireApproval { rule, message } => {
+            Decision::Block { rule, message } => {
                 Err(format!("airlock: blocked by rule {rule}: {message}"))
             }
+            // Held only at a Parse, where the client waits for it.
+            Decision::RequireApproval { rule, message } => Err(format!(
+                "airlock: blocked by rule {rule}: {message}; the rules were reloaded since prepared statement \"{}\" was parsed, and they hold it for approval: Parse it again to ask",
+                String::from_utf8_lossy(name)
+            )),
         }
     }
 

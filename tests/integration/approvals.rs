@@ -887,3 +887,50 @@ async fn approvals_cannot_be_vouched_for_again() {
     assert_eq!(text.matches("ok").count(), 2, "{text}");
     env.stop().await;
 }
+
+/// A statement approved at its Parse, with a rules reload before its
+/// Bind, is judged again at the Bind; the new rules hold it again, and a
+/// Bind cannot wait for a human, so it is refused, with a message that
+/// says why and what to do (it said only "needs a human" before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_that_spans_a_reload_says_to_ask_again() {
+    use crate::common::raw::{encode_all, RawClient};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&encode_all(&[
+        r#"{"Parse": {"name": "s", "query": "UPDATE orders SET note = $1 WHERE id = $2"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    alice_approves(&api, AGENT).await;
+    raw.until_ready(1).await;
+    env.write_rules(&RULES.replace(
+        "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]",
+        "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\ndeny_tables = [\"public.probe\"]",
+    ));
+    let mut reloaded = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let c = env.agent().await;
+        if let Err(e) = c.simple_query("SELECT 1 FROM probe").await {
+            if format!("{e:?}").contains("deny-tables") {
+                reloaded = true;
+                break;
+            }
+        }
+    }
+    assert!(reloaded, "new rules not in force");
+    raw.send(&encode_all(&[
+        r#"{"Bind": {"portal": "", "statement": "s", "params": ["spanned", "2"]}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    raw.until_ready(1).await;
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert_eq!(note(&env, 2).await, "new", "{text}");
+    assert!(text.contains("Parse it again to ask"), "{text}");
+    drop(raw);
+    env.stop().await;
+}
