@@ -22,12 +22,17 @@
 //! ReadyForQuery saying `I` (no transaction). Then the server holds no
 //! portal and no cursor without hold.
 //!
-//! A Bind of a stale name does not make it fresh, nor does a `CLOSE`: the
-//! server may refuse either (a named portal that exists, a Bind with the
-//! wrong parameter count, an aborted transaction), keeping the old portal,
-//! and a `ROLLBACK TO SAVEPOINT` can then bring the transaction back to
-//! read it. A cursor held across transactions stays stale for the rest of
-//! the session; declare a new one under another name.
+//! A Bind of a stale name does not make it fresh for good, nor does a
+//! `CLOSE`: the server may refuse either (a named portal that exists, a
+//! Bind with the wrong parameter count, an aborted transaction), keeping
+//! the old portal, and a `ROLLBACK TO SAVEPOINT` can then bring the
+//! transaction back to read it. But an Execute in the same batch as the
+//! Bind (no Sync or Query between) reads what the Bind made: after an
+//! error the server skips everything up to the Sync, the Execute too. So
+//! a Bind lifts the name for the rest of its batch, which is how drivers
+//! run statements (Parse, Bind, Execute, Sync), transactions included.
+//! A cursor held across transactions stays stale for the rest of the
+//! session; declare a new one under another name.
 //!
 //! Portal and cursor names share one namespace on the server: `FETCH ALL
 //! FROM p` reads the protocol portal `p`. So both kinds are checked at both
@@ -55,6 +60,9 @@ pub struct Cursors {
     /// A reload came while untracked cursors may have been open: every
     /// `FETCH` and `MOVE` is refused. `Some(held)` as for `untracked`.
     all_stale: Option<bool>,
+    /// Stale names bound again in the current batch: an Execute of one
+    /// before the batch's Sync reads the new portal (see the module doc).
+    bound_in_batch: Vec<Box<[u8]>>,
 }
 
 impl Cursors {
@@ -110,11 +118,25 @@ impl Cursors {
         self.stale.iter().any(|(n, _)| **n == *name)
     }
 
-    /// The refusal of an Execute of protocol portal `portal`, when stale.
+    /// A Bind of portal `name` went to the server.
+    pub fn bound(&mut self, name: &[u8]) {
+        if self.is_stale(name) && !self.bound_in_batch.iter().any(|n| **n == *name) {
+            self.bound_in_batch.push(name.into());
+        }
+    }
+
+    /// A Sync or a Query went to the server: the batch ended.
+    pub fn batch_ended(&mut self) {
+        self.bound_in_batch.clear();
+    }
+
+    /// The refusal of an Execute of protocol portal `portal`, when stale
+    /// and not bound again in this batch.
     pub fn execute_refusal(&self, portal: &[u8]) -> Option<String> {
-        self.is_stale(portal).then(|| {
+        let lifted = || self.bound_in_batch.iter().any(|n| **n == *portal);
+        (self.is_stale(portal) && !lifted()).then(|| {
             format!(
-                "the rules were reloaded after portal \"{}\" was bound: end the transaction and bind it again",
+                "the rules were reloaded after portal \"{}\" was bound: bind it again in the same batch as its Execute, or end the transaction",
                 String::from_utf8_lossy(portal)
             )
         })
@@ -197,6 +219,20 @@ mod tests {
         // A new cursor after the reload is fresh.
         c.declared("fresh", false);
         assert!(!c.is_stale(b"fresh"));
+    }
+
+    #[test]
+    fn a_bind_lifts_a_stale_portal_for_its_batch_only() {
+        let mut c = Cursors::default();
+        c.rules_changed([&b""[..], b"P1"].into_iter());
+        c.bound(b"");
+        assert!(c.execute_refusal(b"").is_none());
+        assert!(c.execute_refusal(b"P1").is_some());
+        c.batch_ended();
+        assert!(c.execute_refusal(b"").is_some());
+        // Names that were not stale are not tracked.
+        c.bound(b"P2");
+        assert!(c.bound_in_batch.is_empty() && c.execute_refusal(b"P2").is_none());
     }
 
     #[test]

@@ -937,6 +937,26 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// Before an Execute of `portal`, when the rules were reloaded in this
+    /// session's life: refused when the portal was bound before the reload
+    /// ([`Cursors::execute_refusal`]), or masking now applies.
+    #[cold]
+    fn reload_check(&self, portal: &[u8]) -> Result<(), String> {
+        if self.masking_now_applies {
+            return Err(format!(
+                "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
+            ));
+        }
+        match self
+            .cursors
+            .as_ref()
+            .and_then(|c| c.execute_refusal(portal))
+        {
+            Some(m) => Err(format!("airlock: blocked by rule {RELOADED}: {m}")),
+            None => Ok(()),
+        }
+    }
+
     /// Before a message of the extended protocol or a Query, while the
     /// session tracks cursors: when no transaction is open, the portals
     /// and cursors without hold are gone ([`Cursors::transaction_ended`]).
@@ -998,6 +1018,11 @@ impl<'a> ClientSide<'a> {
                 String::from_utf8_lossy(name)
             ));
         };
+        // A FETCH parsed before the reload of a cursor open at it (review
+        // finding: only Query and Parse texts were checked).
+        if let Some(m) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(&sql)) {
+            return Err(format!("airlock: blocked by rule {RELOADED}: {m}"));
+        }
         let gate = Arc::clone(self.gates.gate());
         let request = Request {
             dialect: Dialect::Postgres,
@@ -1192,6 +1217,11 @@ impl<'a> ClientSide<'a> {
         let after_sync = self.after_sync;
         if tag != fe::FLUSH {
             self.after_sync = matches!(tag, fe::SYNC | fe::QUERY);
+            if self.after_sync {
+                if let Some(c) = &mut self.cursors {
+                    c.batch_ended();
+                }
+            }
         }
         if tag == fe::COPY_DATA {
             self.copy_data_sent();
@@ -1319,6 +1349,9 @@ impl<'a> ClientSide<'a> {
                     };
                     self.follow_step(judged.as_ref());
                     self.portals.insert(b.portal, judged);
+                    if let Some(c) = &mut self.cursors {
+                        c.bound(b.portal);
+                    }
                     if !self.approved_once.is_empty() {
                         self.bind_once(b.statement);
                     }
@@ -1344,19 +1377,12 @@ impl<'a> ClientSide<'a> {
                     true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
                     false => self.replan_portal(e.portal),
                 }
-                .and_then(|()| self.execute_by_name_check(e.portal))
-                .and_then(|()| match &self.cursors {
-                    None => Ok(()),
-                    Some(c) => c.execute_refusal(e.portal).map_or(Ok(()), |m| {
-                        Err(format!("airlock: blocked by rule {RELOADED}: {m}"))
-                    }),
-                })
-                .and_then(|()| match self.masking_now_applies {
-                    true => Err(format!(
-                        "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
-                    )),
-                    false => Ok(()),
-                });
+                .and_then(|()| self.execute_by_name_check(e.portal));
+                // Both rare: one branch on the hot path.
+                let replanned = match self.cursors.is_some() || self.masking_now_applies {
+                    true => replanned.and_then(|()| self.reload_check(e.portal)),
+                    false => replanned,
+                };
                 let restricted = self.restricted;
                 let shared = self.shared;
                 if let Some(m) = &mut self.masking {

@@ -479,6 +479,28 @@ pub fn decide(
                 return d;
             }
         }
+        // A view over pg_settings is written as pg_settings is: an
+        // `UPDATE v SET setting = ...` reaches its rule too (review
+        // finding: a pipelined one changed client_encoding).
+        if matches!(class, StatementClass::Ddl) {
+            if let Some(r) = facts
+                .reads
+                .iter()
+                .find(|r| r.name == "pg_settings" && r.schemas.iter().any(|s| s == "pg_catalog"))
+            {
+                if let Some(d) = builtin(
+                    policy,
+                    ids::CATALOG_WRITE,
+                    format!(
+                        "{} reads {}: a view over it can be written, which changes settings past airlock's checks",
+                        facts.kind,
+                        r.display_name()
+                    ),
+                ) {
+                    return d;
+                }
+            }
+        }
     }
     // Catalog relations that show values around masks and denied
     // columns, and what they show.

@@ -836,6 +836,11 @@ impl Visitor for Extractor<'_> {
                     sqlparser::ast::ShowCreateObject::Table | sqlparser::ast::ShowCreateObject::View,
                 obj_name,
             } => self.add_read_parts(parts(obj_name)),
+            // `SHOW [FULL] PROCESSLIST` is information_schema.processlist.
+            Statement::ShowProcessList { .. } => self.facts.violations.push((
+                ids::OTHER_SESSIONS,
+                "SHOW PROCESSLIST shows the statements other sessions run".to_string(),
+            )),
             // MySQL `SHOW INDEX|INDEXES|KEYS FROM|IN t [FROM|IN db]`, read
             // by sqlparser as a variable's name.
             Statement::ShowVariable { variable } => {

@@ -166,10 +166,17 @@ async fn pg_portals_and_cursors_open_at_a_reload_cannot_be_read() {
     env.direct().await.batch_execute(SETUP).await.unwrap();
     let mut by_portal = connect(env.config_for("plain", "plain-pw")).await;
     let mut by_cursor = connect(env.config_for("plain", "plain-pw")).await;
+    let mut in_tx = connect(env.config_for("plain", "plain-pw")).await;
     by_cursor
         .batch_execute("DECLARE held CURSOR WITH HOLD FOR SELECT name FROM customers ORDER BY id")
         .await
         .unwrap();
+    // A FETCH parsed before the reload, bound after it (review finding).
+    let fetch_held = by_cursor.prepare("FETCH 1 FROM held").await.unwrap();
+    // A transaction open at the reload, its unnamed portal used.
+    let open_tx = in_tx.transaction().await.unwrap();
+    let one: i32 = open_tx.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
     let tx = by_portal.transaction().await.unwrap();
     let portal = tx
         .bind("SELECT name FROM customers ORDER BY id", &[])
@@ -195,6 +202,13 @@ async fn pg_portals_and_cursors_open_at_a_reload_cannot_be_read() {
     ));
     until_refused(&env, "SELECT name FROM customers").await;
 
+    // The transaction open at the reload goes on: a statement binds the
+    // unnamed portal again and executes it in the same batch (review
+    // finding: every extended statement of it was refused, COMMIT too).
+    let two: i32 = open_tx.query_one("SELECT 2", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2);
+    open_tx.execute("SELECT 3", &[]).await.unwrap();
+    open_tx.commit().await.unwrap();
     // The protocol portal bound before the reload.
     let e = tx.query_portal(&portal, 1).await.unwrap_err();
     assert!(db_message(&e).contains("builtin.rules-reloaded"), "{e:?}");
@@ -213,6 +227,8 @@ async fn pg_portals_and_cursors_open_at_a_reload_cannot_be_read() {
         );
     }
     cursor_tx.rollback().await.unwrap();
+    let e = by_cursor.query(&fetch_held, &[]).await.unwrap_err();
+    assert!(db_message(&e).contains("builtin.rules-reloaded"), "{e:?}");
     // The held cursor outlives the transaction, and stays unreadable.
     for sql in [
         "FETCH ALL FROM held",
@@ -248,7 +264,7 @@ async fn pg_portals_and_cursors_open_at_a_reload_cannot_be_read() {
     assert_eq!(rows[0].get::<_, i32>(0), 8);
     drop(portal);
     tx.commit().await.unwrap();
-    drop((by_portal, by_cursor));
+    drop((by_portal, by_cursor, in_tx));
     env.stop().await;
 }
 
