@@ -15,7 +15,10 @@
 //! | Sync | ReadyForQuery |
 //!
 //! After an ErrorResponse in the extended protocol the server skips to Sync,
-//! so the expectations before the Sync are dropped. While an Execute copies
+//! so the expectations before the Sync are dropped, including those the
+//! client sends after the error reached it and before its Sync (a client
+//! may read the error after a Flush and only then send the rest of the
+//! batch: node-postgres's cursors, JDBC's batches). While an Execute copies
 //! in (CopyInResponse), the server ignores Sync until the client's CopyDone
 //! or CopyFail ([`Expect::CopyEnd`]): those Syncs get no ReadyForQuery. Notices, notifications
 //! and ParameterStatus can arrive anywhere and are not requests' replies.
@@ -134,6 +137,11 @@ pub struct Tracker<P> {
     /// Requests answered so far (Query, Sync, FunctionCall: their
     /// ReadyForQuery went by, or the server ignored the Sync).
     requests_done: u64,
+    /// An extended-protocol error came before the client's Sync was
+    /// queued: the server skips whatever comes before that Sync, so the
+    /// expectations queued until then get no reply (dropped at its
+    /// ReadyForQuery).
+    skip_to_sync: bool,
 }
 
 /// A RowDescription body and its result formats.
@@ -195,6 +203,7 @@ impl<P> Default for Tracker<P> {
             simple_copies: 0,
             last_description: None,
             requests_done: 0,
+            skip_to_sync: false,
         }
     }
 }
@@ -364,6 +373,7 @@ impl<P> Tracker<P> {
                         while matches!(q.front(), Some(e) if !matches!(e, Expect::Sync)) {
                             q.pop_front();
                         }
+                        self.skip_to_sync = q.is_empty();
                     }
                 }
             }
@@ -373,6 +383,13 @@ impl<P> Tracker<P> {
                 self.simple_index = 0;
                 self.simple_failed = false;
                 self.rows = 0;
+                if self.skip_to_sync {
+                    // What the client sent after the error, up to its Sync.
+                    while matches!(q.front(), Some(e) if !matches!(e, Expect::Sync)) {
+                        q.pop_front();
+                    }
+                    self.skip_to_sync = false;
+                }
                 match q.pop_front() {
                     Some(Expect::Simple { plans }) => {
                         if self.simple_copies != 0 {
@@ -611,6 +628,46 @@ mod tests {
         assert!(t.on_message(&q, b'Z', b"I").unwrap().is_none());
         assert!(q.lock().is_empty());
         assert_eq!(t.requests_done(), 2, "the ignored Sync counts as done");
+    }
+
+    /// The client reads an error after a Flush, then sends the rest of its
+    /// batch: the server skips all of it up to the Sync (node-postgres's
+    /// cursors, JDBC's batches; the session ended as out of step before).
+    #[test]
+    fn what_follows_an_error_before_its_sync_gets_no_reply() {
+        let q: Expectations<()> = Expectations::default();
+        let mut t: Tracker<()> = Tracker::default();
+        let execute = || Expect::Execute {
+            plan: Some(Arc::new(())),
+            statement: Arc::from(&b""[..]),
+            formats: Arc::new(Vec::new()),
+        };
+        q.push(Expect::Completion);
+        q.push(Expect::Completion);
+        q.push(Expect::DescribePortal);
+        t.on_message(&q, b'1', b"").unwrap();
+        t.on_message(&q, b'E', b"SERROR\0C22012\0\0").unwrap();
+        assert!(q.lock().is_empty());
+        q.push(execute());
+        q.push(Expect::Completion);
+        q.push(Expect::Simple {
+            plans: Arc::from(Vec::new()),
+        });
+        q.push(Expect::Sync);
+        t.on_message(&q, b'N', b"").unwrap();
+        assert!(t.on_message(&q, b'Z', b"I").unwrap().is_none());
+        assert!(q.lock().is_empty());
+        // The next batch is followed as usual.
+        q.push(Expect::Completion);
+        q.push(execute());
+        q.push(Expect::Sync);
+        t.on_message(&q, b'2', b"").unwrap();
+        assert!(t.active.is_some());
+        t.on_message(&q, b'D', b"").unwrap();
+        let done = t.on_message(&q, b'C', b"SELECT 1\0").unwrap();
+        assert!(matches!(done, Some(Finished::Execute { ending, .. }) if ending.rows == 1));
+        t.on_message(&q, b'Z', b"I").unwrap();
+        assert!(q.lock().is_empty());
     }
 
     /// An Execute's COPY FROM STDIN that fails (with a bad row, 22P02),

@@ -505,3 +505,60 @@ async fn set_names_cannot_change_how_a_pipelined_statement_is_read() {
     drop(c);
     env.stop().await;
 }
+
+/// A client-compatibility finding of the eighth round: a client that reads
+/// an error after a Flush and only then sends the rest of its batch
+/// (node-postgres's cursors, JDBC's batches) had its session ended as out
+/// of step at the Sync's ReadyForQuery: the server skips those messages,
+/// and airlock expected replies to them. The error may be the server's or
+/// airlock's own refusal; masking goes on in step afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_after_an_error_and_before_sync_keep_the_session() {
+    use crate::common::raw::{encode_all, RawClient};
+    let mut env = env().await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    for failing in ["SELECT 1/0", "SELECT ssn FROM customers"] {
+        let parse = serde_json::json!({"Parse": {"name": "", "query": failing}}).to_string();
+        raw.send(&encode_all(&[
+            &parse,
+            r#"{"Bind": {"portal": "", "statement": ""}}"#,
+            r#"{"Describe": {"kind": "P", "name": ""}}"#,
+            r#"{"Flush": null}"#,
+        ]))
+        .await;
+        loop {
+            let f = raw.read().await.expect("the error");
+            if f.tag() == b'E' {
+                break;
+            }
+        }
+        raw.send(&encode_all(&[
+            r#"{"Execute": {"portal": ""}}"#,
+            r#"{"Flush": null}"#,
+            r#"{"Query": "SELECT 2"}"#,
+            r#"{"Sync": null}"#,
+        ]))
+        .await;
+        let frames = raw.until_ready(1).await;
+        assert!(
+            frames.iter().all(|f| f.tag() != b'D'),
+            "{failing}: the skipped messages got replies"
+        );
+        raw.send(&encode_all(&[
+            r#"{"Query": "SELECT phone, name FROM customers ORDER BY id"}"#,
+        ]))
+        .await;
+        let frames = raw.until_ready(1).await;
+        assert!(
+            frames.iter().any(|f| f.tag() == b'D'),
+            "{failing}: session lost"
+        );
+    }
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert!(text.contains("Alice"), "{text}");
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    drop(raw);
+    env.stop().await;
+}
