@@ -826,11 +826,7 @@ impl Gate for Engine {
                 || name == "search_path"
                 || builtin::is_read_only_setting(name)
                 || (builtin::is_lexer_or_loader_setting(name)
-                    && !(name == "client_encoding"
-                        && matches!(
-                            value.to_lowercase().replace(['-', '_'], "").as_str(),
-                            "utf8" | "unicode"
-                        ))
+                    && !(name == "client_encoding" && is_utf8_encoding_name(value))
                     && !(name == "standard_conforming_strings"
                         && value.eq_ignore_ascii_case("on")))
                 || (policy.statement_timeout.is_some() && builtin::is_timeout_setting(name))
@@ -839,7 +835,7 @@ impl Gate for Engine {
                 if let Some(d) = builtin(
                     policy,
                     ids::STARTUP_OPTION,
-                    format!("startup setting {name} is not allowed"),
+                    format!("startup setting {name} = {value:?} is not allowed"),
                 ) {
                     return d;
                 }
@@ -854,6 +850,19 @@ impl Gate for Engine {
         }
         Decision::Allow
     }
+}
+
+/// Whether Postgres reads encoding name `value` as UTF-8: it drops every
+/// character but ASCII letters and digits and compares in lower case
+/// (`clean_encoding_name`), so asyncpg's `'utf-8'`, quotes and all, is
+/// UTF8.
+fn is_utf8_encoding_name(value: &str) -> bool {
+    let clean: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(clean.as_str(), "utf8" | "unicode")
 }
 
 #[cfg(test)]

@@ -150,9 +150,20 @@ fn policy_settings_and_startup() {
     assert!(!d.is_allow());
     let d = e.judge_startup(&who("rw"), &p("client_encoding", "SJIS"));
     assert!(!d.is_allow());
-    assert!(e
-        .judge_startup(&who("rw"), &p("client_encoding", "UTF8"))
-        .is_allow());
+    // Postgres keeps only ASCII letters and digits of an encoding name:
+    // asyncpg sends `'utf-8'`, quotes and all (client-compatibility
+    // finding: asyncpg could not log in).
+    for utf8 in ["UTF8", "utf-8", "'utf-8'", "Unicode", "\"UTF_8\""] {
+        assert!(
+            e.judge_startup(&who("rw"), &p("client_encoding", utf8))
+                .is_allow(),
+            "{utf8}"
+        );
+    }
+    for other in ["'sjis'", "utf16", "utf8x", "LATIN1", "u t f 8 sjis"] {
+        let d = e.judge_startup(&who("rw"), &p("client_encoding", other));
+        assert!(!d.is_allow(), "{other}");
+    }
     assert!(!e.judge_startup(&who("nobody"), &ok).is_allow());
 }
 

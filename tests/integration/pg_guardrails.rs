@@ -331,6 +331,37 @@ async fn startup_options_are_vetted() {
     .err()
     .expect("a duplicate parameter logged in");
     assert!(e.contains("more than once"), "{e}");
+    // asyncpg sends `client_encoding = 'utf-8'`, quotes and all; Postgres
+    // reads it as UTF8 (client-compatibility finding: refused before). An
+    // encoding the server would read statements differently in is not.
+    for (encoding, allowed) in [("'utf-8'", true), ("utf-8", true), ("'sjis'", false)] {
+        let login = crate::common::raw::RawClient::login_with(
+            env.port,
+            &[
+                ("user", AGENT),
+                ("database", DB),
+                ("client_encoding", encoding),
+            ],
+            AGENT_PW,
+        )
+        .await;
+        match login {
+            Ok(mut raw) => {
+                assert!(allowed, "{encoding} logged in");
+                raw.send(&crate::common::raw::encode_all(&[
+                    r#"{"Query": "SHOW client_encoding"}"#,
+                ]))
+                .await;
+                let frames = raw.until_ready(1).await;
+                assert!(frames.iter().any(|f| f.tag() == b'D'));
+                assert!(String::from_utf8_lossy(&raw.received).contains("UTF8"));
+            }
+            Err(e) => {
+                assert!(!allowed, "{encoding}: {e}");
+                assert!(e.contains("startup-option"), "{e}");
+            }
+        }
+    }
     // An ordinary setting is fine.
     let mut cfg = env.agent_config();
     cfg.options("-c work_mem=8MB");
