@@ -172,6 +172,47 @@ pub fn auth_failed(
     let _ = log.record(e);
 }
 
+/// The rule an airlock refusal names (`airlock: blocked by rule RULE:
+/// ...`), for its audit record.
+pub fn rule_in(message: &str) -> Option<&str> {
+    let rest = message.split("blocked by rule ").nth(1)?;
+    rest.split(':')
+        .next()
+        .filter(|rule| !rule.is_empty() && !rule.contains(' '))
+}
+
+/// What is known of a login airlock refused after the agent proved who it
+/// is ([`login_refused`]).
+pub struct RefusedLogin<'a> {
+    pub session: u64,
+    pub identity: &'a str,
+    pub model: Option<&'a str>,
+    pub target: &'a str,
+    pub client: &'a str,
+    pub protocol: &'static str,
+    /// The rule that refused it, when one did.
+    pub rule: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+/// Records a login refused after authentication (a startup setting a rule
+/// refuses, the identity's session limit, a target it may not use): a
+/// `connect` event with decision `block`, so that `airlock log --blocked`
+/// shows it.
+pub fn login_refused(log: &AuditLog, r: &RefusedLogin<'_>) {
+    let mut e = AuditEvent::now(EventKind::Connect, r.session);
+    e.identity = r.identity.into();
+    e.model = r.model.map(Arc::from);
+    e.client_addr = Some(r.client.into());
+    e.protocol = r.protocol.into();
+    e.target = r.target.into();
+    e.database = Some(r.target.into());
+    e.decision = Some(AuditDecision::Block);
+    e.rule = r.rule.map(Arc::from);
+    e.reason = Some(r.reason.into());
+    let _ = log.record(e);
+}
+
 /// A model the client declares in its application name (`...model=NAME...`;
 /// Postgres `application_name`, MySQL connection attribute `program_name`).
 /// It is recorded beside the configured model and never replaces it.
@@ -188,6 +229,20 @@ pub fn declared_model(application_name: Option<&str>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_in_refusals() {
+        assert_eq!(
+            rule_in("airlock: blocked by rule pii-email: cursors over masked data"),
+            Some("pii-email")
+        );
+        assert_eq!(
+            rule_in("airlock: blocked by rule builtin.startup-option: x: y"),
+            Some("builtin.startup-option")
+        );
+        assert_eq!(rule_in("permission denied for database \"x\""), None);
+        assert_eq!(rule_in("airlock: blocked by rule : x"), None);
+    }
 
     #[test]
     fn declared_models() {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::audit::session::{self, sql_text, SessionAudit, SessionInfo, StatementRecord};
+use crate::audit::session::{self, rule_in, sql_text, SessionAudit, SessionInfo, StatementRecord};
 use crate::audit::{AuditDecision, AuditLog};
 use crate::masking::{ColumnMask, StatementPlan};
 use crate::policy::{Decision, Principal};
@@ -171,12 +171,6 @@ impl MyAudit {
     }
 }
 
-/// The rule id in an `airlock: blocked by rule RULE: ...` message.
-fn rule_in(message: &str) -> Option<&str> {
-    let rest = message.split("blocked by rule ").nth(1)?;
-    rest.split(':').next().filter(|r| !r.is_empty())
-}
-
 /// The ids of the masking rules a statement's plans apply.
 fn masked_rules(plans: &[Arc<StatementPlan>]) -> Vec<String> {
     let mut rules: Vec<String> = Vec::new();
@@ -192,6 +186,32 @@ fn masked_rules(plans: &[Arc<StatementPlan>]) -> Vec<String> {
         }
     }
     rules
+}
+
+/// Records a login refused after authentication (no database, a target
+/// the identity may not use), with the message the client got.
+pub fn login_refused(
+    log: &AuditLog,
+    session: u64,
+    identity: (&str, Option<&str>),
+    target: &str,
+    client: &str,
+    e: &MyError,
+) {
+    let reason = e.to_client().map(|(_, _, m)| m).unwrap_or_default();
+    session::login_refused(
+        log,
+        &session::RefusedLogin {
+            session,
+            identity: identity.0,
+            model: identity.1,
+            target,
+            client,
+            protocol: PROTOCOL,
+            rule: None,
+            reason: &reason,
+        },
+    );
 }
 
 /// Records a failed login, if `e` is one (the identity is the name in the

@@ -149,7 +149,7 @@ impl ReplyMask {
             Step::ColumnCount if mask.schema_moved(self.own_change) => Outcome::Refuse(
                 1213,
                 "40001",
-                "airlock: blocked by rule mask.unanalyzable: the schema changed, or is being changed by another session, while this statement ran; masking cannot vouch for its result: run it again".into(),
+                "airlock: blocked by rule mask.unanalyzable: the schema changed (or the rules were reloaded), or is being changed by another session, while this statement ran; masking cannot vouch for its result: run it again".into(),
             ),
             Step::ColumnCount => {
                 self.plan = self.plans.get(self.result).cloned();

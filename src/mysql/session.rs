@@ -117,28 +117,45 @@ async fn serve_as(
         .identities
         .get(&user)
         .ok_or_else(|| super::client_auth::access_denied(&user, peer.ip(), true))?;
+    // From here on the agent has proved who it is: a refusal is recorded.
+    let refused = |target: &str, e: MyError| {
+        if let Some(log) = &proxy.audit {
+            let who = (user.as_str(), identity.model.as_deref());
+            audit_hook::login_refused(log, session_id, who, target, &peer.to_string(), &e);
+        }
+        e
+    };
     let database = response
         .database
         .as_deref()
         .map(|d| String::from_utf8_lossy(d).into_owned())
         .filter(|d| !d.is_empty())
         .ok_or_else(|| {
-            MyError::refused(
-                1046,
-                "3D000",
-                "No database selected: connect with the target name as the database",
+            refused(
+                "",
+                MyError::refused(
+                    1046,
+                    "3D000",
+                    "No database selected: connect with the target name as the database",
+                ),
             )
         })?;
     let target = config
         .targets
         .get(&database)
         .filter(|t| t.protocol == Protocol::Mysql)
-        .ok_or_else(|| MyError::refused(1049, "42000", format!("Unknown database '{database}'")))?;
+        .ok_or_else(|| {
+            let e = MyError::refused(1049, "42000", format!("Unknown database '{database}'"));
+            refused(&database, e)
+        })?;
     if !identity.may_use(&database) {
-        return Err(MyError::refused(
-            1044,
-            "42000",
-            format!("Access denied for user '{user}'@'%' to database '{database}'"),
+        return Err(refused(
+            &database,
+            MyError::refused(
+                1044,
+                "42000",
+                format!("Access denied for user '{user}'@'%' to database '{database}'"),
+            ),
         ));
     }
     let principal = Principal {

@@ -64,6 +64,32 @@ pub fn auth_failed(log: &AuditLog, session: u64, identity: &str, client: &str) {
     session::auth_failed(log, session, identity, client, PROTOCOL);
 }
 
+/// Records a Postgres login refused after authentication, with the
+/// message the client got (and the rule in it, when a rule refused it).
+pub fn login_refused(
+    log: &AuditLog,
+    session: u64,
+    identity: (&str, Option<&str>),
+    target: &str,
+    client: &str,
+    message: &str,
+) {
+    let rule = session::rule_in(message);
+    session::login_refused(
+        log,
+        &session::RefusedLogin {
+            session,
+            identity: identity.0,
+            model: identity.1,
+            target,
+            client,
+            protocol: PROTOCOL,
+            rule,
+            reason: message,
+        },
+    );
+}
+
 /// An allowed statement as judged, recorded each time it runs.
 #[derive(Debug)]
 pub struct Judged {

@@ -420,6 +420,9 @@ async fn admit_agent<'a>(
                     identity = user,
                     "JWT login refused: a configured identity has that name"
                 );
+                if let Some(log) = &proxy.audit {
+                    super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+                }
                 return Err(SessionError::AuthFailed(user.to_owned()));
             }
             jwt_identity = identity_from_jwt(jwt, claims);
@@ -427,6 +430,22 @@ async fn admit_agent<'a>(
         }
     };
     record_identity(user, identity.model.as_deref(), startup);
+    // From here on the agent has proved who it is: a refusal is recorded.
+    let refused = |e: SessionError| {
+        if let Some(log) = &proxy.audit {
+            let who = (user, identity.model.as_deref());
+            let client = peer.to_string();
+            super::audit_hook::login_refused(
+                log,
+                session_id,
+                who,
+                database,
+                &client,
+                &e.to_string(),
+            );
+        }
+        e
+    };
     let _slot = proxy
         .session_slot(user, identity.max_sessions)
         .ok_or_else(|| SessionError::Upstream {
@@ -434,7 +453,8 @@ async fn admit_agent<'a>(
             message: format!(
                 "too many sessions for identity \"{user}\" (identities.{user}.max_sessions)"
             ),
-        })?;
+        })
+        .map_err(refused)?;
 
     let target = config
         .targets
@@ -443,12 +463,13 @@ async fn admit_agent<'a>(
         .ok_or_else(|| SessionError::Upstream {
             code: "3D000",
             message: format!("database \"{database}\" does not exist"),
-        })?;
+        })
+        .map_err(refused)?;
     if !identity.may_use(database) {
-        return Err(SessionError::Upstream {
+        return Err(refused(SessionError::Upstream {
             code: "42501",
             message: format!("permission denied for database \"{database}\""),
-        });
+        }));
     }
     tracing::info!(
         identity = user,
@@ -465,7 +486,7 @@ async fn admit_agent<'a>(
         target: database.to_owned(),
     };
     let gate = proxy.gate();
-    judge_startup(gate.as_ref(), &principal, startup)?;
+    judge_startup(gate.as_ref(), &principal, startup).map_err(refused)?;
     let settings = gate.session_settings(&principal);
     let (masking, rules_version) = mask_context(proxy, &principal).await?;
     let params = upstream_params(&startup.params, &settings);

@@ -742,7 +742,12 @@ impl<'a> ClientSide<'a> {
                 self.apply(effects, source);
             }
             Err(msg) => {
+                // Masking's refusals name their rule: recorded, so that
+                // `airlock log --rule` finds them.
+                let rule = crate::audit::session::rule_in(msg);
+                tracing::warn!(rule = rule.unwrap_or(""), reason = %msg, "statement blocked by masking");
                 note.decision = AuditDecision::Block;
+                note.rule = rule.map(str::to_owned);
                 note.reason = Some(msg.clone());
             }
         }
@@ -2080,7 +2085,7 @@ impl<'a> ServerSide<'a> {
             Severity::Error,
             SCHEMA_RACE,
             &format!(
-                "airlock: blocked by rule {}: the schema changed, or is being changed in another session's open transaction, while this statement ran; masking cannot vouch for its result: run it again",
+                "airlock: blocked by rule {}: the schema changed (or the rules were reloaded), or is being changed in another session's open transaction, while this statement ran; masking cannot vouch for its result: run it again",
                 crate::masking::lineage::UNANALYZABLE
             ),
         );

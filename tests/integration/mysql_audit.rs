@@ -81,6 +81,11 @@ async fn mysql_decisions_are_recorded_and_chained() {
     assert!(mysql_async::Conn::new(env.opts(AGENT, "nope"))
         .await
         .is_err());
+    // A login refused after the agent proved who it is (a target that
+    // does not exist) is recorded too.
+    let elsewhere =
+        mysql_async::OptsBuilder::from_opts(env.opts(AGENT, AGENT_PW)).db_name(Some("elsewhere"));
+    assert!(mysql_async::Conn::new(elsewhere).await.is_err());
     // Wait for the disconnect to be processed: a fresh session that ends.
     env.agent().await.disconnect().await.unwrap();
     env.stop().await; // drains the audit queue
@@ -172,6 +177,22 @@ async fn mysql_decisions_are_recorded_and_chained() {
         .find(|r| r.event.kind == EventKind::AuthFailed)
         .unwrap();
     assert_eq!(&*failed.event.identity, AGENT);
+    let refused = all
+        .iter()
+        .find(|r| {
+            r.event.kind == EventKind::Connect
+                && r.event.decision == Some(airlock::audit::AuditDecision::Block)
+        })
+        .expect("the refused login is recorded");
+    assert_eq!(&*refused.event.identity, AGENT);
+    assert!(
+        refused
+            .event
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("elsewhere")),
+        "{refused:?}"
+    );
 
     // The blocked-query log, as an operator reads it, and the chain.
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))

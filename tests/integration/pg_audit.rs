@@ -46,6 +46,11 @@ async fn decisions_are_recorded_and_chained() {
         .await
         .unwrap();
     c.simple_query("DELETE FROM people").await.unwrap_err();
+    // Refused by masking: recorded with the masking rule's id.
+    c.simple_query("BEGIN; DECLARE cur CURSOR FOR SELECT email FROM people")
+        .await
+        .unwrap_err();
+    c.simple_query("ROLLBACK").await.unwrap();
     // Text the hand tokenizer misread (`#` is XOR to Postgres) behind a
     // private key block with no END line, which the stored text redacts
     // to its end (red-team finding: the record hid the `OR id > 0` that
@@ -59,6 +64,11 @@ async fn decisions_are_recorded_and_chained() {
     let mut wrong = env.agent_config();
     wrong.password("nope");
     assert!(wrong.connect(tokio_postgres::NoTls).await.is_err());
+    // A login refused after the agent proved who it is (client-
+    // compatibility finding: such refusals left no record).
+    let mut refused = env.agent_config();
+    refused.options("-c search_path=elsewhere");
+    assert!(refused.connect(tokio_postgres::NoTls).await.is_err());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     env.stop().await; // drains the audit queue
 
@@ -99,6 +109,12 @@ async fn decisions_are_recorded_and_chained() {
             .any(|(_, d, r)| d == "block" && r == "builtin.unbounded-write"),
         "{decisions:?}"
     );
+    assert!(
+        decisions
+            .iter()
+            .any(|(s, d, r)| s.contains("DECLARE cur") && d == "block" && r == "email"),
+        "{decisions:?}"
+    );
     let hidden = all
         .iter()
         .find(|r| {
@@ -127,6 +143,24 @@ async fn decisions_are_recorded_and_chained() {
         .iter()
         .any(|r| r.event.kind == airlock::audit::EventKind::AuthFailed));
 
+    let login = all
+        .iter()
+        .find(|r| {
+            r.event.kind == airlock::audit::EventKind::Connect
+                && r.event.decision == Some(airlock::audit::AuditDecision::Block)
+        })
+        .expect("the refused login is recorded");
+    assert_eq!(&*login.event.identity, AGENT);
+    assert_eq!(login.event.rule.as_deref(), Some("builtin.startup-option"));
+    assert!(
+        login
+            .event
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("search_path")),
+        "{login:?}"
+    );
+
     // The blocked-query log, as an operator reads it.
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["log", "--blocked", "--db"])
@@ -143,6 +177,7 @@ async fn decisions_are_recorded_and_chained() {
         text.contains("agent-rw.deny-tables") && text.contains("secrets"),
         "{text}"
     );
+    assert!(text.contains("builtin.startup-option"), "{text}");
     assert!(!text.contains("SELECT 1"), "{text}");
 
     // The chain verifies, and an edit is caught.

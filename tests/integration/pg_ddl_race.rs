@@ -17,7 +17,8 @@ use crate::pg_own_ddl::{REPLACE_VX, RESTORE_VX};
 const READ_VX: &str = "SELECT a FROM vx ORDER BY a";
 
 /// What airlock says of a result it refuses.
-const REFUSED: &str = "the schema changed, or is being changed in another session";
+const REFUSED: &str =
+    "is being changed in another session's open transaction, while this statement ran";
 
 /// How A reads `vx`.
 #[derive(Clone, Copy, Debug)]
