@@ -3,13 +3,16 @@
 //! encoding whose bytes below 0x80 are always ASCII.
 //!
 //! The policy refuses every statement that changes either setting (SET,
-//! set_config, startup options, `UPDATE pg_settings`). This guard is the
-//! second line: the server reports both settings in ParameterStatus, at
-//! login and whenever they change. When a report says the server now
-//! reads strings differently (`'\''` is then one quote, not the start of
-//! a new string), a session refuses every later statement: what airlock
-//! would judge is no longer what the server would run. At login such a
-//! setting (from `ALTER ROLE/DATABASE ... SET`) refuses the session.
+//! SET NAMES, set_config, startup options, `UPDATE pg_settings` and views
+//! over it). This guard is the second line: the server reports both
+//! settings in ParameterStatus, at login and whenever they change. When a
+//! report says the server now reads strings differently (`'\''` is then
+//! one quote, not the start of a new string), the session ends at once:
+//! statements the client pipelined behind the one that changed it were
+//! judged as airlock reads SQL, and nothing the server sends for them is
+//! relayed. (What they wrote is written; the policy is the first line.)
+//! At login such a setting (from `ALTER ROLE/DATABASE ... SET`) refuses
+//! the session.
 
 /// What is wrong with a ParameterStatus body, if it reports a setting
 /// under which airlock's tokenizer and the server's disagree.
@@ -47,7 +50,7 @@ fn ascii_safe(encoding: &[u8]) -> bool {
 pub fn refusal(hazard: &str) -> String {
     format!(
         "{hazard}, so the server no longer reads SQL as airlock does; \
-         this session refuses every statement: reconnect"
+         this session is ended: reconnect"
     )
 }
 

@@ -2265,8 +2265,20 @@ impl Side for ServerSide<'_> {
             }
             backend::PARAMETER_STATUS => {
                 if let Some(hazard) = super::lexer_guard::hazard(&frame[5..]) {
-                    tracing::error!(%hazard, "the server now reads SQL differently from airlock; refusing every further statement of this session");
+                    // Statements pipelined behind the one that changed it
+                    // were judged as airlock reads SQL, and the server reads
+                    // them otherwise: nothing it sends from here on is
+                    // relayed, and the session ends (see `lexer_guard`).
+                    tracing::error!(%hazard, "the server now reads SQL differently from airlock; ending the session");
+                    let message = super::lexer_guard::refusal(&hazard);
                     let _ = self.shared.lexer_hazard.set(hazard);
+                    return Err(SessionError::Upstream {
+                        code: REFUSED,
+                        message: format!(
+                            "airlock: blocked by rule {}: {message}",
+                            crate::policy::builtin::ids::LEXER_SETTING
+                        ),
+                    });
                 }
                 Ok(or_masked(masked))
             }
