@@ -78,7 +78,11 @@ impl Loaded {
                 let limits = rules.limits;
                 let masking = load_masking_path(path.get_ref())?;
                 let masker = (!masking.rules.is_empty() || !masking.detectors.is_empty()).then(|| {
-                    if masking.hash_key_env.as_deref().and_then(|v| std::env::var(v).ok()).is_none() {
+                    // The key matters only to the strategies that use it.
+                    let keyed = masking.rules.iter().any(|r| {
+                        matches!(r.strategy, crate::masking::Strategy::Hash | crate::masking::Strategy::Fake)
+                    });
+                    if keyed && masking.hash_key_env.as_deref().and_then(|v| std::env::var(v).ok()).is_none() {
                         tracing::warn!("no masking hash key set (masking.hash_key_env): hashes are stable only until airlock restarts");
                     }
                     Arc::new(Masker::from_env(masking, limits))

@@ -109,7 +109,9 @@ pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     // action of SIGTERM.
     let mut signals = StopSignals::register(false)?;
     let running = start(config).await?;
-    tracing::info!(postgres = %running.postgres_addr, mysql = ?running.mysql_addr, admin = ?running.admin_addr, "airlock is listening");
+    let or_off =
+        |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(postgres = %running.postgres_addr, mysql = %or_off(running.mysql_addr), admin = %or_off(running.admin_addr), "airlock is listening");
     signals.wait().await;
     tracing::info!("shutting down: no new connections; waiting for sessions");
     running.shutdown().await;

@@ -446,7 +446,7 @@ impl Session<'_> {
                 return Ok(false);
             }
             Action::Refuse(why) => {
-                tracing::info!(command = why, "command refused");
+                tracing::warn!(command = why, "command refused");
                 self.refuse(1047, "08S01", &format!("airlock: {why}"))
                     .await?;
             }
@@ -598,14 +598,14 @@ impl Session<'_> {
                         || !self.gates.gate().vets_prepared());
                 if known && reply == Some(Expect::Execute) {
                     if let Some(refusal) = self.judged_again(id) {
-                        tracing::info!(statement = id, reason = %refusal, "execute refused");
+                        tracing::warn!(statement = id, reason = %refusal, "execute refused");
                         self.refuse(1142, "42000", &refusal).await?;
                         return Ok(true);
                     }
                 }
                 if known && reply == Some(Expect::Fetch) && !self.cursors.is_empty() {
                     if let Some(refusal) = self.stale_cursor(id) {
-                        tracing::info!(statement = id, reason = %refusal, "fetch refused");
+                        tracing::warn!(statement = id, reason = %refusal, "fetch refused");
                         self.refuse(1142, "42000", &refusal).await?;
                         return Ok(true);
                     }
@@ -718,7 +718,7 @@ impl Session<'_> {
             Ok(text) => Ok(Some(text)),
             Err(why) => {
                 let message = format!("airlock: {why}");
-                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
                 crate::metrics::statement(crate::audit::AuditDecision::Block);
                 // In the blocked-statement log like the guardrails' refusals,
                 // under the rule the message names.
@@ -812,7 +812,7 @@ impl Session<'_> {
         match refusal {
             None => Ok(Some(judgement.effects)),
             Some(message) => {
-                tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
                 self.refuse(1142, "42000", &message).await?;
                 Ok(None)
             }
@@ -919,7 +919,7 @@ impl Session<'_> {
             Err(message) => message,
             Ok(plans) => return Ok(Some(Some(plans))),
         };
-        tracing::info!(sql = %crate::audit::event::log_preview(sql), reason = %refusal, "statement refused by masking");
+        tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %refusal, "statement refused by masking");
         if let Some(a) = self.audit.as_mut() {
             a.refused(sql, &crate::policy::Decision::Allow, &refusal);
         }

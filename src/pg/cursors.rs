@@ -167,14 +167,16 @@ impl Cursors {
             );
         };
         reads.iter().find_map(|r| match r {
-            ReadByName::Portal(names) => names
-                .iter()
-                .find(|n| self.is_stale(n.as_bytes()))
-                .map(|n| {
-                    format!(
-                        "the rules were reloaded after cursor \"{n}\" was opened: it cannot be read any more; declare a new cursor under another name"
-                    )
-                }),
+            ReadByName::Portal(names) => names.iter().find_map(|n| {
+                let held = self.stale.iter().find(|(s, _)| **s == *n.as_bytes())?.1;
+                let what_to_do = match held {
+                    true => "declare a new cursor under another name",
+                    false => "end the transaction, or declare a new cursor under another name",
+                };
+                Some(format!(
+                    "the rules were reloaded after cursor \"{n}\" was opened: it cannot be read any more; {what_to_do}"
+                ))
+            }),
             ReadByName::Statement(_) => None,
         })
     }

@@ -88,7 +88,12 @@ pub async fn run(
                     Ok(()) => tracing::info!("session ended"),
                     Err(SessionError::ClientGone) => tracing::info!("client disconnected"),
                     Err(e) => {
-                        tracing::info!(error = %e, sqlstate = e.sqlstate(), "session ended with an error");
+                        // airlock's own protocol checks are worth a look;
+                        // refused logins and upstream failures are routine.
+                        match &e {
+                            SessionError::Protocol(_) => tracing::warn!(error = %e, sqlstate = e.sqlstate(), "session ended with an error"),
+                            _ => tracing::info!(error = %e, sqlstate = e.sqlstate(), "session ended with an error"),
+                        }
                         send_fatal(&mut conn.stream, &e).await;
                     }
                 }
