@@ -11,6 +11,12 @@
 //! statements the client pipelined behind the one that changed it were
 //! judged as airlock reads SQL, and nothing the server sends for them is
 //! relayed. (What they wrote is written; the policy is the first line.)
+//! Postgres 14 and later send the report at the end of the request, just
+//! before its ReadyForQuery: for a simple Query that is before anything of
+//! the next Query, but within one extended-protocol batch (up to its Sync)
+//! the results of statements after the change come first, and are relayed
+//! before the report arrives (review finding). There the policy's refusal
+//! of every statement that changes these settings is all there is.
 //! At login such a setting (from `ALTER ROLE/DATABASE ... SET`) refuses
 //! the session.
 
