@@ -351,6 +351,19 @@ fn parse_segment(
             "ALTER SYSTEM changes the server configuration",
         ));
     }
+    if dialect == Dialect::MySql
+        && (is_kw(first, Keyword::PREPARE)
+            || (is_kw(first, Keyword::EXECUTE) && is_kw(second, Keyword::IMMEDIATE)))
+    {
+        // The statement they run is a string (or a variable) that only
+        // the server reads; connectors prepare through the protocol. As
+        // unparseable (not opaque-code, which a policy may waive to allow
+        // CREATE FUNCTION): nothing may let such a string through.
+        return Err(Blocked::new(
+            ids::UNPARSEABLE,
+            "MySQL PREPARE ... FROM and EXECUTE IMMEDIATE run a statement given as a string, which airlock cannot judge; prepare through the protocol (COM_STMT_PREPARE), as connectors do",
+        ));
+    }
     if dialect == Dialect::MySql {
         for t in words(segment) {
             if let Token::Word(w) = t {
