@@ -564,11 +564,16 @@ fn judge_startup(
     // airlock's checks, the audit log and the settings it appends to
     // `options` would read the first: refused.
     let params = &startup.params;
-    if let Some((key, _)) = params
-        .iter()
-        .enumerate()
-        .find_map(|(i, (k, _))| params[..i].iter().find(|(seen, _)| seen == k))
-    {
+    // Except client_encoding named twice as UTF-8 both times: asyncpg
+    // sends its own and then the one in `server_settings`.
+    let utf8 = |k: &str, v: &str| {
+        k == "client_encoding" && crate::policy::engine::is_utf8_encoding_name(v)
+    };
+    if let Some((key, _)) = params.iter().enumerate().find_map(|(i, (k, v))| {
+        params[..i]
+            .iter()
+            .find(|(seen, first)| seen == k && !(utf8(k, v) && utf8(seen, first)))
+    }) {
         return Err(SessionError::Upstream {
             code: "08P01",
             message: format!(

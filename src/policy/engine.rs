@@ -856,7 +856,7 @@ impl Gate for Engine {
 /// character but ASCII letters and digits and compares in lower case
 /// (`clean_encoding_name`), so asyncpg's `'utf-8'`, quotes and all, is
 /// UTF8.
-fn is_utf8_encoding_name(value: &str) -> bool {
+pub fn is_utf8_encoding_name(value: &str) -> bool {
     let clean: String = value
         .chars()
         .filter(char::is_ascii_alphanumeric)

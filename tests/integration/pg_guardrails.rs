@@ -362,6 +362,22 @@ async fn startup_options_are_vetted() {
             }
         }
     }
+    // client_encoding twice, UTF-8 both times, as asyncpg sends it with
+    // `server_settings`: fine; with another encoding second: refused.
+    for (second, allowed) in [("utf-8", true), ("SJIS", false)] {
+        let login = crate::common::raw::RawClient::login_with(
+            env.port,
+            &[
+                ("user", AGENT),
+                ("database", DB),
+                ("client_encoding", "'utf-8'"),
+                ("client_encoding", second),
+            ],
+            AGENT_PW,
+        )
+        .await;
+        assert_eq!(login.is_ok(), allowed, "{second}: {:?}", login.err());
+    }
     // An ordinary setting is fine.
     let mut cfg = env.agent_config();
     cfg.options("-c work_mem=8MB");
