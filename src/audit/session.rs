@@ -181,35 +181,34 @@ pub fn rule_in(message: &str) -> Option<&str> {
         .filter(|rule| !rule.is_empty() && !rule.contains(' '))
 }
 
-/// What is known of a login airlock refused after the agent proved who it
-/// is ([`login_refused`]).
-pub struct RefusedLogin<'a> {
-    pub session: u64,
-    pub identity: &'a str,
-    pub model: Option<&'a str>,
-    pub target: &'a str,
-    pub client: &'a str,
-    pub protocol: &'static str,
-    /// The rule that refused it, when one did.
-    pub rule: Option<&'a str>,
-    pub reason: &'a str,
-}
+/// Who a refused login proved to be: identity, the person behind it and
+/// the model, as configured.
+pub type Who<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
 
 /// Records a login refused after authentication (a startup setting a rule
 /// refuses, the identity's session limit, a target it may not use): a
-/// `connect` event with decision `block`, so that `airlock log --blocked`
-/// shows it.
-pub fn login_refused(log: &AuditLog, r: &RefusedLogin<'_>) {
-    let mut e = AuditEvent::now(EventKind::Connect, r.session);
-    e.identity = r.identity.into();
-    e.model = r.model.map(Arc::from);
-    e.client_addr = Some(r.client.into());
-    e.protocol = r.protocol.into();
-    e.target = r.target.into();
-    e.database = Some(r.target.into());
+/// `connect` event with decision `block`, the message the client got as
+/// its reason and the rule in it, so that `airlock log --blocked` shows it.
+pub fn login_refused(
+    log: &AuditLog,
+    session: u64,
+    (identity, user, model): Who<'_>,
+    target: &str,
+    client: &str,
+    protocol: &'static str,
+    reason: &str,
+) {
+    let mut e = AuditEvent::now(EventKind::Connect, session);
+    e.identity = identity.into();
+    e.user = user.map(Arc::from);
+    e.model = model.map(Arc::from);
+    e.client_addr = Some(client.into());
+    e.protocol = protocol.into();
+    e.target = target.into();
+    e.database = Some(target.into());
     e.decision = Some(AuditDecision::Block);
-    e.rule = r.rule.map(Arc::from);
-    e.reason = Some(r.reason.into());
+    e.rule = rule_in(reason).map(Arc::from);
+    e.reason = Some(reason.into());
     let _ = log.record(e);
 }
 

@@ -54,7 +54,8 @@ pub fn may_read_by_name(sql: &[u8]) -> bool {
     })
 }
 
-fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
+/// Whether `text` starts with `word`, in any case.
+pub(crate) fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
     text.get(..word.len())
         .is_some_and(|t| t.eq_ignore_ascii_case(word))
 }

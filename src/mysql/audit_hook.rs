@@ -193,25 +193,13 @@ fn masked_rules(plans: &[Arc<StatementPlan>]) -> Vec<String> {
 pub fn login_refused(
     log: &AuditLog,
     session: u64,
-    identity: (&str, Option<&str>),
+    who: session::Who<'_>,
     target: &str,
     client: &str,
     e: &MyError,
 ) {
     let reason = e.to_client().map(|(_, _, m)| m).unwrap_or_default();
-    session::login_refused(
-        log,
-        &session::RefusedLogin {
-            session,
-            identity: identity.0,
-            model: identity.1,
-            target,
-            client,
-            protocol: PROTOCOL,
-            rule: None,
-            reason: &reason,
-        },
-    );
+    session::login_refused(log, session, who, target, client, PROTOCOL, &reason);
 }
 
 /// Records a failed login, if `e` is one (the identity is the name in the

@@ -120,7 +120,11 @@ async fn serve_as(
     // From here on the agent has proved who it is: a refusal is recorded.
     let refused = |target: &str, e: MyError| {
         if let Some(log) = &proxy.audit {
-            let who = (user.as_str(), identity.model.as_deref());
+            let who = (
+                user.as_str(),
+                identity.user.as_deref(),
+                identity.model.as_deref(),
+            );
             audit_hook::login_refused(log, session_id, who, target, &peer.to_string(), &e);
         }
         e

@@ -65,29 +65,16 @@ pub fn auth_failed(log: &AuditLog, session: u64, identity: &str, client: &str) {
 }
 
 /// Records a Postgres login refused after authentication, with the
-/// message the client got (and the rule in it, when a rule refused it).
+/// message the client got (see [`session::login_refused`]).
 pub fn login_refused(
     log: &AuditLog,
     session: u64,
-    identity: (&str, Option<&str>),
+    who: session::Who<'_>,
     target: &str,
     client: &str,
     message: &str,
 ) {
-    let rule = session::rule_in(message);
-    session::login_refused(
-        log,
-        &session::RefusedLogin {
-            session,
-            identity: identity.0,
-            model: identity.1,
-            target,
-            client,
-            protocol: PROTOCOL,
-            rule,
-            reason: message,
-        },
-    );
+    session::login_refused(log, session, who, target, client, PROTOCOL, message);
 }
 
 /// An allowed statement as judged, recorded each time it runs.

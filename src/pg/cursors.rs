@@ -185,16 +185,12 @@ impl Cursors {
 /// Whether `sql` spells the word FETCH or MOVE anywhere (SQL keywords have
 /// no escapes, so a statement that is one spells it).
 fn spells_fetch_or_move(sql: &[u8]) -> bool {
+    use by_name::starts_with_word;
     sql.iter().enumerate().any(|(i, &b)| match b | 0x20 {
-        b'f' => starts_with(&sql[i..], b"fetch"),
-        b'm' => starts_with(&sql[i..], b"move"),
+        b'f' => starts_with_word(&sql[i..], b"fetch"),
+        b'm' => starts_with_word(&sql[i..], b"move"),
         _ => false,
     })
-}
-
-fn starts_with(text: &[u8], word: &[u8]) -> bool {
-    text.get(..word.len())
-        .is_some_and(|t| t.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]

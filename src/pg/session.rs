@@ -438,7 +438,7 @@ async fn admit_agent<'a>(
     // From here on the agent has proved who it is: a refusal is recorded.
     let refused = |e: SessionError| {
         if let Some(log) = &proxy.audit {
-            let who = (user, identity.model.as_deref());
+            let who = (user, identity.user.as_deref(), identity.model.as_deref());
             let client = peer.to_string();
             super::audit_hook::login_refused(
                 log,

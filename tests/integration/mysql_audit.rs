@@ -185,6 +185,7 @@ async fn mysql_decisions_are_recorded_and_chained() {
         })
         .expect("the refused login is recorded");
     assert_eq!(&*refused.event.identity, AGENT);
+    assert_eq!(refused.event.user.as_deref(), Some("tester"));
     assert!(
         refused
             .event

@@ -151,6 +151,7 @@ async fn decisions_are_recorded_and_chained() {
         })
         .expect("the refused login is recorded");
     assert_eq!(&*login.event.identity, AGENT);
+    assert_eq!(login.event.user.as_deref(), Some("tester"));
     assert_eq!(login.event.rule.as_deref(), Some("builtin.startup-option"));
     assert!(
         login
