@@ -348,7 +348,10 @@ impl<P> Tracker<P> {
                     _ => {
                         let failed_copy = self.copy_in;
                         if failed_copy {
-                            Self::copy_failed(&q, ending.error).map_err(|()| out_of_step())?;
+                            let by_copy_fail = error_field(body, b'M')
+                                .is_some_and(|m| m.starts_with(COPY_FAIL_MESSAGE));
+                            Self::copy_failed(&q, ending.error, by_copy_fail)
+                                .map_err(|()| out_of_step())?;
                         }
                         finished = match q.front() {
                             Some(Expect::Execute { .. } | Expect::Step { .. }) => {
@@ -471,7 +474,20 @@ impl<P> Tracker<P> {
     /// replies to later requests could be lined up with the wrong plans,
     /// so the reply stream is declared out of step before any of them goes
     /// by and the session ends (fail closed).
-    fn copy_failed(q: &VecDeque<Expect<P>>, code: Option<[u8; 5]>) -> Result<(), ()> {
+    ///
+    /// A 57014 that the client's own CopyFail caused (`by_copy_fail`: the
+    /// server's wording of it) is not a cancel: the server read everything
+    /// up to that CopyFail in copy-in mode, so each Sync before it was
+    /// ignored (libpq and tokio-postgres abort a copy so; the session ended
+    /// before, a compatibility finding).
+    fn copy_failed(
+        q: &VecDeque<Expect<P>>,
+        code: Option<[u8; 5]>,
+        by_copy_fail: bool,
+    ) -> Result<(), ()> {
+        if by_copy_fail && q.iter().skip(1).any(|e| matches!(e, Expect::CopyEnd)) {
+            return Ok(());
+        }
         let cancelled = code == Some(*b"57014");
         let mut may_fail = false;
         for e in q.iter().skip(1) {
@@ -545,19 +561,29 @@ pub fn tag_rows(body: &[u8]) -> Option<u64> {
 
 /// The SQLSTATE (field `C`) of an ErrorResponse body.
 pub fn error_code(body: &[u8]) -> Option<[u8; 5]> {
+    error_field(body, b'C')?.try_into().ok()
+}
+
+/// Field `kind` of an ErrorResponse or NoticeResponse body.
+fn error_field(body: &[u8], kind: u8) -> Option<&[u8]> {
     let mut rest = body;
-    while let Some((&kind, after)) = rest.split_first() {
-        if kind == 0 {
+    while let Some((&k, after)) = rest.split_first() {
+        if k == 0 {
             return None;
         }
         let nul = memchr::memchr(0, after)?;
-        if kind == b'C' {
-            return after[..nul].try_into().ok();
+        if k == kind {
+            return Some(&after[..nul]);
         }
         rest = &after[nul + 1..];
     }
     None
 }
+
+/// How Postgres words the error (57014) that a client's CopyFail causes,
+/// followed by the client's own text (`lc_messages` other than English
+/// words it otherwise, and it then counts as a possible cancel).
+const COPY_FAIL_MESSAGE: &[u8] = b"COPY from stdin failed: ";
 
 /// The format code of each field of a RowDescription body.
 pub fn row_description_formats(body: &[u8]) -> Vec<i16> {
@@ -769,9 +795,30 @@ mod tests {
         // Likewise after another request, which fails the copy too.
         assert!(failed_copy_with(vec![Expect::Completion, Expect::Sync]).is_err());
         // A cancel or timeout may end the copy before any Sync is read.
-        let cancel = b"SERROR\0C57014\0\0";
+        let cancel = b"SERROR\0C57014\0Mcanceling statement due to user request\0\0";
         assert!(failed_copy_as(vec![Expect::Sync], cancel).is_err());
         assert!(failed_copy_as(vec![Expect::CopyData], cancel).is_ok());
+        // A 57014 the client's own CopyFail caused is not a cancel: every
+        // Sync before the CopyFail was read in copy-in mode (libpq's and
+        // tokio-postgres's abort of a copy). Without the CopyFail sent, or
+        // in other words, it still counts as a possible cancel.
+        let by_copy_fail = b"SERROR\0C57014\0MCOPY from stdin failed: aborted\0\0";
+        let sent = || {
+            vec![
+                Expect::Sync,
+                Expect::CopyData,
+                Expect::Sync,
+                Expect::CopyEnd,
+            ]
+        };
+        let t = failed_copy_as(sent(), by_copy_fail).expect("in step");
+        assert_eq!(
+            t.requests_done(),
+            3,
+            "two ignored Syncs and the answered one"
+        );
+        assert!(failed_copy_as(vec![Expect::Sync, Expect::CopyData], by_copy_fail).is_err());
+        assert!(failed_copy_as(sent(), cancel).is_err());
     }
 
     /// A simple Query's COPY FROM STDIN, and what the client sent during it.
