@@ -909,18 +909,13 @@ async fn an_approval_that_spans_a_reload_says_to_ask_again() {
         "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]",
         "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\ndeny_tables = [\"public.probe\"]",
     ));
-    let mut reloaded = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    until_reloaded("the table deny in force", || async {
         let c = env.agent().await;
-        if let Err(e) = c.simple_query("SELECT 1 FROM probe").await {
-            if format!("{e:?}").contains("deny-tables") {
-                reloaded = true;
-                break;
-            }
-        }
-    }
-    assert!(reloaded, "new rules not in force");
+        c.simple_query("SELECT 1 FROM probe")
+            .await
+            .is_err_and(|e| format!("{e:?}").contains("deny-tables"))
+    })
+    .await;
     raw.send(&encode_all(&[
         r#"{"Bind": {"portal": "", "statement": "s", "params": ["spanned", "2"]}}"#,
         r#"{"Execute": {"portal": ""}}"#,

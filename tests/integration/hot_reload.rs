@@ -76,20 +76,14 @@ async fn pg_a_reload_reaches_open_sessions() {
     );
 
     env.write_rules(&format!("{PG_RULES}{NAME_MASK}"));
-    let mut reloaded = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    until_reloaded("the name mask in force", || async {
         let fresh = env.agent().await;
-        if first_text(&fresh, "SELECT name FROM customers ORDER BY id")
+        first_text(&fresh, "SELECT name FROM customers ORDER BY id")
             .await
             .unwrap()
             != "Alice"
-        {
-            reloaded = true;
-            break;
-        }
-    }
-    assert!(reloaded, "new rules not in force");
+    })
+    .await;
     // The open masking session: plain queries, computed values and the
     // statement it prepared before the reload.
     for sql in [
@@ -130,14 +124,11 @@ async fn pg_a_reload_reaches_open_sessions() {
 
 /// Waits until a fresh `plain` session is refused `sql`.
 async fn until_refused(env: &Env, sql: &str) {
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    until_reloaded("the new rules in force", || async {
         let fresh = connect(env.config_for("plain", "plain-pw")).await;
-        if fresh.simple_query(sql).await.is_err() {
-            return;
-        }
-    }
-    panic!("new rules not in force");
+        fresh.simple_query(sql).await.is_err()
+    })
+    .await;
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
@@ -300,20 +291,15 @@ async fn mysql_a_reload_reaches_open_sessions() {
         "{MY_RULES}{}",
         NAME_MASK.replace("*.customers", "app.customers")
     ));
-    let mut reloaded = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    until_reloaded("the name mask in force", || async {
         let mut fresh = env.agent().await;
         let v: Option<String> = fresh
             .query_first("SELECT name FROM customers ORDER BY id")
             .await
             .unwrap();
-        if v.as_deref() != Some("Alice") {
-            reloaded = true;
-            break;
-        }
-    }
-    assert!(reloaded, "new rules not in force");
+        v.as_deref() != Some("Alice")
+    })
+    .await;
     let v: Option<String> = c
         .query_first("SELECT name FROM customers ORDER BY id")
         .await
@@ -412,18 +398,12 @@ async fn mysql_a_cursor_opened_before_a_reload_cannot_be_read() {
         "allow_statements = [\"read\", \"session\"]",
         "allow_statements = [\"read\", \"session\"]\ndeny_tables = [\"app.customers\"]",
     ));
-    let mut reloaded = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    until_reloaded("the table deny in force", || async {
         let mut fresh =
             mysql_env::Raw::login(env.port, mysql_env::AGENT, mysql_env::AGENT_PW).await;
-        let reply = fresh.cmd(b"\x03SELECT name FROM customers").await;
-        if reply[0] == 0xff {
-            reloaded = true;
-            break;
-        }
-    }
-    assert!(reloaded, "new rules not in force");
+        fresh.cmd(b"\x03SELECT name FROM customers").await[0] == 0xff
+    })
+    .await;
     for _ in 0..2 {
         let refused = fetch_one(&mut raw, id).await;
         let text = String::from_utf8_lossy(&refused.concat()).into_owned();

@@ -1,13 +1,13 @@
 //! Test helpers for the admin listener: config snippets, an API client
-//! with the bearer token, and polling with a deadline.
+//! with the bearer token.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
 
 use airlock::admin::client::{request, HttpResponse};
 use serde_json::Value;
+
+use super::wait_for;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -85,24 +85,5 @@ impl AdminApi {
             })
         })
         .await
-    }
-}
-
-/// Polls `f` until it returns `Some`, for up to 30 seconds.
-pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -5,8 +5,11 @@
 
 pub mod admin;
 pub mod mysql;
+pub mod poll;
 pub mod raw;
 pub mod webdriver;
+
+pub use poll::{until_reloaded, wait_for};
 
 use std::path::PathBuf;
 use std::sync::Arc;
