@@ -1,0 +1,102 @@
+//! Statements held for a human's approval: the request, and the wait for
+//! its outcome (or the client's cancel, or its going away).
+
+use super::*;
+
+impl<'a> ClientSide<'a> {
+    /// Puts a statement on hold for a human, or `None` when approvals are
+    /// not enabled (no admin listener to decide them).
+    pub(super) fn request_approval(&self, sql: &[u8], rule: &str, message: &str) -> Option<Hold> {
+        let config = self.proxy.config();
+        config.admin.as_ref()?;
+        let request = HoldRequest {
+            statement: String::from_utf8_lossy(sql).into_owned(),
+            identity: self.principal.identity.clone(),
+            user: self.principal.user.clone(),
+            model: self.principal.model.clone(),
+            rule: rule.to_owned(),
+            message: message.to_owned(),
+            session: self.session_id,
+            protocol: "postgres",
+            target: self.principal.target.clone(),
+        };
+        Some(self.proxy.approvals.hold(request, config.approvals.timeout))
+    }
+
+    /// Waits for the decision on the held statement and finishes judging
+    /// it: approved, it goes on as if allowed (masking still applies);
+    /// denied, timed out or cancelled by the client, it is refused.
+    pub(super) async fn resolve_held(&mut self) -> Result<Verdict, SessionError> {
+        let Some(held) = self.held.take() else {
+            return Err(SessionError::Protocol(
+                "internal error: no statement is held".into(),
+            ));
+        };
+        let mut held = *held;
+        let id = held.ticket.id();
+        // The relay drops this future when the client hangs up meanwhile
+        // (see `relay::hold`), and an operator's terminate drops the
+        // session: the log then says so.
+        let gone = SessionGone {
+            audit: self.audit,
+            sql: &held.sql,
+            rule: &held.rule,
+            id,
+        };
+        let outcome = match held.cancelled.take() {
+            Some(cancelled) => tokio::select! {
+                outcome = held.ticket.wait() => outcome,
+                Ok(()) = cancelled => Outcome::Withdrawn,
+            },
+            None => held.ticket.wait().await,
+        };
+        std::mem::forget(gone);
+        // Withdraws the request if it is still pending (cancelled).
+        drop(held.ticket);
+        let mut note = Note {
+            rule: Some(held.rule.clone()),
+            reason: Some(outcome.audit_reason(Some(id))),
+            ..Note::default()
+        };
+        let outcome_refusal = outcome.refusal(&held.rule);
+        let code = outcome.sqlstate();
+        let outcome = match outcome_refusal {
+            None => {
+                // The catalog may have changed while a human decided.
+                self.refresh_catalog().await?;
+                self.work_out_restricted();
+                tracing::info!(
+                    request = id,
+                    reason = note.reason.as_deref().unwrap_or(""),
+                    "held statement released"
+                );
+                let source = match held.parse_name {
+                    Some(_) => Source::Parse,
+                    None => Source::Query,
+                };
+                self.allowed(
+                    &held.sql,
+                    &Shape::of(&held.sql),
+                    (&held.effects, source),
+                    &mut note,
+                )
+            }
+            Some(refusal) => {
+                tracing::warn!(request = id, reason = %refusal, "held statement refused");
+                note.decision = AuditDecision::Block;
+                Err(refusal)
+            }
+        };
+        let (planned, judged) = self.admit(&held.sql, note, outcome);
+        Ok(match held.parse_name {
+            None => self.query_verdict(planned, judged, code),
+            Some(name) => {
+                if planned.is_ok() {
+                    // Approved: it may be bound once (see `bind_once`).
+                    self.approved_once.push(name.clone().into_boxed_slice());
+                }
+                self.parse_verdict(&name, &held.sql, planned, judged, code)
+            }
+        })
+    }
+}

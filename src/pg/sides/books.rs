@@ -1,0 +1,102 @@
+//! The books of prepared statements and portals kept in step with what
+//! the server carried out (see [`super::super::book_sync`]).
+
+use super::*;
+
+impl<'a> ClientSide<'a> {
+    /// Undoes, in the books, what the server did not carry out of the
+    /// answered requests' Parse, Bind and Close messages (see
+    /// [`super::book_sync`]). Nothing to do, and no atomic access, when no
+    /// such message is awaiting its answer.
+    pub(super) fn settle_books(&mut self) {
+        // Once per request, at its first Query, Parse, Bind, Execute or
+        // Close: that frame waited for the answer to the request before
+        // (see `on_frame`).
+        if self
+            .masking
+            .as_ref()
+            .is_some_and(|m| m.journal.needs_settling(m.fence.batch_request()))
+        {
+            self.settle_answered();
+        }
+    }
+
+    /// [`Self::settle_books`], once there is something to settle.
+    #[inline(never)]
+    pub(super) fn settle_answered(&mut self) {
+        let shared = self.shared;
+        let Some(m) = &mut self.masking else {
+            return;
+        };
+        m.journal.settled_for(m.fence.batch_request());
+        let settled = m
+            .journal
+            .settle(&shared.skips, shared.fence.answered_upto());
+        if !settled.reprepared.is_empty() {
+            m.reprepared(settled.reprepared);
+        }
+        for op in settled.undo {
+            match op {
+                // Not made: not bound or executed through airlock until
+                // it is made again.
+                Op::Parse(name) => {
+                    self.statements.remove(&name);
+                    m.book.closed_statement(&name);
+                }
+                Op::Bind(name) => {
+                    self.portals.remove(&name);
+                    m.book.portal_gone(&name);
+                }
+                // Not closed: the journal keeps the name taken.
+                Op::CloseStatement(_) => {}
+                Op::ClosePortal(name) => m.book.portal_gone(&name),
+                Op::Reprepare { .. } => {}
+            }
+        }
+        if m.book.has_gone() && shared.is_idle() {
+            m.book.forget_gone();
+        }
+    }
+
+    /// Refuses a Parse of a statement name the session has, as the server
+    /// would refuse it: forwarded, the server would keep its statement
+    /// while airlock planned the new one (see [`super::book_sync`]).
+    #[cold]
+    pub(super) fn refuse_taken(&self, name: &[u8]) -> Verdict {
+        self.follow(|| Expect::Completion);
+        let msg = format!(
+            "prepared statement \"{}\" already exists (airlock: a statement of that name was prepared in this session and not closed)",
+            String::from_utf8_lossy(name)
+        );
+        Verdict::Replace(self.shared.refusals.parse(name, "42P05", &msg))
+    }
+
+    /// Whether a Parse of statement `name` would be refused by the server
+    /// because the session has one of that name. Refused by airlock:
+    /// forwarded, the server would keep its statement while airlock took
+    /// the new text for it (and judged that text again after a reload).
+    /// Masking sessions' books follow the server's (see
+    /// [`super::book_sync`]); without masking, a name whose Parse the
+    /// server refused stays taken until it is closed.
+    pub(super) fn statement_taken(&self, name: &[u8]) -> bool {
+        !name.is_empty()
+            && (self.statements.contains_key(name)
+                || self.masking.as_ref().is_some_and(|m| m.journal.kept(name)))
+    }
+
+    /// Whether a Bind names a SQL-level prepared statement (not one of an
+    /// allowed Parse) judged against an older catalog snapshot.
+    pub(super) fn bind_outdated(&self, statement: &[u8]) -> bool {
+        self.masking.as_ref().is_some_and(|m| {
+            !m.outdated_prepared.is_empty()
+                && m.book.statement_sql(statement).is_none()
+                && std::str::from_utf8(statement).is_ok_and(|n| m.outdated_prepared.contains(n))
+        })
+    }
+
+    pub(super) fn statement_vetted(&mut self, name: &[u8]) -> bool {
+        !self.gates.gate().vets_prepared()
+            || self.statements.contains_key(name)
+            || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
+    }
+}

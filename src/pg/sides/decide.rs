@@ -1,0 +1,425 @@
+//! The policy gate of [`ClientSide`]: a statement's decision (from the
+//! session memo or the policy), its masking plans, what the audit log
+//! records of it, and the verdicts on Query and Parse.
+
+use super::*;
+
+impl<'a> ClientSide<'a> {
+    /// Masking's verdict on a statement the guardrails allowed: its plans,
+    /// or the refusal message. Empty when nothing is masked for this
+    /// principal.
+    pub(super) fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
+        match &self.masking {
+            Some(m) if self.restricted => m.ctx.plan_after_ddl(sql, &m.context),
+            Some(m) => m.ctx.plan(sql, shape, &m.context),
+            None => Ok(no_plans()),
+        }
+    }
+
+    /// Judges a statement with the guardrails and, when they allow it,
+    /// plans its masking; records the outcome in the audit log. Returns the
+    /// masking plans or the refusal message, or [`Decided::Held`] when the
+    /// statement waits for a human (see [`ClientSide::resolve_held`]).
+    pub(super) fn decide(&mut self, source: Source, sql: &[u8]) -> Decided {
+        self.window_released = false;
+        // A FunctionCall is not followed to its end: recorded when judged.
+        let record_now = source == Source::FunctionCall;
+        if let Some(hazard) = self.shared.lexer_hazard.get() {
+            let message = super::super::lexer_guard::refusal(hazard);
+            return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
+        }
+        if self.masking_now_applies {
+            return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
+        }
+        if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
+            return self.refuse(record_now, sql, RELOADED, message);
+        }
+        // Not while restricted: the memo's plans were made without the
+        // restriction (see `super::ddl_fence`).
+        let memo = match record_now || self.restricted {
+            true => None,
+            false => self.memo.view(self.gates.gate(), &self.context),
+        };
+        if let Some(plans) = memo.as_ref().and_then(|m| m.exact(source, sql)) {
+            let plans = plans.clone();
+            return self.replay(sql, plans);
+        }
+        // Worked out once, for the memo, the decision cache and the
+        // masking plan cache.
+        let shape = match source {
+            Source::FunctionCall => Shape::none(sql),
+            _ => Shape::of(sql),
+        };
+        if let Some(plans) = memo.and_then(|m| m.shaped(source, sql, &shape)) {
+            let plans = plans.clone();
+            return self.replay(sql, plans);
+        }
+        let gate = Arc::clone(self.gates.gate());
+        let request = Request {
+            dialect: Dialect::Postgres,
+            source,
+            sql,
+            session: &self.context,
+        };
+        let (judgement, reuse) = gate.judge_reusable(self.principal, &request, &shape);
+        let mut note = Note::default();
+        if let Some(would) = &judgement.would {
+            tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
+            if let Decision::Block { rule, message } | Decision::RequireApproval { rule, message } =
+                would
+            {
+                note.decision = AuditDecision::WouldBlock;
+                note.rule = Some(rule.clone());
+                note.reason = Some(message.clone());
+            }
+        }
+        let outcome = match judgement.decision {
+            Decision::Allow => {
+                let planned = self.allowed(sql, &shape, (&judgement.effects, source), &mut note);
+                if let Ok(plans) = &planned {
+                    // Not a read by name: what the name is bound to
+                    // changes, so each one is checked afresh.
+                    if !record_now
+                        && !self.restricted
+                        && judgement.replayable()
+                        && !reads_by_name(plans, sql)
+                    {
+                        self.memo.remember(
+                            &gate,
+                            source,
+                            &self.context,
+                            reuse,
+                            sql,
+                            &shape,
+                            plans.clone(),
+                        );
+                    }
+                }
+                planned
+            }
+            Decision::Block { rule, message } => {
+                return self.refuse(record_now, sql, &rule, message);
+            }
+            Decision::RequireApproval { rule, message } => {
+                // Armed before reviewers (and the client) can see the
+                // request, so that a cancel cannot slip in between.
+                let cancelled = self.cancel.as_ref().map(|c| c.arm());
+                match self.request_approval(sql, &rule, &message) {
+                    None => {
+                        tracing::warn!(rule = %rule, sql = %preview(sql), "statement needs approval; refused");
+                        note.decision = AuditDecision::Approval;
+                        let refusal = format!(
+                            "airlock: rule {rule} requires human approval, and approvals are not enabled (no [admin] listener): {message}"
+                        );
+                        note.rule = Some(rule);
+                        note.reason = Some(message);
+                        Err(refusal)
+                    }
+                    Some(Hold::Released(outcome)) => {
+                        tracing::info!(rule = %rule, sql = %preview(sql), "statement released by an approval window");
+                        self.window_released = true;
+                        note.reason = Some(outcome.audit_reason(None));
+                        note.rule = Some(rule);
+                        self.allowed(sql, &shape, (&judgement.effects, source), &mut note)
+                    }
+                    Some(Hold::Waiting(ticket)) => {
+                        tracing::warn!(rule = %rule, request = ticket.id(), sql = %preview(sql), "statement held for approval");
+                        note.decision = AuditDecision::Approval;
+                        note.reason = Some(format!(
+                            "held for approval (request {}): {message}",
+                            ticket.id()
+                        ));
+                        note.rule = Some(rule.clone());
+                        if let Err(refusal) = self.record(sql, note, Ok(())) {
+                            // Unrecorded: refuse (dropping the ticket withdraws it).
+                            return Decided::Now(Err(refusal), None);
+                        }
+                        self.held = Some(Box::new(Held {
+                            ticket,
+                            sql: sql.to_vec(),
+                            rule,
+                            effects: judgement.effects,
+                            parse_name: None,
+                            cancelled,
+                        }));
+                        return Decided::Held;
+                    }
+                }
+            }
+        };
+        if record_now {
+            return Decided::Now(self.record(sql, note, outcome), None);
+        }
+        let (planned, judged) = self.admit(sql, note, outcome);
+        Decided::Now(planned, judged)
+    }
+
+    /// Refuses a statement: logged, recorded in the audit log, and
+    /// answered with airlock's error for `rule`.
+    pub(super) fn refuse(
+        &mut self,
+        record_now: bool,
+        sql: &[u8],
+        rule: &str,
+        message: String,
+    ) -> Decided {
+        tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
+        let refusal = format!("airlock: blocked by rule {rule}: {message}");
+        let note = Note {
+            decision: AuditDecision::Block,
+            rule: Some(rule.to_owned()),
+            reason: Some(message),
+            masked: None,
+        };
+        if record_now {
+            return Decided::Now(self.record(sql, note, Err(refusal)), None);
+        }
+        let (planned, judged) = self.admit(sql, note, Err(refusal));
+        Decided::Now(planned, judged)
+    }
+
+    /// A repeat of the memo's statement: allowed with the plans it had.
+    pub(super) fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
+        let mut note = Note::default();
+        let outcome =
+            self.settle_allowed(Ok(plans), (&Effects::default(), Source::Query), &mut note);
+        let (planned, judged) = self.admit(sql, note, outcome);
+        Decided::Now(planned, judged)
+    }
+
+    /// The allow path: masking plans (or masking's refusal) and the
+    /// statement's effects on the session.
+    pub(super) fn allowed(
+        &mut self,
+        sql: &[u8],
+        shape: &Shape<'_>,
+        effects: (&Effects, Source),
+        note: &mut Note,
+    ) -> Planned {
+        let planned = match self.outdated_execute(sql) {
+            Some(refusal) => Err(refusal),
+            None => self.mask_plan(sql, shape),
+        };
+        let planned = planned.and_then(|plans| match self.masked_by_name(sql, &plans) {
+            Some(refusal) => Err(refusal),
+            None => Ok(plans),
+        });
+        self.settle_allowed(planned, effects, note)
+    }
+
+    /// Notes what masking does to an allowed statement and applies its
+    /// effects, unless masking refused it.
+    pub(super) fn settle_allowed(
+        &mut self,
+        planned: Planned,
+        (effects, source): (&Effects, Source),
+        note: &mut Note,
+    ) -> Planned {
+        match &planned {
+            Ok(plans) => {
+                let masked = masked_rules(plans);
+                if !masked.is_empty() && note.decision == AuditDecision::Allow {
+                    note.decision = AuditDecision::Masked;
+                    note.masked = Some(masked.join(","));
+                }
+                self.apply(effects, source);
+            }
+            Err(msg) => {
+                // Masking's refusals name their rule: recorded, so that
+                // `airlock log --rule` finds them.
+                let rule = crate::audit::session::rule_in(msg);
+                tracing::warn!(rule = rule.unwrap_or(""), reason = %msg, "statement blocked by masking");
+                note.decision = AuditDecision::Block;
+                note.rule = rule.map(str::to_owned);
+                note.reason = Some(msg.clone());
+            }
+        }
+        planned
+    }
+
+    /// Settles a judged statement with the audit log and the metrics. A
+    /// refused one is recorded now. An allowed one is recorded when it has
+    /// run (see [`super::audit_hook`]): here the log is only asked whether
+    /// it can take that record, and the statement is refused if not (fail
+    /// closed). Returns the plans or refusal, and what to record later.
+    pub(super) fn admit(
+        &self,
+        sql: &[u8],
+        note: Note,
+        outcome: Planned,
+    ) -> (Planned, Option<Arc<Judged>>) {
+        let Some(audit) = self.audit.filter(|_| outcome.is_ok()) else {
+            return (self.record(sql, note, outcome), None);
+        };
+        crate::metrics::statement(note.decision);
+        if let Err(refusal) = audit.ready() {
+            tracing::warn!(reason = %refusal, "statement refused: audit log unavailable");
+            let _ = audit.statement(sql, AuditDecision::Block, None, Some(&refusal), None);
+            return (Err(refusal), None);
+        }
+        let masked: Option<Arc<str>> = note.masked.map(Arc::from);
+        let judged = Judged {
+            sql: crate::audit::session::sql_text(sql),
+            decision: note.decision,
+            rule: note.rule.map(Arc::from),
+            reason: note.reason.map(Arc::from).or_else(|| masked.clone()),
+            masked,
+        };
+        (outcome, Some(Arc::new(judged)))
+    }
+
+    /// Records a judged statement in the audit log and the metrics. A
+    /// statement that could not be recorded is refused (fail closed).
+    pub(super) fn record<T>(
+        &self,
+        sql: &[u8],
+        note: Note,
+        outcome: Result<T, String>,
+    ) -> Result<T, String> {
+        crate::metrics::statement(note.decision);
+        if let Some(audit) = self.audit {
+            let reason = note.reason.or_else(|| note.masked.clone());
+            let recorded = audit.statement(
+                sql,
+                note.decision,
+                note.rule.as_deref(),
+                reason.as_deref(),
+                note.masked.as_deref(),
+            );
+            if let (Err(msg), Ok(_)) = (&recorded, &outcome) {
+                return Err(msg.clone());
+            }
+        }
+        outcome
+    }
+
+    /// What becomes of a Query, given its judgement (`code`: the SQLSTATE
+    /// of a refusal).
+    pub(super) fn query_verdict(
+        &mut self,
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &str,
+    ) -> Verdict {
+        match planned {
+            Ok(plans) => {
+                let runs_ddl = plans
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.as_ref(), StatementPlan::Ddl));
+                self.expect(Expect::Simple { plans });
+                if runs_ddl || self.restricted {
+                    let shared = self.shared;
+                    if let Some(m) = &mut self.masking {
+                        m.fence.mark_request();
+                        if runs_ddl {
+                            // Counted before it is forwarded: other
+                            // sessions' results are refused from now until
+                            // its transaction is seen to end.
+                            shared
+                                .fence
+                                .count_ddl(m.ctx.generation(), m.fence.last_request());
+                        }
+                    }
+                }
+                self.follow(|| Expect::Simple {
+                    plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
+                });
+                Verdict::Pass
+            }
+            Err(msg) => {
+                self.expect(Expect::Simple { plans: no_plans() });
+                self.follow(|| Expect::Simple {
+                    plans: Arc::from(Vec::new()),
+                });
+                Verdict::Replace(self.shared.refusals.query(code, &msg))
+            }
+        }
+    }
+
+    /// What becomes of a Parse of statement `name`, given its judgement.
+    pub(super) fn parse_verdict(
+        &mut self,
+        name: &[u8],
+        sql: &[u8],
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &str,
+    ) -> Verdict {
+        match planned {
+            Ok(plans) => {
+                self.follow_step(judged.as_ref());
+                let kept = (!name.is_empty()).then(|| Arc::from(sql));
+                // Judged under the rules the session last saw (a reload
+                // during a hold is noticed at the next statement).
+                let version = self.seen_version;
+                self.statements.insert(
+                    name,
+                    Vetted {
+                        judged,
+                        version,
+                        sql: kept,
+                    },
+                );
+                if let Some(m) = &mut self.masking {
+                    let at = m.ctx.loaded_at();
+                    m.book
+                        .parsed(name, plans.first().cloned().flatten(), sql, at);
+                    m.journal
+                        .push(m.fence.batch_request(), Op::Parse(name.into()));
+                }
+                Verdict::Pass
+            }
+            Err(msg) => {
+                self.follow(|| Expect::Completion);
+                self.statements.remove(name);
+                Verdict::Replace(self.shared.refusals.parse(name, code, &msg))
+            }
+        }
+    }
+
+    pub(super) fn apply(&mut self, e: &Effects, source: Source) {
+        // Most statements change nothing (and a memo replay never does).
+        if e.prepared.is_empty()
+            && e.deallocated.is_empty()
+            && !e.deallocate_all
+            && e.search_path.is_none()
+            && e.declared.is_empty()
+        {
+            return;
+        }
+        for (name, hold) in &e.declared {
+            self.cursors
+                .get_or_insert_with(Default::default)
+                .declared(name, *hold);
+        }
+        if let Some(m) = &mut self.masking {
+            m.reprepare(e, source);
+        }
+        // In the order `Effects` documents.
+        if e.deallocate_all {
+            self.context.prepared.clear();
+            self.statements.clear();
+        }
+        for name in &e.deallocated {
+            self.context.prepared.remove(name);
+            // SQL DEALLOCATE also drops protocol-level statements of that name.
+            self.statements.remove(name.as_bytes());
+        }
+        for name in &e.prepared {
+            // The server refuses a PREPARE of a name it holds (42P05): a
+            // protocol statement, or one that may not run again.
+            let held = self.statements.contains_key(name.as_bytes())
+                || self.used_up.iter().any(|n| **n == *name.as_bytes());
+            if !held {
+                self.context.prepared.insert(name.clone());
+            }
+        }
+        if let Some(path) = &e.search_path {
+            self.context.search_path = path.clone();
+            if let Some(m) = &mut self.masking {
+                m.sync_context(&self.context);
+            }
+        }
+    }
+}
