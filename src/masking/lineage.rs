@@ -386,7 +386,7 @@ impl<'a> Analyzer<'a> {
         if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
             return self.write_stop(
                 all,
-                "passing it to a function that keeps its arguments (pg_notify, setval, set_config, advisory locks, large objects, GET_LOCK)",
+                "passing it to a function that keeps its arguments (pg_notify, setval, set_config, setseed, advisory locks, large objects, GET_LOCK, LAST_INSERT_ID)",
             );
         }
         Ok(t)

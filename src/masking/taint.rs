@@ -182,11 +182,16 @@ pub fn is_json_agg(name: &str) -> bool {
 /// Functions that keep what they are given where another statement, or
 /// another session, can read it back unmasked: a notification's payload,
 /// a sequence's value, a setting, an advisory or named lock's key (seen in
-/// `pg_locks`, `performance_schema.metadata_locks`), a large object.
+/// `pg_locks`, `performance_schema.metadata_locks`), a large object, the
+/// seed of `random()` (its first value after `setseed(x)` is a codebook
+/// entry for `x`), MySQL's `LAST_INSERT_ID(x)` (returned by the next
+/// `LAST_INSERT_ID()`).
 const KEEPS_ARGUMENTS: &[&str] = &[
     "pg_notify",
     "setval",
     "set_config",
+    "setseed",
+    "last_insert_id",
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
     "pg_try_advisory_lock",

@@ -35,7 +35,7 @@ use super::catalog::CatalogSnapshot;
 use super::error::SessionError;
 use super::named::Named;
 use super::relay::Verdict;
-use super::results::{fields, Active, Expect, Expectations, Plans, Tracker};
+use super::results::{fields, Active, Expect, Expectations, Origin, Plans, Tracker};
 use super::rewrite::{rewrite_data_row, Change};
 use crate::fasthash::FastMap;
 use crate::masking::by_name::{self, ReadByName};
@@ -451,6 +451,20 @@ impl RowMasking {
                 ));
             }
         }
+        if active.row_description.is_none() {
+            // No RowDescription of these rows went by (the client side
+            // refuses an Execute that nothing described; this is what is
+            // left, e.g. a description pushed out of the tracker's few):
+            // nothing to check the columns against, so nothing passes.
+            // NULL is valid for every type and format.
+            return Ok((0..columns)
+                .map(|_| Action {
+                    mask: unknown_source(),
+                    text_like: false,
+                    binary_opaque: true,
+                })
+                .collect());
+        }
         let ctx = &self.ctx;
         let catalog = ctx.catalog();
         let mut actions = Vec::with_capacity(columns);
@@ -618,6 +632,8 @@ pub struct PlanBook {
     /// More than [`MAX_GONE`] of them: no portal the book does not
     /// describe can be read by name.
     gone_overflow: bool,
+    /// The last id handed to a Parse or a Bind (see [`Origin`]).
+    last_id: u64,
 }
 
 /// Most portal names kept in [`PlanBook::gone`].
@@ -628,6 +644,10 @@ const MAX_GONE: usize = 256;
 /// the catalog generation it was made at.
 #[derive(Clone)]
 struct Prepared {
+    /// This Parse's id (see [`Origin`]).
+    id: u64,
+    /// A Describe of the statement went upstream since this Parse.
+    described: bool,
     plan: Option<Arc<StatementPlan>>,
     sql: Option<Arc<[u8]>>,
     planned_at: u64,
@@ -646,6 +666,10 @@ fn reads_by_name(plan: Option<&StatementPlan>, sql: &[u8]) -> bool {
 /// A bound portal: its statement's name and plan, and Bind's result formats.
 /// The name is shared with each Execute's expectation, not copied.
 struct Bound {
+    /// This Bind's id (see [`Origin`]).
+    id: u64,
+    /// A Describe of the portal went upstream since this Bind.
+    described: bool,
     statement: Arc<[u8]>,
     prepared: Prepared,
     formats: Arc<Vec<i16>>,
@@ -659,8 +683,12 @@ impl PlanBook {
 
     /// Records an allowed Parse of `sql`, planned at generation `at`.
     pub fn parsed(&mut self, name: &[u8], plan: Option<Arc<StatementPlan>>, sql: &[u8], at: u64) {
+        self.last_id += 1;
+        let id = self.last_id;
         match self.statements.get_mut(name) {
             Some(p) => {
+                p.id = id;
+                p.described = false;
                 // Clients parse the same text again and again: keep its copy.
                 if p.sql.as_deref() != Some(sql) {
                     p.sql = Some(Arc::from(sql));
@@ -673,6 +701,8 @@ impl PlanBook {
             None => {
                 self.planned_at(at);
                 let prepared = Prepared {
+                    id,
+                    described: false,
                     by_name: reads_by_name(plan.as_deref(), sql),
                     plan,
                     sql: Some(Arc::from(sql)),
@@ -739,14 +769,20 @@ impl PlanBook {
             .get(statement)
             .cloned()
             .unwrap_or_else(|| Prepared {
+                id: 0,
+                described: false,
                 plan: Some(Arc::new(StatementPlan::Opaque)),
                 sql: None,
                 planned_at: 0,
                 by_name: false,
             });
+        self.last_id += 1;
+        let id = self.last_id;
         // Clients rebind the same (usually unnamed) portal for every
         // execution: update the entry in place rather than allocate anew.
         if let Some(b) = self.portals.get_mut(portal) {
+            b.id = id;
+            b.described = false;
             if *b.statement != *statement {
                 b.statement = Arc::from(statement);
             }
@@ -759,6 +795,8 @@ impl PlanBook {
         self.portals.insert(
             portal,
             Bound {
+                id,
+                described: false,
                 statement: Arc::from(statement),
                 prepared,
                 formats: Arc::new(formats.to_vec()),
@@ -840,13 +878,65 @@ impl PlanBook {
                 plan: b.prepared.plan.clone(),
                 statement: Arc::clone(&b.statement),
                 formats: Arc::clone(&b.formats),
+                origin: Origin {
+                    parse: b.prepared.id,
+                    bind: b.id,
+                },
             },
             None => Expect::Execute {
                 plan: Some(Arc::new(StatementPlan::Opaque)),
                 statement: Arc::from(&b""[..]),
                 formats: Arc::new(Vec::new()),
+                origin: Origin::default(),
             },
         }
+    }
+
+    /// A Describe of statement `name` goes upstream: the id of the Parse
+    /// it describes (0: not one the book knows).
+    pub fn describe_statement(&mut self, name: &[u8]) -> u64 {
+        match self.statements.get_mut(name) {
+            Some(p) => {
+                p.described = true;
+                p.id
+            }
+            None => 0,
+        }
+    }
+
+    /// A Describe of portal `name` goes upstream: the id of the Bind it
+    /// describes (0: not one the book knows).
+    pub fn describe_portal(&mut self, name: &[u8]) -> u64 {
+        match self.portals.get_mut(name) {
+            Some(b) => {
+                b.described = true;
+                b.id
+            }
+            None => 0,
+        }
+    }
+
+    /// Whether an Execute of portal `name` returns rows the client has not
+    /// had described (neither the portal since its Bind nor its statement
+    /// since that Parse): airlock would see no RowDescription of them,
+    /// which masking checks each column against (the relation the server
+    /// says it comes from, a relation newer than the catalog snapshot).
+    pub fn undescribed_rows(&self, name: &[u8]) -> bool {
+        let Some(b) = self.portals.get(name) else {
+            return false;
+        };
+        let rows = matches!(
+            b.prepared.plan.as_deref(),
+            Some(StatementPlan::Columns(_) | StatementPlan::Opaque)
+        );
+        let statement_described = || {
+            b.prepared.described
+                || self
+                    .statements
+                    .get(&b.statement)
+                    .is_some_and(|p| p.id == b.prepared.id && p.described)
+        };
+        rows && !b.described && !statement_described()
     }
 
     pub fn closed_statement(&mut self, name: &[u8]) {

@@ -57,16 +57,24 @@ pub enum Expect<P> {
     Step {
         plan: Plan<P>,
     },
-    /// Describe of a statement: remember its RowDescription under this name.
+    /// Describe of a statement: remember its RowDescription under this
+    /// name, for Executes of portals bound from Parse `parse`.
     DescribeStatement {
         name: Vec<u8>,
+        parse: u64,
     },
-    DescribePortal,
-    /// Execute of a portal bound from `statement`, with Bind's result formats.
+    /// Describe of a portal: remember its RowDescription for Executes of
+    /// the portal made by Bind `bind`.
+    DescribePortal {
+        bind: u64,
+    },
+    /// Execute of a portal bound from `statement`, with Bind's result
+    /// formats and the Parse and Bind it came from.
     Execute {
         plan: Plan<P>,
         statement: Arc<[u8]>,
         formats: Arc<Vec<i16>>,
+        origin: Origin,
     },
     Sync,
     FunctionCall,
@@ -77,6 +85,22 @@ pub enum Expect<P> {
     /// error of a COPY FROM STDIN may have come from. No reply.
     CopyData,
 }
+
+/// The Parse and Bind an Execute's portal came from, as ids the client
+/// side's book hands out (0: not known), to find the RowDescription of a
+/// Describe of that very statement or portal. A name is not enough: a
+/// statement parsed again under the same name (the unnamed one, or after
+/// a Close) or a portal bound again returns other columns than the ones
+/// an earlier Describe of that name described.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub parse: u64,
+    pub bind: u64,
+}
+
+/// Most portal RowDescriptions a tracker keeps (the latest ones): drivers
+/// describe the portal they execute next.
+const PORTALS_DESCRIBED: usize = 8;
 
 /// The queue the client side fills and the server side drains.
 pub struct Expectations<P> {
@@ -114,8 +138,12 @@ pub struct Tracker<P> {
     simple_failed: bool,
     /// The plan and formats of the result now streaming, if it needs work.
     pub active: Option<Active<P>>,
-    /// RowDescriptions of described statements, by name.
-    described: Named<Arc<Vec<u8>>>,
+    /// RowDescriptions of described statements, by name, with the Parse
+    /// they describe.
+    described: Named<(u64, Arc<Vec<u8>>)>,
+    /// RowDescriptions of described portals, by the Bind that made them
+    /// (the latest [`PORTALS_DESCRIBED`]).
+    portals_described: VecDeque<(u64, Arc<Vec<u8>>)>,
     /// Follow plans ([`Tracker::active`], RowDescriptions) for masking;
     /// off in a [`Tracker::counting`] tracker.
     plans: bool,
@@ -196,6 +224,7 @@ impl<P> Default for Tracker<P> {
             simple_failed: false,
             active: None,
             described: Named::default(),
+            portals_described: VecDeque::new(),
             plans: true,
             rows: 0,
             in_rows: false,
@@ -288,22 +317,38 @@ impl<P> Tracker<P> {
                     };
                 }
                 Some(Expect::DescribeStatement { .. }) => {
-                    if let Some(Expect::DescribeStatement { name }) = q.pop_front() {
+                    if let Some(Expect::DescribeStatement { name, parse }) = q.pop_front() {
                         if self.plans {
-                            self.described.insert(&name, Arc::new(body.to_vec()));
+                            self.described
+                                .insert(&name, (parse, Arc::new(body.to_vec())));
                         }
                     }
                 }
-                Some(Expect::DescribePortal) => {
-                    q.pop_front();
+                Some(Expect::DescribePortal { .. }) => {
+                    if let Some(Expect::DescribePortal { bind }) = q.pop_front() {
+                        if self.plans && bind != 0 {
+                            // Drivers describe the same rows again and
+                            // again: share the copy that is there.
+                            let description = self
+                                .portals_described
+                                .iter()
+                                .rev()
+                                .find(|(_, d)| d.as_slice() == body)
+                                .map_or_else(|| Arc::new(body.to_vec()), |(_, d)| Arc::clone(d));
+                            if self.portals_described.len() >= PORTALS_DESCRIBED {
+                                self.portals_described.pop_front();
+                            }
+                            self.portals_described.push_back((bind, description));
+                        }
+                    }
                 }
                 _ => return Err(out_of_step()),
             },
             b'n' => match q.pop_front() {
-                Some(Expect::DescribeStatement { name }) => {
+                Some(Expect::DescribeStatement { name, .. }) => {
                     self.described.remove(&name);
                 }
-                Some(Expect::DescribePortal) => {}
+                Some(Expect::DescribePortal { .. }) => {}
                 _ => return Err(out_of_step()),
             },
             // End of one statement's result.
@@ -411,11 +456,12 @@ impl<P> Tracker<P> {
                 plan: Some(plan),
                 statement,
                 formats,
+                origin,
             }) = q.front()
             {
                 self.active = Some(Active {
                     plan: Arc::clone(plan),
-                    row_description: self.described.get(statement).cloned(),
+                    row_description: self.description_of(statement, *origin),
                     formats: Arc::clone(formats),
                 });
             }
@@ -425,6 +471,26 @@ impl<P> Tracker<P> {
 }
 
 impl<P> Tracker<P> {
+    /// The RowDescription of what an Execute of a portal from `origin`
+    /// (bound from statement `statement`) returns: a Describe of that
+    /// portal, or of that statement since that Parse. `None` when the
+    /// client described neither.
+    fn description_of(&self, statement: &[u8], origin: Origin) -> Option<Arc<Vec<u8>>> {
+        if origin.bind != 0 {
+            if let Some((_, d)) = self
+                .portals_described
+                .iter()
+                .find(|(b, _)| *b == origin.bind)
+            {
+                return Some(Arc::clone(d));
+            }
+        }
+        match self.described.get(statement) {
+            Some((parse, d)) if *parse == origin.parse && origin.parse != 0 => Some(Arc::clone(d)),
+            _ => None,
+        }
+    }
+
     /// Drops the expectations the server skips after an extended-protocol
     /// error, up to the next Sync. A Query or FunctionCall among them is a
     /// request the client side counted (the fence, the pending count, the
@@ -662,6 +728,7 @@ mod tests {
             plan: Some(Arc::new(())),
             statement: Arc::from(&b""[..]),
             formats: Arc::new(Vec::new()),
+            origin: Origin::default(),
         });
         q.push(Expect::Sync);
         q.push(Expect::CopyEnd);
@@ -685,10 +752,11 @@ mod tests {
             plan: Some(Arc::new(())),
             statement: Arc::from(&b""[..]),
             formats: Arc::new(Vec::new()),
+            origin: Origin::default(),
         };
         q.push(Expect::Completion);
         q.push(Expect::Completion);
-        q.push(Expect::DescribePortal);
+        q.push(Expect::DescribePortal { bind: 0 });
         t.on_message(&q, b'1', b"").unwrap();
         t.on_message(&q, b'E', b"SERROR\0C22012\0\0").unwrap();
         assert!(q.lock().is_empty());
@@ -760,6 +828,7 @@ mod tests {
             plan: Some(Arc::new(())),
             statement: Arc::from(&b""[..]),
             formats: Arc::new(Vec::new()),
+            origin: Origin::default(),
         });
         t.on_message(&q, b'G', b"")?;
         for e in sent {

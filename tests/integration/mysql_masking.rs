@@ -875,6 +875,19 @@ async fn mysql_second_pass_shapes_cannot_unmask() {
             failed.push(format!("{sql} (ran: {:?}): @v = {v}", ran.is_ok()));
         }
     }
+    // `LAST_INSERT_ID(x)` keeps x for the next `LAST_INSERT_ID()`, eight
+    // bytes of a masked value at a time (third red-team pass).
+    for sql in [
+        "SELECT LAST_INSERT_ID(CONV(HEX(SUBSTR(email, 1, 8)), 16, 10)) FROM customers WHERE id = 1",
+        "SELECT id FROM customers WHERE id = 1 AND LAST_INSERT_ID(CONV(HEX(SUBSTR(email, 1, 8)), 16, 10)) > 0",
+        "DO LAST_INSERT_ID((SELECT CONV(HEX(SUBSTR(email, 1, 8)), 16, 10) FROM customers WHERE id = 1))",
+    ] {
+        let ran = c.query_drop(sql).await;
+        let kept: Option<u64> = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+        if ran.is_ok() || kept.unwrap_or(0) != 0 {
+            failed.push(format!("{sql} (ran: {:?}): kept {kept:?}", ran.is_ok()));
+        }
+    }
     for sql in [
         "SELECT a FROM (VALUES ('a'), ((SELECT email FROM customers WHERE id = 1))) t",
         "SELECT `upper(email)` FROM (SELECT upper(email) FROM customers) d",

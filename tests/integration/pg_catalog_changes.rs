@@ -420,3 +420,108 @@ async fn pg_ddl_and_a_read_of_what_it_changed_in_one_request_are_refused() {
         .unwrap();
     assert_usable(&c, "after DDL alone").await;
 }
+
+/// A view made on the server other than through airlock (a migration, or
+/// the owner by hand) is newer than the shared catalog snapshot: masking
+/// cannot read its definition, and redacts its columns by the relation the
+/// RowDescription names (`builtin.unknown-source`). Red-team finding: the
+/// RowDescription of a Describe of the *portal* (libpq's PQexecParams,
+/// psycopg 3, node-postgres, pgbench) was thrown away, so those clients
+/// read such a view in clear; a client that described nothing, or whose
+/// description was of an earlier statement of the same name, likewise.
+#[tokio::test]
+async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
+    use crate::common::raw::{encode_all, RawClient};
+    let mut env = env().await;
+    let agent = env.agent().await;
+    // The snapshot is loaded now, before the view exists.
+    assert_clean(
+        &simple(&agent, "SELECT email, card_number FROM customers").await,
+        "before",
+    );
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE VIEW v_contacts AS SELECT name, email AS contact, card_number AS cc FROM customers",
+        )
+        .await
+        .unwrap();
+    let sql = "SELECT name, contact, cc FROM v_contacts ORDER BY name";
+    let [a, b] = both_ways(&agent, sql).await;
+    assert_clean(&a, "simple Query");
+    assert_clean(&b, "described statement (tokio-postgres)");
+    assert!(String::from_utf8_lossy(&a).contains("****"), "{a:?}");
+
+    let parse = |name: &str, query: &str| {
+        format!(r#"{{"Parse": {{"name": "{name}", "query": "{query}"}}}}"#)
+    };
+    let bind = |portal: &str, statement: &str| {
+        format!(r#"{{"Bind": {{"portal": "{portal}", "statement": "{statement}"}}}}"#)
+    };
+    let describe = |kind: &str, name: &str| {
+        format!(r#"{{"Describe": {{"kind": "{kind}", "name": "{name}"}}}}"#)
+    };
+    let execute = r#"{"Execute": {"portal": ""}}"#;
+    let sync = r#"{"Sync": null}"#;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let refused = |frames: &[airlock_protocol::pg::frame::Frame], context: &str| {
+        let text: Vec<u8> = frames.iter().flat_map(|f| f.body().to_vec()).collect();
+        assert!(
+            frames.iter().any(|f| f.tag() == b'E')
+                && String::from_utf8_lossy(&text).contains("builtin.unknown-source"),
+            "{context}: {}",
+            String::from_utf8_lossy(&text)
+        );
+    };
+
+    // The portal described, as libpq does: rows come, redacted.
+    let p = parse("", sql);
+    let b = bind("", "");
+    let d = describe("P", "");
+    raw.send(&encode_all(&[&p, &b, &d, execute, sync])).await;
+    let frames = raw.until_ready(1).await;
+    assert!(frames.iter().any(|f| f.tag() == b'D'), "{frames:?}");
+    assert!(frames.iter().all(|f| f.tag() != b'E'), "{frames:?}");
+
+    // Nothing described: refused.
+    raw.send(&encode_all(&[&p, &b, execute, sync])).await;
+    refused(&raw.until_ready(1).await, "nothing described");
+
+    // The unnamed statement described while it held another text, then
+    // parsed again: that description is not this statement's.
+    let harmless = parse("", "SELECT name, name, name FROM customers");
+    let ds = describe("S", "");
+    raw.send(&encode_all(&[&harmless, &ds, sync])).await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[&p, &b, execute, sync])).await;
+    refused(
+        &raw.until_ready(1).await,
+        "an earlier statement's description",
+    );
+
+    // The portal described, then bound again from another statement.
+    let named = parse("s1", sql);
+    raw.send(&encode_all(&[
+        &harmless,
+        &b,
+        &d,
+        &named,
+        &bind("", "s1"),
+        execute,
+        sync,
+    ]))
+    .await;
+    refused(&raw.until_ready(1).await, "an earlier portal's description");
+
+    // A described statement bound later: rows come, redacted.
+    raw.send(&encode_all(&[&describe("S", "s1"), sync])).await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[&bind("", "s1"), execute, sync]))
+        .await;
+    let frames = raw.until_ready(1).await;
+    assert!(frames.iter().any(|f| f.tag() == b'D'), "{frames:?}");
+    assert_clean(&raw.received, "raw protocol paths");
+    assert_usable(&agent, "after").await;
+    drop(agent);
+    env.stop().await;
+}

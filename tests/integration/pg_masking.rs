@@ -964,9 +964,11 @@ async fn statements_the_server_did_not_change_keep_their_masking() {
         r#"{"Bind": {"portal": "", "statement": "e"}}"#.to_string(),
         r#"{"Execute": {"portal": ""}}"#.to_string(),
     ];
+    // Bind, Describe of the portal, Execute: as libpq runs a statement.
     let run = |statement: &str| {
         vec![
             format!("{{\"Bind\": {{\"portal\": \"\", \"statement\": \"{statement}\"}}}}"),
+            r#"{"Describe": {"kind": "P", "name": ""}}"#.to_string(),
             r#"{"Execute": {"portal": ""}}"#.to_string(),
             r#"{"Sync": null}"#.to_string(),
         ]

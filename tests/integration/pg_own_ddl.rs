@@ -116,10 +116,11 @@ fn query(sql: &str) -> String {
 }
 
 /// Parse, Bind and Execute of `sql` (unnamed), without Sync.
-fn extended(sql: &str) -> [String; 3] {
+fn extended(sql: &str) -> [String; 4] {
     [
         serde_json::json!({ "Parse": { "name": "", "query": sql } }).to_string(),
         serde_json::json!({ "Bind": { "portal": "", "statement": "" } }).to_string(),
+        serde_json::json!({ "Describe": { "kind": "P", "name": "" } }).to_string(),
         serde_json::json!({ "Execute": { "portal": "" } }).to_string(),
     ]
 }

@@ -108,11 +108,8 @@ async fn unquoted_numbers_in_errors_are_withheld() {
             "22008",
             "time field value out of range: ",
         ),
-        (
-            "SELECT setseed(ascii(substr(email, 4, 1))) FROM customers WHERE id = 1",
-            "22023",
-            "setseed parameter ",
-        ),
+        // (`setseed` of a masked value is refused before it runs: it keeps
+        // its argument for `random()`, see `pg_red_team_lineage`.)
         (
             "SELECT chr(ascii(substr(email, 5, 1)) + 1114112) FROM customers WHERE id = 1",
             "54000",

@@ -135,6 +135,10 @@ async fn pg_name_resolution_and_lineage_tricks_cannot_unmask() {
         "SELECT id FROM customers WHERE setval('s1', replace(phone, '-', '')::bigint) > 0",
         "SELECT pg_notify('ch', email) FROM customers",
         "UPDATE customers SET name = name WHERE pg_notify('ch', email) IS NULL",
+        // The seed of random(): its next value is a codebook entry (third
+        // red-team pass).
+        "SELECT setseed(ascii(substr(phone, 2, 1)) / 256.0) FROM customers WHERE id = 1",
+        "SELECT id FROM customers WHERE setseed(ascii(substr(email, 1, 1)) / 256.0) IS NULL",
         "ALTER INDEX customers RENAME TO c2",
     ] {
         let (ran, seen) = run(&c, sql).await;

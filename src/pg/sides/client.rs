@@ -329,6 +329,7 @@ impl<'a> ClientSide<'a> {
                         plan: None,
                         statement: Arc::clone(&self.no_statement),
                         formats: Arc::clone(&self.no_formats),
+                        origin: Origin::default(),
                     });
                     return Ok(Verdict::Replace(refusals.execute(REFUSED, &msg)));
                 }
@@ -344,6 +345,7 @@ impl<'a> ClientSide<'a> {
                                 plan: None,
                                 statement: Arc::clone(&self.no_statement),
                                 formats: Arc::clone(&self.no_formats),
+                                origin: Origin::default(),
                             });
                             return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
                         }
@@ -352,6 +354,7 @@ impl<'a> ClientSide<'a> {
                         plan: judged.as_ref().map(Run::now),
                         statement: Arc::clone(&self.no_statement),
                         formats: Arc::clone(&self.no_formats),
+                        origin: Origin::default(),
                     });
                     return Ok(Verdict::Pass);
                 }
@@ -359,6 +362,7 @@ impl<'a> ClientSide<'a> {
                     plan: None,
                     statement: Arc::clone(&self.no_statement),
                     formats: Arc::clone(&self.no_formats),
+                    origin: Origin::default(),
                 });
                 let msg = format!(
                     "airlock: blocked by rule builtin.unvetted-portal: portal \"{}\" was not bound by airlock",
@@ -395,17 +399,26 @@ impl<'a> ClientSide<'a> {
             fe::DESCRIBE => {
                 match Target::decode(body, "Describe").map_err(malformed)? {
                     Target::Statement(name) => {
-                        if self.masking.is_some() {
+                        if let Some(m) = &mut self.masking {
+                            let parse = m.book.describe_statement(name);
                             self.expect(Expect::DescribeStatement {
                                 name: name.to_vec(),
+                                parse,
                             });
                         }
                         // The audit follower keeps no descriptions: no name.
-                        self.follow(|| Expect::DescribeStatement { name: Vec::new() });
+                        self.follow(|| Expect::DescribeStatement {
+                            name: Vec::new(),
+                            parse: 0,
+                        });
                     }
-                    Target::Portal(_) => {
-                        self.expect(Expect::DescribePortal);
-                        self.follow(|| Expect::DescribePortal);
+                    Target::Portal(name) => {
+                        let bind = match &mut self.masking {
+                            Some(m) => m.book.describe_portal(name),
+                            None => 0,
+                        };
+                        self.expect(Expect::DescribePortal { bind });
+                        self.follow(|| Expect::DescribePortal { bind: 0 });
                     }
                 }
                 Ok(Verdict::Pass)

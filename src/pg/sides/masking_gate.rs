@@ -185,10 +185,25 @@ impl<'a> ClientSide<'a> {
     /// Before an Execute of `portal` whose statement reads rows by name:
     /// what the names are bound to now must not be masked (they may have
     /// been bound again since its Parse). `Err`: the refusal message.
+    ///
+    /// Also refused: an Execute of rows that the client had neither the
+    /// portal nor its statement described (see
+    /// [`super::super::masking::PlanBook::undescribed_rows`]). Masking
+    /// checks each column against the RowDescription (which relation the
+    /// server says it comes from; a relation newer than the catalog
+    /// snapshot is redacted) and sees none then. Every driver describes
+    /// what it executes; a client that does not would read a view created
+    /// on the server behind airlock's back in clear (red-team finding).
     pub(super) fn execute_by_name_check(&self, portal: &[u8]) -> Result<(), String> {
         let Some(m) = &self.masking else {
             return Ok(());
         };
+        if m.book.undescribed_rows(portal) {
+            return Err(format!(
+                "airlock: blocked by rule builtin.unknown-source: masking needs the server's description of the rows of portal \"{}\": send Describe (of the portal, or of its statement) before Execute, as drivers do",
+                String::from_utf8_lossy(portal)
+            ));
+        }
         match m.book.portal_reads_by_name(portal) {
             Some(sql) => Self::masked_read(m, &sql).map_or(Ok(()), Err),
             None => Ok(()),

@@ -65,7 +65,7 @@ use super::masking::{MaskContext, PlanBook, Planned, RowMasking};
 use super::named::Named;
 use super::refusal::Refusals;
 use super::relay::{Side, Stopped, Verdict};
-use super::results::{Expect, Expectations, Plans};
+use super::results::{Expect, Expectations, Origin, Plans};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
 use crate::masking::by_name::ReadByName;
