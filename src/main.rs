@@ -320,22 +320,19 @@ fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
         let c = Config::load(config)?;
         println!("{}: ok", config.display());
         match &c.policy.rules {
-            Some(rules) => {
-                let set = load_rules(rules.get_ref())?;
-                println!(
-                    "{}: ok ({} policies)",
-                    rules.get_ref().display(),
-                    set.policies.len()
-                );
-            }
+            Some(rules) => println!(
+                "{}: {}",
+                rules.get_ref().display(),
+                check_rules(rules.get_ref())?
+            ),
             None => println!("no [policy] rules configured: every statement would be allowed"),
         }
         return Ok(());
     }
     let mut failed = false;
     for p in paths {
-        match load_rules(p) {
-            Ok(set) => println!("{}: ok ({} policies)", p.display(), set.policies.len()),
+        match check_rules(p) {
+            Ok(summary) => println!("{}: {summary}", p.display()),
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -344,6 +341,18 @@ fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
     }
     anyhow::ensure!(!failed, "rule files have errors");
     Ok(())
+}
+
+/// Loads a rule file (or directory) as `serve` does, guardrails and
+/// masking both: "ok (N policies, M masks)", or the first error.
+fn check_rules(path: &Path) -> anyhow::Result<String> {
+    let set = load_rules(path)?;
+    let masks = airlock::masking::rules::load_masking_path(path)?;
+    Ok(format!(
+        "ok ({} policies, {} masks)",
+        set.policies.len(),
+        masks.rules.len()
+    ))
 }
 
 fn explain(

@@ -41,12 +41,14 @@ static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 /// Why a config could not be put in force.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{0}")]
+    // Transparent: the inner error's message once, not again as its
+    // source in `airlock: {e:#}`.
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// Guardrail or masking rules (both read the same files).
-    #[error("{0}")]
+    #[error(transparent)]
     Rules(#[from] crate::policy::rules::RulesError),
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::AuditError),

@@ -18,9 +18,16 @@ use crate::policy::Principal;
 /// names one session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// A new session id, unique across Postgres and MySQL sessions.
+/// A new session id, unique across Postgres and MySQL sessions, and
+/// across restarts when there is an audit log (see [`sessions_after`]).
 pub fn next_session_id() -> u64 {
     NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Numbers later sessions after `last` (the highest id in the audit log,
+/// read when it opens).
+pub fn sessions_after(last: u64) {
+    NEXT_SESSION.fetch_max(last.saturating_add(1), Ordering::Relaxed);
 }
 
 /// Who and where: what every event of a session carries.

@@ -86,6 +86,14 @@ pub(crate) fn head(conn: &Connection) -> Result<(i64, String), AuditError> {
     }
 }
 
+/// The highest session id in the log (0 when empty): a restarted airlock
+/// numbers its sessions after it, so that a session id names one session
+/// in the log whatever the restarts (`airlock replay`, `--session`).
+pub(crate) fn last_session(conn: &Connection) -> Result<u64, AuditError> {
+    let last: Option<i64> = conn.query_row("SELECT max(session) FROM audit", [], |r| r.get(0))?;
+    Ok(last.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}
+
 /// Appends prepared events in one transaction, chaining from `(seq, hash)`.
 /// On success the events move into the returned records and `batch` is
 /// left empty; on error nothing was written and `batch` is unchanged, to

@@ -74,6 +74,7 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let conn = store::open_rw(path)?;
         let head = store::head(&conn)?;
+        super::session::sessions_after(store::last_session(&conn)?);
         let (tx, rx) = sync_channel(queue_capacity.max(1));
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),

@@ -17,9 +17,10 @@ use super::facts::StatementClass;
 use super::parse::Limits;
 use super::Principal;
 
-/// A rule-file error: `file:line: key: message`.
+/// A rule-file error: `file:line: key: message` (the line left out when
+/// unknown, the key when empty).
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
+#[error("{}", self.render())]
 pub struct RulesError {
     pub file: PathBuf,
     /// 1-based; 0 when unknown (e.g. an unreadable file).
@@ -27,6 +28,20 @@ pub struct RulesError {
     /// Dotted key path, e.g. `policy[1].deny_tables`.
     pub key: String,
     pub message: String,
+}
+
+impl RulesError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if self.line > 0 {
+            out.push_str(&format!(":{}", self.line));
+        }
+        if !self.key.is_empty() {
+            out.push_str(&format!(": {}", self.key));
+        }
+        out.push_str(&format!(": {}", self.message));
+        out
+    }
 }
 
 #[derive(Deserialize)]

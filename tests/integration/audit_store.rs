@@ -475,3 +475,21 @@ fn query_while_the_writer_runs() {
     assert!(audit::verify(&path).expect("verify").is_intact());
     log.shutdown();
 }
+
+/// A restarted airlock numbers its sessions after the highest one in the
+/// log, so a session id names one session whatever the restarts (operator
+/// finding: `airlock replay 1` mixed a session from before a restart with
+/// one from after it).
+#[test]
+fn session_ids_go_on_after_a_restart() {
+    let (_dir, path) = store();
+    let far = 1_000_000_000;
+    let log = AuditLog::open(&path, 10).expect("open");
+    log.record(stmt(far, "agent", "select 1", AuditDecision::Allow))
+        .expect("record");
+    log.shutdown();
+    let log = AuditLog::open(&path, 10).expect("open again");
+    let next = audit::session::next_session_id();
+    assert!(next > far, "{next}");
+    log.shutdown();
+}

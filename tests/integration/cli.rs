@@ -258,3 +258,34 @@ targets = ["shop", "app"]
     assert!(text.contains("target: app"), "{text}");
     assert!(text.contains("decision: allow"), "{text}");
 }
+
+/// `airlock check` loads rule files as `serve` does, masking rules too
+/// (operator finding: a misspelt strategy passed `check` and then stopped
+/// `serve`).
+#[test]
+fn check_validates_masking_rules_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[policy]]\nid = \"p\"\nallow_statements = [\"read\"]\n\n[[mask]]\nid = \"m\"\ncolumns = [\"public.t.c\"]\nstrategy = \"redact\"\n",
+    )
+    .unwrap();
+    let out = airlock().arg("check").arg(&good).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok (1 policies, 1 masks)"), "{stdout}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[mask]]\nid = \"m\"\ncolumns = [\"public.t.c\"]\nstrategy = \"redacted\"\n",
+    )
+    .unwrap();
+    let out = airlock().arg("check").arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bad.toml:4") && stderr.contains("redacted"),
+        "{stderr}"
+    );
+}
