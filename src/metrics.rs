@@ -40,6 +40,7 @@ struct Metrics {
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
     masked_values: AtomicU64,
+    audit_waits: AtomicU64,
     approvals: [AtomicU64; 4],
 }
 
@@ -50,6 +51,7 @@ static METRICS: Metrics = Metrics {
     latency: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64::new(0),
     masked_values: AtomicU64::new(0),
+    audit_waits: AtomicU64::new(0),
     approvals: [const { AtomicU64::new(0) }; 4],
 };
 
@@ -78,6 +80,11 @@ pub fn statement(decision: AuditDecision) {
 /// A value was rewritten by a masking rule.
 pub fn masked_value() {
     METRICS.masked_values.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A statement waited for room in the audit log's queue.
+pub fn audit_wait() {
+    METRICS.audit_waits.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How a held statement ended.
@@ -227,6 +234,13 @@ pub fn render(g: Gauges) -> String {
         "Values rewritten by masking rules.",
     );
     let _ = writeln!(out, "airlock_masked_values_total {}", get(&m.masked_values));
+    header(
+        &mut out,
+        "airlock_audit_waits_total",
+        "counter",
+        "Statements that waited for room in a full audit queue (backpressure).",
+    );
+    let _ = writeln!(out, "airlock_audit_waits_total {}", get(&m.audit_waits));
     header(
         &mut out,
         "airlock_approvals_total",

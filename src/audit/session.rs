@@ -14,6 +14,10 @@ use std::time::Duration;
 use super::{AuditDecision, AuditEvent, AuditLog, EventKind};
 use crate::policy::Principal;
 
+/// How long a statement waits for room in a full audit queue before it is
+/// refused (see [`SessionAudit::wait_for_room`]).
+pub const ROOM_WAIT: Duration = Duration::from_secs(5);
+
 /// Session ids, shared by every protocol so that `airlock replay SESSION`
 /// names one session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -108,6 +112,26 @@ impl SessionAudit {
 
     pub fn disconnect(&self) {
         let _ = self.log.record(self.event(EventKind::Disconnect));
+    }
+
+    /// Whether the next statement should first wait for room in the log's
+    /// queue ([`Self::wait_for_room`]): the queue is full, the writer is
+    /// healthy, and airlock fails closed (so the statement would otherwise
+    /// be refused). One atomic load while the queue has room.
+    pub fn queue_full(&self) -> bool {
+        self.fail_closed && self.log.queue_full()
+    }
+
+    /// Backpressure: waits up to [`ROOM_WAIT`] for room in the queue, and
+    /// counts the wait (`airlock_audit_waits_total`). A statement judged
+    /// afterwards is refused as before if there is still none.
+    pub async fn wait_for_room(&self) {
+        crate::metrics::audit_wait();
+        if !self.log.wait_for_room(ROOM_WAIT).await {
+            tracing::warn!(
+                "the audit log's queue stayed full for {ROOM_WAIT:?}: the statement is refused (fail_closed)"
+            );
+        }
     }
 
     /// Whether a statement may run: `Err` carries the refusal when the log

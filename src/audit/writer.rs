@@ -22,6 +22,11 @@ use super::{store, AuditError, AuditUnavailable};
 
 /// Most events written in one transaction.
 const BATCH: usize = 256;
+/// How often a session waiting for room in the queue looks again.
+const ROOM_POLL: Duration = Duration::from_millis(2);
+/// Least room the channel has beyond the configured queue size (see
+/// `Shared::hard_capacity`).
+const HEADROOM: usize = 1024;
 /// How long the writer lets events gather after the first one arrives.
 const GATHER: Duration = Duration::from_millis(20);
 /// Pause between attempts at a failing batch.
@@ -38,8 +43,15 @@ struct Shared {
     healthy: AtomicBool,
     stopping: AtomicBool,
     depth: AtomicUsize,
-    /// The queue's capacity.
+    /// The configured queue size (`audit.queue`): past it, sessions wait
+    /// for room before their next statement (backpressure).
     capacity: usize,
+    /// The channel's size: past it, records are lost and fail-closed
+    /// sessions refuse statements. The headroom above `capacity` takes
+    /// the records of statements admitted just before the queue filled
+    /// (each is recorded when it has run) and of sessions that waited
+    /// while others filled the room again.
+    hard_capacity: usize,
 }
 
 /// A running audit log. Share it between sessions behind an `Arc`.
@@ -75,12 +87,17 @@ impl AuditLog {
         let conn = store::open_rw(path)?;
         let head = store::head(&conn)?;
         super::session::sessions_after(store::last_session(&conn)?);
-        let (tx, rx) = sync_channel(queue_capacity.max(1));
+        let capacity = queue_capacity.max(1);
+        let hard_capacity = capacity
+            .saturating_mul(2)
+            .max(capacity.saturating_add(HEADROOM));
+        let (tx, rx) = sync_channel(hard_capacity);
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             depth: AtomicUsize::new(0),
-            capacity: queue_capacity.max(1),
+            capacity,
+            hard_capacity,
         });
         let mut writer = Writer {
             conn,
@@ -132,10 +149,35 @@ impl AuditLog {
         if self.shared.stopping.load(Ordering::Acquire) {
             return Err(AuditUnavailable::ShutDown);
         }
-        if self.shared.depth.load(Ordering::Acquire) >= self.shared.capacity {
+        if self.shared.depth.load(Ordering::Acquire) >= self.shared.hard_capacity {
             return Err(AuditUnavailable::QueueFull);
         }
         Ok(())
+    }
+
+    /// Whether the queue is full while the writer is healthy: it will
+    /// have room again as soon as the writer catches up (see
+    /// [`AuditLog::wait_for_room`]).
+    pub fn queue_full(&self) -> bool {
+        self.shared.depth.load(Ordering::Acquire) >= self.shared.capacity
+            && self.is_healthy()
+            && !self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `limit` for the queue to have room again. Backpressure:
+    /// a session whose statement would be refused for a full queue waits
+    /// here instead, so that under a burst the proxy slows to the writer's
+    /// pace rather than refusing. Polls (the writer takes events at
+    /// thousands a second); `false` if the queue is still full.
+    pub async fn wait_for_room(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.queue_full() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            crate::timer_thread::sleep(ROOM_POLL).await;
+        }
+        true
     }
 
     /// False while the writer's last batch failed (it keeps retrying).

@@ -67,8 +67,10 @@ pub struct Config {
 pub struct AuditConfig {
     /// The SQLite file (created if missing).
     pub path: PathBuf,
-    /// Events queued for the background writer before airlock refuses
-    /// statements (with `fail_closed`).
+    /// Events queued for the background writer before sessions wait for
+    /// it (backpressure: up to 5 s before each statement). Statements are
+    /// refused (with `fail_closed`) only once the queue's headroom, as
+    /// much again and at least 1,024 events, is used up too.
     #[serde(default = "default_audit_queue")]
     pub queue: usize,
     /// Refuse new statements while the audit log cannot record them.

@@ -119,6 +119,16 @@ impl MyAudit {
     /// A statement the guardrails and masking allowed is about to be
     /// forwarded. `Err` is the refusal when the log is failing and airlock
     /// fails closed.
+    /// See [`SessionAudit::queue_full`].
+    pub fn queue_full(&self) -> bool {
+        self.inner.queue_full()
+    }
+
+    /// See [`SessionAudit::wait_for_room`].
+    pub async fn wait_for_room(&self) {
+        self.inner.wait_for_room().await
+    }
+
     pub fn begin(
         &mut self,
         sql: &[u8],

@@ -439,6 +439,13 @@ impl Session<'_> {
 
     /// Handles one command; `false` ends the session.
     async fn command(&mut self, cmd: Packet) -> Result<bool, MyError> {
+        if let Some(a) = &self.audit {
+            if a.queue_full() {
+                // Backpressure: wait for the audit log to catch up rather
+                // than refuse the statement.
+                a.wait_for_room().await;
+            }
+        }
         let version = self.gates.version();
         if version != self.seen_version {
             self.rules_changed(version);

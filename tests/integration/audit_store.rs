@@ -288,14 +288,18 @@ fn fails_closed_when_queue_is_full() {
     let tx = blocker
         .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
         .expect("lock");
-    let results: Vec<_> = (0..20)
+    // A queue of 1 waits for room past one event (backpressure) and
+    // loses events past its headroom (1,024 more).
+    let results: Vec<_> = (0..1100)
         .map(|i| log.record(stmt(i, "agent", "select 1", AuditDecision::Allow)))
         .collect();
     assert!(
         results.contains(&Err(AuditUnavailable::QueueFull)),
-        "{results:?}"
+        "{:?}",
+        results.iter().filter(|r| r.is_err()).count()
     );
-    assert!(log.queue_depth() <= 1);
+    assert!(log.queue_full());
+    assert!(log.queue_depth() <= 1 + 1024);
     tx.rollback().expect("unlock");
     log.shutdown();
     let accepted = results.iter().filter(|r| r.is_ok()).count();

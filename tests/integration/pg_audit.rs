@@ -406,3 +406,51 @@ async fn a_statement_sent_with_terminate_is_still_recorded() {
     assert_eq!(v, "changed");
     env.stop().await;
 }
+
+/// A full audit queue slows sessions to the writer's pace instead of
+/// refusing their statements (backpressure; operator finding: `pgbench
+/// -c 4` on two cores was refused "audit log unavailable (queue full)").
+/// A queue of two fills at once under four concurrent sessions; every
+/// statement still runs, and every one is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_queue_slows_sessions_instead_of_refusing() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let db = audit_dir.path().join("audit.db");
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: format!("[audit]\npath = \"{}\"\nqueue = 2\n", db.display()),
+        ..Default::default()
+    })
+    .await;
+    const EACH: usize = 40;
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let c = env.agent().await;
+        tasks.push(tokio::spawn(async move {
+            let stmt = c.prepare("SELECT $1::int").await.unwrap();
+            for i in 0..EACH {
+                c.simple_query(&format!("SELECT {n}, {i}")).await.unwrap();
+                let v: i32 = c.query_one(&stmt, &[&(i as i32)]).await.unwrap().get(0);
+                assert_eq!(v, i as i32);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    env.stop().await; // drains the audit queue
+    let all = airlock::audit::query(&db, &airlock::audit::Filter::default()).unwrap();
+    let ran = all
+        .iter()
+        .filter(|r| {
+            r.event.kind == airlock::audit::EventKind::Statement
+                && r.event.decision == Some(airlock::audit::AuditDecision::Allow)
+        })
+        .count();
+    assert!(ran >= 4 * EACH * 2, "{ran} statements recorded");
+    assert!(
+        all.iter()
+            .all(|r| r.event.decision != Some(airlock::audit::AuditDecision::Block)),
+        "a statement was refused"
+    );
+}

@@ -39,6 +39,7 @@ impl<'a> ClientSide<'a> {
             cancel: None,
             memo: Memo::default(),
             refreshing: None,
+            awaiting_room: None,
             restricted: false,
             approved_once: Vec::new(),
             used_up: Vec::new(),
@@ -478,44 +479,31 @@ impl<'a> Side for ClientSide<'a> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
-        if self.masking.as_ref().is_some_and(|m| m.journal.full()) {
-            return Err(SessionError::Protocol(format!(
-                "more than {} Parse, Bind and Close messages sent without waiting for a Sync's answer; airlock follows that many at most while masking applies",
-                super::super::book_sync::MAX_ENTRIES
-            )));
-        }
         if matches!(
             frame[0],
-            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
-        ) {
-            if let Some(m) = &mut self.masking {
-                if m.fence.must_wait(&self.shared.fence) || m.ctx.catalog_stale() {
-                    // Planned, bound or run only once the session's own DDL
-                    // has been answered (see `ddl_fence`), and against a
-                    // fresh snapshot: the frame waits (see `resolve`).
-                    self.refreshing = Some(frame.into());
-                    return Ok(Verdict::Hold);
-                }
-            }
+            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::FUNCTION_CALL
+        ) && self.audit.is_some_and(|a| a.queue_full())
+        {
+            // The audit log cannot take a record now: wait for room
+            // (backpressure) rather than refuse (see `resolve`).
+            self.awaiting_room = Some(frame.into());
+            return Ok(Verdict::Hold);
         }
-        self.judge_frame(frame)
+        self.on_frame_with_room(frame)
     }
 
     async fn resolve(&mut self) -> Result<Verdict, SessionError> {
-        if let Some(frame) = self.refreshing.take() {
-            let shared = self.shared;
-            if let Some(m) = &mut self.masking {
-                m.fence.wait(&shared.fence).await;
+        if let Some(frame) = self.awaiting_room.take() {
+            if let Some(audit) = self.audit {
+                audit.wait_for_room().await;
             }
-            self.refresh_catalog().await?;
-            // Not held again for the catalog (a change made meanwhile is
-            // seen at the next statement), but maybe for approval.
-            return match self.judge_frame(&frame)? {
-                Verdict::Hold => self.resolve_held().await,
-                verdict => Ok(verdict),
-            };
+            match self.on_frame_with_room(&frame)? {
+                // Held again, for the catalog or for approval: below.
+                Verdict::Hold => {}
+                verdict => return Ok(verdict),
+            }
         }
-        self.resolve_held().await
+        self.resolve_refreshed().await
     }
 
     fn interrupt(
@@ -573,5 +561,50 @@ async fn sleep_until_or_forever(deadline: Option<Instant>) {
     match deadline {
         Some(d) => crate::timer_thread::sleep_until(d).await,
         None => std::future::pending::<()>().await,
+    }
+}
+
+impl ClientSide<'_> {
+    /// [`Side::on_frame`] once the audit log has room.
+    fn on_frame_with_room(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
+        if self.masking.as_ref().is_some_and(|m| m.journal.full()) {
+            return Err(SessionError::Protocol(format!(
+                "more than {} Parse, Bind and Close messages sent without waiting for a Sync's answer; airlock follows that many at most while masking applies",
+                super::super::book_sync::MAX_ENTRIES
+            )));
+        }
+        if matches!(
+            frame[0],
+            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
+        ) {
+            if let Some(m) = &mut self.masking {
+                if m.fence.must_wait(&self.shared.fence) || m.ctx.catalog_stale() {
+                    // Planned, bound or run only once the session's own DDL
+                    // has been answered (see `ddl_fence`), and against a
+                    // fresh snapshot: the frame waits (see `resolve`).
+                    self.refreshing = Some(frame.into());
+                    return Ok(Verdict::Hold);
+                }
+            }
+        }
+        self.judge_frame(frame)
+    }
+
+    /// [`Side::resolve`] of a frame held for the catalog or for approval.
+    async fn resolve_refreshed(&mut self) -> Result<Verdict, SessionError> {
+        if let Some(frame) = self.refreshing.take() {
+            let shared = self.shared;
+            if let Some(m) = &mut self.masking {
+                m.fence.wait(&shared.fence).await;
+            }
+            self.refresh_catalog().await?;
+            // Not held again for the catalog (a change made meanwhile is
+            // seen at the next statement), but maybe for approval.
+            return match self.judge_frame(&frame)? {
+                Verdict::Hold => self.resolve_held().await,
+                verdict => Ok(verdict),
+            };
+        }
+        self.resolve_held().await
     }
 }

@@ -213,6 +213,10 @@ pub struct ClientSide<'a> {
     /// reloaded (the target's catalog generation moved): judged against
     /// the fresh snapshot in [`Side::resolve`].
     refreshing: Option<Box<[u8]>>,
+    /// A Query, Parse, Bind, Execute or FunctionCall held while the audit
+    /// log's queue is full (backpressure, see
+    /// [`crate::audit::session::SessionAudit::wait_for_room`]).
+    awaiting_room: Option<Box<[u8]>>,
     /// The session's own DDL is in a transaction that has not ended (see
     /// [`super::ddl_fence`]): only transaction and session statements may
     /// run. Worked out for each Query, Parse, Bind and Execute.
