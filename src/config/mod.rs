@@ -134,6 +134,10 @@ pub struct Limits {
     pub max_client_connections: usize,
     #[serde(with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
+    /// How long a client has to log in (TLS, startup, authentication),
+    /// as Postgres's `authentication_timeout`.
+    #[serde(with = "humantime_serde_compat")]
+    pub login_timeout: Duration,
     /// Close a client that sends nothing for this long while no request is
     /// outstanding. "0s" disables it.
     #[serde(with = "humantime_serde_compat")]
@@ -150,6 +154,7 @@ impl Default for Limits {
         Limits {
             max_client_connections: 1000,
             connect_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
             max_message_size: ByteSize(airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE),

@@ -184,6 +184,11 @@ impl PacketConn {
         self.max
     }
 
+    /// Sets the largest packet accepted (see [`Self::new`]).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// The bytes read and not yet taken.
     pub fn buffer(&self) -> &[u8] {
         &self.rbuf

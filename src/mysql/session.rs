@@ -56,8 +56,11 @@ pub async fn run(
     );
     async move {
         let _ = tcp.set_nodelay(true);
+        // Small packets until the client has authenticated (a handshake
+        // response is a few hundred bytes): a client that has not logged
+        // in must not make airlock buffer max_message_size (DoS finding).
         let max = proxy.config().limits.max_message_size.0;
-        let mut client = PacketConn::new(tcp, max, Leg::Client);
+        let mut client = PacketConn::new(tcp, max.min(PRE_AUTH_MAX_PACKET), Leg::Client);
         let result = match permit {
             Some(_) => serve(&proxy, &mut client, peer, id).await,
             None => Err(MyError::refused(
@@ -80,14 +83,28 @@ pub async fn run(
     .await
 }
 
+/// Largest packet a client may send before it has authenticated.
+const PRE_AUTH_MAX_PACKET: usize = 64 * 1024;
+
 async fn serve(
     proxy: &Arc<Proxy>,
     client: &mut PacketConn,
     peer: SocketAddr,
     session_id: u64,
 ) -> Result<(), MyError> {
-    let mut hello = match authenticate(proxy, client, peer.ip()).await {
-        Ok(hello) => hello,
+    let login_timeout = proxy.config().limits.login_timeout;
+    let login = crate::timer_thread::timeout(login_timeout, authenticate(proxy, client, peer.ip()));
+    let mut hello = match login.await.unwrap_or_else(|_| {
+        Err(MyError::refused(
+            1043,
+            "08S01",
+            "airlock: login timed out (limits.login_timeout)",
+        ))
+    }) {
+        Ok(hello) => {
+            client.set_max(proxy.config().limits.max_message_size.0);
+            hello
+        }
         Err(e) => {
             if let Some(log) = &proxy.audit {
                 audit_hook::auth_failed(log, session_id, &e, &peer.to_string());

@@ -30,6 +30,8 @@ pub enum SessionError {
     ShuttingDown,
     #[error("terminating connection due to idle timeout (limits.idle_timeout)")]
     IdleTimeout,
+    #[error("canceling authentication due to timeout (limits.login_timeout)")]
+    LoginTimeout,
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,6 +48,7 @@ impl SessionError {
             SessionError::Upstream { code, .. } => code,
             SessionError::ShuttingDown => "57P01",
             SessionError::IdleTimeout => "57P05",
+            SessionError::LoginTimeout => "57014",
         }
     }
 }

@@ -64,10 +64,26 @@ pub async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
-        let opening = match open(tcp, proxy.client_tls.as_ref()).await {
-            Ok(o) => o,
-            Err(SessionError::ClientGone) => return,
-            Err(e) => {
+        // A connection over the limit gets a few seconds to say what it
+        // is (it is then refused), not the whole login time: idle sockets
+        // must not pile up file descriptors (DoS finding).
+        let opening_time = match permit {
+            Some(_) => proxy.config().limits.login_timeout,
+            None => OVER_LIMIT_WAIT,
+        };
+        let opening = match crate::timer_thread::timeout(
+            opening_time,
+            open(tcp, proxy.client_tls.as_ref()),
+        )
+        .await
+        {
+            Err(_) => {
+                tracing::info!("connection closed: nothing usable sent within limits.login_timeout");
+                return;
+            }
+            Ok(Ok(o)) => o,
+            Ok(Err(SessionError::ClientGone)) => return,
+            Ok(Err(e)) => {
                 tracing::info!(error = %e, "connection refused during opening");
                 return;
             }
@@ -78,8 +94,12 @@ pub async fn run(
                 forward_cancel(&proxy.cancels, pid, secret_key, timeout).await;
             }
             Opening::Startup { stream, message } => {
+                // Until the client has proved who it is, messages are
+                // small (SCRAM, a password, a JWT): a client that has not
+                // logged in must not make airlock buffer max_message_size
+                // (DoS finding). Raised once authenticated.
                 let max = proxy.config().limits.max_message_size.0;
-                let mut conn = Conn::new(stream, max);
+                let mut conn = Conn::new(stream, max.min(PRE_AUTH_MAX_MESSAGE));
                 let result = match permit {
                     Some(_) => serve(&proxy, &mut conn, message, id, peer).await,
                     None => Err(SessionError::TooManyConnections),
@@ -104,6 +124,12 @@ pub async fn run(
     .instrument(span)
     .await
 }
+
+/// Largest message a client may send before it has authenticated.
+const PRE_AUTH_MAX_MESSAGE: usize = 64 * 1024;
+/// How long a connection over `max_client_connections` may take to send
+/// its startup packet before it is closed without an answer.
+const OVER_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn send_fatal(stream: &mut Stream, e: &SessionError) {
     let mut out = BytesMut::new();
@@ -397,15 +423,22 @@ async fn admit_agent<'a>(
         mock_secret: &proxy.mock_secret,
         jwt: config.jwt.as_ref(),
     };
-    let authenticated = match authenticate(conn, &login).await {
-        Ok(a) => a,
-        Err(e) => {
-            if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
-                super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+    let authenticated =
+        match crate::timer_thread::timeout(config.limits.login_timeout, authenticate(conn, &login))
+            .await
+            .unwrap_or(Err(SessionError::LoginTimeout))
+        {
+            Ok(a) => {
+                conn.max_message = config.limits.max_message_size.0;
+                a
             }
-            return Err(e);
-        }
-    };
+            Err(e) => {
+                if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
+                    super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+                }
+                return Err(e);
+            }
+        };
     let jwt_identity;
     let identity = match authenticated {
         Authenticated::Secret => {

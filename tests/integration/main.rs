@@ -18,6 +18,7 @@ mod cli;
 mod config_examples;
 mod hot_reload;
 mod janitor_restart;
+mod login_limits;
 mod masking_unit;
 mod mysql_audit;
 mod mysql_catalog_changes;

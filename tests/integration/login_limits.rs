@@ -1,0 +1,111 @@
+//! What a client that has not logged in can make airlock hold (DoS red
+//! team): it has `limits.login_timeout` to log in, and its messages are
+//! capped at 64 KiB until it has, whatever `max_message_size` allows.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::mysql::MyEnv;
+use crate::common::*;
+
+/// Reads until the peer closes (or 10 s pass); returns what came and how
+/// long it took.
+async fn until_closed(tcp: &mut TcpStream) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return (got, start.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_clients_that_do_not_log_in_are_bounded() {
+    let mut env = Env::start_with(EnvOptions {
+        limits_toml: "login_timeout = \"1s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // Silent after connecting: closed at the login timeout.
+    let mut silent = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let (_, took) = until_closed(&mut silent).await;
+    assert!(took < Duration::from_secs(5), "open for {took:?}");
+
+    // Silent in the middle of SCRAM: told why, then closed.
+    let mut stalled = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let mut startup = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", AGENT), ("database", DB)],
+        &mut startup,
+    );
+    stalled.write_all(&startup).await.unwrap();
+    let (got, took) = until_closed(&mut stalled).await;
+    assert!(took < Duration::from_secs(5), "open for {took:?}");
+    assert!(
+        String::from_utf8_lossy(&got).contains("login_timeout"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // A 1 MiB message before authenticating: refused before it is read
+    // whole (max_message_size allows 64 MiB).
+    let mut big = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    big.write_all(&startup).await.unwrap();
+    let mut head = [0u8; 1];
+    big.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], b'R', "an authentication request");
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&(1024 * 1024 + 4u32).to_be_bytes());
+    let _ = big.write_all(&msg).await;
+    let (got, _) = until_closed(&mut big).await;
+    assert!(
+        String::from_utf8_lossy(&got).contains("08P01"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Logging in still works.
+    let c = env.agent().await;
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_clients_that_do_not_log_in_are_bounded() {
+    let mut env = MyEnv::start_limits(None, "login_timeout = \"1s\"\n").await;
+    // Silent after the greeting: closed at the login timeout.
+    let mut silent = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let (greeting, took) = until_closed(&mut silent).await;
+    assert!(took < Duration::from_secs(5), "open for {took:?}");
+    assert!(!greeting.is_empty());
+
+    // A 1 MiB packet as the handshake response: refused at once.
+    let mut big = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let mut head = [0u8; 4];
+    big.read_exact(&mut head).await.unwrap();
+    let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
+    let mut greeting = vec![0u8; len];
+    big.read_exact(&mut greeting).await.unwrap();
+    let size = 1024 * 1024u32;
+    let mut packet = size.to_le_bytes()[..3].to_vec();
+    packet.push(1);
+    let _ = big.write_all(&packet).await;
+    let (got, _) = until_closed(&mut big).await;
+    assert!(
+        String::from_utf8_lossy(&got).contains("exceeds the limit of 65536 bytes"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut c = env.agent().await;
+    use mysql_async::prelude::Queryable;
+    let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    drop(c);
+    env.stop().await;
+}
