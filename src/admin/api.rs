@@ -19,6 +19,10 @@ use crate::audit::Filter;
 
 /// Records `/api/audit` returns when no `limit` is given.
 const DEFAULT_AUDIT_LIMIT: usize = 500;
+/// Most records one `/api/audit` response holds, whatever `limit` asks
+/// (each is at most [`crate::audit::session::MAX_TEXT`] of statement):
+/// one request must not build a response of gigabytes (DoS finding).
+const MAX_AUDIT_LIMIT: usize = 5000;
 
 /// An error response.
 pub fn error(status: StatusCode, message: &str) -> Response {
@@ -95,7 +99,8 @@ impl AuditParams {
         let limit = match non_empty(self.limit) {
             Some(s) => s
                 .parse::<usize>()
-                .map_err(|_| format!("limit={s:?}: expected a number"))?,
+                .map_err(|_| format!("limit={s:?}: expected a number"))?
+                .min(MAX_AUDIT_LIMIT),
             None => DEFAULT_AUDIT_LIMIT,
         };
         Ok(Filter {

@@ -76,7 +76,7 @@ fn event(req: &HoldRequest) -> AuditEvent {
     e.protocol = req.protocol.into();
     e.target = req.target.as_str().into();
     e.database = Some(e.target.clone());
-    e.statement = Some(req.statement.as_str().into());
+    e.statement = Some(crate::audit::session::sql_text(req.statement.as_bytes()));
     e.rule = Some(req.rule.as_str().into());
     e
 }

@@ -65,12 +65,39 @@ pub struct StatementRecord {
 /// A statement's text as the audit log keeps it: its bytes as UTF-8, any
 /// invalid sequence replaced (the store holds text).
 pub fn sql_text(sql: &[u8]) -> Arc<str> {
+    if sql.len() > MAX_TEXT {
+        return long_text(sql);
+    }
     // The common case, valid UTF-8, through the faster check (the lossy
     // conversion walks the text chunk by chunk: about four times the cost).
     match std::str::from_utf8(sql) {
         Ok(text) => text.into(),
         Err(_) => String::from_utf8_lossy(sql).into(),
     }
+}
+
+/// Most bytes of a statement the audit log keeps. A longer text (up to
+/// `limits.max_message_size`, refused or not) keeps its first
+/// `MAX_TEXT` bytes, its length and its SHA-256: an agent must not fill
+/// the disk, the writer's queue or an operator's console poll with
+/// megabytes per record (DoS finding: 400 refused 8 MiB statements made a
+/// 3.4 GB log).
+pub const MAX_TEXT: usize = 64 * 1024;
+
+#[cold]
+fn long_text(sql: &[u8]) -> Arc<str> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(sql);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    let head = String::from_utf8_lossy(&sql[..MAX_TEXT]);
+    format!(
+        "{head}… [airlock: cut at {MAX_TEXT} of {} bytes; sha256 {hex}]",
+        sql.len()
+    )
+    .into()
 }
 
 /// The audit context of one session.

@@ -185,6 +185,11 @@ impl PlanCache {
     }
 
     pub fn put(&self, key: &KeyRef<'_>, plans: &Plans) {
+        // Bounded by entries, each keeping its text: long texts are
+        // planned every time (see the decision cache's limit).
+        if key.text.len() > crate::policy::cache::MAX_CACHED_TEXT {
+            return;
+        }
         let h = key.hash64();
         let Some(shard) = self.shard(h) else { return };
         shard

@@ -16,6 +16,11 @@ use super::{Dialect, Judgement, Request, Source};
 use crate::fasthash::hash64;
 
 const SHARDS: usize = 32;
+/// Texts longer than this are judged every time, not cached: the cache is
+/// bounded by entries, and each keeps its text (DoS finding: distinct
+/// 8 MiB statements, refused as too large, took 1.2 GB per hundred).
+/// Agents' statements are far shorter; a long one costs its parse anyway.
+pub const MAX_CACHED_TEXT: usize = 16 * 1024;
 
 /// Which text a cache key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +116,9 @@ impl DecisionCache {
         text: &[u8],
         judgement: &Judgement,
     ) {
+        if text.len() > MAX_CACHED_TEXT {
+            return;
+        }
         let h = key_hash(policy, req, ctx, kind, text);
         let Some(shard) = self.shard(h) else { return };
         let entry = Entry {

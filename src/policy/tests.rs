@@ -233,6 +233,16 @@ fn policy_cache_is_used() {
     // EXECUTE depends on the prepared set: never cached.
     judge(&e, "ro", "EXECUTE x", &ctx);
     assert_eq!(e.cached_decisions(), 1);
+    // Long texts are judged every time: the cache keeps each entry's text
+    // (DoS finding), allowed or refused.
+    let long = format!(
+        "SELECT 1 /* {} */",
+        "x".repeat(super::cache::MAX_CACHED_TEXT)
+    );
+    assert_eq!(rule(&judge(&e, "ro", &long, &ctx)).to_string(), "allow");
+    let huge = format!("SELECT 1 /* {} */", "x".repeat(2 * 1024 * 1024));
+    judge(&e, "ro", &huge, &ctx);
+    assert_eq!(e.cached_decisions(), 1);
 }
 
 #[test]
