@@ -467,6 +467,12 @@ impl Session<'_> {
         if version != self.seen_version {
             self.rules_changed(version);
         }
+        if self.masking_now_applies && classify_is_statement(&cmd.payload) {
+            // A reload made masking apply to this session, which started
+            // without it and cannot take it up: the session ends, so that
+            // a pool opens a new one (ER_CONNECTION_KILLED).
+            return Err(MyError::refused(1927, "70100", masking_now_applies()));
+        }
         let payload = &cmd.payload;
         match classify(payload) {
             Action::Quit => {
@@ -972,9 +978,8 @@ impl Session<'_> {
                 }
             }
             None => {
-                if masker.is_some_and(|m| m.is_active_for(&self.principal)) {
-                    self.masking_now_applies = true;
-                }
+                // (And no longer, when a later reload took the mask away.)
+                self.masking_now_applies = masker.is_some_and(|m| m.is_active_for(&self.principal));
             }
         }
     }
@@ -1431,6 +1436,13 @@ fn judge_packet(
 
 /// The refusal of every statement of a session that started without
 /// masking, once a reload made masking rules apply to its principal.
+/// Whether a command runs a statement (COM_QUERY, COM_STMT_PREPARE,
+/// COM_STMT_EXECUTE): what a session under [`masking_now_applies`] may
+/// not do any more. COM_QUIT, COM_PING and the like still work.
+fn classify_is_statement(payload: &[u8]) -> bool {
+    matches!(payload.first(), Some(0x03 | 0x16 | 0x17))
+}
+
 fn masking_now_applies() -> String {
     format!(
         "airlock: blocked by rule {}: the rules were reloaded and masking now applies to this identity; reconnect to have it applied",

@@ -32,6 +32,11 @@ pub enum SessionError {
     IdleTimeout,
     #[error("canceling authentication due to timeout (limits.login_timeout)")]
     LoginTimeout,
+    /// The session cannot go on as it is (a reload made masking apply to
+    /// it): ended with 57P01 (admin_shutdown), which pools take as a cue to
+    /// reconnect.
+    #[error("terminating connection: {0}")]
+    MustReconnect(&'static str),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,6 +54,7 @@ impl SessionError {
             SessionError::ShuttingDown => "57P01",
             SessionError::IdleTimeout => "57P05",
             SessionError::LoginTimeout => "57014",
+            SessionError::MustReconnect(_) => "57P01",
         }
     }
 }

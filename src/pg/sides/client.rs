@@ -159,6 +159,18 @@ impl<'a> ClientSide<'a> {
             if version != self.seen_version {
                 self.rules_changed(version, after_sync);
             }
+            if self.masking_now_applies
+                && after_sync
+                && self.shared.is_idle()
+                && matches!(tag, fe::QUERY | fe::PARSE)
+            {
+                // A reload made masking apply to this session, which
+                // started without it and cannot take it up. Between
+                // transactions the session ends (57P01), so that a pool
+                // opens a new one; inside one, statements are refused
+                // until it ends.
+                return Err(SessionError::MustReconnect(MASKING_NOW_APPLIES));
+            }
         }
         if matches!(
             tag,

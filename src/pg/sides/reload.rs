@@ -25,13 +25,11 @@ impl<'a> ClientSide<'a> {
         }
         if self.masking.is_none() {
             let principal = self.principal;
-            if self
+            // (And no longer, when a later reload took the mask away.)
+            self.masking_now_applies = self
                 .gates
                 .masker()
-                .is_some_and(|m| m.is_active_for(principal))
-            {
-                self.masking_now_applies = true;
-            }
+                .is_some_and(|m| m.is_active_for(principal));
             // The server keeps them: their names may not run again.
             let stale = std::mem::take(&mut self.context.prepared);
             self.used_up
