@@ -79,6 +79,8 @@ enum Command {
     Log(LogArgs),
     /// Print one session's statements and decisions in order.
     Replay {
+        /// The session's number, as `airlock log` shows it (`s42` or `42`).
+        #[arg(value_parser = parse_session)]
         session: u64,
         #[command(flatten)]
         store: AuditStore,
@@ -204,11 +206,12 @@ struct LogArgs {
     /// Only records this recent, e.g. "1h", "30m", "2d".
     #[arg(long)]
     since: Option<String>,
-    #[arg(long)]
+    /// One session, as the table shows it (`s42` or `42`).
+    #[arg(long, value_parser = parse_session)]
     session: Option<u64>,
     #[arg(long)]
     rule: Option<String>,
-    /// The most recent N records.
+    /// The most recent N records (the table: 1000 unless given).
     #[arg(long)]
     limit: Option<usize>,
     /// JSON lines instead of a table.
@@ -227,6 +230,12 @@ fn log(a: LogArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // A table is for a person at a terminal: the most recent records,
+    // not the whole log, unless asked. JSON lines are for programs.
+    let limit = match (a.limit, a.json) {
+        (None, false) => Some(TABLE_LIMIT),
+        (limit, _) => limit,
+    };
     let filter = airlock::audit::Filter {
         blocked: a.blocked,
         identity: a.identity,
@@ -234,9 +243,24 @@ fn log(a: LogArgs) -> anyhow::Result<()> {
         since,
         session: a.session,
         rule: a.rule,
-        limit: a.limit,
+        limit,
     };
-    airlock::audit::cli_log(&a.store.path()?, filter, a.json)
+    let shown = airlock::audit::cli_log(&a.store.path()?, filter, a.json)?;
+    if a.limit.is_none() && !a.json && shown == TABLE_LIMIT {
+        eprintln!("(the most recent {TABLE_LIMIT} records; --limit N for more, --json for all)");
+    }
+    Ok(())
+}
+
+/// Records `airlock log` prints as a table when no `--limit` is given.
+const TABLE_LIMIT: usize = 1000;
+
+/// A session number as the audit table shows it (`s42`) or bare (`42`).
+fn parse_session(s: &str) -> Result<u64, String> {
+    s.strip_prefix('s')
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a session number, e.g. s42 or 42"))
 }
 
 /// Where a running airlock's admin API is; the token comes from

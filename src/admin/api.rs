@@ -20,9 +20,13 @@ use crate::audit::Filter;
 /// Records `/api/audit` returns when no `limit` is given.
 const DEFAULT_AUDIT_LIMIT: usize = 500;
 /// Most records one `/api/audit` response holds, whatever `limit` asks
-/// (each is at most [`crate::audit::session::MAX_TEXT`] of statement):
+/// (each with at most `API_STATEMENT` bytes of statement):
 /// one request must not build a response of gigabytes (DoS finding).
-const MAX_AUDIT_LIMIT: usize = 5000;
+const MAX_AUDIT_LIMIT: usize = 1000;
+/// Bytes of each statement an `/api/audit` response holds: enough for a
+/// reviewer's screen; `airlock log --json` and the JSON lines have the
+/// whole stored text.
+const API_STATEMENT: usize = 8 * 1024;
 
 /// An error response.
 pub fn error(status: StatusCode, message: &str) -> Response {
@@ -130,7 +134,26 @@ pub async fn audit(State(st): State<AdminState>, Query(params): Query<AuditParam
     };
     let result = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter)).await;
     match result {
-        Ok(Ok(records)) => {
+        Ok(Ok(mut records)) => {
+            for r in &mut records {
+                if let Some(s) = r
+                    .event
+                    .statement
+                    .as_deref()
+                    .filter(|s| s.len() > API_STATEMENT)
+                {
+                    let mut at = API_STATEMENT;
+                    while !s.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    let cut = format!(
+                        "{}… [{} bytes in the log: airlock log --json]",
+                        &s[..at],
+                        s.len()
+                    );
+                    r.event.statement = Some(cut.into());
+                }
+            }
             let body: Vec<String> = records
                 .iter()
                 .map(crate::audit::format::record_json)

@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 
-use super::AuditRecord;
+use super::{AuditDecision, AuditRecord, EventKind};
 
 /// Longest statement / fingerprint shown in a table row, in characters.
 const TABLE_SQL: usize = 100;
+/// Characters of a reason shown under a record in the table.
+const TABLE_REASON: usize = 200;
 
 /// Unix milliseconds as RFC 3339 UTC, e.g. `2024-05-01T12:00:00.123Z`.
 pub fn rfc3339(ms: i64) -> String {
@@ -37,10 +39,19 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// One line per record: time, session, identity/model, kind or decision,
-/// rule, fingerprint (or statement) truncated.
+/// A header, then one line per record: time, session, identity/model,
+/// kind or decision, rule, fingerprint (or statement) truncated; under a
+/// refusal (or a held statement, a failed login) a second line with the
+/// reason, so that the table says why without `--json`.
 pub fn format_table(records: &[AuditRecord]) -> String {
     let mut out = String::new();
+    if !records.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:>6} {:<24} {:<7} {:<24} {:<11} {:<24} statement",
+            "seq", "time", "session", "identity/model", "decision", "rule"
+        );
+    }
     for r in records {
         let e = &r.event;
         let who = match e.model.as_deref().or(e.declared_model.as_deref()) {
@@ -70,6 +81,19 @@ pub fn format_table(records: &[AuditRecord]) -> String {
             printable(e.rule.as_deref().unwrap_or("-")),
             truncate(&printable(&sql.replace(['\n', '\r', '\t'], " ")), TABLE_SQL)
         );
+        let explained = matches!(
+            e.decision,
+            Some(AuditDecision::Block | AuditDecision::WouldBlock | AuditDecision::Approval)
+        ) || e.kind == EventKind::AuthFailed;
+        if let Some(reason) = e.reason.as_deref().filter(|_| explained) {
+            let reason = reason.replace(['\n', '\r', '\t'], " ");
+            let _ = writeln!(
+                out,
+                "{:>6} why: {}",
+                "",
+                truncate(&printable(&reason), TABLE_REASON)
+            );
+        }
     }
     out
 }

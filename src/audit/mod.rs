@@ -54,8 +54,9 @@ pub enum AuditUnavailable {
     ShutDown,
 }
 
-/// `airlock log`: prints matching records as a table or JSON lines.
-pub fn cli_log(path: &Path, filter: Filter, json: bool) -> anyhow::Result<()> {
+/// `airlock log`: prints matching records as a table or JSON lines;
+/// returns how many.
+pub fn cli_log(path: &Path, filter: Filter, json: bool) -> anyhow::Result<usize> {
     let records = query(path, &filter)?;
     let out = if json {
         format_json(&records)
@@ -63,7 +64,7 @@ pub fn cli_log(path: &Path, filter: Filter, json: bool) -> anyhow::Result<()> {
         format_table(&records)
     };
     print!("{out}");
-    Ok(())
+    Ok(records.len())
 }
 
 /// `airlock audit verify`: checks the hash chain; an error naming the

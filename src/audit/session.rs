@@ -76,28 +76,56 @@ pub fn sql_text(sql: &[u8]) -> Arc<str> {
     }
 }
 
-/// Most bytes of a statement the audit log keeps. A longer text (up to
-/// `limits.max_message_size`, refused or not) keeps its first
-/// `MAX_TEXT` bytes, its length and its SHA-256: an agent must not fill
-/// the disk, the writer's queue or an operator's console poll with
-/// megabytes per record (DoS finding: 400 refused 8 MiB statements made a
-/// 3.4 GB log).
+/// Most bytes of a statement the audit log keeps whole. A longer text
+/// (up to `limits.max_message_size`, refused or not) keeps its first 32
+/// KiB and last 16 KiB, its length, its SHA-256, and its fingerprint
+/// (comments dropped, literals as `?`, whitespace collapsed) up to 16
+/// KiB: an agent must not fill the disk, the writer's queue or an
+/// operator's console poll with megabytes per record (DoS finding: 400
+/// refused 8 MiB statements made a 3.4 GB log), nor hide what a statement
+/// did behind padding (review finding: a 64 KiB comment before an UPDATE
+/// left only the comment in the log).
 pub const MAX_TEXT: usize = 64 * 1024;
+const LONG_HEAD: usize = 32 * 1024;
+const LONG_TAIL: usize = 16 * 1024;
+const LONG_FINGERPRINT: usize = 16 * 1024;
 
 #[cold]
 fn long_text(sql: &[u8]) -> Arc<str> {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(sql);
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    let head = String::from_utf8_lossy(&sql[..MAX_TEXT]);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let text = String::from_utf8_lossy(sql);
+    let head = cut_chars(&text, LONG_HEAD, false);
+    let tail = cut_chars(&text, LONG_TAIL, true);
+    let fp = super::fingerprint::fingerprint(&text);
+    let fp = cut_chars(&fp, LONG_FINGERPRINT, false);
     format!(
-        "{head}… [airlock: cut at {MAX_TEXT} of {} bytes; sha256 {hex}]",
+        "{head} … {tail} [airlock: {} bytes, shown are the first {LONG_HEAD} and the last {LONG_TAIL}; sha256 {hex}; fingerprint: {fp}]",
         sql.len()
     )
     .into()
+}
+
+/// At most `max` bytes of `s`, from its start or (`from_end`) its end,
+/// cut at a character boundary.
+fn cut_chars(s: &str, max: usize, from_end: bool) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    if from_end {
+        let mut at = s.len() - max;
+        while !s.is_char_boundary(at) {
+            at += 1;
+        }
+        &s[at..]
+    } else {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        &s[..at]
+    }
 }
 
 /// The audit context of one session.
@@ -139,6 +167,12 @@ impl SessionAudit {
 
     pub fn disconnect(&self) {
         let _ = self.log.record(self.event(EventKind::Disconnect));
+    }
+
+    /// A slot for the record of a statement forwarded now (see
+    /// [`super::writer::Reservation`]).
+    pub fn reserve(&self) -> super::writer::Reservation {
+        self.log.reserve()
     }
 
     /// Whether the next statement should first wait for room in the log's

@@ -43,6 +43,11 @@ struct Shared {
     healthy: AtomicBool,
     stopping: AtomicBool,
     depth: AtomicUsize,
+    /// Statements forwarded whose record is still to come (each is
+    /// recorded when it has run): counted with `depth`, so that a
+    /// pipeline admitted behind a slow statement cannot overrun the
+    /// channel when its records arrive ([`Reservation`]).
+    reserved: AtomicUsize,
     /// The configured queue size (`audit.queue`): past it, sessions wait
     /// for room before their next statement (backpressure).
     capacity: usize,
@@ -52,6 +57,31 @@ struct Shared {
     /// (each is recorded when it has run) and of sessions that waited
     /// while others filled the room again.
     hard_capacity: usize,
+}
+
+impl Shared {
+    /// Events queued plus records reserved.
+    fn load(&self) -> usize {
+        self.depth.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire)
+    }
+}
+
+/// A slot kept in the audit queue for a statement's record (see
+/// [`AuditLog::reserve`]); freed when dropped.
+pub struct Reservation {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reservation")
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A running audit log. Share it between sessions behind an `Arc`.
@@ -96,6 +126,7 @@ impl AuditLog {
             healthy: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             depth: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             capacity,
             hard_capacity,
         });
@@ -149,7 +180,7 @@ impl AuditLog {
         if self.shared.stopping.load(Ordering::Acquire) {
             return Err(AuditUnavailable::ShutDown);
         }
-        if self.shared.depth.load(Ordering::Acquire) >= self.shared.hard_capacity {
+        if self.shared.load() >= self.shared.hard_capacity {
             return Err(AuditUnavailable::QueueFull);
         }
         Ok(())
@@ -159,7 +190,7 @@ impl AuditLog {
     /// have room again as soon as the writer catches up (see
     /// [`AuditLog::wait_for_room`]).
     pub fn queue_full(&self) -> bool {
-        self.shared.depth.load(Ordering::Acquire) >= self.shared.capacity
+        self.shared.load() >= self.shared.capacity
             && self.is_healthy()
             && !self.shared.stopping.load(Ordering::Acquire)
     }
@@ -178,6 +209,16 @@ impl AuditLog {
             crate::timer_thread::sleep(ROOM_POLL).await;
         }
         true
+    }
+
+    /// Keeps a slot for the record of a statement forwarded now, until the
+    /// [`Reservation`] is dropped (after its record was queued, or when it
+    /// will never be made).
+    pub fn reserve(&self) -> Reservation {
+        self.shared.reserved.fetch_add(1, Ordering::AcqRel);
+        Reservation {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// False while the writer's last batch failed (it keeps retrying).

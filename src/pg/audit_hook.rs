@@ -94,12 +94,16 @@ pub struct Run {
     pub judged: Arc<Judged>,
     /// When it was forwarded.
     pub start: Instant,
+    /// Its record's slot in the audit queue, held until the record is
+    /// made (or never will be).
+    _slot: crate::audit::writer::Reservation,
 }
 
 impl Run {
     /// An execution forwarded now.
-    pub fn now(judged: &Arc<Judged>) -> Arc<Run> {
+    pub fn now(judged: &Arc<Judged>, audit: &SessionAudit) -> Arc<Run> {
         Arc::new(Run {
+            _slot: audit.reserve(),
             judged: Arc::clone(judged),
             start: Instant::now(),
         })

@@ -904,15 +904,32 @@ impl PlanBook {
         }
     }
 
-    /// A Describe of portal `name` goes upstream: the id of the Bind it
-    /// describes (0: not one the book knows).
-    pub fn describe_portal(&mut self, name: &[u8]) -> u64 {
-        match self.portals.get_mut(name) {
-            Some(b) => {
-                b.described = true;
-                b.id
+    /// A Describe of portal `name` goes upstream: its expectation, with
+    /// the ids of the Bind it describes and of the Parse its statement
+    /// came from (0: not one the book knows). The statement counts as
+    /// described too, while it still holds that Parse: every portal bound
+    /// from it returns the same columns.
+    pub fn describe_portal(&mut self, name: &[u8]) -> Expect<StatementPlan> {
+        let Some(b) = self.portals.get_mut(name) else {
+            return Expect::DescribePortal {
+                bind: 0,
+                parse: 0,
+                statement: None,
+            };
+        };
+        b.described = true;
+        let parse = b.prepared.id;
+        let same_parse = match self.statements.get_mut(&b.statement) {
+            Some(p) if p.id == parse && parse != 0 => {
+                p.described = true;
+                true
             }
-            None => 0,
+            _ => false,
+        };
+        Expect::DescribePortal {
+            bind: b.id,
+            parse: if same_parse { parse } else { 0 },
+            statement: same_parse.then(|| Arc::clone(&b.statement)),
         }
     }
 

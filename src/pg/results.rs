@@ -64,9 +64,15 @@ pub enum Expect<P> {
         parse: u64,
     },
     /// Describe of a portal: remember its RowDescription for Executes of
-    /// the portal made by Bind `bind`.
+    /// the portal made by Bind `bind`, and as the description of statement
+    /// `statement` as made by Parse `parse` (0: not known), whose every
+    /// portal returns the same columns: a driver that described one
+    /// portal of a statement executes later ones without a Describe
+    /// (pgjdbc, once it prepares a statement on the server).
     DescribePortal {
         bind: u64,
+        parse: u64,
+        statement: Option<Arc<[u8]>>,
     },
     /// Execute of a portal bound from `statement`, with Bind's result
     /// formats and the Parse and Bind it came from.
@@ -325,16 +331,28 @@ impl<P> Tracker<P> {
                     }
                 }
                 Some(Expect::DescribePortal { .. }) => {
-                    if let Some(Expect::DescribePortal { bind }) = q.pop_front() {
+                    if let Some(Expect::DescribePortal {
+                        bind,
+                        parse,
+                        statement,
+                    }) = q.pop_front()
+                    {
                         if self.plans && bind != 0 {
                             // Drivers describe the same rows again and
-                            // again: share the copy that is there.
-                            let description = self
-                                .portals_described
-                                .iter()
-                                .rev()
-                                .find(|(_, d)| d.as_slice() == body)
-                                .map_or_else(|| Arc::new(body.to_vec()), |(_, d)| Arc::clone(d));
+                            // again: share the last copy when it is that.
+                            let description = match self.portals_described.back() {
+                                Some((_, d)) if d.as_slice() == body => Arc::clone(d),
+                                _ => Arc::new(body.to_vec()),
+                            };
+                            if let Some(name) = statement.filter(|_| parse != 0) {
+                                let known = self.described.get(&name).is_some_and(|(p, d)| {
+                                    *p == parse && Arc::ptr_eq(d, &description)
+                                });
+                                if !known {
+                                    self.described
+                                        .insert(&name, (parse, Arc::clone(&description)));
+                                }
+                            }
                             if self.portals_described.len() >= PORTALS_DESCRIBED {
                                 self.portals_described.pop_front();
                             }
@@ -477,11 +495,16 @@ impl<P> Tracker<P> {
     /// client described neither.
     fn description_of(&self, statement: &[u8], origin: Origin) -> Option<Arc<Vec<u8>>> {
         if origin.bind != 0 {
-            if let Some((_, d)) = self
-                .portals_described
-                .iter()
-                .find(|(b, _)| *b == origin.bind)
-            {
+            // The portal described last, as drivers do, else an earlier one.
+            let found = match self.portals_described.back() {
+                Some((b, d)) if *b == origin.bind => Some(d),
+                _ => self
+                    .portals_described
+                    .iter()
+                    .find(|(b, _)| *b == origin.bind)
+                    .map(|(_, d)| d),
+            };
+            if let Some(d) = found {
                 return Some(Arc::clone(d));
             }
         }
@@ -756,7 +779,11 @@ mod tests {
         };
         q.push(Expect::Completion);
         q.push(Expect::Completion);
-        q.push(Expect::DescribePortal { bind: 0 });
+        q.push(Expect::DescribePortal {
+            bind: 0,
+            parse: 0,
+            statement: None,
+        });
         t.on_message(&q, b'1', b"").unwrap();
         t.on_message(&q, b'E', b"SERROR\0C22012\0\0").unwrap();
         assert!(q.lock().is_empty());

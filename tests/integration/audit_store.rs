@@ -510,15 +510,29 @@ fn long_statements_keep_their_head_length_and_digest() {
     long.push(b'\'');
     let kept = audit::session::sql_text(&long);
     assert!(
-        kept.len() < audit::session::MAX_TEXT + 200,
+        kept.len() < audit::session::MAX_TEXT + 300,
         "{}",
         kept.len()
     );
     assert!(kept.starts_with("SELECT 'xxx"));
     assert!(
-        kept.contains(&format!("of {} bytes; sha256 ", long.len())),
+        kept.contains(&format!("[airlock: {} bytes, shown are", long.len())),
         "{}",
-        &kept[kept.len() - 120..]
+        &kept[kept.len() - 300..]
+    );
+    assert!(kept.contains("sha256 "));
+    // Padding does not hide what the statement does (review finding): a
+    // long comment before it, or between its parts.
+    let padded = format!(
+        "UPDATE orders SET status = 'refunded' /*{}*/ WHERE id > 0 /*{}*/",
+        "a".repeat(70_000),
+        "b".repeat(70_000)
+    );
+    let kept = audit::session::sql_text(padded.as_bytes());
+    assert!(
+        kept.contains("fingerprint: update orders set status = ? where id > ?"),
+        "{}",
+        &kept[kept.len() - 300..]
     );
     // A cut inside a multi-byte character does not panic.
     let wide = "é".repeat(audit::session::MAX_TEXT);

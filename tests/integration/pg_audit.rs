@@ -180,6 +180,25 @@ async fn decisions_are_recorded_and_chained() {
     );
     assert!(text.contains("builtin.startup-option"), "{text}");
     assert!(!text.contains("SELECT 1"), "{text}");
+    // Why, without --json (operator finding): a reason line under each
+    // refusal, and a header.
+    assert!(text.starts_with("   seq time"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("why: ") && l.contains("search_path")),
+        "{text}"
+    );
+    // Sessions as the table shows them.
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["log", "--session", "s1", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The chain verifies, and an edit is caught.
     let verify = |db: &std::path::Path| {
@@ -453,4 +472,62 @@ async fn a_full_audit_queue_slows_sessions_instead_of_refusing() {
             .all(|r| r.event.decision != Some(airlock::audit::AuditDecision::Block)),
         "a statement was refused"
     );
+}
+
+/// A pipeline admitted behind a slow statement, while the writer is
+/// stalled, is not run with its records lost: each forwarded statement
+/// keeps a slot for its record, and the rest wait (review and DoS
+/// findings: 2,000 of 3,001 pipelined statements ran unrecorded with
+/// `fail_closed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_behind_a_stalled_writer_keeps_every_record() {
+    use crate::common::raw::{encode_all, RawClient};
+    let audit_dir = tempfile::tempdir().unwrap();
+    let db = audit_dir.path().join("audit.db");
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: format!("[audit]\npath = \"{}\"\nqueue = 10\n", db.display()),
+        ..Default::default()
+    })
+    .await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&encode_all(&[r#"{"Query": "SELECT 0"}"#])).await;
+    raw.until_ready(1).await;
+    // Stall the writer for two seconds: another connection holds the
+    // database's write lock.
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let path = db.clone();
+    let stall = std::thread::spawn(move || {
+        let mut c = rusqlite::Connection::open(path).unwrap();
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        tx.rollback().unwrap();
+    });
+    locked.recv().unwrap();
+    const N: usize = 1500;
+    let queries: Vec<String> = (1..=N)
+        .map(|i| format!(r#"{{"Query": "SELECT {i} AS n"}}"#))
+        .collect();
+    let lines: Vec<&str> = queries.iter().map(String::as_str).collect();
+    raw.send(&encode_all(&lines)).await;
+    let frames = raw.until_ready(N).await;
+    stall.join().unwrap();
+    let errors: Vec<_> = frames.iter().filter(|f| f.tag() == b'E').collect();
+    assert!(
+        errors.is_empty(),
+        "{} refused: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    drop(raw);
+    env.stop().await; // drains the audit queue
+    let all = airlock::audit::query(&db, &airlock::audit::Filter::default()).unwrap();
+    let recorded = all
+        .iter()
+        .filter(|r| r.event.kind == airlock::audit::EventKind::Statement)
+        .count();
+    assert!(recorded > N, "{recorded} of {} statements recorded", N + 1);
 }

@@ -513,6 +513,23 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
     .await;
     refused(&raw.until_ready(1).await, "an earlier portal's description");
 
+    // A statement described through one of its portals, bound again and
+    // executed without a Describe: pgjdbc does this once it has prepared
+    // a statement on the server (client-compatibility finding: its sixth
+    // execution was refused). Rows come, redacted.
+    let jdbc = parse("S_1", sql);
+    raw.send(&encode_all(&[&jdbc, &bind("", "S_1"), &d, execute, sync]))
+        .await;
+    let frames = raw.until_ready(1).await;
+    assert!(frames.iter().all(|f| f.tag() != b'E'), "{frames:?}");
+    for _ in 0..2 {
+        raw.send(&encode_all(&[&bind("", "S_1"), execute, sync]))
+            .await;
+        let frames = raw.until_ready(1).await;
+        assert!(frames.iter().any(|f| f.tag() == b'D'), "{frames:?}");
+        assert!(frames.iter().all(|f| f.tag() != b'E'), "{frames:?}");
+    }
+
     // A described statement bound later: rows come, redacted.
     raw.send(&encode_all(&[&describe("S", "s1"), sync])).await;
     raw.until_ready(1).await;

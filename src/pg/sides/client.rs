@@ -111,11 +111,11 @@ impl<'a> ClientSide<'a> {
 
     /// An audit expectation for a Parse or Bind of `judged`.
     pub(super) fn follow_step(&self, judged: Option<&Arc<Judged>>) {
-        self.follow(|| match judged {
-            Some(j) => Expect::Step {
-                plan: Some(Run::now(j)),
+        self.follow(|| match (judged, self.audit) {
+            (Some(j), Some(audit)) => Expect::Step {
+                plan: Some(Run::now(j, audit)),
             },
-            None => Expect::Completion,
+            _ => Expect::Completion,
         });
     }
 
@@ -161,14 +161,20 @@ impl<'a> ClientSide<'a> {
             }
             if self.masking_now_applies
                 && after_sync
-                && self.shared.is_idle()
+                && self
+                    .shared
+                    .pending
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    == 0
                 && matches!(tag, fe::QUERY | fe::PARSE)
             {
                 // A reload made masking apply to this session, which
-                // started without it and cannot take it up. Between
-                // transactions the session ends (57P01), so that a pool
-                // opens a new one; inside one, statements are refused
-                // until it ends.
+                // started without it and cannot take it up: at its next
+                // request with nothing in flight it ends (57P01, as when
+                // an administrator terminates a backend; an open
+                // transaction is rolled back), so that a pool opens a new
+                // one. Refusing its statements instead left a session
+                // caught inside a transaction unable to leave it.
                 return Err(SessionError::MustReconnect(MASKING_NOW_APPLIES));
             }
         }
@@ -364,7 +370,10 @@ impl<'a> ClientSide<'a> {
                         }
                     }
                     self.follow(|| Expect::Execute {
-                        plan: judged.as_ref().map(Run::now),
+                        plan: judged
+                            .as_ref()
+                            .zip(self.audit)
+                            .map(|(j, audit)| Run::now(j, audit)),
                         statement: Arc::clone(&self.no_statement),
                         formats: Arc::clone(&self.no_formats),
                         origin: Origin::default(),
@@ -426,12 +435,15 @@ impl<'a> ClientSide<'a> {
                         });
                     }
                     Target::Portal(name) => {
-                        let bind = match &mut self.masking {
-                            Some(m) => m.book.describe_portal(name),
-                            None => 0,
-                        };
-                        self.expect(Expect::DescribePortal { bind });
-                        self.follow(|| Expect::DescribePortal { bind: 0 });
+                        if let Some(m) = &mut self.masking {
+                            let e = m.book.describe_portal(name);
+                            self.expect(e);
+                        }
+                        self.follow(|| Expect::DescribePortal {
+                            bind: 0,
+                            parse: 0,
+                            statement: None,
+                        });
                     }
                 }
                 Ok(Verdict::Pass)
@@ -491,13 +503,19 @@ impl<'a> Side for ClientSide<'a> {
     }
 
     fn on_frame(&mut self, frame: &[u8]) -> Result<Verdict, SessionError> {
-        if matches!(
-            frame[0],
-            fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::FUNCTION_CALL
-        ) && self.audit.is_some_and(|a| a.queue_full())
+        if self.after_sync
+            && matches!(
+                frame[0],
+                fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::FUNCTION_CALL
+            )
+            && self.audit.is_some_and(|a| a.queue_full())
         {
             // The audit log cannot take a record now: wait for room
-            // (backpressure) rather than refuse (see `resolve`).
+            // (backpressure) rather than refuse (see `resolve`). Only at
+            // the start of a request: inside an extended-protocol batch
+            // the server holds back the replies that would free room
+            // until the batch's Sync, so waiting there would wait for
+            // nothing.
             self.awaiting_room = Some(frame.into());
             return Ok(Verdict::Hold);
         }

@@ -323,7 +323,11 @@ impl<'a> ClientSide<'a> {
                     }
                 }
                 self.follow(|| Expect::Simple {
-                    plans: judged.map(|j| Some(Run::now(&j))).into_iter().collect(),
+                    plans: judged
+                        .zip(self.audit)
+                        .map(|(j, audit)| Some(Run::now(&j, audit)))
+                        .into_iter()
+                        .collect(),
                 });
                 Verdict::Pass
             }
