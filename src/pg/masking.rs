@@ -960,6 +960,12 @@ impl PlanBook {
         self.statements.remove(name);
     }
 
+    /// `DEALLOCATE ALL` / `DISCARD ALL`: no statement the book knows is
+    /// left on the server.
+    pub fn closed_all_statements(&mut self) {
+        self.statements = Named::default();
+    }
+
     pub fn closed_portal(&mut self, name: &[u8]) {
         self.portals.remove(name);
     }

@@ -530,6 +530,48 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
         assert!(frames.iter().all(|f| f.tag() != b'E'), "{frames:?}");
     }
 
+    // A portal's name taken over by a SQL cursor, and a statement's name
+    // by SQL PREPARE: the description and plan airlock had of the name
+    // are not those of what it now means (second review finding: both
+    // read the view in clear).
+    let literals = parse(
+        "s9",
+        "SELECT 'x'::text AS a, 'y'::text AS b, 'z'::text AS c",
+    );
+    raw.send(&encode_all(&[
+        &literals,
+        &bind("c", "s9"),
+        &describe("P", "c"),
+        sync,
+    ]))
+    .await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[&format!(
+        r#"{{"Query": "DECLARE c CURSOR WITH HOLD FOR {sql}"}}"#
+    )]))
+    .await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[r#"{"Execute": {"portal": "c"}}"#, sync]))
+        .await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[r#"{"Query": "CLOSE c"}"#])).await;
+    raw.until_ready(1).await;
+    raw.send(&encode_all(&[&describe("S", "s9"), sync])).await;
+    raw.until_ready(1).await;
+    for q in ["DEALLOCATE s9", &format!("PREPARE s9 AS {sql}")] {
+        raw.send(&encode_all(&[&format!(r#"{{"Query": "{q}"}}"#)]))
+            .await;
+        raw.until_ready(1).await;
+    }
+    raw.send(&encode_all(&[
+        &bind("p", "s9"),
+        r#"{"Execute": {"portal": "p"}}"#,
+        sync,
+    ]))
+    .await;
+    raw.until_ready(1).await;
+    assert_clean(&raw.received, "names taken over by SQL");
+
     // A described statement bound later: rows come, redacted.
     raw.send(&encode_all(&[&describe("S", "s1"), sync])).await;
     raw.until_ready(1).await;

@@ -396,6 +396,26 @@ impl<'a> ClientSide<'a> {
             self.cursors
                 .get_or_insert_with(Default::default)
                 .declared(name, *hold);
+            // Portals and cursors share one namespace on the server: the
+            // cursor is what the name now means, not a protocol portal
+            // airlock vetted, planned and saw described under it (review
+            // finding: Execute of the name read the cursor's rows under
+            // the portal's description and plan, in clear).
+            self.portals.remove(name.as_bytes());
+        }
+        if let Some(m) = &mut self.masking {
+            // Likewise for SQL PREPARE and DEALLOCATE of a protocol
+            // statement's name: the book's plan and description of it are
+            // not the new statement's.
+            for (name, _) in &e.declared {
+                m.book.closed_portal(name.as_bytes());
+            }
+            if e.deallocate_all {
+                m.book.closed_all_statements();
+            }
+            for name in e.deallocated.iter().chain(&e.prepared) {
+                m.book.closed_statement(name.as_bytes());
+            }
         }
         if let Some(m) = &mut self.masking {
             m.reprepare(e, source);
