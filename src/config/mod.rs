@@ -147,6 +147,29 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// Largest protocol message accepted in either direction.
     pub max_message_size: ByteSize,
+    /// Most prepared statements one client session may hold at once
+    /// (Postgres named statements and SQL PREPARE; MySQL statement ids).
+    /// airlock keeps each one's text and judgement, and MySQL's
+    /// `max_prepared_stmt_count` is shared by every session of the server.
+    /// 0 = no limit.
+    pub max_prepared_statements: usize,
+}
+
+/// The rule id refusals at `limits.max_prepared_statements` name.
+pub const PREPARED_LIMIT_RULE: &str = "limits.max_prepared_statements";
+
+impl Limits {
+    /// Why a statement that would prepare one more is refused when the
+    /// session holds `held` (a refusal names [`PREPARED_LIMIT_RULE`]);
+    /// `None` while under the limit.
+    pub fn prepared_refusal(&self, held: usize) -> Option<String> {
+        (self.max_prepared_statements != 0 && held >= self.max_prepared_statements).then(|| {
+            format!(
+                "this session holds {held} prepared statements, the most airlock allows one session (limits.max_prepared_statements = {}); close or DEALLOCATE statements it no longer uses",
+                self.max_prepared_statements
+            )
+        })
+    }
 }
 
 impl Default for Limits {
@@ -158,6 +181,7 @@ impl Default for Limits {
             idle_timeout: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
             max_message_size: ByteSize(airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE),
+            max_prepared_statements: 2000,
         }
     }
 }

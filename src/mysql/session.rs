@@ -24,6 +24,7 @@ use super::reply_mask::{Outcome, Plans, ReplyMask};
 use super::response::{Expect, Step, Tracker};
 use super::stmt_ids::{IdMap, IdSet};
 use super::upstream::{self, Upstream};
+use crate::config::PREPARED_LIMIT_RULE;
 use crate::config::{Protocol, Target};
 use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
@@ -470,8 +471,16 @@ impl Session<'_> {
         if self.masking_now_applies && classify_is_statement(&cmd.payload) {
             // A reload made masking apply to this session, which started
             // without it and cannot take it up: the session ends, so that
-            // a pool opens a new one (ER_CONNECTION_KILLED).
-            return Err(MyError::refused(1927, "70100", masking_now_applies()));
+            // a pool opens a new one (ER_CONNECTION_KILLED). The statement
+            // it ended at is recorded, so that the log says why.
+            let message = masking_now_applies();
+            if let (Some(a), Some(com::QUERY | com::STMT_PREPARE)) =
+                (self.audit.as_mut(), cmd.payload.first().copied())
+            {
+                let ended = format!("{message} (the session was ended)");
+                a.refused(&cmd.payload[1..], &Decision::Allow, &ended);
+            }
+            return Err(MyError::refused(1927, "70100", message));
         }
         let payload = &cmd.payload;
         match classify(payload) {
@@ -787,6 +796,22 @@ impl Session<'_> {
             self.refuse(1142, "42000", &masking_now_applies()).await?;
             return Ok(None);
         }
+        if source == Source::Parse {
+            // One statement id more than the session may hold: refused
+            // before the server-wide max_prepared_stmt_count runs out.
+            let limits = &self.proxy.config().limits;
+            if let Some(why) = limits.prepared_refusal(self.prepared.len()) {
+                let message = format!("airlock: blocked by rule {PREPARED_LIMIT_RULE}: {why}");
+                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                crate::metrics::statement(crate::audit::AuditDecision::Block);
+                if let Some(a) = self.audit.as_mut() {
+                    a.refused(sql, &Decision::Allow, &message);
+                }
+                // ER_MAX_PREPARED_STMT_COUNT_REACHED, as the server's own.
+                self.refuse(1461, "42000", &message).await?;
+                return Ok(None);
+            }
+        }
         let gate: Arc<dyn Gate> = Arc::clone(self.gates.gate());
         let judgement = match shape {
             Some(shape) => self.judge_memo(&gate, source, sql, shape),
@@ -837,6 +862,8 @@ impl Session<'_> {
                 .filter(|db| **db != self.target.database)
                 .map(|db| format!("airlock: only the target's database may be used, not '{db}'"))
         });
+        // One statement id more than the session may hold: refused before
+        // the server's server-wide max_prepared_stmt_count runs out.
         if let Some(a) = self.audit.as_mut() {
             a.judged(judgement.would.as_ref());
             if let Some(message) = &refusal {

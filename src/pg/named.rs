@@ -64,6 +64,11 @@ impl<V> Named<V> {
         }
     }
 
+    /// How many names other than the empty one have an entry.
+    pub fn named_len(&self) -> usize {
+        self.named.len()
+    }
+
     pub fn contains_key(&self, name: &[u8]) -> bool {
         self.get(name).is_some()
     }

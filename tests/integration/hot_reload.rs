@@ -51,9 +51,12 @@ async fn first_text(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_a_reload_reaches_open_sessions() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_db = audit_dir.path().join("audit.db");
     let mut env = Env::start_with(EnvOptions {
         rules_toml: Some(PG_RULES.into()),
         identities: vec![("plain".into(), "plain-pw".into(), vec![])],
+        extra_toml: format!("[audit]\npath = \"{}\"\n", audit_db.display()),
         ..Default::default()
     })
     .await;
@@ -120,6 +123,20 @@ async fn pg_a_reload_reaches_open_sessions() {
     assert!(!v.contains("Alice"), "{v}");
     drop((agent, plain, idle));
     env.stop().await;
+    // The statements the two sessions ended at are in the log, with why.
+    let ended = airlock::audit::query(&audit_db, &airlock::audit::Filter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.event.rule.as_deref() == Some("builtin.rules-reloaded")
+                && r.event.statement.as_deref() == Some("SELECT name FROM customers")
+                && r.event
+                    .reason
+                    .as_deref()
+                    .is_some_and(|why| why.contains("the session was ended"))
+        })
+        .count();
+    assert_eq!(ended, 2, "one record per ended session");
 }
 
 /// Waits until a fresh `plain` session is refused `sql`.

@@ -47,6 +47,7 @@ mod pg_red_team_lineage;
 mod pg_tools;
 mod pg_transcripts;
 mod policy_corpus;
+mod prepared_limits;
 mod red_team_guardrails;
 mod serve_binary;
 mod testkit_smoke;

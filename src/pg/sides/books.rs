@@ -84,6 +84,32 @@ impl<'a> ClientSide<'a> {
                 || self.masking.as_ref().is_some_and(|m| m.journal.kept(name)))
     }
 
+    /// The refusal of a statement that would prepare `new` more named
+    /// statements when the session already holds as many as
+    /// `limits.max_prepared_statements` allows (protocol Parses and SQL
+    /// PREPAREs alike); `None` otherwise.
+    pub(super) fn prepared_over_limit(&self, new: usize) -> Option<String> {
+        if new == 0 {
+            return None;
+        }
+        let held = self.statements.named_len() + self.context.prepared.len();
+        self.proxy.config().limits.prepared_refusal(held + new - 1)
+    }
+
+    /// [`Self::prepared_over_limit`] for the SQL PREPAREs of a statement.
+    pub(super) fn sql_prepare_over_limit(&self, e: &Effects) -> Option<String> {
+        if e.prepared.is_empty() {
+            return None;
+        }
+        let new = e
+            .prepared
+            .iter()
+            .filter(|n| !self.context.prepared.contains(*n))
+            .count();
+        self.prepared_over_limit(new)
+            .map(|m| format!("airlock: blocked by rule {PREPARED_LIMIT_RULE}: {m}"))
+    }
+
     /// Whether a Bind names a SQL-level prepared statement (not one of an
     /// allowed Parse) judged against an older catalog snapshot.
     pub(super) fn bind_outdated(&self, statement: &[u8]) -> bool {

@@ -175,6 +175,7 @@ impl<'a> ClientSide<'a> {
                 // transaction is rolled back), so that a pool opens a new
                 // one. Refusing its statements instead left a session
                 // caught inside a transaction unable to leave it.
+                self.record_ended_at(tag, body);
                 return Err(SessionError::MustReconnect(MASKING_NOW_APPLIES));
             }
         }
@@ -217,6 +218,16 @@ impl<'a> ClientSide<'a> {
                 }
                 if self.statement_taken(p.name) {
                     return Ok(self.refuse_taken(p.name));
+                }
+                if let Some(msg) = self.prepared_over_limit(usize::from(!p.name.is_empty())) {
+                    // Recorded as refused; 53400 (configuration_limit_exceeded).
+                    let refused = self.refuse(false, p.sql, PREPARED_LIMIT_RULE, msg);
+                    return Ok(match refused {
+                        Decided::Now(planned, judged) => {
+                            self.parse_verdict(p.name, p.sql, planned, judged, "53400")
+                        }
+                        Decided::Held => Verdict::Hold,
+                    });
                 }
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {

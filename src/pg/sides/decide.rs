@@ -196,7 +196,10 @@ impl<'a> ClientSide<'a> {
         effects: (&Effects, Source),
         note: &mut Note,
     ) -> Planned {
-        let planned = match self.outdated_execute(sql) {
+        let refusal = self
+            .outdated_execute(sql)
+            .or_else(|| self.sql_prepare_over_limit(effects.0));
+        let planned = match refusal {
             Some(refusal) => Err(refusal),
             None => self.mask_plan(sql, shape),
         };

@@ -68,6 +68,7 @@ use super::relay::{Side, Stopped, Verdict};
 use super::results::{Expect, Expectations, Origin, Plans};
 use crate::approvals::{Hold, HoldRequest, Outcome, Ticket};
 use crate::audit::AuditDecision;
+use crate::config::PREPARED_LIMIT_RULE;
 use crate::masking::by_name::ReadByName;
 use crate::masking::StatementPlan;
 use crate::policy::builtin::ids;

@@ -6,8 +6,9 @@ use super::*;
 impl<'a> ClientSide<'a> {
     /// The rules changed (a reload) since the session last looked.
     /// Masking rules now applying to a session that started without
-    /// masking cannot be taken up mid-session: its statements are refused
-    /// from now on. Statements prepared with SQL `PREPARE` under the old
+    /// masking cannot be taken up mid-session: the session ends at its
+    /// next request with nothing in flight (57P01), and its statements are
+    /// refused until then (see [`Side::on_frame`]). Statements prepared with SQL `PREPARE` under the old
     /// rules are forgotten and their names used up, so `EXECUTE` of them is
     /// refused (masking sessions refuse them already, as outdated:
     /// a reload moves every catalog generation). Protocol-level statements
@@ -176,6 +177,24 @@ impl<'a> ClientSide<'a> {
             && self.shared.status.load(Ordering::Acquire) != b'E';
         if carried_out {
             self.used_up.retain(|n| **n != *name);
+        }
+    }
+
+    /// Records the Query or Parse a session ended at because masking now
+    /// applies to it (it did not run), so that the log says why.
+    pub(super) fn record_ended_at(&self, tag: u8, body: &[u8]) {
+        let sql = match tag {
+            fe::QUERY => Query::decode(body).ok().map(|q| q.sql),
+            _ => Parse::decode(body).ok().map(|p| p.sql),
+        };
+        if let Some(sql) = sql {
+            let note = Note {
+                decision: AuditDecision::Block,
+                rule: Some(RELOADED.to_owned()),
+                reason: Some(format!("{MASKING_NOW_APPLIES} (the session was ended)")),
+                masked: None,
+            };
+            let _ = self.record(sql, note, Err::<(), _>(String::new()));
         }
     }
 }

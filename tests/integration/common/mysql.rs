@@ -50,7 +50,10 @@ impl MyEnv {
         MyEnv::start_inner(rules, "", "", "", limits_toml).await
     }
 
-    async fn start_inner(
+    /// Every option: a rule file, extra keys for `[targets.app]`, SQL run
+    /// as root before airlock starts, extra top-level TOML and extra keys
+    /// for `[limits]`.
+    pub async fn start_inner(
         rules: Option<&str>,
         target_toml: &str,
         setup_sql: &str,
