@@ -344,11 +344,14 @@ fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
         let c = Config::load(config)?;
         println!("{}: ok", config.display());
         match &c.policy.rules {
-            Some(rules) => println!(
-                "{}: {}",
-                rules.get_ref().display(),
-                check_rules(rules.get_ref())?
-            ),
+            Some(rules) => {
+                let path = rules.get_ref();
+                let (set, masks) = load_all_rules(path)?;
+                println!("{}: {}", path.display(), rules_summary(&set, &masks));
+                for w in airlock::policy::lint::warnings(&c, &set, &masks) {
+                    println!("warning: {w}");
+                }
+            }
             None => println!("no [policy] rules configured: every statement would be allowed"),
         }
         return Ok(());
@@ -370,13 +373,32 @@ fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
 /// Loads a rule file (or directory) as `serve` does, guardrails and
 /// masking both: "ok (N policies, M masks)", or the first error.
 fn check_rules(path: &Path) -> anyhow::Result<String> {
+    let (set, masks) = load_all_rules(path)?;
+    Ok(rules_summary(&set, &masks))
+}
+
+/// The guardrails and masking rules of a rule file (or directory).
+fn load_all_rules(
+    path: &Path,
+) -> anyhow::Result<(
+    airlock::policy::rules::RuleSet,
+    airlock::masking::rules::MaskingRules,
+)> {
     let set = load_rules(path)?;
     let masks = airlock::masking::rules::load_masking_path(path)?;
-    Ok(format!(
+    Ok((set, masks))
+}
+
+/// "ok (N policies, M masks)".
+fn rules_summary(
+    set: &airlock::policy::rules::RuleSet,
+    masks: &airlock::masking::rules::MaskingRules,
+) -> String {
+    format!(
         "ok ({} policies, {} masks)",
         set.policies.len(),
         masks.rules.len()
-    ))
+    )
 }
 
 fn explain(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub enum ConfigError {
     #[error("{}: {error}", file.display())]
     Io { file: PathBuf, error: String },
-    #[error("{}:{line}: {key}: {message}", file.display())]
+    #[error("{}{message}", place(file, *line, key))]
     At {
         file: PathBuf,
         line: usize,
@@ -18,6 +18,21 @@ pub enum ConfigError {
     Missing { file: PathBuf, key: String },
 }
 
+/// "file:line: key: " of an error, without the parts it does not have
+/// (line 0 is unknown; an empty key is the whole document).
+fn place(file: &Path, line: usize, key: &str) -> String {
+    let mut out = file.display().to_string();
+    if line != 0 {
+        out.push_str(&format!(":{line}"));
+    }
+    out.push_str(": ");
+    if !key.is_empty() {
+        out.push_str(key);
+        out.push_str(": ");
+    }
+    out
+}
+
 impl ConfigError {
     /// An error at a byte span of the file.
     pub fn at(file: &Path, text: &str, span: Range<usize>, key: String, message: String) -> Self {
@@ -26,6 +41,24 @@ impl ConfigError {
             line: line_of(text, span.start),
             key,
             message,
+        }
+    }
+
+    /// The error with a hint after its message.
+    pub fn with_hint(self, hint: String) -> Self {
+        match self {
+            ConfigError::At {
+                file,
+                line,
+                key,
+                message,
+            } => ConfigError::At {
+                file,
+                line,
+                key,
+                message: format!("{message} ({hint})"),
+            },
+            other => other,
         }
     }
 

@@ -158,6 +158,16 @@ pub struct Limits {
 /// The rule id refusals at `limits.max_prepared_statements` name.
 pub const PREPARED_LIMIT_RULE: &str = "limits.max_prepared_statements";
 
+/// Whether `text` is a rule file (top-level `[[policy]]` or `[[mask]]`
+/// tables) given where a config was expected.
+fn looks_like_rules(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| {
+        ["policy", "mask"]
+            .iter()
+            .any(|k| t.get(*k).is_some_and(toml::Value::is_array))
+    })
+}
+
 impl Limits {
     /// Why a statement that would prepare one more is refused when the
     /// session holds `held` (a refusal names [`PREPARED_LIMIT_RULE`]);
@@ -340,8 +350,16 @@ impl Config {
     /// Parses and validates TOML text; `path` is used in messages and to
     /// resolve relative file names.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let e = ConfigError::from_toml(path, text, &e);
+            match looks_like_rules(text) {
+                true => e.with_hint(format!(
+                    "this looks like a rule file, not a config: check it with `airlock check {}`, and name it in the config's [policy] rules",
+                    path.display()
+                )),
+                false => e,
+            }
+        })?;
         config.source = path.to_path_buf();
         config.validate(text)?;
         Ok(config)

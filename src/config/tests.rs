@@ -140,3 +140,13 @@ fn jwt_section_is_validated() {
         .to_string();
     assert!(e.contains("jwt.jwks") && e.contains("is not a JWKS"), "{e}");
 }
+
+#[test]
+fn a_rule_file_given_as_the_config_says_so() {
+    let text = "[[policy]]\nid = \"p\"\nallow_statements = [\"read\"]\n";
+    let e = load(text).unwrap_err().to_string();
+    assert!(e.contains("this looks like a rule file"), "{e}");
+    assert!(!e.contains(": :"), "no empty key: {e}");
+    let e = load("[[mask]]\nid = \"m\"\n").unwrap_err().to_string();
+    assert!(e.contains("airlock check /nonexistent/airlock.toml"), "{e}");
+}

@@ -260,6 +260,7 @@ pub mod explain;
 pub mod extract;
 pub mod facts;
 mod fetch_forms;
+pub mod lint;
 pub mod memo;
 pub mod parse;
 pub mod rules;

@@ -289,3 +289,80 @@ fn check_validates_masking_rules_too() {
         "{stderr}"
     );
 }
+
+/// `airlock check` with a config warns about rules that load but cannot
+/// work as written there (operator finding): approval rules without the
+/// `[admin]` listener approvals need, and names the config does not define.
+#[test]
+fn check_warns_about_rules_the_config_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        r#"
+[[policy]]
+id = "agents"
+applies_to = { identities = ["agnet"], groups = ["ops"] }
+allow_statements = ["read", "write"]
+require_approval = [{ id = "writes", statements = ["write"], message = "a human checks writes" }]
+
+[[mask]]
+id = "email"
+columns = ["*.email"]
+strategy = "redact"
+unmasked = { identities = ["auditor"] }
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+postgres = "127.0.0.1:0"
+[policy]
+rules = "rules.toml"
+[targets.app]
+host = "127.0.0.1"
+database = "app"
+user = "app"
+password_env = "AIRLOCK_TEST_UNUSED_PW"
+[identities.agent]
+secret = "{v}"
+groups = ["ops"]
+targets = ["app"]
+"#,
+            v = verifier("pw")
+        ),
+    )
+    .unwrap();
+    let out = airlock()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("AIRLOCK_TEST_UNUSED_PW", "unused")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "warnings do not fail the check: {stdout}"
+    );
+    assert!(stdout.contains("ok (1 policies, 1 masks)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: policy agents has require_approval rules, but there is no [admin] listener"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "warning: policy agents names identity agnet that the config does not define"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: mask email (unmasked) names identity auditor"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("group ops"), "ops is defined: {stdout}");
+}
