@@ -216,9 +216,17 @@ impl Proxy {
     /// Re-reads the config file and the rules it names. A valid new version
     /// takes effect for the next statement of every session; an invalid one
     /// is reported and the running version stays.
-    pub fn reload(&self) -> Result<(), LoadError> {
+    ///
+    /// Returns the settings that changed but apply only after a restart
+    /// (listeners, TLS, the audit log, see [`restart_only_changes`]),
+    /// which are also logged.
+    pub fn reload(&self) -> Result<Vec<&'static str>, LoadError> {
         let path = self.config().source.clone();
         let config = Config::load(&path)?;
+        let pending = restart_only_changes(&self.config(), &config);
+        if !pending.is_empty() {
+            tracing::warn!(settings = %pending.join(", "), "these settings changed but take effect only when airlock restarts; the running values stay");
+        }
         let loaded = Loaded::new(config)?;
         let rules = loaded
             .config
@@ -232,7 +240,7 @@ impl Proxy {
         self.catalog_generations.bump_all();
         self.brokers.sync(&self.config(), |t| self.upstream_tls(t));
         tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
-        Ok(())
+        Ok(pending)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -371,4 +379,47 @@ fn open_audit(a: &crate::config::AuditConfig) -> Result<crate::audit::AuditLog, 
             AuditLog::with_json_lines(&a.path, a.queue, Box::new(f))?
         }
     })
+}
+
+/// The settings that differ between `old` and `new` but are read only when
+/// airlock starts: the listeners and their connection limits, TLS for
+/// clients, the audit log and the admin listener.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    // (Spanned values compare by value: a line added above them moves
+    // their span, not what they are.)
+    let listen = |c: &Config| (c.listen.postgres, c.listen.mysql);
+    let tls = |c: &Config| {
+        c.tls.as_ref().map(|t| {
+            (
+                t.cert.get_ref().clone(),
+                t.key.get_ref().clone(),
+                t.require,
+                t.allow_cleartext_password,
+            )
+        })
+    };
+    let audit = |c: &Config| {
+        c.audit
+            .as_ref()
+            .map(|a| (a.path.clone(), a.queue, a.fail_closed, a.json_lines.clone()))
+    };
+    let admin_listen = |c: &Config| c.admin.as_ref().map(|a| *a.listen.get_ref());
+    let checks = [
+        ("listen", listen(old) != listen(new)),
+        ("tls", tls(old) != tls(new)),
+        ("audit", audit(old) != audit(new)),
+        ("admin.listen", admin_listen(old) != admin_listen(new)),
+        (
+            "limits.max_client_connections",
+            old.limits.max_client_connections != new.limits.max_client_connections,
+        ),
+        (
+            "limits.shutdown_timeout",
+            old.limits.shutdown_timeout != new.limits.shutdown_timeout,
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
 }

@@ -49,6 +49,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 fn reload(proxy: &Proxy, why: &str) {
     tracing::info!(trigger = why, "reloading configuration");
+    // Settings that need a restart are logged by `reload`.
     if let Err(e) = proxy.reload() {
         tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");
     }

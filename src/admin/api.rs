@@ -308,7 +308,13 @@ pub async fn rules(State(st): State<AdminState>) -> Response {
 pub async fn reload(State(st): State<AdminState>) -> Response {
     let proxy = std::sync::Arc::clone(&st.proxy);
     match tokio::task::spawn_blocking(move || proxy.reload()).await {
-        Ok(Ok(())) => Json(rules_json(&st)).into_response(),
+        Ok(Ok(pending)) => {
+            let mut body = rules_json(&st);
+            if let Some(o) = body.as_object_mut() {
+                o.insert("restart_required".into(), serde_json::json!(pending));
+            }
+            Json(body).into_response()
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "reload requested through the admin API failed; keeping the running rules");
             error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())

@@ -273,6 +273,7 @@ async fn rules_report_their_version_and_reload() {
     assert_eq!(r.status, 200, "{}", r.text());
     let v2 = r.json()["version"].as_u64().unwrap();
     assert!(v2 > v1, "{v1} -> {v2}");
+    assert_eq!(r.json()["restart_required"], json!([]), "{}", r.text());
     let err = c
         .simple_query("SELECT count(*) FROM orders")
         .await
@@ -298,6 +299,23 @@ async fn rules_report_their_version_and_reload() {
     c.simple_query("SELECT count(*) FROM orders")
         .await
         .unwrap_err();
+
+    // A setting read only at start is reported, not silently ignored
+    // (operator finding); the rest of the reload applies.
+    env.write_rules(RULES);
+    let config = env.dir.path().join("airlock.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("[limits]\n", "[limits]\nmax_client_connections = 7\n");
+    std::fs::write(&config, text).unwrap();
+    let r = api.post("/api/rules/reload", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["restart_required"],
+        json!(["limits.max_client_connections"]),
+        "{}",
+        r.text()
+    );
+    c.simple_query("SELECT count(*) FROM orders").await.unwrap();
     env.stop().await;
 }
 
