@@ -19,6 +19,7 @@
 //! names only in debug logs. Errors for the client are generic and never
 //! fall back to the broker's credential.
 
+pub mod lease;
 pub mod mysql;
 pub mod pg;
 mod sql;

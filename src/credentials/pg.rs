@@ -47,11 +47,10 @@ use tokio::task::JoinHandle;
 
 use super::sql::{self, quote_ident, quote_literal, simple_query, Reply};
 use super::{random_name, random_password, CredError};
-use crate::config::{CredentialMode, Target};
+use crate::config::Target;
 use crate::pg::conn::Conn;
 use crate::pg::upstream;
 use crate::policy::Principal;
-use crate::secret::Secret;
 
 /// Marks airlock's ephemeral roles, in their `COMMENT`.
 const MARKER: &str = "airlock:ephemeral:";
@@ -67,72 +66,8 @@ const CONNECTION_LIMIT: u32 = 2;
 const EXPIRY_GRACE: Duration = Duration::from_millis(500);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A short-lived database user, for one session.
-pub struct Lease {
-    /// The role name to log in as.
-    pub user: String,
-    pub password: Secret,
-    /// When the role stops working (the session must end by then); `None`
-    /// when the target's `ttl` is 0.
-    pub expires_at: Option<Instant>,
-    /// The template role it is a member of.
-    pub template: String,
-    /// Set until released.
-    broker: Option<Arc<Inner>>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("template", &self.template)
-            .field("expires_at", &self.expires_at)
-            .field("released", &self.broker.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Lease {
-    /// `base` (the broker's target) with this lease's user and password, to
-    /// connect the session upstream with.
-    pub fn target(&self, base: &Target) -> Target {
-        let mut t = base.clone();
-        t.user = self.user.clone();
-        t.password = Some(self.password.clone());
-        t.password_env = None;
-        t.password_file = None;
-        t.credentials = CredentialMode::Static;
-        t
-    }
-
-    /// Revokes the user now: terminates its backends, drops what it owns in
-    /// the target database, drops the role. Errors are logged (the janitor
-    /// retries later); never panics.
-    pub async fn release(mut self) {
-        if let Some(inner) = self.broker.take() {
-            inner.release(&self.user).await;
-        }
-    }
-}
-
-impl Drop for Lease {
-    /// Safety net for a lease that was not released: revoke it in the
-    /// background on the current runtime, or leave it to the janitor.
-    fn drop(&mut self) {
-        let Some(inner) = self.broker.take() else {
-            return;
-        };
-        let user = std::mem::take(&mut self.user);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { inner.release(&user).await });
-            }
-            Err(_) => tracing::warn!(
-                target = %inner.target_name,
-                "ephemeral credential dropped outside a runtime; the janitor will drop it"
-            ),
-        }
-    }
-}
+/// A short-lived role, for one session.
+pub type Lease = super::lease::Lease<Inner>;
 
 #[derive(Clone)]
 struct Settings {
@@ -146,7 +81,8 @@ pub struct Broker {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// The broker's state, shared with its leases and expiry timers.
+pub struct Inner {
     target_name: String,
     /// The target and its TLS config; replaced by [`Broker::reconfigure`].
     settings: StdMutex<Settings>,
@@ -305,13 +241,13 @@ impl Broker {
                 }
             }
         }
-        Ok(Lease {
+        Ok(Lease::new(
             user,
             password,
             expires_at,
             template,
-            broker: Some(Arc::clone(&self.inner)),
-        })
+            Arc::clone(&self.inner),
+        ))
     }
 
     /// Drops leftovers: roles with the prefix and airlock's marker comment
@@ -590,6 +526,16 @@ impl Inner {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+impl super::lease::Revoker for Inner {
+    fn target_name(&self) -> &str {
+        &self.target_name
+    }
+
+    async fn revoke(self: Arc<Self>, user: String) {
+        self.release(&user).await
     }
 }
 

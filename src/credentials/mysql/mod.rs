@@ -54,7 +54,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::{random_password, CredError};
-use crate::config::{CredentialMode, Target};
+use crate::config::Target;
 use crate::mysql::error::MyError;
 use crate::policy::Principal;
 use crate::secret::Secret;
@@ -72,63 +72,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const NO_SUCH_THREAD: u16 = 1094;
 
 /// A short-lived MariaDB/MySQL user, for one session.
-pub struct MyLease {
-    pub user: String,
-    pub password: Secret,
-    /// When the user stops working (the session must end by then).
-    pub expires_at: Option<Instant>,
-    pub template: String,
-    broker: Option<Arc<Inner>>,
-}
-
-impl std::fmt::Debug for MyLease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MyLease")
-            .field("template", &self.template)
-            .field("expires_at", &self.expires_at)
-            .field("released", &self.broker.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-impl MyLease {
-    /// `base` with this lease's user and password.
-    pub fn target(&self, base: &Target) -> Target {
-        let mut t = base.clone();
-        t.user = self.user.clone();
-        t.password = Some(self.password.clone());
-        t.password_env = None;
-        t.password_file = None;
-        t.credentials = CredentialMode::Static;
-        t
-    }
-
-    /// Revokes the user now: kills its connections and drops it. Errors are
-    /// logged (the janitor retries later).
-    pub async fn release(mut self) {
-        if let Some(inner) = self.broker.take() {
-            inner.release(&self.user).await;
-        }
-    }
-}
-
-impl Drop for MyLease {
-    fn drop(&mut self) {
-        let Some(inner) = self.broker.take() else {
-            return;
-        };
-        let user = std::mem::take(&mut self.user);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { inner.release(&user).await });
-            }
-            Err(_) => tracing::warn!(
-                target = %inner.target_name,
-                "ephemeral credential dropped outside a runtime; the janitor will drop it"
-            ),
-        }
-    }
-}
+pub type MyLease = crate::credentials::lease::Lease<Inner>;
 
 type Settings = (Arc<Target>, Option<Arc<rustls::ClientConfig>>, u64);
 
@@ -137,7 +81,8 @@ pub struct MyBroker {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// The broker's state, shared with its leases and expiry timers.
+pub struct Inner {
     target_name: String,
     /// The target, its upstream TLS config and a generation counter,
     /// replaced on reload.
@@ -269,13 +214,13 @@ impl MyBroker {
                 }
             }
         }
-        Ok(MyLease {
+        Ok(MyLease::new(
             user,
             password,
             expires_at,
             template,
-            broker: Some(Arc::clone(&self.inner)),
-        })
+            Arc::clone(&self.inner),
+        ))
     }
 
     /// Drops leftovers: users whose name has the prefix and airlock's shape
@@ -590,5 +535,15 @@ impl Inner {
                 message: failure,
             });
         }
+    }
+}
+
+impl crate::credentials::lease::Revoker for Inner {
+    fn target_name(&self) -> &str {
+        &self.target_name
+    }
+
+    async fn revoke(self: Arc<Self>, user: String) {
+        self.release(&user).await
     }
 }
