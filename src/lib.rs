@@ -2,6 +2,7 @@
 //!
 //! * [`admin`]: the admin HTTP listener: API, metrics, web console.
 //! * [`approvals`]: statements held until a human approves them.
+//! * [`big_stack`]: long SQL texts parsed on a big stack, off the runtime worker.
 //! * [`config`]: the TOML configuration.
 //! * [`fasthash`]: fast seeded hashing for hot-path caches and maps.
 //! * [`metrics`]: counters for `/metrics`.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+pub mod big_stack;
 pub mod config;
 pub mod credentials;
 pub mod demo;

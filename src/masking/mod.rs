@@ -48,19 +48,11 @@ use taint::Taint;
 /// Texts up to this size are analyzed on the caller's thread (as in the
 /// guardrails engine).
 const INLINE_BYTES: usize = crate::policy::engine::INLINE_PARSE_BYTES;
-const BIG_STACK: usize = 256 * 1024 * 1024;
 
 /// Runs `f` on a thread with a stack big enough for the syntax tree of a
 /// long text; `None` if the thread could not start or panicked.
 fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("airlock-mask".into())
-            .stack_size(BIG_STACK)
-            .spawn_scoped(s, f)
-            .ok()
-            .and_then(|h| h.join().ok())
-    })
+    crate::big_stack::run("airlock-mask", f)
 }
 
 /// What to do with one result column.

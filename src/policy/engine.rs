@@ -24,10 +24,9 @@ use super::{
 /// built-in rule keeps from agents.
 type Reveals = fn(Dialect, &str, &str) -> bool;
 
-/// Texts up to this size are parsed on the caller's thread.
+/// Texts up to this size are parsed on the caller's thread; longer ones
+/// on a thread of their own (see [`crate::big_stack`]).
 pub const INLINE_PARSE_BYTES: usize = 8 * 1024;
-/// Stack for parsing larger texts.
-const BIG_STACK: usize = 256 * 1024 * 1024;
 
 /// The policy engine.
 pub struct Engine {
@@ -90,14 +89,7 @@ impl Engine {
 
     fn evaluate(&self, policy: &Policy, req: &Request<'_>) -> (Judgement, Vec<Facts>, bool) {
         if req.sql.len() > INLINE_PARSE_BYTES {
-            let out = std::thread::scope(|s| {
-                std::thread::Builder::new()
-                    .name("airlock-parse".into())
-                    .stack_size(BIG_STACK)
-                    .spawn_scoped(s, || evaluate(&self.rules, policy, req))
-                    .ok()
-                    .and_then(|h| h.join().ok())
-            });
+            let out = crate::big_stack::run("airlock-parse", || evaluate(&self.rules, policy, req));
             return out.unwrap_or_else(|| {
                 (
                     finish(
