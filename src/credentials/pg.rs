@@ -38,13 +38,13 @@
 //! BY` waits for any lock a dying backend still holds, and `DROP ROLE`
 //! succeeds while a backend of the role is exiting.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::lease::{self as lease, LiveLeases};
 use super::sql::{self, quote_ident, quote_literal, simple_query, Reply};
 use super::{random_name, random_password, CredError};
 use crate::config::Target;
@@ -61,9 +61,6 @@ const MAX_IDENT: usize = 63;
 /// Backends an ephemeral user may have at once (the session's, plus one
 /// still exiting).
 const CONNECTION_LIMIT: u32 = 2;
-/// The broker revokes an expired lease this long after its TTL, so that
-/// the session's own timer (which tells the agent why) normally acts first.
-const EXPIRY_GRACE: Duration = Duration::from_millis(500);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A short-lived role, for one session.
@@ -93,7 +90,7 @@ pub struct Inner {
     /// Tagged with the settings generation it was made with.
     conn: Mutex<Option<(u64, Conn)>>,
     /// This process's leases not yet released, with their expiry timers.
-    live: StdMutex<HashMap<String, Option<tokio::task::AbortHandle>>>,
+    live: LiveLeases,
 }
 
 impl Broker {
@@ -119,7 +116,7 @@ impl Broker {
                 timeout: DEFAULT_TIMEOUT,
                 max_message: airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE,
                 conn: Mutex::new(None),
-                live: StdMutex::new(HashMap::new()),
+                live: LiveLeases::default(),
             }),
         }
     }
@@ -207,18 +204,18 @@ impl Broker {
             comment = quote_literal(&comment),
         );
         // Live before it exists, so the janitor never takes it for a leftover.
-        inner.live_insert(&user);
+        inner.live.insert(&user);
         let reply = match inner.exec(&statement, &user).await {
             Ok(r) => r,
             Err(e) => {
                 // It may exist if the reply was lost: leave it to the janitor.
-                inner.live_remove(&user);
+                inner.live.remove(&user);
                 tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
                 return Err(e);
             }
         };
         if let Some(err) = reply.error {
-            inner.live_remove(&user);
+            inner.live.remove(&user);
             let e = inner.server_err(err, &user);
             tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
             return Err(e);
@@ -232,14 +229,7 @@ impl Broker {
         );
         tracing::debug!(target = %inner.target_name, user = %user, "ephemeral user name");
         if let Some(at) = expires_at {
-            let timer = spawn_expiry(Arc::downgrade(&self.inner), user.clone(), at);
-            if let Ok(mut l) = inner.live.lock() {
-                match l.get_mut(&user) {
-                    Some(slot) => *slot = Some(timer.abort_handle()),
-                    // Released already (cannot happen before we return).
-                    None => timer.abort(),
-                }
-            }
+            lease::expire_at(&self.inner, &user, at);
         }
         Ok(Lease::new(
             user,
@@ -285,14 +275,14 @@ impl Broker {
                 continue;
             };
             let expired = expires != 0 && expires <= now;
-            let orphan = instance == inner.instance_id && !inner.is_live(name);
+            let orphan = instance == inner.instance_id && !inner.live.contains(name);
             if expired || orphan {
                 doomed.push(name.clone());
             }
         }
         let mut dropped = 0;
         for name in doomed {
-            inner.live_remove(&name);
+            inner.live.remove(&name);
             tracing::debug!(target = %inner.target_name, user = %name, "janitor drops ephemeral user");
             if inner.revoke(&name).await.is_ok() {
                 dropped += 1;
@@ -306,7 +296,7 @@ impl Broker {
 
     /// Leases of this process not yet released.
     pub fn live_count(&self) -> usize {
-        self.inner.live.lock().map(|l| l.len()).unwrap_or(0)
+        self.inner.live.len()
     }
 }
 
@@ -336,19 +326,6 @@ fn parse_marker(comment: &str) -> Option<(&str, u64)> {
     Some((instance, expires.parse().ok()?))
 }
 
-/// Revokes `user` when its TTL runs out, if it is still live then, so that
-/// no session outlives its user even if the session's timer failed.
-fn spawn_expiry(inner: Weak<Inner>, user: String, at: Instant) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        crate::timer_thread::sleep_until(at + EXPIRY_GRACE).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.is_live(&user) {
-            tracing::info!(target = %inner.target_name, "ephemeral user expired; revoking it");
-            inner.release(&user).await;
-        }
-    })
-}
-
 impl Inner {
     fn settings(&self) -> Settings {
         match self.settings.lock() {
@@ -375,51 +352,6 @@ impl Inner {
             target: self.target_name.clone(),
             sqlstate: err.sqlstate,
             message,
-        }
-    }
-
-    fn live_insert(&self, user: &str) {
-        if let Ok(mut l) = self.live.lock() {
-            l.insert(user.to_owned(), None);
-        }
-    }
-
-    /// Whether `user` was live (and now is not). Stops its expiry timer,
-    /// unless that is the caller.
-    fn live_remove(&self, user: &str) -> bool {
-        let entry = self.live.lock().ok().and_then(|mut l| l.remove(user));
-        match entry {
-            Some(timer) => {
-                if let Some(t) = timer {
-                    if tokio::task::try_id() != Some(t.id()) {
-                        t.abort();
-                    }
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn is_live(&self, user: &str) -> bool {
-        self.live
-            .lock()
-            .map(|l| l.contains_key(user))
-            .unwrap_or(false)
-    }
-
-    /// Release by whoever gets there first (session end, drop, expiry).
-    async fn release(&self, user: &str) {
-        if !self.live_remove(user) {
-            return;
-        }
-        let started = Instant::now();
-        if self.revoke(user).await.is_ok() {
-            tracing::info!(
-                target = %self.target_name,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "ephemeral user dropped"
-            );
         }
     }
 
@@ -534,8 +466,12 @@ impl super::lease::Revoker for Inner {
         &self.target_name
     }
 
-    async fn revoke(self: Arc<Self>, user: String) {
-        self.release(&user).await
+    fn live(&self) -> &LiveLeases {
+        &self.live
+    }
+
+    async fn drop_user(&self, user: &str) -> Result<(), CredError> {
+        self.revoke(user).await
     }
 }
 

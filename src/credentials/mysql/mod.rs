@@ -46,15 +46,14 @@ mod wire;
 
 pub use session::{is_expiry, lease_for, until_expiry};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 use super::{random_password, CredError};
 use crate::config::Target;
+use crate::credentials::lease::{self as lease, LiveLeases};
 use crate::mysql::error::MyError;
 use crate::policy::Principal;
 use crate::secret::Secret;
@@ -64,9 +63,6 @@ use wire::{account, quote_ident, quote_literal, BrokerConn, Reply};
 /// Connections an ephemeral user may have at once: the session's, the
 /// one that sets its default role (maybe still closing), one spare.
 const MAX_CONNECTIONS: u32 = 3;
-/// The broker revokes an expired lease this long after its TTL, so that the
-/// session's own timer (which tells the agent why) normally acts first.
-const EXPIRY_GRACE: Duration = Duration::from_millis(500);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ER_NO_SUCH_THREAD: the thread ended before KILL reached it.
 const NO_SUCH_THREAD: u16 = 1094;
@@ -90,7 +86,7 @@ pub struct Inner {
     tag: String,
     timeout: Duration,
     conn: Mutex<Option<(u64, BrokerConn)>>,
-    live: StdMutex<HashMap<String, Option<tokio::task::AbortHandle>>>,
+    live: LiveLeases,
 }
 
 impl MyBroker {
@@ -110,7 +106,7 @@ impl MyBroker {
                 tag: instance_tag(instance_id),
                 timeout: DEFAULT_TIMEOUT,
                 conn: Mutex::new(None),
-                live: StdMutex::new(HashMap::new()),
+                live: LiveLeases::default(),
             }),
         }
     }
@@ -166,7 +162,7 @@ impl MyBroker {
         let acct = account(&user);
         let role = quote_ident(&template);
         // Live before it exists, so the janitor never takes it for a leftover.
-        inner.live_insert(&user);
+        inner.live.insert(&user);
         let created = inner
             .run(
                 &format!(
@@ -177,7 +173,7 @@ impl MyBroker {
             )
             .await;
         if let Err(e) = created {
-            inner.live_remove(&user);
+            inner.live.remove(&user);
             tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
             return Err(e);
         }
@@ -194,7 +190,7 @@ impl MyBroker {
         .await;
         if let Err(e) = granted {
             tracing::warn!(target = %inner.target_name, error = %e, "could not give an ephemeral user its role; dropping it");
-            inner.release(&user).await;
+            lease::release(&**inner, &user).await;
             return Err(e);
         }
         tracing::info!(
@@ -206,13 +202,7 @@ impl MyBroker {
         );
         tracing::debug!(target = %inner.target_name, user = %user, "ephemeral user name");
         if let Some(at) = expires_at {
-            let timer = spawn_expiry(Arc::downgrade(&self.inner), user.clone(), at);
-            if let Ok(mut l) = inner.live.lock() {
-                match l.get_mut(&user) {
-                    Some(slot) => *slot = Some(timer.abort_handle()),
-                    None => timer.abort(),
-                }
-            }
+            lease::expire_at(&self.inner, &user, at);
         }
         Ok(MyLease::new(
             user,
@@ -256,13 +246,13 @@ impl MyBroker {
                     return false;
                 };
                 let expired = expires != 0 && expires <= now;
-                let orphan = tag == inner.tag && !inner.is_live(name);
+                let orphan = tag == inner.tag && !inner.live.contains(name);
                 expired || orphan
             })
             .collect();
         let mut dropped = 0;
         for name in doomed {
-            inner.live_remove(&name);
+            inner.live.remove(&name);
             tracing::debug!(target = %inner.target_name, user = %name, "janitor drops ephemeral user");
             if inner.revoke(&name).await.is_ok() {
                 dropped += 1;
@@ -276,7 +266,7 @@ impl MyBroker {
 
     /// Leases of this process not yet released.
     pub fn live_count(&self) -> usize {
-        self.inner.live.lock().map(|l| l.len()).unwrap_or(0)
+        self.inner.live.len()
     }
 }
 
@@ -299,18 +289,6 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Revokes `user` when its TTL runs out, if it is still live then.
-fn spawn_expiry(inner: Weak<Inner>, user: String, at: Instant) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        crate::timer_thread::sleep_until(at + EXPIRY_GRACE).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.is_live(&user) {
-            tracing::info!(target = %inner.target_name, "ephemeral user expired; revoking it");
-            inner.release(&user).await;
-        }
-    })
 }
 
 impl Inner {
@@ -343,48 +321,6 @@ impl Inner {
             target: self.target_name.clone(),
             sqlstate: code.to_string(),
             message,
-        }
-    }
-
-    fn live_insert(&self, user: &str) {
-        if let Ok(mut l) = self.live.lock() {
-            l.insert(user.to_owned(), None);
-        }
-    }
-
-    fn live_remove(&self, user: &str) -> bool {
-        let entry = self.live.lock().ok().and_then(|mut l| l.remove(user));
-        match entry {
-            Some(timer) => {
-                if let Some(t) = timer {
-                    if tokio::task::try_id() != Some(t.id()) {
-                        t.abort();
-                    }
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn is_live(&self, user: &str) -> bool {
-        self.live
-            .lock()
-            .map(|l| l.contains_key(user))
-            .unwrap_or(false)
-    }
-
-    async fn release(&self, user: &str) {
-        if !self.live_remove(user) {
-            return;
-        }
-        let started = Instant::now();
-        if self.revoke(user).await.is_ok() {
-            tracing::info!(
-                target = %self.target_name,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "ephemeral user dropped"
-            );
         }
     }
 
@@ -543,7 +479,11 @@ impl crate::credentials::lease::Revoker for Inner {
         &self.target_name
     }
 
-    async fn revoke(self: Arc<Self>, user: String) {
-        self.release(&user).await
+    fn live(&self) -> &LiveLeases {
+        &self.live
+    }
+
+    async fn drop_user(&self, user: &str) -> Result<(), CredError> {
+        self.revoke(user).await
     }
 }
