@@ -685,12 +685,22 @@ impl Session<'_> {
                             || (!self.catalog_changing.is_empty()
                                 && (id == u32::MAX || self.catalog_changing.contains(&id))))
                         .then(|| CatalogChange::new(&self.generation, ddl));
+                        // Each execution is recorded, with its rows, as a
+                        // Postgres Execute is (and refused while the audit
+                        // log cannot record it, with fail_closed).
+                        let audited = expect == Expect::Execute && self.audit.is_some();
+                        if audited && !self.audit_execute_begin(id).await? {
+                            return Ok(true);
+                        }
                         let mut reply = self
                             .mask
                             .as_ref()
                             .map(|m| m.reply_for(id, expect).with_own_change(ddl));
                         self.up.conn.write_raw(&cmd.raw).await?;
                         let t = self.relay_masked(expect, &mut reply).await?;
+                        if audited {
+                            self.audit_finish(&t);
+                        }
                         if expect == Expect::Execute && (t.cursor || !self.cursors.is_empty()) {
                             self.cursor_executed(id, t.cursor, t.error);
                         }
@@ -1133,6 +1143,20 @@ impl Session<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// [`Self::audit_begin`] for a COM_STMT_EXECUTE of statement `id`: its
+    /// prepared text (as the server runs it) and masking plan.
+    async fn audit_execute_begin(&mut self, id: u32) -> Result<bool, MyError> {
+        let text = self.texts.get(&id).map(|(_, t)| Arc::clone(t));
+        let plans = self
+            .mask
+            .as_ref()
+            .map(|m| Plans::One(m.statements.get(&id).and_then(|s| s.plan.clone())));
+        let sql: &[u8] = text
+            .as_deref()
+            .unwrap_or(b"-- COM_STMT_EXECUTE of the last prepared statement");
+        self.audit_begin(sql, plans.as_ref()).await
     }
 
     /// Records the statement [`Self::audit_begin`] let through.

@@ -229,6 +229,10 @@ async fn mysql_fails_closed_when_the_audit_store_fails() {
     let mut env = env(&db).await;
     let mut c = env.agent().await;
     c.query_drop("SELECT 1").await.unwrap();
+    let insert = c
+        .prep("INSERT INTO people VALUES (?, 'prepared', NULL)")
+        .await
+        .unwrap();
     // Break the store under the running writer.
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -256,5 +260,38 @@ async fn mysql_fails_closed_when_the_audit_store_fails() {
         )),
         "0"
     );
+    // A statement prepared before is refused too (red-team finding: its
+    // executions ran unrecorded while the log was down).
+    let e = c.exec_drop(&insert, (99,)).await.unwrap_err();
+    assert!(format!("{e:?}").contains("audit log unavailable"), "{e:?}");
+    assert_eq!(env.admin("SELECT COUNT(*) FROM people WHERE id = 99"), "0");
     env.stop().await;
+}
+
+/// Each execution of a prepared statement is recorded with its rows, as
+/// a Postgres Execute is (red-team finding: only the prepare was, with 0
+/// rows, and the UPDATEs it then ran were not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_prepared_executions_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut env = env(&db).await;
+    let mut c = env.agent().await;
+    let update = c
+        .prep("UPDATE people SET name = ? WHERE id = ?")
+        .await
+        .unwrap();
+    for (name, id) in [("A", 1), ("B", 2), ("C", 3)] {
+        c.exec_drop(&update, (name, id)).await.unwrap();
+    }
+    drop(c);
+    env.stop().await;
+    let all = airlock::audit::query(&db, &Filter::default()).unwrap();
+    let runs: Vec<Option<u64>> = statements(&all)
+        .into_iter()
+        .filter(|r| r.event.statement.as_deref() == Some("UPDATE people SET name = ? WHERE id = ?"))
+        .map(|r| r.event.rows)
+        .collect();
+    // The prepare (no rows), then one record per execution: 1, 1, 0 rows.
+    assert_eq!(runs, vec![Some(0), Some(1), Some(1), Some(0)], "{all:#?}");
 }
