@@ -126,6 +126,15 @@ impl<P> Expectations<P> {
         self.lock().push_back(e);
     }
 
+    /// How many replies are awaited.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Takes everything still expected (the session is ending).
     pub fn drain(&self) -> Vec<Expect<P>> {
         self.lock().drain(..).collect()

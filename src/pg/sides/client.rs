@@ -46,6 +46,7 @@ impl<'a> ClientSide<'a> {
             lifted: Vec::new(),
             window_released: false,
             in_copy_data: false,
+            frames_unchecked: 0,
             after_sync: true,
             seen_version: 0,
             masking_now_applies: false,
@@ -614,6 +615,11 @@ impl ClientSide<'_> {
                 super::super::book_sync::MAX_ENTRIES
             )));
         }
+        self.frames_unchecked += 1;
+        if self.frames_unchecked >= PENDING_CHECK_EVERY {
+            self.frames_unchecked = 0;
+            self.check_pending()?;
+        }
         if matches!(
             frame[0],
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
@@ -629,6 +635,25 @@ impl ClientSide<'_> {
             }
         }
         self.judge_frame(frame)
+    }
+
+    /// Ends the session when more than [`MAX_PENDING`] messages await
+    /// their replies in an expectation queue. The queues grow with what
+    /// the client sends and shrink with what the server answers; after an
+    /// error the server answers nothing up to the next Sync, so a client
+    /// that sends messages after an error and no Sync would otherwise
+    /// grow them without bound (red-team finding: 1 GB in 3.4 s). Looked
+    /// at every [`PENDING_CHECK_EVERY`] messages: a queue's lock is not
+    /// taken per message.
+    fn check_pending(&self) -> Result<(), SessionError> {
+        let masking = self.masking.as_ref().map_or(0, |m| m.expect.len());
+        let audit = self.audit_expect.as_ref().map_or(0, |q| q.len());
+        if masking.max(audit) > MAX_PENDING {
+            return Err(SessionError::Protocol(format!(
+                "more than {MAX_PENDING} messages sent without a Sync while their replies are awaited (after an error the server answers none up to the next Sync)"
+            )));
+        }
+        Ok(())
     }
 
     /// [`Side::resolve`] of a frame held for the catalog or for approval.

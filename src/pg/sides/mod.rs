@@ -162,6 +162,12 @@ impl Shared {
     }
 }
 
+/// Most replies a session's expectation queues may await (see
+/// [`ClientSide::check_pending`]): as many as the masking journal follows.
+const MAX_PENDING: usize = super::book_sync::MAX_ENTRIES;
+/// Messages between two looks at the expectation queues' lengths.
+const PENDING_CHECK_EVERY: u32 = 4096;
+
 /// How often a busy session re-checks whether it has gone idle.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
 /// How often a busy session re-checks once shutdown has begun.
@@ -249,6 +255,9 @@ pub struct ClientSide<'a> {
     /// The last message was CopyData: its run has its marker in the
     /// expectation queues ([`Expect::CopyData`]).
     in_copy_data: bool,
+    /// Messages since the expectation queues' lengths were last looked at
+    /// ([`ClientSide::check_pending`]).
+    frames_unchecked: u32,
     /// No extended-protocol message was sent since the last Sync or Query:
     /// with nothing in flight, the server carries out the next message
     /// (it skips messages only after an error, up to the next Sync).

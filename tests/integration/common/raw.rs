@@ -106,6 +106,11 @@ impl RawClient {
         self.tcp.write_all(bytes).await.unwrap();
     }
 
+    /// [`Self::send`] to a peer that may have closed the connection.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tcp.write_all(bytes).await
+    }
+
     /// Reads until `n` ReadyForQuery messages have arrived (or EOF).
     pub async fn until_ready(&mut self, n: usize) -> Vec<Frame> {
         let mut frames = Vec::new();

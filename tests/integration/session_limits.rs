@@ -1,12 +1,17 @@
-//! `limits.max_prepared_statements`: one session cannot make airlock keep
-//! (or a MySQL server hand out, server-wide) an unbounded number of
-//! prepared statements. Over the limit a prepare is refused and recorded;
-//! the session stays usable, and closing a statement makes room again.
+//! What one session can make airlock hold. `limits.max_prepared_statements`:
+//! it cannot make airlock keep (or a MySQL server hand out, server-wide) an
+//! unbounded number of prepared statements; over the limit a prepare is
+//! refused and recorded, the session stays usable, and closing a
+//! statement makes room again. Nor can it grow the replies airlock awaits
+//! by sending messages after an error with no Sync, or the portals airlock
+//! books by binding new names in transaction after transaction (red-team
+//! findings).
 
 use mysql_async::prelude::Queryable;
 use tokio_postgres::types::Type;
 
 use crate::common::mysql::MyEnv;
+use crate::common::raw::{encode_all, RawClient};
 use crate::common::*;
 
 const PG_RULES: &str = r#"
@@ -140,4 +145,47 @@ async fn mysql_prepared_statements_per_session_are_capped() {
     env.stop().await;
     let refused = refused_at_limit(&db);
     assert_eq!(refused, vec!["SELECT 3".to_owned()], "recorded once");
+}
+
+/// After an error the server answers nothing up to the next Sync: a
+/// client that then sends message after message and no Sync grew the
+/// replies airlock awaits without bound (1 GB in 3.4 s). The session ends
+/// past 2^18 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_messages_after_an_error_without_a_sync_are_bounded() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let db = audit_dir.path().join("audit.db");
+    let mut env = Env::start_with(EnvOptions {
+        extra_toml: audit_toml(&db),
+        rules_toml: Some(PG_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&encode_all(&[
+        r#"{"Parse": {"name": "", "query": "SELECT 1/0"}}"#,
+        r#"{"Bind": {"portal": "", "statement": ""}}"#,
+        r#"{"Execute": {"portal": ""}}"#,
+    ]))
+    .await;
+    let close = encode_all(&[r#"{"Close": {"kind": "P", "name": ""}}"#]);
+    let chunk = close.repeat(10_000);
+    for _ in 0..40 {
+        if raw.try_send(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut ended = None;
+    while let Some(f) = raw.read().await {
+        if f.tag() == b'E' && String::from_utf8_lossy(f.body()).contains("without a Sync") {
+            ended = Some(String::from_utf8_lossy(f.body()).into_owned());
+        }
+    }
+    let ended = ended.expect("the session ends with an error that says why");
+    assert!(ended.contains("262144"), "{ended}");
+    // Others are not affected.
+    let c = env.agent().await;
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(c);
+    env.stop().await;
 }
