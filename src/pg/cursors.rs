@@ -38,6 +38,7 @@
 //! FROM p` reads the protocol portal `p`. So both kinds are checked at both
 //! an Execute and a `FETCH`.
 
+use crate::fasthash::{FastMap, FastSet};
 use crate::masking::by_name::{self, ReadByName};
 use crate::policy::parse::Limits;
 use crate::policy::Dialect;
@@ -56,13 +57,15 @@ pub struct Cursors {
     /// `Some(held)`, `held` when any of them was declared `WITH HOLD`.
     untracked: Option<bool>,
     /// Names open at a reload, and whether each outlives its transaction.
-    stale: Vec<(Box<[u8]>, bool)>,
+    /// Hashed: a reload inside a transaction that bound many portals makes
+    /// them all stale (red-team finding: a list took quadratic time).
+    stale: FastMap<Box<[u8]>, bool>,
     /// A reload came while untracked cursors may have been open: every
     /// `FETCH` and `MOVE` is refused. `Some(held)` as for `untracked`.
     all_stale: Option<bool>,
     /// Stale names bound again in the current batch: an Execute of one
     /// before the batch's Sync reads the new portal (see the module doc).
-    bound_in_batch: Vec<Box<[u8]>>,
+    bound_in_batch: FastSet<Box<[u8]>>,
 }
 
 impl Cursors {
@@ -88,7 +91,7 @@ impl Cursors {
     /// No transaction is open: only cursors declared `WITH HOLD` are left.
     pub fn transaction_ended(&mut self) {
         self.declared.retain(|(_, hold)| *hold);
-        self.stale.retain(|(_, hold)| *hold);
+        self.stale.retain(|_, hold| *hold);
         self.untracked = self.untracked.filter(|held| *held);
         self.all_stale = self.all_stale.filter(|held| *held);
     }
@@ -101,27 +104,24 @@ impl Cursors {
             self.all_stale = Some(self.all_stale == Some(true) || held);
         }
         for (name, hold) in self.declared.drain(..) {
-            match self.stale.iter_mut().find(|(n, _)| *n == name) {
-                Some(entry) => entry.1 |= hold,
-                None => self.stale.push((name, hold)),
-            }
+            *self.stale.entry(name).or_insert(false) |= hold;
         }
         for name in portals {
-            if !self.stale.iter().any(|(n, _)| **n == *name) {
-                self.stale.push((name.into(), false));
+            if !self.stale.contains_key(name) {
+                self.stale.insert(name.into(), false);
             }
         }
     }
 
     /// Whether the portal or cursor `name` was open at a reload.
     pub fn is_stale(&self, name: &[u8]) -> bool {
-        self.stale.iter().any(|(n, _)| **n == *name)
+        self.stale.contains_key(name)
     }
 
     /// A Bind of portal `name` went to the server.
     pub fn bound(&mut self, name: &[u8]) {
-        if self.is_stale(name) && !self.bound_in_batch.iter().any(|n| **n == *name) {
-            self.bound_in_batch.push(name.into());
+        if self.is_stale(name) && !self.bound_in_batch.contains(name) {
+            self.bound_in_batch.insert(name.into());
         }
     }
 
@@ -133,7 +133,7 @@ impl Cursors {
     /// The refusal of an Execute of protocol portal `portal`, when stale
     /// and not bound again in this batch.
     pub fn execute_refusal(&self, portal: &[u8]) -> Option<String> {
-        let lifted = || self.bound_in_batch.iter().any(|n| **n == *portal);
+        let lifted = || self.bound_in_batch.contains(portal);
         (self.is_stale(portal) && !lifted()).then(|| {
             format!(
                 "the rules were reloaded after portal \"{}\" was bound: bind it again in the same batch as its Execute, or end the transaction",
@@ -168,7 +168,7 @@ impl Cursors {
         };
         reads.iter().find_map(|r| match r {
             ReadByName::Portal(names) => names.iter().find_map(|n| {
-                let held = self.stale.iter().find(|(s, _)| **s == *n.as_bytes())?.1;
+                let held = *self.stale.get(n.as_bytes())?;
                 let what_to_do = match held {
                     true => "declare a new cursor under another name",
                     false => "end the transaction, or declare a new cursor under another name",

@@ -966,6 +966,15 @@ impl PlanBook {
         self.statements = Named::default();
     }
 
+    /// The transaction ended: the server holds no portal any more. The
+    /// named ones are forgotten (the unnamed one's entry is reused by the
+    /// next Bind), and so are the names of those it no longer described.
+    pub fn transaction_ended(&mut self) {
+        self.portals.clear_named();
+        self.gone = Vec::new();
+        self.gone_overflow = false;
+    }
+
     pub fn closed_portal(&mut self, name: &[u8]) {
         self.portals.remove(name);
     }

@@ -73,6 +73,16 @@ impl<V> Named<V> {
         self.get(name).is_some()
     }
 
+    /// Forgets every name but the empty one, and the memory a large map
+    /// took.
+    pub fn clear_named(&mut self) {
+        if self.named.capacity() > 64 {
+            self.named = FastMap::default();
+        } else {
+            self.named.clear();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.unnamed = None;
         self.named.clear();

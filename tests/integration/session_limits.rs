@@ -189,3 +189,49 @@ async fn pg_messages_after_an_error_without_a_sync_are_bounded() {
     drop(c);
     env.stop().await;
 }
+
+/// Protocol portals never outlive their transaction: airlock forgets the
+/// named ones between transactions (red-team finding: binding a new name
+/// in transaction after transaction grew its books without bound, and an
+/// Execute of a long-gone portal was still taken for a vetted one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_portals_are_forgotten_when_their_transaction_ends() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(PG_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    raw.send(&encode_all(&[
+        r#"{"Parse": {"name": "s", "query": "SELECT 1"}}"#,
+        r#"{"Bind": {"portal": "p1", "statement": "s"}}"#,
+        r#"{"Execute": {"portal": "p1"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    raw.until_ready(1).await;
+    // A later transaction: p1 is gone on the server, and for airlock.
+    raw.send(&encode_all(&[
+        r#"{"Bind": {"portal": "p2", "statement": "s"}}"#,
+        r#"{"Execute": {"portal": "p1"}}"#,
+        r#"{"Sync": null}"#,
+    ]))
+    .await;
+    let frames = raw.until_ready(1).await;
+    let errors: Vec<String> = frames
+        .iter()
+        .filter(|f| f.tag() == b'E')
+        .map(|f| String::from_utf8_lossy(f.body()).into_owned())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("airlock"),
+        "refused by airlock: {errors:?}"
+    );
+    // The session goes on.
+    raw.send(&encode_all(&[r#"{"Query": "SELECT 2"}"#])).await;
+    let frames = raw.until_ready(1).await;
+    assert!(frames.iter().all(|f| f.tag() != b'E'));
+    drop(raw);
+    env.stop().await;
+}

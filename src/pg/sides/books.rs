@@ -86,13 +86,16 @@ impl<'a> ClientSide<'a> {
 
     /// The refusal of a statement that would prepare `new` more named
     /// statements when the session already holds as many as
-    /// `limits.max_prepared_statements` allows (protocol Parses and SQL
-    /// PREPAREs alike); `None` otherwise.
+    /// `limits.max_prepared_statements` allows (protocol Parses, SQL
+    /// PREPAREs and used-up approved statements alike); `None` otherwise.
     pub(super) fn prepared_over_limit(&self, new: usize) -> Option<String> {
         if new == 0 {
             return None;
         }
-        let held = self.statements.named_len() + self.context.prepared.len();
+        // Used-up names too: the server may still hold them (red-team
+        // finding: under an approval window each new name's one Bind moved
+        // it there, past the limit and into ever longer scans).
+        let held = self.statements.named_len() + self.context.prepared.len() + self.used_up.len();
         self.proxy.config().limits.prepared_refusal(held + new - 1)
     }
 

@@ -185,6 +185,9 @@ impl<'a> ClientSide<'a> {
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
         ) {
             self.settle_books();
+            if after_sync && self.portals.named_len() != 0 && self.shared.is_idle() {
+                self.forget_ended_portals();
+            }
         }
         let refusals = &self.shared.refusals;
         match tag {
