@@ -206,7 +206,8 @@ pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
 /// The fingerprint of a statement. The hand tokenizer ([`fingerprint`])
 /// can be misled where the dialects differ (Postgres `#` is XOR; MySQL
 /// `--1` is arithmetic), and the stored text loses everything after a
-/// private key block with no END line (redacted to the end): for texts
+/// private key block with no END line (redacted to the end), and on MySQL
+/// executable comments and backslashes: for texts
 /// with those, the fingerprint is the statement as airlock parsed it,
 /// with literals as `?` and comments gone (`sql:...`, as approval windows
 /// key it), so the log shows what the server ran. Other texts, and texts
@@ -215,7 +216,14 @@ fn statement_fingerprint(protocol: &str, sql: &str) -> String {
     let b = sql.as_bytes();
     let misleading = memchr::memchr(b'#', b).is_some()
         || memchr::memmem::find(b, b"--").is_some()
-        || memchr::memmem::find(b, b"-----BEGIN ").is_some();
+        || memchr::memmem::find(b, b"-----BEGIN ").is_some()
+        // MySQL runs executable comments, and a backslash escapes a quote
+        // (red-team finding: `WHERE id = 1 /*! OR id > 0 */` showed as
+        // `where id = ?` on the record of an UPDATE of every row).
+        || (protocol == "mysql"
+            && (memchr::memmem::find(b, b"/*!").is_some()
+                || memchr::memmem::find(b, b"/*M!").is_some()
+                || memchr::memchr(b'\\', b).is_some()));
     if misleading {
         let parsed = crate::approvals::window_key::window_key(protocol, sql);
         if parsed.starts_with("sql:") {
@@ -232,5 +240,37 @@ fn redact_in_place(text: &mut Option<Arc<str>>) {
         if let Some(clean) = scrub(t.as_bytes(), DetectorSet::ALL) {
             *t = String::from_utf8_lossy(&clean).into();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_fingerprint;
+
+    /// MySQL runs what executable comments hold, and a backslash escapes a
+    /// quote: the fingerprint says what the server ran (red-team finding).
+    #[test]
+    fn mysql_fingerprints_show_what_the_server_runs() {
+        let fp = statement_fingerprint(
+            "mysql",
+            "UPDATE notes SET note='x1' WHERE id = 1 /*! OR id > 0 */",
+        );
+        assert!(fp.contains("OR id > ?"), "{fp}");
+        let fp = statement_fingerprint(
+            "mysql",
+            "UPDATE orders SET status='x' WHERE id = 4 /*!00000 OR id > 0 */",
+        );
+        assert!(fp.contains("OR id > ?"), "{fp}");
+        let fp = statement_fingerprint(
+            "mysql",
+            r"UPDATE notes SET note='a\' WHERE id = 1 ' WHERE id > 1",
+        );
+        assert!(
+            fp.contains("WHERE id > ?") && !fp.contains("id = ?"),
+            "{fp}"
+        );
+        // Plain texts keep the cheap tokenizer's.
+        let fp = statement_fingerprint("mysql", "UPDATE notes SET note = 'x' WHERE id = 1");
+        assert_eq!(fp, "update notes set note = ? where id = ?");
     }
 }
