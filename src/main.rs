@@ -141,6 +141,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        end_quietly_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo { port, check } => {
@@ -569,6 +572,18 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
+}
+
+/// A command that prints ends quietly when its reader goes away
+/// (`airlock log | head`), as other command-line tools do, rather than
+/// panic on the broken pipe: SIGPIPE's default action. Not for `serve`
+/// and `demo`, whose sockets need it ignored (Rust's default).
+fn end_quietly_on_broken_pipe() {
+    // SAFETY: called once at start, before any other thread exists;
+    // setting a signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// The async runtime: one worker thread per CPU airlock may run on. With a

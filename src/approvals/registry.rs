@@ -134,15 +134,21 @@ pub enum Hold {
 /// span (`WHERE id = 1 -- -----BEGIN PRIVATE KEY-----⏎OR id > 1`): then
 /// the statement as airlock parsed it, literals as `?` and comments gone
 /// (`key`, see [`super::window_key`]), is shown after it, so that what
-/// runs is in sight.
-fn shown(statement: &str, key: &str) -> String {
+/// runs is in sight. So is it for a Postgres text with `#`, which is an
+/// operator there (XOR), not the comment a reviewer may read it as
+/// (red-team finding: `WHERE id = 4 # 0 OR id > 0` read as `id = 4`).
+fn shown(statement: &str, key: &str, protocol: &str) -> String {
     let redacted = redact(statement);
     let lower = statement.to_ascii_lowercase();
-    if !lower.contains("private key-----") {
+    let why = if lower.contains("private key-----") {
+        "a private key block was withheld"
+    } else if protocol != "mysql" && statement.contains('#') {
+        "# is an operator in Postgres, not a comment"
+    } else {
         return redacted;
-    }
+    };
     let parsed = key.strip_prefix("sql:").unwrap_or("(not parsed)");
-    format!("{redacted} [a private key block was withheld; as parsed: {parsed}]")
+    format!("{redacted} [{why}; as parsed: {parsed}]")
 }
 
 impl Approvals {
@@ -173,7 +179,7 @@ impl Approvals {
         let requested_ms = now_ms();
         let info = PendingInfo {
             id,
-            statement: shown(&req.statement, &fp),
+            statement: shown(&req.statement, &fp, req.protocol),
             fingerprint: fp,
             identity: req.identity,
             user: req.user,
@@ -351,12 +357,21 @@ mod tests {
         let sql =
             "UPDATE orders SET note = 'x' WHERE id = 1 -- -----BEGIN PRIVATE KEY-----\nOR id > 1";
         let key = super::super::window_key::window_key("postgres", sql);
-        let seen = shown(sql, &key);
+        let seen = shown(sql, &key, "postgres");
         assert!(seen.contains("OR id > ?"), "{seen}");
         assert!(!seen.contains("BEGIN PRIVATE KEY"), "{seen}");
         // Without such a block: the redacted text alone.
         let plain = "UPDATE orders SET note = 'a@example.com' WHERE id = 1";
-        assert_eq!(shown(plain, "sql:x"), redact(plain));
+        assert_eq!(shown(plain, "sql:x", "postgres"), redact(plain));
+        // `#` is XOR in Postgres: what runs is shown too.
+        let xor = "UPDATE orders SET status = 'x' WHERE id = 4 # 0 OR id > 0";
+        let key = super::super::window_key::window_key("postgres", xor);
+        let seen = shown(xor, &key, "postgres");
+        assert!(
+            seen.contains("not a comment; as parsed:") && seen.contains("OR id > ?"),
+            "{seen}"
+        );
+        assert_eq!(shown(xor, &key, "mysql"), redact(xor));
     }
 
     fn req(identity: &str, sql: &str) -> HoldRequest {

@@ -10,7 +10,7 @@
 //! therefore made from airlock's own parse (the one its rules judged),
 //! printed back with literals as `?`: comments are gone, and everything
 //! that runs is there. A text that does not parse, or is too long to
-//! parse here, keys on its exact bytes.
+//! parse here, keys on its exact bytes (a long one on their SHA-256).
 
 use sqlparser::ast::{visit_expressions_mut, Expr, Value};
 use std::ops::ControlFlow;
@@ -31,7 +31,18 @@ pub fn window_key(protocol: &str, sql: &str) -> String {
         "mysql" => Dialect::MySql,
         _ => Dialect::Postgres,
     };
-    let exact = || format!("text:{sql}");
+    // Long texts key on their digest: the key is kept, and listed, with
+    // each pending request (red-team finding: a copy of each 1 MB
+    // statement doubled what every approvals poll returned).
+    let exact = || match sql.len() > MAX_PARSED {
+        true => {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(sql.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("text-sha256:{hex}")
+        }
+        false => format!("text:{sql}"),
+    };
     if sql.len() > MAX_PARSED {
         return exact();
     }
@@ -55,6 +66,18 @@ pub fn window_key(protocol: &str, sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_key_on_their_digest() {
+        let long = format!(
+            "UPDATE t SET a = 1 WHERE id = 1 /* {} */",
+            "x".repeat(20_000)
+        );
+        let k = window_key("postgres", &long);
+        assert!(k.starts_with("text-sha256:") && k.len() < 100, "{k}");
+        assert_eq!(k, window_key("postgres", &long));
+        assert_ne!(k, window_key("postgres", &long.replace("id = 1", "id = 2")));
+    }
 
     #[test]
     fn literals_go_and_everything_that_runs_stays() {

@@ -98,12 +98,22 @@ pub fn format_table(records: &[AuditRecord]) -> String {
     out
 }
 
-/// `s` with control characters and bidi controls (which reorder what a
-/// terminal shows) written as `\u{..}` escapes.
+/// `s` with control characters, bidi controls (which reorder what a
+/// terminal shows) and invisible characters (zero-width spaces and joiners,
+/// the word joiner and invisible operators, the byte order mark, the
+/// Arabic letter mark) written as `\u{..}` escapes.
 pub fn printable(s: &str) -> String {
     let hidden = |c: char| {
         c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{feff}'
+            )
     };
     if !s.chars().any(hidden) {
         return s.to_owned();
@@ -242,6 +252,11 @@ mod tests {
             "ghost\\u{a}    999 allow"
         );
         assert_eq!(printable("a\u{1b}[2Kb\u{202e}c"), "a\\u{1b}[2Kb\\u{202e}c");
+        // Invisible characters too (red-team note).
+        assert_eq!(
+            printable("a\u{200b}b\u{feff}c\u{61c}"),
+            "a\\u{200b}b\\u{feff}c\\u{61c}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ function $(id) { return document.getElementById(id); }
 // waiting for approval could show one thing and run another), so both are
 // shown as \u{...} escapes, as `airlock log` and `airlock approvals` show
 // them. Newlines and tabs are kept.
-const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
 function visible(text) {
   return text.replace(HIDDEN, (c) => "\\u{" + c.codePointAt(0).toString(16) + "}");
 }
