@@ -54,9 +54,11 @@ pub fn format_table(records: &[AuditRecord]) -> String {
     }
     for r in records {
         let e = &r.event;
-        let who = match e.model.as_deref().or(e.declared_model.as_deref()) {
-            Some(model) => format!("{}/{model}", e.identity),
-            None => e.identity.to_string(),
+        // A model only the client declared is marked as such: `?`.
+        let who = match (e.model.as_deref(), e.declared_model.as_deref()) {
+            (Some(model), _) => format!("{}/{model}", e.identity),
+            (None, Some(declared)) => format!("{}/{declared}?", e.identity),
+            (None, None) => e.identity.to_string(),
         };
         let what = match e.decision {
             Some(d) => d.as_str(),

@@ -38,7 +38,10 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<AuditRecord>, AuditErro
         args.push(Value::Text(identity.clone()));
     }
     if let Some(model) = &filter.model {
-        clauses.push("(model = ? OR declared_model = ?)");
+        // A model the client declared counts only where the identity has
+        // none configured: it cannot put an identity's records under
+        // another's model (red-team finding).
+        clauses.push("(model = ? OR (model IS NULL AND declared_model = ?))");
         args.push(Value::Text(model.clone()));
         args.push(Value::Text(model.clone()));
     }

@@ -429,7 +429,8 @@ fn filters() {
             model: Some("claude-y".into()),
             ..Filter::default()
         }),
-        [1, 2, 3, 5]
+        [] as [i64; 0],
+        "a model a client declares beside a configured one does not count (red-team finding)"
     );
     assert_eq!(
         seqs(Filter {

@@ -118,7 +118,7 @@ async function refreshLog() {
     for (const r of records.slice().reverse()) {
       if (r.kind && r.kind !== "statement" && form.elements["all"].checked === false) continue;
       const tr = document.createElement("tr");
-      tr.append(cell(shortTime(r.time), "time"), cell(r.session), cell(r.identity), cell(r.model || r.declared_model),
+      tr.append(cell(shortTime(r.time), "time"), cell(r.session), cell(r.identity), cell(r.model || (r.declared_model ? r.declared_model + "?" : "")),
         cell(r.decision || r.kind, "decision-" + (r.decision || "")), cell(r.rule),
         cell(r.reason, "reason"), cell(r.statement, "sql"));
       body.append(tr);
