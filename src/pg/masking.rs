@@ -975,6 +975,11 @@ impl PlanBook {
         self.gone_overflow = false;
     }
 
+    /// `CLOSE ALL`: no portal the book knows is left on the server.
+    pub fn closed_all_portals(&mut self) {
+        self.portals = Named::default();
+    }
+
     pub fn closed_portal(&mut self, name: &[u8]) {
         self.portals.remove(name);
     }

@@ -394,6 +394,14 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
         Statement::Execute { name, .. } => {
             facts.session.execute = Some(execute_name(dialect, name.as_ref()));
         }
+        Statement::Close { cursor } => {
+            facts.session.close = Some(match cursor {
+                sqlparser::ast::CloseCursor::All => None,
+                sqlparser::ast::CloseCursor::Specific { name } => {
+                    Some(statement_name(dialect, name))
+                }
+            });
+        }
         Statement::Declare { stmts } => {
             for d in stmts.iter().filter(|d| d.for_query.is_some()) {
                 if let Some(name) = d.names.first() {

@@ -289,6 +289,11 @@ fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<St
     if let Some(cursor) = &s.declare {
         effects.declared.push(cursor.clone());
     }
+    match &s.close {
+        Some(Some(name)) => effects.closed.push(name.clone()),
+        Some(None) => effects.close_all = true,
+        None => {}
+    }
 }
 
 fn rule_id(policy: &Policy, check: &str) -> String {

@@ -183,6 +183,8 @@ pub struct SessionFacts {
     /// `DECLARE name CURSOR ...`: the cursor's name as the server names
     /// it, and whether it is held across transactions (`WITH HOLD`).
     pub declare: Option<(String, bool)>,
+    /// `CLOSE name` (`Some(name)`) or `CLOSE ALL` (`None`).
+    pub close: Option<Option<String>>,
 }
 
 impl Facts {

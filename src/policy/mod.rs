@@ -122,6 +122,10 @@ pub struct Effects {
     /// `DECLARE name CURSOR`: cursors the statement opens, with whether
     /// each is held across transactions (see [`crate::pg::cursors`]).
     pub declared: Vec<(String, bool)>,
+    /// `CLOSE name`: portals or cursors the statement closes.
+    pub closed: Vec<String>,
+    /// `CLOSE ALL`.
+    pub close_all: bool,
 }
 
 /// The full answer for one request.

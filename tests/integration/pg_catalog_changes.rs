@@ -572,6 +572,50 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
     raw.until_ready(1).await;
     assert_clean(&raw.received, "names taken over by SQL");
 
+    // A portal's name freed by SQL CLOSE (or CLOSE ALL) and taken by a
+    // portal that server-side code opens: the old portal's plan is not
+    // what the name means now (review finding: read in clear).
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION f_open(n refcursor) RETURNS refcursor LANGUAGE plpgsql AS $$ \
+             BEGIN OPEN n FOR SELECT name, email, card_number FROM customers; RETURN n; END $$",
+        )
+        .await
+        .unwrap();
+    for close in ["CLOSE p8", "CLOSE ALL"] {
+        let q = |text: &str| format!(r#"{{"Query": "{text}"}}"#);
+        raw.send(&encode_all(&[&q("BEGIN")])).await;
+        raw.until_ready(1).await;
+        raw.send(&encode_all(&[
+            &parse(
+                "s7",
+                "SELECT 'x'::text AS a, 'y'::text AS b, 'z'::text AS c",
+            ),
+            &bind("p8", "s7"),
+            &describe("P", "p8"),
+            r#"{"Execute": {"portal": "p8", "max_rows": 1}}"#,
+            sync,
+        ]))
+        .await;
+        raw.until_ready(1).await;
+        for text in [close, "SELECT f_open('p8')"] {
+            raw.send(&encode_all(&[&q(text)])).await;
+            raw.until_ready(1).await;
+        }
+        raw.send(&encode_all(&[r#"{"Execute": {"portal": "p8"}}"#, sync]))
+            .await;
+        raw.until_ready(1).await;
+        raw.send(&encode_all(&[
+            &q("ROLLBACK"),
+            r#"{"Close": {"kind": "S", "name": "s7"}}"#,
+            sync,
+        ]))
+        .await;
+        raw.until_ready(2).await;
+        assert_clean(&raw.received, close);
+    }
+
     // A described statement bound later: rows come, redacted.
     raw.send(&encode_all(&[&describe("S", "s1"), sync])).await;
     raw.until_ready(1).await;

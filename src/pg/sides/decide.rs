@@ -392,8 +392,26 @@ impl<'a> ClientSide<'a> {
             && !e.deallocate_all
             && e.search_path.is_none()
             && e.declared.is_empty()
+            && e.closed.is_empty()
+            && !e.close_all
         {
             return;
+        }
+        // SQL CLOSE of a protocol portal's name: what the name means next
+        // is not the portal airlock vetted, planned and saw described
+        // (review finding: a function that opened a refcursor under the
+        // closed name was executed under the old portal's plan, in clear).
+        if e.close_all {
+            self.portals.clear();
+            if let Some(m) = &mut self.masking {
+                m.book.closed_all_portals();
+            }
+        }
+        for name in &e.closed {
+            self.portals.remove(name.as_bytes());
+            if let Some(m) = &mut self.masking {
+                m.book.closed_portal(name.as_bytes());
+            }
         }
         for (name, hold) in &e.declared {
             self.cursors
