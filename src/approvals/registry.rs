@@ -147,7 +147,13 @@ fn shown(statement: &str, key: &str, protocol: &str) -> String {
     } else {
         return redacted;
     };
-    let parsed = key.strip_prefix("sql:").unwrap_or("(not parsed)");
+    // A long text's key is its digest: parse it here (on a big stack).
+    let parsed = match key.strip_prefix("sql:") {
+        Some(p) => p.to_owned(),
+        None => super::window_key::parsed_form(protocol, statement)
+            .and_then(|p| p.strip_prefix("sql:").map(str::to_owned))
+            .unwrap_or_else(|| "(not parsed)".into()),
+    };
     format!("{redacted} [{why}; as parsed: {parsed}]")
 }
 

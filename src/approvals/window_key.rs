@@ -27,28 +27,42 @@ const MAX_PARSED: usize = crate::policy::engine::INLINE_PARSE_BYTES;
 /// The window key of `sql` in `protocol`'s dialect (`"postgres"` or
 /// `"mysql"`).
 pub fn window_key(protocol: &str, sql: &str) -> String {
-    let dialect = match protocol {
+    if sql.len() > MAX_PARSED {
+        // Long texts key on their digest: the key is kept, and listed,
+        // with each pending request (red-team finding: a copy of each 1 MB
+        // statement doubled what every approvals poll returned).
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(sql.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        return format!("text-sha256:{hex}");
+    }
+    parsed(dialect(protocol), sql).unwrap_or_else(|| format!("text:{sql}"))
+}
+
+/// The statement as airlock parses it (`sql:...`, as [`window_key`]
+/// prints it), whatever its length: a long text is parsed on a big stack
+/// ([`crate::big_stack`]). For what shows a text whose plain reading
+/// misleads (the audit log's fingerprint, reviewers' view): padding it
+/// past [`MAX_PARSED`] must not bring the misleading reading back (review
+/// finding). `None` when it does not parse.
+pub fn parsed_form(protocol: &str, sql: &str) -> Option<String> {
+    let dialect = dialect(protocol);
+    match sql.len() > MAX_PARSED {
+        true => crate::big_stack::run("airlock-key", || parsed(dialect, sql)).flatten(),
+        false => parsed(dialect, sql),
+    }
+}
+
+fn dialect(protocol: &str) -> Dialect {
+    match protocol {
         "mysql" => Dialect::MySql,
         _ => Dialect::Postgres,
-    };
-    // Long texts key on their digest: the key is kept, and listed, with
-    // each pending request (red-team finding: a copy of each 1 MB
-    // statement doubled what every approvals poll returned).
-    let exact = || match sql.len() > MAX_PARSED {
-        true => {
-            use sha2::{Digest, Sha256};
-            let digest = Sha256::digest(sql.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("text-sha256:{hex}")
-        }
-        false => format!("text:{sql}"),
-    };
-    if sql.len() > MAX_PARSED {
-        return exact();
     }
-    let Ok(parsed) = parse(dialect, sql, &Limits::default()) else {
-        return exact();
-    };
+}
+
+/// `sql` parsed and printed back with literals as `?`.
+fn parsed(dialect: Dialect, sql: &str) -> Option<String> {
+    let parsed = parse(dialect, sql, &Limits::default()).ok()?;
     let mut out = Vec::with_capacity(parsed.len());
     for p in parsed {
         let mut st = p.statement;
@@ -60,7 +74,7 @@ pub fn window_key(protocol: &str, sql: &str) -> String {
         });
         out.push(st.to_string());
     }
-    format!("sql:{}", out.join("; "))
+    Some(format!("sql:{}", out.join("; ")))
 }
 
 #[cfg(test)]

@@ -225,8 +225,7 @@ fn statement_fingerprint(protocol: &str, sql: &str) -> String {
                 || memchr::memmem::find(b, b"/*M!").is_some()
                 || memchr::memchr(b'\\', b).is_some()));
     if misleading {
-        let parsed = crate::approvals::window_key::window_key(protocol, sql);
-        if parsed.starts_with("sql:") {
+        if let Some(parsed) = crate::approvals::window_key::parsed_form(protocol, sql) {
             return parsed;
         }
     }
@@ -269,6 +268,13 @@ mod tests {
             fp.contains("WHERE id > ?") && !fp.contains("id = ?"),
             "{fp}"
         );
+        // Padding past what is parsed inline changes nothing (review
+        // finding).
+        let padded = format!(
+            "UPDATE people SET name = 'x' WHERE id = 1 /*! OR id > 0 */ /* {} */",
+            "x".repeat(9000)
+        );
+        assert!(statement_fingerprint("mysql", &padded).contains("OR id > ?"));
         // Plain texts keep the cheap tokenizer's.
         let fp = statement_fingerprint("mysql", "UPDATE notes SET note = 'x' WHERE id = 1");
         assert_eq!(fp, "update notes set note = ? where id = ?");
