@@ -123,6 +123,9 @@ pub struct Proxy {
     pub brokers: crate::credentials::Brokers,
     /// Open sessions per identity, for `identities.*.max_sessions`.
     sessions: Arc<dashmap::DashMap<String, usize>>,
+    /// The config airlock started with: the settings read only at start
+    /// keep its values ([`restart_only_changes`]).
+    started: Arc<Config>,
     /// The audit log, when configured (not reloadable).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// Refuse statements while the audit log cannot record them.
@@ -192,7 +195,9 @@ impl Proxy {
         };
         let brokers =
             crate::credentials::Brokers::new(&crate::credentials::instance_id(&config.listen));
+        let started = Arc::new(config.clone());
         let proxy = Proxy {
+            started,
             loaded: ArcSwap::from_pointee(Loaded::new(config)?),
             cancels: Arc::new(CancelRegistry::default()),
             client_tls,
@@ -223,7 +228,9 @@ impl Proxy {
     pub fn reload(&self) -> Result<Vec<&'static str>, LoadError> {
         let path = self.config().source.clone();
         let config = Config::load(&path)?;
-        let pending = restart_only_changes(&self.config(), &config);
+        // Against what runs (read at start), not the last reload (review
+        // finding: a second reload of the same change reported nothing).
+        let pending = restart_only_changes(&self.started, &config);
         if !pending.is_empty() {
             tracing::warn!(settings = %pending.join(", "), "these settings changed but take effect only when airlock restarts; the running values stay");
         }

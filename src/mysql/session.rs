@@ -281,6 +281,7 @@ async fn serve_as(
         },
         prepared: IdSet::default(),
         texts: IdMap::default(),
+        last_prepared: None,
         seen_version: rules_version,
         cursors: IdMap::default(),
         rejudge: false,
@@ -373,6 +374,9 @@ struct Session<'a> {
     /// statement prepared before a reload is judged again before it next
     /// runs ([`Session::judged_again`]).
     texts: IdMap<(u64, Arc<[u8]>)>,
+    /// The statement last prepared, what MariaDB's id 0xFFFFFFFF names (as
+    /// far as airlock can tell: for the audit record of its executions).
+    last_prepared: Option<u32>,
     /// The version of the rules the session last saw.
     seen_version: u64,
     /// Statements with a cursor the server may hold open (an execute
@@ -552,6 +556,7 @@ impl Session<'_> {
                     let approved = std::mem::take(&mut self.prepare_approved);
                     if let Some(id) = t.prepared {
                         self.prepared.insert(id);
+                        self.last_prepared = Some(id);
                         self.texts
                             .insert(id, (self.seen_version, Arc::from(&sql[..])));
                         if approved {
@@ -712,6 +717,9 @@ impl Session<'_> {
                         if payload[0] == com::STMT_CLOSE {
                             self.prepared.remove(&id);
                             self.texts.remove(&id);
+                            if self.last_prepared == Some(id) {
+                                self.last_prepared = None;
+                            }
                             self.cursors.remove(&id);
                             self.used_up.retain(|u| *u != id);
                             self.approved_once.retain(|a| *a != id);
@@ -742,6 +750,7 @@ impl Session<'_> {
                 if reply.payload.first() == Some(&packets::OK) {
                     self.prepared.clear();
                     self.texts.clear();
+                    self.last_prepared = None;
                     self.cursors.clear();
                     self.catalog_changing.clear();
                     if let Some(m) = self.mask.as_mut() {
@@ -1147,15 +1156,33 @@ impl Session<'_> {
 
     /// [`Self::audit_begin`] for a COM_STMT_EXECUTE of statement `id`: its
     /// prepared text (as the server runs it) and masking plan.
+    ///
+    /// Id 0xFFFFFFFF ("the last prepared") is recorded with the text of
+    /// the statement airlock saw prepared last, marked as such (review
+    /// finding: it was recorded without any).
     async fn audit_execute_begin(&mut self, id: u32) -> Result<bool, MyError> {
-        let text = self.texts.get(&id).map(|(_, t)| Arc::clone(t));
+        let last = (id == u32::MAX).then_some(self.last_prepared).flatten();
+        let text = self
+            .texts
+            .get(&last.unwrap_or(id))
+            .map(|(_, t)| Arc::clone(t));
         let plans = self
             .mask
             .as_ref()
             .map(|m| Plans::One(m.statements.get(&id).and_then(|s| s.plan.clone())));
-        let sql: &[u8] = text
-            .as_deref()
-            .unwrap_or(b"-- COM_STMT_EXECUTE of the last prepared statement");
+        let marked: Vec<u8>;
+        let sql: &[u8] = match (&text, last) {
+            (Some(t), None) => t,
+            (Some(t), Some(_)) => {
+                marked = [
+                    &b"-- statement id 0xFFFFFFFF, taken as the last prepared:\n"[..],
+                    t,
+                ]
+                .concat();
+                &marked
+            }
+            (None, _) => b"-- COM_STMT_EXECUTE of a statement airlock has no text of",
+        };
         self.audit_begin(sql, plans.as_ref()).await
     }
 
