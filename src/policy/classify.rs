@@ -394,6 +394,11 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
         Statement::Execute { name, .. } => {
             facts.session.execute = Some(execute_name(dialect, name.as_ref()));
         }
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => {
+            facts.session.rollback_to_savepoint = true;
+        }
         Statement::Close { cursor } => {
             facts.session.close = Some(match cursor {
                 sqlparser::ast::CloseCursor::All => None,

@@ -294,6 +294,9 @@ fn apply_effects(facts: &Facts, effects: &mut Effects, prepared: &mut HashSet<St
         Some(None) => effects.close_all = true,
         None => {}
     }
+    if s.rollback_to_savepoint {
+        effects.close_all = true;
+    }
 }
 
 fn rule_id(policy: &Policy, check: &str) -> String {

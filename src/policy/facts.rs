@@ -185,6 +185,8 @@ pub struct SessionFacts {
     pub declare: Option<(String, bool)>,
     /// `CLOSE name` (`Some(name)`) or `CLOSE ALL` (`None`).
     pub close: Option<Option<String>>,
+    /// `ROLLBACK TO SAVEPOINT`: portals opened since the savepoint close.
+    pub rollback_to_savepoint: bool,
 }
 
 impl Facts {

@@ -124,7 +124,8 @@ pub struct Effects {
     pub declared: Vec<(String, bool)>,
     /// `CLOSE name`: portals or cursors the statement closes.
     pub closed: Vec<String>,
-    /// `CLOSE ALL`.
+    /// `CLOSE ALL`, or `ROLLBACK TO SAVEPOINT` (which closes the portals
+    /// opened since the savepoint: airlock cannot tell which, so all).
     pub close_all: bool,
 }
 

@@ -572,9 +572,10 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
     raw.until_ready(1).await;
     assert_clean(&raw.received, "names taken over by SQL");
 
-    // A portal's name freed by SQL CLOSE (or CLOSE ALL) and taken by a
-    // portal that server-side code opens: the old portal's plan is not
-    // what the name means now (review finding: read in clear).
+    // A portal's name freed by SQL CLOSE (or CLOSE ALL, or ROLLBACK TO a
+    // savepoint taken before its Bind) and taken by a portal that
+    // server-side code opens: the old portal's plan is not what the name
+    // means now (review finding: read in clear).
     env.direct()
         .await
         .batch_execute(
@@ -583,9 +584,9 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
         )
         .await
         .unwrap();
-    for close in ["CLOSE p8", "CLOSE ALL"] {
+    for close in ["CLOSE p8", "CLOSE ALL", "ROLLBACK TO SAVEPOINT sp"] {
         let q = |text: &str| format!(r#"{{"Query": "{text}"}}"#);
-        raw.send(&encode_all(&[&q("BEGIN")])).await;
+        raw.send(&encode_all(&[&q("BEGIN; SAVEPOINT sp")])).await;
         raw.until_ready(1).await;
         raw.send(&encode_all(&[
             &parse(

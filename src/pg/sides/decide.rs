@@ -401,6 +401,9 @@ impl<'a> ClientSide<'a> {
         // is not the portal airlock vetted, planned and saw described
         // (review finding: a function that opened a refcursor under the
         // closed name was executed under the old portal's plan, in clear).
+        // ROLLBACK TO SAVEPOINT closes the portals opened since the
+        // savepoint; which those are is not tracked, so all are forgotten
+        // (an Execute of an older one is refused: bind it again).
         if e.close_all {
             self.portals.clear();
             if let Some(m) = &mut self.masking {
