@@ -1166,10 +1166,13 @@ impl Session<'_> {
             .texts
             .get(&last.unwrap_or(id))
             .map(|(_, t)| Arc::clone(t));
-        let plans = self
-            .mask
-            .as_ref()
-            .map(|m| Plans::One(m.statements.get(&id).and_then(|s| s.plan.clone())));
+        let plans = self.mask.as_ref().map(|m| {
+            Plans::One(
+                m.statements
+                    .get(&last.unwrap_or(id))
+                    .and_then(|s| s.plan.clone()),
+            )
+        });
         let marked: Vec<u8>;
         let sql: &[u8] = match (&text, last) {
             (Some(t), None) => t,

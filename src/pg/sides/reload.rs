@@ -8,7 +8,8 @@ impl<'a> ClientSide<'a> {
     /// Masking rules now applying to a session that started without
     /// masking cannot be taken up mid-session: the session ends at its
     /// next request with nothing in flight (57P01), and its statements are
-    /// refused until then (see [`Side::on_frame`]). Statements prepared with SQL `PREPARE` under the old
+    /// refused until then (see [`Side::on_frame`]). Statements prepared
+    /// with SQL `PREPARE` under the old
     /// rules are forgotten and their names used up, so `EXECUTE` of them is
     /// refused (masking sessions refuse them already, as outdated:
     /// a reload moves every catalog generation). Protocol-level statements
