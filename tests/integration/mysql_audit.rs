@@ -295,3 +295,55 @@ async fn mysql_prepared_executions_are_recorded() {
     // The prepare (no rows), then one record per execution: 1, 1, 0 rows.
     assert_eq!(runs, vec![Some(0), Some(1), Some(1), Some(0)], "{all:#?}");
 }
+
+/// MariaDB's statement id 0xFFFFFFFF ("the statement prepared last", which
+/// no client library sends, so a raw client does): its execution is
+/// recorded with the text airlock saw prepared last, marked as taken to be
+/// it, and with its row count (review finding: it was recorded without
+/// any text). Without masking or approvals, which refuse the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_execute_of_the_last_prepared_id_is_recorded_with_its_text() {
+    const NO_MASKS: &str = r#"
+[[policy]]
+id = "agent-rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "session"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut env = MyEnv::start_full(
+        Some(NO_MASKS),
+        "",
+        "",
+        &format!("[audit]\npath = \"{}\"\n", db.display()),
+    )
+    .await;
+    env.admin(SETUP);
+    let mut raw = mysql_env::Raw::login(env.port, AGENT, AGENT_PW).await;
+    // COM_STMT_PREPARE of a statement without parameters or columns: one
+    // PREPARE_OK packet.
+    let text = "UPDATE people SET name = 'Zed' WHERE id <= 2";
+    let prepared = raw.cmd(&[&[0x16u8][..], text.as_bytes()].concat()).await;
+    assert_eq!(prepared.get(..1), Some(&[0u8][..]), "prepare: {prepared:?}");
+    // COM_STMT_EXECUTE: id 0xFFFFFFFF, no cursor, one iteration.
+    let executed = raw
+        .cmd(&[0x17, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0])
+        .await;
+    assert_eq!(executed.get(..1), Some(&[0u8][..]), "execute: {executed:?}");
+    assert_eq!(executed.get(1), Some(&2), "two rows changed: {executed:?}");
+    drop(raw);
+    env.stop().await;
+    let all = airlock::audit::query(&db, &Filter::default()).unwrap();
+    let runs: Vec<(&str, Option<u64>)> = statements(&all)
+        .into_iter()
+        .filter_map(|r| Some((r.event.statement.as_deref()?, r.event.rows)))
+        .filter(|(s, _)| s.contains("people"))
+        .collect();
+    let marked = format!("-- statement id 0xFFFFFFFF, taken as the last prepared:\n{text}");
+    // The prepare (no rows), then the execution under the marked text.
+    assert_eq!(
+        runs,
+        vec![(text, Some(0)), (marked.as_str(), Some(2))],
+        "{all:#?}"
+    );
+}
