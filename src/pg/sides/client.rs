@@ -423,9 +423,8 @@ impl<'a> ClientSide<'a> {
                         }
                     }
                     Target::Portal(name) => {
-                        self.portals.remove(name);
+                        self.portal_freed(name);
                         if let Some(m) = &mut self.masking {
-                            m.book.closed_portal(name);
                             m.journal
                                 .push(m.fence.batch_request(), Op::ClosePortal(name.into()));
                         }

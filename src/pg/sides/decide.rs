@@ -405,16 +405,10 @@ impl<'a> ClientSide<'a> {
         // savepoint; which those are is not tracked, so all are forgotten
         // (an Execute of an older one is refused: bind it again).
         if e.close_all {
-            self.portals.clear();
-            if let Some(m) = &mut self.masking {
-                m.book.closed_all_portals();
-            }
+            self.all_portals_closed();
         }
         for name in &e.closed {
-            self.portals.remove(name.as_bytes());
-            if let Some(m) = &mut self.masking {
-                m.book.closed_portal(name.as_bytes());
-            }
+            self.portal_freed(name.as_bytes());
         }
         for (name, hold) in &e.declared {
             self.cursors
@@ -425,15 +419,12 @@ impl<'a> ClientSide<'a> {
             // airlock vetted, planned and saw described under it (review
             // finding: Execute of the name read the cursor's rows under
             // the portal's description and plan, in clear).
-            self.portals.remove(name.as_bytes());
+            self.portal_freed(name.as_bytes());
         }
         if let Some(m) = &mut self.masking {
             // Likewise for SQL PREPARE and DEALLOCATE of a protocol
             // statement's name: the book's plan and description of it are
             // not the new statement's.
-            for (name, _) in &e.declared {
-                m.book.closed_portal(name.as_bytes());
-            }
             if e.deallocate_all {
                 m.book.closed_all_statements();
             }

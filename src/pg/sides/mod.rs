@@ -32,6 +32,7 @@
 //! | `reload.rs` | statements, portals and cursors from before a rules reload |
 //! | `masking_gate.rs` | [`ClientMasking`]: catalog refresh, reads by name, outdated plans |
 //! | `books.rs` | prepared statements and portals kept in step with the server |
+//! | `portals.rs` | what makes the books forget a portal name |
 //! | `server.rs` | [`ServerSide`] |
 
 mod approval;
@@ -39,6 +40,7 @@ mod books;
 mod client;
 mod decide;
 mod masking_gate;
+mod portals;
 mod reload;
 mod server;
 

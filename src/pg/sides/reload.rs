@@ -76,20 +76,6 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// Between transactions (nothing in flight, none open): the server
-    /// holds no protocol portal any more, as they never outlive their
-    /// transaction, so the named ones are forgotten (red-team finding:
-    /// binding a new name in transaction after transaction grew the books
-    /// by 141 to 285 bytes a portal, without bound). The unnamed portal's
-    /// entry stays, to be reused by the next Bind.
-    #[cold]
-    pub(super) fn forget_ended_portals(&mut self) {
-        self.portals.clear_named();
-        if let Some(m) = &mut self.masking {
-            m.book.transaction_ended();
-        }
-    }
-
     /// Before a Bind of statement `name`: what the audit log records of
     /// its executions. When the rules changed since it was parsed it is
     /// judged again: a statement the new rules refuse is refused at every
