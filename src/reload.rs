@@ -20,19 +20,9 @@ fn fingerprint(proxy: &Proxy) -> Vec<(PathBuf, Option<SystemTime>)> {
     let config = proxy.config();
     let mut files = vec![config.source.clone()];
     if let Some(rules) = &config.policy.rules {
-        let rules = rules.get_ref();
-        if rules.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(rules) {
-                let mut found: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                    .collect();
-                found.sort();
-                files.extend(found);
-            }
-        } else {
-            files.push(rules.to_path_buf());
-        }
+        // A directory that cannot be listed adds nothing: its reload fails
+        // and says why.
+        files.extend(crate::policy::rule_files::list(rules.get_ref()).unwrap_or_default());
     }
     files
         .into_iter()

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::detect::{DetectorSet, Kind};
 use super::strategy::Strategy;
+use crate::policy::rule_files;
 use crate::policy::rules::Ctx;
 use crate::policy::Principal;
 
@@ -182,34 +183,13 @@ impl MaskingRules {
 /// Loads masking rules from one rule file or every `*.toml` in a directory
 /// (sorted by name), like the guardrails' `load_rules`.
 pub fn load_masking_path(path: &Path) -> Result<MaskingRules, MaskError> {
-    let err = |file: &Path, e: std::io::Error| MaskError {
-        file: file.to_path_buf(),
+    let sources = rule_files::read(path).map_err(|(file, e)| MaskError {
+        file,
         line: 0,
         key: String::new(),
         message: e.to_string(),
-    };
-    let mut files = Vec::new();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(|e| err(path, e))? {
-            let p = entry.map_err(|e| err(path, e))?.path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
-    let mut sources = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| err(&f, e))?;
-        sources.push((f, text));
-    }
-    let refs: Vec<(&Path, &str)> = sources
-        .iter()
-        .map(|(p, t)| (p.as_path(), t.as_str()))
-        .collect();
-    load_masking(&refs)
+    })?;
+    load_masking(&rule_files::as_refs(&sources))
 }
 
 /// Parses masking rules from rule files in memory: `(name, text)` pairs.

@@ -268,6 +268,7 @@ mod fetch_forms;
 pub mod lint;
 pub mod memo;
 pub mod parse;
+pub mod rule_files;
 pub mod rules;
 pub mod shape;
 pub mod startup_options;

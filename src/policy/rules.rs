@@ -224,39 +224,13 @@ pub fn may_cover_schema(pattern: &str, schema: &str) -> bool {
 
 /// Loads one rule file, or every `*.toml` in a directory (sorted by name).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
-    let io_err = |e: std::io::Error| RulesError {
-        file: path.to_path_buf(),
+    let sources = super::rule_files::read(path).map_err(|(file, e)| RulesError {
+        file,
         line: 0,
         key: String::new(),
         message: e.to_string(),
-    };
-    let mut files = Vec::new();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(io_err)? {
-            let p = entry.map_err(io_err)?.path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
-    let mut sources = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| RulesError {
-            file: f.clone(),
-            line: 0,
-            key: String::new(),
-            message: e.to_string(),
-        })?;
-        sources.push((f, text));
-    }
-    let refs: Vec<(&Path, &str)> = sources
-        .iter()
-        .map(|(p, t)| (p.as_path(), t.as_str()))
-        .collect();
-    parse_rules(&refs)
+    })?;
+    parse_rules(&super::rule_files::as_refs(&sources))
 }
 
 /// Parses rule files already in memory: `(name, text)` pairs in order.
