@@ -128,20 +128,36 @@ pub struct Lease<R: Revoker> {
 }
 
 impl<R: Revoker> Lease<R> {
-    /// A lease of `user`, which `broker` revokes.
-    pub(super) fn new(
+    /// The lease of `user`, which `broker` has just created (`started`
+    /// is when it began): logged, and revoked at `expires_at` if it is
+    /// still live then.
+    pub(super) fn created(
+        broker: &Arc<R>,
         user: String,
         password: Secret,
-        expires_at: Option<Instant>,
         template: String,
-        broker: Arc<R>,
+        expires_at: Option<Instant>,
+        ttl: Duration,
+        started: Instant,
     ) -> Self {
+        let target = broker.target_name();
+        tracing::info!(
+            target = %target,
+            template = %template,
+            ttl = ?ttl,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ephemeral user created"
+        );
+        tracing::debug!(target = %target, user = %user, "ephemeral user name");
+        if let Some(at) = expires_at {
+            expire_at(broker, &user, at);
+        }
         Lease {
             user,
             password,
             expires_at,
             template,
-            broker: Some(broker),
+            broker: Some(Arc::clone(broker)),
         }
     }
 

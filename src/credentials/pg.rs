@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::lease::{self as lease, LiveLeases};
+use super::lease::LiveLeases;
 use super::sql::{self, quote_ident, quote_literal, simple_query, Reply};
 use super::{random_name, random_password, CredError};
 use crate::config::Target;
@@ -220,23 +220,14 @@ impl Broker {
             tracing::warn!(target = %inner.target_name, error = %e, "could not create an ephemeral user");
             return Err(e);
         }
-        tracing::info!(
-            target = %inner.target_name,
-            template = %template,
-            ttl = ?ttl,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "ephemeral user created"
-        );
-        tracing::debug!(target = %inner.target_name, user = %user, "ephemeral user name");
-        if let Some(at) = expires_at {
-            lease::expire_at(&self.inner, &user, at);
-        }
-        Ok(Lease::new(
+        Ok(Lease::created(
+            &self.inner,
             user,
             password,
-            expires_at,
             template,
-            Arc::clone(&self.inner),
+            expires_at,
+            ttl,
+            started,
         ))
     }
 

@@ -193,23 +193,14 @@ impl MyBroker {
             lease::release(&**inner, &user).await;
             return Err(e);
         }
-        tracing::info!(
-            target = %inner.target_name,
-            template = %template,
-            ttl = ?eph.ttl,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "ephemeral user created"
-        );
-        tracing::debug!(target = %inner.target_name, user = %user, "ephemeral user name");
-        if let Some(at) = expires_at {
-            lease::expire_at(&self.inner, &user, at);
-        }
-        Ok(MyLease::new(
+        Ok(MyLease::created(
+            &self.inner,
             user,
             password,
-            expires_at,
             template,
-            Arc::clone(&self.inner),
+            expires_at,
+            eph.ttl,
+            started,
         ))
     }
 
