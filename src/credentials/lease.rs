@@ -48,6 +48,23 @@ pub async fn release<R: Revoker>(broker: &R, user: &str) {
     }
 }
 
+/// The janitor's drops: each of `doomed` (leftovers, or expired) is
+/// taken off the live leases and dropped. Returns how many were dropped.
+pub async fn drop_leftovers<R: Revoker>(broker: &R, doomed: Vec<String>) -> usize {
+    let mut dropped = 0;
+    for name in doomed {
+        broker.live().remove(&name);
+        tracing::debug!(target = %broker.target_name(), user = %name, "janitor drops ephemeral user");
+        if broker.drop_user(&name).await.is_ok() {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        tracing::info!(target = %broker.target_name(), dropped, "janitor dropped leftover ephemeral users");
+    }
+    dropped
+}
+
 /// Revokes `user` when its TTL (`at`) has run out, if it is live then.
 pub fn expire_at<R: Revoker>(broker: &Arc<R>, user: &str, at: Instant) {
     let weak = Arc::downgrade(broker);

@@ -271,18 +271,7 @@ impl Broker {
                 doomed.push(name.clone());
             }
         }
-        let mut dropped = 0;
-        for name in doomed {
-            inner.live.remove(&name);
-            tracing::debug!(target = %inner.target_name, user = %name, "janitor drops ephemeral user");
-            if inner.revoke(&name).await.is_ok() {
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            tracing::info!(target = %inner.target_name, dropped, "janitor dropped leftover ephemeral users");
-        }
-        Ok(dropped)
+        Ok(super::lease::drop_leftovers(&**inner, doomed).await)
     }
 
     /// Leases of this process not yet released.
