@@ -32,7 +32,7 @@ pub fn window_key(protocol: &str, sql: &str) -> String {
         // with each pending request (red-team finding: a copy of each 1 MB
         // statement doubled what every approvals poll returned).
         use sha2::{Digest, Sha256};
-        let hex = crate::audit::chain::hex(&Sha256::digest(sql.as_bytes()));
+        let hex = crate::hex::encode(&Sha256::digest(sql.as_bytes()));
         return format!("text-sha256:{hex}");
     }
     parsed(dialect(protocol), sql).unwrap_or_else(|| format!("text:{sql}"))

@@ -86,18 +86,7 @@ pub fn record_hash_raw(
             }
         }
     }
-    hex(&Sha256::digest(&canonical))
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
+    crate::hex::encode(&Sha256::digest(&canonical))
 }
 
 #[cfg(test)]

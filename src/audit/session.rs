@@ -94,7 +94,7 @@ const LONG_FINGERPRINT: usize = 16 * 1024;
 fn long_text(sql: &[u8]) -> Arc<str> {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(sql);
-    let hex = super::chain::hex(&digest);
+    let hex = crate::hex::encode(&digest);
     let text = String::from_utf8_lossy(sql);
     let head = cut_chars(&text, LONG_HEAD, false);
     let tail = cut_chars(&text, LONG_TAIL, true);

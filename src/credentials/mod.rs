@@ -227,10 +227,7 @@ fn instance_id_of(
         h.update(b"\0mysql\0");
         h.update(mysql.to_string().as_bytes());
     }
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&h.finalize()[..8])
 }
 
 fn hostname() -> String {

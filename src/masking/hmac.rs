@@ -57,9 +57,7 @@ impl HashKey {
 mod tests {
     use super::*;
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
+    use crate::hex::encode as hex;
 
     #[test]
     fn masking_hmac_rfc4231() {

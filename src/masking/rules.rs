@@ -262,7 +262,7 @@ pub fn load_masking(files: &[(&Path, &str)]) -> Result<MaskingRules, MaskError> 
         }
     }
     let digest = hasher.finalize();
-    set.version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    set.version = crate::hex::encode(&digest[..8]);
     Ok(set)
 }
 

@@ -291,7 +291,7 @@ pub fn parse_rules(files: &[(&Path, &str)]) -> Result<RuleSet, RulesError> {
         }
     }
     let digest = hasher.finalize();
-    set.version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    set.version = crate::hex::encode(&digest[..8]);
     Ok(set)
 }
 
