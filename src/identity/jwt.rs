@@ -3,8 +3,10 @@
 //! Accepted algorithms: HS256 (the `jwt.hs256_secret_env` key), RS256 and
 //! ES256 (the JWKS key named by the token's `kid`, whose type must match the
 //! algorithm). `alg: none` and every other algorithm are refused. `exp` is
-//! required; `nbf`, `iss` and `aud` are checked (the last two when
-//! configured).
+//! required; `nbf` is checked; `iss` and `aud`, when configured, are
+//! required and checked (a token without them is refused). A header with
+//! `crit` (extensions the token says must be understood) is refused, as
+//! RFC 7515 asks of a verifier that understands none.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +47,8 @@ pub enum JwtError {
     Invalid(jsonwebtoken::errors::Error),
     #[error("claim {0:?} missing or not a string")]
     MissingClaim(String),
+    #[error("header names critical extensions (crit), which airlock does not understand")]
+    Critical,
 }
 
 /// Whether a password looks like a compact JWT: three base64url segments
@@ -61,9 +65,30 @@ pub fn looks_like_jwt(password: &str) -> bool {
         && parts.iter().all(|p| b64url(p))
 }
 
+/// Whether the token's header has a `crit` member (RFC 7515 4.1.11: a
+/// verifier must refuse extensions it does not understand, and airlock
+/// understands none). jsonwebtoken's `Header` drops unknown members, so
+/// the header is read again here; a header it could decode is valid JSON.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let Some(segment) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment) else {
+        return true;
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json) {
+        Ok(members) => members.contains_key("crit"),
+        Err(_) => true,
+    }
+}
+
 /// Verifies `token` against the `[jwt]` configuration.
 pub fn verify(config: &JwtConfig, token: &str) -> Result<JwtClaims, JwtError> {
     let header = jsonwebtoken::decode_header(token).map_err(JwtError::Header)?;
+    if names_critical_extensions(token) {
+        return Err(JwtError::Critical);
+    }
     let alg = header.alg;
     let key = match alg {
         Algorithm::HS256 => {
@@ -89,7 +114,17 @@ pub fn verify(config: &JwtConfig, token: &str) -> Result<JwtClaims, JwtError> {
     validation.leeway = config.leeway.as_secs();
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
+    // Required, not only checked when present (red-team finding: a token
+    // without `iss` or `aud`, minted for some other use of the same key,
+    // was accepted).
+    let mut required = vec!["exp"];
+    if config.issuer.is_some() {
+        required.push("iss");
+    }
+    if config.audience.is_some() {
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
     match &config.issuer {
         Some(iss) => validation.set_issuer(&[iss]),
         None => validation.iss = None,

@@ -114,6 +114,52 @@ fn wrong_issuer_or_audience_refused() {
     assert!(verify(&config(None), &hs256(&c)).is_err());
 }
 
+/// Red-team finding: a configured issuer or audience was only checked when
+/// the token had the claim, so a token without them was accepted.
+#[test]
+fn missing_issuer_or_audience_refused_when_configured() {
+    for claim in ["iss", "aud"] {
+        let mut c = claims(now() + 600);
+        c.as_object_mut().unwrap().remove(claim);
+        let e = verify(&config(None), &hs256(&c)).unwrap_err();
+        assert!(matches!(e, JwtError::Invalid(_)), "{claim}: {e}");
+        // Not required when not configured.
+        let mut unset = config(None);
+        unset.issuer = None;
+        unset.audience = None;
+        assert_eq!(verify(&unset, &hs256(&c)).unwrap(), expected(), "{claim}");
+    }
+}
+
+/// RFC 7515: a header naming critical extensions the verifier does not
+/// understand is refused, signature or not.
+#[test]
+fn critical_header_extensions_refused() {
+    let header = b64url(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
+    let body = b64url(claims(now() + 600).to_string().as_bytes());
+    let signing_input = format!("{header}.{body}");
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    let token = format!("{signing_input}.{signature}");
+    let e = verify(&config(None), &token).unwrap_err();
+    assert!(matches!(e, JwtError::Critical), "{e}");
+    // The same token without crit is accepted.
+    let header = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let signing_input = format!("{header}.{body}");
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    let token = format!("{signing_input}.{signature}");
+    assert_eq!(verify(&config(None), &token).unwrap(), expected());
+}
+
 #[test]
 fn not_yet_valid_refused() {
     let mut c = claims(now() + 600);
