@@ -147,6 +147,22 @@ async fn serve_as(
         }
         e
     };
+    // Held for as long as this identity's session lasts (a COM_CHANGE_USER
+    // gives it back). Red-team finding: the MySQL listener took none, so
+    // `max_sessions` did not count its sessions.
+    let _slot = proxy
+        .session_slot(&user, identity.max_sessions)
+        .ok_or_else(|| {
+            let e = MyError::refused(
+                1203,
+                "42000",
+                format!(
+                    "User {user} already has more than 'max_user_connections' active connections (airlock: identities.{user}.max_sessions)"
+                ),
+            );
+            let target = response.database.as_deref().unwrap_or_default();
+            refused(&String::from_utf8_lossy(target), e)
+        })?;
     let database = response
         .database
         .as_deref()

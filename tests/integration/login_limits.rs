@@ -109,3 +109,53 @@ async fn mysql_clients_that_do_not_log_in_are_bounded() {
     drop(c);
     env.stop().await;
 }
+
+/// `identities.NAME.max_sessions` counts MySQL sessions too, and a
+/// COM_CHANGE_USER to the identity (red-team finding: the MySQL listener
+/// took no session slot, so three sessions of an identity capped at one
+/// all ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_sessions_count_against_the_identity_limit() {
+    use crate::common::mysql::{AGENT_PW, DB};
+    use mysql_async::prelude::Queryable;
+    let capped = format!(
+        "[identities.capped]\nsecret = \"{scram}\"\nmysql_secret = \"{native}\"\ntargets = [\"{DB}\"]\nmax_sessions = 1\n",
+        scram = airlock_protocol::pg::scram::make_verifier(AGENT_PW),
+        native = airlock_protocol::mysql::auth::native_hash_string(AGENT_PW.as_bytes()),
+    );
+    let mut env = MyEnv::start_inner(None, "", "", &capped, "").await;
+    let mut first = mysql_async::Conn::new(env.opts("capped", AGENT_PW))
+        .await
+        .unwrap();
+    let e = mysql_async::Conn::new(env.opts("capped", AGENT_PW))
+        .await
+        .expect_err("a second session of the identity");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1203 && s.message.contains("max_sessions")),
+        "{e:?}"
+    );
+    // COM_CHANGE_USER to it is refused too while the first runs.
+    let mut other = env.agent().await;
+    let changed = other
+        .change_user(
+            mysql_async::ChangeUserOpts::default()
+                .with_user(Some("capped".into()))
+                .with_pass(Some(AGENT_PW.into()))
+                .with_db_name(Some(DB.into())),
+        )
+        .await;
+    assert!(changed.is_err(), "COM_CHANGE_USER past the limit");
+    drop(other);
+    // The first still works; once it ends, the identity may log in again.
+    let one: Option<i32> = first.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    first.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = mysql_async::Conn::new(env.opts("capped", AGENT_PW))
+        .await
+        .unwrap();
+    let one: Option<i32> = again.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    drop(again);
+    env.stop().await;
+}
