@@ -172,8 +172,17 @@ pub struct SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        if let Some(mut n) = self.sessions.get_mut(&self.identity) {
-            *n = n.saturating_sub(1);
+        let none_left = match self.sessions.get_mut(&self.identity) {
+            Some(mut n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        // A name with no session left is not kept (one taken meanwhile
+        // keeps it).
+        if none_left {
+            self.sessions.remove_if(&self.identity, |_, n| *n == 0);
         }
     }
 }

@@ -22,7 +22,16 @@ pub struct Passthrough {
     pub users: BTreeMap<String, PassthroughUser>,
     /// Most sessions one database user may have open through this target.
     pub max_sessions: Option<usize>,
+    /// Most logins relayed through this target at once (0: no limit). Each
+    /// holds a server connection before the client has proved anything
+    /// (for at most `limits.connect_timeout`), so without a bound clients
+    /// with no password could fill the server's `max_connections`.
+    pub max_pending_logins: usize,
 }
+
+/// [`Passthrough::max_pending_logins`] unless set: room for a pool's
+/// burst of logins, far below a server's default `max_connections` (100).
+pub const DEFAULT_MAX_PENDING_LOGINS: usize = 16;
 
 impl Default for Passthrough {
     fn default() -> Self {
@@ -30,6 +39,7 @@ impl Default for Passthrough {
             default_groups: vec!["passthrough".to_owned()],
             users: BTreeMap::new(),
             max_sessions: None,
+            max_pending_logins: DEFAULT_MAX_PENDING_LOGINS,
         }
     }
 }

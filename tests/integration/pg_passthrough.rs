@@ -314,3 +314,76 @@ async fn md5_is_relayed() {
         "{e}"
     );
 }
+
+/// Sends a startup packet as `user` and reads the first answer: the
+/// server's authentication request relayed (the login is then in
+/// progress, holding a server connection), or airlock's refusal.
+async fn start_login(env: &Env, user: &str) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    let mut out = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", user), ("database", DB)],
+        &mut out,
+    );
+    tcp.write_all(&out).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    buf.truncate(n);
+    (tcp, buf)
+}
+
+/// Red-team findings: a client with no password made airlock open a server
+/// connection for every login it started (100 filled the server's
+/// max_connections), and took the database user's session slot before the
+/// login, so such clients locked the real user out. Logins in progress are
+/// capped per target (`max_pending_logins`), and the user's slot is taken
+/// once the server accepted the login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_in_progress_are_capped_and_take_no_session_slot() {
+    let env = Env::start_with(EnvOptions {
+        target_toml: format!(
+            "credentials = \"passthrough\"\n[targets.{DB}.passthrough]\n\
+             max_sessions = 1\nmax_pending_logins = 3\n"
+        ),
+        rules_toml: Some(RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.pg.create_user(DB_USER, DB_PW).unwrap();
+    // Two logins as alice that never send a password.
+    let (h1, first) = start_login(&env, DB_USER).await;
+    let (h2, _) = start_login(&env, DB_USER).await;
+    assert_eq!(first.first(), Some(&b'R'), "{first:?}");
+    // The real alice logs in: the two took neither her session slot nor
+    // all the logins in progress.
+    let alice_session = connect(alice(&env, DB_PW)).await;
+    alice_session.simple_query("SELECT 1").await.unwrap();
+    // A third silent login fills the logins in progress; a fourth is
+    // refused before airlock connects anywhere.
+    let (h3, _) = start_login(&env, "anyone").await;
+    let (_h4, refused) = start_login(&env, "anyone").await;
+    let text = String::from_utf8_lossy(&refused);
+    assert_eq!(refused.first(), Some(&b'E'), "{text}");
+    assert!(
+        text.contains("53300") && text.contains("max_pending_logins"),
+        "{text}"
+    );
+    drop((h1, h2, h3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // With them gone, alice's second session meets her own limit.
+    let e = alice(&env, DB_PW)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("over max_sessions");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "53300");
+    assert!(db.message().contains("passthrough.max_sessions"), "{db:?}");
+    alice_session.simple_query("SELECT 1").await.unwrap();
+}

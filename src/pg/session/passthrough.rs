@@ -8,6 +8,10 @@
 //! which is possible because they depend only on that name. The startup
 //! rules are judged after the server accepted the login, so a client that
 //! cannot log in learns nothing about the policy.
+//!
+//! Before the login is relayed a client has proved nothing, so it takes no
+//! session slot of the user it names (that comes after the server accepted
+//! it), only one of the target's `max_pending_logins`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,12 +58,18 @@ pub(super) async fn admit<'a>(
         groups,
         target: database.to_owned(),
     };
-    let _slot = proxy
-        .session_slot(&format!("{user}@{database}"), target.passthrough.max_sessions)
+    // Logins in progress through the target, each holding a server
+    // connection for a client that has proved nothing yet (red-team
+    // finding: 100 clients with no password filled the server's
+    // max_connections, and every target on it refused logins). The name
+    // starts with NUL, which no startup user name can hold.
+    let pending_limit = Some(target.passthrough.max_pending_logins).filter(|n| *n > 0);
+    let pending = proxy
+        .session_slot(&format!("\0pending-logins@{database}"), pending_limit)
         .ok_or_else(|| SessionError::Upstream {
             code: "53300",
             message: format!(
-                "too many sessions for user \"{user}\" (targets.{database}.passthrough.max_sessions)"
+                "too many logins in progress through \"{database}\" (targets.{database}.passthrough.max_pending_logins)"
             ),
         })?;
     let gate = proxy.gate();
@@ -88,6 +98,18 @@ pub(super) async fn admit<'a>(
             return Err(e);
         }
     };
+    drop(pending);
+    // Taken once the server accepted the login (red-team finding: taken
+    // before, clients that sent only a user name used up the real user's
+    // sessions without a password).
+    let _slot = proxy
+        .session_slot(&format!("{user}@{database}"), target.passthrough.max_sessions)
+        .ok_or_else(|| SessionError::Upstream {
+            code: "53300",
+            message: format!(
+                "too many sessions for user \"{user}\" (targets.{database}.passthrough.max_sessions)"
+            ),
+        })?;
     record_identity(user, principal.model.as_deref(), startup);
     tracing::info!(
         identity = user,
