@@ -85,9 +85,35 @@ pub fn lookup(proxy: &Proxy, user: &str) -> Option<Secret> {
     secret
 }
 
-/// The secret unknown identities are checked against.
+/// The secret unknown identities are checked against: verifiers of the
+/// kinds most configured identities have (both when no kind is most), so
+/// that the plugin airlock asks an unknown name for is the one most real
+/// names get. Red-team finding: the mock always had both, so a client
+/// asking for caching_sha2 was switched to native for a native-only
+/// identity (the README's `*…` form) but not for an unknown name.
 pub fn mock(proxy: &Proxy) -> Secret {
-    Secret::of(&proxy.mock_secret)
+    let (mut native_only, mut sha2_only, mut both) = (0usize, 0usize, 0usize);
+    for identity in proxy.config().identities.values() {
+        match super::secret(identity) {
+            Some(Secret {
+                native: Some(_),
+                sha2: None,
+            }) => native_only += 1,
+            Some(Secret {
+                native: None,
+                sha2: Some(_),
+            }) => sha2_only += 1,
+            Some(_) => both += 1,
+            None => {}
+        }
+    }
+    let mut mock = Secret::of(&proxy.mock_secret);
+    if native_only > both.max(sha2_only) {
+        mock.sha2 = None;
+    } else if sha2_only > both.max(native_only) {
+        mock.native = None;
+    }
+    mock
 }
 
 /// Collations a client may log in with: those of utf8mb4 (MySQL 8's

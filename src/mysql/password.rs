@@ -9,9 +9,11 @@
 //! and the identity has a verifier for it; otherwise one AuthSwitchRequest:
 //! to caching_sha2 when the client asked for it and it can work (a sha2
 //! verifier, or TLS for the full path), else to native when the identity
-//! has a native verifier, else to caching_sha2. Unknown identities are checked against a
-//! mock secret with both verifiers, so they fail exactly like a wrong
-//! password for an identity that has both.
+//! has a native verifier, else to caching_sha2. Unknown identities are
+//! checked against a mock secret with the verifiers most identities have
+//! ([`super::client_auth::mock`]), so they fail exactly like a wrong
+//! password for such an identity. Where identities have different kinds,
+//! the plugin asked for still tells the kinds apart.
 
 use bytes::BytesMut;
 

@@ -130,6 +130,60 @@ async fn login_failures_look_alike() {
     env.stop().await;
 }
 
+/// The first answer to a login as `user` whose client made its token for
+/// caching_sha2_password: an AuthSwitchRequest names the plugin airlock
+/// asks for next.
+async fn answer_to_a_caching_sha2_login(port: u16, user: &str) -> Vec<u8> {
+    use airlock_protocol::mysql::{auth, caps, handshake};
+    let mut raw = mysql_env::Raw {
+        tcp: tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap(),
+        buf: Vec::new(),
+    };
+    let (_, greeting) = raw.read().await;
+    let g = handshake::Greeting::parse(&greeting).unwrap();
+    let r = handshake::Response {
+        capabilities: caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::CONNECT_WITH_DB,
+        max_packet: 1 << 24,
+        charset: 45,
+        user: user.as_bytes().to_vec(),
+        auth_response: auth::caching_sha2_token(&g.scramble, b"wrong"),
+        database: Some(mysql_env::DB.as_bytes().to_vec()),
+        auth_plugin: Some(auth::CACHING_SHA2.into()),
+        attributes: Vec::new(),
+    };
+    let mut out = bytes::BytesMut::new();
+    r.encode(&mut out);
+    raw.send(1, &out).await;
+    raw.read().await.1
+}
+
+/// Red-team finding: unknown names were checked against a mock with both
+/// kinds of verifier, so a client asking for caching_sha2 was switched to
+/// native for a native-only identity (the test identities' kind, and the
+/// README's) but not for an unknown name: one attempt told them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_are_asked_for_the_plugin_known_ones_are() {
+    let mut env = env().await;
+    let known = answer_to_a_caching_sha2_login(env.port, AGENT).await;
+    let unknown = answer_to_a_caching_sha2_login(env.port, "nobody").await;
+    assert_eq!(
+        known.get(..1),
+        Some(&[0xfe_u8][..]),
+        "an AuthSwitchRequest: {known:?}"
+    );
+    let plugin = |p: &[u8]| {
+        String::from_utf8_lossy(p[1..].split(|b| *b == 0).next().unwrap_or_default()).into_owned()
+    };
+    assert_eq!(plugin(&known), "mysql_native_password");
+    assert_eq!(plugin(&unknown), plugin(&known));
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_keep_the_session_usable() {
     let mut env = env().await;
