@@ -16,6 +16,10 @@ pub struct Conn {
     pub stream: Stream,
     pub rbuf: BytesMut,
     pub max_message: usize,
+    /// A client's connection, until it has logged in: when
+    /// `limits.login_timeout` runs out, counted from its arrival (the
+    /// opening and the authentication share it).
+    pub login_deadline: Option<std::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,7 @@ impl Conn {
             // it only for messages that need more room.
             rbuf: BytesMut::with_capacity(2 * 1024),
             max_message,
+            login_deadline: None,
         }
     }
 

@@ -71,6 +71,10 @@ pub async fn run(
             Some(_) => proxy.config().limits.login_timeout,
             None => OVER_LIMIT_WAIT,
         };
+        // The whole login, opening and authentication together, has
+        // login_timeout (red-team finding: each had it in full, so a
+        // client could hold its slot for twice as long).
+        let login_deadline = std::time::Instant::now() + opening_time;
         let opening = match crate::timer_thread::timeout(
             opening_time,
             open(tcp, proxy.client_tls.as_ref()),
@@ -100,6 +104,7 @@ pub async fn run(
                 // (DoS finding). Raised once authenticated.
                 let max = proxy.config().limits.max_message_size.0;
                 let mut conn = Conn::new(stream, max.min(PRE_AUTH_MAX_MESSAGE));
+                conn.login_deadline = Some(login_deadline);
                 let result = match permit {
                     Some(_) => serve(&proxy, &mut conn, message, id, peer).await,
                     None => Err(SessionError::TooManyConnections),
@@ -423,22 +428,27 @@ async fn admit_agent<'a>(
         mock_secret: &proxy.mock_secret,
         jwt: config.jwt.as_ref(),
     };
-    let authenticated =
-        match crate::timer_thread::timeout(config.limits.login_timeout, authenticate(conn, &login))
-            .await
-            .unwrap_or(Err(SessionError::LoginTimeout))
-        {
-            Ok(a) => {
-                conn.max_message = config.limits.max_message_size.0;
-                a
+    let time_left = conn
+        .login_deadline
+        .map_or(config.limits.login_timeout, |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+        });
+    let authenticated = match crate::timer_thread::timeout(time_left, authenticate(conn, &login))
+        .await
+        .unwrap_or(Err(SessionError::LoginTimeout))
+    {
+        Ok(a) => {
+            conn.max_message = config.limits.max_message_size.0;
+            conn.login_deadline = None;
+            a
+        }
+        Err(e) => {
+            if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
+                super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
             }
-            Err(e) => {
-                if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
-                    super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
-                }
-                return Err(e);
-            }
-        };
+            return Err(e);
+        }
+    };
     let jwt_identity;
     let identity = match authenticated {
         Authenticated::Secret => {

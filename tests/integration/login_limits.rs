@@ -159,3 +159,35 @@ async fn mysql_sessions_count_against_the_identity_limit() {
     drop(again);
     env.stop().await;
 }
+
+/// The login timeout covers the whole login: a client that sends its
+/// startup packet just before it runs out has only what is left for the
+/// authentication (red-team finding: the opening and the authentication
+/// each had the full timeout, so a client held its slot for twice as long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_login_timeout_counts_from_the_connection() {
+    let mut env = Env::start_with(EnvOptions {
+        limits_toml: "login_timeout = \"2s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let connected = Instant::now();
+    let mut late = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let mut startup = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", AGENT), ("database", DB)],
+        &mut startup,
+    );
+    late.write_all(&startup).await.unwrap();
+    let (got, _) = until_closed(&mut late).await;
+    let open_for = connected.elapsed();
+    // At 2 s, not at 1.8 + 2 s.
+    assert!(open_for < Duration::from_millis(3200), "open for {open_for:?}");
+    assert!(
+        String::from_utf8_lossy(&got).contains("login_timeout"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    env.stop().await;
+}
