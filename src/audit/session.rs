@@ -154,6 +154,12 @@ impl SessionAudit {
         }
     }
 
+    /// The session's record of a statement, before the statement's own
+    /// fields (for records another module writes on its behalf).
+    pub fn statement_event(&self) -> AuditEvent {
+        self.event(EventKind::Statement)
+    }
+
     fn event(&self, kind: EventKind) -> AuditEvent {
         let mut e = self.base.clone();
         e.kind = kind;

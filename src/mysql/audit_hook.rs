@@ -40,6 +40,9 @@ pub struct MyAudit {
     inner: SessionAudit,
     /// Observe mode: what the last judgement would have done.
     would: Option<(String, String)>,
+    /// The rule that held the statement about to run, and why it runs
+    /// (approved by whom), for its record.
+    approved: Option<(String, String)>,
     pending: Option<Pending>,
 }
 
@@ -69,6 +72,7 @@ impl MyAudit {
         MyAudit {
             inner,
             would: None,
+            approved: None,
             pending: None,
         }
     }
@@ -79,6 +83,18 @@ impl MyAudit {
 
     pub fn disconnect(&self) {
         self.inner.disconnect();
+    }
+
+    /// The session's record of a statement, for the approval steps
+    /// ([`crate::approvals::wait`]).
+    pub fn statement_event(&self) -> crate::audit::AuditEvent {
+        self.inner.statement_event()
+    }
+
+    /// The statement about to run was held by `rule` and then approved
+    /// (`reason`): its record names both, as a Postgres one does.
+    pub fn approved(&mut self, rule: &str, reason: String) {
+        self.approved = Some((rule.to_owned(), reason));
     }
 
     /// Notes what observe mode says the last judgement would have done.
@@ -114,6 +130,7 @@ impl MyAudit {
             ..Default::default()
         });
         self.would = None;
+        self.approved = None;
     }
 
     /// A statement the guardrails and masking allowed is about to be
@@ -136,10 +153,13 @@ impl MyAudit {
     ) -> Result<(), String> {
         let masked = plans.map(masked_rules).filter(|m| !m.is_empty());
         let would = self.would.take();
-        let (decision, rule, reason) = match (&masked, would) {
-            (_, Some((rule, message))) => (AuditDecision::WouldBlock, Some(rule), Some(message)),
-            (Some(m), None) => (AuditDecision::Masked, None, Some(m.join(","))),
-            (None, None) => (AuditDecision::Allow, None, None),
+        let approved = self.approved.take();
+        let (decision, rule, reason) = match (&masked, would, approved) {
+            (_, Some((rule, message)), _) => (AuditDecision::WouldBlock, Some(rule), Some(message)),
+            (Some(_), None, Some((rule, why))) => (AuditDecision::Masked, Some(rule), Some(why)),
+            (None, None, Some((rule, why))) => (AuditDecision::Allow, Some(rule), Some(why)),
+            (Some(m), None, None) => (AuditDecision::Masked, None, Some(m.join(","))),
+            (None, None, None) => (AuditDecision::Allow, None, None),
         };
         if let Err(refusal) = self.inner.ready() {
             let _ = self.inner.record(StatementRecord {

@@ -875,9 +875,12 @@ impl Session<'_> {
             d @ Decision::RequireApproval { rule, message } => {
                 match self.approval(sql, rule, message).await {
                     None => Some(format!("airlock: {d}")),
-                    Some(outcome) => {
-                        let refusal = outcome.refusal(rule);
+                    Some(decided) => {
+                        let refusal = decided.outcome.refusal(rule);
                         self.prepare_approved = source == Source::Parse && refusal.is_none();
+                        if let (None, Some(a)) = (&refusal, self.audit.as_mut()) {
+                            a.approved(rule, decided.reason);
+                        }
                         refusal
                     }
                 }
@@ -960,7 +963,7 @@ impl Session<'_> {
         sql: &[u8],
         rule: &str,
         message: &str,
-    ) -> Option<crate::approvals::Outcome> {
+    ) -> Option<crate::approvals::wait::Decided> {
         let request = crate::approvals::HoldRequest {
             statement: String::from_utf8_lossy(sql).into_owned(),
             identity: self.principal.identity.clone(),
@@ -972,7 +975,14 @@ impl Session<'_> {
             protocol: "mysql",
             target: self.principal.target.clone(),
         };
-        crate::approvals::wait::hold_and_wait(self.proxy, request, self.client.hung_up()).await
+        let session_event = self.audit.as_ref().map(|a| a.statement_event());
+        crate::approvals::wait::hold_and_wait(
+            self.proxy,
+            request,
+            session_event,
+            self.client.hung_up(),
+        )
+        .await
     }
 
     fn apply(&mut self, effects: Effects) {

@@ -578,6 +578,26 @@ async fn mysql_statements_are_held_too() {
         .await;
     api.wait_audit_reason("identity=agent", "denied by bob: not now")
         .await;
+    // The approval steps are the session's records (its client address),
+    // and the run of an approved statement names the rule that held it
+    // and who approved it, with its row count, as on Postgres.
+    let held = api
+        .wait_audit_reason(&format!("identity=agent&rule={RULE}"), "held for approval")
+        .await;
+    assert!(
+        held["client_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1")),
+        "{held}"
+    );
+    let records = api.audit(&format!("identity=agent&rule={RULE}")).await;
+    assert!(
+        records.iter().any(|r| r["rows"] == 1
+            && r["reason"]
+                .as_str()
+                .is_some_and(|why| why.contains("approved by alice"))),
+        "{records:#?}"
+    );
 
     // MySQL sessions are listed and can be terminated too.
     let sessions = api.get("/api/sessions").await.json();

@@ -183,7 +183,10 @@ async fn pg_login_timeout_counts_from_the_connection() {
     let (got, _) = until_closed(&mut late).await;
     let open_for = connected.elapsed();
     // At 2 s, not at 1.8 + 2 s.
-    assert!(open_for < Duration::from_millis(3200), "open for {open_for:?}");
+    assert!(
+        open_for < Duration::from_millis(3200),
+        "open for {open_for:?}"
+    );
     assert!(
         String::from_utf8_lossy(&got).contains("login_timeout"),
         "{}",
