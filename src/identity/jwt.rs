@@ -137,6 +137,11 @@ pub fn verify(config: &JwtConfig, token: &str) -> Result<JwtClaims, JwtError> {
         jsonwebtoken::decode::<BTreeMap<String, serde_json::Value>>(token, &key, &validation)
             .map_err(JwtError::Invalid)?;
     let claims = data.claims;
+    // jsonwebtoken also takes an array of issuers; RFC 7519 makes `iss` one
+    // string (re-check finding: `["https://evil", "<issuer>"]` passed).
+    if config.issuer.is_some() && !claims.get("iss").is_some_and(|v| v.is_string()) {
+        return Err(JwtError::MissingClaim("iss".into()));
+    }
 
     let string = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let name = string(&config.user_claim)

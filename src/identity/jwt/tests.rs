@@ -135,29 +135,33 @@ fn missing_issuer_or_audience_refused_when_configured() {
 /// understand is refused, signature or not.
 #[test]
 fn critical_header_extensions_refused() {
-    let header = b64url(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
     let body = b64url(claims(now() + 600).to_string().as_bytes());
-    let signing_input = format!("{header}.{body}");
-    let signature = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    let token = format!("{signing_input}.{signature}");
+    let signed = |header: &[u8]| {
+        let signing_input = format!("{}.{body}", b64url(header));
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{signing_input}.{signature}")
+    };
+    let token = signed(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
     let e = verify(&config(None), &token).unwrap_err();
     assert!(matches!(e, JwtError::Critical), "{e}");
     // The same token without crit is accepted.
-    let header = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let signing_input = format!("{header}.{body}");
-    let signature = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    let token = format!("{signing_input}.{signature}");
+    let token = signed(br#"{"alg":"HS256","typ":"JWT"}"#);
     assert_eq!(verify(&config(None), &token).unwrap(), expected());
+}
+
+/// Re-check finding: an array of issuers holding the configured one was
+/// accepted; `iss` is one string.
+#[test]
+fn issuer_must_be_one_string() {
+    let mut c = claims(now() + 600);
+    c["iss"] = json!(["https://evil.example", "idp"]);
+    let e = verify(&config(None), &hs256(&c)).unwrap_err();
+    assert!(matches!(e, JwtError::MissingClaim(_)), "{e}");
 }
 
 #[test]
