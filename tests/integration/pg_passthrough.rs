@@ -387,3 +387,51 @@ async fn logins_in_progress_are_capped_and_take_no_session_slot() {
     assert!(db.message().contains("passthrough.max_sessions"), "{db:?}");
     alice_session.simple_query("SELECT 1").await.unwrap();
 }
+
+/// The client's login_timeout, counted from its arrival, bounds a relayed
+/// login too (re-check finding: a startup packet sent just in time was
+/// given connect_timeout more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_login_ends_at_the_login_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start_with(EnvOptions {
+        target_toml: passthrough_toml(),
+        rules_toml: Some(RULES.into()),
+        limits_toml: "login_timeout = \"2s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    env.pg.create_user(DB_USER, DB_PW).unwrap();
+    let connected = std::time::Instant::now();
+    let mut late = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", DB_USER), ("database", DB)],
+        &mut out,
+    );
+    late.write_all(&out).await.unwrap();
+    // The server's SASL request, relayed; then no answer from the client.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), late.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let open_for = connected.elapsed();
+    assert_eq!(got.first(), Some(&b'R'), "{got:?}");
+    // At 2 s, not at 1.5 s + connect_timeout.
+    assert!(
+        open_for < Duration::from_millis(3500),
+        "open for {open_for:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&got).contains("login_timeout"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}

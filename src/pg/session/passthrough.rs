@@ -76,6 +76,12 @@ pub(super) async fn admit<'a>(
     let settings = gate.session_settings(&principal);
     let params = upstream_params(&startup.params, &settings);
 
+    // The client's login deadline (limits.login_timeout from its
+    // arrival) bounds the relayed login too (re-check finding: a startup
+    // packet sent just in time had connect_timeout more).
+    let time_left = conn
+        .login_deadline
+        .map(|d| d.saturating_duration_since(std::time::Instant::now()));
     let login = async {
         let mut server = upstream::open(
             database,
@@ -89,7 +95,14 @@ pub(super) async fn admit<'a>(
         relay_login(conn, &mut server, user, database).await?;
         upstream::finish_startup(server).await
     };
-    let up = match upstream::within(config.limits.connect_timeout, database, login).await {
+    let relayed = upstream::within(config.limits.connect_timeout, database, login);
+    let relayed = match time_left {
+        Some(left) => crate::timer_thread::timeout(left, relayed)
+            .await
+            .unwrap_or(Err(SessionError::LoginTimeout)),
+        None => relayed.await,
+    };
+    let up = match relayed {
         Ok(up) => up,
         Err(e) => {
             if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
@@ -99,6 +112,7 @@ pub(super) async fn admit<'a>(
         }
     };
     drop(pending);
+    conn.login_deadline = None;
     // Taken once the server accepted the login (red-team finding: taken
     // before, clients that sent only a user name used up the real user's
     // sessions without a password).
