@@ -134,32 +134,12 @@ async fn login_failures_look_alike() {
 /// caching_sha2_password: an AuthSwitchRequest names the plugin airlock
 /// asks for next.
 async fn answer_to_a_caching_sha2_login(port: u16, user: &str) -> Vec<u8> {
-    use airlock_protocol::mysql::{auth, caps, handshake};
-    let mut raw = mysql_env::Raw {
-        tcp: tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap(),
-        buf: Vec::new(),
-    };
-    let (_, greeting) = raw.read().await;
-    let g = handshake::Greeting::parse(&greeting).unwrap();
-    let r = handshake::Response {
-        capabilities: caps::PROTOCOL_41
-            | caps::SECURE_CONNECTION
-            | caps::PLUGIN_AUTH
-            | caps::CONNECT_WITH_DB,
-        max_packet: 1 << 24,
-        charset: 45,
-        user: user.as_bytes().to_vec(),
-        auth_response: auth::caching_sha2_token(&g.scramble, b"wrong"),
-        database: Some(mysql_env::DB.as_bytes().to_vec()),
-        auth_plugin: Some(auth::CACHING_SHA2.into()),
-        attributes: Vec::new(),
-    };
-    let mut out = bytes::BytesMut::new();
-    r.encode(&mut out);
-    raw.send(1, &out).await;
-    raw.read().await.1
+    use airlock_protocol::mysql::auth;
+    let (_, answer) = mysql_env::Raw::handshake(port, user, 45, auth::CACHING_SHA2, |scramble| {
+        auth::caching_sha2_token(scramble, b"wrong")
+    })
+    .await;
+    answer
 }
 
 /// Red-team finding: unknown names were checked against a mock with both

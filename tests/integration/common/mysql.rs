@@ -230,7 +230,24 @@ impl Raw {
     /// Logs in with this collation; the client and the server's answer
     /// to the login (OK or ERR).
     pub async fn login_as(port: u16, user: &str, password: &str, charset: u8) -> (Raw, Vec<u8>) {
-        use airlock_protocol::mysql::{auth, caps, handshake};
+        use airlock_protocol::mysql::auth;
+        Self::handshake(port, user, charset, auth::NATIVE, |scramble| {
+            auth::native_token(scramble, password.as_bytes())
+        })
+        .await
+    }
+
+    /// Connects and answers the greeting as `user`, with the token
+    /// `token(scramble)` made for `plugin`; the client and the server's
+    /// first answer (OK, ERR or an AuthSwitchRequest).
+    pub async fn handshake(
+        port: u16,
+        user: &str,
+        charset: u8,
+        plugin: &str,
+        token: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> (Raw, Vec<u8>) {
+        use airlock_protocol::mysql::{caps, handshake};
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
@@ -249,16 +266,16 @@ impl Raw {
             max_packet: 1 << 24,
             charset,
             user: user.as_bytes().to_vec(),
-            auth_response: auth::native_token(&g.scramble, password.as_bytes()),
+            auth_response: token(&g.scramble),
             database: Some(DB.as_bytes().to_vec()),
-            auth_plugin: Some(auth::NATIVE.into()),
+            auth_plugin: Some(plugin.into()),
             attributes: Vec::new(),
         };
         let mut out = bytes::BytesMut::new();
         r.encode(&mut out);
         raw.send(1, &out).await;
-        let (_, ok) = raw.read().await;
-        (raw, ok)
+        let (_, answer) = raw.read().await;
+        (raw, answer)
     }
 
     pub async fn send(&mut self, seq: u8, payload: &[u8]) {
