@@ -458,7 +458,16 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             ids::ROLE_CHANGE,
             "CREATE ROLE ... PASSWORD makes a login that does not go through airlock".to_string(),
         )),
-        _ => {}
+        _ => {
+            if let Some(role) = super::ownership::new_owner(s) {
+                facts.violations.push((
+                    ids::ROLE_CHANGE,
+                    format!(
+                        "handing an object to role {role} (OWNER TO, AUTHORIZATION) is not allowed: it would outlive the session's database user"
+                    ),
+                ));
+            }
+        }
     }
 }
 

@@ -267,6 +267,7 @@ pub mod facts;
 mod fetch_forms;
 pub mod lint;
 pub mod memo;
+pub mod ownership;
 pub mod parse;
 pub mod rule_files;
 pub mod rules;

@@ -364,7 +364,13 @@ deny_columns = ["*.salary"]
             "cols.deny-columns",
         ),
         ("cols", "ALTER SCHEMA sales RENAME TO sales2", "allow"),
-        ("cols", "ALTER SCHEMA hr OWNER TO bob", "allow"),
+        // Given to another role: outlives the session's database user.
+        (
+            "cols",
+            "ALTER SCHEMA hr OWNER TO bob",
+            "builtin.role-change",
+        ),
+        ("cols", "ALTER SCHEMA hr OWNER TO CURRENT_USER", "allow"),
         // Which tables move cannot be listed against an allow list.
         (
             "allow",

@@ -31,8 +31,18 @@ fn ephemeral_toml(ttl: &str) -> String {
 /// `items` readable by `agent_ro`, `hidden` by nobody but its owner,
 /// `notes` writable by `agent_rw`.
 async fn start(ttl: &str) -> Env {
+    start_opts(ttl, None).await
+}
+
+/// [`start`] under these guardrails (without, every statement is allowed).
+async fn start_with_rules(ttl: &str, rules: &str) -> Env {
+    start_opts(ttl, Some(rules.to_owned())).await
+}
+
+async fn start_opts(ttl: &str, rules_toml: Option<String>) -> Env {
     let env = Env::start_with(EnvOptions {
         target_toml: ephemeral_toml(ttl),
+        rules_toml,
         ..Default::default()
     })
     .await;
@@ -578,4 +588,56 @@ async fn a_lease_that_set_its_password_and_lent_a_view_is_still_dropped() {
     lease.release().await;
     assert!(!role_exists(&env, &user), "the user outlived its lease");
     assert!(connect_with(&env, &user, "known-password").await.is_err());
+}
+
+/// Red-team finding: an ephemeral user may hand its objects to the
+/// template role it is a member of (`ALTER … OWNER TO`, `CREATE SCHEMA …
+/// AUTHORIZATION`), where the DROP OWNED at the session's end does not
+/// reach them and every later session of the template finds them. Refused
+/// (`builtin.role-change`); what the session made itself still goes with
+/// its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_objects_cannot_be_handed_to_the_template() {
+    let env = start_with_rules(
+        "15m",
+        "[[policy]]\nid = \"agent-all\"\napplies_to = { identities = [\"agent\"] }\n\
+         allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\n",
+    )
+    .await;
+    env.pg
+        .psql_db(DB, &format!("GRANT CREATE ON SCHEMA public TO {TEMPLATE}; GRANT CREATE ON DATABASE {DB} TO {TEMPLATE};"))
+        .unwrap();
+    let a = env.agent().await;
+    let user = current_user(&a).await;
+    a.batch_execute("CREATE TABLE persist_tbl (x int); INSERT INTO persist_tbl VALUES (42)")
+        .await
+        .unwrap();
+    for sql in [
+        format!("ALTER TABLE persist_tbl OWNER TO {TEMPLATE}"),
+        format!("alter table public.persist_tbl owner to \"{TEMPLATE}\""),
+        format!("CREATE SCHEMA persist_s AUTHORIZATION {TEMPLATE}"),
+        format!("CREATE SCHEMA AUTHORIZATION {TEMPLATE}"),
+    ] {
+        let e = a.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
+        assert!(
+            e.as_db_error()
+                .is_some_and(|d| d.message().contains("builtin.role-change")),
+            "{sql}: {e:?}"
+        );
+    }
+    // Keeping it its own is fine.
+    a.batch_execute("ALTER TABLE persist_tbl OWNER TO CURRENT_USER")
+        .await
+        .unwrap();
+    drop(a);
+    assert!(gone(&env, &user).await, "role outlived its session");
+    let left = env
+        .pg
+        .psql_db(
+            DB,
+            "SELECT count(*) FROM pg_class WHERE relname = 'persist_tbl'",
+        )
+        .unwrap();
+    assert_eq!(left.trim(), "0", "the session's table outlived it");
 }
