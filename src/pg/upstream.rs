@@ -76,7 +76,7 @@ pub async fn connect(
         )
         .await?;
         login(&mut conn, target_name, target).await?;
-        finish_startup(conn).await
+        finish_startup(conn, Some(&target.user)).await
     })
     .await
 }
@@ -186,7 +186,9 @@ async fn login(conn: &mut Conn, target_name: &str, target: &Target) -> Result<()
         let frame = conn.read_frame().await.map_err(conn_err)?;
         match frame.tag() {
             backend::AUTHENTICATION => {}
-            backend::ERROR_RESPONSE => return Err(startup_error(target_name, frame.body())),
+            backend::ERROR_RESPONSE => {
+                return Err(startup_error(target_name, frame.body(), Some(&target.user)))
+            }
             backend::NEGOTIATE_PROTOCOL_VERSION => continue,
             other => {
                 return Err(upstream_err(format!(
@@ -272,7 +274,12 @@ async fn login(conn: &mut Conn, target_name: &str, target: &Target) -> Result<()
 }
 
 /// Collects what the server sends between AuthenticationOk and ReadyForQuery.
-pub async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
+/// `hidden_user`: airlock's own database user, which an error at this
+/// point (a role's connection limit, say) must not show the client.
+pub async fn finish_startup(
+    mut conn: Conn,
+    hidden_user: Option<&str>,
+) -> Result<Upstream, SessionError> {
     let mut greeting = BytesMut::new();
     let mut key = None;
     loop {
@@ -307,7 +314,7 @@ pub async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
                     status,
                 });
             }
-            backend::ERROR_RESPONSE => return Err(startup_error("", frame.body())),
+            backend::ERROR_RESPONSE => return Err(startup_error("", frame.body(), hidden_user)),
             other => {
                 return Err(upstream_err(format!(
                     "unexpected message '{}' from the server during startup",
@@ -321,7 +328,10 @@ pub async fn finish_startup(mut conn: Conn) -> Result<Upstream, SessionError> {
 /// Turns a server ErrorResponse during startup into the client's error.
 /// Authentication failures (class 28) are logged in full but shown to the
 /// client only generically: their text names airlock's upstream user.
-pub fn startup_error(target_name: &str, body: &[u8]) -> SessionError {
+/// Other errors keep their text, with `hidden_user` (airlock's upstream
+/// user, not the client's own) taken out of it (red-team finding: `too
+/// many connections for role "airlock_svc"` named the service account).
+pub fn startup_error(target_name: &str, body: &[u8], hidden_user: Option<&str>) -> SessionError {
     let code = error_code(body).unwrap_or(b"08006");
     let message = error_fields(body)
         .find(|(c, _)| *c == b'M')
@@ -331,6 +341,11 @@ pub fn startup_error(target_name: &str, body: &[u8]) -> SessionError {
     if code.starts_with(b"28") {
         return upstream_err("airlock could not log in to the upstream server (see airlock's log)");
     }
+    let message = match hidden_user.filter(|u| !u.is_empty()) {
+        // As the server quotes role names.
+        Some(user) => message.replace(&format!("\"{user}\""), "(airlock's database user)"),
+        None => message,
+    };
     SessionError::Upstream {
         code: static_sqlstate(code),
         message,

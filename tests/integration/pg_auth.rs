@@ -177,3 +177,26 @@ async fn per_identity_session_limit() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     env.agent().await.simple_query("SELECT 1").await.unwrap();
 }
+
+/// A server error during the upstream login does not name airlock's
+/// database user (red-team finding: `too many connections for role
+/// "airlock_svc"` reached the agent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_login_errors_do_not_name_the_service_account() {
+    let env = Env::start().await;
+    env.pg
+        .psql_admin(&format!("ALTER ROLE {UPSTREAM_USER} CONNECTION LIMIT 1"))
+        .unwrap();
+    let first = env.agent().await;
+    let e = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("over the role's connection limit");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "53300", "{db:?}");
+    assert!(!db.message().contains(UPSTREAM_USER), "{db:?}");
+    assert!(db.message().contains("airlock's database user"), "{db:?}");
+    first.simple_query("SELECT 1").await.unwrap();
+}

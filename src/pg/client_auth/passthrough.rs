@@ -167,7 +167,8 @@ fn refusal(target_name: &str, user: &str, body: &[u8]) -> SessionError {
         );
         return SessionError::AuthFailed(user.to_owned());
     }
-    startup_error(target_name, body)
+    // The client's own user: nothing to hide.
+    startup_error(target_name, body, None)
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ pub(super) async fn admit<'a>(
         )
         .await?;
         relay_login(conn, &mut server, user, database).await?;
-        upstream::finish_startup(server).await
+        upstream::finish_startup(server, None).await
     };
     let relayed = upstream::within(config.limits.connect_timeout, database, login);
     let relayed = match time_left {
