@@ -225,6 +225,12 @@ pub struct Target {
     pub tls: UpstreamTlsMode,
     /// CA bundle (PEM) for `verify-full`; the system roots otherwise.
     pub ca: Option<Spanned<PathBuf>>,
+    /// Whether airlock sends its password in clear to a server that asks
+    /// for it (`password` authentication) when `tls` is not `verify-full`:
+    /// whoever answers in the server's place would have it. Off: such a
+    /// login is refused (a verify-full server gets it).
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
     /// Database user airlock logs in as.
     pub user: String,
     /// Environment variable holding that user's password.

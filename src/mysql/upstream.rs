@@ -18,7 +18,7 @@ use airlock_protocol::mysql::{auth, caps, com, packets};
 use super::conn::{Leg, PacketConn};
 use super::error::MyError;
 use super::server_info::ServerInfo;
-use crate::config::Target;
+use crate::config::{Target, UpstreamTlsMode};
 use crate::policy::SessionSettings;
 
 /// Capabilities that only matter during login; the rest of the client's
@@ -158,11 +158,22 @@ async fn connect_inner(
             }
             Some(&packets::AUTH_MORE_DATA) if plugin == auth::CACHING_SHA2 => match p.get(1) {
                 Some(3) => {} // fast auth succeeded; OK follows
-                Some(4) if conn.is_tls() => {
-                    // Full authentication: the password itself, over TLS.
+                // Full authentication: the password itself, over TLS to a
+                // server whose certificate was checked, or where the target
+                // allows it (as for Postgres's cleartext password).
+                Some(4)
+                    if conn.is_tls()
+                        && (target.tls == UpstreamTlsMode::VerifyFull
+                            || target.allow_cleartext_password) =>
+                {
                     let mut clear = password.clone();
                     clear.push(0);
                     conn.send(&clear).await?;
+                }
+                Some(4) if conn.is_tls() => {
+                    return Err(MyError::Upstream(
+                        "caching_sha2_password full authentication sends the password itself, which airlock does only to a server whose certificate it verified (tls = \"verify-full\") or with the target's allow_cleartext_password = true".into(),
+                    ))
                 }
                 _ => {
                     return Err(MyError::Upstream(

@@ -28,7 +28,7 @@ use airlock_protocol::pg::startup::{encode_ssl_request, StartupMessage};
 
 use super::conn::{Conn, ConnError};
 use super::error::SessionError;
-use crate::config::Target;
+use crate::config::{Target, UpstreamTlsMode};
 use crate::net::Stream;
 use crate::tls;
 
@@ -205,6 +205,19 @@ async fn login(conn: &mut Conn, target_name: &str, target: &Target) -> Result<()
         match code {
             auth_code::OK => return Ok(()),
             auth_code::CLEARTEXT => {
+                // Only to a server whose certificate was checked, unless
+                // the target says otherwise (red-team finding: any server,
+                // or anyone answering in its place, was sent the password).
+                let verified = target.tls == UpstreamTlsMode::VerifyFull && conn.stream.is_tls();
+                if !verified && !target.allow_cleartext_password {
+                    tracing::error!(
+                        target = target_name,
+                        "server asked for a cleartext password, and its certificate is not verified (tls = \"verify-full\"): refused; set allow_cleartext_password = true on the target to send it anyway"
+                    );
+                    return Err(upstream_err(format!(
+                        "airlock could not log in to the server for \"{target_name}\" (see airlock's log)"
+                    )));
+                }
                 if !conn.stream.is_tls() {
                     tracing::warn!(
                         target = target_name,

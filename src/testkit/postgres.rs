@@ -26,13 +26,25 @@ pub enum PgHostAuth {
     Scram,
     /// `md5`, passwords stored as MD5 hashes (`password_encryption=md5`).
     Md5,
+    /// `password`: the password in clear (stored as a SCRAM verifier).
+    Password,
 }
 
 impl PgHostAuth {
+    /// The pg_hba.conf method.
     fn method(self) -> &'static str {
         match self {
             Self::Scram => "scram-sha-256",
             Self::Md5 => "md5",
+            Self::Password => "password",
+        }
+    }
+
+    /// How passwords are stored (`password_encryption`).
+    fn encryption(self) -> &'static str {
+        match self {
+            Self::Md5 => "md5",
+            Self::Scram | Self::Password => "scram-sha-256",
         }
     }
 }
@@ -191,7 +203,7 @@ impl PgServer {
 
     /// Settings appended to postgresql.conf (the port is passed with `-p`).
     fn extra_config(&self) -> Result<String> {
-        let encryption = self.options.host_auth.method();
+        let encryption = self.options.host_auth.encryption();
         let mut conf = format!(
             "\n# airlock testkit\n\
              listen_addresses = '127.0.0.1'\n\

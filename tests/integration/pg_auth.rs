@@ -200,3 +200,44 @@ async fn upstream_login_errors_do_not_name_the_service_account() {
     assert!(db.message().contains("airlock's database user"), "{db:?}");
     first.simple_query("SELECT 1").await.unwrap();
 }
+
+/// A server that asks for the password in clear gets it only when its
+/// certificate was verified (`tls = "verify-full"`) or the target allows it
+/// (`allow_cleartext_password`). Red-team finding: airlock sent its
+/// password to any server that asked, or anyone answering in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_upstream_passwords_need_a_verified_server_or_consent() {
+    let pg = tokio::task::spawn_blocking(|| {
+        airlock::testkit::PgOptions::new()
+            .host_auth(airlock::testkit::PgHostAuth::Password)
+            .start()
+    })
+    .await
+    .unwrap()
+    .expect("start postgres with password auth");
+    let pg = std::sync::Arc::new(pg);
+    let refused = Env::start_on(std::sync::Arc::clone(&pg), EnvOptions::default()).await;
+    let e = refused
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("airlock does not send the password in clear");
+    let text = format!("{e:?}");
+    assert!(text.contains("could not log in"), "{text}");
+    assert!(!text.contains(UPSTREAM_PW), "{text}");
+    let allowed = Env::start_on(
+        pg,
+        EnvOptions {
+            target_toml: "allow_cleartext_password = true\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    allowed
+        .agent()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
