@@ -240,7 +240,21 @@ async fn serve_as(
             if let Some(lease) = lease {
                 lease.release().await;
             }
-            return Err(e);
+            // Before the client's login is answered: an error of the
+            // server range, which clients show as sent. The client-range
+            // 2013 (CR_SERVER_LOST) of a session whose upstream went away
+            // made the mariadb CLI report a malformed packet here.
+            return Err(match e {
+                MyError::Upstream(detail) => {
+                    tracing::warn!(error = %detail, "could not connect the session upstream");
+                    MyError::refused(
+                        1105,
+                        "HY000",
+                        "airlock could not connect to the upstream server (see airlock's log)",
+                    )
+                }
+                other => other,
+            });
         }
     };
     tracing::info!(

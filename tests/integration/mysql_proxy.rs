@@ -164,6 +164,27 @@ async fn unknown_names_are_asked_for_the_plugin_known_ones_are() {
     env.stop().await;
 }
 
+/// An upstream login that fails is answered with airlock's own ERR, of the
+/// server range, which the mariadb CLI shows as sent (it reported "ERROR
+/// 2027: Received malformed packet" for the client-range 2013 airlock sent
+/// before), without the upstream user's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upstream_login_is_reported_plainly() {
+    let mut env = env().await;
+    env.admin(&format!(
+        "ALTER USER '{}'@'%' IDENTIFIED BY 'Changed-Elsewhere-1'",
+        mysql_env::UPSTREAM_USER
+    ));
+    let out = env.cli(AGENT, AGENT_PW, "SELECT 1");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("ERROR 1105") && text.contains("could not connect to the upstream server"),
+        "{text}"
+    );
+    assert!(!text.contains(mysql_env::UPSTREAM_USER), "{text}");
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_keep_the_session_usable() {
     let mut env = env().await;
