@@ -23,6 +23,7 @@ pub mod console;
 pub mod listener;
 pub mod live;
 pub mod serve;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,26 +10,25 @@
 //! connection, must arrive in full within [`HEADER_READ_TIMEOUT`] of the
 //! server starting to read it, or the connection is closed.
 //!
-//! At most [`MAX_CONNECTIONS`] are open at once; one more is closed as soon
-//! as it is accepted, so that clients of the admin port cannot take the
-//! descriptors the proxy's own listeners need.
+//! At most [`MAX_CONNECTIONS`] are open at once, so that clients of the
+//! admin port cannot take the descriptors the proxy's own listeners need.
+//! At the cap, the connection quiet longest (for at least [`MIN_IDLE`]) is
+//! closed to make room, or else the new one ([`super::slots`]).
 //!
 //! On shutdown the listener stops accepting, each connection finishes the
 //! request it is serving and closes, and [`serve`] returns when all have.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::listener::AdminListener;
+use super::slots::{Slots, Taken};
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::Semaphore;
-
-use super::listener::AdminListener;
 
 /// How long a client has to send a whole request head (request line and
 /// headers). Admin clients (curl, the CLI, a browser) send it at once.
@@ -38,38 +37,64 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Admin connections open at once, at most.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// At the cap, a connection that has moved no byte for this long is closed
+/// to make room for a new one. An admin request is answered in
+/// milliseconds; between requests a browser's kept-alive connection is
+/// quiet, and opens a new one if it is closed.
+pub const MIN_IDLE: Duration = Duration::from_secs(2);
+
 /// Serves `app` on `listener` until `stop` completes, then drains.
 pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, MIN_IDLE);
     let mut stop = std::pin::pin!(stop);
-    // Connections closed for want of a slot since the last warning, which
-    // is logged at most every 10 s.
-    let mut turned_away = 0u64;
+    // Connections closed at the cap since the last warning, which is
+    // logged at most every 10 s: quiet ones closed to make room, and new
+    // ones closed when none was quiet.
+    let (mut made_room, mut turned_away) = (0u64, 0u64);
     let mut warned: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            turned_away += 1;
-            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                tracing::warn!(%peer, turned_away, "admin listener: {MAX_CONNECTIONS} connections already open; closing new ones");
-                warned = Some(Instant::now());
-                turned_away = 0;
+        let slot = match slots.take() {
+            Taken::Free(slot) => Some(slot),
+            Taken::Evicted(slot) => {
+                made_room += 1;
+                Some(slot)
             }
+            Taken::Full => {
+                turned_away += 1;
+                None
+            }
+        };
+        if made_room + turned_away > 0
+            && warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(%peer, closed_quiet = made_room, closed_new = turned_away, "admin listener: {MAX_CONNECTIONS} connections open; closing the quietest to make room, or the new one when none is quiet");
+            warned = Some(Instant::now());
+            (made_room, turned_away) = (0, 0);
+        }
+        let Some(slot) = slot else {
             continue;
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TimerThread)
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = http.serve_connection(
+            TokioIo::new(slot.watch(stream)),
+            TowerToHyperService::new(app.clone()),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "admin connection closed on an error");
+            tokio::select! {
+                served = conn => if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "admin connection closed on an error");
+                },
+                () = slot.evicted() => {
+                    tracing::debug!(%peer, "admin connection closed to make room: quiet longest");
+                }
             }
             drop(slot);
         });
