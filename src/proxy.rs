@@ -25,6 +25,8 @@ use crate::tls;
 pub struct Loaded {
     pub config: Arc<Config>,
     verifiers: HashMap<String, ScramVerifier>,
+    /// The verifier kinds of the mock MySQL secret for unknown names.
+    mysql_mock_kinds: crate::mysql::client_auth::MockKinds,
     upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
     gate: Arc<dyn Gate>,
     /// Masking rules; `None` when the rule files define none.
@@ -93,9 +95,11 @@ impl Loaded {
             }
             None => (Arc::new(AllowAll), None),
         };
+        let mysql_mock_kinds = crate::mysql::client_auth::mock_kinds(config.identities.values());
         Ok(Loaded {
             config: Arc::new(config),
             verifiers,
+            mysql_mock_kinds,
             upstream_tls,
             gate,
             masker,
@@ -282,6 +286,12 @@ impl Proxy {
     /// The verifier of an identity, parsed when the config was loaded.
     pub fn verifier(&self, name: &str, _identity: &Identity) -> Option<ScramVerifier> {
         self.loaded.load().verifiers.get(name).cloned()
+    }
+
+    /// The verifier kinds the mock secret of an unknown MySQL name has
+    /// (see [`crate::mysql::client_auth::mock`]).
+    pub fn mysql_mock_kinds(&self) -> crate::mysql::client_auth::MockKinds {
+        self.loaded.load().mysql_mock_kinds
     }
 
     /// Takes a session slot for `identity`, or `None` when it is at `max`.

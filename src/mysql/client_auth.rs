@@ -86,14 +86,40 @@ pub fn lookup(proxy: &Proxy, user: &str) -> Option<Secret> {
 }
 
 /// The secret unknown identities are checked against: verifiers of the
-/// kinds most configured identities have (both when no kind is most), so
-/// that the plugin airlock asks an unknown name for is the one most real
-/// names get. Red-team finding: the mock always had both, so a client
-/// asking for caching_sha2 was switched to native for a native-only
-/// identity (the README's `*…` form) but not for an unknown name.
+/// kinds most configured identities have ([`mock_kinds`], counted once per
+/// config load), so that the plugin airlock asks an unknown name for is the
+/// one most real names get. Red-team finding: the mock always had both, so
+/// a client asking for caching_sha2 was switched to native for a
+/// native-only identity (the README's `*…` form) but not for an unknown
+/// name.
 pub fn mock(proxy: &Proxy) -> Secret {
+    let kinds = proxy.mysql_mock_kinds();
+    let mut mock = Secret::of(&proxy.mock_secret);
+    if !kinds.native {
+        mock.native = None;
+    }
+    if !kinds.sha2 {
+        mock.sha2 = None;
+    }
+    mock
+}
+
+/// Which verifiers the mock secret of unknown MySQL identities has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MockKinds {
+    pub native: bool,
+    pub sha2: bool,
+}
+
+/// The verifier kinds most of `identities` have: native only, caching_sha2
+/// only, or both (also when no kind is most, or there are none). Counted
+/// when a config is loaded, not at each login, where it would walk and
+/// parse every identity's secret.
+pub fn mock_kinds<'a>(
+    identities: impl IntoIterator<Item = &'a crate::config::Identity>,
+) -> MockKinds {
     let (mut native_only, mut sha2_only, mut both) = (0usize, 0usize, 0usize);
-    for identity in proxy.config().identities.values() {
+    for identity in identities {
         match super::secret(identity) {
             Some(Secret {
                 native: Some(_),
@@ -107,13 +133,12 @@ pub fn mock(proxy: &Proxy) -> Secret {
             None => {}
         }
     }
-    let mut mock = Secret::of(&proxy.mock_secret);
-    if native_only > both.max(sha2_only) {
-        mock.sha2 = None;
-    } else if sha2_only > both.max(native_only) {
-        mock.native = None;
+    let native_most = native_only > both.max(sha2_only);
+    let sha2_most = sha2_only > both.max(native_only);
+    MockKinds {
+        native: !sha2_most,
+        sha2: !native_most,
     }
-    mock
 }
 
 /// Collations a client may log in with: those of utf8mb4 (MySQL 8's
@@ -227,6 +252,45 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identities(secrets: &[&str]) -> Vec<crate::config::Identity> {
+        secrets
+            .iter()
+            .map(|m| {
+                let doc = format!("secret = \"x\"\ntargets = [\"app\"]\nmysql_secret = \"{m}\"\n");
+                toml::from_str(&doc).expect("identity")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_mock_has_the_verifier_kinds_most_identities_have() {
+        let native = "*6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9";
+        let sha2 = "sha2:0000000000000000000000000000000000000000000000000000000000000000";
+        let both = format!("{native} {sha2}");
+        let kinds = |s: &[&str]| mock_kinds(identities(s).iter());
+        let (n, s2, b) = (
+            MockKinds {
+                native: true,
+                sha2: false,
+            },
+            MockKinds {
+                native: false,
+                sha2: true,
+            },
+            MockKinds {
+                native: true,
+                sha2: true,
+            },
+        );
+        assert_eq!(kinds(&[native, native, &both]), n);
+        assert_eq!(kinds(&[sha2, sha2, native]), s2);
+        assert_eq!(kinds(&[&both, &both, native]), b);
+        // A tie, no identity, or only unusable secrets: both kinds.
+        assert_eq!(kinds(&[native, sha2]), b);
+        assert_eq!(kinds(&[]), b);
+        assert_eq!(kinds(&["not a secret"]), b);
+    }
 
     #[test]
     fn local_files_and_tls_are_never_passed_on() {
