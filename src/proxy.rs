@@ -25,6 +25,8 @@ use crate::tls;
 pub struct Loaded {
     pub config: Arc<Config>,
     verifiers: HashMap<String, ScramVerifier>,
+    /// The iteration count of mock SCRAM verifiers for unknown names.
+    scram_mock_iterations: u32,
     /// The verifier kinds of the mock MySQL secret for unknown names.
     mysql_mock_kinds: crate::mysql::client_auth::MockKinds,
     upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
@@ -62,7 +64,7 @@ impl Loaded {
     /// Builds the derived state: parsed verifiers, upstream TLS configs and
     /// the policy engine from the rule files.
     pub fn new(config: Config) -> Result<Loaded, LoadError> {
-        let verifiers = config
+        let verifiers: HashMap<String, ScramVerifier> = config
             .identities
             .iter()
             .filter_map(|(name, i)| {
@@ -96,9 +98,11 @@ impl Loaded {
             None => (Arc::new(AllowAll), None),
         };
         let mysql_mock_kinds = crate::mysql::client_auth::mock_kinds(config.identities.values());
+        let scram_mock_iterations = most_common_iterations(verifiers.values());
         Ok(Loaded {
             config: Arc::new(config),
             verifiers,
+            scram_mock_iterations,
             mysql_mock_kinds,
             upstream_tls,
             gate,
@@ -288,6 +292,15 @@ impl Proxy {
         self.loaded.load().verifiers.get(name).cloned()
     }
 
+    /// The iteration count of the mock SCRAM verifier an unknown name is
+    /// checked against: the one most identities' verifiers have (red-team
+    /// note: a mock always at 4096 told unknown names from identities whose
+    /// verifiers use another count, in the server-first-message's `i=` and
+    /// in the time a cleartext check takes).
+    pub fn scram_mock_iterations(&self) -> u32 {
+        self.loaded.load().scram_mock_iterations
+    }
+
     /// The verifier kinds the mock secret of an unknown MySQL name has
     /// (see [`crate::mysql::client_auth::mock`]).
     pub fn mysql_mock_kinds(&self) -> crate::mysql::client_auth::MockKinds {
@@ -375,6 +388,21 @@ impl Proxy {
     }
 }
 
+/// The iteration count most of `verifiers` have; on a tie, Postgres's
+/// default if it is among the most common, else the largest; the default
+/// when there are none.
+fn most_common_iterations<'a>(verifiers: impl Iterator<Item = &'a ScramVerifier>) -> u32 {
+    use airlock_protocol::pg::scram::DEFAULT_ITERATIONS;
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for v in verifiers {
+        *counts.entry(v.iterations).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(iterations, n)| (n, iterations == DEFAULT_ITERATIONS, iterations))
+        .map_or(DEFAULT_ITERATIONS, |(iterations, _)| iterations)
+}
+
 /// The key for mock verifiers of unknown identities. It must be secret and
 /// stable across restarts (a salt that changed on restart would set unknown
 /// names apart from real ones), so it is derived from the identities'
@@ -448,4 +476,22 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_verifiers_take_the_most_common_iteration_count() {
+        let v = |i| ScramVerifier::derive("pw", b"salt", i);
+        let count = |is: &[u32]| {
+            most_common_iterations(is.iter().map(|&i| v(i)).collect::<Vec<_>>().iter())
+        };
+        assert_eq!(count(&[]), 4096);
+        assert_eq!(count(&[10_000, 10_000, 4096]), 10_000);
+        // Ties: the default if it is among them, else the largest.
+        assert_eq!(count(&[10_000, 4096]), 4096);
+        assert_eq!(count(&[10_000, 20_000]), 20_000);
+    }
 }

@@ -38,6 +38,9 @@ pub struct Login<'a> {
     pub allow_cleartext: bool,
     /// Per-process secret for mock verifiers.
     pub mock_secret: &'a [u8],
+    /// The iteration count of mock verifiers: the one most identities'
+    /// verifiers have ([`crate::proxy::Proxy::scram_mock_iterations`]).
+    pub mock_iterations: u32,
     /// `[jwt]`, when tokens are accepted as passwords.
     pub jwt: Option<&'a JwtConfig>,
 }
@@ -90,7 +93,8 @@ pub async fn authenticate(
                 // The same key derivation as for an identity that exists,
                 // so that the time a refusal takes does not tell (red-team
                 // finding: 0.06 ms against 0.83 ms told them apart).
-                let mock = ScramVerifier::mock(login.mock_secret, login.user);
+                let mock =
+                    ScramVerifier::mock(login.mock_secret, login.user, login.mock_iterations);
                 std::hint::black_box(password_matches(&mock, password));
                 Err(failed())
             }
@@ -109,7 +113,7 @@ pub async fn authenticate(
     }
     let mut server = match login.verifier {
         Some(v) => ScramServer::new(v.clone()),
-        None => ScramServer::new_mock(login.mock_secret, login.user),
+        None => ScramServer::new_mock(login.mock_secret, login.user, login.mock_iterations),
     };
     let server_first = server.client_first(initial.data).map_err(|e| {
         tracing::info!(user = login.user, error = %e, "SCRAM exchange refused");

@@ -426,6 +426,7 @@ async fn admit_agent<'a>(
             .as_ref()
             .is_some_and(|t| t.allow_cleartext_password),
         mock_secret: &proxy.mock_secret,
+        mock_iterations: proxy.scram_mock_iterations(),
         jwt: config.jwt.as_ref(),
     };
     let time_left = conn

@@ -241,3 +241,65 @@ async fn cleartext_upstream_passwords_need_a_verified_server_or_consent() {
         .await
         .unwrap();
 }
+
+/// The `i=` airlock's server-first-message shows `user`, read off a SCRAM
+/// exchange it leaves after that message.
+async fn scram_iterations_shown(port: u16, user: &str) -> String {
+    use airlock_protocol::pg::startup::StartupMessage;
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut c = crate::common::raw::RawClient {
+        tcp,
+        rbuf: BytesMut::new(),
+        received: Vec::new(),
+    };
+    let mut out = BytesMut::new();
+    StartupMessage::encode(&[("user", user), ("database", DB)], &mut out);
+    c.send(&out).await;
+    let asked = c.read().await.unwrap();
+    assert_eq!(
+        (asked.tag(), &asked.body()[..4]),
+        (b'R', &10i32.to_be_bytes()[..])
+    );
+    out.clear();
+    frontend::sasl_initial_response("SCRAM-SHA-256", b"n,,n=,r=clientnonce0123456789", &mut out)
+        .unwrap();
+    c.send(&out).await;
+    let first = c.read().await.unwrap();
+    assert_eq!(&first.body()[..4], &11i32.to_be_bytes()[..]);
+    let text = String::from_utf8_lossy(&first.body()[4..]).into_owned();
+    text.split(',')
+        .find_map(|p| p.strip_prefix("i="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An unknown name is shown the iteration count most identities' verifiers
+/// have, not always 4096 (red-team note: where identities' verifiers used
+/// another count, `i=` told unknown names from real ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_see_the_iteration_count_most_identities_have() {
+    let mut extra = String::new();
+    for name in ["analyst", "reporter"] {
+        let v = airlock_protocol::pg::scram::make_verifier_with("pw", name.as_bytes(), 10_000);
+        extra.push_str(&format!(
+            "\n[identities.{name}]\nsecret = \"{v}\"\ntargets = [\"{DB}\"]\n"
+        ));
+    }
+    let mut env = Env::start_with(EnvOptions {
+        extra_toml: extra,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(scram_iterations_shown(env.port, "analyst").await, "10000");
+    assert_eq!(scram_iterations_shown(env.port, AGENT).await, "4096");
+    assert_eq!(
+        scram_iterations_shown(env.port, "nobody-here").await,
+        "10000"
+    );
+    env.stop().await;
+}

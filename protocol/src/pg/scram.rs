@@ -180,12 +180,13 @@ impl ScramVerifier {
     /// is therefore the same on every attempt for the same name, like a real
     /// user's. `secret` should be at least 32 random bytes, kept private and
     /// stable across restarts (a salt that changes on restart would set
-    /// unknown users apart from real ones). The iteration count is
-    /// [`DEFAULT_ITERATIONS`], so real verifiers should use it too.
+    /// unknown users apart from real ones). `iterations` should be the
+    /// count most real verifiers have, which the server-first-message
+    /// shows (and a cleartext check spends time on).
     ///
     /// Use it through [`ScramServer::new_mock`], which also refuses every
     /// proof.
-    pub fn mock(secret: &[u8], username: &str) -> Self {
+    pub fn mock(secret: &[u8], username: &str, iterations: u32) -> Self {
         let part = |label: &[u8]| {
             hmac(
                 secret,
@@ -194,7 +195,7 @@ impl ScramVerifier {
         };
         let salt = part(b"salt\0");
         ScramVerifier {
-            iterations: DEFAULT_ITERATIONS,
+            iterations,
             salt: salt.iter().take(SALT_LEN).copied().collect(),
             stored_key: part(b"stored-key\0"),
             server_key: part(b"server-key\0"),
@@ -298,9 +299,9 @@ impl ScramServer {
     /// An exchange for a user that does not exist: indistinguishable on the
     /// wire from [`ScramServer::new`] with a wrong password, it always ends in
     /// [`ScramError::AuthFailed`]. See [`ScramVerifier::mock`] for `secret`.
-    pub fn new_mock(secret: &[u8], username: &str) -> Self {
+    pub fn new_mock(secret: &[u8], username: &str, iterations: u32) -> Self {
         ScramServer {
-            verifier: ScramVerifier::mock(secret, username),
+            verifier: ScramVerifier::mock(secret, username, iterations),
             doomed: true,
             state: State::Initial,
         }
@@ -717,7 +718,7 @@ mod tests {
 
     #[test]
     fn unknown_user_fails_auth_like_wrong_password() {
-        let server = ScramServer::new_mock(SECRET, "nobody");
+        let server = ScramServer::new_mock(SECRET, "nobody", DEFAULT_ITERATIONS);
         assert_eq!(
             exchange(server, b"pencil", ChannelBinding::unsupported()),
             Err(ScramError::AuthFailed)
@@ -733,10 +734,16 @@ mod tests {
 
     #[test]
     fn mock_verifier_is_deterministic_and_looks_real() {
-        let a = ScramVerifier::mock(SECRET, "alice");
-        assert_eq!(a, ScramVerifier::mock(SECRET, "alice"));
-        assert_ne!(a.salt, ScramVerifier::mock(SECRET, "bob").salt);
-        assert_ne!(a.salt, ScramVerifier::mock(b"another secret", "alice").salt);
+        let a = ScramVerifier::mock(SECRET, "alice", DEFAULT_ITERATIONS);
+        assert_eq!(a, ScramVerifier::mock(SECRET, "alice", DEFAULT_ITERATIONS));
+        assert_ne!(
+            a.salt,
+            ScramVerifier::mock(SECRET, "bob", DEFAULT_ITERATIONS).salt
+        );
+        assert_ne!(
+            a.salt,
+            ScramVerifier::mock(b"another secret", "alice", DEFAULT_ITERATIONS).salt
+        );
         assert_eq!(a.salt.len(), SALT_LEN);
         assert_eq!(a.iterations, DEFAULT_ITERATIONS);
         assert_eq!(ScramVerifier::parse(&a.to_string()), Ok(a.clone()));
@@ -744,8 +751,8 @@ mod tests {
         // The same server-first shape as a real user's, with the same salt
         // on every attempt.
         let first = b"n,,n=,r=abcdef";
-        let mut mock1 = ScramServer::new_mock(SECRET, "alice");
-        let mut mock2 = ScramServer::new_mock(SECRET, "alice");
+        let mut mock1 = ScramServer::new_mock(SECRET, "alice", DEFAULT_ITERATIONS);
+        let mut mock2 = ScramServer::new_mock(SECRET, "alice", DEFAULT_ITERATIONS);
         let real = ScramVerifier::parse(&make_verifier("x")).unwrap();
         let mut real = ScramServer::new(real);
         let m1 = String::from_utf8(mock1.client_first(first).unwrap()).unwrap();
