@@ -25,6 +25,7 @@ pub mod fasthash;
 pub mod hex;
 pub mod identity;
 pub mod listener;
+pub mod log_every;
 pub mod masking;
 pub mod metrics;
 pub mod mysql;

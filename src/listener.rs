@@ -13,7 +13,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::log_every::LogEvery;
 use crate::proxy::Proxy;
+
+/// Connections over `limits.max_client_connections` that may be open at
+/// once, waiting to be refused in their protocol's way (a Postgres client
+/// has a few seconds to send its startup packet first, and a cancel
+/// request among them is still forwarded). One more is closed at once,
+/// unanswered: a client opening connections as fast as it can must not
+/// make airlock hold a descriptor for each for seconds (red-team note).
+pub const MAX_OVER_LIMIT: usize = 64;
 
 /// Accepts until shutdown, then drains sessions. `session` runs one
 /// connection; it gets `None` instead of a permit when the limit is reached
@@ -29,6 +38,8 @@ pub async fn serve<F, Fut>(
 {
     let config = proxy.config();
     let limit = Arc::new(Semaphore::new(config.limits.max_client_connections));
+    let over_limit = Arc::new(Semaphore::new(MAX_OVER_LIMIT));
+    let mut warn = LogEvery::new(std::time::Duration::from_secs(10));
     let mut sessions = JoinSet::new();
     let mut shutdown = proxy.shutdown.clone();
     loop {
@@ -36,10 +47,22 @@ pub async fn serve<F, Fut>(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let permit = Arc::clone(&limit).try_acquire_owned().ok();
+                    let mut waiting = None;
                     if permit.is_none() {
-                        tracing::warn!(client = %peer, protocol, "connection limit reached (limits.max_client_connections)");
+                        waiting = Arc::clone(&over_limit).try_acquire_owned().ok();
+                        if let Some(refused) = warn.hit() {
+                            tracing::warn!(client = %peer, protocol, refused, "connection limit reached (limits.max_client_connections); refusing new connections");
+                        }
+                        if waiting.is_none() {
+                            // Closed unanswered: dropped here.
+                            continue;
+                        }
                     }
-                    sessions.spawn(session(Arc::clone(&proxy), tcp, peer, permit));
+                    let run = session(Arc::clone(&proxy), tcp, peer, permit);
+                    sessions.spawn(async move {
+                        run.await;
+                        drop(waiting);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

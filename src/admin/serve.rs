@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::listener::AdminListener;
 use super::slots::{Slots, Taken};
+use crate::log_every::LogEvery;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -52,7 +53,7 @@ pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<O
     // logged at most every 10 s: quiet ones closed to make room, and new
     // ones closed when none was quiet.
     let (mut made_room, mut turned_away) = (0u64, 0u64);
-    let mut warned: Option<Instant> = None;
+    let mut warn = LogEvery::new(Duration::from_secs(10));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -69,11 +70,8 @@ pub async fn serve(mut listener: AdminListener, app: Router, stop: impl Future<O
                 None
             }
         };
-        if made_room + turned_away > 0
-            && warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
-        {
+        if made_room + turned_away > 0 && warn.hit().is_some() {
             tracing::warn!(%peer, closed_quiet = made_room, closed_new = turned_away, "admin listener: {MAX_CONNECTIONS} connections open; closing the quietest to make room, or the new one when none is quiet");
-            warned = Some(Instant::now());
             (made_room, turned_away) = (0, 0);
         }
         let Some(slot) = slot else {

@@ -194,3 +194,47 @@ async fn pg_login_timeout_counts_from_the_connection() {
     );
     env.stop().await;
 }
+
+/// Over `limits.max_client_connections`, a Postgres client is told why
+/// (53300) once it sends its startup packet; while `MAX_OVER_LIMIT` such
+/// connections are already waiting, one more is closed at once without an
+/// answer, so a flood of connections does not make airlock hold a
+/// descriptor for each for seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_and_bounded() {
+    let mut env = Env::start_with(EnvOptions {
+        limits_toml: "max_client_connections = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let _holder = env.agent().await;
+    let mut startup = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", AGENT), ("database", DB)],
+        &mut startup,
+    );
+    let refused = || async {
+        let mut tcp = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+        let _ = tcp.write_all(&startup).await;
+        String::from_utf8_lossy(&until_closed(&mut tcp).await.0).into_owned()
+    };
+    let told = refused().await;
+    assert!(told.contains("53300"), "{told}");
+
+    let mut waiting = Vec::new();
+    for _ in 0..airlock::listener::MAX_OVER_LIMIT {
+        waiting.push(TcpStream::connect(("127.0.0.1", env.port)).await.unwrap());
+    }
+    // The listener has accepted them all once a probe is closed unanswered.
+    wait_for(
+        "a connection past the waiting ones to be closed unanswered",
+        || async { refused().await.is_empty().then_some(()) },
+    )
+    .await;
+    drop(waiting);
+    wait_for("over-limit connections to be told why again", || async {
+        refused().await.contains("53300").then_some(())
+    })
+    .await;
+    env.stop().await;
+}
