@@ -29,9 +29,12 @@ pub fn quotes_values(sqlstate: &[u8]) -> bool {
 }
 
 /// Whether a Postgres error's quoted text may come from data rather than
-/// from the statement's own text. Only an unknown column (42703) is known
-/// to quote nothing but what the agent wrote, and keeps its text so that
-/// an agent can correct itself. Every other may quote a value the
+/// from the statement's own text. Only a permission error (42501) is
+/// known to quote nothing but what the agent wrote. Even an unknown column
+/// (42703) may quote data: `has_column_privilege('t', c.phone, 'SELECT')`
+/// reports `column "<the phone number>" of relation "t" does not exist`
+/// (ground-truth red team), so it loses its quoted name too, though the
+/// statement usually wrote it. Every other may quote a value the
 /// statement computed: `current_setting(email)` (42704),
 /// `email::regclass` (42P01, 3F000), `email::regproc` (42883), and even
 /// syntax errors (42601): `phone::regtype` parses the value as a type
@@ -39,7 +42,7 @@ pub fn quotes_values(sqlstate: &[u8]) -> bool {
 /// reports the whole value. (The statement's own syntax errors rarely
 /// reach the server: airlock refuses what it cannot parse.)
 pub fn pg_may_quote_data(sqlstate: &[u8]) -> bool {
-    !matches!(sqlstate, b"42703" | b"42501")
+    sqlstate != b"42501"
 }
 
 /// Whether a MySQL/MariaDB error's quoted text may come from data (see

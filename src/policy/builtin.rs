@@ -245,6 +245,34 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Settings that change what the server logs of a session, or how it
+/// replicates it: MariaDB's `sql_log_off` keeps a session's statements out
+/// of the general log (ground-truth red team: allowed as a session
+/// setting), `sql_log_bin` and `skip_replication` out of the binary log and
+/// the replicas, the `gtid_*`, `server_id` and `pseudo_*` settings forge
+/// where events come from; Postgres's `log_*` settings and
+/// `session_replication_role` (which also switches triggers off) need a
+/// superuser, which an upstream account may be. airlock's own audit log
+/// records the session either way; the server's logs are the DBA's.
+pub fn is_server_log_setting(name: &str) -> bool {
+    matches(
+        &[
+            "sql_log_*",
+            "log_*",
+            "slow_query_log*",
+            "long_query_time",
+            "min_examined_row_limit",
+            "skip_replication",
+            "gtid_*",
+            "server_id",
+            "pseudo_*",
+            "session_replication_role",
+            "pgaudit.*",
+        ],
+        name,
+    )
+}
+
 /// Settings that make the server print what it read: MySQL's optimizer
 /// trace shows the constants of single-row lookups
 /// (`information_schema.OPTIMIZER_TRACE`).
@@ -314,6 +342,35 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
             }
             _ => false,
         },
+    }
+}
+
+/// Catalog relations that hold password hashes (or passwords) of database
+/// accounts, readable where the upstream account is privileged (a
+/// superuser, or MySQL's `SELECT` on `mysql.*`): the hash of the account
+/// airlock logs in as can be cracked offline, as `SHOW GRANTS` shows it
+/// (ground-truth red team: `SELECT * FROM mysql.user` was allowed).
+pub fn is_credential_store(dialect: Dialect, schema: &str, name: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => {
+            schema == "pg_catalog"
+                && matches!(
+                    name,
+                    "pg_authid" | "pg_shadow" | "pg_user_mapping" | "pg_user_mappings"
+                )
+        }
+        Dialect::MySql => {
+            schema == "mysql"
+                && matches!(
+                    name,
+                    "user"
+                        | "global_priv"
+                        | "password_history"
+                        | "servers"
+                        | "slave_master_info"
+                        | "replica_source_info"
+                )
+        }
     }
 }
 

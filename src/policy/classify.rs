@@ -260,6 +260,12 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                     "character_set_results other than utf8mb4, utf8mb3, latin1 or ascii sends results masking cannot read".to_string(),
                 ));
         }
+        if builtin::is_server_log_setting(&n) {
+            facts.violations.push((
+                ids::ADMIN,
+                format!("{n} changes what the server logs or replicates of this session"),
+            ));
+        }
         if builtin::is_tracing_setting(&n) {
             facts.violations.push((
                 ids::ADMIN,
@@ -340,6 +346,15 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             }
             _ => facts.session.sets.push(set.to_string()),
         },
+        // MySQL has no `RESET <setting>`: every RESET there is a server
+        // command (`RESET MASTER` deletes the binary logs, `RESET SLAVE`
+        // the replication position), which sqlparser reads as Postgres's
+        // RESET of a setting named MASTER (ground-truth red team: allowed
+        // as a session statement under read_only, and run).
+        Statement::Reset(_) if dialect == Dialect::MySql => facts.violations.push((
+            ids::ADMIN,
+            format!("{s} resets server state (binary logs, replication, caches)"),
+        )),
         Statement::Reset(r) => match &r.reset {
             Reset::ALL => {
                 facts.session.resets.push("all".into());
@@ -438,6 +453,14 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
         | Statement::CreateTrigger(_) => facts.violations.push((
             ids::OPAQUE_CODE,
             "functions, procedures and triggers hold code airlock cannot inspect".to_string(),
+        )),
+        // An operator calls its function under another name: `a ### b`
+        // ran `setval` past the function rules (ground-truth red team).
+        Statement::CreateOperator(_)
+        | Statement::CreateOperatorClass(_)
+        | Statement::CreateOperatorFamily(_) => facts.violations.push((
+            ids::OPAQUE_CODE,
+            "operators call functions under names the function rules do not see".to_string(),
         )),
         Statement::Kill { .. } => facts
             .violations

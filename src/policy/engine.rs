@@ -327,9 +327,15 @@ pub fn decide(
             return d;
         }
     }
-    // 2. EXECUTE of a statement judged at PREPARE time.
-    if let Some(name) = &facts.session.execute {
-        if !prepared.contains(name) {
+    // 2. EXECUTE of a statement judged at PREPARE time. Its arguments are
+    // evaluated as it runs, outside that judgement (ground-truth red
+    // team: `EXECUTE p(query_to_xml('select ssn from customers', …))` and
+    // `EXECUTE p(set_config(…))` ran under read_only): the functions they
+    // call are judged below as any statement's are, and they may not read
+    // tables, since a value read there comes out through a parameter,
+    // where masking cannot follow it.
+    let executes = match &facts.session.execute {
+        Some(name) if !prepared.contains(name) => {
             return builtin(
                 policy,
                 ids::UNKNOWN_PREPARED,
@@ -337,8 +343,21 @@ pub fn decide(
             )
             .unwrap_or(Decision::Allow);
         }
-        return Decision::Allow;
-    }
+        Some(name) => {
+            if let Some(r) = facts.relations().next() {
+                return deny(
+                    policy,
+                    "execute-arguments",
+                    format!(
+                        "EXECUTE {name}: its arguments read {}; pass constants or parameters",
+                        r.display_name()
+                    ),
+                );
+            }
+            true
+        }
+        None => false,
+    };
     // 3. Functions.
     for f in &facts.functions {
         let n = f.name.as_str();
@@ -369,6 +388,23 @@ pub fn decide(
                 ),
             );
         }
+    }
+    if executes {
+        if let Some(f) = facts
+            .functions
+            .iter()
+            .find(|f| policy.read_only && builtin::is_write_function(dialect, &f.name))
+        {
+            return deny(
+                policy,
+                "read-only",
+                format!(
+                    "policy {} is read-only: function {} writes",
+                    policy.id, f.name
+                ),
+            );
+        }
+        return Decision::Allow;
     }
     // 4. Statement class and read-only.
     let class = facts.class.unwrap_or(StatementClass::Other);
@@ -504,7 +540,7 @@ pub fn decide(
     }
     // Catalog relations that show values around masks and denied
     // columns, and what they show.
-    let revealing: [(Reveals, &str, &str); 2] = [
+    let revealing: [(Reveals, &str, &str); 3] = [
         (
             builtin::is_column_statistics,
             ids::COLUMN_STATISTICS,
@@ -514,6 +550,11 @@ pub fn decide(
             builtin::is_session_activity,
             ids::OTHER_SESSIONS,
             "shows the statements other sessions run, with the values they quote",
+        ),
+        (
+            builtin::is_credential_store,
+            ids::ADMIN,
+            "holds the password hashes of database accounts",
         ),
     ];
     for (reveals, id, what) in revealing {

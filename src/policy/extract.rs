@@ -867,6 +867,19 @@ impl Visitor for Extractor<'_> {
                         "SHOW BINLOG EVENTS shows the statements other sessions ran".to_string(),
                     ));
                 }
+                // MariaDB `SHOW EXPLAIN|ANALYZE [FORMAT=…] FOR <thread>`
+                // prints the plan of the statement another session is
+                // running (ground-truth red team).
+                if words
+                    .first()
+                    .is_some_and(|w| w == "explain" || w == "analyze")
+                    && words.iter().any(|w| w == "for")
+                {
+                    self.facts.violations.push((
+                        ids::OTHER_SESSIONS,
+                        "SHOW EXPLAIN FOR shows what another session is running".to_string(),
+                    ));
+                }
                 if words.first().is_some_and(|w| w == "grants") {
                     self.facts.violations.push((
                         ids::ADMIN,
