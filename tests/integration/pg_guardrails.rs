@@ -678,3 +678,56 @@ allow_statements = ["read"]
     assert!(msg.contains("builtin.too-large"), "{msg}");
     still_usable(&c).await;
 }
+
+/// `EXECUTE`'s arguments run when it does, outside the judgement of its
+/// PREPARE (ground-truth red team: `EXECUTE p(query_to_xml('select ssn
+/// …'))` returned the denied column and `EXECUTE p(set_config(…))` turned
+/// a read-only session read-write). Their functions are judged, and they
+/// may not read tables; constants still pass. Simple and extended (the
+/// EXECUTE text in a Parse) alike, and through EXPLAIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_arguments_are_judged() {
+    let env = env().await;
+    for (who, pw) in [("agent", AGENT_PW), ("reader", "reader-pw")] {
+        let c = connect(env.config_for(who, pw)).await;
+        c.batch_execute("PREPARE p(text) AS SELECT $1")
+            .await
+            .unwrap();
+        let rows = c.simple_query("EXECUTE p('plain')").await.unwrap();
+        assert!(
+            rows.iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("plain"))),
+            "{who}"
+        );
+        for sql in [
+            "EXECUTE p(query_to_xml('select id, ssn from customers', true, false, '')::text)",
+            "EXECUTE p((SELECT ssn FROM customers LIMIT 1))",
+            "EXECUTE p((SELECT s FROM secrets LIMIT 1))",
+            "EXECUTE p(set_config('default_transaction_read_only', 'off', false))",
+            "EXPLAIN ANALYZE EXECUTE p(set_config('default_transaction_read_only', 'off', false))",
+        ] {
+            let e = c.simple_query(sql).await.unwrap_err();
+            let msg = refused(&e);
+            assert!(!msg.contains("123-45"), "{who}: {sql}: {msg}");
+            let e = c.query(sql, &[]).await.unwrap_err();
+            refused(&e);
+        }
+        let ro: String = c
+            .query_one(
+                "SELECT current_setting('default_transaction_read_only')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ro, if who == "reader" { "on" } else { "off" }, "{who}");
+        still_usable(&c).await;
+    }
+    // The reader's write function is refused as a write.
+    let r = connect(env.config_for("reader", "reader-pw")).await;
+    r.batch_execute("PREPARE q(bigint) AS SELECT $1")
+        .await
+        .unwrap();
+    let msg = refused(&r.simple_query("EXECUTE q(nextval('x'))").await.unwrap_err());
+    assert!(msg.contains("reader.read-only"), "{msg}");
+}
