@@ -445,3 +445,39 @@ async fn mysql_a_cursor_opened_before_a_reload_cannot_be_read() {
     drop(raw);
     env.stop().await;
 }
+
+/// A rule file rewritten with its modification time unchanged is reloaded
+/// too (the watcher compares contents as well): a rewrite within one tick
+/// of the coarse clock Linux stamps files with keeps the time, and a
+/// watcher that caught the file halfway through being written (truncated,
+/// then written) never saw the finished one (found through a flaky test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_that_keeps_the_modification_time_is_reloaded() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(PG_RULES.into()),
+        identities: vec![("plain".into(), "plain-pw".into(), vec![])],
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let plain = connect(env.config_for("plain", "plain-pw")).await;
+    first_text(&plain, "SELECT name FROM customers")
+        .await
+        .unwrap();
+    let path = env.dir.path().join("rules.toml");
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Long enough for the watcher to have seen the file as it was.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.write_rules(&PG_RULES.replace(
+        "allow_statements = [\"read\", \"session\"]",
+        "allow_statements = [\"read\", \"session\"]\ndeny_tables = [\"public.customers\"]",
+    ));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    until_refused(&env, "SELECT name FROM customers").await;
+    env.stop().await;
+}
