@@ -66,6 +66,32 @@ pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
     withhold_numbers(text, quote).or(quoted)
 }
 
+/// `message` with everything after its first `": "` replaced by
+/// [`WITHHELD`], unless what follows holds nothing but withheld markers,
+/// quotes and punctuation. Postgres prints some values unquoted after a
+/// colon, letters only as often as not: `cross-database references are
+/// not implemented: x.y.<value>` (`::regtype`), `operator does not exist:
+/// <value>` (`::regoper`), `improper relation name (too many dotted names):
+/// <value>` (`::regclass`), which [`withhold_numbers`] misses once the
+/// value's digits are mapped to letters (ground-truth red team). Applied
+/// after [`withhold_quoted`]; a template's own words after a colon go too
+/// (`operator does not exist: text ### integer`). `None` when nothing
+/// changes.
+pub fn withhold_after_colon(message: &[u8]) -> Option<Vec<u8>> {
+    let colon = memchr::memmem::find(message, b": ")?;
+    let rest = &message[colon + 2..];
+    let mut left = rest.to_vec();
+    while let Some(i) = memchr::memmem::find(&left, WITHHELD) {
+        left.drain(i..i + WITHHELD.len());
+    }
+    if !left.iter().any(u8::is_ascii_alphanumeric) && left.is_ascii() {
+        return None;
+    }
+    let mut out = message[..colon + 2].to_vec();
+    out.extend_from_slice(WITHHELD);
+    Some(out)
+}
+
 /// `message` with everything from its first `quote` to its last replaced
 /// by [`WITHHELD`] (between the two quotes): a value may itself hold
 /// quotes, so no span inside is trusted. `None` when it has no quote.
@@ -128,6 +154,42 @@ fn words(message: &[u8], quote: u8) -> impl Iterator<Item = (usize, usize)> + '_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquoted_text_after_a_colon_is_withheld() {
+        let w = |m: &str| {
+            let quoted = withhold_quoted(m.as_bytes(), b'"').unwrap_or(m.as_bytes().to_vec());
+            let out = withhold_after_colon(&quoted).unwrap_or(quoted);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        assert_eq!(
+            w("cross-database references are not implemented: x.y.phcanaryvwb"),
+            "cross-database references are not implemented: [withheld by airlock]"
+        );
+        assert_eq!(
+            w("operator does not exist: PHCANARYVWb"),
+            "operator does not exist: [withheld by airlock]"
+        );
+        assert_eq!(
+            w("improper relation name (too many dotted names): mailcanary_example.com.x.y"),
+            "improper relation name (too many dotted names): [withheld by airlock]"
+        );
+        // Already withheld, or nothing after a colon: unchanged.
+        assert_eq!(
+            w("invalid input syntax for type integer: \"abc\""),
+            "invalid input syntax for type integer: \"[withheld by airlock]\""
+        );
+        assert_eq!(
+            w("date field value out of range: 97-13-01"),
+            "date field value out of range: [withheld by airlock]"
+        );
+        assert_eq!(w("division by zero"), "division by zero");
+        // Non-ASCII letters count as text too.
+        assert_eq!(
+            w("operator does not exist: ÄÖÜ"),
+            "operator does not exist: [withheld by airlock]"
+        );
+    }
 
     #[test]
     fn classes_22_and_23_quote_values() {

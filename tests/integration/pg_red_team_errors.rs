@@ -108,6 +108,18 @@ async fn unquoted_numbers_in_errors_are_withheld() {
             "22008",
             "time field value out of range: ",
         ),
+        // Digit-free values printed unquoted after a colon (ground-truth
+        // red team): digits mapped to letters got past the number rule.
+        (
+            "SELECT ('x.y.' || translate(phone, '0123456789+-', 'abcdefghij'))::regtype FROM customers WHERE id = 1",
+            "0A000",
+            "cross-database references are not implemented: ",
+        ),
+        (
+            "SELECT translate(phone, '0123456789+-', 'abcdefghij')::regoper FROM customers WHERE id = 1",
+            "42883",
+            "operator does not exist: ",
+        ),
         // (`setseed` of a masked value is refused before it runs: it keeps
         // its argument for `random()`, see `pg_red_team_lineage`.)
         (

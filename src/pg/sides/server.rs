@@ -357,7 +357,9 @@ impl Side for ServerSide<'_> {
 /// [`crate::masking::error_values`]): the quoted part of the message, and
 /// the detail and context fields.
 fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
-    use crate::masking::error_values::{pg_may_quote_data, withhold_quoted, WITHHELD};
+    use crate::masking::error_values::{
+        pg_may_quote_data, withhold_after_colon, withhold_quoted, WITHHELD,
+    };
     let body = match &verdict {
         Verdict::Replace(bytes) if bytes.len() >= 5 => &bytes[5..],
         Verdict::Replace(_) => return verdict,
@@ -372,13 +374,17 @@ fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
         for (code, value) in backend::error_fields(body) {
             b.put_u8(code);
             match code {
-                // The message and hint lose what they quote and their
-                // numbers; the detail, context and internal query go
-                // whole.
-                b'M' | b'H' => match withhold_quoted(value, b'"') {
-                    Some(v) => b.put_slice(&v),
-                    None => b.put_slice(value),
-                },
+                // The message and hint lose what they quote, their
+                // numbers and what follows a colon; the detail, context
+                // and internal query go whole.
+                b'M' | b'H' => {
+                    let quoted = withhold_quoted(value, b'"');
+                    let text = quoted.as_deref().unwrap_or(value);
+                    match withhold_after_colon(text) {
+                        Some(v) => b.put_slice(&v),
+                        None => b.put_slice(text),
+                    }
+                }
                 b'D' | b'W' | b'q' => b.put_slice(WITHHELD),
                 _ => b.put_slice(value),
             }
