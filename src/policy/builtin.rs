@@ -147,6 +147,10 @@ const MY_DANGEROUS: &[&str] = &[
     "wait_for_executed_gtid_set",
     "master_gtid_wait",
     "wait_until_sql_thread_after_gtids",
+    // MySQL's sys schema: another thread's statements, literals and all,
+    // from performance_schema (ground-truth re-check).
+    "ps_thread_trx_info",
+    "ps_thread_stack",
 ];
 
 /// Functions with side effects: blocked under read-only policies.
@@ -249,8 +253,10 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
 /// replicates it: MariaDB's `sql_log_off` keeps a session's statements out
 /// of the general log (ground-truth red team: allowed as a session
 /// setting), `sql_log_bin` and `skip_replication` out of the binary log and
-/// the replicas, the `gtid_*`, `server_id` and `pseudo_*` settings forge
-/// where events come from; Postgres's `log_*` settings and
+/// the replicas, the `gtid_*`, `server_id`, `pseudo_*`, `insert_id`,
+/// `last_insert_id` and `rand_seed*` settings forge where events come from
+/// and what they replay (`last_insert_id` also keeps a value for
+/// `LAST_INSERT_ID()`, as the function form does); Postgres's `log_*` settings and
 /// `session_replication_role` (which also switches triggers off) need a
 /// superuser, which an upstream account may be. airlock's own audit log
 /// records the session either way; the server's logs are the DBA's.
@@ -266,6 +272,9 @@ pub fn is_server_log_setting(name: &str) -> bool {
             "gtid_*",
             "server_id",
             "pseudo_*",
+            "insert_id",
+            "last_insert_id",
+            "rand_seed*",
             "session_replication_role",
             "pgaudit.*",
         ],
@@ -328,7 +337,7 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
             // With `log_output = TABLE`: every session's statements.
             "mysql" => matches!(name, "general_log" | "slow_log"),
             "performance_schema" => {
-                matches!(name, "threads" | "processlist")
+                matches!(name, "threads" | "processlist" | "user_variables_by_thread")
                     || name.starts_with("events_")
                     || name.starts_with("prepared_statements")
             }

@@ -328,9 +328,17 @@ fn parse_segment(
     let first = it.next();
     let second = it.next();
     if is_kw(first, Keyword::DO) {
+        // MySQL's DO evaluates expressions and discards them: no code
+        // block, but nothing airlock judges either (ground-truth red team:
+        // the Postgres message puzzled).
         return Err(Blocked::new(
             ids::OPAQUE_CODE,
-            "DO blocks run procedural code that airlock cannot inspect",
+            match dialect {
+                Dialect::MySql => {
+                    "DO is not judged by airlock (it evaluates expressions out of sight); use SELECT"
+                }
+                Dialect::Postgres => "DO blocks run procedural code that airlock cannot inspect",
+            },
         ));
     }
     if is_kw(first, Keyword::CREATE)
