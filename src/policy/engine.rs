@@ -731,6 +731,21 @@ fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
         };
         for r in candidates {
             for c in r.candidates() {
+                // `q.*`: every column of the table.
+                if col.name == "*" {
+                    if let Some(rule) = policy.deny_columns.iter().find(|x| x.table.is_match(&c)) {
+                        return Some(deny(
+                            policy,
+                            "deny-columns",
+                            format!(
+                                "{} has denied columns ({}); `*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need",
+                                r.display_name(),
+                                rule.pattern
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 let full = format!("{c}.{}", col.name);
                 if policy.deny_column_set.is_match(&full) {
                     return Some(deny(

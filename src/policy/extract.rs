@@ -232,6 +232,28 @@ impl Extractor<'_> {
     fn select_items(&mut self, items: &[SelectItem], loc: ColumnLocation) {
         for item in items {
             match item {
+                // `o.*` is every column of `o` only, a column named `*`
+                // of that qualifier (ground-truth red team: `SELECT o.*,
+                // c.name FROM orders o JOIN customers c …` was refused for
+                // customers' denied column). A qualifier that names no
+                // table or alias of the statement counts against every
+                // table, as an unqualified column does.
+                SelectItem::QualifiedWildcard(
+                    sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) if !name.0.is_empty() => {
+                    let qualifier = name.0.last().and_then(|p| p.as_ident()).map(norm);
+                    match qualifier {
+                        Some(q) => {
+                            self.facts.columns.insert(ColumnRef {
+                                qualifier: Some(q),
+                                name: "*".to_string(),
+                                location: loc,
+                            });
+                        }
+                        None => self.facts.whole_row = true,
+                    }
+                }
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                     self.facts.whole_row = true
                 }
