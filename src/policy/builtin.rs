@@ -256,10 +256,11 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
 /// the replicas, the `gtid_*`, `server_id`, `pseudo_*`, `insert_id`,
 /// `last_insert_id` and `rand_seed*` settings forge where events come from
 /// and what they replay (`last_insert_id` also keeps a value for
-/// `LAST_INSERT_ID()`, as the function form does); Postgres's `log_*` settings and
-/// `session_replication_role` (which also switches triggers off) need a
-/// superuser, which an upstream account may be. airlock's own audit log
-/// records the session either way; the server's logs are the DBA's.
+/// `LAST_INSERT_ID()`, as the function form does); Postgres's `log_*` and
+/// `track_*` settings, `compute_query_id` and `session_replication_role`
+/// (which also switches triggers off) need a superuser, which an upstream
+/// account may be. Refused as startup parameters too. airlock's own audit
+/// log records the session either way; the server's logs are the DBA's.
 pub fn is_server_log_setting(name: &str) -> bool {
     matches(
         &[
@@ -276,6 +277,8 @@ pub fn is_server_log_setting(name: &str) -> bool {
             "last_insert_id",
             "rand_seed*",
             "session_replication_role",
+            "track_*",
+            "compute_query_id",
             "pgaudit.*",
         ],
         name,
@@ -361,13 +364,24 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
 /// (ground-truth red team: `SELECT * FROM mysql.user` was allowed).
 pub fn is_credential_store(dialect: Dialect, schema: &str, name: &str) -> bool {
     match dialect {
-        Dialect::Postgres => {
-            schema == "pg_catalog"
-                && matches!(
-                    name,
-                    "pg_authid" | "pg_shadow" | "pg_user_mapping" | "pg_user_mappings"
-                )
-        }
+        // `information_schema.user_mapping_options` shows a mapping's
+        // password to its mapped user with USAGE on the server, the usual
+        // postgres_fdw set-up (re-check finding); a subscription's
+        // connection string may hold one.
+        Dialect::Postgres => match schema {
+            "pg_catalog" => matches!(
+                name,
+                "pg_authid"
+                    | "pg_shadow"
+                    | "pg_user_mapping"
+                    | "pg_user_mappings"
+                    | "pg_subscription"
+            ),
+            "information_schema" => {
+                matches!(name, "user_mapping_options" | "_pg_user_mappings")
+            }
+            _ => false,
+        },
         Dialect::MySql => {
             schema == "mysql"
                 && matches!(

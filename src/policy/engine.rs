@@ -211,13 +211,10 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
         if facts.session.execute.is_some() || facts.session.deallocate.is_some() {
             cacheable = false;
         }
-        let names = prepared.get_or_insert_with(|| {
-            req.session
-                .prepared
-                .iter()
-                .map(|n| n.to_lowercase())
-                .collect()
-        });
+        // Recorded as the server knows them (`classify::statement_name`):
+        // a quoted `"P"` is not `p` (re-check finding: lower-casing them
+        // here refused `EXECUTE "P"` of a `PREPARE "P"`).
+        let names = prepared.get_or_insert_with(|| req.session.prepared.iter().cloned().collect());
         let d = decide(policy, req.dialect, &facts, names);
         let allowed = d.is_allow() || !policy.enforce;
         if allowed {
@@ -878,7 +875,11 @@ impl Gate for Engine {
             .iter()
             .any(|(k, v)| k == "options" && !v.trim().is_empty());
         for (name, value) in &settings {
+            // The server-log settings too (re-check finding: a
+            // `log_statement=none` startup parameter kept a superuser
+            // upstream's session out of the server log).
             let bad = builtin::is_role_setting(name)
+                || builtin::is_server_log_setting(name)
                 || name == "search_path"
                 || builtin::is_read_only_setting(name)
                 || (builtin::is_lexer_or_loader_setting(name)

@@ -378,6 +378,26 @@ async fn startup_options_are_vetted() {
         .await;
         assert_eq!(login.is_ok(), allowed, "{second}: {:?}", login.err());
     }
+    // Settings that change what the server logs of the session, as a
+    // startup parameter or in options (re-check finding: with a superuser
+    // upstream, `log_statement=none` kept the session out of the log).
+    for (name, value) in [
+        ("log_statement", "none"),
+        ("LOG_STATEMENT", "none"),
+        ("session_replication_role", "replica"),
+        ("options", "-c log_min_duration_statement=-1"),
+        ("options", "--track-activities=off"),
+    ] {
+        let e = crate::common::raw::RawClient::login_with(
+            env.port,
+            &[("user", AGENT), ("database", DB), (name, value)],
+            AGENT_PW,
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{name}={value} logged in"));
+        assert!(e.contains("startup-option"), "{name}={value}: {e}");
+    }
     // An ordinary setting is fine.
     let mut cfg = env.agent_config();
     cfg.options("-c work_mem=8MB");
