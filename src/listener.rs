@@ -59,10 +59,19 @@ pub async fn serve<F, Fut>(
                         }
                     }
                     let run = session(Arc::clone(&proxy), tcp, peer, permit);
-                    sessions.spawn(async move {
-                        run.await;
-                        drop(waiting);
-                    });
+                    match waiting {
+                        // Spawned as it is: a wrapping future would hold a
+                        // second copy of the session's state for its life.
+                        None => {
+                            sessions.spawn(run);
+                        }
+                        Some(waiting) => {
+                            sessions.spawn(async move {
+                                run.await;
+                                drop(waiting);
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
