@@ -548,6 +548,20 @@ impl Visitor for Extractor<'_> {
                 if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
                     self.facts.implicit_columns = true;
                 }
+                // `(customers c JOIN orders o) AS j`: `j.ssn` and `j.*`
+                // are columns of every table in the join (red-team finding:
+                // the alias was not recorded, so with another table or
+                // alias named `j` in the statement, `j.ssn` was taken for
+                // that one's and customers' denied column was read).
+                if let Some(alias) = alias {
+                    let mut names = Vec::new();
+                    join_tables(table_with_joins, &mut names);
+                    for name in names {
+                        if let Some(r) = self.relation(name) {
+                            self.facts.aliases.push((norm(&alias.name), r));
+                        }
+                    }
+                }
                 self.joins(table_with_joins);
             }
             _ => {}
@@ -1162,6 +1176,23 @@ fn constrains_rows_of(e: &Expr, others: &[String]) -> bool {
             right,
         } => constrains_rows_of(left, others) && constrains_rows_of(right, others),
         _ => refers_to_column_of(e, others),
+    }
+}
+
+/// The tables named directly in a join, nested joins included (a derived
+/// table's own select list is judged where it stands).
+fn join_tables<'a>(twj: &'a TableWithJoins, out: &mut Vec<&'a ObjectName>) {
+    let factors = std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
+    for f in factors {
+        match f {
+            TableFactor::Table {
+                name, args: None, ..
+            } => out.push(name),
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => join_tables(table_with_joins, out),
+            _ => {}
+        }
     }
 }
 
