@@ -68,7 +68,7 @@ pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
 
 /// `message` with everything after its first `": "` replaced by
 /// [`WITHHELD`], unless what follows holds nothing but withheld markers,
-/// quotes and punctuation. Postgres prints some values unquoted after a
+/// blanks and quotes. Postgres prints some values unquoted after a
 /// colon, letters only as often as not: `cross-database references are
 /// not implemented: x.y.<value>` (`::regtype`), `operator does not exist:
 /// <value>` (`::regoper`), `improper relation name (too many dotted names):
@@ -84,7 +84,10 @@ pub fn withhold_after_colon(message: &[u8]) -> Option<Vec<u8>> {
     while let Some(i) = memchr::memmem::find(&left, WITHHELD) {
         left.drain(i..i + WITHHELD.len());
     }
-    if !left.iter().any(u8::is_ascii_alphanumeric) && left.is_ascii() {
+    // Only blanks and the quotes of a withheld stretch may stay: a value
+    // may be written in punctuation alone (review finding:
+    // `translate(phone, '0123456789', '!#$%&*+,;<')::regoper`).
+    if left.iter().all(|b| b.is_ascii_whitespace() || *b == b'"') {
         return None;
     }
     let mut out = message[..colon + 2].to_vec();
@@ -184,6 +187,11 @@ mod tests {
             "date field value out of range: [withheld by airlock]"
         );
         assert_eq!(w("division by zero"), "division by zero");
+        // A value in punctuation alone (digits mapped to symbols).
+        assert_eq!(
+            w("operator does not exist: !#$%&*+,;<"),
+            "operator does not exist: [withheld by airlock]"
+        );
         // Non-ASCII letters count as text too.
         assert_eq!(
             w("operator does not exist: ÄÖÜ"),

@@ -62,6 +62,11 @@ pub mod ids {
 /// stall the server, signal backends or change session identity. Entries
 /// ending in `*` are prefixes.
 const PG_DANGEROUS: &[&str] = &[
+    // pageinspect reads raw table pages, denied columns and all.
+    "get_raw_page",
+    "heap_page_items",
+    "heap_page_item_attrs",
+    "tuple_data_split",
     "pg_read_file",
     "pg_read_binary_file",
     "pg_ls_*",
@@ -244,9 +249,38 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
         Some(ids::LEXER_SETTING)
     } else if is_role_setting(name) {
         Some(ids::ROLE_CHANGE)
+    } else if is_server_log_setting(name) {
+        // `ALTER ROLE … SET log_statement = 'none'` hides every later
+        // session of the role (review finding).
+        Some(ids::ADMIN)
     } else {
         None
     }
+}
+
+/// Postgres functions of one argument of any type that give back the whole
+/// row they are given. Postgres reads `c.f` as `f(c)` when table `c` has
+/// no column `f` (field notation), so `SELECT c.row_to_json FROM customers
+/// c` reads every column, denied ones included, without naming one. A
+/// function the operator created with a composite argument does the same;
+/// it cannot be listed here (creating one is refused as opaque code).
+pub fn is_row_function(name: &str) -> bool {
+    matches!(
+        name,
+        "row_to_json"
+            | "to_json"
+            | "to_jsonb"
+            | "json_build_array"
+            | "jsonb_build_array"
+            | "concat"
+            | "quote_literal"
+            | "quote_nullable"
+            | "array_agg"
+            | "json_agg"
+            | "jsonb_agg"
+            | "hstore"
+            | "record_out"
+    )
 }
 
 /// Settings that change what the server logs of a session, or how it
@@ -270,6 +304,9 @@ pub fn is_server_log_setting(name: &str) -> bool {
             "long_query_time",
             "min_examined_row_limit",
             "skip_replication",
+            "skip_parallel_replication",
+            "binlog_*",
+            "wsrep_on",
             "gtid_*",
             "server_id",
             "pseudo_*",
@@ -340,8 +377,14 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
             // With `log_output = TABLE`: every session's statements.
             "mysql" => matches!(name, "general_log" | "slow_log"),
             "performance_schema" => {
-                matches!(name, "threads" | "processlist" | "user_variables_by_thread")
-                    || name.starts_with("events_")
+                matches!(
+                    name,
+                    "threads"
+                        | "processlist"
+                        | "user_variables_by_thread"
+                        | "data_locks"
+                        | "data_lock_waits"
+                ) || name.starts_with("events_")
                     || name.starts_with("prepared_statements")
             }
             "sys" => {

@@ -206,9 +206,21 @@ impl Extractor<'_> {
                 });
             }
             Expr::CompoundIdentifier(ids) if ids.len() >= 2 => {
+                let qualifier = norm(&ids[ids.len() - 2]);
+                let name = norm(&ids[ids.len() - 1]);
+                // Postgres reads `c.f` as `f(c)` when `c` has no column
+                // `f`: `c.row_to_json` is the whole row (review finding).
+                // A whole-row use of `c`, as `c.*` is.
+                if self.dialect == Dialect::Postgres && super::builtin::is_row_function(&name) {
+                    self.facts.columns.insert(ColumnRef {
+                        qualifier: Some(qualifier.clone()),
+                        name: "*".to_string(),
+                        location: loc,
+                    });
+                }
                 self.facts.columns.insert(ColumnRef {
-                    qualifier: Some(norm(&ids[ids.len() - 2])),
-                    name: norm(&ids[ids.len() - 1]),
+                    qualifier: Some(qualifier),
+                    name,
                     location: loc,
                 });
             }

@@ -302,6 +302,28 @@ fn parse_segment(
             ),
         ));
     }
+    // Postgres cuts every identifier to 63 bytes: two names that differ
+    // only after that are one name to the server and two to airlock,
+    // which then resolves a qualifier to the wrong table (review finding:
+    // `SELECT A.* FROM customers AS B WHERE EXISTS (SELECT 1 FROM orders
+    // AS A)` with A and B equal in their first 63 bytes read customers).
+    if dialect == Dialect::Postgres {
+        if let Some(w) = words(segment).find_map(|t| match t {
+            Token::Word(w) if w.value.len() > airlock_protocol::pg::frontend::NAME_KEY_LEN => {
+                Some(w)
+            }
+            _ => None,
+        }) {
+            return Err(Blocked::new(
+                ids::UNPARSEABLE,
+                format!(
+                    "identifier {}… is longer than {} bytes, which Postgres would cut; use a shorter name",
+                    w.value.chars().take(20).collect::<String>(),
+                    airlock_protocol::pg::frontend::NAME_KEY_LEN
+                ),
+            ));
+        }
+    }
     let mut depth = 0usize;
     let mut max_depth = 0usize;
     for t in words(segment) {

@@ -171,6 +171,12 @@ async fn no_raw_pii_in_any_byte_whatever_the_query() {
         "SELECT row_to_json(c) FROM customers c",
         "SELECT to_jsonb(c) FROM customers c",
         "SELECT c::text FROM customers c",
+        // A function of the whole row in field notation (`c.f` is
+        // `f(c)`; review finding).
+        "SELECT c.row_to_json FROM customers c",
+        "SELECT c.to_jsonb, c.quote_literal FROM customers c",
+        "SELECT customers.concat FROM customers",
+        "SELECT c.json_build_array FROM customers c",
         "SELECT json_agg(email) FROM customers",
         "CREATE TABLE stolen AS SELECT email FROM customers",
         "INSERT INTO orders (id) SELECT length(email) FROM customers",

@@ -120,6 +120,12 @@ async fn unquoted_numbers_in_errors_are_withheld() {
             "42883",
             "operator does not exist: ",
         ),
+        // Or in punctuation alone (review finding).
+        (
+            "SELECT translate(phone, '0123456789+-', '!#%&*<=>?@')::regoper FROM customers WHERE id = 1",
+            "42883",
+            "operator does not exist: ",
+        ),
         // (`setseed` of a masked value is refused before it runs: it keeps
         // its argument for `random()`, see `pg_red_team_lineage`.)
         (
