@@ -259,7 +259,9 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
 }
 
 /// Postgres functions of one argument of any type that give back the whole
-/// row they are given. Postgres reads `c.f` as `f(c)` when table `c` has
+/// row they are given (every built-in of one `record`, `anyelement` or
+/// `"any"` argument in PostgreSQL 15's `pg_proc` that does, checked on a
+/// server; `hash_record` for its equality oracle). Postgres reads `c.f` as `f(c)` when table `c` has
 /// no column `f` (field notation), so `SELECT c.row_to_json FROM customers
 /// c` reads every column, denied ones included, without naming one. A
 /// function the operator created with a composite argument does the same;
@@ -280,6 +282,8 @@ pub fn is_row_function(name: &str) -> bool {
             | "jsonb_agg"
             | "hstore"
             | "record_out"
+            | "record_send"
+            | "hash_record"
     )
 }
 
