@@ -95,6 +95,24 @@ pub fn withhold_after_colon(message: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A Postgres `message` whose value comes first, unquoted, with no colon
+/// after it: `to_ascii('a', <value>)` fails with `<value> is not a valid
+/// encoding name` (42704; re-check finding: the letter-mapped phone came
+/// back whole). That template keeps its words with the value withheld;
+/// any other 42704 (undefined object) message without a quote is withheld
+/// whole, as its object's name may be anywhere in it. `None` when neither.
+pub fn withhold_leading_value(message: &[u8], sqlstate: &[u8]) -> Option<Vec<u8>> {
+    const ENCODING: &[u8] = b" is not a valid encoding name";
+    if message.ends_with(ENCODING) && !message.starts_with(WITHHELD) {
+        let mut out = WITHHELD.to_vec();
+        out.extend_from_slice(ENCODING);
+        return Some(out);
+    }
+    let withheld = memchr::memmem::find(message, WITHHELD).is_some();
+    (sqlstate == b"42704" && !withheld && memchr::memchr(b'"', message).is_none())
+        .then(|| WITHHELD.to_vec())
+}
+
 /// `message` with everything from its first `quote` to its last replaced
 /// by [`WITHHELD`] (between the two quotes): a value may itself hold
 /// quotes, so no span inside is trusted. `None` when it has no quote.
@@ -197,6 +215,31 @@ mod tests {
             w("operator does not exist: ÄÖÜ"),
             "operator does not exist: [withheld by airlock]"
         );
+    }
+
+    #[test]
+    fn a_value_at_the_start_is_withheld() {
+        let w = |m: &str, code: &[u8]| {
+            withhold_leading_value(m.as_bytes(), code)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        assert_eq!(
+            w("PHCANARYVWc is not a valid encoding name", b"42704").as_deref(),
+            Some("[withheld by airlock] is not a valid encoding name")
+        );
+        assert_eq!(
+            w("mailcanary is not a valid encoding name", b"22023").as_deref(),
+            Some("[withheld by airlock] is not a valid encoding name")
+        );
+        assert_eq!(
+            w("some object abc is gone", b"42704").as_deref(),
+            Some("[withheld by airlock]")
+        );
+        assert_eq!(
+            w("type \"[withheld by airlock]\" does not exist", b"42704"),
+            None
+        );
+        assert_eq!(w("division by zero", b"22012"), None);
     }
 
     #[test]

@@ -261,7 +261,9 @@ pub fn session_default_rule(name: &str) -> Option<&'static str> {
 /// Postgres functions of one argument of any type that give back the whole
 /// row they are given (every built-in of one `record`, `anyelement` or
 /// `"any"` argument in PostgreSQL 15's `pg_proc` that does, checked on a
-/// server; `hash_record` for its equality oracle). Postgres reads `c.f` as `f(c)` when table `c` has
+/// server; `hash_record` for its equality oracle, `pg_column_size` and
+/// `num_nulls` for the size and nullness of a denied column, which `WHERE`
+/// could then test). Postgres reads `c.f` as `f(c)` when table `c` has
 /// no column `f` (field notation), so `SELECT c.row_to_json FROM customers
 /// c` reads every column, denied ones included, without naming one. A
 /// function the operator created with a composite argument does the same;
@@ -284,6 +286,9 @@ pub fn is_row_function(name: &str) -> bool {
             | "record_out"
             | "record_send"
             | "hash_record"
+            | "pg_column_size"
+            | "num_nulls"
+            | "num_nonnulls"
     )
 }
 

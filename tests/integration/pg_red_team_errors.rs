@@ -151,6 +151,18 @@ async fn unquoted_numbers_in_errors_are_withheld() {
             );
         }
     }
+    // A value at the start of the message, with no colon after it
+    // (re-check finding: the letter-mapped phone came back whole).
+    let e = c
+        .simple_query("SELECT to_ascii('a', translate(phone, '0123456789+-', 'abcdefghij')) FROM customers WHERE id = 1")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "42704");
+    assert_eq!(
+        db.message(),
+        "[withheld by airlock] is not a valid encoding name"
+    );
     // An unknown column keeps its code and wording; its name is withheld
     // too, as it may be data (`has_column_privilege(t, c.phone, …)`).
     let e = c

@@ -358,7 +358,7 @@ impl Side for ServerSide<'_> {
 /// the detail and context fields.
 fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
     use crate::masking::error_values::{
-        pg_may_quote_data, withhold_after_colon, withhold_quoted, WITHHELD,
+        pg_may_quote_data, withhold_after_colon, withhold_leading_value, withhold_quoted, WITHHELD,
     };
     let body = match &verdict {
         Verdict::Replace(bytes) if bytes.len() >= 5 => &bytes[5..],
@@ -380,7 +380,10 @@ fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
                 b'M' | b'H' => {
                     let quoted = withhold_quoted(value, b'"');
                     let text = quoted.as_deref().unwrap_or(value);
-                    match withhold_after_colon(text) {
+                    let after = withhold_after_colon(text);
+                    let text = after.as_deref().unwrap_or(text);
+                    let code = sqlstate.map_or(&b""[..], |(_, v)| v);
+                    match withhold_leading_value(text, code) {
                         Some(v) => b.put_slice(&v),
                         None => b.put_slice(text),
                     }
