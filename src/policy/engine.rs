@@ -719,6 +719,12 @@ fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
                     .chain(rels.iter().copied().filter(|r| &r.name == q))
                     .collect();
                 if by_alias.is_empty() {
+                    // `s.*` or `s.row_to_json` of a subquery `s` is what
+                    // its select list names, judged there (re-check
+                    // finding: refused for every table of the statement).
+                    if col.name == "*" && facts.derived_aliases.contains(q) {
+                        continue;
+                    }
                     rels.clone()
                 } else {
                     by_alias

@@ -599,6 +599,11 @@ impl Visitor for Extractor<'_> {
             TableFactor::Function { name, .. } => {
                 self.facts.functions.insert(function_ref(name));
             }
+            TableFactor::Derived {
+                alias: Some(alias), ..
+            } => {
+                self.facts.derived_aliases.insert(norm(&alias.name));
+            }
             _ => {}
         }
         ControlFlow::Continue(())

@@ -130,6 +130,9 @@ pub struct Facts {
     pub functions: BTreeSet<FunctionRef>,
     /// Names used as table aliases, mapped to what they alias (lower-case).
     pub aliases: Vec<(String, Relation)>,
+    /// Aliases of subqueries in FROM (lower-case): their columns are what
+    /// their own select lists name, which are judged where they stand.
+    pub derived_aliases: BTreeSet<String>,
     pub has_where: bool,
     pub constant_true_where: bool,
     /// A WHERE clause that refers to no column (`WHERE $1`, `WHERE
