@@ -684,27 +684,37 @@ fn table_denied(policy: &Policy, r: &Relation) -> bool {
     })
 }
 
+/// Why a whole-row use of a table with denied columns is refused.
+const WHOLE_ROW: &str = "`*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need";
+
+/// The refusal of a use of every column of `r` (`what` it was), when a
+/// `deny_columns` rule covers one of its tables.
+fn whole_row_denied(policy: &Policy, r: &Relation, what: &str) -> Option<Decision> {
+    r.candidates().find_map(|c| {
+        let rule = policy.deny_columns.iter().find(|x| x.table.is_match(&c))?;
+        Some(deny(
+            policy,
+            "deny-columns",
+            format!(
+                "{} has denied columns ({}); {what}",
+                r.display_name(),
+                rule.pattern
+            ),
+        ))
+    })
+}
+
 fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
     let rels: Vec<&Relation> = facts.relations().collect();
     if facts.whole_row || facts.implicit_columns {
         let what = if facts.whole_row {
-            "`*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need"
+            WHOLE_ROW
         } else {
             "column alias lists and NATURAL joins, which use columns without naming them, are not allowed with it; name the columns (JOIN ... ON or USING)"
         };
         for r in &rels {
-            for c in r.candidates() {
-                if let Some(rule) = policy.deny_columns.iter().find(|x| x.table.is_match(&c)) {
-                    return Some(deny(
-                        policy,
-                        "deny-columns",
-                        format!(
-                            "{} has denied columns ({}); {what}",
-                            r.display_name(),
-                            rule.pattern
-                        ),
-                    ));
-                }
+            if let Some(d) = whole_row_denied(policy, r, what) {
+                return Some(d);
             }
         }
     }
@@ -733,22 +743,14 @@ fn columns_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
             None => rels.clone(),
         };
         for r in candidates {
-            for c in r.candidates() {
-                // `q.*`: every column of the table.
-                if col.name == "*" {
-                    if let Some(rule) = policy.deny_columns.iter().find(|x| x.table.is_match(&c)) {
-                        return Some(deny(
-                            policy,
-                            "deny-columns",
-                            format!(
-                                "{} has denied columns ({}); `*`, whole-row references and column-less COPY/TABLE are not allowed on it; name the columns you need",
-                                r.display_name(),
-                                rule.pattern
-                            ),
-                        ));
-                    }
-                    continue;
+            // `q.*`: every column of the table.
+            if col.name == "*" {
+                if let Some(d) = whole_row_denied(policy, r, WHOLE_ROW) {
+                    return Some(d);
                 }
+                continue;
+            }
+            for c in r.candidates() {
                 let full = format!("{c}.{}", col.name);
                 if policy.deny_column_set.is_match(&full) {
                     return Some(deny(
