@@ -66,6 +66,18 @@ pub fn withhold_quoted(message: &[u8], quote: u8) -> Option<Vec<u8>> {
     withhold_numbers(text, quote).or(quoted)
 }
 
+/// A Postgres error message or hint without the values it may hold, in a
+/// session that masking or denied columns protect: [`withhold_quoted`],
+/// then [`withhold_after_colon`], then [`withhold_leading_value`].
+/// `None` when nothing changes.
+pub fn withhold_pg_text(message: &[u8], sqlstate: &[u8]) -> Option<Vec<u8>> {
+    let quoted = withhold_quoted(message, b'"');
+    let text = quoted.as_deref().unwrap_or(message);
+    let after = withhold_after_colon(text);
+    let text = after.as_deref().unwrap_or(text);
+    withhold_leading_value(text, sqlstate).or(after).or(quoted)
+}
+
 /// `message` with everything after its first `": "` replaced by
 /// [`WITHHELD`], unless what follows holds nothing but withheld markers,
 /// blanks and quotes. Postgres prints some values unquoted after a
@@ -179,8 +191,7 @@ mod tests {
     #[test]
     fn unquoted_text_after_a_colon_is_withheld() {
         let w = |m: &str| {
-            let quoted = withhold_quoted(m.as_bytes(), b'"').unwrap_or(m.as_bytes().to_vec());
-            let out = withhold_after_colon(&quoted).unwrap_or(quoted);
+            let out = withhold_pg_text(m.as_bytes(), b"42883").unwrap_or(m.as_bytes().to_vec());
             String::from_utf8_lossy(&out).into_owned()
         };
         assert_eq!(

@@ -387,11 +387,7 @@ pub fn decide(
         }
     }
     if executes {
-        if let Some(f) = facts
-            .functions
-            .iter()
-            .find(|f| policy.read_only && builtin::is_write_function(dialect, &f.name))
-        {
+        if let Some(f) = writing_function(dialect, facts).filter(|_| policy.read_only) {
             return deny(
                 policy,
                 "read-only",
@@ -420,11 +416,7 @@ pub fn decide(
         } else if facts.session.enables_writes {
             Some("this would turn writes back on".to_string())
         } else {
-            facts
-                .functions
-                .iter()
-                .find(|f| builtin::is_write_function(dialect, &f.name))
-                .map(|f| format!("function {} writes", f.name))
+            writing_function(dialect, facts).map(|f| format!("function {} writes", f.name))
         };
         if let Some(why) = why {
             return deny(
@@ -682,6 +674,15 @@ fn table_denied(policy: &Policy, r: &Relation) -> bool {
             policy.deny_tables.is_match(format!("{s}.{}", r.name))
         }
     })
+}
+
+/// A function the statement calls that writes (sequences, transaction
+/// ids), which read-only policies refuse.
+fn writing_function(dialect: Dialect, facts: &Facts) -> Option<&super::facts::FunctionRef> {
+    facts
+        .functions
+        .iter()
+        .find(|f| builtin::is_write_function(dialect, &f.name))
 }
 
 /// Why a whole-row use of a table with denied columns is refused.

@@ -212,11 +212,7 @@ impl Extractor<'_> {
                 // `f`: `c.row_to_json` is the whole row (review finding).
                 // A whole-row use of `c`, as `c.*` is.
                 if self.dialect == Dialect::Postgres && super::builtin::is_row_function(&name) {
-                    self.facts.columns.insert(ColumnRef {
-                        qualifier: Some(qualifier.clone()),
-                        name: "*".to_string(),
-                        location: loc,
-                    });
+                    self.whole_row_of(qualifier.clone(), loc);
                 }
                 self.facts.columns.insert(ColumnRef {
                     qualifier: Some(qualifier),
@@ -226,6 +222,16 @@ impl Extractor<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Every column of what `qualifier` names (`q.*`), recorded as a
+    /// column named `*` of it (see `engine::columns_denied`).
+    fn whole_row_of(&mut self, qualifier: String, loc: ColumnLocation) {
+        self.facts.columns.insert(ColumnRef {
+            qualifier: Some(qualifier),
+            name: "*".to_string(),
+            location: loc,
+        });
     }
 
     fn columns_in<V: Visit>(&mut self, node: &V, loc: ColumnLocation) {
@@ -256,13 +262,7 @@ impl Extractor<'_> {
                 ) if !name.0.is_empty() => {
                     let qualifier = name.0.last().and_then(|p| p.as_ident()).map(norm);
                     match qualifier {
-                        Some(q) => {
-                            self.facts.columns.insert(ColumnRef {
-                                qualifier: Some(q),
-                                name: "*".to_string(),
-                                location: loc,
-                            });
-                        }
+                        Some(q) => self.whole_row_of(q, loc),
                         None => self.facts.whole_row = true,
                     }
                 }

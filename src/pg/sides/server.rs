@@ -357,16 +357,15 @@ impl Side for ServerSide<'_> {
 /// [`crate::masking::error_values`]): the quoted part of the message, and
 /// the detail and context fields.
 fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
-    use crate::masking::error_values::{
-        pg_may_quote_data, withhold_after_colon, withhold_leading_value, withhold_quoted, WITHHELD,
-    };
+    use crate::masking::error_values::{pg_may_quote_data, withhold_pg_text, WITHHELD};
     let body = match &verdict {
         Verdict::Replace(bytes) if bytes.len() >= 5 => &bytes[5..],
         Verdict::Replace(_) => return verdict,
         _ => &frame[5..],
     };
     let sqlstate = backend::error_fields(body).find(|(c, _)| *c == b'C');
-    if !pg_may_quote_data(sqlstate.map_or(&b""[..], |(_, v)| v)) {
+    let state = sqlstate.map_or(&b""[..], |(_, v)| v);
+    if !pg_may_quote_data(state) {
         return verdict;
     }
     let mut out = BytesMut::with_capacity(body.len() + 5);
@@ -377,17 +376,10 @@ fn withhold_values(tag: u8, frame: &[u8], verdict: Verdict) -> Verdict {
                 // The message and hint lose what they quote, their
                 // numbers and what follows a colon; the detail, context
                 // and internal query go whole.
-                b'M' | b'H' => {
-                    let quoted = withhold_quoted(value, b'"');
-                    let text = quoted.as_deref().unwrap_or(value);
-                    let after = withhold_after_colon(text);
-                    let text = after.as_deref().unwrap_or(text);
-                    let code = sqlstate.map_or(&b""[..], |(_, v)| v);
-                    match withhold_leading_value(text, code) {
-                        Some(v) => b.put_slice(&v),
-                        None => b.put_slice(text),
-                    }
-                }
+                b'M' | b'H' => match withhold_pg_text(value, state) {
+                    Some(v) => b.put_slice(&v),
+                    None => b.put_slice(value),
+                },
                 b'D' | b'W' | b'q' => b.put_slice(WITHHELD),
                 _ => b.put_slice(value),
             }
