@@ -239,6 +239,19 @@ async fn always_blocked_statements() {
         ("KILL 1", "admin"),
         ("USE mysql", ""),
         ("SELEC * FROM t", "unparseable"),
+        // Ground-truth red team: server commands read as session
+        // statements, settings that hide a session from the server's
+        // logs, password hashes, other sessions' plans and statements.
+        ("RESET MASTER", "admin"),
+        ("reset  slave", "admin"),
+        ("RESET REPLICA", "admin"),
+        ("SET SESSION sql_log_off = 1", "admin"),
+        ("SET @@sql_log_bin = 0", "admin"),
+        ("SET a = 1, skip_replication = 1", "admin"),
+        ("SELECT * FROM mysql.user", "admin"),
+        ("SELECT Priv FROM `mysql`.`global_priv`", "admin"),
+        ("SHOW EXPLAIN FOR 1", "other-sessions"),
+        ("SELECT sys.ps_thread_trx_info(1)", "dangerous-function"),
     ] {
         let e = c.query_drop(sql).await;
         // `SET @q = '...'` is allowed (a literal); what matters is that the
@@ -261,6 +274,8 @@ async fn always_blocked_statements() {
         "SELECT LOAD_FILE('/etc/passwd')",
         "HANDLER t OPEN",
         "PREPARE s FROM @q",
+        "RESET MASTER",
+        "SET SESSION sql_log_off = 1",
     ] {
         refused(c.prep(sql).await.unwrap_err(), sql);
     }
