@@ -37,6 +37,13 @@ pub trait Catalog: Sync {
     /// The (lower-case) names of the relations the snapshot knows in
     /// `schema` (lower-case), in no particular order.
     fn relations(&self, schema: &str) -> Vec<String>;
+    /// The tables the relation is a partition or inheritance child of,
+    /// nearest first, each as lower-case (schema, name): reading the
+    /// child reads rows of each of them, so their masks cover it (Postgres;
+    /// none elsewhere).
+    fn ancestors(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Changes whenever the catalog's answers may change (part of the plan
     /// cache key).
     fn version(&self) -> u64 {
@@ -54,6 +61,30 @@ pub fn relations_in<'a, V: 'a>(
         .filter(|((s, _), _)| s == schema)
         .map(|((_, t), _)| t.clone())
         .collect()
+}
+
+/// Most tables a relation's ancestry is followed through: Postgres has no
+/// cycles there, but a catalog snapshot is data, so the walk is bounded.
+const MAX_ANCESTORS: usize = 64;
+
+/// Every ancestor of `start` through `parents` (a relation's direct
+/// parents), nearest first, each once, at most [`MAX_ANCESTORS`].
+pub fn ancestors_of<K: Clone + PartialEq>(start: K, parents: impl Fn(&K) -> Vec<K>) -> Vec<K> {
+    let mut out: Vec<K> = Vec::new();
+    let mut next = 0;
+    let mut frontier = parents(&start);
+    loop {
+        for p in frontier {
+            if p != start && !out.contains(&p) && out.len() < MAX_ANCESTORS {
+                out.push(p);
+            }
+        }
+        let Some(k) = out.get(next) else {
+            return out;
+        };
+        next += 1;
+        frontier = parents(k);
+    }
 }
 
 /// A catalog that knows nothing: every relation is unknown.
@@ -78,6 +109,8 @@ impl Catalog for NoCatalog {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryCatalog {
     tables: HashMap<(String, String), (Vec<String>, Option<String>)>,
+    /// Each child's parent tables (partitions, inheritance).
+    parents: HashMap<(String, String), Vec<(String, String)>>,
     pub version: u64,
 }
 
@@ -92,6 +125,16 @@ impl MemoryCatalog {
             (schema.to_lowercase(), name.to_lowercase()),
             (columns.iter().map(|c| c.to_lowercase()).collect(), None),
         );
+        self
+    }
+
+    /// Makes `schema.name` a partition or inheritance child of
+    /// `parent_schema.parent`.
+    pub fn child_of(mut self, schema: &str, name: &str, parent_schema: &str, parent: &str) -> Self {
+        self.parents
+            .entry((schema.to_lowercase(), name.to_lowercase()))
+            .or_default()
+            .push((parent_schema.to_lowercase(), parent.to_lowercase()));
         self
     }
 
@@ -123,6 +166,12 @@ impl Catalog for MemoryCatalog {
 
     fn relations(&self, schema: &str) -> Vec<String> {
         relations_in(&self.tables, schema)
+    }
+
+    fn ancestors(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        ancestors_of((schema.to_owned(), table.to_owned()), |r| {
+            self.parents.get(r).cloned().unwrap_or_default()
+        })
     }
 
     fn version(&self) -> u64 {

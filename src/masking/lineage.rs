@@ -142,7 +142,22 @@ impl<'a> Analyzer<'a> {
 
     // ---- rules -------------------------------------------------------
 
+    /// The rule masking `schema.table.column`, or that of the same column
+    /// of a table it is a partition or inheritance child of (reading the
+    /// child reads the parent's rows).
     fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
+        let own = self.own_column_taint(schema, table, column);
+        if own.rule().is_some() {
+            return own;
+        }
+        self.catalog
+            .ancestors(schema, table)
+            .iter()
+            .map(|(s, t)| self.own_column_taint(s, t, column))
+            .fold(own, Taint::join)
+    }
+
+    fn own_column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
         let full = format!("{schema}.{table}.{column}");
         self.active
             .iter()
@@ -157,7 +172,21 @@ impl<'a> Analyzer<'a> {
             .map_or(Taint::Column, |&i| Taint::Masked(i))
     }
 
+    /// The rule that may mask a column of `schema.table` (or of a table it
+    /// is a partition or inheritance child of).
     fn table_taint(&self, schema: &str, table: &str) -> Taint {
+        let own = self.own_table_taint(schema, table);
+        if own.rule().is_some() {
+            return own;
+        }
+        self.catalog
+            .ancestors(schema, table)
+            .iter()
+            .map(|(s, t)| self.own_table_taint(s, t))
+            .fold(own, Taint::join)
+    }
+
+    fn own_table_taint(&self, schema: &str, table: &str) -> Taint {
         let full = format!("{schema}.{table}");
         self.active
             .iter()

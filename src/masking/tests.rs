@@ -21,6 +21,26 @@ fn catalog() -> MemoryCatalog {
             "SELECT id, email FROM customers",
         )
         .table("shop", "customers", &["id", "email", "ssn"])
+        // A partition of customers, a sub-partition of it, and an
+        // inheritance child with a column of its own.
+        .table(
+            "public",
+            "customers_eu",
+            &["id", "name", "email", "phone", "ssn", "card_number"],
+        )
+        .child_of("public", "customers_eu", "public", "customers")
+        .table(
+            "archive",
+            "customers_eu_2020",
+            &["id", "name", "email", "phone", "ssn", "card_number"],
+        )
+        .child_of("archive", "customers_eu_2020", "public", "customers_eu")
+        .table(
+            "public",
+            "vip",
+            &["id", "name", "email", "phone", "ssn", "card_number", "tier"],
+        )
+        .child_of("public", "vip", "public", "customers")
 }
 
 fn masker() -> Masker {
@@ -220,6 +240,32 @@ fn masking_lineage_views() {
     assert_eq!(shape("select * from v_customers"), ".E");
     assert_eq!(shape("select email from public.v_customers"), "E");
     assert_eq!(shape("select upper(v.email) from v_customers v"), "E");
+}
+
+/// Reading a partition or an inheritance child reads the parent's rows
+/// under another name: the parent's masks cover it, at any depth.
+#[test]
+fn masking_follows_partitions_and_inheritance() {
+    assert_eq!(shape("select email, name from customers_eu"), "E.");
+    assert_eq!(shape("select * from customers_eu"), "..E.SC");
+    assert_eq!(shape("select lower(e.email) from customers_eu e"), "E");
+    assert_eq!(shape("select email from archive.customers_eu_2020"), "E");
+    assert_eq!(shape("select email, tier from vip"), "E.");
+    assert_eq!(
+        shape("select email from customers_eu union all select email from vip"),
+        "E"
+    );
+    assert_redacted_whole(
+        "select concat(email, '') from archive.customers_eu_2020",
+        "pii-email",
+    );
+    assert_blocked_by_a_mask(Dialect::Postgres, &[
+        "select e from customers_eu e",
+        "select to_json(v) from vip v",
+        "insert into orders (id, customer_id, amount) select id, length(email), 1 from customers_eu",
+        "alter table customers_eu rename column email to e",
+        "alter table vip rename to vip2",
+    ]);
 }
 
 #[test]

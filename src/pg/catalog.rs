@@ -2,7 +2,8 @@
 //!
 //! Masking needs to know which table a result column comes from
 //! (RowDescription carries the table OID and attribute number), what `*`
-//! expands to, and what a view is defined as. airlock loads all of that in
+//! expands to, what a view is defined as, and which tables a partition or
+//! inheritance child belongs to (their masks cover it). airlock loads all of that in
 //! one query over its own upstream connection, per target, and shares the
 //! snapshot ([`crate::proxy::Proxy::catalog`]) while the target's catalog
 //! generation ([`crate::masking::catalog`]) stays where it was read before
@@ -36,6 +37,9 @@ pub struct Relation {
     pub columns: Vec<(i16, String, u32)>,
     /// For views: the definition, as `pg_get_viewdef` prints it.
     pub view_sql: Option<String>,
+    /// The OIDs of the tables this one is a partition or inheritance
+    /// child of (`pg_inherits`), directly.
+    pub parents: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +53,9 @@ pub struct CatalogSnapshot {
     by_oid: HashMap<u32, Arc<Relation>>,
     /// Distinct for every snapshot loaded (part of plan cache keys).
     generation: u64,
+    /// Whether any relation has a parent (most databases have none, and
+    /// then lineage need not look for ancestors).
+    any_parents: bool,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -60,10 +67,16 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// computes) nor a temporary table shadowing a masked one (whose copied
 /// data it would take for the table's own). Left out, their columns are
 /// redacted as of an unknown source.
+///
+/// The last column lists the OIDs of the relation's direct parents
+/// (partitions and inheritance children), comma-separated.
 const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
-     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END \
+     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END, \
+     i.parents \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     LEFT JOIN (SELECT inhrelid, string_agg(inhparent::text, ',' ORDER BY inhseqno) AS parents \
+       FROM pg_inherits GROUP BY inhrelid) i ON i.inhrelid = c.oid \
      WHERE c.relkind IN ('r','v','m','p','f') \
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
        AND n.nspname NOT LIKE 'pg_toast%' \
@@ -93,6 +106,36 @@ impl CatalogSnapshot {
 
     pub fn by_oid(&self, oid: u32) -> Option<&Arc<Relation>> {
         self.by_oid.get(&oid)
+    }
+
+    /// The tables `rel` is a partition or inheritance child of, nearest
+    /// first, as lower-case (schema, name) (see
+    /// [`crate::masking::catalog::Catalog::ancestors`]).
+    pub fn ancestors_of(&self, rel: &Relation) -> Vec<(String, String)> {
+        if rel.parents.is_empty() {
+            return Vec::new();
+        }
+        crate::masking::catalog::ancestors_of(rel.oid, |oid| {
+            self.by_oid
+                .get(oid)
+                .map(|r| r.parents.clone())
+                .unwrap_or_default()
+        })
+        .into_iter()
+        .filter_map(|oid| self.by_oid.get(&oid))
+        .map(|r| (r.schema.to_lowercase(), r.name.to_lowercase()))
+        .collect()
+    }
+
+    /// [`Self::ancestors_of`] the relation named (case-insensitively)
+    /// `schema.table`; none for an ambiguous name.
+    pub fn ancestors_by_name(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        if !self.any_parents || self.ambiguous(schema, table) {
+            return Vec::new();
+        }
+        self.relation(schema, table)
+            .map(|r| self.ancestors_of(r))
+            .unwrap_or_default()
     }
 
     /// The column a RowDescription field points at.
@@ -137,6 +180,9 @@ impl CatalogSnapshot {
                     name,
                     columns: vec![(attnum, attname, typ)],
                     view_sql: get(6),
+                    parents: get(7)
+                        .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
+                        .unwrap_or_default(),
                 }),
             }
         }
@@ -144,6 +190,7 @@ impl CatalogSnapshot {
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ..Default::default()
         };
+        snap.any_parents = building.iter().any(|r| !r.parents.is_empty());
         for r in building {
             let r = Arc::new(r);
             let key = (r.schema.to_lowercase(), r.name.to_lowercase());

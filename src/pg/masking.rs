@@ -237,6 +237,10 @@ impl Catalog for CatalogSnapshot {
         self.relations_in(schema)
     }
 
+    fn ancestors(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        self.ancestors_by_name(schema, table)
+    }
+
     fn version(&self) -> u64 {
         self.generation()
     }
@@ -491,12 +495,22 @@ impl RowMasking {
                     Some(m) => m.clone(),
                     None => {
                         let m = match catalog.column(f.table_oid, f.attnum) {
-                            Some((rel, col)) => ctx.rules().masker.mask_for_column(
-                                &ctx.principal,
-                                &rel.schema,
-                                &rel.name,
-                                col,
-                            ),
+                            // The table's own rule, else that of a table
+                            // it is a partition or inheritance child of.
+                            Some((rel, col)) => {
+                                let masker = &ctx.rules().masker;
+                                let own = masker.mask_for_column(
+                                    &ctx.principal,
+                                    &rel.schema,
+                                    &rel.name,
+                                    col,
+                                );
+                                own.or_else(|| {
+                                    catalog.ancestors_of(rel).iter().find_map(|(s, t)| {
+                                        masker.mask_for_column(&ctx.principal, s, t, col)
+                                    })
+                                })
+                            }
                             // A user relation (or column) newer than this
                             // session's catalog snapshot, e.g. a view made
                             // in this session over a masked column: what it

@@ -838,7 +838,17 @@ impl Visitor for Extractor<'_> {
                     }
                 }
             }
-            Statement::CreateTable(ct) => self.add_write_parts(parts(&ct.name)),
+            // A partition or inheritance child's rows are its parents'
+            // rows: rows written to it are written to them (and read from
+            // them). sqlparser visits `PARTITION OF` as a read only, and
+            // `INHERITS` not at all.
+            Statement::CreateTable(ct) => {
+                self.add_write_parts(parts(&ct.name));
+                for parent in ct.inherits.iter().flatten().chain(&ct.partition_of) {
+                    self.add_read_parts(parts(parent));
+                    self.add_write_parts(parts(parent));
+                }
+            }
             Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
             Statement::CreateIndex(ci) => self.add_write_parts(parts(&ci.table_name)),
             Statement::AlterTable(at) => {

@@ -44,6 +44,16 @@ columns = ["public.customers.zip"]
 strategy = "fake"
 
 [[mask]]
+id = "account-email"
+columns = ["public.accounts.email"]
+strategy = "email"
+
+[[mask]]
+id = "account-phone"
+columns = ["public.accounts.phone"]
+strategy = "redact"
+
+[[mask]]
 id = "iban"
 columns = ["public.customers.iban"]
 strategy = "null"
@@ -605,6 +615,59 @@ async fn a_view_in_the_users_own_schema_is_resolved_as_postgres_does() {
     let fresh = env.agent().await;
     let (_, got) = simple_bytes(&fresh, "SELECT * FROM orders").await;
     assert_clean(&got, "new session");
+}
+
+/// A partition (at any depth) or an inheritance child holds its parent's
+/// rows under another name: reading it directly is masked by the parent's
+/// rules, over the simple and the extended protocol (whose RowDescription
+/// names the child's OID).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_and_inheritance_children_are_masked_as_their_parent() {
+    let env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE accounts (id int, region text, email text, phone text) PARTITION BY LIST (region);
+             CREATE TABLE accounts_eu PARTITION OF accounts FOR VALUES IN ('eu') PARTITION BY RANGE (id);
+             CREATE SCHEMA archive;
+             CREATE TABLE archive.accounts_eu_low PARTITION OF accounts_eu FOR VALUES FROM (0) TO (1000);
+             CREATE TABLE accounts_us (id int, region text, email text, phone text);
+             ALTER TABLE accounts ATTACH PARTITION accounts_us FOR VALUES IN ('us');
+             INSERT INTO accounts VALUES (1, 'eu', 'alice.pii@example.com', '+1-202-555-0101'),
+                                         (2, 'us', 'bob.pii@example.org', '+1-202-555-0102');
+             CREATE TABLE customers_old (archived date) INHERITS (customers);
+             INSERT INTO customers_old SELECT *, now() FROM customers;",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT email FROM accounts_eu",
+        "SELECT email FROM archive.accounts_eu_low",
+        "SELECT * FROM archive.accounts_eu_low",
+        "SELECT email, phone FROM accounts_us",
+        "SELECT lower(phone) FROM accounts_us",
+        "SELECT phone FROM archive.accounts_eu_low",
+        "SELECT email FROM accounts",
+        "SELECT a.* FROM accounts_eu a",
+        "SELECT phone FROM accounts_us UNION ALL SELECT phone FROM archive.accounts_eu_low",
+        "SELECT email, phone, ssn, card_number, zip, iban FROM customers_old",
+        "SELECT * FROM customers_old",
+        "SELECT phone || '' FROM customers_old",
+        "SELECT o FROM customers_old o",
+        "SELECT row_to_json(o) FROM customers_old o",
+    ] {
+        let (_, got) = simple_bytes(&c, sql).await;
+        assert_clean(&got, sql);
+        let (_, got) = extended_bytes(&c, sql).await;
+        assert_clean(&got, sql);
+    }
+    // Masked, not refused: the rows still come, with the parent's masks.
+    let (n, got) = simple_bytes(&c, "SELECT phone FROM archive.accounts_eu_low").await;
+    assert_eq!(n, Some(1), "{}", String::from_utf8_lossy(&got));
+    assert_eq!(got, b"****|");
+    let (n, got) = extended_bytes(&c, "SELECT phone FROM accounts_us").await;
+    assert_eq!((n, got), (Some(1), b"****|".to_vec()));
 }
 
 /// Every value of every row a simple query returned, and any error text.
