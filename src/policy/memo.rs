@@ -65,6 +65,9 @@ struct Entry<V> {
     reuse: Reuse,
     sql: Box<[u8]>,
     shape: Option<Box<[u8]>>,
+    /// Where the shape's markers are ([`super::shape::markers`]), for
+    /// [`MemoView::templated`].
+    markers: Box<[u16]>,
     value: V,
 }
 
@@ -101,6 +104,26 @@ impl<'a, V> MemoView<'a, V> {
             .iter()
             .find(|e| {
                 e.reuse == Reuse::Shape && e.source == source && e.shape.as_deref() == Some(theirs)
+            })
+            .map(|e| &e.value)
+    }
+
+    /// [`Self::shaped`] for a text whose shape has not been worked out:
+    /// the value remembered for a text whose shape it fits
+    /// ([`super::shape::fits`]), the same answer without the scan.
+    pub fn templated(&self, source: Source, sql: &[u8]) -> Option<&'a V> {
+        if sql.len() > self.memo.shape_limit {
+            return None;
+        }
+        self.memo
+            .entries
+            .iter()
+            .find(|e| {
+                e.reuse == Reuse::Shape
+                    && e.source == source
+                    && e.shape
+                        .as_deref()
+                        .is_some_and(|shape| super::shape::fits_at(shape, &e.markers, sql))
             })
             .map(|e| &e.value)
     }
@@ -169,11 +192,16 @@ impl<V> Memo<V> {
             self.database.clone_from(&ctx.current_database);
             self.shape_limit = gate.max_shared_bytes().min(MAX_TEXT);
         }
+        let shape = shape.text_for(sql);
         let entry = Entry {
             source,
             reuse,
             sql: sql.into(),
-            shape: shape.text_for(sql).map(Into::into),
+            shape: shape.map(Into::into),
+            markers: match (reuse, shape) {
+                (Reuse::Shape, Some(shape)) => super::shape::markers(shape),
+                _ => Box::default(),
+            },
             value,
         };
         if self.entries.len() < ENTRIES {
@@ -210,7 +238,9 @@ mod tests {
             self.view(gate, ctx)?.exact(source, sql)
         }
 
-        /// One [`MemoView::shaped`] lookup.
+        /// One [`MemoView::shaped`] lookup, checked against
+        /// [`MemoView::templated`], which must find the same entry without
+        /// the shape whenever the shape is `sql`'s own.
         fn shaped<'a>(
             &'a self,
             gate: &Arc<dyn Gate>,
@@ -219,7 +249,17 @@ mod tests {
             sql: &[u8],
             shape: &Shape<'_>,
         ) -> Option<&'a V> {
-            self.view(gate, ctx)?.shaped(source, sql, shape)
+            let view = self.view(gate, ctx)?;
+            let found = view.shaped(source, sql, shape);
+            if shape.text_for(sql).is_some() {
+                let templated = view.templated(source, sql);
+                assert!(
+                    found.map(std::ptr::from_ref) == templated.map(std::ptr::from_ref),
+                    "templated lookup disagrees for {:?}",
+                    String::from_utf8_lossy(sql)
+                );
+            }
+            found
         }
     }
 

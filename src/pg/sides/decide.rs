@@ -40,7 +40,10 @@ impl<'a> ClientSide<'a> {
             true => None,
             false => self.memo.view(self.gates.gate(), &self.context),
         };
-        if let Some(plans) = memo.as_ref().and_then(|m| m.exact(source, sql)) {
+        if let Some(plans) = memo
+            .as_ref()
+            .and_then(|m| m.exact(source, sql).or_else(|| m.templated(source, sql)))
+        {
             let plans = plans.clone();
             return self.replay(sql, plans);
         }
