@@ -1011,6 +1011,7 @@ impl<'a> Analyzer<'a> {
                         return self.write_stop(t, "CREATE TABLE AS");
                     }
                 }
+                self.inherited_columns_computed(ct)?;
                 Ok(Shape::NoResult)
             }
             Statement::AlterTable(at) => {
@@ -1182,19 +1183,10 @@ impl<'a> Analyzer<'a> {
         table: &[String],
         ops: &[sqlparser::ast::AlterTableOperation],
     ) -> Result<(), Stop> {
-        use sqlparser::ast::{AlterColumnOperation, AlterTableOperation as Op, ColumnOption};
+        use sqlparser::ast::{AlterColumnOperation, AlterTableOperation as Op};
         for op in ops {
-            let generated = |options: &mut dyn Iterator<Item = &ColumnOption>| {
-                options
-                    .filter_map(|o| match o {
-                        ColumnOption::Generated {
-                            generation_expr: Some(e),
-                            ..
-                        }
-                        | ColumnOption::Default(e) => Some(e.clone()),
-                        _ => None,
-                    })
-                    .collect::<Vec<sqlparser::ast::Expr>>()
+            let generated = |options: &mut dyn Iterator<Item = &sqlparser::ast::ColumnOption>| {
+                computed_values(options)
             };
             let (renamed, exprs) = match op {
                 Op::RenameTable { .. } => {
@@ -1244,6 +1236,49 @@ impl<'a> Analyzer<'a> {
                 if t.rule().is_some() {
                     return self.write_stop(t, "a generated column or a column default");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `CREATE TABLE c (…) INHERITS (p)` or `PARTITION OF p`: the new
+    /// table's columns include p's, which p's masks cover in c too, so a
+    /// generated column or default computed from one would hold masked
+    /// data unmasked (`g text GENERATED ALWAYS AS (phone) STORED`, then
+    /// an INSERT of p's rows, a same-rule copy). Refused, as
+    /// [`Self::alter_table`] refuses `ADD COLUMN` with one.
+    fn inherited_columns_computed(&mut self, ct: &sqlparser::ast::CreateTable) -> Result<(), Stop> {
+        let parents: Vec<Vec<String>> = ct
+            .inherits
+            .iter()
+            .flatten()
+            .chain(&ct.partition_of)
+            .map(object_parts)
+            .collect();
+        if parents.is_empty() {
+            return Ok(());
+        }
+        let exprs = computed_values(
+            &mut ct
+                .columns
+                .iter()
+                .flat_map(|c| c.options.iter().map(|o| &o.option)),
+        );
+        if exprs.is_empty() {
+            return Ok(());
+        }
+        let sources = parents
+            .iter()
+            .map(|p| self.table_source(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope = Scope {
+            sources: &sources,
+            parent: None,
+        };
+        for e in &exprs {
+            let t = self.expr(e, &scope)?;
+            if t.rule().is_some() {
+                return self.write_stop(t, "a generated column or a column default");
             }
         }
         Ok(())
@@ -1828,6 +1863,24 @@ impl<'a> Analyzer<'a> {
 }
 
 /// Whether a branch of a set operation has `INTO`.
+/// The expressions among column options that compute a stored value:
+/// generation expressions and defaults.
+fn computed_values(
+    options: &mut dyn Iterator<Item = &sqlparser::ast::ColumnOption>,
+) -> Vec<sqlparser::ast::Expr> {
+    use sqlparser::ast::ColumnOption;
+    options
+        .filter_map(|o| match o {
+            ColumnOption::Generated {
+                generation_expr: Some(e),
+                ..
+            }
+            | ColumnOption::Default(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn selects_into(body: &SetExpr) -> bool {
     match body {
         SetExpr::Select(s) => s.into.is_some(),

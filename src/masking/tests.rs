@@ -265,7 +265,18 @@ fn masking_follows_partitions_and_inheritance() {
         "insert into orders (id, customer_id, amount) select id, length(email), 1 from customers_eu",
         "alter table customers_eu rename column email to e",
         "alter table vip rename to vip2",
+        // A new child's generated column or default computed from an
+        // inherited masked column (red-team finding: copied raw by an
+        // INSERT of the parent's rows, a same-rule copy).
+        "create table k (g text generated always as (email) stored) inherits (customers)",
+        "create table k (g text generated always as (upper(email)) stored) inherits (orders, customers_eu)",
+        "create table k (phone text, g text generated always as (card_number || '') stored) inherits (archive.customers_eu_2020)",
+        "create table k (g text default 'x', h text generated always as (ssn) stored) inherits (vip)",
     ]);
+    assert_eq!(
+        shape("create table k (g int generated always as (id * 2) stored) inherits (customers)"),
+        "DDL"
+    );
 }
 
 #[test]

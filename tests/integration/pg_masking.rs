@@ -662,6 +662,21 @@ async fn partitions_and_inheritance_children_are_masked_as_their_parent() {
         let (_, got) = extended_bytes(&c, sql).await;
         assert_clean(&got, sql);
     }
+    // A child the agent creates cannot compute a stored column from an
+    // inherited masked one (red-team finding: the INSERT of the parent's
+    // rows that fills it is a same-rule copy, and the generated column
+    // held the raw phone).
+    for ddl in [
+        "CREATE TABLE c_child (g text GENERATED ALWAYS AS (phone) STORED) INHERITS (customers)",
+        "CREATE TABLE c_child (g text GENERATED ALWAYS AS (upper(phone)) STORED) INHERITS (customers_old)",
+        "CREATE TABLE a_child (g text GENERATED ALWAYS AS (phone || '') STORED) INHERITS (accounts_us)",
+    ] {
+        let err = c.batch_execute(ddl).await.expect_err(ddl);
+        assert!(format!("{err:?}").contains("phone"), "{ddl}: {err:?}");
+    }
+    c.batch_execute("CREATE TABLE c_child (g int GENERATED ALWAYS AS (id * 2) STORED) INHERITS (customers)")
+        .await
+        .unwrap();
     // Masked, not refused: the rows still come, with the parent's masks.
     let (n, got) = simple_bytes(&c, "SELECT phone FROM archive.accounts_eu_low").await;
     assert_eq!(n, Some(1), "{}", String::from_utf8_lossy(&got));
