@@ -44,6 +44,19 @@ pub trait Catalog: Sync {
     fn ancestors(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Whether the catalog knows every user relation there was when it was
+    /// read (a live snapshot), so that one it does not know was created
+    /// since or is temporary (see
+    /// [`crate::masking::lineage::Analyzer::reads_unknown`]). `false` for
+    /// a catalog that knows only some (tests, `airlock explain`).
+    fn complete(&self) -> bool {
+        false
+    }
+    /// Whether `name` (lower-case) may be a temporary relation's: temporary
+    /// relations are not in a snapshot, but their names are.
+    fn may_be_temporary(&self, _name: &str) -> bool {
+        false
+    }
     /// Changes whenever the catalog's answers may change (part of the plan
     /// cache key).
     fn version(&self) -> u64 {
@@ -112,6 +125,10 @@ pub struct MemoryCatalog {
     /// Each child's parent tables (partitions, inheritance).
     parents: HashMap<(String, String), Vec<(String, String)>>,
     pub version: u64,
+    /// Answers [`Catalog::complete`].
+    pub complete: bool,
+    /// Answers [`Catalog::may_be_temporary`].
+    pub temporary: Vec<String>,
 }
 
 impl MemoryCatalog {
@@ -177,6 +194,14 @@ impl Catalog for MemoryCatalog {
     fn version(&self) -> u64 {
         self.version
     }
+
+    fn complete(&self) -> bool {
+        self.complete
+    }
+
+    fn may_be_temporary(&self, name: &str) -> bool {
+        self.temporary.iter().any(|t| t == name)
+    }
 }
 
 /// Per-target catalog generations (see the module docs).
@@ -219,6 +244,20 @@ struct GenerationState {
     /// Sessions with unsettled DDL. It may count one too many for a moment
     /// (never one too few), which only refuses a result needlessly.
     unsettled: AtomicU64,
+    /// When [`Generation::bump_for_unknown`] last moved the generation, in
+    /// milliseconds since [`epoch`] (0: never).
+    unknown_at: AtomicU64,
+}
+
+/// Shortest time between two reloads asked for by statements that name a
+/// relation the snapshot lacks: a typo repeated in a loop (the relation
+/// does not exist) must not have the catalog read again and again.
+pub const UNKNOWN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The instant [`GenerationState::unknown_at`] counts from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 impl Generation {
@@ -232,6 +271,31 @@ impl Generation {
     /// a statement that may have changed the catalog has run.
     pub fn bump(&self) {
         self.0.current.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// [`Self::bump`] for a statement that named a relation the snapshot
+    /// lacks (see [`crate::masking::lineage::Analyzer::unknown_relation`]),
+    /// so that the target's sessions read the catalog again before their
+    /// next statement; at most once per [`UNKNOWN_RELOAD_EVERY`]. Returns
+    /// whether it moved.
+    pub fn bump_for_unknown(&self) -> bool {
+        let now = u64::try_from(epoch().elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.0.unknown_at.load(Ordering::Acquire);
+        let every = u64::try_from(UNKNOWN_RELOAD_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < every {
+            return false;
+        }
+        let won = self
+            .0
+            .unknown_at
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.bump();
+        }
+        won
     }
 
     /// How many sessions of the target have unsettled DDL (see

@@ -91,6 +91,9 @@ pub struct Analyzer<'a> {
     depth: usize,
     views: usize,
     view_nesting: usize,
+    /// The first user relation the statement reads that a complete
+    /// catalog does not know ([`Self::unknown_relation`]).
+    unknown: Option<String>,
 }
 
 fn stop<T>(rule: &str, message: impl Into<String>) -> Result<T, Stop> {
@@ -137,7 +140,23 @@ impl<'a> Analyzer<'a> {
             depth: 0,
             views: 0,
             view_nesting: 0,
+            unknown: None,
         }
+    }
+
+    /// A user relation the statement reads that the catalog, which knew
+    /// every user relation there was when it was read
+    /// ([`Catalog::complete`]), does not know: one created since other
+    /// than through airlock (a partition a maintenance job made, a view),
+    /// or none at all. It may hold anything, masked data included (a new
+    /// partition of a masked table), so the statement is refused
+    /// (`builtin.unknown-source`) and the session asks for a fresh
+    /// snapshot. An unqualified (or `pg_temp.`) name that some session's
+    /// temporary relation has is taken for that: temporary relations are
+    /// never in a snapshot, and their columns are redacted by their
+    /// RowDescription instead.
+    pub fn unknown_relation(&self) -> Option<&str> {
+        self.unknown.as_deref()
     }
 
     // ---- rules -------------------------------------------------------
@@ -950,6 +969,18 @@ impl<'a> Analyzer<'a> {
                 Some(schema.clone()),
                 vec![(schema.clone(), rel.name.clone())],
             ));
+        }
+        let temporary = (parts.len() == 1 || rel.schemas.iter().any(|s| s == "pg_temp"))
+            && self.catalog.may_be_temporary(&rel.name);
+        if self.catalog.complete()
+            && self.unknown.is_none()
+            && !temporary
+            && !rel
+                .schemas
+                .iter()
+                .any(|s| is_system_schema(self.dialect, s))
+        {
+            self.unknown = Some(parts.join("."));
         }
         let tables = rel
             .schemas
@@ -1863,6 +1894,23 @@ impl<'a> Analyzer<'a> {
 }
 
 /// Whether a branch of a set operation has `INTO`.
+/// Schemas whose relations a catalog snapshot leaves out because they are
+/// the server's own (Postgres: the system catalogs; MySQL: the server's
+/// databases).
+fn is_system_schema(dialect: Dialect, schema: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => {
+            schema == "pg_catalog"
+                || schema == "information_schema"
+                || schema.starts_with("pg_toast")
+        }
+        Dialect::MySql => matches!(
+            schema,
+            "information_schema" | "performance_schema" | "mysql" | "sys"
+        ),
+    }
+}
+
 /// The expressions among column options that compute a stored value:
 /// generation expressions and defaults.
 fn computed_values(

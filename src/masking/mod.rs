@@ -336,7 +336,13 @@ impl Masker {
                     after = Follows::DdlInRequest;
                 }
                 let mut a = Analyzer::new(&self.rules, active, dialect, ctx, catalog, self.limits);
-                match a.statement(&p.statement) {
+                let analyzed = a.statement(&p.statement);
+                // Read, written, copied from or altered: whatever the
+                // statement does with a relation it cannot know.
+                if let (Ok(_), Some(name)) = (&analyzed, a.unknown_relation()) {
+                    return unknown_relation(name);
+                }
+                match analyzed {
                     Ok(_) if class == StatementClass::Ddl => StatementPlan::Ddl,
                     Ok(Shape::NoResult) => StatementPlan::NoResult,
                     Ok(Shape::Opaque) => StatementPlan::Opaque,
@@ -479,6 +485,28 @@ impl Masker {
 /// Not `EXECUTE`, which runs a statement prepared against the old
 /// definitions, nor a `SET` that computes its value from a table (MySQL's
 /// `SET @x = (SELECT ...)`).
+/// The rule of values whose source airlock cannot know: a relation its
+/// catalog snapshot does not have (see
+/// [`lineage::Analyzer::reads_unknown`]).
+pub const UNKNOWN_SOURCE: &str = "builtin.unknown-source";
+
+/// The refusal of a result read from a relation the catalog does not know
+/// (see [`lineage::Analyzer::unknown_relation`]).
+fn unknown_relation(name: &str) -> StatementPlan {
+    StatementPlan::Block {
+        rule: UNKNOWN_SOURCE.into(),
+        message: format!(
+            "relation {name} is not in airlock's snapshot of this database's catalog: it does not exist, or was created since other than through airlock (then it may hold masked data, e.g. as a new partition of a masked table); airlock reads the catalog again: run the statement again"
+        ),
+    }
+}
+
+/// Whether `plan` is [`unknown_relation`]'s refusal, after which the
+/// session asks for a fresh snapshot.
+pub fn is_unknown_relation(plan: &StatementPlan) -> bool {
+    matches!(plan, StatementPlan::Block { rule, message } if rule == UNKNOWN_SOURCE && message.starts_with("relation "))
+}
+
 fn may_follow_ddl(
     statement: &sqlparser::ast::Statement,
     class: crate::policy::facts::StatementClass,

@@ -12,7 +12,11 @@
 //! move it: every masking session then takes a fresh snapshot before it
 //! plans, binds or executes its next statement, and plans again the
 //! prepared statements and portals planned against the old one. DDL run
-//! on the server other than through airlock is not seen until then.
+//! on the server other than through airlock is not seen until then, except
+//! that a statement naming a relation the snapshot lacks is refused and
+//! moves the generation ([`crate::masking::Generation::bump_for_unknown`]).
+//! The snapshot also keeps the names of temporary relations, which it
+//! leaves out ([`TEMP_QUERY`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +60,11 @@ pub struct CatalogSnapshot {
     /// Whether any relation has a parent (most databases have none, and
     /// then lineage need not look for ancestors).
     any_parents: bool,
+    /// The (lower-case) names of the temporary relations of every session
+    /// when the snapshot was read ([`TEMP_QUERY`]): a name the snapshot
+    /// lacks may be one of them (see
+    /// [`crate::masking::catalog::Catalog::may_be_temporary`]).
+    temp_names: std::collections::HashSet<String>,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -83,7 +92,18 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
        AND n.nspname NOT LIKE 'pg_temp%' \
      ORDER BY c.oid, a.attnum";
 
+/// The names of temporary relations (any session's: airlock cannot tell
+/// which temporary schema is a session's).
+const TEMP_QUERY: &str = "SELECT DISTINCT c.relname FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'pg_temp%'";
+
 impl CatalogSnapshot {
+    /// Whether `name` (any case) is the name of some session's temporary
+    /// relation.
+    pub fn is_temp_name(&self, name: &str) -> bool {
+        !self.temp_names.is_empty() && self.temp_names.contains(&name.to_lowercase())
+    }
+
     /// A relation by (case-insensitive) schema and name.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Arc<Relation>> {
         self.by_name
@@ -215,14 +235,23 @@ pub async fn load(
     let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
     let mut conn = up.conn;
     let mut out = BytesMut::new();
-    frontend::query(QUERY, &mut out)?;
+    frontend::query(&format!("{QUERY}; {TEMP_QUERY}"), &mut out)?;
     frontend::terminate(&mut out);
     conn.write_all(&out).await?;
     let mut rows = Vec::new();
+    let mut temp_names = std::collections::HashSet::new();
+    // Which of the two results is streaming (counted by CommandComplete).
+    let mut result = 0;
     loop {
         let frame = conn.read_frame().await?;
         match frame.tag() {
-            backend::DATA_ROW => rows.push(text_fields(frame.body())),
+            backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
+            backend::DATA_ROW => {
+                if let Some(Some(name)) = text_fields(frame.body()).into_iter().next() {
+                    temp_names.insert(name.to_lowercase());
+                }
+            }
+            backend::COMMAND_COMPLETE => result += 1,
             backend::ERROR_RESPONSE => {
                 return Err(SessionError::Upstream {
                     code: "08006",
@@ -233,7 +262,9 @@ pub async fn load(
             _ => {}
         }
     }
-    Ok(CatalogSnapshot::from_rows(rows))
+    let mut snapshot = CatalogSnapshot::from_rows(rows);
+    snapshot.temp_names = temp_names;
+    Ok(snapshot)
 }
 
 /// The fields of a text-format DataRow.

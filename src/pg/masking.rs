@@ -159,7 +159,18 @@ impl MaskContext {
             ctx,
             &**self.catalog.load(),
         );
+        self.reload_if_unknown(plans.iter().map(|p| &**p));
         admitted(plans.iter().cloned())
+    }
+
+    /// After a plan refused for naming a relation the snapshot lacks: the
+    /// target's sessions read the catalog again before their next
+    /// statement (at most every few seconds, see
+    /// [`crate::masking::Generation::bump_for_unknown`]).
+    fn reload_if_unknown<'p>(&self, mut plans: impl Iterator<Item = &'p StatementPlan>) {
+        if plans.any(crate::masking::is_unknown_relation) && self.generation().bump_for_unknown() {
+            tracing::info!("a statement named a relation airlock's catalog snapshot lacks; reading the catalog again");
+        }
     }
 
     /// Plans a statement for a session whose own DDL is in a transaction
@@ -175,6 +186,7 @@ impl MaskContext {
             ctx,
             &**self.catalog.load(),
         );
+        self.reload_if_unknown(plans.iter());
         admitted(plans.into_iter().map(Arc::new))
     }
 }
@@ -239,6 +251,14 @@ impl Catalog for CatalogSnapshot {
 
     fn ancestors(&self, schema: &str, table: &str) -> Vec<(String, String)> {
         self.ancestors_by_name(schema, table)
+    }
+
+    fn complete(&self) -> bool {
+        true
+    }
+
+    fn may_be_temporary(&self, name: &str) -> bool {
+        self.is_temp_name(name)
     }
 
     fn version(&self) -> u64 {
@@ -308,7 +328,7 @@ const FIRST_NORMAL_OID: u32 = 16384;
 
 /// The rule id of a column from a relation the catalog snapshot does not
 /// know.
-const UNKNOWN_SOURCE: &str = "builtin.unknown-source";
+use crate::masking::UNKNOWN_SOURCE;
 
 fn unknown_source() -> ColumnMask {
     ColumnMask::Mask {

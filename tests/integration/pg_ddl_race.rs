@@ -217,18 +217,20 @@ async fn send_query(raw: &mut crate::common::raw::RawClient, sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_ddl_race_result_planned_before_a_reload_is_refused() {
     let mut env = env().await;
-    // Both sessions start (and the catalog is loaded) before the lock.
-    let mut raw = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
-    send_query(&mut raw, "SELECT 1").await;
-    raw.until_ready(1).await;
-    let b = builder(&env).await;
-    // The first request waits for a lock on a table no snapshot reads,
-    // taken on a direct connection (not through airlock: not counted).
+    // The first request will wait for a lock on this table, taken on a
+    // direct connection (not through airlock: not counted). Made before
+    // the sessions start, so that their snapshot has it (a relation the
+    // snapshot lacks is refused).
     let direct = env.direct().await;
     direct
         .batch_execute("CREATE TABLE gate (x int); GRANT SELECT ON gate TO PUBLIC")
         .await
         .expect("gate");
+    // Both sessions start (and the catalog is loaded) before the lock.
+    let mut raw = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    send_query(&mut raw, "SELECT 1").await;
+    raw.until_ready(1).await;
+    let b = builder(&env).await;
     direct
         .batch_execute("BEGIN; LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
         .await
