@@ -47,14 +47,15 @@ pub trait Catalog: Sync {
     /// Whether the catalog knows every user relation there was when it was
     /// read (a live snapshot), so that one it does not know was created
     /// since or is temporary (see
-    /// [`crate::masking::lineage::Analyzer::reads_unknown`]). `false` for
+    /// [`crate::masking::lineage::Analyzer::unknown_relation`]). `false` for
     /// a catalog that knows only some (tests, `airlock explain`).
     fn complete(&self) -> bool {
         false
     }
-    /// Whether `name` (lower-case) may be a temporary relation's: temporary
-    /// relations are not in a snapshot, but their names are.
-    fn may_be_temporary(&self, _name: &str) -> bool {
+    /// Whether `schema.name` (lower-case) is one of the server's own
+    /// relations (Postgres: in `pg_catalog` or `information_schema`),
+    /// which a snapshot names but does not describe.
+    fn is_system_relation(&self, _schema: &str, _name: &str) -> bool {
         false
     }
     /// Changes whenever the catalog's answers may change (part of the plan
@@ -76,19 +77,18 @@ pub fn relations_in<'a, V: 'a>(
         .collect()
 }
 
-/// Most tables a relation's ancestry is followed through: Postgres has no
-/// cycles there, but a catalog snapshot is data, so the walk is bounded.
-const MAX_ANCESTORS: usize = 64;
-
 /// Every ancestor of `start` through `parents` (a relation's direct
-/// parents), nearest first, each once, at most [`MAX_ANCESTORS`].
-pub fn ancestors_of<K: Clone + PartialEq>(start: K, parents: impl Fn(&K) -> Vec<K>) -> Vec<K> {
+/// parents), nearest first, each once. All of them, however many: the
+/// root is the table rules name, and a snapshot is finite, so the walk
+/// ends (Postgres has no cycles there; one in the data only repeats
+/// names already taken).
+pub fn ancestors_of<K: PartialEq>(start: K, parents: impl Fn(&K) -> Vec<K>) -> Vec<K> {
     let mut out: Vec<K> = Vec::new();
     let mut next = 0;
     let mut frontier = parents(&start);
     loop {
         for p in frontier {
-            if p != start && !out.contains(&p) && out.len() < MAX_ANCESTORS {
+            if p != start && !out.contains(&p) {
                 out.push(p);
             }
         }
@@ -127,8 +127,8 @@ pub struct MemoryCatalog {
     pub version: u64,
     /// Answers [`Catalog::complete`].
     pub complete: bool,
-    /// Answers [`Catalog::may_be_temporary`].
-    pub temporary: Vec<String>,
+    /// Answers [`Catalog::is_system_relation`]: (schema, name).
+    pub system: Vec<(String, String)>,
 }
 
 impl MemoryCatalog {
@@ -199,8 +199,8 @@ impl Catalog for MemoryCatalog {
         self.complete
     }
 
-    fn may_be_temporary(&self, name: &str) -> bool {
-        self.temporary.iter().any(|t| t == name)
+    fn is_system_relation(&self, schema: &str, name: &str) -> bool {
+        self.system.iter().any(|(s, n)| s == schema && n == name)
     }
 }
 
@@ -247,12 +247,22 @@ struct GenerationState {
     /// When [`Generation::bump_for_unknown`] last moved the generation, in
     /// milliseconds since [`epoch`] (0: never).
     unknown_at: AtomicU64,
+    /// The names that moved it, and when (bounded: cleared when full).
+    unknown_names: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// Shortest time between two reloads asked for by statements that name a
-/// relation the snapshot lacks: a typo repeated in a loop (the relation
-/// does not exist) must not have the catalog read again and again.
-pub const UNKNOWN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// relation the snapshot lacks, whatever the names: names that do not
+/// exist, one after another, must not have the catalog read again and
+/// again (each reload outdates the target's SQL-prepared statements).
+pub const UNKNOWN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Shortest time between two reloads asked for by one name: a misspelt
+/// name in a loop is looked for again once a minute.
+pub const UNKNOWN_NAME_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Names [`GenerationState::unknown_names`] keeps.
+const UNKNOWN_NAMES: usize = 256;
 
 /// The instant [`GenerationState::unknown_at`] counts from.
 fn epoch() -> std::time::Instant {
@@ -273,29 +283,42 @@ impl Generation {
         self.0.current.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// [`Self::bump`] for a statement that named a relation the snapshot
-    /// lacks (see [`crate::masking::lineage::Analyzer::unknown_relation`]),
-    /// so that the target's sessions read the catalog again before their
-    /// next statement; at most once per [`UNKNOWN_RELOAD_EVERY`]. Returns
-    /// whether it moved.
-    pub fn bump_for_unknown(&self) -> bool {
-        let now = u64::try_from(epoch().elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let last = self.0.unknown_at.load(Ordering::Acquire);
-        let every = u64::try_from(UNKNOWN_RELOAD_EVERY.as_millis()).unwrap_or(u64::MAX);
-        if last != 0 && now.saturating_sub(last) < every {
+    /// [`Self::bump`] for a statement that named relation `name`, which
+    /// the snapshot lacks (see
+    /// [`crate::masking::lineage::Analyzer::unknown_relation`]), so that
+    /// the target's sessions read the catalog again before their next
+    /// statement: at most once per [`UNKNOWN_RELOAD_EVERY`], and for one
+    /// name once per [`UNKNOWN_NAME_RELOAD_EVERY`]. Returns whether it
+    /// moved.
+    pub fn bump_for_unknown(&self, name: &str) -> bool {
+        let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.bump_for_unknown_at(name, now.max(1))
+    }
+
+    /// [`Self::bump_for_unknown`] at `now` (milliseconds since [`epoch`]).
+    fn bump_for_unknown_at(&self, name: &str, now: u64) -> bool {
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let Ok(mut names) = self.0.unknown_names.lock() else {
+            return false;
+        };
+        if names
+            .get(name)
+            .is_some_and(|&at| now.saturating_sub(at) < millis(UNKNOWN_NAME_RELOAD_EVERY))
+        {
             return false;
         }
-        let won = self
-            .0
-            .unknown_at
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if won {
-            self.bump();
+        let last = self.0.unknown_at.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < millis(UNKNOWN_RELOAD_EVERY) {
+            return false;
         }
-        won
+        self.0.unknown_at.store(now, Ordering::Release);
+        if names.len() >= UNKNOWN_NAMES {
+            names.clear();
+        }
+        names.insert(name.to_owned(), now);
+        drop(names);
+        self.bump();
+        true
     }
 
     /// How many sessions of the target have unsettled DDL (see
@@ -340,6 +363,42 @@ mod generation_tests {
         assert_eq!((a2.current(), b.current()), (1, 0));
         g.bump_all();
         assert_eq!((a1.current(), b.current()), (2, 1));
+    }
+
+    #[test]
+    fn reloads_for_unknown_relations_are_spaced() {
+        let g = Generation::default();
+        let before = g.current();
+        assert!(g.bump_for_unknown("a"));
+        assert_eq!(g.current(), before + 1);
+        // At once again: not moved, however many sessions ask, for that
+        // name or another.
+        assert!(!g.bump_for_unknown("a"));
+        assert!(!g.bump_for_unknown("b"));
+        assert_eq!(g.current(), before + 1);
+        // Once the global spacing has passed, "a" still waits for its own.
+        let later = u64::try_from((UNKNOWN_RELOAD_EVERY * 2).as_millis()).unwrap_or(u64::MAX);
+        assert!(!g.bump_for_unknown_at("a", later));
+        assert!(g.bump_for_unknown_at("b", later));
+        assert_eq!(g.current(), before + 2);
+        let much_later =
+            u64::try_from((UNKNOWN_NAME_RELOAD_EVERY * 2).as_millis()).unwrap_or(u64::MAX);
+        assert!(g.bump_for_unknown_at("a", much_later));
+    }
+
+    #[test]
+    fn ancestors_are_followed_nearest_first_once_to_the_root() {
+        let parents = |k: &u32| match k {
+            1 => vec![2, 3],
+            2 => vec![4],
+            3 => vec![4],
+            4 => vec![1], // a cycle: not in Postgres, but data
+            _ => vec![],
+        };
+        assert_eq!(ancestors_of(1, parents), vec![2, 3, 4]);
+        // A hundred levels: the root is there (a bound once dropped it).
+        let chain = ancestors_of(0u32, |k: &u32| if *k < 100 { vec![k + 1] } else { vec![] });
+        assert_eq!(chain.last(), Some(&100));
     }
 
     #[test]

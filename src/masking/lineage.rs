@@ -91,8 +91,8 @@ pub struct Analyzer<'a> {
     depth: usize,
     views: usize,
     view_nesting: usize,
-    /// The first user relation the statement reads that a complete
-    /// catalog does not know ([`Self::unknown_relation`]).
+    /// The first relation the statement reads, writes or alters that a
+    /// complete catalog does not know ([`Self::unknown_relation`]).
     unknown: Option<String>,
 }
 
@@ -144,36 +144,63 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    /// A user relation the statement reads that the catalog, which knew
-    /// every user relation there was when it was read
+    /// A relation the statement reads, writes or alters that the catalog,
+    /// which knew every relation there was when it was read
     /// ([`Catalog::complete`]), does not know: one created since other
     /// than through airlock (a partition a maintenance job made, a view),
-    /// or none at all. It may hold anything, masked data included (a new
-    /// partition of a masked table), so the statement is refused
-    /// (`builtin.unknown-source`) and the session asks for a fresh
-    /// snapshot. An unqualified (or `pg_temp.`) name that some session's
-    /// temporary relation has is taken for that: temporary relations are
-    /// never in a snapshot, and their columns are redacted by their
-    /// RowDescription instead.
+    /// a temporary one (never in a snapshot: airlock cannot tell which
+    /// temporary schema is the session's), or none at all. It may hold
+    /// anything, masked data included (a new partition of a masked
+    /// table), so the statement is refused (`builtin.unknown-source`) and
+    /// the session asks for a fresh snapshot. Only while some masking
+    /// rule is active for the principal.
     pub fn unknown_relation(&self) -> Option<&str> {
         self.unknown.as_deref()
     }
 
     // ---- rules -------------------------------------------------------
 
-    /// The rule masking `schema.table.column`, or that of the same column
-    /// of a table it is a partition or inheritance child of (reading the
-    /// child reads the parent's rows).
+    /// The rule masking `schema.table.column`, joined with those of the
+    /// same column of the tables it is a partition or inheritance child of
+    /// (reading the child reads their rows, and they read the child's).
+    /// When the tables that read the child's rows (it, and each ancestor
+    /// with the column) do not all mask the column alike, as for a child
+    /// of a masked and an unmasked table, it counts as computed
+    /// (`Derived`): masked whole where read, and no copy of masked data
+    /// into it is a same-rule copy, since the unmasked parent would show
+    /// the copied rows as they are.
     fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
         let own = self.own_column_taint(schema, table, column);
-        if own.rule().is_some() {
+        let ancestors = self.catalog.ancestors(schema, table);
+        if ancestors.is_empty() {
             return own;
         }
+        let joined = ancestors
+            .iter()
+            .map(|(s, t)| self.own_column_taint(s, t, column))
+            .fold(own, Taint::join);
+        let alike = ancestors
+            .iter()
+            .filter(|(s, t)| {
+                self.catalog
+                    .columns(s, t)
+                    .is_none_or(|cols| cols.iter().any(|c| c == column))
+            })
+            .all(|(s, t)| self.read_as(s, t, column) == joined);
+        match alike {
+            true => joined,
+            false => joined.derive(),
+        }
+    }
+
+    /// How `schema.table` reads `column`: its own rule joined with its
+    /// ancestors' ([`Self::column_taint`] without the check of alikeness).
+    fn read_as(&self, schema: &str, table: &str, column: &str) -> Taint {
         self.catalog
             .ancestors(schema, table)
             .iter()
             .map(|(s, t)| self.own_column_taint(s, t, column))
-            .fold(own, Taint::join)
+            .fold(self.own_column_taint(schema, table, column), Taint::join)
     }
 
     fn own_column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
@@ -626,11 +653,12 @@ impl<'a> Analyzer<'a> {
             | SetExpr::Update(st)
             | SetExpr::Delete(st)
             | SetExpr::Merge(st) => self.dml(st, outer),
+            // `TABLE x` is `SELECT * FROM x`: a CTE first, as in FROM.
             SetExpr::Table(t) => {
                 let mut parts: Vec<String> =
                     t.schema_name.iter().map(|s| s.to_lowercase()).collect();
                 parts.extend(t.table_name.iter().map(|s| s.to_lowercase()));
-                Ok(self.relation(&parts)?.0)
+                Ok(self.named(&parts)?.0)
             }
         }
     }
@@ -811,28 +839,7 @@ impl<'a> Analyzer<'a> {
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     (n.unwrap_or_default(), None, Vec::new(), out)
                 } else {
-                    let cte = match parts.as_slice() {
-                        [one] => self
-                            .ctes
-                            .iter()
-                            .rev()
-                            .find(|c| &c.0 == one)
-                            .map(|c| c.1.clone()),
-                        _ => None,
-                    };
-                    let (out, schema, tables) = match cte {
-                        Some(o) => (o, None, Vec::new()),
-                        None if matches!(parts.as_slice(), [one] if self.later_ctes.contains(one)) => {
-                            return stop(
-                                UNANALYZABLE,
-                                format!(
-                                    "WITH RECURSIVE entry reads {}, which comes after it; list the entries in the order they read each other",
-                                    name
-                                ),
-                            )
-                        }
-                        None => self.relation(&parts)?,
-                    };
+                    let (out, schema, tables) = self.named(&parts)?;
                     let out = out.rename(alias_names(alias).iter().map(String::as_str));
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     let schema = if alias.is_some() { None } else { schema };
@@ -928,6 +935,29 @@ impl<'a> Analyzer<'a> {
         })
     }
 
+    /// What a name in FROM (or `TABLE name`) reads: the CTE of that name
+    /// in scope, else the relation ([`Self::relation`]).
+    #[allow(clippy::type_complexity)]
+    fn named(
+        &mut self,
+        parts: &[String],
+    ) -> Result<(Out, Option<String>, Vec<(String, String)>), Stop> {
+        if let [one] = parts {
+            if let Some(c) = self.ctes.iter().rev().find(|c| &c.0 == one) {
+                return Ok((c.1.clone(), None, Vec::new()));
+            }
+            if self.later_ctes.contains(one) {
+                return stop(
+                    UNANALYZABLE,
+                    format!(
+                        "WITH RECURSIVE entry reads {one}, which comes after it; list the entries in the order they read each other"
+                    ),
+                );
+            }
+        }
+        self.relation(parts)
+    }
+
     /// A named relation: its columns from the catalog, tainted by the rules
     /// and, for views, by the view's own lineage. Returns the columns, the
     /// resolved schema and the candidate tables.
@@ -970,15 +1000,14 @@ impl<'a> Analyzer<'a> {
                 vec![(schema.clone(), rel.name.clone())],
             ));
         }
-        let temporary = (parts.len() == 1 || rel.schemas.iter().any(|s| s == "pg_temp"))
-            && self.catalog.may_be_temporary(&rel.name);
+        // No rule active: a relation, however new, holds nothing masked.
         if self.catalog.complete()
             && self.unknown.is_none()
-            && !temporary
+            && !self.active.is_empty()
             && !rel
                 .schemas
                 .iter()
-                .any(|s| is_system_schema(self.dialect, s))
+                .any(|s| self.catalog.is_system_relation(s, &rel.name))
         {
             self.unknown = Some(parts.join("."));
         }
@@ -1216,9 +1245,6 @@ impl<'a> Analyzer<'a> {
     ) -> Result<(), Stop> {
         use sqlparser::ast::{AlterColumnOperation, AlterTableOperation as Op};
         for op in ops {
-            let generated = |options: &mut dyn Iterator<Item = &sqlparser::ast::ColumnOption>| {
-                computed_values(options)
-            };
             let (renamed, exprs) = match op {
                 Op::RenameTable { .. } => {
                     self.keeps_masks(table, None, "renaming a table")?;
@@ -1243,11 +1269,11 @@ impl<'a> Analyzer<'a> {
                 } => (Some(old_column_name), Vec::new()),
                 Op::ChangeColumn {
                     old_name, options, ..
-                } => (Some(old_name), generated(&mut options.iter())),
-                Op::ModifyColumn { options, .. } => (None, generated(&mut options.iter())),
+                } => (Some(old_name), computed_values(&mut options.iter())),
+                Op::ModifyColumn { options, .. } => (None, computed_values(&mut options.iter())),
                 Op::AddColumn { column_def, .. } => (
                     None,
-                    generated(&mut column_def.options.iter().map(|o| &o.option)),
+                    computed_values(&mut column_def.options.iter().map(|o| &o.option)),
                 ),
                 _ => continue,
             };
@@ -1258,15 +1284,26 @@ impl<'a> Analyzer<'a> {
                 continue;
             }
             let sources = [self.table_source(table)?];
-            let scope = Scope {
-                sources: &sources,
-                parent: None,
-            };
-            for e in &exprs {
-                let t = self.expr(e, &scope)?;
-                if t.rule().is_some() {
-                    return self.write_stop(t, "a generated column or a column default");
-                }
+            self.stored_from_masked(&sources, &exprs)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses generated columns and defaults (`exprs`) over `sources`
+    /// that compute a stored value from masked data.
+    fn stored_from_masked(
+        &mut self,
+        sources: &[Source],
+        exprs: &[sqlparser::ast::Expr],
+    ) -> Result<(), Stop> {
+        let scope = Scope {
+            sources,
+            parent: None,
+        };
+        for e in exprs {
+            let t = self.expr(e, &scope)?;
+            if t.rule().is_some() {
+                return self.write_stop(t, "a generated column or a column default");
             }
         }
         Ok(())
@@ -1298,21 +1335,38 @@ impl<'a> Analyzer<'a> {
         if exprs.is_empty() {
             return Ok(());
         }
-        let sources = parents
+        // The parents' columns, and the new table's own (unmasked) except
+        // those a parent has: Postgres merges a column declared again
+        // into the inherited one.
+        let mut sources = parents
             .iter()
             .map(|p| self.table_source(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let scope = Scope {
-            sources: &sources,
-            parent: None,
+        let inherited = |name: &str| {
+            sources
+                .iter()
+                .any(|s| s.out.open.is_some() || s.out.cols.iter().any(|c| c.name == name))
         };
-        for e in &exprs {
-            let t = self.expr(e, &scope)?;
-            if t.rule().is_some() {
-                return self.write_stop(t, "a generated column or a column default");
-            }
-        }
-        Ok(())
+        let own: Vec<Col> = ct
+            .columns
+            .iter()
+            .map(|c| c.name.value.to_lowercase())
+            .filter(|name| !inherited(name))
+            .map(|name| Col {
+                name,
+                taint: Taint::Column,
+            })
+            .collect();
+        sources.push(Source {
+            name: object_parts(&ct.name).last().cloned().unwrap_or_default(),
+            schema: None,
+            tables: Vec::new(),
+            out: Out {
+                cols: own,
+                open: None,
+            },
+        });
+        self.stored_from_masked(&sources, &exprs)
     }
 
     /// The table an ALTER TABLE works on, as the one source its
@@ -1417,7 +1471,12 @@ impl<'a> Analyzer<'a> {
         column: Option<&str>,
         what: &str,
     ) -> Result<(), Stop> {
+        // A rename of a relation the snapshot lacks moves nothing its
+        // masks cover (a new partition stays one under another name):
+        // not refused as unknown (an index, say, is never in a snapshot).
+        let unknown = self.unknown.take();
         let (out, known, tables) = self.relation(table)?;
+        self.unknown = unknown;
         let mut taint = Taint::Column;
         if known.is_some() {
             for c in &out.cols {
@@ -1893,24 +1952,6 @@ impl<'a> Analyzer<'a> {
     }
 }
 
-/// Whether a branch of a set operation has `INTO`.
-/// Schemas whose relations a catalog snapshot leaves out because they are
-/// the server's own (Postgres: the system catalogs; MySQL: the server's
-/// databases).
-fn is_system_schema(dialect: Dialect, schema: &str) -> bool {
-    match dialect {
-        Dialect::Postgres => {
-            schema == "pg_catalog"
-                || schema == "information_schema"
-                || schema.starts_with("pg_toast")
-        }
-        Dialect::MySql => matches!(
-            schema,
-            "information_schema" | "performance_schema" | "mysql" | "sys"
-        ),
-    }
-}
-
 /// The expressions among column options that compute a stored value:
 /// generation expressions and defaults.
 fn computed_values(
@@ -1929,6 +1970,7 @@ fn computed_values(
         .collect()
 }
 
+/// Whether a branch of a set operation has `INTO`.
 fn selects_into(body: &SetExpr) -> bool {
     match body {
         SetExpr::Select(s) => s.into.is_some(),

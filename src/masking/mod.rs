@@ -480,33 +480,48 @@ impl Masker {
     }
 }
 
-/// Whether a statement may run after DDL that masking has not seen yet:
-/// transaction statements, and session statements that read nothing.
-/// Not `EXECUTE`, which runs a statement prepared against the old
-/// definitions, nor a `SET` that computes its value from a table (MySQL's
-/// `SET @x = (SELECT ...)`).
-/// The rule of values whose source airlock cannot know: a relation its
-/// catalog snapshot does not have (see
-/// [`lineage::Analyzer::reads_unknown`]).
+/// The rule of values whose source airlock cannot know: a column whose
+/// RowDescription names a relation the catalog snapshot lacks, or a
+/// statement naming one (see [`lineage::Analyzer::unknown_relation`]).
 pub const UNKNOWN_SOURCE: &str = "builtin.unknown-source";
 
-/// The refusal of a result read from a relation the catalog does not know
+/// The refusal of a statement naming a relation the catalog does not know
 /// (see [`lineage::Analyzer::unknown_relation`]).
 fn unknown_relation(name: &str) -> StatementPlan {
     StatementPlan::Block {
         rule: UNKNOWN_SOURCE.into(),
         message: format!(
-            "relation {name} is not in airlock's snapshot of this database's catalog: it does not exist, or was created since other than through airlock (then it may hold masked data, e.g. as a new partition of a masked table); airlock reads the catalog again: run the statement again"
+            "relation {name}{UNKNOWN_RELATION_IS} of this database's catalog: it does not exist, is temporary (temporary relations cannot be used while masking applies), or was created since other than through airlock, and may then hold masked data (a new partition of a masked table, say); airlock reads the catalog again (at most every {} s): if it exists, run the statement again",
+            catalog::UNKNOWN_RELOAD_EVERY.as_secs()
         ),
     }
 }
 
-/// Whether `plan` is [`unknown_relation`]'s refusal, after which the
-/// session asks for a fresh snapshot.
-pub fn is_unknown_relation(plan: &StatementPlan) -> bool {
-    matches!(plan, StatementPlan::Block { rule, message } if rule == UNKNOWN_SOURCE && message.starts_with("relation "))
+/// What [`unknown_relation`]'s message says after the name.
+const UNKNOWN_RELATION_IS: &str = " is not in airlock's snapshot";
+
+/// The relation named by [`unknown_relation`]'s refusal, after which the
+/// session asks for a fresh snapshot; `None` for any other plan.
+pub fn unknown_relation_name(plan: &StatementPlan) -> Option<&str> {
+    match plan {
+        StatementPlan::Block { rule, message } if rule == UNKNOWN_SOURCE => message
+            .strip_prefix("relation ")?
+            .split_once(UNKNOWN_RELATION_IS)
+            .map(|(name, _)| name),
+        _ => None,
+    }
 }
 
+/// Whether `plan` is [`unknown_relation`]'s refusal.
+pub fn is_unknown_relation(plan: &StatementPlan) -> bool {
+    unknown_relation_name(plan).is_some()
+}
+
+/// Whether a statement may run after DDL that masking has not seen yet:
+/// transaction statements, and session statements that read nothing.
+/// Not `EXECUTE`, which runs a statement prepared against the old
+/// definitions, nor a `SET` that computes its value from a table (MySQL's
+/// `SET @x = (SELECT ...)`).
 fn may_follow_ddl(
     statement: &sqlparser::ast::Statement,
     class: crate::policy::facts::StatementClass,

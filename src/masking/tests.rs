@@ -41,6 +41,15 @@ fn catalog() -> MemoryCatalog {
             &["id", "name", "email", "phone", "ssn", "card_number", "tier"],
         )
         .child_of("public", "vip", "public", "customers")
+        // A child of a masked and an unmasked table.
+        .table("public", "plain", &["id", "email"])
+        .table(
+            "public",
+            "launder",
+            &["id", "name", "email", "phone", "ssn", "card_number"],
+        )
+        .child_of("public", "launder", "public", "customers")
+        .child_of("public", "launder", "public", "plain")
 }
 
 fn masker() -> Masker {
@@ -288,7 +297,22 @@ fn masking_follows_partitions_and_inheritance() {
         "create table k (g text generated always as (upper(email)) stored) inherits (orders, customers_eu)",
         "create table k (phone text, g text generated always as (card_number || '') stored) inherits (archive.customers_eu_2020)",
         "create table k (g text default 'x', h text generated always as (ssn) stored) inherits (vip)",
+            // Copied into a child that an unmasked parent also reads
+        // (review finding: INSERT ... SELECT email was a same-rule copy,
+        // and SELECT email FROM plain showed it).
+        "create table k (email text, g text generated always as (email) stored) inherits (vip)",
+        "insert into launder (id, email) select id, email from customers",
+        "update launder set email = c.email from customers c where c.id = launder.id",
     ]);
+    // Read from that child, the column is masked whole.
+    assert_redacted_whole("select email from launder", "pii-email");
+    // A child's own columns are its own in its generated columns.
+    assert_eq!(
+        shape(
+            "create table k (x int, g int generated always as (x * 2) stored) inherits (customers)"
+        ),
+        "DDL"
+    );
     assert_eq!(
         shape("create table k (g int generated always as (id * 2) stored) inherits (customers)"),
         "DDL"
@@ -621,7 +645,10 @@ fn masking_lineage_unknown_tables() {
 fn masking_refuses_relations_a_complete_catalog_lacks() {
     let mut complete = catalog();
     complete.complete = true;
-    complete.temporary = vec!["scratch".into()];
+    complete.system = vec![
+        ("pg_catalog".into(), "pg_class".into()),
+        ("information_schema".into(), "tables".into()),
+    ];
     let plan = |sql: &str| {
         let plans = masker().plan(
             &who("agent", &[]),
@@ -647,23 +674,31 @@ fn masking_refuses_relations_a_complete_catalog_lacks() {
         "insert into orders (id, customer_id, amount) select id, length(phone), 1 from customers_new",
         "insert into customers_new (id) values (1)",
         "create table t2 as select phone from customers_new",
-        "alter table customers_new rename column phone to p",
-        "select x from other_schema.scratch",
+        // Temporary relations are never in a snapshot.
+        "select x || '' from pg_temp.scratch",
+        "insert into scratch (x) values (1)",
+        // A name starting with pg_ is looked for in pg_catalog too, which
+        // does not have it (review finding: every pg_ name was exempt).
+        "select phone || '' from pg_new_partition",
+        "select x from pg_catalog.pg_nothing",
+        // `TABLE x` is read as FROM x (review finding: CTEs were skipped).
+        "with c as (select 1) table customers_new",
     ] {
         assert_eq!(plan(sql), "UNKNOWN", "{sql}");
     }
-    // The server's own relations are not in the snapshot, and are not unknown;
-    // nor is a temporary relation's name, unqualified or in pg_temp.
+    // The server's own relations are not described in the snapshot, and
+    // are not unknown; nor are CTEs, functions and VALUES in FROM.
     for sql in [
         "select relname from pg_class",
         "select table_name from information_schema.tables",
-        "select x || '' from scratch",
-        "select x || '' from pg_temp.scratch",
         "select email, name from customers",
+        "with customers_new as (select 1 as x) select x from customers_new",
+        "with customers_new as (select 1 as x) table customers_new",
+        "select * from generate_series(1, 3) g",
+        "select * from (values (1)) v (x)",
     ] {
         assert_eq!(plan(sql), "COLUMNS", "{sql}");
     }
-    assert_eq!(plan("insert into scratch (x) values (1)"), "NONE");
     assert_eq!(
         shape_with(&complete, "select email, name from customers"),
         "E."

@@ -15,8 +15,8 @@
 //! on the server other than through airlock is not seen until then, except
 //! that a statement naming a relation the snapshot lacks is refused and
 //! moves the generation ([`crate::masking::Generation::bump_for_unknown`]).
-//! The snapshot also keeps the names of temporary relations, which it
-//! leaves out ([`TEMP_QUERY`]).
+//! The snapshot also keeps the names of the server's own relations, which
+//! it does not describe ([`SYSTEM_QUERY`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,8 +41,8 @@ pub struct Relation {
     pub columns: Vec<(i16, String, u32)>,
     /// For views: the definition, as `pg_get_viewdef` prints it.
     pub view_sql: Option<String>,
-    /// The OIDs of the tables this one is a partition or inheritance
-    /// child of (`pg_inherits`), directly.
+    /// The OIDs of the tables this one is directly a partition or
+    /// inheritance child of (`pg_inherits`).
     pub parents: Vec<u32>,
 }
 
@@ -60,11 +60,11 @@ pub struct CatalogSnapshot {
     /// Whether any relation has a parent (most databases have none, and
     /// then lineage need not look for ancestors).
     any_parents: bool,
-    /// The (lower-case) names of the temporary relations of every session
-    /// when the snapshot was read ([`TEMP_QUERY`]): a name the snapshot
-    /// lacks may be one of them (see
-    /// [`crate::masking::catalog::Catalog::may_be_temporary`]).
-    temp_names: std::collections::HashSet<String>,
+    /// The (lower-case) schema and name of every relation in `pg_catalog`
+    /// and `information_schema` ([`SYSTEM_QUERY`]): not described, but
+    /// known to be there (see
+    /// [`crate::masking::catalog::Catalog::is_system_relation`]).
+    system: std::collections::HashSet<(String, String)>,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -74,11 +74,14 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// on its search path, but airlock cannot tell which one is the session's,
 /// so masking could resolve neither a temporary view (to see what it
 /// computes) nor a temporary table shadowing a masked one (whose copied
-/// data it would take for the table's own). Left out, their columns are
-/// redacted as of an unknown source.
+/// data it would take for the table's own). Left out, a statement naming
+/// one is refused while masking applies (see
+/// [`crate::masking::lineage::Analyzer::unknown_relation`]), and a column
+/// whose RowDescription names one is redacted as of an unknown source.
+/// Sequences are in, for what they read as tables.
 ///
-/// The last column lists the OIDs of the relation's direct parents
-/// (partitions and inheritance children), comma-separated.
+/// The last column lists, comma-separated, the OIDs of the tables the
+/// relation is directly a partition or inheritance child of.
 const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
      CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END, \
      i.parents \
@@ -86,22 +89,23 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN (SELECT inhrelid, string_agg(inhparent::text, ',' ORDER BY inhseqno) AS parents \
        FROM pg_inherits GROUP BY inhrelid) i ON i.inhrelid = c.oid \
-     WHERE c.relkind IN ('r','v','m','p','f') \
+     WHERE c.relkind IN ('r','v','m','p','f','S') \
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-       AND n.nspname NOT LIKE 'pg_toast%' \
-       AND n.nspname NOT LIKE 'pg_temp%' \
+       AND n.nspname NOT LIKE 'pg\\_toast%' \
+       AND c.relpersistence <> 't' \
      ORDER BY c.oid, a.attnum";
 
-/// The names of temporary relations (any session's: airlock cannot tell
-/// which temporary schema is a session's).
-const TEMP_QUERY: &str = "SELECT DISTINCT c.relname FROM pg_class c \
-     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'pg_temp%'";
+/// The server's own relations, by schema and name.
+const SYSTEM_QUERY: &str = "SELECT n.nspname, c.relname FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname IN ('pg_catalog', 'information_schema')";
 
 impl CatalogSnapshot {
-    /// Whether `name` (any case) is the name of some session's temporary
-    /// relation.
-    pub fn is_temp_name(&self, name: &str) -> bool {
-        !self.temp_names.is_empty() && self.temp_names.contains(&name.to_lowercase())
+    /// Whether `schema.name` (any case) is one of the server's own
+    /// relations.
+    pub fn is_system_relation(&self, schema: &str, name: &str) -> bool {
+        self.system
+            .contains(&(schema.to_lowercase(), name.to_lowercase()))
     }
 
     /// A relation by (case-insensitive) schema and name.
@@ -235,11 +239,11 @@ pub async fn load(
     let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
     let mut conn = up.conn;
     let mut out = BytesMut::new();
-    frontend::query(&format!("{QUERY}; {TEMP_QUERY}"), &mut out)?;
+    frontend::query(&format!("{QUERY}; {SYSTEM_QUERY}"), &mut out)?;
     frontend::terminate(&mut out);
     conn.write_all(&out).await?;
     let mut rows = Vec::new();
-    let mut temp_names = std::collections::HashSet::new();
+    let mut system = std::collections::HashSet::new();
     // Which of the two results is streaming (counted by CommandComplete).
     let mut result = 0;
     loop {
@@ -247,8 +251,8 @@ pub async fn load(
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
             backend::DATA_ROW => {
-                if let Some(Some(name)) = text_fields(frame.body()).into_iter().next() {
-                    temp_names.insert(name.to_lowercase());
+                if let [Some(schema), Some(name)] = text_fields(frame.body()).as_slice() {
+                    system.insert((schema.to_lowercase(), name.to_lowercase()));
                 }
             }
             backend::COMMAND_COMPLETE => result += 1,
@@ -263,7 +267,7 @@ pub async fn load(
         }
     }
     let mut snapshot = CatalogSnapshot::from_rows(rows);
-    snapshot.temp_names = temp_names;
+    snapshot.system = system;
     Ok(snapshot)
 }
 

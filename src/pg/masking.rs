@@ -168,8 +168,10 @@ impl MaskContext {
     /// statement (at most every few seconds, see
     /// [`crate::masking::Generation::bump_for_unknown`]).
     fn reload_if_unknown<'p>(&self, mut plans: impl Iterator<Item = &'p StatementPlan>) {
-        if plans.any(crate::masking::is_unknown_relation) && self.generation().bump_for_unknown() {
-            tracing::info!("a statement named a relation airlock's catalog snapshot lacks; reading the catalog again");
+        if let Some(name) = plans.find_map(crate::masking::unknown_relation_name) {
+            if self.generation().bump_for_unknown(name) {
+                tracing::info!(relation = name, "a statement named a relation airlock's catalog snapshot lacks; reading the catalog again");
+            }
         }
     }
 
@@ -257,8 +259,8 @@ impl Catalog for CatalogSnapshot {
         true
     }
 
-    fn may_be_temporary(&self, name: &str) -> bool {
-        self.is_temp_name(name)
+    fn is_system_relation(&self, schema: &str, name: &str) -> bool {
+        self.is_system_relation(schema, name)
     }
 
     fn version(&self) -> u64 {
@@ -326,8 +328,8 @@ impl LastActions {
 /// below it.
 const FIRST_NORMAL_OID: u32 = 16384;
 
-/// The rule id of a column from a relation the catalog snapshot does not
-/// know.
+// The rule id of a column from a relation the catalog snapshot does not
+// know.
 use crate::masking::UNKNOWN_SOURCE;
 
 fn unknown_source() -> ColumnMask {

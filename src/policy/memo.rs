@@ -94,6 +94,17 @@ impl<'a, V> MemoView<'a, V> {
     /// judgement it came from may serve every text of that shape.
     pub fn shaped(&self, source: Source, sql: &[u8], shape: &Shape<'_>) -> Option<&'a V> {
         let theirs = shape.text_for(sql)?;
+        self.shape_entry(source, sql, |e| e.shape.as_deref() == Some(theirs))
+    }
+
+    /// The value of the first shape entry for `source` that `fits`, if
+    /// `sql` is short enough to be served by shape at all.
+    fn shape_entry(
+        &self,
+        source: Source,
+        sql: &[u8],
+        fits: impl Fn(&Entry<V>) -> bool,
+    ) -> Option<&'a V> {
         // One long run of digits is still one literal: a text over the
         // gate's size limit has the shape of a short one.
         if sql.len() > self.memo.shape_limit {
@@ -102,9 +113,7 @@ impl<'a, V> MemoView<'a, V> {
         self.memo
             .entries
             .iter()
-            .find(|e| {
-                e.reuse == Reuse::Shape && e.source == source && e.shape.as_deref() == Some(theirs)
-            })
+            .find(|e| e.reuse == Reuse::Shape && e.source == source && fits(e))
             .map(|e| &e.value)
     }
 
@@ -112,20 +121,11 @@ impl<'a, V> MemoView<'a, V> {
     /// the value remembered for a text whose shape it fits
     /// ([`super::shape::fits`]), the same answer without the scan.
     pub fn templated(&self, source: Source, sql: &[u8]) -> Option<&'a V> {
-        if sql.len() > self.memo.shape_limit {
-            return None;
-        }
-        self.memo
-            .entries
-            .iter()
-            .find(|e| {
-                e.reuse == Reuse::Shape
-                    && e.source == source
-                    && e.shape
-                        .as_deref()
-                        .is_some_and(|shape| super::shape::fits_at(shape, &e.markers, sql))
-            })
-            .map(|e| &e.value)
+        self.shape_entry(source, sql, |e| {
+            e.shape
+                .as_deref()
+                .is_some_and(|shape| super::shape::fits_at(shape, &e.markers, sql))
+        })
     }
 }
 

@@ -209,6 +209,7 @@ fn is_ident(b: u8) -> bool {
 /// A memo hit for a simple-protocol query with other numbers in it costs
 /// a comparison instead of a scan (about 400 of the ~7.6k instructions
 /// airlock spends on a `pgbench -S` round trip).
+#[cfg(test)]
 pub fn fits(shape: &[u8], sql: &[u8]) -> bool {
     fits_at(shape, &markers(shape), sql)
 }

@@ -570,12 +570,12 @@ async fn a_temporary_table_shadowing_a_masked_one_stays_masked() {
         let text = String::from_utf8_lossy(&got);
         assert!(!text.contains("555-01"), "{sql} (copy: {copy:?}): {text}");
     }
-    let n: i64 = c
+    // A temporary table is not in the catalog snapshot: naming it is
+    // refused while masking applies.
+    let count = c
         .query_one("SELECT count(*) FROM pg_temp.customers", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(n == 0 || copy.is_ok());
+        .await;
+    assert!(count.is_err() || copy.is_ok(), "{count:?}");
 }
 
 /// Postgres looks for unqualified names in the schema named after the
@@ -720,16 +720,34 @@ async fn partitions_and_inheritance_children_are_masked_as_their_parent() {
     // is read again (it was, above).
     let (_, got) = simple_bytes(&c, "SELECT x || '' FROM plain_new").await;
     assert_eq!(got, b"visible|");
-    // The session's own temporary table is never in a snapshot: its
-    // values are hidden by their source where read as they are.
+    // A child of a masked and an unmasked table: rows copied into it are
+    // read through the unmasked parent as they are (review finding: the
+    // copy counted as a same-rule copy). Refused; read, it is masked.
+    c.batch_execute("CREATE TABLE pub (phone text)")
+        .await
+        .unwrap();
+    c.batch_execute("CREATE TABLE launder () INHERITS (customers, pub)")
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO launder (id, phone) SELECT id, phone FROM customers",
+        "INSERT INTO launder (id, phone) SELECT id, phone FROM customers_old",
+    ] {
+        let err = c.batch_execute(sql).await.expect_err(sql);
+        assert!(format!("{err:?}").contains("phone"), "{sql}: {err:?}");
+    }
+    let (_, got) = simple_bytes(&c, "SELECT phone || '' FROM pub").await;
+    assert_clean(&got, "pub");
+    // A temporary table is never in a snapshot (airlock cannot tell which
+    // temporary schema is the session's): refused while masking applies.
     c.batch_execute("CREATE TEMP TABLE scratch (x text)")
         .await
         .unwrap();
-    c.batch_execute("INSERT INTO scratch VALUES ('mine')")
+    let err = c
+        .batch_execute("INSERT INTO scratch VALUES ('mine')")
         .await
-        .unwrap();
-    let (n, got) = simple_bytes(&c, "SELECT x || '!' FROM scratch").await;
-    assert_eq!((n, got), (Some(1), b"mine!|".to_vec()));
+        .expect_err("a temporary table");
+    assert!(format!("{err:?}").contains("temporary"), "{err:?}");
 }
 
 /// Every value of every row a simple query returned, and any error text.

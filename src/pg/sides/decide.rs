@@ -40,6 +40,8 @@ impl<'a> ClientSide<'a> {
             true => None,
             false => self.memo.view(self.gates.gate(), &self.context),
         };
+        // `templated` finds the shape entry `shaped` would, without the
+        // shape.
         if let Some(plans) = memo
             .as_ref()
             .and_then(|m| m.exact(source, sql).or_else(|| m.templated(source, sql)))
@@ -53,10 +55,6 @@ impl<'a> ClientSide<'a> {
             Source::FunctionCall => Shape::none(sql),
             _ => Shape::of(sql),
         };
-        if let Some(plans) = memo.and_then(|m| m.shaped(source, sql, &shape)) {
-            let plans = plans.clone();
-            return self.replay(sql, plans);
-        }
         let gate = Arc::clone(self.gates.gate());
         let request = Request {
             dialect: Dialect::Postgres,
