@@ -306,6 +306,26 @@ fn masking_follows_partitions_and_inheritance() {
     ]);
     // Read from that child, the column is masked whole.
     assert_redacted_whole("select email from launder", "pii-email");
+    // Re-check findings: such a child cannot be made; a generated column
+    // naming the new table itself is judged; `TABLE ONLY` is refused;
+    // temporary relations cannot be made.
+    for sql in [
+        "create table k () inherits (customers, plain)",
+        "create table k (x int) inherits (plain, orders, customers_eu)",
+        "create table k (g text generated always as (upper(k.email)) stored) inherits (customers)",
+        "create table public.k (g text generated always as (public.k.email) stored) inherits (customers)",
+        "with c as (select 1) table only customers",
+        "create temp table t (x int)",
+        "create table pg_temp.t (x int)",
+        "create temporary view v as select 1",
+        "select 1 into temp t",
+    ] {
+        assert!(shape(sql).starts_with("BLOCK:"), "{sql}: {}", shape(sql));
+    }
+    assert_eq!(
+        shape("create table k (x int) inherits (plain, orders)"),
+        "DDL"
+    );
     // A child's own columns are its own in its generated columns.
     assert_eq!(
         shape(

@@ -282,6 +282,19 @@ impl Extractor<'_> {
         match body {
             SetExpr::Table(t) => {
                 self.facts.whole_row = true;
+                // `TABLE ONLY x`: sqlparser keeps `ONLY` as the name (and,
+                // after a WITH clause, drops x), so x would go unjudged.
+                if self.dialect == Dialect::Postgres
+                    && t.schema_name.is_none()
+                    && t.table_name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("only"))
+                {
+                    self.facts.violations.push((
+                        ids::UNPARSEABLE,
+                        "TABLE ONLY is not supported; name the table without ONLY".into(),
+                    ));
+                }
                 if let Some(name) = &t.table_name {
                     let mut p = Vec::new();
                     if let Some(s) = &t.schema_name {
