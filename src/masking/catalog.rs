@@ -44,6 +44,11 @@ pub trait Catalog: Sync {
     fn ancestors(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The partitions and inheritance children of the relation, at any
+    /// depth, as lower-case (schema, name).
+    fn descendants(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Whether the catalog knows every user relation there was when it was
     /// read (a live snapshot), so that one it does not know was created
     /// since or is temporary (see
@@ -189,6 +194,15 @@ impl Catalog for MemoryCatalog {
         ancestors_of((schema.to_owned(), table.to_owned()), |r| {
             self.parents.get(r).cloned().unwrap_or_default()
         })
+    }
+
+    fn descendants(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        let me = (schema.to_owned(), table.to_owned());
+        self.parents
+            .keys()
+            .filter(|child| self.ancestors(&child.0, &child.1).contains(&me))
+            .cloned()
+            .collect()
     }
 
     fn version(&self) -> u64 {

@@ -1286,10 +1286,13 @@ impl<'a> Analyzer<'a> {
                     old_name, options, ..
                 } => (Some(old_name), computed_values(&mut options.iter())),
                 Op::ModifyColumn { options, .. } => (None, computed_values(&mut options.iter())),
-                Op::AddColumn { column_def, .. } => (
-                    None,
-                    computed_values(&mut column_def.options.iter().map(|o| &o.option)),
-                ),
+                Op::AddColumn { column_def, .. } => {
+                    self.merges_masked_column(table, &column_def.name.value.to_lowercase())?;
+                    (
+                        None,
+                        computed_values(&mut column_def.options.iter().map(|o| &o.option)),
+                    )
+                }
                 _ => continue,
             };
             if let Some(col) = renamed {
@@ -1337,6 +1340,38 @@ impl<'a> Analyzer<'a> {
                             );
                         }
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ALTER TABLE p ADD COLUMN c`: Postgres merges c into the column c
+    /// that a partition or inheritance child of p already has. When that
+    /// column is masked and p's would not be alike, p would then read the
+    /// child's masked rows as they are (re-check finding: a mixed child
+    /// made before its unmasked parent had the column). Refused.
+    fn merges_masked_column(&mut self, table: &[String], column: &str) -> Result<(), Stop> {
+        let rel = extract::resolve(self.dialect, self.ctx, table);
+        for schema in &rel.schemas {
+            let own = self.read_as(schema, &rel.name, column);
+            for (s, t) in self.catalog.descendants(schema, &rel.name) {
+                let has = self
+                    .catalog
+                    .columns(&s, &t)
+                    .is_some_and(|cols| cols.iter().any(|c| c == column));
+                if !has {
+                    continue;
+                }
+                let theirs = self.column_taint(&s, &t, column);
+                if theirs.rule().is_some() && theirs != own {
+                    return stop(
+                        &self.rule_id(theirs),
+                        format!(
+                            "adding column {column} would merge it with {s}.{t}.{column}, which rule {} masks there and would not be masked here",
+                            self.rule_id(theirs)
+                        ),
+                    );
                 }
             }
         }
@@ -2030,11 +2065,11 @@ fn creates_temporary(st: &Statement) -> bool {
     fn into_temporary(body: &SetExpr) -> bool {
         match body {
             SetExpr::Select(s) => s.into.as_ref().is_some_and(|i| {
+                // Any part naming pg_temp (`db.pg_temp.x`, quoted).
                 i.temporary
-                    || i.targets.iter().any(|t| {
-                        let t = t.to_string().to_lowercase();
-                        t.starts_with("pg_temp") || t.starts_with("\"pg_temp")
-                    })
+                    || i.targets
+                        .iter()
+                        .any(|t| t.to_string().to_lowercase().contains("pg_temp"))
             }),
             SetExpr::SetOperation { left, right, .. } => {
                 into_temporary(left) || into_temporary(right)

@@ -319,6 +319,11 @@ fn masking_follows_partitions_and_inheritance() {
         "create table pg_temp.t (x int)",
         "create temporary view v as select 1",
         "select 1 into temp t",
+        "select 1 into app.pg_temp.t",
+        "select 1 into \"app\".\"pg_temp\".t",
+        // A column added to the unmasked parent of a child that has it
+        // masked: merged with the child's (re-check finding).
+        "alter table plain add column ssn text",
     ] {
         assert!(shape(sql).starts_with("BLOCK:"), "{sql}: {}", shape(sql));
     }
@@ -326,6 +331,7 @@ fn masking_follows_partitions_and_inheritance() {
         shape("create table k (x int) inherits (plain, orders)"),
         "DDL"
     );
+    assert_eq!(shape("alter table plain add column note text"), "DDL");
     // A child's own columns are its own in its generated columns.
     assert_eq!(
         shape(

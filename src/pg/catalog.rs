@@ -162,6 +162,36 @@ impl CatalogSnapshot {
             .unwrap_or_default()
     }
 
+    /// The partitions and inheritance children, at any depth, of the
+    /// relation named (case-insensitively) `schema.table`, as lower-case
+    /// (schema, name). A walk of every relation: for the rare DDL that
+    /// needs it.
+    pub fn descendants_by_name(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        let Some(me) = self.relation(schema, table).map(|r| r.oid) else {
+            return Vec::new();
+        };
+        if !self.any_parents {
+            return Vec::new();
+        }
+        let mut out: Vec<(String, String)> = self
+            .by_oid
+            .values()
+            .filter(|r| !r.parents.is_empty())
+            .filter(|r| {
+                crate::masking::catalog::ancestors_of(r.oid, |oid| {
+                    self.by_oid
+                        .get(oid)
+                        .map(|p| p.parents.clone())
+                        .unwrap_or_default()
+                })
+                .contains(&me)
+            })
+            .map(|r| (r.schema.to_lowercase(), r.name.to_lowercase()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The column a RowDescription field points at.
     pub fn column(&self, table_oid: u32, attnum: i16) -> Option<(&Relation, &str)> {
         let rel = self.by_oid.get(&table_oid)?;

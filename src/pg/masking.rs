@@ -255,6 +255,10 @@ impl Catalog for CatalogSnapshot {
         self.ancestors_by_name(schema, table)
     }
 
+    fn descendants(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        self.descendants_by_name(schema, table)
+    }
+
     fn complete(&self) -> bool {
         true
     }

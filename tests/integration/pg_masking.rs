@@ -758,6 +758,20 @@ async fn partitions_and_inheritance_children_are_masked_as_their_parent() {
     }
     let (_, got) = simple_bytes(&c, "SELECT phone || '' FROM pub").await;
     assert_clean(&got, "pub");
+    // Nor make one by adding the column to the unmasked parent later,
+    // which Postgres merges with the child's masked one (re-check finding).
+    c.batch_execute("CREATE TABLE u5 (id int)").await.unwrap();
+    c.batch_execute("CREATE TABLE c9 () INHERITS (customers, u5)")
+        .await
+        .unwrap();
+    let err = c
+        .batch_execute("ALTER TABLE u5 ADD COLUMN phone text")
+        .await
+        .expect_err("a column merged with a masked one");
+    assert!(format!("{err:?}").contains("merge"), "{err:?}");
+    c.batch_execute("ALTER TABLE u5 ADD COLUMN note2 text")
+        .await
+        .unwrap();
     // A generated column naming the new table itself (re-check finding:
     // `c.phone` was taken for an unmasked column of c).
     for ddl in [
