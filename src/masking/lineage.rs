@@ -170,15 +170,11 @@ impl<'a> Analyzer<'a> {
     /// into it is a same-rule copy, since the unmasked parent would show
     /// the copied rows as they are.
     fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
-        let own = self.own_column_taint(schema, table, column);
         let ancestors = self.catalog.ancestors(schema, table);
         if ancestors.is_empty() {
-            return own;
+            return self.own_column_taint(schema, table, column);
         }
-        let joined = ancestors
-            .iter()
-            .map(|(s, t)| self.own_column_taint(s, t, column))
-            .fold(own, Taint::join);
+        let joined = self.read_as(schema, table, column);
         let alike = ancestors
             .iter()
             .filter(|(s, t)| {
@@ -1312,11 +1308,7 @@ impl<'a> Analyzer<'a> {
     /// rule) would show p's masked data through q once it is in c, and
     /// writes through p reach c (review finding: `UPDATE p SET phone = …`
     /// landed in c, and `SELECT phone FROM q` showed it). Refused.
-    fn parents_mask_alike(&mut self, parents: &[Vec<String>]) -> Result<(), Stop> {
-        let mut outs = Vec::new();
-        for p in parents {
-            outs.push(self.table_source(p)?.out);
-        }
+    fn parents_mask_alike(&self, outs: &[Out]) -> Result<(), Stop> {
         for (i, out) in outs.iter().enumerate() {
             for col in &out.cols {
                 for other in outs.iter().skip(i + 1) {
@@ -1415,9 +1407,11 @@ impl<'a> Analyzer<'a> {
         if parents.is_empty() {
             return Ok(());
         }
-        if parents.len() > 1 {
-            self.parents_mask_alike(&parents)?;
+        let mut outs = Vec::with_capacity(parents.len());
+        for p in &parents {
+            outs.push(self.table_source(p)?.out);
         }
+        self.parents_mask_alike(&outs)?;
         let exprs = computed_values(
             &mut ct
                 .columns
@@ -1432,8 +1426,8 @@ impl<'a> Analyzer<'a> {
         // own (unmasked) except those a parent has, which Postgres merges
         // into the inherited one.
         let mut out = Out::default();
-        for p in &parents {
-            out.extend(self.table_source(p)?.out);
+        for o in outs {
+            out.extend(o);
         }
         for c in &ct.columns {
             let name = c.name.value.to_lowercase();

@@ -139,16 +139,22 @@ impl CatalogSnapshot {
         if rel.parents.is_empty() {
             return Vec::new();
         }
-        crate::masking::catalog::ancestors_of(rel.oid, |oid| {
+        self.ancestor_oids(rel.oid)
+            .into_iter()
+            .filter_map(|oid| self.by_oid.get(&oid))
+            .map(|r| (r.schema.to_lowercase(), r.name.to_lowercase()))
+            .collect()
+    }
+
+    /// The OIDs of every table `oid` is a partition or inheritance child
+    /// of, nearest first.
+    fn ancestor_oids(&self, oid: u32) -> Vec<u32> {
+        crate::masking::catalog::ancestors_of(oid, |oid| {
             self.by_oid
                 .get(oid)
                 .map(|r| r.parents.clone())
                 .unwrap_or_default()
         })
-        .into_iter()
-        .filter_map(|oid| self.by_oid.get(&oid))
-        .map(|r| (r.schema.to_lowercase(), r.name.to_lowercase()))
-        .collect()
     }
 
     /// [`Self::ancestors_of`] the relation named (case-insensitively)
@@ -176,16 +182,7 @@ impl CatalogSnapshot {
         let mut out: Vec<(String, String)> = self
             .by_oid
             .values()
-            .filter(|r| !r.parents.is_empty())
-            .filter(|r| {
-                crate::masking::catalog::ancestors_of(r.oid, |oid| {
-                    self.by_oid
-                        .get(oid)
-                        .map(|p| p.parents.clone())
-                        .unwrap_or_default()
-                })
-                .contains(&me)
-            })
+            .filter(|r| !r.parents.is_empty() && self.ancestor_oids(r.oid).contains(&me))
             .map(|r| (r.schema.to_lowercase(), r.name.to_lowercase()))
             .collect();
         out.sort();
