@@ -546,7 +546,7 @@ fn describe_plan(plan: &airlock::masking::StatementPlan) -> String {
         StatementPlan::NoResult => "no result set".into(),
         StatementPlan::Ddl => "no result set; DDL: only transaction and session statements may follow it until its transaction ends".into(),
         StatementPlan::Opaque => "rows of unknown shape: columns are matched by name".into(),
-        StatementPlan::Block { rule, message } => format!("refused by {rule}: {message}"),
+        StatementPlan::Block { rule, message, .. } => format!("refused by {rule}: {message}"),
         StatementPlan::Columns(cols) => cols
             .iter()
             .enumerate()

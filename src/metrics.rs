@@ -42,6 +42,8 @@ struct Metrics {
     masked_values: AtomicU64,
     audit_waits: AtomicU64,
     approvals: [AtomicU64; 4],
+    /// By protocol, then by [`CatalogLoad`].
+    catalog_loads: [[AtomicU64; 3]; 2],
 }
 
 static METRICS: Metrics = Metrics {
@@ -53,6 +55,7 @@ static METRICS: Metrics = Metrics {
     masked_values: AtomicU64::new(0),
     audit_waits: AtomicU64::new(0),
     approvals: [const { AtomicU64::new(0) }; 4],
+    catalog_loads: [const { [const { AtomicU64::new(0) }; 3] }; 2],
 };
 
 /// Counts an open connection until dropped.
@@ -101,6 +104,29 @@ const APPROVAL_ENDS: [&str; 4] = ["approved", "denied", "timed_out", "window"];
 
 pub fn approval(end: ApprovalEnd) {
     METRICS.approvals[end as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a load of a catalog snapshot for masking found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogLoad {
+    /// Something plans depend on had changed: a new snapshot.
+    Changed = 0,
+    /// Nothing had: the snapshot in use, and the plans made against it,
+    /// were kept.
+    Unchanged = 1,
+    Failed = 2,
+}
+
+const CATALOG_LOADS: [&str; 3] = ["changed", "unchanged", "failed"];
+
+/// A catalog snapshot was loaded for masking (or failed to load).
+pub fn catalog_load(protocol: Protocol, outcome: CatalogLoad) {
+    METRICS.catalog_loads[protocol as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Catalog loads so far, of `protocol` with `outcome`.
+pub fn catalog_loads(protocol: Protocol, outcome: CatalogLoad) -> u64 {
+    METRICS.catalog_loads[protocol as usize][outcome as usize].load(Ordering::Relaxed)
 }
 
 /// Records a statement's latency (request sent until the server is ready).
@@ -253,6 +279,21 @@ pub fn render(g: Gauges) -> String {
             "airlock_approvals_total{{outcome=\"{e}\"}} {}",
             get(&m.approvals[i])
         );
+    }
+    header(
+        &mut out,
+        "airlock_catalog_loads_total",
+        "counter",
+        "Catalog snapshots loaded for masking (after DDL, a reload, or a statement naming a relation the snapshot lacked), by protocol and by whether anything had changed.",
+    );
+    for (i, p) in PROTOCOLS.iter().enumerate() {
+        for (j, o) in CATALOG_LOADS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "airlock_catalog_loads_total{{protocol=\"{p}\",outcome=\"{o}\"}} {}",
+                get(&m.catalog_loads[i][j])
+            );
+        }
     }
     header(
         &mut out,

@@ -13,6 +13,7 @@ use airlock_protocol::pg::scram::ScramVerifier;
 
 use crate::config::{Config, Identity};
 use crate::masking::{load_masking_path, Masker};
+use crate::metrics::{CatalogLoad, Protocol};
 use crate::pg::cancel::CancelRegistry;
 use crate::pg::catalog::CatalogSnapshot;
 use crate::pg::opening::ClientTlsSettings;
@@ -124,6 +125,11 @@ pub struct Proxy {
     /// target's catalog generation read before it was loaded: only one
     /// whose generation is still current is handed out.
     catalogs: dashmap::DashMap<String, (Arc<CatalogSnapshot>, u64)>,
+    /// Held while a target's catalog loads: sessions that find the
+    /// snapshot stale together (every masking session of the target, after
+    /// a catalog change) wait for one load instead of each opening an
+    /// upstream connection of its own. It keeps the last failed load.
+    catalog_loads: dashmap::DashMap<String, Arc<tokio::sync::Mutex<Option<FailedLoad>>>>,
     /// Per-target counts of catalog changes, which make every session's
     /// snapshot of the target stale (both protocols).
     pub catalog_generations: crate::masking::Generations,
@@ -221,6 +227,7 @@ impl Proxy {
             mock_secret,
             shutdown,
             catalogs: dashmap::DashMap::new(),
+            catalog_loads: dashmap::DashMap::new(),
             catalog_generations: Default::default(),
             brokers,
             sessions: Arc::new(dashmap::DashMap::new()),
@@ -328,15 +335,45 @@ impl Proxy {
     /// once the target's catalog generation moved, with the generation it
     /// was loaded at (read before loading it: a change made while it loads
     /// still counts as newer than it, so a load that raced with a change is
-    /// never taken for a fresh one).
+    /// never taken for a fresh one). A load that finds the same relations
+    /// as the snapshot held returns that snapshot, with the new generation.
     pub async fn catalog(
         &self,
         target: &str,
     ) -> Result<(Arc<CatalogSnapshot>, u64), crate::pg::error::SessionError> {
         let generation = self.catalog_generations.of(target);
+        let cached = |at: u64| {
+            self.catalogs
+                .get(target)
+                .filter(|c| c.1 == at)
+                .map(|c| (Arc::clone(&c.0), at))
+        };
+        if let Some(c) = cached(generation.current()) {
+            return Ok(c);
+        }
+        // One load at a time per target; whoever waited for it takes its
+        // snapshot when it is still current.
+        let lock = self
+            .catalog_loads
+            .entry(target.to_owned())
+            .or_default()
+            .clone();
+        let mut loading = lock.lock().await;
         let at = generation.current();
-        if let Some(c) = self.catalogs.get(target).filter(|c| c.1 == at) {
-            return Ok((Arc::clone(&c.0), at));
+        if let Some(c) = cached(at) {
+            return Ok(c);
+        }
+        // Those that waited for a load that has just failed fail with it,
+        // rather than each trying in turn (an upstream that is down would
+        // keep the last of them waiting for every connect timeout).
+        if let Some(f) = loading
+            .as_ref()
+            .filter(|f| f.at == at && f.when.elapsed() < FAILED_LOAD_SHARED)
+        {
+            return Err(crate::pg::error::SessionError::Upstream {
+                code: f.code,
+                message: f.message.clone(),
+            });
         }
         let config = self.config();
         let t =
@@ -347,16 +384,43 @@ impl Proxy {
                     code: "3D000",
                     message: format!("database \"{target}\" does not exist"),
                 })?;
-        let snap = Arc::new(
-            crate::pg::catalog::load(
-                target,
-                t,
-                self.upstream_tls(target),
-                config.limits.connect_timeout,
-                config.limits.max_message_size.0,
-            )
-            .await?,
+        let loaded = match crate::pg::catalog::load(
+            target,
+            t,
+            self.upstream_tls(target),
+            config.limits.connect_timeout,
+            config.limits.max_message_size.0,
+        )
+        .await
+        {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                crate::metrics::catalog_load(Protocol::Postgres, CatalogLoad::Failed);
+                *loading = Some(FailedLoad {
+                    at,
+                    when: std::time::Instant::now(),
+                    code: e.sqlstate(),
+                    message: e.to_string(),
+                });
+                return Err(e);
+            }
+        };
+        // Nothing changed since the last snapshot: hand that one out again,
+        // so that sessions keep the plans made against it (see
+        // `CatalogSnapshot::same_content`).
+        let previous = self
+            .catalogs
+            .get(target)
+            .map(|c| Arc::clone(&c.0))
+            .filter(|c| c.same_content(&loaded));
+        crate::metrics::catalog_load(
+            Protocol::Postgres,
+            match previous {
+                Some(_) => CatalogLoad::Unchanged,
+                None => CatalogLoad::Changed,
+            },
         );
+        let snap = previous.unwrap_or_else(|| Arc::new(loaded));
         // Kept unless a snapshot loaded at a later generation is there
         // already; one loaded at an older generation than the current one
         // is never handed out (see above).
@@ -387,6 +451,19 @@ impl Proxy {
             .flatten()
     }
 }
+
+/// A catalog load that failed (see [`Proxy::catalog`]): the generation it
+/// was for, when, and what the session that ran it was told.
+struct FailedLoad {
+    at: u64,
+    when: std::time::Instant,
+    code: &'static str,
+    message: String,
+}
+
+/// How long after a failed catalog load the sessions that waited for it
+/// are given its error instead of trying again.
+const FAILED_LOAD_SHARED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The iteration count most of `verifiers` have; on a tie, Postgres's
 /// default if it is among the most common, else the largest; the default

@@ -1047,14 +1047,18 @@ impl<'a> Analyzer<'a> {
 
     /// What a statement returns, or why it must not run.
     pub fn statement(&mut self, st: &Statement) -> Result<Shape, Stop> {
-        // Postgres looks in the session's temporary schema first, which
-        // no snapshot has: a temporary table or view would read, under a
-        // known name, what masking takes for the known relation (review
-        // finding: a temporary copy renamed to an unmasked table's name).
-        if self.dialect == Dialect::Postgres && !self.active.is_empty() && creates_temporary(st) {
+        // A temporary table hides the table of its name for the session
+        // (Postgres looks in the session's temporary schema first), and no
+        // snapshot has it: masking would take its columns for those of the
+        // table it knows (review finding: a temporary copy renamed to an
+        // unmasked table's name; MySQL red-team finding: `CREATE TEMPORARY
+        // TABLE accounts (phone text, id text)`, then `INSERT INTO accounts
+        // SELECT id, phone FROM people` put phone in the `id` airlock took
+        // for unmasked).
+        if !self.active.is_empty() && creates_temporary(self.dialect, st) {
             return stop(
                 super::UNKNOWN_SOURCE,
-                "temporary tables and views cannot be made while masking applies: airlock cannot tell which temporary schema is the session's",
+                "temporary tables and views cannot be made while masking applies: they are not in airlock's catalog snapshot, and one would be read under its name as the table airlock knows",
             );
         }
         match st {
@@ -1082,7 +1086,7 @@ impl<'a> Analyzer<'a> {
                         return self.write_stop(t, "CREATE TABLE AS");
                     }
                 }
-                self.inherited_columns_computed(ct)?;
+                self.created_columns_computed(ct)?;
                 Ok(Shape::NoResult)
             }
             Statement::AlterTable(at) => {
@@ -1390,13 +1394,17 @@ impl<'a> Analyzer<'a> {
         Ok(())
     }
 
-    /// `CREATE TABLE c (…) INHERITS (p)` or `PARTITION OF p`: the new
-    /// table's columns include p's, which p's masks cover in c too, so a
-    /// generated column or default computed from one would hold masked
-    /// data unmasked (`g text GENERATED ALWAYS AS (phone) STORED`, then
-    /// an INSERT of p's rows, a same-rule copy). Refused, as
-    /// [`Self::alter_table`] refuses `ADD COLUMN` with one.
-    fn inherited_columns_computed(&mut self, ct: &sqlparser::ast::CreateTable) -> Result<(), Stop> {
+    /// `CREATE TABLE c (…)`: a generated column or a default computed
+    /// from a column that masks cover in c would hold masked data
+    /// unmasked. The new table's own columns are covered by the rules
+    /// whose patterns match them (`*.ssn`: `CREATE TABLE c (ssn text, x
+    /// text AS (reverse(ssn)))`, then a same-rule copy of ssn into c, showed
+    /// x raw; red-team finding on MySQL), and with `INHERITS (p)` or
+    /// `PARTITION OF p` also p's columns, which p's masks cover in c too
+    /// (`g text GENERATED ALWAYS AS (phone) STORED`, then an INSERT of p's
+    /// rows). Refused, as [`Self::alter_table`] refuses `ADD COLUMN` with
+    /// one.
+    fn created_columns_computed(&mut self, ct: &sqlparser::ast::CreateTable) -> Result<(), Stop> {
         let parents: Vec<Vec<String>> = ct
             .inherits
             .iter()
@@ -1404,9 +1412,6 @@ impl<'a> Analyzer<'a> {
             .chain(&ct.partition_of)
             .map(object_parts)
             .collect();
-        if parents.is_empty() {
-            return Ok(());
-        }
         let mut outs = Vec::with_capacity(parents.len());
         for p in &parents {
             outs.push(self.table_source(p)?.out);
@@ -1423,22 +1428,31 @@ impl<'a> Analyzer<'a> {
         }
         // The new table as its expressions see it, by its own name
         // (`c.phone` as well as `phone`): its parents' columns, then its
-        // own (unmasked) except those a parent has, which Postgres merges
-        // into the inherited one.
+        // own except those a parent has, which Postgres merges into the
+        // inherited one; each covered by the rules matching it in c too.
+        let name = object_parts(&ct.name);
+        let rel = extract::resolve(self.dialect, self.ctx, &name);
+        let table = rel.name.to_lowercase();
+        let own = |a: &Self, column: &str| {
+            rel.schemas
+                .iter()
+                .map(|s| a.own_column_taint(&s.to_lowercase(), &table, column))
+                .fold(a.name_taint(column), Taint::join)
+        };
         let mut out = Out::default();
         for o in outs {
             out.extend(o);
         }
+        for c in out.cols.iter_mut() {
+            c.taint = c.taint.join(own(self, &c.name));
+        }
         for c in &ct.columns {
             let name = c.name.value.to_lowercase();
             if out.open.is_none() && !out.cols.iter().any(|x| x.name == name) {
-                out.push(Col {
-                    name,
-                    taint: Taint::Column,
-                });
+                let taint = own(self, &name);
+                out.push(Col { name, taint });
             }
         }
-        let name = object_parts(&ct.name);
         let child = Source {
             name: name.last().cloned().unwrap_or_default(),
             schema: (name.len() > 1).then(|| name[name.len() - 2].clone()),
@@ -2049,9 +2063,13 @@ fn computed_values(
         .collect()
 }
 
-/// Whether `st` makes a temporary relation (Postgres): `CREATE TEMP
-/// TABLE|VIEW`, a name in `pg_temp`, `SELECT … INTO TEMP`.
-fn creates_temporary(st: &Statement) -> bool {
+/// Whether `st` makes a temporary relation: `CREATE TEMP[ORARY]
+/// TABLE`, and on Postgres also `CREATE TEMP VIEW`, a name in `pg_temp`,
+/// `SELECT … INTO TEMP`.
+fn creates_temporary(dialect: Dialect, st: &Statement) -> bool {
+    if dialect != Dialect::Postgres {
+        return matches!(st, Statement::CreateTable(ct) if ct.temporary);
+    }
     let in_pg_temp = |name: &sqlparser::ast::ObjectName| {
         let parts = object_parts(name);
         parts.len() > 1 && parts[parts.len() - 2].starts_with("pg_temp")

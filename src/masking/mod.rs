@@ -87,7 +87,14 @@ pub enum StatementPlan {
     /// column.
     Opaque,
     /// Do not run the statement.
-    Block { rule: String, message: String },
+    Block {
+        rule: String,
+        message: String,
+        /// The relation the statement names that the catalog snapshot
+        /// lacks, when that is why (see [`unknown_relation`]): the session
+        /// asks for a fresh snapshot.
+        unknown_relation: Option<String>,
+    },
 }
 
 /// The masking rules and detectors that apply to one principal, as worked
@@ -223,11 +230,12 @@ impl Masker {
         plans
     }
 
-    /// Plans `sql` for a session whose own DDL has run in a transaction
-    /// that has not ended yet: the catalog airlock can read (from another
-    /// connection) does not show that DDL, so only transaction and session
-    /// statements are allowed; everything else is refused until COMMIT or
-    /// ROLLBACK. Rare, so not cached.
+    /// Plans `sql` for a session while DDL has run in a transaction that
+    /// has not ended yet (`whose`: the session's own, or another
+    /// session's): the catalog airlock can read (from another connection)
+    /// does not show that DDL, so only transaction and session statements
+    /// are allowed; everything else is refused until the transaction ends.
+    /// Rare, so not cached.
     pub fn plan_after_ddl(
         &self,
         audience: &Audience,
@@ -235,8 +243,13 @@ impl Masker {
         sql: &str,
         ctx: &SessionContext,
         catalog: &dyn Catalog,
+        whose: UnseenDdl,
     ) -> Vec<StatementPlan> {
-        self.plan_uncached(audience, dialect, sql, ctx, catalog, Follows::UnsettledDdl)
+        let follows = match whose {
+            UnseenDdl::Own => Follows::UnsettledDdl,
+            UnseenDdl::Others => Follows::OthersDdl,
+        };
+        self.plan_uncached(audience, dialect, sql, ctx, catalog, follows)
     }
 
     /// The SQL-level prepared statements `sql` runs (`EXECUTE name`, also
@@ -292,6 +305,7 @@ impl Masker {
                 vec![StatementPlan::Block {
                     rule: UNANALYZABLE.into(),
                     message: "statement could not be analyzed for masking".into(),
+                    unknown_relation: None,
                 }]
             })
     }
@@ -313,6 +327,7 @@ impl Masker {
                 return vec![StatementPlan::Block {
                     rule: b.rule.to_string(),
                     message: b.message,
+                    unknown_relation: None,
                 }]
             }
         };
@@ -329,7 +344,12 @@ impl Masker {
             .map(|p| {
                 use crate::policy::facts::StatementClass;
                 let class = crate::policy::classify::classify(&p.statement).0;
-                if after != Follows::Nothing && !may_follow_ddl(&p.statement, class) {
+                // Beside another session's DDL, reads run too: a result that
+                // starts while that DDL is unsettled is refused (40001, see
+                // `crate::pg::ddl_fence`); a write has no result to refuse.
+                let read_beside = after == Follows::OthersDdl && class == StatementClass::Read;
+                if after != Follows::Nothing && !read_beside && !may_follow_ddl(&p.statement, class)
+                {
                     return after.refusal();
                 }
                 if class == StatementClass::Ddl && after == Follows::Nothing {
@@ -347,7 +367,11 @@ impl Masker {
                     Ok(Shape::NoResult) => StatementPlan::NoResult,
                     Ok(Shape::Opaque) => StatementPlan::Opaque,
                     Ok(Shape::Rows(out)) => self.finish(out, detectors),
-                    Err(Stop { rule, message }) => StatementPlan::Block { rule, message },
+                    Err(Stop { rule, message }) => StatementPlan::Block {
+                        rule,
+                        message,
+                        unknown_relation: None,
+                    },
                 }
             })
             .collect()
@@ -358,6 +382,7 @@ impl Masker {
             return StatementPlan::Block {
                 rule: self.rule_id(t),
                 message: "cannot tell which result columns hold masked data (a table's columns are unknown)".into(),
+                unknown_relation: None,
             };
         }
         let mut cols = Vec::with_capacity(out.cols.len());
@@ -394,6 +419,7 @@ impl Masker {
                                 "result column {:?} holds data masked by rule {} in a form that cannot be masked (a whole row or a JSON aggregate); select the columns you need instead",
                                 c.name, r.id
                             ),
+                            unknown_relation: None,
                         };
                     }
                 }
@@ -491,23 +517,20 @@ fn unknown_relation(name: &str) -> StatementPlan {
     StatementPlan::Block {
         rule: UNKNOWN_SOURCE.into(),
         message: format!(
-            "relation {name}{UNKNOWN_RELATION_IS} of this database's catalog: it does not exist, is temporary (temporary relations cannot be used while masking applies), or was created since other than through airlock, and may then hold masked data (a new partition of a masked table, say); airlock reads the catalog again (at most every {} s): if it exists, run the statement again",
+            "relation {name} is not in airlock's snapshot of this database's catalog: it does not exist, is temporary (temporary relations cannot be used while masking applies), or was created since other than through airlock, and may then hold masked data (a new partition of a masked table, say); airlock reads the catalog again (at most every {} s): if it exists, run the statement again",
             catalog::UNKNOWN_RELOAD_EVERY.as_secs()
         ),
+        unknown_relation: Some(name.to_owned()),
     }
 }
-
-/// What [`unknown_relation`]'s message says after the name.
-const UNKNOWN_RELATION_IS: &str = " is not in airlock's snapshot";
 
 /// The relation named by [`unknown_relation`]'s refusal, after which the
 /// session asks for a fresh snapshot; `None` for any other plan.
 pub fn unknown_relation_name(plan: &StatementPlan) -> Option<&str> {
     match plan {
-        StatementPlan::Block { rule, message } if rule == UNKNOWN_SOURCE => message
-            .strip_prefix("relation ")?
-            .split_once(UNKNOWN_RELATION_IS)
-            .map(|(name, _)| name),
+        StatementPlan::Block {
+            unknown_relation, ..
+        } => unknown_relation.as_deref(),
         _ => None,
     }
 }
@@ -539,6 +562,17 @@ fn may_follow_ddl(
     }
 }
 
+/// Whose DDL in a transaction that has not ended a statement is planned
+/// beside (see [`Masker::plan_after_ddl`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnseenDdl {
+    /// The session's own.
+    Own,
+    /// Another session's, of the same target: a statement that waits for
+    /// its locks runs against what it changed once it commits.
+    Others,
+}
+
 /// What the statements being planned come after (see
 /// [`Masker::plan_parsed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,6 +583,8 @@ enum Follows {
     DdlInRequest,
     /// The session's own DDL, run in a transaction that has not ended.
     UnsettledDdl,
+    /// Another session's DDL, in a transaction that has not ended.
+    OthersDdl,
 }
 
 impl Follows {
@@ -557,11 +593,13 @@ impl Follows {
     fn refusal(self) -> StatementPlan {
         let message = match self {
             Follows::UnsettledDdl => "while masking applies, only transaction and session statements may follow DDL until its transaction ends: COMMIT or ROLLBACK first (masking reads the catalog from another connection, which cannot see DDL that is not committed)",
+            Follows::OthersDdl => "while masking applies, no write runs while another session's DDL is in a transaction that has not ended (a write that waited for its locks would run against definitions masking has not seen, and copy what they compute): run it again once that transaction has ended",
             _ => "while masking applies, only transaction and session statements may follow DDL in the same request: send the rest on its own, once the DDL has run",
         };
         StatementPlan::Block {
             rule: UNANALYZABLE.into(),
             message: message.into(),
+            unknown_relation: None,
         }
     }
 }

@@ -50,7 +50,7 @@ use super::response::{Expect, Step, Tracker};
 use crate::masking::Catalog;
 
 /// Columns in order and, for views, the definition.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Relation {
     columns: Vec<String>,
     view_sql: Option<String>,
@@ -132,6 +132,13 @@ impl MyCatalog {
 
     pub fn len(&self) -> usize {
         self.relations.len()
+    }
+
+    /// Whether `other` describes the same relations as this snapshot
+    /// (whatever their generations): plans made against one hold for the
+    /// other (see [`super::masking::MyMask::refresh_catalog`]).
+    pub fn same_content(&self, other: &MyCatalog) -> bool {
+        self.relations == other.relations
     }
 
     pub fn is_empty(&self) -> bool {
@@ -329,13 +336,43 @@ mod tests {
         assert_ne!(cat.version(), MyCatalog::from_rows(Vec::new()).version());
     }
 
+    /// Two loads of the same relations are the same content (so a reload
+    /// keeps the plans made against the first); any difference is not.
+    #[test]
+    fn same_content_compares_relations_not_generations() {
+        let s = |v: &str| Some(v.to_owned());
+        let rows = |col: &str, view: &str| {
+            vec![
+                vec![s("app"), s("t"), s("id"), None],
+                vec![s("app"), s("t"), s(col), None],
+                vec![s("app"), s("v"), s("a"), s(view)],
+            ]
+        };
+        let a = MyCatalog::from_rows(rows("email", "select `email` AS `a` from `t`"));
+        let b = MyCatalog::from_rows(rows("email", "select `email` AS `a` from `t`"));
+        assert_ne!(a.version(), b.version());
+        assert!(a.same_content(&b));
+        let renamed = MyCatalog::from_rows(rows("mail", "select `email` AS `a` from `t`"));
+        let redefined =
+            MyCatalog::from_rows(rows("email", "select reverse(`email`) AS `a` from `t`"));
+        assert!(!a.same_content(&renamed));
+        assert!(!a.same_content(&redefined));
+        assert!(!a.same_content(&MyCatalog::from_rows(Vec::new())));
+    }
+
     /// The plan of `sql` (current database `app`) for a principal masked
     /// by one rule on `app.customers.phone`: one letter per column (`P`
     /// masked, `.` clear), or `BLOCK:<rule>: <message>`.
     fn plan(cat: &MyCatalog, sql: &str) -> String {
+        plan_with("app.customers.phone", cat, sql)
+    }
+
+    /// [`plan`] with the rule's column pattern `columns`.
+    fn plan_with(columns: &str, cat: &MyCatalog, sql: &str) -> String {
         use crate::masking::{ColumnMask, Masker, StatementPlan};
-        let rules = "[[mask]]\nid = \"phone\"\ncolumns = [\"app.customers.phone\"]\nstrategy = \"redact\"\n";
-        let rules = crate::masking::load_masking(&[(std::path::Path::new("r.toml"), rules)])
+        let rules =
+            format!("[[mask]]\nid = \"phone\"\ncolumns = [\"{columns}\"]\nstrategy = \"redact\"\n");
+        let rules = crate::masking::load_masking(&[(std::path::Path::new("r.toml"), &rules)])
             .expect("rules");
         let m = Masker::new(rules, None, crate::policy::parse::Limits::default());
         let who = crate::policy::Principal {
@@ -356,7 +393,7 @@ mod tests {
                     _ => '.',
                 })
                 .collect(),
-            [StatementPlan::Block { rule, message }] => format!("BLOCK:{rule}: {message}"),
+            [StatementPlan::Block { rule, message, .. }] => format!("BLOCK:{rule}: {message}"),
             other => format!("{other:?}"),
         }
     }
@@ -376,6 +413,50 @@ mod tests {
             vec![s("app"), s("vw"), s("id"), None, s("1")],
             vec![s("app"), s("vw"), s("p"), None, s("2")],
         ]
+    }
+
+    /// Red-team findings: a temporary table hides the table of its name,
+    /// which masking would go on planning against (`CREATE TEMPORARY TABLE
+    /// customers (phone text, id text)`, then an `INSERT ... SELECT id,
+    /// phone` put phone where airlock saw `id`): none can be made while
+    /// masking applies. And CREATE TABLE's generated columns and defaults
+    /// are judged against the masks that cover the new table's own
+    /// columns (`*.ssn`: `CREATE TABLE hr2 (ssn text, x text AS
+    /// (reverse(ssn)))`, then a same-rule copy into `ssn`, showed `x` raw).
+    #[test]
+    fn temporary_tables_and_new_columns_computed_from_masked_ones_are_refused() {
+        let cat = MyCatalog::from_rows(customers_rows());
+        for sql in [
+            "CREATE TEMPORARY TABLE customers (phone text, id text)",
+            "CREATE TEMPORARY TABLE t9 (x int)",
+            "create temporary table if not exists t9 (x int)",
+            "CREATE TEMPORARY TABLE t9 LIKE customers",
+            "CREATE TEMPORARY TABLE t9 AS SELECT 1 AS x",
+            "CREATE TABLE customers (id int, phone text, x text AS (reverse(phone)))",
+            "CREATE TABLE app.customers (id int, phone text, x text DEFAULT (hex(phone)))",
+        ] {
+            assert!(
+                plan(&cat, sql).starts_with("BLOCK:"),
+                "{sql}: {}",
+                plan(&cat, sql)
+            );
+        }
+        for sql in [
+            "CREATE TABLE hr2 (id int, ssn text, x text AS (reverse(ssn)))",
+            "CREATE TABLE hr2 (id int, ssn text, x text GENERATED ALWAYS AS (hr2.ssn) STORED)",
+            "CREATE TABLE hr2 (id int, ssn text, y text DEFAULT (concat('<', ssn, '>')))",
+            "CREATE TABLE app.hr2 (id int, `SSN` text, y text AS (upper(SSN)) VIRTUAL)",
+        ] {
+            let got = plan_with("*.ssn", &cat, sql);
+            assert!(got.starts_with("BLOCK:phone: "), "{sql}: {got}");
+        }
+        // Computed from columns no rule covers, or with constant defaults.
+        for sql in [
+            "CREATE TABLE hr2 (id int, ssn text DEFAULT 'none', note text, x text AS (upper(note)))",
+            "CREATE TABLE hr2 (id int, y int DEFAULT (id + 1))",
+        ] {
+            assert_eq!(plan_with("*.ssn", &cat, sql), "[Ddl]", "{sql}");
+        }
     }
 
     #[test]

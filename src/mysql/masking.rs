@@ -57,6 +57,12 @@ pub struct MyMask {
     generation: Generation,
     /// [`Generation::current`] as read just before `catalog` was loaded.
     loaded_at: u64,
+    /// What plans are tagged with: `loaded_at` as it was when the snapshot
+    /// or the rules last changed. A reload that found neither changed
+    /// leaves it, and the plans made before hold.
+    plans_at: u64,
+    /// The rules changed since the snapshot was loaded ([`Self::set_masker`]).
+    rules_moved: bool,
     /// Plans of the prepared statements airlock allowed, by statement id.
     pub statements: IdMap<StmtMask>,
     /// What each column definition seen in this session means for masking,
@@ -97,7 +103,7 @@ pub struct StmtMask {
     pub plan: Option<Arc<StatementPlan>>,
     /// The text it was planned from (vetted, as judged), to plan it again.
     sql: Box<[u8]>,
-    /// The catalog generation `plan` was made at ([`MyMask::loaded_at`]).
+    /// What `plan` was tagged with when made ([`MyMask::plans_at`]).
     planned_at: u64,
     /// The actions and column types of its open cursor (COM_STMT_FETCH
     /// replies carry rows only).
@@ -170,6 +176,8 @@ impl MyMask {
             catalog: None,
             generation,
             loaded_at: 0,
+            plans_at: 0,
+            rules_moved: false,
             statements: IdMap::default(),
             columns: FastMap::default(),
             clear: Arc::new(Vec::new()),
@@ -188,6 +196,7 @@ impl MyMask {
         self.detectors = masker.detectors_for(&self.principal);
         self.masker = masker;
         self.columns.clear();
+        self.rules_moved = true;
     }
 
     /// Whether the snapshot must be (re)loaded before the next plan: none
@@ -216,7 +225,34 @@ impl MyMask {
             // Read first: a change made during the load still counts as
             // newer than this snapshot.
             let at = self.generation.current();
-            self.catalog = Some(Arc::new(super::catalog::load(conn).await?));
+            use crate::metrics::{catalog_load, CatalogLoad, Protocol};
+            let fresh = match super::catalog::load(conn).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    catalog_load(Protocol::Mysql, CatalogLoad::Failed);
+                    return Err(e);
+                }
+            };
+            // Nothing changed (DDL that touched no relation, say): the
+            // snapshot in use and the plans made against it hold.
+            let same = !self.rules_moved
+                && self
+                    .catalog
+                    .as_ref()
+                    .is_some_and(|c| c.same_content(&fresh));
+            catalog_load(
+                Protocol::Mysql,
+                if same {
+                    CatalogLoad::Unchanged
+                } else {
+                    CatalogLoad::Changed
+                },
+            );
+            if !same {
+                self.catalog = Some(Arc::new(fresh));
+                self.plans_at = at;
+            }
+            self.rules_moved = false;
             self.loaded_at = at;
         }
         Ok(())
@@ -231,7 +267,7 @@ impl MyMask {
             StmtMask {
                 plan,
                 sql: sql.into(),
-                planned_at: self.loaded_at,
+                planned_at: self.plans_at,
                 cursor: None,
             },
         );
@@ -243,14 +279,14 @@ impl MyMask {
     pub fn outdated(&self, id: u32) -> Option<Box<[u8]>> {
         self.statements
             .get(&id)
-            .filter(|s| s.planned_at != self.loaded_at)
+            .filter(|s| s.planned_at != self.plans_at)
             .map(|s| s.sql.clone())
     }
 
     /// Replaces statement `id`'s plan with one made against the current
     /// snapshot.
     pub fn replanned(&mut self, id: u32, plans: Option<&Plans>) {
-        let at = self.loaded_at;
+        let at = self.plans_at;
         if let Some(s) = self.statements.get_mut(&id) {
             s.plan = plans.and_then(|p| p.get(0)).cloned();
             s.planned_at = at;
@@ -344,7 +380,7 @@ impl MyMask {
             .masker
             .plan_for(&self.audience, Dialect::MySql, sql, shape, ctx, catalog);
         for p in plans.iter() {
-            if let StatementPlan::Block { rule, message } = p.as_ref() {
+            if let StatementPlan::Block { rule, message, .. } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));
             }
         }

@@ -32,7 +32,7 @@ use super::upstream;
 use crate::config::Target;
 
 /// One relation (table, view, materialized view, partitioned or foreign table).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relation {
     pub oid: u32,
     pub schema: String,
@@ -200,6 +200,17 @@ impl CatalogSnapshot {
         self.generation
     }
 
+    /// Whether `other` describes the same relations and system names as
+    /// this snapshot (whatever their generations). Everything else a
+    /// snapshot holds is worked out from those, so plans made against one
+    /// hold for the other: a reload that finds nothing changed (DDL that
+    /// touched no relation, `CREATE INDEX` or `GRANT`, say, or a reload
+    /// asked for by a name that does not exist) keeps the snapshot in use
+    /// (see [`crate::proxy::Proxy::catalog`]).
+    pub fn same_content(&self, other: &CatalogSnapshot) -> bool {
+        self.by_oid == other.by_oid && self.system == other.system
+    }
+
     pub fn len(&self) -> usize {
         self.by_oid.len()
     }
@@ -323,4 +334,94 @@ pub fn text_fields(body: &[u8]) -> Vec<Option<String>> {
         pos = end;
     }
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of [`QUERY`]: a table `t` (columns `id`, `col`) and a view.
+    fn rows(col: &str, view: &str, parents: Option<&str>) -> Vec<Vec<Option<String>>> {
+        let s = |v: &str| Some(v.to_owned());
+        vec![
+            vec![
+                s("10"),
+                s("public"),
+                s("t"),
+                s("1"),
+                s("id"),
+                s("23"),
+                None,
+                None,
+            ],
+            vec![
+                s("10"),
+                s("public"),
+                s("t"),
+                s("2"),
+                s(col),
+                s("25"),
+                None,
+                None,
+            ],
+            vec![
+                s("11"),
+                s("public"),
+                s("v"),
+                s("1"),
+                s("a"),
+                s("25"),
+                s(view),
+                None,
+            ],
+            vec![
+                s("12"),
+                s("public"),
+                s("t1"),
+                s("1"),
+                s("id"),
+                s("23"),
+                None,
+                parents.map(str::to_owned),
+            ],
+        ]
+    }
+
+    /// Two loads of the same relations are the same content (so a reload
+    /// keeps the snapshot in use, and the plans made against it); any
+    /// difference a plan could depend on is not.
+    #[test]
+    fn same_content_compares_relations_not_generations() {
+        let a =
+            CatalogSnapshot::from_rows(rows("email", " SELECT t.email AS a FROM t;", Some("10")));
+        let b =
+            CatalogSnapshot::from_rows(rows("email", " SELECT t.email AS a FROM t;", Some("10")));
+        assert_ne!(a.generation(), b.generation());
+        assert!(a.same_content(&b));
+        for (what, other) in [
+            (
+                "a column renamed",
+                rows("mail", " SELECT t.email AS a FROM t;", Some("10")),
+            ),
+            (
+                "a view redefined",
+                rows("email", " SELECT reverse(t.email) AS a FROM t;", Some("10")),
+            ),
+            (
+                "a partition detached",
+                rows("email", " SELECT t.email AS a FROM t;", None),
+            ),
+        ] {
+            assert!(
+                !a.same_content(&CatalogSnapshot::from_rows(other)),
+                "{what}"
+            );
+        }
+        let mut system =
+            CatalogSnapshot::from_rows(rows("email", " SELECT t.email AS a FROM t;", Some("10")));
+        system
+            .system
+            .insert(("pg_catalog".into(), "pg_class".into()));
+        assert!(!a.same_content(&system), "other system relations");
+    }
 }

@@ -60,6 +60,10 @@ pub struct MaskContext {
     /// [`Generation::current`] as read before `catalog` was loaded. Written
     /// by the client side only.
     loaded_at: AtomicU64,
+    /// What plans are tagged with ([`Self::plans_at`]): `loaded_at` as it
+    /// was when the snapshot or the rules last changed. A reload that
+    /// found neither changed leaves it, and the plans made before hold.
+    plans_at: AtomicU64,
     pub principal: Principal,
 }
 
@@ -98,6 +102,7 @@ impl MaskContext {
             catalog: ArcSwap::new(catalog.0),
             generation,
             loaded_at: AtomicU64::new(catalog.1),
+            plans_at: AtomicU64::new(catalog.1),
             principal,
         }
     }
@@ -134,16 +139,46 @@ impl MaskContext {
         &self.generation
     }
 
-    /// The generation the current snapshot was loaded at: plans made
-    /// against it are tagged with it.
+    /// The generation the current snapshot was loaded at.
     pub fn loaded_at(&self) -> u64 {
         self.loaded_at.load(Ordering::Relaxed)
     }
 
-    /// Installs a fresh snapshot, loaded at generation `at`.
-    pub fn set_catalog(&self, catalog: Arc<CatalogSnapshot>, at: u64) {
+    /// What plans made now are tagged with: the generation at which the
+    /// snapshot in use, or the rules, were last installed changed. A plan
+    /// tagged otherwise was made against another snapshot or other rules.
+    pub fn plans_at(&self) -> u64 {
+        self.plans_at.load(Ordering::Relaxed)
+    }
+
+    /// Installs the snapshot loaded at generation `at`. Returns whether
+    /// anything plans depend on changed: the snapshot (a reload that found
+    /// nothing new hands out the same one, see
+    /// [`crate::proxy::Proxy::catalog`]) or the masking rules (`masker`,
+    /// the rules in force, when there are any). When nothing did, plans
+    /// made so far keep their tag.
+    pub fn set_catalog(
+        &self,
+        catalog: Arc<CatalogSnapshot>,
+        at: u64,
+        masker: Option<Arc<Masker>>,
+    ) -> bool {
+        let same_catalog = Arc::ptr_eq(&self.catalog.load(), &catalog);
+        // With no masking rules left at all, the old ones stay until the
+        // session ends: it masks more, not less.
+        let same_rules = masker
+            .as_ref()
+            .is_none_or(|m| Arc::ptr_eq(&self.rules.load().masker, m));
+        if let Some(m) = masker {
+            self.set_masker(m);
+        }
         self.catalog.store(catalog);
         self.loaded_at.store(at, Ordering::Relaxed);
+        let changed = !(same_catalog && same_rules);
+        if changed {
+            self.plans_at.store(at, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Plans a Query's or Parse's statements. `shape`: the statement's
@@ -175,10 +210,16 @@ impl MaskContext {
         }
     }
 
-    /// Plans a statement for a session whose own DDL is in a transaction
-    /// that has not ended (see [`super::ddl_fence`]): only transaction and
-    /// session statements are allowed.
-    pub fn plan_after_ddl(&self, sql: &[u8], ctx: &SessionContext) -> Planned {
+    /// Plans a statement while the session's own DDL, or another
+    /// session's (`whose`), is in a transaction that has not ended (see
+    /// [`super::ddl_fence`]): only transaction and session statements are
+    /// allowed.
+    pub fn plan_after_ddl(
+        &self,
+        sql: &[u8],
+        ctx: &SessionContext,
+        whose: crate::masking::UnseenDdl,
+    ) -> Planned {
         let text = utf8(sql)?;
         let rules = self.rules();
         let plans = rules.masker.plan_after_ddl(
@@ -187,6 +228,7 @@ impl MaskContext {
             text,
             ctx,
             &**self.catalog.load(),
+            whose,
         );
         self.reload_if_unknown(plans.iter());
         admitted(plans.into_iter().map(Arc::new))
@@ -222,7 +264,7 @@ fn utf8(sql: &[u8]) -> Result<&str, String> {
 fn admitted(plans: impl ExactSizeIterator<Item = Arc<StatementPlan>>) -> Planned {
     let mut out = Vec::with_capacity(plans.len());
     for p in plans {
-        if let StatementPlan::Block { rule, message } = p.as_ref() {
+        if let StatementPlan::Block { rule, message, .. } = p.as_ref() {
             return Err(format!("airlock: blocked by rule {rule}: {message}"));
         }
         out.push(Some(p));

@@ -267,3 +267,64 @@ async fn pg_ddl_race_result_planned_before_a_reload_is_refused() {
     drop((raw, b, direct));
     env.stop().await;
 }
+
+/// The red team's write race: A's `INSERT INTO loot SELECT a FROM vx`,
+/// planned against `vx` = `name AS a`, waited for the lock of B's open
+/// `CREATE OR REPLACE VIEW vx AS SELECT reverse(email) AS a ...` and, once
+/// B committed, copied the reversed emails into `loot`, which nothing
+/// masks: a write has no result to refuse. While another session's DDL is
+/// unsettled, a masked session's writes are refused at once, over either
+/// protocol and whether B is masked or not; once it has ended they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_writes_are_refused_beside_another_sessions_ddl() {
+    const INSERT: &str = "INSERT INTO loot SELECT a FROM vx";
+    const REFUSED_WRITE: &str = "no write runs while another session's DDL";
+    let mut env = env().await;
+    let a = env.agent().await;
+    a.batch_execute("CREATE TABLE loot (v text)").await.unwrap();
+    let prepared = a.prepare(INSERT).await.unwrap();
+    let copied = || async {
+        let direct = env.direct().await;
+        let row = direct
+            .query_one("SELECT count(*) FROM loot", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    for (who, b) in [
+        ("masked", env.agent().await),
+        ("unmasked", builder(&env).await),
+    ] {
+        // A's snapshot current first: a reload while B holds its lock on
+        // vx would wait for it (pg_get_viewdef).
+        assert_eq!(simple(&a, "SELECT 1").await, b"1|");
+        b.batch_execute("BEGIN").await.expect("B: BEGIN");
+        b.batch_execute(REPLACE_VX).await.expect("B: replace vx");
+        let got = tokio::time::timeout(Duration::from_secs(5), simple(&a, INSERT))
+            .await
+            .expect("refused at once, not left waiting for B's lock");
+        let text = String::from_utf8_lossy(&got).into_owned();
+        assert!(text.contains(REFUSED_WRITE), "{who}, simple: {text}");
+        let got = tokio::time::timeout(Duration::from_secs(5), a.execute(&prepared, &[]))
+            .await
+            .expect("refused at once, not left waiting for B's lock");
+        let text = format!("{got:?}");
+        assert!(text.contains(REFUSED_WRITE), "{who}, prepared: {text}");
+        // Reads still run; their results are refused while B's DDL is
+        // open (see above).
+        let got = simple(&a, "SELECT 1 AS one FROM loot").await;
+        assert!(!String::from_utf8_lossy(&got).contains(REFUSED_WRITE));
+        b.batch_execute("COMMIT").await.expect("B: COMMIT");
+        b.batch_execute(RESTORE_VX).await.expect("B: restore vx");
+        assert_eq!(copied().await, 0, "{who}: nothing was copied");
+    }
+    // B's transaction has ended: writes run again.
+    simple(&a, INSERT).await;
+    a.execute(&prepared, &[])
+        .await
+        .expect("prepared INSERT runs");
+    assert_eq!(copied().await, 4);
+    assert_usable(&a, "after the writes").await;
+    drop(a);
+    env.stop().await;
+}

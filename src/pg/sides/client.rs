@@ -41,6 +41,7 @@ impl<'a> ClientSide<'a> {
             refreshing: None,
             awaiting_room: None,
             restricted: false,
+            beside_ddl: false,
             approved_once: Vec::new(),
             used_up: Vec::new(),
             lifted: Vec::new(),
@@ -268,7 +269,7 @@ impl<'a> ClientSide<'a> {
                     return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
                 }
                 if self.statement_vetted(b.statement) {
-                    let checked = match self.restricted {
+                    let checked = match self.restricted || self.beside_ddl {
                         _ if self.bind_outdated(b.statement) => Err(format!(
                             "airlock: blocked by rule {}: prepared statement \"{}\" was prepared (SQL PREPARE) before the catalog changed, and masking cannot tell what it returns now: DEALLOCATE it and PREPARE it again",
                             crate::masking::lineage::UNANALYZABLE,
@@ -327,7 +328,7 @@ impl<'a> ClientSide<'a> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
-                let replanned = match self.restricted {
+                let replanned = match self.restricted || self.beside_ddl {
                     true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
                     false => self.replan_portal(e.portal),
                 }

@@ -10,7 +10,9 @@ impl<'a> ClientSide<'a> {
     /// principal.
     pub(super) fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
-            Some(m) if self.restricted => m.ctx.plan_after_ddl(sql, &m.context),
+            Some(m) if self.restricted || self.beside_ddl => {
+                m.ctx.plan_after_ddl(sql, &m.context, self.unseen_ddl())
+            }
             Some(m) => m.ctx.plan(sql, shape, &m.context),
             None => Ok(no_plans()),
         }
@@ -36,7 +38,7 @@ impl<'a> ClientSide<'a> {
         }
         // Not while restricted: the memo's plans were made without the
         // restriction (see `super::ddl_fence`).
-        let memo = match record_now || self.restricted {
+        let memo = match record_now || self.restricted || self.beside_ddl {
             true => None,
             false => self.memo.view(self.gates.gate(), &self.context),
         };
@@ -82,6 +84,7 @@ impl<'a> ClientSide<'a> {
                     // changes, so each one is checked afresh.
                     if !record_now
                         && !self.restricted
+                        && !self.beside_ddl
                         && judgement.replayable()
                         && !reads_by_name(plans, sql)
                     {
@@ -370,7 +373,7 @@ impl<'a> ClientSide<'a> {
                     },
                 );
                 if let Some(m) = &mut self.masking {
-                    let at = m.ctx.loaded_at();
+                    let at = m.ctx.plans_at();
                     m.book
                         .parsed(name, plans.first().cloned().flatten(), sql, at);
                     m.journal

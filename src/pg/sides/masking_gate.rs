@@ -31,7 +31,7 @@ impl ClientMasking {
             Reprepared::Names(names)
         };
         if source == Source::Query {
-            let at = self.ctx.loaded_at();
+            let at = self.ctx.plans_at();
             self.journal
                 .push(self.fence.batch_request(), Op::Reprepare { what, at });
         }
@@ -40,7 +40,7 @@ impl ClientMasking {
     /// Applies what [`Self::reprepare`] journaled, once answered.
     pub(super) fn reprepared(&mut self, done: Vec<(Reprepared, u64)>) {
         for (what, at) in done {
-            if at != self.ctx.loaded_at() {
+            if at != self.ctx.plans_at() {
                 // Judged against an older snapshot: still outdated.
                 continue;
             }
@@ -81,25 +81,27 @@ impl ClientMasking {
 
 impl<'a> ClientSide<'a> {
     /// Reloads the catalog snapshot when the target's catalog generation
-    /// moved since it was loaded, and then forgets the memo, whose plans
-    /// were made against the old one. Prepared statements and portals keep
-    /// their plans, tagged with the generation they were made at, until
+    /// moved since it was loaded, and then, if the snapshot or the rules
+    /// changed, forgets the memo, whose plans were made against the old
+    /// ones. Prepared statements and portals keep their plans, tagged with
+    /// when they were made ([`MaskContext::plans_at`]), until
     /// [`Self::replan_statement`] or [`Self::replan_portal`] sees them.
     pub(super) async fn refresh_catalog(&mut self) -> Result<(), SessionError> {
         let Some(m) = self.masking.as_ref().filter(|m| m.ctx.catalog_stale()) else {
             return Ok(());
         };
         let (catalog, at) = self.proxy.catalog(&self.principal.target).await?;
-        m.ctx.set_catalog(catalog, at);
         // A reload moves every catalog generation: take its masking rules
-        // up too. (With no masking rules left at all, the old ones stay
-        // until the session ends: it masks more, not less.)
-        if let Some(masker) = self.proxy.masker() {
-            m.ctx.set_masker(masker);
-        }
-        // Results of requests sent so far were planned against the old
-        // snapshot: the server side refuses them (see `ServerSide::suspect`).
+        // up too.
+        let changed = m.ctx.set_catalog(catalog, at, self.proxy.masker());
+        // Results of requests sent so far were planned before the
+        // generation moved: the server side refuses them (see
+        // `ServerSide::suspect`), even when nothing was found changed (the
+        // catalog may have changed and changed back meanwhile).
         self.shared.fence.planned(m.fence.planned_so_far(), at);
+        if !changed {
+            return Ok(());
+        }
         self.memo.forget();
         if let Some(m) = &mut self.masking {
             m.outdated_prepared
@@ -210,12 +212,30 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// Works out [`Self::restricted`] for the statement at hand.
+    /// Works out [`Self::restricted`] and [`Self::beside_ddl`] for the
+    /// statement at hand.
     pub(super) fn work_out_restricted(&mut self) {
-        self.restricted = self
-            .masking
-            .as_ref()
-            .is_some_and(|m| m.fence.restricted(&self.shared.fence));
+        let Some(m) = self.masking.as_ref() else {
+            return;
+        };
+        self.restricted = m.fence.restricted(&self.shared.fence);
+        // Another session's DDL, unsettled: as `ServerSide::suspect`
+        // counts it for results (red-team finding: `INSERT INTO loot
+        // SELECT id, name FROM w`, planned against `w` = `name`, waited
+        // for the lock of another session's `BEGIN; CREATE OR REPLACE VIEW
+        // w AS SELECT id, phone AS name ...` and, once that committed,
+        // copied phones into loot; a write has no result to refuse).
+        self.beside_ddl =
+            m.ctx.generation().unsettled() > u64::from(self.shared.fence.ddl_counted());
+    }
+
+    /// Whose unseen DDL restricts the statement at hand (see
+    /// [`Self::work_out_restricted`]).
+    pub(super) fn unseen_ddl(&self) -> crate::masking::UnseenDdl {
+        match self.restricted {
+            true => crate::masking::UnseenDdl::Own,
+            false => crate::masking::UnseenDdl::Others,
+        }
     }
 
     /// Before a Bind or Execute while restricted: the statement's text
@@ -229,10 +249,14 @@ impl<'a> ClientSide<'a> {
         let Some(m) = &self.masking else {
             return Ok(());
         };
-        match text(&m.book) {
-            Some(sql) => m.ctx.plan_after_ddl(&sql, &m.context).map(|_| ()),
-            None => Err(format!(
+        match (text(&m.book), self.unseen_ddl()) {
+            (Some(sql), whose) => m.ctx.plan_after_ddl(&sql, &m.context, whose).map(|_| ()),
+            (None, crate::masking::UnseenDdl::Own) => Err(format!(
                 "airlock: blocked by rule {}: while masking applies, only transaction and session statements may follow DDL until its transaction ends, and airlock does not know what this statement runs: COMMIT or ROLLBACK first",
+                crate::masking::lineage::UNANALYZABLE
+            )),
+            (None, crate::masking::UnseenDdl::Others) => Err(format!(
+                "airlock: blocked by rule {}: while masking applies, only transaction and session statements run while another session's DDL is in a transaction that has not ended, and airlock does not know what this statement runs: run it again once that transaction has ended",
                 crate::masking::lineage::UNANALYZABLE
             )),
         }
@@ -247,7 +271,7 @@ impl<'a> ClientSide<'a> {
         let Some(m) = &mut self.masking else {
             return Ok(());
         };
-        let at = m.ctx.loaded_at();
+        let at = m.ctx.plans_at();
         let Some(sql) = m.book.statement_outdated(name, at) else {
             return Ok(());
         };
@@ -263,7 +287,7 @@ impl<'a> ClientSide<'a> {
         let Some(m) = &mut self.masking else {
             return Ok(());
         };
-        let at = m.ctx.loaded_at();
+        let at = m.ctx.plans_at();
         let Some(sql) = m.book.portal_outdated(portal, at) else {
             return Ok(());
         };

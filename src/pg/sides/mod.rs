@@ -230,6 +230,11 @@ pub struct ClientSide<'a> {
     /// [`super::ddl_fence`]): only transaction and session statements may
     /// run. Worked out for each Query, Parse, Bind and Execute.
     restricted: bool,
+    /// Another session of the target has DDL in a transaction that has
+    /// not ended (or not yet seen end): only transaction and session
+    /// statements may run, as while [`Self::restricted`], but nothing is
+    /// marked. Worked out with it.
+    beside_ddl: bool,
     /// Statements (Parse names) a human approved, not bound yet: each may
     /// be bound once ([`ClientSide::bind_once`]).
     approved_once: Vec<Box<[u8]>>,
