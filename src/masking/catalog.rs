@@ -263,6 +263,89 @@ struct GenerationState {
     unknown_at: AtomicU64,
     /// The names that moved it, and when (bounded: cleared when full).
     unknown_names: std::sync::Mutex<HashMap<String, u64>>,
+    /// The target's masking sessions' requests ([`Generation::register`]).
+    sessions: std::sync::Mutex<Vec<std::sync::Weak<InFlight>>>,
+}
+
+/// One masking session's requests as other sessions' DDL sees them (see
+/// [`Generation::register`]).
+///
+/// A write has no result that could be refused if it ran against
+/// definitions its plan did not know, so a masking session refuses writes
+/// while another session's DDL is unsettled. That check alone would leave
+/// a race: a write checked just before the DDL is counted may reach the
+/// server after the DDL has run (pipelined behind a slow statement, say).
+/// So the two sides follow Dekker's pattern, with sequentially consistent
+/// operations: a session publishes the request it is about to forward
+/// ([`InFlight::checking`]) *before* it reads [`Generation::unsettled`],
+/// and a session about to forward DDL counts it unsettled *before* it
+/// looks for other sessions' requests in flight
+/// ([`Generation::others_in_flight`]). Either the write's check sees the
+/// DDL, or the DDL sees the write in flight and is refused.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// The number of the request last checked (requests are numbered in
+    /// the order they are sent; see [`Self::answered`]).
+    checked: AtomicU64,
+    /// How many requests have been answered.
+    answered: AtomicU64,
+}
+
+impl InFlight {
+    /// The request that will be answered as number `request` is about to
+    /// be checked and forwarded: call it before reading
+    /// [`Generation::unsettled`].
+    pub fn checking(&self, request: u64) {
+        self.checked.store(request, Ordering::SeqCst);
+    }
+
+    /// `done` requests have been answered.
+    pub fn answered(&self, done: u64) {
+        self.answered.store(done, Ordering::Release);
+    }
+
+    /// The request checked last, `request`, waits before it is forwarded
+    /// (see [`InFlightAt`]): not in flight meanwhile, so that others' DDL
+    /// need not wait for it; [`Self::checking`] it again before it goes.
+    pub fn holding(&self, request: u64) {
+        self.checked
+            .store(request.saturating_sub(1), Ordering::SeqCst);
+    }
+
+    /// The session has ended: nothing of it is in flight any more.
+    pub fn ended(&self) {
+        self.answered.store(u64::MAX, Ordering::Release);
+    }
+
+    /// The request checked last, when it is unanswered.
+    fn busy(&self) -> Option<u64> {
+        let checked = self.checked.load(Ordering::SeqCst);
+        (checked > self.answered.load(Ordering::Acquire)).then_some(checked)
+    }
+}
+
+/// Requests of other masking sessions that were in flight when DDL was
+/// counted ([`Generation::in_flight_besides`]): the DDL runs once they
+/// have all been answered ([`InFlightAt::drained`]).
+#[derive(Debug, Default)]
+pub struct InFlightAt(Vec<(Arc<InFlight>, u64)>);
+
+impl InFlightAt {
+    /// Whether there were none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether every one of them has been answered, or is held back
+    /// ([`InFlight::holding`]: DDL waiting in its turn, which looks for
+    /// DDL counted meanwhile before it goes, and so would not run beside
+    /// this one; two sessions' DDL do not wait for each other).
+    pub fn drained(&self) -> bool {
+        self.0.iter().all(|(s, request)| {
+            s.answered.load(Ordering::Acquire) >= *request
+                || s.checked.load(Ordering::SeqCst) < *request
+        })
+    }
 }
 
 /// Shortest time between two reloads asked for by statements that name a
@@ -340,7 +423,7 @@ impl Generation {
     /// session settles its DDL only after bumping the generation, so a
     /// reader that sees it settled also sees the generation moved.
     pub fn unsettled(&self) -> u64 {
-        self.0.unsettled.load(Ordering::Acquire)
+        self.0.unsettled.load(Ordering::SeqCst)
     }
 
     /// Counts one more session with unsettled DDL. Sessions count
@@ -348,7 +431,41 @@ impl Generation {
     /// [`crate::pg::ddl_fence::FenceSignal`], which keeps the increments
     /// and [`Self::settle_unsettled`]s balanced.
     pub fn count_unsettled(&self) {
-        self.0.unsettled.fetch_add(1, Ordering::AcqRel);
+        self.0.unsettled.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A masking session of the target starts: its requests, which it
+    /// keeps up to date, count for [`Self::others_in_flight`] for as long
+    /// as it holds them.
+    pub fn register(&self) -> Arc<InFlight> {
+        let me = Arc::new(InFlight::default());
+        let mut sessions = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sessions.retain(|s| s.strong_count() > 0);
+        sessions.push(Arc::downgrade(&me));
+        me
+    }
+
+    /// The requests of the target's masking sessions other than `me`
+    /// that are checked and not yet answered (see [`InFlight`]): call it
+    /// after counting DDL unsettled, before forwarding it.
+    pub fn in_flight_besides(&self, me: &InFlight) -> InFlightAt {
+        let sessions = self
+            .0
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        InFlightAt(
+            sessions
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .filter(|s| !std::ptr::eq(&**s, me))
+                .filter_map(|s| s.busy().map(|request| (s, request)))
+                .collect(),
+        )
     }
 
     /// One session counted by [`Self::count_unsettled`] has settled its

@@ -55,6 +55,11 @@ pub struct MyMask {
     pub catalog: Option<Arc<MyCatalog>>,
     /// The target's catalog generation (shared by all its sessions).
     generation: Generation,
+    /// This session's commands, as other sessions' DDL sees them (see
+    /// [`crate::masking::catalog::InFlight`]), and how many it has
+    /// checked.
+    in_flight: Arc<crate::masking::catalog::InFlight>,
+    commands: u64,
     /// [`Generation::current`] as read just before `catalog` was loaded.
     loaded_at: u64,
     /// What plans are tagged with: `loaded_at` as it was when the snapshot
@@ -94,6 +99,18 @@ pub struct ColInfo {
     pub by_source: Option<ColumnMask>,
     pub text_like: bool,
     pub type_code: u8,
+}
+
+/// A command in flight (see [`MyMask::checking`]): answered when dropped.
+pub struct CommandInFlight {
+    in_flight: Arc<crate::masking::catalog::InFlight>,
+    command: u64,
+}
+
+impl Drop for CommandInFlight {
+    fn drop(&mut self) {
+        self.in_flight.answered(self.command);
+    }
 }
 
 /// What masking keeps per prepared statement.
@@ -174,6 +191,8 @@ impl MyMask {
             principal,
             detectors,
             catalog: None,
+            in_flight: generation.register(),
+            commands: 0,
             generation,
             loaded_at: 0,
             plans_at: 0,
@@ -256,6 +275,92 @@ impl MyMask {
             self.loaded_at = at;
         }
         Ok(())
+    }
+
+    /// A command that may run a statement is about to be checked (before
+    /// anything reads [`Generation::unsettled`] for it) and forwarded: in
+    /// flight, as other sessions' DDL sees it, until the guard is dropped
+    /// once it has been answered (see
+    /// [`crate::masking::catalog::InFlight`]).
+    pub fn checking(&mut self) -> CommandInFlight {
+        self.commands += 1;
+        self.in_flight.checking(self.commands);
+        CommandInFlight {
+            in_flight: Arc::clone(&self.in_flight),
+            command: self.commands,
+        }
+    }
+
+    /// For this session's DDL, counted unsettled: the commands other
+    /// masking sessions of the target have in flight, checked before it.
+    pub fn others_in_flight(&self) -> crate::masking::catalog::InFlightAt {
+        self.generation.in_flight_besides(&self.in_flight)
+    }
+
+    /// The command being checked waits (its DDL, for others' commands in
+    /// flight): not in flight meanwhile.
+    pub fn holding(&self) {
+        self.in_flight.holding(self.commands);
+    }
+
+    /// The command that waited goes on: in flight again. Returns whether
+    /// another session's catalog change was counted meanwhile (this
+    /// session's own DDL is counted: more than one), or the catalog moved
+    /// since the command was planned: then it must not run.
+    pub fn resuming(&self) -> bool {
+        self.in_flight.checking(self.commands);
+        self.generation.unsettled() > 1 || self.catalog_stale()
+    }
+
+    /// The snapshot, or none yet.
+    fn catalog(&self) -> &dyn Catalog {
+        match &self.catalog {
+            Some(c) => c.as_ref(),
+            None => &NoCatalog,
+        }
+    }
+
+    /// While another session's catalog change runs (see
+    /// [`Self::schema_moved`]; this session runs one command at a time, so
+    /// its own has ended), the refusal of a statement that may not run
+    /// beside it: anything but reads, transaction and session statements.
+    /// A write has no result to refuse, and one that waited for that
+    /// change's locks would copy what the new definitions compute
+    /// (red-team finding on Postgres: `INSERT INTO loot SELECT id, name
+    /// FROM w` behind another session's `CREATE OR REPLACE VIEW w AS
+    /// SELECT id, phone AS name ...`). One atomic load when none runs.
+    pub fn beside_ddl_refusal(&self, sql: &str, ctx: &SessionContext) -> Option<String> {
+        if self.generation.unsettled() == 0 {
+            return None;
+        }
+        let plans = self.masker.plan_after_ddl(
+            &self.audience,
+            Dialect::MySql,
+            sql,
+            ctx,
+            self.catalog(),
+            crate::masking::UnseenDdl::Others,
+        );
+        plans.iter().find_map(|p| match p {
+            StatementPlan::Block { rule, message, .. } => {
+                Some(format!("airlock: blocked by rule {rule}: {message}"))
+            }
+            _ => None,
+        })
+    }
+
+    /// [`Self::beside_ddl_refusal`] for prepared statement `id`'s text.
+    pub fn beside_ddl_refusal_of(&self, id: u32, ctx: &SessionContext) -> Option<String> {
+        if self.generation.unsettled() == 0 {
+            return None;
+        }
+        let sql = self.statements.get(&id)?;
+        match std::str::from_utf8(&sql.sql) {
+            Ok(text) => self.beside_ddl_refusal(text, ctx),
+            Err(_) => Some(
+                "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
+            ),
+        }
     }
 
     /// Remembers an allowed prepare's plan and text under its statement
@@ -372,13 +477,17 @@ impl MyMask {
                 "airlock: blocked by rule builtin.unparseable: statement is not valid UTF-8".into(),
             );
         };
-        let catalog: &dyn Catalog = match &self.catalog {
-            Some(c) => c.as_ref(),
-            None => &NoCatalog,
-        };
-        let plans = self
-            .masker
-            .plan_for(&self.audience, Dialect::MySql, sql, shape, ctx, catalog);
+        if let Some(refusal) = self.beside_ddl_refusal(sql, ctx) {
+            return Err(refusal);
+        }
+        let plans = self.masker.plan_for(
+            &self.audience,
+            Dialect::MySql,
+            sql,
+            shape,
+            ctx,
+            self.catalog(),
+        );
         for p in plans.iter() {
             if let StatementPlan::Block { rule, message, .. } = p.as_ref() {
                 return Err(format!("airlock: blocked by rule {rule}: {message}"));

@@ -38,6 +38,16 @@ use crate::wake_gate::WakeGate;
 /// Flush forwarded reply bytes to the client at least this often.
 const FLUSH_AT: usize = 256 * 1024;
 
+/// How long a masking session's DDL waits for other masking sessions'
+/// commands in flight (see [`Session::ddl_may_run`]).
+const DDL_GRACE: Duration = Duration::from_secs(5);
+
+/// The refusal of DDL whose wait for other sessions' commands timed out.
+const DDL_BESIDE_STATEMENTS: &str = "airlock: blocked by rule mask.unanalyzable: while masking applies, DDL runs once the statements other masked sessions of the target were running when it came have ended (a write checked before this DDL could otherwise run after it, against definitions its plan did not know), and they did not end within 5 s: run it again";
+
+/// The refusal of DDL that waited while another session's DDL was counted.
+const DDL_BESIDE_DDL: &str = "airlock: blocked by rule mask.unanalyzable: while masking applies, no DDL runs while another session's DDL runs: run it again";
+
 /// Runs a session to completion. Never panics on client input; errors end
 /// the session with an ERR to the client where one can still be sent.
 pub async fn run(
@@ -538,6 +548,9 @@ impl Session<'_> {
                     .judge(Source::Query, &sql, Some(&shape), as_sent(&sql))
                     .await?
                 {
+                    // In flight, as other sessions' DDL sees it, from
+                    // before its check until it has been answered.
+                    let _in_flight = self.mask.as_mut().map(MyMask::checking);
                     let Some(plans) = self.plan_masking(&sql, &shape).await? else {
                         return Ok(true);
                     };
@@ -550,6 +563,9 @@ impl Session<'_> {
                     let ddl = plans.as_ref().is_some_and(Plans::runs_ddl);
                     let _changes = (ddl || super::catalog::may_change_catalog(&payload[1..]))
                         .then(|| CatalogChange::new(&self.generation, ddl));
+                    if ddl && !self.ddl_may_run(&sql).await? {
+                        return Ok(true);
+                    }
                     self.up.conn.write_raw(&cmd.raw).await?;
                     let mut reply = self.mask.as_ref().map(|_| {
                         ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None)
@@ -705,6 +721,9 @@ impl Session<'_> {
                 }
                 match reply {
                     Some(expect) => {
+                        // In flight, as other sessions' DDL sees it, from
+                        // before its check until it has been answered.
+                        let _in_flight = self.mask.as_mut().map(MyMask::checking);
                         if expect == Expect::Execute && !self.replan_prepared(id).await? {
                             return Ok(true);
                         }
@@ -720,6 +739,12 @@ impl Session<'_> {
                             || (!self.catalog_changing.is_empty()
                                 && (id == u32::MAX || self.catalog_changing.contains(&id))))
                         .then(|| CatalogChange::new(&self.generation, ddl));
+                        if ddl {
+                            let sql = self.texts.get(&id).map(|(_, s)| Arc::clone(s));
+                            if !self.ddl_may_run(sql.as_deref().unwrap_or_default()).await? {
+                                return Ok(true);
+                            }
+                        }
                         // Each execution is recorded, with its rows, as a
                         // Postgres Execute is (and refused while the audit
                         // log cannot record it, with fail_closed).
@@ -1021,6 +1046,46 @@ impl Session<'_> {
         self.relay(expect).await
     }
 
+    /// This session's DDL (`sql`), counted unsettled, waits (at most
+    /// [`DDL_GRACE`]) until the commands other masking sessions of the
+    /// target had in flight have been answered: any of them may be a
+    /// write checked before the DDL was counted, which must not run after
+    /// it (see [`crate::masking::catalog::InFlight`]; commands checked
+    /// later see the DDL, and their writes are refused). `false` when it
+    /// is refused instead (the client has its ERR).
+    async fn ddl_may_run(&mut self, sql: &[u8]) -> Result<bool, MyError> {
+        let Some(m) = self.mask.as_ref() else {
+            return Ok(true);
+        };
+        let waiting_for = m.others_in_flight();
+        if waiting_for.is_empty() {
+            return Ok(true);
+        }
+        m.holding();
+        let deadline = Instant::now() + DDL_GRACE;
+        let drained = loop {
+            if waiting_for.drained() {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            crate::timer_thread::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+        };
+        let beside = self.mask.as_ref().is_some_and(MyMask::resuming);
+        let refusal = match (drained, beside) {
+            (true, false) => return Ok(true),
+            (false, _) => DDL_BESIDE_STATEMENTS,
+            (true, true) => DDL_BESIDE_DDL,
+        };
+        tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = refusal, "DDL refused");
+        if let Some(a) = self.audit.as_mut() {
+            a.refused(sql, &crate::policy::Decision::Allow, refusal);
+        }
+        self.refuse(1213, "40001", refusal).await?;
+        Ok(false)
+    }
+
     /// Plans `sql` for masking (when masking applies). `None` when the
     /// statement was refused (the client has its ERR); `Some(None)` when
     /// nothing needs masking work.
@@ -1164,6 +1229,17 @@ impl Session<'_> {
             return Ok(true);
         };
         mask.refresh_catalog(&mut self.up.conn).await?;
+        if let Some(refusal) = mask.beside_ddl_refusal_of(id, &self.context) {
+            tracing::warn!(statement = id, reason = %refusal, "prepared statement refused by masking");
+            if let (Some(a), Some((_, sql))) = (self.audit.as_mut(), self.texts.get(&id)) {
+                a.refused(sql, &crate::policy::Decision::Allow, &refusal);
+            }
+            self.refuse(1142, "42000", &refusal).await?;
+            return Ok(false);
+        }
+        let Some(mask) = self.mask.as_mut() else {
+            return Ok(true);
+        };
         let Some(sql) = mask.outdated(id) else {
             return Ok(true);
         };

@@ -84,6 +84,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::masking::catalog::{InFlight, InFlightAt};
 use crate::masking::Generation;
 
 /// What the server side tells the client side; part of
@@ -111,6 +112,9 @@ pub struct FenceSignal {
     planned_before: AtomicU64,
     /// The catalog generation the masking snapshot now in use was loaded at.
     planned_at: AtomicU64,
+    /// A masking session's requests, as other sessions' DDL sees them
+    /// (see [`crate::masking::catalog::InFlight`]).
+    in_flight: std::sync::OnceLock<std::sync::Arc<InFlight>>,
 }
 
 impl FenceSignal {
@@ -120,9 +124,45 @@ impl FenceSignal {
     /// the state it left.
     pub fn answered(&self, done: u64) {
         self.answered.store(done, Ordering::Release);
+        if let Some(f) = self.in_flight.get() {
+            f.answered(done);
+        }
         let awaited = self.awaited.load(Ordering::Acquire);
         if awaited != 0 && done >= awaited {
             self.answered_awaited.notify_one();
+        }
+    }
+
+    /// A masking session starts: its requests count for other sessions'
+    /// DDL (see [`Self::others_in_flight`]).
+    pub fn join(&self, generation: &Generation) {
+        let _ = self.in_flight.set(generation.register());
+    }
+
+    /// The client side of a masking session, before it reads
+    /// [`Generation::unsettled`] for a message whose request will be
+    /// answered as number `request` (see
+    /// [`crate::masking::catalog::InFlight`]).
+    pub fn checking(&self, request: u64) {
+        if let Some(f) = self.in_flight.get() {
+            f.checking(request);
+        }
+    }
+
+    /// After counting its DDL unsettled, before forwarding it: the
+    /// requests other masking sessions of the target have checked and not
+    /// yet had answered, which may be writes that have not run yet.
+    pub fn others_in_flight(&self, generation: &Generation) -> InFlightAt {
+        match self.in_flight.get() {
+            Some(me) => generation.in_flight_besides(me),
+            None => InFlightAt::default(),
+        }
+    }
+
+    /// The session ends: nothing of it is in flight any more.
+    pub fn leave(&self) {
+        if let Some(f) = self.in_flight.get() {
+            f.ended();
         }
     }
 

@@ -893,6 +893,14 @@ impl PlanBook {
     }
 
     /// The text portal `name`'s statement was parsed from, likewise.
+    /// Whether portal `name`'s plan is DDL.
+    pub fn portal_runs_ddl(&self, name: &[u8]) -> bool {
+        self.portals
+            .get(name)
+            .and_then(|b| b.prepared.plan.as_deref())
+            .is_some_and(|p| matches!(p, StatementPlan::Ddl))
+    }
+
     pub fn portal_sql(&self, name: &[u8]) -> Option<Arc<[u8]>> {
         self.portals.get(name)?.prepared.sql.clone()
     }

@@ -448,3 +448,140 @@ async fn mysql_results_are_refused_while_another_sessions_ddl_runs() {
     drop((a, b, reader, direct));
     env.stop().await;
 }
+
+/// The Postgres red team's write race, on MySQL: a write planned against
+/// `vx` = `name AS a` that waited along with another session's `CREATE OR
+/// REPLACE VIEW vx AS SELECT REVERSE(email) ...` would copy what the new
+/// view computes into a table nothing masks (a write has no result to
+/// refuse). While another masked session's DDL runs (here it waits for a
+/// lock held directly on the server), a masked session's writes are
+/// refused at once, text and prepared; once it has run they run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_writes_are_refused_while_another_sessions_ddl_runs() {
+    const INSERT: &str = "INSERT INTO loot SELECT a FROM vx";
+    const REFUSED_WRITE: &str = "no write runs while another session's DDL";
+    let mut env = env().await;
+    env.admin("CREATE TABLE loot (v varchar(100))");
+    let mut a = env.agent().await;
+    let b = env.agent().await;
+    // The snapshot loaded, and the INSERT prepared, before the DDL.
+    a.query_drop("SELECT 1").await.unwrap();
+    let stmt = a.prep(INSERT).await.expect("prepare the INSERT");
+    let mut direct = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(env.db.port())
+            .user(Some(env.db.root_user()))
+            .pass(Some(env.db.root_password()))
+            .db_name(Some(mysql_env::DB))
+            .prefer_socket(false),
+    )
+    .await
+    .expect("direct connection");
+    direct
+        .query_drop("LOCK TABLES customers WRITE")
+        .await
+        .unwrap();
+    let ddl = tokio::spawn(async move {
+        let mut b = b;
+        b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT REVERSE(email) AS a FROM customers")
+            .await
+            .map(|()| b)
+    });
+    // B's DDL is waiting for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let wait = std::time::Duration::from_secs(5);
+    let got = tokio::time::timeout(wait, a.query_drop(INSERT))
+        .await
+        .expect("refused at once, not left waiting with the DDL");
+    let text = format!("{got:?}");
+    assert!(text.contains(REFUSED_WRITE), "text: {text}");
+    let got = tokio::time::timeout(wait, a.exec_drop(&stmt, ()))
+        .await
+        .expect("refused at once, not left waiting with the DDL");
+    let text = format!("{got:?}");
+    assert!(text.contains(REFUSED_WRITE), "prepared: {text}");
+    direct.query_drop("UNLOCK TABLES").await.unwrap();
+    let mut b = ddl.await.unwrap().expect("the DDL ran");
+    let copied: Vec<u64> = direct.query("SELECT count(*) FROM loot").await.unwrap();
+    assert_eq!(copied, [0], "nothing was copied");
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    // Settled (once B's session has seen its DDL's answer): writes run.
+    let mut ran = Err(String::new());
+    for _ in 0..50 {
+        ran = a.query_drop(INSERT).await.map_err(|e| format!("{e:?}"));
+        if ran.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ran.expect("the INSERT runs once the DDL has run");
+    a.exec_drop(&stmt, ())
+        .await
+        .expect("the prepared INSERT runs");
+    let copied: Vec<String> = direct.query("SELECT v FROM loot ORDER BY v").await.unwrap();
+    assert_eq!(copied, ["Alice", "Alice", "Bob", "Bob"]);
+    assert_usable(&mut a, "after the DDL").await;
+    drop((a, b, direct));
+    env.stop().await;
+}
+
+/// The race left by refusing writes while another session's DDL runs: a
+/// write checked before the DDL is counted may run after it, here the
+/// second statement of a multi-statement text behind a slow one (B
+/// replaces `vx` while the slow one runs). Counted, B's DDL waits until
+/// A's command has been answered, so A's INSERT copies what `vx` computed
+/// when it was planned; then B's DDL runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_ddl_waits_for_writes_checked_before_it() {
+    let mut env = env().await;
+    env.admin("CREATE TABLE loot (v varchar(100))");
+    let mut a = env.agent().await;
+    let mut b = env.agent().await;
+    // Snapshots loaded first.
+    a.query_drop("SELECT 1").await.unwrap();
+    b.query_drop("SELECT 1").await.unwrap();
+    // About a second of work (MariaDB's sequence engine).
+    let text = "SELECT sum(a.seq * b.seq) FROM seq_1_to_6000 a, seq_1_to_6000 b; \
+                INSERT INTO loot SELECT a FROM vx";
+    let pipeline = tokio::spawn(async move {
+        let got = a.query_drop(text).await.map_err(|e| format!("{e:?}"));
+        (a, got)
+    });
+    // A's command is checked and forwarded; the slow statement runs.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT REVERSE(email) AS a FROM customers")
+        .await
+        .expect("B's DDL runs once A's command has been answered");
+    // The slow statement's result may be refused (B's DDL was counted
+    // while it waited); the INSERT ran all the same.
+    let (mut a, got) = pipeline.await.unwrap();
+    if let Err(e) = got {
+        assert!(e.contains("40001"), "{e}");
+    }
+    let mut direct = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(env.db.port())
+            .user(Some(env.db.root_user()))
+            .pass(Some(env.db.root_password()))
+            .db_name(Some(mysql_env::DB))
+            .prefer_socket(false),
+    )
+    .await
+    .expect("direct connection");
+    let copied: Vec<String> = direct.query("SELECT v FROM loot ORDER BY v").await.unwrap();
+    assert_eq!(
+        copied,
+        ["Alice", "Bob"],
+        "copied as planned, not reversed emails"
+    );
+    b.query_drop("CREATE OR REPLACE VIEW vx AS SELECT name AS a FROM customers")
+        .await
+        .unwrap();
+    assert_usable(&mut a, "after the race").await;
+    drop((a, b, direct));
+    env.stop().await;
+}

@@ -328,3 +328,91 @@ async fn pg_ddl_race_writes_are_refused_beside_another_sessions_ddl() {
     drop(a);
     env.stop().await;
 }
+
+/// The race left by refusing writes beside unsettled DDL: a write checked
+/// before another session's DDL is counted may run after it, here
+/// pipelined behind a slow statement (A sends both at once; B replaces
+/// `vx` in autocommit while the slow one runs). Counted, B's DDL waits
+/// until A's requests checked before it have been answered, so A's INSERT
+/// copies what `vx` computed when it was planned, and B's DDL then runs:
+/// over the simple and the extended protocol (B), and with B's DDL and
+/// another session's DDL sent together (neither waits for the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_ddl_waits_for_writes_checked_before_it() {
+    let mut env = env().await;
+    let a0 = env.agent().await;
+    a0.batch_execute("CREATE TABLE loot (v text)")
+        .await
+        .unwrap();
+    drop(a0);
+    for extended in [false, true] {
+        let b = env.agent().await;
+        let c = env.agent().await;
+        // A's snapshot loaded before the pipeline (a reload would not wait).
+        let mut a = crate::common::raw::RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        send_query(&mut a, "SELECT 1").await;
+        a.until_ready(1).await;
+        let pipeline = tokio::spawn(async move {
+            let mut out = bytes::BytesMut::new();
+            for sql in [
+                "SELECT count(*) FROM generate_series(1, 4000000)",
+                "INSERT INTO loot SELECT a FROM vx",
+            ] {
+                crate::common::raw::encode_message(
+                    &serde_json::json!({ "Query": sql }).to_string(),
+                    &mut out,
+                );
+            }
+            a.send(&out).await;
+            a.until_ready(2).await;
+            a
+        });
+        // A's requests are checked and forwarded; the slow one runs.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let replaced = match extended {
+            false => b.batch_execute(REPLACE_VX).await.map(|_| ()),
+            true => b.execute(REPLACE_VX, &[]).await.map(|_| ()),
+        };
+        replaced.expect("B's DDL runs once A's requests have been answered");
+        let a = pipeline.await.expect("A's pipeline");
+        let text = String::from_utf8_lossy(&a.received).into_owned();
+        assert!(text.contains("INSERT 0 2"), "A's INSERT ran: {text}");
+        let direct = env.direct().await;
+        let copied: Vec<String> = direct
+            .query("SELECT v FROM loot ORDER BY v", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            copied,
+            ["Alice", "Bob"],
+            "extended: {extended}: copied as planned, not reversed emails"
+        );
+        direct.batch_execute("DELETE FROM loot").await.unwrap();
+        // Two sessions' DDL at once: either may be refused (the other's
+        // came meanwhile), neither waits out the grace period for the
+        // other, and each runs when sent again.
+        let started = std::time::Instant::now();
+        let (rb, rc) = tokio::join!(
+            b.batch_execute(RESTORE_VX),
+            c.batch_execute("CREATE TABLE IF NOT EXISTS scratch (x int)")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "DDL waited for DDL: {:?} {rb:?} {rc:?}",
+            started.elapsed()
+        );
+        for (r, c, sql) in [
+            (rb, &b, RESTORE_VX),
+            (rc, &c, "CREATE TABLE IF NOT EXISTS scratch (x int)"),
+        ] {
+            if let Err(e) = r {
+                assert!(format!("{e:?}").contains("run it again"), "{e:?}");
+                c.batch_execute(sql).await.expect("DDL sent again runs");
+            }
+        }
+    }
+    env.stop().await;
+}

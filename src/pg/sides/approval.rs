@@ -89,7 +89,9 @@ impl<'a> ClientSide<'a> {
         };
         let (planned, judged) = self.admit(&held.sql, note, outcome);
         Ok(match held.parse_name {
-            None => self.query_verdict(planned, judged, code),
+            // Not held a second time: refused at once if other masking
+            // sessions' requests are in flight (see `DdlGrace`).
+            None => self.query_verdict(planned, judged, code, false),
             Some(name) => {
                 if planned.is_ok() {
                     // Approved: it may be bound once (see `bind_once`).

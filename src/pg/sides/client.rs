@@ -18,6 +18,7 @@ impl<'a> ClientSide<'a> {
             m.sync_context(&context);
             // Nothing sent yet; the initial snapshot's generation.
             shared.fence.planned(0, m.ctx.loaded_at());
+            shared.fence.join(m.ctx.generation());
         }
         ClientSide {
             shared,
@@ -42,6 +43,8 @@ impl<'a> ClientSide<'a> {
             awaiting_room: None,
             restricted: false,
             beside_ddl: false,
+            ddl_grace: None,
+            grace_passed: None,
             approved_once: Vec::new(),
             used_up: Vec::new(),
             lifted: Vec::new(),
@@ -196,7 +199,9 @@ impl<'a> ClientSide<'a> {
                 let q = Query::decode(body).map_err(malformed)?;
                 self.shared.request_sent();
                 Ok(match self.decide(Source::Query, q.sql) {
-                    Decided::Now(planned, judged) => self.query_verdict(planned, judged, REFUSED),
+                    Decided::Now(planned, judged) => {
+                        self.query_verdict(planned, judged, REFUSED, true)
+                    }
                     Decided::Held => Verdict::Hold,
                 })
             }
@@ -328,13 +333,23 @@ impl<'a> ClientSide<'a> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
+                if self.grace_passed.is_none() {
+                    let waiting_for = self.ddl_waits(|m| m.book.portal_runs_ddl(e.portal));
+                    if !waiting_for.is_empty() {
+                        self.ddl_grace = Some(Box::new(DdlGrace {
+                            waiting_for,
+                            then: GraceThen::Execute(frame.into()),
+                        }));
+                        return Ok(Verdict::Hold);
+                    }
+                }
                 let replanned = match self.restricted || self.beside_ddl {
                     true => self.after_ddl_check(|book| book.portal_sql(e.portal)),
                     false => self.replan_portal(e.portal),
                 }
                 .and_then(|()| self.execute_by_name_check(e.portal));
                 // Both rare: one branch on the hot path.
-                let replanned = match self.cursors.is_some() || self.masking_now_applies {
+                let mut replanned = match self.cursors.is_some() || self.masking_now_applies {
                     true => replanned.and_then(|()| self.reload_check(e.portal)),
                     false => replanned,
                 };
@@ -354,6 +369,10 @@ impl<'a> ClientSide<'a> {
                             shared
                                 .fence
                                 .count_ddl(m.ctx.generation(), m.fence.batch_request());
+                            if let Some(Err(refusal)) = self.grace_passed {
+                                tracing::warn!(reason = refusal, "DDL refused");
+                                replanned = Err(refusal.into());
+                            }
                         }
                     }
                     m.fence.frame_in_batch();
@@ -548,6 +567,9 @@ impl<'a> Side for ClientSide<'a> {
                 verdict => return Ok(verdict),
             }
         }
+        if self.ddl_grace.is_some() {
+            return self.resolve_grace().await;
+        }
         self.resolve_refreshed().await
     }
 
@@ -670,6 +692,7 @@ impl ClientSide<'_> {
             // Not held again for the catalog (a change made meanwhile is
             // seen at the next statement), but maybe for approval.
             return match self.judge_frame(&frame)? {
+                Verdict::Hold if self.ddl_grace.is_some() => self.resolve_grace().await,
                 Verdict::Hold => self.resolve_held().await,
                 verdict => Ok(verdict),
             };

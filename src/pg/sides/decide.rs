@@ -300,9 +300,144 @@ impl<'a> ClientSide<'a> {
         outcome
     }
 
+    /// For a masking session's statement that runs DDL if `runs_ddl`
+    /// says so: counts the DDL unsettled (as it would be to run; if it is
+    /// refused after all, it settles when the refusal's request is
+    /// answered idle) and returns the requests other masking sessions of
+    /// the target have in flight, which may be writes checked before it
+    /// (see [`crate::masking::catalog::InFlight`]). Empty otherwise.
+    pub(super) fn ddl_waits(
+        &self,
+        runs_ddl: impl FnOnce(&ClientMasking) -> bool,
+    ) -> crate::masking::catalog::InFlightAt {
+        let Some(m) = self.masking.as_ref().filter(|m| runs_ddl(m)) else {
+            return Default::default();
+        };
+        let generation = m.ctx.generation();
+        let request = m.fence.batch_request();
+        self.shared.fence.count_ddl(generation, request);
+        let waiting_for = self.shared.fence.others_in_flight(generation);
+        if !waiting_for.is_empty() {
+            // Not forwarded while it waits: others' DDL need not wait for
+            // it (two sessions' DDL would each wait for the other), only
+            // for what the session sent before it.
+            self.shared.fence.checking(request - 1);
+        }
+        waiting_for
+    }
+
+    /// Waits for what a [`DdlGrace`] waits for (at most [`DDL_GRACE`]),
+    /// then finishes the statement it holds: refused if they were not all
+    /// answered in time.
+    pub(super) async fn resolve_grace(&mut self) -> Result<Verdict, SessionError> {
+        let Some(grace) = self.ddl_grace.take() else {
+            return Err(SessionError::Protocol(
+                "internal error: no DDL is waiting".into(),
+            ));
+        };
+        let deadline = Instant::now() + super::DDL_GRACE;
+        let drained = loop {
+            if grace.waiting_for.drained() {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            crate::timer_thread::sleep_until(Instant::now() + std::time::Duration::from_millis(1))
+                .await;
+        };
+        match grace.then {
+            GraceThen::Query {
+                planned,
+                judged,
+                code,
+            } => {
+                // Published again, then another session's DDL counted
+                // meanwhile is looked for (see `InFlight`).
+                self.work_out_restricted();
+                let moved =
+                    self.beside_ddl || self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale());
+                let planned = match (drained, moved) {
+                    (false, _) => Err(self.refuse_beside_statements(judged.as_deref())),
+                    (true, true) => Err(super::DDL_BESIDE_DDL.to_owned()),
+                    (true, false) => planned,
+                };
+                Ok(self.query_verdict_now(planned, judged, code))
+            }
+            GraceThen::Execute(frame) => {
+                // Judged again: published again, then another session's
+                // DDL counted meanwhile is looked for; planned against a
+                // catalog that has moved since, it is refused.
+                let moved = self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale());
+                self.grace_passed = Some(match (drained, moved) {
+                    (false, _) => Err(super::DDL_BESIDE_STATEMENTS),
+                    (true, true) => Err(super::DDL_BESIDE_DDL),
+                    (true, false) => Ok(()),
+                });
+                let verdict = self.judge_frame(&frame);
+                self.grace_passed = None;
+                verdict
+            }
+        }
+    }
+
+    /// [`super::DDL_BESIDE_STATEMENTS`], recorded in the audit log.
+    fn refuse_beside_statements(&self, judged: Option<&Judged>) -> String {
+        tracing::warn!(reason = super::DDL_BESIDE_STATEMENTS, "DDL refused");
+        if let (Some(audit), Some(j)) = (self.audit, judged) {
+            let _ = audit.statement(
+                j.sql.as_bytes(),
+                AuditDecision::Block,
+                Some(crate::masking::lineage::UNANALYZABLE),
+                Some(super::DDL_BESIDE_STATEMENTS),
+                None,
+            );
+        }
+        super::DDL_BESIDE_STATEMENTS.to_owned()
+    }
+
     /// What becomes of a Query, given its judgement (`code`: the SQLSTATE
-    /// of a refusal).
+    /// of a refusal). DDL of a masking session first waits for other
+    /// masking sessions' requests in flight ([`DdlGrace`]) when `may_wait`,
+    /// else is refused if there are any.
     pub(super) fn query_verdict(
+        &mut self,
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &'static str,
+        may_wait: bool,
+    ) -> Verdict {
+        let planned = match planned {
+            Ok(plans) => {
+                let waiting_for = self.ddl_waits(|_| {
+                    plans
+                        .iter()
+                        .flatten()
+                        .any(|p| matches!(p.as_ref(), StatementPlan::Ddl))
+                });
+                match (waiting_for.is_empty(), may_wait) {
+                    (true, _) => Ok(plans),
+                    (false, true) => {
+                        self.ddl_grace = Some(Box::new(DdlGrace {
+                            waiting_for,
+                            then: GraceThen::Query {
+                                planned: Ok(plans),
+                                judged,
+                                code,
+                            },
+                        }));
+                        return Verdict::Hold;
+                    }
+                    (false, false) => Err(self.refuse_beside_statements(judged.as_deref())),
+                }
+            }
+            planned => planned,
+        };
+        self.query_verdict_now(planned, judged, code)
+    }
+
+    /// [`Self::query_verdict`] once any wait is over.
+    fn query_verdict_now(
         &mut self,
         planned: Planned,
         judged: Option<Arc<Judged>>,

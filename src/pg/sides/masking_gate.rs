@@ -219,6 +219,8 @@ impl<'a> ClientSide<'a> {
             return;
         };
         self.restricted = m.fence.restricted(&self.shared.fence);
+        // Published before the DDL count is read (see `InFlight`).
+        self.shared.fence.checking(m.fence.batch_request());
         // Another session's DDL, unsettled: as `ServerSide::suspect`
         // counts it for results (red-team finding: `INSERT INTO loot
         // SELECT id, name FROM w`, planned against `w` = `name`, waited

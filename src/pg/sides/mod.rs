@@ -87,6 +87,42 @@ const REFUSED: &str = "42501";
 const SCHEMA_RACE: &str = "40001";
 
 use crate::policy::builtin::ids::RULES_RELOADED as RELOADED;
+/// The refusal of a masking session's DDL when other masking sessions'
+/// requests in flight were not answered within [`DDL_GRACE`] (see
+/// [`crate::masking::catalog::InFlight`]).
+const DDL_BESIDE_STATEMENTS: &str = "airlock: blocked by rule mask.unanalyzable: while masking applies, DDL runs once the statements other masked sessions of the target were running when it came have ended (a write checked before this DDL could otherwise run after it, against definitions its plan did not know), and they did not end within 5 s: run it again";
+
+/// The refusal of a masking session's DDL that waited in a [`DdlGrace`]
+/// while another session's DDL was counted, or the catalog moved.
+const DDL_BESIDE_DDL: &str = "airlock: blocked by rule mask.unanalyzable: while masking applies, DDL that waited for other sessions' statements does not run once another session's DDL has come meanwhile: run it again";
+
+/// How long a masking session's DDL waits for other masking sessions'
+/// requests in flight (see [`DdlGrace`]).
+const DDL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A masking session's DDL, counted unsettled, waiting until the requests
+/// other masking sessions of the target had in flight are answered (see
+/// [`crate::masking::catalog::InFlight`]): any of them may be a write
+/// checked before the DDL was counted, which must not run after it.
+/// Requests checked later see the DDL (their writes are refused), so the
+/// wait ends.
+pub(super) struct DdlGrace {
+    waiting_for: crate::masking::catalog::InFlightAt,
+    then: GraceThen,
+}
+
+/// What a [`DdlGrace`] holds back.
+pub(super) enum GraceThen {
+    /// A Query, judged and planned: its verdict.
+    Query {
+        planned: Planned,
+        judged: Option<Arc<Judged>>,
+        code: &'static str,
+    },
+    /// An Execute of DDL: judged again.
+    Execute(Box<[u8]>),
+}
+
 const MASKING_NOW_APPLIES: &str = "the rules were reloaded and masking now applies to this identity; reconnect to have it applied";
 
 /// State both directions see.
@@ -235,6 +271,13 @@ pub struct ClientSide<'a> {
     /// statements may run, as while [`Self::restricted`], but nothing is
     /// marked. Worked out with it.
     beside_ddl: bool,
+    /// The session's DDL, counted, waiting for other masking sessions'
+    /// requests in flight (see [`DdlGrace`]).
+    ddl_grace: Option<Box<DdlGrace>>,
+    /// While an Execute that waited in [`DdlGrace`] is judged again:
+    /// whether it may run (those requests were answered in time, and
+    /// nothing moved meanwhile), or its refusal.
+    grace_passed: Option<Result<(), &'static str>>,
     /// Statements (Parse names) a human approved, not bound yet: each may
     /// be bound once ([`ClientSide::bind_once`]).
     approved_once: Vec<Box<[u8]>>,

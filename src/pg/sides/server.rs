@@ -175,6 +175,7 @@ impl Drop for ServerSide<'_> {
     /// its DDL no longer counts as unsettled (once the generation moved).
     fn drop(&mut self) {
         let fence = &self.shared.fence;
+        fence.leave();
         if fence.ddl_open() || fence.ddl_counted() {
             let generation = self.generation();
             generation.bump();
