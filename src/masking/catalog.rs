@@ -49,6 +49,13 @@ pub trait Catalog: Sync {
     fn descendants(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The materialized views, as lower-case (schema, name) with their
+    /// defining `SELECT`: their rows were computed, at their last
+    /// refresh, by the definitions of what they read as those were then
+    /// (Postgres).
+    fn materialized_views(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
     /// Whether the catalog knows every user relation there was when it was
     /// read (a live snapshot), so that one it does not know was created
     /// since or is temporary (see

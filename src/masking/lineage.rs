@@ -1109,6 +1109,9 @@ impl<'a> Analyzer<'a> {
                 Ok(Shape::NoResult)
             }
             Statement::CreateView(cv) => {
+                if cv.or_replace && !cv.materialized && !self.active.is_empty() {
+                    self.read_by_materialized(&object_parts(&cv.name))?;
+                }
                 // A temporary view is not in the catalog snapshot (no
                 // temporary relation is), so reads of it could not be
                 // followed to what it reads.
@@ -1460,6 +1463,75 @@ impl<'a> Analyzer<'a> {
             out,
         };
         self.stored_from_masked(&[child], &exprs)
+    }
+
+    /// `CREATE OR REPLACE VIEW v`: a materialized view that reads v
+    /// (through views, at any depth) keeps the rows v's definition
+    /// computed at its last refresh, while masking follows the current
+    /// definition. Redefined to read masked data, refreshed (by a
+    /// maintenance job), then redefined back, v would have it show masked
+    /// data unmasked (red-team finding). Refused while masking applies,
+    /// for a view of v's name in any schema.
+    fn read_by_materialized(&mut self, view: &[String]) -> Result<(), Stop> {
+        let Some(name) = view.last().map(|n| n.to_lowercase()) else {
+            return Ok(());
+        };
+        for (schema, mv, sql) in self.catalog.materialized_views() {
+            let mut read = std::collections::HashSet::new();
+            if !self.names_read(&sql, 0, &mut read) || read.contains(&name) {
+                return stop(
+                    UNANALYZABLE,
+                    format!(
+                        "materialized view {schema}.{mv} reads view {name}, and keeps the rows the view's definition computed at its last refresh, which masking cannot follow: the view cannot be redefined while masking applies"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `read` the lower-case names of the relations `sql` reads,
+    /// and of those the views among them read, and so on. `false` when
+    /// that cannot be told (a definition that does not parse, or views
+    /// nested too deeply).
+    fn names_read(
+        &self,
+        sql: &str,
+        depth: usize,
+        read: &mut std::collections::HashSet<String>,
+    ) -> bool {
+        use std::ops::ControlFlow;
+        if depth > MAX_VIEW_NESTING {
+            return false;
+        }
+        let Ok(parsed) = parse::parse(self.dialect, sql, &self.limits) else {
+            return false;
+        };
+        let mut names = Vec::new();
+        for p in &parsed {
+            let _ = sqlparser::ast::visit_relations(&p.statement, |r| {
+                names.push(object_parts(r));
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        for parts in names {
+            let Some(name) = parts.last().map(|n| n.to_lowercase()) else {
+                continue;
+            };
+            if !read.insert(name.clone()) {
+                continue;
+            }
+            let rel = extract::resolve(self.dialect, self.ctx, &parts);
+            let schemas = rel.schemas.iter().map(|s| s.to_lowercase());
+            for schema in schemas.chain(std::iter::once("public".to_owned())) {
+                if let Some(def) = self.catalog.view_sql(&schema, &name) {
+                    if !self.names_read(&def, depth + 1, read) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// The table an ALTER TABLE works on, as the one source its

@@ -44,6 +44,8 @@ pub struct Relation {
     /// The OIDs of the tables this one is directly a partition or
     /// inheritance child of (`pg_inherits`).
     pub parents: Vec<u32>,
+    /// A materialized view (`view_sql` is then its definition).
+    pub materialized: bool,
 }
 
 #[derive(Debug, Default)]
@@ -84,7 +86,7 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// relation is directly a partition or inheritance child of.
 const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
      CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END, \
-     i.parents \
+     i.parents, c.relkind = 'm' \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN (SELECT inhrelid, string_agg(inhparent::text, ',' ORDER BY inhseqno) AS parents \
@@ -189,6 +191,19 @@ impl CatalogSnapshot {
         out
     }
 
+    /// The materialized views, as lower-case (schema, name) with their
+    /// definitions.
+    pub fn materialized_views(&self) -> Vec<(String, String, String)> {
+        self.by_oid
+            .values()
+            .filter(|r| r.materialized)
+            .filter_map(|r| {
+                let sql = r.view_sql.clone()?;
+                Some((r.schema.to_lowercase(), r.name.to_lowercase(), sql))
+            })
+            .collect()
+    }
+
     /// The column a RowDescription field points at.
     pub fn column(&self, table_oid: u32, attnum: i16) -> Option<(&Relation, &str)> {
         let rel = self.by_oid.get(&table_oid)?;
@@ -245,6 +260,7 @@ impl CatalogSnapshot {
                     parents: get(7)
                         .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
                         .unwrap_or_default(),
+                    materialized: get(8).as_deref() == Some("t"),
                 }),
             }
         }

@@ -305,6 +305,10 @@ impl Catalog for CatalogSnapshot {
         true
     }
 
+    fn materialized_views(&self) -> Vec<(String, String, String)> {
+        self.materialized_views()
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

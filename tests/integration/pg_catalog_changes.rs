@@ -629,3 +629,47 @@ async fn pg_view_made_behind_airlocks_back_is_redacted_on_every_path() {
     drop(agent);
     env.stop().await;
 }
+
+/// A materialized view keeps the rows its definition computed at its last
+/// refresh, and masking follows the current definitions of what it
+/// reads: red-team finding: `w` = `name`, a materialized view over `w`,
+/// `w` redefined to read email, a maintenance job's `REFRESH`, `w`
+/// redefined back: the materialized view showed the emails unmasked.
+/// While masking applies, a view that a materialized view reads (at any
+/// depth) cannot be redefined; other views can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_views_read_by_materialized_views_cannot_be_redefined() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    for ddl in [
+        "CREATE VIEW w AS SELECT id, name FROM customers",
+        "CREATE VIEW w2 AS SELECT id, name FROM w",
+        "CREATE VIEW free AS SELECT id, name FROM customers",
+        "CREATE MATERIALIZED VIEW mv AS SELECT id, name FROM w2",
+    ] {
+        c.batch_execute(ddl).await.expect(ddl);
+    }
+    for sql in [
+        "CREATE OR REPLACE VIEW w AS SELECT id, email AS name FROM customers",
+        "create or replace view public.W2 as select id, card_number as name from customers",
+        "CREATE OR REPLACE VIEW w AS SELECT id, name FROM customers",
+    ] {
+        let got = simple(&c, sql).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("materialized view public.mv reads view"),
+            "{sql}: {text}"
+        );
+    }
+    // Not read by a materialized view: redefined as before.
+    c.batch_execute("CREATE OR REPLACE VIEW free AS SELECT id, upper(name) AS name FROM customers")
+        .await
+        .expect("a view no materialized view reads");
+    // The materialized view still reads what it did.
+    assert_eq!(
+        simple(&c, "SELECT name FROM mv ORDER BY id").await,
+        b"Alice|Bob|"
+    );
+    drop(c);
+    env.stop().await;
+}

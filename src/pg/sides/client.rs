@@ -155,6 +155,9 @@ impl<'a> ClientSide<'a> {
         }
         self.in_copy_data = false;
         if matches!(tag, fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE) {
+            if matches!(tag, fe::QUERY | fe::EXECUTE) {
+                self.publish_checking();
+            }
             self.work_out_restricted();
             if self.cursors.is_some() {
                 self.forget_ended_cursors(after_sync);

@@ -354,6 +354,7 @@ impl<'a> ClientSide<'a> {
             } => {
                 // Published again, then another session's DDL counted
                 // meanwhile is looked for (see `InFlight`).
+                self.publish_checking();
                 self.work_out_restricted();
                 let moved =
                     self.beside_ddl || self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale());

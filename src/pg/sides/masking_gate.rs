@@ -219,8 +219,6 @@ impl<'a> ClientSide<'a> {
             return;
         };
         self.restricted = m.fence.restricted(&self.shared.fence);
-        // Published before the DDL count is read (see `InFlight`).
-        self.shared.fence.checking(m.fence.batch_request());
         // Another session's DDL, unsettled: as `ServerSide::suspect`
         // counts it for results (red-team finding: `INSERT INTO loot
         // SELECT id, name FROM w`, planned against `w` = `name`, waited
@@ -229,6 +227,15 @@ impl<'a> ClientSide<'a> {
         // copied phones into loot; a write has no result to refuse).
         self.beside_ddl =
             m.ctx.generation().unsettled() > u64::from(self.shared.fence.ddl_counted());
+    }
+
+    /// Before [`Self::work_out_restricted`] for a Query or Execute, which
+    /// run statements: the request is published as in flight before the
+    /// DDL count is read (see [`crate::masking::catalog::InFlight`]).
+    pub(super) fn publish_checking(&self) {
+        if let Some(m) = &self.masking {
+            self.shared.fence.checking(m.fence.batch_request());
+        }
     }
 
     /// Whose unseen DDL restricts the statement at hand (see
