@@ -2170,6 +2170,28 @@ fn creates_temporary(dialect: Dialect, st: &Statement) -> bool {
     }
 }
 
+/// Whether `st` only reads and returns rows: a query that stores nothing
+/// where masking cannot follow it (no `INTO`, no variable assignment, no
+/// function that keeps its arguments). Beside another session's unsettled
+/// DDL only these run: their rows are refused when they start (see
+/// `crate::pg::ddl_fence`), and nothing else of them outlives them
+/// (red-team findings: a cursor declared beside the DDL and fetched after
+/// it, `SELECT ... INTO @v`, `setseed(...)` and `last_insert_id(...)` of a
+/// value the new definitions computed).
+pub fn plain_read(st: &Statement) -> bool {
+    fn into_anywhere(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::Select(s) => s.into.is_some(),
+            SetExpr::SetOperation { left, right, .. } => {
+                into_anywhere(left) || into_anywhere(right)
+            }
+            SetExpr::Query(q) => into_anywhere(&q.body),
+            _ => false,
+        }
+    }
+    matches!(st, Statement::Query(q) if !into_anywhere(&q.body)) && !stores_values(st)
+}
+
 /// Whether a branch of a set operation has `INTO`.
 fn selects_into(body: &SetExpr) -> bool {
     match body {

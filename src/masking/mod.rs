@@ -347,7 +347,9 @@ impl Masker {
                 // Beside another session's DDL, reads run too: a result that
                 // starts while that DDL is unsettled is refused (40001, see
                 // `crate::pg::ddl_fence`); a write has no result to refuse.
-                let read_beside = after == Follows::OthersDdl && class == StatementClass::Read;
+                let read_beside = after == Follows::OthersDdl
+                    && class == StatementClass::Read
+                    && lineage::plain_read(&p.statement);
                 if after != Follows::Nothing && !read_beside && !may_follow_ddl(&p.statement, class)
                 {
                     return after.refusal();
@@ -593,7 +595,7 @@ impl Follows {
     fn refusal(self) -> StatementPlan {
         let message = match self {
             Follows::UnsettledDdl => "while masking applies, only transaction and session statements may follow DDL until its transaction ends: COMMIT or ROLLBACK first (masking reads the catalog from another connection, which cannot see DDL that is not committed)",
-            Follows::OthersDdl => "while masking applies, no write runs while another session's DDL is in a transaction that has not ended (a write that waited for its locks would run against definitions masking has not seen, and copy what they compute): run it again once that transaction has ended",
+            Follows::OthersDdl => "while masking applies, no write runs while another session's DDL is in a transaction that has not ended, nor anything but a plain query (a statement that waited for its locks would run against definitions masking has not seen, and keep what they compute: a write, a cursor, INTO, a function that keeps its arguments): run it again once that transaction has ended",
             _ => "while masking applies, only transaction and session statements may follow DDL in the same request: send the rest on its own, once the DDL has run",
         };
         StatementPlan::Block {

@@ -501,6 +501,17 @@ async fn mysql_writes_are_refused_while_another_sessions_ddl_runs() {
         .expect("refused at once, not left waiting with the DDL");
     let text = format!("{got:?}");
     assert!(text.contains(REFUSED_WRITE), "prepared: {text}");
+    // Nor a read that keeps what it read (re-check findings).
+    for sql in [
+        "SELECT a INTO @v FROM vx LIMIT 1",
+        "SELECT last_insert_id(length(a)) FROM vx",
+    ] {
+        let got = tokio::time::timeout(wait, a.query_drop(sql))
+            .await
+            .expect("refused at once, not left waiting with the DDL");
+        let text = format!("{got:?}");
+        assert!(text.contains(REFUSED_WRITE), "{sql}: {text}");
+    }
     direct.query_drop("UNLOCK TABLES").await.unwrap();
     let mut b = ddl.await.unwrap().expect("the DDL ran");
     let copied: Vec<u64> = direct.query("SELECT count(*) FROM loot").await.unwrap();

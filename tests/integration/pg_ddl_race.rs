@@ -310,8 +310,24 @@ async fn pg_ddl_race_writes_are_refused_beside_another_sessions_ddl() {
             .expect("refused at once, not left waiting for B's lock");
         let text = format!("{got:?}");
         assert!(text.contains(REFUSED_WRITE), "{who}, prepared: {text}");
-        // Reads still run; their results are refused while B's DDL is
-        // open (see above).
+        // Nor anything that keeps what it read beyond its result
+        // (re-check findings: a cursor fetched after the DDL, a function
+        // that keeps its argument).
+        for sql in [
+            "DECLARE c CURSOR WITH HOLD FOR SELECT a FROM vx",
+            "BEGIN; DECLARE c CURSOR FOR SELECT a FROM vx",
+            "SELECT setseed(ascii(a) / 256.0) FROM vx",
+            "EXPLAIN ANALYZE SELECT a FROM vx",
+        ] {
+            let got = tokio::time::timeout(Duration::from_secs(5), simple(&a, sql))
+                .await
+                .expect("refused at once");
+            let text = String::from_utf8_lossy(&got).into_owned();
+            assert!(text.contains(REFUSED_WRITE), "{who}, {sql}: {text}");
+        }
+        a.batch_execute("ROLLBACK").await.ok();
+        // Plain reads still run; their results are refused while B's DDL
+        // is open (see above).
         let got = simple(&a, "SELECT 1 AS one FROM loot").await;
         assert!(!String::from_utf8_lossy(&got).contains(REFUSED_WRITE));
         b.batch_execute("COMMIT").await.expect("B: COMMIT");
