@@ -97,7 +97,7 @@ impl Broker {
     /// A broker for `target` (whose user/password are the broker credential).
     /// `instance_id` tags the roles it creates so that a restarted airlock
     /// with the same id drops its own leftovers at once; see
-    /// [`default_instance_id`]. Nothing connects until the first request.
+    /// [`super::default_instance_id`]. Nothing connects until the first request.
     pub fn new(
         target_name: &str,
         target: &Target,

@@ -287,8 +287,9 @@ struct GenerationState {
 /// ([`InFlight::checking`]) *before* it reads [`Generation::unsettled`],
 /// and a session about to forward DDL counts it unsettled *before* it
 /// looks for other sessions' requests in flight
-/// ([`Generation::others_in_flight`]). Either the write's check sees the
-/// DDL, or the DDL sees the write in flight and is refused.
+/// ([`Generation::in_flight_besides`]). Either the write's check sees the
+/// DDL (and refuses the write), or the DDL sees the write in flight and
+/// waits until it has been answered ([`InFlightAt`]).
 #[derive(Debug, Default)]
 pub struct InFlight {
     /// The number of the request last checked (requests are numbered in
@@ -442,7 +443,7 @@ impl Generation {
     }
 
     /// A masking session of the target starts: its requests, which it
-    /// keeps up to date, count for [`Self::others_in_flight`] for as long
+    /// keeps up to date, count for [`Self::in_flight_besides`] for as long
     /// as it holds them.
     pub fn register(&self) -> Arc<InFlight> {
         let me = Arc::new(InFlight::default());

@@ -119,7 +119,7 @@ impl<'a, V> MemoView<'a, V> {
 
     /// [`Self::shaped`] for a text whose shape has not been worked out:
     /// the value remembered for a text whose shape it fits
-    /// ([`super::shape::fits`]), the same answer without the scan.
+    /// ([`super::shape::fits_at`]), the same answer without the scan.
     pub fn templated(&self, source: Source, sql: &[u8]) -> Option<&'a V> {
         self.shape_entry(source, sql, |e| {
             e.shape

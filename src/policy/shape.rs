@@ -198,17 +198,7 @@ fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
 }
 
-/// Whether `sql`'s shape ([`of`]) is `shape`, a shape [`of`] gave for
-/// another text, decided without scanning `sql` afresh: `sql` must be
-/// `shape` with each marker replaced by one numeric literal as [`of`]
-/// reads them (digits, and one `.digits` fraction). The bytes between the
-/// markers are the other text's own, in which [`of`] found nothing it
-/// doubted, and a literal is followed by a byte that ends a token and
-/// preceded by one that starts a token (both there, unchanged): so [`of`]
-/// lexes `sql` exactly as it lexed that text, literal for literal.
-/// A memo hit for a simple-protocol query with other numbers in it costs
-/// a comparison instead of a scan (about 400 of the ~7.6k instructions
-/// airlock spends on a `pgbench -S` round trip).
+/// [`fits_at`], with the markers worked out here (tests).
 #[cfg(test)]
 pub fn fits(shape: &[u8], sql: &[u8]) -> bool {
     fits_at(shape, &markers(shape), sql)
@@ -229,7 +219,18 @@ pub fn markers(shape: &[u8]) -> Box<[u16]> {
         .collect()
 }
 
-/// [`fits`] with the markers of `shape` at hand ([`markers`]).
+/// Whether `sql`'s shape ([`of`]) is `shape`, a shape [`of`] gave for
+/// another text, decided without scanning `sql` afresh: `sql` must be
+/// `shape` with each marker replaced by one numeric literal as [`of`]
+/// reads them (digits, and one `.digits` fraction). The bytes between the
+/// markers are the other text's own, in which [`of`] found nothing it
+/// doubted, and a literal is followed by a byte that ends a token and
+/// preceded by one that starts a token (both there, unchanged): so [`of`]
+/// lexes `sql` exactly as it lexed that text, literal for literal.
+/// A memo hit for a simple-protocol query with other numbers in it costs
+/// a comparison instead of a scan (about 400 of the ~7.6k instructions
+/// airlock spends on a `pgbench -S` round trip).
+/// `markers` are those of `shape` ([`markers`]), kept with it.
 pub fn fits_at(shape: &[u8], markers: &[u16], sql: &[u8]) -> bool {
     if markers.is_empty() {
         return false;

@@ -359,8 +359,10 @@ impl<'a> ClientSide<'a> {
                 let moved =
                     self.beside_ddl || self.masking.as_ref().is_some_and(|m| m.ctx.catalog_stale());
                 let planned = match (drained, moved) {
-                    (false, _) => Err(self.refuse_beside_statements(judged.as_deref())),
-                    (true, true) => Err(super::DDL_BESIDE_DDL.to_owned()),
+                    (false, _) => {
+                        Err(self.refuse_ddl(judged.as_deref(), super::DDL_BESIDE_STATEMENTS))
+                    }
+                    (true, true) => Err(self.refuse_ddl(judged.as_deref(), super::DDL_BESIDE_DDL)),
                     (true, false) => planned,
                 };
                 Ok(self.query_verdict_now(planned, judged, code))
@@ -382,19 +384,20 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// [`super::DDL_BESIDE_STATEMENTS`], recorded in the audit log.
-    fn refuse_beside_statements(&self, judged: Option<&Judged>) -> String {
-        tracing::warn!(reason = super::DDL_BESIDE_STATEMENTS, "DDL refused");
+    /// A masking session's DDL refused with `refusal` (see [`DdlGrace`]),
+    /// recorded in the audit log.
+    fn refuse_ddl(&self, judged: Option<&Judged>, refusal: &str) -> String {
+        tracing::warn!(reason = refusal, "DDL refused");
         if let (Some(audit), Some(j)) = (self.audit, judged) {
             let _ = audit.statement(
                 j.sql.as_bytes(),
                 AuditDecision::Block,
                 Some(crate::masking::lineage::UNANALYZABLE),
-                Some(super::DDL_BESIDE_STATEMENTS),
+                Some(refusal),
                 None,
             );
         }
-        super::DDL_BESIDE_STATEMENTS.to_owned()
+        refusal.to_owned()
     }
 
     /// What becomes of a Query, given its judgement (`code`: the SQLSTATE
@@ -429,7 +432,9 @@ impl<'a> ClientSide<'a> {
                         }));
                         return Verdict::Hold;
                     }
-                    (false, false) => Err(self.refuse_beside_statements(judged.as_deref())),
+                    (false, false) => {
+                        Err(self.refuse_ddl(judged.as_deref(), super::DDL_BESIDE_STATEMENTS))
+                    }
                 }
             }
             planned => planned,
