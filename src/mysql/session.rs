@@ -554,10 +554,6 @@ impl Session<'_> {
                     let Some(plans) = self.plan_masking(&sql, &shape).await? else {
                         return Ok(true);
                     };
-                    if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
-                        return Ok(true);
-                    }
-                    self.apply(effects);
                     // Moves the generation once the statement has run (or
                     // the session failed while it might have).
                     let ddl = plans.as_ref().is_some_and(Plans::runs_ddl);
@@ -566,6 +562,10 @@ impl Session<'_> {
                     if ddl && !self.ddl_may_run(&sql).await? {
                         return Ok(true);
                     }
+                    if !self.audit_begin(&payload[1..], plans.as_ref()).await? {
+                        return Ok(true);
+                    }
+                    self.apply(effects);
                     self.up.conn.write_raw(&cmd.raw).await?;
                     let mut reply = self.mask.as_ref().map(|_| {
                         ReplyMask::new(Expect::Query, plans.unwrap_or_default(), None)
