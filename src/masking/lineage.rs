@@ -2179,17 +2179,26 @@ fn creates_temporary(dialect: Dialect, st: &Statement) -> bool {
 /// it, `SELECT ... INTO @v`, `setseed(...)` and `last_insert_id(...)` of a
 /// value the new definitions computed).
 pub fn plain_read(st: &Statement) -> bool {
-    fn into_anywhere(body: &SetExpr) -> bool {
+    /// Only SELECT (without INTO), VALUES, TABLE and set operations of
+    /// them, in the body and in every WITH entry (second re-check
+    /// finding: `WITH x AS (INSERT INTO loot SELECT name FROM w RETURNING
+    /// 1) SELECT 1` is a Query whose INSERT ran beside the DDL).
+    fn plain_query(q: &sqlparser::ast::Query) -> bool {
+        q.with
+            .as_ref()
+            .is_none_or(|w| w.cte_tables.iter().all(|c| plain_query(&c.query)))
+            && plain_body(&q.body)
+    }
+    fn plain_body(body: &SetExpr) -> bool {
         match body {
-            SetExpr::Select(s) => s.into.is_some(),
-            SetExpr::SetOperation { left, right, .. } => {
-                into_anywhere(left) || into_anywhere(right)
-            }
-            SetExpr::Query(q) => into_anywhere(&q.body),
+            SetExpr::Select(s) => s.into.is_none(),
+            SetExpr::SetOperation { left, right, .. } => plain_body(left) && plain_body(right),
+            SetExpr::Query(q) => plain_query(q),
+            SetExpr::Values(_) | SetExpr::Table(_) => true,
             _ => false,
         }
     }
-    matches!(st, Statement::Query(q) if !into_anywhere(&q.body)) && !stores_values(st)
+    matches!(st, Statement::Query(q) if plain_query(q)) && !stores_values(st)
 }
 
 /// Whether a branch of a set operation has `INTO`.

@@ -318,6 +318,9 @@ async fn pg_ddl_race_writes_are_refused_beside_another_sessions_ddl() {
             "BEGIN; DECLARE c CURSOR FOR SELECT a FROM vx",
             "SELECT setseed(ascii(a) / 256.0) FROM vx",
             "EXPLAIN ANALYZE SELECT a FROM vx",
+            // Second re-check: a query whose WITH entry writes.
+            "WITH x AS (INSERT INTO loot SELECT a FROM vx RETURNING 1) SELECT 1",
+            "WITH x AS (DELETE FROM loot WHERE v = 'x' RETURNING 1) SELECT count(*) FROM x",
         ] {
             let got = tokio::time::timeout(Duration::from_secs(5), simple(&a, sql))
                 .await
