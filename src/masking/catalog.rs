@@ -49,6 +49,13 @@ pub trait Catalog: Sync {
     fn descendants(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Whether a function of this name (lower-case) is defined on the
+    /// server outside its own schemas (Postgres: not in `pg_catalog`):
+    /// airlock cannot see what it does with its arguments, so masked data
+    /// may not be passed to it (it may store it where it reads raw).
+    fn server_function(&self, _name: &str) -> bool {
+        false
+    }
     /// The materialized views, as lower-case (schema, name) with their
     /// defining `SELECT`: their rows were computed, at their last
     /// refresh, by the definitions of what they read as those were then

@@ -452,6 +452,15 @@ impl<'a> Analyzer<'a> {
         if all.rule().is_some() && assigns_variable(node) {
             return self.write_stop(all, "assigning to a user variable");
         }
+        // So may a function defined on the server, which airlock cannot
+        // see into (second re-check finding: `keep(t)` inserting its
+        // argument into a table, `SELECT keep(secret) FROM people`).
+        if all.rule().is_some() && self.calls_server_function(node) {
+            return self.write_stop(
+                all,
+                "passing it to a function defined on the server (airlock cannot see what it keeps of its arguments)",
+            );
+        }
         // So do some functions (see `taint::keeps_arguments`): a masked
         // value passed to one is escalated to unsafe.
         if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
@@ -498,7 +507,7 @@ impl<'a> Analyzer<'a> {
             self.stored_values(l, &[], outer)?;
         }
         if let (Some(order), SetExpr::Select(s)) = (&q.order_by, q.body.as_ref()) {
-            if stores_values(order) {
+            if stores_values(order) || self.calls_server_function(order) {
                 // `ORDER BY (@x := email)`: evaluated over the select's sources.
                 let mut sources = Vec::new();
                 for twj in &s.from {
@@ -1911,7 +1920,7 @@ impl<'a> Analyzer<'a> {
         sources: &[Source],
         outer: Option<&Scope<'_>>,
     ) -> Result<(), Stop> {
-        if stores_values(node) {
+        if stores_values(node) || self.calls_server_function(node) {
             let scope = Scope {
                 sources,
                 parent: outer,
@@ -1919,6 +1928,12 @@ impl<'a> Analyzer<'a> {
             self.expr(node, &scope)?;
         }
         Ok(())
+    }
+
+    /// Whether `node` calls a function defined on the server (see
+    /// [`Catalog::server_function`]).
+    fn calls_server_function<V: sqlparser::ast::Visit>(&self, node: &V) -> bool {
+        calls_server_function(node, self.catalog)
     }
 
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
@@ -2178,7 +2193,7 @@ fn creates_temporary(dialect: Dialect, st: &Statement) -> bool {
 /// (red-team findings: a cursor declared beside the DDL and fetched after
 /// it, `SELECT ... INTO @v`, `setseed(...)` and `last_insert_id(...)` of a
 /// value the new definitions computed).
-pub fn plain_read(st: &Statement) -> bool {
+pub fn plain_read(st: &Statement, catalog: &dyn Catalog) -> bool {
     /// Only SELECT (without INTO), VALUES, TABLE and set operations of
     /// them, in the body and in every WITH entry (second re-check
     /// finding: `WITH x AS (INSERT INTO loot SELECT name FROM w RETURNING
@@ -2198,7 +2213,18 @@ pub fn plain_read(st: &Statement) -> bool {
             _ => false,
         }
     }
-    matches!(st, Statement::Query(q) if plain_query(q)) && !stores_values(st)
+    matches!(st, Statement::Query(q) if plain_query(q))
+        && !stores_values(st)
+        && !calls_server_function(st, catalog)
+}
+
+/// Whether `node` calls a function `catalog` says is defined on the
+/// server (see [`Catalog::server_function`]).
+fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catalog) -> bool {
+    any_expr(node, |e| {
+        matches!(e, sqlparser::ast::Expr::Function(f)
+            if catalog.server_function(&object_parts(&f.name).pop().unwrap_or_default()))
+    })
 }
 
 /// Whether a branch of a set operation has `INTO`.

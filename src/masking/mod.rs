@@ -349,7 +349,7 @@ impl Masker {
                 // `crate::pg::ddl_fence`); a write has no result to refuse.
                 let read_beside = after == Follows::OthersDdl
                     && class == StatementClass::Read
-                    && lineage::plain_read(&p.statement);
+                    && lineage::plain_read(&p.statement, catalog);
                 if after != Follows::Nothing && !read_beside && !may_follow_ddl(&p.statement, class)
                 {
                     return after.refusal();

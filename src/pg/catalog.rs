@@ -67,6 +67,11 @@ pub struct CatalogSnapshot {
     /// known to be there (see
     /// [`crate::masking::catalog::Catalog::is_system_relation`]).
     system: std::collections::HashSet<(String, String)>,
+    /// The (lower-case) names of the functions and procedures outside
+    /// `pg_catalog` and `information_schema` ([`FUNCTIONS_QUERY`]):
+    /// defined on the server, they may keep what they are given (see
+    /// [`crate::masking::catalog::Catalog::server_function`]).
+    functions: std::collections::HashSet<String>,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -96,6 +101,11 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
        AND n.nspname NOT LIKE 'pg\\_toast%' \
        AND c.relpersistence <> 't' \
      ORDER BY c.oid, a.attnum";
+
+/// The names of the functions defined outside the server's own schemas.
+const FUNCTIONS_QUERY: &str = "SELECT DISTINCT p.proname FROM pg_proc p \
+     JOIN pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// The server's own relations, by schema and name.
 const SYSTEM_QUERY: &str = "SELECT n.nspname, c.relname FROM pg_class c \
@@ -223,7 +233,15 @@ impl CatalogSnapshot {
     /// asked for by a name that does not exist) keeps the snapshot in use
     /// (see [`crate::proxy::Proxy::catalog`]).
     pub fn same_content(&self, other: &CatalogSnapshot) -> bool {
-        self.by_oid == other.by_oid && self.system == other.system
+        self.by_oid == other.by_oid
+            && self.system == other.system
+            && self.functions == other.functions
+    }
+
+    /// Whether a function of this (any case) name is defined outside the
+    /// server's own schemas.
+    pub fn server_function(&self, name: &str) -> bool {
+        !self.functions.is_empty() && self.functions.contains(&name.to_lowercase())
     }
 
     pub fn len(&self) -> usize {
@@ -293,17 +311,26 @@ pub async fn load(
     let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
     let mut conn = up.conn;
     let mut out = BytesMut::new();
-    frontend::query(&format!("{QUERY}; {SYSTEM_QUERY}"), &mut out)?;
+    frontend::query(
+        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}"),
+        &mut out,
+    )?;
     frontend::terminate(&mut out);
     conn.write_all(&out).await?;
     let mut rows = Vec::new();
     let mut system = std::collections::HashSet::new();
+    let mut functions = std::collections::HashSet::new();
     // Which of the two results is streaming (counted by CommandComplete).
     let mut result = 0;
     loop {
         let frame = conn.read_frame().await?;
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
+            backend::DATA_ROW if result == 2 => {
+                if let [Some(name)] = text_fields(frame.body()).as_slice() {
+                    functions.insert(name.to_lowercase());
+                }
+            }
             backend::DATA_ROW => {
                 if let [Some(schema), Some(name)] = text_fields(frame.body()).as_slice() {
                     system.insert((schema.to_lowercase(), name.to_lowercase()));
@@ -322,6 +349,7 @@ pub async fn load(
     }
     let mut snapshot = CatalogSnapshot::from_rows(rows);
     snapshot.system = system;
+    snapshot.functions = functions;
     Ok(snapshot)
 }
 

@@ -309,6 +309,10 @@ impl Catalog for CatalogSnapshot {
         self.materialized_views()
     }
 
+    fn server_function(&self, name: &str) -> bool {
+        self.server_function(name)
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

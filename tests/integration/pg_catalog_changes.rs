@@ -673,3 +673,60 @@ async fn pg_views_read_by_materialized_views_cannot_be_redefined() {
     drop(c);
     env.stop().await;
 }
+
+/// A function defined on the server may keep what it is given where it
+/// reads raw (second re-check finding: `keep(t)` inserting its argument
+/// into a table, then `SELECT keep(secret) FROM people`, and the table
+/// read back). Masked data may not be passed to one, in any clause;
+/// other data may, and built-in functions take masked data as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE kept (v text); GRANT ALL ON kept TO PUBLIC;
+             CREATE FUNCTION keep(t text) RETURNS int LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING 1 $$;",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT keep(email) FROM customers",
+        "SELECT KEEP(lower(email)) FROM customers",
+        "SELECT public.keep(card_number) FROM customers",
+        "SELECT 1 FROM customers WHERE keep(email) IS NULL",
+        "SELECT (SELECT keep(c2.email) FROM customers c2 WHERE c2.id = c.id) FROM customers c",
+        "SELECT name FROM customers ORDER BY keep(email)",
+        "WITH e AS (SELECT email FROM customers) SELECT keep(email) FROM e",
+    ] {
+        for got in both_ways(&c, sql).await {
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.contains("function defined on the server"),
+                "{sql}: {text}"
+            );
+        }
+    }
+    // Unmasked data may be passed; built-in functions take masked data.
+    assert_eq!(
+        simple(&c, "SELECT keep(name) FROM customers ORDER BY id").await,
+        b"1|1|"
+    );
+    let got = simple(&c, "SELECT upper(email) FROM customers ORDER BY id").await;
+    assert_clean(&got, "a built-in function");
+    let rows = env
+        .direct()
+        .await
+        .query("SELECT v FROM kept ORDER BY v", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        flatten_rows(&rows),
+        b"Alice|Bob|",
+        "only the names were kept"
+    );
+    drop(c);
+    env.stop().await;
+}
