@@ -50,7 +50,8 @@ pub trait Catalog: Sync {
         Vec::new()
     }
     /// Whether a function of this name (lower-case) is defined on the
-    /// server outside its own schemas (Postgres: not in `pg_catalog`):
+    /// server outside its own schemas (Postgres: not in `pg_catalog`;
+    /// MySQL: a stored function outside `mysql` and `sys`):
     /// airlock cannot see what it does with its arguments, so masked data
     /// may not be passed to it (it may store it where it reads raw).
     fn server_function(&self, _name: &str) -> bool {

@@ -84,8 +84,14 @@ const INVISIBLE: &str =
 #[derive(Debug, Default)]
 pub struct MyCatalog {
     relations: HashMap<(String, String), Relation>,
+    /// The (lower-case) names of the stored functions outside the
+    /// server's own databases (rows marked [`FUNCTION_ROW`]).
+    functions: std::collections::HashSet<String>,
     generation: u64,
 }
+
+/// The last field of [`QUERY`]'s rows that name a stored function.
+const FUNCTION_ROW: &str = "function";
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -106,6 +112,11 @@ const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL
      SELECT TABLE_SCHEMA, TABLE_NAME, NULL, VIEW_DEFINITION, 0, NULL \
      FROM information_schema.VIEWS \
      WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
+     UNION ALL \
+     SELECT ROUTINE_SCHEMA, ROUTINE_NAME, NULL, NULL, -1, 'function' \
+     FROM information_schema.ROUTINES \
+     WHERE ROUTINE_TYPE = 'FUNCTION' \
+       AND ROUTINE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') \
      ORDER BY 1, 2, 5";
 
 impl MyCatalog {
@@ -113,6 +124,14 @@ impl MyCatalog {
     /// view definition); a row may carry a column, a definition or both.
     /// Names that differ only in case become one ambiguous entry.
     pub fn from_rows(rows: Vec<Vec<Option<String>>>) -> Self {
+        let (function_rows, rows): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| r.get(5).and_then(Option::as_deref) == Some(FUNCTION_ROW));
+        let functions = function_rows
+            .into_iter()
+            .filter_map(|r| r.get(1).cloned().flatten())
+            .map(|name| name.to_lowercase())
+            .collect();
         let mut relations = HashMap::new();
         for ((schema, table), rel) in exact_relations(rows) {
             match relations.entry((schema.to_lowercase(), table.to_lowercase())) {
@@ -126,6 +145,7 @@ impl MyCatalog {
         }
         MyCatalog {
             relations,
+            functions,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -138,7 +158,7 @@ impl MyCatalog {
     /// (whatever their generations): plans made against one hold for the
     /// other (see [`super::masking::MyMask::refresh_catalog`]).
     pub fn same_content(&self, other: &MyCatalog) -> bool {
-        self.relations == other.relations
+        self.relations == other.relations && self.functions == other.functions
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,6 +185,10 @@ impl Catalog for MyCatalog {
 
     fn version(&self) -> u64 {
         self.generation
+    }
+
+    fn server_function(&self, name: &str) -> bool {
+        !self.functions.is_empty() && self.functions.contains(&name.to_lowercase())
     }
 }
 
