@@ -67,11 +67,16 @@ pub struct CatalogSnapshot {
     /// known to be there (see
     /// [`crate::masking::catalog::Catalog::is_system_relation`]).
     system: std::collections::HashSet<(String, String)>,
-    /// The (lower-case) names of the functions and procedures outside
-    /// `pg_catalog` and `information_schema` ([`FUNCTIONS_QUERY`]):
-    /// defined on the server, they may keep what they are given (see
+    /// The (lower-case) names of the functions, procedures, operators
+    /// and types made on the server since initdb (OID 16384 and up,
+    /// whatever their schema: [`FUNCTIONS_QUERY`]): they may keep what
+    /// they are given (see
     /// [`crate::masking::catalog::Catalog::server_function`]).
     functions: std::collections::HashSet<String>,
+    /// The (lower-case) names of the server's own functions, operators
+    /// and types (below OID 16384): any other name is taken for one made
+    /// since, even one made after this snapshot was read.
+    builtins: std::collections::HashSet<String>,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -102,10 +107,12 @@ const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.
        AND c.relpersistence <> 't' \
      ORDER BY c.oid, a.attnum";
 
-/// The names of the functions defined outside the server's own schemas.
-const FUNCTIONS_QUERY: &str = "SELECT DISTINCT p.proname FROM pg_proc p \
-     JOIN pg_namespace n ON n.oid = p.pronamespace \
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
+/// The names of the functions, operators and types, and whether each is
+/// the server's own (made at initdb, below OID 16384; a superuser's
+/// function in `pg_catalog` is not) or made since: (name, made since).
+const FUNCTIONS_QUERY: &str = "SELECT proname, oid >= 16384 FROM pg_proc \
+     UNION SELECT oprname, oid >= 16384 FROM pg_operator \
+     UNION SELECT typname, oid >= 16384 FROM pg_type WHERE typtype IN ('b', 'd', 'e', 'r', 'm')";
 
 /// The server's own relations, by schema and name.
 const SYSTEM_QUERY: &str = "SELECT n.nspname, c.relname FROM pg_class c \
@@ -236,12 +243,19 @@ impl CatalogSnapshot {
         self.by_oid == other.by_oid
             && self.system == other.system
             && self.functions == other.functions
+            && self.builtins == other.builtins
     }
 
-    /// Whether a function of this (any case) name is defined outside the
-    /// server's own schemas.
+    /// Whether a function, operator or type of this (any case) name was
+    /// made on the server since initdb, or is none of the server's own
+    /// (made after this snapshot was read). A snapshot that lists no
+    /// built-ins (none read: tests) knows of none.
     pub fn server_function(&self, name: &str) -> bool {
-        !self.functions.is_empty() && self.functions.contains(&name.to_lowercase())
+        if self.builtins.is_empty() {
+            return false;
+        }
+        let name = name.to_lowercase();
+        self.functions.contains(&name) || !self.builtins.contains(&name)
     }
 
     pub fn len(&self) -> usize {
@@ -320,6 +334,7 @@ pub async fn load(
     let mut rows = Vec::new();
     let mut system = std::collections::HashSet::new();
     let mut functions = std::collections::HashSet::new();
+    let mut builtins = std::collections::HashSet::new();
     // Which of the two results is streaming (counted by CommandComplete).
     let mut result = 0;
     loop {
@@ -327,8 +342,11 @@ pub async fn load(
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
             backend::DATA_ROW if result == 2 => {
-                if let [Some(name)] = text_fields(frame.body()).as_slice() {
-                    functions.insert(name.to_lowercase());
+                if let [Some(name), Some(since)] = text_fields(frame.body()).as_slice() {
+                    match since.as_str() {
+                        "t" => functions.insert(name.to_lowercase()),
+                        _ => builtins.insert(name.to_lowercase()),
+                    };
                 }
             }
             backend::DATA_ROW => {
@@ -350,6 +368,7 @@ pub async fn load(
     let mut snapshot = CatalogSnapshot::from_rows(rows);
     snapshot.system = system;
     snapshot.functions = functions;
+    snapshot.builtins = builtins;
     Ok(snapshot)
 }
 
