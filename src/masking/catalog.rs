@@ -57,6 +57,13 @@ pub trait Catalog: Sync {
     fn server_function(&self, _name: &str) -> bool {
         false
     }
+    /// Whether writing to `schema.table` (lower-case) runs code made on
+    /// the server that sees the rows written: triggers, rules (Postgres),
+    /// CHECK constraints calling such functions (Postgres), on it or on
+    /// its partitions and children.
+    fn runs_code_on_write(&self, _schema: &str, _table: &str) -> bool {
+        false
+    }
     /// The materialized views, as lower-case (schema, name) with their
     /// defining `SELECT`: their rows were computed, at their last
     /// refresh, by the definitions of what they read as those were then

@@ -1731,6 +1731,7 @@ impl<'a> Analyzer<'a> {
                 let dest = self.assignment_dest(written, &parts);
                 let same_column = self.same_column(sources, written, &parts, &a.value);
                 self.check_write(t, dest, same_column, what)?;
+                self.no_code_sees(t, written)?;
             }
         }
         Ok(())
@@ -1779,6 +1780,31 @@ impl<'a> Analyzer<'a> {
             }
             (v, _) => self.write_stop(v, what),
         }
+    }
+
+    /// Masked data `t`, allowed into `written` as a same-rule copy, must
+    /// not reach code made on the server that runs on the write (a
+    /// trigger copying the new row into a table nothing masks, a rule, a
+    /// CHECK calling such a function: third re-check finding), which sees
+    /// the rows as they are.
+    fn no_code_sees(&self, t: Taint, written: &[Source]) -> Result<(), Stop> {
+        if t.rule().is_none() {
+            return Ok(());
+        }
+        for s in written {
+            for (schema, table) in &s.tables {
+                if self.catalog.runs_code_on_write(schema, table) {
+                    return stop(
+                        &self.rule_id(t),
+                        format!(
+                            "{schema}.{table} has triggers, rules or checks made on the server, which would see the masked data (rule {}) copied into it as it is",
+                            self.rule_id(t)
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether an unmodified copy of data masked by rule `i` reads back as
@@ -1987,6 +2013,9 @@ impl<'a> Analyzer<'a> {
                     for (i, c) in sout.cols.iter().enumerate() {
                         let d = dest.get(i).and_then(|d| self.lookup_in(&target, d));
                         self.check_write(c.taint, d, false, "INSERT ... SELECT")?;
+                        if c.taint.rule().is_some() {
+                            self.no_code_sees(c.taint, std::slice::from_ref(&target))?;
+                        }
                     }
                     if let Some(t) = sout.open.filter(|t| t.rule().is_some()) {
                         return self.write_stop(t, "INSERT ... SELECT");
@@ -2133,6 +2162,7 @@ impl<'a> Analyzer<'a> {
                                         None => None,
                                     };
                                     self.check_write(t, dest, false, "MERGE")?;
+                                    self.no_code_sees(t, written)?;
                                 }
                             }
                         }

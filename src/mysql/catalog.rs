@@ -87,8 +87,14 @@ pub struct MyCatalog {
     /// The (lower-case) names of the stored functions outside the
     /// server's own databases (rows marked [`FUNCTION_ROW`]).
     functions: std::collections::HashSet<String>,
+    /// The lower-case (database, table) of the tables with triggers (rows
+    /// marked [`TRIGGER_ROW`]).
+    triggers: std::collections::HashSet<(String, String)>,
     generation: u64,
 }
+
+/// The last field of [`QUERY`]'s rows that name a table with a trigger.
+const TRIGGER_ROW: &str = "trigger";
 
 /// The last field of [`QUERY`]'s rows that name a stored function.
 const FUNCTION_ROW: &str = "function";
@@ -116,6 +122,9 @@ const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL
      SELECT ROUTINE_SCHEMA, ROUTINE_NAME, NULL, NULL, -1, 'function' \
      FROM information_schema.ROUTINES \
      WHERE ROUTINE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql') \
+     UNION ALL \
+     SELECT EVENT_OBJECT_SCHEMA, EVENT_OBJECT_TABLE, NULL, NULL, -2, 'trigger' \
+     FROM information_schema.TRIGGERS \
      ORDER BY 1, 2, 5";
 
 impl MyCatalog {
@@ -126,6 +135,18 @@ impl MyCatalog {
         let (function_rows, rows): (Vec<_>, Vec<_>) = rows
             .into_iter()
             .partition(|r| r.get(5).and_then(Option::as_deref) == Some(FUNCTION_ROW));
+        let (trigger_rows, rows): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| r.get(5).and_then(Option::as_deref) == Some(TRIGGER_ROW));
+        let triggers = trigger_rows
+            .into_iter()
+            .filter_map(
+                |r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
+                    (Some(s), Some(t)) => Some((s.to_lowercase(), t.to_lowercase())),
+                    _ => None,
+                },
+            )
+            .collect();
         let functions = function_rows
             .into_iter()
             .filter_map(|r| r.get(1).cloned().flatten())
@@ -145,6 +166,7 @@ impl MyCatalog {
         MyCatalog {
             relations,
             functions,
+            triggers,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -157,7 +179,9 @@ impl MyCatalog {
     /// (whatever their generations): plans made against one hold for the
     /// other (see [`super::masking::MyMask::refresh_catalog`]).
     pub fn same_content(&self, other: &MyCatalog) -> bool {
-        self.relations == other.relations && self.functions == other.functions
+        self.relations == other.relations
+            && self.functions == other.functions
+            && self.triggers == other.triggers
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,6 +208,13 @@ impl Catalog for MyCatalog {
 
     fn version(&self) -> u64 {
         self.generation
+    }
+
+    fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
+        !self.triggers.is_empty()
+            && self
+                .triggers
+                .contains(&(schema.to_lowercase(), table.to_lowercase()))
     }
 
     fn server_function(&self, name: &str) -> bool {
@@ -476,6 +507,33 @@ mod tests {
             let got = plan_with("*.ssn", &cat, sql);
             assert!(got.starts_with("BLOCK:phone: "), "{sql}: {got}");
         }
+        // A same-rule copy into a table with a trigger (which sees the
+        // rows as they are) is refused; into one without, allowed.
+        let s = |v: &str| Some(v.to_owned());
+        let mut rows = customers_rows();
+        for t in ["t2", "t3"] {
+            rows.push(vec![s("app"), s(t), s("id"), None, s("1")]);
+            rows.push(vec![s("app"), s(t), s("phone"), None, s("2")]);
+        }
+        rows.push(vec![s("app"), s("T2"), None, None, s("-2"), s("trigger")]);
+        let with_triggers = MyCatalog::from_rows(rows);
+        let got = plan_with(
+            "*.phone",
+            &with_triggers,
+            "INSERT INTO t2 SELECT id, phone FROM customers",
+        );
+        assert!(
+            got.starts_with("BLOCK:phone: ") && got.contains("triggers"),
+            "{got}"
+        );
+        assert_eq!(
+            plan_with(
+                "*.phone",
+                &with_triggers,
+                "INSERT INTO t3 SELECT id, phone FROM customers"
+            ),
+            "[NoResult]"
+        );
         // Computed from columns no rule covers, or with constant defaults.
         for sql in [
             "CREATE TABLE hr2 (id int, ssn text DEFAULT 'none', note text, x text AS (upper(note)))",

@@ -77,7 +77,20 @@ pub struct CatalogSnapshot {
     /// and types (below OID 16384): any other name is taken for one made
     /// since, even one made after this snapshot was read.
     builtins: std::collections::HashSet<String>,
+    /// The OIDs of the relations whose writes run code made on the server
+    /// ([`WRITE_CODE_QUERY`]).
+    write_code: std::collections::HashSet<u32>,
 }
+
+/// The relations with triggers, with rules other than a view's SELECT, or
+/// with CHECK constraints that call functions made since initdb: writing
+/// to them runs code that sees the rows written.
+const WRITE_CODE_QUERY: &str = "SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal \
+     UNION SELECT ev_class FROM pg_rewrite WHERE ev_type <> '1' \
+     UNION SELECT c.conrelid FROM pg_constraint c JOIN pg_depend d \
+       ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid \
+       AND d.refclassid = 'pg_proc'::regclass \
+     WHERE c.contype = 'c' AND d.refobjid >= 16384";
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -244,6 +257,31 @@ impl CatalogSnapshot {
             && self.system == other.system
             && self.functions == other.functions
             && self.builtins == other.builtins
+            && self.write_code == other.write_code
+    }
+
+    /// Whether writing to the relation named (case-insensitively)
+    /// `schema.table` runs code made on the server (see
+    /// [`WRITE_CODE_QUERY`]), on it or on a partition or child a row may
+    /// be routed to. An ambiguous name counts.
+    pub fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
+        if self.write_code.is_empty() {
+            return false;
+        }
+        if self.ambiguous(schema, table) {
+            return true;
+        }
+        let Some(rel) = self.relation(schema, table) else {
+            return false;
+        };
+        self.write_code.contains(&rel.oid)
+            || self
+                .descendants_by_name(schema, table)
+                .iter()
+                .any(|(s, t)| {
+                    self.relation(s, t)
+                        .is_some_and(|r| self.write_code.contains(&r.oid))
+                })
     }
 
     /// Whether a function, operator or type of this (any case) name was
@@ -326,7 +364,7 @@ pub async fn load(
     let mut conn = up.conn;
     let mut out = BytesMut::new();
     frontend::query(
-        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}"),
+        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}"),
         &mut out,
     )?;
     frontend::terminate(&mut out);
@@ -335,12 +373,20 @@ pub async fn load(
     let mut system = std::collections::HashSet::new();
     let mut functions = std::collections::HashSet::new();
     let mut builtins = std::collections::HashSet::new();
+    let mut write_code = std::collections::HashSet::new();
     // Which of the two results is streaming (counted by CommandComplete).
     let mut result = 0;
     loop {
         let frame = conn.read_frame().await?;
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
+            backend::DATA_ROW if result == 3 => {
+                if let [Some(oid)] = text_fields(frame.body()).as_slice() {
+                    if let Ok(oid) = oid.parse::<u32>() {
+                        write_code.insert(oid);
+                    }
+                }
+            }
             backend::DATA_ROW if result == 2 => {
                 if let [Some(name), Some(since)] = text_fields(frame.body()).as_slice() {
                     match since.as_str() {
@@ -369,6 +415,7 @@ pub async fn load(
     snapshot.system = system;
     snapshot.functions = functions;
     snapshot.builtins = builtins;
+    snapshot.write_code = write_code;
     Ok(snapshot)
 }
 

@@ -313,6 +313,10 @@ impl Catalog for CatalogSnapshot {
         self.server_function(name)
     }
 
+    fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
+        self.runs_code_on_write(schema, table)
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

@@ -693,7 +693,15 @@ async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
              CREATE OPERATOR #~# (PROCEDURE = keep_op, LEFTARG = text, RIGHTARG = text);
              CREATE FUNCTION keep_b(t text) RETURNS bool LANGUAGE sql
                AS $$ INSERT INTO kept VALUES (t) RETURNING true $$;
-             CREATE DOMAIN keepdom AS text CHECK (keep_b(VALUE));",
+             CREATE DOMAIN keepdom AS text CHECK (keep_b(VALUE));
+             CREATE TABLE inbox (id int, card_number text);
+             CREATE FUNCTION copy_row() RETURNS trigger LANGUAGE plpgsql
+               AS $$ BEGIN INSERT INTO kept VALUES (NEW.card_number); RETURN NEW; END $$;
+             CREATE TRIGGER copy_row BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION copy_row();
+             CREATE TABLE ruled (id int, card_number text);
+             CREATE RULE copy AS ON INSERT TO ruled DO ALSO INSERT INTO kept VALUES (NEW.card_number);
+             CREATE TABLE quiet (id int, card_number text);
+             GRANT ALL ON inbox, ruled, quiet TO PUBLIC;",
         )
         .await
         .unwrap();
@@ -741,6 +749,24 @@ async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
             );
         }
     }
+    // A same-rule copy into a table whose writes run code made on the
+    // server (a trigger, a rule) would show that code the raw values
+    // (third re-check finding); into one without, it runs as before.
+    for sql in [
+        "INSERT INTO inbox SELECT id, card_number FROM customers",
+        "INSERT INTO ruled (id, card_number) SELECT id, card_number FROM customers",
+        "UPDATE inbox SET card_number = c.card_number FROM customers c WHERE c.id = inbox.id",
+    ] {
+        let got = simple(&c, sql).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("has triggers, rules or checks"),
+            "{sql}: {text}"
+        );
+    }
+    c.batch_execute("INSERT INTO quiet SELECT id, card_number FROM customers")
+        .await
+        .expect("a same-rule copy into a table with no triggers");
     // Unmasked data may be passed; built-in functions take masked data.
     assert_eq!(
         simple(&c, "SELECT keep(name) FROM customers ORDER BY id").await,
