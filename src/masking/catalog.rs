@@ -57,6 +57,11 @@ pub trait Catalog: Sync {
     fn server_function(&self, _name: &str) -> bool {
         false
     }
+    /// Whether the server has casts made on it (Postgres): then any cast
+    /// may run code made on the server.
+    fn user_casts(&self) -> bool {
+        false
+    }
     /// Whether writing to `schema.table` (lower-case) runs code made on
     /// the server that sees the rows written: triggers, rules (Postgres),
     /// CHECK constraints calling such functions (Postgres), on it or on

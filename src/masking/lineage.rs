@@ -2270,10 +2270,30 @@ pub fn plain_read(st: &Statement, catalog: &dyn Catalog) -> bool {
 fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catalog) -> bool {
     use sqlparser::ast::{BinaryOperator, DataType, Expr};
     let made = |name: &str| catalog.server_function(&name.to_lowercase());
+    // An operator spelled as one of SQL's own (`=`, `+`) may be a DBA's
+    // for other types (fourth re-check finding: `CREATE OPERATOR =
+    // (text, int)`): its symbol counts when one of that name was made.
+    let symbol = |op: &BinaryOperator| {
+        let s = op.to_string();
+        !s.is_empty() && s.bytes().all(|b| b"+-*/<>=~!@#%^&|`?".contains(&b)) && made(&s)
+    };
+    fn custom_type(t: &DataType) -> Option<&sqlparser::ast::ObjectName> {
+        match t {
+            DataType::Custom(name, _) => Some(name),
+            DataType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(t))
+            | DataType::Array(sqlparser::ast::ArrayElemTypeDef::SquareBracket(t, _))
+            | DataType::Array(sqlparser::ast::ArrayElemTypeDef::Parenthesis(t)) => custom_type(t),
+            _ => None,
+        }
+    }
     any_expr(node, |e| match e {
         Expr::Function(f) => {
-            let name = object_parts(&f.name).pop().unwrap_or_default();
-            !SQL_SYNTAX_FUNCTIONS.contains(&name.as_str()) && made(&name)
+            // The SQL-syntax names only unquoted and unqualified (fourth
+            // re-check finding: `public.coalesce(secret)`).
+            let syntax = matches!(f.name.0.as_slice(), [part]
+                if part.as_ident().is_some_and(|i| i.quote_style.is_none()
+                    && SQL_SYNTAX_FUNCTIONS.contains(&i.value.to_lowercase().as_str())));
+            !syntax && made(&object_parts(&f.name).pop().unwrap_or_default())
         }
         Expr::BinaryOp {
             op: BinaryOperator::Custom(op),
@@ -2283,10 +2303,14 @@ fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catal
             op: BinaryOperator::PGCustomBinaryOperator(parts),
             ..
         } => parts.last().is_none_or(|op| made(op)),
-        Expr::Cast {
-            data_type: DataType::Custom(name, _),
-            ..
-        } => made(&object_parts(name).pop().unwrap_or_default()),
+        Expr::BinaryOp { op, .. } => symbol(op),
+        Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => symbol(compare_op),
+        Expr::InList { .. } | Expr::InSubquery { .. } => made("="),
+        Expr::Cast { data_type, .. } => {
+            catalog.user_casts()
+                || custom_type(data_type)
+                    .is_some_and(|name| made(&object_parts(name).pop().unwrap_or_default()))
+        }
         _ => false,
     })
 }

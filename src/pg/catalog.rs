@@ -80,17 +80,55 @@ pub struct CatalogSnapshot {
     /// The OIDs of the relations whose writes run code made on the server
     /// ([`WRITE_CODE_QUERY`]).
     write_code: std::collections::HashSet<u32>,
+    /// The server has casts with functions made since initdb
+    /// ([`CASTS_QUERY`]).
+    user_casts: bool,
 }
 
-/// The relations with triggers, with rules other than a view's SELECT, or
-/// with CHECK constraints that call functions made since initdb: writing
-/// to them runs code that sees the rows written.
-const WRITE_CODE_QUERY: &str = "SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal \
-     UNION SELECT ev_class FROM pg_rewrite WHERE ev_type <> '1' \
-     UNION SELECT c.conrelid FROM pg_constraint c JOIN pg_depend d \
-       ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid \
-       AND d.refclassid = 'pg_proc'::regclass \
-     WHERE c.contype = 'c' AND d.refobjid >= 16384";
+/// The relations with triggers, with rules other than a view's SELECT,
+/// with CHECK constraints that call functions made since initdb, or with
+/// columns of a domain whose CHECK does: writing to them runs code that
+/// sees the rows written.
+///
+/// Also (fourth re-check findings): tables with generated columns (a DBA's
+/// `g GENERATED ALWAYS AS (card_number) STORED` held the copy raw),
+/// indexes whose expressions or predicates call such functions,
+/// constraints using such operators, and, following the code: tables
+/// that cascade a key update into one of them, and views written through
+/// to one of them. Every table when the server has casts made since
+/// initdb (an implicit cast runs on assignment): see [`CASTS_QUERY`].
+const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
+       SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal \
+       UNION SELECT ev_class FROM pg_rewrite WHERE ev_type <> '1' \
+       UNION SELECT CASE WHEN c.contypid = 0 THEN c.conrelid ELSE a.attrelid END \
+         FROM pg_constraint c JOIN pg_depend d \
+           ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid \
+           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) \
+         LEFT JOIN pg_attribute a ON c.contypid <> 0 AND a.atttypid = c.contypid \
+           AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE d.refobjid >= 16384 AND (c.contypid = 0 OR a.attrelid IS NOT NULL) \
+       UNION SELECT attrelid FROM pg_attribute WHERE attgenerated <> '' AND NOT attisdropped \
+       UNION SELECT i.indrelid FROM pg_index i JOIN pg_depend d \
+           ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
+           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) \
+         WHERE d.refobjid >= 16384 \
+       UNION SELECT x.rel FROM code CROSS JOIN LATERAL ( \
+           SELECT f.confrelid AS rel FROM pg_constraint f \
+             WHERE f.conrelid = code.rel AND f.contype = 'f' \
+             AND f.confupdtype IN ('c', 'n', 'd') \
+           UNION ALL SELECT r.ev_class FROM pg_rewrite r JOIN pg_depend d \
+             ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
+             AND d.refclassid = 'pg_class'::regclass \
+             WHERE d.refobjid = code.rel AND r.ev_type = '1' \
+         ) x \
+     ) SELECT rel FROM code";
+
+/// How many casts with a function the server has that were made since
+/// initdb: with any, every cast, and every write (an implicit cast runs on
+/// assignment), counts as running code made on the server (fourth
+/// re-check finding: `CREATE CAST (text AS bigint) WITH FUNCTION keep
+/// AS IMPLICIT`).
+const CASTS_QUERY: &str = "SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND castfunc <> 0";
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -258,6 +296,12 @@ impl CatalogSnapshot {
             && self.functions == other.functions
             && self.builtins == other.builtins
             && self.write_code == other.write_code
+            && self.user_casts == other.user_casts
+    }
+
+    /// Whether the server has casts with functions made since initdb.
+    pub fn user_casts(&self) -> bool {
+        self.user_casts
     }
 
     /// Whether writing to the relation named (case-insensitively)
@@ -265,6 +309,9 @@ impl CatalogSnapshot {
     /// [`WRITE_CODE_QUERY`]), on it or on a partition or child a row may
     /// be routed to. An ambiguous name counts.
     pub fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
+        if self.user_casts {
+            return true;
+        }
         if self.write_code.is_empty() {
             return false;
         }
@@ -364,7 +411,7 @@ pub async fn load(
     let mut conn = up.conn;
     let mut out = BytesMut::new();
     frontend::query(
-        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}"),
+        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
         &mut out,
     )?;
     frontend::terminate(&mut out);
@@ -374,12 +421,19 @@ pub async fn load(
     let mut functions = std::collections::HashSet::new();
     let mut builtins = std::collections::HashSet::new();
     let mut write_code = std::collections::HashSet::new();
+    let mut user_casts = false;
     // Which of the two results is streaming (counted by CommandComplete).
     let mut result = 0;
     loop {
         let frame = conn.read_frame().await?;
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
+            backend::DATA_ROW if result == 4 => {
+                user_casts = !matches!(
+                    text_fields(frame.body()).as_slice(),
+                    [Some(n)] if n == "0"
+                );
+            }
             backend::DATA_ROW if result == 3 => {
                 if let [Some(oid)] = text_fields(frame.body()).as_slice() {
                     if let Ok(oid) = oid.parse::<u32>() {
@@ -416,6 +470,7 @@ pub async fn load(
     snapshot.functions = functions;
     snapshot.builtins = builtins;
     snapshot.write_code = write_code;
+    snapshot.user_casts = user_casts;
     Ok(snapshot)
 }
 

@@ -317,6 +317,10 @@ impl Catalog for CatalogSnapshot {
         self.runs_code_on_write(schema, table)
     }
 
+    fn user_casts(&self) -> bool {
+        self.user_casts()
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

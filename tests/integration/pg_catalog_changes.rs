@@ -701,7 +701,8 @@ async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
              CREATE TABLE ruled (id int, card_number text);
              CREATE RULE copy AS ON INSERT TO ruled DO ALSO INSERT INTO kept VALUES (NEW.card_number);
              CREATE TABLE quiet (id int, card_number text);
-             GRANT ALL ON inbox, ruled, quiet TO PUBLIC;",
+             CREATE TABLE dominbox (id int, card_number keepdom);
+             GRANT ALL ON inbox, ruled, quiet, dominbox TO PUBLIC;",
         )
         .await
         .unwrap();
@@ -756,6 +757,8 @@ async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
         "INSERT INTO inbox SELECT id, card_number FROM customers",
         "INSERT INTO ruled (id, card_number) SELECT id, card_number FROM customers",
         "UPDATE inbox SET card_number = c.card_number FROM customers c WHERE c.id = inbox.id",
+        // A column of a domain whose CHECK calls such a function.
+        "INSERT INTO dominbox SELECT id, card_number FROM customers",
     ] {
         let got = simple(&c, sql).await;
         let text = String::from_utf8_lossy(&got);
@@ -793,5 +796,109 @@ async fn pg_masked_data_is_not_passed_to_functions_defined_on_the_server() {
         "only the names were kept"
     );
     drop(c);
+    env.stop().await;
+}
+
+/// Fourth re-check findings: more routes to code made on the server.
+/// Operators spelled as SQL's own, SQL-syntax names written qualified,
+/// casts to arrays of domains; same-rule copies into tables with
+/// generated columns, indexes calling such functions, a cascading key
+/// into a table with a trigger, a view over one; and, once the server has
+/// a cast made since initdb, every cast and every copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_masked_data_reaches_no_code_made_on_the_server_by_other_routes() {
+    let mut env = env().await;
+    env.pg
+        .psql_db(
+            DB,
+            "CREATE TABLE kept (v text); GRANT ALL ON kept TO PUBLIC;
+             CREATE FUNCTION keq(a text, b int) RETURNS bool LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (a) RETURNING true $$;
+             CREATE OPERATOR = (LEFTARG = text, RIGHTARG = int, FUNCTION = keq);
+             CREATE FUNCTION keep_b(t text) RETURNS bool LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING true $$;
+             CREATE DOMAIN dk AS text CHECK (keep_b(VALUE));
+             CREATE FUNCTION keep_imm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t $$;
+             CREATE TABLE t_gen (id int, card_number text, g text GENERATED ALWAYS AS (card_number) STORED);
+             CREATE TABLE t_idx (id int, card_number text);
+             CREATE INDEX ON t_idx (keep_imm(card_number));
+             CREATE TABLE t_trig (id int, card_number text);
+             CREATE FUNCTION copy_row() RETURNS trigger LANGUAGE plpgsql
+               AS $$ BEGIN INSERT INTO kept VALUES (NEW.card_number); RETURN NEW; END $$;
+             CREATE TRIGGER copy_row BEFORE INSERT OR UPDATE ON t_trig FOR EACH ROW EXECUTE FUNCTION copy_row();
+             CREATE VIEW v_trig AS SELECT id, card_number FROM t_trig;
+             CREATE TABLE t_par (card_number text PRIMARY KEY);
+             CREATE TABLE t_child (card_number text REFERENCES t_par ON UPDATE CASCADE);
+             CREATE TRIGGER copy_row BEFORE UPDATE ON t_child FOR EACH ROW EXECUTE FUNCTION copy_row();
+             CREATE TABLE t_plain (id int, card_number text);
+             GRANT ALL ON t_gen, t_idx, t_trig, v_trig, t_par, t_child, t_plain TO PUBLIC;",
+        )
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT id FROM customers WHERE email = 5",
+        "SELECT email IN (5) FROM customers",
+        "SELECT email = ANY (array[5]) FROM customers",
+        "SELECT public.coalesce(email) FROM customers",
+        r#"SELECT "coalesce"(email) FROM customers"#,
+        "SELECT array[email]::dk[] FROM customers",
+        "INSERT INTO t_gen (id, card_number) SELECT id, card_number FROM customers",
+        "INSERT INTO t_idx SELECT id, card_number FROM customers",
+        "INSERT INTO v_trig SELECT id, card_number FROM customers",
+        "UPDATE t_par SET card_number = c.card_number FROM customers c WHERE c.id = 1 AND t_par.card_number = 'x'",
+    ] {
+        let got = simple(&c, sql).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("airlock"), "{sql}: {text}");
+    }
+    // Still allowed: SQL's own syntax, a plain copy. (With a DBA's `=`,
+    // any `=` near masked data counts: airlock does not resolve operand
+    // types.)
+    for sql in [
+        "SELECT coalesce(email, 'x') FROM customers WHERE name LIKE 'A%'",
+        "INSERT INTO t_plain SELECT id, card_number FROM customers",
+    ] {
+        let got = simple(&c, sql).await;
+        assert_clean(&got, sql);
+        assert!(
+            !String::from_utf8_lossy(&got).contains("airlock"),
+            "{sql}: {}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // A cast made since initdb: every cast and every copy, in a session
+    // whose snapshot has it.
+    env.pg
+        .psql_db(
+            DB,
+            "CREATE FUNCTION keepbig(t text) RETURNS bigint LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t); SELECT 1::bigint $$;
+             CREATE CAST (text AS bigint) WITH FUNCTION keepbig(text) AS IMPLICIT;",
+        )
+        .unwrap();
+    // Seen at the next reload (DDL through airlock moves the catalog).
+    c.batch_execute("CREATE TABLE reload_now (x int)")
+        .await
+        .unwrap();
+    let d = env.agent().await;
+    for sql in [
+        "SELECT email::bigint FROM customers",
+        "INSERT INTO t_plain SELECT id, card_number FROM customers",
+    ] {
+        let got = simple(&d, sql).await;
+        assert!(String::from_utf8_lossy(&got).contains("airlock"), "{sql}");
+    }
+    let rows = env
+        .direct()
+        .await
+        .query("SELECT count(*)::int FROM kept", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].get::<_, i32>(0),
+        0,
+        "nothing reached code made on the server"
+    );
+    drop((c, d));
     env.stop().await;
 }
