@@ -364,6 +364,22 @@ impl InFlightAt {
         self.0.is_empty()
     }
 
+    /// Waits (on the timer thread, polling every millisecond) until
+    /// [`Self::drained`], at most `within`; returns whether it is.
+    pub async fn wait_drained(&self, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.drained() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            crate::timer_thread::sleep_until(now + std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Whether every one of them has been answered, or is held back
     /// ([`InFlight::holding`]: DDL waiting in its turn, which looks for
     /// DDL counted meanwhile before it goes, and so would not run beside

@@ -1062,16 +1062,7 @@ impl Session<'_> {
             return Ok(true);
         }
         m.holding();
-        let deadline = Instant::now() + DDL_GRACE;
-        let drained = loop {
-            if waiting_for.drained() {
-                break true;
-            }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            crate::timer_thread::sleep_until(Instant::now() + Duration::from_millis(1)).await;
-        };
+        let drained = waiting_for.wait_drained(DDL_GRACE).await;
         let beside = self.mask.as_ref().is_some_and(MyMask::resuming);
         let refusal = match (drained, beside) {
             (true, false) => return Ok(true),

@@ -96,6 +96,21 @@ async fn exec<S: mysql_async::prelude::StatementLike>(
     }
 }
 
+/// A root connection straight to the server, past airlock.
+async fn direct(env: &MyEnv) -> mysql_async::Conn {
+    mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(env.db.port())
+            .user(Some(env.db.root_user()))
+            .pass(Some(env.db.root_password()))
+            .db_name(Some(mysql_env::DB))
+            .prefer_socket(false),
+    )
+    .await
+    .expect("direct connection")
+}
+
 /// The session still answers, and still masks.
 async fn assert_usable(c: &mut mysql_async::Conn, context: &str) {
     let names: Vec<String> = c
@@ -381,17 +396,7 @@ async fn mysql_results_are_refused_while_another_sessions_ddl_runs() {
     for c in [&mut a, &mut reader] {
         assert_eq!(notes(c.query("SELECT n FROM notes").await), b"1|");
     }
-    let mut direct = mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(env.db.port())
-            .user(Some(env.db.root_user()))
-            .pass(Some(env.db.root_password()))
-            .db_name(Some(mysql_env::DB))
-            .prefer_socket(false),
-    )
-    .await
-    .expect("direct connection");
+    let mut direct = direct(&env).await;
     direct
         .query_drop("LOCK TABLES customers WRITE")
         .await
@@ -467,17 +472,7 @@ async fn mysql_writes_are_refused_while_another_sessions_ddl_runs() {
     // The snapshot loaded, and the INSERT prepared, before the DDL.
     a.query_drop("SELECT 1").await.unwrap();
     let stmt = a.prep(INSERT).await.expect("prepare the INSERT");
-    let mut direct = mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(env.db.port())
-            .user(Some(env.db.root_user()))
-            .pass(Some(env.db.root_password()))
-            .db_name(Some(mysql_env::DB))
-            .prefer_socket(false),
-    )
-    .await
-    .expect("direct connection");
+    let mut direct = direct(&env).await;
     direct
         .query_drop("LOCK TABLES customers WRITE")
         .await
@@ -572,17 +567,7 @@ async fn mysql_ddl_waits_for_writes_checked_before_it() {
     if let Err(e) = got {
         assert!(e.contains("40001"), "{e}");
     }
-    let mut direct = mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(env.db.port())
-            .user(Some(env.db.root_user()))
-            .pass(Some(env.db.root_password()))
-            .db_name(Some(mysql_env::DB))
-            .prefer_socket(false),
-    )
-    .await
-    .expect("direct connection");
+    let mut direct = direct(&env).await;
     let copied: Vec<String> = direct.query("SELECT v FROM loot ORDER BY v").await.unwrap();
     assert_eq!(
         copied,

@@ -335,17 +335,7 @@ impl<'a> ClientSide<'a> {
                 "internal error: no DDL is waiting".into(),
             ));
         };
-        let deadline = Instant::now() + super::DDL_GRACE;
-        let drained = loop {
-            if grace.waiting_for.drained() {
-                break true;
-            }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            crate::timer_thread::sleep_until(Instant::now() + std::time::Duration::from_millis(1))
-                .await;
-        };
+        let drained = grace.waiting_for.wait_drained(super::DDL_GRACE).await;
         match grace.then {
             GraceThen::Query {
                 planned,
