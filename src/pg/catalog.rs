@@ -130,6 +130,24 @@ const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
 /// AS IMPLICIT`).
 const CASTS_QUERY: &str = "SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND castfunc <> 0";
 
+/// How long the catalog query waits for a lock before it gives up.
+/// `pg_get_viewdef` takes a share lock on each view: behind another
+/// transaction's `CREATE OR REPLACE VIEW`, `ALTER`, `DROP` or `REFRESH
+/// MATERIALIZED VIEW` it would wait until that transaction ends, and with
+/// it every masking session of the target, which share one load (found
+/// while bounding the load: an open migration held them all). Given up,
+/// the statement that needed the snapshot is refused (55P03) and the
+/// session goes on.
+const LOCK_TIMEOUT_MS: u32 = 2_000;
+
+/// The longest the catalog query may run.
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// The settings the load makes first, on its own connection (they end
+/// with it), as statements rather than startup parameters: a pooler in
+/// front of the server may refuse those. They return no rows.
+const BOUNDS_STATEMENTS: usize = 2;
+
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Every user relation with its columns, and view definitions. Not
@@ -411,7 +429,7 @@ pub async fn load(
     let mut conn = up.conn;
     let mut out = BytesMut::new();
     frontend::query(
-        &format!("{QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
+        &format!("SET lock_timeout = {LOCK_TIMEOUT_MS}; SET statement_timeout = {STATEMENT_TIMEOUT_MS}; {QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
         &mut out,
     )?;
     frontend::terminate(&mut out);
@@ -422,10 +440,12 @@ pub async fn load(
     let mut builtins = std::collections::HashSet::new();
     let mut write_code = std::collections::HashSet::new();
     let mut user_casts = false;
-    // Which of the two results is streaming (counted by CommandComplete).
-    let mut result = 0;
+    // Which result is streaming (counted by CommandComplete; the
+    // settings of `BOUNDS_STATEMENTS` come first and return none).
+    let mut completed: usize = 0;
     loop {
         let frame = conn.read_frame().await?;
+        let result = completed.saturating_sub(BOUNDS_STATEMENTS);
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
             backend::DATA_ROW if result == 4 => {
@@ -454,13 +474,8 @@ pub async fn load(
                     system.insert((schema.to_lowercase(), name.to_lowercase()));
                 }
             }
-            backend::COMMAND_COMPLETE => result += 1,
-            backend::ERROR_RESPONSE => {
-                return Err(SessionError::Upstream {
-                    code: "08006",
-                    message: "airlock could not read the catalog for masking".into(),
-                })
-            }
+            backend::COMMAND_COMPLETE => completed += 1,
+            backend::ERROR_RESPONSE => return Err(load_error(frame.body())),
             backend::READY_FOR_QUERY => break,
             _ => {}
         }
@@ -472,6 +487,36 @@ pub async fn load(
     snapshot.write_code = write_code;
     snapshot.user_casts = user_casts;
     Ok(snapshot)
+}
+
+/// Why a load failed, from the server's ErrorResponse: what an operator
+/// needs to know, and the SQLSTATE a refused statement is answered with.
+fn load_error(body: &[u8]) -> SessionError {
+    let field = |kind: u8| {
+        backend::error_fields(body)
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let said = field(b'M').unwrap_or_default();
+    let (code, message) = match field(b'C').as_deref() {
+        Some("55P03") => (
+            "55P03",
+            format!(
+                "airlock could not read the catalog for masking: a relation it describes is locked by another transaction (ALTER, DROP, CREATE OR REPLACE VIEW or REFRESH MATERIALIZED VIEW in progress; lock_timeout {LOCK_TIMEOUT_MS} ms): {said}"
+            ),
+        ),
+        Some("57014") => (
+            "57014",
+            format!(
+                "airlock could not read the catalog for masking: it took longer than {STATEMENT_TIMEOUT_MS} ms: {said}"
+            ),
+        ),
+        _ => (
+            "58000",
+            format!("airlock could not read the catalog for masking: {said}"),
+        ),
+    };
+    SessionError::Upstream { code, message }
 }
 
 /// The fields of a text-format DataRow.

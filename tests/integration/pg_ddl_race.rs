@@ -435,3 +435,69 @@ async fn pg_ddl_race_ddl_waits_for_writes_checked_before_it() {
     }
     env.stop().await;
 }
+
+/// The catalog snapshot cannot be read while another transaction holds a
+/// lock on a view (`pg_get_viewdef` waits for it): every masking session
+/// of the target waited for that transaction to end, held in the one
+/// load they share (found while bounding the load: a migration left open
+/// by hand held them all). Now the load gives up after its lock_timeout
+/// and the statements that need it are refused (55P03, naming the cause),
+/// over both protocols and at a Bind; the sessions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
+    let mut env = env().await;
+    let a = env.agent().await;
+    assert_eq!(read(&a, READ_VX, Way::Simple).await, b"Alice|Bob|");
+    let prepared = a
+        .prepare("SELECT name FROM customers ORDER BY id")
+        .await
+        .expect("prepare");
+    // Outside airlock: a superuser's transaction keeps vx locked.
+    let b = env.direct().await;
+    b.batch_execute("BEGIN").await.expect("B: BEGIN");
+    b.batch_execute(RESTORE_VX).await.expect("B: lock vx");
+    // DDL through airlock: every snapshot of the target is stale.
+    builder(&env)
+        .await
+        .batch_execute("CREATE TABLE moved_on (x int)")
+        .await
+        .expect("builder: DDL");
+    let refused = |got: &[u8], context: &str| {
+        let text = String::from_utf8_lossy(got);
+        assert!(
+            text.contains("E55P03") && text.contains("locked by another transaction"),
+            "{context}: {text}"
+        );
+    };
+    for way in [Way::Simple, Way::Extended] {
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            read(&a, "SELECT name FROM customers ORDER BY id", way),
+        )
+        .await
+        .expect("refused, not held until B's transaction ends");
+        refused(&got, &format!("{way:?}"));
+    }
+    let bound = tokio::time::timeout(Duration::from_secs(30), a.query(&prepared, &[]))
+        .await
+        .expect("Bind refused, not held");
+    refused(format!("{bound:?}").as_bytes(), "Bind");
+    b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
+    // A failed load is shared for a second; then the next one reads it.
+    let mut read_again = false;
+    for _ in 0..100 {
+        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
+            read_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(read_again, "the catalog is read once the lock was released");
+    assert_usable(&a, "once the lock was released").await;
+    assert_eq!(
+        flatten_rows(&a.query(&prepared, &[]).await.expect("bound again")),
+        b"Alice|Bob|"
+    );
+    drop(a);
+    env.stop().await;
+}

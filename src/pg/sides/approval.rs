@@ -59,11 +59,27 @@ impl<'a> ClientSide<'a> {
             ..Note::default()
         };
         let outcome_refusal = outcome.refusal(&held.rule);
-        let code = outcome.sqlstate();
-        let outcome = match outcome_refusal {
-            None => {
-                // The catalog may have changed while a human decided.
-                self.refresh_catalog().await?;
+        let mut code = outcome.sqlstate();
+        // The catalog may have changed while a human decided.
+        let unreadable = match outcome_refusal {
+            None => self.refresh_catalog_or_refusal().await,
+            Some(_) => None,
+        };
+        let outcome = match (outcome_refusal, unreadable) {
+            (None, Some(unreadable)) => {
+                let (sqlstate, message) = *unreadable;
+                tracing::warn!(request = id, reason = %message, "approved statement refused");
+                code = sqlstate;
+                note.decision = AuditDecision::Block;
+                note.rule = Some(crate::masking::lineage::UNANALYZABLE.to_owned());
+                let refusal = format!(
+                    "airlock: blocked by rule {}: {message}",
+                    crate::masking::lineage::UNANALYZABLE
+                );
+                note.reason = Some(message);
+                Err(refusal)
+            }
+            (None, None) => {
                 self.work_out_restricted();
                 tracing::info!(
                     request = id,
@@ -81,7 +97,7 @@ impl<'a> ClientSide<'a> {
                     &mut note,
                 )
             }
-            Some(refusal) => {
+            (Some(refusal), _) => {
                 tracing::warn!(request = id, reason = %refusal, "held statement refused");
                 note.decision = AuditDecision::Block;
                 Err(refusal)

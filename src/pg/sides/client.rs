@@ -45,6 +45,7 @@ impl<'a> ClientSide<'a> {
             beside_ddl: false,
             ddl_grace: None,
             grace_passed: None,
+            catalog_unreadable: None,
             approved_once: Vec::new(),
             used_up: Vec::new(),
             lifted: Vec::new(),
@@ -203,7 +204,8 @@ impl<'a> ClientSide<'a> {
                 self.shared.request_sent();
                 Ok(match self.decide(Source::Query, q.sql) {
                     Decided::Now(planned, judged) => {
-                        self.query_verdict(planned, judged, REFUSED, true)
+                        let code = self.refusal_code();
+                        self.query_verdict(planned, judged, code, true)
                     }
                     Decided::Held => Verdict::Hold,
                 })
@@ -245,7 +247,8 @@ impl<'a> ClientSide<'a> {
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
                         let released = std::mem::take(&mut self.window_released) && planned.is_ok();
-                        let verdict = self.parse_verdict(p.name, p.sql, planned, judged, REFUSED);
+                        let code = self.refusal_code();
+                        let verdict = self.parse_verdict(p.name, p.sql, planned, judged, code);
                         if released {
                             // Released by a window: it runs once, as an
                             // approved Parse does (see `bind_once`).
@@ -286,6 +289,7 @@ impl<'a> ClientSide<'a> {
                         true => self.after_ddl_check(|book| book.statement_sql(b.statement)),
                         false => self.replan_statement(b.statement),
                     };
+                    let (code, checked) = self.catalog_refusal(checked);
                     if let Err(msg) = checked {
                         // Its masking plan against the current catalog
                         // refuses it; the statement stays, refused at each
@@ -297,7 +301,7 @@ impl<'a> ClientSide<'a> {
                             // have replaced, if any.
                             m.book.portal_gone(b.portal);
                         }
-                        return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
+                        return Ok(Verdict::Replace(refusals.bind(b.portal, code, &msg)));
                     }
                     let judged = match self.judged_again(b.statement) {
                         Ok(judged) => judged,
@@ -381,6 +385,7 @@ impl<'a> ClientSide<'a> {
                     m.fence.frame_in_batch();
                     m.expect.push(expect);
                 }
+                let (code, replanned) = self.catalog_refusal(replanned);
                 if let Err(msg) = replanned {
                     self.follow(|| Expect::Execute {
                         plan: None,
@@ -388,7 +393,7 @@ impl<'a> ClientSide<'a> {
                         formats: Arc::clone(&self.no_formats),
                         origin: Origin::default(),
                     });
-                    return Ok(Verdict::Replace(refusals.execute(REFUSED, &msg)));
+                    return Ok(Verdict::Replace(refusals.execute(code, &msg)));
                 }
                 let portal = self.portals.get(e.portal);
                 if portal.is_some() || !self.gates.gate().vets_prepared() {
@@ -691,10 +696,12 @@ impl ClientSide<'_> {
             if let Some(m) = &mut self.masking {
                 m.fence.wait(&shared.fence).await;
             }
-            self.refresh_catalog().await?;
+            self.catalog_unreadable = self.refresh_catalog_or_refusal().await;
             // Not held again for the catalog (a change made meanwhile is
             // seen at the next statement), but maybe for approval.
-            return match self.judge_frame(&frame)? {
+            let judged = self.judge_frame(&frame);
+            self.catalog_unreadable = None;
+            return match judged? {
                 Verdict::Hold if self.ddl_grace.is_some() => self.resolve_grace().await,
                 Verdict::Hold => self.resolve_held().await,
                 verdict => Ok(verdict),

@@ -33,6 +33,15 @@ impl<'a> ClientSide<'a> {
         if self.masking_now_applies {
             return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
         }
+        if let Some(u) = self.catalog_unreadable.as_deref() {
+            let message = u.1.clone();
+            return self.refuse(
+                record_now,
+                sql,
+                crate::masking::lineage::UNANALYZABLE,
+                message,
+            );
+        }
         if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
             return self.refuse(record_now, sql, RELOADED, message);
         }

@@ -110,6 +110,53 @@ impl<'a> ClientSide<'a> {
         Ok(())
     }
 
+    /// [`Self::refresh_catalog`], for a frame that waited for it: `None`
+    /// when the snapshot is fresh, else the SQLSTATE and refusal of the
+    /// statements the frame would plan, bind or run. A snapshot the
+    /// server did not give (a lock held by another transaction, a timeout,
+    /// the server unreachable) refuses the statement, not the session.
+    pub(super) async fn refresh_catalog_or_refusal(
+        &mut self,
+    ) -> Option<Box<(&'static str, String)>> {
+        let code = match self.refresh_catalog().await {
+            Ok(()) => return None,
+            Err(e @ SessionError::Upstream { .. }) => (e.sqlstate(), e),
+            Err(e @ SessionError::Io(_)) => ("58030", e),
+            Err(e) => ("58000", e),
+        };
+        let (code, e) = code;
+        tracing::warn!(target = %self.principal.target, error = %e, "catalog snapshot not loaded: statements that need it are refused");
+        Some(Box::new((
+            code,
+            format!("{e}; masking cannot plan without it: run the statement again"),
+        )))
+    }
+
+    /// While the catalog could not be read ([`Self::catalog_unreadable`]):
+    /// its refusal in place of `checked`, the result of a Bind's or
+    /// Execute's own checks; with the SQLSTATE to answer with.
+    pub(super) fn catalog_refusal(
+        &self,
+        checked: Result<(), String>,
+    ) -> (&'static str, Result<(), String>) {
+        match self.catalog_unreadable.as_deref() {
+            Some((code, message)) => (
+                code,
+                Err(format!(
+                    "airlock: blocked by rule {}: {message}",
+                    crate::masking::lineage::UNANALYZABLE
+                )),
+            ),
+            None => (REFUSED, checked),
+        }
+    }
+
+    /// The SQLSTATE of a Query's or Parse's refusal: [`REFUSED`], or the
+    /// catalog's ([`Self::catalog_refusal`]).
+    pub(super) fn refusal_code(&self) -> &'static str {
+        self.catalog_unreadable.as_deref().map_or(REFUSED, |u| u.0)
+    }
+
     /// The refusal of a statement that runs (`EXECUTE`) a SQL-level
     /// prepared statement judged against an older catalog snapshot, or
     /// one masking cannot name; `None` when there is none, or nothing is

@@ -278,6 +278,11 @@ pub struct ClientSide<'a> {
     /// whether it may run (those requests were answered in time, and
     /// nothing moved meanwhile), or its refusal.
     grace_passed: Option<Result<(), &'static str>>,
+    /// While a frame that waited for a fresh catalog snapshot is judged
+    /// and the snapshot could not be loaded: the SQLSTATE and refusal of
+    /// any statement it would plan, bind or run (see
+    /// [`ClientSide::catalog_refusal`]).
+    catalog_unreadable: Option<Box<(&'static str, String)>>,
     /// Statements (Parse names) a human approved, not bound yet: each may
     /// be bound once ([`ClientSide::bind_once`]).
     approved_once: Vec<Box<[u8]>>,
