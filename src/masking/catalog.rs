@@ -288,6 +288,8 @@ struct GenerationState {
     /// When [`Generation::bump_for_unknown`] last moved the generation, in
     /// milliseconds since [`epoch`] (0: never).
     unknown_at: AtomicU64,
+    /// When [`Generation::bump_for_locked`] last moved it (likewise).
+    locked_at: AtomicU64,
     /// The names that moved it, and when (bounded: cleared when full).
     unknown_names: std::sync::Mutex<HashMap<String, u64>>,
     /// The target's masking sessions' requests ([`Generation::register`]).
@@ -402,6 +404,19 @@ pub const UNKNOWN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_
 /// name in a loop is looked for again once a minute.
 pub const UNKNOWN_NAME_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Shortest time between two reloads asked for by statements refused
+/// for reading a view that was locked ([`Generation::bump_for_locked`]).
+pub const LOCKED_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a catalog snapshot gives as the definition of a view another
+/// transaction held an exclusive lock on when it was read (Postgres: its
+/// definition was not asked for, see `crate::pg::catalog`), quoted in the
+/// refusal of the statements that read it; a string literal, like
+/// [`AMBIGUOUS`], so that lineage stops on it.
+pub const LOCKED_VIEW: &str = "airlock: this view is locked by another transaction \
+     (its definition may be changing, or it is being refreshed): \
+     run the statement again once that transaction has ended";
+
 /// Names [`GenerationState::unknown_names`] keeps.
 const UNKNOWN_NAMES: usize = 256;
 
@@ -458,6 +473,33 @@ impl Generation {
         }
         names.insert(name.to_owned(), now);
         drop(names);
+        self.bump();
+        true
+    }
+
+    /// [`Self::bump`] for a statement refused because a view it reads was
+    /// locked by another transaction when the snapshot was read (see
+    /// [`LOCKED_VIEW`]), so that the snapshot is read again once the lock
+    /// may be gone: at most once per [`LOCKED_RELOAD_EVERY`]. The lock
+    /// ends with that transaction, which airlock may not see (it ran
+    /// outside airlock). Returns whether it moved.
+    pub fn bump_for_locked(&self) -> bool {
+        let now = u64::try_from(epoch().elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let every = u64::try_from(LOCKED_RELOAD_EVERY.as_millis()).unwrap_or(u64::MAX);
+        let last = self.0.locked_at.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < every {
+            return false;
+        }
+        if self
+            .0
+            .locked_at
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
         self.bump();
         true
     }

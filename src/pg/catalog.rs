@@ -135,8 +135,10 @@ const CASTS_QUERY: &str = "SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND c
 /// transaction's `CREATE OR REPLACE VIEW`, `ALTER`, `DROP` or `REFRESH
 /// MATERIALIZED VIEW` it would wait until that transaction ends, and with
 /// it every masking session of the target, which share one load (found
-/// while bounding the load: an open migration held them all). Given up,
-/// the statement that needed the snapshot is refused (55P03) and the
+/// while bounding the load: an open migration held them all). [`QUERY`]
+/// leaves out the views locked when it starts; for a lock taken while it
+/// runs, or one on a catalog table, it gives up after this long, and the
+/// statement that needed the snapshot is refused (55P03) while the
 /// session goes on.
 const LOCK_TIMEOUT_MS: u32 = 2_000;
 
@@ -163,8 +165,24 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 ///
 /// The last column lists, comma-separated, the OIDs of the tables the
 /// relation is directly a partition or inheritance child of.
-const QUERY: &str = "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
-     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN pg_get_viewdef(c.oid) END, \
+///
+/// `pg_get_viewdef` takes a share lock on the view. A view another
+/// transaction holds (or waits for) an exclusive lock on (`CREATE OR
+/// REPLACE VIEW`, `ALTER`, `DROP` or `REFRESH MATERIALIZED VIEW` in an
+/// open transaction) is not asked for: its "definition" is a string
+/// literal, which lineage stops on, quoting it (as for
+/// [`crate::masking::catalog::AMBIGUOUS`]), so that statements reading it
+/// are refused and the rest run. A lock taken between the two is what
+/// [`LOCK_TIMEOUT_MS`] bounds.
+const QUERY: &str = "WITH locked AS MATERIALIZED (SELECT relation FROM pg_locks \
+       WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' \
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+     SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
+     CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN \
+       CASE WHEN c.oid IN (SELECT relation FROM locked) THEN '''airlock: this view is locked by another transaction \
+         (its definition may be changing, or it is being refreshed): \
+         run the statement again once that transaction has ended''' \
+       ELSE pg_get_viewdef(c.oid) END END, \
      i.parents, c.relkind = 'm' \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -502,7 +520,7 @@ fn load_error(body: &[u8]) -> SessionError {
         Some("55P03") => (
             "55P03",
             format!(
-                "airlock could not read the catalog for masking: a relation it describes is locked by another transaction (ALTER, DROP, CREATE OR REPLACE VIEW or REFRESH MATERIALIZED VIEW in progress; lock_timeout {LOCK_TIMEOUT_MS} ms): {said}"
+                "airlock could not read the catalog for masking: a relation it reads is locked by another transaction (a schema change in progress; lock_timeout {LOCK_TIMEOUT_MS} ms): {said}"
             ),
         ),
         Some("57014") => (
@@ -600,6 +618,14 @@ mod tests {
     /// Two loads of the same relations are the same content (so a reload
     /// keeps the snapshot in use, and the plans made against it); any
     /// difference a plan could depend on is not.
+    /// The query's stand-in for a locked view's definition is the one
+    /// lineage and the reload look for.
+    #[test]
+    fn locked_views_are_marked_as_masking_expects() {
+        let marker = format!("'{}'", crate::masking::catalog::LOCKED_VIEW);
+        assert!(QUERY.replace("''", "'").contains(&marker), "{QUERY}");
+    }
+
     #[test]
     fn same_content_compares_relations_not_generations() {
         let a =

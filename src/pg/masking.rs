@@ -198,14 +198,26 @@ impl MaskContext {
         admitted(plans.iter().cloned())
     }
 
-    /// After a plan refused for naming a relation the snapshot lacks: the
+    /// After a plan refused for naming a relation the snapshot lacks, or
+    /// for reading a view that was locked when the snapshot was read: the
     /// target's sessions read the catalog again before their next
     /// statement (at most every few seconds, see
-    /// [`crate::masking::Generation::bump_for_unknown`]).
-    fn reload_if_unknown<'p>(&self, mut plans: impl Iterator<Item = &'p StatementPlan>) {
-        if let Some(name) = plans.find_map(crate::masking::unknown_relation_name) {
-            if self.generation().bump_for_unknown(name) {
-                tracing::info!(relation = name, "a statement named a relation airlock's catalog snapshot lacks; reading the catalog again");
+    /// [`crate::masking::Generation::bump_for_unknown`] and
+    /// [`crate::masking::Generation::bump_for_locked`]).
+    fn reload_if_unknown<'p>(&self, plans: impl Iterator<Item = &'p StatementPlan>) {
+        for plan in plans {
+            if let Some(name) = crate::masking::unknown_relation_name(plan) {
+                if self.generation().bump_for_unknown(name) {
+                    tracing::info!(relation = name, "a statement named a relation airlock's catalog snapshot lacks; reading the catalog again");
+                }
+                return;
+            }
+            if matches!(plan, StatementPlan::Block { message, .. } if message.contains(crate::masking::catalog::LOCKED_VIEW))
+            {
+                if self.generation().bump_for_locked() {
+                    tracing::info!("a statement read a view that was locked when airlock read the catalog; reading it again");
+                }
+                return;
             }
         }
     }

@@ -436,57 +436,104 @@ async fn pg_ddl_race_ddl_waits_for_writes_checked_before_it() {
     env.stop().await;
 }
 
-/// The catalog snapshot cannot be read while another transaction holds a
-/// lock on a view (`pg_get_viewdef` waits for it): every masking session
-/// of the target waited for that transaction to end, held in the one
-/// load they share (found while bounding the load: a migration left open
-/// by hand held them all). Now the load gives up after its lock_timeout
-/// and the statements that need it are refused (55P03, naming the cause),
-/// over both protocols and at a Bind; the sessions go on.
+/// The catalog snapshot could not be read while another transaction held
+/// a lock on a view (`pg_get_viewdef` waits for it): every masking session
+/// of the target waited for that transaction to end, held in the one load
+/// they share (found while bounding the load: a migration left open by
+/// hand held them all). Now the load leaves a view locked when it starts
+/// out: statements reading it are refused, naming the lock, and the rest
+/// run, over both protocols and at a Bind; once the lock is gone, reading
+/// the view asks for a fresh snapshot. A lock the load meets anyway (here
+/// on `pg_rewrite`, which `pg_get_viewdef` reads) makes it give up after
+/// its lock_timeout: the statements that need it are refused (55P03),
+/// the sessions go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     let mut env = env().await;
     let a = env.agent().await;
     assert_eq!(read(&a, READ_VX, Way::Simple).await, b"Alice|Bob|");
-    let prepared = a
-        .prepare("SELECT name FROM customers ORDER BY id")
-        .await
-        .expect("prepare");
-    // Outside airlock: a superuser's transaction keeps vx locked.
+    const CUSTOMERS: &str = "SELECT name FROM customers ORDER BY id";
+    let prepared = a.prepare(CUSTOMERS).await.expect("prepare");
+    let builder = builder(&env).await;
     let b = env.direct().await;
+    let within = |what: &'static str| {
+        move |r: Result<Vec<u8>, tokio::time::error::Elapsed>| {
+            r.unwrap_or_else(|_| panic!("{what}: held until B's transaction ends"))
+        }
+    };
+    let text = |got: &[u8]| String::from_utf8_lossy(got).into_owned();
+
+    // Outside airlock: a superuser's transaction keeps vx locked.
     b.batch_execute("BEGIN").await.expect("B: BEGIN");
     b.batch_execute(RESTORE_VX).await.expect("B: lock vx");
     // DDL through airlock: every snapshot of the target is stale.
-    builder(&env)
-        .await
+    builder
         .batch_execute("CREATE TABLE moved_on (x int)")
         .await
         .expect("builder: DDL");
-    let refused = |got: &[u8], context: &str| {
-        let text = String::from_utf8_lossy(got);
-        assert!(
-            text.contains("E55P03") && text.contains("locked by another transaction"),
-            "{context}: {text}"
-        );
-    };
     for way in [Way::Simple, Way::Extended] {
-        let got = tokio::time::timeout(
-            Duration::from_secs(30),
-            read(&a, "SELECT name FROM customers ORDER BY id", way),
-        )
+        let got = within("customers")(
+            tokio::time::timeout(Duration::from_secs(30), read(&a, CUSTOMERS, way)).await,
+        );
+        assert_eq!(got, b"Alice|Bob|", "{way:?}: {}", text(&got));
+        let got = within("vx")(
+            tokio::time::timeout(Duration::from_secs(30), read(&a, READ_VX, way)).await,
+        );
+        assert!(
+            text(&got).contains("view is locked by another transaction"),
+            "{way:?}: {}",
+            text(&got)
+        );
+    }
+    assert_eq!(
+        flatten_rows(&a.query(&prepared, &[]).await.expect("bound")),
+        b"Alice|Bob|"
+    );
+    b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
+    // Reading the locked view asked for a fresh snapshot (at most every
+    // 2 s): it reads again once the lock is gone.
+    let mut read_again = false;
+    for _ in 0..100 {
+        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
+            read_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(read_again, "vx reads again once the lock was released");
+
+    // A lock the load cannot see coming: it gives up.
+    builder
+        .batch_execute("DROP TABLE moved_on")
         .await
-        .expect("refused, not held until B's transaction ends");
-        refused(&got, &format!("{way:?}"));
+        .expect("builder: DDL");
+    // Only a superuser may lock a catalog table.
+    let mut root = env.direct_config();
+    root.user(env.pg.superuser())
+        .password(env.pg.superuser_password());
+    let b = connect(root).await;
+    b.batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("B: lock pg_rewrite");
+    for way in [Way::Simple, Way::Extended] {
+        let got = within("pg_rewrite")(
+            tokio::time::timeout(Duration::from_secs(30), read(&a, CUSTOMERS, way)).await,
+        );
+        assert!(
+            text(&got).contains("E55P03") && text(&got).contains("locked by another transaction"),
+            "{way:?}: {}",
+            text(&got)
+        );
     }
     let bound = tokio::time::timeout(Duration::from_secs(30), a.query(&prepared, &[]))
         .await
         .expect("Bind refused, not held");
-    refused(format!("{bound:?}").as_bytes(), "Bind");
+    assert!(format!("{bound:?}").contains("E55P03"), "Bind: {bound:?}");
     b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
     // A failed load is shared for a second; then the next one reads it.
     let mut read_again = false;
     for _ in 0..100 {
-        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
+        if read(&a, CUSTOMERS, Way::Simple).await == b"Alice|Bob|" {
             read_again = true;
             break;
         }
@@ -498,6 +545,6 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
         flatten_rows(&a.query(&prepared, &[]).await.expect("bound again")),
         b"Alice|Bob|"
     );
-    drop(a);
+    drop((a, builder));
     env.stop().await;
 }
