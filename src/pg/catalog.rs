@@ -615,9 +615,6 @@ mod tests {
         ]
     }
 
-    /// Two loads of the same relations are the same content (so a reload
-    /// keeps the snapshot in use, and the plans made against it); any
-    /// difference a plan could depend on is not.
     /// The query's stand-in for a locked view's definition is the one
     /// lineage and the reload look for.
     #[test]
@@ -626,6 +623,9 @@ mod tests {
         assert!(QUERY.replace("''", "'").contains(&marker), "{QUERY}");
     }
 
+    /// Two loads of the same relations are the same content (so a reload
+    /// keeps the snapshot in use, and the plans made against it); any
+    /// difference a plan could depend on is not.
     #[test]
     fn same_content_compares_relations_not_generations() {
         let a =

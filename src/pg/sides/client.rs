@@ -340,7 +340,8 @@ impl<'a> ClientSide<'a> {
             }
             fe::EXECUTE => {
                 let e = Execute::decode(body).map_err(malformed)?;
-                if self.grace_passed.is_none() {
+                // Refused anyway without a snapshot: no wait for it.
+                if self.grace_passed.is_none() && self.catalog_unreadable.is_none() {
                     let waiting_for = self.ddl_waits(|m| m.book.portal_runs_ddl(e.portal));
                     if !waiting_for.is_empty() {
                         self.ddl_grace = Some(Box::new(DdlGrace {
