@@ -1042,7 +1042,11 @@ impl<'a> Analyzer<'a> {
             .strip_prefix('\'')
             .and_then(|s| s.strip_suffix('\''))
         {
-            return stop(UNANALYZABLE, said.to_owned());
+            let rule = match said == crate::masking::catalog::LOCKED_VIEW {
+                true => crate::masking::catalog::LOCKED_RULE,
+                false => UNANALYZABLE,
+            };
+            return stop(rule, said.to_owned());
         }
         let parsed = parse::parse(self.dialect, sql, &self.limits).map_err(|b| Stop {
             rule: UNANALYZABLE.into(),
@@ -1511,7 +1515,15 @@ impl<'a> Analyzer<'a> {
         };
         for (schema, mv, sql) in self.catalog.materialized_views() {
             let mut read = std::collections::HashSet::new();
-            if !self.names_read(&sql, 0, &mut read) || read.contains(&name) {
+            if !self.names_read(&sql, 0, &mut read) {
+                return stop(
+                    UNANALYZABLE,
+                    format!(
+                        "airlock cannot tell which views materialized view {schema}.{mv} reads (its definition, or that of a view it reads, could not be read or analyzed; is it being refreshed?), and a materialized view keeps the rows a view's definition computed at its last refresh, which masking cannot follow: no view can be redefined while masking applies until it can"
+                    ),
+                );
+            }
+            if read.contains(&name) {
                 return stop(
                     UNANALYZABLE,
                     format!(

@@ -145,9 +145,11 @@ const LOCK_TIMEOUT_MS: u32 = 2_000;
 /// The longest the catalog query may run.
 const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 
-/// The settings the load makes first, on its own connection (they end
-/// with it), as statements rather than startup parameters: a pooler in
-/// front of the server may refuse those. They return no rows.
+/// The settings the load makes first, as statements rather than startup
+/// parameters (a pooler in front of the server may refuse those), and
+/// `LOCAL` to the load's one implicit transaction (behind a transaction
+/// pooler, a session setting would stay on the server connection for its
+/// next client; review finding). They return no rows.
 const BOUNDS_STATEMENTS: usize = 2;
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -166,10 +168,12 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// The last column lists, comma-separated, the OIDs of the tables the
 /// relation is directly a partition or inheritance child of.
 ///
-/// `pg_get_viewdef` takes a share lock on the view. A view another
-/// transaction holds (or waits for) an exclusive lock on (`CREATE OR
-/// REPLACE VIEW`, `ALTER`, `DROP` or `REFRESH MATERIALIZED VIEW` in an
-/// open transaction) is not asked for: its "definition" is a string
+/// `pg_get_viewdef` takes a share lock on the view and on every relation
+/// its definition names. A view another transaction holds (or waits for)
+/// an exclusive lock on (`CREATE OR REPLACE VIEW`, `ALTER`, `DROP` or
+/// `REFRESH MATERIALIZED VIEW` in an open transaction), or on one of
+/// those relations (`ALTER TABLE`, `TRUNCATE`, `VACUUM FULL` of a table
+/// it reads; review finding), is not asked for: its "definition" is a string
 /// literal, which lineage stops on, quoting it (as for
 /// [`crate::masking::catalog::AMBIGUOUS`]), so that statements reading it
 /// are refused and the rest run. A lock taken between the two is what
@@ -179,7 +183,10 @@ const QUERY: &str = "WITH locked AS MATERIALIZED (SELECT relation FROM pg_locks 
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
      SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
      CASE WHEN c.relkind IN ('v','m') AND a.attnum = 1 THEN \
-       CASE WHEN c.oid IN (SELECT relation FROM locked) THEN '''airlock: this view is locked by another transaction \
+       CASE WHEN c.oid IN (SELECT relation FROM locked) OR EXISTS (SELECT 1 FROM pg_rewrite r \
+         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
+           AND d.refclassid = 'pg_class'::regclass \
+         WHERE r.ev_class = c.oid AND d.refobjid IN (SELECT relation FROM locked)) THEN '''airlock: this view is locked by another transaction \
          (its definition may be changing, or it is being refreshed): \
          run the statement again once that transaction has ended''' \
        ELSE pg_get_viewdef(c.oid) END END, \
@@ -447,7 +454,7 @@ pub async fn load(
     let mut conn = up.conn;
     let mut out = BytesMut::new();
     frontend::query(
-        &format!("SET lock_timeout = {LOCK_TIMEOUT_MS}; SET statement_timeout = {STATEMENT_TIMEOUT_MS}; {QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
+        &format!("SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; {QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
         &mut out,
     )?;
     frontend::terminate(&mut out);

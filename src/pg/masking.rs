@@ -212,7 +212,7 @@ impl MaskContext {
                 }
                 return;
             }
-            if matches!(plan, StatementPlan::Block { message, .. } if message.contains(crate::masking::catalog::LOCKED_VIEW))
+            if matches!(plan, StatementPlan::Block { rule, .. } if rule == crate::masking::catalog::LOCKED_RULE)
             {
                 if self.generation().bump_for_locked() {
                     tracing::info!("a statement read a view that was locked when airlock read the catalog; reading it again");

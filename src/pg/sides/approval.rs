@@ -72,10 +72,7 @@ impl<'a> ClientSide<'a> {
                 code = sqlstate;
                 note.decision = AuditDecision::Block;
                 note.rule = Some(crate::masking::lineage::UNANALYZABLE.to_owned());
-                let refusal = format!(
-                    "airlock: blocked by rule {}: {message}",
-                    crate::masking::lineage::UNANALYZABLE
-                );
+                let refusal = self.catalog_refusal_text(&message);
                 note.reason = Some(message);
                 Err(refusal)
             }

@@ -289,7 +289,8 @@ impl<'a> ClientSide<'a> {
                         true => self.after_ddl_check(|book| book.statement_sql(b.statement)),
                         false => self.replan_statement(b.statement),
                     };
-                    let (code, checked) = self.catalog_refusal(checked);
+                    let (code, checked) =
+                        self.catalog_refusal(checked, |book| book.statement_sql(b.statement));
                     if let Err(msg) = checked {
                         // Its masking plan against the current catalog
                         // refuses it; the statement stays, refused at each
@@ -357,10 +358,14 @@ impl<'a> ClientSide<'a> {
                 }
                 .and_then(|()| self.execute_by_name_check(e.portal));
                 // Both rare: one branch on the hot path.
-                let mut replanned = match self.cursors.is_some() || self.masking_now_applies {
+                let replanned = match self.cursors.is_some() || self.masking_now_applies {
                     true => replanned.and_then(|()| self.reload_check(e.portal)),
                     false => replanned,
                 };
+                // Before the DDL count below: a refused DDL does not run
+                // (review finding).
+                let (code, mut replanned) =
+                    self.catalog_refusal(replanned, |book| book.portal_sql(e.portal));
                 let restricted = self.restricted;
                 let shared = self.shared;
                 if let Some(m) = &mut self.masking {
@@ -386,7 +391,6 @@ impl<'a> ClientSide<'a> {
                     m.fence.frame_in_batch();
                     m.expect.push(expect);
                 }
-                let (code, replanned) = self.catalog_refusal(replanned);
                 if let Err(msg) = replanned {
                     self.follow(|| Expect::Execute {
                         plan: None,

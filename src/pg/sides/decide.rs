@@ -10,6 +10,10 @@ impl<'a> ClientSide<'a> {
     /// principal.
     pub(super) fn mask_plan(&self, sql: &[u8], shape: &Shape<'_>) -> Planned {
         match &self.masking {
+            Some(m) if self.catalog_unreadable.is_some() => {
+                let message = self.catalog_unreadable.as_deref().map_or("", |u| &u.1);
+                self.plan_without_catalog(m, sql, message)
+            }
             Some(m) if self.restricted || self.beside_ddl => {
                 m.ctx.plan_after_ddl(sql, &m.context, self.unseen_ddl())
             }
@@ -33,21 +37,16 @@ impl<'a> ClientSide<'a> {
         if self.masking_now_applies {
             return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
         }
-        if let Some(u) = self.catalog_unreadable.as_deref() {
-            let message = u.1.clone();
-            return self.refuse(
-                record_now,
-                sql,
-                crate::masking::lineage::UNANALYZABLE,
-                message,
-            );
-        }
         if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
             return self.refuse(record_now, sql, RELOADED, message);
         }
         // Not while restricted: the memo's plans were made without the
         // restriction (see `super::ddl_fence`).
-        let memo = match record_now || self.restricted || self.beside_ddl {
+        let memo = match record_now
+            || self.restricted
+            || self.beside_ddl
+            || self.catalog_unreadable.is_some()
+        {
             true => None,
             false => self.memo.view(self.gates.gate(), &self.context),
         };
@@ -94,6 +93,7 @@ impl<'a> ClientSide<'a> {
                     if !record_now
                         && !self.restricted
                         && !self.beside_ddl
+                        && self.catalog_unreadable.is_none()
                         && judgement.replayable()
                         && !reads_by_name(plans, sql)
                     {

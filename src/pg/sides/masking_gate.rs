@@ -120,6 +120,12 @@ impl<'a> ClientSide<'a> {
     ) -> Option<Box<(&'static str, String)>> {
         let code = match self.refresh_catalog().await {
             Ok(()) => return None,
+            // Not class 08 on a session that goes on: pools may take
+            // it for a broken connection (a failed load shared with
+            // sessions that waited for it keeps its connect error's).
+            Err(e @ SessionError::Upstream { .. }) if e.sqlstate().starts_with("08") => {
+                ("58030", e)
+            }
             Err(e @ SessionError::Upstream { .. }) => (e.sqlstate(), e),
             Err(e @ SessionError::Io(_)) => ("58030", e),
             Err(e) => ("58000", e),
@@ -134,21 +140,53 @@ impl<'a> ClientSide<'a> {
 
     /// While the catalog could not be read ([`Self::catalog_unreadable`]):
     /// its refusal in place of `checked`, the result of a Bind's or
-    /// Execute's own checks; with the SQLSTATE to answer with.
+    /// Execute's own checks, unless the statement (its text from `text`)
+    /// is one of transaction and session statements only, which plan
+    /// nothing (review finding: a session could not end the transaction
+    /// whose lock kept the catalog from being read); with the SQLSTATE to
+    /// answer with.
     pub(super) fn catalog_refusal(
         &self,
         checked: Result<(), String>,
+        text: impl FnOnce(&PlanBook) -> Option<Arc<[u8]>>,
     ) -> (&'static str, Result<(), String>) {
-        match self.catalog_unreadable.as_deref() {
-            Some((code, message)) => (
-                code,
-                Err(format!(
-                    "airlock: blocked by rule {}: {message}",
-                    crate::masking::lineage::UNANALYZABLE
-                )),
-            ),
-            None => (REFUSED, checked),
+        let Some((code, message)) = self.catalog_unreadable.as_deref() else {
+            return (REFUSED, checked);
+        };
+        let plans_nothing = self.masking.as_ref().is_some_and(|m| {
+            text(&m.book).is_some_and(|sql| {
+                m.ctx
+                    .plan_after_ddl(&sql, &m.context, crate::masking::UnseenDdl::Own)
+                    .is_ok()
+            })
+        });
+        match plans_nothing {
+            true => (REFUSED, checked),
+            false => (code, Err(self.catalog_refusal_text(message))),
         }
+    }
+
+    /// The refusal of a statement that needs the catalog snapshot that
+    /// could not be read (`message`: why).
+    pub(super) fn catalog_refusal_text(&self, message: &str) -> String {
+        format!(
+            "airlock: blocked by rule {}: {message}",
+            crate::masking::lineage::UNANALYZABLE
+        )
+    }
+
+    /// A Query's or Parse's masking plans while the catalog could not be
+    /// read: transaction and session statements only (see
+    /// [`Self::catalog_refusal`]), else the refusal.
+    pub(super) fn plan_without_catalog(
+        &self,
+        m: &ClientMasking,
+        sql: &[u8],
+        message: &str,
+    ) -> Planned {
+        m.ctx
+            .plan_after_ddl(sql, &m.context, crate::masking::UnseenDdl::Own)
+            .map_err(|_| self.catalog_refusal_text(message))
     }
 
     /// The SQLSTATE of a Query's or Parse's refusal: [`REFUSED`], or the

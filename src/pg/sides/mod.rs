@@ -254,9 +254,11 @@ pub struct ClientSide<'a> {
     /// catalog reloads, and [`ClientSide::refresh_catalog`] forgets the
     /// memo; whatever else ever replaces it must also forget the memo.
     memo: Memo<Plans<StatementPlan>>,
-    /// A Query, Parse, Bind or Execute held while the catalog snapshot is
-    /// reloaded (the target's catalog generation moved): judged against
-    /// the fresh snapshot in [`Side::resolve`].
+    /// A Query, Parse, Bind, Execute or Close held while the session's own
+    /// DDL is answered and the catalog snapshot is reloaded (the target's
+    /// catalog generation moved): judged in [`Side::resolve`] against the
+    /// fresh snapshot, or, when it could not be loaded, refused unless it
+    /// plans nothing (see `catalog_unreadable`).
     refreshing: Option<Box<[u8]>>,
     /// A Query, Parse, Bind, Execute or FunctionCall held while the audit
     /// log's queue is full (backpressure, see
