@@ -188,15 +188,10 @@ async fn pg_ddl_race_results_are_refused_only_while_ddl_is_unsettled() {
         .await
         .expect("B: DDL in an open transaction");
     drop(b);
-    let mut settled = false;
-    for _ in 0..200 {
-        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(settled, "B's session ended: its DDL no longer counts");
+    assert!(
+        reads_again(&a, READ_VX, Duration::from_millis(50)).await,
+        "B's session ended: its DDL no longer counts"
+    );
     assert_usable(&a, "after B's session ended").await;
     drop((a, c));
     env.stop().await;
@@ -436,6 +431,18 @@ async fn pg_ddl_race_ddl_waits_for_writes_checked_before_it() {
     env.stop().await;
 }
 
+/// Whether `sql` (simple protocol) reads `Alice|Bob|` within 100 tries,
+/// `pause` apart.
+async fn reads_again(c: &tokio_postgres::Client, sql: &str, pause: Duration) -> bool {
+    for _ in 0..100 {
+        if read(c, sql, Way::Simple).await == b"Alice|Bob|" {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    false
+}
+
 /// The catalog snapshot could not be read while another transaction held
 /// a lock on a view (`pg_get_viewdef` waits for it): every masking session
 /// of the target waited for that transaction to end, held in the one load
@@ -502,15 +509,10 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
     // Reading the locked view asked for a fresh snapshot (at most every
     // 5 s): it reads again once the lock is gone.
-    let mut read_again = false;
-    for _ in 0..100 {
-        if read(&a, READ_VX, Way::Simple).await == b"Alice|Bob|" {
-            read_again = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(read_again, "vx reads again once the lock was released");
+    assert!(
+        reads_again(&a, READ_VX, Duration::from_millis(100)).await,
+        "vx reads again once the lock was released"
+    );
 
     // A lock the load cannot see coming: it gives up.
     builder
@@ -551,15 +553,10 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     assert!(format!("{bound:?}").contains("E55P03"), "Bind: {bound:?}");
     b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
     // A failed load is shared for a second; then the next one reads it.
-    let mut read_again = false;
-    for _ in 0..100 {
-        if read(&a, CUSTOMERS, Way::Simple).await == b"Alice|Bob|" {
-            read_again = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(read_again, "the catalog is read once the lock was released");
+    assert!(
+        reads_again(&a, CUSTOMERS, Duration::from_millis(50)).await,
+        "the catalog is read once the lock was released"
+    );
     assert_usable(&a, "once the lock was released").await;
     assert_eq!(
         flatten_rows(&a.query(&prepared, &[]).await.expect("bound again")),

@@ -118,19 +118,17 @@ impl<'a> ClientSide<'a> {
     pub(super) async fn refresh_catalog_or_refusal(
         &mut self,
     ) -> Option<Box<(&'static str, String)>> {
-        let code = match self.refresh_catalog().await {
-            Ok(()) => return None,
-            // Not class 08 on a session that goes on: pools may take
-            // it for a broken connection (a failed load shared with
-            // sessions that waited for it keeps its connect error's).
-            Err(e @ SessionError::Upstream { .. }) if e.sqlstate().starts_with("08") => {
-                ("58030", e)
-            }
-            Err(e @ SessionError::Upstream { .. }) => (e.sqlstate(), e),
-            Err(e @ SessionError::Io(_)) => ("58030", e),
-            Err(e) => ("58000", e),
+        let Err(e) = self.refresh_catalog().await else {
+            return None;
         };
-        let (code, e) = code;
+        // Not class 08 on a session that goes on: pools may take it for a
+        // broken connection (a failed load shared with sessions that
+        // waited for it keeps its connect error's).
+        let code = match &e {
+            SessionError::Upstream { .. } if !e.sqlstate().starts_with("08") => e.sqlstate(),
+            SessionError::Upstream { .. } | SessionError::Io(_) => "58030",
+            _ => "58000",
+        };
         tracing::warn!(target = %self.principal.target, error = %e, "catalog snapshot not loaded: statements that need it are refused");
         Some(Box::new((
             code,
