@@ -137,9 +137,9 @@ const CASTS_QUERY: &str = "SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND c
 /// it every masking session of the target, which share one load (found
 /// while bounding the load: an open migration held them all). [`QUERY`]
 /// leaves out the views locked when it starts; for a lock taken while it
-/// runs, or one on a catalog table, it gives up after this long, and the
-/// statement that needed the snapshot is refused (55P03) while the
-/// session goes on.
+/// runs, or one on a catalog table, it gives up after this long and is
+/// tried again ([`LOCK_RETRIES`]); when that gives up too, the statement
+/// that needed the snapshot is refused (55P03) while the session goes on.
 const LOCK_TIMEOUT_MS: u32 = 2_000;
 
 /// The setting the load makes first ([`LOCK_TIMEOUT_MS`]), as a statement
@@ -443,7 +443,17 @@ impl CatalogSnapshot {
     }
 }
 
-/// Loads a snapshot over a fresh upstream connection.
+/// How many times a load that gave up on a lock ([`LOCK_TIMEOUT_MS`]) is
+/// tried again at once. A lock taken on a view after the query read
+/// `pg_locks` (a migration starting while airlock reads the catalog, or
+/// an agent's `LOCK TABLE` timed to land there: red-team finding) is in
+/// `pg_locks` when the next try reads it, so that try leaves the view
+/// out rather than waiting for it; only a lock on a catalog table, or a
+/// fresh lock for every try, makes the load fail.
+const LOCK_RETRIES: u32 = 1;
+
+/// Loads a snapshot over a fresh upstream connection, trying again
+/// ([`LOCK_RETRIES`]) when the load gave up on a lock.
 pub async fn load(
     target_name: &str,
     target: &Target,
@@ -451,6 +461,59 @@ pub async fn load(
     timeout: Duration,
     max_message: usize,
 ) -> Result<CatalogSnapshot, SessionError> {
+    let mut tries = 0;
+    loop {
+        match load_once(target_name, target, tls.clone(), timeout, max_message).await {
+            Err(LoadFailure::Refused(body)) => {
+                let error = load_error(&body);
+                if error.sqlstate() != "55P03" || tries == LOCK_RETRIES {
+                    return Err(error);
+                }
+                tries += 1;
+                tracing::info!(
+                    target = target_name,
+                    "catalog load gave up on a lock; trying again (a lock taken since it read pg_locks is left out now)"
+                );
+            }
+            Err(LoadFailure::Session(e)) => return Err(e),
+            Ok(snapshot) => return Ok(snapshot),
+        }
+    }
+}
+
+/// Why one try at the catalog failed: the server's ErrorResponse body, or
+/// the connection.
+enum LoadFailure {
+    Refused(Vec<u8>),
+    Session(SessionError),
+}
+
+impl From<SessionError> for LoadFailure {
+    fn from(e: SessionError) -> Self {
+        LoadFailure::Session(e)
+    }
+}
+
+impl From<super::conn::ConnError> for LoadFailure {
+    fn from(e: super::conn::ConnError) -> Self {
+        LoadFailure::Session(e.into())
+    }
+}
+
+impl From<std::io::Error> for LoadFailure {
+    fn from(e: std::io::Error) -> Self {
+        LoadFailure::Session(e.into())
+    }
+}
+
+/// One try at the catalog, over its own connection.
+async fn load_once(
+    target_name: &str,
+    target: &Target,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    max_message: usize,
+) -> Result<CatalogSnapshot, LoadFailure> {
     let params = [("application_name".to_owned(), "airlock catalog".to_owned())];
     let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
     let mut conn = up.conn;
@@ -502,7 +565,7 @@ pub async fn load(
                 }
             }
             backend::COMMAND_COMPLETE => completed += 1,
-            backend::ERROR_RESPONSE => return Err(load_error(frame.body())),
+            backend::ERROR_RESPONSE => return Err(LoadFailure::Refused(frame.body().to_vec())),
             backend::READY_FOR_QUERY => break,
             _ => {}
         }
@@ -529,7 +592,8 @@ fn load_error(body: &[u8]) -> SessionError {
         Some("55P03") => (
             "55P03",
             format!(
-                "airlock could not read the catalog for masking: a relation it reads is locked by another transaction (a schema change in progress; lock_timeout {LOCK_TIMEOUT_MS} ms): {said}"
+                "airlock could not read the catalog for masking: a relation it reads is locked by another transaction (a schema change in progress; lock_timeout {LOCK_TIMEOUT_MS} ms, {} tries): {said}",
+                1 + LOCK_RETRIES
             ),
         ),
         _ => (

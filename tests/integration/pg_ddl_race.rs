@@ -565,3 +565,81 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     drop((a, builder));
     env.stop().await;
 }
+
+/// The backend PIDs of airlock's catalog loads that wait for a lock. Not
+/// through the view `pg_stat_activity`: a new connection's first use of a
+/// view reads `pg_rewrite`, which the test locks.
+async fn loads_waiting(direct: &tokio_postgres::Client) -> Vec<i32> {
+    direct
+        .query(
+            "SELECT pid FROM pg_stat_get_activity(NULL) \
+             WHERE application_name = 'airlock catalog' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A load that gives up on a lock is tried once more at once (red-team
+/// finding: an agent allowed `LOCK TABLE` timed its lock to land after the
+/// load read `pg_locks`, and so refused every masked statement of the
+/// target on demand; a migration starting during a load did the same).
+/// The next try reads `pg_locks` again and leaves a view locked meanwhile
+/// out. Here the lock is on `pg_rewrite` (the window after `pg_locks` is
+/// read cannot be hit on purpose): the first try gives up, a second load
+/// waits, the lock is released while it does, and the statement reads
+/// rather than being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_a_load_that_gave_up_on_a_lock_is_tried_again() {
+    let mut env = env().await;
+    let a = env.agent().await;
+    const CUSTOMERS: &str = "SELECT name FROM customers ORDER BY id";
+    assert_eq!(read(&a, CUSTOMERS, Way::Simple).await, b"Alice|Bob|");
+    let builder = builder(&env).await;
+    builder
+        .batch_execute("CREATE TABLE moved_on (x int)")
+        .await
+        .expect("builder: DDL");
+    let mut root = env.direct_config();
+    root.user(env.pg.superuser())
+        .password(env.pg.superuser_password());
+    let b = connect(root).await;
+    let direct = env.direct().await;
+    assert!(loads_waiting(&direct).await.is_empty());
+    b.batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("B: lock pg_rewrite");
+    let reader = tokio::spawn(async move {
+        let got = read(&a, CUSTOMERS, Way::Extended).await;
+        (a, got)
+    });
+    // The first try waits, then a second one (another connection).
+    let mut first = None;
+    let mut tried_again = false;
+    for _ in 0..400 {
+        let waiting = loads_waiting(&direct).await;
+        match first {
+            None => first = waiting.first().copied(),
+            Some(pid) if waiting.iter().any(|p| *p != pid) => {
+                tried_again = true;
+                break;
+            }
+            Some(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(first.is_some(), "the load never waited for the lock");
+    assert!(tried_again, "the load was not tried again");
+    b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
+    let (a, got) = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the read finishes once the lock is released")
+        .expect("reader task");
+    assert_eq!(got, b"Alice|Bob|", "{}", String::from_utf8_lossy(&got));
+    assert_usable(&a, "after the second try").await;
+    drop((a, builder));
+    env.stop().await;
+}
