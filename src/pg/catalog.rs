@@ -154,6 +154,12 @@ const LOCK_TIMEOUT_MS: u32 = 2_000;
 /// allowed DDL can make the catalog that slow).
 const BOUNDS_STATEMENTS: usize = 1;
 
+/// The catalog generation of a snapshot that was never loaded (a masking
+/// session that logged in while the catalog could not be read): never a
+/// target's current generation, so the snapshot is always stale, and the
+/// server side refuses any result planned against it.
+pub const NOT_LOADED: u64 = u64::MAX;
+
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Every user relation with its columns, and view definitions. Not

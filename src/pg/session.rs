@@ -646,13 +646,35 @@ async fn mask_context(
     let masking = match proxy.masker().filter(|m| m.is_active_for(principal)) {
         Some(masker) => Some(Arc::new(MaskContext::new(
             masker,
-            proxy.catalog(&principal.target).await?,
+            login_catalog(proxy, &principal.target).await?,
             proxy.catalog_generations.of(&principal.target),
             principal.clone(),
         ))),
         None => None,
     };
     Ok((masking, version))
+}
+
+/// The catalog snapshot a masking session starts with. When it cannot be
+/// read for a lock another transaction holds (55P03, after the load tried
+/// again; see [`super::catalog`]), the session starts all the same with
+/// an empty snapshot marked stale ([`super::catalog::NOT_LOADED`]): its
+/// first statement that needs one waits for a fresh load, and is refused
+/// (55P03, the session going on) while it still cannot be read, as in a
+/// session that was already running. Before, the login failed, which a
+/// connection pool takes for a broken server. Other failures (the server
+/// unreachable, airlock's credentials refused) still fail the login.
+async fn login_catalog(
+    proxy: &Arc<Proxy>,
+    target: &str,
+) -> Result<(Arc<super::catalog::CatalogSnapshot>, u64), SessionError> {
+    match proxy.catalog(target).await {
+        Err(e) if e.sqlstate() == "55P03" => {
+            tracing::warn!(%target, error = %e, "catalog snapshot not loaded at login: the session starts, and its statements that need the snapshot are refused until it loads");
+            Ok((Arc::default(), super::catalog::NOT_LOADED))
+        }
+        loaded => loaded,
+    }
 }
 
 /// The ad-hoc identity of a JWT login: name, model and groups from the

@@ -453,7 +453,8 @@ async fn reads_again(c: &tokio_postgres::Client, sql: &str, pause: Duration) -> 
 /// the view asks for a fresh snapshot. A lock the load meets anyway (here
 /// on `pg_rewrite`, which `pg_get_viewdef` reads) makes it give up after
 /// its lock_timeout: the statements that need it are refused (55P03),
-/// the sessions go on.
+/// the sessions go on, and a masked login meanwhile starts a session whose
+/// statements are refused the same way until the catalog can be read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     let mut env = env().await;
@@ -551,6 +552,24 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
         .await
         .expect("Bind refused, not held");
     assert!(format!("{bound:?}").contains("E55P03"), "Bind: {bound:?}");
+    // A masked login meanwhile: the session starts (before, the login
+    // failed), and its statements are refused as in running sessions.
+    let late = tokio::time::timeout(Duration::from_secs(30), env.agent())
+        .await
+        .expect("a masked login is not held");
+    for way in [Way::Simple, Way::Extended] {
+        let got = within("a new session")(
+            tokio::time::timeout(Duration::from_secs(30), read(&late, CUSTOMERS, way)).await,
+        );
+        assert!(
+            text(&got).contains("E55P03") && text(&got).contains("locked by another transaction"),
+            "new session, {way:?}: {}",
+            text(&got)
+        );
+    }
+    late.batch_execute("BEGIN; ROLLBACK")
+        .await
+        .expect("the new session ends a transaction without a snapshot");
     b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
     // A failed load is shared for a second; then the next one reads it.
     assert!(
@@ -558,11 +577,12 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
         "the catalog is read once the lock was released"
     );
     assert_usable(&a, "once the lock was released").await;
+    assert_usable(&late, "the session that logged in without a snapshot").await;
     assert_eq!(
         flatten_rows(&a.query(&prepared, &[]).await.expect("bound again")),
         b"Alice|Bob|"
     );
-    drop((a, builder));
+    drop((a, late, builder));
     env.stop().await;
 }
 
