@@ -570,6 +570,16 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     late.batch_execute("BEGIN; ROLLBACK")
         .await
         .expect("the new session ends a transaction without a snapshot");
+    // A guardrail's refusal meanwhile keeps its own SQLSTATE, not the
+    // catalog's "try again" (red-team finding).
+    for way in [Way::Simple, Way::Extended] {
+        let got = read(&late, "SET search_path = public", way).await;
+        assert!(
+            text(&got).contains("E42501") && text(&got).contains("builtin.search-path"),
+            "{way:?}: {}",
+            text(&got)
+        );
+    }
     b.batch_execute("ROLLBACK").await.expect("B: ROLLBACK");
     // A failed load is shared for a second; then the next one reads it.
     assert!(

@@ -204,7 +204,7 @@ impl<'a> ClientSide<'a> {
                 self.shared.request_sent();
                 Ok(match self.decide(Source::Query, q.sql) {
                     Decided::Now(planned, judged) => {
-                        let code = self.refusal_code();
+                        let code = self.refusal_code(&planned);
                         self.query_verdict(planned, judged, code, true)
                     }
                     Decided::Held => Verdict::Hold,
@@ -247,7 +247,7 @@ impl<'a> ClientSide<'a> {
                 Ok(match self.decide(Source::Parse, p.sql) {
                     Decided::Now(planned, judged) => {
                         let released = std::mem::take(&mut self.window_released) && planned.is_ok();
-                        let code = self.refusal_code();
+                        let code = self.refusal_code(&planned);
                         let verdict = self.parse_verdict(p.name, p.sql, planned, judged, code);
                         if released {
                             // Released by a window: it runs once, as an

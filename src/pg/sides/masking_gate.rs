@@ -187,10 +187,21 @@ impl<'a> ClientSide<'a> {
             .map_err(|_| self.catalog_refusal_text(message))
     }
 
-    /// The SQLSTATE of a Query's or Parse's refusal: [`REFUSED`], or the
-    /// catalog's ([`Self::catalog_refusal`]).
-    pub(super) fn refusal_code(&self) -> &'static str {
-        self.catalog_unreadable.as_deref().map_or(REFUSED, |u| u.0)
+    /// The SQLSTATE of a Query's or Parse's refusal: the catalog's for the
+    /// refusal of a statement that needed the snapshot that could not be
+    /// read ([`Self::plan_without_catalog`]), else [`REFUSED`] (red-team
+    /// finding: a guardrail's refusal meanwhile, `SET search_path` say,
+    /// came with the catalog's 55P03, which a driver may take for "try
+    /// again").
+    pub(super) fn refusal_code(&self, planned: &Planned) -> &'static str {
+        match (self.catalog_unreadable.as_deref(), planned) {
+            (Some((code, message)), Err(refusal))
+                if *refusal == self.catalog_refusal_text(message) =>
+            {
+                code
+            }
+            _ => REFUSED,
+        }
     }
 
     /// The refusal of a statement that runs (`EXECUTE`) a SQL-level
