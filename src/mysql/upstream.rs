@@ -216,6 +216,22 @@ pub async fn apply_settings(up: &mut Upstream, settings: &SessionSettings) -> Re
         };
         simple_query(&mut up.conn, &sql).await?;
     }
+    if let Some(t) = settings.idle_in_transaction_timeout {
+        // Whole seconds, rounded up (the policy asks for at least one).
+        // MySQL has no such setting: the session is refused rather than
+        // run without the limit its policy sets.
+        if !up.server_version.contains("MariaDB") {
+            return Err(MyError::Upstream(
+                "the policy sets idle_in_transaction_timeout, which only MariaDB servers apply (idle_transaction_timeout)".into(),
+            ));
+        }
+        let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+        simple_query(
+            &mut up.conn,
+            &format!("SET SESSION idle_transaction_timeout = {secs}"),
+        )
+        .await?;
+    }
     Ok(())
 }
 

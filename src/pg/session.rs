@@ -717,6 +717,12 @@ fn upstream_params(
     if let Some(t) = settings.statement_timeout {
         forced.push(format!("-c statement_timeout={}", t.as_millis()));
     }
+    if let Some(t) = settings.idle_in_transaction_timeout {
+        forced.push(format!(
+            "-c idle_in_transaction_session_timeout={}",
+            t.as_millis()
+        ));
+    }
     let mut params: Vec<(String, String)> = client.to_vec();
     if forced.is_empty() {
         return params;

@@ -346,6 +346,18 @@ pub fn is_timeout_setting(name: &str) -> bool {
     )
 }
 
+/// Settings that control the idle-in-transaction timeout a policy
+/// imposes (Postgres; MariaDB's three).
+pub fn is_idle_timeout_setting(name: &str) -> bool {
+    matches!(
+        name,
+        "idle_in_transaction_session_timeout"
+            | "idle_transaction_timeout"
+            | "idle_readonly_transaction_timeout"
+            | "idle_write_transaction_timeout"
+    )
+}
+
 /// Catalog relations that hold sample values of every analysed column
 /// (most common values, histogram bounds, minimum and maximum): reading
 /// them sees around masks and denied columns.

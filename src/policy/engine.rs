@@ -461,6 +461,20 @@ pub fn decide(
             format!("policy {} sets the statement timeout", policy.id),
         );
     }
+    if policy.idle_in_transaction_timeout.is_some()
+        && facts
+            .session
+            .sets
+            .iter()
+            .chain(&facts.session.resets)
+            .any(|n| builtin::is_idle_timeout_setting(n) || n == "all")
+    {
+        return deny(
+            policy,
+            "idle-in-transaction-timeout",
+            format!("policy {} sets the idle-in-transaction timeout", policy.id),
+        );
+    }
     // 6. Unbounded writes.
     if facts.unbounded_write && matches!(class, StatementClass::Write) {
         let what = if facts.constant_true_where {
@@ -846,6 +860,7 @@ impl Gate for Engine {
             Some((_, p)) => SessionSettings {
                 read_only: p.read_only,
                 statement_timeout: p.statement_timeout,
+                idle_in_transaction_timeout: p.idle_in_transaction_timeout,
                 max_rows: p.max_rows,
                 withhold_error_values: !p.deny_columns.is_empty(),
             },
@@ -896,6 +911,8 @@ impl Gate for Engine {
                     && !(name == "standard_conforming_strings"
                         && value.eq_ignore_ascii_case("on")))
                 || (policy.statement_timeout.is_some() && builtin::is_timeout_setting(name))
+                || (policy.idle_in_transaction_timeout.is_some()
+                    && builtin::is_idle_timeout_setting(name))
                 || name.starts_with('-');
             if bad {
                 if let Some(d) = builtin(

@@ -167,6 +167,11 @@ pub struct SessionSettings {
     pub read_only: bool,
     /// Applied upstream as statement_timeout (Postgres) / max_statement_time.
     pub statement_timeout: Option<Duration>,
+    /// Applied upstream as idle_in_transaction_session_timeout (Postgres)
+    /// / idle_transaction_timeout (MariaDB): a session left idle in an
+    /// open transaction that long is ended by the server, and with it the
+    /// locks it holds and any DDL of it that masking waits for.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Rows returned per statement before airlock ends the result with an error.
     pub max_rows: Option<u64>,
     /// The policy denies columns: errors that quote data values lose

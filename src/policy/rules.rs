@@ -91,6 +91,7 @@ struct RawPolicy {
     #[serde(default)]
     read_only: bool,
     statement_timeout: Option<Spanned<String>>,
+    idle_in_transaction_timeout: Option<Spanned<String>>,
     max_rows: Option<u64>,
     allow_statements: Option<Vec<Spanned<String>>>,
     allow_tables: Globs,
@@ -148,6 +149,9 @@ pub struct Policy {
     pub enforce: bool,
     pub read_only: bool,
     pub statement_timeout: Option<Duration>,
+    /// How long the session may sit idle in an open transaction before
+    /// the server ends it (see [`crate::policy::SessionSettings`]).
+    pub idle_in_transaction_timeout: Option<Duration>,
     pub max_rows: Option<u64>,
     pub allow_statements: Vec<StatementClass>,
     pub allow_tables: Option<GlobSet>,
@@ -363,15 +367,37 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
             "must be a non-empty word",
         ));
     }
-    let statement_timeout = match &p.statement_timeout {
-        None => None,
-        Some(s) => Some(humantime::parse_duration(s.get_ref()).map_err(|e| {
-            ctx.err(
-                ctx.line(s.span().start),
-                &k("statement_timeout"),
-                &format!("bad duration: {e}"),
-            )
-        })?),
+    let duration = |key: &str, value: &Option<Spanned<String>>| match value {
+        None => Ok(None),
+        Some(s) => humantime::parse_duration(s.get_ref())
+            .map(Some)
+            .map_err(|e| {
+                ctx.err(
+                    ctx.line(s.span().start),
+                    &k(key),
+                    &format!("bad duration: {e}"),
+                )
+            }),
+    };
+    let statement_timeout = duration("statement_timeout", &p.statement_timeout)?;
+    let idle_in_transaction_timeout = match duration(
+        "idle_in_transaction_timeout",
+        &p.idle_in_transaction_timeout,
+    )? {
+        // The servers count it in milliseconds (Postgres) or whole
+        // seconds (MariaDB), and take 0 for "no limit".
+        Some(d) if d < Duration::from_secs(1) => {
+            let at = p
+                .idle_in_transaction_timeout
+                .as_ref()
+                .map_or(0, |s| s.span().start);
+            return Err(ctx.err(
+                ctx.line(at),
+                &k("idle_in_transaction_timeout"),
+                "must be at least 1s",
+            ));
+        }
+        d => d,
     };
     let allow_statements = match &p.allow_statements {
         Some(list) => ctx.classes(&k("allow_statements"), list)?,
@@ -508,6 +534,7 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
         enforce: p.enforce.unwrap_or(true),
         read_only: p.read_only,
         statement_timeout,
+        idle_in_transaction_timeout,
         max_rows: p.max_rows,
         allow_statements,
         allow_tables,
@@ -566,6 +593,17 @@ mod tests {
             (4, "policy[0].statement_timeout"),
             "{e}"
         );
+        for bad in ["soon", "500ms", "0s"] {
+            let e = load(&format!(
+                "[[policy]]\nid = \"a\"\nidle_in_transaction_timeout = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.line, e.key.as_str()),
+                (3, "policy[0].idle_in_transaction_timeout"),
+                "{e}"
+            );
+        }
 
         let e = load("[[policy]]\nid = \"a\"\nallow_builtin = [\"builtin.nope\"]\n").unwrap_err();
         assert_eq!(

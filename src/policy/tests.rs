@@ -15,6 +15,7 @@ id = "ro"
 applies_to = { identities = ["ro"] }
 read_only = true
 statement_timeout = "5s"
+idle_in_transaction_timeout = "30s"
 max_rows = 10
 
 [[policy]]
@@ -112,6 +113,14 @@ fn policy_settings_and_startup() {
     assert!(s.read_only);
     assert_eq!(s.max_rows, Some(10));
     assert_eq!(s.statement_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        s.idle_in_transaction_timeout,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        e.session_settings(&who("rw")).idle_in_transaction_timeout,
+        None
+    );
     assert!(e.session_settings(&who("nobody")).read_only);
 
     let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
@@ -122,6 +131,38 @@ fn policy_settings_and_startup() {
         matches!(d, Decision::Block { ref rule, .. } if rule == "builtin.startup-option"),
         "{d}"
     );
+    for setting in [
+        "-c idle_in_transaction_session_timeout=0",
+        "-c idle_transaction_timeout=0",
+    ] {
+        let d = e.judge_startup(&who("ro"), &p("options", setting));
+        assert!(
+            matches!(d, Decision::Block { ref rule, .. } if rule == "builtin.startup-option"),
+            "{setting}: {d}"
+        );
+    }
+    let ctx = SessionContext::default();
+    for sql in [
+        "SET idle_in_transaction_session_timeout = 0",
+        "SET SESSION idle_in_transaction_session_timeout TO DEFAULT",
+        "RESET idle_in_transaction_session_timeout",
+        "SET idle_transaction_timeout = 0",
+    ] {
+        let d = judge(&e, "ro", sql, &ctx).decision;
+        assert!(
+            matches!(d, Decision::Block { ref rule, .. } if rule == "ro.idle-in-transaction-timeout"),
+            "{sql}: {d}"
+        );
+    }
+    // A policy without the limit leaves the setting to the client.
+    assert!(judge(
+        &e,
+        "rw",
+        "SET idle_in_transaction_session_timeout = 0",
+        &ctx
+    )
+    .decision
+    .is_allow());
     let d = e.judge_startup(&who("ro"), &p("options", "-c work_mem=64MB"));
     assert!(
         matches!(d, Decision::Block { ref rule, .. } if rule == "ro.startup-options"),

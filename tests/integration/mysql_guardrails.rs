@@ -431,3 +431,49 @@ async fn unicode_space_after_double_dash_is_refused() {
     assert_eq!(r.as_deref(), Some("--\u{a0}x"));
     env.stop().await;
 }
+
+/// A policy's `idle_in_transaction_timeout` is applied upstream
+/// (MariaDB's `idle_transaction_timeout`, whole seconds), the agent cannot
+/// lift it, and the server ends a session left idle in a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_transaction_timeout_is_applied_and_kept() {
+    let rules = RULES.replacen(
+        "deny_tables",
+        "idle_in_transaction_timeout = \"1500ms\"\ndeny_tables",
+        1,
+    );
+    let mut env = MyEnv::start(Some(&rules)).await;
+    env.admin(SETUP);
+    let mut c = env.agent().await;
+    let set: Option<u64> = c
+        .query_first("SELECT @@SESSION.idle_transaction_timeout")
+        .await
+        .unwrap();
+    assert_eq!(set, Some(2), "rounded up to whole seconds");
+    for sql in [
+        "SET SESSION idle_transaction_timeout = 0",
+        "SET @@idle_write_transaction_timeout = 0",
+    ] {
+        let msg = refused(c.query_drop(sql).await.unwrap_err(), sql);
+        assert!(
+            msg.contains("agent-rw.idle-in-transaction-timeout"),
+            "{sql}: {msg}"
+        );
+        still_usable(&mut c).await;
+    }
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE t SET v = 'held' WHERE id = 1")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert!(
+        c.query_drop("SELECT 1").await.is_err(),
+        "the idle transaction's session was ended"
+    );
+    // Ended, so rolled back: the row lock is gone.
+    assert_eq!(env.admin("SELECT v FROM t WHERE id = 1"), "one");
+    let mut again = env.agent().await;
+    still_usable(&mut again).await;
+    drop((c, again));
+    env.stop().await;
+}

@@ -57,8 +57,14 @@ pub(crate) fn assert_clean(bytes: &[u8], context: &str) {
 }
 
 pub(crate) async fn env() -> Env {
+    env_with("").await
+}
+
+/// [`env`] with `keys` added to the policy (TOML lines).
+pub(crate) async fn env_with(keys: &str) -> Env {
+    let rules = RULES.replacen("allow_statements", &format!("{keys}\nallow_statements"), 1);
     let env = Env::start_with(EnvOptions {
-        rules_toml: Some(RULES.into()),
+        rules_toml: Some(rules),
         identities: vec![("builder".into(), AGENT_PW.into(), Vec::new())],
         ..Default::default()
     })

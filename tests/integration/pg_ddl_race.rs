@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use crate::common::*;
-use crate::pg_catalog_changes::{assert_clean, assert_usable, builder, env, flatten_rows, simple};
+use crate::pg_catalog_changes::{
+    assert_clean, assert_usable, builder, env, env_with, flatten_rows, simple,
+};
 use crate::pg_own_ddl::{REPLACE_VX, RESTORE_VX};
 
 const READ_VX: &str = "SELECT a FROM vx ORDER BY a";
@@ -671,5 +673,51 @@ async fn pg_ddl_race_a_load_that_gave_up_on_a_lock_is_tried_again() {
     assert_eq!(got, b"Alice|Bob|", "{}", String::from_utf8_lossy(&got));
     assert_usable(&a, "after the second try").await;
     drop((a, builder));
+    env.stop().await;
+}
+
+/// A masked agent that leaves DDL in an open transaction has every other
+/// masked session's results refused (40001) for as long as it stays open
+/// (red-team finding; documented). A policy's
+/// `idle_in_transaction_timeout` bounds that: the server ends the idle
+/// session, its DDL with it, and the others read again. The agent cannot
+/// lift the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ddl_race_an_idle_transaction_holding_ddl_is_ended_by_the_policy() {
+    let mut env = env_with("idle_in_transaction_timeout = \"1s\"").await;
+    const CUSTOMERS: &str = "SELECT name FROM customers ORDER BY id";
+    let holder = env.agent().await;
+    let reader = env.agent().await;
+    assert_eq!(read(&reader, CUSTOMERS, Way::Simple).await, b"Alice|Bob|");
+    for sql in [
+        "SET idle_in_transaction_session_timeout = 0",
+        "RESET idle_in_transaction_session_timeout",
+    ] {
+        let got = simple(&holder, sql).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.contains("rw.idle-in-transaction-timeout"),
+            "{sql}: {got}"
+        );
+    }
+    holder
+        .batch_execute("BEGIN; CREATE TABLE held (x int)")
+        .await
+        .expect("DDL in a transaction");
+    let got = read(&reader, CUSTOMERS, Way::Simple).await;
+    assert!(
+        String::from_utf8_lossy(&got).contains("E40001"),
+        "refused while the DDL is open: {}",
+        String::from_utf8_lossy(&got)
+    );
+    // The server ends the holder's session after a second idle.
+    assert!(
+        reads_again(&reader, CUSTOMERS, Duration::from_millis(100)).await,
+        "the others read again once the idle transaction was ended"
+    );
+    let ended = holder.batch_execute("SELECT 1").await;
+    assert!(ended.is_err(), "the idle session was ended: {ended:?}");
+    assert_usable(&reader, "after the idle session was ended").await;
+    drop((holder, reader));
     env.stop().await;
 }

@@ -18,6 +18,7 @@ deny_tables = ["public.secrets", "private.*"]
 deny_columns = ["public.customers.ssn"]
 max_rows = 1000
 statement_timeout = "7s"
+idle_in_transaction_timeout = "60s"
 allow_startup_options = true
 
 [[policy]]
@@ -494,6 +495,12 @@ async fn resource_limits() {
         .unwrap()
         .get(0);
     assert_eq!(timeout, "7s");
+    let idle: String = c
+        .query_one("SHOW idle_in_transaction_session_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idle, "1min");
     let e = c
         .query("SELECT g FROM generate_series(1, 5000) g", &[])
         .await
