@@ -385,11 +385,16 @@ impl InFlightAt {
     /// Whether every one of them has been answered, or is held back
     /// ([`InFlight::holding`]: DDL waiting in its turn, which looks for
     /// DDL counted meanwhile before it goes, and so would not run beside
-    /// this one; two sessions' DDL do not wait for each other).
+    /// this one; two sessions' DDL do not wait for each other). A session
+    /// that held its request back still counts with the requests it sent
+    /// before (what it publishes now, when lower): those may be writes
+    /// pipelined ahead of its DDL and not yet answered (found while
+    /// reading the fence: they were taken for answered as soon as the
+    /// request after them was held back).
     pub fn drained(&self) -> bool {
         self.0.iter().all(|(s, request)| {
-            s.answered.load(Ordering::Acquire) >= *request
-                || s.checked.load(Ordering::SeqCst) < *request
+            let upto = (*request).min(s.checked.load(Ordering::SeqCst));
+            s.answered.load(Ordering::Acquire) >= upto
         })
     }
 }
@@ -574,6 +579,33 @@ impl Generation {
 #[cfg(test)]
 mod generation_tests {
     use super::*;
+
+    #[test]
+    fn ddl_held_back_still_counts_the_requests_sent_before_it() {
+        let g = Generations::default().of("a");
+        let (other, ddl) = (g.register(), g.register());
+        // `other` pipelined a write (request 4) and then DDL (request 5),
+        // and has had 3 answered.
+        other.checking(5);
+        other.answered(3);
+        let waiting = g.in_flight_besides(&ddl);
+        assert!(!waiting.drained());
+        // Its DDL waits in its turn: request 5 is held back, but the
+        // write before it is still in flight.
+        other.holding(5);
+        assert!(!waiting.drained(), "the write before the held DDL");
+        other.answered(4);
+        assert!(waiting.drained());
+        // Answered outright, or the session ended: drained too.
+        let (third, fourth) = (g.register(), g.register());
+        third.checking(2);
+        fourth.checking(7);
+        let waiting = g.in_flight_besides(&ddl);
+        assert!(!waiting.drained());
+        third.answered(2);
+        fourth.ended();
+        assert!(waiting.drained());
+    }
 
     #[test]
     fn generations_are_per_target_and_shared() {
