@@ -447,33 +447,36 @@ pub fn decide(
             return d;
         }
     }
-    if policy.statement_timeout.is_some()
-        && facts
+    // The limits the policy sets upstream: not to be changed or reset.
+    let changes = |setting: fn(&str) -> bool| {
+        facts
             .session
             .sets
             .iter()
             .chain(&facts.session.resets)
-            .any(|n| builtin::is_timeout_setting(n) || n == "all")
-    {
-        return deny(
-            policy,
+            .any(|n| setting(n) || n == "all")
+    };
+    for (set, setting, check, what) in [
+        (
+            policy.statement_timeout.is_some(),
+            builtin::is_timeout_setting as fn(&str) -> bool,
             "statement-timeout",
-            format!("policy {} sets the statement timeout", policy.id),
-        );
-    }
-    if policy.idle_in_transaction_timeout.is_some()
-        && facts
-            .session
-            .sets
-            .iter()
-            .chain(&facts.session.resets)
-            .any(|n| builtin::is_idle_timeout_setting(n) || n == "all")
-    {
-        return deny(
-            policy,
+            "statement timeout",
+        ),
+        (
+            policy.idle_in_transaction_timeout.is_some(),
+            builtin::is_idle_timeout_setting,
             "idle-in-transaction-timeout",
-            format!("policy {} sets the idle-in-transaction timeout", policy.id),
-        );
+            "idle-in-transaction timeout",
+        ),
+    ] {
+        if set && changes(setting) {
+            return deny(
+                policy,
+                check,
+                format!("policy {} sets the {what}", policy.id),
+            );
+        }
     }
     // 6. Unbounded writes.
     if facts.unbounded_write && matches!(class, StatementClass::Write) {

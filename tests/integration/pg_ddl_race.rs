@@ -445,6 +445,21 @@ async fn reads_again(c: &tokio_postgres::Client, sql: &str, pause: Duration) -> 
     false
 }
 
+/// `sql`, over both protocols, is refused (55P03) for a lock that keeps the
+/// catalog from being read, within 30 s.
+async fn refused_for_the_lock(c: &tokio_postgres::Client, sql: &str, who: &str) {
+    for way in [Way::Simple, Way::Extended] {
+        let got = tokio::time::timeout(Duration::from_secs(30), read(c, sql, way))
+            .await
+            .unwrap_or_else(|_| panic!("{who}: held until the lock is released"));
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.contains("E55P03") && got.contains("locked by another transaction"),
+            "{who}, {way:?}: {got}"
+        );
+    }
+}
+
 /// The catalog snapshot could not be read while another transaction held
 /// a lock on a view (`pg_get_viewdef` waits for it): every masking session
 /// of the target waited for that transaction to end, held in the one load
@@ -540,16 +555,7 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
         .expect("ROLLBACK without a snapshot");
     a.execute("BEGIN", &[]).await.expect("extended BEGIN");
     a.execute("ROLLBACK", &[]).await.expect("extended ROLLBACK");
-    for way in [Way::Simple, Way::Extended] {
-        let got = within("pg_rewrite")(
-            tokio::time::timeout(Duration::from_secs(30), read(&a, CUSTOMERS, way)).await,
-        );
-        assert!(
-            text(&got).contains("E55P03") && text(&got).contains("locked by another transaction"),
-            "{way:?}: {}",
-            text(&got)
-        );
-    }
+    refused_for_the_lock(&a, CUSTOMERS, "pg_rewrite").await;
     let bound = tokio::time::timeout(Duration::from_secs(30), a.query(&prepared, &[]))
         .await
         .expect("Bind refused, not held");
@@ -559,16 +565,7 @@ async fn pg_ddl_race_a_view_locked_elsewhere_refuses_statements_not_sessions() {
     let late = tokio::time::timeout(Duration::from_secs(30), env.agent())
         .await
         .expect("a masked login is not held");
-    for way in [Way::Simple, Way::Extended] {
-        let got = within("a new session")(
-            tokio::time::timeout(Duration::from_secs(30), read(&late, CUSTOMERS, way)).await,
-        );
-        assert!(
-            text(&got).contains("E55P03") && text(&got).contains("locked by another transaction"),
-            "new session, {way:?}: {}",
-            text(&got)
-        );
-    }
+    refused_for_the_lock(&late, CUSTOMERS, "a new session").await;
     late.batch_execute("BEGIN; ROLLBACK")
         .await
         .expect("the new session ends a transaction without a snapshot");

@@ -489,18 +489,18 @@ async fn read_only_policy_is_also_locked_upstream() {
 async fn resource_limits() {
     let env = env().await;
     let c = env.agent().await;
-    let timeout: String = c
-        .query_one("SHOW statement_timeout", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(timeout, "7s");
-    let idle: String = c
-        .query_one("SHOW idle_in_transaction_session_timeout", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(idle, "1min");
+    // The policy's limits, applied upstream.
+    for (setting, value) in [
+        ("statement_timeout", "7s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let shown: String = c
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(shown, value, "{setting}");
+    }
     let e = c
         .query("SELECT g FROM generate_series(1, 5000) g", &[])
         .await
