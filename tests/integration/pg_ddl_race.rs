@@ -686,17 +686,31 @@ async fn pg_ddl_race_an_idle_transaction_holding_ddl_is_ended_by_the_policy() {
     let holder = env.agent().await;
     let reader = env.agent().await;
     assert_eq!(read(&reader, CUSTOMERS, Way::Simple).await, b"Alice|Bob|");
-    for sql in [
-        "SET idle_in_transaction_session_timeout = 0",
-        "RESET idle_in_transaction_session_timeout",
+    for (sql, rule) in [
+        (
+            "SET idle_in_transaction_session_timeout = 0",
+            "rw.idle-in-transaction-timeout",
+        ),
+        (
+            "RESET idle_in_transaction_session_timeout",
+            "rw.idle-in-transaction-timeout",
+        ),
+        (
+            "BEGIN; SET LOCAL \"idle_in_transaction_session_timeout\" TO DEFAULT",
+            "rw.idle-in-transaction-timeout",
+        ),
+        (
+            "SELECT set_config('idle_in_transaction_session_timeout', '0', false)",
+            "set_config",
+        ),
     ] {
         let got = simple(&holder, sql).await;
         let got = String::from_utf8_lossy(&got);
-        assert!(
-            got.contains("rw.idle-in-transaction-timeout"),
-            "{sql}: {got}"
-        );
+        assert!(got.contains(rule), "{sql}: {got}");
     }
+    holder.batch_execute("ROLLBACK").await.expect("ROLLBACK");
+    let shown = simple(&holder, "SHOW idle_in_transaction_session_timeout").await;
+    assert_eq!(shown, b"1s|", "the limit is still in force");
     holder
         .batch_execute("BEGIN; CREATE TABLE held (x int)")
         .await
