@@ -17,6 +17,9 @@
 # afterwards. Needs valgrind, PostgreSQL's server binaries and pgbench.
 # CALLGRIND_KEEP=DIR keeps each mode's callgrind output there (as
 # DIR/cg.MODE) for `callgrind_annotate`, to see where the instructions go.
+# CALLGRIND_AUDIT=1 also writes every statement to an audit log (the
+# writer thread's instructions count too; valgrind hides the CPU's SHA
+# extensions, so SHA-256 counts in software there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/airlock}")
@@ -72,6 +75,9 @@ password_file = "upstream.pw"
 secret = "$VERIFIER"
 targets = ["bench"]
 EOF
+if [ -n "${CALLGRIND_AUDIT:-}" ]; then
+  printf '[audit]\npath = "audit.db"\n' >> "$WORK/airlock.toml"
+fi
 
 URL="postgresql://agent:agent-pw@127.0.0.1:$AL_PORT/bench"
 for mode in "${MODES[@]}"; do
@@ -91,6 +97,8 @@ for mode in "${MODES[@]}"; do
   taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t 500 "$URL" >/dev/null 2>&1
   callgrind_control -z "$VP" >/dev/null 2>&1
   taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t "$N" "$URL" >/dev/null 2>&1
+  # The audit writer gathers events for 20 ms before each batch.
+  [ -n "${CALLGRIND_AUDIT:-}" ] && sleep 2
   callgrind_control -d "$VP" >/dev/null 2>&1
   kill "$VP" 2>/dev/null || true
   wait "$VP" 2>/dev/null || true

@@ -4,12 +4,13 @@
 /// `bytes` as lowercase hex, two digits a byte.
 pub fn encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    // Bytes first, one check at the end: pushing chars checks each one's
+    // UTF-8 length (the audit writer encodes a hash for every record).
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
     }
-    s
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

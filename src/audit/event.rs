@@ -2,6 +2,7 @@
 //! [`AuditRecord`] (what the store holds: the event with its statement
 //! redacted, its fingerprint, its sequence number and its chain hashes).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -191,16 +192,65 @@ pub fn log_preview(sql: &[u8]) -> String {
     s
 }
 
-/// The event as it will be stored: statement and reason redacted,
-/// fingerprint computed. Done on the writer thread, off the query path.
-pub(crate) fn prepare(mut event: AuditEvent) -> (AuditEvent, Option<String>) {
-    let fp = event
-        .statement
-        .as_deref()
-        .map(|sql| statement_fingerprint(&event.protocol, sql));
-    redact_in_place(&mut event.statement);
-    redact_in_place(&mut event.reason);
-    (event, fp)
+/// Turns events into what is stored: statement and reason redacted,
+/// fingerprint computed. Runs on the writer thread, off the query path.
+///
+/// Most statements recur (a prepared statement at every execution, an
+/// application's queries with the same parameters), so the redacted text
+/// and the fingerprint of a statement are remembered, keyed by protocol
+/// and text: both are functions of those alone. Texts longer than
+/// [`REMEMBERED_TEXT`] are not kept, and the memory is emptied when it
+/// holds [`REMEMBERED`] texts, so it stays within a few MiB whatever
+/// agents send.
+#[derive(Default)]
+pub(crate) struct Preparer {
+    known: HashMap<(Arc<str>, Arc<str>), Prepared>,
+}
+
+/// A statement's stored form: its redacted text (`None`: unchanged) and
+/// its fingerprint.
+struct Prepared {
+    redacted: Option<Arc<str>>,
+    fingerprint: String,
+}
+
+/// Most statements a [`Preparer`] remembers.
+const REMEMBERED: usize = 1024;
+/// Longest statement text a [`Preparer`] remembers, in bytes.
+const REMEMBERED_TEXT: usize = 4096;
+
+impl Preparer {
+    /// The event as it will be stored, with its fingerprint.
+    pub(crate) fn prepare(&mut self, mut event: AuditEvent) -> (AuditEvent, Option<String>) {
+        redact_in_place(&mut event.reason);
+        let Some(sql) = event.statement.take() else {
+            return (event, None);
+        };
+        let key = (Arc::clone(&event.protocol), sql);
+        let fingerprint = match self.known.get(&key) {
+            Some(known) => {
+                event.statement = Some(known.redacted.clone().unwrap_or_else(|| key.1.clone()));
+                known.fingerprint.clone()
+            }
+            None => {
+                let fingerprint = statement_fingerprint(&key.0, &key.1);
+                let redacted = redacted(&key.1);
+                event.statement = Some(redacted.clone().unwrap_or_else(|| key.1.clone()));
+                if key.1.len() <= REMEMBERED_TEXT {
+                    if self.known.len() >= REMEMBERED {
+                        self.known.clear();
+                    }
+                    let known = Prepared {
+                        redacted,
+                        fingerprint: fingerprint.clone(),
+                    };
+                    self.known.insert(key, known);
+                }
+                fingerprint
+            }
+        };
+        (event, Some(fingerprint))
+    }
 }
 
 /// The fingerprint of a statement. The hand tokenizer ([`fingerprint`])
@@ -236,15 +286,82 @@ fn statement_fingerprint(protocol: &str, sql: &str) -> String {
 /// nothing to redact, as for most statements.
 fn redact_in_place(text: &mut Option<Arc<str>>) {
     if let Some(t) = text {
-        if let Some(clean) = scrub(t.as_bytes(), DetectorSet::ALL) {
-            *t = String::from_utf8_lossy(&clean).into();
+        if let Some(clean) = redacted(t) {
+            *t = clean;
         }
     }
 }
 
+/// `text` redacted, or `None` when there is nothing to redact.
+fn redacted(text: &str) -> Option<Arc<str>> {
+    scrub(text.as_bytes(), DetectorSet::ALL).map(|clean| String::from_utf8_lossy(&clean).into())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::statement_fingerprint;
+    use super::{statement_fingerprint, AuditEvent, Preparer, REMEMBERED, REMEMBERED_TEXT};
+
+    fn statement(protocol: &str, sql: &str) -> AuditEvent {
+        AuditEvent {
+            protocol: protocol.into(),
+            statement: Some(sql.into()),
+            ..AuditEvent::default()
+        }
+    }
+
+    /// A remembered statement is stored as the first time: redacted, with
+    /// the same fingerprint, whichever protocol sent it.
+    #[test]
+    fn remembered_statements_are_stored_as_the_first_time() {
+        let mut p = Preparer::default();
+        let pii = "SELECT * FROM people WHERE email = 'ann@example.com'";
+        for _ in 0..3 {
+            let (e, fp) = p.prepare(statement("postgres", pii));
+            let text = e.statement.as_deref().unwrap_or_default();
+            assert!(!text.contains("ann@example.com"), "{text}");
+            assert!(text.contains("[email]"), "{text}");
+            assert_eq!(fp.as_deref(), Some("select * from people where email = ?"));
+        }
+        // The same text, keyed by protocol: MySQL runs what an executable
+        // comment holds, Postgres does not.
+        let sql = "UPDATE notes SET note = 'x' WHERE id = 1 /*! OR id > 0 */";
+        let (_, pg) = p.prepare(statement("postgres", sql));
+        let (_, my) = p.prepare(statement("mysql", sql));
+        assert!(!pg.clone().unwrap_or_default().contains("OR id"), "{pg:?}");
+        assert!(
+            my.clone().unwrap_or_default().contains("OR id > ?"),
+            "{my:?}"
+        );
+        let (_, pg_again) = p.prepare(statement("postgres", sql));
+        assert_eq!(pg_again, pg);
+        // Reasons are redacted too; events without a statement have no
+        // fingerprint.
+        let mut e = AuditEvent {
+            reason: Some("value 'bob@example.com' refused".into()),
+            ..AuditEvent::default()
+        };
+        e = p.prepare(e).0;
+        assert!(!e.reason.as_deref().unwrap_or_default().contains("bob@"));
+    }
+
+    /// What it remembers stays bounded: long texts are not kept, and it
+    /// starts afresh when full.
+    #[test]
+    fn remembering_is_bounded() {
+        let mut p = Preparer::default();
+        let long = format!("SELECT '{}'", "x".repeat(REMEMBERED_TEXT));
+        let (e, fp) = p.prepare(statement("postgres", &long));
+        assert_eq!(e.statement.as_deref(), Some(long.as_str()));
+        assert_eq!(fp.as_deref(), Some("select ?"));
+        assert!(p.known.is_empty());
+        for i in 0..REMEMBERED + 10 {
+            p.prepare(statement("postgres", &format!("SELECT {i}")));
+            assert!(p.known.len() <= REMEMBERED);
+        }
+        let (e, fp) = p.prepare(statement("postgres", "SELECT 5"));
+        assert_eq!(e.statement.as_deref(), Some("SELECT 5"));
+        assert_eq!(fp.as_deref(), Some("select ?"));
+    }
 
     /// MySQL runs what executable comments hold, and a backslash escapes a
     /// quote: the fingerprint says what the server ran (red-team finding).

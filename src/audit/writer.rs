@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::event::{prepare, AuditEvent};
+use super::event::{AuditEvent, Preparer};
 use super::format::record_json;
 use super::{store, AuditError, AuditUnavailable};
 
@@ -265,6 +265,7 @@ struct Writer {
 impl Writer {
     fn run(&mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut preparer = Preparer::default();
         let mut stop = false;
         while !stop {
             let Ok(first) = rx.recv() else { break };
@@ -274,7 +275,7 @@ impl Writer {
                 match msg {
                     Msg::Event(e) => {
                         self.shared.depth.fetch_sub(1, Ordering::AcqRel);
-                        batch.push(prepare(*e));
+                        batch.push(preparer.prepare(*e));
                     }
                     // Keep draining: everything queued before the
                     // shutdown message is written.
