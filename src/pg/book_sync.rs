@@ -32,6 +32,10 @@
 //!   again); a statement the server did not close stays taken and unusable
 //!   until it is closed; a portal the server may still hold cannot be read
 //!   by name (see [`crate::masking::by_name`]);
+//! * a SQL-level statement a simple Query's `PREPARE` made is forgotten
+//!   again when the Query was answered with an error anywhere
+//!   ([`Op::SqlPrepare`]): the server may have refused the `PREPARE` and
+//!   hold another statement of that name;
 //! * likewise, a SQL-level statement masking holds outdated (see
 //!   [`super::sides::ClientMasking`]) is current again only once a simple
 //!   Query's `PREPARE`, `DEALLOCATE` or `DISCARD ALL` of it was answered
@@ -106,6 +110,15 @@ pub enum Op {
         what: Reprepared,
         at: u64,
     },
+    /// SQL-level statements a simple Query's `PREPARE` made, taken for
+    /// their new text when it was forwarded. Not a message the server
+    /// answers with a completion: forgotten again ([`Settled::revoked`])
+    /// when the request was answered with an error anywhere, since the
+    /// server then may not have made them and may hold another statement
+    /// under the name (red-team finding: after a `DEALLOCATE` the server
+    /// refused, the statement it kept was executed under a `PREPARE`'s
+    /// harmless text, in clear).
+    SqlPrepare(Box<[String]>),
 }
 
 /// SQL-level prepared statements, judged against an older catalog
@@ -130,6 +143,9 @@ pub struct Settled {
     /// Statements prepared again by requests answered without an error,
     /// with the catalog generation they were judged against.
     pub reprepared: Vec<(Reprepared, u64)>,
+    /// SQL-level statements whose `PREPARE` was in a request answered
+    /// with an error: the caller forgets them ([`Op::SqlPrepare`]).
+    pub revoked: Vec<String>,
 }
 
 /// The client side's record of the Parse, Bind and Close messages of the
@@ -268,6 +284,8 @@ impl Journal {
                 (Op::Reprepare { what, at }, None) => settled.reprepared.push((what, at)),
                 // An error in the request: left outdated.
                 (Op::Reprepare { .. }, Some(_)) => {}
+                (Op::SqlPrepare(_), None) => {}
+                (Op::SqlPrepare(names), Some(_)) => settled.revoked.extend(names.into_vec()),
                 (op, Some(limit)) if carried >= limit => undo.push(op),
                 _ => carried += 1,
             }
@@ -388,5 +406,27 @@ mod tests {
         j.push(3, Op::Bind(name("")));
         assert_eq!(j.settle(&reports, 3), Settled::default());
         assert!(j.skips.is_empty());
+    }
+
+    /// A simple Query's PREPARE counts only if the Query was answered
+    /// without an error; it never counts as a Parse, Bind or Close
+    /// carried out.
+    #[test]
+    fn a_sql_prepare_in_a_request_with_an_error_is_revoked() {
+        let reports = SkipReports::default();
+        let mut j = Journal::default();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Box<[String]>>();
+        j.push(1, Op::SqlPrepare(names(&["a"])));
+        assert_eq!(j.settle(&reports, 1), Settled::default());
+        j.push(2, Op::SqlPrepare(names(&["b", "c"])));
+        j.push(3, Op::Parse(name("p")));
+        j.push(3, Op::SqlPrepare(names(&["d"])));
+        reports.report(2, 0);
+        reports.report(3, 1);
+        let settled = j.settle(&reports, 3);
+        assert_eq!(settled.revoked, ["b", "c", "d"]);
+        // The Parse before the error was carried out: nothing to undo.
+        assert!(settled.undo.is_empty(), "{:?}", settled.undo);
+        assert!(j.is_empty());
     }
 }

@@ -975,7 +975,7 @@ impl PlanBook {
     /// the book no longer describes ([`Self::portal_gone`]).
     pub fn guards(&self, read: &ReadByName) -> bool {
         // (A statement that reads by name has an opaque plan: guarded.)
-        let guarded = |p: &Prepared| p.plan.as_deref().is_some_and(by_name::guards_rows);
+        let guarded = Self::guarded;
         match read {
             ReadByName::Statement(names) => names
                 .iter()
@@ -1100,5 +1100,39 @@ impl PlanBook {
 
     pub fn closed_portal(&mut self, name: &[u8]) {
         self.portals.remove(name);
+    }
+
+    /// A SQL statement closes portal `name` if the server carries it out:
+    /// one that reads masked data is [`Self::portal_gone`] (not readable
+    /// by name until the session is idle), others are forgotten.
+    pub fn portal_closed_by_sql(&mut self, name: &[u8]) {
+        match self.portals.get(name) {
+            Some(b) if Self::guarded(&b.prepared) => self.portal_gone(name),
+            _ => self.closed_portal(name),
+        }
+    }
+
+    /// [`Self::portal_closed_by_sql`] for every portal.
+    pub fn all_portals_closed_by_sql(&mut self) {
+        let guarded: Vec<Box<[u8]>> = self
+            .portals
+            .names()
+            .filter(|n| {
+                self.portals
+                    .get(n)
+                    .is_some_and(|b| Self::guarded(&b.prepared))
+            })
+            .map(Box::from)
+            .collect();
+        for name in guarded {
+            self.portal_gone(&name);
+        }
+        self.closed_all_portals();
+    }
+
+    /// Whether rows of a statement with this plan must not be read by
+    /// name (see [`Self::guards`]).
+    fn guarded(p: &Prepared) -> bool {
+        p.plan.as_deref().is_some_and(by_name::guards_rows)
     }
 }

@@ -44,6 +44,7 @@ mod pg_passthrough;
 mod pg_red_team;
 mod pg_red_team_errors;
 mod pg_red_team_lineage;
+mod pg_red_team_names;
 mod pg_tools;
 mod pg_transcripts;
 mod policy_corpus;

@@ -35,6 +35,11 @@ impl<'a> ClientSide<'a> {
         if !settled.reprepared.is_empty() {
             m.reprepared(settled.reprepared);
         }
+        // Not made, or not made by this PREPARE: EXECUTE and Bind of the
+        // name are refused until it is prepared again.
+        for name in &settled.revoked {
+            self.context.prepared.remove(name);
+        }
         for op in settled.undo {
             match op {
                 // Not made: not bound or executed through airlock until
@@ -50,7 +55,7 @@ impl<'a> ClientSide<'a> {
                 // Not closed: the journal keeps the name taken.
                 Op::CloseStatement(_) => {}
                 Op::ClosePortal(name) => m.book.portal_gone(&name),
-                Op::Reprepare { .. } => {}
+                Op::Reprepare { .. } | Op::SqlPrepare(_) => {}
             }
         }
         if m.book.has_gone() && shared.is_idle() {
@@ -111,6 +116,26 @@ impl<'a> ClientSide<'a> {
             .count();
         self.prepared_over_limit(new)
             .map(|m| format!("airlock: blocked by rule {PREPARED_LIMIT_RULE}: {m}"))
+    }
+
+    /// In a masking session, the refusal of a SQL `PREPARE` sent through
+    /// Parse. It is taken for what its name means when it is parsed, but
+    /// runs only if executed, and may be refused then: the server would
+    /// keep the statement it holds under the name (a protocol statement
+    /// over masked data, after a `DEALLOCATE` it refused) while airlock
+    /// took the name for the harmless text (red-team finding). A simple
+    /// Query's `PREPARE` is followed to its answer instead
+    /// ([`super::super::book_sync::Op::SqlPrepare`]).
+    pub(super) fn sql_prepare_through_parse(
+        &self,
+        (e, source): (&Effects, Source),
+    ) -> Option<String> {
+        (source == Source::Parse && !e.prepared.is_empty() && self.masking.is_some()).then(|| {
+            format!(
+                "airlock: blocked by rule {}: SQL PREPARE through the extended protocol in a session with masking: send it as a simple query, or prepare with the protocol's Parse",
+                crate::masking::lineage::UNANALYZABLE
+            )
+        })
     }
 
     /// Whether a Bind names a SQL-level prepared statement (not one of an

@@ -211,7 +211,8 @@ impl<'a> ClientSide<'a> {
     ) -> Planned {
         let refusal = self
             .outdated_execute(sql)
-            .or_else(|| self.sql_prepare_over_limit(effects.0));
+            .or_else(|| self.sql_prepare_over_limit(effects.0))
+            .or_else(|| self.sql_prepare_through_parse(effects));
         let planned = match refusal {
             Some(refusal) => Err(refusal),
             None => self.mask_plan(sql, shape),
@@ -548,11 +549,18 @@ impl<'a> ClientSide<'a> {
         // ROLLBACK TO SAVEPOINT closes the portals opened since the
         // savepoint; which those are is not tracked, so all are forgotten
         // (an Execute of an older one is refused: bind it again).
+        //
+        // The server may refuse the statement (an earlier error in the
+        // query, an aborted transaction, a name that is taken) and keep
+        // the portal: one that reads masked data stays unreadable by name
+        // until the session is idle (red-team finding: a DECLARE of the
+        // portal's name that the server refused was taken for the cursor,
+        // and FETCH read the portal in clear).
         if e.close_all {
-            self.all_portals_closed();
+            self.all_portals_closed_by_sql();
         }
         for name in &e.closed {
-            self.portal_freed(name.as_bytes());
+            self.portal_freed_by_sql(name.as_bytes());
         }
         for (name, hold) in &e.declared {
             self.cursors
@@ -563,7 +571,7 @@ impl<'a> ClientSide<'a> {
             // airlock vetted, planned and saw described under it (review
             // finding: Execute of the name read the cursor's rows under
             // the portal's description and plan, in clear).
-            self.portal_freed(name.as_bytes());
+            self.portal_freed_by_sql(name.as_bytes());
         }
         if let Some(m) = &mut self.masking {
             // Likewise for SQL PREPARE and DEALLOCATE of a protocol
@@ -589,14 +597,22 @@ impl<'a> ClientSide<'a> {
             // SQL DEALLOCATE also drops protocol-level statements of that name.
             self.statements.remove(name.as_bytes());
         }
+        let mut made = Vec::new();
         for name in &e.prepared {
             // The server refuses a PREPARE of a name it holds (42P05): a
             // protocol statement, or one that may not run again.
-            let held = self.statements.contains_key(name.as_bytes())
+            let held = self.statement_taken(name.as_bytes())
                 || self.used_up.iter().any(|n| **n == *name.as_bytes());
-            if !held {
-                self.context.prepared.insert(name.clone());
+            if !held && self.context.prepared.insert(name.clone()) {
+                made.push(name.clone());
             }
+        }
+        // Masking sessions: taken back if the server may not have made
+        // them (see `book_sync`). Only simple Queries get here: a SQL
+        // PREPARE through Parse is refused in masking sessions.
+        if let Some(m) = self.masking.as_mut().filter(|_| !made.is_empty()) {
+            m.journal
+                .push(m.fence.batch_request(), Op::SqlPrepare(made.into()));
         }
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();

@@ -6,10 +6,17 @@
 //! [`ClientSide::portals`], and the masking [`PlanBook`]) when the server
 //! stops meaning that portal by it, so that nothing executed under the name
 //! next can run under the old portal's plan and description:
-//! * a Close message of the portal, or SQL `CLOSE name` ([`Self::portal_freed`]);
-//! * SQL `DECLARE name`: the name is now a cursor's ([`Self::portal_freed`]);
+//! * a Close message of the portal ([`Self::portal_freed`]; the journal
+//!   undoes it if the server skipped it);
+//! * SQL `CLOSE name`, or `DECLARE name`: the name is now a cursor's
+//!   ([`Self::portal_freed_by_sql`]);
 //! * `CLOSE ALL`, and `ROLLBACK TO SAVEPOINT`, which closes the portals
-//!   opened since the savepoint, not tracked which ([`Self::all_portals_closed`]);
+//!   opened since the savepoint, not tracked which
+//!   ([`Self::all_portals_closed_by_sql`]);
+//!
+//! A SQL statement may be refused by the server, which then keeps the
+//! portal: a portal over masked data that a SQL statement closed stays
+//! unreadable by name until the session is idle.
 //! * the end of a transaction, which no protocol portal outlives
 //!   ([`Self::forget_ended_portals`]).
 //!
@@ -27,11 +34,23 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// No portal airlock knew is left on the server.
-    pub(super) fn all_portals_closed(&mut self) {
+    /// A SQL statement (`CLOSE`, `DECLARE` of the name) closes portal
+    /// `name`, if the server carries it out: forgotten, and, when it
+    /// reads masked data, not readable by name until the session is idle
+    /// (the server may refuse the statement and keep the portal).
+    pub(super) fn portal_freed_by_sql(&mut self, name: &[u8]) {
+        self.portals.remove(name);
+        if let Some(m) = &mut self.masking {
+            m.book.portal_closed_by_sql(name);
+        }
+    }
+
+    /// [`Self::portal_freed_by_sql`] for every portal (`CLOSE ALL`,
+    /// `ROLLBACK TO SAVEPOINT`, `DISCARD ALL`).
+    pub(super) fn all_portals_closed_by_sql(&mut self) {
         self.portals.clear();
         if let Some(m) = &mut self.masking {
-            m.book.closed_all_portals();
+            m.book.all_portals_closed_by_sql();
         }
     }
 
