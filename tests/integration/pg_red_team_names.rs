@@ -12,6 +12,11 @@
 //! in clear. Each sequence must now be refused or come back masked, and
 //! the session must keep working; the same statements used as clients
 //! use them keep working.
+//!
+//! A second pass, on the fix, found two more: a `PREPARE` of a protocol
+//! statement's name, which the server refuses, made airlock forget the
+//! statement's masking plan while still vouching for Binds of it; and a
+//! Close message of a SQL-prepared statement left its name SQL-prepared.
 
 use crate::common::raw::{encode_message, RawClient};
 use crate::common::*;
@@ -243,6 +248,58 @@ async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
                 q("ROLLBACK TO a", "rollback to"),
                 q("FETCH ALL FROM cc", "fetch"),
                 q("ROLLBACK", "rollback"),
+            ],
+        ),
+        // Second pass (a red team of the fix).
+        (
+            "a PREPARE of a protocol statement's name, refused by the server, then Bind and Execute",
+            vec![
+                parse_masked(),
+                q(&prepare_harmless, "prepare"),
+                Step {
+                    messages: vec![
+                        msg(serde_json::json!({"Bind": {"portal": "p", "statement": "s"}})),
+                        msg(serde_json::json!({"Describe": {"kind": "P", "name": "p"}})),
+                        msg(serde_json::json!({"Execute": {"portal": "p"}})),
+                        msg(serde_json::json!({"Sync": null})),
+                    ],
+                    ready: 1,
+                    _label: "bind, execute",
+                },
+            ],
+        ),
+        (
+            "the same, in one write",
+            vec![Step {
+                messages: vec![
+                    msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
+                    msg(serde_json::json!({"Describe": {"kind": "S", "name": "s"}})),
+                    msg(serde_json::json!({"Sync": null})),
+                    query(&prepare_harmless),
+                    msg(serde_json::json!({"Bind": {"portal": "p", "statement": "s"}})),
+                    msg(serde_json::json!({"Describe": {"kind": "P", "name": "p"}})),
+                    msg(serde_json::json!({"Execute": {"portal": "p"}})),
+                    msg(serde_json::json!({"Sync": null})),
+                ],
+                ready: 3,
+                _label: "all at once",
+            }],
+        ),
+        (
+            "a SQL statement closed by a Close message, its name parsed over masked data, a PREPARE refused, then EXECUTE",
+            vec![
+                q(&prepare_harmless, "prepare"),
+                Step {
+                    messages: vec![
+                        msg(serde_json::json!({"Close": {"kind": "S", "name": "s"}})),
+                        msg(serde_json::json!({"Sync": null})),
+                    ],
+                    ready: 1,
+                    _label: "close",
+                },
+                parse_masked(),
+                q(&prepare_harmless, "prepare again"),
+                q("EXECUTE s", "execute"),
             ],
         ),
     ];

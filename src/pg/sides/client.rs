@@ -446,6 +446,16 @@ impl<'a> ClientSide<'a> {
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
                         self.statements.remove(name);
+                        // Statements prepared with SQL PREPARE share the
+                        // namespace: a Close of one ends it (red-team
+                        // finding: the name stayed SQL-prepared after the
+                        // server dropped it, and EXECUTE of it later read
+                        // a protocol statement of that name unmasked).
+                        if !self.context.prepared.is_empty() {
+                            if let Ok(sql_name) = std::str::from_utf8(name) {
+                                self.context.prepared.remove(sql_name);
+                            }
+                        }
                         if !self.used_up.is_empty() {
                             self.drop_used_up(name, after_sync);
                         }

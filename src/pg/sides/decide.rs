@@ -574,13 +574,14 @@ impl<'a> ClientSide<'a> {
             self.portal_freed_by_sql(name.as_bytes());
         }
         if let Some(m) = &mut self.masking {
-            // Likewise for SQL PREPARE and DEALLOCATE of a protocol
-            // statement's name: the book's plan and description of it are
-            // not the new statement's.
+            // Likewise for SQL DEALLOCATE of a protocol statement's name:
+            // the book's plan and description of it are not the next
+            // statement's (a Bind of it is refused until it is parsed
+            // again). For a PREPARE of the name, below.
             if e.deallocate_all {
                 m.book.closed_all_statements();
             }
-            for name in e.deallocated.iter().chain(&e.prepared) {
+            for name in &e.deallocated {
                 m.book.closed_statement(name.as_bytes());
             }
         }
@@ -607,10 +608,19 @@ impl<'a> ClientSide<'a> {
                 made.push(name.clone());
             }
         }
-        // Masking sessions: taken back if the server may not have made
-        // them (see `book_sync`). Only simple Queries get here: a SQL
-        // PREPARE through Parse is refused in masking sessions.
+        // Masking sessions: the book's plan of a statement of the name is
+        // not the new one's; and the names are taken back if the server
+        // may not have made them (see `book_sync`). Only simple Queries
+        // get here: a SQL PREPARE through Parse is refused in masking
+        // sessions. A PREPARE of a name the session holds leaves the book
+        // as it is: the server refuses it and keeps its statement
+        // (red-team finding: the book forgot the masked plan of a
+        // protocol statement whose name a refused PREPARE reused, and a
+        // Bind of it ran unmasked).
         if let Some(m) = self.masking.as_mut().filter(|_| !made.is_empty()) {
+            for name in &made {
+                m.book.closed_statement(name.as_bytes());
+            }
             m.journal
                 .push(m.fence.batch_request(), Op::SqlPrepare(made.into()));
         }
