@@ -2,10 +2,11 @@
 //! [`AuditRecord`] (what the store holds: the event with its statement
 //! redacted, its fingerprint, its sequence number and its chain hashes).
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::fasthash::FastMap;
 use crate::masking::detect::{scrub, DetectorSet};
 
 use super::fingerprint::fingerprint;
@@ -204,7 +205,7 @@ pub fn log_preview(sql: &[u8]) -> String {
 /// agents send.
 #[derive(Default)]
 pub(crate) struct Preparer {
-    known: HashMap<(Arc<str>, Arc<str>), Prepared>,
+    known: FastMap<(Arc<str>, Arc<str>), Prepared>,
 }
 
 /// A statement's stored form: its redacted text (`None`: unchanged) and
@@ -226,26 +227,35 @@ impl Preparer {
         let Some(sql) = event.statement.take() else {
             return (event, None);
         };
-        let key = (Arc::clone(&event.protocol), sql);
-        let fingerprint = match self.known.get(&key) {
-            Some(known) => {
-                event.statement = Some(known.redacted.clone().unwrap_or_else(|| key.1.clone()));
+        if sql.len() > REMEMBERED_TEXT {
+            let fingerprint = statement_fingerprint(&event.protocol, &sql);
+            event.statement = Some(redacted(&sql).unwrap_or(sql));
+            return (event, Some(fingerprint));
+        }
+        if self.known.len() >= REMEMBERED {
+            self.known.clear();
+        }
+        // One hash of the text, whether it is known or not.
+        let fingerprint = match self.known.entry((Arc::clone(&event.protocol), sql)) {
+            Entry::Occupied(entry) => {
+                let known = entry.get();
+                event.statement = Some(
+                    known
+                        .redacted
+                        .clone()
+                        .unwrap_or_else(|| Arc::clone(&entry.key().1)),
+                );
                 known.fingerprint.clone()
             }
-            None => {
-                let fingerprint = statement_fingerprint(&key.0, &key.1);
-                let redacted = redacted(&key.1);
-                event.statement = Some(redacted.clone().unwrap_or_else(|| key.1.clone()));
-                if key.1.len() <= REMEMBERED_TEXT {
-                    if self.known.len() >= REMEMBERED {
-                        self.known.clear();
-                    }
-                    let known = Prepared {
-                        redacted,
-                        fingerprint: fingerprint.clone(),
-                    };
-                    self.known.insert(key, known);
-                }
+            Entry::Vacant(slot) => {
+                let (protocol, sql) = slot.key();
+                let fingerprint = statement_fingerprint(protocol, sql);
+                let redacted = redacted(sql);
+                event.statement = Some(redacted.clone().unwrap_or_else(|| Arc::clone(sql)));
+                slot.insert(Prepared {
+                    redacted,
+                    fingerprint: fingerprint.clone(),
+                });
                 fingerprint
             }
         };
