@@ -549,8 +549,11 @@ async fn mysql_ddl_waits_for_writes_checked_before_it() {
     // Snapshots loaded first.
     a.query_drop("SELECT 1").await.unwrap();
     b.query_drop("SELECT 1").await.unwrap();
-    // About a second of work (MariaDB's sequence engine).
-    let text = "SELECT sum(a.seq * b.seq) FROM seq_1_to_6000 a, seq_1_to_6000 b; \
+    // A few tenths of a second of work (MariaDB's sequence engine): long
+    // enough for B's DDL to come while it runs, and well inside the DDL's
+    // 5 s wait on a slow host under load (36M rows took 3.3 s on one, and
+    // past 5 s with the rest of the suite running beside it).
+    let text = "SELECT sum(a.seq * b.seq) FROM seq_1_to_3000 a, seq_1_to_3000 b; \
                 INSERT INTO loot SELECT a FROM vx";
     let pipeline = tokio::spawn(async move {
         let got = a.query_drop(text).await.map_err(|e| format!("{e:?}"));
