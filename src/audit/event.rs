@@ -201,8 +201,8 @@ pub fn log_preview(sql: &[u8]) -> String {
 /// and the fingerprint of a statement are remembered, keyed by protocol
 /// and text: both are functions of those alone. Texts longer than
 /// [`REMEMBERED_TEXT`] are not kept, and the memory is emptied when it
-/// holds [`REMEMBERED`] texts, so it stays within a few MiB whatever
-/// agents send.
+/// holds [`REMEMBERED`] texts, so it stays within about 12 MiB (texts,
+/// redacted texts and fingerprints) whatever agents send.
 #[derive(Default)]
 pub(crate) struct Preparer {
     known: FastMap<(Arc<str>, Arc<str>), Prepared>,
