@@ -20,6 +20,7 @@
 
 use crate::common::raw::{encode_message, RawClient};
 use crate::common::*;
+use serde_json::json;
 
 const RULES: &str = r#"
 [[policy]]
@@ -48,29 +49,35 @@ const MASKED: &str = "SELECT replace(email, '@', ' at ') AS e FROM customers";
 /// A harmless query with the same shape.
 const HARMLESS: &str = "SELECT 'x' AS e FROM customers";
 
-/// One step: messages to send, and how many ReadyForQuery to wait for.
-struct Step<'a> {
-    messages: Vec<String>,
+/// One step: messages to send in one write, and how many ReadyForQuery
+/// to wait for.
+struct Step {
+    messages: Vec<serde_json::Value>,
     ready: usize,
-    _label: &'a str,
 }
 
-fn query(sql: &str) -> String {
-    serde_json::json!({ "Query": sql }).to_string()
+/// A step of protocol messages (JSON forms, see `encode_message`).
+fn wire(ready: usize, messages: Vec<serde_json::Value>) -> Step {
+    Step { messages, ready }
 }
 
-fn msg(v: serde_json::Value) -> String {
-    v.to_string()
+/// A simple query.
+fn q(sql: &str) -> Step {
+    wire(1, vec![query(sql)])
+}
+
+fn query(sql: &str) -> serde_json::Value {
+    json!({ "Query": sql })
 }
 
 /// Runs `steps` on a new agent session; returns everything the client
 /// received, as text.
-async fn replay(env: &Env, steps: &[Step<'_>]) -> String {
+async fn replay(env: &Env, steps: &[Step]) -> String {
     let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
     for step in steps {
         let mut out = bytes::BytesMut::new();
         for m in &step.messages {
-            encode_message(m, &mut out);
+            encode_message(&m.to_string(), &mut out);
         }
         raw.send(&out).await;
         raw.until_ready(step.ready).await;
@@ -79,24 +86,36 @@ async fn replay(env: &Env, steps: &[Step<'_>]) -> String {
 }
 
 /// Parse of protocol statement `s` over masked data, described, synced.
-fn parse_masked() -> Step<'static> {
-    Step {
-        messages: vec![
-            msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
-            msg(serde_json::json!({"Describe": {"kind": "S", "name": "s"}})),
-            msg(serde_json::json!({"Sync": null})),
+fn parse_masked() -> Step {
+    wire(
+        1,
+        vec![
+            json!({"Parse": {"name": "s", "query": MASKED}}),
+            json!({"Describe": {"kind": "S", "name": "s"}}),
+            json!({"Sync": null}),
         ],
-        ready: 1,
-        _label: "parse",
-    }
+    )
 }
 
-fn q<'a>(sql: &str, label: &'a str) -> Step<'a> {
-    Step {
-        messages: vec![query(sql)],
-        ready: 1,
-        _label: label,
-    }
+/// Parse of `s` over masked data and Bind of portal `cc` from it,
+/// described (to be followed by a Sync).
+fn bind_masked_portal() -> Vec<serde_json::Value> {
+    vec![
+        json!({"Parse": {"name": "s", "query": MASKED}}),
+        json!({"Bind": {"portal": "cc", "statement": "s"}}),
+        json!({"Describe": {"kind": "P", "name": "cc"}}),
+    ]
+}
+
+/// `sql` parsed as the unnamed statement, then Sync: never executed.
+fn parsed_only(sql: &str) -> Step {
+    wire(
+        1,
+        vec![
+            json!({"Parse": {"name": "", "query": sql}}),
+            json!({"Sync": null}),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,144 +129,107 @@ async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
     env.direct().await.batch_execute(SETUP).await.unwrap();
     let prepare_harmless = format!("PREPARE s AS {HARMLESS}");
     let declare_harmless = format!("DECLARE cc CURSOR FOR {HARMLESS}");
-    let cases: Vec<(&str, Vec<Step<'_>>)> = vec![
+    let sync = || json!({"Sync": null});
+    let with_sync = |mut messages: Vec<serde_json::Value>| {
+        messages.push(sync());
+        messages
+    };
+    let cases: Vec<(&str, Vec<Step>)> = vec![
         (
             "a DEALLOCATE cut short by an earlier error, then a PREPARE the server refused",
             vec![
                 parse_masked(),
-                q("DEALLOCATE nosuch; DEALLOCATE s", "deallocate"),
-                q(&prepare_harmless, "prepare"),
-                q("EXECUTE s", "execute"),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                q(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
         (
             "DEALLOCATE and PREPARE in one query, cut short by an error",
             vec![
                 parse_masked(),
-                q(
-                    &format!("DEALLOCATE nosuch; DEALLOCATE s; {prepare_harmless}"),
-                    "deallocate+prepare",
-                ),
-                q("EXECUTE s", "execute"),
+                q(&format!(
+                    "DEALLOCATE nosuch; DEALLOCATE s; {prepare_harmless}"
+                )),
+                q("EXECUTE s"),
             ],
         ),
         (
             "DISCARD ALL refused inside a transaction",
             vec![
                 parse_masked(),
-                q("BEGIN", "begin"),
-                q("DISCARD ALL", "discard"),
-                q("ROLLBACK", "rollback"),
-                q(&prepare_harmless, "prepare"),
-                q("EXECUTE s", "execute"),
+                q("BEGIN"),
+                q("DISCARD ALL"),
+                q("ROLLBACK"),
+                q(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
         (
             "DEALLOCATE in an aborted transaction",
             vec![
                 parse_masked(),
-                q("BEGIN", "begin"),
-                q("SELECT 1/0", "abort"),
-                q("DEALLOCATE s", "deallocate"),
-                q("ROLLBACK", "rollback"),
-                q(&prepare_harmless, "prepare"),
-                q("EXECUTE s", "execute"),
+                q("BEGIN"),
+                q("SELECT 1/0"),
+                q("DEALLOCATE s"),
+                q("ROLLBACK"),
+                q(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
         (
             "a DEALLOCATE parsed through the protocol but never executed, then PREPARE",
             vec![
                 parse_masked(),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Parse": {"name": "", "query": "DEALLOCATE s"}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 1,
-                    _label: "parse deallocate",
-                },
-                q(&prepare_harmless, "prepare"),
-                q("EXECUTE s", "execute"),
+                parsed_only("DEALLOCATE s"),
+                q(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
         (
             "a PREPARE parsed through the protocol but never executed",
             vec![
                 parse_masked(),
-                q("DEALLOCATE nosuch; DEALLOCATE s", "deallocate"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Parse": {"name": "", "query": prepare_harmless}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 1,
-                    _label: "parse prepare",
-                },
-                q("EXECUTE s", "execute"),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                parsed_only(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
         (
             "a DECLARE the server refused (the portal's name), then ROLLBACK TO and FETCH",
             vec![
-                q("BEGIN", "begin"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
-                        msg(serde_json::json!({"Bind": {"portal": "cc", "statement": "s"}})),
-                        msg(serde_json::json!({"Describe": {"kind": "P", "name": "cc"}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 1,
-                    _label: "bind cc",
-                },
-                q(
-                    &format!("SAVEPOINT a; {declare_harmless}"),
-                    "declare over the portal",
-                ),
-                q("ROLLBACK TO a; FETCH ALL FROM cc", "fetch"),
-                q("ROLLBACK", "rollback"),
+                q("BEGIN"),
+                wire(1, with_sync(bind_masked_portal())),
+                q(&format!("SAVEPOINT a; {declare_harmless}")),
+                q("ROLLBACK TO a; FETCH ALL FROM cc"),
+                q("ROLLBACK"),
             ],
         ),
         (
             "a DECLARE parsed through the protocol but never executed, then FETCH",
             vec![
-                q("BEGIN", "begin"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
-                        msg(serde_json::json!({"Bind": {"portal": "cc", "statement": "s"}})),
-                        msg(serde_json::json!({"Describe": {"kind": "P", "name": "cc"}})),
-                        msg(serde_json::json!({"Sync": null})),
-                        msg(serde_json::json!({"Parse": {"name": "", "query": declare_harmless}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 2,
-                    _label: "bind cc, parse declare",
-                },
-                q("FETCH ALL FROM cc", "fetch"),
-                q("ROLLBACK", "rollback"),
+                q("BEGIN"),
+                // One write: the portal, then the DECLARE parsed only.
+                wire(2, {
+                    let mut m = with_sync(bind_masked_portal());
+                    m.extend(parsed_only(&declare_harmless).messages);
+                    m
+                }),
+                q("FETCH ALL FROM cc"),
+                q("ROLLBACK"),
             ],
         ),
         (
             "CLOSE of the portal refused in an aborted transaction, then FETCH after ROLLBACK TO",
             vec![
-                q("BEGIN", "begin"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
-                        msg(serde_json::json!({"Bind": {"portal": "cc", "statement": "s"}})),
-                        msg(serde_json::json!({"Describe": {"kind": "P", "name": "cc"}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 1,
-                    _label: "bind cc",
-                },
-                q("SAVEPOINT a", "savepoint"),
-                q("SELECT 1/0", "abort"),
-                q("CLOSE cc", "close"),
-                q("ROLLBACK TO a", "rollback to"),
-                q("FETCH ALL FROM cc", "fetch"),
-                q("ROLLBACK", "rollback"),
+                q("BEGIN"),
+                wire(1, with_sync(bind_masked_portal())),
+                q("SAVEPOINT a"),
+                q("SELECT 1/0"),
+                q("CLOSE cc"),
+                q("ROLLBACK TO a"),
+                q("FETCH ALL FROM cc"),
+                q("ROLLBACK"),
             ],
         ),
         // Second pass (a red team of the fix).
@@ -255,51 +237,42 @@ async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
             "a PREPARE of a protocol statement's name, refused by the server, then Bind and Execute",
             vec![
                 parse_masked(),
-                q(&prepare_harmless, "prepare"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Bind": {"portal": "p", "statement": "s"}})),
-                        msg(serde_json::json!({"Describe": {"kind": "P", "name": "p"}})),
-                        msg(serde_json::json!({"Execute": {"portal": "p"}})),
-                        msg(serde_json::json!({"Sync": null})),
+                q(&prepare_harmless),
+                wire(
+                    1,
+                    vec![
+                        json!({"Bind": {"portal": "p", "statement": "s"}}),
+                        json!({"Describe": {"kind": "P", "name": "p"}}),
+                        json!({"Execute": {"portal": "p"}}),
+                        sync(),
                     ],
-                    ready: 1,
-                    _label: "bind, execute",
-                },
+                ),
             ],
         ),
         (
             "the same, in one write",
-            vec![Step {
-                messages: vec![
-                    msg(serde_json::json!({"Parse": {"name": "s", "query": MASKED}})),
-                    msg(serde_json::json!({"Describe": {"kind": "S", "name": "s"}})),
-                    msg(serde_json::json!({"Sync": null})),
+            vec![wire(
+                3,
+                vec![
+                    json!({"Parse": {"name": "s", "query": MASKED}}),
+                    json!({"Describe": {"kind": "S", "name": "s"}}),
+                    sync(),
                     query(&prepare_harmless),
-                    msg(serde_json::json!({"Bind": {"portal": "p", "statement": "s"}})),
-                    msg(serde_json::json!({"Describe": {"kind": "P", "name": "p"}})),
-                    msg(serde_json::json!({"Execute": {"portal": "p"}})),
-                    msg(serde_json::json!({"Sync": null})),
+                    json!({"Bind": {"portal": "p", "statement": "s"}}),
+                    json!({"Describe": {"kind": "P", "name": "p"}}),
+                    json!({"Execute": {"portal": "p"}}),
+                    sync(),
                 ],
-                ready: 3,
-                _label: "all at once",
-            }],
+            )],
         ),
         (
             "a SQL statement closed by a Close message, its name parsed over masked data, a PREPARE refused, then EXECUTE",
             vec![
-                q(&prepare_harmless, "prepare"),
-                Step {
-                    messages: vec![
-                        msg(serde_json::json!({"Close": {"kind": "S", "name": "s"}})),
-                        msg(serde_json::json!({"Sync": null})),
-                    ],
-                    ready: 1,
-                    _label: "close",
-                },
+                q(&prepare_harmless),
+                wire(1, vec![json!({"Close": {"kind": "S", "name": "s"}}), sync()]),
                 parse_masked(),
-                q(&prepare_harmless, "prepare again"),
-                q("EXECUTE s", "execute"),
+                q(&prepare_harmless),
+                q("EXECUTE s"),
             ],
         ),
     ];
