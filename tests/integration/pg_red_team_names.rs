@@ -118,6 +118,17 @@ fn parsed_only(sql: &str) -> Step {
     )
 }
 
+/// `sql` parsed, bound and executed through the unnamed statement and
+/// portal (to be followed by a Sync).
+fn run_parsed(sql: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"Parse": {"name": "", "query": sql}}),
+        json!({"Bind": {"portal": "", "statement": ""}}),
+        json!({"Describe": {"kind": "P", "name": ""}}),
+        json!({"Execute": {"portal": ""}}),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
     init_logging();
@@ -275,6 +286,71 @@ async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
                 q("EXECUTE s"),
             ],
         ),
+        // A SQL PREPARE sent through Parse is taken for its name when a
+        // portal of it runs, not when parsed (it was refused in masking
+        // sessions before).
+        (
+            "a PREPARE through Parse, Bind and Execute that the server refused, then EXECUTE",
+            vec![
+                parse_masked(),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                wire(1, with_sync(run_parsed(&prepare_harmless))),
+                q("EXECUTE s"),
+            ],
+        ),
+        (
+            "the same, with EXECUTE parsed and run behind it before the Sync",
+            vec![
+                parse_masked(),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                wire(1, {
+                    let mut m = run_parsed(&prepare_harmless);
+                    m.extend(run_parsed("EXECUTE s"));
+                    with_sync(m)
+                }),
+            ],
+        ),
+        (
+            "the same, with EXECUTE as a simple query in the same write",
+            vec![
+                parse_masked(),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                wire(2, {
+                    let mut m = with_sync(run_parsed(&prepare_harmless));
+                    m.push(query("EXECUTE s"));
+                    m
+                }),
+            ],
+        ),
+        (
+            "a PREPARE through the protocol skipped after an earlier error, then EXECUTE",
+            vec![
+                parse_masked(),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                wire(1, {
+                    let mut m = run_parsed("SELECT 1/0");
+                    m.extend(run_parsed(&prepare_harmless));
+                    with_sync(m)
+                }),
+                q("EXECUTE s"),
+            ],
+        ),
+        (
+            "a PREPARE parsed as a named statement, bound, never executed",
+            vec![
+                parse_masked(),
+                q("DEALLOCATE nosuch; DEALLOCATE s"),
+                wire(
+                    1,
+                    vec![
+                        json!({"Parse": {"name": "pp", "query": prepare_harmless}}),
+                        json!({"Bind": {"portal": "", "statement": "pp"}}),
+                        sync(),
+                    ],
+                ),
+                q("EXECUTE s"),
+            ],
+        ),
     ];
     let mut failed = Vec::new();
     for (what, steps) in &cases {
@@ -345,6 +421,39 @@ async fn pg_names_the_server_kept_cannot_be_read_in_clear() {
         ["Alice", "Bob"]
     );
     c.simple_query("COMMIT").await.unwrap();
+
+    // SQL PREPARE through the extended protocol, as drivers send every
+    // statement (tokio-postgres here; psycopg 3 and JDBC alike): it runs,
+    // and EXECUTE of it works by simple query and through Parse, again
+    // after DEALLOCATE. Over masked data it is refused, as by simple query.
+    c.execute("PREPARE x AS SELECT name FROM customers ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(c.simple_query("EXECUTE x").await.unwrap()),
+        ["Alice", "Bob"]
+    );
+    let names: Vec<String> = c
+        .query("EXECUTE x", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["Alice", "Bob"]);
+    c.execute("DEALLOCATE x", &[]).await.unwrap();
+    c.execute(
+        "PREPARE x AS SELECT id::text FROM customers ORDER BY id",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(c.simple_query("EXECUTE x").await.unwrap()), ["1", "2"]);
+    let e = c
+        .execute("PREPARE y AS SELECT email FROM customers", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e:?}");
     drop(c);
     env.stop().await;
 }

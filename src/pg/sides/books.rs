@@ -104,13 +104,14 @@ impl<'a> ClientSide<'a> {
         self.proxy.config().limits.prepared_refusal(held + new - 1)
     }
 
-    /// [`Self::prepared_over_limit`] for the SQL PREPAREs of a statement.
-    pub(super) fn sql_prepare_over_limit(&self, e: &Effects) -> Option<String> {
-        if e.prepared.is_empty() {
+    /// [`Self::prepared_over_limit`] for the names a statement's SQL
+    /// PREPAREs make: checked when it is judged, and again when a Parse's
+    /// runs (see [`Self::execute_prepares`]).
+    pub(super) fn sql_prepare_over_limit(&self, prepared: &[String]) -> Option<String> {
+        if prepared.is_empty() {
             return None;
         }
-        let new = e
-            .prepared
+        let new = prepared
             .iter()
             .filter(|n| !self.context.prepared.contains(*n))
             .count();
@@ -118,24 +119,22 @@ impl<'a> ClientSide<'a> {
             .map(|m| format!("airlock: blocked by rule {PREPARED_LIMIT_RULE}: {m}"))
     }
 
-    /// In a masking session, the refusal of a SQL `PREPARE` sent through
-    /// Parse. It is taken for what its name means when it is parsed, but
-    /// runs only if executed, and may be refused then: the server would
-    /// keep the statement it holds under the name (a protocol statement
-    /// over masked data, after a `DEALLOCATE` it refused) while airlock
-    /// took the name for the harmless text (red-team finding). A simple
-    /// Query's `PREPARE` is followed to its answer instead
-    /// ([`super::super::book_sync::Op::SqlPrepare`]).
-    pub(super) fn sql_prepare_through_parse(
-        &self,
-        (e, source): (&Effects, Source),
-    ) -> Option<String> {
-        (source == Source::Parse && !e.prepared.is_empty() && self.masking.is_some()).then(|| {
-            format!(
-                "airlock: blocked by rule {}: SQL PREPARE through the extended protocol in a session with masking: send it as a simple query, or prepare with the protocol's Parse",
-                crate::masking::lineage::UNANALYZABLE
-            )
-        })
+    /// At the Execute of a portal bound from a SQL `PREPARE` sent through
+    /// Parse: the names it makes are taken now, when it runs, as a simple
+    /// Query's are when it is forwarded (and, in masking sessions, taken
+    /// back when the request is answered with an error anywhere, see
+    /// [`super::super::book_sync::Op::SqlPrepare`]). Not at its Parse:
+    /// parsed, it makes nothing, and the server may refuse it when it
+    /// runs and keep the statement it holds under the name (red-team
+    /// finding: a `PREPARE` parsed but never executed was taken for its
+    /// harmless text, and `EXECUTE` read the protocol statement the server
+    /// kept, over masked data, in clear).
+    pub(super) fn execute_prepares(&mut self, names: &[String]) {
+        let effects = Effects {
+            prepared: names.to_vec(),
+            ..Effects::default()
+        };
+        self.apply(&effects, Source::Query);
     }
 
     /// Whether a Bind names a SQL-level prepared statement (not one of an

@@ -30,6 +30,7 @@ impl<'a> ClientSide<'a> {
             context,
             statements: Named::default(),
             portals: Named::default(),
+            parsed_prepares: None,
             masking,
             audit,
             audit_expect: audit.map(|_| Arc::new(AuditQueue::default())),
@@ -113,6 +114,16 @@ impl<'a> ClientSide<'a> {
         if let Some(q) = &self.audit_expect {
             q.push(e());
         }
+    }
+
+    /// Tells the audit follower that an Execute runs nothing (refused).
+    fn follow_no_run(&self) {
+        self.follow(|| Expect::Execute {
+            plan: None,
+            statement: Arc::clone(&self.no_statement),
+            formats: Arc::clone(&self.no_formats),
+            origin: Origin::default(),
+        });
     }
 
     /// An audit expectation for a Parse or Bind of `judged`.
@@ -213,6 +224,8 @@ impl<'a> ClientSide<'a> {
             fe::PARSE => {
                 let p = Parse::decode(body).map_err(malformed)?;
                 self.expect(Expect::Completion);
+                // Set by this Parse's judgement only.
+                self.parsed_prepares = None;
                 if let Some(at) = self.approved_once.iter().position(|n| **n == *p.name) {
                     // A new statement of that name needs its own approval;
                     // the server may keep the approved one (42P05, or a
@@ -304,8 +317,8 @@ impl<'a> ClientSide<'a> {
                         }
                         return Ok(Verdict::Replace(refusals.bind(b.portal, code, &msg)));
                     }
-                    let judged = match self.judged_again(b.statement) {
-                        Ok(judged) => judged,
+                    let bound = match self.judged_again(b.statement) {
+                        Ok(bound) => bound,
                         Err(msg) => {
                             self.follow(|| Expect::Completion);
                             self.portals.remove(b.portal);
@@ -315,8 +328,8 @@ impl<'a> ClientSide<'a> {
                             return Ok(Verdict::Replace(refusals.bind(b.portal, REFUSED, &msg)));
                         }
                     };
-                    self.follow_step(judged.as_ref());
-                    self.portals.insert(b.portal, judged);
+                    self.follow_step(bound.judged.as_ref());
+                    self.portals.insert(b.portal, bound);
                     if let Some(c) = &mut self.cursors {
                         c.bound(b.portal);
                     }
@@ -392,30 +405,31 @@ impl<'a> ClientSide<'a> {
                     m.expect.push(expect);
                 }
                 if let Err(msg) = replanned {
-                    self.follow(|| Expect::Execute {
-                        plan: None,
-                        statement: Arc::clone(&self.no_statement),
-                        formats: Arc::clone(&self.no_formats),
-                        origin: Origin::default(),
-                    });
+                    self.follow_no_run();
                     return Ok(Verdict::Replace(refusals.execute(code, &msg)));
                 }
                 let portal = self.portals.get(e.portal);
                 if portal.is_some() || !self.gates.gate().vets_prepared() {
-                    let judged = portal.cloned().flatten();
+                    let Bound { judged, prepares } = portal.cloned().unwrap_or_default();
+                    if let Some(msg) = prepares
+                        .as_deref()
+                        .and_then(|p| self.sql_prepare_over_limit(p))
+                    {
+                        tracing::warn!(reason = %msg, "execution refused");
+                        self.follow_no_run();
+                        return Ok(Verdict::Replace(refusals.execute("53400", &msg)));
+                    }
                     if let (Some(audit), Some(_)) = (self.audit, &judged) {
                         // Each execution is recorded when it ends: refuse
                         // it now if the log could not take that record.
                         if let Err(refusal) = audit.ready() {
                             tracing::warn!(reason = %refusal, "execution refused: audit log unavailable");
-                            self.follow(|| Expect::Execute {
-                                plan: None,
-                                statement: Arc::clone(&self.no_statement),
-                                formats: Arc::clone(&self.no_formats),
-                                origin: Origin::default(),
-                            });
+                            self.follow_no_run();
                             return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
                         }
+                    }
+                    if let Some(names) = prepares {
+                        self.execute_prepares(&names);
                     }
                     self.follow(|| Expect::Execute {
                         plan: judged
@@ -428,12 +442,7 @@ impl<'a> ClientSide<'a> {
                     });
                     return Ok(Verdict::Pass);
                 }
-                self.follow(|| Expect::Execute {
-                    plan: None,
-                    statement: Arc::clone(&self.no_statement),
-                    formats: Arc::clone(&self.no_formats),
-                    origin: Origin::default(),
-                });
+                self.follow_no_run();
                 let msg = format!(
                     "airlock: blocked by rule builtin.unvetted-portal: portal \"{}\" was not bound by airlock",
                     String::from_utf8_lossy(e.portal)

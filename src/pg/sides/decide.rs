@@ -211,8 +211,7 @@ impl<'a> ClientSide<'a> {
     ) -> Planned {
         let refusal = self
             .outdated_execute(sql)
-            .or_else(|| self.sql_prepare_over_limit(effects.0))
-            .or_else(|| self.sql_prepare_through_parse(effects));
+            .or_else(|| self.sql_prepare_over_limit(&effects.0.prepared));
         let planned = match refusal {
             Some(refusal) => Err(refusal),
             None => self.mask_plan(sql, shape),
@@ -511,6 +510,7 @@ impl<'a> ClientSide<'a> {
                         judged,
                         version,
                         sql: kept,
+                        prepares: self.parsed_prepares.take(),
                     },
                 );
                 if let Some(m) = &mut self.masking {
@@ -523,6 +523,7 @@ impl<'a> ClientSide<'a> {
                 Verdict::Pass
             }
             Err(msg) => {
+                self.parsed_prepares = None;
                 self.follow(|| Expect::Completion);
                 self.statements.remove(name);
                 Verdict::Replace(self.shared.refusals.parse(name, code, &msg))
@@ -598,6 +599,14 @@ impl<'a> ClientSide<'a> {
             // SQL DEALLOCATE also drops protocol-level statements of that name.
             self.statements.remove(name.as_bytes());
         }
+        if source == Source::Parse {
+            // Parsed, a PREPARE makes nothing: its names are taken when it
+            // runs ([`Self::execute_prepares`]).
+            if !e.prepared.is_empty() {
+                self.parsed_prepares = Some(e.prepared.as_slice().into());
+            }
+            return self.apply_search_path(e);
+        }
         let mut made = Vec::new();
         for name in &e.prepared {
             // The server refuses a PREPARE of a name it holds (42P05): a
@@ -610,9 +619,9 @@ impl<'a> ClientSide<'a> {
         }
         // Masking sessions: the book's plan of a statement of the name is
         // not the new one's; and the names are taken back if the server
-        // may not have made them (see `book_sync`). Only simple Queries
-        // get here: a SQL PREPARE through Parse is refused in masking
-        // sessions. A PREPARE of a name the session holds leaves the book
+        // may not have made them (see `book_sync`). Simple Queries get
+        // here, and the Execute of a PREPARE sent through Parse. A
+        // PREPARE of a name the session holds leaves the book
         // as it is: the server refuses it and keeps its statement
         // (red-team finding: the book forgot the masked plan of a
         // protocol statement whose name a refused PREPARE reused, and a
@@ -624,6 +633,10 @@ impl<'a> ClientSide<'a> {
             m.journal
                 .push(m.fence.batch_request(), Op::SqlPrepare(made.into()));
         }
+        self.apply_search_path(e);
+    }
+
+    fn apply_search_path(&mut self, e: &Effects) {
         if let Some(path) = &e.search_path {
             self.context.search_path = path.clone();
             if let Some(m) = &mut self.masking {

@@ -226,7 +226,7 @@ pub struct ClientSide<'a> {
     /// they were judged under.
     statements: Named<Vetted>,
     /// Portals bound from allowed statements, likewise.
-    portals: Named<Option<Arc<Judged>>>,
+    portals: Named<Bound>,
     /// Masking: plans per statement and portal, and what each request will
     /// produce (shared with the server side). `None` when nothing is masked
     /// for this principal.
@@ -315,6 +315,9 @@ pub struct ClientSide<'a> {
     /// Messages since the expectation queues' lengths were last looked at
     /// ([`ClientSide::check_pending`]).
     frames_unchecked: u32,
+    /// The names the SQL `PREPARE` that [`Self::decide`] just allowed
+    /// through Parse makes, for its [`Vetted`] entry.
+    parsed_prepares: Option<Prepares>,
     /// No extended-protocol message was sent since the last Sync or Query:
     /// with nothing in flight, the server carries out the next message
     /// (it skips messages only after an error, up to the next Sync).
@@ -329,6 +332,22 @@ struct Vetted {
     judged: Option<Arc<Judged>>,
     version: u64,
     sql: Option<Arc<[u8]>>,
+    /// A SQL `PREPARE` sent through Parse: the names it makes. Taken when
+    /// a portal bound from it is executed, not at its Parse (see
+    /// [`ClientSide::execute_prepares`]).
+    prepares: Option<Prepares>,
+}
+
+/// The statement names a SQL `PREPARE` makes.
+type Prepares = Arc<[String]>;
+
+/// A portal bound from an allowed statement: what the audit log records of
+/// its executions, and the names its statement's SQL `PREPARE` makes when
+/// it is executed.
+#[derive(Clone, Default)]
+struct Bound {
+    judged: Option<Arc<Judged>>,
+    prepares: Option<Prepares>,
 }
 
 /// A statement held for approval.

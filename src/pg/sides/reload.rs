@@ -81,28 +81,31 @@ impl<'a> ClientSide<'a> {
     /// judged again: a statement the new rules refuse is refused at every
     /// Bind. One whose text airlock did not keep (the unnamed statement,
     /// without audit or masking) is refused: Parse it again.
+    /// Also what the portal's execution prepares (a SQL `PREPARE` sent
+    /// through Parse).
     #[inline]
-    pub(super) fn judged_again(&mut self, name: &[u8]) -> Result<Option<Arc<Judged>>, String> {
+    pub(super) fn judged_again(&mut self, name: &[u8]) -> Result<Bound, String> {
         match self.statements.get(name) {
             // Vouched for by a SQL PREPARE of that name.
-            None if !self.masking_now_applies => Ok(None),
-            Some(v) if v.version == self.seen_version && !self.masking_now_applies => {
-                Ok(v.judged.clone())
-            }
+            None if !self.masking_now_applies => Ok(Bound::default()),
+            Some(v) if v.version == self.seen_version && !self.masking_now_applies => Ok(Bound {
+                judged: v.judged.clone(),
+                prepares: v.prepares.clone(),
+            }),
             _ => self.judge_again(name),
         }
     }
 
     /// [`Self::judged_again`] when the rules changed.
     #[cold]
-    pub(super) fn judge_again(&mut self, name: &[u8]) -> Result<Option<Arc<Judged>>, String> {
+    pub(super) fn judge_again(&mut self, name: &[u8]) -> Result<Bound, String> {
         if self.masking_now_applies {
             return Err(format!(
                 "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
             ));
         }
         let Some(vetted) = self.statements.get(name) else {
-            return Ok(None);
+            return Ok(Bound::default());
         };
         let version = self.seen_version;
         let sql = vetted
@@ -133,10 +136,17 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         match gate.judge(self.principal, &request).decision {
-            Decision::Allow => Ok(self.statements.get_mut(name).and_then(|v| {
-                v.version = version;
-                v.judged.clone()
-            })),
+            Decision::Allow => Ok(self
+                .statements
+                .get_mut(name)
+                .map(|v| {
+                    v.version = version;
+                    Bound {
+                        judged: v.judged.clone(),
+                        prepares: v.prepares.clone(),
+                    }
+                })
+                .unwrap_or_default()),
             Decision::Block { rule, message } => {
                 Err(format!("airlock: blocked by rule {rule}: {message}"))
             }
