@@ -915,7 +915,10 @@ impl Session<'_> {
                 match self.approval(sql, rule, message).await {
                     None => Some(format!("airlock: {d}")),
                     Some(decided) => {
-                        let refusal = decided.outcome.refusal(rule);
+                        let refusal = decided
+                            .outcome
+                            .refusal(rule)
+                            .or_else(|| self.refused_after_reload(source, sql));
                         self.prepare_approved = source == Source::Parse && refusal.is_none();
                         if let (None, Some(a)) = (&refusal, self.audit.as_mut()) {
                             a.approved(rule, decided.reason);
@@ -1123,6 +1126,35 @@ impl Session<'_> {
                 // (And no longer, when a later reload took the mask away.)
                 self.masking_now_applies = masker.is_some_and(|m| m.is_active_for(&self.principal));
             }
+        }
+    }
+
+    /// A statement a human approved while the rules were reloaded: judged
+    /// again under the rules in force now, which the human did not see
+    /// (red-team finding, on Postgres: a hold released after a reload that
+    /// denied its column, or made masking apply to the session, ran as
+    /// judged before). The refusal when they refuse it; one they would
+    /// hold for approval again runs: a human approved it.
+    fn refused_after_reload(&mut self, source: Source, sql: &[u8]) -> Option<String> {
+        let version = self.gates.version();
+        if version == self.seen_version {
+            return None;
+        }
+        self.rules_changed(version);
+        if self.masking_now_applies {
+            return Some(masking_now_applies());
+        }
+        let request = Request {
+            dialect: Dialect::MySql,
+            source,
+            sql,
+            session: &self.context,
+        };
+        match self.gates.gate().judge(&self.principal, &request).decision {
+            d @ Decision::Block { .. } => Some(format!(
+                "airlock: {d} (the rules were reloaded while it waited for approval, and they refuse it)"
+            )),
+            Decision::Allow | Decision::RequireApproval { .. } => None,
         }
     }
 

@@ -949,3 +949,137 @@ async fn an_approval_that_spans_a_reload_says_to_ask_again() {
     drop(raw);
     env.stop().await;
 }
+
+/// A statement held while the rules are reloaded is judged again under the
+/// new rules when a human approves it: the approver saw the statement,
+/// not rules that now deny it, or that now mask the session's results
+/// (red-team finding: both ran as judged before the reload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_released_after_a_reload_is_judged_under_the_new_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let allow = "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]";
+    let variants = [
+        (
+            RULES.replace(
+                allow,
+                &format!("{allow}\ndeny_columns = [\"public.orders.note\"]"),
+            ),
+            "deny-columns",
+        ),
+        (
+            format!(
+                "{RULES}\n[[mask]]\nid = \"notes\"\ncolumns = [\"public.orders.note\"]\nstrategy = \"redact\"\n"
+            ),
+            "masking now applies",
+        ),
+    ];
+    for (rules, refusal) in variants {
+        env.write_rules(RULES);
+        until_reloaded("the first rules in force", || async {
+            let c = env.agent().await;
+            c.simple_query("SELECT note FROM orders WHERE id = 1")
+                .await
+                .is_ok_and(|m| {
+                    m.iter().any(|m| {
+                        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("new"))
+                    })
+                })
+        })
+        .await;
+        let c = std::sync::Arc::new(env.agent().await);
+        let task = spawn_simple(
+            &c,
+            "UPDATE orders SET note = 'spanned' WHERE id = 1 RETURNING note",
+        );
+        let pending = api.wait_pending(AGENT).await;
+        env.write_rules(&rules);
+        until_reloaded("the new rules in force", || async {
+            let other = env.agent().await;
+            match other.simple_query("SELECT note FROM orders WHERE id = 1").await {
+                Err(e) => format!("{e:?}").contains("deny-columns"),
+                Ok(m) => !m.iter().any(|m| {
+                    matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("new"))
+                }),
+            }
+        })
+        .await;
+        let r = api
+            .post(
+                &format!("/api/approvals/{}/approve", pending["id"]),
+                json!({"by": "alice"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let e = finished(task).await.unwrap_err();
+        let text = format!("{e:?}");
+        assert!(text.contains(refusal), "{text}");
+        assert!(text.contains("reloaded"), "{text}");
+        assert_eq!(note(&env, 1).await, "new");
+    }
+    env.stop().await;
+}
+
+/// The MySQL twin of `a_hold_released_after_a_reload_is_judged_under_the_new_rules`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_hold_released_after_a_reload_is_judged_under_the_new_rules() {
+    use mysql_async::prelude::Queryable;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = mysql_start(dir.path()).await;
+    let allow = "allow_statements = [\"read\", \"write\", \"session\", \"transaction\"]";
+    let variants = [
+        (
+            MYSQL_RULES.replace(
+                allow,
+                &format!("{allow}\ndeny_columns = [\"app.orders.note\"]"),
+            ),
+            "deny-columns",
+        ),
+        (
+            format!(
+                "{MYSQL_RULES}\n[[mask]]\nid = \"notes\"\ncolumns = [\"app.orders.note\"]\nstrategy = \"redact\"\n"
+            ),
+            "masking now applies",
+        ),
+    ];
+    for (rules, refusal) in variants {
+        env.write_rules(MYSQL_RULES);
+        until_reloaded("the first rules in force", || async {
+            let mut c = env.agent().await;
+            c.query_first::<String, _>("SELECT note FROM orders WHERE id = 1")
+                .await
+                .is_ok_and(|n| n.as_deref() == Some("new"))
+        })
+        .await;
+        let mut conn = env.agent().await;
+        let task = tokio::spawn(async move {
+            conn.query_drop("UPDATE orders SET note = 'spanned' WHERE id = 1")
+                .await
+        });
+        let pending = api.wait_pending(mysql_env::AGENT).await;
+        env.write_rules(&rules);
+        until_reloaded("the new rules in force", || async {
+            let mut other = env.agent().await;
+            !other
+                .query_first::<String, _>("SELECT note FROM orders WHERE id = 1")
+                .await
+                .is_ok_and(|n| n.as_deref() == Some("new"))
+        })
+        .await;
+        let r = api
+            .post(
+                &format!("/api/approvals/{}/approve", pending["id"]),
+                json!({"by": "alice"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let e = finished(task).await.unwrap_err().to_string();
+        assert!(e.contains(refusal), "{e}");
+        assert!(e.contains("reload"), "{e}");
+        assert!(env
+            .admin("SELECT note FROM orders WHERE id = 1")
+            .contains("new"));
+    }
+    env.stop().await;
+}

@@ -65,6 +65,12 @@ impl<'a> ClientSide<'a> {
             None => self.refresh_catalog_or_refusal().await,
             Some(_) => None,
         };
+        let after_reload = match (&outcome_refusal, &unreadable) {
+            (None, None) => {
+                self.refused_after_reload(&held.sql, held.parse_name.is_some(), held.version)
+            }
+            _ => None,
+        };
         let outcome = match (outcome_refusal, unreadable) {
             (None, Some(unreadable)) => {
                 let (sqlstate, message) = *unreadable;
@@ -75,6 +81,17 @@ impl<'a> ClientSide<'a> {
                 let refusal = self.catalog_refusal_text(&message);
                 note.reason = Some(message);
                 Err(refusal)
+            }
+            (None, None) if after_reload.is_some() => {
+                let (rule, message) = after_reload.unwrap_or_default();
+                tracing::warn!(request = id, rule, reason = %message, "approved statement refused: the rules were reloaded while it was held");
+                code = REFUSED;
+                note.decision = AuditDecision::Block;
+                note.rule = Some(rule.clone());
+                note.reason = Some(format!("{message} (rules reloaded while it was held)"));
+                Err(format!(
+                    "airlock: blocked by rule {rule}: {message} (the rules were reloaded while it waited for approval, and they refuse it)"
+                ))
             }
             (None, None) => {
                 self.work_out_restricted();
@@ -113,5 +130,39 @@ impl<'a> ClientSide<'a> {
                 self.parse_verdict(&name, &held.sql, planned, judged, code)
             }
         })
+    }
+
+    /// A statement approved while the rules were reloaded: judged again
+    /// under the rules in force now, which the human did not see
+    /// (red-team finding: a hold released after a reload that denied its
+    /// column, or made masking apply to the session, ran as judged
+    /// before). `Some((rule, message))` when they refuse it; one that
+    /// they would hold for approval again runs: a human approved it.
+    fn refused_after_reload(
+        &mut self,
+        sql: &[u8],
+        parse: bool,
+        judged_under: u64,
+    ) -> Option<(String, String)> {
+        let version = self.gates.version();
+        if version != self.seen_version {
+            self.rules_changed(version, self.after_sync);
+        }
+        if self.masking_now_applies {
+            return Some((RELOADED.to_owned(), MASKING_NOW_APPLIES.to_owned()));
+        }
+        if judged_under == version {
+            return None;
+        }
+        let request = Request {
+            dialect: Dialect::Postgres,
+            source: if parse { Source::Parse } else { Source::Query },
+            sql,
+            session: &self.context,
+        };
+        match self.gates.gate().judge(self.principal, &request).decision {
+            Decision::Block { rule, message } => Some((rule, message)),
+            Decision::Allow | Decision::RequireApproval { .. } => None,
+        }
     }
 }

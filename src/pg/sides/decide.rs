@@ -152,6 +152,7 @@ impl<'a> ClientSide<'a> {
                             sql: sql.to_vec(),
                             rule,
                             effects: judgement.effects,
+                            version: self.seen_version,
                             parse_name: None,
                             cancelled,
                         }));

@@ -357,6 +357,9 @@ struct Held {
     rule: String,
     /// Applied if it is approved.
     effects: Effects,
+    /// The version of the rules it was judged under: judged again when
+    /// they were reloaded while it was held.
+    version: u64,
     /// For a Parse: the statement name; `None` for a Query.
     parse_name: Option<Vec<u8>>,
     /// Fires when the client cancels the held statement.
