@@ -899,6 +899,7 @@ impl Session<'_> {
                 gate.judge(&self.principal, &request)
             }
         };
+        let judgement = self.observed(judgement);
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %crate::audit::event::log_preview(sql), "observe mode: would refuse");
         }
@@ -1129,6 +1130,16 @@ impl Session<'_> {
         }
     }
 
+    /// The gate's judgement as this session applies it: a session that
+    /// masks enforces the built-in rules even in observe mode (see
+    /// [`crate::policy::Judgement::enforcing_builtins`]).
+    fn observed(&self, judgement: Judgement) -> Judgement {
+        match self.mask {
+            Some(_) => judgement.enforcing_builtins(),
+            None => judgement,
+        }
+    }
+
     /// A statement a human approved while the rules were reloaded: judged
     /// again under the rules in force now, which the human did not see
     /// (red-team finding, on Postgres: a hold released after a reload that
@@ -1150,7 +1161,8 @@ impl Session<'_> {
             sql,
             session: &self.context,
         };
-        match self.gates.gate().judge(&self.principal, &request).decision {
+        let judgement = self.gates.gate().judge(&self.principal, &request);
+        match self.observed(judgement).decision {
             d @ Decision::Block { .. } => Some(format!(
                 "airlock: {d} (the rules were reloaded while it waited for approval, and they refuse it)"
             )),
@@ -1225,7 +1237,7 @@ impl Session<'_> {
                 sql,
                 session: &self.context,
             };
-            match gate.judge(&self.principal, &request).decision {
+            match self.observed(gate.judge(&self.principal, &request)).decision {
                 Decision::Allow => {
                     if let Some(t) = self.texts.get_mut(&id) {
                         t.0 = version;

@@ -974,6 +974,13 @@ allow_builtin = ["builtin.search-path"]
 id = "reader"
 applies_to = { identities = ["reader"] }
 allow_statements = ["read", "session"]
+
+[[policy]]
+id = "watcher"
+applies_to = { identities = ["watcher"] }
+allow_statements = ["read"]
+deny_tables = ["public.secrets"]
+enforce = false
 "#;
 
     fn judge(identity: &str, sql: &str) -> Judgement {
@@ -1077,5 +1084,28 @@ allow_statements = ["read", "session"]
                 assert!(!judge(who, sql).decision.is_allow(), "{who}: {sql}");
             }
         }
+    }
+
+    /// Observe mode reports instead of refusing; a session that masks
+    /// enforces the built-in rules all the same (except the unbounded
+    /// write one), and still only reports the policy's own.
+    #[test]
+    fn sessions_that_mask_enforce_builtins_in_observe_mode() {
+        for (sql, enforced) in [
+            ("SELECT query_to_xml('select 1', true, false, '')", true),
+            ("DO $$ BEGIN END $$", true),
+            ("SELECT pg_read_file('/etc/passwd')", true),
+            ("SELECT * FROM secrets", false),
+            ("DELETE FROM t", false),
+        ] {
+            let j = judge("watcher", sql);
+            assert_eq!(rule(&j), "allow", "{sql}");
+            assert!(j.would.is_some(), "{sql}");
+            let j = j.enforcing_builtins();
+            assert_eq!(rule(&j) != "allow", enforced, "{sql}: {j:?}");
+            assert_eq!(j.would.is_none(), enforced, "{sql}");
+        }
+        let allowed = judge("watcher", "SELECT 1").enforcing_builtins();
+        assert_eq!(rule(&allowed), "allow");
     }
 }

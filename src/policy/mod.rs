@@ -150,6 +150,26 @@ impl Judgement {
         }
     }
 
+    /// In observe mode (`enforce = false`), for a session that masks: a
+    /// built-in rule the statement breaks refuses it after all. Masking
+    /// depends on them to see what a statement reads (functions that run
+    /// SQL given as text, opaque code, file access, the lexer settings,
+    /// search_path, statements it cannot parse ...); waived, a masked
+    /// column comes back in clear (red-team finding:
+    /// `query_to_xml('select email from customers', ...)`). Only
+    /// `builtin.unbounded-write`, which guards writes, stays observed.
+    pub fn enforcing_builtins(mut self) -> Self {
+        if let Some(Decision::Block { rule, .. }) = &self.would {
+            if rule.starts_with("builtin.") && rule != builtin::ids::UNBOUNDED_WRITE {
+                if let Some(would) = self.would.take() {
+                    self.decision = would;
+                    self.effects = Effects::default();
+                }
+            }
+        }
+        self
+    }
+
     /// Whether a session may replay this judgement for a repeat of its
     /// statement ([`memo`]): allowed, with no observe-mode report and no
     /// change to the session.

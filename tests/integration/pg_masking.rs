@@ -1298,3 +1298,48 @@ async fn statements_the_server_did_not_change_keep_their_masking() {
     c.until_ready(3).await;
     assert_clean(&c.received, "pipelined, Describe first");
 }
+
+/// Observe mode (`enforce = false`) only logs what the policy's rules
+/// would refuse; the built-in rules masking depends on still refuse in a
+/// session that masks (red-team finding: `query_to_xml` ran SQL given as
+/// text, which masking cannot see into, and returned every email in
+/// clear). What only the policy refuses (here a denied table) still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_keeps_the_builtins_masking_needs() {
+    std::env::set_var("AIRLOCK_TEST_MASK_KEY", "test-key-0123456789");
+    let rules = RULES.replace(
+        "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]",
+        "allow_statements = [\"read\", \"write\", \"ddl\", \"session\", \"transaction\"]\nenforce = false\ndeny_tables = [\"public.orders\"]",
+    );
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(rules),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    for sql in [
+        "SELECT query_to_xml('select email, phone from customers', true, false, '')",
+        "SELECT query_to_json('select email from customers', true)",
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(phone, ',') FROM customers); END $$",
+        "SELECT set_config('search_path', 'elsewhere, public', false)",
+        "SELECT (xpath('/row/email/text()', query_to_xml('select email from customers', true, false, '')))[1]::text",
+    ] {
+        let before = raw.received.len();
+        let q = serde_json::json!({ "Query": sql }).to_string();
+        raw.send(&crate::common::raw::encode_all(&[&q])).await;
+        raw.until_ready(1).await;
+        let got = String::from_utf8_lossy(&raw.received[before..]).into_owned();
+        assert!(got.contains("builtin."), "{sql}: {got}");
+    }
+    assert_clean(&raw.received, "observe mode");
+    // The policy's own rule is observed: the statement runs.
+    let c = env.agent().await;
+    let rows = c.simple_query("SELECT id FROM orders").await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+    drop(c);
+    drop(raw);
+    env.stop().await;
+}

@@ -160,7 +160,8 @@ impl<'a> ClientSide<'a> {
             sql,
             session: &self.context,
         };
-        match self.gates.gate().judge(self.principal, &request).decision {
+        let judgement = self.gates.gate().judge(self.principal, &request);
+        match self.observed(judgement).decision {
             Decision::Block { rule, message } => Some((rule, message)),
             Decision::Allow | Decision::RequireApproval { .. } => None,
         }

@@ -73,6 +73,7 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         let (judgement, reuse) = gate.judge_reusable(self.principal, &request, &shape);
+        let judgement = self.observed(judgement);
         let mut note = Note::default();
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
@@ -190,6 +191,16 @@ impl<'a> ClientSide<'a> {
         }
         let (planned, judged) = self.admit(sql, note, Err(refusal));
         Decided::Now(planned, judged)
+    }
+
+    /// The gate's judgement as this session applies it: a session that
+    /// masks enforces the built-in rules even in observe mode (see
+    /// [`crate::policy::Judgement::enforcing_builtins`]).
+    pub(super) fn observed(&self, judgement: Judgement) -> Judgement {
+        match self.masking {
+            Some(_) => judgement.enforcing_builtins(),
+            None => judgement,
+        }
     }
 
     /// A repeat of the memo's statement: allowed with the plans it had.

@@ -135,7 +135,7 @@ impl<'a> ClientSide<'a> {
             sql: &sql,
             session: &self.context,
         };
-        match gate.judge(self.principal, &request).decision {
+        match self.observed(gate.judge(self.principal, &request)).decision {
             Decision::Allow => Ok(self
                 .statements
                 .get_mut(name)
