@@ -154,7 +154,13 @@ impl Masker {
     /// Whether any rule or detector could apply to `who` (sessions can skip
     /// all masking work otherwise).
     pub fn is_active_for(&self, who: &Principal) -> bool {
-        !self.rules.active_for(who).is_empty() || !self.detectors_for(who).is_empty()
+        self.has_rules_for(who) || !self.detectors_for(who).is_empty()
+    }
+
+    /// Whether a column rule applies to `who` (what makes masking refuse
+    /// what it cannot follow, such as temporary tables).
+    pub fn has_rules_for(&self, who: &Principal) -> bool {
+        !self.rules.active_for(who).is_empty()
     }
 
     pub fn detectors_for(&self, who: &Principal) -> DetectorSet {

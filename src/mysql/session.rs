@@ -326,6 +326,7 @@ async fn serve_as(
         cursors: IdMap::default(),
         rejudge: false,
         masking_now_applies: false,
+        masking_lapsed: false,
         approved_once: Vec::new(),
         prepare_approved: false,
         used_up: Vec::new(),
@@ -430,8 +431,12 @@ struct Session<'a> {
     /// them again ([`Session::judged_again`]).
     rejudge: bool,
     /// A reload made masking rules apply to this principal, whose session
-    /// started without masking: every later statement is refused.
+    /// started without masking (or went on without it for a while): every
+    /// later statement is refused.
     masking_now_applies: bool,
+    /// A reload took masking away from this session, which started with
+    /// it: the session ran unmasked (see [`Session::rules_changed`]).
+    masking_lapsed: bool,
     /// Statements a human approved (a held COM_STMT_PREPARE), not executed
     /// yet: each runs once, as an approved query does; a second execute is
     /// refused as unknown (prepare it again to ask again).
@@ -1119,6 +1124,16 @@ impl Session<'_> {
         let masker = self.gates.masker().cloned();
         match self.mask.as_mut() {
             Some(m) => {
+                // A reload that takes masking away and a later one that
+                // brings it back end the session, which ran unmasked
+                // meanwhile (see the Postgres twin,
+                // `pg::sides::ClientSide::rules_changed`).
+                // (No masking rules at all: it keeps the ones it has.)
+                match &masker {
+                    Some(m) if !m.has_rules_for(&self.principal) => self.masking_lapsed = true,
+                    Some(_) if self.masking_lapsed => self.masking_now_applies = true,
+                    _ => {}
+                }
                 if let Some(masker) = masker {
                     m.set_masker(masker);
                 }

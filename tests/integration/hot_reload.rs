@@ -481,3 +481,112 @@ async fn a_rewrite_that_keeps_the_modification_time_is_reloaded() {
     until_refused(&env, "SELECT name FROM customers").await;
     env.stop().await;
 }
+
+const LAPSE_RULES: &str = r#"
+[[policy]]
+id = "all"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "session"]
+
+[[mask]]
+id = "others"
+columns = ["*.customers.name"]
+strategy = "redact"
+applies_to = { identities = ["nobody"] }
+
+[masking]
+detectors = ["email"]
+"#;
+
+/// The phone mask `masks_lapse` takes away and brings back.
+const LAPSE_MASK: &str = r#"
+[[mask]]
+id = "phone"
+columns = ["*.customers.phone"]
+strategy = "redact"
+"#;
+
+/// A session that started with masking went on without it after a reload
+/// took the masks away, and made what masking never saw (a temporary view
+/// over the masked column that shadows its table). A reload that brings
+/// the masks back ends it, as it ends a session that started without
+/// masking (red-team finding: the view read the column in clear once the
+/// masks were back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_session_that_ran_without_its_masks_ends_when_they_return() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(format!("{LAPSE_RULES}{LAPSE_MASK}")),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let a = env.agent().await;
+    let shadow = "CREATE TEMP VIEW customers AS SELECT id, phone AS name FROM public.customers";
+    assert!(
+        a.simple_query(shadow).await.is_err(),
+        "refused while masked"
+    );
+    let phone = "SELECT phone FROM customers ORDER BY id";
+    env.write_rules(LAPSE_RULES);
+    until_reloaded("the mask gone", || async {
+        let fresh = env.agent().await;
+        first_text(&fresh, phone).await.unwrap() == "+1-202-555-0101"
+    })
+    .await;
+    a.simple_query(shadow).await.unwrap();
+    env.write_rules(&format!("{LAPSE_RULES}{LAPSE_MASK}"));
+    until_reloaded("the mask back", || async {
+        let fresh = env.agent().await;
+        first_text(&fresh, phone).await.unwrap() != "+1-202-555-0101"
+    })
+    .await;
+    let e = a
+        .simple_query("SELECT name || '' FROM customers ORDER BY id")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(db.code().code(), "57P01", "{e:?}");
+    assert!(db.message().contains("masking now applies"), "{e:?}");
+    drop(a);
+    env.stop().await;
+}
+
+/// The MySQL twin of the test above (a temporary table shadows the masked
+/// one on MariaDB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_session_that_ran_without_its_masks_ends_when_they_return() {
+    use mysql_async::prelude::*;
+    let with_mask = format!("{LAPSE_RULES}{LAPSE_MASK}").replace("*.customers", "app.customers");
+    let mut env = mysql_env::MyEnv::start(Some(&with_mask)).await;
+    env.admin(
+        "CREATE TABLE customers (id int PRIMARY KEY, name varchar(20), phone varchar(20));
+         INSERT INTO customers VALUES (1, 'Alice', '+1-202-555-0101'), (2, 'Bob', '+1-202-555-0102');",
+    );
+    let mut a = env.agent().await;
+    let shadow = "CREATE TEMPORARY TABLE customers AS SELECT id, phone AS name FROM app.customers";
+    assert!(a.query_drop(shadow).await.is_err(), "refused while masked");
+    let phone = "SELECT phone FROM customers ORDER BY id";
+    env.write_rules(LAPSE_RULES);
+    until_reloaded("the mask gone", || async {
+        let mut fresh = env.agent().await;
+        let v: Option<String> = fresh.query_first(phone).await.unwrap();
+        v.as_deref() == Some("+1-202-555-0101")
+    })
+    .await;
+    a.query_drop(shadow).await.unwrap();
+    env.write_rules(&with_mask);
+    until_reloaded("the mask back", || async {
+        let mut fresh = env.agent().await;
+        let v: Option<String> = fresh.query_first(phone).await.unwrap();
+        v.as_deref() != Some("+1-202-555-0101")
+    })
+    .await;
+    let e = a
+        .query_first::<String, _>("SELECT concat(name, '') FROM customers ORDER BY id")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("masking now applies"), "{e}");
+    drop(a);
+    env.stop().await;
+}

@@ -56,6 +56,7 @@ impl<'a> ClientSide<'a> {
             after_sync: true,
             seen_version: 0,
             masking_now_applies: false,
+            masking_lapsed: false,
             cursors: None,
         }
     }

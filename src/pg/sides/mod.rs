@@ -305,8 +305,12 @@ pub struct ClientSide<'a> {
     /// session last saw: a reload is noticed at the next statement.
     seen_version: u64,
     /// A reload made masking rules apply to this principal, whose session
-    /// started without masking: every later statement is refused.
+    /// started without masking (or went on without it for a while, see
+    /// `masking_lapsed`): every later statement is refused.
     masking_now_applies: bool,
+    /// A reload took masking away from this session, which started with
+    /// it: the session ran unmasked (see [`ClientSide::rules_changed`]).
+    masking_lapsed: bool,
     /// SQL cursors the session declared, and the portals and cursors open
     /// at a reload, which may not be read any more ([`Cursors`]). `None`
     /// while there are none (nearly every session).

@@ -25,6 +25,22 @@ impl<'a> ClientSide<'a> {
                 .get_or_insert_with(Default::default)
                 .rules_changed(portals);
         }
+        if self.masking.is_some() {
+            // A reload took masking away from this session, which went on
+            // unmasked: what it made meanwhile (a temporary relation that
+            // shadows a masked table, say) masking never saw. A later
+            // reload that brings masking back ends it, as for a session
+            // that started without (red-team finding: a temporary view
+            // made while the masks were gone read the masked column in
+            // clear once they were back).
+            // (No masking rules at all: the session keeps the ones it has.)
+            let principal = self.principal;
+            match self.gates.masker() {
+                Some(m) if !m.has_rules_for(principal) => self.masking_lapsed = true,
+                Some(_) if self.masking_lapsed => self.masking_now_applies = true,
+                _ => {}
+            }
+        }
         if self.masking.is_none() {
             let principal = self.principal;
             // (And no longer, when a later reload took the mask away.)
