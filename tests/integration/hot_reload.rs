@@ -590,3 +590,143 @@ async fn mysql_a_session_that_ran_without_its_masks_ends_when_they_return() {
     drop(a);
     env.stop().await;
 }
+
+const GUARD_RULES: &str = r#"
+[[policy]]
+id = "all"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "session", "transaction"]
+"#;
+
+/// A session without masking follows no answers of the server: a Close or
+/// `DEALLOCATE` the server skipped or refused, or a Parse of the unnamed
+/// statement it skipped, left the server with a statement prepared before
+/// a reload denied its column while airlock took the name for a later,
+/// harmless Parse's text (which the server refused: the name was taken),
+/// and a Bind of the name read the denied column (red-team finding). The
+/// name is now used up until a Close the server surely carries out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_names_the_server_kept_across_a_reload_stay_judged_by_the_new_rules() {
+    use crate::common::raw::{encode_all, RawClient};
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(GUARD_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let denied = GUARD_RULES.replace(
+        "allow_statements = [\"read\", \"session\", \"transaction\"]",
+        "allow_statements = [\"read\", \"session\", \"transaction\"]\ndeny_columns = [\"public.customers.phone\"]",
+    );
+    let phones = r#"SELECT id, phone FROM customers ORDER BY id"#;
+    let names = r#"SELECT id, name FROM customers ORDER BY id"#;
+    let parse = |name: &str, sql: &str| {
+        serde_json::json!({"Parse": {"name": name, "query": sql}}).to_string()
+    };
+    let q = |sql: &str| serde_json::json!({ "Query": sql }).to_string();
+    let sync = r#"{"Sync": null}"#.to_owned();
+    let bind_run = |statement: &str| {
+        vec![
+            serde_json::json!({"Bind": {"portal": "", "statement": statement}}).to_string(),
+            r#"{"Describe": {"kind": "P", "name": ""}}"#.to_owned(),
+            r#"{"Execute": {"portal": ""}}"#.to_owned(),
+        ]
+    };
+    let failing = || {
+        let mut m = vec![parse("z", "SELECT 1/0")];
+        m.extend(bind_run("z"));
+        m
+    };
+    // Each: the statement over the column as prepared before the reload,
+    // then the steps after it (each one write, answered once).
+    let skipped_close = [
+        failing(),
+        vec![
+            r#"{"Close": {"kind": "S", "name": "s"}}"#.into(),
+            sync.clone(),
+        ],
+    ]
+    .concat();
+    // (`true`: the steps come before the reload.)
+    let cases: Vec<(&str, &str, bool, Vec<Vec<String>>)> = vec![
+        (
+            "a Close skipped after an error, then a Parse of the name",
+            "s",
+            false,
+            vec![skipped_close.clone(), vec![parse("s", names), sync.clone()]],
+        ),
+        (
+            "the same, before the reload",
+            "s",
+            true,
+            vec![skipped_close, vec![parse("s", names), sync.clone()]],
+        ),
+        (
+            "a DEALLOCATE refused in an aborted transaction, then a Parse of the name",
+            "s",
+            false,
+            vec![
+                vec![q("BEGIN")],
+                vec![q("SELECT 1/0")],
+                vec![q("DEALLOCATE s")],
+                vec![q("ROLLBACK")],
+                vec![parse("s", names), sync.clone()],
+            ],
+        ),
+        (
+            "a Parse of the unnamed statement skipped after an error",
+            "",
+            false,
+            vec![[failing(), vec![parse("", names), sync.clone()]].concat()],
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (what, statement, before_reload, steps) in cases {
+        env.write_rules(GUARD_RULES);
+        until_reloaded("the column allowed", || async {
+            let fresh = env.agent().await;
+            fresh.simple_query(phones).await.is_ok()
+        })
+        .await;
+        let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+        raw.send(&encode_all(&[&parse(statement, phones), &sync]))
+            .await;
+        raw.until_ready(1).await;
+        let mut pending = Some(steps);
+        if before_reload {
+            run_steps(&mut raw, pending.take().unwrap_or_default()).await;
+        }
+        env.write_rules(&denied);
+        until_reloaded("the column denied", || async {
+            let fresh = env.agent().await;
+            fresh.simple_query(phones).await.is_err()
+        })
+        .await;
+        run_steps(&mut raw, pending.unwrap_or_default()).await;
+        let before = raw.received.len();
+        let mut run = bind_run(statement);
+        run.push(sync.clone());
+        let lines: Vec<&str> = run.iter().map(String::as_str).collect();
+        raw.send(&encode_all(&lines)).await;
+        raw.until_ready(1).await;
+        let got = String::from_utf8_lossy(&raw.received[before..]).into_owned();
+        if got.contains("555-01") || !got.contains("airlock") {
+            failed.push(format!("{what}: {got}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "the denied column was read:\n{}",
+        failed.join("\n")
+    );
+    env.stop().await;
+}
+
+/// Sends each step in one write and waits for its one ReadyForQuery.
+async fn run_steps(raw: &mut crate::common::raw::RawClient, steps: Vec<Vec<String>>) {
+    for step in &steps {
+        let lines: Vec<&str> = step.iter().map(String::as_str).collect();
+        raw.send(&crate::common::raw::encode_all(&lines)).await;
+        raw.until_ready(1).await;
+    }
+}

@@ -63,6 +63,58 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// Whether a Close, or a Parse of the unnamed statement, forwarded now
+    /// is surely carried out by the server: nothing in flight, no message
+    /// since the last Sync that an error could make it skip, no failed
+    /// transaction. (`after_sync`: as before this message.)
+    pub(super) fn surely_carried_out(&self, after_sync: bool) -> bool {
+        after_sync
+            && self.shared.pending.load(Ordering::Acquire) == 0
+            && self.shared.status.load(Ordering::Acquire) != b'E'
+    }
+
+    /// Sessions without masking (a masking session follows the server's
+    /// answers instead, see [`super::super::book_sync`]): statement `name`
+    /// was closed (Close, SQL `DEALLOCATE` or `DISCARD ALL`), or replaced
+    /// (a Parse of the unnamed statement), by a message the server may not
+    /// carry out. It may still hold a statement of the name, judged under
+    /// the rules of its day, while airlock takes the name for a later
+    /// Parse's text. One judged under older rules than those in force is
+    /// used up at once: refused at every Bind until a Close the server
+    /// surely carries out (see [`Self::drop_used_up`]); any other is used
+    /// up at the next reload ([`Self::rules_changed`]). Red-team finding:
+    /// a Close skipped after an error, then a Parse of the name the server
+    /// refused (42P05), made airlock vouch for the statement prepared
+    /// before a reload denied its column.
+    pub(super) fn closed_unsurely(&mut self, name: &[u8]) {
+        if self.masking.is_some() || self.unsure.iter().any(|n| **n == *name) {
+            return;
+        }
+        let stale = self
+            .statements
+            .get(name)
+            .is_some_and(|v| v.version != self.seen_version);
+        if stale {
+            self.used_up.push(name.into());
+        } else if self.unsure.len() < MAX_UNSURE {
+            self.unsure.push(name.into());
+        } else {
+            self.unsure_overflow = true;
+        }
+    }
+
+    /// Sessions without masking: a Close of statement `name`, or a Parse
+    /// of the unnamed statement (`name` empty), is being forwarded.
+    pub(super) fn closing(&mut self, name: &[u8], after_sync: bool) {
+        if self.surely_carried_out(after_sync) {
+            if !self.unsure.is_empty() {
+                self.unsure.retain(|n| **n != *name);
+            }
+        } else {
+            self.closed_unsurely(name);
+        }
+    }
+
     /// Refuses a Parse of a statement name the session has, as the server
     /// would refuse it: forwarded, the server would keep its statement
     /// while airlock planned the new one (see [`super::book_sync`]).

@@ -49,6 +49,8 @@ impl<'a> ClientSide<'a> {
             catalog_unreadable: None,
             approved_once: Vec::new(),
             used_up: Vec::new(),
+            unsure: Vec::new(),
+            unsure_overflow: false,
             lifted: Vec::new(),
             window_released: false,
             in_copy_data: false,
@@ -204,6 +206,9 @@ impl<'a> ClientSide<'a> {
             tag,
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
         ) {
+            if self.unsure_overflow {
+                return Err(SessionError::MustReconnect(TOO_MANY_UNSURE));
+            }
             self.settle_books();
             if after_sync && self.portals.named_len() != 0 && self.shared.is_idle() {
                 self.forget_ended_portals();
@@ -227,6 +232,10 @@ impl<'a> ClientSide<'a> {
                 self.expect(Expect::Completion);
                 // Set by this Parse's judgement only.
                 self.parsed_prepares = None;
+                if p.name.is_empty() && self.masking.is_none() {
+                    // Skipped, it leaves the unnamed statement it replaces.
+                    self.closing(p.name, after_sync);
+                }
                 if let Some(at) = self.approved_once.iter().position(|n| **n == *p.name) {
                     // A new statement of that name needs its own approval;
                     // the server may keep the approved one (42P05, or a
@@ -455,6 +464,9 @@ impl<'a> ClientSide<'a> {
                 self.follow(|| Expect::Completion);
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
+                        if self.masking.is_none() {
+                            self.closing(name, after_sync);
+                        }
                         self.statements.remove(name);
                         // Statements prepared with SQL PREPARE share the
                         // namespace: a Close of one ends it (red-team

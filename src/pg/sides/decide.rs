@@ -601,12 +601,28 @@ impl<'a> ClientSide<'a> {
         if let Some(m) = &mut self.masking {
             m.reprepare(e, source);
         }
-        // In the order `Effects` documents.
+        // In the order `Effects` documents. Without masking, the names are
+        // unsure: the server may not carry the statement out (see
+        // `Self::closed_unsurely`).
         if e.deallocate_all {
+            if self.masking.is_none() {
+                let names: Vec<Box<[u8]>> = self
+                    .statements
+                    .names()
+                    .map(Into::into)
+                    .chain(self.context.prepared.iter().map(|n| n.as_bytes().into()))
+                    .collect();
+                for name in names {
+                    self.closed_unsurely(&name);
+                }
+            }
             self.context.prepared.clear();
             self.statements.clear();
         }
         for name in &e.deallocated {
+            if self.masking.is_none() {
+                self.closed_unsurely(name.as_bytes());
+            }
             self.context.prepared.remove(name);
             // SQL DEALLOCATE also drops protocol-level statements of that name.
             self.statements.remove(name.as_bytes());

@@ -202,6 +202,13 @@ impl Shared {
     }
 }
 
+/// Most statement names a session without masking may have closed by
+/// messages the server may not have carried out (see
+/// [`ClientSide::closed_unsurely`]).
+const MAX_UNSURE: usize = 4096;
+/// Why a session that went past [`MAX_UNSURE`] ends.
+const TOO_MANY_UNSURE: &str = "this session closed more prepared statements than airlock can follow without their answers (Close or DEALLOCATE behind other messages that may fail); reconnect";
+
 /// Most replies a session's expectation queues may await (see
 /// [`ClientSide::check_pending`]): as many as the masking journal follows.
 const MAX_PENDING: usize = super::book_sync::MAX_ENTRIES;
@@ -294,6 +301,14 @@ pub struct ClientSide<'a> {
     /// may still hold: refused at every Bind until the server has surely
     /// dropped them ([`ClientSide::drop_used_up`]).
     used_up: Vec<Box<[u8]>>,
+    /// Sessions without masking: names of statements closed, or replaced,
+    /// by a message the server may not have carried out, judged under the
+    /// rules in force (see [`ClientSide::closed_unsurely`]); used up at
+    /// the next reload. At most [`MAX_UNSURE`].
+    unsure: Vec<Box<[u8]>>,
+    /// More than [`MAX_UNSURE`] names were closed unsurely: the session
+    /// ends at its next request ([`TOO_MANY_UNSURE`]).
+    unsure_overflow: bool,
     /// Used-up names parsed again in the current batch (since the last
     /// Sync): a Bind after that Parse in the same batch is safe, as the
     /// server skips it too if it skips or refuses the Parse.

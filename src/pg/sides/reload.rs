@@ -52,6 +52,8 @@ impl<'a> ClientSide<'a> {
             let stale = std::mem::take(&mut self.context.prepared);
             self.used_up
                 .extend(stale.into_iter().map(|n| n.into_bytes().into_boxed_slice()));
+            // And those it may keep (see `closed_unsurely`).
+            self.used_up.append(&mut self.unsure);
         }
     }
 
@@ -199,10 +201,7 @@ impl<'a> ClientSide<'a> {
     /// it skip, no failed transaction), the used-up statement of that name
     /// is gone from the server.
     pub(super) fn drop_used_up(&mut self, name: &[u8], after_sync: bool) {
-        let carried_out = after_sync
-            && self.shared.pending.load(Ordering::Acquire) == 0
-            && self.shared.status.load(Ordering::Acquire) != b'E';
-        if carried_out {
+        if self.surely_carried_out(after_sync) {
             self.used_up.retain(|n| **n != *name);
         }
     }
