@@ -377,7 +377,11 @@ fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
 /// masking both: "ok (N policies, M masks)", or the first error.
 fn check_rules(path: &Path) -> anyhow::Result<String> {
     let (set, masks) = load_all_rules(path)?;
-    Ok(rules_summary(&set, &masks))
+    let mut out = rules_summary(&set, &masks);
+    for w in airlock::policy::lint::rule_warnings(&set) {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    Ok(out)
 }
 
 /// The guardrails and masking rules of a rule file (or directory).

@@ -2,12 +2,14 @@
 //! as written with a given config: approval rules without the admin
 //! listener that approvals need, and policies or masks naming identities,
 //! groups or targets the config does not define (a typo there makes a
-//! rule silently apply to nobody).
+//! rule silently apply to nobody); and, with or without a config,
+//! policies that look read-only and are not ([`rule_warnings`]).
 
 use std::collections::BTreeSet;
 
 use crate::config::Config;
 use crate::masking::rules::MaskingRules;
+use crate::policy::facts::StatementClass;
 use crate::policy::rules::RuleSet;
 
 /// What a rule's `applies_to` (or a mask's `unmasked`) names.
@@ -34,6 +36,7 @@ pub fn warnings(config: &Config, rules: &RuleSet, masks: &MaskingRules) -> Vec<S
             ));
         }
     }
+    out.extend(rule_warnings(rules));
     let known = Known::of(config);
     for p in &rules.policies {
         let names = Names {
@@ -54,6 +57,37 @@ pub fn warnings(config: &Config, rules: &RuleSet, masks: &MaskingRules) -> Vec<S
         }
     }
     out
+}
+
+/// Warnings about the rules alone: a policy that allows no statement that
+/// writes (`write`, `ddl`, `dcl`, `other`) but is not `read_only`. A
+/// `SELECT` can still write there, through a function that does
+/// (`nextval`, a user function that modifies data): only `read_only`
+/// makes the upstream session read-only and refuses writing functions
+/// (red-team note: operators took such a policy for a read-only one).
+pub fn rule_warnings(rules: &RuleSet) -> Vec<String> {
+    rules
+        .policies
+        .iter()
+        .filter(|p| {
+            !p.read_only
+                && !p.allow_statements.iter().any(|c| {
+                    matches!(
+                        c,
+                        StatementClass::Write
+                            | StatementClass::Ddl
+                            | StatementClass::Dcl
+                            | StatementClass::Other
+                    )
+                })
+        })
+        .map(|p| {
+            format!(
+                "policy {} allows no statement that writes, but is not read_only: a SELECT can still write through functions (nextval, functions that modify data); add read_only = true to make its sessions read-only",
+                p.id
+            )
+        })
+        .collect()
 }
 
 /// The identities, groups and targets a config defines.
@@ -100,5 +134,40 @@ impl<'a> Known<'a> {
             report("group", unknown(names.groups, &self.groups));
         }
         report("target", unknown(names.targets, &self.targets));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::rules::parse_rules;
+
+    #[test]
+    fn policies_that_look_read_only_and_are_not() {
+        let rules = parse_rules(&[(
+            Path::new("t.toml"),
+            r#"
+[[policy]]
+id = "looks-read-only"
+applies_to = { identities = ["a"] }
+allow_statements = ["read", "session"]
+
+[[policy]]
+id = "read-only"
+applies_to = { identities = ["b"] }
+read_only = true
+
+[[policy]]
+id = "writer"
+applies_to = { identities = ["c"] }
+allow_statements = ["read", "write"]
+"#,
+        )])
+        .expect("rules");
+        let w = rule_warnings(&rules);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("policy looks-read-only "), "{w:?}");
     }
 }

@@ -275,6 +275,11 @@ fn check_validates_masking_rules_too() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("ok (1 policies, 1 masks)"), "{stdout}");
+    // A policy that writes nothing but is not read_only: a warning.
+    assert!(
+        stdout.contains("warning: policy p allows no statement that writes, but is not read_only"),
+        "{stdout}"
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
