@@ -719,6 +719,18 @@ async fn pg_names_the_server_kept_across_a_reload_stay_judged_by_the_new_rules()
         "the denied column was read:\n{}",
         failed.join("\n")
     );
+    // A Parse of a SQL-prepared name is refused by airlock, as by the
+    // server (42P05): airlock took it for the name's new text before, and
+    // its audit records named that text while the server ran the SQL one.
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    run_steps(&mut raw, vec![vec![q(&format!("PREPARE s2 AS {names}"))]]).await;
+    let before = raw.received.len();
+    run_steps(&mut raw, vec![vec![parse("s2", "SELECT 1"), sync.clone()]]).await;
+    let got = String::from_utf8_lossy(&raw.received[before..]).into_owned();
+    assert!(
+        got.contains("42P05") && got.contains("prepared in this session and not closed"),
+        "{got}"
+    );
     env.stop().await;
 }
 

@@ -138,7 +138,19 @@ impl<'a> ClientSide<'a> {
     pub(super) fn statement_taken(&self, name: &[u8]) -> bool {
         !name.is_empty()
             && (self.statements.contains_key(name)
-                || self.masking.as_ref().is_some_and(|m| m.journal.kept(name)))
+                || self.masking.as_ref().is_some_and(|m| m.journal.kept(name))
+                || self.sql_prepared(name))
+    }
+
+    /// Whether `name` is a statement the session prepared with SQL
+    /// `PREPARE`: the protocol's statements share its namespace, so the
+    /// server refuses a Parse of it (red-team finding: in a session
+    /// without masking, which does not follow the server's answers,
+    /// airlock took such a Parse for the name's new text, and its audit
+    /// records named that text while the server ran the SQL statement).
+    fn sql_prepared(&self, name: &[u8]) -> bool {
+        !self.context.prepared.is_empty()
+            && std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
     }
 
     /// The refusal of a statement that would prepare `new` more named
@@ -202,6 +214,6 @@ impl<'a> ClientSide<'a> {
     pub(super) fn statement_vetted(&mut self, name: &[u8]) -> bool {
         !self.gates.gate().vets_prepared()
             || self.statements.contains_key(name)
-            || std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
+            || self.sql_prepared(name)
     }
 }
