@@ -742,3 +742,55 @@ async fn run_steps(raw: &mut crate::common::raw::RawClient, steps: Vec<Vec<Strin
         raw.until_ready(1).await;
     }
 }
+
+/// A session without masking that closes more statement names than airlock
+/// follows without the server's answers (Close messages behind others in
+/// one batch) goes on until a reload, which ends it at its next request
+/// (57P01): airlock can no longer tell which names the server may hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_session_that_lost_track_of_closed_names_ends_at_a_reload() {
+    use crate::common::raw::RawClient;
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(GUARD_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.direct().await.batch_execute(SETUP).await.unwrap();
+    let mut raw = RawClient::login(env.port, AGENT, AGENT_PW, DB).await;
+    let closes: Vec<String> = (0..4100)
+        .map(|i| serde_json::json!({"Close": {"kind": "S", "name": format!("n{i}")}}).to_string())
+        .chain(std::iter::once(r#"{"Sync": null}"#.to_owned()))
+        .collect();
+    let lines: Vec<&str> = closes.iter().map(String::as_str).collect();
+    raw.send(&crate::common::raw::encode_all(&lines)).await;
+    raw.until_ready(1).await;
+    // Goes on until a reload.
+    run_steps(
+        &mut raw,
+        vec![vec![serde_json::json!({"Query": "SELECT 1"}).to_string()]],
+    )
+    .await;
+    env.write_rules(&GUARD_RULES.replace(
+        "allow_statements = [\"read\", \"session\", \"transaction\"]",
+        "allow_statements = [\"read\", \"session\", \"transaction\"]\ndeny_tables = [\"public.probe\"]",
+    ));
+    until_reloaded("the rules reloaded", || async {
+        let fresh = env.agent().await;
+        fresh
+            .simple_query("SELECT 1 FROM probe")
+            .await
+            .is_err_and(|e| format!("{e:?}").contains("deny-tables"))
+    })
+    .await;
+    raw.send(&crate::common::raw::encode_all(&[
+        r#"{"Query": "SELECT 1"}"#,
+    ]))
+    .await;
+    raw.until_ready(1).await;
+    let text = String::from_utf8_lossy(&raw.received).into_owned();
+    assert!(
+        text.contains("57P01") && text.contains("closed more prepared statements"),
+        "{text}"
+    );
+    env.stop().await;
+}

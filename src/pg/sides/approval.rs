@@ -149,7 +149,7 @@ impl<'a> ClientSide<'a> {
             self.rules_changed(version, self.after_sync);
         }
         if self.masking_now_applies {
-            return Some((RELOADED.to_owned(), MASKING_NOW_APPLIES.to_owned()));
+            return Some((RELOADED.to_owned(), self.reconnect_reason().to_owned()));
         }
         if judged_under == version {
             return None;

@@ -99,7 +99,9 @@ impl<'a> ClientSide<'a> {
         } else if self.unsure.len() < MAX_UNSURE {
             self.unsure.push(name.into());
         } else {
+            // Lost track: the next reload ends the session instead.
             self.unsure_overflow = true;
+            self.unsure = Vec::new();
         }
     }
 

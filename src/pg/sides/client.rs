@@ -199,16 +199,13 @@ impl<'a> ClientSide<'a> {
                 // one. Refusing its statements instead left a session
                 // caught inside a transaction unable to leave it.
                 self.record_ended_at(tag, body);
-                return Err(SessionError::MustReconnect(MASKING_NOW_APPLIES));
+                return Err(SessionError::MustReconnect(self.reconnect_reason()));
             }
         }
         if matches!(
             tag,
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
         ) {
-            if self.unsure_overflow {
-                return Err(SessionError::MustReconnect(TOO_MANY_UNSURE));
-            }
             self.settle_books();
             if after_sync && self.portals.named_len() != 0 && self.shared.is_idle() {
                 self.forget_ended_portals();

@@ -35,7 +35,7 @@ impl<'a> ClientSide<'a> {
             return self.refuse(record_now, sql, ids::LEXER_SETTING, message);
         }
         if self.masking_now_applies {
-            return self.refuse(record_now, sql, RELOADED, MASKING_NOW_APPLIES.into());
+            return self.refuse(record_now, sql, RELOADED, self.reconnect_reason().into());
         }
         if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
             return self.refuse(record_now, sql, RELOADED, message);

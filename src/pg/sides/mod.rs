@@ -207,7 +207,7 @@ impl Shared {
 /// [`ClientSide::closed_unsurely`]).
 const MAX_UNSURE: usize = 4096;
 /// Why a session that went past [`MAX_UNSURE`] ends.
-const TOO_MANY_UNSURE: &str = "this session closed more prepared statements than airlock can follow without their answers (Close or DEALLOCATE behind other messages that may fail); reconnect";
+const TOO_MANY_UNSURE: &str = "the rules were reloaded, and this session closed more prepared statements than airlock can follow without their answers (Close or DEALLOCATE while other messages that may fail were in flight); reconnect";
 
 /// Most replies a session's expectation queues may await (see
 /// [`ClientSide::check_pending`]): as many as the masking journal follows.
@@ -306,8 +306,9 @@ pub struct ClientSide<'a> {
     /// rules in force (see [`ClientSide::closed_unsurely`]); used up at
     /// the next reload. At most [`MAX_UNSURE`].
     unsure: Vec<Box<[u8]>>,
-    /// More than [`MAX_UNSURE`] names were closed unsurely: the session
-    /// ends at its next request ([`TOO_MANY_UNSURE`]).
+    /// More than [`MAX_UNSURE`] names were closed unsurely: airlock lost
+    /// track of them, and the next reload ends the session
+    /// ([`TOO_MANY_UNSURE`]).
     unsure_overflow: bool,
     /// Used-up names parsed again in the current batch (since the last
     /// Sync): a Bind after that Parse in the same batch is safe, as the

@@ -52,8 +52,23 @@ impl<'a> ClientSide<'a> {
             let stale = std::mem::take(&mut self.context.prepared);
             self.used_up
                 .extend(stale.into_iter().map(|n| n.into_bytes().into_boxed_slice()));
-            // And those it may keep (see `closed_unsurely`).
+            // And those it may keep (see `closed_unsurely`); a session that
+            // lost track of them ends at its next request between
+            // transactions, as one that masking now applies to does.
             self.used_up.append(&mut self.unsure);
+            if self.unsure_overflow {
+                self.masking_now_applies = true;
+            }
+        }
+    }
+
+    /// Why a session that a reload left unable to go on ends (see
+    /// `masking_now_applies`).
+    pub(super) fn reconnect_reason(&self) -> &'static str {
+        if self.unsure_overflow && self.masking.is_none() {
+            TOO_MANY_UNSURE
+        } else {
+            MASKING_NOW_APPLIES
         }
     }
 
@@ -64,7 +79,8 @@ impl<'a> ClientSide<'a> {
     pub(super) fn reload_check(&self, portal: &[u8]) -> Result<(), String> {
         if self.masking_now_applies {
             return Err(format!(
-                "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
+                "airlock: blocked by rule {RELOADED}: {}",
+                self.reconnect_reason()
             ));
         }
         match self
@@ -119,7 +135,8 @@ impl<'a> ClientSide<'a> {
     pub(super) fn judge_again(&mut self, name: &[u8]) -> Result<Bound, String> {
         if self.masking_now_applies {
             return Err(format!(
-                "airlock: blocked by rule {RELOADED}: {MASKING_NOW_APPLIES}"
+                "airlock: blocked by rule {RELOADED}: {}",
+                self.reconnect_reason()
             ));
         }
         let Some(vetted) = self.statements.get(name) else {
@@ -217,7 +234,10 @@ impl<'a> ClientSide<'a> {
             let note = Note {
                 decision: AuditDecision::Block,
                 rule: Some(RELOADED.to_owned()),
-                reason: Some(format!("{MASKING_NOW_APPLIES} (the session was ended)")),
+                reason: Some(format!(
+                    "{} (the session was ended)",
+                    self.reconnect_reason()
+                )),
                 masked: None,
             };
             let _ = self.record(sql, note, Err::<(), _>(String::new()));
