@@ -150,6 +150,7 @@ impl<'a> ClientSide<'a> {
     /// without masking, which does not follow the server's answers,
     /// airlock took such a Parse for the name's new text, and its audit
     /// records named that text while the server ran the SQL statement).
+    #[inline]
     fn sql_prepared(&self, name: &[u8]) -> bool {
         !self.context.prepared.is_empty()
             && std::str::from_utf8(name).is_ok_and(|n| self.context.prepared.contains(n))
@@ -213,6 +214,7 @@ impl<'a> ClientSide<'a> {
         })
     }
 
+    #[inline]
     pub(super) fn statement_vetted(&mut self, name: &[u8]) -> bool {
         !self.gates.gate().vets_prepared()
             || self.statements.contains_key(name)

@@ -543,8 +543,10 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn apply(&mut self, e: &Effects, source: Source) {
-        // Most statements change nothing (and a memo replay never does).
+        // Most statements change nothing (and a memo replay never does):
+        // checked inline, the rest out of line.
         if e.prepared.is_empty()
             && e.deallocated.is_empty()
             && !e.deallocate_all
@@ -555,6 +557,12 @@ impl<'a> ClientSide<'a> {
         {
             return;
         }
+        self.apply_effects(e, source);
+    }
+
+    /// [`Self::apply`], for a statement that changes the session.
+    #[inline(never)]
+    fn apply_effects(&mut self, e: &Effects, source: Source) {
         // SQL CLOSE of a protocol portal's name: what the name means next
         // is not the portal airlock vetted, planned and saw described
         // (review finding: a function that opened a refcursor under the

@@ -143,6 +143,7 @@ impl<'a> ClientSide<'a> {
     /// nothing (review finding: a session could not end the transaction
     /// whose lock kept the catalog from being read); with the SQLSTATE to
     /// answer with.
+    #[inline]
     pub(super) fn catalog_refusal(
         &self,
         checked: Result<(), String>,
