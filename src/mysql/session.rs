@@ -904,7 +904,7 @@ impl Session<'_> {
                 gate.judge(&self.principal, &request)
             }
         };
-        let judgement = self.observed(judgement);
+        let judgement = judgement.enforcing_builtins(self.mask.is_some());
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %crate::audit::event::log_preview(sql), "observe mode: would refuse");
         }
@@ -1145,16 +1145,6 @@ impl Session<'_> {
         }
     }
 
-    /// The gate's judgement as this session applies it: a session that
-    /// masks enforces the built-in rules even in observe mode (see
-    /// [`crate::policy::Judgement::enforcing_builtins`]).
-    fn observed(&self, judgement: Judgement) -> Judgement {
-        match self.mask {
-            Some(_) => judgement.enforcing_builtins(),
-            None => judgement,
-        }
-    }
-
     /// A statement a human approved while the rules were reloaded: judged
     /// again under the rules in force now, which the human did not see
     /// (red-team finding, on Postgres: a hold released after a reload that
@@ -1177,7 +1167,7 @@ impl Session<'_> {
             session: &self.context,
         };
         let judgement = self.gates.gate().judge(&self.principal, &request);
-        match self.observed(judgement).decision {
+        match judgement.enforcing_builtins(self.mask.is_some()).decision {
             d @ Decision::Block { .. } => Some(format!(
                 "airlock: {d} (the rules were reloaded while it waited for approval, and they refuse it)"
             )),
@@ -1252,7 +1242,11 @@ impl Session<'_> {
                 sql,
                 session: &self.context,
             };
-            match self.observed(gate.judge(&self.principal, &request)).decision {
+            match gate
+                .judge(&self.principal, &request)
+                .enforcing_builtins(self.mask.is_some())
+                .decision
+            {
                 Decision::Allow => {
                     if let Some(t) = self.texts.get_mut(&id) {
                         t.0 = version;

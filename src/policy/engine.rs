@@ -1101,11 +1101,11 @@ enforce = false
             let j = judge("watcher", sql);
             assert_eq!(rule(&j), "allow", "{sql}");
             assert!(j.would.is_some(), "{sql}");
-            let j = j.enforcing_builtins();
+            let j = j.enforcing_builtins(true);
             assert_eq!(rule(&j) != "allow", enforced, "{sql}: {j:?}");
             assert_eq!(j.would.is_none(), enforced, "{sql}");
         }
-        let allowed = judge("watcher", "SELECT 1").enforcing_builtins();
+        let allowed = judge("watcher", "SELECT 1").enforcing_builtins(true);
         assert_eq!(rule(&allowed), "allow");
     }
 }

@@ -150,15 +150,19 @@ impl Judgement {
         }
     }
 
-    /// In observe mode (`enforce = false`), for a session that masks: a
-    /// built-in rule the statement breaks refuses it after all. Masking
+    /// The judgement as a session applies it. In observe mode (`enforce =
+    /// false`), for a session that masks (`masking`): a built-in rule the
+    /// statement breaks refuses it after all. Masking
     /// depends on them to see what a statement reads (functions that run
     /// SQL given as text, opaque code, file access, the lexer settings,
     /// search_path, statements it cannot parse ...); waived, a masked
     /// column comes back in clear (red-team finding:
     /// `query_to_xml('select email from customers', ...)`). Only
     /// `builtin.unbounded-write`, which guards writes, stays observed.
-    pub fn enforcing_builtins(mut self) -> Self {
+    pub fn enforcing_builtins(mut self, masking: bool) -> Self {
+        if !masking {
+            return self;
+        }
         if let Some(Decision::Block { rule, .. }) = &self.would {
             if rule.starts_with("builtin.") && rule != builtin::ids::UNBOUNDED_WRITE {
                 if let Some(would) = self.would.take() {

@@ -161,7 +161,10 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         let judgement = self.gates.gate().judge(self.principal, &request);
-        match self.observed(judgement).decision {
+        match judgement
+            .enforcing_builtins(self.masking.is_some())
+            .decision
+        {
             Decision::Block { rule, message } => Some((rule, message)),
             Decision::Allow | Decision::RequireApproval { .. } => None,
         }

@@ -105,9 +105,14 @@ impl<'a> ClientSide<'a> {
         }
     }
 
-    /// Sessions without masking: a Close of statement `name`, or a Parse
-    /// of the unnamed statement (`name` empty), is being forwarded.
+    /// A Close of statement `name`, or a Parse of the unnamed statement
+    /// (`name` empty), is being forwarded: for sessions without masking,
+    /// see [`Self::closed_unsurely`].
+    #[inline]
     pub(super) fn closing(&mut self, name: &[u8], after_sync: bool) {
+        if self.masking.is_some() {
+            return;
+        }
         if self.surely_carried_out(after_sync) {
             if !self.unsure.is_empty() {
                 self.unsure.retain(|n| **n != *name);

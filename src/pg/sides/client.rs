@@ -230,7 +230,7 @@ impl<'a> ClientSide<'a> {
                 self.expect(Expect::Completion);
                 // Set by this Parse's judgement only.
                 self.parsed_prepares = None;
-                if p.name.is_empty() && self.masking.is_none() {
+                if p.name.is_empty() {
                     // Skipped, it leaves the unnamed statement it replaces.
                     self.closing(p.name, after_sync);
                 }
@@ -465,9 +465,7 @@ impl<'a> ClientSide<'a> {
                 self.follow(|| Expect::Completion);
                 match Target::decode(body, "Close").map_err(malformed)? {
                     Target::Statement(name) => {
-                        if self.masking.is_none() {
-                            self.closing(name, after_sync);
-                        }
+                        self.closing(name, after_sync);
                         self.statements.remove(name);
                         // Statements prepared with SQL PREPARE share the
                         // namespace: a Close of one ends it (red-team

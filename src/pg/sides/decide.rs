@@ -73,7 +73,7 @@ impl<'a> ClientSide<'a> {
             session: &self.context,
         };
         let (judgement, reuse) = gate.judge_reusable(self.principal, &request, &shape);
-        let judgement = self.observed(judgement);
+        let judgement = judgement.enforcing_builtins(self.masking.is_some());
         let mut note = Note::default();
         if let Some(would) = &judgement.would {
             tracing::warn!(decision = %would, sql = %preview(sql), "observe mode: would refuse");
@@ -191,16 +191,6 @@ impl<'a> ClientSide<'a> {
         }
         let (planned, judged) = self.admit(sql, note, Err(refusal));
         Decided::Now(planned, judged)
-    }
-
-    /// The gate's judgement as this session applies it: a session that
-    /// masks enforces the built-in rules even in observe mode (see
-    /// [`crate::policy::Judgement::enforcing_builtins`]).
-    pub(super) fn observed(&self, judgement: Judgement) -> Judgement {
-        match self.masking {
-            Some(_) => judgement.enforcing_builtins(),
-            None => judgement,
-        }
     }
 
     /// A repeat of the memo's statement: allowed with the plans it had.
@@ -628,9 +618,7 @@ impl<'a> ClientSide<'a> {
             self.statements.clear();
         }
         for name in &e.deallocated {
-            if self.masking.is_none() {
-                self.closed_unsurely(name.as_bytes());
-            }
+            self.closed_unsurely(name.as_bytes());
             self.context.prepared.remove(name);
             // SQL DEALLOCATE also drops protocol-level statements of that name.
             self.statements.remove(name.as_bytes());

@@ -76,9 +76,7 @@ use crate::masking::StatementPlan;
 use crate::policy::builtin::ids;
 use crate::policy::memo::Memo;
 use crate::policy::shape::Shape;
-use crate::policy::{
-    Decision, Dialect, Effects, Judgement, Principal, Request, SessionContext, Source,
-};
+use crate::policy::{Decision, Dialect, Effects, Principal, Request, SessionContext, Source};
 use crate::proxy::{GateCache, Proxy};
 use std::sync::Arc;
 

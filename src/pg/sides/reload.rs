@@ -40,8 +40,7 @@ impl<'a> ClientSide<'a> {
                 Some(_) if self.masking_lapsed => self.masking_now_applies = true,
                 _ => {}
             }
-        }
-        if self.masking.is_none() {
+        } else {
             let principal = self.principal;
             // (And no longer, when a later reload took the mask away.)
             self.masking_now_applies = self
@@ -65,7 +64,7 @@ impl<'a> ClientSide<'a> {
     /// Why a session that a reload left unable to go on ends (see
     /// `masking_now_applies`).
     pub(super) fn reconnect_reason(&self) -> &'static str {
-        if self.unsure_overflow && self.masking.is_none() {
+        if self.unsure_overflow {
             TOO_MANY_UNSURE
         } else {
             MASKING_NOW_APPLIES
@@ -170,7 +169,8 @@ impl<'a> ClientSide<'a> {
             sql: &sql,
             session: &self.context,
         };
-        match self.observed(gate.judge(self.principal, &request)).decision {
+        let judgement = gate.judge(self.principal, &request);
+        match judgement.enforcing_builtins(self.masking.is_some()).decision {
             Decision::Allow => Ok(self
                 .statements
                 .get_mut(name)
