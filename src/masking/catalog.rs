@@ -57,6 +57,16 @@ pub trait Catalog: Sync {
     fn server_function(&self, _name: &str) -> bool {
         false
     }
+    /// Whether a function of this name (lower-case) is surely one of the
+    /// server's own and none made on it (Postgres: in `pg_catalog`, and
+    /// no function of that name elsewhere). Such a function computes what
+    /// it returns from its arguments: as a table function
+    /// (`unnest(...) x`, `generate_series(...) g`), its columns hold no
+    /// data airlock does not see in the arguments. `false` when the
+    /// catalog cannot tell (no live snapshot).
+    fn builtin_function(&self, _name: &str) -> bool {
+        false
+    }
     /// Whether the server has casts made on it (Postgres): then any cast
     /// may run code made on the server.
     fn user_casts(&self) -> bool {

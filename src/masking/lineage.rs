@@ -63,6 +63,10 @@ struct Source {
     /// Candidate base tables, for columns the catalog does not list.
     tables: Vec<(String, String)>,
     out: Out,
+    /// A table function that is surely one of the server's own
+    /// ([`Catalog::builtin_function`]): its columns hold what its
+    /// arguments hold, and nothing else airlock cannot see.
+    builtin: bool,
 }
 
 struct Scope<'s> {
@@ -286,6 +290,7 @@ impl<'a> Analyzer<'a> {
                 t = t.join(self.table_taint(sc, tb));
             }
             if s.tables.is_empty()
+                && !s.builtin
                 && self
                     .active
                     .iter()
@@ -839,6 +844,9 @@ impl<'a> Analyzer<'a> {
         sources: &mut Vec<Source>,
         outer: Option<&Scope<'_>>,
     ) -> Result<Out, Stop> {
+        // A built-in table function (`unnest(...) x`): a name that is not
+        // one of its columns is still no column airlock cannot see.
+        let mut builtin = false;
         let (name, schema, tables, out) = match tf {
             TableFactor::Table {
                 name, alias, args, ..
@@ -846,6 +854,7 @@ impl<'a> Analyzer<'a> {
                 let parts = object_parts(name);
                 if args.is_some() {
                     let out = self.function_out(tf, alias, sources, outer)?;
+                    builtin = self.builtin_function(&parts);
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     (n.unwrap_or_default(), None, Vec::new(), out)
                 } else {
@@ -876,12 +885,18 @@ impl<'a> Analyzer<'a> {
             }
             TableFactor::Function { alias, name, .. } => {
                 let out = self.function_out(tf, alias, sources, outer)?;
-                let n = alias_name(alias).or_else(|| object_parts(name).pop());
+                let parts = object_parts(name);
+                builtin = self.builtin_function(&parts);
+                let n = alias_name(alias).or_else(|| parts.last().cloned());
                 (n.unwrap_or_default(), None, Vec::new(), out)
             }
-            TableFactor::UNNEST { alias, .. }
-            | TableFactor::TableFunction { alias, .. }
-            | TableFactor::JsonTable { alias, .. } => {
+            // Unqualified `unnest(...)` in FROM parses as this factor.
+            TableFactor::UNNEST { alias, .. } => {
+                let out = self.function_out(tf, alias, sources, outer)?;
+                builtin = self.builtin_function(&["unnest".to_owned()]);
+                (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
+            }
+            TableFactor::TableFunction { alias, .. } | TableFactor::JsonTable { alias, .. } => {
                 let out = self.function_out(tf, alias, sources, outer)?;
                 (alias_name(alias).unwrap_or_default(), None, Vec::new(), out)
             }
@@ -909,8 +924,24 @@ impl<'a> Analyzer<'a> {
             schema,
             tables,
             out: out.clone(),
+            builtin,
         });
         Ok(out)
+    }
+
+    /// Whether the function named `parts` is surely one of the server's
+    /// own: unqualified or in `pg_catalog`, and no function of its name
+    /// made on the server ([`Catalog::builtin_function`]).
+    fn builtin_function(&self, parts: &[String]) -> bool {
+        let in_catalog = match parts {
+            [_] => true,
+            [schema, _] => schema == "pg_catalog",
+            _ => false,
+        };
+        in_catalog
+            && parts
+                .last()
+                .is_some_and(|name| self.catalog.builtin_function(name))
     }
 
     /// A table function: every output column carries the taint of the
@@ -1189,6 +1220,7 @@ impl<'a> Analyzer<'a> {
                                 schema: None,
                                 tables,
                                 out: all,
+                                builtin: false,
                             };
                             let mut out = Out::default();
                             for c in columns {
@@ -1498,6 +1530,7 @@ impl<'a> Analyzer<'a> {
             schema: (name.len() > 1).then(|| name[name.len() - 2].clone()),
             tables: Vec::new(),
             out,
+            builtin: false,
         };
         self.stored_from_masked(&[child], &exprs)
     }
@@ -1588,6 +1621,7 @@ impl<'a> Analyzer<'a> {
             schema,
             tables,
             out,
+            builtin: false,
         })
     }
 
@@ -2021,6 +2055,7 @@ impl<'a> Analyzer<'a> {
                     schema,
                     tables,
                     out: tout.clone(),
+                    builtin: false,
                 };
                 if let Some(src) = &ins.source {
                     let sout = self.query(src, outer)?;
@@ -2082,6 +2117,7 @@ impl<'a> Analyzer<'a> {
                             schema: None,
                             tables: target.tables.clone(),
                             out,
+                            builtin: false,
                         });
                     }
                     self.set_assignments(

@@ -394,6 +394,13 @@ impl CatalogSnapshot {
         self.functions.contains(&name) || !self.builtins.contains(&name)
     }
 
+    /// Whether a function of this (any case) name is surely the server's
+    /// own: a built-in, and none of that name made since. A snapshot that
+    /// lists no built-ins knows of none.
+    pub fn builtin_function(&self, name: &str) -> bool {
+        !self.builtins.is_empty() && !self.server_function(name)
+    }
+
     pub fn len(&self) -> usize {
         self.by_oid.len()
     }

@@ -325,6 +325,10 @@ impl Catalog for CatalogSnapshot {
         self.server_function(name)
     }
 
+    fn builtin_function(&self, name: &str) -> bool {
+        self.builtin_function(name)
+    }
+
     fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
         self.runs_code_on_write(schema, table)
     }
