@@ -282,6 +282,57 @@ fn words(segment: &[TokenWithSpan]) -> impl Iterator<Item = &Token> {
         .filter(|t| !matches!(t, Token::Whitespace(_)))
 }
 
+/// Postgres takes any boolean spelling for COPY's `FREEZE` and `HEADER`
+/// options (`on`, `off`, `yes`, `no`, `1`, `0`; `HEADER` also `match`),
+/// sqlparser only `TRUE` and `FALSE`: `pgbench -i` sends `WITH (freeze
+/// on)`. The value changes nothing airlock judges, so the copy that is
+/// parsed spells it as sqlparser does; the bytes forwarded stay the
+/// client's. Only a value that stands alone between the option's name
+/// and the next `,` or `)` is respelled.
+fn copy_booleans(toks: &mut [TokenWithSpan]) {
+    let significant: Vec<usize> = toks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .map(|(i, _)| i)
+        .collect();
+    for w in significant.windows(4) {
+        let [open, name, value, close] = [w[0], w[1], w[2], w[3]];
+        let option = matches!(&toks[name].token, Token::Word(n)
+            if n.quote_style.is_none() && matches!(n.keyword, Keyword::FREEZE | Keyword::HEADER));
+        if !option
+            || !matches!(toks[open].token, Token::LParen | Token::Comma)
+            || !matches!(toks[close].token, Token::RParen | Token::Comma)
+        {
+            continue;
+        }
+        let truth = match &toks[value].token {
+            Token::Word(v) if v.quote_style.is_none() => {
+                match v.value.to_ascii_lowercase().as_str() {
+                    "on" | "yes" | "match" => Some(true),
+                    "off" | "no" => Some(false),
+                    _ => None,
+                }
+            }
+            Token::Number(n, _) if n == "1" => Some(true),
+            Token::Number(n, _) if n == "0" => Some(false),
+            _ => None,
+        };
+        if let Some(truth) = truth {
+            let (value, keyword) = if truth {
+                ("TRUE", Keyword::TRUE)
+            } else {
+                ("FALSE", Keyword::FALSE)
+            };
+            toks[w[2]].token = Token::Word(Word {
+                value: value.to_owned(),
+                quote_style: None,
+                keyword,
+            });
+        }
+    }
+}
+
 fn is_kw(t: Option<&Token>, kw: Keyword) -> bool {
     matches!(t, Some(Token::Word(w)) if w.keyword == kw && w.quote_style.is_none())
 }
@@ -452,6 +503,9 @@ fn parse_segment(
     } else {
         toks.extend(segment.iter().cloned());
     }
+    if dialect == Dialect::Postgres && is_kw(first, Keyword::COPY) {
+        copy_booleans(&mut toks);
+    }
 
     let mut parser = Parser::new(d)
         .with_recursion_limit(limits.max_depth.max(8) * 2)
@@ -480,6 +534,38 @@ mod tests {
         parse(d, s, &Limits::default())
             .map(|v| v.into_iter().map(|p| p.statement.to_string()).collect())
             .map_err(|b| b.rule)
+    }
+
+    #[test]
+    fn copy_boolean_options_in_any_spelling() {
+        for (spelt, as_parsed) in [
+            (
+                "copy t from stdin with (freeze on)",
+                "copy t from stdin with (freeze true)",
+            ),
+            (
+                "COPY t FROM STDIN WITH (FORMAT csv, HEADER match, FREEZE 0)",
+                "COPY t FROM STDIN WITH (FORMAT csv, HEADER true, FREEZE false)",
+            ),
+            (
+                "copy t to stdout (header yes , freeze off)",
+                "copy t to stdout (header true, freeze false)",
+            ),
+            (
+                "copy t from stdin (freeze 1)",
+                "copy t from stdin (freeze true)",
+            ),
+            (
+                "copy t from stdin (freeze no)",
+                "copy t from stdin (freeze false)",
+            ),
+        ] {
+            assert_eq!(p(Dialect::Postgres, spelt), p(Dialect::Postgres, as_parsed));
+            assert!(p(Dialect::Postgres, spelt).is_ok(), "{spelt}");
+        }
+        // Only a value standing alone in an option is respelled.
+        assert!(p(Dialect::Postgres, "copy t from stdin (freeze on on)").is_err());
+        assert!(p(Dialect::Postgres, "select 1 from t where (freeze on)").is_err());
     }
 
     #[test]
