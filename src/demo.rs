@@ -1,5 +1,7 @@
 //! `airlock demo`: a throwaway Postgres with a small schema holding PII,
-//! and airlock in front of it, ready for psql.
+//! and airlock in front of it, ready for psql, with its audit log and its
+//! admin listener (approvals, web console) on, so that every part the
+//! README describes can be tried.
 //!
 //! Everything lives in a temp dir and disappears on Ctrl-C. The demo uses the
 //! same test kit as the integration tests.
@@ -56,6 +58,14 @@ password_file = "{pw}"
 [policy]
 rules = "{rules}"
 
+[audit]
+path = "{audit}"
+
+# Loopback, no token: anyone on this machine may approve. Set token_env
+# or token_file anywhere else (see the README).
+[admin]
+listen = "127.0.0.1:0"
+
 [identities.{DEMO_IDENTITY}]
 secret = "{verifier}"
 user = "demo-user"
@@ -65,6 +75,7 @@ targets = ["demo"]
         pg_port = pg.port(),
         pw = pw_file.display(),
         rules = rules_path.display(),
+        audit = dir.path().join("audit.db").display(),
     );
     let config_path = dir.path().join("airlock.toml");
     std::fs::write(&config_path, &config_text)?;
@@ -93,11 +104,24 @@ targets = ["demo"]
     println!();
     println!("Try:  SELECT name, email, card_number FROM customers;   -- masked");
     println!(
-        "      SELECT ssn FROM customers;                         -- blocked by rule demo-agent"
+        "      SELECT ssn FROM customers;                         -- blocked by rule demo-agent.deny-columns"
     );
     println!("      DELETE FROM orders;                                -- blocked: no WHERE");
+    println!("      UPDATE orders SET status = 'refunded' WHERE id = 3; -- held for a human");
+    println!();
+    let config = config_path.display();
+    if let Some(admin) = running.admin_addr {
+        println!("Approve or deny held statements (in another terminal):");
+        println!("  airlock approvals --admin http://{admin}");
+        println!(
+            "  airlock approve ID --admin http://{admin}     (or the web console: http://{admin}/)"
+        );
+    }
+    println!("See what ran and what was refused, and why:");
+    println!("  airlock log -c {config}");
+    println!();
     println!(
-        "Rules: rules/demo.toml (a copy is at {})",
+        "Rules: {} (a copy of rules/demo.toml; edits apply at once, and it is removed on exit)",
         rules_path.display()
     );
     println!("The agent never sees the upstream credential ({UPSTREAM_USER}'s password).");
