@@ -106,7 +106,7 @@ enum Command {
         /// An approval window, e.g. "10m".
         #[arg(long = "for", value_name = "DURATION")]
         window: Option<String>,
-        /// Who approves (default: $USER).
+        /// Who approves (default: $USER, else "cli").
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
@@ -212,6 +212,8 @@ struct LogArgs {
     /// One session, as the table shows it (`s42` or `42`).
     #[arg(long, value_parser = parse_session)]
     session: Option<u64>,
+    /// One rule (`demo-agent.deny-columns`), or every rule of a policy
+    /// (`demo-agent`).
     #[arg(long)]
     rule: Option<String>,
     /// The most recent N records (the table: 1000 unless given).
@@ -270,7 +272,8 @@ fn parse_session(s: &str) -> Result<u64, String> {
 /// AIRLOCK_ADMIN_TOKEN (never a flag: flags show in `ps`).
 #[derive(clap::Args)]
 struct AdminArgs {
-    /// The admin listener's URL.
+    /// The admin listener's URL (`[admin] listen` in the config). A
+    /// token, when the listener has one, is read from AIRLOCK_ADMIN_TOKEN.
     #[arg(
         long = "admin",
         value_name = "URL",
@@ -319,11 +322,14 @@ impl AuditStore {
         if let Some(db) = &self.db {
             return Ok(db.clone());
         }
-        let config = Config::load(&self.config)?;
-        config
-            .audit
-            .map(|a| a.path)
-            .ok_or_else(|| anyhow::anyhow!("no audit store: pass --db or configure [audit] path"))
+        // Only the audit path: reading the log needs no secret the config
+        // names (the admin token, upstream passwords).
+        Config::audit_path(&self.config)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no audit store: pass --db or configure [audit] path",
+                self.config.display()
+            )
+        })
     }
 }
 
@@ -345,17 +351,21 @@ impl From<DialectArg> for Dialect {
 fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
     if paths.is_empty() {
         let c = Config::load(config)?;
-        println!("{}: ok", config.display());
         match &c.policy.rules {
             Some(rules) => {
                 let path = rules.get_ref();
+                // "ok" only once the rules it names load too.
                 let (set, masks) = load_all_rules(path)?;
+                println!("{}: ok", config.display());
                 println!("{}: {}", path.display(), rules_summary(&set, &masks));
                 for w in airlock::policy::lint::warnings(&c, &set, &masks) {
                     println!("warning: {w}");
                 }
             }
-            None => println!("no [policy] rules configured: every statement would be allowed"),
+            None => {
+                println!("{}: ok", config.display());
+                println!("no [policy] rules configured: every statement would be allowed");
+            }
         }
         return Ok(());
     }
@@ -622,8 +632,17 @@ fn passwd(from_stdin: bool, mysql: bool) -> anyhow::Result<()> {
         std::io::stdin().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
-        let first = rpassword::prompt_password("Secret: ")?;
-        let again = rpassword::prompt_password("Again: ")?;
+        // rpassword reads the terminal, not stdin: without one (a pipe,
+        // a script), say how to pass the secret instead.
+        let prompt = |p: &str| {
+            rpassword::prompt_password(p).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot prompt for the secret on a terminal ({e}); pipe it in with --stdin, e.g. `printf %s \"$SECRET\" | airlock passwd --stdin`"
+                )
+            })
+        };
+        let first = prompt("Secret: ")?;
+        let again = prompt("Again: ")?;
         anyhow::ensure!(first == again, "the two entries differ");
         first
     };

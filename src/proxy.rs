@@ -84,6 +84,13 @@ impl Loaded {
                 let rules = load_rules(path.get_ref())?;
                 let limits = rules.limits;
                 let masking = load_masking_path(path.get_ref())?;
+                // What `airlock check` warns about (a policy naming an
+                // identity the config lacks, approvals without the admin
+                // listener, ...), at every start and reload: a rule that
+                // silently applies to nobody should not go unnoticed.
+                for w in crate::policy::lint::warnings(&config, &rules, &masking) {
+                    tracing::warn!(rules = %path.get_ref().display(), "{w}");
+                }
                 let masker = (!masking.rules.is_empty() || !masking.detectors.is_empty()).then(|| {
                     // The key matters only to the strategies that use it.
                     let keyed = masking.rules.iter().any(|r| {
@@ -259,6 +266,7 @@ impl Proxy {
             tracing::warn!(settings = %pending.join(", "), "these settings changed but take effect only when airlock restarts; the running values stay");
         }
         let loaded = Loaded::new(config)?;
+        let version = loaded.version;
         let rules = loaded
             .config
             .policy
@@ -270,7 +278,7 @@ impl Proxy {
         self.catalogs.clear();
         self.catalog_generations.bump_all();
         self.brokers.sync(&self.config(), |t| self.upstream_tls(t));
-        tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), "configuration reloaded");
+        tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), version, "configuration reloaded");
         Ok(pending)
     }
 

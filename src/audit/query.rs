@@ -54,8 +54,12 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<AuditRecord>, AuditErro
         args.push(Value::Integer(session as i64));
     }
     if let Some(rule) = &filter.rule {
-        clauses.push("rule = ?");
+        // A rule's id, or a policy's: `demo-agent` also finds the rules
+        // it holds (`demo-agent.deny-columns`, `demo-agent.orders-write`).
+        clauses.push("(rule = ? OR substr(rule, 1, ?) = ?)");
         args.push(Value::Text(rule.clone()));
+        args.push(Value::Integer(rule.chars().count() as i64 + 1));
+        args.push(Value::Text(format!("{rule}.")));
     }
     let mut sql = format!("SELECT {COLUMNS} FROM audit");
     if !clauses.is_empty() {

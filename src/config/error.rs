@@ -64,15 +64,51 @@ impl ConfigError {
 
     /// Wraps a TOML syntax or type error, keeping its position and key.
     pub fn from_toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+        let (line, key, message) = toml_error_parts(text, e);
         ConfigError::At {
             file: file.to_path_buf(),
             line,
             key,
-            message: e.message().to_string(),
+            message,
         }
     }
+}
+
+/// Where a TOML error is and what it says, for every loader that reports
+/// one (config, rules, masking rules): the 1-based line (0 when unknown),
+/// the dotted key there (`policy[1].deny_columns`) and the message, with
+/// the closest known key suggested for an unknown one.
+pub(crate) fn toml_error_parts(text: &str, e: &toml::de::Error) -> (usize, String, String) {
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+    let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+    let mut message = e.message().trim().to_string();
+    if let Some(near) = did_you_mean(&message) {
+        // Before the list of every allowed name, which can be long.
+        message = message.replacen(
+            ", expected",
+            &format!(": did you mean `{near}`? Expected"),
+            1,
+        );
+    }
+    (line, key, message)
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the expected
+/// name closest to `x`, when one is close enough to be a typo of it.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let allowed = if unknown.chars().count() < 5 { 1 } else { 2 };
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (strsim::damerau_levenshtein(unknown, name), name))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name.to_string())
 }
 
 /// The 1-based line of a byte offset in `text` (0 if out of range). Used by
@@ -84,17 +120,30 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// The dotted key whose value sits at `offset`: the nearest `[table]` header
-/// above it, plus the `key =` on its line.
+/// above it (`[[policy]]` as `policy[i]`, counting from 0), plus the
+/// `key =` on its line.
 fn key_at(text: &str, offset: usize) -> String {
     let before = text.get(..offset).unwrap_or(text);
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let table = before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let end = l.rfind(']')?;
+        l.starts_with('[').then(|| l[..=end].to_string())
+    };
+    let table = before.lines().rev().find_map(header).map(|h| {
+        let name = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        if h.starts_with("[[") {
+            let n = before
+                .lines()
+                .filter_map(header)
+                .filter(|other| *other == h)
+                .count();
+            format!("{name}[{}]", n.saturating_sub(1))
+        } else {
+            name
+        }
+    });
     let key = line
         .split_once('=')
         .map(|(k, _)| k.trim().to_string())

@@ -11,6 +11,7 @@
 
 mod admin;
 mod error;
+pub(crate) use error::toml_error_parts;
 mod jwt;
 mod passthrough;
 mod units;
@@ -351,6 +352,30 @@ impl Config {
             error: e.to_string(),
         })?;
         Config::from_toml(&text, path)
+    }
+
+    /// Only the audit store's path from the config at `path` (`None`
+    /// without `[audit]`): what `airlock log`, `replay` and `audit verify`
+    /// need. It reads no secret, so an auditor needs neither the admin
+    /// token nor the upstream passwords to read the log, and it checks
+    /// nothing else in the file.
+    pub fn audit_path(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        #[derive(Deserialize)]
+        struct Only {
+            audit: Option<AuditOnly>,
+        }
+        #[derive(Deserialize)]
+        struct AuditOnly {
+            path: PathBuf,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let only: Only =
+            toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(only.audit.map(|a| base.join(a.path)))
     }
 
     /// Parses and validates TOML text; `path` is used in messages and to

@@ -203,14 +203,8 @@ pub fn load_masking(files: &[(&Path, &str)]) -> Result<MaskingRules, MaskError> 
     for (file, text) in files {
         let ctx = Ctx { file, text };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(0);
-            let msg = e.message().to_string();
-            let key = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "(toml)".to_string());
-            ctx.err(line, &key, msg.trim())
+            let (line, key, message) = crate::config::toml_error_parts(text, &e);
+            ctx.err(line, &key, &message)
         })?;
         if raw.mask.is_empty() && raw.masking.is_none() {
             continue;

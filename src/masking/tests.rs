@@ -860,7 +860,10 @@ fn masking_rules_errors_name_file_line_key() {
     let e = load("[[mask]]\nid = \"a\"\ncolumns = [\"x.y\"]\nstrategy = \"hash\"\ncolour = 1\n")
         .unwrap_err();
     assert_eq!(e.line, 5, "{e}");
-    assert!(e.to_string().starts_with("r.toml:5: colour:"), "{e}");
+    assert!(
+        e.to_string().starts_with("r.toml:5: mask[0].colour:"),
+        "{e}"
+    );
     let e = load("[masking]\ndetectors = [\"email\",\n \"dna\"]\n").unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (3, "masking.detectors"), "{e}");
     let e = load(

@@ -165,9 +165,23 @@ pub fn classify(s: &Statement) -> (StatementClass, String) {
         | Statement::Comment { .. }
         | Statement::RenameTable(_) => (Ddl, "DDL"),
         Statement::Call(_) => (Other, "CALL"),
-        _ => (Other, "OTHER"),
+        // Named by its first word (`VACUUM`, `CHECKPOINT`), so that a
+        // refusal says what was refused.
+        _ => return (Other, leading_keyword(s)),
     };
     (class, kind.to_string())
+}
+
+/// The first word of a statement as sqlparser prints it, upper-case
+/// (`OTHER` when it has none).
+fn leading_keyword(s: &Statement) -> String {
+    let text = s.to_string();
+    let word: String = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .find(|w| !w.is_empty())
+        .unwrap_or("OTHER")
+        .to_ascii_uppercase();
+    word
 }
 
 /// Normalizes a setting name: lower-case, `@@session.x` → `x`.

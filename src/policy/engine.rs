@@ -492,11 +492,12 @@ pub fn decide(
         } else {
             facts.kind.as_str()
         };
-        if let Some(d) = builtin(
-            policy,
-            ids::UNBOUNDED_WRITE,
-            format!("{kind} with {what} touches every row"),
-        ) {
+        let message = if kind == "TRUNCATE" {
+            "TRUNCATE empties every table it names".to_owned()
+        } else {
+            format!("{kind} with {what} touches every row")
+        };
+        if let Some(d) = builtin(policy, ids::UNBOUNDED_WRITE, message) {
             return d;
         }
     }

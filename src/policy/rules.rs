@@ -253,14 +253,8 @@ pub fn parse_rules(files: &[(&Path, &str)]) -> Result<RuleSet, RulesError> {
         hasher.update([0]);
         let ctx = Ctx { file, text };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(0);
-            let msg = e.message().to_string();
-            let key = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "(toml)".to_string());
-            ctx.err(line, &key, msg.trim())
+            let (line, key, message) = crate::config::toml_error_parts(text, &e);
+            ctx.err(line, &key, &message)
         })?;
         if let Some(s) = raw.settings {
             if let Some(prev) = &settings_file {
@@ -575,7 +569,9 @@ mod tests {
         let e = load("[[policy]]\nid = \"a\"\ndeny_tabels = [\"x\"]\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert!(
-            e.to_string().starts_with("rules/test.toml:3: deny_tabels:"),
+            e.to_string().starts_with(
+                "rules/test.toml:3: policy[0].deny_tabels: unknown field `deny_tabels`: did you mean `deny_tables`? Expected one of"
+            ),
             "{e}"
         );
 

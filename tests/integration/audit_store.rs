@@ -402,6 +402,21 @@ fn filters() {
         }),
         [2, 3, 5]
     );
+    // A policy's id finds every rule it holds; only whole parts match.
+    assert_eq!(
+        seqs(Filter {
+            rule: Some("p".into()),
+            ..Filter::default()
+        }),
+        [2, 3, 4, 5]
+    );
+    assert_eq!(
+        seqs(Filter {
+            rule: Some("p.de".into()),
+            ..Filter::default()
+        }),
+        Vec::<i64>::new()
+    );
     assert_eq!(
         seqs(Filter {
             session: Some(1),

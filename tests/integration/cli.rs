@@ -105,8 +105,9 @@ fn demo_cleans_up_on_sigterm() {
         if let Some(rest) = line.split("(throwaway) on 127.0.0.1:").nth(1) {
             pg_port = rest.trim().parse::<u16>().ok();
         }
-        if let Some(rest) = line.split("(a copy is at ").nth(1) {
-            rules_copy = Some(std::path::PathBuf::from(rest.trim_end_matches(')')));
+        if let Some(rest) = line.strip_prefix("Rules: ") {
+            let path = rest.split(" (a copy of").next().unwrap_or(rest);
+            rules_copy = Some(std::path::PathBuf::from(path));
         }
         if line.starts_with("Press Ctrl-C") {
             break;
@@ -370,4 +371,110 @@ targets = ["app"]
         "{stdout}"
     );
     assert!(!stdout.contains("group ops"), "ops is defined: {stdout}");
+}
+
+/// Rule-file mistakes as a newcomer makes them (new-user walkthrough):
+/// each error names the file, the line and the key, a misspelt key gets
+/// the name it was probably meant to be, and `check` with a config does
+/// not say "ok" before the rules it names fail.
+#[test]
+fn rule_file_errors_name_the_key_and_suggest_the_intended_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[policy]]\nid = \"a\"\nallow_statements = [\"read\"]\n\n[[policy]]\nid = \"b\"\ndeny_colums = [\"public.t.c\"]\n",
+            "rules.toml:7: policy[1].deny_colums: unknown field `deny_colums`",
+            Some("did you mean `deny_columns`?"),
+        ),
+        (
+            "[settings]\nmax_tokens = \"lots\"\n",
+            "rules.toml:2: settings.max_tokens: invalid type: string \"lots\"",
+            None,
+        ),
+        (
+            "[[policy]]\nid = \"a\"\ndescription = \"never closed\nallow_statements = [\"read\"]\n",
+            "rules.toml:3: policy[0].description: ",
+            None,
+        ),
+    ];
+    for (text, expected, hint) in cases {
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, text).unwrap();
+        let out = airlock().arg("check").arg(&rules).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr.contains(expected), "{text}\n{stderr}");
+        assert!(!stderr.contains("(toml)"), "{stderr}");
+        if let Some(hint) = hint {
+            assert!(stderr.contains(hint), "{stderr}");
+        }
+    }
+    // With a config: no "ok" for it when its rules fail to load.
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        "[listen]\npostgres = \"127.0.0.1:0\"\n[policy]\nrules = \"rules.toml\"\n",
+    )
+    .unwrap();
+    let out = airlock()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(": ok"), "{stdout}");
+}
+
+/// Reading the audit log takes only the store's path from the config: an
+/// auditor needs neither the admin token nor the upstream password it
+/// names (new-user walkthrough: `airlock log` failed on an unset
+/// AIRLOCK_ADMIN_TOKEN).
+#[test]
+fn log_reads_the_store_without_the_configs_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        r#"
+[listen]
+postgres = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:9187"
+token_env = "AIRLOCK_TEST_TOKEN_NOBODY_SET"
+[targets.app]
+host = "127.0.0.1"
+database = "app"
+user = "app"
+password_env = "AIRLOCK_TEST_PASSWORD_NOBODY_SET"
+[audit]
+path = "audit.db"
+"#,
+    )
+    .unwrap();
+    // An empty store, as airlock creates it.
+    drop(airlock::audit::writer::AuditLog::open(&db, 16).unwrap());
+    for args in [vec!["log", "-c"], vec!["audit", "verify", "-c"]] {
+        let out = airlock()
+            .args(&args)
+            .arg(&config)
+            .env_remove("AIRLOCK_TEST_TOKEN_NOBODY_SET")
+            .env_remove("AIRLOCK_TEST_PASSWORD_NOBODY_SET")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Without [audit] the message names the config it read.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "[listen]\npostgres = \"127.0.0.1:0\"\n").unwrap();
+    let out = airlock().args(["log", "-c"]).arg(&bare).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bare.toml: no audit store"), "{stderr}");
 }

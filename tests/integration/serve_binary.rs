@@ -45,9 +45,17 @@ fn rules() -> String {
 }
 
 /// The rules once the rules-file poll has picked up a change: reads of
-/// `items` are refused.
+/// `items` are refused; and a policy for a misspelt identity, which the
+/// reload warns about as `airlock check` does.
 fn rules_no_items() -> String {
-    POLICY.to_owned() + "deny_tables = [\"public.items\"]\n"
+    POLICY.to_owned()
+        + "deny_tables = [\"public.items\"]\n"
+        + r#"
+[[policy]]
+id = "typo"
+applies_to = { identities = ["agnet"] }
+allow_statements = ["read"]
+"#
 }
 
 /// The server process; killed if the test fails before it stops it.
@@ -301,6 +309,13 @@ async fn serve_runs_its_timer_paths_without_tokios_timer() {
             Ok(_) => panic!("the rules file was not reloaded:\n{}", serve.log()),
         }
     }
+    // The reload said what `airlock check` would have.
+    let log = serve.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("policy typo") && l.contains("agnet")),
+        "no warning about the unknown identity at reload:\n{log}"
+    );
 
     slow_admin.assert_cut_off().await;
     assert_eq!(api.get("/healthz").await.status, 200);

@@ -178,7 +178,7 @@ impl<'a> ClientSide<'a> {
         rule: &str,
         message: String,
     ) -> Decided {
-        tracing::warn!(rule = %rule, sql = %preview(sql), "statement blocked");
+        tracing::warn!(rule = %rule, reason = %message, sql = %preview(sql), "statement blocked");
         let refusal = format!("airlock: blocked by rule {rule}: {message}");
         let note = Note {
             decision: AuditDecision::Block,
@@ -196,8 +196,12 @@ impl<'a> ClientSide<'a> {
     /// A repeat of the memo's statement: allowed with the plans it had.
     pub(super) fn replay(&mut self, sql: &[u8], plans: Plans<StatementPlan>) -> Decided {
         let mut note = Note::default();
-        let outcome =
-            self.settle_allowed(Ok(plans), (&Effects::default(), Source::Query), &mut note);
+        let outcome = self.settle_allowed(
+            sql,
+            Ok(plans),
+            (&Effects::default(), Source::Query),
+            &mut note,
+        );
         let (planned, judged) = self.admit(sql, note, outcome);
         Decided::Now(planned, judged)
     }
@@ -222,13 +226,14 @@ impl<'a> ClientSide<'a> {
             Some(refusal) => Err(refusal),
             None => Ok(plans),
         });
-        self.settle_allowed(planned, effects, note)
+        self.settle_allowed(sql, planned, effects, note)
     }
 
     /// Notes what masking does to an allowed statement and applies its
     /// effects, unless masking refused it.
     pub(super) fn settle_allowed(
         &mut self,
+        sql: &[u8],
         planned: Planned,
         (effects, source): (&Effects, Source),
         note: &mut Note,
@@ -246,7 +251,7 @@ impl<'a> ClientSide<'a> {
                 // Masking's refusals name their rule: recorded, so that
                 // `airlock log --rule` finds them.
                 let rule = crate::audit::session::rule_in(msg);
-                tracing::warn!(rule = rule.unwrap_or(""), reason = %msg, "statement blocked by masking");
+                tracing::warn!(rule = rule.unwrap_or(""), reason = %msg, sql = %preview(sql), "statement blocked by masking");
                 note.decision = AuditDecision::Block;
                 note.rule = rule.map(str::to_owned);
                 note.reason = Some(msg.clone());
