@@ -20,13 +20,17 @@
 # CALLGRIND_AUDIT=1 also writes every statement to an audit log (the
 # writer thread's instructions count too; valgrind hides the CPU's SHA
 # extensions, so SHA-256 counts in software there).
+# CALLGRIND_SCRIPT=tpcb-like runs pgbench's default seven-statement
+# transaction instead of `-S` (select-only); CALLGRIND_N sets how many
+# transactions are counted (default 3,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/airlock}")
 shift || true
 MODES=("$@")
 [ ${#MODES[@]} -gt 0 ] || MODES=(simple extended prepared)
-N=3000
+N=${CALLGRIND_N:-3000}
+SCRIPT=${CALLGRIND_SCRIPT:-select-only}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 for tool in valgrind callgrind_control callgrind_annotate "$PGBIN/pgbench"; do
   command -v "$tool" >/dev/null || { echo "callgrind-pg: $tool not found" >&2; exit 1; }
@@ -94,9 +98,9 @@ for mode in "${MODES[@]}"; do
     cat "$WORK/airlock.log" >&2
     exit 1
   fi
-  taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t 500 "$URL" >/dev/null 2>&1
+  taskset -c 0 "$PGBIN/pgbench" -n -b "$SCRIPT" -M "$mode" -c 1 -t 500 "$URL" >/dev/null 2>&1
   callgrind_control -z "$VP" >/dev/null 2>&1
-  taskset -c 0 "$PGBIN/pgbench" -n -S -M "$mode" -c 1 -t "$N" "$URL" >/dev/null 2>&1
+  taskset -c 0 "$PGBIN/pgbench" -n -b "$SCRIPT" -M "$mode" -c 1 -t "$N" "$URL" >/dev/null 2>&1
   # The audit writer gathers events for 20 ms before each batch.
   [ -n "${CALLGRIND_AUDIT:-}" ] && sleep 2
   callgrind_control -d "$VP" >/dev/null 2>&1
@@ -107,8 +111,8 @@ for mode in "${MODES[@]}"; do
   TOTAL=$(callgrind_annotate "$OUT" 2>/dev/null | grep -m1 TOTALS | grep -oP '^[\d,]+' | tr -d ,)
   SCRAM=$(callgrind_annotate --inclusive=yes "$OUT" 2>/dev/null \
     | grep -m1 'ScramSha256::update' | grep -oP '^\s*[\d,]+' | tr -d ', ' || true)
-  printf 'pgbench -S -M %-8s %6d instructions per transaction in airlock\n' \
-    "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
+  printf 'pgbench -b %s -M %-8s %6d instructions per transaction in airlock\n' \
+    "$SCRIPT" "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
   [ -n "${CALLGRIND_KEEP:-}" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$OUT" "$CALLGRIND_KEEP/cg.$mode"
   rm -f "$WORK"/cg.*
 done
