@@ -288,7 +288,9 @@ fn words(segment: &[TokenWithSpan]) -> impl Iterator<Item = &Token> {
 /// on)`. The value changes nothing airlock judges, so the copy that is
 /// parsed spells it as sqlparser does; the bytes forwarded stay the
 /// client's. Only a value that stands alone between the option's name
-/// and the next `,` or `)` is respelled.
+/// and the next `,` or `)`, after the statement's own `TO` or `FROM` (not
+/// in a `COPY (SELECT …)` query, where `header no` may be a column and its
+/// alias: red-team finding), is respelled.
 fn copy_booleans(toks: &mut [TokenWithSpan]) {
     let significant: Vec<usize> = toks
         .iter()
@@ -296,7 +298,29 @@ fn copy_booleans(toks: &mut [TokenWithSpan]) {
         .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
         .map(|(i, _)| i)
         .collect();
-    for w in significant.windows(4) {
+    // Where the options may start: past the first `TO` or `FROM` outside
+    // any parentheses.
+    let mut depth = 0usize;
+    let mut options_from = None;
+    for (k, &i) in significant.iter().enumerate() {
+        match &toks[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w)
+                if depth == 0
+                    && w.quote_style.is_none()
+                    && matches!(w.keyword, Keyword::TO | Keyword::FROM) =>
+            {
+                options_from = Some(k);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(options_from) = options_from else {
+        return;
+    };
+    for w in significant[options_from..].windows(4) {
         let [open, name, value, close] = [w[0], w[1], w[2], w[3]];
         let option = matches!(&toks[name].token, Token::Word(n)
             if n.quote_style.is_none() && matches!(n.keyword, Keyword::FREEZE | Keyword::HEADER));
@@ -563,8 +587,19 @@ mod tests {
             assert_eq!(p(Dialect::Postgres, spelt), p(Dialect::Postgres, as_parsed));
             assert!(p(Dialect::Postgres, spelt).is_ok(), "{spelt}");
         }
-        // Only a value standing alone in an option is respelled.
+        // Only a value standing alone in an option is respelled, and only
+        // in the options: a query's `header no` (column and alias) stays.
         assert!(p(Dialect::Postgres, "copy t from stdin (freeze on on)").is_err());
+        assert_eq!(
+            p(
+                Dialect::Postgres,
+                "copy (select 1, header no) to stdout (header on)"
+            ),
+            p(
+                Dialect::Postgres,
+                "copy (select 1, header AS no) to stdout (header true)"
+            )
+        );
         assert!(p(Dialect::Postgres, "select 1 from t where (freeze on)").is_err());
     }
 
