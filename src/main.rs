@@ -152,19 +152,25 @@ fn main() -> ExitCode {
         Command::Passwd { stdin, mysql } => passwd(stdin, mysql),
         Command::Check { paths, config } => check(&config, &paths),
         Command::Log(args) => log(args),
-        Command::Approvals { json, admin } => airlock::admin::cli::list(&admin.into(), json),
+        Command::Approvals { json, admin } => admin
+            .resolve()
+            .and_then(|admin| airlock::admin::cli::list(&admin, json)),
         Command::Approve {
             id,
             window,
             by,
             admin,
-        } => airlock::admin::cli::approve(&admin.into(), id, window.as_deref(), &reviewer(by)),
+        } => admin.resolve().and_then(|admin| {
+            airlock::admin::cli::approve(&admin, id, window.as_deref(), &reviewer(by))
+        }),
         Command::Deny {
             id,
             reason,
             by,
             admin,
-        } => airlock::admin::cli::deny(&admin.into(), id, &reason, &reviewer(by)),
+        } => admin
+            .resolve()
+            .and_then(|admin| airlock::admin::cli::deny(&admin, id, &reason, &reviewer(by))),
         Command::Replay { session, store } => store
             .path()
             .and_then(|p| airlock::audit::cli_replay(&p, session)),
@@ -272,23 +278,35 @@ fn parse_session(s: &str) -> Result<u64, String> {
 /// AIRLOCK_ADMIN_TOKEN (never a flag: flags show in `ps`).
 #[derive(clap::Args)]
 struct AdminArgs {
-    /// The admin listener's URL (`[admin] listen` in the config). A
-    /// token, when the listener has one, is read from AIRLOCK_ADMIN_TOKEN.
-    #[arg(
-        long = "admin",
-        value_name = "URL",
-        env = "AIRLOCK_ADMIN_URL",
-        default_value = "http://127.0.0.1:9187"
-    )]
-    url: String,
+    /// The admin listener's URL. Default: the `[admin] listen` address of
+    /// the config (--config), else http://127.0.0.1:9187. A token, when
+    /// the listener has one, is read from AIRLOCK_ADMIN_TOKEN.
+    #[arg(long = "admin", value_name = "URL", env = "AIRLOCK_ADMIN_URL")]
+    url: Option<String>,
+    /// The config whose admin listener to use when --admin is not given.
+    #[arg(long, short, default_value = "airlock.toml", env = "AIRLOCK_CONFIG")]
+    config: PathBuf,
 }
 
-impl From<AdminArgs> for airlock::admin::cli::Admin {
-    fn from(a: AdminArgs) -> Self {
-        airlock::admin::cli::Admin {
-            url: a.url,
+impl AdminArgs {
+    /// The API's address and token: `--admin`, else the config's
+    /// `[admin] listen` (read without its secrets), else the default.
+    fn resolve(self) -> anyhow::Result<airlock::admin::cli::Admin> {
+        let url = match self.url {
+            Some(url) => url,
+            None if self.config.exists() => match Config::admin_listen(&self.config)? {
+                Some(addr) => format!("http://{addr}"),
+                None => anyhow::bail!(
+                    "{}: no [admin] listener, so nobody can approve there; pass --admin URL for another airlock",
+                    self.config.display()
+                ),
+            },
+            None => "http://127.0.0.1:9187".to_owned(),
+        };
+        Ok(airlock::admin::cli::Admin {
+            url,
             token: std::env::var("AIRLOCK_ADMIN_TOKEN").ok(),
-        }
+        })
     }
 }
 

@@ -378,6 +378,28 @@ impl Config {
         Ok(only.audit.map(|a| base.join(a.path)))
     }
 
+    /// Only the admin listener's address from the config at `path`
+    /// (`None` without `[admin]`): where `airlock approvals`, `approve`
+    /// and `deny` find a running airlock. It reads no secret and checks
+    /// nothing else in the file.
+    pub fn admin_listen(path: &Path) -> Result<Option<SocketAddr>, ConfigError> {
+        #[derive(Deserialize)]
+        struct Only {
+            admin: Option<AdminOnly>,
+        }
+        #[derive(Deserialize)]
+        struct AdminOnly {
+            listen: SocketAddr,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let only: Only =
+            toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+        Ok(only.admin.map(|a| a.listen))
+    }
+
     /// Parses and validates TOML text; `path` is used in messages and to
     /// resolve relative file names.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {

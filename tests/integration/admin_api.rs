@@ -360,6 +360,39 @@ async fn cli_lists_approves_and_denies() {
         String::from_utf8_lossy(&out.stdout),
         "no pending approval requests\n"
     );
+    // Without --admin: the config's `[admin] listen`, read without the
+    // secrets it names (new-user walkthrough: the CLI ignored the config).
+    let with_config = |text: String| {
+        let cfg = dir.path().join("cli.toml");
+        std::fs::write(&cfg, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["approvals", "-c"])
+            .arg(&cfg)
+            .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
+            .env_remove("AIRLOCK_ADMIN_URL")
+            .env_remove("AIRLOCK_TEST_TOKEN_NOBODY_SET")
+            .output()
+            .unwrap()
+    };
+    let addr = api.url.trim_start_matches("http://").to_owned();
+    let out = tokio::task::block_in_place(|| {
+        with_config(format!(
+            "[listen]\npostgres = \"127.0.0.1:0\"\n[admin]\nlisten = \"{addr}\"\ntoken_env = \"AIRLOCK_TEST_TOKEN_NOBODY_SET\"\n"
+        ))
+    });
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no pending approval requests\n"
+    );
+    let out = tokio::task::block_in_place(|| {
+        with_config("[listen]\npostgres = \"127.0.0.1:0\"\n".to_owned())
+    });
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cli.toml: no [admin] listener"),
+        "{out:?}"
+    );
 
     let c1 = Arc::clone(&c);
     let task = tokio::spawn(async move {
