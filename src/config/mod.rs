@@ -101,6 +101,17 @@ pub struct PolicyConfig {
     pub watch: bool,
 }
 
+/// The part of the config file at `path` that `T` names, every other key
+/// ignored and no secret read: for the commands that need one setting of
+/// a running airlock's config (`log`, `approvals`).
+fn read_part<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: path.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))
+}
+
 fn yes() -> bool {
     true
 }
@@ -368,12 +379,7 @@ impl Config {
         struct AuditOnly {
             path: PathBuf,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            file: path.to_path_buf(),
-            error: e.to_string(),
-        })?;
-        let only: Only =
-            toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+        let only: Only = read_part(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(only.audit.map(|a| base.join(a.path)))
     }
@@ -391,12 +397,7 @@ impl Config {
         struct AdminOnly {
             listen: SocketAddr,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            file: path.to_path_buf(),
-            error: e.to_string(),
-        })?;
-        let only: Only =
-            toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
+        let only: Only = read_part(path)?;
         Ok(only.admin.map(|a| a.listen))
     }
 

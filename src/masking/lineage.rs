@@ -844,8 +844,9 @@ impl<'a> Analyzer<'a> {
         sources: &mut Vec<Source>,
         outer: Option<&Scope<'_>>,
     ) -> Result<Out, Stop> {
-        // A built-in table function (`unnest(...) x`): a name that is not
-        // one of its columns is still no column airlock cannot see.
+        // Whether this item is one of the server's own table functions
+        // (`unnest(...) x`): a whole-row reference to it then holds only
+        // what its arguments hold (see `whole_row`).
         let mut builtin = false;
         let (name, schema, tables, out) = match tf {
             TableFactor::Table {
