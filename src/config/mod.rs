@@ -112,6 +112,12 @@ fn read_part<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
     toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))
 }
 
+/// The directory relative file names in the config at `path` are read
+/// from.
+fn config_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
 fn yes() -> bool {
     true
 }
@@ -380,8 +386,7 @@ impl Config {
             path: PathBuf,
         }
         let only: Only = read_part(path)?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(only.audit.map(|a| base.join(a.path)))
+        Ok(only.audit.map(|a| config_dir(path).join(a.path)))
     }
 
     /// Only the admin listener's address from the config at `path`
@@ -423,11 +428,7 @@ impl Config {
         let here = |span: std::ops::Range<usize>, key: String, message: String| {
             ConfigError::at(&self.source, text, span, key, message)
         };
-        let base = self
-            .source
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = config_dir(&self.source);
         if self.listen.postgres.is_none() && self.listen.mysql.is_none() {
             return Err(ConfigError::Missing {
                 file: self.source.clone(),

@@ -175,13 +175,11 @@ pub fn classify(s: &Statement) -> (StatementClass, String) {
 /// The first word of a statement as sqlparser prints it, upper-case
 /// (`OTHER` when it has none).
 fn leading_keyword(s: &Statement) -> String {
-    let text = s.to_string();
-    let word: String = text
+    s.to_string()
         .split(|c: char| !c.is_ascii_alphabetic())
         .find(|w| !w.is_empty())
         .unwrap_or("OTHER")
-        .to_ascii_uppercase();
-    word
+        .to_ascii_uppercase()
 }
 
 /// Normalizes a setting name: lower-case, `@@session.x` → `x`.

@@ -321,7 +321,7 @@ fn copy_booleans(toks: &mut [TokenWithSpan]) {
         return;
     };
     for w in significant[options_from..].windows(4) {
-        let [open, name, value, close] = [w[0], w[1], w[2], w[3]];
+        let [open, name, at, close] = [w[0], w[1], w[2], w[3]];
         let option = matches!(&toks[name].token, Token::Word(n)
             if n.quote_style.is_none() && matches!(n.keyword, Keyword::FREEZE | Keyword::HEADER));
         if !option
@@ -330,7 +330,7 @@ fn copy_booleans(toks: &mut [TokenWithSpan]) {
         {
             continue;
         }
-        let truth = match &toks[value].token {
+        let truth = match &toks[at].token {
             Token::Word(v) if v.quote_style.is_none() => {
                 match v.value.to_ascii_lowercase().as_str() {
                     "on" | "yes" | "match" => Some(true),
@@ -348,7 +348,7 @@ fn copy_booleans(toks: &mut [TokenWithSpan]) {
             } else {
                 ("FALSE", Keyword::FALSE)
             };
-            toks[w[2]].token = Token::Word(Word {
+            toks[at].token = Token::Word(Word {
                 value: value.to_owned(),
                 quote_style: None,
                 keyword,

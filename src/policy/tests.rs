@@ -435,3 +435,33 @@ deny_columns = ["*.salary"]
         assert_eq!(rule(&judge(&e, id, sql, &ctx)), want, "{id}: {sql}");
     }
 }
+
+/// Refusals say what was refused (new-user walkthrough): a statement of no
+/// known class by its first word, not "OTHER"; TRUNCATE without speaking
+/// of a WHERE clause it cannot have.
+#[test]
+fn refusals_name_the_statement_they_refuse() {
+    let rules = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["rw"] }
+allow_statements = ["read", "write"]
+"#;
+    let e = Engine::new(parse_rules(&[(Path::new("t.toml"), rules)]).expect("rules"));
+    let ctx = SessionContext::default();
+    let message = |sql: &str| match judge(&e, "rw", sql, &ctx).decision {
+        Decision::Block { rule, message } => format!("{rule}: {message}"),
+        d => panic!("{sql}: {d:?}"),
+    };
+    assert_eq!(
+        message("VACUUM customers"),
+        "rw.statements: VACUUM statements (other) are not allowed by policy rw"
+    );
+    assert_eq!(
+        message("TRUNCATE customers"),
+        "builtin.unbounded-write: TRUNCATE empties every table it names"
+    );
+    assert!(
+        message("DELETE FROM customers").ends_with("DELETE with no WHERE clause touches every row")
+    );
+}

@@ -68,6 +68,35 @@ fn demo_check_runs_end_to_end() {
         .unwrap();
     let stdout = demo_checked(&out);
     assert!(stdout.contains("psql \"postgresql://agent:"), "{stdout}");
+    // The demo runs the audit log and the admin listener, and says how to
+    // use them.
+    assert!(
+        stdout.contains("airlock approvals --admin http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("airlock log -c "), "{stdout}");
+}
+
+/// `airlock passwd` without a terminal to prompt on (a pipe, a script)
+/// says to pass the secret with --stdin (new-user walkthrough: it said
+/// "No such device or address").
+#[test]
+fn passwd_without_a_terminal_says_to_use_stdin() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = airlock();
+    cmd.arg("passwd").stdin(Stdio::null());
+    // SAFETY: setsid(2) is async-signal-safe; it only detaches the child
+    // from the controlling terminal, so /dev/tty cannot be opened.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pipe it in with --stdin"), "{stderr}");
 }
 
 /// `demo --check` succeeded and its first check saw the demo's rows; its

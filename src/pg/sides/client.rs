@@ -234,10 +234,7 @@ impl<'a> ClientSide<'a> {
                     // Skipped, it leaves the unnamed statement it replaces.
                     self.closing(p.name, after_sync);
                 }
-                if let Some(at) = (!self.approved_once.is_empty())
-                    .then(|| self.approved_once.iter().position(|n| **n == *p.name))
-                    .flatten()
-                {
+                if let Some(at) = self.approved_once.iter().position(|n| **n == *p.name) {
                     // A new statement of that name needs its own approval;
                     // the server may keep the approved one (42P05, or a
                     // Parse it skips), so its name is used up.
