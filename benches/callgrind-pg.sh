@@ -22,7 +22,11 @@
 # extensions, so SHA-256 counts in software there).
 # CALLGRIND_SCRIPT=tpcb-like runs pgbench's default seven-statement
 # transaction instead of `-S` (select-only); CALLGRIND_N sets how many
-# transactions are counted (default 3,000).
+# transactions are counted (default 3,000). CALLGRIND_CACHE=1 simulates
+# the caches too (valgrind's model of a first-level data cache and the
+# last-level one, not this CPU's) and prints the data-cache misses per
+# transaction: reads and writes that missed the first level (D1) and the
+# last level (LL). Slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/airlock}")
@@ -86,6 +90,7 @@ fi
 URL="postgresql://agent:agent-pw@127.0.0.1:$AL_PORT/bench"
 for mode in "${MODES[@]}"; do
   (cd "$WORK" && AIRLOCK_LOG=warn exec taskset -c 0 valgrind --tool=callgrind \
+    ${CALLGRIND_CACHE:+--cache-sim=yes} \
     --callgrind-out-file="$WORK/cg.%p" "$BIN" serve --config airlock.toml >"$WORK/airlock.log" 2>&1) &
   VP=$!
   up=
@@ -113,6 +118,13 @@ for mode in "${MODES[@]}"; do
     | grep -m1 'ScramSha256::update' | grep -oP '^\s*[\d,]+' | tr -d ', ' || true)
   printf 'pgbench -b %s -M %-8s %6d instructions per transaction in airlock\n' \
     "$SCRIPT" "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
+  if [ -n "${CALLGRIND_CACHE:-}" ]; then
+    # Columns: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+    read -r _ _ _ _ D1R D1W _ DLR DLW < <(callgrind_annotate "$OUT" 2>/dev/null \
+      | grep -m1 TOTALS | tr -d , | awk '{print $1,$2,$3,$4,$5,$6,$7,$8,$9}')
+    printf '    D1 misses %d read + %d write, LL misses %d read + %d write per transaction\n' \
+      $(( D1R / N )) $(( D1W / N )) $(( DLR / N )) $(( DLW / N ))
+  fi
   [ -n "${CALLGRIND_KEEP:-}" ] && mkdir -p "$CALLGRIND_KEEP" && cp "$OUT" "$CALLGRIND_KEEP/cg.$mode"
   rm -f "$WORK"/cg.*
 done

@@ -206,7 +206,7 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
     let mut decision = Decision::Allow;
     for p in &parsed {
         let session = ctx.as_ref().unwrap_or(req.session);
-        let mut facts = extract::extract(req.dialect, session, &p.statement);
+        let mut facts = extract::extract_parsed(req.dialect, session, p);
         facts.multi_statement = multi;
         if facts.session.execute.is_some() || facts.session.deallocate.is_some() {
             cacheable = false;

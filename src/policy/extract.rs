@@ -23,6 +23,24 @@ use super::{Dialect, SessionContext};
 
 /// Extracts the facts of one statement.
 pub fn extract(dialect: Dialect, ctx: &SessionContext, stmt: &Statement) -> Facts {
+    extract_with(dialect, ctx, stmt, None)
+}
+
+/// [`extract`] of a parsed statement, with the tables and columns a
+/// Postgres VACUUM or ANALYZE names: a VACUUM writes its tables (it
+/// rewrites them, FULL under an exclusive lock), an ANALYZE reads them
+/// (a sample of their rows), and the columns it names are named as a
+/// COPY's are.
+pub fn extract_parsed(dialect: Dialect, ctx: &SessionContext, p: &super::parse::Parsed) -> Facts {
+    extract_with(dialect, ctx, &p.statement, p.maintenance.as_ref())
+}
+
+fn extract_with(
+    dialect: Dialect,
+    ctx: &SessionContext,
+    stmt: &Statement,
+    maintenance: Option<&super::parse::Maintenance>,
+) -> Facts {
     let mut x = Extractor {
         dialect,
         ctx,
@@ -36,6 +54,19 @@ pub fn extract(dialect: Dialect, ctx: &SessionContext, stmt: &Statement) -> Fact
         rewrites_unbounded: Vec::new(),
     };
     let _ = stmt.visit(&mut x);
+    if let Some(m) = maintenance {
+        for t in &m.tables {
+            if m.vacuum {
+                x.add_write_parts(parts(&t.name));
+            }
+            if m.analyze {
+                x.add_read_parts(parts(&t.name));
+            }
+            for c in &t.columns {
+                x.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
+            }
+        }
+    }
     let (mut class, kind) = classify::classify(stmt);
     if x.ddl_into {
         class = StatementClass::Ddl;

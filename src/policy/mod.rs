@@ -295,6 +295,7 @@ pub mod extract;
 pub mod facts;
 mod fetch_forms;
 pub mod lint;
+mod maintenance_forms;
 pub mod memo;
 pub mod ownership;
 pub mod parse;

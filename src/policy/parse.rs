@@ -6,17 +6,19 @@
 //! `U&"..."` identifiers, splits at `;`, enforces size/token/nesting caps,
 //! recognizes statements sqlparser cannot parse but that we must name
 //! (`DO`, `ALTER SYSTEM`, `TABLE t`, MySQL file access, Postgres `FETCH`
-//! and `MOVE` forms: see [`super::fetch_forms`]), and parses each
+//! and `MOVE` forms: see [`super::fetch_forms`]; Postgres `VACUUM` and
+//! `ANALYZE`: see [`super::maintenance_forms`]), and parses each
 //! statement with a recursion limit. Anything that does not parse cleanly
 //! is a [`Blocked`] with a built-in rule id.
 
-use sqlparser::ast::Statement;
+use sqlparser::ast::{Analyze, Statement, VacuumStatement};
 use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use super::builtin::ids;
+pub use super::maintenance_forms::{MaintainedTable, Maintenance};
 use super::Dialect;
 
 /// Caps applied before and during parsing.
@@ -60,6 +62,10 @@ impl Blocked {
 #[derive(Debug)]
 pub struct Parsed {
     pub statement: Statement,
+    /// What a Postgres VACUUM or ANALYZE names, which sqlparser's own
+    /// statements for them cannot hold (see [`super::maintenance_forms`]);
+    /// `statement` is then a bare `VACUUM` or `ANALYZE`.
+    pub maintenance: Option<Maintenance>,
 }
 
 pub(crate) fn sql_dialect(d: Dialect) -> &'static dyn SqlDialect {
@@ -357,6 +363,34 @@ fn copy_booleans(toks: &mut [TokenWithSpan]) {
     }
 }
 
+/// The statement a Postgres VACUUM or ANALYZE is judged as, its tables
+/// aside: it names its class and kind.
+fn bare_maintenance(vacuum: bool) -> Statement {
+    if vacuum {
+        Statement::Vacuum(VacuumStatement {
+            full: false,
+            sort_only: false,
+            delete_only: false,
+            reindex: false,
+            recluster: false,
+            table_name: None,
+            threshold: None,
+            boost: false,
+        })
+    } else {
+        Statement::Analyze(Analyze {
+            table_name: None,
+            partitions: None,
+            for_columns: false,
+            columns: Vec::new(),
+            cache_metadata: false,
+            noscan: false,
+            compute_statistics: false,
+            has_table_keyword: false,
+        })
+    }
+}
+
 fn is_kw(t: Option<&Token>, kw: Keyword) -> bool {
     matches!(t, Some(Token::Word(w)) if w.keyword == kw && w.quote_style.is_none())
 }
@@ -486,6 +520,17 @@ fn parse_segment(
         }
     }
 
+    if dialect == Dialect::Postgres {
+        if let Some(m) = super::maintenance_forms::maintenance(segment) {
+            let m =
+                m.map_err(|why| Blocked::new(ids::UNPARSEABLE, format!("could not parse {why}")))?;
+            return Ok(Parsed {
+                statement: bare_maintenance(m.vacuum),
+                maintenance: Some(m),
+            });
+        }
+    }
+
     let mut toks: Vec<TokenWithSpan> = Vec::with_capacity(segment.len() + 4);
     let fetch = match dialect {
         Dialect::Postgres => super::fetch_forms::canonical_fetch(segment),
@@ -547,7 +592,10 @@ fn parse_segment(
             ),
         ));
     }
-    Ok(Parsed { statement })
+    Ok(Parsed {
+        statement,
+        maintenance: None,
+    })
 }
 
 #[cfg(test)]

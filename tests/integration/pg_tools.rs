@@ -115,9 +115,9 @@ keep_last = 4
     let pgbench = env.pg.bin_dir().join("pgbench");
     let url = env.agent_url();
     let init = std::process::Command::new(&pgbench)
-        // Every step but the vacuum (`v`): sqlparser reads only
-        // Redshift's VACUUM, so `vacuum analyze t` is refused unparsed.
-        .args(["-i", "-q", "-I", "dtgp", "-s", "1", &url])
+        // The default steps, `dtgvp`: `vacuum analyze pgbench_branches`
+        // and the like among them.
+        .args(["-i", "-q", "-s", "1", &url])
         .output()
         .unwrap();
     ok(&init);
@@ -130,12 +130,13 @@ keep_last = 4
         .get(0);
     assert_eq!(n, 100_000);
     let init = std::process::Command::new(&pgbench)
-        .args(["-i", "-q", "-I", "dtGp", "-s", "1", &url])
+        .args(["-i", "-q", "-I", "dtGvp", "-s", "1", &url])
         .output()
         .unwrap();
     ok(&init);
+    // Without -n, pgbench vacuums its tables before the run.
     let out = std::process::Command::new(&pgbench)
-        .args(["-M", "extended", "-c", "2", "-t", "50", "-n", &url])
+        .args(["-M", "extended", "-c", "2", "-t", "50", &url])
         .output()
         .unwrap();
     let text = ok(&out);
