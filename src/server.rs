@@ -111,7 +111,9 @@ pub async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     let or_off =
         |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    tracing::info!(postgres = %running.postgres_addr, mysql = %or_off(running.mysql_addr), admin = %or_off(running.admin_addr), "airlock is listening");
+    // An unconfigured Postgres listener's address is 0.0.0.0:0.
+    let postgres = Some(running.postgres_addr).filter(|a| a.port() != 0);
+    tracing::info!(postgres = %or_off(postgres), mysql = %or_off(running.mysql_addr), admin = %or_off(running.admin_addr), "airlock is listening");
     signals.wait().await;
     tracing::info!("shutting down: no new connections; waiting for sessions");
     running.shutdown().await;
