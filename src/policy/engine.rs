@@ -601,7 +601,7 @@ pub fn decide(
             }
         }
     }
-    if let Some(d) = schema_rename_denied(policy, facts) {
+    if let Some(d) = whole_schema_denied(policy, facts) {
         return d;
     }
     // 8. Columns.
@@ -622,6 +622,7 @@ pub fn decide(
                     || facts
                         .renamed_schemas
                         .iter()
+                        .chain(&facts.granted_schemas)
                         .any(|s| a.table_patterns.iter().any(|p| may_cover_schema(p, s)))
             }
         };
@@ -636,12 +637,24 @@ pub fn decide(
 }
 
 /// A schema rename (`ALTER SCHEMA s RENAME TO x`) moves every table of
-/// `s` to `x`, out from under (or in under) the rules that name them: it
+/// `s` to `x`, out from under (or in under) the rules that name them; a
+/// GRANT or REVOKE on every table of `s` names the denied ones too. Either
 /// is denied when a `deny_tables` or `deny_columns` pattern may match a
-/// table of either schema ([`may_cover_schema`]), and whenever the policy
-/// lists `allow_tables` (which tables it moves cannot be listed).
-fn schema_rename_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
-    for s in &facts.renamed_schemas {
+/// table of the schema ([`may_cover_schema`]), and whenever the policy
+/// lists `allow_tables` (which tables it covers cannot be listed).
+fn whole_schema_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
+    let renamed = facts.renamed_schemas.iter().map(|s| (s, true));
+    let granted = facts.granted_schemas.iter().map(|s| (s, false));
+    for (s, rename) in renamed.chain(granted) {
+        let what = match (rename, s.as_str()) {
+            (true, _) => format!("renaming schema {s} would move"),
+            (false, "*") => "a GRANT or REVOKE on every table of every schema covers".to_owned(),
+            (false, _) => format!("a GRANT or REVOKE on every table of schema {s} covers"),
+        };
+        let tail = match rename {
+            true => " out from under it",
+            false => "; name the tables",
+        };
         if let Some(p) = policy
             .deny_table_patterns
             .iter()
@@ -650,10 +663,7 @@ fn schema_rename_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
             return Some(deny(
                 policy,
                 "deny-tables",
-                format!(
-                    "renaming schema {s} would move tables denied by policy {} ({p}) out from under it",
-                    policy.id
-                ),
+                format!("{what} tables denied by policy {} ({p}){tail}", policy.id),
             ));
         }
         if policy.allow_tables.is_some() {
@@ -661,8 +671,9 @@ fn schema_rename_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
                 policy,
                 "allow-tables",
                 format!(
-                    "renaming schema {s} would move tables in or out of the allowed tables of policy {}",
-                    policy.id
+                    "{what} tables that may not be among the allowed tables of policy {}{}",
+                    policy.id,
+                    if rename { "" } else { tail }
                 ),
             ));
         }
@@ -675,7 +686,7 @@ fn schema_rename_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
                 policy,
                 "deny-columns",
                 format!(
-                    "renaming schema {s} would move columns denied by policy {} ({}) out from under it",
+                    "{what} columns denied by policy {} ({}){tail}",
                     policy.id, rule.pattern
                 ),
             ));

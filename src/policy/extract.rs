@@ -2,7 +2,9 @@
 //!
 //! One pass with sqlparser's [`Visitor`], plus explicit handling of the
 //! statement kinds whose relations the visitor does not report (COPY,
-//! GRANT/REVOKE, LOCK, TRUNCATE, DROP, `TABLE t` in set operations). CTE
+//! GRANT/REVOKE with their column lists and schemas, LOCK, TRUNCATE, DROP,
+//! foreign keys, CREATE TABLE LIKE, index INCLUDE columns, triggers,
+//! comments, FLUSH, Postgres VACUUM/ANALYZE, `TABLE t` in set operations). CTE
 //! names shadow tables only where they are in scope: a non-recursive CTE's
 //! body does not see itself or later CTEs.
 
@@ -349,6 +351,11 @@ impl Extractor<'_> {
     fn alter_table_operations(&mut self, ops: &[sqlparser::ast::AlterTableOperation]) {
         use sqlparser::ast::AlterTableOperation as Op;
         for op in ops {
+            match op {
+                Op::AddConstraint { constraint, .. } => self.constraint(constraint),
+                Op::AddColumn { column_def, .. } => self.column_options(column_def),
+                _ => {}
+            }
             let named: Vec<&Ident> = match op {
                 Op::RenameColumn {
                     old_column_name, ..
@@ -366,6 +373,115 @@ impl Extractor<'_> {
             for id in named {
                 self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
             }
+        }
+    }
+
+    /// The table constraint's columns that are not expressions (which the
+    /// visitor sees): a key's INCLUDE columns, and what a foreign key
+    /// references.
+    fn constraint(&mut self, c: &sqlparser::ast::TableConstraint) {
+        use sqlparser::ast::TableConstraint as C;
+        let include = match c {
+            C::ForeignKey(fk) => return self.foreign_key(fk),
+            C::PrimaryKey(pk) => &pk.include,
+            C::Unique(u) => &u.include,
+            C::Exclude(x) => &x.include,
+            _ => return,
+        };
+        for id in include {
+            self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+        }
+    }
+
+    /// A column definition's `REFERENCES t (c)`.
+    fn column_options(&mut self, c: &sqlparser::ast::ColumnDef) {
+        for o in &c.options {
+            if let sqlparser::ast::ColumnOption::ForeignKey(fk) = &o.option {
+                self.foreign_key(fk);
+            }
+        }
+    }
+
+    /// A foreign key reads the table it references: inserting into the
+    /// referencing table succeeds only for values the referenced columns
+    /// hold, so it tells whether a value is there. The referenced columns
+    /// are named as the table's; none named means its primary key, which
+    /// counts as all of them.
+    fn foreign_key(&mut self, fk: &sqlparser::ast::ForeignKeyConstraint) {
+        let mut p = parts(&fk.foreign_table);
+        self.add_read_parts(p.clone());
+        let qualifier = p.pop();
+        let named: Vec<String> = fk.referred_columns.iter().map(norm).collect();
+        let names = if named.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            named
+        };
+        for name in names {
+            self.facts.columns.insert(ColumnRef {
+                qualifier: qualifier.clone(),
+                name,
+                location: ColumnLocation::Other,
+            });
+        }
+    }
+
+    /// GRANT and REVOKE: the tables they name (written: their privileges
+    /// change), the columns of column privileges, and the schemas of
+    /// `ALL TABLES IN SCHEMA s` (MySQL `s.*`, `*.*`), every table of which
+    /// they name (see [`Facts::granted_schemas`]).
+    fn granted(&mut self, privileges: &sqlparser::ast::Privileges, objects: Option<&GrantObjects>) {
+        use sqlparser::ast::Action as A;
+        if let sqlparser::ast::Privileges::Actions(actions) = privileges {
+            for a in actions {
+                if let A::Select { columns: Some(c) }
+                | A::Insert { columns: Some(c) }
+                | A::Update { columns: Some(c) }
+                | A::References { columns: Some(c) } = a
+                {
+                    for id in c {
+                        self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+                    }
+                }
+            }
+        }
+        let schemas = match objects {
+            Some(GrantObjects::Tables(names)) => {
+                for n in names {
+                    let mut p = parts(n);
+                    // MySQL `db.*` and `*.*` (`*` alone: the current
+                    // database, which the statement does not name).
+                    if p.last().is_some_and(|t| t == "*") {
+                        p.pop();
+                        let schema = match p.pop() {
+                            Some(s) => s,
+                            None => self
+                                .ctx
+                                .current_database
+                                .clone()
+                                .unwrap_or_else(|| "*".into()),
+                        };
+                        self.facts.granted_schemas.insert(schema);
+                    } else {
+                        self.add_write_parts(p);
+                    }
+                }
+                return;
+            }
+            Some(
+                GrantObjects::AllTablesInSchema { schemas }
+                | GrantObjects::AllViewsInSchema { schemas }
+                | GrantObjects::AllMaterializedViewsInSchema { schemas }
+                | GrantObjects::AllExternalTablesInSchema { schemas }
+                | GrantObjects::FutureTablesInSchema { schemas }
+                | GrantObjects::FutureViewsInSchema { schemas }
+                | GrantObjects::FutureMaterializedViewsInSchema { schemas }
+                | GrantObjects::FutureExternalTablesInSchema { schemas },
+            ) => schemas,
+            _ => return,
+        };
+        for s in schemas {
+            self.facts.granted_schemas.extend(parts(s).pop());
         }
     }
 
@@ -846,20 +962,8 @@ impl Visitor for Extractor<'_> {
                     self.add_write_parts(parts(table_name));
                 }
             }
-            Statement::Grant(g) => {
-                if let Some(GrantObjects::Tables(names)) = &g.objects {
-                    for n in names {
-                        self.add_write_parts(parts(n));
-                    }
-                }
-            }
-            Statement::Revoke(r) => {
-                if let Some(GrantObjects::Tables(names)) = &r.objects {
-                    for n in names {
-                        self.add_write_parts(parts(n));
-                    }
-                }
-            }
+            Statement::Grant(g) => self.granted(&g.privileges, g.objects.as_ref()),
+            Statement::Revoke(r) => self.granted(&r.privileges, r.objects.as_ref()),
             Statement::Lock(l) => {
                 for t in &l.tables {
                     self.add_write_parts(parts(&t.name));
@@ -871,7 +975,10 @@ impl Visitor for Extractor<'_> {
                 }
             }
             Statement::Drop {
-                object_type, names, ..
+                object_type,
+                names,
+                table,
+                ..
             } => {
                 if matches!(
                     object_type,
@@ -880,6 +987,10 @@ impl Visitor for Extractor<'_> {
                     for n in names {
                         self.add_write_parts(parts(n));
                     }
+                }
+                // MySQL `DROP INDEX i ON t`: not visited by sqlparser.
+                if let Some(t) = table {
+                    self.add_write_parts(parts(t));
                 }
             }
             // A partition or inheritance child's rows are its parents'
@@ -892,12 +1003,78 @@ impl Visitor for Extractor<'_> {
                     self.add_read_parts(parts(parent));
                     self.add_write_parts(parts(parent));
                 }
+                // `(LIKE t)` copies t's definition: its defaults, checks
+                // and indexes.
+                if let Some(
+                    sqlparser::ast::CreateTableLikeKind::Parenthesized(like)
+                    | sqlparser::ast::CreateTableLikeKind::Plain(like),
+                ) = &ct.like
+                {
+                    self.add_read_parts(parts(&like.name));
+                }
+                for c in &ct.columns {
+                    self.column_options(c);
+                    // MySQL `CREATE TABLE t (LIKE s)`, which sqlparser reads
+                    // as a column `LIKE` of type `s` (LIKE is reserved: no
+                    // column of that name is unquoted).
+                    if let sqlparser::ast::DataType::Custom(like, _) = &c.data_type {
+                        if c.name.quote_style.is_none() && c.name.value.eq_ignore_ascii_case("like")
+                        {
+                            self.add_read_parts(parts(like));
+                        }
+                    }
+                }
+                for c in &ct.constraints {
+                    self.constraint(c);
+                }
             }
             Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
-            Statement::CreateIndex(ci) => self.add_write_parts(parts(&ci.table_name)),
+            Statement::CreateIndex(ci) => {
+                self.add_write_parts(parts(&ci.table_name));
+                for id in &ci.include {
+                    self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+                }
+            }
             Statement::AlterTable(at) => {
                 self.add_write_parts(parts(&at.name));
                 self.alter_table_operations(&at.operations);
+            }
+            // Not visited as relations by sqlparser: the table a trigger
+            // or a comment is on, the tables FLUSH closes or locks.
+            Statement::DropTrigger(dt) => {
+                if let Some(t) = &dt.table_name {
+                    self.add_write_parts(parts(t));
+                }
+            }
+            Statement::Comment {
+                object_type,
+                object_name,
+                ..
+            } => {
+                use sqlparser::ast::CommentObject as C;
+                match object_type {
+                    C::Table | C::View | C::MaterializedView => {
+                        self.add_write_parts(parts(object_name));
+                    }
+                    C::Column => {
+                        let mut p = parts(object_name);
+                        if let Some(column) = p.pop() {
+                            self.add_write_parts(p.clone());
+                            let qualifier = p.pop();
+                            self.facts.columns.insert(ColumnRef {
+                                qualifier,
+                                name: column,
+                                location: ColumnLocation::Target,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Statement::Flush { tables, .. } => {
+                for t in tables {
+                    self.add_write_parts(parts(t));
+                }
             }
             // Not visited as relations by sqlparser. Renaming moves the
             // data out from under rules that name the table or its

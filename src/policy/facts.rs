@@ -155,6 +155,10 @@ pub struct Facts {
     /// that could match one of them count (see
     /// [`super::rules::may_cover_schema`]).
     pub renamed_schemas: BTreeSet<String>,
+    /// Schemas every table of which a GRANT or REVOKE names (`ON ALL
+    /// TABLES IN SCHEMA s`, MySQL `ON s.*`; `*` for `*.*`): judged as
+    /// [`Self::renamed_schemas`] are.
+    pub granted_schemas: BTreeSet<String>,
     /// SELECT ... FOR UPDATE / FOR SHARE.
     pub row_locks: bool,
     pub explain: bool,

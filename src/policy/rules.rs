@@ -214,10 +214,11 @@ impl RuleSet {
 /// first dot is the schema part; it may match any schema if it holds glob
 /// syntax, else only itself, and a pattern without a dot matches no
 /// schema-qualified name unless it holds glob syntax. A schema whose own
-/// name has a dot may be matched by anything.
+/// name has a dot may be matched by anything, and so may `*` (every
+/// schema: MySQL `GRANT ... ON *.*`).
 pub fn may_cover_schema(pattern: &str, schema: &str) -> bool {
     const GLOB: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
-    if schema.contains('.') {
+    if schema.contains('.') || schema == "*" {
         return true;
     }
     match pattern.split_once('.') {

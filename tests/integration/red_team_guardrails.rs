@@ -11,6 +11,11 @@
 //!   airlock logs in as;
 //! * `max_rows`, which MySQL sessions did not apply at all;
 //! * MySQL `SHOW CREATE TABLE` and `SHOW INDEX` of a denied table.
+//!
+//! And names sqlparser holds without visiting them as relations (audit of
+//! 7 December 2026): a foreign key to a denied column (which tells whether
+//! a value is there), Postgres VACUUM, GRANT on every table of a schema,
+//! column comments.
 
 use crate::common::mysql::MyEnv;
 use crate::common::raw::{encode_message, RawClient};
@@ -102,6 +107,76 @@ async fn pg_writes_hidden_in_copy_and_other_tables_are_refused() {
         "{rows} rows: {text}"
     );
     drop((c, reader, direct, raw));
+    env.stop().await;
+}
+
+const WIDE_RULES: &str = r#"
+[[policy]]
+id = "wide"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "dcl", "transaction", "session", "other"]
+deny_tables = ["public.payments"]
+deny_columns = ["public.customers.ssn"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(WIDE_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    let direct = env.direct().await;
+    direct
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text UNIQUE);
+             INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');
+             CREATE TABLE payments (id int PRIMARY KEY, amount int);",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "CREATE TABLE probe (v text REFERENCES customers(ssn))",
+        "CREATE TABLE probe (v text, FOREIGN KEY (v) REFERENCES \"customers\" (ssn))",
+        "VACUUM payments",
+        "vacuum analyze customers (name, ssn)",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC",
+        "GRANT SELECT (ssn) ON customers TO PUBLIC",
+        "COMMENT ON COLUMN customers.ssn IS 'x'",
+    ] {
+        let text = refused(&c, sql).await;
+        assert!(text.contains("42501"), "{sql}: {text}");
+    }
+    let probe: Option<String> = direct
+        .query_one("SELECT to_regclass('probe')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(probe, None, "a refused CREATE TABLE ran");
+    let granted: bool = direct
+        .query_one(
+            "SELECT has_column_privilege('public', 'customers', 'ssn', 'SELECT')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!granted, "a refused GRANT ran");
+    // What names no denied table or column runs.
+    // (One at a time: VACUUM cannot run in the implicit transaction of a
+    // multi-statement query.)
+    for sql in [
+        "VACUUM ANALYZE customers (name)",
+        "ANALYZE customers (id)",
+        "CREATE TABLE p2 (v int REFERENCES customers (id))",
+        "COMMENT ON COLUMN customers.name IS 'the name'",
+    ] {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    drop((c, direct));
     env.stop().await;
 }
 
