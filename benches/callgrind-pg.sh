@@ -119,9 +119,9 @@ for mode in "${MODES[@]}"; do
   printf 'pgbench -b %s -M %-8s %6d instructions per transaction in airlock\n' \
     "$SCRIPT" "$mode" $(( (TOTAL - ${SCRAM:-0}) / N ))
   if [ -n "${CALLGRIND_CACHE:-}" ]; then
-    # Columns: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
-    read -r _ _ _ _ D1R D1W _ DLR DLW < <(callgrind_annotate "$OUT" 2>/dev/null \
-      | grep -m1 TOTALS | tr -d , | awk '{print $1,$2,$3,$4,$5,$6,$7,$8,$9}')
+    # The output file's own totals, in the order of its `events:` line
+    # (Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw).
+    read -r _ _ _ _ D1R D1W _ DLR DLW < <(grep -m1 '^totals:' "$OUT" | cut -d' ' -f2-)
     printf '    D1 misses %d read + %d write, LL misses %d read + %d write per transaction\n' \
       $(( D1R / N )) $(( D1W / N )) $(( DLR / N )) $(( DLW / N ))
   fi

@@ -604,6 +604,9 @@ pub fn decide(
     if let Some(d) = whole_schema_denied(policy, facts) {
         return d;
     }
+    if let Some(d) = schema_listing_denied(policy, facts) {
+        return d;
+    }
     // 8. Columns.
     if !policy.deny_columns.is_empty() {
         if let Some(d) = columns_denied(policy, facts) {
@@ -688,6 +691,44 @@ fn whole_schema_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
                 format!(
                     "{what} columns denied by policy {} ({}){tail}",
                     policy.id, rule.pattern
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// A listing of a schema's tables (`SHOW TABLES FROM s`) shows names and
+/// metadata of every table in it, not rows: it is denied when the rules
+/// deny every table of `s` (`mysql.*`, `*`), or list `allow_tables` of
+/// which none may be in `s`.
+fn schema_listing_denied(policy: &Policy, facts: &Facts) -> Option<Decision> {
+    for s in &facts.listed_schemas {
+        // A table name no one has: matched only by a pattern that matches
+        // every table of the schema.
+        let any_table = format!("{s}.\u{1}");
+        if policy.deny_tables.is_match(&any_table) {
+            return Some(deny(
+                policy,
+                "deny-tables",
+                format!(
+                    "{} lists schema {s}, whose tables policy {} denies",
+                    facts.kind, policy.id
+                ),
+            ));
+        }
+        if policy.allow_tables.is_some()
+            && !policy
+                .allow_table_patterns
+                .iter()
+                .any(|p| may_cover_schema(p, s))
+        {
+            return Some(deny(
+                policy,
+                "allow-tables",
+                format!(
+                    "{} lists schema {s}, none of whose tables policy {} allows",
+                    facts.kind, policy.id
                 ),
             ));
         }

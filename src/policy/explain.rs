@@ -64,6 +64,10 @@ pub fn explain(
             let names: Vec<&str> = f.renamed_schemas.iter().map(String::as_str).collect();
             let _ = writeln!(out, "  renames schemas: {}", names.join(", "));
         }
+        if !f.listed_schemas.is_empty() {
+            let names: Vec<&str> = f.listed_schemas.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "  lists schemas: {}", names.join(", "));
+        }
         if !f.granted_schemas.is_empty() {
             let names: Vec<&str> = f.granted_schemas.iter().map(String::as_str).collect();
             let _ = writeln!(out, "  every table of schemas: {}", names.join(", "));

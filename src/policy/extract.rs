@@ -1120,6 +1120,21 @@ impl Visitor for Extractor<'_> {
                     sqlparser::ast::ShowCreateObject::Table | sqlparser::ast::ShowCreateObject::View,
                 obj_name,
             } => self.add_read_parts(parts(obj_name)),
+            // MySQL `SHOW [FULL] TABLES FROM db` (also Snowflake's SHOW
+            // VIEWS and OBJECTS, which MySQL does not take): sqlparser
+            // visits `db` as a table; it is a schema, listed.
+            Statement::ShowTables { show_options, .. }
+            | Statement::ShowViews { show_options, .. }
+            | Statement::ShowObjects(sqlparser::ast::ShowObjects { show_options, .. }) => {
+                if let Some(n) = show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|i| i.parent_name.as_ref())
+                {
+                    self.skip.insert(n as *const ObjectName);
+                    self.facts.listed_schemas.extend(parts(n).pop());
+                }
+            }
             // `SHOW [FULL] PROCESSLIST` is information_schema.processlist.
             Statement::ShowProcessList { .. } => self.facts.violations.push((
                 ids::OTHER_SESSIONS,
@@ -1170,6 +1185,18 @@ impl Visitor for Extractor<'_> {
                         "SHOW GRANTS shows the password hash of the account airlock logs in as"
                             .to_string(),
                     ));
+                }
+                // `SHOW TABLE STATUS|TRIGGERS|OPEN TABLES|EVENTS FROM db`.
+                let listing = match words.as_slice() {
+                    [a, b, rest @ ..] if a == "table" && b == "status" => Some(rest),
+                    [a, b, rest @ ..] if a == "open" && b == "tables" => Some(rest),
+                    [a, rest @ ..] if a == "triggers" || a == "events" => Some(rest),
+                    _ => None,
+                };
+                if let Some([from, db, ..]) = listing {
+                    if from == "from" || from == "in" {
+                        self.facts.listed_schemas.insert(db.clone());
+                    }
                 }
                 if let [kind, from, rest @ ..] = words.as_slice() {
                     if matches!(kind.as_str(), "index" | "indexes" | "keys")

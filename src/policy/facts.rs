@@ -159,6 +159,9 @@ pub struct Facts {
     /// TABLES IN SCHEMA s`, MySQL `ON s.*`; `*` for `*.*`): judged as
     /// [`Self::renamed_schemas`] are.
     pub granted_schemas: BTreeSet<String>,
+    /// Schemas whose tables a MySQL `SHOW TABLES|TABLE STATUS|TRIGGERS|
+    /// OPEN TABLES|EVENTS FROM s` lists: names and metadata, no rows.
+    pub listed_schemas: BTreeSet<String>,
     /// SELECT ... FOR UPDATE / FOR SHARE.
     pub row_locks: bool,
     pub explain: bool,

@@ -158,6 +158,9 @@ pub struct Policy {
     pub deny_tables: GlobSet,
     /// `deny_tables` as written (lower-case), for [`may_cover_schema`].
     pub deny_table_patterns: Vec<String>,
+    /// `allow_tables` as written (lower-case; empty without it), for
+    /// [`may_cover_schema`].
+    pub allow_table_patterns: Vec<String>,
     /// Table-name parts of `deny_tables`, for relations whose schema is unknown.
     pub deny_table_names: GlobSet,
     pub deny_columns: Vec<ColumnRule>,
@@ -535,6 +538,7 @@ fn compile_policy(ctx: &Ctx<'_>, i: usize, p: Spanned<RawPolicy>) -> Result<Poli
         allow_tables,
         deny_tables,
         deny_table_patterns: lowered(deny_tables_list),
+        allow_table_patterns: p.allow_tables.as_deref().map(lowered).unwrap_or_default(),
         deny_table_names,
         deny_columns,
         deny_column_set,
