@@ -7,8 +7,8 @@
 # PGBENCH_ARGS default to `-b tpcb-like -M extended -c 1`. It starts a
 # throwaway PostgreSQL (scale-10 pgbench tables, SCRAM login) in a temp
 # dir and both binaries with the e2e bench's policy, pins everything to
-# CPU 0 (as the e2e bench does), and runs interleaved rounds (A B A B ...;
-# AB_ROUNDS, default 5, of AB_SECONDS, default 10). Per round it prints
+# CPU 0 (as the e2e bench does), and runs interleaved rounds (A B, B A,
+# A B ...; AB_ROUNDS, default 6, of AB_SECONDS, default 10). Per round it prints
 # each binary's transactions per second and CPU per transaction (the
 # scheduler's run time of all its threads, /proc/PID/task/*/schedstat),
 # then the medians and the median of the per-round B/A ratios.
@@ -22,7 +22,7 @@ BIN_B=$(realpath "$2")
 shift 2
 ARGS=("$@")
 [ ${#ARGS[@]} -gt 0 ] || ARGS=(-b tpcb-like -M extended -c 1)
-ROUNDS=${AB_ROUNDS:-5}
+ROUNDS=${AB_ROUNDS:-6}
 SECONDS_PER=${AB_SECONDS:-10}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
@@ -111,8 +111,15 @@ echo "B: $BIN_B"
 printf '%5s %10s %10s %12s %12s\n' round "tps A" "tps B" "CPU µs/tx A" "CPU µs/tx B"
 RES=()
 for r in $(seq "$ROUNDS"); do
-  read -r ta ca < <(run A)
-  read -r tb cb < <(run B)
+  # The order alternates: the second run of a round tended to be the
+  # faster one, whichever binary it was.
+  if [ $((r % 2)) = 1 ]; then
+    read -r ta ca < <(run A)
+    read -r tb cb < <(run B)
+  else
+    read -r tb cb < <(run B)
+    read -r ta ca < <(run A)
+  fi
   printf '%5d %10.0f %10.0f %12d %12d\n' "$r" "$ta" "$tb" "$ca" "$cb"
   RES+=("$ta $tb $ca $cb")
 done

@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo bench --bench e2e` (add `-- --quick` for a short run:
 //! 3 s per cell, one round; `-- --only=pg` or `-- --only=mysql` runs one
-//! half). Two parts, each with its own throwaway server from the test kit:
+//! half; `--seconds=N` and `--rounds=N` set the cells' length and count;
+//! `AIRLOCK_BENCH_BIN=PATH` runs another airlock binary). Two parts, each with its own throwaway server from the test kit:
 //!
 //! * [`pg`]: pgbench through airlock vs direct vs a null proxy
 //!   ([`forwarder`]) vs PgBouncer (session pooling, when installed) vs
@@ -80,6 +81,21 @@ fn main() {
         }
     }
     let (duration, rounds) = if quick { (3, 1) } else { (10, 3) };
+    // `--seconds=N` and `--rounds=N` override either.
+    let number = |key: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(key))
+            .map(|v| match v.parse::<u32>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    eprintln!("e2e bench: {key} takes a positive number, not `{v}`");
+                    std::process::exit(2);
+                }
+            })
+    };
+    let duration = number("--seconds=").unwrap_or(duration);
+    let rounds = number("--rounds=").map_or(rounds, |r| r as usize);
+    println!("airlock binary: {}", airlock_bin().display());
     let opts = Opts {
         duration,
         rounds,
@@ -175,14 +191,34 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first: airlock shuts down as it would in production (and
+        // a build instrumented for profile-guided optimisation writes its
+        // profile then; see benches/pgo-build.sh). Killed if it has not
+        // ended within 5 s.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
+/// The airlock binary the bench runs: this build's, or the one
+/// `AIRLOCK_BENCH_BIN` names (a profile-guided build, another commit's).
+fn airlock_bin() -> PathBuf {
+    std::env::var_os("AIRLOCK_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airlock")))
+}
+
 /// Starts the airlock binary, pinned, with the config at `config`.
 fn spawn_airlock(config: &Path) -> anyhow::Result<Proc> {
-    let child = pinned(env!("CARGO_BIN_EXE_airlock"))
+    let child = pinned(airlock_bin())
         .args(["serve", "--config"])
         .arg(config)
         .env("AIRLOCK_LOG", "warn")
