@@ -195,7 +195,10 @@ impl Drop for Proc {
         // a build instrumented for profile-guided optimisation writes its
         // profile then; see benches/pgo-build.sh). Killed if it has not
         // ended within 5 s.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
+            .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
