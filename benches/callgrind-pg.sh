@@ -41,48 +41,16 @@ for tool in valgrind callgrind_control callgrind_annotate "$PGBIN/pgbench"; do
 done
 
 WORK=$(mktemp -d)
-chmod 755 "$WORK"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PG_PORT=$(free_port)
-AL_PORT=$(free_port)
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-mkdir "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$WORK/pg" "$WORK"
+. benches/pg-bench-setup.sh
 cleanup() {
   [ -n "${VP:-}" ] && kill "$VP" 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl -D $WORK/pg -m immediate stop" >/dev/null 2>&1 || true
+  pg_bench_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-echo superpw > "$WORK/pw"
-chmod 644 "$WORK/pw"
-as_pg "$PGBIN/initdb -D $WORK/pg -A scram-sha-256 --pwfile=$WORK/pw -U postgres" >/dev/null
-as_pg "taskset -c 0 $PGBIN/pg_ctl -D $WORK/pg -l $WORK/pg/log -w -o '-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1' start" >/dev/null
-export PGPASSWORD=superpw
-"$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres \
-  -c "CREATE USER bench PASSWORD 'bench-pw-0123456789'" -c "CREATE DATABASE bench OWNER bench"
-unset PGPASSWORD
-"$PGBIN/pgbench" -i -q -s 10 "postgresql://bench:bench-pw-0123456789@127.0.0.1:$PG_PORT/bench" >/dev/null 2>&1
-
-printf '%s' bench-pw-0123456789 > "$WORK/upstream.pw"
-sed -n '/^const RULES: &str = r#"/,/^"#;/p' benches/e2e/pg.rs | sed '1d;$d' > "$WORK/rules.toml"
-VERIFIER=$(echo agent-pw | "$BIN" passwd --stdin)
-cat > "$WORK/airlock.toml" <<EOF
-[listen]
-postgres = "127.0.0.1:$AL_PORT"
-[policy]
-rules = "rules.toml"
-[targets.bench]
-host = "127.0.0.1"
-port = $PG_PORT
-database = "bench"
-user = "bench"
-password_file = "upstream.pw"
-[identities.agent]
-secret = "$VERIFIER"
-targets = ["bench"]
-EOF
+pg_bench_setup "$BIN"
+AL_PORT=$(free_port)
+airlock_config "$AL_PORT" > "$WORK/airlock.toml"
 if [ -n "${CALLGRIND_AUDIT:-}" ]; then
   printf '[audit]\npath = "audit.db"\n' >> "$WORK/airlock.toml"
 fi

@@ -64,9 +64,7 @@ fn extract_with(
             if m.analyze {
                 x.add_read_parts(parts(&t.name));
             }
-            for c in &t.columns {
-                x.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
-            }
+            x.named_columns(&t.columns);
         }
     }
     let (mut class, kind) = classify::classify(stmt);
@@ -370,9 +368,15 @@ impl Extractor<'_> {
                 }
                 _ => Vec::new(),
             };
-            for id in named {
-                self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
-            }
+            self.named_columns(named);
+        }
+    }
+
+    /// Columns a statement names by bare identifier (a COPY's or a GRANT's
+    /// column list, INCLUDE, ALTER TABLE ... COLUMN, VACUUM's), as targets.
+    fn named_columns<'i>(&mut self, ids: impl IntoIterator<Item = &'i Ident>) {
+        for id in ids {
+            self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
         }
     }
 
@@ -388,9 +392,7 @@ impl Extractor<'_> {
             C::Exclude(x) => &x.include,
             _ => return,
         };
-        for id in include {
-            self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
-        }
+        self.named_columns(include);
     }
 
     /// A column definition's `REFERENCES t (c)`.
@@ -439,9 +441,7 @@ impl Extractor<'_> {
                 | A::Update { columns: Some(c) }
                 | A::References { columns: Some(c) } = a
                 {
-                    for id in c {
-                        self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
-                    }
+                    self.named_columns(c);
                 }
             }
         }
@@ -953,9 +953,7 @@ impl Visitor for Extractor<'_> {
                 if columns.is_empty() {
                     self.facts.whole_row = true;
                 }
-                for c in columns {
-                    self.column(&Expr::Identifier(c.clone()), ColumnLocation::Target);
-                }
+                self.named_columns(columns);
                 if *to {
                     self.add_read_parts(parts(table_name));
                 } else {
@@ -1031,9 +1029,7 @@ impl Visitor for Extractor<'_> {
             Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
             Statement::CreateIndex(ci) => {
                 self.add_write_parts(parts(&ci.table_name));
-                for id in &ci.include {
-                    self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
-                }
+                self.named_columns(&ci.include);
             }
             Statement::AlterTable(at) => {
                 self.add_write_parts(parts(&at.name));
