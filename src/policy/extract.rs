@@ -1072,6 +1072,26 @@ impl Visitor for Extractor<'_> {
                     self.add_write_parts(parts(t));
                 }
             }
+            // `OWNED BY t.c` ties the sequence to a column: dropping the
+            // table or column drops the sequence. (`OWNED BY NONE` has one
+            // part and names nothing.)
+            Statement::CreateSequence {
+                owned_by: Some(owner),
+                ..
+            } => {
+                let mut p = parts(owner);
+                if p.len() >= 2 {
+                    if let Some(column) = p.pop() {
+                        self.add_write_parts(p.clone());
+                        let qualifier = p.pop();
+                        self.facts.columns.insert(ColumnRef {
+                            qualifier,
+                            name: column,
+                            location: ColumnLocation::Target,
+                        });
+                    }
+                }
+            }
             // Not visited as relations by sqlparser. Renaming moves the
             // data out from under rules that name the table or its
             // columns: it counts as a whole-row use of the table, so a

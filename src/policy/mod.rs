@@ -299,6 +299,7 @@ mod maintenance_forms;
 pub mod memo;
 pub mod ownership;
 pub mod parse;
+mod plain_scan;
 pub mod rule_files;
 pub mod rules;
 pub mod shape;

@@ -15,7 +15,9 @@
 //! And names sqlparser holds without visiting them as relations (audit of
 //! 7 December 2026): a foreign key to a denied column (which tells whether
 //! a value is there), Postgres VACUUM, GRANT on every table of a schema,
-//! column comments.
+//! column comments, sequences owned by a column; and on MariaDB, the
+//! same through foreign keys, `CREATE TABLE ... LIKE`, `DROP INDEX ...
+//! ON`, `FLUSH TABLES`, GRANTs and `SHOW TABLES FROM`.
 
 use crate::common::mysql::MyEnv;
 use crate::common::raw::{encode_message, RawClient};
@@ -144,6 +146,7 @@ async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
         "GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC",
         "GRANT SELECT (ssn) ON customers TO PUBLIC",
         "COMMENT ON COLUMN customers.ssn IS 'x'",
+        "CREATE SEQUENCE s OWNED BY customers.ssn",
     ] {
         let text = refused(&c, sql).await;
         assert!(text.contains("42501"), "{sql}: {text}");
@@ -171,6 +174,7 @@ async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
         "ANALYZE customers (id)",
         "CREATE TABLE p2 (v int REFERENCES customers (id))",
         "COMMENT ON COLUMN customers.name IS 'the name'",
+        "CREATE SEQUENCE s2 OWNED BY customers.id",
     ] {
         c.batch_execute(sql)
             .await
@@ -239,6 +243,89 @@ async fn mysql_password_changes_and_writes_filtered_by_another_table_are_refused
     let mut c = env.agent().await;
     let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
+    drop(c);
+    env.stop().await;
+}
+
+const MY_WIDE_RULES: &str = r#"
+[[policy]]
+id = "mywide"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "ddl", "dcl", "session", "transaction", "other"]
+deny_tables = ["app.payments", "mysql.*"]
+allow_tables = ["app.*"]
+deny_columns = ["app.users.password"]
+"#;
+
+/// The MySQL side of the 7 December audit: names in foreign keys,
+/// `CREATE TABLE ... LIKE`, `DROP INDEX ... ON`, `FLUSH TABLES`,
+/// schema-wide and column GRANTs and schema listings reach the rules, on
+/// a real MariaDB that would have run them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_tables_and_columns_in_keys_grants_and_listings_are_judged() {
+    use mysql_async::prelude::*;
+    let mut env = MyEnv::start(Some(MY_WIDE_RULES)).await;
+    env.admin(
+        "CREATE TABLE users (id int PRIMARY KEY, password varchar(20) UNIQUE) ENGINE=InnoDB;
+         INSERT INTO users VALUES (1, 'hunter2');
+         CREATE TABLE payments (id int PRIMARY KEY, amount int) ENGINE=InnoDB;
+         CREATE TABLE orders (id int PRIMARY KEY, total int) ENGINE=InnoDB;",
+    );
+    let mut c = env.agent().await;
+    for sql in [
+        // A foreign key to a denied column tells whether a value is there.
+        "CREATE TABLE probe (v varchar(20), FOREIGN KEY (v) REFERENCES users(password)) ENGINE=InnoDB",
+        "CREATE TABLE probe (v varchar(20) REFERENCES `users` (`password`)) ENGINE=InnoDB",
+        "CREATE TABLE probe (v int, FOREIGN KEY (v) REFERENCES payments(id)) ENGINE=InnoDB",
+        // Copies of, and changes to, a denied table.
+        "CREATE TABLE c2 LIKE payments",
+        "CREATE TABLE c2 (LIKE payments)",
+        "DROP INDEX `PRIMARY` ON payments",
+        "FLUSH TABLES orders, payments FOR EXPORT",
+        // Grants that cover a denied table or column.
+        "GRANT SELECT ON app.* TO 'x'@'%'",
+        "GRANT SELECT ON *.* TO 'x'@'%'",
+        "GRANT SELECT (password) ON users TO 'x'@'%'",
+        // Listings of a schema whose tables are all denied.
+        "SHOW TABLES FROM mysql",
+        "SHOW TABLE STATUS FROM mysql",
+        "SHOW FULL TABLES IN mysql",
+    ] {
+        let e = c.query_drop(sql).await.expect_err(sql);
+        let text = format!("{e:?}");
+        assert!(text.contains("airlock"), "{sql}: {text}");
+        assert!(text.contains("mywide"), "{sql}: {text}");
+    }
+    // Nothing refused ran.
+    let made = env.admin(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_schema = 'app' AND table_name IN ('probe', 'c2')",
+    );
+    assert_eq!(
+        made.lines().last().map(str::trim),
+        Some("0"),
+        "a refused CREATE TABLE ran: {made}"
+    );
+    let keys = env.admin(
+        "SELECT COUNT(*) FROM information_schema.statistics \
+         WHERE table_schema = 'app' AND table_name = 'payments' AND index_name = 'PRIMARY'",
+    );
+    assert_eq!(
+        keys.lines().last().map(str::trim),
+        Some("1"),
+        "a refused DROP INDEX ran: {keys}"
+    );
+    // What names no denied table or column runs.
+    for sql in [
+        "CREATE TABLE p2 (v int, FOREIGN KEY (v) REFERENCES users(id)) ENGINE=InnoDB",
+        "CREATE TABLE c3 LIKE orders",
+        "SHOW TABLES FROM app",
+        "SHOW TABLE STATUS FROM app",
+    ] {
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
     drop(c);
     env.stop().await;
 }
