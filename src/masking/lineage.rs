@@ -527,14 +527,15 @@ impl<'a> Analyzer<'a> {
             // table of that name.
             let later_before = self.later_ctes.len();
             if with.recursive {
+                let dialect = self.dialect;
                 self.later_ctes.extend(
                     with.cte_tables
                         .iter()
-                        .map(|c| c.alias.name.value.to_lowercase()),
+                        .map(|c| extract::cte_key(dialect, &c.alias.name)),
                 );
             }
             for cte in &with.cte_tables {
-                let name = cte.alias.name.value.to_lowercase();
+                let name = extract::cte_key(self.dialect, &cte.alias.name);
                 if with.recursive {
                     if let Some(at) = self.later_ctes[later_before..]
                         .iter()
@@ -673,7 +674,11 @@ impl<'a> Analyzer<'a> {
                 if self.dialect == Dialect::Postgres && parts == ["only"] {
                     return stop(UNANALYZABLE, "TABLE ONLY is not supported with masking");
                 }
-                Ok(self.named(&parts)?.0)
+                let key = match (&t.schema_name, &t.table_name) {
+                    (None, Some(n)) => extract::table_statement_cte_key(self.dialect, n),
+                    _ => None,
+                };
+                Ok(self.named(&parts, key.as_deref())?.0)
             }
         }
     }
@@ -859,7 +864,11 @@ impl<'a> Analyzer<'a> {
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     (n.unwrap_or_default(), None, Vec::new(), out)
                 } else {
-                    let (out, schema, tables) = self.named(&parts)?;
+                    let key = match &name.0[..] {
+                        [one] => one.as_ident().map(|id| extract::cte_key(self.dialect, id)),
+                        _ => None,
+                    };
+                    let (out, schema, tables) = self.named(&parts, key.as_deref())?;
                     let out = out.rename(alias_names(alias).iter().map(String::as_str));
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     let schema = if alias.is_some() { None } else { schema };
@@ -977,18 +986,21 @@ impl<'a> Analyzer<'a> {
         })
     }
 
-    /// What a name in FROM (or `TABLE name`) reads: the CTE of that name
-    /// in scope, else the relation ([`Self::relation`]).
+    /// What a name in FROM (or `TABLE name`) reads: the CTE in scope
+    /// whose key ([`extract::cte_key`]) is `cte`, else the relation
+    /// ([`Self::relation`]). `cte` is `None` for a name that cannot be a
+    /// CTE's.
     #[allow(clippy::type_complexity)]
     fn named(
         &mut self,
         parts: &[String],
+        cte: Option<&str>,
     ) -> Result<(Out, Option<String>, Vec<(String, String)>), Stop> {
-        if let [one] = parts {
-            if let Some(c) = self.ctes.iter().rev().find(|c| &c.0 == one) {
+        if let Some(one) = cte {
+            if let Some(c) = self.ctes.iter().rev().find(|c| c.0 == one) {
                 return Ok((c.1.clone(), None, Vec::new()));
             }
-            if self.later_ctes.contains(one) {
+            if self.later_ctes.iter().any(|l| l == one) {
                 return stop(
                     UNANALYZABLE,
                     format!(

@@ -67,6 +67,22 @@ const PG_DANGEROUS: &[&str] = &[
     "heap_page_items",
     "heap_page_item_attrs",
     "tuple_data_split",
+    // ... and so do its index, free-space and page-header functions
+    // (red-team finding: `bt_page_items('customers_ssn_idx', 1)` showed
+    // the denied column's values from its index), and pg_walinspect's
+    // (Postgres 16), which show block images from the WAL.
+    "bt_*",
+    "brin_*",
+    "gin_*",
+    "gist_*",
+    "hash_page_*",
+    "hash_bitmap_info",
+    "hash_metapage_info",
+    "fsm_page_contents",
+    "page_header",
+    "page_checksum",
+    "heap_tuple_infomask_flags",
+    "pg_get_wal_*",
     "pg_read_file",
     "pg_read_binary_file",
     "pg_ls_*",

@@ -457,6 +457,13 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             ids::ADMIN,
             "loading extensions or libraries is not allowed".to_string(),
         )),
+        // A foreign server reaches another database or server files
+        // (postgres_fdw, file_fdw) out of airlock's sight.
+        Statement::CreateServer(_) => facts.violations.push((
+            ids::ADMIN,
+            "foreign servers reach data out of airlock's sight; an administrator creates them"
+                .to_string(),
+        )),
         Statement::LoadData { .. } => facts
             .violations
             .push((ids::FILE_ACCESS, "LOAD DATA reads files".to_string())),

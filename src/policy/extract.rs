@@ -13,9 +13,10 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     AssignmentTarget, CopySource, Expr, FromTable, FunctionArgExpr, FunctionArguments,
-    GrantObjects, Ident, JoinConstraint, JoinOperator, MergeAction, ObjectName, ObjectType,
-    OrderBy, Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableObject,
-    TableWithJoins, UpdateTableFromKind, Visit, Visitor,
+    GrantObjects, Ident, JoinConstraint, JoinOperator, MergeAction, MergeUpdateKind, ObjectName,
+    ObjectType, OnConflict, OnConflictAction, OnInsert, OrderBy, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind, Visit,
+    Visitor,
 };
 
 use super::builtin::ids;
@@ -134,6 +135,31 @@ fn parts(name: &ObjectName) -> Vec<String> {
         .collect()
 }
 
+/// How the server names a CTE or a one-part table reference, for telling
+/// whether one shadows the other. Postgres folds an unquoted name to lower
+/// case (ASCII only, in UTF-8 databases) and keeps a quoted one as it is:
+/// `WITH "Payments" AS (...) SELECT * FROM payments` reads the table
+/// (red-team finding: every name was lower-cased, so that CTE hid the
+/// table from the rules and from masking). MariaDB matches CTE names
+/// without regard to case.
+pub fn cte_key(dialect: Dialect, id: &Ident) -> String {
+    match dialect {
+        Dialect::Postgres if id.quote_style.is_some() => id.value.clone(),
+        Dialect::Postgres => id.value.to_ascii_lowercase(),
+        Dialect::MySql => id.value.to_lowercase(),
+    }
+}
+
+/// [`cte_key`] for the name of a `TABLE x` statement, which sqlparser
+/// keeps without its quotes: `None` (a table, not a CTE) when quoted and
+/// unquoted would name different CTEs in Postgres.
+pub fn table_statement_cte_key(dialect: Dialect, name: &str) -> Option<String> {
+    match dialect {
+        Dialect::Postgres => (*name == name.to_ascii_lowercase()).then(|| name.to_owned()),
+        Dialect::MySql => Some(name.to_lowercase()),
+    }
+}
+
 /// A function reference from its (possibly qualified) name.
 pub fn function_ref(name: &ObjectName) -> FunctionRef {
     let mut p = parts(name);
@@ -188,20 +214,33 @@ pub fn resolve(dialect: Dialect, ctx: &SessionContext, p: &[String]) -> Relation
 }
 
 impl Extractor<'_> {
-    fn is_cte(&self, name: &str) -> bool {
+    fn cte_key(&self, id: &Ident) -> String {
+        cte_key(self.dialect, id)
+    }
+
+    /// Whether a CTE in scope is named `key` (see [`cte_key`]).
+    fn is_cte(&self, key: &str) -> bool {
         self.frames.iter().any(|f| {
             f.names[..f.visible.min(f.names.len())]
                 .iter()
-                .any(|n| n == name)
+                .any(|n| n == key)
         })
     }
 
+    /// The table `name` refers to, or `None` when it is a CTE in scope.
+    /// The table an INSERT, UPDATE, DELETE or MERGE writes is a table
+    /// even when a CTE has its name (red-team finding: `WITH payments AS
+    /// (SELECT 1) DELETE FROM payments` deleted from the denied table).
     fn relation(&self, name: &ObjectName) -> Option<Relation> {
-        let p = parts(name);
-        if p.len() == 1 && self.is_cte(&p[0]) {
-            return None;
+        if let [part] = &name.0[..] {
+            if let Some(id) = part.as_ident() {
+                let written = self.targets.contains(&(name as *const ObjectName));
+                if !written && self.is_cte(&self.cte_key(id)) {
+                    return None;
+                }
+            }
         }
-        Some(resolve(self.dialect, self.ctx, &p))
+        Some(resolve(self.dialect, self.ctx, &parts(name)))
     }
 
     fn add_write(&mut self, name: &ObjectName) {
@@ -211,18 +250,16 @@ impl Extractor<'_> {
         }
     }
 
+    /// A table a statement writes or defines by a name that is never a
+    /// CTE's (DDL, COPY, `SELECT ... INTO`, MySQL's multi-table DELETE).
     fn add_write_parts(&mut self, p: Vec<String>) {
-        if p.len() == 1 && self.is_cte(&p[0]) {
-            return;
-        }
         let r = resolve(self.dialect, self.ctx, &p);
         self.facts.writes.insert(r);
     }
 
+    /// A table a statement reads by a name that is never a CTE's (a
+    /// foreign key's, `CREATE TABLE ... LIKE`'s, SHOW's, ANALYZE's).
     fn add_read_parts(&mut self, p: Vec<String>) {
-        if p.len() == 1 && self.is_cte(&p[0]) {
-            return;
-        }
         let r = resolve(self.dialect, self.ctx, &p);
         self.facts.reads.insert(r);
     }
@@ -252,6 +289,41 @@ impl Extractor<'_> {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// The columns `SET a = ..., (b, c) = ...` writes.
+    fn assigned_columns(&mut self, assignments: &[sqlparser::ast::Assignment]) {
+        for a in assignments {
+            let names: Vec<&ObjectName> = match &a.target {
+                AssignmentTarget::ColumnName(n) => vec![n],
+                AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            for n in names {
+                let p: Vec<Ident> = n.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+                let e = match &p[..] {
+                    [one] => Expr::Identifier(one.clone()),
+                    _ => Expr::CompoundIdentifier(p),
+                };
+                self.column(&e, ColumnLocation::Target);
+            }
+        }
+    }
+
+    /// What an INSERT (or a MERGE's INSERT) writes besides its table: the
+    /// columns it lists, or, with none listed, every column of `table`
+    /// (red-team finding: `INSERT INTO users VALUES (1, 'a', 'pw')` wrote
+    /// the denied column unseen).
+    fn inserted_columns(&mut self, table: Option<&ObjectName>, columns: &[ObjectName]) {
+        if columns.is_empty() {
+            if let Some(last) = table.and_then(|t| parts(t).pop()) {
+                self.whole_row_of(last, ColumnLocation::Target);
+            }
+        }
+        for c in columns {
+            if let Some(id) = c.0.last().and_then(|p| p.as_ident()) {
+                self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+            }
         }
     }
 
@@ -327,12 +399,17 @@ impl Extractor<'_> {
                     ));
                 }
                 if let Some(name) = &t.table_name {
-                    let mut p = Vec::new();
-                    if let Some(s) = &t.schema_name {
-                        p.push(s.to_lowercase());
+                    let cte = t.schema_name.is_none()
+                        && table_statement_cte_key(self.dialect, name)
+                            .is_some_and(|k| self.is_cte(&k));
+                    if !cte {
+                        let mut p = Vec::new();
+                        if let Some(s) = &t.schema_name {
+                            p.push(s.to_lowercase());
+                        }
+                        p.push(name.to_lowercase());
+                        self.add_read_parts(p);
                     }
-                    p.push(name.to_lowercase());
-                    self.add_read_parts(p);
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -606,7 +683,7 @@ impl Visitor for Extractor<'_> {
                 names: with
                     .cte_tables
                     .iter()
-                    .map(|c| norm(&c.alias.name))
+                    .map(|c| self.cte_key(&c.alias.name))
                     .collect(),
                 visible: 0,
                 query: ptr,
@@ -807,10 +884,37 @@ impl Visitor for Extractor<'_> {
                 if let TableObject::TableFunction(f) = &ins.table {
                     self.facts.functions.insert(function_ref(&f.name));
                 }
-                for c in &ins.columns {
-                    if let Some(id) = c.0.last().and_then(|p| p.as_ident()) {
-                        self.column(&Expr::Identifier(id.clone()), ColumnLocation::Target);
+                let table = match &ins.table {
+                    TableObject::TableName(name) => Some(name),
+                    _ => None,
+                };
+                // `INSERT INTO t AS a` (Postgres) and MySQL's `VALUES (...)
+                // AS new`: both name the target's row, in ON CONFLICT, ON
+                // DUPLICATE KEY UPDATE and RETURNING (red-team finding:
+                // `a.ssn` was taken for another table's column).
+                if let Some(r) = table.and_then(|t| self.relation(t)) {
+                    if let Some(a) = &ins.table_alias {
+                        self.facts.aliases.push((norm(&a.alias), r.clone()));
                     }
+                    if let Some(a) = &ins.insert_alias {
+                        self.facts.aliases.push((parts(&a.row_alias).join("."), r));
+                    }
+                }
+                // MySQL's `INSERT ... SET a = ...` lists its columns as
+                // assignments.
+                if ins.assignments.is_empty() {
+                    self.inserted_columns(table, &ins.columns);
+                } else {
+                    self.assigned_columns(&ins.assignments);
+                }
+                // The upsert's update writes columns too.
+                match &ins.on {
+                    Some(OnInsert::DuplicateKeyUpdate(a)) => self.assigned_columns(a),
+                    Some(OnInsert::OnConflict(OnConflict {
+                        action: OnConflictAction::DoUpdate(u),
+                        ..
+                    })) => self.assigned_columns(&u.assignments),
+                    _ => {}
                 }
                 if let Some(r) = &ins.returning {
                     self.select_items(r, ColumnLocation::Other);
@@ -828,22 +932,7 @@ impl Visitor for Extractor<'_> {
                         self.joins(twj);
                     }
                 }
-                for a in &u.assignments {
-                    let names: Vec<&ObjectName> = match &a.target {
-                        AssignmentTarget::ColumnName(n) => vec![n],
-                        AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                    };
-                    for n in names {
-                        let p: Vec<Ident> =
-                            n.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
-                        let e = if p.len() == 1 {
-                            Expr::Identifier(p[0].clone())
-                        } else {
-                            Expr::CompoundIdentifier(p)
-                        };
-                        self.column(&e, ColumnLocation::Target);
-                    }
-                }
+                self.assigned_columns(&u.assignments);
                 let mut read = Vec::new();
                 for j in &u.table.joins {
                     factor_names(&j.relation, &mut read);
@@ -917,8 +1006,23 @@ impl Visitor for Extractor<'_> {
                 }
             }
             Statement::Merge(m) => {
-                if let TableFactor::Table { name, .. } = &m.table {
+                let table = match &m.table {
+                    TableFactor::Table { name, .. } => Some(name),
+                    _ => None,
+                };
+                if let Some(name) = table {
                     self.add_write(name);
+                }
+                // The columns its WHEN clauses update and insert.
+                for c in &m.clauses {
+                    match &c.action {
+                        MergeAction::Update(u) => match &u.kind {
+                            MergeUpdateKind::Set(a) => self.assigned_columns(a),
+                            _ => self.inserted_columns(table, &[]),
+                        },
+                        MergeAction::Insert(i) => self.inserted_columns(table, &i.columns),
+                        _ => {}
+                    }
                 }
                 // A WHEN MATCHED that updates or deletes is bounded by the
                 // join condition or its own `AND ...`, as a WHERE is.

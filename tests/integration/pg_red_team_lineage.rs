@@ -111,6 +111,11 @@ async fn pg_name_resolution_and_lineage_tricks_cannot_unmask() {
         r#"SELECT x.email || '' FROM (SELECT 'safe' AS "EMAIL", email FROM customers) x"#,
         r#"SELECT "C".email || '' FROM (SELECT 'x' AS email) c, customers "C""#,
         r#"SELECT email || '' FROM customers AS c("EMAIL")"#,
+        // A quoted CTE name differs from the table's but for case: FROM
+        // customers reads the table (second red-team audit).
+        r#"WITH "Customers" AS (SELECT 'x' AS email, 'y' AS phone) SELECT email, phone FROM customers"#,
+        r#"WITH "CUSTOMERS" AS (SELECT 1) TABLE customers"#,
+        r#"WITH "Customers" AS (SELECT 'x' AS email) SELECT c.email || '' FROM customers c"#,
         // A WITH RECURSIVE entry reading a later one.
         "WITH RECURSIVE a AS (SELECT e FROM b), b AS (SELECT email AS e FROM customers) SELECT e || '' FROM a",
         // A recursive CTE that moves a value one column per round.

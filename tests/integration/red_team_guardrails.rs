@@ -184,6 +184,80 @@ async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
     env.stop().await;
 }
 
+/// Red-team findings of the second audit (7 December 2026): a quoted CTE
+/// name that differs from a table's only in case, a CTE named like the
+/// table a write changes, an INSERT's alias, and the columns upserts,
+/// MERGE and column-less INSERTs write. Each is refused and has not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_ctes_aliases_and_upserts_cannot_hide_a_table_or_column() {
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(WIDE_RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    let direct = env.direct().await;
+    direct
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
+             INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');
+             CREATE TABLE payments (id int PRIMARY KEY, amount int);
+             INSERT INTO payments VALUES (1, 999);",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "WITH \"Payments\" AS (SELECT 1) SELECT * FROM payments",
+        "WITH \"Customers\" AS (SELECT 1) SELECT id, ssn FROM customers",
+        "WITH payments AS (SELECT 1) DELETE FROM payments WHERE id = 1 RETURNING *",
+        "WITH customers AS (SELECT 1) UPDATE customers SET name = name WHERE id = 1 RETURNING ssn",
+        "INSERT INTO customers AS c (id, name) VALUES (1, 'x') \
+         ON CONFLICT (id) DO UPDATE SET name = 'y' RETURNING c",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET ssn = 'x'",
+        "MERGE INTO customers c USING (SELECT 1 AS id) s ON c.id = s.id \
+         WHEN MATCHED THEN UPDATE SET ssn = 'x'",
+        "INSERT INTO customers VALUES (9, 'z', '999')",
+    ] {
+        let text = refused(&c, sql).await;
+        assert!(text.contains("42501"), "{sql}: {text}");
+    }
+    let row = direct
+        .query_one("SELECT name, ssn FROM customers WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Alice", "a refused upsert ran");
+    assert_eq!(
+        row.get::<_, String>(1),
+        "123-45-6789",
+        "a refused write ran"
+    );
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM payments", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "a refused DELETE ran");
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "a refused INSERT ran");
+    // What names no denied table or column runs.
+    for sql in [
+        "INSERT INTO customers (id, name) VALUES (1, 'Al') ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+        "WITH \"Payments\" AS (SELECT 1 AS x) SELECT x FROM \"Payments\"",
+        "MERGE INTO customers c USING (SELECT 2 AS id) s ON c.id = s.id \
+         WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, 'Bob')",
+    ] {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    drop((c, direct));
+    env.stop().await;
+}
+
 const MY_RULES: &str = r#"
 [[policy]]
 id = "rw"
@@ -286,6 +360,10 @@ async fn mysql_tables_and_columns_in_keys_grants_and_listings_are_judged() {
         "GRANT SELECT ON app.* TO 'x'@'%'",
         "GRANT SELECT ON *.* TO 'x'@'%'",
         "GRANT SELECT (password) ON users TO 'x'@'%'",
+        // Writes to a denied column by upsert, REPLACE, SET or no list.
+        "REPLACE INTO users SET id = 1, password = 'attacker-known'",
+        "INSERT INTO users (id) VALUES (1) ON DUPLICATE KEY UPDATE password = 'x'",
+        "REPLACE INTO users VALUES (1, 'pw')",
         // Listings of a schema whose tables are all denied.
         "SHOW TABLES FROM mysql",
         "SHOW TABLE STATUS FROM mysql",
@@ -315,8 +393,15 @@ async fn mysql_tables_and_columns_in_keys_grants_and_listings_are_judged() {
         Some("1"),
         "a refused DROP INDEX ran: {keys}"
     );
+    let pw = env.admin("SELECT password FROM users WHERE id = 1");
+    assert_eq!(
+        pw.lines().last().map(str::trim),
+        Some("hunter2"),
+        "a refused write ran: {pw}"
+    );
     // What names no denied table or column runs.
     for sql in [
+        "INSERT INTO users (id) VALUES (1) ON DUPLICATE KEY UPDATE id = 1",
         "CREATE TABLE p2 (v int, FOREIGN KEY (v) REFERENCES users(id)) ENGINE=InnoDB",
         "CREATE TABLE c3 LIKE orders",
         "SHOW TABLES FROM app",
