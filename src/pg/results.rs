@@ -318,7 +318,14 @@ impl<P> Tracker<P> {
             b'T' => match q.front() {
                 Some(Expect::Simple { .. }) if !self.plans => {}
                 Some(Expect::Simple { plans }) => {
-                    let plan = plans.get(self.simple_index).cloned().flatten();
+                    // A result for a statement past those airlock judged:
+                    // the server split the query otherwise than airlock's
+                    // parser did, and nothing of it is relayed (red-team
+                    // finding: its rows went out unmasked).
+                    let Some(plan) = plans.get(self.simple_index) else {
+                        return Err(out_of_step());
+                    };
+                    let plan = plan.clone();
                     self.active = match plan {
                         Some(plan) => {
                             let (row_description, formats) = self.description(body);
@@ -924,6 +931,22 @@ mod tests {
         );
         assert!(failed_copy_as(vec![Expect::Sync, Expect::CopyData], by_copy_fail).is_err());
         assert!(failed_copy_as(sent(), cancel).is_err());
+    }
+
+    /// A RowDescription for a statement past those judged in a simple
+    /// Query (the server split the text otherwise than airlock did) ends
+    /// the session instead of passing rows unplanned, and so unmasked.
+    #[test]
+    fn a_result_past_the_judged_statements_ends_the_session() {
+        let q: Expectations<()> = Expectations::default();
+        let mut t: Tracker<()> = Tracker::default();
+        q.push(Expect::Simple {
+            plans: Arc::from(vec![None]),
+        });
+        let rd = b"\0\x01a\0\0\0\0\0\0\x01\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0";
+        assert!(t.on_message(&q, b'T', rd).is_ok());
+        assert!(t.on_message(&q, b'C', b"SELECT 1\0").is_ok());
+        assert!(t.on_message(&q, b'T', rd).is_err());
     }
 
     /// A simple Query's COPY FROM STDIN, and what the client sent during it.

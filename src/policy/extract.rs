@@ -903,7 +903,9 @@ impl Visitor for Extractor<'_> {
                 // MySQL's `INSERT ... SET a = ...` lists its columns as
                 // assignments.
                 if ins.assignments.is_empty() {
-                    self.inserted_columns(table, &ins.columns);
+                    // `DEFAULT VALUES` (no source) sets no column itself.
+                    let written = if ins.source.is_some() { table } else { None };
+                    self.inserted_columns(written, &ins.columns);
                 } else {
                     self.assigned_columns(&ins.assignments);
                 }

@@ -107,6 +107,9 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
     let tokens = Tokenizer::new(d, text)
         .tokenize_with_location()
         .map_err(|e| Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}")))?;
+    if dialect == Dialect::Postgres {
+        refuse_continued_strings(&tokens)?;
+    }
     let tokens = expand_tokens(dialect, tokens, 0)?;
     let mut out = Vec::new();
     for segment in tokens.split(|t| t.token == Token::SemiColon) {
@@ -119,6 +122,59 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
         out.push(parse_segment(dialect, d, segment, limits)?);
     }
     Ok(out)
+}
+
+/// Postgres reads string constants separated only by whitespace that holds
+/// a newline as one constant (`'a'` newline `'b'` is `'ab'`), and carries
+/// an `E'...'` constant's backslash escapes into the parts after it;
+/// sqlparser reads separate constants, the next one without escapes. The
+/// two then disagree on where that part ends (red-team finding: `E''`,
+/// a newline, then `'\''; SELECT ssn ... --'` ran a second statement
+/// that airlock took for a string, past every rule and every mask).
+/// Two string constants with nothing but whitespace or comments between
+/// them are refused: without a newline Postgres refuses them too.
+fn refuse_continued_strings(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
+    let mut after_string = false;
+    for t in tokens {
+        if matches!(t.token, Token::Whitespace(_)) {
+            continue;
+        }
+        let string = is_string_constant(&t.token);
+        if string && after_string {
+            return Err(Blocked::new(
+                ids::UNPARSEABLE,
+                "string constants continued across lines are not supported; write one constant",
+            ));
+        }
+        after_string = string;
+    }
+    Ok(())
+}
+
+/// Whether `t` is a quoted string constant of any kind.
+fn is_string_constant(t: &Token) -> bool {
+    matches!(
+        t,
+        Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::TripleSingleQuotedString(_)
+            | Token::TripleDoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::TripleSingleQuotedByteStringLiteral(_)
+            | Token::TripleDoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedRawStringLiteral(_)
+            | Token::DoubleQuotedRawStringLiteral(_)
+            | Token::TripleSingleQuotedRawStringLiteral(_)
+            | Token::TripleDoubleQuotedRawStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::QuoteDelimitedStringLiteral(_)
+            | Token::NationalQuoteDelimitedStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+    )
 }
 
 /// Unwraps executable comments and merges `U&"..."` identifiers.
@@ -649,6 +705,35 @@ mod tests {
             )
         );
         assert!(p(Dialect::Postgres, "select 1 from t where (freeze on)").is_err());
+    }
+
+    #[test]
+    fn string_constants_continued_across_lines_are_refused() {
+        // Postgres joins the parts and reads the second with the first's
+        // escapes: `'\''` is a quote and the end of the string, and what
+        // follows runs.
+        for sql in [
+            "SELECT E''\n'\\''; SELECT ssn FROM customers --'",
+            "SELECT E''\n'\\'' , replace(email, chr(64), chr(35)) FROM customers --'",
+            "SELECT 'a'\n'b'",
+            "SELECT 'a' -- c\n'b'",
+            "SELECT E'x' /* c */ 'y'",
+            "SELECT 'a' 'b'",
+            "SELECT $$a$$\n'b'",
+        ] {
+            assert_eq!(p(Dialect::Postgres, sql), Err(ids::UNPARSEABLE), "{sql}");
+        }
+        // One constant, and constants apart.
+        for sql in [
+            "SELECT E'a\\'b'",
+            "SELECT 'a', 'b'",
+            "SELECT 'a' || 'b'",
+            "SELECT x FROM t WHERE a LIKE 'a!%' ESCAPE '!'",
+        ] {
+            assert!(p(Dialect::Postgres, sql).is_ok(), "{sql}");
+        }
+        // MySQL joins adjacent constants with the same escapes throughout.
+        assert!(p(Dialect::MySql, "SELECT 'a' 'b'").is_ok());
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! * (second pass) the names Postgres gives computed columns (`lower`),
 //!   temporary views, a table function's computed values and its columns
 //!   beyond the alias list, and a RowDescription of a statement since
-//!   replaced.
+//!   replaced;
+//! * (7 December) a quoted CTE name that differs from the table's only in
+//!   case, and string constants split across lines, which Postgres joins
+//!   and airlock's parser did not.
 
 use crate::common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -283,5 +286,63 @@ async fn pg_second_pass_shapes_cannot_unmask() {
     failed.extend(leaks(&seen, "a replaced statement's description"));
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     drop((c, raw));
+    env.stop().await;
+}
+
+/// The third pass (helper audit of 7 December 2026): Postgres joins
+/// string constants split across lines and reads the parts after an
+/// `E''` with its escapes, so `'\''` ended the string there while
+/// sqlparser read on to the next quote. What followed ran unjudged and
+/// unmasked, over both protocols. Now refused, and nothing leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_strings_split_across_lines_cannot_hide_sql() {
+    let mut env = env().await;
+    let c = env.agent().await;
+    let mut failed = Vec::new();
+    let hidden = [
+        "SELECT E''\n'\\'' , id, replace(email, chr(64), chr(35)) AS e, replace(phone, chr(45), chr(46)) AS p FROM customers --'",
+        "SELECT E''\n'\\''; SELECT email, phone FROM customers --'",
+        "SELECT E'' -- a comment\n'\\''; CREATE TABLE pwn AS SELECT 1 --'",
+    ];
+    for sql in hidden {
+        let (ran, seen) = run(&c, sql).await;
+        if ran || !seen.contains("airlock") {
+            failed.push(format!("{sql:?} was not refused: {seen}"));
+        }
+        failed.extend(leaks(&seen, sql));
+        // The extended protocol: Parse, Bind, Execute.
+        match c.query(sql, &[]).await {
+            Ok(rows) => {
+                let seen: Vec<String> = rows
+                    .iter()
+                    .flat_map(|r| {
+                        (0..r.len()).map(move |i| r.try_get::<_, String>(i).unwrap_or_default())
+                    })
+                    .collect();
+                failed.push(format!("{sql:?} ran over the extended protocol: {seen:?}"));
+            }
+            Err(e) => {
+                let text = format!("{e:?}");
+                if !text.contains("airlock") {
+                    failed.push(format!(
+                        "{sql:?} refused by the server, not airlock: {text}"
+                    ));
+                }
+            }
+        }
+    }
+    let made: Option<String> = env
+        .direct()
+        .await
+        .query_one("SELECT to_regclass('pwn')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(made, None, "a hidden CREATE TABLE ran");
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    // The session is still usable.
+    let (ran, seen) = run(&c, "SELECT id FROM customers WHERE id = 1").await;
+    assert!(ran && seen.contains('1'), "{seen}");
+    drop(c);
     env.stop().await;
 }
