@@ -292,6 +292,20 @@ impl Extractor<'_> {
         }
     }
 
+    /// `[schema.]table.column` (a column comment's, a sequence owner's):
+    /// the table is written and the column named as its.
+    fn written_column(&mut self, mut p: Vec<String>) {
+        if let Some(column) = p.pop() {
+            self.add_write_parts(p.clone());
+            let qualifier = p.pop();
+            self.facts.columns.insert(ColumnRef {
+                qualifier,
+                name: column,
+                location: ColumnLocation::Target,
+            });
+        }
+    }
+
     /// The columns `SET a = ..., (b, c) = ...` writes.
     fn assigned_columns(&mut self, assignments: &[sqlparser::ast::Assignment]) {
         for a in assignments {
@@ -1158,18 +1172,7 @@ impl Visitor for Extractor<'_> {
                     C::Table | C::View | C::MaterializedView => {
                         self.add_write_parts(parts(object_name));
                     }
-                    C::Column => {
-                        let mut p = parts(object_name);
-                        if let Some(column) = p.pop() {
-                            self.add_write_parts(p.clone());
-                            let qualifier = p.pop();
-                            self.facts.columns.insert(ColumnRef {
-                                qualifier,
-                                name: column,
-                                location: ColumnLocation::Target,
-                            });
-                        }
-                    }
+                    C::Column => self.written_column(parts(object_name)),
                     _ => {}
                 }
             }
@@ -1185,17 +1188,9 @@ impl Visitor for Extractor<'_> {
                 owned_by: Some(owner),
                 ..
             } => {
-                let mut p = parts(owner);
+                let p = parts(owner);
                 if p.len() >= 2 {
-                    if let Some(column) = p.pop() {
-                        self.add_write_parts(p.clone());
-                        let qualifier = p.pop();
-                        self.facts.columns.insert(ColumnRef {
-                            qualifier,
-                            name: column,
-                            location: ColumnLocation::Target,
-                        });
-                    }
+                    self.written_column(p);
                 }
             }
             // Not visited as relations by sqlparser. Renaming moves the
