@@ -531,7 +531,9 @@ impl MyMask {
     ) -> Result<Arc<Vec<Action>>, String> {
         let planned = match plan {
             Some(StatementPlan::Columns(c)) => {
-                if cols.len() < c.len() {
+                // More columns than planned are columns airlock did not
+                // analyze (red-team finding: an extra one passed in clear).
+                if cols.len() != c.len() {
                     return Err(
                         "airlock: the result does not match the masking analysis; refusing to pass it"
                             .into(),

@@ -44,6 +44,21 @@ impl Plans {
         }
     }
 
+    /// Whether the `i`th result is past every statement planned for a
+    /// text: the server split it otherwise than airlock's parser did.
+    /// (A procedure's CALL, planned opaque, may return several.)
+    fn beyond(&self, i: usize) -> bool {
+        match self {
+            Plans::Text(p) => {
+                i >= p.len()
+                    && !p
+                        .last()
+                        .is_some_and(|l| matches!(l.as_ref(), StatementPlan::Opaque))
+            }
+            Plans::None | Plans::One(_) => false,
+        }
+    }
+
     /// Whether a statement planned here is DDL.
     pub fn runs_ddl(&self) -> bool {
         self.as_slice()
@@ -150,6 +165,11 @@ impl ReplyMask {
                 1213,
                 "40001",
                 "airlock: blocked by rule mask.unanalyzable: the schema changed (or the rules were reloaded), or is being changed by another session, while this statement ran; masking cannot vouch for its result: run it again".into(),
+            ),
+            // Rows of a statement airlock did not judge (red-team finding:
+            // they were relayed unmasked) end the reply.
+            Step::ColumnCount if self.plans.beyond(self.result) => refuse(
+                "airlock: the server returned a result for a statement airlock did not see; refusing to pass it",
             ),
             Step::ColumnCount => {
                 self.plan = self.plans.get(self.result).cloned();

@@ -416,3 +416,71 @@ async fn mysql_tables_and_columns_in_keys_grants_and_listings_are_judged() {
     drop(c);
     env.stop().await;
 }
+
+const MY_LEXER_RULES: &str = r#"
+[[policy]]
+id = "rw"
+applies_to = { identities = ["agent"] }
+allow_statements = ["read", "write", "transaction", "session"]
+deny_columns = ["app.customers.ssn"]
+
+[[mask]]
+id = "email"
+columns = ["app.customers.email"]
+strategy = "redact"
+"#;
+
+/// Text sqlparser's MySQL tokenizer reads otherwise than MariaDB (helper
+/// audit of 7 December 2026): `b"..."`, which sqlparser took for a byte
+/// string without escapes, and `` @@`version` ``, whose backtick it glued
+/// to the name. The rest of the text ran unjudged and unmasked, hidden
+/// statements included. Now refused, and nothing ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_text_the_server_reads_otherwise_cannot_hide_sql() {
+    use mysql_async::prelude::*;
+    let mut env = MyEnv::start(Some(MY_LEXER_RULES)).await;
+    env.admin(
+        "CREATE TABLE customers (id int PRIMARY KEY, email varchar(100), ssn varchar(20));
+         INSERT INTO customers VALUES (1, 'alice@example.com', '111-11-1111');
+         CREATE TABLE orders (id int PRIMARY KEY);
+         INSERT INTO orders VALUES (1);",
+    );
+    let mut c = env.agent().await;
+    for sql in [
+        r#"SELECT b"\" AS a, " , (SELECT group_concat(ssn) FROM customers) AS s FROM (SELECT 1 AS b) t #" FROM (SELECT 1 AS b) t"#,
+        r#"SELECT b"\" AS a, " , concat(email) FROM customers, (SELECT 1 AS b) u #" FROM (SELECT 1 AS b) t"#,
+        r#"SELECT b"\" AS a, " , 2 FROM (SELECT 1 AS b) t; DELETE FROM orders; CREATE TABLE pwned (x int); SELECT 1 #" FROM (SELECT 1 AS b) t"#,
+        "SELECT @@`version`, (SELECT group_concat(ssn) FROM customers) AS s #`",
+        "SELECT @@`version`, (SELECT group_concat(email) FROM customers) AS s #`",
+        "SELECT @@`version`; DELETE FROM orders; CREATE TABLE pwned2 (x int); SELECT 1 #`",
+    ] {
+        match c.query::<mysql_async::Row, _>(sql).await {
+            Ok(rows) => panic!("{sql} ran: {rows:?}"),
+            Err(e) => {
+                let text = format!("{e:?}");
+                assert!(text.contains("airlock"), "{sql}: {text}");
+                assert!(
+                    !text.contains("111-11") && !text.contains("alice@"),
+                    "{text}"
+                );
+            }
+        }
+    }
+    let orders = env.admin("SELECT COUNT(*) FROM orders");
+    assert_eq!(last_line(&orders), Some("1"), "a hidden DELETE ran");
+    let made = env.admin(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_schema = 'app' AND table_name LIKE 'pwned%'",
+    );
+    assert_eq!(last_line(&made), Some("0"), "a hidden CREATE TABLE ran");
+    // The session is still usable, and what it may read it reads.
+    let v: Option<String> = c.query_first("SELECT @@version").await.unwrap();
+    assert!(v.is_some());
+    let e: Option<String> = c
+        .query_first("SELECT email FROM customers WHERE id = 1")
+        .await
+        .unwrap();
+    assert_ne!(e.as_deref(), Some("alice@example.com"), "email not masked");
+    drop(c);
+    env.stop().await;
+}
