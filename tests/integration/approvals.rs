@@ -1046,7 +1046,9 @@ async fn mysql_a_hold_released_after_a_reload_is_judged_under_the_new_rules() {
     for (rules, refusal) in variants {
         env.write_rules(MYSQL_RULES);
         until_reloaded("the first rules in force", || async {
-            let mut c = env.agent().await;
+            let Ok(mut c) = env.try_agent().await else {
+                return false;
+            };
             c.query_first::<String, _>("SELECT note FROM orders WHERE id = 1")
                 .await
                 .is_ok_and(|n| n.as_deref() == Some("new"))
@@ -1060,7 +1062,9 @@ async fn mysql_a_hold_released_after_a_reload_is_judged_under_the_new_rules() {
         let pending = api.wait_pending(mysql_env::AGENT).await;
         env.write_rules(&rules);
         until_reloaded("the new rules in force", || async {
-            let mut other = env.agent().await;
+            let Ok(mut other) = env.try_agent().await else {
+                return false;
+            };
             !other
                 .query_first::<String, _>("SELECT note FROM orders WHERE id = 1")
                 .await
