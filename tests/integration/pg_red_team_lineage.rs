@@ -18,8 +18,9 @@
 //!   beyond the alias list, and a RowDescription of a statement since
 //!   replaced;
 //! * (7 December) a quoted CTE name that differs from the table's only in
-//!   case, and string constants split across lines, which Postgres joins
-//!   and airlock's parser did not.
+//!   case; string constants split across lines, which Postgres joins and
+//!   airlock's parser did not; dollar-quote tags and operators running
+//!   into `--` or `/*`, which the two lexers split differently.
 
 use crate::common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -303,6 +304,13 @@ async fn pg_strings_split_across_lines_cannot_hide_sql() {
         "SELECT E''\n'\\'' , id, replace(email, chr(64), chr(35)) AS e, replace(phone, chr(45), chr(46)) AS p FROM customers --'",
         "SELECT E''\n'\\''; SELECT email, phone FROM customers --'",
         "SELECT E'' -- a comment\n'\\''; CREATE TABLE pwn AS SELECT 1 --'",
+        // A dollar-quote tag sqlparser does not take for one, and
+        // operators running into `/*` or `--` (fourth pass).
+        "SELECT $\u{20ac}$ --$\u{20ac}$, replace(email, chr(64), chr(35)) FROM customers",
+        "SELECT $\u{a0}$ --$\u{a0}$; CREATE TABLE pwn AS SELECT 1",
+        "SELECT 2 #/*'*/ 3, replace(email, chr(64), chr(35)) FROM customers --'",
+        "SELECT 1 <>/*'*/ 2; SELECT email, phone FROM customers --'",
+        "SELECT 2 #--'\n 3, replace(phone, chr(45), chr(46)) FROM customers --'",
     ];
     for sql in hidden {
         let (ran, seen) = run(&c, sql).await;
