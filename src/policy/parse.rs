@@ -241,6 +241,29 @@ fn refuse_mysql_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
             format!("{what} is read differently by MySQL and airlock; write it otherwise"),
         ))
     };
+    // The code between strings, quoted names and comments, as sqlparser
+    // split it (see `refuse_postgres_misreads`): `/*` and `#` there, or
+    // `--` and a space, start a comment to the server (red-team finding:
+    // sqlparser reads `|/` and `||/` as Postgres's root operators, so
+    // `|/* ' */` opened a string over the code the server ran).
+    let mut code = String::new();
+    for t in tokens {
+        match &t.token {
+            Token::Word(w) if w.quote_style.is_some() => code.push(' '),
+            Token::Whitespace(_) => code.push(' '),
+            other if is_string_constant(other) => code.push(' '),
+            other => code.push_str(&other.to_string()),
+        }
+    }
+    code.push(' ');
+    if code.contains("/*")
+        || code.contains('#')
+        || code.match_indices("--").any(|(i, _)| {
+            code[i + 2..].starts_with(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
+        })
+    {
+        return misread("an operator running into a comment");
+    }
     for t in tokens {
         match &t.token {
             Token::Word(w) if w.quote_style.is_none() && w.value.starts_with('@') => {
@@ -324,6 +347,9 @@ fn expand_tokens(
                         .map_err(|e| {
                             Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}"))
                         })?;
+                    // The code the server runs from the comment is read
+                    // under the same checks as the text around it.
+                    refuse_mysql_misreads(&inner)?;
                     out.push(space(tok));
                     out.extend(expand_tokens(dialect, inner, depth + 1)?);
                     out.push(space(tok));
@@ -908,6 +934,10 @@ mod tests {
             "SELECT @-- x\n1",
             "SELECT b'012'",
             "SELECT x'0g'",
+            "SHOW TRIGGERS FROM shop WHERE 1 |/* ' */ 0; SELECT password FROM shop.users; -- '",
+            "SHOW TRIGGERS FROM shop WHERE 1 ||/* ' */ 0; SELECT * FROM shop.payments; -- '",
+            "SELECT 1 |/* ' */ 0, password FROM users -- '",
+            "SELECT 1 /*! , b\"\\\" x\" */",
         ] {
             assert_eq!(p(Dialect::MySql, sql), Err(ids::UNPARSEABLE), "{sql}");
         }
@@ -917,6 +947,8 @@ mod tests {
             "SET @x = 1",
             "SELECT b'0101', x'1F', X'', N'x', _utf8mb4'y', \"dq\"",
             "GRANT SELECT ON app.* TO 'u'@'%'",
+            "SELECT 1--1, 2 - -2, a || b, c | d",
+            "SELECT 1 /* c */ + 2 # c\n, 3 -- c\n",
         ] {
             assert!(
                 p(Dialect::MySql, sql).is_ok(),

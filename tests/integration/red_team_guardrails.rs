@@ -380,6 +380,16 @@ async fn mysql_tables_and_columns_in_keys_grants_and_listings_are_judged() {
         assert!(text.contains("airlock"), "{sql}: {text}");
         assert!(text.contains("mywide"), "{sql}: {text}");
     }
+    // SHOW forms sqlparser does not know skip their WHERE: refused, in a
+    // session without masks too (the error would show the password).
+    for sql in [
+        "SHOW TRIGGERS FROM app WHERE extractvalue(1, concat(0x7e, (SELECT password FROM users)))",
+        "SHOW TABLE STATUS FROM app WHERE extractvalue(1, concat(0x7e, (SELECT password FROM users)))",
+    ] {
+        let e = c.query_drop(sql).await.expect_err(sql);
+        let text = format!("{e:?}");
+        assert!(text.contains("airlock") && !text.contains("hunter2"), "{sql}: {text}");
+    }
     // Nothing refused ran.
     let made = env.admin(
         "SELECT COUNT(*) FROM information_schema.tables \
@@ -431,9 +441,10 @@ strategy = "redact"
 "#;
 
 /// Text sqlparser's MySQL tokenizer reads otherwise than MariaDB (helper
-/// audit of 7 December 2026): `b"..."`, which sqlparser took for a byte
-/// string without escapes, and `` @@`version` ``, whose backtick it glued
-/// to the name. The rest of the text ran unjudged and unmasked, hidden
+/// audits of 7 December 2026): `b"..."`, which sqlparser took for a byte
+/// string without escapes, `` @@`version` ``, whose backtick it glued to
+/// the name, and `|/*`, which it took for an operator; and the WHERE of
+/// SHOW forms sqlparser skips. The rest of the text ran unjudged and unmasked, hidden
 /// statements included. Now refused, and nothing ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_text_the_server_reads_otherwise_cannot_hide_sql() {
@@ -453,6 +464,12 @@ async fn mysql_text_the_server_reads_otherwise_cannot_hide_sql() {
         "SELECT @@`version`, (SELECT group_concat(ssn) FROM customers) AS s #`",
         "SELECT @@`version`, (SELECT group_concat(email) FROM customers) AS s #`",
         "SELECT @@`version`; DELETE FROM orders; CREATE TABLE pwned2 (x int); SELECT 1 #`",
+        // `|/` and `||/` are Postgres operators to sqlparser; and the SHOW
+        // forms it does not know skip their WHERE unjudged.
+        "SHOW TRIGGERS FROM app WHERE 1 |/* ' */ 0; SELECT ssn FROM customers; -- '",
+        "SHOW TABLE STATUS FROM app WHERE 1 ||/* ' */ 0; DELETE FROM orders; -- '",
+        "SHOW TRIGGERS FROM app WHERE extractvalue(1, concat(0x7e, (SELECT ssn FROM customers)))",
+        "SHOW PROCEDURE STATUS WHERE extractvalue(1, concat(0x7e, (SELECT ssn FROM customers)))",
     ] {
         match c.query::<mysql_async::Row, _>(sql).await {
             Ok(rows) => panic!("{sql} ran: {rows:?}"),
