@@ -77,10 +77,12 @@ pub enum StatementPlan {
     /// transaction and session statements may follow
     /// ([`Masker::plan_after_ddl`]); then the catalog is loaded again.
     Ddl,
-    /// One entry per result column, in order. Columns beyond the list are
-    /// unclassified: use [`Masker::mask_for_name`] on their names. A
-    /// result with *fewer* columns than the plan means the analysis was
-    /// wrong: fail closed.
+    /// One entry per result column, in order. On Postgres, columns beyond
+    /// the list are unclassified: use [`Masker::mask_for_name`] on their
+    /// names (and the source the RowDescription names). A result with
+    /// *fewer* columns than the plan means the analysis was wrong: fail
+    /// closed. MySQL sessions fail closed on *more* columns too (red-team
+    /// finding: a column the analysis never saw passed in clear).
     Columns(Vec<ColumnMask>),
     /// Rows airlock cannot attribute to columns (EXECUTE, FETCH, SHOW,
     /// EXPLAIN, unknown `SELECT *`): use [`Masker::mask_for_name`] per

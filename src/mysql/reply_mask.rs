@@ -267,3 +267,30 @@ impl ReplyMask {
         Ok(Some((actions, self.types.clone())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result past the statements planned for a text is one airlock did
+    /// not judge, unless the last statement is opaque (a CALL may return
+    /// several results).
+    #[test]
+    fn results_past_the_planned_statements_are_beyond() {
+        let plans = |p: Vec<StatementPlan>| {
+            Plans::Text(p.into_iter().map(Arc::new).collect::<Vec<_>>().into())
+        };
+        let two = plans(vec![
+            StatementPlan::NoResult,
+            StatementPlan::Columns(Vec::new()),
+        ]);
+        assert!(!two.beyond(0));
+        assert!(!two.beyond(1));
+        assert!(two.beyond(2));
+        assert!(plans(Vec::new()).beyond(0));
+        let call = plans(vec![StatementPlan::Opaque]);
+        assert!(!call.beyond(3));
+        assert!(!Plans::None.beyond(5));
+        assert!(!Plans::One(None).beyond(5));
+    }
+}

@@ -108,10 +108,7 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
         .tokenize_with_location()
         .map_err(|e| Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}")))?;
     match dialect {
-        Dialect::Postgres => {
-            refuse_continued_strings(&tokens)?;
-            refuse_postgres_misreads(&tokens)?;
-        }
+        Dialect::Postgres => refuse_postgres_misreads(&tokens)?,
         Dialect::MySql => refuse_mysql_misreads(&tokens)?,
     }
     let tokens = expand_tokens(dialect, tokens, 0)?;
@@ -128,37 +125,18 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
     Ok(out)
 }
 
-/// Postgres reads string constants separated only by whitespace that holds
-/// a newline as one constant (`'a'` newline `'b'` is `'ab'`), and carries
-/// an `E'...'` constant's backslash escapes into the parts after it;
-/// sqlparser reads separate constants, the next one without escapes. The
-/// two then disagree on where that part ends (red-team finding: `E''`,
-/// a newline, then `'\''; SELECT ssn ... --'` ran a second statement
-/// that airlock took for a string, past every rule and every mask).
-/// Two string constants with nothing but whitespace or comments between
-/// them are refused: without a newline Postgres refuses them too.
-fn refuse_continued_strings(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
-    let mut after_string = false;
-    for t in tokens {
-        if matches!(t.token, Token::Whitespace(_)) {
-            continue;
-        }
-        let string = is_string_constant(&t.token);
-        if string && after_string {
-            return Err(Blocked::new(
-                ids::UNPARSEABLE,
-                "string constants continued across lines are not supported; write one constant",
-            ));
-        }
-        after_string = string;
-    }
-    Ok(())
-}
-
 /// Tokens sqlparser's Postgres tokenizer reads otherwise than Postgres, so
 /// that the two disagree on where a string or a comment starts and part
 /// of the text runs unjudged (red-team findings):
 ///
+/// - string constants separated only by whitespace that holds a newline
+///   are one constant to Postgres (`'a'` newline `'b'` is `'ab'`), which
+///   carries an `E'...'` constant's backslash escapes into the parts after
+///   it; sqlparser reads separate constants, the next one without escapes
+///   (`E''`, a newline, then `'\''; SELECT ssn ... --'` ran a second
+///   statement airlock took for a string). Two string constants with only
+///   whitespace or comments between them are refused: without a newline
+///   Postgres refuses them too;
 /// - `--` and `/*` always start a comment to Postgres, which ends an
 ///   operator before them; sqlparser takes them into the operator
 ///   (`#/*`, `-/*`, `<>/*`, `?-` then `-`), and a quote in what Postgres
@@ -178,10 +156,19 @@ fn refuse_postgres_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
             format!("{what} is read differently by Postgres and airlock; write it otherwise"),
         ))
     };
-    // The code between strings, quoted names and comments, as sqlparser
-    // split it: adjacent tokens run together, anything else is a space.
-    let mut code = String::new();
+    let mut after_string = false;
     for t in tokens {
+        if matches!(t.token, Token::Whitespace(_)) {
+            continue;
+        }
+        let string = is_string_constant(&t.token);
+        if string && after_string {
+            return misread("a string constant continued across lines (write one constant)");
+        }
+        after_string = string;
+        if let Some(what) = bad_bit_or_hex(&t.token) {
+            return misread(what);
+        }
         match &t.token {
             Token::Placeholder(p)
                 if p.starts_with('$')
@@ -197,20 +184,11 @@ fn refuse_postgres_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
                 if !tag_ok {
                     return misread("a dollar-quote tag other than ASCII letters, digits and `_`");
                 }
-                code.push(' ');
             }
-            Token::SingleQuotedByteStringLiteral(v) if !v.chars().all(|c| c == '0' || c == '1') => {
-                return misread("a B'...' constant with other than 0 and 1 in it");
-            }
-            Token::HexStringLiteral(v) if !v.chars().all(|c| c.is_ascii_hexdigit()) => {
-                return misread("an X'...' constant with other than hex digits in it");
-            }
-            Token::Word(w) if w.quote_style.is_some() => code.push(' '),
-            Token::Whitespace(_) => code.push(' '),
-            other if is_string_constant(other) => code.push(' '),
-            other => code.push_str(&other.to_string()),
+            _ => {}
         }
     }
+    let code = code_between_literals(tokens);
     if code.contains("--") || code.contains("/*") {
         return misread("an operator running into `--` or `/*`");
     }
@@ -218,8 +196,9 @@ fn refuse_postgres_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
 }
 
 /// Tokens sqlparser's MySQL tokenizer reads otherwise than MariaDB and
-/// MySQL do, so that the two disagree on where a string or a quoted name
-/// ends and part of the text runs unjudged (red-team findings):
+/// MySQL do, so that the two disagree on where a string, a quoted name or
+/// a comment starts and part of the text runs unjudged (red-team
+/// findings):
 ///
 /// - `b"..."`: a byte string without backslash escapes to sqlparser; the
 ///   server has no such literal and reads the name `b` and a string in
@@ -229,6 +208,10 @@ fn refuse_postgres_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
 ///   (`` @@`version `` is one word, and the closing backtick then opens a
 ///   quoted name to the next backtick), the server reads a quoted variable
 ///   name or an operator;
+/// - `/*` and `#`, or `--` and a space, where sqlparser's tokens run into
+///   them: they start a comment to the server (sqlparser reads `|/` and
+///   `||/` as Postgres's root operators, so `|/* ' */` opened a string
+///   over the code the server ran);
 /// - string kinds MySQL does not have at all (raw, triple-quoted,
 ///   dollar-quoted, `E''`, `U&''`).
 ///
@@ -241,30 +224,10 @@ fn refuse_mysql_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
             format!("{what} is read differently by MySQL and airlock; write it otherwise"),
         ))
     };
-    // The code between strings, quoted names and comments, as sqlparser
-    // split it (see `refuse_postgres_misreads`): `/*` and `#` there, or
-    // `--` and a space, start a comment to the server (red-team finding:
-    // sqlparser reads `|/` and `||/` as Postgres's root operators, so
-    // `|/* ' */` opened a string over the code the server ran).
-    let mut code = String::new();
     for t in tokens {
-        match &t.token {
-            Token::Word(w) if w.quote_style.is_some() => code.push(' '),
-            Token::Whitespace(_) => code.push(' '),
-            other if is_string_constant(other) => code.push(' '),
-            other => code.push_str(&other.to_string()),
+        if let Some(what) = bad_bit_or_hex(&t.token) {
+            return misread(what);
         }
-    }
-    code.push(' ');
-    if code.contains("/*")
-        || code.contains('#')
-        || code.match_indices("--").any(|(i, _)| {
-            code[i + 2..].starts_with(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
-        })
-    {
-        return misread("an operator running into a comment");
-    }
-    for t in tokens {
         match &t.token {
             Token::Word(w) if w.quote_style.is_none() && w.value.starts_with('@') => {
                 let name = w.value.trim_start_matches('@');
@@ -274,12 +237,6 @@ fn refuse_mysql_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
                 {
                     return misread("a variable name followed by a quote or an operator");
                 }
-            }
-            Token::SingleQuotedByteStringLiteral(v) if !v.chars().all(|c| c == '0' || c == '1') => {
-                return misread("a b'...' literal with other than 0 and 1 in it");
-            }
-            Token::HexStringLiteral(v) if !v.chars().all(|c| c.is_ascii_hexdigit()) => {
-                return misread("an x'...' literal with other than hex digits in it");
             }
             Token::SingleQuotedString(_)
             | Token::DoubleQuotedString(_)
@@ -294,7 +251,51 @@ fn refuse_mysql_misreads(tokens: &[TokenWithSpan]) -> Result<(), Blocked> {
             _ => {}
         }
     }
+    let mut code = code_between_literals(tokens);
+    code.push(' ');
+    if code.contains("/*")
+        || code.contains('#')
+        || code.match_indices("--").any(|(i, _)| {
+            code[i + 2..].starts_with(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
+        })
+    {
+        return misread("an operator running into a comment");
+    }
     Ok(())
+}
+
+/// The code between strings, quoted names and comments, as sqlparser split
+/// it: adjacent tokens run together, anything else is one space. A comment
+/// opener in it is one the server sees and sqlparser did not.
+fn code_between_literals(tokens: &[TokenWithSpan]) -> String {
+    use std::fmt::Write;
+    let mut code = String::new();
+    for t in tokens {
+        match &t.token {
+            Token::Word(w) if w.quote_style.is_some() => code.push(' '),
+            Token::Whitespace(_) => code.push(' '),
+            other if is_string_constant(other) => code.push(' '),
+            other => {
+                let _ = write!(code, "{other}");
+            }
+        }
+    }
+    code
+}
+
+/// What is wrong with a `b'...'` or `x'...'` constant that holds other
+/// than binary or hex digits: sqlparser's reading of such a constant (its
+/// escapes, its doubled quotes) is not the server's, which refuses it.
+fn bad_bit_or_hex(t: &Token) -> Option<&'static str> {
+    match t {
+        Token::SingleQuotedByteStringLiteral(v) if !v.chars().all(|c| c == '0' || c == '1') => {
+            Some("a b'...' constant with other than 0 and 1 in it")
+        }
+        Token::HexStringLiteral(v) if !v.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some("an x'...' constant with other than hex digits in it")
+        }
+        _ => None,
+    }
 }
 
 /// Whether `t` is a quoted string constant of any kind.
