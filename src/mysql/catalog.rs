@@ -110,6 +110,13 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// keeps each relation's columns in order (it compares names
 /// case-insensitively, so rows of `vw` and `VW` may interleave;
 /// [`MyCatalog::from_rows`] keeps them apart).
+///
+/// It runs on the agent's own session, so no session setting the agent
+/// may change can be allowed to cut it short: the `LIMIT` overrides
+/// `sql_select_limit` (with `sql_select_limit = 1` the snapshot held one
+/// column, and masks through views and the server-function guard were
+/// lost: red-team finding). Settings that make it fail instead
+/// (`max_join_size`, `max_statement_time`) end the session.
 const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL_POSITION, \
      IF(EXTRA LIKE '%INVISIBLE%', 'invisible', NULL) \
      FROM information_schema.COLUMNS \
@@ -125,7 +132,7 @@ const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL
      UNION ALL \
      SELECT EVENT_OBJECT_SCHEMA, EVENT_OBJECT_TABLE, NULL, NULL, -2, 'trigger' \
      FROM information_schema.TRIGGERS \
-     ORDER BY 1, 2, 5";
+     ORDER BY 1, 2, 5 LIMIT 18446744073709551615";
 
 impl MyCatalog {
     /// Builds a snapshot from rows of [`QUERY`]: (database, table, column,

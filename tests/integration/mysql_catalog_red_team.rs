@@ -8,6 +8,8 @@
 //!   once left out) is masked through its definition.
 //! * Relations whose names differ only in case (`vw` and `VW`, `app` and
 //!   `APP`: distinct on a Linux server) are refused, not mixed up.
+//! * The agent's `sql_select_limit` does not cut the snapshot short (it
+//!   is loaded on the agent's session).
 
 use crate::common::mysql as mysql_env;
 
@@ -198,6 +200,36 @@ async fn mysql_catalog_red_team_names_that_differ_only_in_case_are_refused() {
     run(&mut c, "DROP TABLE APP.vw").await;
     assert_masked_rows(&mut c, "SELECT p, id FROM vw ORDER BY id").await;
     assert_usable(&mut c, "after the case collisions").await;
+    drop(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_catalog_red_team_sql_select_limit_does_not_cut_the_snapshot_short() {
+    let mut env = env("").await;
+    let mut c = env.agent().await;
+    run(
+        &mut c,
+        "CREATE VIEW rt_v AS SELECT id, phone, email FROM customers",
+    )
+    .await;
+    assert_masked_rows(&mut c, "SELECT id, phone, email FROM rt_v ORDER BY id").await;
+    // The helper's reproduction: a one-row limit, then a statement that
+    // reloads the snapshot (any text with `create` in it), then the limit
+    // back. The snapshot held one column and the view was read in clear.
+    run(&mut c, "SET SESSION sql_select_limit = 1").await;
+    run(&mut c, "SELECT 'create'").await;
+    run(&mut c, "CREATE TABLE rt_reload (a int)").await;
+    assert_masked_rows(&mut c, "SELECT id, phone, email FROM rt_v ORDER BY id").await;
+    run(&mut c, "SET SESSION sql_select_limit = DEFAULT").await;
+    for sql in [
+        "SELECT id, phone, email FROM rt_v ORDER BY id",
+        "SELECT * FROM rt_v ORDER BY id",
+        "SELECT v.email FROM rt_v v JOIN customers c ON c.id = v.id ORDER BY v.id",
+    ] {
+        assert_masked_rows(&mut c, sql).await;
+    }
+    assert_usable(&mut c, "after sql_select_limit").await;
     drop(c);
     env.stop().await;
 }
