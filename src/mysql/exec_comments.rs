@@ -18,8 +18,10 @@
 
 use std::borrow::Cow;
 
-use super::lexer::{find_close, is_dash_comment, line_comment_end, quoted_end};
 use super::server_info::ServerInfo;
+use crate::policy::server_lexer::mysql::{
+    find_close, is_dash_comment, line_comment_end, quoted_end,
+};
 
 /// True when `sql` contains an executable-comment marker anywhere (even in
 /// a string); texts without one need no expansion.

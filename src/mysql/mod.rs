@@ -65,7 +65,6 @@ pub mod commands;
 pub mod conn;
 pub mod error;
 pub mod exec_comments;
-pub mod lexer;
 pub mod listener;
 pub mod masking;
 pub mod password;

@@ -17,7 +17,7 @@
 //! [`super::exec_comments::canonical`] produces.
 
 use super::error::MyError;
-use super::lexer::quoted_end;
+use crate::policy::server_lexer::mysql::quoted_end;
 
 /// Modes that leave the lexing of strings and identifiers alone.
 const SAFE_MODES: &[&str] = &[

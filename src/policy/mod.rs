@@ -294,6 +294,7 @@ pub mod explain;
 pub mod extract;
 pub mod facts;
 mod fetch_forms;
+mod lex_agreement;
 pub mod lint;
 mod maintenance_forms;
 pub mod memo;
@@ -302,8 +303,10 @@ pub mod parse;
 mod plain_scan;
 pub mod rule_files;
 pub mod rules;
+pub mod server_lexer;
 pub mod shape;
 pub mod startup_options;
+mod tokenizer_dialect;
 
 pub use engine::Engine;
 pub use explain::explain;

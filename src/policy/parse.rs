@@ -18,7 +18,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use super::builtin::ids;
+use super::lex_agreement;
 pub use super::maintenance_forms::{MaintainedTable, Maintenance};
+use super::tokenizer_dialect::tokenizer_dialect;
 use super::Dialect;
 
 /// Caps applied before and during parsing.
@@ -50,7 +52,7 @@ pub struct Blocked {
 }
 
 impl Blocked {
-    fn new(rule: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(rule: &'static str, message: impl Into<String>) -> Self {
         Blocked {
             rule,
             message: message.into(),
@@ -104,13 +106,14 @@ pub fn check_text<'a>(sql: &'a [u8], limits: &Limits) -> Result<&'a str, Blocked
 /// only whitespace, comments and semicolons.
 pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed>, Blocked> {
     let d = sql_dialect(dialect);
-    let tokens = Tokenizer::new(d, text)
+    let tokens = Tokenizer::new(tokenizer_dialect(dialect), text)
         .tokenize_with_location()
         .map_err(|e| Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}")))?;
     match dialect {
         Dialect::Postgres => refuse_postgres_misreads(&tokens)?,
         Dialect::MySql => refuse_mysql_misreads(&tokens)?,
     }
+    lex_agreement::check(dialect, text, &tokens)?;
     let tokens = expand_tokens(dialect, tokens, 0)?;
     let mut out = Vec::new();
     for segment in tokens.split(|t| t.token == Token::SemiColon) {
@@ -299,7 +302,7 @@ fn bad_bit_or_hex(t: &Token) -> Option<&'static str> {
 }
 
 /// Whether `t` is a quoted string constant of any kind.
-fn is_string_constant(t: &Token) -> bool {
+pub(crate) fn is_string_constant(t: &Token) -> bool {
     matches!(
         t,
         Token::SingleQuotedString(_)
@@ -343,7 +346,7 @@ fn expand_tokens(
                             "executable comments nested too deeply",
                         ));
                     }
-                    let inner = Tokenizer::new(sql_dialect(dialect), code)
+                    let inner = Tokenizer::new(tokenizer_dialect(dialect), code)
                         .tokenize_with_location()
                         .map_err(|e| {
                             Blocked::new(ids::UNPARSEABLE, format!("could not tokenize: {e}"))
@@ -351,6 +354,7 @@ fn expand_tokens(
                     // The code the server runs from the comment is read
                     // under the same checks as the text around it.
                     refuse_mysql_misreads(&inner)?;
+                    lex_agreement::check(dialect, code, &inner)?;
                     out.push(space(tok));
                     out.extend(expand_tokens(dialect, inner, depth + 1)?);
                     out.push(space(tok));
@@ -448,8 +452,9 @@ fn space(tok: &TokenWithSpan) -> TokenWithSpan {
     }
 }
 
-/// MariaDB `/*M!NNNNNN code */` → `code` (MySQL `/*!` is handled by the
-/// tokenizer, but unwrap it here too in case it is left as a comment).
+/// MariaDB `/*M!NNNNNN code */` and MySQL `/*!NNNNN code */` → `code`
+/// (the tokenizer leaves both as comments: see
+/// [`super::tokenizer_dialect`]).
 /// Only an upper-case `M`: MariaDB reads `/*m! ... */` as a plain comment,
 /// and code airlock judged but the server never runs would hide what it
 /// does run.

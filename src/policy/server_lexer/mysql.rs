@@ -1,7 +1,105 @@
-//! The pieces of MySQL's lexer that decide where strings, quoted
-//! identifiers and comments end, as the server's lexer does under the
-//! default sql_mode (backslash escapes on, `"` quotes a string). Sessions
-//! whose sql_mode changes that are refused ([`super::sql_mode`]).
+//! MySQL's and MariaDB's lexer (`sql_lex.cc`), as far as where strings,
+//! quoted names and comments begin and end, under the default sql_mode
+//! (backslash escapes on, `"` quotes a string). Sessions whose sql_mode
+//! changes that are refused ([`crate::mysql::sql_mode`]).
+//!
+//! What the server reads, in code:
+//! - `'` and `"` start a string, in which a backslash escapes any byte
+//!   and a doubled quote is a quote; a backtick starts a quoted name, in
+//!   which a doubled backtick is one;
+//! - `#`, and `--` followed by white space, a control character or the
+//!   end, start a comment to the next `\n`;
+//! - `/*` starts a comment to the first `*/` (they do not nest), except
+//!   `/*!` and MariaDB's `/*M!`, whose content (after an optional five- or
+//!   six-digit version) the server reads as code up to a `*/` it meets in
+//!   code. A line comment in that code runs past the `*/`, and a string
+//!   may hold one, so the comment does not end where an ordinary one
+//!   would: [`regions`] refuses executable comments whose end is not the
+//!   first `*/`, and those holding comments or versions of other lengths.
+//!
+//! [`crate::mysql::exec_comments`] expands executable comments for the
+//! server's version before statements are judged; the reading here is the
+//! check that sqlparser's tokens agree with the server's.
+
+use super::{Region, RegionKind};
+
+/// The regions of `s`, in order. An executable comment is one region: its
+/// content is read separately, as text of its own.
+pub fn regions(s: &[u8]) -> Result<Vec<Region>, String> {
+    let mut out = Vec::new();
+    // The start of the executable comment the scan is in.
+    let mut exec: Option<usize> = None;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c == b'#' || is_dash_comment(s, i) {
+            if exec.is_some() {
+                return Err("a line comment inside an executable comment".into());
+            }
+            let end = line_comment_end(s, i);
+            out.push(Region {
+                start: i,
+                end,
+                kind: RegionKind::Comment,
+            });
+            i = end;
+        } else if c == b'/' && s.get(i + 1) == Some(&b'*') {
+            if exec.is_some() {
+                return Err("a comment inside an executable comment".into());
+            }
+            let maria = s.get(i + 2) == Some(&b'M') && s.get(i + 3) == Some(&b'!');
+            if s.get(i + 2) == Some(&b'!') || maria {
+                let content = i + if maria { 4 } else { 3 };
+                let digits = s[content..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if !matches!(digits, 0 | 5 | 6) {
+                    return Err(
+                        "an executable comment version that is not five or six digits".into(),
+                    );
+                }
+                exec = Some(i);
+                i = content + digits;
+            } else {
+                let close = find_close(s, i + 2).ok_or("an unterminated /* comment")?;
+                out.push(Region {
+                    start: i,
+                    end: close + 2,
+                    kind: RegionKind::Comment,
+                });
+                i = close + 2;
+            }
+        } else if c == b'*' && s.get(i + 1) == Some(&b'/') && exec.is_some() {
+            let start = exec.take().unwrap_or(i);
+            if find_close(s, start + 2) != Some(i) {
+                return Err("an executable comment holding `*/` in a string or a name".into());
+            }
+            out.push(Region {
+                start,
+                end: i + 2,
+                kind: RegionKind::Comment,
+            });
+            i += 2;
+        } else if matches!(c, b'\'' | b'"' | b'`') {
+            let end = quoted_end(s, i).ok_or("an unterminated string or quoted name")?;
+            if exec.is_none() {
+                out.push(Region {
+                    start: i,
+                    end,
+                    kind: RegionKind::Quoted,
+                });
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    if exec.is_some() {
+        return Err("an unterminated executable comment".into());
+    }
+    Ok(out)
+}
 
 /// The end (exclusive) of the quoted string or identifier starting at
 /// `s[i]` (a `'`, `"` or backtick); `None` if it is not terminated.
@@ -75,5 +173,64 @@ mod tests {
         assert!(!is_dash_comment(b"--x", 0));
         assert_eq!(line_comment_end(b"# a\nb", 0), 3);
         assert_eq!(find_close(b"/* a */", 2), Some(5));
+    }
+
+    /// The regions as (kind letter, text) pairs.
+    fn r(sql: &str) -> Result<Vec<(char, &str)>, String> {
+        regions(sql.as_bytes()).map(|v| {
+            v.iter()
+                .map(|r| {
+                    let k = match r.kind {
+                        RegionKind::Comment => 'c',
+                        RegionKind::Quoted => 'q',
+                    };
+                    (k, &sql[r.start..r.end])
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn regions_as_the_server_reads_them() {
+        assert_eq!(
+            r("SELECT 'a\\'b', \"c\"\"d\", `e``f` # x\n, 1").unwrap(),
+            [
+                ('q', "'a\\'b'"),
+                ('q', "\"c\"\"d\""),
+                ('q', "`e``f`"),
+                ('c', "# x")
+            ]
+        );
+        assert_eq!(r("SELECT 1 --x, 2 -- y\n").unwrap(), [('c', "-- y")]);
+        assert_eq!(
+            r("SELECT 1 /* a /* b */, 2 */").unwrap(),
+            [('c', "/* a /* b */")]
+        );
+        assert_eq!(
+            r("SELECT 1 /*!40000 , 'x' */, 2").unwrap(),
+            [('c', "/*!40000 , 'x' */")]
+        );
+        assert_eq!(
+            r("SELECT 1 /*M!100000 , 2 */").unwrap(),
+            [('c', "/*M!100000 , 2 */")]
+        );
+    }
+
+    #[test]
+    fn executable_comments_the_server_ends_elsewhere_are_refused() {
+        for sql in [
+            // The line comment runs past the first `*/`: the server reads
+            // the next line as code inside the executable comment.
+            "SELECT 1 /*!40000 -- */ /* \n , ssn FROM customers \n */",
+            "SELECT 1 /*! # */ /* \n , ssn FROM customers \n */",
+            "SELECT 1 /*! '*/' */",
+            "SELECT 1 /*! , 2 /* x */ , 3 */",
+            "SELECT 1 /*!4000 , 2 */",
+            "SELECT 1 /*!1234567 , 2 */",
+            "SELECT 1 /*! , 2",
+            "SELECT 'a",
+        ] {
+            assert!(r(sql).is_err(), "{sql}");
+        }
     }
 }
