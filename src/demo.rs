@@ -121,7 +121,7 @@ targets = ["demo"]
     println!("  airlock log -c {config}");
     println!();
     println!(
-        "Rules: {} (a copy of rules/demo.toml; edits apply at once, and it is removed on exit)",
+        "Rules: {} (a copy of rules/demo.toml; edits apply within about two seconds, and it is removed on exit)",
         rules_path.display()
     );
     println!("The agent never sees the upstream credential ({UPSTREAM_USER}'s password).");
