@@ -1,5 +1,6 @@
 //! Policy engine benchmarks: cached judge, uncached 200-byte and 2 KB
-//! statements.
+//! statements, and the lexing cross-check (part of every uncached judge)
+//! on its own.
 
 use std::path::Path;
 
@@ -82,5 +83,24 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The lexing cross-check alone (`policy::lex_agreement`): the server
+/// lexer's pass and the comparison with sqlparser's tokens, which every
+/// uncached judgement pays on top of tokenizing and parsing.
+fn lex_check(c: &mut Criterion) {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::Tokenizer;
+    for (name, sql) in [
+        ("policy/lex_check_200b", stmt_200()),
+        ("policy/lex_check_2kb", stmt_2k()),
+    ] {
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, &sql)
+            .tokenize_with_location()
+            .expect("tokens");
+        c.bench_function(name, |b| {
+            b.iter(|| airlock::policy::lex_agreement::check(Dialect::Postgres, &sql, &tokens))
+        });
+    }
+}
+
+criterion_group!(benches, bench, lex_check);
 criterion_main!(benches);

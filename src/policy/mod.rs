@@ -294,7 +294,7 @@ pub mod explain;
 pub mod extract;
 pub mod facts;
 mod fetch_forms;
-mod lex_agreement;
+pub mod lex_agreement;
 pub mod lint;
 mod maintenance_forms;
 pub mod memo;

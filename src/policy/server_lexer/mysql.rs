@@ -81,6 +81,16 @@ pub fn regions(s: &[u8]) -> Result<Vec<Region>, String> {
                 kind: RegionKind::Comment,
             });
             i += 2;
+        } else if c == b'\\' {
+            // Outside a string the server reads `\N` (NULL) and otherwise
+            // takes the next byte with the backslash, so a quote or a
+            // comment opener after it opens nothing.
+            if s.get(i + 1) != Some(&b'N') {
+                return Err("a backslash outside a string".into());
+            }
+            i += 2;
+        } else if c == b'.' && exponent_without_digits(s, i) {
+            return Err("a number with an exponent but no digits after it".into());
         } else if matches!(c, b'\'' | b'"' | b'`') {
             let end = quoted_end(s, i).ok_or("an unterminated string or quoted name")?;
             if exec.is_none() {
@@ -99,6 +109,41 @@ pub fn regions(s: &[u8]) -> Result<Vec<Region>, String> {
         return Err("an unterminated executable comment".into());
     }
     Ok(out)
+}
+
+/// Whether the `.` at `s[i]` is the point of a number (`1.5`, `.5`; not
+/// the `.` of `t1.e`) whose exponent has no digits (`1.5e`, `.5e-`): the
+/// server then takes the byte after the `e` (or its sign) as a token of
+/// its own, whatever it is, so a quote or a comment opener there opens
+/// nothing.
+fn exponent_without_digits(s: &[u8], i: usize) -> bool {
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let digits_before = s[..i]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let before_number = i.checked_sub(digits_before + 1).map(|k| s[k]);
+    let point = if digits_before > 0 {
+        !before_number.is_some_and(ident)
+    } else {
+        !before_number.is_some_and(ident) && s.get(i + 1).is_some_and(u8::is_ascii_digit)
+    };
+    if !point {
+        return false;
+    }
+    let mut j = i + 1;
+    while s.get(j).is_some_and(u8::is_ascii_digit) {
+        j += 1;
+    }
+    if !matches!(s.get(j), Some(b'e' | b'E')) {
+        return false;
+    }
+    j += 1;
+    if matches!(s.get(j), Some(b'+' | b'-')) {
+        j += 1;
+    }
+    !s.get(j).is_some_and(u8::is_ascii_digit)
 }
 
 /// The end (exclusive) of the quoted string or identifier starting at
@@ -229,8 +274,22 @@ mod tests {
             "SELECT 1 /*!1234567 , 2 */",
             "SELECT 1 /*! , 2",
             "SELECT 'a",
+            // The server takes the byte after a backslash, or after an
+            // exponent's `e` without digits, as a token of its own
+            // (review finding: `1.5e-- 1, ssn` was allowed).
+            "SELECT 1 \\' , ssn FROM customers -- '",
+            "SELECT 1 + 1.5e-- 1, ssn FROM customers",
+            "SELECT 1.5e-'a' , ssn FROM customers -- '",
+            "SELECT .5E# x",
+            "SELECT 1.e + 2",
         ] {
             assert!(r(sql).is_err(), "{sql}");
+        }
+        for sql in [
+            "SELECT \\N, t1.e, t1.e1, x.5e, 1.5e3, 1.5e-3, .5e+1, 1e, a1.e-2 FROM t1",
+            "SELECT 1.5 , 2.",
+        ] {
+            assert!(r(sql).is_ok(), "{sql}");
         }
     }
 }
