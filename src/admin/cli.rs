@@ -84,7 +84,15 @@ pub fn format_pending(items: &[Value]) -> String {
             s(i, "target"),
         );
         let _ = writeln!(out, "    rule {}: {}", s(i, "rule"), s(i, "message"));
-        let _ = writeln!(out, "    {}", statement_lines(i));
+        // What runs, as airlock parsed it, before the text the agent wrote
+        // (which can be made to read otherwise, or padded to push the rest
+        // out of sight).
+        let _ = writeln!(
+            out,
+            "    runs (as parsed, literals as ?): {}",
+            s(i, "parsed")
+        );
+        let _ = writeln!(out, "    text: {}", statement_lines(i));
     }
     out
 }
@@ -131,7 +139,7 @@ fn statement_lines(item: &Value) -> String {
     text.split('\n')
         .map(crate::audit::format::printable)
         .collect::<Vec<_>>()
-        .join("\n    ")
+        .join("\n          ")
 }
 
 #[cfg(test)]
@@ -148,6 +156,10 @@ mod printable_tests {
         }
         assert!(shown.contains("DELETE FROM orders"), "{shown}");
         let two = serde_json::json!({"statement": "a\nb"});
-        assert!(super::format_pending(&[two]).contains("    a\n    b"));
+        assert!(super::format_pending(&[two]).contains("    text: a\n          b"));
+        let parsed = serde_json::json!({"statement": "x", "parsed": "UPDATE t SET a = ?\r"});
+        assert!(super::format_pending(&[parsed]).contains(
+            "    runs (as parsed, literals as ?): UPDATE t SET a = ?\\u{d}\n    text: x"
+        ));
     }
 }

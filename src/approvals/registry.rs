@@ -43,6 +43,9 @@ pub struct PendingInfo {
     pub id: u64,
     /// The statement with PII and secrets redacted.
     pub statement: String,
+    /// What will run, as airlock parsed it: literals as `?`, comments
+    /// gone, on one line ([`parsed_for_review`]). Shown beside the text.
+    pub parsed: String,
     /// The statement with literals replaced by `?`: what a window matches.
     pub fingerprint: String,
     pub identity: String,
@@ -128,33 +131,24 @@ pub enum Hold {
     Waiting(Ticket),
 }
 
-/// The statement as reviewers see it: values that look like PII or
-/// secrets redacted. A private key block is redacted through its END line,
-/// or to the end of the text when it has none, and code can stand in that
-/// span (`WHERE id = 1 -- -----BEGIN PRIVATE KEY-----⏎OR id > 1`): then
-/// the statement as airlock parsed it, literals as `?` and comments gone
-/// (`key`, see [`super::window_key`]), is shown after it, so that what
-/// runs is in sight. So is it for a Postgres text with `#`, which is an
-/// operator there (XOR), not the comment a reviewer may read it as
-/// (red-team finding: `WHERE id = 4 # 0 OR id > 0` read as `id = 4`).
-fn shown(statement: &str, key: &str, protocol: &str) -> String {
-    let redacted = redact(statement);
-    let lower = statement.to_ascii_lowercase();
-    let why = if lower.contains("private key-----") {
-        "a private key block was withheld"
-    } else if protocol != "mysql" && statement.contains('#') {
-        "# is an operator in Postgres, not a comment"
-    } else {
-        return redacted;
-    };
+/// What will run, as airlock parsed the statement: literals as `?`,
+/// comments gone, one statement after another on one line (the window key
+/// without its `sql:` prefix; see [`super::window_key`]). Reviewers see it
+/// beside the statement's text, as a field of its own, because the text
+/// can be made to read otherwise than it runs (red-team findings: an
+/// `E'...\'...'` string, a nested `/* /* */ */` comment, MySQL's `--1`
+/// and backslashes, a `#` in Postgres, code that looks like an SSN or an
+/// email and is redacted, a private key block, the rest pushed hundreds of
+/// lines down). A note in the text itself, which this once was, the agent
+/// could write too.
+fn parsed_for_review(key: &str, statement: &str, protocol: &str) -> String {
     // A long text's key is its digest: parse it here (on a big stack).
     let parsed = match key.strip_prefix("sql:") {
-        Some(p) => p.to_owned(),
+        Some(p) => Some(p.to_owned()),
         None => super::window_key::parsed_form(protocol, statement)
-            .and_then(|p| p.strip_prefix("sql:").map(str::to_owned))
-            .unwrap_or_else(|| "(not parsed)".into()),
+            .and_then(|p| p.strip_prefix("sql:").map(str::to_owned)),
     };
-    format!("{redacted} [{why}; as parsed: {parsed}]")
+    parsed.unwrap_or_else(|| "(airlock could not parse this text)".into())
 }
 
 impl Approvals {
@@ -185,7 +179,8 @@ impl Approvals {
         let requested_ms = now_ms();
         let info = PendingInfo {
             id,
-            statement: shown(&req.statement, &fp, req.protocol),
+            statement: redact(&req.statement),
+            parsed: parsed_for_review(&fp, &req.statement, req.protocol),
             fingerprint: fp,
             identity: req.identity,
             user: req.user,
@@ -358,26 +353,65 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    /// What reviewers are shown as parsed, for `sql` in `protocol`.
+    fn parsed(protocol: &str, sql: &str) -> String {
+        let key = super::super::window_key::window_key(protocol, sql);
+        parsed_for_review(&key, sql, protocol)
+    }
+
+    /// Texts that read otherwise than they run (red-team findings): the
+    /// parsed form beside them shows what runs.
     #[test]
-    fn code_behind_a_private_key_block_stays_in_sight() {
-        let sql =
-            "UPDATE orders SET note = 'x' WHERE id = 1 -- -----BEGIN PRIVATE KEY-----\nOR id > 1";
-        let key = super::super::window_key::window_key("postgres", sql);
-        let seen = shown(sql, &key, "postgres");
-        assert!(seen.contains("OR id > ?"), "{seen}");
-        assert!(!seen.contains("BEGIN PRIVATE KEY"), "{seen}");
-        // Without such a block: the redacted text alone.
-        let plain = "UPDATE orders SET note = 'a@example.com' WHERE id = 1";
-        assert_eq!(shown(plain, "sql:x", "postgres"), redact(plain));
-        // `#` is XOR in Postgres: what runs is shown too.
-        let xor = "UPDATE orders SET status = 'x' WHERE id = 4 # 0 OR id > 0";
-        let key = super::super::window_key::window_key("postgres", xor);
-        let seen = shown(xor, &key, "postgres");
-        assert!(
-            seen.contains("not a comment; as parsed:") && seen.contains("OR id > ?"),
-            "{seen}"
+    fn reviewers_see_what_runs_beside_the_text() {
+        for (protocol, sql, runs, hidden) in [
+            (
+                "postgres",
+                "UPDATE orders SET note = 'x' WHERE id = 1 -- -----BEGIN PRIVATE KEY-----\nOR id > 1",
+                "OR id > ?",
+                "PRIVATE KEY",
+            ),
+            ("postgres", "UPDATE orders SET status = 'x' WHERE id = 4 # 0 OR id > 0", "OR id > ?", "--"),
+            (
+                "postgres",
+                "UPDATE orders SET status = E'x\\' WHERE id = 3 --' WHERE id > 0",
+                "WHERE id > ?",
+                "id = ",
+            ),
+            (
+                "postgres",
+                "UPDATE orders SET status = 'n' WHERE id > 0 /* t /* */ AND id = 3 -- */",
+                "WHERE id > ?",
+                "AND",
+            ),
+            (
+                "postgres",
+                "UPDATE orders SET status = 'r' WHERE id = 3 OR id > 123-45-6789",
+                "OR id > ? - ? - ?",
+                "[ssn]",
+            ),
+            (
+                "mysql",
+                "UPDATE orders SET status='a\\' WHERE id = 3 -- ' WHERE id > 0",
+                "WHERE id > ?",
+                "id = ",
+            ),
+            ("mysql", "UPDATE orders SET status='y' WHERE id = 3--1 OR id > 0", "OR id > ?", "--"),
+        ] {
+            let seen = parsed(protocol, sql);
+            assert!(seen.contains(runs), "{sql}: {seen}");
+            assert!(!seen.contains(hidden), "{sql}: {seen}");
+        }
+        // Padding does not push what runs out of sight: one line.
+        let padded = format!(
+            "UPDATE orders SET status = 'p' WHERE id = 3{}OR id > 0",
+            "\n".repeat(300)
         );
-        assert_eq!(shown(xor, &key, "mysql"), redact(xor));
+        let seen = parsed("postgres", &padded);
+        assert!(seen.contains("OR id > ?") && !seen.contains('\n'), "{seen}");
+        assert_eq!(
+            parsed("postgres", "NOT SQL AT ALL ("),
+            "(airlock could not parse this text)"
+        );
     }
 
     fn req(identity: &str, sql: &str) -> HoldRequest {

@@ -103,18 +103,33 @@ pub fn format_table(records: &[AuditRecord]) -> String {
 /// `s` with control characters, bidi controls (which reorder what a
 /// terminal shows) and invisible characters (zero-width spaces and joiners,
 /// the word joiner and invisible operators, the byte order mark, the
-/// Arabic letter mark) written as `\u{..}` escapes.
+/// Arabic letter mark, the soft hyphen, Hangul and Mongolian fillers,
+/// variation selectors, line and paragraph separators, tag characters)
+/// written as `\u{..}` escapes.
 pub fn printable(s: &str) -> String {
     let hidden = |c: char| {
         c.is_control()
             || matches!(
                 c,
-                '\u{061c}'
+                '\u{00ad}'
+                    | '\u{034f}'
+                    | '\u{061c}'
+                    | '\u{115f}'
+                    | '\u{1160}'
+                    | '\u{17b4}'
+                    | '\u{17b5}'
+                    | '\u{180b}'..='\u{180f}'
                     | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'
+                    | '\u{2029}'
                     | '\u{202a}'..='\u{202e}'
                     | '\u{2060}'..='\u{2064}'
                     | '\u{2066}'..='\u{2069}'
+                    | '\u{3164}'
+                    | '\u{fe00}'..='\u{fe0f}'
                     | '\u{feff}'
+                    | '\u{ffa0}'
+                    | '\u{e0000}'..='\u{e007f}'
             )
     };
     if !s.chars().any(hidden) {
@@ -258,6 +273,11 @@ mod tests {
         assert_eq!(
             printable("a\u{200b}b\u{feff}c\u{61c}"),
             "a\\u{200b}b\\u{feff}c\\u{61c}"
+        );
+        // Fillers, variation selectors, separators and tags (review note).
+        assert_eq!(
+            printable("a\u{ad}b\u{3164}c\u{fe0f}d\u{2028}e\u{e0041}f"),
+            "a\\u{ad}b\\u{3164}c\\u{fe0f}d\\u{2028}e\\u{e0041}f"
         );
     }
 

@@ -202,6 +202,41 @@ async fn denied_statements_are_refused_with_the_reason() {
     env.stop().await;
 }
 
+/// A statement whose text reads otherwise than it runs is listed with
+/// what runs beside it (red-team finding: an `E'...\'...'` string hid the
+/// real WHERE clause in what reviewers read as a string and a comment,
+/// and the approved statement updated every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_see_what_runs_beside_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    let task = spawn_simple(
+        &c,
+        "UPDATE orders SET note = E'x\\' WHERE id = 3 --' WHERE id > 0",
+    );
+    let p = api.wait_pending(AGENT).await;
+    assert_eq!(
+        p["parsed"], "UPDATE orders SET note = ? WHERE id > ?",
+        "{p}"
+    );
+    assert!(
+        p["statement"].as_str().unwrap().contains("WHERE id = 3"),
+        "{p}"
+    );
+    let id = p["id"].as_u64().unwrap();
+    let r = api
+        .post(
+            &format!("/api/approvals/{id}/deny"),
+            json!({"by": "bob", "reason": "reads otherwise than it runs"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    finished(task).await.unwrap_err();
+    assert_eq!(note(&env, 3).await, "new", "never forwarded");
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_requests_time_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,9 @@ function $(id) { return document.getElementById(id); }
 // waiting for approval could show one thing and run another), so both are
 // shown as \u{...} escapes, as `airlock log` and `airlock approvals` show
 // them. Newlines and tabs are kept.
-const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+// Fillers, variation selectors, separators and tag characters draw
+// nothing either (the same list as `printable` in src/audit/format.rs).
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\u3164\ufe00-\ufe0f\ufeff\uffa0\u{e0000}-\u{e007f}]/gu;
 function visible(text) {
   return text.replace(HIDDEN, (c) => "\\u{" + c.codePointAt(0).toString(16) + "}");
 }
@@ -50,6 +52,10 @@ async function refreshApprovals() {
   $("approvals-empty").hidden = items.length > 0;
   const key = items.map((i) => i.id).join(",");
   if (key === state.approvalKey) return; // keep what the reviewer is typing
+  // A changed list moves rows under the pointer (an agent can withdraw
+  // one request and send another in its place): its buttons wait a
+  // moment before they take a click.
+  const moved = state.approvalKey !== "";
   state.approvalKey = key;
   const body = $("approvals").querySelector("tbody");
   body.replaceChildren();
@@ -57,18 +63,22 @@ async function refreshApprovals() {
     const tr = document.createElement("tr");
     tr.dataset.id = i.id;
     tr.append(cell(i.id), cell(shortTime(i.requested_at), "time"), cell(i.identity + (i.user ? " (" + i.user + ")" : "")),
-      cell(i.model), cell(i.rule + ": " + i.message), cell(i.statement, "sql"));
+      cell(i.model), cell(i.rule + ": " + i.message), statementCell(i));
     const td = document.createElement("td");
     td.className = "decide";
     const window = document.createElement("select");
     window.dataset.window = i.id;
-    for (const [value, label] of [["", "once"], ["10m", "for 10m"], ["1h", "for 1h"]]) {
+    for (const [value, label] of [["", "once"], ["10m", "for 10m (same parsed statement, any literals)"], ["1h", "for 1h (same parsed statement, any literals)"]]) {
       const o = document.createElement("option");
       o.value = value; o.textContent = label; window.append(o);
     }
     const approve = document.createElement("button");
     approve.type = "button"; approve.className = "approve"; approve.textContent = "Approve";
     approve.dataset.approve = i.id;
+    if (moved) {
+      approve.disabled = true;
+      setTimeout(() => { approve.disabled = false; }, 1000);
+    }
     approve.addEventListener("click", () => decide(i.id, "approve", { for: window.value || null }));
     const reason = document.createElement("input");
     reason.type = "text"; reason.placeholder = "reason to deny"; reason.dataset.reason = i.id;
@@ -87,6 +97,23 @@ async function refreshApprovals() {
     tr.append(td);
     body.append(tr);
   }
+}
+
+// What runs, as airlock parsed it (literals as ?, comments gone, one
+// line), above the text the agent wrote: the text can be made to read
+// otherwise than it runs, or padded to push the rest out of sight.
+function statementCell(i) {
+  const td = document.createElement("td");
+  td.className = "sql";
+  const runs = document.createElement("div");
+  runs.className = "parsed";
+  runs.title = "what runs, as airlock parsed it (literals as ?, comments removed)";
+  runs.textContent = "runs: " + visible(String(i.parsed == null ? "-" : i.parsed).replace(/\n/g, "\\n"));
+  const text = document.createElement("div");
+  text.className = "text";
+  text.textContent = visible(String(i.statement == null ? "-" : i.statement));
+  td.append(runs, text);
+  return td;
 }
 
 async function decide(id, action, body) {
