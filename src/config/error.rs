@@ -120,12 +120,14 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// The dotted key whose value sits at `offset`: the nearest `[table]` header
-/// above it (`[[policy]]` as `policy[i]`, counting from 0), plus the
-/// `key =` on its line.
+/// at or above it (`[[policy]]` as `policy[i]`, counting from 0), plus the
+/// `key =` on its line. A table's own errors (a missing field) sit at its
+/// header, which names it (it once named the table above).
 fn key_at(text: &str, offset: usize) -> String {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let start = text.get(..offset).unwrap_or(text);
+    let line_start = start.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
+    let before = text.get(..line_start + line.len()).unwrap_or(text);
     let header = |l: &str| -> Option<String> {
         let l = l.trim();
         let end = l.rfind(']')?;

@@ -47,6 +47,18 @@ fn unknown_key_names_line_and_key() {
     );
 }
 
+/// A table's missing field is reported at its own header, naming it (it
+/// once named the table above: "audit: missing field `user`" for a target).
+#[test]
+fn missing_field_names_its_table() {
+    let text = format!(
+        "{}\n[targets.legacy]\nhost = \"h\"\ndatabase = \"l\"\n",
+        base()
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("targets.legacy: missing field `user`"), "{e}");
+}
+
 #[test]
 fn bad_secret_names_line_and_key() {
     std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");

@@ -461,13 +461,19 @@ async fn admit_agent<'a>(
                 .as_ref()
                 .ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?;
             // A token names an ad-hoc identity. One named like a configured
-            // identity would share that identity's policies, approval
+            // identity, or like a database user a passthrough target lists,
+            // would share that identity's or user's policies, approval
             // windows and session limit: whoever can get a token for any
-            // subject would act as it. Refused.
-            if identity.is_some() {
+            // subject would act as it (red-team finding for the
+            // passthrough user). Refused.
+            let passthrough_user = config.targets.values().any(|t| {
+                t.credentials == crate::config::CredentialMode::Passthrough
+                    && t.passthrough.users.contains_key(user)
+            });
+            if identity.is_some() || passthrough_user {
                 tracing::warn!(
                     identity = user,
-                    "JWT login refused: a configured identity has that name"
+                    "JWT login refused: a configured identity or passthrough user has that name"
                 );
                 if let Some(log) = &proxy.audit {
                     super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());

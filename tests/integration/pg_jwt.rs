@@ -66,7 +66,11 @@ async fn start() -> JwtEnv {
             "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nallow_cleartext_password = true\n\n\
              [jwt]\njwks = \"{jwks}\"\nhs256_secret_env = \"{HS_ENV}\"\n\
              issuer = \"test-idp\"\naudience = \"airlock\"\nleeway = \"5s\"\n\
-             targets = [\"{DB}\"]\n\n[audit]\npath = \"audit.db\"\n",
+             targets = [\"{DB}\"]\n\n[audit]\npath = \"audit.db\"\n\n\
+             [targets.legacy]\nhost = \"127.0.0.1\"\nport = 1\ndatabase = \"legacy\"\n\
+             user = \"catalog\"\npassword_env = \"{HS_ENV}\"\n\
+             credentials = \"passthrough\"\n[targets.legacy.passthrough.users.report_app]\n\
+             groups = []\n",
             jwks = jwks_path.display(),
         ),
         ..Default::default()
@@ -200,6 +204,10 @@ async fn bad_jwts_refused() {
     // ... and logged in as that name: a token may not act as a configured
     // identity (red-team finding: it got that identity's policies).
     refused(&j.psql_as(AGENT, "verify-full", &hs256(&other, HS_SECRET)));
+    // Nor as a database user a passthrough target lists (red-team finding:
+    // it got the policies written for that user).
+    other["sub"] = json!("report_app");
+    refused(&j.psql_as("report_app", "verify-full", &hs256(&other, HS_SECRET)));
     // A valid token without TLS: SCRAM is offered, and a token is no secret.
     refused(&j.psql("disable", &hs256(&claims(now() + 600), HS_SECRET)));
 }

@@ -435,3 +435,38 @@ async fn a_relayed_login_ends_at_the_login_timeout() {
         String::from_utf8_lossy(&got)
     );
 }
+
+/// A database user named like an airlock identity cannot log in through
+/// passthrough: policies know a principal by its name alone, and it would
+/// get the identity's policies with no airlock secret (red-team finding).
+/// It is refused once the server accepted its login, so a client without
+/// the database password does not learn which identities exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_user_named_like_an_identity_is_refused() {
+    let (env, _audit, _dir) = start("").await;
+    env.pg.create_user(AGENT, "Agent-Db-Passw0rd").unwrap();
+    let e = env
+        .config_for(AGENT, "Agent-Db-Passw0rd")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "28000", "{db:?}");
+    assert!(
+        db.message().contains("name of an airlock identity"),
+        "{db:?}"
+    );
+    // With the wrong password it is the server's refusal, as for any user.
+    let e = env
+        .config_for(AGENT, "wrong")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "28P01", "{db:?}");
+    // Other database users are unaffected.
+    let ok = connect(alice(&env, DB_PW)).await;
+    ok.simple_query("SELECT 1").await.unwrap();
+}

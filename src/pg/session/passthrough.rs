@@ -111,13 +111,39 @@ pub(super) async fn admit<'a>(
             return Err(e);
         }
     };
+    // Policies, approval windows and the audit log know a principal by its
+    // name alone: a database user named like an airlock identity would get
+    // that identity's policies with no airlock secret (red-team finding:
+    // role `bob` logged in through passthrough under identity bob's
+    // allow-all policy). Refused, once the server accepted the login: a
+    // client that proved nothing does not learn which identities exist.
+    if config.identities.contains_key(user) {
+        tracing::warn!(
+            identity = user,
+            database,
+            "passthrough login refused: an airlock identity has that name"
+        );
+        return Err(SessionError::Upstream {
+            code: "28000",
+            message: format!(
+                "airlock: database user \"{user}\" has the name of an airlock identity; it cannot log in through passthrough target \"{database}\""
+            ),
+        });
+    }
     drop(pending);
     conn.login_deadline = None;
     // Taken once the server accepted the login (red-team finding: taken
     // before, clients that sent only a user name used up the real user's
     // sessions without a password).
+    // Counted apart from identities' sessions (red-team finding: an
+    // identity or JWT subject named `postgres@legacy` used up database
+    // user postgres's sessions there): the key starts with NUL, which no
+    // startup user name can hold.
     let _slot = proxy
-        .session_slot(&format!("{user}@{database}"), target.passthrough.max_sessions)
+        .session_slot(
+            &format!("\0passthrough\0{database}\0{user}"),
+            target.passthrough.max_sessions,
+        )
         .ok_or_else(|| SessionError::Upstream {
             code: "53300",
             message: format!(
