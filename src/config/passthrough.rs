@@ -27,6 +27,11 @@ pub struct Passthrough {
     /// (for at most `limits.connect_timeout`), so without a bound clients
     /// with no password could fill the server's `max_connections`.
     pub max_pending_logins: usize,
+    /// Accept a login the server lets in without asking for a password
+    /// (`trust` in pg_hba.conf). The server's rule matches airlock's
+    /// address, not the client's, so by default such a login is refused:
+    /// any client could name any database user.
+    pub allow_trust: bool,
 }
 
 /// [`Passthrough::max_pending_logins`] unless set: room for a pool's
@@ -40,6 +45,7 @@ impl Default for Passthrough {
             users: BTreeMap::new(),
             max_sessions: None,
             max_pending_logins: DEFAULT_MAX_PENDING_LOGINS,
+            allow_trust: false,
         }
     }
 }

@@ -355,6 +355,18 @@ impl PgServer {
         self.psql_db("postgres", sql)
     }
 
+    /// Lets `user` in over TCP without a password (`trust` ahead of the
+    /// password rule in pg_hba.conf), then reloads the server's
+    /// configuration: for tests of what airlock does when a server
+    /// trusts its address.
+    pub fn trust_host_user(&self, user: &str) -> Result<()> {
+        let path = self.data_dir.join("pg_hba.conf");
+        let hba = fs::read_to_string(&path).map_err(io_err(format!("read {}", path.display())))?;
+        let hba = format!("host all {user} 127.0.0.1/32 trust\n{hba}");
+        self.process.write_file(&path, hba.as_bytes(), 0o600)?;
+        self.psql_admin("SELECT pg_reload_conf()").map(|_| ())
+    }
+
     /// Like [`psql_admin`](Self::psql_admin), in database `db`.
     pub fn psql_db(&self, db: &str, sql: &str) -> Result<String> {
         let mut psql = self.psql_command();

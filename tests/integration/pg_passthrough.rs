@@ -470,3 +470,36 @@ async fn a_database_user_named_like_an_identity_is_refused() {
     let ok = connect(alice(&env, DB_PW)).await;
     ok.simple_query("SELECT 1").await.unwrap();
 }
+
+/// A server that lets a user in without a password (`trust` for airlock's
+/// address) would let any client in as that user through passthrough: the
+/// rule matches airlock's address, not the client's (red-team finding:
+/// `user=postgres` with no password was a superuser session). Refused
+/// unless the target sets `passthrough.allow_trust`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_server_trusts_is_refused_unless_allowed() {
+    let (env, _audit, _dir) = start("").await;
+    env.pg.trust_host_user(DB_USER).unwrap();
+    let e = alice(&env, "not-checked")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "28000", "{db:?}");
+    assert!(db.message().contains("passthrough.allow_trust"), "{db:?}");
+
+    let env = Env::start_with(EnvOptions {
+        target_toml: format!(
+            "{}[targets.{DB}.passthrough]\nallow_trust = true\n",
+            passthrough_toml()
+        ),
+        rules_toml: Some(RULES.into()),
+        ..Default::default()
+    })
+    .await;
+    env.pg.create_user(DB_USER, DB_PW).unwrap();
+    env.pg.trust_host_user(DB_USER).unwrap();
+    let c = connect(alice(&env, "not-checked")).await;
+    c.simple_query("SELECT 1").await.unwrap();
+}

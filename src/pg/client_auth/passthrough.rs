@@ -14,7 +14,11 @@
 //! * **cleartext**: only when the client leg is TLS; the client's password
 //!   message is forwarded as received. Over an unencrypted client leg the
 //!   session is refused rather than asking the client for a cleartext password.
-//! * **trust** (AuthenticationOk at once): accepted, as the server decided.
+//! * **trust** (AuthenticationOk with no exchange): refused unless the
+//!   target sets `passthrough.allow_trust`. The server's pg_hba rule
+//!   matches airlock's address, not the client's, so it would let any
+//!   client in as any database user (red-team finding: `user=postgres`
+//!   with no password was a superuser session).
 //!
 //! A server authentication error (class 28) becomes airlock's own FATAL
 //! 28P01 `password authentication failed for user "..."`, the same text a
@@ -41,8 +45,11 @@ pub async fn relay_login(
     server: &mut Conn,
     user: &str,
     target_name: &str,
+    allow_trust: bool,
 ) -> Result<(), SessionError> {
     let mut sasl = false;
+    // Whether the client answered any password request.
+    let mut exchanged = false;
     loop {
         let frame = server.read_frame().await.map_err(conn_err)?;
         match frame.tag() {
@@ -62,11 +69,21 @@ pub async fn relay_login(
             .ok_or_else(|| upstream_err("malformed authentication request"))?;
         match code {
             auth_code::OK => {
-                if !sasl {
+                if !exchanged {
+                    if !allow_trust {
+                        tracing::warn!(
+                            target = target_name,
+                            user,
+                            "passthrough login refused: the server let it in without a password (trust for airlock's address in pg_hba.conf); set targets.{target_name}.passthrough.allow_trust = true if that is intended"
+                        );
+                        return Err(SessionError::Refused(format!(
+                            "the server lets \"{user}\" in without a password, and passthrough target \"{target_name}\" does not allow that (passthrough.allow_trust)"
+                        )));
+                    }
                     tracing::info!(
                         target = target_name,
                         user,
-                        "server accepted the passthrough login without a password exchange"
+                        "server accepted the passthrough login without a password exchange (allow_trust)"
                     );
                 }
                 return Ok(());
@@ -84,11 +101,13 @@ pub async fn relay_login(
                 client.write_all(frame.as_bytes()).await?;
                 let reply = expect_password(client).await?;
                 server.write_all(reply.as_bytes()).await.map_err(conn_err)?;
+                exchanged = true;
             }
             auth_code::MD5 => {
                 client.write_all(frame.as_bytes()).await?;
                 let reply = expect_password(client).await?;
                 server.write_all(reply.as_bytes()).await.map_err(conn_err)?;
+                exchanged = true;
             }
             auth_code::SASL => {
                 let mut offered = false;
@@ -104,6 +123,7 @@ pub async fn relay_login(
                     ));
                 }
                 sasl = true;
+                exchanged = true;
                 let mut out = BytesMut::new();
                 backend::authentication_sasl(&mut out, &[SCRAM_SHA_256]);
                 client.write_all(&out).await?;

@@ -92,7 +92,14 @@ pub(super) async fn admit<'a>(
             config.limits.max_message_size.0,
         )
         .await?;
-        relay_login(conn, &mut server, user, database).await?;
+        relay_login(
+            conn,
+            &mut server,
+            user,
+            database,
+            target.passthrough.allow_trust,
+        )
+        .await?;
         upstream::finish_startup(server, None).await
     };
     let relayed = upstream::within(config.limits.connect_timeout, database, login);
