@@ -445,27 +445,12 @@ async fn a_relayed_login_ends_at_the_login_timeout() {
 async fn a_database_user_named_like_an_identity_is_refused() {
     let (env, _audit, _dir) = start("").await;
     env.pg.create_user(AGENT, "Agent-Db-Passw0rd").unwrap();
-    let e = env
-        .config_for(AGENT, "Agent-Db-Passw0rd")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
-    let db = e.as_db_error().expect("a server error");
-    assert_eq!(db.code().code(), "28000", "{db:?}");
-    assert!(
-        db.message().contains("name of an airlock identity"),
-        "{db:?}"
-    );
+    let (code, message) = login_refusal(env.config_for(AGENT, "Agent-Db-Passw0rd")).await;
+    assert_eq!(code, "28000", "{message}");
+    assert!(message.contains("name of an airlock identity"), "{message}");
     // With the wrong password it is the server's refusal, as for any user.
-    let e = env
-        .config_for(AGENT, "wrong")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
-    let db = e.as_db_error().expect("a server error");
-    assert_eq!(db.code().code(), "28P01", "{db:?}");
+    let (code, message) = login_refusal(env.config_for(AGENT, "wrong")).await;
+    assert_eq!(code, "28P01", "{message}");
     // Other database users are unaffected.
     let ok = connect(alice(&env, DB_PW)).await;
     ok.simple_query("SELECT 1").await.unwrap();
@@ -480,14 +465,9 @@ async fn a_database_user_named_like_an_identity_is_refused() {
 async fn a_login_the_server_trusts_is_refused_unless_allowed() {
     let (env, _audit, _dir) = start("").await;
     env.pg.trust_host_user(DB_USER).unwrap();
-    let e = alice(&env, "not-checked")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
-    let db = e.as_db_error().expect("a server error");
-    assert_eq!(db.code().code(), "28000", "{db:?}");
-    assert!(db.message().contains("passthrough.allow_trust"), "{db:?}");
+    let (code, message) = login_refusal(alice(&env, "not-checked")).await;
+    assert_eq!(code, "28000", "{message}");
+    assert!(message.contains("passthrough.allow_trust"), "{message}");
 
     let env = Env::start_with(EnvOptions {
         target_toml: format!(
@@ -502,4 +482,15 @@ async fn a_login_the_server_trusts_is_refused_unless_allowed() {
     env.pg.trust_host_user(DB_USER).unwrap();
     let c = connect(alice(&env, "not-checked")).await;
     c.simple_query("SELECT 1").await.unwrap();
+}
+
+/// The SQLSTATE and message of a login that must be refused.
+async fn login_refusal(config: tokio_postgres::Config) -> (String, String) {
+    let e = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    let db = e.as_db_error().expect("a server error");
+    (db.code().code().to_owned(), db.message().to_owned())
 }

@@ -51,3 +51,20 @@ pub fn regions(dialect: Dialect, text: &[u8]) -> Result<Vec<Region>, String> {
         Dialect::MySql => mysql::regions(text),
     }
 }
+
+/// The regions of `sql` as (kind letter, text) pairs: `c` a comment, `q`
+/// a string or quoted name. For tests.
+#[cfg(test)]
+pub(crate) fn regions_as_text(dialect: Dialect, sql: &str) -> Result<Vec<(char, &str)>, String> {
+    regions(dialect, sql.as_bytes()).map(|v| {
+        v.iter()
+            .map(|r| {
+                let k = match r.kind {
+                    RegionKind::Comment => 'c',
+                    RegionKind::Quoted => 'q',
+                };
+                (k, &sql[r.start..r.end])
+            })
+            .collect()
+    })
+}

@@ -220,19 +220,8 @@ mod tests {
         assert_eq!(find_close(b"/* a */", 2), Some(5));
     }
 
-    /// The regions as (kind letter, text) pairs.
     fn r(sql: &str) -> Result<Vec<(char, &str)>, String> {
-        regions(sql.as_bytes()).map(|v| {
-            v.iter()
-                .map(|r| {
-                    let k = match r.kind {
-                        RegionKind::Comment => 'c',
-                        RegionKind::Quoted => 'q',
-                    };
-                    (k, &sql[r.start..r.end])
-                })
-                .collect()
-        })
+        super::super::regions_as_text(crate::policy::Dialect::MySql, sql)
     }
 
     #[test]

@@ -228,21 +228,9 @@ fn dollar_delimiter(s: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
-    /// The regions as (kind letter, text) pairs.
     fn r(sql: &str) -> Result<Vec<(char, &str)>, String> {
-        regions(sql.as_bytes()).map(|v| {
-            v.iter()
-                .map(|r| {
-                    let k = match r.kind {
-                        RegionKind::Comment => 'c',
-                        RegionKind::Quoted => 'q',
-                    };
-                    (k, &sql[r.start..r.end])
-                })
-                .collect()
-        })
+        super::super::regions_as_text(crate::policy::Dialect::Postgres, sql)
     }
 
     #[test]
