@@ -17,7 +17,14 @@ pub async fn require_token(State(state): State<AdminState>, req: Request, next: 
         // No token (loopback only): a web page in the operator's browser
         // could still reach the API, by a cross-site request or by DNS
         // rebinding. Only same-origin requests to a loopback host name go.
-        if let Err(why) = loopback_same_origin(req.headers()) {
+        // A request line in absolute form (`GET http://host/...`) names
+        // its host there, not in Host: refused, as browsers never send it.
+        let absolute = req.uri().authority().is_some();
+        let checked = match absolute {
+            true => Err("requests in absolute form are refused without an admin token"),
+            false => loopback_same_origin(req.headers()),
+        };
+        if let Err(why) = checked {
             return error(StatusCode::FORBIDDEN, why).into_response();
         }
         return next.run(req).await;
@@ -69,15 +76,30 @@ mod tests {
 
 /// Checks that a tokenless request names a loopback host and, if it comes
 /// from a browser page, one of the same origin.
+/// One Host and at most one Origin (review finding: a second one went
+/// unchecked), and a Host that is a name and an optional port and nothing
+/// else (`127.0.0.1:9187@evil` passed).
 pub fn loopback_same_origin(headers: &axum::http::HeaderMap) -> Result<(), &'static str> {
+    if headers.get_all(header::HOST).iter().count() != 1
+        || headers.get_all(header::ORIGIN).iter().count() > 1
+    {
+        return Err("one Host header and at most one Origin header are required");
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .ok_or("a Host header is required")?;
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').unwrap_or(("", "-")),
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, port),
+            None => (host, ""),
+        },
     };
+    let port = port.strip_prefix(':').unwrap_or(port);
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("without an admin token, only requests to a loopback host name are served");
+    }
     let loopback = name == "localhost"
         || name == "::1"
         || name
@@ -122,5 +144,18 @@ mod origin_tests {
         );
         assert!(loopback_same_origin(&headers("127.0.0.1:9187", Some("null"))).is_err());
         assert!(loopback_same_origin(&HeaderMap::new()).is_err());
+        // Anything after the port, and second Host or Origin headers
+        // (review finding), are refused.
+        assert!(loopback_same_origin(&headers("127.0.0.1:9187@evil.example", None)).is_err());
+        assert!(loopback_same_origin(&headers("[::1]x", None)).is_err());
+        let mut two = headers("127.0.0.1:9187", None);
+        two.append(header::HOST, HeaderValue::from_static("evil.example"));
+        assert!(loopback_same_origin(&two).is_err());
+        let mut two = headers("127.0.0.1:9187", Some("http://127.0.0.1:9187"));
+        two.append(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(loopback_same_origin(&two).is_err());
     }
 }

@@ -524,3 +524,42 @@ async fn admin_connections_are_capped_and_quiet_ones_make_room() {
     assert_eq!(api.get("/healthz").await.status, 200);
     env.stop().await;
 }
+
+/// Without a token (loopback only), requests a browser could be made to
+/// send from another site are refused, and so are hand-made ones that
+/// would slip past the Host and Origin checks (review finding: a request
+/// line in absolute form, a second Host or Origin header, and
+/// `Host: 127.0.0.1:P@evil` got through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_admin_serves_only_plain_loopback_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut env = Env::start_with(EnvOptions {
+        rules_toml: Some(RULES.into()),
+        extra_toml: "[admin]\nlisten = \"127.0.0.1:0\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let addr = env.airlock.as_ref().and_then(|a| a.admin_addr).unwrap();
+    let status = |head: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        text.split_whitespace().nth(1).unwrap_or("").to_owned()
+    };
+    let host = format!("127.0.0.1:{}", addr.port());
+    let plain = format!("GET /api/approvals HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(plain).await, "200");
+    for head in [
+        format!("GET http://{host}/api/approvals HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/approvals HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/approvals HTTP/1.1\r\nHost: {host}@evil.example\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/approvals HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/approvals HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+    ] {
+        let got = status(head.clone()).await;
+        assert!(got == "403" || got == "400", "{head:?}: {got}");
+    }
+    env.stop().await;
+}
