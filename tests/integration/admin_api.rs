@@ -556,7 +556,7 @@ async fn tokenless_admin_serves_only_plain_loopback_requests() {
         format!("GET /api/approvals HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
         format!("GET /api/approvals HTTP/1.1\r\nHost: {host}@evil.example\r\nConnection: close\r\n\r\n"),
         format!("GET /api/approvals HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"),
-        format!("GET /api/approvals HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        "GET /api/approvals HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_owned(),
     ] {
         let got = status(head.clone()).await;
         assert!(got == "403" || got == "400", "{head:?}: {got}");
