@@ -579,7 +579,7 @@ fn describe_plan(plan: &airlock::masking::StatementPlan) -> String {
         StatementPlan::Ddl => "no result set; DDL: only transaction and session statements may follow it until its transaction ends".into(),
         StatementPlan::Opaque => "rows of unknown shape: columns are matched by name".into(),
         StatementPlan::Block { rule, message, .. } => format!("refused by {rule}: {message}"),
-        StatementPlan::Columns(cols) => cols
+        StatementPlan::Columns(cols) | StatementPlan::OpenColumns(cols) => cols
             .iter()
             .enumerate()
             .map(|(i, c)| match c {

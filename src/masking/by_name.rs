@@ -78,7 +78,7 @@ pub fn guards_rows(plan: &StatementPlan) -> bool {
         StatementPlan::Columns(cols) => cols
             .iter()
             .any(|c| matches!(c, super::ColumnMask::Mask { .. })),
-        StatementPlan::Opaque => true,
+        StatementPlan::Opaque | StatementPlan::OpenColumns(_) => true,
         StatementPlan::NoResult | StatementPlan::Ddl | StatementPlan::Block { .. } => false,
     }
 }

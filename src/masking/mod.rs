@@ -77,13 +77,18 @@ pub enum StatementPlan {
     /// transaction and session statements may follow
     /// ([`Masker::plan_after_ddl`]); then the catalog is loaded again.
     Ddl,
-    /// One entry per result column, in order. On Postgres, columns beyond
-    /// the list are unclassified: use [`Masker::mask_for_name`] on their
-    /// names (and the source the RowDescription names). A result with
-    /// *fewer* columns than the plan means the analysis was wrong: fail
-    /// closed. MySQL sessions fail closed on *more* columns too (red-team
-    /// finding: a column the analysis never saw passed in clear).
+    /// One entry per result column, in order. A result with *fewer*
+    /// columns than the plan means the analysis was wrong: fail closed.
+    /// Columns *beyond* the list are ones the analysis never saw: Postgres
+    /// sessions hide their values (`builtin.unknown-source`), MySQL ones
+    /// refuse the result (red-team finding: such a column passed in clear
+    /// on MySQL, and on Postgres went by its name alone).
     Columns(Vec<ColumnMask>),
+    /// The listed columns, then any number that come from relations whose
+    /// columns airlock does not know (`SELECT *` from a relation outside
+    /// the catalog snapshot, such as `information_schema`): those go by
+    /// their names and sources. Fewer columns than listed fail closed.
+    OpenColumns(Vec<ColumnMask>),
     /// Rows airlock cannot attribute to columns (EXECUTE, FETCH, SHOW,
     /// EXPLAIN, unknown `SELECT *`): use [`Masker::mask_for_name`] per
     /// column.
@@ -395,6 +400,7 @@ impl Masker {
                 unknown_relation: None,
             };
         }
+        let open = out.open.is_some();
         let mut cols = Vec::with_capacity(out.cols.len());
         for c in &out.cols {
             cols.push(match c.taint {
@@ -435,7 +441,11 @@ impl Masker {
                 }
             });
         }
-        StatementPlan::Columns(cols)
+        if open {
+            StatementPlan::OpenColumns(cols)
+        } else {
+            StatementPlan::Columns(cols)
+        }
     }
 
     fn rule_id(&self, t: Taint) -> String {

@@ -88,7 +88,7 @@ fn shape_as(m: &Masker, p: &Principal, d: Dialect, sql: &str) -> String {
             StatementPlan::Ddl => "DDL".to_string(),
             StatementPlan::Opaque => "OPAQUE".to_string(),
             StatementPlan::Block { rule, .. } => format!("BLOCK:{rule}"),
-            StatementPlan::Columns(cols) => cols
+            StatementPlan::Columns(cols) | StatementPlan::OpenColumns(cols) => cols
                 .iter()
                 .map(|c| match c {
                     ColumnMask::Clear | ColumnMask::Detect => '.',
@@ -686,7 +686,7 @@ fn masking_refuses_relations_a_complete_catalog_lacks() {
         match plans.as_slice() {
             [p] if is_unknown_relation(p) => "UNKNOWN".to_string(),
             [StatementPlan::Block { rule, .. }] => format!("BLOCK:{rule}"),
-            [StatementPlan::Columns(_)] => "COLUMNS".to_string(),
+            [StatementPlan::Columns(_) | StatementPlan::OpenColumns(_)] => "COLUMNS".to_string(),
             [StatementPlan::NoResult] => "NONE".to_string(),
             [StatementPlan::Ddl] => "DDL".to_string(),
             other => format!("{other:?}"),

@@ -205,7 +205,7 @@ impl MyAudit {
 fn masked_rules(plans: &[Arc<StatementPlan>]) -> Vec<String> {
     let mut rules: Vec<String> = Vec::new();
     for plan in plans {
-        if let StatementPlan::Columns(cols) = plan.as_ref() {
+        if let StatementPlan::Columns(cols) | StatementPlan::OpenColumns(cols) = plan.as_ref() {
             for c in cols {
                 if let ColumnMask::Mask { rule, .. } = c {
                     if !rules.contains(rule) {

@@ -447,7 +447,7 @@ mod tests {
         };
         let plans = m.plan(&who, crate::policy::Dialect::MySql, sql, &ctx, cat);
         match plans.as_slice() {
-            [StatementPlan::Columns(cols)] => cols
+            [StatementPlan::Columns(cols) | StatementPlan::OpenColumns(cols)] => cols
                 .iter()
                 .map(|c| match c {
                     ColumnMask::Mask { .. } => 'P',

@@ -99,6 +99,10 @@ pub struct ColInfo {
     pub by_source: Option<ColumnMask>,
     pub text_like: bool,
     pub type_code: u8,
+    /// A column of a table in `information_schema` or
+    /// `performance_schema`, which no one can create and which hold no
+    /// user data: past an open plan's columns, it goes by name.
+    pub system: bool,
 }
 
 /// A command in flight (see [`MyMask::checking`]): answered when dropped.
@@ -429,6 +433,9 @@ impl MyMask {
             by_source: self.source_mask(&c),
             text_like: types::mysql_type_is_text(c.type_code, c.charset),
             type_code: c.type_code,
+            system: !c.org_table.is_empty()
+                && (c.schema.eq_ignore_ascii_case("information_schema")
+                    || c.schema.eq_ignore_ascii_case("performance_schema")),
         });
         if self.columns.len() >= COLUMN_CACHE {
             self.columns.clear();
@@ -529,15 +536,26 @@ impl MyMask {
         plan: Option<&StatementPlan>,
         cols: &[Arc<ColInfo>],
     ) -> Result<Arc<Vec<Action>>, String> {
+        let mismatch =
+            || "airlock: the result does not match the masking analysis; refusing to pass it";
         let planned = match plan {
             Some(StatementPlan::Columns(c)) => {
                 // More columns than planned are columns airlock did not
                 // analyze (red-team finding: an extra one passed in clear).
                 if cols.len() != c.len() {
-                    return Err(
-                        "airlock: the result does not match the masking analysis; refusing to pass it"
-                            .into(),
-                    );
+                    return Err(mismatch().into());
+                }
+                Some(c)
+            }
+            // Past the columns it knows, a plan over a relation whose
+            // columns airlock does not know (`SELECT *` from
+            // information_schema) takes only system tables' columns, by
+            // name: anything else is a column it did not analyze
+            // (compatibility finding: `SELECT * FROM information_schema.columns`
+            // was refused).
+            Some(StatementPlan::OpenColumns(c)) => {
+                if cols.len() < c.len() || cols[c.len()..].iter().any(|x| !x.system) {
+                    return Err(mismatch().into());
                 }
                 Some(c)
             }

@@ -19,36 +19,6 @@
 use super::error::MyError;
 use crate::policy::server_lexer::mysql::quoted_end;
 
-/// Modes that leave the lexing of strings and identifiers alone.
-const SAFE_MODES: &[&str] = &[
-    "REAL_AS_FLOAT",
-    "PIPES_AS_CONCAT",
-    "IGNORE_SPACE",
-    "IGNORE_BAD_TABLE_OPTIONS",
-    "ONLY_FULL_GROUP_BY",
-    "NO_UNSIGNED_SUBTRACTION",
-    "NO_DIR_IN_CREATE",
-    "NO_KEY_OPTIONS",
-    "NO_TABLE_OPTIONS",
-    "NO_FIELD_OPTIONS",
-    "NO_AUTO_VALUE_ON_ZERO",
-    "STRICT_TRANS_TABLES",
-    "STRICT_ALL_TABLES",
-    "NO_ZERO_IN_DATE",
-    "NO_ZERO_DATE",
-    "ALLOW_INVALID_DATES",
-    "ERROR_FOR_DIVISION_BY_ZERO",
-    "TRADITIONAL",
-    "NO_AUTO_CREATE_USER",
-    "HIGH_NOT_PRECEDENCE",
-    "NO_ENGINE_SUBSTITUTION",
-    "PAD_CHAR_TO_FULL_LENGTH",
-    "EMPTY_STRING_IS_NULL",
-    "SIMULTANEOUS_ASSIGNMENT",
-    "TIME_ROUND_FRACTIONAL",
-    "TIME_TRUNCATE_FRACTIONAL",
-];
-
 /// Modes under which airlock cannot read statements correctly.
 const UNSAFE_SESSION_MODES: &[&str] = &["ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ORACLE"];
 
@@ -216,21 +186,8 @@ fn check_statement(t: &[Tok<'_>]) -> Result<(), String> {
 }
 
 fn check_value(v: &[u8]) -> Result<(), String> {
-    if !v
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b',' | b' '))
-    {
-        return Err("sql_mode value has characters airlock does not accept".into());
-    }
     let v = String::from_utf8_lossy(v);
-    for mode in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        if !SAFE_MODES.iter().any(|s| s.eq_ignore_ascii_case(mode)) {
-            return Err(format!(
-                "sql_mode {mode} is not allowed: airlock only allows modes that keep MySQL's default quoting and escaping"
-            ));
-        }
-    }
-    Ok(())
+    crate::policy::builtin::mysql_sql_mode_value_is_safe(&v)
 }
 
 #[cfg(test)]

@@ -543,9 +543,10 @@ impl RowMasking {
             .as_ref()
             .map(|rd| fields(rd).collect())
             .unwrap_or_default();
-        let plan_cols = match active.plan.as_ref() {
-            StatementPlan::Columns(c) => Some(c),
-            _ => None,
+        let (plan_cols, open) = match active.plan.as_ref() {
+            StatementPlan::Columns(c) => (Some(c), false),
+            StatementPlan::OpenColumns(c) => (Some(c), true),
+            _ => (None, false),
         };
         if let Some(c) = plan_cols {
             if columns < c.len() {
@@ -581,6 +582,16 @@ impl RowMasking {
             };
             let mut mask = match plan_cols.and_then(|c| c.get(i)) {
                 Some(m) => m.clone(),
+                // A column beyond a closed plan: the analysis never saw
+                // it. A computed one holds what airlock cannot know, and
+                // its values are hidden (it once went by its name alone;
+                // MySQL refuses such a result). A table's column (a table
+                // changed behind airlock's back) and one beyond an open
+                // plan (a relation whose columns airlock does not know)
+                // go by name, and by the source the server names below.
+                None if plan_cols.is_some() && !open && field.is_none_or(|f| f.table_oid == 0) => {
+                    unknown_source()
+                }
                 None => field
                     .map(|f| {
                         let name = String::from_utf8_lossy(f.name).to_lowercase();
@@ -1066,7 +1077,7 @@ impl PlanBook {
         };
         let rows = matches!(
             b.prepared.plan.as_deref(),
-            Some(StatementPlan::Columns(_) | StatementPlan::Opaque)
+            Some(StatementPlan::Columns(_) | StatementPlan::OpenColumns(_) | StatementPlan::Opaque)
         );
         let statement_described = || {
             b.prepared.described

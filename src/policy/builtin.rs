@@ -129,7 +129,11 @@ const PG_DANGEROUS: &[&str] = &[
     "crosstab*",
     "connectby*",
     "pg_background_*",
-    "pg_advisory_*lock*",
+    // Taking advisory locks can stall other sessions; releasing this
+    // session's own (pg_advisory_unlock*, which pools call when a
+    // connection is returned) cannot.
+    "pg_advisory_lock*",
+    "pg_advisory_xact_lock*",
     "pg_try_advisory_*lock*",
     "pg_execute_server_program",
     "pg_stat_reset*",
@@ -253,6 +257,59 @@ pub fn is_lexer_or_loader_setting(name: &str) -> bool {
             | "shared_preload_libraries"
             | "dynamic_library_path"
     )
+}
+
+/// MySQL sql_modes that leave the lexing of strings and identifiers
+/// alone: a session may set any combination of them.
+pub const MYSQL_SAFE_SQL_MODES: &[&str] = &[
+    "REAL_AS_FLOAT",
+    "PIPES_AS_CONCAT",
+    "IGNORE_SPACE",
+    "IGNORE_BAD_TABLE_OPTIONS",
+    "ONLY_FULL_GROUP_BY",
+    "NO_UNSIGNED_SUBTRACTION",
+    "NO_DIR_IN_CREATE",
+    "NO_KEY_OPTIONS",
+    "NO_TABLE_OPTIONS",
+    "NO_FIELD_OPTIONS",
+    "NO_AUTO_VALUE_ON_ZERO",
+    "STRICT_TRANS_TABLES",
+    "STRICT_ALL_TABLES",
+    "NO_ZERO_IN_DATE",
+    "NO_ZERO_DATE",
+    "ALLOW_INVALID_DATES",
+    "ERROR_FOR_DIVISION_BY_ZERO",
+    "TRADITIONAL",
+    "NO_AUTO_CREATE_USER",
+    "HIGH_NOT_PRECEDENCE",
+    "NO_ENGINE_SUBSTITUTION",
+    "PAD_CHAR_TO_FULL_LENGTH",
+    "EMPTY_STRING_IS_NULL",
+    "SIMULTANEOUS_ASSIGNMENT",
+    "TIME_ROUND_FRACTIONAL",
+    "TIME_TRUNCATE_FRACTIONAL",
+];
+
+/// `Ok` when a MySQL sql_mode value (the string's content) names only
+/// [`MYSQL_SAFE_SQL_MODES`]; else why not.
+pub fn mysql_sql_mode_value_is_safe(v: &str) -> Result<(), String> {
+    if !v
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b',' | b' '))
+    {
+        return Err("sql_mode value has characters airlock does not accept".into());
+    }
+    for mode in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        if !MYSQL_SAFE_SQL_MODES
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(mode))
+        {
+            return Err(format!(
+                "sql_mode {mode} is not allowed: airlock only allows modes that keep MySQL's default quoting and escaping"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The built-in rule that guards a setting airlock reads every session

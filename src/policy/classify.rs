@@ -127,6 +127,9 @@ pub fn classify(s: &Statement) -> (StatementClass, String) {
         Statement::Reset(_) => (Session, "RESET"),
         Statement::Use(_) => (Session, "USE"),
         Statement::Discard { .. } => (Session, "DISCARD"),
+        // Stops this session's own listening (pools send `UNLISTEN *` when
+        // a connection is returned); LISTEN stays class `other`.
+        Statement::UNLISTEN { .. } => (Session, "UNLISTEN"),
         Statement::Deallocate { .. } => (Session, "DEALLOCATE"),
         Statement::Execute { .. } => (Session, "EXECUTE"),
         Statement::StartTransaction { .. } => (Transaction, "BEGIN"),
@@ -229,83 +232,107 @@ fn value_is_surely_on(values: &[Expr]) -> bool {
     )
 }
 
-/// Fills `facts.session` and built-in session violations.
-pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
-    let assign = |facts: &mut Facts,
-                  name: &ObjectName,
-                  scope: Option<&ContextModifier>,
-                  values: &[Expr]| {
-        let (n, global) = setting_name(name);
-        if global || matches!(scope, Some(ContextModifier::Global)) {
-            facts.violations.push((
-                ids::ADMIN,
-                format!("SET GLOBAL {n} changes the whole server"),
-            ));
-        }
-        if matches!(scope, Some(ContextModifier::Local)) {
-            facts.session.local = true;
-        }
-        if builtin::is_role_setting(&n) {
-            facts
-                .violations
-                .push((ids::ROLE_CHANGE, format!("changing {n} is not allowed")));
-        }
-        if builtin::is_lexer_or_loader_setting(&n) {
-            facts.violations.push((
-                ids::LEXER_SETTING,
-                format!("changing {n} would change how statements are read or load code"),
-            ));
-        }
-        if n == "password" {
-            facts.violations.push((
-                ids::ROLE_CHANGE,
-                "SET PASSWORD changes the credentials of the account airlock logs in as"
-                    .to_string(),
-            ));
-        }
-        if dialect == Dialect::MySql
-            && n == "character_set_results"
-            && !result_charset_is_safe(values)
-        {
-            facts.violations.push((
+/// The facts and built-in violations of setting `name` to `values` (a
+/// `SET`, one assignment of a MySQL `SET a = 1, b = 2`, or a Postgres
+/// `set_config` with constant arguments, which is `SET` by another name).
+pub fn assign_setting(
+    dialect: Dialect,
+    facts: &mut Facts,
+    name: &ObjectName,
+    scope: Option<&ContextModifier>,
+    values: &[Expr],
+) {
+    let (n, global) = setting_name(name);
+    if global || matches!(scope, Some(ContextModifier::Global)) {
+        facts.violations.push((
+            ids::ADMIN,
+            format!("SET GLOBAL {n} changes the whole server"),
+        ));
+    }
+    if matches!(scope, Some(ContextModifier::Local)) {
+        facts.session.local = true;
+    }
+    if builtin::is_role_setting(&n) {
+        facts
+            .violations
+            .push((ids::ROLE_CHANGE, format!("changing {n} is not allowed")));
+    }
+    // MySQL's sql_mode set to one string naming only modes that keep the
+    // default quoting and escaping (connectors send `SET sql_mode =
+    // 'STRICT_TRANS_TABLES'`, or the session's own value after a reset):
+    // allowed, as the session's own check allows it (`mysql::sql_mode`).
+    let safe_sql_mode = dialect == Dialect::MySql
+        && n == "sql_mode"
+        && match values {
+            [Expr::Value(v)] => match &v.value {
+                sqlparser::ast::Value::SingleQuotedString(m)
+                | sqlparser::ast::Value::DoubleQuotedString(m) => {
+                    builtin::mysql_sql_mode_value_is_safe(m).is_ok()
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+    if builtin::is_lexer_or_loader_setting(&n) && !safe_sql_mode {
+        facts.violations.push((
+            ids::LEXER_SETTING,
+            format!("changing {n} would change how statements are read or load code"),
+        ));
+    }
+    if n == "password" {
+        facts.violations.push((
+            ids::ROLE_CHANGE,
+            "SET PASSWORD changes the credentials of the account airlock logs in as".to_string(),
+        ));
+    }
+    if dialect == Dialect::MySql && n == "character_set_results" && !result_charset_is_safe(values)
+    {
+        facts.violations.push((
                     ids::LEXER_SETTING,
                     "character_set_results other than utf8mb4, utf8mb3, latin1 or ascii sends results masking cannot read".to_string(),
                 ));
-        }
-        if builtin::is_server_log_setting(&n) {
-            facts.violations.push((
-                ids::ADMIN,
-                format!("{n} changes what the server logs or replicates of this session"),
-            ));
-        }
-        if builtin::is_tracing_setting(&n) {
-            facts.violations.push((
-                ids::ADMIN,
-                format!("{n} makes the server show values it read, masked data included"),
-            ));
-        }
-        if builtin::is_read_only_setting(&n) && !value_is_surely_on(values) {
-            facts.session.enables_writes = true;
-        }
-        if n == "search_path" {
-            let path: Vec<String> = values
-                .iter()
-                .map(|v| match v {
-                    Expr::Identifier(id) => id.value.clone(),
-                    Expr::Value(v) => v.to_string().trim_matches('\'').to_string(),
-                    other => other.to_string(),
-                })
-                .flat_map(|s| {
-                    s.split(',')
-                        .map(|p| p.trim().to_string())
-                        .collect::<Vec<_>>()
-                })
-                .filter(|s| !s.is_empty())
-                .collect();
-            facts.session.search_path = Some(path);
-        }
-        facts.session.sets.push(n);
-    };
+    }
+    if builtin::is_server_log_setting(&n) {
+        facts.violations.push((
+            ids::ADMIN,
+            format!("{n} changes what the server logs or replicates of this session"),
+        ));
+    }
+    if builtin::is_tracing_setting(&n) {
+        facts.violations.push((
+            ids::ADMIN,
+            format!("{n} makes the server show values it read, masked data included"),
+        ));
+    }
+    if builtin::is_read_only_setting(&n) && !value_is_surely_on(values) {
+        facts.session.enables_writes = true;
+    }
+    if n == "search_path" {
+        let path: Vec<String> = values
+            .iter()
+            .map(|v| match v {
+                Expr::Identifier(id) => id.value.clone(),
+                Expr::Value(v) => v.to_string().trim_matches('\'').to_string(),
+                other => other.to_string(),
+            })
+            .flat_map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        facts.session.search_path = Some(path);
+    }
+    facts.session.sets.push(n);
+}
+
+/// Fills `facts.session` and built-in session violations.
+pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
+    let assign =
+        |facts: &mut Facts, name: &ObjectName, scope: Option<&ContextModifier>, values: &[Expr]| {
+            assign_setting(dialect, facts, name, scope, values)
+        };
     match s {
         Statement::Set(set) => match set {
             Set::SingleAssignment {
@@ -367,11 +394,13 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
             ids::ADMIN,
             format!("{s} resets server state (binary logs, replication, caches)"),
         )),
+        // RESET restores what the session started with, which includes
+        // the settings airlock sends at startup (read-only, timeouts): it
+        // cannot undo them, and pools send `RESET ALL` when a connection
+        // is returned. `transaction_read_only` is the exception: reset in
+        // a read-only transaction, it makes the transaction read-write.
         Statement::Reset(r) => match &r.reset {
-            Reset::ALL => {
-                facts.session.resets.push("all".into());
-                facts.session.enables_writes = true;
-            }
+            Reset::ALL => facts.session.resets.push("all".into()),
             Reset::SessionAuthorization => facts.violations.push((
                 ids::ROLE_CHANGE,
                 "RESET SESSION AUTHORIZATION is not allowed".to_string(),
@@ -383,7 +412,7 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                         .violations
                         .push((ids::ROLE_CHANGE, format!("RESET {n} is not allowed")));
                 }
-                if builtin::is_read_only_setting(&n) {
+                if builtin::is_read_only_setting(&n) && n != "default_transaction_read_only" {
                     facts.session.enables_writes = true;
                 }
                 facts.session.resets.push(n);

@@ -366,7 +366,10 @@ pub fn decide(
             );
         }
         let allowed = policy.allow_functions.as_ref().map(|a| a.is_match(n));
-        if builtin::is_dangerous_function(dialect, n) && allowed != Some(true) {
+        // A constant set_config is judged as the SET it is, below; not in
+        // EXECUTE's arguments, which skip those checks.
+        let as_set = f.constant_setting && !executes;
+        if builtin::is_dangerous_function(dialect, n) && allowed != Some(true) && !as_set {
             if let Some(d) = builtin(
                 policy,
                 ids::DANGEROUS_FUNCTION,
@@ -436,6 +439,21 @@ pub fn decide(
             ),
         );
     }
+    // A setting changed inside another statement (`SELECT set_config(...)`)
+    // needs the session class too, as a SET would.
+    if !facts.session.sets.is_empty()
+        && class != StatementClass::Session
+        && !policy.allow_statements.contains(&StatementClass::Session)
+    {
+        return deny(
+            policy,
+            "statements",
+            format!(
+                "{} changes a setting, and session statements are not allowed by policy {}",
+                facts.kind, policy.id
+            ),
+        );
+    }
     // 5. Session settings the policy relies on.
     if facts.session.search_path.is_some() {
         let msg = if facts.session.local {
@@ -447,15 +465,10 @@ pub fn decide(
             return d;
         }
     }
-    // The limits the policy sets upstream: not to be changed or reset.
-    let changes = |setting: fn(&str) -> bool| {
-        facts
-            .session
-            .sets
-            .iter()
-            .chain(&facts.session.resets)
-            .any(|n| setting(n) || n == "all")
-    };
+    // The limits the policy sets upstream: not to be changed. A RESET
+    // restores the value the session started with, which is the policy's
+    // (sent as a startup option), so it may.
+    let changes = |setting: fn(&str) -> bool| facts.session.sets.iter().any(|n| setting(n));
     for (set, setting, check, what) in [
         (
             policy.statement_timeout.is_some(),

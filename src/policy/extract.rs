@@ -161,12 +161,58 @@ pub fn table_statement_cte_key(dialect: Dialect, name: &str) -> Option<String> {
 }
 
 /// A function reference from its (possibly qualified) name.
+/// The setting, value and `is_local` of `set_config(name, value,
+/// is_local)` (or `pg_catalog.set_config`) when the name is a string
+/// constant, the value a string constant and `is_local` a boolean
+/// constant; anything else is left to the function checks, which refuse
+/// `set_config`.
+fn constant_set_config(f: &sqlparser::ast::Function) -> Option<(ObjectName, &Expr, bool)> {
+    use sqlparser::ast::{FunctionArg, Value};
+    let p = parts(&f.name);
+    let schema_ok = match p.as_slice() {
+        [_] => true,
+        [schema, _] => schema == "pg_catalog",
+        _ => false,
+    };
+    if !schema_ok || p.last().map(String::as_str) != Some("set_config") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    let arg = |i: usize| match list.args.get(i)? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+        _ => None,
+    };
+    let (Some(name), Some(value), Some(local), None) = (arg(0), arg(1), arg(2), list.args.get(3))
+    else {
+        return None;
+    };
+    let Expr::Value(v) = name else { return None };
+    let Value::SingleQuotedString(name) = &v.value else {
+        return None;
+    };
+    let Expr::Value(v) = value else { return None };
+    if !matches!(v.value, Value::SingleQuotedString(_)) {
+        return None;
+    }
+    let Expr::Value(v) = local else { return None };
+    let Value::Boolean(local) = v.value else {
+        return None;
+    };
+    Some((ObjectName::from(vec![Ident::new(name)]), value, local))
+}
+
 pub fn function_ref(name: &ObjectName) -> FunctionRef {
     let mut p = parts(name);
     let last = p.pop().unwrap_or_default();
     FunctionRef {
         name: last,
         schema: p.pop(),
+        constant_setting: false,
     }
 }
 
@@ -864,6 +910,27 @@ impl Visitor for Extractor<'_> {
         match e {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                 self.column(e, ColumnLocation::Other)
+            }
+            Expr::Function(f)
+                if self.dialect == Dialect::Postgres && constant_set_config(f).is_some() =>
+            {
+                // `set_config('name', 'value', is_local)` with constants is
+                // SET by another name (asyncpg sends `set_config('jit',
+                // 'off', false)` before reading a type): judged as that SET.
+                self.facts.functions.insert(FunctionRef {
+                    constant_setting: true,
+                    ..function_ref(&f.name)
+                });
+                if let Some((name, value, local)) = constant_set_config(f) {
+                    let scope = local.then_some(sqlparser::ast::ContextModifier::Local);
+                    classify::assign_setting(
+                        self.dialect,
+                        &mut self.facts,
+                        &name,
+                        scope.as_ref(),
+                        std::slice::from_ref(value),
+                    );
+                }
             }
             Expr::Function(f) => {
                 self.facts.functions.insert(function_ref(&f.name));

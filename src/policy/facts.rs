@@ -116,6 +116,10 @@ pub struct FunctionRef {
     pub name: String,
     /// The schema it was qualified with, if any (lower-case).
     pub schema: Option<String>,
+    /// A `set_config` with constant arguments, judged as the `SET` it is
+    /// (see `extract::constant_set_config`): not a dangerous function,
+    /// though `deny_functions` and `allow_functions` still see it.
+    pub constant_setting: bool,
 }
 
 /// What one statement does.

@@ -145,7 +145,6 @@ fn policy_settings_and_startup() {
     for sql in [
         "SET idle_in_transaction_session_timeout = 0",
         "SET SESSION idle_in_transaction_session_timeout TO DEFAULT",
-        "RESET idle_in_transaction_session_timeout",
         "SET idle_transaction_timeout = 0",
     ] {
         let d = judge(&e, "ro", sql, &ctx).decision;
@@ -153,6 +152,11 @@ fn policy_settings_and_startup() {
             matches!(d, Decision::Block { ref rule, .. } if rule == "ro.idle-in-transaction-timeout"),
             "{sql}: {d}"
         );
+    }
+    // RESET restores the value the session started with: the policy's,
+    // sent as a startup option (pools send `RESET ALL`).
+    for sql in ["RESET idle_in_transaction_session_timeout", "RESET ALL"] {
+        assert!(judge(&e, "ro", sql, &ctx).decision.is_allow(), "{sql}");
     }
     // A policy without the limit leaves the setting to the client.
     assert!(judge(

@@ -435,6 +435,48 @@ async fn unicode_space_after_double_dash_is_refused() {
 /// A policy's `idle_in_transaction_timeout` is applied upstream
 /// (MariaDB's `idle_transaction_timeout`, whole seconds), the agent cannot
 /// lift it, and the server ends a session left idle in a transaction.
+/// sql_mode set to modes that keep the default quoting runs, as
+/// connectors send it (compatibility finding: mysql-connector sends the
+/// session's own sql_mode after COM_RESET_CONNECTION, and a strict mode
+/// in an init command is common; both were refused by default); modes
+/// that change how text is read stay refused, over both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_sql_modes_run_and_lexing_ones_are_refused() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    let current: Option<String> = c.query_first("SELECT @@SESSION.sql_mode").await.unwrap();
+    let current = current.unwrap_or_default();
+    for sql in [
+        "SET SESSION sql_mode = 'STRICT_ALL_TABLES'".to_owned(),
+        "SET sql_mode = 'TRADITIONAL'".to_owned(),
+        "SET @@session.sql_mode = ''".to_owned(),
+        format!("SET @@session.sql_mode = '{current}'"),
+    ] {
+        c.query_drop(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        c.exec_drop(&sql, ())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let now: Option<String> = c.query_first("SELECT @@SESSION.sql_mode").await.unwrap();
+    assert_eq!(now.unwrap_or_default(), current);
+    for sql in [
+        "SET sql_mode = 'ANSI_QUOTES'",
+        "SET sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES'",
+        "SET sql_mode = CONCAT('ANSI', '_QUOTES')",
+        "SET GLOBAL sql_mode = ''",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        refused(c.exec_drop(sql, ()).await.unwrap_err(), sql);
+    }
+    let now: Option<String> = c.query_first("SELECT @@SESSION.sql_mode").await.unwrap();
+    assert_eq!(now.unwrap_or_default(), current);
+    still_usable(&mut c).await;
+    drop(c);
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_in_transaction_timeout_is_applied_and_kept() {
     let rules = RULES.replacen(

@@ -72,6 +72,14 @@ async fn count(env: &Env, sql: &str) -> i64 {
     env.direct().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// A setting's value as the server shows it.
+async fn show(c: &Client, setting: &str) -> String {
+    c.query_one(&format!("SHOW {setting}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn still_usable(c: &Client) {
     let r: i32 = c.query_one("SELECT 40 + 2", &[]).await.unwrap().get(0);
     assert_eq!(r, 42);
@@ -519,6 +527,65 @@ async fn resource_limits() {
         .unwrap();
     assert_eq!(rows.len(), 1000);
     still_usable(&c).await;
+}
+
+/// What drivers and pools send on their own runs, and cannot undo the
+/// policy's limits (compatibility finding: asyncpg's type introspection
+/// sends `set_config('jit', 'off', false)`, and its pool's reset query
+/// `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`: both
+/// were refused, which broke every array column and every pool release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_and_pool_statements_run_and_keep_the_policy_limits() {
+    let env = env().await;
+    let c = env.agent().await;
+    c.simple_query("SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new")
+        .await
+        .unwrap();
+    assert_eq!(show(&c, "jit").await, "off");
+    c.simple_query("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;")
+        .await
+        .unwrap();
+    c.simple_query("RESET statement_timeout").await.unwrap();
+    // RESET restores what the session started with: the policy's limits.
+    assert_eq!(show(&c, "statement_timeout").await, "7s");
+    assert_eq!(
+        show(&c, "idle_in_transaction_session_timeout").await,
+        "1min"
+    );
+    // set_config is still judged as the SET it is.
+    for sql in [
+        "SELECT set_config('statement_timeout', '0', false)",
+        "SELECT set_config('search_path', 'private', false)",
+        "SELECT set_config('jit', (SELECT s FROM secrets), false)",
+        "SELECT pg_advisory_lock(1)",
+    ] {
+        refused(&c.simple_query(sql).await.unwrap_err());
+    }
+    assert_eq!(show(&c, "statement_timeout").await, "7s");
+    still_usable(&c).await;
+
+    // Read-only: RESET ALL keeps the session read-only; what would turn
+    // writes back on is refused.
+    let r = connect(env.config_for("reader", "reader-pw")).await;
+    r.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(show(&r, "default_transaction_read_only").await, "on");
+    refused(
+        &r.simple_query("SELECT set_config('default_transaction_read_only', 'off', false)")
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        &r.simple_query("BEGIN; RESET transaction_read_only")
+            .await
+            .unwrap_err(),
+    );
+    r.simple_query("ROLLBACK").await.unwrap();
+    refused(
+        &r.batch_execute("INSERT INTO t VALUES (9, 'nine')")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM t WHERE id = 9").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -493,7 +493,7 @@ fn no_plans() -> Plans<StatementPlan> {
 fn masked_rules(plans: &[Option<Arc<StatementPlan>>]) -> Vec<String> {
     let mut rules: Vec<String> = Vec::new();
     for plan in plans.iter().flatten() {
-        if let StatementPlan::Columns(cols) = plan.as_ref() {
+        if let StatementPlan::Columns(cols) | StatementPlan::OpenColumns(cols) = plan.as_ref() {
             for c in cols {
                 if let crate::masking::ColumnMask::Mask { rule, .. } = c {
                     if !rules.contains(rule) {
