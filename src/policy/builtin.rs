@@ -260,7 +260,9 @@ pub fn is_lexer_or_loader_setting(name: &str) -> bool {
 }
 
 /// MySQL sql_modes that leave the lexing of strings and identifiers
-/// alone: a session may set any combination of them.
+/// alone: a session may set any combination of them. Not
+/// `HIGH_NOT_PRECEDENCE`, which changes how `NOT` binds: airlock's parser
+/// would read `NOT 1 BETWEEN 0 AND 2` otherwise than the server.
 pub const MYSQL_SAFE_SQL_MODES: &[&str] = &[
     "REAL_AS_FLOAT",
     "PIPES_AS_CONCAT",
@@ -281,7 +283,6 @@ pub const MYSQL_SAFE_SQL_MODES: &[&str] = &[
     "ERROR_FOR_DIVISION_BY_ZERO",
     "TRADITIONAL",
     "NO_AUTO_CREATE_USER",
-    "HIGH_NOT_PRECEDENCE",
     "NO_ENGINE_SUBSTITUTION",
     "PAD_CHAR_TO_FULL_LENGTH",
     "EMPTY_STRING_IS_NULL",
@@ -455,8 +456,12 @@ pub fn is_column_statistics(dialect: Dialect, schema: &str, name: &str) -> bool 
 }
 
 /// Catalog relations that show the statements other sessions are running,
-/// literals included. Agents that share airlock's upstream account would
-/// read each other's SQL (and whatever PII it quotes) there.
+/// literals included, or the values they lock or index. Agents that share
+/// airlock's upstream account would read each other's SQL (and whatever
+/// PII it quotes) there; InnoDB's lock and full-text tables show the key
+/// values of locked records and the words of indexed text, masked columns
+/// included, in clear (red-team finding: a masked email, indexed, read
+/// from `innodb_locks.lock_data` while two sessions waited on its rows).
 pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
     match dialect {
         // pg_stat_statements lives where its extension was created.
@@ -466,7 +471,17 @@ pub fn is_session_activity(dialect: Dialect, schema: &str, name: &str) -> bool {
         }
         Dialect::MySql => match schema {
             "information_schema" => {
-                matches!(name, "processlist" | "innodb_trx" | "query_cache_info")
+                matches!(
+                    name,
+                    "processlist"
+                        | "innodb_trx"
+                        | "query_cache_info"
+                        | "innodb_locks"
+                        | "innodb_lock_waits"
+                        | "innodb_ft_index_cache"
+                        | "innodb_ft_index_table"
+                        | "innodb_ft_config"
+                )
             }
             // With `log_output = TABLE`: every session's statements.
             "mysql" => matches!(name, "general_log" | "slow_log"),

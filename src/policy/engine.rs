@@ -493,7 +493,9 @@ pub fn decide(
     }
     // 6. Unbounded writes.
     if facts.unbounded_write && matches!(class, StatementClass::Write) {
-        let what = if facts.constant_true_where {
+        let what = if facts.double_pipe_where {
+            "a WHERE clause holding `||`, which MySQL reads as OR (write OR, or CONCAT())"
+        } else if facts.constant_true_where {
             "a WHERE clause that is always true"
         } else if facts.unconstrained_where {
             "a WHERE clause that refers to no column (the same for every row)"

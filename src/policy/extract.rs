@@ -644,7 +644,15 @@ impl Extractor<'_> {
                 self.facts.has_where = true;
                 let (truth, constrains) =
                     self.literal_checked(|| (const_truth(e), constrains_rows_of(e, others)));
-                if truth == Some(true) {
+                if self.dialect == Dialect::MySql && has_double_pipe(e) {
+                    // `||` is OR to MySQL (without PIPES_AS_CONCAT), with
+                    // OR's low precedence; sqlparser reads concatenation,
+                    // so `WHERE id = 0 || 1` looked bounded (red-team
+                    // finding: it deleted every row). Not judged: taken
+                    // for a WHERE that may hold for every row.
+                    self.facts.double_pipe_where = true;
+                    self.facts.unbounded_write = true;
+                } else if truth == Some(true) {
                     self.facts.constant_true_where = true;
                     self.facts.unbounded_write = true;
                 } else if !constrains {
@@ -1456,6 +1464,20 @@ fn consulted_number() {
 
 /// Folds an expression over constants: `Some(true)` when it is true for
 /// every row (`1=1`, `TRUE`, `'a'='a'`, `x OR 1=1`, `NOT FALSE`, `id = id`).
+/// Whether `e` holds `||` (outside subqueries too: the server reads all of
+/// them the same way).
+fn has_double_pipe(e: &Expr) -> bool {
+    use sqlparser::ast::BinaryOperator;
+    let found = sqlparser::ast::visit_expressions(e, |x| match x {
+        Expr::BinaryOp {
+            op: BinaryOperator::StringConcat,
+            ..
+        } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
+}
+
 pub fn const_truth(e: &Expr) -> Option<bool> {
     use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U, Value};
     match e {

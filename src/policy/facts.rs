@@ -142,6 +142,9 @@ pub struct Facts {
     /// A WHERE clause that refers to no column (`WHERE $1`, `WHERE
     /// EXISTS (SELECT 1)`): it selects every row or none.
     pub unconstrained_where: bool,
+    /// A MySQL WHERE holding `||`, which MySQL reads as OR and airlock's
+    /// parser as concatenation: not judged, taken for unbounded.
+    pub double_pipe_where: bool,
     /// Some fact above depends on a numeric literal's value (`WHERE 1=1`
     /// versus `WHERE 1=2`), so the decision must not be cached by shape.
     pub literal_sensitive: bool,

@@ -466,12 +466,44 @@ async fn safe_sql_modes_run_and_lexing_ones_are_refused() {
         "SET sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES'",
         "SET sql_mode = CONCAT('ANSI', '_QUOTES')",
         "SET GLOBAL sql_mode = ''",
+        // Changes how NOT binds (red-team finding: with it, an always-true
+        // WHERE was read as false and updated every row).
+        "SET sql_mode = 'HIGH_NOT_PRECEDENCE,STRICT_TRANS_TABLES'",
     ] {
         refused(c.query_drop(sql).await.unwrap_err(), sql);
         refused(c.exec_drop(sql, ()).await.unwrap_err(), sql);
     }
     let now: Option<String> = c.query_first("SELECT @@SESSION.sql_mode").await.unwrap();
     assert_eq!(now.unwrap_or_default(), current);
+    still_usable(&mut c).await;
+    drop(c);
+    env.stop().await;
+}
+
+/// `||` is OR to MySQL: a WHERE holding it is not taken for bounded
+/// (red-team finding: `DELETE FROM t WHERE id = 0 || 1` deleted every
+/// row). InnoDB's lock tables, which show locked key values, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_pipe_writes_and_innodb_lock_tables_are_refused() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    for sql in [
+        "DELETE FROM t WHERE id = 0 || 1",
+        "UPDATE t SET v = 'x' WHERE id = -1 || 1",
+        "SELECT * FROM information_schema.INNODB_LOCKS",
+        "SELECT * FROM information_schema.innodb_lock_waits",
+    ] {
+        refused(c.query_drop(sql).await.unwrap_err(), sql);
+        refused(c.exec_drop(sql, ()).await.unwrap_err(), sql);
+    }
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM t WHERE v IN ('one', 'two', 'three')")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3), "nothing was written");
+    c.query_drop("DELETE FROM t WHERE id = 0 OR id = 3")
+        .await
+        .unwrap();
     still_usable(&mut c).await;
     drop(c);
     env.stop().await;

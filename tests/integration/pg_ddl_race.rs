@@ -692,16 +692,12 @@ async fn pg_ddl_race_an_idle_transaction_holding_ddl_is_ended_by_the_policy() {
             "rw.idle-in-transaction-timeout",
         ),
         (
-            "RESET idle_in_transaction_session_timeout",
-            "rw.idle-in-transaction-timeout",
-        ),
-        (
             "BEGIN; SET LOCAL \"idle_in_transaction_session_timeout\" TO DEFAULT",
             "rw.idle-in-transaction-timeout",
         ),
         (
             "SELECT set_config('idle_in_transaction_session_timeout', '0', false)",
-            "set_config",
+            "rw.idle-in-transaction-timeout",
         ),
     ] {
         let got = simple(&holder, sql).await;
@@ -709,6 +705,11 @@ async fn pg_ddl_race_an_idle_transaction_holding_ddl_is_ended_by_the_policy() {
         assert!(got.contains(rule), "{sql}: {got}");
     }
     holder.batch_execute("ROLLBACK").await.expect("ROLLBACK");
+    // RESET restores the value the session started with: the policy's.
+    holder
+        .batch_execute("RESET idle_in_transaction_session_timeout")
+        .await
+        .expect("RESET");
     let shown = simple(&holder, "SHOW idle_in_transaction_session_timeout").await;
     assert_eq!(shown, b"1s|", "the limit is still in force");
     holder
