@@ -42,6 +42,11 @@ pub struct JwtConfig {
     pub targets: Spanned<Vec<String>>,
     /// Most sessions one JWT identity may have open at once.
     pub max_sessions: Option<usize>,
+    /// End a session when its token expires (`exp` plus `leeway`), as
+    /// an ephemeral credential's session ends at its TTL. Off by default:
+    /// pools hold connections longer than tokens often live.
+    #[serde(default)]
+    pub end_sessions_at_expiry: bool,
     /// Loaded from `jwks` by validation.
     #[serde(skip)]
     pub jwk_set: Option<JwkSet>,

@@ -24,6 +24,8 @@ pub struct JwtClaims {
     pub model: Option<String>,
     /// The `groups_claim` (a string array, or one string), if present.
     pub groups: Vec<String>,
+    /// `exp`, in seconds since the Unix epoch (required and checked).
+    pub expires: u64,
 }
 
 /// Why a token was refused. Logged at info, never shown to the client.
@@ -155,10 +157,15 @@ pub fn verify(config: &JwtConfig, token: &str) -> Result<JwtClaims, JwtError> {
         Some(serde_json::Value::String(g)) => vec![g.clone()],
         _ => Vec::new(),
     };
+    let expires = claims
+        .get("exp")
+        .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+        .ok_or_else(|| JwtError::MissingClaim("exp".into()))?;
     Ok(JwtClaims {
         name,
         model: string(&config.model_claim),
         groups,
+        expires,
     })
 }
 

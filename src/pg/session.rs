@@ -160,6 +160,7 @@ async fn serve(
 ) -> Result<(), SessionError> {
     let mut session = Box::pin(log_in(proxy, conn, startup, session_id, peer)).await?;
     let expires_at = session.lease.as_ref().and_then(|l| l.expires_at);
+    let token_expires_at = session.token_expires_at;
     let cancel = session.cancel_guard.held();
     // One select, the relay future built in place: moving a future into a
     // second select (or an async block) would keep two copies of its state.
@@ -184,6 +185,10 @@ async fn serve(
             () = sleep_until_or_forever(expires_at) => Err(SessionError::Upstream {
                 code: "57P01",
                 message: "terminating connection because its database credential expired (ephemeral.ttl)".into(),
+            }),
+            () = sleep_until_or_forever(token_expires_at) => Err(SessionError::Upstream {
+                code: "57P01",
+                message: "terminating connection because its login token expired (jwt.end_sessions_at_expiry)".into(),
             }),
         }
     });
@@ -250,6 +255,9 @@ struct LoggedIn {
     audit: Option<Box<SessionAudit>>,
     /// The session's ephemeral user, released at the end.
     lease: Option<credentials::Lease>,
+    /// When the JWT the agent logged in with expires, if the session ends
+    /// then (`jwt.end_sessions_at_expiry`).
+    token_expires_at: Option<std::time::Instant>,
     live: crate::admin::live::LiveSession,
     cancel_guard: super::cancel::CancelGuard,
     _slot: SessionSlot,
@@ -319,6 +327,7 @@ async fn log_in(
         masking,
         rules_version,
         lease,
+        token_expires_at,
         _slot,
     } = admitted;
     let (client_key, cancel_guard) = proxy.cancels.register(CancelTarget {
@@ -381,6 +390,7 @@ async fn log_in(
         upstream_user,
         audit,
         lease,
+        token_expires_at,
         live,
         cancel_guard,
         _slot,
@@ -401,6 +411,8 @@ pub(super) struct Admitted<'a> {
     rules_version: u64,
     /// The session's ephemeral user, released at the end.
     lease: Option<credentials::Lease>,
+    /// See [`LoggedIn::token_expires_at`].
+    token_expires_at: Option<std::time::Instant>,
     _slot: SessionSlot,
 }
 
@@ -451,6 +463,7 @@ async fn admit_agent<'a>(
         }
     };
     let jwt_identity;
+    let mut token_expires_at = None;
     let identity = match authenticated {
         Authenticated::Secret => {
             identity.ok_or_else(|| SessionError::AuthFailed(user.to_owned()))?
@@ -479,6 +492,9 @@ async fn admit_agent<'a>(
                     super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
                 }
                 return Err(SessionError::AuthFailed(user.to_owned()));
+            }
+            if jwt.end_sessions_at_expiry {
+                token_expires_at = Some(token_deadline(claims.expires, jwt.leeway));
             }
             jwt_identity = identity_from_jwt(jwt, claims);
             &jwt_identity
@@ -588,6 +604,7 @@ async fn admit_agent<'a>(
         masking,
         rules_version,
         lease,
+        token_expires_at,
         _slot,
     })
 }
@@ -685,6 +702,16 @@ async fn login_catalog(
 
 /// The ad-hoc identity of a JWT login: name, model and groups from the
 /// token, targets and session limit from `[jwt]`. It has no secret.
+/// When a token that expires at `exp` (Unix seconds) stops being valid,
+/// with `leeway` for clock skew, as an instant of this process's clock.
+fn token_deadline(exp: u64, leeway: std::time::Duration) -> std::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = std::time::Duration::from_secs(exp).saturating_sub(now) + leeway;
+    std::time::Instant::now() + left
+}
+
 fn identity_from_jwt(jwt: &JwtConfig, claims: crate::identity::jwt::JwtClaims) -> Identity {
     Identity {
         secret: toml::Spanned::new(0..0, String::new()),

@@ -47,6 +47,11 @@ struct JwtEnv {
 }
 
 async fn start() -> JwtEnv {
+    start_with("").await
+}
+
+/// [`start`] with more keys for `[jwt]`.
+async fn start_with(jwt_extra: &str) -> JwtEnv {
     std::env::set_var(HS_ENV, HS_SECRET);
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certs(certs.path());
@@ -66,7 +71,7 @@ async fn start() -> JwtEnv {
             "[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nallow_cleartext_password = true\n\n\
              [jwt]\njwks = \"{jwks}\"\nhs256_secret_env = \"{HS_ENV}\"\n\
              issuer = \"test-idp\"\naudience = \"airlock\"\nleeway = \"5s\"\n\
-             targets = [\"{DB}\"]\n\n[audit]\npath = \"audit.db\"\n\n\
+             targets = [\"{DB}\"]\n{jwt_extra}\n\n[audit]\npath = \"audit.db\"\n\n\
              [targets.legacy]\nhost = \"127.0.0.1\"\nport = 1\ndatabase = \"legacy\"\n\
              user = \"catalog\"\npassword_env = \"{HS_ENV}\"\n\
              credentials = \"passthrough\"\n[targets.legacy.passthrough.users.report_app]\n\
@@ -267,4 +272,33 @@ async fn rs256_tokens_from_the_jwks_file() {
                 && &*r.event.identity == JWT_USER),
         "refused tokens are audited as failed logins"
     );
+}
+
+/// With `end_sessions_at_expiry`, a session ends when its token expires
+/// (`exp` plus the leeway), as an ephemeral credential's does at its TTL;
+/// the token cannot log in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_their_token_expires_if_configured() {
+    let j = start_with("end_sessions_at_expiry = true").await;
+    // The configured leeway is 5 s: the session ends about 7 s from now.
+    let token = hs256(&claims(now() + 2), HS_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.sql");
+    std::fs::write(&script, "SELECT 'before';\n\\! sleep 9\nSELECT 'after';\n").unwrap();
+    let url = format!(
+        "postgresql://{JWT_USER}@127.0.0.1:{}/{DB}?sslmode=verify-full&sslrootcert={}",
+        j.env.port, j.ca
+    );
+    let out = std::process::Command::new(j.env.pg.bin_dir().join("psql"))
+        .args([url.as_str(), "-XAt", "-f"])
+        .arg(&script)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGPASSWORD", &token)
+        .output()
+        .expect("run psql");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("before"), "{stdout} {stderr}");
+    assert!(!stdout.contains("after"), "{stdout} {stderr}");
+    assert!(stderr.contains("login token expired"), "{stderr}");
 }

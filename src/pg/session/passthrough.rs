@@ -175,6 +175,7 @@ pub(super) async fn admit<'a>(
         masking,
         rules_version,
         lease: None,
+        token_expires_at: None,
         _slot,
     })
 }
