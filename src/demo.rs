@@ -110,15 +110,17 @@ targets = ["demo"]
     println!("      UPDATE orders SET status = 'refunded' WHERE id = 3; -- held for a human");
     println!();
     let config = config_path.display();
+    let me = this_binary();
     if let Some(admin) = running.admin_addr {
         println!("Approve or deny held statements (in another terminal):");
-        println!("  airlock approvals --admin http://{admin}");
+        println!("  {me} approvals --admin http://{admin}");
         println!(
-            "  airlock approve ID --admin http://{admin}     (or the web console: http://{admin}/)"
+            "  {me} approve ID --admin http://{admin}     (or the web console: http://{admin}/)"
         );
+        println!("  {me} deny ID --reason \"...\" --admin http://{admin}");
     }
     println!("See what ran and what was refused, and why:");
-    println!("  airlock log -c {config}");
+    println!("  {me} log -c {config}");
     println!();
     println!(
         "Rules: {} (a copy of rules/demo.toml; edits apply within about two seconds, and it is removed on exit)",
@@ -151,6 +153,20 @@ targets = ["demo"]
         .ok();
     drop(pg);
     Ok(())
+}
+
+/// How to run this binary again from the current directory: `./target/release/airlock`
+/// when it is below it (the demo's printed commands must run as printed,
+/// and `airlock` is seldom on PATH), else its full path.
+fn this_binary() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "airlock".into();
+    };
+    let here = std::env::current_dir().ok();
+    match here.as_deref().and_then(|d| exe.strip_prefix(d).ok()) {
+        Some(rel) => format!("./{}", rel.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 /// `demo --check`: the demo's three promises, through airlock at `url`:

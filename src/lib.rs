@@ -26,6 +26,7 @@ pub mod hex;
 pub mod identity;
 pub mod listener;
 pub mod log_every;
+pub mod log_fields;
 pub mod masking;
 pub mod metrics;
 pub mod mysql;

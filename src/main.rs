@@ -257,6 +257,11 @@ fn log(a: LogArgs) -> anyhow::Result<()> {
         limit,
     };
     let shown = airlock::audit::cli_log(&a.store.path()?, filter, a.json)?;
+    if shown == 0 && !a.json {
+        // Said on stderr, so that a filter that matches nothing is not
+        // mistaken for a log that is empty or a command that failed.
+        eprintln!("(no records match)");
+    }
     if a.limit.is_none() && !a.json && shown == TABLE_LIMIT {
         eprintln!("(the most recent {TABLE_LIMIT} records; --limit N for more, --json for all)");
     }
@@ -295,6 +300,12 @@ impl AdminArgs {
         let url = match self.url {
             Some(url) => url,
             None if self.config.exists() => match Config::admin_listen(&self.config)? {
+                // Port 0: a free port chosen when airlock started (the
+                // demo's config), which only airlock's own output names.
+                Some(addr) if addr.port() == 0 => anyhow::bail!(
+                    "{}: [admin] listen is {addr}, a port chosen when airlock started; pass --admin with the URL airlock printed",
+                    self.config.display()
+                ),
                 Some(addr) => format!("http://{addr}"),
                 None => anyhow::bail!(
                     "{}: no [admin] listener, so nobody can approve there; pass --admin URL for another airlock",
@@ -429,10 +440,14 @@ fn rules_summary(
     set: &airlock::policy::rules::RuleSet,
     masks: &airlock::masking::rules::MaskingRules,
 ) -> String {
+    let count = |n: usize, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
     format!(
-        "ok ({} policies, {} masks)",
-        set.policies.len(),
-        masks.rules.len()
+        "ok ({}, {})",
+        count(set.policies.len(), "policy", "policies"),
+        count(masks.rules.len(), "mask", "masks")
     )
 }
 
@@ -603,6 +618,8 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        // One event, one line: what clients sent is escaped.
+        .fmt_fields(airlock::log_fields::EscapedFields)
         .init();
 }
 

@@ -89,7 +89,7 @@ pub fn format_pending(items: &[Value]) -> String {
         // out of sight).
         let _ = writeln!(
             out,
-            "    runs (as parsed, literals as ?): {}",
+            "    runs (as parsed; numbers as ?, strings as '?'): {}",
             s(i, "parsed")
         );
         let _ = writeln!(out, "    text: {}", statement_lines(i));
@@ -159,7 +159,7 @@ mod printable_tests {
         assert!(super::format_pending(&[two]).contains("    text: a\n          b"));
         let parsed = serde_json::json!({"statement": "x", "parsed": "UPDATE t SET a = ?\r"});
         assert!(super::format_pending(&[parsed]).contains(
-            "    runs (as parsed, literals as ?): UPDATE t SET a = ?\\u{d}\n    text: x"
+            "    runs (as parsed; numbers as ?, strings as '?'): UPDATE t SET a = ?\\u{d}\n    text: x"
         ));
     }
 }

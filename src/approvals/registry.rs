@@ -43,7 +43,7 @@ pub struct PendingInfo {
     pub id: u64,
     /// The statement with PII and secrets redacted.
     pub statement: String,
-    /// What will run, as airlock parsed it: literals as `?`, comments
+    /// What will run, as airlock parsed it: literals as their kinds, comments
     /// gone, on one line ([`parsed_for_review`]). Shown beside the text.
     pub parsed: String,
     /// The statement with literals replaced by `?`: what a window matches.
@@ -131,7 +131,7 @@ pub enum Hold {
     Waiting(Ticket),
 }
 
-/// What will run, as airlock parsed the statement: literals as `?`,
+/// What will run, as airlock parsed the statement: literals as their kinds,
 /// comments gone, one statement after another on one line (the window key
 /// without its `sql:` prefix; see [`super::window_key`]). Reviewers see it
 /// beside the statement's text, as a field of its own, because the text

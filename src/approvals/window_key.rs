@@ -8,7 +8,8 @@
 //! MySQL, and a backslash ends no Postgres string. Text that hid
 //! `OR id > 1` from it matched an approved `WHERE id = 1`. The key is
 //! therefore made from airlock's own parse (the one its rules judged),
-//! printed back with literals as `?`: comments are gone, and everything
+//! printed back with each literal as its kind (`?` for a number, `'?'`
+//! for a string: see `literal_kind`): comments are gone, and everything
 //! that runs is there. A text that does not parse, or is too long to
 //! parse here, keys on its exact bytes (a long one on their SHA-256).
 
@@ -59,7 +60,8 @@ fn dialect(protocol: &str) -> Dialect {
     }
 }
 
-/// `sql` parsed and printed back with literals as `?`.
+/// `sql` parsed and printed back with each literal as its kind
+/// ([`literal_kind`]).
 fn parsed(dialect: Dialect, sql: &str) -> Option<String> {
     let parsed = parse(dialect, sql, &Limits::default()).ok()?;
     let mut out = Vec::with_capacity(parsed.len());
@@ -67,13 +69,48 @@ fn parsed(dialect: Dialect, sql: &str) -> Option<String> {
         let mut st = p.statement;
         let _ = visit_expressions_mut(&mut st, |e| {
             if let Expr::Value(v) = e {
-                v.value = Value::Placeholder("?".into());
+                if let Some(kind) = literal_kind(&v.value) {
+                    v.value = Value::Placeholder(kind.into());
+                }
             }
             ControlFlow::<()>::Continue(())
         });
         out.push(st.to_string());
     }
     Some(format!("sql:{}", out.join("; ")))
+}
+
+/// What a literal becomes in the key: its kind, not its value. A number
+/// is `?`, a string `'?'` (with its prefix: `E'?'`, `N'?'`, `X'?'`, ...),
+/// so that a window approved for `status = 'new'` does not release
+/// `status = 0`, which MySQL compares as a number and so matches nearly
+/// every row (red-team finding). `TRUE`, `FALSE` and `NULL` stay as they
+/// are; so do parameters (`$1`), except MySQL's `?`, written `?param` so
+/// that it reads apart from a number. `None`: keep the value.
+fn literal_kind(v: &Value) -> Option<&'static str> {
+    Some(match v {
+        Value::Number(..) => "?",
+        Value::SingleQuotedString(_)
+        | Value::DoubleQuotedString(_)
+        | Value::DollarQuotedString(_)
+        | Value::TripleSingleQuotedString(_)
+        | Value::TripleDoubleQuotedString(_)
+        | Value::SingleQuotedRawStringLiteral(_)
+        | Value::DoubleQuotedRawStringLiteral(_)
+        | Value::TripleSingleQuotedRawStringLiteral(_)
+        | Value::TripleDoubleQuotedRawStringLiteral(_)
+        | Value::UnicodeStringLiteral(_) => "'?'",
+        Value::EscapedStringLiteral(_) => "E'?'",
+        Value::NationalStringLiteral(_) => "N'?'",
+        Value::HexStringLiteral(_) => "X'?'",
+        Value::SingleQuotedByteStringLiteral(_)
+        | Value::DoubleQuotedByteStringLiteral(_)
+        | Value::TripleSingleQuotedByteStringLiteral(_)
+        | Value::TripleDoubleQuotedByteStringLiteral(_) => "B'?'",
+        Value::Placeholder(p) if p == "?" => "?param",
+        Value::Boolean(_) | Value::Null | Value::Placeholder(_) => return None,
+        _ => "'?'",
+    })
 }
 
 #[cfg(test)]

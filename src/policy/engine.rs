@@ -630,7 +630,14 @@ pub fn decide(
     }
     // 9. Approvals.
     for a in &policy.require_approval {
-        let class_ok = a.statements.is_empty() || a.statements.contains(&class);
+        // A rule for writes holds DDL on its tables too: a view, a
+        // rename, a trigger or a cascading foreign key made over them is a
+        // way to write them unheld (red-team finding: `CREATE VIEW ov AS
+        // SELECT ... FROM orders`, then `UPDATE ov`), and DROP or ALTER
+        // changes them outright.
+        let class_ok = a.statements.is_empty()
+            || a.statements.contains(&class)
+            || (class == StatementClass::Ddl && a.statements.contains(&StatementClass::Write));
         let table_ok = match &a.tables {
             None => true,
             Some(t) => {

@@ -99,7 +99,7 @@ async fn approved_statements_run() {
         "{p}"
     );
     assert_eq!(
-        p["fingerprint"], "sql:UPDATE orders SET note = ? WHERE id = ?",
+        p["fingerprint"], "sql:UPDATE orders SET note = '?' WHERE id = ?",
         "{p}"
     );
     assert_eq!(note(&env, 1).await, "new", "held, not yet forwarded");
@@ -217,7 +217,7 @@ async fn reviewers_see_what_runs_beside_the_text() {
     );
     let p = api.wait_pending(AGENT).await;
     assert_eq!(
-        p["parsed"], "UPDATE orders SET note = ? WHERE id > ?",
+        p["parsed"], "UPDATE orders SET note = E'?' WHERE id > ?",
         "{p}"
     );
     assert!(
@@ -234,6 +234,47 @@ async fn reviewers_see_what_runs_beside_the_text() {
     assert_eq!(r.status, 200, "{}", r.text());
     finished(task).await.unwrap_err();
     assert_eq!(note(&env, 3).await, "new", "never forwarded");
+    env.stop().await;
+}
+
+/// A rule for writes holds DDL on its tables too (red-team finding: a view
+/// made over `orders`, unheld, then took an UPDATE, judged as a write to
+/// the view, that changed `orders` without approval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_on_a_held_table_is_held_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, api) = start(dir.path(), "2m").await;
+    let c = std::sync::Arc::new(env.agent().await);
+    for sql in [
+        "CREATE VIEW ov AS SELECT id, note FROM orders",
+        "ALTER TABLE orders RENAME TO orders_old",
+        "CREATE TABLE lines (order_id int REFERENCES orders (id) ON DELETE CASCADE)",
+    ] {
+        let task = spawn_simple(&c, sql);
+        let p = api.wait_pending(AGENT).await;
+        assert_eq!(p["rule"], RULE, "{sql}: {p}");
+        let r = api
+            .post(
+                &format!("/api/approvals/{}/deny", p["id"]),
+                json!({"by": "bob", "reason": "no"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        finished(task).await.unwrap_err();
+    }
+    let views: i64 = env
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM pg_views WHERE viewname = 'ov'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(views, 0, "the view was never made");
+    assert_eq!(note(&env, 1).await, "new");
+    // DDL on other tables is not held.
+    c.simple_query("CREATE TABLE scratch (x int)")
+        .await
+        .unwrap();
     env.stop().await;
 }
 
@@ -283,6 +324,45 @@ async fn approval_windows_release_the_same_statement_from_the_same_identity() {
     api.wait_audit_reason("identity=agent", "released by an approval window of alice")
         .await;
 
+    // A literal's kind is part of the key: a number where the window had
+    // a string is held (red-team finding: MySQL compares `status = 0` as
+    // a number, and it matched nearly every row).
+    let other_kind = spawn_simple(&c, "UPDATE orders SET note = 7 WHERE id = 2");
+    let p = api.wait_pending(AGENT).await;
+    assert_eq!(
+        p["parsed"], "UPDATE orders SET note = ? WHERE id = ?",
+        "{p}"
+    );
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/deny", p["id"]),
+            json!({"by": "alice", "reason": "another kind of value"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    finished(other_kind).await.unwrap_err();
+
+    // So are parameters, which may be bound to values of any type: a Parse
+    // is held, and a window approved for it releases the same Parse.
+    let c2 = std::sync::Arc::clone(&c);
+    let parse = tokio::spawn(async move {
+        c2.prepare("UPDATE orders SET note = $1 WHERE id = $2")
+            .await
+            .map(|_| ())
+    });
+    let p = api.wait_pending(AGENT).await;
+    assert_eq!(
+        p["parsed"], "UPDATE orders SET note = $1 WHERE id = $2",
+        "{p}"
+    );
+    let r = api
+        .post(
+            &format!("/api/approvals/{}/approve", p["id"]),
+            json!({"by": "alice", "for": "10m"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    finished(parse).await.expect("the approved Parse");
     // A Parse released by the window runs once, as an approved one does
     // (red-team finding: it ran at every Bind, after the window too).
     let released = c

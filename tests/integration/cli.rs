@@ -75,6 +75,18 @@ fn demo_check_runs_end_to_end() {
         "{stdout}"
     );
     assert!(stdout.contains("airlock log -c "), "{stdout}");
+    // The printed commands run as printed: they name this binary by a
+    // path, not `airlock`, which is seldom on PATH (operator finding).
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("approvals --admin"))
+        .unwrap_or_default();
+    let program = line.split_whitespace().next().unwrap_or_default();
+    assert!(
+        std::path::Path::new(program).is_file(),
+        "{program:?} in {line:?}"
+    );
+    assert!(stdout.contains("deny ID --reason"), "{stdout}");
 }
 
 /// `airlock passwd` without a terminal to prompt on (a pipe, a script)
@@ -315,7 +327,7 @@ fn check_validates_masking_rules_too() {
     let out = airlock().arg("check").arg(&good).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("ok (1 policies, 1 masks)"), "{stdout}");
+    assert!(stdout.contains("ok (1 policy, 1 mask)"), "{stdout}");
     // A policy that writes nothing but is not read_only: a warning.
     assert!(
         stdout.contains("warning: policy p allows no statement that writes, but is not read_only"),
@@ -393,7 +405,7 @@ targets = ["app"]
         out.status.success(),
         "warnings do not fail the check: {stdout}"
     );
-    assert!(stdout.contains("ok (1 policies, 1 masks)"), "{stdout}");
+    assert!(stdout.contains("ok (1 policy, 1 mask)"), "{stdout}");
     assert!(
         stdout.contains(
             "warning: policy agents has require_approval rules, but there is no [admin] listener"
@@ -517,4 +529,29 @@ path = "audit.db"
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bare.toml: no audit store"), "{stderr}");
+}
+
+/// `airlock approvals -c` against a config whose admin port is chosen at
+/// start (the demo's) says to pass the printed URL, instead of dialling
+/// port 0 (operator finding: "cannot reach 127.0.0.1:0").
+#[test]
+fn approvals_against_a_port_chosen_at_start_asks_for_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        "[listen]\npostgres = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = airlock()
+        .args(["approvals", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pass --admin with the URL airlock printed"),
+        "{err}"
+    );
 }

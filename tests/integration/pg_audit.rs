@@ -125,7 +125,7 @@ async fn decisions_are_recorded_and_chained() {
         })
         .expect("the UPDATE is recorded");
     let fp = hidden.fingerprint.as_deref().unwrap_or_default();
-    assert!(fp.contains("OR name > ?"), "{fp}");
+    assert!(fp.contains("OR name > '?'"), "{fp}");
     let statement = all
         .iter()
         .find(|r| r.event.kind == airlock::audit::EventKind::Statement)

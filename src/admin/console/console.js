@@ -99,7 +99,7 @@ async function refreshApprovals() {
   }
 }
 
-// What runs, as airlock parsed it (literals as ?, comments gone, one
+// What runs, as airlock parsed it (numbers as ?, strings as '?', comments gone, one
 // line), above the text the agent wrote: the text can be made to read
 // otherwise than it runs, or padded to push the rest out of sight.
 function statementCell(i) {
@@ -107,7 +107,7 @@ function statementCell(i) {
   td.className = "sql";
   const runs = document.createElement("div");
   runs.className = "parsed";
-  runs.title = "what runs, as airlock parsed it (literals as ?, comments removed)";
+  runs.title = "what runs, as airlock parsed it (numbers as ?, strings as '?', parameters as $1 or ?param, comments removed)";
   runs.textContent = "runs: " + visible(String(i.parsed == null ? "-" : i.parsed).replace(/\n/g, "\\n"));
   const text = document.createElement("div");
   text.className = "text";
