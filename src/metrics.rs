@@ -44,6 +44,11 @@ struct Metrics {
     approvals: [AtomicU64; 4],
     /// By protocol, then by [`CatalogLoad`].
     catalog_loads: [[AtomicU64; 3]; 2],
+    /// Reloads of the config and rules: applied, rejected.
+    reloads: [AtomicU64; 2],
+    /// 1 when the last reload was applied (or none was tried), 0 when it
+    /// was rejected and the rules in force are older than the files.
+    last_reload_ok: AtomicU64,
 }
 
 static METRICS: Metrics = Metrics {
@@ -56,7 +61,17 @@ static METRICS: Metrics = Metrics {
     audit_waits: AtomicU64::new(0),
     approvals: [const { AtomicU64::new(0) }; 4],
     catalog_loads: [const { [const { AtomicU64::new(0) }; 3] }; 2],
+    reloads: [const { AtomicU64::new(0) }; 2],
+    last_reload_ok: AtomicU64::new(1),
 };
+
+/// Counts a reload of the config and rules: applied or rejected.
+pub fn reload(applied: bool) {
+    let m = &METRICS;
+    m.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
+    m.last_reload_ok
+        .store(u64::from(applied), Ordering::Relaxed);
+}
 
 /// Counts an open connection until dropped.
 pub struct ConnectionGuard(Protocol);
@@ -253,6 +268,30 @@ pub fn render(g: Gauges) -> String {
         get(&m.latency_sum_us) as f64 / 1e6
     );
     let _ = writeln!(out, "airlock_statement_duration_seconds_count {cumulative}");
+    header(
+        &mut out,
+        "airlock_config_reloads_total",
+        "counter",
+        "Reloads of the config and rules, by result (a rejected one leaves the running rules in force).",
+    );
+    for (i, result) in ["applied", "rejected"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "airlock_config_reloads_total{{result=\"{result}\"}} {}",
+            get(&m.reloads[i])
+        );
+    }
+    header(
+        &mut out,
+        "airlock_config_last_reload_ok",
+        "gauge",
+        "1 when the last reload was applied (or none was tried); 0 when it was rejected, so the rules in force are older than the files.",
+    );
+    let _ = writeln!(
+        out,
+        "airlock_config_last_reload_ok {}",
+        get(&m.last_reload_ok)
+    );
     header(
         &mut out,
         "airlock_masked_values_total",

@@ -155,6 +155,18 @@ pub struct Proxy {
     pub approvals: Arc<crate::approvals::Approvals>,
     /// Sessions past login, for the admin API.
     pub live: Arc<crate::admin::live::LiveSessions>,
+    /// The last reload tried, if any ([`Proxy::last_reload`]).
+    last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+}
+
+/// How the last reload of the config and rules went: when, and why it was
+/// rejected if it was (the running rules then stay, older than the files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `None`: applied.
+    pub error: Option<String>,
 }
 
 /// The rules in force, as one session sees them statement by statement.
@@ -228,6 +240,7 @@ impl Proxy {
         let started = Arc::new(config.clone());
         let proxy = Proxy {
             started,
+            last_reload: std::sync::Mutex::new(None),
             loaded: ArcSwap::from_pointee(Loaded::new(config)?),
             cancels: Arc::new(CancelRegistry::default()),
             client_tls,
@@ -257,6 +270,26 @@ impl Proxy {
     /// (listeners, TLS, the audit log, see [`restart_only_changes`]),
     /// which are also logged.
     pub fn reload(&self) -> Result<Vec<&'static str>, LoadError> {
+        let result = self.reload_inner();
+        crate::metrics::reload(result.is_ok());
+        let outcome = ReloadOutcome {
+            at_ms: crate::audit::now_ms(),
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = Some(outcome);
+        }
+        result
+    }
+
+    /// How the last reload went (`None`: none was tried since start). A
+    /// rejected one is what an operator must see: the files say one thing
+    /// and the rules in force another.
+    pub fn last_reload(&self) -> Option<ReloadOutcome> {
+        self.last_reload.lock().ok().and_then(|l| l.clone())
+    }
+
+    fn reload_inner(&self) -> Result<Vec<&'static str>, LoadError> {
         let path = self.config().source.clone();
         let config = Config::load(&path)?;
         // Against what runs (read at start), not the last reload (review

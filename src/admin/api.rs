@@ -290,11 +290,22 @@ pub async fn terminate(State(st): State<AdminState>, Path(id): Path<u64>) -> Res
 fn rules_json(st: &AdminState) -> Value {
     let (version, loaded_ms) = st.proxy.version();
     let config = st.proxy.config();
+    // The last reload tried: a rejected one means the files say one
+    // thing and the rules in force another (operator finding: it showed
+    // only on airlock's stderr).
+    let last_reload = st.proxy.last_reload().map(|r| {
+        json!({
+            "at": crate::audit::rfc3339(r.at_ms),
+            "applied": r.error.is_none(),
+            "error": r.error,
+        })
+    });
     json!({
         "version": version,
         "loaded_at": crate::audit::rfc3339(loaded_ms),
         "config": config.source.display().to_string(),
         "rules": config.policy.rules.as_ref().map(|r| r.get_ref().display().to_string()),
+        "last_reload": last_reload,
     })
 }
 

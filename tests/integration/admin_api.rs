@@ -299,10 +299,35 @@ async fn rules_report_their_version_and_reload() {
     c.simple_query("SELECT count(*) FROM orders")
         .await
         .unwrap_err();
+    // And the rejection shows where operators look, not only on stderr
+    // (operator finding).
+    let last = api.get("/api/rules").await.json()["last_reload"].clone();
+    assert_eq!(last["applied"], false, "{last}");
+    assert!(
+        last["error"].as_str().unwrap_or_default().contains("nope"),
+        "{last}"
+    );
+    let metrics = api.get("/metrics").await.text();
+    assert!(
+        metrics.contains("airlock_config_last_reload_ok 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("airlock_config_reloads_total{result=\"rejected\"}"),
+        "{metrics}"
+    );
 
     // A setting read only at start is reported, not silently ignored
     // (operator finding); the rest of the reload applies.
     env.write_rules(RULES);
+    let r = api.post("/api/rules/reload", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["last_reload"]["applied"], true, "{}", r.text());
+    assert!(api
+        .get("/metrics")
+        .await
+        .text()
+        .contains("airlock_config_last_reload_ok 1"));
     let config = env.dir.path().join("airlock.toml");
     let original = std::fs::read_to_string(&config).unwrap();
     let text = original.replace("[limits]\n", "[limits]\nmax_client_connections = 7\n");
