@@ -72,6 +72,11 @@ enum Command {
         rules: Option<PathBuf>,
         #[arg(long, short, default_value = "airlock.toml", env = "AIRLOCK_CONFIG")]
         config: PathBuf,
+        /// Exit with status 2 when the statement would not run as sent
+        /// (blocked, or held for approval), for scripts and CI; 0 when it
+        /// would, 1 on errors.
+        #[arg(long)]
+        exit_code: bool,
         /// The SQL to judge.
         sql: String,
     },
@@ -183,15 +188,19 @@ fn main() -> ExitCode {
             dialect,
             rules,
             config,
+            exit_code,
             sql,
-        } => explain(
+        } => match explain(
             &config,
             rules,
             &identity,
             target,
             dialect.map(Dialect::from),
             &sql,
-        ),
+        ) {
+            Ok(false) if exit_code => return ExitCode::from(2),
+            other => other.map(|_| ()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -458,7 +467,7 @@ fn explain(
     target: Option<String>,
     dialect: Option<Dialect>,
     sql: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let config = if config_path.exists() {
         Some(Config::load(config_path)?)
     } else {
@@ -535,10 +544,9 @@ fn explain(
             &principal.target
         }
     );
-    print!(
-        "{}",
-        airlock::policy::explain::explain(&engine, &principal, dialect, sql, database)
-    );
+    let (text, allowed) =
+        airlock::policy::explain::explain_and_judge(&engine, &principal, dialect, sql, database);
+    print!("{text}");
     let masking = airlock::masking::load_masking_path(&rules)?;
     if !masking.rules.is_empty() {
         let limits = engine.rules().limits;
@@ -553,7 +561,7 @@ fn explain(
             println!("  statement {}: {}", i + 1, describe_plan(plan));
         }
     }
-    Ok(())
+    Ok(allowed)
 }
 
 /// The target `explain` judges for when `--target` is not given: the

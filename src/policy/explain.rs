@@ -15,6 +15,18 @@ pub fn explain(
     sql: &str,
     database: Option<&str>,
 ) -> String {
+    explain_and_judge(engine, who, dialect, sql, database).0
+}
+
+/// [`explain`], and whether the statement would run as sent: allowed, not
+/// blocked nor held (`airlock explain --exit-code`).
+pub fn explain_and_judge(
+    engine: &Engine,
+    who: &Principal,
+    dialect: Dialect,
+    sql: &str,
+    database: Option<&str>,
+) -> (String, bool) {
     let ctx = SessionContext {
         search_path: vec!["public".into()],
         current_database: database.map(str::to_owned),
@@ -110,5 +122,5 @@ pub fn explain(
     if let Some(w) = &a.judgement.would {
         let _ = writeln!(out, "observe mode; would have been: {w}");
     }
-    out
+    (out, a.judgement.decision.is_allow())
 }

@@ -280,6 +280,19 @@ targets = ["shop", "app"]
     let out = explain(&["--identity", "one", "SELECT ssn FROM customers"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("shop-ro.deny-columns"), "{text}");
+    assert!(
+        out.status.success(),
+        "without --exit-code, a decision is no error"
+    );
+    // For scripts and CI: 2 when the statement would not run, 0 when it
+    // would (operator finding: explain always exited 0).
+    let code = |sql: &str| {
+        explain(&["--identity", "one", "--exit-code", sql])
+            .status
+            .code()
+    };
+    assert_eq!(code("SELECT ssn FROM customers"), Some(2));
+    assert_eq!(code("SELECT `id` FROM t"), Some(0));
     // Text the server reads otherwise than sqlparser is refused here as in
     // a session: a line comment inside an executable comment runs past its
     // `*/` on the server, which then reads the next line as code (explain
