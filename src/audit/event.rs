@@ -223,6 +223,16 @@ const REMEMBERED_TEXT: usize = 4096;
 impl Preparer {
     /// The event as it will be stored, with its fingerprint.
     pub(crate) fn prepare(&mut self, mut event: AuditEvent) -> (AuditEvent, Option<String>) {
+        // A reason that is the message the client got starts with
+        // `airlock: `; the log says it is airlock's (operator finding:
+        // `why: airlock: blocked by rule ...`).
+        if let Some(r) = event
+            .reason
+            .as_deref()
+            .and_then(|r| r.strip_prefix("airlock: "))
+        {
+            event.reason = Some(Arc::from(r));
+        }
         redact_in_place(&mut event.reason);
         let Some(sql) = event.statement.take() else {
             return (event, None);
@@ -352,6 +362,13 @@ mod tests {
         };
         e = p.prepare(e).0;
         assert!(!e.reason.as_deref().unwrap_or_default().contains("bob@"));
+        // A reason that is the client's message loses its `airlock: `.
+        let e = AuditEvent {
+            reason: Some("airlock: blocked by rule no-policy: none".into()),
+            ..AuditEvent::default()
+        };
+        let e = p.prepare(e).0;
+        assert_eq!(e.reason.as_deref(), Some("blocked by rule no-policy: none"));
     }
 
     /// What it remembers stays bounded: long texts are not kept, and it
