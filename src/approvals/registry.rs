@@ -142,11 +142,15 @@ pub enum Hold {
 /// lines down). A note in the text itself, which this once was, the agent
 /// could write too.
 fn parsed_for_review(key: &str, statement: &str, protocol: &str) -> String {
-    // A long text's key is its digest: parse it here (on a big stack).
     let parsed = match key.strip_prefix("sql:") {
         Some(p) => Some(p.to_owned()),
-        None => super::window_key::parsed_form(protocol, statement)
-            .and_then(|p| p.strip_prefix("sql:").map(str::to_owned)),
+        // A long text's key is its digest: parse it here (on a big stack).
+        None if key.starts_with("text-sha256:") => {
+            super::window_key::parsed_form(protocol, statement)
+                .and_then(|p| p.strip_prefix("sql:").map(str::to_owned))
+        }
+        // `text:`: the key's own parse failed; it would fail again.
+        None => None,
     };
     parsed.unwrap_or_else(|| "(airlock could not parse this text)".into())
 }

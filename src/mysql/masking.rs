@@ -80,6 +80,9 @@ pub struct MyMask {
     audience: Audience,
 }
 
+/// A result whose columns are not the ones the masking plan was made for.
+const MISMATCH: &str =
+    "airlock: the result does not match the masking analysis; refusing to pass it";
 const MULTI_OPAQUE: &str = "airlock: blocked by rule builtin.masking-multi-statement: a multi-statement text may not hold a statement whose results airlock cannot attribute (CALL, SHOW, ...) while masking applies; send it on its own";
 const MULTI_DDL: &str = "airlock: blocked by rule builtin.masking-multi-statement: a multi-statement text may not change the schema while masking applies; send DDL on its own";
 
@@ -536,14 +539,12 @@ impl MyMask {
         plan: Option<&StatementPlan>,
         cols: &[Arc<ColInfo>],
     ) -> Result<Arc<Vec<Action>>, String> {
-        let mismatch =
-            || "airlock: the result does not match the masking analysis; refusing to pass it";
         let planned = match plan {
             Some(StatementPlan::Columns(c)) => {
                 // More columns than planned are columns airlock did not
                 // analyze (red-team finding: an extra one passed in clear).
                 if cols.len() != c.len() {
-                    return Err(mismatch().into());
+                    return Err(MISMATCH.into());
                 }
                 Some(c)
             }
@@ -555,7 +556,7 @@ impl MyMask {
             // was refused).
             Some(StatementPlan::OpenColumns(c)) => {
                 if cols.len() < c.len() || cols[c.len()..].iter().any(|x| !x.system) {
-                    return Err(mismatch().into());
+                    return Err(MISMATCH.into());
                 }
                 Some(c)
             }

@@ -400,7 +400,7 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
         // is returned. `transaction_read_only` is the exception: reset in
         // a read-only transaction, it makes the transaction read-write.
         Statement::Reset(r) => match &r.reset {
-            Reset::ALL => facts.session.resets.push("all".into()),
+            Reset::ALL => {}
             Reset::SessionAuthorization => facts.violations.push((
                 ids::ROLE_CHANGE,
                 "RESET SESSION AUTHORIZATION is not allowed".to_string(),
@@ -415,7 +415,6 @@ pub fn session_facts(dialect: Dialect, s: &Statement, facts: &mut Facts) {
                 if builtin::is_read_only_setting(&n) && n != "default_transaction_read_only" {
                     facts.session.enables_writes = true;
                 }
-                facts.session.resets.push(n);
             }
         },
         Statement::StartTransaction { modes, .. } if has_read_write(modes) => {

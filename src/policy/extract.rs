@@ -160,7 +160,6 @@ pub fn table_statement_cte_key(dialect: Dialect, name: &str) -> Option<String> {
     }
 }
 
-/// A function reference from its (possibly qualified) name.
 /// The setting, value and `is_local` of `set_config(name, value,
 /// is_local)` (or `pg_catalog.set_config`) when the name is a string
 /// constant, the value a string constant and `is_local` a boolean
@@ -206,6 +205,7 @@ fn constant_set_config(f: &sqlparser::ast::Function) -> Option<(ObjectName, &Exp
     Some((ObjectName::from(vec![Ident::new(name)]), value, local))
 }
 
+/// A function reference from its (possibly qualified) name.
 pub fn function_ref(name: &ObjectName) -> FunctionRef {
     let mut p = parts(name);
     let last = p.pop().unwrap_or_default();
@@ -336,6 +336,29 @@ impl Extractor<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A `set_config('name', 'value', is_local)` with constants, which is
+    /// SET by another name (asyncpg sends `set_config('jit', 'off',
+    /// false)` before reading a type): recorded, and judged, as that SET.
+    /// `false` for any other call.
+    fn set_config(&mut self, f: &sqlparser::ast::Function) -> bool {
+        let Some((name, value, local)) = constant_set_config(f) else {
+            return false;
+        };
+        self.facts.functions.insert(FunctionRef {
+            constant_setting: true,
+            ..function_ref(&f.name)
+        });
+        let scope = local.then_some(sqlparser::ast::ContextModifier::Local);
+        classify::assign_setting(
+            self.dialect,
+            &mut self.facts,
+            &name,
+            scope.as_ref(),
+            std::slice::from_ref(value),
+        );
+        true
     }
 
     /// `[schema.]table.column` (a column comment's, a sequence owner's):
@@ -919,28 +942,10 @@ impl Visitor for Extractor<'_> {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                 self.column(e, ColumnLocation::Other)
             }
-            Expr::Function(f)
-                if self.dialect == Dialect::Postgres && constant_set_config(f).is_some() =>
-            {
-                // `set_config('name', 'value', is_local)` with constants is
-                // SET by another name (asyncpg sends `set_config('jit',
-                // 'off', false)` before reading a type): judged as that SET.
-                self.facts.functions.insert(FunctionRef {
-                    constant_setting: true,
-                    ..function_ref(&f.name)
-                });
-                if let Some((name, value, local)) = constant_set_config(f) {
-                    let scope = local.then_some(sqlparser::ast::ContextModifier::Local);
-                    classify::assign_setting(
-                        self.dialect,
-                        &mut self.facts,
-                        &name,
-                        scope.as_ref(),
-                        std::slice::from_ref(value),
-                    );
-                }
-            }
             Expr::Function(f) => {
+                if self.dialect == Dialect::Postgres && self.set_config(f) {
+                    return ControlFlow::Continue(());
+                }
                 self.facts.functions.insert(function_ref(&f.name));
                 if let FunctionArguments::List(list) = &f.args {
                     for a in &list.args {
@@ -1462,10 +1467,8 @@ fn consulted_number() {
     NUMBER_CONSULTED.with(|c| c.set(true));
 }
 
-/// Folds an expression over constants: `Some(true)` when it is true for
-/// every row (`1=1`, `TRUE`, `'a'='a'`, `x OR 1=1`, `NOT FALSE`, `id = id`).
-/// Whether `e` holds `||` (outside subqueries too: the server reads all of
-/// them the same way).
+/// Whether `e` holds `||` anywhere, subqueries included (MySQL reads every
+/// one of them as OR).
 fn has_double_pipe(e: &Expr) -> bool {
     use sqlparser::ast::BinaryOperator;
     let found = sqlparser::ast::visit_expressions(e, |x| match x {
@@ -1478,6 +1481,8 @@ fn has_double_pipe(e: &Expr) -> bool {
     found.is_break()
 }
 
+/// Folds an expression over constants: `Some(true)` when it is true for
+/// every row (`1=1`, `TRUE`, `'a'='a'`, `x OR 1=1`, `NOT FALSE`, `id = id`).
 pub fn const_truth(e: &Expr) -> Option<bool> {
     use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U, Value};
     match e {

@@ -184,9 +184,9 @@ pub struct Facts {
 /// Facts about session and transaction statements.
 #[derive(Debug, Clone, Default)]
 pub struct SessionFacts {
-    /// Variables set or reset (normalized names; `all` for RESET ALL).
+    /// Variables set (normalized names). RESETs are not listed: they
+    /// restore what the session started with, which is what airlock set.
     pub sets: Vec<String>,
-    pub resets: Vec<String>,
     /// Turns writes back on (READ WRITE, read_only = off, ...).
     pub enables_writes: bool,
     /// `SET LOCAL` / transaction-scoped assignment.

@@ -121,22 +121,27 @@ deny_tables = ["public.payments"]
 deny_columns = ["public.customers.ssn"]
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
-    let mut env = Env::start_with(EnvOptions {
+/// airlock under [`WIDE_RULES`], with `setup` run directly on the
+/// server, and a direct (superuser) client to check what ran.
+async fn wide_env(setup: &str) -> (Env, tokio_postgres::Client) {
+    let env = Env::start_with(EnvOptions {
         rules_toml: Some(WIDE_RULES.into()),
         ..Default::default()
     })
     .await;
     let direct = env.direct().await;
-    direct
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text UNIQUE);
+    direct.batch_execute(setup).await.unwrap();
+    (env, direct)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
+    let (mut env, direct) = wide_env(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text UNIQUE);
              INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');
              CREATE TABLE payments (id int PRIMARY KEY, amount int);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let c = env.agent().await;
     for sql in [
         "CREATE TABLE probe (v text REFERENCES customers(ssn))",
@@ -190,21 +195,13 @@ async fn pg_tables_and_columns_in_keys_grants_and_maintenance_are_judged() {
 /// MERGE and column-less INSERTs write. Each is refused and has not run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_ctes_aliases_and_upserts_cannot_hide_a_table_or_column() {
-    let mut env = Env::start_with(EnvOptions {
-        rules_toml: Some(WIDE_RULES.into()),
-        ..Default::default()
-    })
-    .await;
-    let direct = env.direct().await;
-    direct
-        .batch_execute(
-            "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
+    let (mut env, direct) = wide_env(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
              INSERT INTO customers VALUES (1, 'Alice', '123-45-6789');
              CREATE TABLE payments (id int PRIMARY KEY, amount int);
              INSERT INTO payments VALUES (1, 999);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let c = env.agent().await;
     for sql in [
         "WITH \"Payments\" AS (SELECT 1) SELECT * FROM payments",
