@@ -494,7 +494,7 @@ async fn admit_agent<'a>(
                 return Err(SessionError::AuthFailed(user.to_owned()));
             }
             if jwt.end_sessions_at_expiry {
-                token_expires_at = Some(token_deadline(claims.expires, jwt.leeway));
+                token_expires_at = token_deadline(claims.expires, jwt.leeway);
             }
             jwt_identity = identity_from_jwt(jwt, claims);
             &jwt_identity
@@ -703,13 +703,17 @@ async fn login_catalog(
 /// The ad-hoc identity of a JWT login: name, model and groups from the
 /// token, targets and session limit from `[jwt]`. It has no secret.
 /// When a token that expires at `exp` (Unix seconds) stops being valid,
-/// with `leeway` for clock skew, as an instant of this process's clock.
-fn token_deadline(exp: u64, leeway: std::time::Duration) -> std::time::Instant {
+/// with `leeway` for clock skew, as an instant of this process's clock;
+/// `None` when that is past what the clock can hold (an `exp` centuries
+/// away: no deadline), rather than a panic on overflow.
+fn token_deadline(exp: u64, leeway: std::time::Duration) -> Option<std::time::Instant> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let left = std::time::Duration::from_secs(exp).saturating_sub(now) + leeway;
-    std::time::Instant::now() + left
+    let left = std::time::Duration::from_secs(exp)
+        .saturating_sub(now)
+        .saturating_add(leeway);
+    std::time::Instant::now().checked_add(left)
 }
 
 fn identity_from_jwt(jwt: &JwtConfig, claims: crate::identity::jwt::JwtClaims) -> Identity {
@@ -872,4 +876,25 @@ async fn relay(
     };
     let _ = server_w.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_deadline;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn token_deadlines_never_overflow() {
+        let leeway = Duration::from_secs(5);
+        assert_eq!(token_deadline(u64::MAX, leeway), None);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        // Expired already: the leeway is what is left.
+        let d = token_deadline(0, leeway).unwrap_or_else(Instant::now);
+        assert!(d <= Instant::now() + leeway);
+        let d = token_deadline(now + 60, leeway).unwrap_or_else(Instant::now);
+        assert!(d > Instant::now() + Duration::from_secs(55));
+    }
 }
