@@ -69,7 +69,7 @@ impl Loaded {
             .identities
             .iter()
             .filter_map(|(name, i)| {
-                ScramVerifier::parse(i.secret.get_ref())
+                ScramVerifier::parse(i.secret.as_ref()?.get_ref())
                     .ok()
                     .map(|v| (name.clone(), v))
             })
@@ -532,7 +532,14 @@ fn mock_secret(config: &Config) -> [u8; 32] {
     for (name, identity) in &config.identities {
         h.update(name.as_bytes());
         h.update([0]);
-        h.update(identity.secret.get_ref().as_bytes());
+        match (&identity.secret, &identity.mysql_secret) {
+            (Some(secret), _) => h.update(secret.get_ref().as_bytes()),
+            // A MySQL-only identity (the key is as before for the rest).
+            (None, mysql) => {
+                h.update(b"mysql\0");
+                h.update(mysql.as_deref().unwrap_or_default().as_bytes());
+            }
+        }
         h.update([0]);
     }
     h.finalize().into()

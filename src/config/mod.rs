@@ -331,8 +331,10 @@ fn default_pg_port() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
-    /// SCRAM-SHA-256 verifier, as printed by `airlock passwd`.
-    pub secret: Spanned<String>,
+    /// SCRAM-SHA-256 verifier, as printed by `airlock passwd`. Without it
+    /// the identity cannot log in over Postgres (an identity needs this or
+    /// `mysql_secret`).
+    pub secret: Option<Spanned<String>>,
     /// For the MySQL listener, as `airlock passwd --mysql` prints it:
     /// `*<40 hex>` (the `mysql_native_password` hash SHA1(SHA1(password)),
     /// as MySQL stores it) and/or `sha2:<64 hex>` (SHA256(SHA256(password)),
@@ -578,13 +580,25 @@ impl Config {
             }
         }
         for (name, identity) in &self.identities {
-            let secret = &identity.secret;
-            if airlock_protocol::pg::scram::ScramVerifier::parse(secret.get_ref()).is_err() {
-                return Err(here(
-                    secret.span(),
-                    format!("identities.{name}.secret"),
-                    "not a SCRAM-SHA-256 verifier; create one with `airlock passwd`".into(),
-                ));
+            match &identity.secret {
+                Some(secret) => {
+                    if airlock_protocol::pg::scram::ScramVerifier::parse(secret.get_ref()).is_err()
+                    {
+                        return Err(here(
+                            secret.span(),
+                            format!("identities.{name}.secret"),
+                            "not a SCRAM-SHA-256 verifier; create one with `airlock passwd`".into(),
+                        ));
+                    }
+                }
+                None if identity.mysql_secret.is_none() => {
+                    return Err(here(
+                        identity.targets.span(),
+                        format!("identities.{name}"),
+                        "no secret: set `secret` (for Postgres targets, from `airlock passwd`) or `mysql_secret` (for MySQL targets, from `airlock passwd --mysql`), or both".into(),
+                    ));
+                }
+                None => {}
             }
             for t in identity.targets.get_ref() {
                 if t != "*" && !self.targets.contains_key(t) {

@@ -68,6 +68,26 @@ fn bad_secret_names_line_and_key() {
     assert!(!e.contains("hunter2"), "{e}");
 }
 
+/// An identity for MySQL targets only needs no SCRAM verifier (it once
+/// failed with "missing field `secret`"); one with neither secret is
+/// refused, naming both keys.
+#[test]
+fn an_identity_needs_one_secret_or_the_other() {
+    std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");
+    let mysql_only = base().replace(
+        &format!("secret = \"{VERIFIER}\""),
+        "mysql_secret = \"*A65C0DDCC3053B7FB102622F05126B793E30F179\"",
+    );
+    let c = load(&mysql_only).unwrap();
+    assert!(c.identities["bot"].secret.is_none());
+    let neither = base().replace(&format!("secret = \"{VERIFIER}\"\n"), "");
+    let e = load(&neither).unwrap_err().to_string();
+    assert!(
+        e.contains("identities.bot: no secret") && e.contains("mysql_secret"),
+        "{e}"
+    );
+}
+
 #[test]
 fn missing_env_and_bad_units() {
     let text = base().replace("AIRLOCK_TEST_CONFIG_PW", "AIRLOCK_TEST_CONFIG_UNSET");

@@ -271,6 +271,15 @@ impl<'a> Analyzer<'a> {
         if named.is_some() {
             return named;
         }
+        // A Postgres table's system columns (`ctid`, which GUI tools key
+        // rows by, `xmin`, `tableoid`, ...) hold no table data: they were
+        // hidden as unknown columns (client-compatibility finding).
+        if self.dialect == Dialect::Postgres
+            && !s.tables.is_empty()
+            && PG_SYSTEM_COLUMNS.contains(&column)
+        {
+            return Some(Taint::Column);
+        }
         let open = s.out.open?;
         let by_name = if s.tables.is_empty() {
             self.name_taint(column)
@@ -426,6 +435,49 @@ impl<'a> Analyzer<'a> {
         node: &V,
         scope: &Scope<'_>,
     ) -> Result<Taint, Stop> {
+        let (t, all) = self.expr_taint(node, scope)?;
+        // MySQL `@var := expr` stores a value where masking cannot follow it.
+        if all.rule().is_some() && assigns_variable(node) {
+            return self.write_stop(all, "assigning to a user variable");
+        }
+        // So may a function defined on the server, which airlock cannot
+        // see into (second re-check finding: `keep(t)` inserting its
+        // argument into a table, `SELECT keep(secret) FROM people`), when
+        // masked data reaches it: each such call (not in a subquery, which
+        // is analyzed on its own) is judged by what it is given. Judging
+        // `node` whole refused `SELECT email FROM customers WHERE id = 1`
+        // once an extension (hstore, citext) had made an operator `=`
+        // (client-compatibility finding).
+        if all.rule().is_some() {
+            for call in server_calls(node, self.catalog) {
+                let (_, given) = self.expr_taint(&call, scope)?;
+                if given.rule().is_some() {
+                    return self.write_stop(
+                        given,
+                        "passing it to a function defined on the server, or an operator or cast made there (airlock cannot see what it keeps of its arguments)",
+                    );
+                }
+            }
+        }
+        // So do some functions (see `taint::keeps_arguments`): a masked
+        // value passed to one is escalated to unsafe.
+        if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
+            return self.write_stop(
+                all,
+                "passing it to a function that keeps its arguments (pg_notify, setval, set_config, setseed, advisory locks, large objects, GET_LOCK, LAST_INSERT_ID)",
+            );
+        }
+        Ok(t)
+    }
+
+    /// What `node` yields (`.0`) and everything it reads, what only
+    /// `count(...)` sees included (`.1`), without [`Self::expr`]'s checks
+    /// of where that goes (subqueries are analyzed whole, checks and all).
+    fn expr_taint<V: sqlparser::ast::Visit>(
+        &mut self,
+        node: &V,
+        scope: &Scope<'_>,
+    ) -> Result<(Taint, Taint), Stop> {
         let mut t = Taint::Const;
         // What `count(...)` reads: only a number comes out, but what it
         // assigns or passes on (`COUNT(@v := phone)`) still counts.
@@ -452,29 +504,7 @@ impl<'a> Analyzer<'a> {
                 false => t = t.join(v),
             }
         }
-        let all = t.join(counted);
-        // MySQL `@var := expr` stores a value where masking cannot follow it.
-        if all.rule().is_some() && assigns_variable(node) {
-            return self.write_stop(all, "assigning to a user variable");
-        }
-        // So may a function defined on the server, which airlock cannot
-        // see into (second re-check finding: `keep(t)` inserting its
-        // argument into a table, `SELECT keep(secret) FROM people`).
-        if all.rule().is_some() && self.calls_server_function(node) {
-            return self.write_stop(
-                all,
-                "passing it to a function defined on the server (airlock cannot see what it keeps of its arguments)",
-            );
-        }
-        // So do some functions (see `taint::keeps_arguments`): a masked
-        // value passed to one is escalated to unsafe.
-        if matches!(all, Taint::Unsafe(_)) && calls_keeping(node) {
-            return self.write_stop(
-                all,
-                "passing it to a function that keeps its arguments (pg_notify, setval, set_config, setseed, advisory locks, large objects, GET_LOCK, LAST_INSERT_ID)",
-            );
-        }
-        Ok(t)
+        Ok((t, t.join(counted)))
     }
 
     // ---- queries -----------------------------------------------------
@@ -1154,6 +1184,12 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 self.created_columns_computed(ct)?;
+                if reads_other_tables(ct) {
+                    return stop(
+                        UNANALYZABLE,
+                        "a table whose engine reads other tables (MERGE's UNION=, FEDERATED, CONNECT, SPIDER) would show them under its own name, which masks do not follow",
+                    );
+                }
                 Ok(Shape::NoResult)
             }
             Statement::AlterTable(at) => {
@@ -1866,7 +1902,7 @@ impl<'a> Analyzer<'a> {
                     return stop(
                         &self.rule_id(t),
                         format!(
-                            "{schema}.{table} has triggers, rules or checks made on the server, which would see the masked data (rule {}) copied into it as it is",
+                            "{schema}.{table} has triggers, rules or checks made on the server, or passes what is written to it on (a view, a foreign key's ON UPDATE CASCADE), which would see or keep the masked data (rule {}) copied into it as it is",
                             self.rule_id(t)
                         ),
                     );
@@ -2339,6 +2375,49 @@ pub fn plain_read(st: &Statement, catalog: &dyn Catalog) -> bool {
 /// type that is not (a domain whose CHECK calls a function, a type whose
 /// cast does: third re-check findings).
 fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catalog) -> bool {
+    any_expr(node, |e| is_server_call(e, catalog))
+}
+
+/// The calls of code made on the server ([`is_server_call`]) in `node`,
+/// outside its subqueries, outermost first.
+fn server_calls<V: sqlparser::ast::Visit>(
+    node: &V,
+    catalog: &dyn Catalog,
+) -> Vec<sqlparser::ast::Expr> {
+    struct Calls<'c> {
+        catalog: &'c dyn Catalog,
+        depth: usize,
+        found: Vec<sqlparser::ast::Expr>,
+    }
+    impl sqlparser::ast::Visitor for Calls<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> std::ops::ControlFlow<()> {
+            self.depth += 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> std::ops::ControlFlow<()> {
+            self.depth -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &sqlparser::ast::Expr) -> std::ops::ControlFlow<()> {
+            if self.depth == 0 && is_server_call(e, self.catalog) {
+                self.found.push(e.clone());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut calls = Calls {
+        catalog,
+        depth: 0,
+        found: Vec::new(),
+    };
+    let _ = node.visit(&mut calls);
+    calls.found
+}
+
+/// Whether `e` itself (not what it contains) runs code made on the
+/// server (see [`calls_server_function`]).
+fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
     use sqlparser::ast::{BinaryOperator, DataType, Expr};
     let made = |name: &str| catalog.server_function(&name.to_lowercase());
     // An operator spelled as one of SQL's own (`=`, `+`) may be a DBA's
@@ -2357,7 +2436,7 @@ fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catal
             _ => None,
         }
     }
-    any_expr(node, |e| match e {
+    match e {
         Expr::Function(f) => {
             // The SQL-syntax names only unquoted and unqualified (fourth
             // re-check finding: `public.coalesce(secret)`).
@@ -2383,7 +2462,7 @@ fn calls_server_function<V: sqlparser::ast::Visit>(node: &V, catalog: &dyn Catal
                     .is_some_and(|name| made(&object_parts(name).pop().unwrap_or_default()))
         }
         _ => false,
-    })
+    }
 }
 
 /// Names sqlparser parses as function calls that are SQL syntax in
@@ -2404,6 +2483,49 @@ const SQL_SYNTAX_FUNCTIONS: &[&str] = &[
     "xmlserialize",
     "xmlexists",
 ];
+
+/// MySQL's `CREATE TABLE ... ENGINE=MRG_MyISAM UNION=(t)` and the engines
+/// that read a table elsewhere (red-team finding: a MERGE table over a
+/// masked MyISAM table read it in clear, as the MySQL catalog now refuses
+/// such tables made on the server).
+fn reads_other_tables(ct: &sqlparser::ast::CreateTable) -> bool {
+    use sqlparser::ast::{CreateTableOptions, SqlOption};
+    let options = match &ct.table_options {
+        CreateTableOptions::With(o)
+        | CreateTableOptions::Options(o)
+        | CreateTableOptions::Plain(o)
+        | CreateTableOptions::TableProperties(o) => o.as_slice(),
+        CreateTableOptions::None => &[],
+    };
+    const ENGINES: &[&str] = &["mrg_myisam", "merge", "federated", "connect", "spider"];
+    options.iter().any(|o| match o {
+        SqlOption::NamedParenthesizedList(l) => {
+            let key = l.key.value.to_lowercase();
+            key == "union"
+                || (key == "engine"
+                    && l.name
+                        .as_ref()
+                        .is_some_and(|n| ENGINES.contains(&n.value.to_lowercase().as_str())))
+        }
+        SqlOption::KeyValue { key, value } => {
+            let key = key.value.to_lowercase();
+            key == "union"
+                || (key == "engine"
+                    && ENGINES.contains(
+                        &value
+                            .to_string()
+                            .trim_matches(['\'', '"', '`'])
+                            .to_lowercase()
+                            .as_str(),
+                    ))
+        }
+        _ => false,
+    })
+}
+
+/// The system columns every Postgres table has (no user column may be
+/// named so).
+const PG_SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
 
 /// Whether a branch of a set operation has `INTO`.
 fn selects_into(body: &SetExpr) -> bool {

@@ -80,6 +80,18 @@ impl Relation {
 const INVISIBLE: &str =
     "'airlock: this table has INVISIBLE columns, which masking does not follow'";
 
+/// The "definition" of a table whose engine reads other tables under its
+/// own name (see [`Relation::refused`]): a MERGE table's `UNION=(...)`
+/// (red-team finding: masks, which name the tables it reads, did not
+/// follow), or a FEDERATED, CONNECT or SPIDER table's remote one.
+const OTHER_TABLES: &str =
+    "'airlock: this table reads other tables (its engine is MERGE, FEDERATED, CONNECT or SPIDER), which masking does not follow'";
+
+/// The last field of [`QUERY`]'s rows that name a table with INVISIBLE
+/// columns, and of those that name one of [`OTHER_TABLES`].
+const INVISIBLE_ROW: &str = "invisible";
+const OTHER_TABLES_ROW: &str = "other-tables";
+
 /// One snapshot; keys are lower-case (database, table).
 #[derive(Debug, Default)]
 pub struct MyCatalog {
@@ -132,6 +144,13 @@ const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL
      UNION ALL \
      SELECT EVENT_OBJECT_SCHEMA, EVENT_OBJECT_TABLE, NULL, NULL, -2, 'trigger' \
      FROM information_schema.TRIGGERS \
+     UNION ALL \
+     SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, NULL, NULL, -2, 'trigger' \
+     FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE UPDATE_RULE = 'CASCADE' \
+     UNION ALL \
+     SELECT TABLE_SCHEMA, TABLE_NAME, NULL, NULL, 0, 'other-tables' \
+     FROM information_schema.TABLES \
+     WHERE ENGINE IN ('MRG_MyISAM', 'MRG_MYISAM', 'FEDERATED', 'CONNECT', 'SPIDER') \
      ORDER BY 1, 2, 5 LIMIT 18446744073709551615";
 
 impl MyCatalog {
@@ -217,11 +236,18 @@ impl Catalog for MyCatalog {
         self.generation
     }
 
+    /// Triggers, a foreign key whose `ON UPDATE CASCADE` copies the
+    /// written key into another table ([`QUERY`]'s `trigger` rows), and
+    /// views, which write what they are given into columns of other
+    /// names (red-team finding on Postgres: a view renaming `notes` to
+    /// `card_number` took a same-rule copy of card numbers into `notes`).
     fn runs_code_on_write(&self, schema: &str, table: &str) -> bool {
-        !self.triggers.is_empty()
-            && self
-                .triggers
-                .contains(&(schema.to_lowercase(), table.to_lowercase()))
+        let key = (schema.to_lowercase(), table.to_lowercase());
+        (!self.triggers.is_empty() && self.triggers.contains(&key))
+            || self
+                .relations
+                .get(&key)
+                .is_some_and(|r| r.view_sql.is_some())
     }
 
     fn server_function(&self, name: &str) -> bool {
@@ -239,15 +265,22 @@ fn exact_relations(rows: Vec<Vec<Option<String>>>) -> HashMap<(String, String), 
         let (Some(schema), Some(table), column, view_sql) = (next(), next(), next(), next()) else {
             continue;
         };
-        let (_position, invisible) = (next(), next());
+        let (_position, marker) = (next(), next());
         let rel = relations.entry((schema, table)).or_default();
-        if invisible.is_some() {
+        match marker.as_deref() {
             // Left out of `*` and NATURAL JOIN by the server, not by
             // lineage: the table is refused as a whole.
-            *rel = Relation::refused(INVISIBLE);
-            continue;
+            Some(INVISIBLE_ROW) => {
+                *rel = Relation::refused(INVISIBLE);
+                continue;
+            }
+            Some(OTHER_TABLES_ROW) => {
+                *rel = Relation::refused(OTHER_TABLES);
+                continue;
+            }
+            _ => {}
         }
-        if rel.view_sql.as_deref() == Some(INVISIBLE) {
+        if matches!(rel.view_sql.as_deref(), Some(INVISIBLE | OTHER_TABLES)) {
             continue;
         }
         if let Some(column) = column {

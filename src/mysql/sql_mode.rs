@@ -172,8 +172,12 @@ fn check_statement(t: &[Tok<'_>]) -> Result<(), String> {
                 return Err("the global sql_mode may not be changed".into());
             }
         }
-        let Some(Tok::Str(lit)) = t.get(v) else {
-            return Err("sql_mode may only be set to a string literal".into());
+        let (lit, v) = match t.get(v) {
+            Some(Tok::Str(lit)) => (*lit, v),
+            _ => match appended_modes(&t[v..]) {
+                Some((lit, used)) => (lit, v + used - 1),
+                None => return Err("sql_mode may only be set to a string literal, or to CONCAT(@@sql_mode, a string literal)".into()),
+            },
         };
         match t.get(v + 1) {
             None | Some(Tok::Punct(b',')) => {}
@@ -183,6 +187,36 @@ fn check_statement(t: &[Tok<'_>]) -> Result<(), String> {
         check_value(&lit[1..lit.len() - 1])?;
     }
     Ok(())
+}
+
+/// `CONCAT(@@sql_mode, '...')` (or `@@session.sql_mode`, `@@local.`) at
+/// the start of `t`: the literal, and how many tokens the call takes.
+/// MariaDB Connector/J logs in with `SET ... sql_mode =
+/// CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES')` (compatibility finding:
+/// it could not connect). The session's own mode is one airlock accepts
+/// (see [`check_session`] and this check), so adding safe modes to it
+/// keeps it so.
+fn appended_modes<'a>(t: &[Tok<'a>]) -> Option<(&'a [u8], usize)> {
+    if !is_word(t.first(), "concat") || t.get(1) != Some(&Tok::Punct(b'(')) {
+        return None;
+    }
+    let at = Tok::Punct(b'@');
+    if t.get(2) != Some(&at) || t.get(3) != Some(&at) {
+        return None;
+    }
+    let mut i = 4;
+    if (is_word(t.get(i), "session") || is_word(t.get(i), "local"))
+        && t.get(i + 1) == Some(&Tok::Punct(b'.'))
+    {
+        i += 2;
+    }
+    if !is_word(t.get(i), "sql_mode") || t.get(i + 1) != Some(&Tok::Punct(b',')) {
+        return None;
+    }
+    match (t.get(i + 2), t.get(i + 3)) {
+        (Some(Tok::Str(lit)), Some(Tok::Punct(b')'))) => Some((lit, i + 4)),
+        _ => None,
+    }
 }
 
 fn check_value(v: &[u8]) -> Result<(), String> {
@@ -228,6 +262,8 @@ mod tests {
             "SET LOCAL SQL_MODE = \"NO_ZERO_DATE\", autocommit = 1",
             "SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO'",
             "SET STATEMENT sql_mode='STRICT_ALL_TABLES' FOR SELECT 1",
+            "set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')",
+            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_ZERO_DATE'), autocommit = 0",
             "SET @sql_mode = 'ANSI_QUOTES'",
             "SELECT @@sql_mode",
             "SELECT @@SESSION.sql_mode, @@GLOBAL.sql_mode",
@@ -255,6 +291,11 @@ mod tests {
             "SET @@global.sql_mode = ''",
             "SET PERSIST sql_mode = ''",
             "SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')",
+            "SET sql_mode = CONCAT(@@global.sql_mode, ',STRICT_TRANS_TABLES')",
+            "SET sql_mode = CONCAT(@x, ',STRICT_TRANS_TABLES')",
+            "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES', ',ANSI_QUOTES')",
+            "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES') + 1",
+            "SET sql_mode = CONCAT(@@sql_mode, @x)",
             "SET sql_mode = @x",
             "SET sql_mode = DEFAULT",
             "SET sql_mode = 4",

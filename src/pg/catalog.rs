@@ -97,6 +97,12 @@ pub struct CatalogSnapshot {
 /// that cascade a key update into one of them, and views written through
 /// to one of them. Every table when the server has casts made since
 /// initdb (an implicit cast runs on assignment): see [`CASTS_QUERY`].
+///
+/// Also (red-team findings) every view, which writes what it is given
+/// into its base table's columns, under other names (`CREATE VIEW vv AS
+/// SELECT notes AS card_number FROM loot` took a same-rule copy of card
+/// numbers into `loot.notes`), and every table whose key a foreign key
+/// `ON UPDATE CASCADE` copies into another table's columns.
 const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
        SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal \
        UNION SELECT ev_class FROM pg_rewrite WHERE ev_type <> '1' \
@@ -108,6 +114,8 @@ const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
            AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE d.refobjid >= 16384 AND (c.contypid = 0 OR a.attrelid IS NOT NULL) \
        UNION SELECT attrelid FROM pg_attribute WHERE attgenerated <> '' AND NOT attisdropped \
+       UNION SELECT oid FROM pg_class WHERE relkind = 'v' \
+       UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND confupdtype = 'c' \
        UNION SELECT i.indrelid FROM pg_index i JOIN pg_depend d \
            ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
            AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) \

@@ -373,6 +373,11 @@ pub struct RowMasking {
     /// the next result of the same statement (same plan, RowDescription,
     /// formats, catalog generation and width) reuses them.
     last: Option<LastActions>,
+    /// The last actions worked out met a source the catalog snapshot
+    /// lacks, and the catalog could not be read again yet (at most every
+    /// few seconds: [`crate::masking::Generation::bump_for_unknown`]):
+    /// they are not kept for later results, which try again.
+    reload_refused: bool,
 }
 
 /// See [`RowMasking::last`].
@@ -417,6 +422,18 @@ fn unknown_source() -> ColumnMask {
     }
 }
 
+/// Actions that let nothing of `columns` columns pass: NULL is valid for
+/// every type and format.
+fn hide_all(columns: usize) -> Vec<Action> {
+    (0..columns)
+        .map(|_| Action {
+            mask: unknown_source(),
+            text_like: false,
+            binary_opaque: true,
+        })
+        .collect()
+}
+
 /// Bound on [`RowMasking::by_source`]; cleared when full.
 const BY_SOURCE_MAX: usize = 4096;
 
@@ -429,6 +446,7 @@ impl RowMasking {
             actions: None,
             by_source: FastMap::default(),
             last: None,
+            reload_refused: false,
         }
     }
 
@@ -521,16 +539,19 @@ impl RowMasking {
         {
             return Ok(Arc::clone(&last.actions));
         }
-        let last = LastActions {
-            plan: Arc::clone(&active.plan),
-            row_description: active.row_description.clone(),
-            formats: Arc::clone(&active.formats),
+        let plan = Arc::clone(&active.plan);
+        let row_description = active.row_description.clone();
+        let formats = Arc::clone(&active.formats);
+        self.reload_refused = false;
+        let actions = Arc::new(self.actions_for_active(columns)?);
+        self.last = (!self.reload_refused).then(|| LastActions {
+            plan,
+            row_description,
+            formats,
             generation,
             columns,
-            actions: Arc::new(self.actions_for_active(columns)?),
-        };
-        let actions = Arc::clone(&last.actions);
-        self.last = Some(last);
+            actions: Arc::clone(&actions),
+        });
         Ok(actions)
     }
 
@@ -550,10 +571,35 @@ impl RowMasking {
         };
         if let Some(c) = plan_cols {
             if columns < c.len() {
-                return Err(SessionError::Protocol(
-                    "airlock: the result does not match the masking analysis; refusing to pass it"
-                        .into(),
-                ));
+                // Fewer columns than the analysis found: a table lost a
+                // column on the server other than through airlock (a
+                // migration), after the snapshot was read. Which planned
+                // column is which is lost, so nothing passes: every value
+                // is hidden, and the target's sessions read the catalog
+                // again. The server side then refuses the result as of a
+                // schema that changed while it ran ("run it again"), and
+                // the statement run again is planned against the new
+                // catalog. (This ended the session, and every later
+                // `SELECT *` of the table did, until DDL through airlock.)
+                let oid = described
+                    .iter()
+                    .map(|f| f.table_oid)
+                    .find(|&o| o != 0)
+                    .unwrap_or(0);
+                let moved = self
+                    .ctx
+                    .generation()
+                    .bump_for_unknown(&format!("columns of {oid}"));
+                self.reload_refused |= !moved;
+                if moved {
+                    tracing::info!(
+                        table_oid = oid,
+                        planned = c.len(),
+                        columns,
+                        "a result has fewer columns than airlock's catalog snapshot says (a table changed outside airlock?); its values are hidden, and the catalog is read again"
+                    );
+                }
+                return Ok(hide_all(columns));
             }
         }
         if active.row_description.is_none() {
@@ -562,13 +608,7 @@ impl RowMasking {
             // left, e.g. a description pushed out of the tracker's few):
             // nothing to check the columns against, so nothing passes.
             // NULL is valid for every type and format.
-            return Ok((0..columns)
-                .map(|_| Action {
-                    mask: unknown_source(),
-                    text_like: false,
-                    binary_opaque: true,
-                })
-                .collect());
+            return Ok(hide_all(columns));
         }
         let ctx = &self.ctx;
         let catalog = ctx.catalog();
@@ -605,6 +645,7 @@ impl RowMasking {
                 let by_source = match self.by_source.get(&key) {
                     Some(m) => m.clone(),
                     None => {
+                        let mut keep = true;
                         let m = match catalog.column(f.table_oid, f.attnum) {
                             // The table's own rule, else that of a table
                             // it is a partition or inheritance child of.
@@ -626,15 +667,36 @@ impl RowMasking {
                             // session's catalog snapshot, e.g. a view made
                             // in this session over a masked column: what it
                             // holds is unknown, so its values are hidden.
+                            // Or a table made again on the server other
+                            // than through airlock (a migration's DROP and
+                            // CREATE): same name, new OID. Either way the
+                            // target's sessions read the catalog again, so
+                            // that the statement run again is described by
+                            // the new one (its values stayed hidden until
+                            // the next DDL through airlock).
                             None if f.table_oid >= FIRST_NORMAL_OID && f.attnum > 0 => {
+                                let key = format!("oid {}", f.table_oid);
+                                let moved = ctx.generation().bump_for_unknown(&key);
+                                // Not kept: the next result tries again.
+                                keep = moved;
+                                if moved {
+                                    tracing::info!(
+                                        table_oid = f.table_oid,
+                                        "a result came from a relation airlock's catalog snapshot lacks (made or made again outside airlock?); its values are hidden, and the catalog is read again"
+                                    );
+                                }
                                 Some(unknown_source())
                             }
                             None => None,
                         };
-                        if self.by_source.len() >= BY_SOURCE_MAX {
-                            self.by_source.clear();
+                        if !keep {
+                            self.reload_refused = true;
+                        } else {
+                            if self.by_source.len() >= BY_SOURCE_MAX {
+                                self.by_source.clear();
+                            }
+                            self.by_source.insert(key, m.clone());
                         }
-                        self.by_source.insert(key, m.clone());
                         m
                     }
                 };

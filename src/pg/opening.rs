@@ -29,6 +29,10 @@ pub enum Opening {
     Cancel {
         pid: i32,
         secret_key: i32,
+        /// Closed once the request is forwarded: over TLS with a
+        /// close_notify, which clients check (psycopg's `cancel_safe()`
+        /// reported a cancel that worked as failed: "unexpected eof").
+        stream: Stream,
     },
 }
 
@@ -75,7 +79,11 @@ pub async fn open(
                 stream.write_all(b"N").await?;
             }
             StartupPacket::CancelRequest { pid, secret_key } => {
-                return Ok(Opening::Cancel { pid, secret_key })
+                return Ok(Opening::Cancel {
+                    pid,
+                    secret_key,
+                    stream,
+                })
             }
             StartupPacket::Startup(message) => return Ok(Opening::Startup { stream, message }),
         }

@@ -93,9 +93,18 @@ pub async fn run(
             }
         };
         match opening {
-            Opening::Cancel { pid, secret_key } => {
+            Opening::Cancel {
+                pid,
+                secret_key,
+                mut stream,
+            } => {
                 let timeout = proxy.config().limits.connect_timeout;
                 forward_cancel(&proxy.cancels, pid, secret_key, timeout).await;
+                let _ = crate::timer_thread::timeout(
+                    std::time::Duration::from_secs(1),
+                    tokio::io::AsyncWriteExt::shutdown(&mut stream),
+                )
+                .await;
             }
             Opening::Startup { stream, message } => {
                 // Until the client has proved who it is, messages are
@@ -718,7 +727,7 @@ fn token_deadline(exp: u64, leeway: std::time::Duration) -> Option<std::time::In
 
 fn identity_from_jwt(jwt: &JwtConfig, claims: crate::identity::jwt::JwtClaims) -> Identity {
     Identity {
-        secret: toml::Spanned::new(0..0, String::new()),
+        secret: None,
         mysql_secret: None,
         user: None,
         model: claims.model,

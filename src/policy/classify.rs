@@ -261,16 +261,12 @@ pub fn assign_setting(
     // default quoting and escaping (connectors send `SET sql_mode =
     // 'STRICT_TRANS_TABLES'`, or the session's own value after a reset):
     // allowed, as the session's own check allows it (`mysql::sql_mode`).
+    // Also `CONCAT(@@sql_mode, '...')` adding such modes to the session's
+    // own (MariaDB Connector/J logs in with it).
     let safe_sql_mode = dialect == Dialect::MySql
         && n == "sql_mode"
         && match values {
-            [Expr::Value(v)] => match &v.value {
-                sqlparser::ast::Value::SingleQuotedString(m)
-                | sqlparser::ast::Value::DoubleQuotedString(m) => {
-                    builtin::mysql_sql_mode_value_is_safe(m).is_ok()
-                }
-                _ => false,
-            },
+            [v] => safe_sql_mode_literal(v) || appends_safe_sql_modes(v),
             _ => false,
         };
     if builtin::is_lexer_or_loader_setting(&n) && !safe_sql_mode {
@@ -325,6 +321,48 @@ pub fn assign_setting(
         facts.session.search_path = Some(path);
     }
     facts.session.sets.push(n);
+}
+
+/// A string naming only modes that keep MySQL's quoting and escaping.
+fn safe_sql_mode_literal(v: &Expr) -> bool {
+    match v {
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(m)
+            | sqlparser::ast::Value::DoubleQuotedString(m) => {
+                builtin::mysql_sql_mode_value_is_safe(m).is_ok()
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// `CONCAT(@@[session.|local.]sql_mode, '<safe modes>')` (see
+/// `mysql::sql_mode::appended_modes`, which the session checks too).
+fn appends_safe_sql_modes(v: &Expr) -> bool {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(f) = v else { return false };
+    if !f.name.to_string().eq_ignore_ascii_case("concat") {
+        return false;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    let arg = |i: usize| match list.args.get(i) {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => Some(e),
+        _ => None,
+    };
+    let (Some(current), Some(added), 2) = (arg(0), arg(1), list.args.len()) else {
+        return false;
+    };
+    let current = current.to_string().to_lowercase().replace('`', "");
+    list.duplicate_treatment.is_none()
+        && list.clauses.is_empty()
+        && matches!(
+            current.as_str(),
+            "@@sql_mode" | "@@session.sql_mode" | "@@local.sql_mode"
+        )
+        && safe_sql_mode_literal(added)
 }
 
 /// Fills `facts.session` and built-in session violations.

@@ -162,8 +162,9 @@ pub fn table_statement_cte_key(dialect: Dialect, name: &str) -> Option<String> {
 
 /// The setting, value and `is_local` of `set_config(name, value,
 /// is_local)` (or `pg_catalog.set_config`) when the name is a string
-/// constant, the value a string constant and `is_local` a boolean
-/// constant; anything else is left to the function checks, which refuse
+/// constant, the value a string constant (or a parameter, for a setting
+/// judged by its name alone) and `is_local` a boolean constant; anything
+/// else is left to the function checks, which refuse
 /// `set_config`.
 fn constant_set_config(f: &sqlparser::ast::Function) -> Option<(ObjectName, &Expr, bool)> {
     use sqlparser::ast::{FunctionArg, Value};
@@ -195,14 +196,30 @@ fn constant_set_config(f: &sqlparser::ast::Function) -> Option<(ObjectName, &Exp
         return None;
     };
     let Expr::Value(v) = value else { return None };
-    if !matches!(v.value, Value::SingleQuotedString(_)) {
-        return None;
+    let name = ObjectName::from(vec![Ident::new(name)]);
+    match &v.value {
+        Value::SingleQuotedString(_) => {}
+        // A parameter (asyncpg restores `jit` with `set_config('jit', $1,
+        // false)` after reading a type): any value, so only for a setting
+        // whose judgement does not depend on its value.
+        Value::Placeholder(_) if !value_decides(&super::classify::setting_name(&name).0) => {}
+        _ => return None,
     }
     let Expr::Value(v) = local else { return None };
     let Value::Boolean(local) = v.value else {
         return None;
     };
-    Some((ObjectName::from(vec![Ident::new(name)]), value, local))
+    Some((name, value, local))
+}
+
+/// Settings whose SET is judged by the value, not the name alone (see
+/// `classify::assign_setting`): one set to a parameter is not judged as
+/// a SET.
+fn value_decides(setting: &str) -> bool {
+    setting == "search_path"
+        || super::builtin::is_read_only_setting(setting)
+        || setting == "sql_mode"
+        || setting == "character_set_results"
 }
 
 /// A function reference from its (possibly qualified) name.
@@ -1224,6 +1241,21 @@ impl Visitor for Extractor<'_> {
                 }
                 for c in &ct.constraints {
                     self.constraint(c);
+                }
+                // MySQL `ENGINE=MRG_MyISAM UNION=(t1, t2)`: the new table
+                // reads and writes those (red-team finding: a MERGE table
+                // over a denied table read it, and wrote it unapproved).
+                if let sqlparser::ast::CreateTableOptions::Plain(options) = &ct.table_options {
+                    for o in options {
+                        if let sqlparser::ast::SqlOption::NamedParenthesizedList(l) = o {
+                            if l.key.value.eq_ignore_ascii_case("union") {
+                                for t in &l.values {
+                                    self.add_read_parts(vec![norm(t)]);
+                                    self.add_write_parts(vec![norm(t)]);
+                                }
+                            }
+                        }
+                    }
                 }
             }
             Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),

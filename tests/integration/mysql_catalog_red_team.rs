@@ -255,3 +255,51 @@ async fn mysql_catalog_red_team_select_star_from_information_schema_runs() {
     drop(c);
     env.stop().await;
 }
+
+/// Red-team findings: a MERGE table (`ENGINE=MRG_MyISAM UNION=(t)`) reads
+/// and writes `t` under its own name, which masks (naming `t`) did not
+/// follow: the emails of a masked MyISAM table came back in clear. Making
+/// one is refused while masking applies, and one made on the server is
+/// refused as the catalog describes it. A same-rule copy into a view,
+/// which writes it into a column of another name, is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_catalog_red_team_merge_tables_and_views_do_not_carry_masked_data_away() {
+    let rules = format!(
+        "{RULES}\n[[mask]]\nid = \"code\"\ncolumns = [\"*.code\"]\nstrategy = \"redact\"\n"
+    );
+    let mut env = MyEnv::start_with(Some(&rules), "", "").await;
+    env.admin(SETUP);
+    env.admin(
+        "CREATE TABLE legacy (id int NOT NULL, phone varchar(32), email varchar(100), INDEX(id)) ENGINE=MyISAM;
+         INSERT INTO legacy SELECT id, phone, email FROM customers;
+         CREATE TABLE dba_merge (id int NOT NULL, phone varchar(32), email varchar(100), INDEX(id))
+           ENGINE=MRG_MyISAM UNION=(legacy);
+         CREATE TABLE codes (id int, code varchar(20));
+         INSERT INTO codes VALUES (1, 'c-one'), (2, 'c-two');
+         CREATE TABLE loot (id int, note varchar(100));
+         INSERT INTO loot VALUES (1, 'a'), (2, 'b');
+         CREATE VIEW vv AS SELECT id, note AS code FROM loot;",
+    );
+    let mut c = env.agent().await;
+    let made = c
+        .query_drop(
+            "CREATE TABLE m2 (id int NOT NULL, phone varchar(32), email varchar(100), INDEX(id)) \
+             ENGINE=MRG_MyISAM UNION=(customers)",
+        )
+        .await;
+    let e = format!("{made:?}");
+    assert!(e.contains("reads other tables"), "{e}");
+    assert_refused(&mut c, "SELECT id, phone, email FROM dba_merge ORDER BY id").await;
+    // `code` is masked by name: a copy from codes.code into vv.code was a
+    // same-rule copy, into loot.note.
+    let copy = c
+        .query_drop("INSERT INTO vv (id, code) SELECT id, code FROM codes")
+        .await;
+    let e = format!("{copy:?}");
+    assert!(e.contains("passes what is written to it on"), "{e}");
+    let notes: Vec<String> = c.query("SELECT note FROM loot ORDER BY id").await.unwrap();
+    assert_eq!(notes, ["a", "b"]);
+    assert_usable(&mut c, "after the refusals").await;
+    drop(c);
+    env.stop().await;
+}

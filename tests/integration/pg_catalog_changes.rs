@@ -908,3 +908,185 @@ async fn pg_masked_data_reaches_no_code_made_on_the_server_by_other_routes() {
     drop((c, d));
     env.stop().await;
 }
+
+/// A migration run on the server other than through airlock drops a
+/// column, or drops a table and makes it again (new OID, same name): the
+/// catalog snapshot is stale and airlock cannot tell. The first statement
+/// that meets it is refused as of a schema that changed while it ran
+/// (40001, "run it again"), with every value hidden meanwhile; the
+/// target's catalog is read again, and the statement run again gets the
+/// real values, masked as ever. Found by the driver tests: a `SELECT *`
+/// after a dropped column ended the session (FATAL, "the result does not
+/// match the masking analysis") every time, and a table made again came
+/// back with every value hidden, until DDL went through airlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_tables_changed_outside_airlock_are_read_again() {
+    let mut env = env().await;
+    let agent = env.agent().await;
+    let star = "SELECT * FROM customers ORDER BY id";
+    let masked =
+        b"1|Alice|****@example.com|************1111|2|Bob|****@example.org|************5559|";
+    assert_eq!(simple(&agent, star).await, masked);
+
+    env.direct()
+        .await
+        .batch_execute("ALTER TABLE customers DROP COLUMN name CASCADE")
+        .await
+        .unwrap();
+    let first = simple(&agent, star).await;
+    let text = String::from_utf8_lossy(&first);
+    assert!(
+        text.contains("40001") && text.contains("run it again"),
+        "{text}"
+    );
+    assert_clean(&first, "the first `*` after the dropped column");
+    let again = simple(&agent, star).await;
+    assert_eq!(
+        again,
+        b"1|****@example.com|************1111|2|****@example.org|************5559|"
+    );
+
+    // A table made again (a new OID): the rate limit on reading the
+    // catalog again (`masking::catalog::UNKNOWN_RELOAD_EVERY`) may hide
+    // values, never show them, until the snapshot has the new table.
+    env.direct()
+        .await
+        .batch_execute(
+            "DROP TABLE customers CASCADE; \
+             CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card_number text); \
+             INSERT INTO customers VALUES (1, 'Alice', 'alice.pii@example.com', '4111111111111111'), \
+              (2, 'Bob', 'bob.pii@example.org', '5500005555555559');",
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = simple(&agent, star).await;
+        assert_clean(&got, "after the table was made again");
+        if got == masked {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_usable(&agent, "after both changes").await;
+    drop(agent);
+    env.stop().await;
+}
+
+/// An extension that makes operators spelled as SQL's own (`=`, `||`,
+/// `>` for citext and hstore) and casts: a statement is refused only when
+/// masked data reaches such a call, not when one appears anywhere beside
+/// it (client-compatibility finding: with hstore or citext installed,
+/// `SELECT id, email FROM customers WHERE id = 1` was refused, as was
+/// nearly every statement reading a masked column, for every driver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_extension_operators_beside_masked_columns_are_allowed() {
+    let mut env = env().await;
+    env.pg
+        .psql_db(DB, "CREATE EXTENSION citext; CREATE EXTENSION hstore;")
+        .unwrap();
+    let c = env.agent().await;
+    for (sql, want) in [
+        (
+            "SELECT id, email FROM customers WHERE id = 1",
+            &b"1|****@example.com|"[..],
+        ),
+        (
+            "SELECT c.id, c.email FROM customers c JOIN customers d ON d.id = c.id \
+             WHERE c.id IN (1, 2) AND c.id <> 3 ORDER BY c.id",
+            b"1|****@example.com|2|****@example.org|",
+        ),
+        (
+            "SELECT id || 'x', email FROM customers WHERE id > 0 ORDER BY id",
+            b"1x|****@example.com|2x|****@example.org|",
+        ),
+        (
+            "SELECT email, id::text FROM customers ORDER BY id",
+            b"****@example.com|1|****@example.org|2|",
+        ),
+    ] {
+        for got in both_ways(&c, sql).await {
+            assert_eq!(got, want, "{sql}: {}", String::from_utf8_lossy(&got));
+        }
+    }
+    // Masked data given to one of them is still refused: `=` may be the
+    // extension's, and a cast of a server with casts made since initdb
+    // may run one.
+    for sql in [
+        "SELECT id FROM customers WHERE email = 'x'",
+        "SELECT email::text FROM customers",
+        "SELECT id FROM customers WHERE (SELECT email FROM customers c2 WHERE c2.id = 1) || 'x' = 'y'",
+    ] {
+        for got in both_ways(&c, sql).await {
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.contains("function defined on the server"),
+                "{sql}: {text}"
+            );
+        }
+    }
+    assert_usable(&c, "after the refusals").await;
+    drop(c);
+    env.stop().await;
+}
+
+/// Red-team findings: a same-rule copy is allowed because the destination
+/// column is masked by the rule the value is; but a view writes into its
+/// base table's columns under other names (`vv.card_number` is
+/// `loot.notes`, which nothing masks), and a foreign key's `ON UPDATE
+/// CASCADE` copies a written key into the referencing table's columns.
+/// Both took card numbers and emails into unmasked columns, read back in
+/// clear. Such copies are now refused; plain writes run as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_same_rule_copies_through_views_and_cascading_keys_are_refused() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE loot (id int, notes text);
+             CREATE VIEW vv AS SELECT id, notes AS card_number FROM loot;
+             INSERT INTO loot VALUES (1, 'a'), (2, 'b');
+             CREATE TABLE ct (id int, card_number text PRIMARY KEY);
+             CREATE TABLE leak (id int, ref text REFERENCES ct (card_number) ON UPDATE CASCADE);
+             INSERT INTO ct VALUES (1, 'p1'), (2, 'p2');
+             INSERT INTO leak VALUES (1, 'p1'), (2, 'p2');
+             GRANT ALL ON loot, vv, ct, leak TO PUBLIC;",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "INSERT INTO vv (id, card_number) SELECT id, card_number FROM customers",
+        "UPDATE vv SET card_number = c.card_number FROM customers c WHERE vv.id = c.id",
+        "UPDATE ct SET card_number = c.card_number FROM customers c WHERE ct.id = c.id",
+    ] {
+        for got in both_ways(&c, sql).await {
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.contains("passes what is written to it on"),
+                "{sql}: {text}"
+            );
+        }
+    }
+    let direct = env.direct().await;
+    let rows = direct
+        .query(
+            "SELECT notes FROM loot UNION ALL SELECT ref FROM leak ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(flatten_rows(&rows), b"a|b|p1|p2|", "nothing was copied");
+    // Writes that carry no masked data run.
+    c.batch_execute("UPDATE vv SET card_number = 'x' WHERE id = 1; UPDATE ct SET card_number = 'p3' WHERE id = 1")
+        .await
+        .unwrap();
+    assert_usable(&c, "after the refusals").await;
+    drop(c);
+    env.stop().await;
+}
