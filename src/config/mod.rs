@@ -581,16 +581,17 @@ impl Config {
         }
         for (name, identity) in &self.identities {
             match &identity.secret {
-                Some(secret) => {
-                    if airlock_protocol::pg::scram::ScramVerifier::parse(secret.get_ref()).is_err()
-                    {
-                        return Err(here(
-                            secret.span(),
-                            format!("identities.{name}.secret"),
-                            "not a SCRAM-SHA-256 verifier; create one with `airlock passwd`".into(),
-                        ));
-                    }
+                Some(secret)
+                    if airlock_protocol::pg::scram::ScramVerifier::parse(secret.get_ref())
+                        .is_err() =>
+                {
+                    return Err(here(
+                        secret.span(),
+                        format!("identities.{name}.secret"),
+                        "not a SCRAM-SHA-256 verifier; create one with `airlock passwd`".into(),
+                    ));
                 }
+                Some(_) => {}
                 None if identity.mysql_secret.is_none() => {
                     return Err(here(
                         identity.targets.span(),

@@ -28,6 +28,10 @@ use crate::policy::extract;
 use crate::policy::parse::{self, Limits};
 use crate::policy::{Dialect, SessionContext};
 
+/// Where masked data given to code made on the server would go (see
+/// [`Analyzer::expr`]).
+const SERVER_CODE: &str = "passing it to a function defined on the server, or an operator or cast made there (airlock cannot see what it keeps of its arguments)";
+
 /// Rule id of structural refusals (not attributable to one mask rule).
 pub const UNANALYZABLE: &str = "mask.unanalyzable";
 
@@ -98,6 +102,10 @@ pub struct Analyzer<'a> {
     /// The first relation the statement reads, writes or alters that a
     /// complete catalog does not know ([`Self::unknown_relation`]).
     unknown: Option<String>,
+    /// Masked data given to a function made on the server through
+    /// Postgres's attribute notation (`c.keep` is `keep(c)`), met while
+    /// resolving a name ([`Self::resolve_ref`]); [`Self::expr`] refuses it.
+    attribute_call: std::cell::Cell<Option<Taint>>,
 }
 
 fn stop<T>(rule: &str, message: impl Into<String>) -> Result<T, Stop> {
@@ -145,6 +153,7 @@ impl<'a> Analyzer<'a> {
             views: 0,
             view_nesting: 0,
             unknown: None,
+            attribute_call: std::cell::Cell::new(None),
         }
     }
 
@@ -419,8 +428,16 @@ impl<'a> Analyzer<'a> {
         }
         // A source of that name without the column: in Postgres `c.f` is
         // then `f(c)`, a function of the whole row (`c.to_json`,
-        // `c.concat`).
+        // `c.concat`), which may be one made on the server (re-audit
+        // finding: `WHERE c.keep IS NOT NULL` gave `keep` whole rows).
         if let Some(w) = self.whole_rows(scope, qual) {
+            if self.dialect == Dialect::Postgres
+                && w.rule().is_some()
+                && self.catalog.server_function(col)
+            {
+                let before = self.attribute_call.get().unwrap_or(Taint::Const);
+                self.attribute_call.set(Some(before.join(w)));
+            }
             return w.join(self.name_taint(col));
         }
         // `(composite).field` and the like: taint of the first part.
@@ -436,6 +453,9 @@ impl<'a> Analyzer<'a> {
         scope: &Scope<'_>,
     ) -> Result<Taint, Stop> {
         let (t, all) = self.expr_taint(node, scope)?;
+        if let Some(given) = self.attribute_call.take() {
+            return self.write_stop(given, SERVER_CODE);
+        }
         // MySQL `@var := expr` stores a value where masking cannot follow it.
         if all.rule().is_some() && assigns_variable(node) {
             return self.write_stop(all, "assigning to a user variable");
@@ -448,14 +468,23 @@ impl<'a> Analyzer<'a> {
         // `node` whole refused `SELECT email FROM customers WHERE id = 1`
         // once an extension (hstore, citext) had made an operator `=`
         // (client-compatibility finding).
+        // MySQL resolves a name in HAVING, GROUP BY and ORDER BY to a
+        // select-list alias first, which the per-call analysis does not
+        // follow (re-audit finding: `SELECT email AS name FROM customers
+        // HAVING keep(name)` gave `keep` the emails): there the statement
+        // is still judged whole. (Operators and casts cannot be made on
+        // MySQL: only stored functions count.)
+        if all.rule().is_some()
+            && self.dialect == Dialect::MySql
+            && self.calls_server_function(node)
+        {
+            return self.write_stop(all, SERVER_CODE);
+        }
         if all.rule().is_some() {
             for call in server_calls(node, self.catalog) {
                 let (_, given) = self.expr_taint(&call, scope)?;
                 if given.rule().is_some() {
-                    return self.write_stop(
-                        given,
-                        "passing it to a function defined on the server, or an operator or cast made there (airlock cannot see what it keeps of its arguments)",
-                    );
+                    return self.write_stop(given, SERVER_CODE);
                 }
             }
         }
@@ -890,6 +919,7 @@ impl<'a> Analyzer<'a> {
                 let parts = object_parts(name);
                 if args.is_some() {
                     let out = self.function_out(tf, alias, sources, outer)?;
+                    self.no_server_function_in_from(&parts, &out)?;
                     builtin = self.builtin_function(&parts);
                     let n = alias_name(alias).or_else(|| parts.last().cloned());
                     (n.unwrap_or_default(), None, Vec::new(), out)
@@ -926,6 +956,7 @@ impl<'a> Analyzer<'a> {
             TableFactor::Function { alias, name, .. } => {
                 let out = self.function_out(tf, alias, sources, outer)?;
                 let parts = object_parts(name);
+                self.no_server_function_in_from(&parts, &out)?;
                 builtin = self.builtin_function(&parts);
                 let n = alias_name(alias).or_else(|| parts.last().cloned());
                 (n.unwrap_or_default(), None, Vec::new(), out)
@@ -986,6 +1017,21 @@ impl<'a> Analyzer<'a> {
 
     /// A table function: every output column carries the taint of the
     /// arguments (implicitly lateral).
+    /// A table function in FROM made on the server may keep what it is
+    /// given, as one in an expression may (re-audit finding: `FROM
+    /// customers c, keep(c.email) k` gave `keep` the emails): masked data
+    /// in its arguments (`out`'s taint) is refused.
+    fn no_server_function_in_from(&self, parts: &[String], out: &Out) -> Result<(), Stop> {
+        let t = out.taint();
+        let made = parts
+            .last()
+            .is_some_and(|n| self.catalog.server_function(&n.to_lowercase()));
+        if made && t.rule().is_some() {
+            return self.write_stop(t, SERVER_CODE);
+        }
+        Ok(())
+    }
+
     fn function_out(
         &mut self,
         tf: &TableFactor,
@@ -2077,8 +2123,19 @@ impl<'a> Analyzer<'a> {
 
     /// Whether `node` calls a function defined on the server (see
     /// [`Catalog::server_function`]).
+    /// On Postgres, also whether it may: `c.f` where `f` may be a
+    /// function made on the server is `f(c)` when `c` has no column `f`,
+    /// which only analysis tells ([`Self::resolve_ref`]).
     fn calls_server_function<V: sqlparser::ast::Visit>(&self, node: &V) -> bool {
         calls_server_function(node, self.catalog)
+            || (self.dialect == Dialect::Postgres
+                && any_expr(node, |e| {
+                    matches!(e, sqlparser::ast::Expr::CompoundIdentifier(p)
+                    if p.len() >= 2
+                        && p.last().is_some_and(|f| {
+                            self.catalog.server_function(&f.value.to_lowercase())
+                        }))
+                }))
     }
 
     /// INSERT/UPDATE/DELETE/MERGE: stops where masked data would be
@@ -2176,6 +2233,17 @@ impl<'a> Analyzer<'a> {
                         outer,
                         "INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE",
                     )?;
+                    // `DO UPDATE SET ... WHERE keep(t.email)` (re-audit
+                    // finding: never analyzed).
+                    if let Some(OnInsert::OnConflict(OnConflict {
+                        action: OnConflictAction::DoUpdate(d),
+                        ..
+                    })) = &ins.on
+                    {
+                        if let Some(w) = &d.selection {
+                            self.stored_values(w, &sources, outer)?;
+                        }
+                    }
                 }
                 let star = target.out.clone();
                 match &ins.returning {
@@ -2237,7 +2305,13 @@ impl<'a> Analyzer<'a> {
                 self.factor(&m.table, &mut sources, outer)?;
                 let writable = sources.len();
                 sources.extend(source);
+                // `ON ... AND keep(t.email)`, `WHEN MATCHED AND ...`
+                // (re-audit finding: never analyzed).
+                self.stored_values(m.on.as_ref(), &sources, outer)?;
                 for clause in &m.clauses {
+                    if let Some(p) = &clause.predicate {
+                        self.stored_values(p, &sources, outer)?;
+                    }
                     match &clause.action {
                         MergeAction::Update(u) => {
                             if let MergeUpdateKind::Set(a) = &u.kind {
@@ -2436,15 +2510,62 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
             _ => None,
         }
     }
+    // A type named as one of SQL's own may be a DBA's domain (`CREATE
+    // DOMAIN string ...`, `tinytext`): sqlparser gives those built-in
+    // `DataType`s, so the name as written counts (re-audit finding).
+    // (The SQL spellings of built-in types are not names in the server's
+    // catalog, and count as its own.)
+    let type_made = |t: &DataType| {
+        let written = t.to_string().to_lowercase();
+        let base = written.split(['(', '[', ' ']).next().unwrap_or_default();
+        custom_type(t).is_some_and(|n| made(&object_parts(n).pop().unwrap_or_default()))
+            || (!SQL_TYPE_SPELLINGS.contains(&base) && made(base))
+    };
     match e {
         Expr::Function(f) => {
             // The SQL-syntax names only unquoted and unqualified (fourth
-            // re-check finding: `public.coalesce(secret)`).
-            let syntax = matches!(f.name.0.as_slice(), [part]
-                if part.as_ident().is_some_and(|i| i.quote_style.is_none()
-                    && SQL_SYNTAX_FUNCTIONS.contains(&i.value.to_lowercase().as_str())));
-            !syntax && made(&object_parts(&f.name).pop().unwrap_or_default())
+            // re-check finding: `public.coalesce(secret)`). They compare
+            // with operators a DBA may have made (re-audit finding:
+            // `nullif(email, 5)` ran a DBA's `=` for (text, int)).
+            let syntax = match f.name.0.as_slice() {
+                [part] => part
+                    .as_ident()
+                    .filter(|i| i.quote_style.is_none())
+                    .map(|i| i.value.to_lowercase())
+                    .filter(|n| SQL_SYNTAX_FUNCTIONS.contains(&n.as_str())),
+                _ => None,
+            };
+            match syntax.as_deref() {
+                Some("nullif") => made("="),
+                Some("greatest" | "least") => made(">") || made("<"),
+                Some(_) => false,
+                None => made(&object_parts(&f.name).pop().unwrap_or_default()),
+            }
         }
+        // Syntax that runs operators or functions a DBA may have made for
+        // other types (re-audit findings: each ran a DBA's function with
+        // masked data): prefix operators, LIKE (`~~`), BETWEEN (`>=`,
+        // `<=`), IS DISTINCT FROM and a simple CASE (`=`), and the
+        // functions sqlparser parses as syntax (`ceil`, `substring`, ...).
+        Expr::UnaryOp { op, .. } => {
+            let s = op.to_string();
+            s.bytes().all(|b| b"+-*/<>=~!@#%^&|`?".contains(&b)) && made(&s)
+        }
+        Expr::Like { .. } => made("~~") || made("!~~"),
+        Expr::ILike { .. } => made("~~*") || made("!~~*"),
+        Expr::SimilarTo { .. } => made("~") || made("!~"),
+        Expr::Between { .. } => made(">=") || made("<="),
+        Expr::IsDistinctFrom(..) | Expr::IsNotDistinctFrom(..) => made("="),
+        Expr::Case {
+            operand: Some(_), ..
+        } => made("="),
+        Expr::Ceil { .. } => made("ceil") || made("ceiling"),
+        Expr::Floor { .. } => made("floor"),
+        Expr::Substring { .. } => made("substring") || made("substr"),
+        Expr::Overlay { .. } => made("overlay"),
+        Expr::Trim { .. } => made("btrim") || made("ltrim") || made("rtrim"),
+        Expr::Position { .. } => made("position") || made("strpos"),
+
         Expr::BinaryOp {
             op: BinaryOperator::Custom(op),
             ..
@@ -2456,14 +2577,30 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
         Expr::BinaryOp { op, .. } => symbol(op),
         Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => symbol(compare_op),
         Expr::InList { .. } | Expr::InSubquery { .. } => made("="),
-        Expr::Cast { data_type, .. } => {
-            catalog.user_casts()
-                || custom_type(data_type)
-                    .is_some_and(|name| made(&object_parts(name).pop().unwrap_or_default()))
-        }
+        Expr::Cast { data_type, .. } => catalog.user_casts() || type_made(data_type),
         _ => false,
     }
 }
+
+/// How SQL spells built-in types whose catalog names differ (`integer` is
+/// `int4`): sqlparser's `DataType` prints these.
+const SQL_TYPE_SPELLINGS: &[&str] = &[
+    "int",
+    "integer",
+    "smallint",
+    "bigint",
+    "real",
+    "double",
+    "float",
+    "decimal",
+    "dec",
+    "boolean",
+    "character",
+    "national",
+    "nchar",
+    "timestamptz",
+    "timetz",
+];
 
 /// Names sqlparser parses as function calls that are SQL syntax in
 /// Postgres, not functions in its catalog.

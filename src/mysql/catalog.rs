@@ -148,6 +148,11 @@ const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL
      SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, NULL, NULL, -2, 'trigger' \
      FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE UPDATE_RULE = 'CASCADE' \
      UNION ALL \
+     SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME, NULL, NULL, -2, 'trigger' \
+     FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
+       AND (GENERATION_EXPRESSION <> '' OR COLUMN_DEFAULT LIKE '%(%') \
+     UNION ALL \
      SELECT TABLE_SCHEMA, TABLE_NAME, NULL, NULL, 0, 'other-tables' \
      FROM information_schema.TABLES \
      WHERE ENGINE IN ('MRG_MyISAM', 'MRG_MYISAM', 'FEDERATED', 'CONNECT', 'SPIDER') \
@@ -237,7 +242,10 @@ impl Catalog for MyCatalog {
     }
 
     /// Triggers, a foreign key whose `ON UPDATE CASCADE` copies the
-    /// written key into another table ([`QUERY`]'s `trigger` rows), and
+    /// written key into another table, generated columns and defaults
+    /// computed by expressions (re-audit finding: `x AS (reverse(ssn))`
+    /// kept a same-rule copy of SSNs, reversed, in clear) ([`QUERY`]'s
+    /// `trigger` rows), and
     /// views, which write what they are given into columns of other
     /// names (red-team finding on Postgres: a view renaming `notes` to
     /// `card_number` took a same-rule copy of card numbers into `notes`).

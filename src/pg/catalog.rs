@@ -102,7 +102,11 @@ pub struct CatalogSnapshot {
 /// into its base table's columns, under other names (`CREATE VIEW vv AS
 /// SELECT notes AS card_number FROM loot` took a same-rule copy of card
 /// numbers into `loot.notes`), and every table whose key a foreign key
-/// `ON UPDATE CASCADE` copies into another table's columns.
+/// `ON UPDATE CASCADE` copies into another table's columns. And (re-audit
+/// findings) every foreign table (it writes elsewhere, under other
+/// names), indexes with operator classes made since initdb (their support
+/// functions see the values), and tables with row-level security
+/// policies (their checks may call such functions).
 const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
        SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal \
        UNION SELECT ev_class FROM pg_rewrite WHERE ev_type <> '1' \
@@ -114,12 +118,14 @@ const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
            AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE d.refobjid >= 16384 AND (c.contypid = 0 OR a.attrelid IS NOT NULL) \
        UNION SELECT attrelid FROM pg_attribute WHERE attgenerated <> '' AND NOT attisdropped \
-       UNION SELECT oid FROM pg_class WHERE relkind = 'v' \
+       UNION SELECT oid FROM pg_class WHERE relkind IN ('v', 'f') \
        UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND confupdtype = 'c' \
        UNION SELECT i.indrelid FROM pg_index i JOIN pg_depend d \
            ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
-           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) \
+           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, \
+             'pg_opclass'::regclass, 'pg_opfamily'::regclass) \
          WHERE d.refobjid >= 16384 \
+       UNION SELECT polrelid FROM pg_policy \
        UNION SELECT x.rel FROM code CROSS JOIN LATERAL ( \
            SELECT f.confrelid AS rel FROM pg_constraint f \
              WHERE f.conrelid = code.rel AND f.contype = 'f' \

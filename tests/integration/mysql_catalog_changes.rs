@@ -599,6 +599,10 @@ async fn mysql_masked_data_is_not_passed_to_stored_functions() {
         "SELECT KEEP(lower(email)) FROM customers",
         "SELECT 1 FROM customers WHERE keep(card_number) > 0",
         "SELECT name FROM customers ORDER BY keep(email)",
+        // MariaDB resolves `name` in HAVING to the alias, the emails
+        // (re-audit finding, after calls were judged one by one).
+        "SELECT email AS name FROM customers HAVING keep(name)",
+        "SELECT email AS name FROM customers GROUP BY name HAVING keep(name) > 0",
     ] {
         for got in both_ways(&mut a, sql).await {
             let text = String::from_utf8_lossy(&got);

@@ -278,7 +278,9 @@ async fn mysql_catalog_red_team_merge_tables_and_views_do_not_carry_masked_data_
          INSERT INTO codes VALUES (1, 'c-one'), (2, 'c-two');
          CREATE TABLE loot (id int, note varchar(100));
          INSERT INTO loot VALUES (1, 'a'), (2, 'b');
-         CREATE VIEW vv AS SELECT id, note AS code FROM loot;",
+         CREATE VIEW vv AS SELECT id, note AS code FROM loot;
+         CREATE TABLE g2 (id int, code varchar(20), x varchar(30) AS (reverse(code)) STORED);
+         CREATE TABLE d2 (id int, code varchar(20), x varchar(30) DEFAULT (reverse(code)));",
     );
     let mut c = env.agent().await;
     let made = c
@@ -299,6 +301,15 @@ async fn mysql_catalog_red_team_merge_tables_and_views_do_not_carry_masked_data_
     assert!(e.contains("passes what is written to it on"), "{e}");
     let notes: Vec<String> = c.query("SELECT note FROM loot ORDER BY id").await.unwrap();
     assert_eq!(notes, ["a", "b"]);
+    // A generated column or an expression default computes from the copy
+    // (re-audit finding: `x` held the codes reversed, in clear).
+    for sql in [
+        "INSERT INTO g2 (id, code) SELECT id, code FROM codes",
+        "INSERT INTO d2 (id, code) SELECT id, code FROM codes",
+    ] {
+        let e = format!("{:?}", c.query_drop(sql).await);
+        assert!(e.contains("passes what is written to it on"), "{sql}: {e}");
+    }
     assert_usable(&mut c, "after the refusals").await;
     drop(c);
     env.stop().await;

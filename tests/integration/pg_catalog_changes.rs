@@ -1090,3 +1090,95 @@ async fn pg_same_rule_copies_through_views_and_cascading_keys_are_refused() {
     drop(c);
     env.stop().await;
 }
+
+/// Re-audit findings: syntax that runs operators or functions a DBA made,
+/// without looking like a call of one. Each gave masked data to a DBA's
+/// function that keeps its argument: prefix operators, LIKE, BETWEEN, IS
+/// DISTINCT FROM, NULLIF, a simple CASE, attribute notation (`c.keeprow`
+/// is `keeprow(c)`), a function sqlparser parses as syntax (`ceil`), a
+/// cast to a domain named like a type of another database (`string`), a
+/// table function in FROM, and the conditions of ON CONFLICT DO UPDATE
+/// and MERGE. All are refused; nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_masked_data_reaches_no_code_made_on_the_server_through_syntax() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE kept (v text); GRANT ALL ON kept TO PUBLIC;
+             CREATE FUNCTION keep(t text) RETURNS int LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING 1 $$;
+             CREATE FUNCTION keep_b(t text) RETURNS bool LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING true $$;
+             CREATE FUNCTION keep_ti(t text, i int) RETURNS bool LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING true $$;
+             CREATE FUNCTION keep_u(t text) RETURNS text LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING t $$;
+             CREATE OPERATOR - (RIGHTARG = text, PROCEDURE = keep_u);
+             CREATE OPERATOR = (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR ~~ (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR >= (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR <= (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE FUNCTION keeprow(c customers) RETURNS int LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (c.email) RETURNING 1 $$;
+             CREATE FUNCTION public.ceil(t text) RETURNS int LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING 1 $$;
+             CREATE DOMAIN string AS text CHECK (keep_b(VALUE));
+             CREATE FUNCTION keep_set(t text) RETURNS SETOF text LANGUAGE sql
+               AS $$ INSERT INTO kept VALUES (t) RETURNING t $$;",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT id FROM customers WHERE -email IS NOT NULL",
+        "SELECT id FROM customers WHERE email LIKE 5",
+        "SELECT id FROM customers WHERE email BETWEEN 1 AND 2",
+        "SELECT id FROM customers WHERE email IS DISTINCT FROM 5",
+        "SELECT nullif(email, 5) FROM customers",
+        "SELECT CASE email WHEN 5 THEN 1 END FROM customers",
+        "SELECT id FROM customers c WHERE c.keeprow IS NOT NULL",
+        "SELECT ceil(email) FROM customers",
+        "SELECT email::string FROM customers",
+        "SELECT CAST(email AS string) FROM customers",
+        "SELECT c.id FROM customers c, keep_set(c.email) k",
+        "SELECT c.id FROM customers c CROSS JOIN LATERAL keep_set(c.email) k",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) \
+         DO UPDATE SET name = excluded.name WHERE keep(customers.email) > 0",
+        "MERGE INTO customers t USING (SELECT 1 AS id) s ON t.id = s.id AND keep(t.email) > 0 \
+         WHEN MATCHED THEN UPDATE SET name = 'x'",
+        "MERGE INTO customers t USING (SELECT 1 AS id) s ON t.id = s.id \
+         WHEN MATCHED AND keep(t.email) > 0 THEN UPDATE SET name = 'x'",
+    ] {
+        let got = simple(&c, sql).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("function defined on the server"),
+            "{sql}: {text}"
+        );
+    }
+    let rows = env
+        .direct()
+        .await
+        .query("SELECT v FROM kept", &[])
+        .await
+        .unwrap();
+    assert!(
+        rows.is_empty(),
+        "kept: {}",
+        String::from_utf8_lossy(&flatten_rows(&rows))
+    );
+    // The same syntax and the DBA's code given other data still run
+    // (given masked data, LIKE now counts as the DBA's `~~` may be: the
+    // operand types are not resolved).
+    for sql in [
+        "SELECT id, email FROM customers WHERE name LIKE 'A%' ORDER BY id",
+        "SELECT keep(name) FROM customers ORDER BY id",
+        "SELECT id FROM customers WHERE id BETWEEN 1 AND 2 ORDER BY id",
+    ] {
+        let got = simple(&c, sql).await;
+        assert!(!String::from_utf8_lossy(&got).contains("airlock"), "{sql}");
+    }
+    drop(c);
+    env.stop().await;
+}
