@@ -72,6 +72,11 @@ pub trait Catalog: Sync {
     fn user_casts(&self) -> bool {
         false
     }
+    /// Whether some of those casts are implicit (Postgres): then any
+    /// operator or function given a value may run one.
+    fn user_implicit_casts(&self) -> bool {
+        false
+    }
     /// Whether writing to `schema.table` (lower-case) runs code made on
     /// the server that sees the rows written: triggers, rules (Postgres),
     /// CHECK constraints calling such functions (Postgres), on it or on

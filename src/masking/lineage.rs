@@ -184,7 +184,8 @@ impl<'a> Analyzer<'a> {
     /// the copied rows as they are.
     fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
         let ancestors = self.catalog.ancestors(schema, table);
-        if ancestors.is_empty() {
+        let descendants = self.catalog.descendants(schema, table);
+        if ancestors.is_empty() && descendants.is_empty() {
             return self.own_column_taint(schema, table, column);
         }
         let joined = self.read_as(schema, table, column);
@@ -196,10 +197,22 @@ impl<'a> Analyzer<'a> {
                     .is_none_or(|cols| cols.iter().any(|c| c == column))
             })
             .all(|(s, t)| self.read_as(s, t, column) == joined);
-        match alike {
+        let mut t = match alike {
             true => joined,
             false => joined.derive(),
+        };
+        // A parent's rows include its children's (without ONLY): a rule
+        // on a child counts when the parent is read, and rows masked by
+        // different rules, or some not at all, are masked whole (second
+        // re-audit finding: `SELECT phone FROM persons` showed the phones
+        // a rule on its child `staff` masks).
+        for (s, d) in &descendants {
+            let dt = self.read_as(s, d, column);
+            if dt != joined {
+                t = t.join(dt).derive();
+            }
         }
+        t
     }
 
     /// How `schema.table` reads `column`: its own rule joined with its
@@ -2521,6 +2534,39 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
         custom_type(t).is_some_and(|n| made(&object_parts(n).pop().unwrap_or_default()))
             || (!SQL_TYPE_SPELLINGS.contains(&base) && made(base))
     };
+    // An implicit cast made since initdb runs, with no syntax, on any
+    // operand or argument of its source type (second re-audit finding:
+    // `WHERE email = 5` ran a DBA's cast from text to int4): every
+    // operator and function counts then.
+    if catalog.user_implicit_casts()
+        && matches!(
+            e,
+            Expr::Function(_)
+                | Expr::BinaryOp { .. }
+                | Expr::UnaryOp { .. }
+                | Expr::AnyOp { .. }
+                | Expr::AllOp { .. }
+                | Expr::InList { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Like { .. }
+                | Expr::ILike { .. }
+                | Expr::SimilarTo { .. }
+                | Expr::Between { .. }
+                | Expr::IsDistinctFrom(..)
+                | Expr::IsNotDistinctFrom(..)
+                | Expr::Case { .. }
+                | Expr::Ceil { .. }
+                | Expr::Floor { .. }
+                | Expr::Substring { .. }
+                | Expr::Overlay { .. }
+                | Expr::Trim { .. }
+                | Expr::Position { .. }
+                | Expr::AtTimeZone { .. }
+                | Expr::Extract { .. }
+        )
+    {
+        return true;
+    }
     match e {
         Expr::Function(f) => {
             // The SQL-syntax names only unquoted and unqualified (fourth
@@ -2554,7 +2600,8 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
         Expr::Like { .. } => made("~~") || made("!~~"),
         Expr::ILike { .. } => made("~~*") || made("!~~*"),
         Expr::SimilarTo { .. } => made("~") || made("!~"),
-        Expr::Between { .. } => made(">=") || made("<="),
+        // NOT BETWEEN is `<` and `>` (second re-audit finding).
+        Expr::Between { .. } => made(">=") || made("<=") || made("<") || made(">"),
         Expr::IsDistinctFrom(..) | Expr::IsNotDistinctFrom(..) => made("="),
         Expr::Case {
             operand: Some(_), ..
@@ -2565,6 +2612,10 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
         Expr::Overlay { .. } => made("overlay"),
         Expr::Trim { .. } => made("btrim") || made("ltrim") || made("rtrim"),
         Expr::Position { .. } => made("position") || made("strpos"),
+        // `AT TIME ZONE` is `timezone()`, EXTRACT is `extract()` or
+        // `date_part()` (second re-audit finding).
+        Expr::AtTimeZone { .. } => made("timezone"),
+        Expr::Extract { .. } => made("extract") || made("date_part"),
 
         Expr::BinaryOp {
             op: BinaryOperator::Custom(op),
@@ -2576,6 +2627,8 @@ fn is_server_call(e: &sqlparser::ast::Expr, catalog: &dyn Catalog) -> bool {
         } => parts.last().is_none_or(|op| made(op)),
         Expr::BinaryOp { op, .. } => symbol(op),
         Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => symbol(compare_op),
+        // NOT IN (list) is `<>` for each item (second re-audit finding).
+        Expr::InList { negated: true, .. } => made("<>") || made("="),
         Expr::InList { .. } | Expr::InSubquery { .. } => made("="),
         Expr::Cast { data_type, .. } => catalog.user_casts() || type_made(data_type),
         _ => false,

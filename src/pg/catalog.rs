@@ -83,6 +83,9 @@ pub struct CatalogSnapshot {
     /// The server has casts with functions made since initdb
     /// ([`CASTS_QUERY`]).
     user_casts: bool,
+    /// Some of them are implicit: they run on an operator's operands and a
+    /// function's arguments, with no cast written ([`CASTS_QUERY`]).
+    user_implicit_casts: bool,
 }
 
 /// The relations with triggers, with rules other than a view's SELECT,
@@ -142,7 +145,8 @@ const WRITE_CODE_QUERY: &str = "WITH RECURSIVE code (rel) AS ( \
 /// assignment), counts as running code made on the server (fourth
 /// re-check finding: `CREATE CAST (text AS bigint) WITH FUNCTION keep
 /// AS IMPLICIT`).
-const CASTS_QUERY: &str = "SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND castfunc <> 0";
+const CASTS_QUERY: &str = "SELECT count(*), count(*) FILTER (WHERE castcontext = 'i') \
+     FROM pg_cast WHERE oid >= 16384 AND castfunc <> 0";
 
 /// How long the catalog query waits for a lock before it gives up.
 /// `pg_get_viewdef` takes a share lock on each view: behind another
@@ -362,11 +366,17 @@ impl CatalogSnapshot {
             && self.builtins == other.builtins
             && self.write_code == other.write_code
             && self.user_casts == other.user_casts
+            && self.user_implicit_casts == other.user_implicit_casts
     }
 
     /// Whether the server has casts with functions made since initdb.
     pub fn user_casts(&self) -> bool {
         self.user_casts
+    }
+
+    /// Whether some of those casts are implicit.
+    pub fn user_implicit_casts(&self) -> bool {
+        self.user_implicit_casts
     }
 
     /// Whether writing to the relation named (case-insensitively)
@@ -557,6 +567,7 @@ async fn load_once(
     let mut builtins = std::collections::HashSet::new();
     let mut write_code = std::collections::HashSet::new();
     let mut user_casts = false;
+    let mut user_implicit_casts = false;
     // Which result is streaming (counted by CommandComplete; the
     // setting of `BOUNDS_STATEMENTS` comes first and return none).
     let mut completed: usize = 0;
@@ -566,10 +577,10 @@ async fn load_once(
         match frame.tag() {
             backend::DATA_ROW if result == 0 => rows.push(text_fields(frame.body())),
             backend::DATA_ROW if result == 4 => {
-                user_casts = !matches!(
-                    text_fields(frame.body()).as_slice(),
-                    [Some(n)] if n == "0"
-                );
+                let counts = text_fields(frame.body());
+                let nonzero = |i: usize| !matches!(counts.get(i), Some(Some(n)) if n == "0");
+                user_casts = nonzero(0);
+                user_implicit_casts = nonzero(1);
             }
             backend::DATA_ROW if result == 3 => {
                 if let [Some(oid)] = text_fields(frame.body()).as_slice() {
@@ -603,6 +614,7 @@ async fn load_once(
     snapshot.builtins = builtins;
     snapshot.write_code = write_code;
     snapshot.user_casts = user_casts;
+    snapshot.user_implicit_casts = user_implicit_casts;
     Ok(snapshot)
 }
 

@@ -337,6 +337,10 @@ impl Catalog for CatalogSnapshot {
         self.user_casts()
     }
 
+    fn user_implicit_casts(&self) -> bool {
+        self.user_implicit_casts()
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

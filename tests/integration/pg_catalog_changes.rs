@@ -1119,6 +1119,9 @@ async fn pg_masked_data_reaches_no_code_made_on_the_server_through_syntax() {
              CREATE OPERATOR ~~ (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
              CREATE OPERATOR >= (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
              CREATE OPERATOR <= (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR <> (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR < (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
+             CREATE OPERATOR > (LEFTARG = text, RIGHTARG = int, PROCEDURE = keep_ti);
              CREATE FUNCTION keeprow(c customers) RETURNS int LANGUAGE sql
                AS $$ INSERT INTO kept VALUES (c.email) RETURNING 1 $$;
              CREATE FUNCTION public.ceil(t text) RETURNS int LANGUAGE sql
@@ -1129,8 +1132,23 @@ async fn pg_masked_data_reaches_no_code_made_on_the_server_through_syntax() {
         )
         .await
         .unwrap();
+    // Syntax for functions in pg_catalog: a superuser's there counts as
+    // made on the server.
+    env.pg
+        .psql_db(
+            DB,
+            "CREATE FUNCTION pg_catalog.timezone(z text, t text) RETURNS text LANGUAGE sql
+               AS $$ INSERT INTO public.kept VALUES (t) RETURNING t $$;
+             CREATE FUNCTION pg_catalog.extract(f text, t text) RETURNS numeric LANGUAGE sql
+               AS $$ INSERT INTO public.kept VALUES (t) RETURNING 1::numeric $$;",
+        )
+        .unwrap();
     let c = env.agent().await;
     for sql in [
+        "SELECT id FROM customers WHERE email NOT IN (1, 2)",
+        "SELECT id FROM customers WHERE email NOT BETWEEN 1 AND 2",
+        "SELECT email AT TIME ZONE 'UTC' FROM customers",
+        "SELECT EXTRACT(epoch FROM email) FROM customers",
         "SELECT id FROM customers WHERE -email IS NOT NULL",
         "SELECT id FROM customers WHERE email LIKE 5",
         "SELECT id FROM customers WHERE email BETWEEN 1 AND 2",
@@ -1179,6 +1197,59 @@ async fn pg_masked_data_reaches_no_code_made_on_the_server_through_syntax() {
         let got = simple(&c, sql).await;
         assert!(!String::from_utf8_lossy(&got).contains("airlock"), "{sql}");
     }
+    drop(c);
+    env.stop().await;
+}
+
+/// An implicit cast made since initdb runs, with no syntax, on any operand
+/// or argument of its source type (second re-audit finding: `WHERE email
+/// = 5` ran a DBA's cast from text to int4 with every email): once the
+/// server has one, masked data given to any operator or function is
+/// refused. Other data runs as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_masked_data_reaches_no_implicit_cast_made_on_the_server() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute("CREATE TABLE kept (v text); GRANT ALL ON kept TO PUBLIC;")
+        .await
+        .unwrap();
+    env.pg
+        .psql_db(
+            DB,
+            "CREATE FUNCTION public.keepint(t text) RETURNS int4 LANGUAGE sql
+               AS $$ INSERT INTO public.kept VALUES (t) RETURNING 1 $$;
+             CREATE CAST (text AS int4) WITH FUNCTION public.keepint(text) AS IMPLICIT;",
+        )
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT id FROM customers WHERE email = 5",
+        "SELECT id FROM customers WHERE email IN (1, 2)",
+        "SELECT chr(email) FROM customers",
+    ] {
+        let got = simple(&c, sql).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("function defined on the server"),
+            "{sql}: {text}"
+        );
+    }
+    let rows = env
+        .direct()
+        .await
+        .query("SELECT v FROM kept", &[])
+        .await
+        .unwrap();
+    assert!(
+        rows.is_empty(),
+        "kept: {}",
+        String::from_utf8_lossy(&flatten_rows(&rows))
+    );
+    assert_eq!(
+        simple(&c, "SELECT id, name FROM customers WHERE id = 1").await,
+        b"1|Alice|"
+    );
     drop(c);
     env.stop().await;
 }

@@ -1481,3 +1481,40 @@ async fn system_columns_of_masked_tables_come_back() {
     drop(c);
     env.stop().await;
 }
+
+/// A parent's rows include its children's: a rule that names only a
+/// child (an inheritance child, or a partition) counts when the parent is
+/// read (second re-audit finding: `SELECT phone FROM persons` showed the
+/// phones a rule on its child masked). Rows masked by the child's rule
+/// and rows of the parent's own, unmasked, come back masked whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_a_child_counts_when_its_parent_is_read() {
+    let mut env = env().await;
+    env.direct()
+        .await
+        .batch_execute(
+            "CREATE TABLE persons (id int, region text, email text, phone text);
+             CREATE TABLE accounts () INHERITS (persons);
+             INSERT INTO persons VALUES (1, 'us', 'plain@example.net', 'none');
+             INSERT INTO accounts VALUES (2, 'eu', 'zed.secret@corp.example', '+1-202-555-0101');",
+        )
+        .await
+        .unwrap();
+    let c = env.agent().await;
+    for sql in [
+        "SELECT id, email, phone FROM persons ORDER BY id",
+        "SELECT * FROM persons ORDER BY id",
+        "SELECT p.phone, upper(p.email) FROM persons p ORDER BY p.id",
+    ] {
+        let (n, got) = simple_bytes(&c, sql).await;
+        assert_eq!(n, Some(2), "{sql}: {}", String::from_utf8_lossy(&got));
+        assert_clean(&got, sql);
+        assert!(String::from_utf8_lossy(&got).contains("****"), "{sql}");
+    }
+    // The child read alone is masked too (whole, as a child of a masked
+    // and an unmasked table is: its parent reads its rows unmasked).
+    let (_, got) = simple_bytes(&c, "SELECT email FROM accounts").await;
+    assert_eq!(String::from_utf8_lossy(&got), "****|");
+    drop(c);
+    env.stop().await;
+}
