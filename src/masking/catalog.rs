@@ -72,6 +72,12 @@ pub trait Catalog: Sync {
     fn user_casts(&self) -> bool {
         false
     }
+    /// The generated columns of `schema.table` (lower-case) and the
+    /// expressions that compute them, as the server prints them: their
+    /// values derive from the columns those name.
+    fn generated(&self, _schema: &str, _table: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Whether some of those casts are implicit (Postgres): then any
     /// operator or function given a value may run one.
     fn user_implicit_casts(&self) -> bool {

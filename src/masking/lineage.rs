@@ -1110,6 +1110,26 @@ impl<'a> Analyzer<'a> {
         parts: &[String],
     ) -> Result<(Out, Option<String>, Vec<(String, String)>), Stop> {
         let rel = extract::resolve(self.dialect, self.ctx, parts);
+        // Two relations of the name along the search path airlock assumes
+        // (`"$user", public`): a database's or role's default search_path,
+        // which airlock does not read, may make the server read the other
+        // one (read-route finding: with `ALTER DATABASE ... SET
+        // search_path = public`, lineage took an unmasked
+        // `<upstream user>.customers` for the masked `public.customers`).
+        let found: Vec<&String> = rel
+            .schemas
+            .iter()
+            .filter(|s| self.catalog.columns(s, &rel.name).is_some())
+            .collect();
+        if let [first, second, ..] = found.as_slice() {
+            return stop(
+                UNANALYZABLE,
+                format!(
+                    "{name} may be {first}.{name} or {second}.{name}, depending on the session's search_path (which a database or role default may set): write the schema",
+                    name = rel.name
+                ),
+            );
+        }
         for schema in &rel.schemas {
             let Some(cols) = self.catalog.columns(schema, &rel.name) else {
                 continue;
@@ -1127,6 +1147,25 @@ impl<'a> Analyzer<'a> {
                     .collect(),
                 open: None,
             };
+            // A generated column holds what its expression computes from
+            // the row's other columns (read-route finding: a DBA's
+            // `email_norm GENERATED ALWAYS AS (lower(email))` came back in
+            // clear): it is tainted, derived, by every column it names.
+            for (column, expr) in self.catalog.generated(schema, &rel.name) {
+                let named = expression_words(&expr);
+                let from = out
+                    .cols
+                    .iter()
+                    .filter(|c| named.contains(&c.name))
+                    .map(|c| c.taint)
+                    .fold(Taint::Const, Taint::join);
+                let column = column.to_lowercase();
+                if from.rule().is_some() {
+                    for c in out.cols.iter_mut().filter(|c| c.name == column) {
+                        c.taint = c.taint.join(from.derive());
+                    }
+                }
+            }
             if let Some(sql) = self.catalog.view_sql(schema, &rel.name) {
                 let v = self.view(&sql)?;
                 for (i, c) in out.cols.iter_mut().enumerate() {
@@ -2716,6 +2755,40 @@ fn reads_other_tables(ct: &sqlparser::ast::CreateTable) -> bool {
 /// The system columns every Postgres table has (no user column may be
 /// named so).
 const PG_SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
+/// The names an expression the server printed may refer to, lower-case:
+/// its words and its quoted names (a name inside a string literal counts
+/// too, which can only mask more).
+fn expression_words(expr: &str) -> std::collections::HashSet<String> {
+    let mut words = std::collections::HashSet::new();
+    let mut word = String::new();
+    let mut quoted: Option<char> = None;
+    for ch in expr.chars() {
+        match quoted {
+            Some(q) if ch == q => {
+                words.insert(std::mem::take(&mut word).to_lowercase());
+                quoted = None;
+            }
+            Some(_) => word.push(ch),
+            None if ch == '"' || ch == '`' => {
+                if !word.is_empty() {
+                    words.insert(std::mem::take(&mut word).to_lowercase());
+                }
+                quoted = Some(ch);
+            }
+            None if ch.is_alphanumeric() || ch == '_' || ch == '$' => word.push(ch),
+            None => {
+                if !word.is_empty() {
+                    words.insert(std::mem::take(&mut word).to_lowercase());
+                }
+            }
+        }
+    }
+    if !word.is_empty() {
+        words.insert(word.to_lowercase());
+    }
+    words
+}
 
 /// Whether a branch of a set operation has `INTO`.
 fn selects_into(body: &SetExpr) -> bool {

@@ -54,6 +54,8 @@ use crate::masking::Catalog;
 struct Relation {
     columns: Vec<String>,
     view_sql: Option<String>,
+    /// Generated columns and their expressions (`GENERATION_EXPRESSION`).
+    generated: Vec<(String, String)>,
 }
 
 impl Relation {
@@ -69,6 +71,7 @@ impl Relation {
         Relation {
             columns: Vec::new(),
             view_sql: Some(why.to_owned()),
+            generated: Vec::new(),
         }
     }
 }
@@ -90,6 +93,9 @@ const OTHER_TABLES: &str =
 /// The last field of [`QUERY`]'s rows that name a table with INVISIBLE
 /// columns, and of those that name one of [`OTHER_TABLES`].
 const INVISIBLE_ROW: &str = "invisible";
+/// The prefix of the last field of [`QUERY`]'s rows that name a generated
+/// column; its expression follows.
+const GENERATED_ROW: &str = "generated:";
 const OTHER_TABLES_ROW: &str = "other-tables";
 
 /// One snapshot; keys are lower-case (database, table).
@@ -130,7 +136,8 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// lost: red-team finding). Settings that make it fail instead
 /// (`max_join_size`, `max_statement_time`) end the session.
 const QUERY: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, NULL, ORDINAL_POSITION, \
-     IF(EXTRA LIKE '%INVISIBLE%', 'invisible', NULL) \
+     IF(EXTRA LIKE '%INVISIBLE%', 'invisible', \
+       IF(GENERATION_EXPRESSION <> '', CONCAT('generated:', GENERATION_EXPRESSION), NULL)) \
      FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
      UNION ALL \
@@ -261,6 +268,13 @@ impl Catalog for MyCatalog {
     fn server_function(&self, name: &str) -> bool {
         !self.functions.is_empty() && self.functions.contains(&name.to_lowercase())
     }
+
+    fn generated(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        self.relations
+            .get(&(schema.to_lowercase(), table.to_lowercase()))
+            .map(|r| r.generated.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// The relations of [`QUERY`]'s rows by their exact (database, table)
@@ -286,7 +300,15 @@ fn exact_relations(rows: Vec<Vec<Option<String>>>) -> HashMap<(String, String), 
                 *rel = Relation::refused(OTHER_TABLES);
                 continue;
             }
-            _ => {}
+            // A generated column: its expression, for lineage.
+            Some(m) => {
+                if let (Some(expr), Some(column)) = (m.strip_prefix(GENERATED_ROW), &column) {
+                    if !matches!(rel.view_sql.as_deref(), Some(INVISIBLE | OTHER_TABLES)) {
+                        rel.generated.push((column.to_lowercase(), expr.to_owned()));
+                    }
+                }
+            }
+            None => {}
         }
         if matches!(rel.view_sql.as_deref(), Some(INVISIBLE | OTHER_TABLES)) {
             continue;

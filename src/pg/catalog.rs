@@ -46,6 +46,8 @@ pub struct Relation {
     pub parents: Vec<u32>,
     /// A materialized view (`view_sql` is then its definition).
     pub materialized: bool,
+    /// Generated columns and their expressions (`pg_get_expr`), by name.
+    pub generated: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -216,9 +218,11 @@ const QUERY: &str = "WITH locked AS MATERIALIZED (SELECT relation FROM pg_locks 
          (its definition may be changing, or it is being refreshed): \
          run the statement again once that transaction has ended''' \
        ELSE pg_get_viewdef(c.oid) END END, \
-     i.parents, c.relkind = 'm' \
+     i.parents, c.relkind = 'm', \
+     CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
      LEFT JOIN (SELECT inhrelid, string_agg(inhparent::text, ',' ORDER BY inhseqno) AS parents \
        FROM pg_inherits GROUP BY inhrelid) i ON i.inhrelid = c.oid \
      WHERE c.relkind IN ('r','v','m','p','f','S') \
@@ -448,8 +452,12 @@ impl CatalogSnapshot {
             ) else {
                 continue;
             };
+            let generated = get(9).map(|expr| (attname.clone(), expr));
             match building.last_mut() {
-                Some(r) if r.oid == oid => r.columns.push((attnum, attname, typ)),
+                Some(r) if r.oid == oid => {
+                    r.columns.push((attnum, attname, typ));
+                    r.generated.extend(generated);
+                }
                 _ => building.push(Relation {
                     oid,
                     schema,
@@ -460,6 +468,7 @@ impl CatalogSnapshot {
                         .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
                         .unwrap_or_default(),
                     materialized: get(8).as_deref() == Some("t"),
+                    generated: generated.into_iter().collect(),
                 }),
             }
         }

@@ -341,6 +341,12 @@ impl Catalog for CatalogSnapshot {
         self.user_implicit_casts()
     }
 
+    fn generated(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        self.relation(schema, table)
+            .map(|r| r.generated.clone())
+            .unwrap_or_default()
+    }
+
     fn is_system_relation(&self, schema: &str, name: &str) -> bool {
         self.is_system_relation(schema, name)
     }

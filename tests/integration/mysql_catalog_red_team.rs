@@ -282,7 +282,19 @@ async fn mysql_catalog_red_team_merge_tables_and_views_do_not_carry_masked_data_
          CREATE TABLE g2 (id int, code varchar(20), x varchar(30) AS (reverse(code)) STORED);
          CREATE TABLE d2 (id int, code varchar(20), x varchar(30) DEFAULT (reverse(code)));",
     );
+    // A DBA's generated columns over masked ones (read-route finding:
+    // they came back in clear).
+    env.admin(
+        "ALTER TABLE customers ADD email_v varchar(100) AS (lower(email)) VIRTUAL,
+           ADD phone_p varchar(40) AS (reverse(phone)) PERSISTENT;",
+    );
     let mut c = env.agent().await;
+    assert_masked_rows(
+        &mut c,
+        "SELECT id, email_v, phone_p FROM customers ORDER BY id",
+    )
+    .await;
+    assert_masked_rows(&mut c, "SELECT * FROM customers ORDER BY id").await;
     let made = c
         .query_drop(
             "CREATE TABLE m2 (id int NOT NULL, phone varchar(32), email varchar(100), INDEX(id)) \
