@@ -1028,8 +1028,6 @@ impl<'a> Analyzer<'a> {
                 .is_some_and(|name| self.catalog.builtin_function(name))
     }
 
-    /// A table function: every output column carries the taint of the
-    /// arguments (implicitly lateral).
     /// A table function in FROM made on the server may keep what it is
     /// given, as one in an expression may (re-audit finding: `FROM
     /// customers c, keep(c.email) k` gave `keep` the emails): masked data
@@ -1045,6 +1043,8 @@ impl<'a> Analyzer<'a> {
         Ok(())
     }
 
+    /// A table function: every output column carries the taint of the
+    /// arguments (implicitly lateral).
     fn function_out(
         &mut self,
         tf: &TableFactor,
@@ -2174,8 +2174,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// Whether `node` calls a function defined on the server (see
-    /// [`Catalog::server_function`]).
-    /// On Postgres, also whether it may: `c.f` where `f` may be a
+    /// [`Catalog::server_function`]). On Postgres, also whether it may: `c.f` where `f` may be a
     /// function made on the server is `f(c)` when `c` has no column `f`,
     /// which only analysis tells ([`Self::resolve_ref`]).
     fn calls_server_function<V: sqlparser::ast::Visit>(&self, node: &V) -> bool {

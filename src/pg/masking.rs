@@ -682,8 +682,8 @@ impl RowMasking {
                             // CREATE): same name, new OID. Either way the
                             // target's sessions read the catalog again, so
                             // that the statement run again is described by
-                            // the new one (its values stayed hidden until
-                            // the next DDL through airlock).
+                            // the new one (its values used to stay hidden
+                            // until the next DDL through airlock).
                             None if f.table_oid >= FIRST_NORMAL_OID && f.attnum > 0 => {
                                 let key = format!("oid {}", f.table_oid);
                                 let moved = ctx.generation().bump_for_unknown(&key);
