@@ -28,6 +28,9 @@ use crate::policy::extract;
 use crate::policy::parse::{self, Limits};
 use crate::policy::{Dialect, SessionContext};
 
+/// A relation as (schema, name), lower-case.
+type RelationKey = (String, String);
+
 /// Where masked data given to code made on the server would go (see
 /// [`Analyzer::expr`]).
 const SERVER_CODE: &str = "passing it to a function defined on the server, or an operator or cast made there (airlock cannot see what it keeps of its arguments)";
@@ -106,6 +109,10 @@ pub struct Analyzer<'a> {
     /// Postgres's attribute notation (`c.keep` is `keep(c)`), met while
     /// resolving a name ([`Self::resolve_ref`]); [`Self::expr`] refuses it.
     attribute_call: std::cell::Cell<Option<Taint>>,
+    /// [`Catalog::descendants`] of the relations met so far: asked for
+    /// every column read ([`Self::column_taint`]), and a walk over the
+    /// whole catalog on Postgres when any relation has a parent.
+    descendants: std::cell::RefCell<std::collections::HashMap<RelationKey, Vec<RelationKey>>>,
 }
 
 fn stop<T>(rule: &str, message: impl Into<String>) -> Result<T, Stop> {
@@ -154,6 +161,7 @@ impl<'a> Analyzer<'a> {
             view_nesting: 0,
             unknown: None,
             attribute_call: std::cell::Cell::new(None),
+            descendants: std::cell::RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -184,7 +192,7 @@ impl<'a> Analyzer<'a> {
     /// the copied rows as they are.
     fn column_taint(&self, schema: &str, table: &str, column: &str) -> Taint {
         let ancestors = self.catalog.ancestors(schema, table);
-        let descendants = self.catalog.descendants(schema, table);
+        let descendants = self.descendants_of(schema, table);
         if ancestors.is_empty() && descendants.is_empty() {
             return self.own_column_taint(schema, table, column);
         }
@@ -213,6 +221,17 @@ impl<'a> Analyzer<'a> {
             }
         }
         t
+    }
+
+    /// [`Catalog::descendants`], once per relation and analysis.
+    fn descendants_of(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        let key = (schema.to_owned(), table.to_owned());
+        if let Some(known) = self.descendants.borrow().get(&key) {
+            return known.clone();
+        }
+        let found = self.catalog.descendants(schema, table);
+        self.descendants.borrow_mut().insert(key, found.clone());
+        found
     }
 
     /// How `schema.table` reads `column`: its own rule joined with its
