@@ -22,6 +22,7 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod fasthash;
+pub mod foreign_keys;
 pub mod hex;
 pub mod identity;
 pub mod listener;

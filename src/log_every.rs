@@ -33,6 +33,20 @@ impl LogEvery {
     }
 }
 
+/// [`LogEvery`] shared by every connection's task (a `static`).
+pub struct SharedLogEvery(std::sync::Mutex<LogEvery>);
+
+impl SharedLogEvery {
+    pub const fn new(period: Duration) -> SharedLogEvery {
+        SharedLogEvery(std::sync::Mutex::new(LogEvery::new(period)))
+    }
+
+    /// [`LogEvery::hit`].
+    pub fn hit(&self) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).hit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

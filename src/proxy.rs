@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use airlock_protocol::pg::scram::ScramVerifier;
 
 use crate::config::{Config, Identity};
+use crate::foreign_keys::ForeignKeySlot;
 use crate::masking::{load_masking_path, Masker};
 use crate::metrics::{CatalogLoad, Protocol};
 use crate::pg::cancel::CancelRegistry;
@@ -140,6 +141,11 @@ pub struct Proxy {
     /// Per-target counts of catalog changes, which make every session's
     /// snapshot of the target stale (both protocols).
     pub catalog_generations: crate::masking::Generations,
+    /// Foreign keys per Postgres target, for policies with rules on tables
+    /// ([`crate::pg::foreign_keys`]).
+    foreign_keys: dashmap::DashMap<String, Arc<ForeignKeySlot>>,
+    /// Held while a target's foreign keys load for the first time.
+    foreign_key_loads: tokio::sync::Mutex<()>,
     /// Ephemeral-credential brokers, one per `credentials = "ephemeral"` target.
     pub brokers: crate::credentials::Brokers,
     /// Open sessions per identity, for `identities.*.max_sessions`.
@@ -249,6 +255,8 @@ impl Proxy {
             catalogs: dashmap::DashMap::new(),
             catalog_loads: dashmap::DashMap::new(),
             catalog_generations: Default::default(),
+            foreign_keys: dashmap::DashMap::new(),
+            foreign_key_loads: tokio::sync::Mutex::new(()),
             brokers,
             sessions: Arc::new(dashmap::DashMap::new()),
             audit,
@@ -309,6 +317,11 @@ impl Proxy {
         self.loaded.store(Arc::new(loaded));
         // Views may have changed along with the rules: re-read catalogs.
         self.catalogs.clear();
+        for slot in self.foreign_keys.iter() {
+            if let Ok(source) = self.foreign_key_source(slot.key()) {
+                slot.set_source(source);
+            }
+        }
         self.catalog_generations.bump_all();
         self.brokers.sync(&self.config(), |t| self.upstream_tls(t));
         tracing::info!(config = %path.display(), rules = rules.as_deref().unwrap_or("none"), version, "configuration reloaded");
@@ -474,6 +487,89 @@ impl Proxy {
             })
             .or_insert_with(|| (Arc::clone(&snap), at));
         Ok((snap, at))
+    }
+
+    /// The links of a target for the policy (see [`crate::foreign_keys`]),
+    /// loaded on first use: the caller waits for the load, and fails with
+    /// it.
+    pub async fn foreign_keys(&self, target: &str) -> Result<Arc<ForeignKeySlot>, String> {
+        if let Some(slot) = self.foreign_key_slot(target) {
+            return Ok(slot);
+        }
+        let _first = self.foreign_key_loads.lock().await;
+        if let Some(slot) = self.foreign_key_slot(target) {
+            return Ok(slot);
+        }
+        let source = self.foreign_key_source(target)?;
+        let generation = self.catalog_generations.of(target);
+        let map = source.load(generation.current()).await?;
+        tracing::debug!(%target, links = map.len(), "foreign keys loaded");
+        let slot = Arc::new(ForeignKeySlot::new(target, map, generation, source));
+        self.foreign_keys
+            .insert(target.to_owned(), Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// [`Self::foreign_keys`] for a Postgres session that logs in: a first
+    /// load, or one of stale links, runs on `conn`, the session's own
+    /// connection, idle before its client is in (any role may read the
+    /// catalogs; a passthrough target's configured user may not be able
+    /// to log in at all).
+    pub async fn pg_foreign_keys(
+        &self,
+        target: &str,
+        conn: &mut crate::pg::conn::Conn,
+    ) -> Result<Arc<crate::policy::foreign_keys::ForeignKeys>, String> {
+        let slot = match self.foreign_key_slot(target) {
+            Some(slot) => slot,
+            None => {
+                let _first = self.foreign_key_loads.lock().await;
+                match self.foreign_key_slot(target) {
+                    Some(slot) => slot,
+                    None => {
+                        let source = self.foreign_key_source(target)?;
+                        let generation = self.catalog_generations.of(target);
+                        let map =
+                            crate::pg::foreign_keys::load_on(conn, target, generation.current())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        tracing::debug!(%target, links = map.len(), "foreign keys loaded");
+                        let slot = Arc::new(ForeignKeySlot::new(target, map, generation, source));
+                        self.foreign_keys
+                            .insert(target.to_owned(), Arc::clone(&slot));
+                        slot
+                    }
+                }
+            }
+        };
+        let map = slot
+            .fresh_with(|at| async move {
+                crate::pg::foreign_keys::load_on(conn, target, at)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        Ok(map)
+    }
+
+    /// The links of a target, if they have been loaded.
+    pub fn foreign_key_slot(&self, target: &str) -> Option<Arc<ForeignKeySlot>> {
+        self.foreign_keys.get(target).map(|s| Arc::clone(&s))
+    }
+
+    fn foreign_key_source(&self, target: &str) -> Result<crate::foreign_keys::Source, String> {
+        let config = self.config();
+        let t = config
+            .targets
+            .get(target)
+            .ok_or_else(|| format!("target \"{target}\" is not configured"))?;
+        Ok(crate::foreign_keys::Source::of(
+            target,
+            t,
+            self.upstream_tls(target),
+            config.limits.connect_timeout,
+            config.limits.max_message_size.0,
+        ))
     }
 
     /// Marks every snapshot of a target's catalog stale (a statement that

@@ -175,8 +175,8 @@ pub struct AuditRecord {
 /// `text` with PII and secrets replaced by detector tokens (`[email]`,
 /// `[card]`, `[secret]`, ...).
 pub fn redact(text: &str) -> String {
-    match scrub(text.as_bytes(), DetectorSet::ALL) {
-        Some(clean) => String::from_utf8_lossy(&clean).into_owned(),
+    match redacted(text) {
+        Some(clean) => clean.to_string(),
         None => text.to_owned(),
     }
 }
@@ -312,9 +312,15 @@ fn redact_in_place(text: &mut Option<Arc<str>>) {
     }
 }
 
-/// `text` redacted, or `None` when there is nothing to redact.
+/// `text` redacted (passwords written into it first, see
+/// [`super::passwords`]), or `None` when there is nothing to redact.
 fn redacted(text: &str) -> Option<Arc<str>> {
-    scrub(text.as_bytes(), DetectorSet::ALL).map(|clean| String::from_utf8_lossy(&clean).into())
+    let without_passwords = super::passwords::redact_passwords(text);
+    let text = without_passwords.as_deref().unwrap_or(text);
+    match scrub(text.as_bytes(), DetectorSet::ALL) {
+        Some(clean) => Some(String::from_utf8_lossy(&clean).into()),
+        None => without_passwords.map(Arc::from),
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +332,28 @@ mod tests {
             protocol: protocol.into(),
             statement: Some(sql.into()),
             ..AuditEvent::default()
+        }
+    }
+
+    /// Passwords written into statements are not stored, nor shown in log
+    /// lines (audit finding: refused `CREATE ROLE ... PASSWORD 'x'` and
+    /// `IDENTIFIED BY 'x'` were kept in clear).
+    #[test]
+    fn passwords_are_not_stored() {
+        let mut p = Preparer::default();
+        for (protocol, sql) in [
+            (
+                "postgres",
+                "CREATE ROLE foo LOGIN PASSWORD 'SuperSecretPw1'",
+            ),
+            ("mysql", "ALTER USER u IDENTIFIED BY 'SuperSecretPw1'"),
+        ] {
+            let (e, fp) = p.prepare(statement(protocol, sql));
+            let text = e.statement.as_deref().unwrap_or_default();
+            assert!(!text.contains("SuperSecret"), "{text}");
+            assert!(text.contains("'[secret]'"), "{text}");
+            assert!(!fp.unwrap_or_default().contains("SuperSecret"));
+            assert!(!super::log_preview(sql.as_bytes()).contains("SuperSecret"));
         }
     }
 

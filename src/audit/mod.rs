@@ -18,6 +18,7 @@ pub mod chain;
 pub mod event;
 pub mod fingerprint;
 pub mod format;
+pub mod passwords;
 pub mod query;
 pub mod session;
 mod store;

@@ -133,6 +133,9 @@ pub struct SessionAudit {
     log: Arc<AuditLog>,
     fail_closed: bool,
     base: AuditEvent,
+    /// The session's records in the queue (see
+    /// [`super::writer::SessionShare`]).
+    share: super::writer::SessionShare,
 }
 
 impl SessionAudit {
@@ -151,6 +154,7 @@ impl SessionAudit {
             log,
             fail_closed,
             base,
+            share: Default::default(),
         }
     }
 
@@ -178,7 +182,12 @@ impl SessionAudit {
     /// A slot for the record of a statement forwarded now (see
     /// [`super::writer::Reservation`]).
     pub fn reserve(&self) -> super::writer::Reservation {
-        self.log.reserve()
+        self.log.reserve_shared(&self.share)
+    }
+
+    /// Whether this session holds its whole share of the queue.
+    fn over_share(&self) -> bool {
+        self.share.held() >= self.log.session_share_limit()
     }
 
     /// Whether the next statement should first wait for room in the log's
@@ -186,7 +195,7 @@ impl SessionAudit {
     /// healthy, and airlock fails closed (so the statement would otherwise
     /// be refused). One atomic load while the queue has room.
     pub fn queue_full(&self) -> bool {
-        self.fail_closed && self.log.queue_full()
+        self.fail_closed && (self.log.queue_full() || self.over_share())
     }
 
     /// Backpressure: waits up to [`ROOM_WAIT`] for room in the queue, and
@@ -194,7 +203,12 @@ impl SessionAudit {
     /// afterwards is refused as before if there is still none.
     pub async fn wait_for_room(&self) {
         crate::metrics::audit_wait();
-        if !self.log.wait_for_room(ROOM_WAIT).await {
+        let deadline = std::time::Instant::now() + ROOM_WAIT;
+        while self.over_share() && std::time::Instant::now() < deadline {
+            crate::timer_thread::sleep(Duration::from_millis(2)).await;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !self.log.wait_for_room(left).await {
             tracing::warn!(
                 "the audit log's queue stayed full for {ROOM_WAIT:?}: the statement is refused (fail_closed)"
             );
@@ -205,6 +219,12 @@ impl SessionAudit {
     /// could not take its record (failing, shutting down, queue full) and
     /// airlock fails closed (for statements recorded after they complete).
     pub fn ready(&self) -> Result<(), String> {
+        if self.fail_closed && self.over_share() {
+            return Err(format!(
+                "audit log unavailable: this session holds {} records the audit log has not written yet, the most one session may (half of audit.queue); wait for results before sending more",
+                self.share.held()
+            ));
+        }
         match self.log.available() {
             Err(unavailable) if self.fail_closed => Err(unavailable.to_string()),
             _ => Ok(()),
@@ -244,7 +264,7 @@ impl SessionAudit {
         e.duration_us = s
             .duration
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        match self.log.record(e) {
+        match self.log.record_shared(e, &self.share) {
             Ok(()) => Ok(()),
             Err(unavailable) if self.fail_closed => Err(unavailable.to_string()),
             Err(unavailable) => {

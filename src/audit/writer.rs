@@ -27,6 +27,8 @@ const ROOM_POLL: Duration = Duration::from_millis(2);
 /// Least room the channel has beyond the configured queue size (see
 /// `Shared::hard_capacity`).
 const HEADROOM: usize = 1024;
+/// The least [`AuditLog::session_share_limit`].
+pub const MIN_SESSION_SHARE: usize = 256;
 /// How long the writer lets events gather after the first one arrives.
 const GATHER: Duration = Duration::from_millis(20);
 /// Pause between attempts at a failing batch.
@@ -35,8 +37,38 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
 enum Msg {
-    Event(Box<AuditEvent>),
+    /// An event, and the share of the session that queued it, released
+    /// when the writer takes it (as `Shared::depth` is).
+    Event(Box<AuditEvent>, Option<ShareGuard>),
     Shutdown,
+}
+
+/// How many records one session has in the queue or reserved there: no
+/// session may hold more than [`AuditLog::session_share_limit`] (DoS
+/// finding: one session pipelining 260,000 statements without a Sync held
+/// the whole queue, and other agents' statements were refused).
+#[derive(Debug, Default, Clone)]
+pub struct SessionShare(Arc<AtomicUsize>);
+
+impl SessionShare {
+    /// Records and reservations the session holds now.
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> ShareGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        ShareGuard(Arc::clone(&self.0))
+    }
+}
+
+/// One record or reservation of a [`SessionShare`]; released when dropped.
+struct ShareGuard(Arc<AtomicUsize>);
+
+impl Drop for ShareGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Shared {
@@ -70,6 +102,7 @@ impl Shared {
 /// [`AuditLog::reserve`]); freed when dropped.
 pub struct Reservation {
     shared: Arc<Shared>,
+    _share: Option<ShareGuard>,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -151,6 +184,24 @@ impl AuditLog {
     /// writer is failing or the log is shut down: the event is lost, and a
     /// fail-closed session must refuse the statement.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
+        self.record_for(event, None)
+    }
+
+    /// [`Self::record`], counted in a session's share until the writer
+    /// takes it.
+    pub fn record_shared(
+        &self,
+        event: AuditEvent,
+        share: &SessionShare,
+    ) -> Result<(), AuditUnavailable> {
+        self.record_for(event, Some(share))
+    }
+
+    fn record_for(
+        &self,
+        event: AuditEvent,
+        share: Option<&SessionShare>,
+    ) -> Result<(), AuditUnavailable> {
         if !self.is_healthy() {
             return Err(AuditUnavailable::WriterFailed);
         }
@@ -158,7 +209,10 @@ impl AuditLog {
             return Err(AuditUnavailable::ShutDown);
         }
         self.shared.depth.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(Msg::Event(Box::new(event))) {
+        match self
+            .tx
+            .try_send(Msg::Event(Box::new(event), share.map(SessionShare::take)))
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.shared.depth.fetch_sub(1, Ordering::AcqRel);
@@ -215,10 +269,29 @@ impl AuditLog {
     /// [`Reservation`] is dropped (after its record was queued, or when it
     /// will never be made).
     pub fn reserve(&self) -> Reservation {
+        self.reserve_for(None)
+    }
+
+    /// [`Self::reserve`], counted in a session's share until dropped.
+    pub fn reserve_shared(&self, share: &SessionShare) -> Reservation {
+        self.reserve_for(Some(share))
+    }
+
+    fn reserve_for(&self, share: Option<&SessionShare>) -> Reservation {
         self.shared.reserved.fetch_add(1, Ordering::AcqRel);
         Reservation {
             shared: Arc::clone(&self.shared),
+            _share: share.map(SessionShare::take),
         }
+    }
+
+    /// The most records one session may hold in the queue (queued or
+    /// reserved) before its next statement is refused: half the queue, so
+    /// that one session cannot take the room others need; at least
+    /// [`MIN_SESSION_SHARE`], for small queues (one request's records must
+    /// fit: the server answers a batch's statements only at its Sync).
+    pub fn session_share_limit(&self) -> usize {
+        (self.shared.capacity / 2).max(MIN_SESSION_SHARE)
     }
 
     /// False while the writer's last batch failed (it keeps retrying).
@@ -273,7 +346,8 @@ impl Writer {
             let mut gathered = false;
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Event(e) => {
+                    Msg::Event(e, share) => {
+                        drop(share);
                         self.shared.depth.fetch_sub(1, Ordering::AcqRel);
                         batch.push(preparer.prepare(*e));
                     }

@@ -479,6 +479,17 @@ impl Config {
                     "\"passthrough\" is supported for Postgres targets only".into(),
                 ));
             }
+            // A lease that never expires: leftovers of an airlock that
+            // died outlive it for good once the janitor's instance id
+            // changes (a new host name or port; audit finding).
+            if target.credentials == CredentialMode::Ephemeral && target.ephemeral.ttl.is_zero() {
+                let at = text.find("ttl").unwrap_or(0);
+                return Err(here(
+                    at..at,
+                    key("ephemeral.ttl"),
+                    "must be longer than 0s: ephemeral users expire".into(),
+                ));
+            }
             if let Some(ca) = &mut target.ca {
                 let resolved = base.join(ca.get_ref());
                 if !resolved.is_file() {

@@ -182,3 +182,20 @@ fn a_rule_file_given_as_the_config_says_so() {
     let e = load("[[mask]]\nid = \"m\"\n").unwrap_err().to_string();
     assert!(e.contains("airlock check /nonexistent/airlock.toml"), "{e}");
 }
+
+#[test]
+fn ephemeral_users_must_expire() {
+    let eph = |ttl: &str| {
+        base().replace(
+            "password_env = \"AIRLOCK_TEST_CONFIG_PW\"\n",
+            &format!(
+                "password_env = \"AIRLOCK_TEST_CONFIG_PW\"\ncredentials = \"ephemeral\"\nephemeral = {{ ttl = \"{ttl}\", template_role = \"agents\" }}\n"
+            ),
+        )
+    };
+    std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");
+    let e = load(&eph("0s")).unwrap_err().to_string();
+    assert!(e.contains("targets.app.ephemeral.ttl"), "{e}");
+    assert!(e.contains("longer than 0s"), "{e}");
+    assert!(load(&eph("5m")).is_ok());
+}

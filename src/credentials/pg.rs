@@ -418,10 +418,7 @@ impl Inner {
     }
 
     async fn connect(&self, settings: &Settings) -> Result<Conn, CredError> {
-        let params = [(
-            "application_name".to_owned(),
-            "airlock credential broker".to_owned(),
-        )];
+        let params = upstream::own_params("airlock credential broker");
         match upstream::connect(
             &self.target_name,
             &settings.target,

@@ -65,6 +65,7 @@ pub mod commands;
 pub mod conn;
 pub mod error;
 pub mod exec_comments;
+pub mod foreign_keys;
 pub mod listener;
 pub mod masking;
 pub mod password;

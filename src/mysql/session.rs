@@ -232,6 +232,7 @@ async fn serve_as(
         });
     let gate = proxy.gate();
     let settings = gate.session_settings(&principal);
+    let wants_foreign_keys = gate.judges_tables(&principal);
     // Ephemeral credentials (crate::credentials::mysql): the session's own user.
     let lease = crate::credentials::mysql::lease_for(proxy, &database, target, &principal).await?;
     let leased = lease.as_ref().map(|l| l.target(target));
@@ -332,6 +333,8 @@ async fn serve_as(
         used_up: Vec::new(),
         catalog_changing: IdSet::default(),
         generation,
+        wants_foreign_keys,
+        foreign_keys: None,
         mask,
         audit,
         client,
@@ -453,6 +456,11 @@ struct Session<'a> {
     /// may change the catalog, whether or not this session masks: other
     /// sessions' snapshots go stale (see [`crate::masking::catalog`]).
     generation: crate::masking::Generation,
+    /// The policy has rules on tables: the target's links are kept in
+    /// `context` ([`Session::refresh_foreign_keys`]).
+    wants_foreign_keys: bool,
+    /// The target's links, once loaded (see [`crate::foreign_keys`]).
+    foreign_keys: Option<Arc<crate::foreign_keys::ForeignKeySlot>>,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
     /// Set when the audit log is configured.
@@ -609,7 +617,7 @@ impl Session<'_> {
                         self.prepared.insert(id);
                         self.last_prepared = Some(id);
                         self.texts
-                            .insert(id, (self.seen_version, Arc::from(&sql[..])));
+                            .insert(id, (self.judged_under(), Arc::from(&sql[..])));
                         if approved {
                             self.approved_once.push(id);
                         }
@@ -696,6 +704,10 @@ impl Session<'_> {
                         || (id == u32::MAX && !self.prepared.is_empty())
                         || !self.gates.gate().vets_prepared());
                 if known && reply == Some(Expect::Execute) {
+                    if self.wants_foreign_keys && !self.texts.is_empty() {
+                        // Judged again below when the links changed.
+                        let _ = self.refresh_foreign_keys().await;
+                    }
                     if let Some(refusal) = self.judged_again(id) {
                         tracing::warn!(statement = id, reason = %refusal, "execute refused");
                         self.refuse(1142, "42000", &refusal).await?;
@@ -875,6 +887,17 @@ impl Session<'_> {
             self.refuse(1142, "42000", &masking_now_applies()).await?;
             return Ok(None);
         }
+        if self.wants_foreign_keys {
+            if let Some(message) = self.refresh_foreign_keys().await {
+                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                crate::metrics::statement(crate::audit::AuditDecision::Block);
+                if let Some(a) = self.audit.as_mut() {
+                    a.refused(sql, &Decision::Allow, &message);
+                }
+                self.refuse(1105, "HY000", &message).await?;
+                return Ok(None);
+            }
+        }
         if source == Source::Parse {
             // One statement id more than the session may hold: refused
             // before the server-wide max_prepared_stmt_count runs out.
@@ -964,6 +987,47 @@ impl Session<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// Puts the target's links as of the current catalog generation in
+    /// the session context, loading them first when they are stale (see
+    /// [`crate::foreign_keys`]). The refusal to answer with when they
+    /// have never been loaded and cannot be.
+    async fn refresh_foreign_keys(&mut self) -> Option<String> {
+        let slot = match &self.foreign_keys {
+            Some(slot) => Arc::clone(slot),
+            None => match self.proxy.foreign_keys(&self.principal.target).await {
+                Ok(slot) => {
+                    self.foreign_keys = Some(Arc::clone(&slot));
+                    slot
+                }
+                Err(e) => {
+                    return Some(format!(
+                        "airlock: could not read the target's foreign keys, which its rules on tables need: {e}; run the statement again"
+                    ))
+                }
+            },
+        };
+        let map = slot.fresh().await;
+        if !self
+            .context
+            .foreign_keys
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, &map))
+        {
+            self.context.foreign_keys = Some(map);
+            // Statements prepared under the old links are judged again
+            // before they next run (red-team finding: a prepared DELETE
+            // went on cascading into a table denied since).
+            self.rejudge |= !self.texts.is_empty();
+        }
+        None
+    }
+
+    /// What a prepared statement's judgement depended on besides its
+    /// text: the rules' version and the target's links in force.
+    fn judged_under(&self) -> u64 {
+        self.seen_version.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.context.foreign_keys_id()
     }
 
     /// The gate's judgement of `sql`, from the session's memo when the
@@ -1120,6 +1184,10 @@ impl Session<'_> {
     /// are refused from now on.
     fn rules_changed(&mut self, version: u64) {
         self.seen_version = version;
+        self.wants_foreign_keys = self.gates.gate().judges_tables(&self.principal);
+        if !self.wants_foreign_keys {
+            self.context.foreign_keys = None;
+        }
         self.rejudge |= !self.texts.is_empty();
         let masker = self.gates.masker().cloned();
         match self.mask.as_mut() {
@@ -1218,7 +1286,7 @@ impl Session<'_> {
         if !self.rejudge {
             return None;
         }
-        let version = self.seen_version;
+        let version = self.judged_under();
         let ids: Vec<u32> = match id {
             u32::MAX => self
                 .texts

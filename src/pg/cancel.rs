@@ -132,7 +132,17 @@ pub async fn forward_cancel(registry: &CancelRegistry, pid: i32, key: i32, timeo
         return;
     }
     let Some(target) = registry.lookup(pid, key) else {
-        tracing::warn!(pid, "cancel request with an unknown key ignored");
+        // Anyone may send one, before any login: counted, not logged each
+        // time (DoS finding: 3,000 cancels made 3,000 lines).
+        static UNKNOWN: crate::log_every::SharedLogEvery =
+            crate::log_every::SharedLogEvery::new(Duration::from_secs(10));
+        if let Some(n) = UNKNOWN.hit() {
+            tracing::warn!(
+                pid,
+                count = n,
+                "cancel requests with an unknown key ignored (logged at most every 10 s)"
+            );
+        }
         return;
     };
     let send = async {

@@ -560,7 +560,7 @@ async fn load_once(
     timeout: Duration,
     max_message: usize,
 ) -> Result<CatalogSnapshot, LoadFailure> {
-    let params = [("application_name".to_owned(), "airlock catalog".to_owned())];
+    let params = upstream::own_params("airlock catalog");
     let up = upstream::connect(target_name, target, tls, &params, timeout, max_message).await?;
     let mut conn = up.conn;
     let mut out = BytesMut::new();

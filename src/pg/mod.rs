@@ -32,6 +32,7 @@ pub mod conn;
 pub mod cursors;
 pub mod ddl_fence;
 pub mod error;
+pub mod foreign_keys;
 pub mod lexer_guard;
 pub mod listener;
 pub mod masking;

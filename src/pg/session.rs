@@ -82,7 +82,11 @@ pub async fn run(
         .await
         {
             Err(_) => {
-                tracing::info!("connection closed: nothing usable sent within limits.login_timeout");
+                static SILENT: crate::log_every::SharedLogEvery =
+                    crate::log_every::SharedLogEvery::new(std::time::Duration::from_secs(10));
+                if let Some(n) = SILENT.hit() {
+                    tracing::info!(count = n, "connections closed: nothing usable sent within limits.login_timeout (logged at most every 10 s)");
+                }
                 return;
             }
             Ok(Ok(o)) => o,
@@ -330,7 +334,7 @@ async fn log_in(
     let Admitted {
         principal,
         target,
-        up,
+        mut up,
         upstream_user,
         settings,
         masking,
@@ -339,6 +343,22 @@ async fn log_in(
         token_expires_at,
         _slot,
     } = admitted;
+    // Before the client is in: a session whose policy has rules on tables
+    // does not start without the target's links (see
+    // `crate::foreign_keys`), read as the target's configured user (as
+    // the masking catalog is, for passthrough targets too).
+    let foreign_keys = match proxy.gate().judges_tables(&principal) {
+        true => Some(
+            proxy
+                .pg_foreign_keys(&principal.target, &mut up.conn)
+                .await
+                .map_err(|message| SessionError::Upstream {
+                    code: "58000",
+                    message,
+                })?,
+        ),
+        false => None,
+    };
     let (client_key, cancel_guard) = proxy.cancels.register(CancelTarget {
         host: target.host.clone(),
         port: target.port,
@@ -359,6 +379,7 @@ async fn log_in(
 
     let context = SessionContext {
         search_path: search_path_from_options(startup.param("options")),
+        foreign_keys,
         ..Default::default()
     };
     let audit = proxy.audit.as_ref().map(|log| {

@@ -49,6 +49,23 @@ fn forwardable(name: &str) -> bool {
     !matches!(name, "user" | "database" | "replication") && !name.starts_with("_pq_.")
 }
 
+/// Startup parameters of airlock's own connections (the masking catalog,
+/// foreign keys, the credential broker), named `application_name`. Their
+/// search_path is the server's own schemas only: an unqualified function
+/// or operator in their queries is never one an agent made (audit
+/// finding: a `public.shobj_description(oid, text)` made by an agent beat
+/// the built-in `(oid, name)` for the janitor's `'pg_authid'` literal and
+/// ran as the broker, which can create roles).
+pub fn own_params(application_name: &str) -> [(String, String); 2] {
+    [
+        ("application_name".to_owned(), application_name.to_owned()),
+        (
+            "options".to_owned(),
+            "-c search_path=pg_catalog,pg_temp".to_owned(),
+        ),
+    ]
+}
+
 pub fn upstream_err(message: impl Into<String>) -> SessionError {
     SessionError::Upstream {
         code: "08006",

@@ -28,6 +28,9 @@ pub mod ids {
     pub const CATALOG_WRITE: &str = "builtin.catalog-write";
     pub const COLUMN_STATISTICS: &str = "builtin.column-statistics";
     pub const OTHER_SESSIONS: &str = "builtin.other-sessions";
+    /// A write through a view whose tables airlock cannot see (see
+    /// [`crate::policy::foreign_keys`]).
+    pub const OPAQUE_VIEW: &str = "builtin.opaque-view";
     /// Refusals that follow from a reload a session cannot take up as it
     /// is (masking now applies to a session that started without it; a
     /// statement prepared under the old rules). Not waivable.
@@ -55,6 +58,7 @@ pub mod ids {
         CATALOG_WRITE,
         COLUMN_STATISTICS,
         OTHER_SESSIONS,
+        OPAQUE_VIEW,
     ];
 }
 

@@ -40,6 +40,8 @@ struct Entry {
     /// hashes collide never share a decision.
     search_path: Box<[String]>,
     database: Option<Box<str>>,
+    /// [`super::SessionContext::foreign_keys_id`].
+    foreign_keys: u64,
     kind: KeyText,
     text: Box<[u8]>,
     judgement: Judgement,
@@ -51,9 +53,10 @@ pub struct DecisionCache {
 
 /// Hash of the context parts a decision depends on.
 pub fn context_hash(req: &Request<'_>) -> u64 {
+    let fk = req.session.foreign_keys_id();
     match req.dialect {
-        Dialect::Postgres => hash64(&req.session.search_path),
-        Dialect::MySql => hash64(&req.session.current_database),
+        Dialect::Postgres => hash64(&(&req.session.search_path, fk)),
+        Dialect::MySql => hash64(&(&req.session.current_database, fk)),
     }
 }
 
@@ -100,6 +103,7 @@ impl DecisionCache {
             && *e.text == *text
             && *e.search_path == *req.session.search_path
             && e.database.as_deref() == req.session.current_database.as_deref()
+            && e.foreign_keys == req.session.foreign_keys_id()
         {
             Some(e.judgement.clone())
         } else {
@@ -128,6 +132,7 @@ impl DecisionCache {
             ctx,
             search_path: req.session.search_path.as_slice().into(),
             database: req.session.current_database.as_deref().map(Into::into),
+            foreign_keys: req.session.foreign_keys_id(),
             kind,
             text: text.into(),
             judgement: judgement.clone(),

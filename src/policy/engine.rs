@@ -150,7 +150,13 @@ fn finish(policy: &Policy, decision: Decision, effects: Effects) -> Judgement {
 
 fn builtin_block(policy: &Policy, b: Blocked) -> Option<Decision> {
     if policy.waives(b.rule) {
-        None
+        b.unjudged.then(|| Decision::Block {
+            rule: ids::UNPARSEABLE.to_string(),
+            message: format!(
+                "{} is waived, but airlock could not parse the statement to judge the tables it names",
+                b.rule
+            ),
+        })
     } else {
         Some(Decision::Block {
             rule: b.rule.to_string(),
@@ -164,10 +170,10 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
     if req.source == Source::FunctionCall {
         let d = builtin_block(
             policy,
-            Blocked {
-                rule: ids::FUNCTION_CALL,
-                message: "FunctionCall messages are not allowed; call functions from SQL".into(),
-            },
+            Blocked::new(
+                ids::FUNCTION_CALL,
+                "FunctionCall messages are not allowed; call functions from SQL",
+            ),
         )
         .unwrap_or(Decision::Allow);
         return (finish(policy, d, Effects::default()), Vec::new(), true);
@@ -189,10 +195,10 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
     if req.source == Source::Parse && parsed.len() > 1 {
         let d = builtin_block(
             policy,
-            Blocked {
-                rule: ids::MULTI_STATEMENT_PARSE,
-                message: "a prepared statement may hold only one statement".into(),
-            },
+            Blocked::new(
+                ids::MULTI_STATEMENT_PARSE,
+                "a prepared statement may hold only one statement",
+            ),
         )
         .unwrap_or(Decision::Allow);
         return (finish(policy, d, Effects::default()), Vec::new(), true);
@@ -208,6 +214,9 @@ fn evaluate(rules: &RuleSet, policy: &Policy, req: &Request<'_>) -> (Judgement, 
         let session = ctx.as_ref().unwrap_or(req.session);
         let mut facts = extract::extract_parsed(req.dialect, session, p);
         facts.multi_statement = multi;
+        if let Some(fk) = &session.foreign_keys {
+            fk.add_cascaded(&mut facts);
+        }
         if facts.session.execute.is_some() || facts.session.deallocate.is_some() {
             cacheable = false;
         }
@@ -308,7 +317,7 @@ fn deny(policy: &Policy, check: &str, message: String) -> Decision {
 }
 
 fn builtin(policy: &Policy, rule: &'static str, message: String) -> Option<Decision> {
-    builtin_block(policy, Blocked { rule, message })
+    builtin_block(policy, Blocked::new(rule, message))
 }
 
 /// The decision for one statement's facts under `policy`.
@@ -929,6 +938,14 @@ impl Gate for Engine {
 
     fn max_shared_bytes(&self) -> usize {
         self.rules.limits.max_statement_bytes
+    }
+
+    fn judges_tables(&self, who: &Principal) -> bool {
+        self.rules.policy_for(who).is_some_and(|(_, p)| {
+            !p.deny_tables.is_empty()
+                || p.allow_tables.is_some()
+                || p.require_approval.iter().any(|a| a.tables.is_some())
+        })
     }
 
     fn session_settings(&self, who: &Principal) -> SessionSettings {

@@ -35,7 +35,9 @@ pub fn extract(dialect: Dialect, ctx: &SessionContext, stmt: &Statement) -> Fact
 /// (a sample of their rows), and the columns it names are named as a
 /// COPY's are.
 pub fn extract_parsed(dialect: Dialect, ctx: &SessionContext, p: &super::parse::Parsed) -> Facts {
-    extract_with(dialect, ctx, &p.statement, p.maintenance.as_ref())
+    let mut facts = extract_with(dialect, ctx, &p.statement, p.maintenance.as_ref());
+    facts.violations.extend(p.violations.iter().cloned());
+    facts
 }
 
 fn extract_with(
@@ -1022,18 +1024,30 @@ impl Visitor for Extractor<'_> {
                 }
                 // The upsert's update writes columns too.
                 match &ins.on {
-                    Some(OnInsert::DuplicateKeyUpdate(a)) => self.assigned_columns(a),
+                    Some(OnInsert::DuplicateKeyUpdate(a)) => {
+                        self.facts.row_changes.updates = true;
+                        self.assigned_columns(a)
+                    }
                     Some(OnInsert::OnConflict(OnConflict {
                         action: OnConflictAction::DoUpdate(u),
                         ..
-                    })) => self.assigned_columns(&u.assignments),
+                    })) => {
+                        self.facts.row_changes.updates = true;
+                        self.assigned_columns(&u.assignments)
+                    }
                     _ => {}
+                }
+                // REPLACE deletes the row it replaces (foreign keys' ON
+                // DELETE actions run).
+                if ins.replace_into {
+                    self.facts.row_changes.deletes = true;
                 }
                 if let Some(r) = &ins.returning {
                     self.select_items(r, ColumnLocation::Other);
                 }
             }
             Statement::Update(u) => {
+                self.facts.row_changes.updates = true;
                 if let TableFactor::Table { name, .. } = &u.table.relation {
                     self.add_write(name);
                 }
@@ -1046,6 +1060,31 @@ impl Visitor for Extractor<'_> {
                     }
                 }
                 self.assigned_columns(&u.assignments);
+                // MySQL's multi-table UPDATE writes every table its SET
+                // names (`UPDATE customers c JOIN regions r ... SET r.id =
+                // 10`), and their foreign keys carry the update on.
+                if !u.table.joins.is_empty() {
+                    for a in &u.assignments {
+                        let names: Vec<&ObjectName> = match &a.target {
+                            AssignmentTarget::ColumnName(n) => vec![n],
+                            AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                        };
+                        for n in names {
+                            let p = parts(n);
+                            let Some((_, table)) = p.split_last().filter(|(_, t)| !t.is_empty())
+                            else {
+                                continue;
+                            };
+                            let written = match table {
+                                [alias] => aliased_table(std::slice::from_ref(&u.table), alias)
+                                    .map(parts)
+                                    .unwrap_or_else(|| table.to_vec()),
+                                _ => table.to_vec(),
+                            };
+                            self.add_write_parts(written);
+                        }
+                    }
+                }
                 let mut read = Vec::new();
                 for j in &u.table.joins {
                     factor_names(&j.relation, &mut read);
@@ -1066,6 +1105,7 @@ impl Visitor for Extractor<'_> {
                 }
             }
             Statement::Delete(d) => {
+                self.facts.row_changes.deletes = true;
                 let from = match &d.from {
                     FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => v,
                 };
@@ -1079,8 +1119,17 @@ impl Visitor for Extractor<'_> {
                         }
                     }
                 } else {
+                    // `DELETE o FROM orders o`: the table behind the alias
+                    // is written (its foreign keys carry the delete on).
                     for n in &d.tables {
-                        self.add_write_parts(parts(n));
+                        let p = parts(n);
+                        match p.as_slice() {
+                            [alias] => match aliased_table(from, alias) {
+                                Some(table) => self.add_write_parts(parts(table)),
+                                None => self.add_write_parts(p),
+                            },
+                            _ => self.add_write_parts(p),
+                        }
                     }
                 }
                 let mut read = Vec::new();
@@ -1129,6 +1178,11 @@ impl Visitor for Extractor<'_> {
                 // The columns its WHEN clauses update and insert.
                 for c in &m.clauses {
                     match &c.action {
+                        MergeAction::Update(_) => self.facts.row_changes.updates = true,
+                        MergeAction::Delete { .. } => self.facts.row_changes.deletes = true,
+                        _ => {}
+                    }
+                    match &c.action {
                         MergeAction::Update(u) => match &u.kind {
                             MergeUpdateKind::Set(a) => self.assigned_columns(a),
                             _ => self.inserted_columns(table, &[]),
@@ -1154,6 +1208,9 @@ impl Visitor for Extractor<'_> {
             }
             Statement::Truncate(t) => {
                 self.facts.unbounded_write = true;
+                if matches!(t.cascade, Some(sqlparser::ast::CascadeOption::Cascade)) {
+                    self.facts.row_changes.truncates_cascade = true;
+                }
                 for n in &t.table_names {
                     self.add_write(&n.name);
                 }
@@ -1258,7 +1315,19 @@ impl Visitor for Extractor<'_> {
                     }
                 }
             }
-            Statement::CreateView(cv) => self.add_write_parts(parts(&cv.name)),
+            Statement::AlterView { .. } => self.facts.row_changes.view_over = true,
+            // A trigger changes what writes to its table do.
+            Statement::CreateTrigger(t) => self.add_write_parts(parts(&t.table_name)),
+            // (Refused as file access unless waived; then judged as the
+            // write it is, review finding: a denied table was loaded.)
+            Statement::LoadData { table_name, .. } => self.add_write_parts(parts(table_name)),
+            Statement::CreateView(cv) => {
+                self.add_write_parts(parts(&cv.name));
+                // Writes through the view will write what it reads.
+                if !cv.materialized {
+                    self.facts.row_changes.view_over = true;
+                }
+            }
             Statement::CreateIndex(ci) => {
                 self.add_write_parts(parts(&ci.table_name));
                 self.named_columns(&ci.include);
@@ -1643,6 +1712,21 @@ fn same_column(a: &Expr, b: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// The table that `alias` names in a FROM list (`orders o`), compared as
+/// MySQL compares aliases (without case).
+fn aliased_table<'a>(from: &'a [TableWithJoins], alias: &str) -> Option<&'a ObjectName> {
+    from.iter()
+        .flat_map(|twj| std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)))
+        .find_map(|f| match f {
+            TableFactor::Table {
+                name,
+                alias: Some(a),
+                ..
+            } if a.name.value.eq_ignore_ascii_case(alias) => Some(name),
+            _ => None,
+        })
 }
 
 /// The table name of `target` when the INSERT rewrites rows already there

@@ -150,6 +150,10 @@ pub struct Facts {
     pub literal_sensitive: bool,
     /// UPDATE/DELETE without WHERE or with a constant-true WHERE, TRUNCATE.
     pub unbounded_write: bool,
+    /// How the statement changes rows of the tables it writes, for the
+    /// foreign keys that carry those changes on
+    /// ([`super::foreign_keys`]).
+    pub row_changes: super::foreign_keys::RowChanges,
     pub data_modifying_cte: bool,
     /// `*`, `t.*`, whole-row references (`SELECT c FROM customers c`),
     /// `TABLE t`, `COPY t` without a column list.

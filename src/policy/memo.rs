@@ -51,6 +51,8 @@ pub struct Memo<V> {
     gate: Option<Weak<dyn Gate>>,
     search_path: Vec<String>,
     database: Option<String>,
+    /// [`SessionContext::foreign_keys_id`].
+    foreign_keys: u64,
     /// The longest text a shape match may serve: the gate's
     /// [`Gate::max_shared_bytes`], at most [`MAX_TEXT`].
     shape_limit: usize,
@@ -135,6 +137,7 @@ impl<V> Default for Memo<V> {
             gate: None,
             search_path: Vec::new(),
             database: None,
+            foreign_keys: 0,
             shape_limit: 0,
             entries: Vec::new(),
             next: 0,
@@ -150,6 +153,7 @@ impl<V> Memo<V> {
             .is_some_and(|g| std::ptr::addr_eq(g.as_ptr(), Arc::as_ptr(gate)))
             && self.search_path == ctx.search_path
             && self.database == ctx.current_database
+            && self.foreign_keys == ctx.foreign_keys_id()
     }
 
     /// The memo as it stands for a request judged by `gate` in `ctx`, or
@@ -190,6 +194,7 @@ impl<V> Memo<V> {
             self.gate = Some(Arc::downgrade(gate));
             self.search_path.clone_from(&ctx.search_path);
             self.database.clone_from(&ctx.current_database);
+            self.foreign_keys = ctx.foreign_keys_id();
             self.shape_limit = gate.max_shared_bytes().min(MAX_TEXT);
         }
         let shape = shape.text_for(sql);

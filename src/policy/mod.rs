@@ -45,6 +45,18 @@ pub struct SessionContext {
     /// airlock allowed in this session. `EXECUTE` of any other name is
     /// blocked.
     pub prepared: HashSet<String>,
+    /// The target's foreign keys, when the policy has rules on tables:
+    /// the tables a write cascades to count as written
+    /// ([`foreign_keys::ForeignKeys::add_cascaded`]).
+    pub foreign_keys: Option<std::sync::Arc<foreign_keys::ForeignKeys>>,
+}
+
+impl SessionContext {
+    /// The [`foreign_keys::ForeignKeys::id`] of the map in force; 0 for
+    /// none. Cached and memoized decisions are keyed by it.
+    pub fn foreign_keys_id(&self) -> u64 {
+        self.foreign_keys.as_ref().map_or(0, |f| f.id())
+    }
 }
 
 /// What is being judged.
@@ -266,6 +278,14 @@ pub trait Gate: Send + Sync {
         true
     }
 
+    /// Whether the policy for `who` has rules on tables that a write
+    /// carried on by a foreign key must be judged by (`deny_tables`,
+    /// `allow_tables`, approvals naming tables): its sessions then load
+    /// the target's foreign keys ([`SessionContext::foreign_keys`]).
+    fn judges_tables(&self, _who: &Principal) -> bool {
+        false
+    }
+
     /// Vets Postgres startup parameters (e.g. `options=-c role=admin`).
     fn judge_startup(&self, _who: &Principal, _params: &[(String, String)]) -> Decision {
         Decision::Allow
@@ -294,6 +314,7 @@ pub mod explain;
 pub mod extract;
 pub mod facts;
 mod fetch_forms;
+pub mod foreign_keys;
 pub mod lex_agreement;
 pub mod lint;
 mod maintenance_forms;

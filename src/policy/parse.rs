@@ -32,6 +32,11 @@ pub struct Limits {
     pub max_tokens: usize,
     /// Deepest bracket nesting, and sqlparser's recursion limit.
     pub max_depth: usize,
+    /// Most statements in one request (a simple Query or COM_QUERY):
+    /// each one's judgement, plans and reply tracking take memory until
+    /// the request ends (DoS finding: 100,000 `select 1;` in 900 KB took
+    /// 1.4 GB).
+    pub max_statements: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +45,7 @@ impl Default for Limits {
             max_statement_bytes: 1024 * 1024,
             max_tokens: 20_000,
             max_depth: 64,
+            max_statements: 1000,
         }
     }
 }
@@ -49,6 +55,10 @@ impl Default for Limits {
 pub struct Blocked {
     pub rule: &'static str,
     pub message: String,
+    /// When a policy waives `rule`: the statement is still refused, as
+    /// one airlock could not judge (a MySQL `LOAD DATA INFILE` that does
+    /// not parse: waiving file access must not let its table go unjudged).
+    pub unjudged: bool,
 }
 
 impl Blocked {
@@ -56,6 +66,7 @@ impl Blocked {
         Blocked {
             rule,
             message: message.into(),
+            unjudged: false,
         }
     }
 }
@@ -68,6 +79,10 @@ pub struct Parsed {
     /// statements for them cannot hold (see [`super::maintenance_forms`]);
     /// `statement` is then a bare `VACUUM` or `ANALYZE`.
     pub maintenance: Option<Maintenance>,
+    /// Built-in rules the text breaks, found before it was parsed; judged
+    /// with the statement's facts, so that a policy that waives them
+    /// still judges the tables it names.
+    pub violations: Vec<(&'static str, String)>,
 }
 
 pub(crate) fn sql_dialect(d: Dialect) -> &'static dyn SqlDialect {
@@ -122,6 +137,15 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
             .all(|t| matches!(t.token, Token::Whitespace(_)))
         {
             continue;
+        }
+        if out.len() == limits.max_statements {
+            return Err(Blocked::new(
+                ids::TOO_COMPLEX,
+                format!(
+                    "the request holds more than {} statements (settings.max_statements); send fewer at a time",
+                    limits.max_statements
+                ),
+            ));
         }
         out.push(parse_segment(dialect, d, segment, limits)?);
     }
@@ -690,10 +714,27 @@ fn parse_segment(
                 || is_kw(Some(t), Keyword::TRIGGER)
         })
     {
-        return Err(Blocked::new(
-            ids::OPAQUE_CODE,
-            "functions, procedures and triggers hold code airlock cannot inspect",
-        ));
+        let message = "functions, procedures and triggers hold code airlock cannot inspect";
+        // A trigger is made on a table, which the policy judges even when
+        // it waives opaque code (a trigger on a table that needs approval
+        // for writes is a way to write it unheld): it must parse.
+        if words(segment)
+            .take(6)
+            .any(|t| is_kw(Some(t), Keyword::TRIGGER))
+        {
+            return match parse_tokens(d, segment.to_vec(), limits) {
+                Ok(statement) => Ok(Parsed {
+                    statement,
+                    maintenance: None,
+                    violations: vec![(ids::OPAQUE_CODE, message.to_owned())],
+                }),
+                Err(_) => Err(Blocked {
+                    unjudged: true,
+                    ..Blocked::new(ids::OPAQUE_CODE, message)
+                }),
+            };
+        }
+        return Err(Blocked::new(ids::OPAQUE_CODE, message));
     }
     if is_kw(first, Keyword::ALTER) && is_kw(second, Keyword::SYSTEM) {
         return Err(Blocked::new(
@@ -714,21 +755,31 @@ fn parse_segment(
             "MySQL PREPARE ... FROM and EXECUTE IMMEDIATE run a statement given as a string, which airlock cannot judge; prepare through the protocol (COM_STMT_PREPARE), as connectors do",
         ));
     }
-    if dialect == Dialect::MySql {
-        for t in words(segment) {
-            if let Token::Word(w) = t {
-                if w.quote_style.is_none()
-                    && ["outfile", "dumpfile", "infile"]
-                        .iter()
-                        .any(|k| w.value.eq_ignore_ascii_case(k))
-                {
-                    return Err(Blocked::new(
-                        ids::FILE_ACCESS,
-                        "reading or writing server files is not allowed",
-                    ));
-                }
-            }
-        }
+    // Judged with the rest of the statement, which must then parse (see
+    // `Parsed::violations`): a waiver of file access must not skip the
+    // tables it reads or writes (review finding: `LOAD DATA ... INTO
+    // TABLE` of a denied table was allowed once file access was waived).
+    let file_access = dialect == Dialect::MySql
+        && words(segment).any(|t| {
+            matches!(t, Token::Word(w) if w.quote_style.is_none()
+                && ["outfile", "dumpfile", "infile"]
+                    .iter()
+                    .any(|k| w.value.eq_ignore_ascii_case(k)))
+        });
+    if file_access {
+        let parsed = parse_tokens(d, segment.to_vec(), limits);
+        let message = "reading or writing server files is not allowed".to_owned();
+        return match parsed {
+            Ok(statement) => Ok(Parsed {
+                statement,
+                maintenance: None,
+                violations: vec![(ids::FILE_ACCESS, message)],
+            }),
+            Err(_) => Err(Blocked {
+                unjudged: true,
+                ..Blocked::new(ids::FILE_ACCESS, message)
+            }),
+        };
     }
 
     if dialect == Dialect::Postgres {
@@ -738,6 +789,7 @@ fn parse_segment(
             return Ok(Parsed {
                 statement: bare_maintenance(m.vacuum),
                 maintenance: Some(m),
+                violations: Vec::new(),
             });
         }
     }
@@ -787,6 +839,19 @@ fn parse_segment(
         copy_booleans(&mut toks);
     }
 
+    Ok(Parsed {
+        statement: parse_tokens(d, toks, limits)?,
+        maintenance: None,
+        violations: Vec::new(),
+    })
+}
+
+/// One statement of `toks`, which must hold nothing after it.
+fn parse_tokens(
+    d: &dyn SqlDialect,
+    toks: Vec<TokenWithSpan>,
+    limits: &Limits,
+) -> Result<Statement, Blocked> {
     let mut parser = Parser::new(d)
         .with_recursion_limit(limits.max_depth.max(8) * 2)
         .with_tokens_with_locations(toks);
@@ -803,10 +868,7 @@ fn parse_segment(
             ),
         ));
     }
-    Ok(Parsed {
-        statement,
-        maintenance: None,
-    })
+    Ok(statement)
 }
 
 #[cfg(test)]

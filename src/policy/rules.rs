@@ -64,6 +64,7 @@ struct RawSettings {
     max_statement_bytes: Option<usize>,
     max_tokens: Option<usize>,
     max_depth: Option<usize>,
+    max_statements: Option<usize>,
     cache_entries: Option<usize>,
 }
 
@@ -275,6 +276,7 @@ pub fn parse_rules(files: &[(&Path, &str)]) -> Result<RuleSet, RulesError> {
                 max_statement_bytes: s.max_statement_bytes.unwrap_or(d.max_statement_bytes),
                 max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
                 max_depth: s.max_depth.unwrap_or(d.max_depth).clamp(4, 512),
+                max_statements: s.max_statements.unwrap_or(d.max_statements).max(1),
             };
             if let Some(c) = s.cache_entries {
                 set.cache_entries = c;

@@ -555,3 +555,49 @@ fn long_statements_keep_their_head_length_and_digest() {
     let kept = audit::session::sql_text(wide.as_bytes());
     assert!(kept.contains("sha256"));
 }
+
+/// No session may hold more than half the queue (DoS finding: one session
+/// pipelining statements without a Sync reserved the whole queue, and
+/// other agents' statements were refused). Its own next statement is
+/// refused; another session's is not.
+#[test]
+fn one_session_holds_at_most_half_the_queue() {
+    use airlock::audit::session::{SessionAudit, SessionInfo};
+    use std::sync::Arc;
+    let (_dir, path) = store();
+    let log = Arc::new(AuditLog::open(&path, 1000).expect("open"));
+    let principal = airlock::policy::Principal {
+        identity: "agent".into(),
+        target: "db".into(),
+        ..Default::default()
+    };
+    let session = |id| {
+        SessionAudit::with_info(
+            Arc::clone(&log),
+            true,
+            &SessionInfo {
+                session: id,
+                principal: &principal,
+                client: "127.0.0.1:1",
+                application_name: None,
+                declared_model: None,
+                protocol: "postgres",
+                database: "db",
+            },
+        )
+    };
+    let (hog, other) = (session(1), session(2));
+    assert_eq!(log.session_share_limit(), 500);
+    let held: Vec<_> = (0..500).map(|_| hog.reserve()).collect();
+    let refusal = hog.ready().expect_err("the hog's next statement");
+    assert!(
+        refusal.contains("this session holds 500 records"),
+        "{refusal}"
+    );
+    assert!(hog.queue_full());
+    other.ready().expect("another session's statement");
+    assert!(!other.queue_full());
+    drop(held);
+    hog.ready().expect("its records are written or released");
+    log.shutdown();
+}

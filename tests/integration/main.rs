@@ -16,6 +16,7 @@ mod approvals;
 mod audit_store;
 mod cli;
 mod config_examples;
+mod foreign_key_cascades;
 mod hot_reload;
 mod janitor_restart;
 mod login_limits;

@@ -377,6 +377,35 @@ async fn janitor_drops_leftovers_of_a_crashed_airlock() {
     live.release().await;
 }
 
+/// The broker's queries never run a function an agent made (audit
+/// finding: `public.shobj_description(oid, text)` beat the built-in
+/// `(oid, name)` for the janitor's `'pg_authid'` literal, and ran as the
+/// broker, which can create roles). Its connection searches the server's
+/// own schemas only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_runs_no_function_an_agent_made() {
+    let env = start("15m").await;
+    env.pg
+        .psql_db(
+            DB,
+            "CREATE FUNCTION public.shobj_description(o oid, c text) RETURNS text \
+             LANGUAGE plpgsql AS $f$ BEGIN \
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hijacked') THEN \
+             CREATE ROLE hijacked; END IF; \
+             RETURN pg_catalog.shobj_description(o, c::name); END $f$; \
+             GRANT EXECUTE ON FUNCTION public.shobj_description(oid, text) TO PUBLIC;",
+        )
+        .unwrap();
+    let b = broker(&env, Duration::from_secs(600), "host-1");
+    let lease = b.lease(&principal(&[])).await.unwrap();
+    b.janitor_pass().await.expect("janitor pass");
+    lease.release().await;
+    assert!(
+        !role_exists(&env, "hijacked"),
+        "the broker ran the agent's function"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_leases_create_and_drop_cleanly() {
     let env = start("15m").await;

@@ -42,7 +42,7 @@
 
 mod names;
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 pub use session::{is_expiry, lease_for, until_expiry};
 

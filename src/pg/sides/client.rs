@@ -20,9 +20,14 @@ impl<'a> ClientSide<'a> {
             shared.fence.planned(0, m.ctx.loaded_at());
             shared.fence.join(m.ctx.generation());
         }
+        let foreign_keys = context
+            .foreign_keys
+            .as_ref()
+            .and_then(|_| proxy.foreign_key_slot(&principal.target));
         ClientSide {
             shared,
             proxy,
+            foreign_keys,
             gates: proxy.gate_cache(),
             principal,
             idle_timeout,
@@ -686,6 +691,12 @@ impl ClientSide<'_> {
             self.frames_unchecked = 0;
             self.check_pending()?;
         }
+        if matches!(frame[0], fe::QUERY | fe::PARSE | fe::BIND) && self.foreign_keys_stale() {
+            // Judged only against the target's links as of now (see
+            // `crate::foreign_keys`): the frame waits for them.
+            self.refreshing = Some(frame.into());
+            return Ok(Verdict::Hold);
+        }
         if matches!(
             frame[0],
             fe::QUERY | fe::PARSE | fe::BIND | fe::EXECUTE | fe::CLOSE
@@ -726,6 +737,7 @@ impl ClientSide<'_> {
     async fn resolve_refreshed(&mut self) -> Result<Verdict, SessionError> {
         if let Some(frame) = self.refreshing.take() {
             let shared = self.shared;
+            self.refresh_foreign_keys().await;
             if let Some(m) = &mut self.masking {
                 m.fence.wait(&shared.fence).await;
             }

@@ -22,6 +22,59 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// Puts the target's links in force in the session context (a map
+    /// loaded since replaces the one there, and with it the memo's
+    /// entries, which are keyed by it).
+    fn sync_foreign_keys(&mut self) {
+        let Some(slot) = &self.foreign_keys else {
+            return;
+        };
+        let map = slot.current();
+        if !self
+            .context
+            .foreign_keys
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, &map))
+        {
+            self.context.foreign_keys = Some(map);
+        }
+    }
+
+    /// Whether a statement must wait for the target's links
+    /// ([`Self::refresh_foreign_keys`]): they are stale, or a reload gave
+    /// the session's policy rules on tables and it has none.
+    pub(super) fn foreign_keys_stale(&mut self) -> bool {
+        match &self.foreign_keys {
+            Some(slot) => slot.stale(),
+            None => {
+                self.gates.version() != self.seen_version
+                    && self.gates.gate().judges_tables(self.principal)
+            }
+        }
+    }
+
+    /// Loads the target's links when they are stale (or first, when a
+    /// reload gave the policy rules on tables), and puts them in force.
+    /// A load that fails leaves the links there were (logged).
+    pub(super) async fn refresh_foreign_keys(&mut self) {
+        if self.foreign_keys.is_none() {
+            if !self.gates.gate().judges_tables(self.principal) {
+                return;
+            }
+            match self.proxy.foreign_keys(&self.principal.target).await {
+                Ok(slot) => self.foreign_keys = Some(slot),
+                Err(e) => {
+                    tracing::warn!(target = %self.principal.target, error = %e, "foreign keys not loaded: statements are judged without them");
+                    return;
+                }
+            }
+        }
+        if let Some(slot) = &self.foreign_keys {
+            slot.fresh().await;
+        }
+        self.sync_foreign_keys();
+    }
+
     /// Judges a statement with the guardrails and, when they allow it,
     /// plans its masking; records the outcome in the audit log. Returns the
     /// masking plans or the refusal message, or [`Decided::Held`] when the
@@ -40,6 +93,7 @@ impl<'a> ClientSide<'a> {
         if let Some(message) = self.cursors.as_ref().and_then(|c| c.fetch_refusal(sql)) {
             return self.refuse(record_now, sql, RELOADED, message);
         }
+        self.sync_foreign_keys();
         // Not while restricted: the memo's plans were made without the
         // restriction (see `super::ddl_fence`).
         let memo = match record_now
@@ -507,7 +561,10 @@ impl<'a> ClientSide<'a> {
         match planned {
             Ok(plans) => {
                 self.follow_step(judged.as_ref());
-                let kept = (!name.is_empty()).then(|| Arc::from(sql));
+                // The unnamed one too while the target's links apply: they
+                // may change between its Parse and its Bind.
+                let kept =
+                    (!name.is_empty() || self.foreign_keys.is_some()).then(|| Arc::from(sql));
                 // Judged under the rules the session last saw (a reload
                 // during a hold is noticed at the next statement).
                 let version = self.seen_version;
@@ -516,6 +573,7 @@ impl<'a> ClientSide<'a> {
                     Vetted {
                         judged,
                         version,
+                        links: self.context.foreign_keys_id(),
                         sql: kept,
                         prepares: self.parsed_prepares.take(),
                     },

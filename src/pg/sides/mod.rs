@@ -228,6 +228,10 @@ pub struct ClientSide<'a> {
     pub idle_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub context: SessionContext,
+    /// The target's foreign keys, when the policy has rules on tables:
+    /// the map in force is put in `context` before each statement is
+    /// judged ([`ClientSide::decide`]).
+    foreign_keys: Option<Arc<crate::foreign_keys::ForeignKeySlot>>,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
     /// with what the audit log records of each execution and the rules
     /// they were judged under.
@@ -351,6 +355,10 @@ pub struct ClientSide<'a> {
 struct Vetted {
     judged: Option<Arc<Judged>>,
     version: u64,
+    /// The target's links it was judged under
+    /// ([`SessionContext::foreign_keys_id`]): judged again when they
+    /// changed.
+    links: u64,
     sql: Option<Arc<[u8]>>,
     /// A SQL `PREPARE` sent through Parse: the names it makes. Taken when
     /// a portal bound from it is executed, not at its Parse (see

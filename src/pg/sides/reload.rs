@@ -121,10 +121,16 @@ impl<'a> ClientSide<'a> {
         match self.statements.get(name) {
             // Vouched for by a SQL PREPARE of that name.
             None if !self.masking_now_applies => Ok(Bound::default()),
-            Some(v) if v.version == self.seen_version && !self.masking_now_applies => Ok(Bound {
-                judged: v.judged.clone(),
-                prepares: v.prepares.clone(),
-            }),
+            Some(v)
+                if v.version == self.seen_version
+                    && v.links == self.context.foreign_keys_id()
+                    && !self.masking_now_applies =>
+            {
+                Ok(Bound {
+                    judged: v.judged.clone(),
+                    prepares: v.prepares.clone(),
+                })
+            }
             _ => self.judge_again(name),
         }
     }
@@ -142,6 +148,7 @@ impl<'a> ClientSide<'a> {
             return Ok(Bound::default());
         };
         let version = self.seen_version;
+        let links = self.context.foreign_keys_id();
         let sql = vetted
             .sql
             .clone()
@@ -153,7 +160,7 @@ impl<'a> ClientSide<'a> {
             });
         let Some(sql) = sql else {
             return Err(format!(
-                "airlock: blocked by rule {RELOADED}: the rules changed since prepared statement \"{}\" was parsed: Parse it again",
+                "airlock: blocked by rule {RELOADED}: the rules (or the tables' foreign keys) changed since prepared statement \"{}\" was parsed: Parse it again",
                 String::from_utf8_lossy(name)
             ));
         };
@@ -176,6 +183,7 @@ impl<'a> ClientSide<'a> {
                 .get_mut(name)
                 .map(|v| {
                     v.version = version;
+                    v.links = links;
                     Bound {
                         judged: v.judged.clone(),
                         prepares: v.prepares.clone(),
@@ -187,7 +195,7 @@ impl<'a> ClientSide<'a> {
             }
             // Held only at a Parse, where the client waits for it.
             Decision::RequireApproval { rule, message } => Err(format!(
-                "airlock: blocked by rule {rule}: {message}; the rules were reloaded since prepared statement \"{}\" was parsed, and they hold it for approval: Parse it again to ask",
+                "airlock: blocked by rule {rule}: {message}; the rules (or the tables' foreign keys) changed since prepared statement \"{}\" was parsed, and they hold it for approval: Parse it again to ask",
                 String::from_utf8_lossy(name)
             )),
         }

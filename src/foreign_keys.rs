@@ -1,0 +1,167 @@
+//! Each target's links for the policy (foreign keys, views' base tables,
+//! partitions and inheritance children; see
+//! [`crate::policy::foreign_keys`]), loaded over a connection of
+//! airlock's own and shared by the target's sessions.
+//!
+//! The first session whose policy has rules on tables loads them, and its
+//! login (Postgres) or first statement (MySQL) waits for the load. Once
+//! the target's catalog generation has moved (DDL through airlock by any
+//! session, a config reload), the next statement judged waits for a
+//! fresh load ([`ForeignKeySlot::fresh`]; one load at a time per target),
+//! so a view or key made through airlock counts from the very next
+//! statement. A key a DBA makes on the server counts from the next load.
+//! A load that fails keeps the map there was, with a warning; the next
+//! try is [`RETRY_AFTER`] later.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Protocol, Target};
+use crate::masking::Generation;
+use crate::policy::foreign_keys::ForeignKeys;
+
+/// After a failed load, how long statements are judged with the map there
+/// was before the next try.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Where a target's links are read from.
+#[derive(Clone)]
+pub enum Source {
+    Postgres(crate::pg::foreign_keys::Source),
+    MySql {
+        target: Target,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
+}
+
+impl Source {
+    /// The source for `target` (named `name`), by its protocol.
+    pub fn of(
+        name: &str,
+        target: &Target,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+        max_message: usize,
+    ) -> Source {
+        match target.protocol {
+            Protocol::Postgres => Source::Postgres(crate::pg::foreign_keys::Source {
+                target_name: name.to_owned(),
+                target: target.clone(),
+                tls,
+                timeout,
+                max_message,
+            }),
+            Protocol::Mysql => Source::MySql {
+                target: target.clone(),
+                timeout,
+                tls,
+            },
+        }
+    }
+
+    /// Loads the links, as of catalog generation `at`.
+    pub async fn load(&self, at: u64) -> Result<ForeignKeys, String> {
+        match self {
+            Source::Postgres(s) => crate::pg::foreign_keys::load(s, at)
+                .await
+                .map_err(|e| e.to_string()),
+            Source::MySql {
+                target,
+                timeout,
+                tls,
+            } => crate::mysql::foreign_keys::load(target, *timeout, tls.clone(), at)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A target's links, shared by its sessions.
+pub struct ForeignKeySlot {
+    target: String,
+    map: ArcSwap<ForeignKeys>,
+    generation: Generation,
+    source: Mutex<Source>,
+    /// Held while a load runs: sessions that find the map stale together
+    /// wait for one load.
+    loading: tokio::sync::Mutex<()>,
+    failed_at: Mutex<Option<Instant>>,
+}
+
+impl ForeignKeySlot {
+    pub fn new(target: &str, map: ForeignKeys, generation: Generation, source: Source) -> Self {
+        ForeignKeySlot {
+            target: target.to_owned(),
+            map: ArcSwap::from_pointee(map),
+            generation,
+            source: Mutex::new(source),
+            loading: tokio::sync::Mutex::new(()),
+            failed_at: Mutex::new(None),
+        }
+    }
+
+    /// The map there is, fresh or not.
+    pub fn current(&self) -> Arc<ForeignKeys> {
+        self.map.load_full()
+    }
+
+    /// Whether the catalog generation has moved since the map was loaded.
+    pub fn stale(&self) -> bool {
+        self.map.load().loaded_at() != self.generation.current()
+    }
+
+    /// The map as of the current catalog generation: loaded again first
+    /// when it is stale (unless a load failed less than [`RETRY_AFTER`]
+    /// ago, or fails now: then the map there was).
+    pub async fn fresh(&self) -> Arc<ForeignKeys> {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.fresh_with(|at| async move { source.load(at).await })
+            .await
+    }
+
+    /// [`Self::fresh`], loading with `load` (given the generation to load
+    /// at) when the map is stale.
+    pub async fn fresh_with<F, Fut>(&self, load: F) -> Arc<ForeignKeys>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<ForeignKeys, String>>,
+    {
+        if !self.stale() {
+            return self.current();
+        }
+        let _one = self.loading.lock().await;
+        if !self.stale() {
+            return self.current();
+        }
+        let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
+            return self.current();
+        }
+        let at = self.generation.current();
+        match load(at).await {
+            Ok(map) => {
+                tracing::debug!(target = %self.target, links = map.len(), "foreign keys loaded again");
+                self.map.store(Arc::new(map));
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(e) => {
+                tracing::warn!(target = %self.target, error = %e, "foreign keys not loaded again: statements are judged with the ones loaded before");
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
+        }
+        self.current()
+    }
+
+    /// Where later loads read from (a config reload may have moved the
+    /// target).
+    pub fn set_source(&self, source: Source) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = source;
+    }
+}

@@ -1,0 +1,564 @@
+//! Foreign keys that carry a write into other tables.
+//!
+//! `DELETE FROM customers` also deletes the orders whose key has `ON DELETE
+//! CASCADE`, and nulls those with `ON DELETE SET NULL`; `TRUNCATE
+//! customers CASCADE` empties every table that references it. A rule on
+//! `orders` (`deny_tables`, `allow_tables`, an approval for writes) must
+//! hold such a statement as it holds `DELETE FROM orders` (red-team
+//! finding: `DELETE FROM customers WHERE id = 951` deleted an order
+//! without the approval that `UPDATE orders` needs).
+//!
+//! Other links carry writes on the same way: a write to an updatable view
+//! writes its base tables, and a write to a partitioned or inheritance
+//! parent writes its children (and an UPDATE that moves a row to another
+//! partition deletes it from the first), whose own keys carry it further.
+//!
+//! The text of a statement does not say where its writes go on to; the
+//! database's catalog does. [`crate::foreign_keys`] loads a target's links
+//! ([`crate::pg::foreign_keys`], [`crate::mysql::foreign_keys`]) into a
+//! [`ForeignKeys`] shared by its sessions, which put it in
+//! [`super::SessionContext::foreign_keys`]; the engine adds the tables
+//! reached to the statement's writes ([`ForeignKeys::add_cascaded`])
+//! before judging it. A `CREATE VIEW` over a table counts as writing what
+//! a write to the table would reach: the view is a way to write it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::facts::{Facts, Relation};
+
+/// What a foreign key does to the referencing rows when the referenced
+/// row is deleted or its key updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// NO ACTION or RESTRICT: the write fails instead.
+    Refuse,
+    /// The referencing rows are deleted (ON DELETE) or their key updated
+    /// (ON UPDATE).
+    Cascade,
+    /// SET NULL or SET DEFAULT: the referencing rows are updated.
+    Set,
+}
+
+impl Action {
+    /// Postgres `pg_constraint.confdeltype` / `confupdtype`.
+    pub fn from_pg(code: &str) -> Action {
+        match code {
+            "c" => Action::Cascade,
+            "n" | "d" => Action::Set,
+            _ => Action::Refuse,
+        }
+    }
+
+    /// MySQL `REFERENTIAL_CONSTRAINTS.DELETE_RULE` / `UPDATE_RULE`.
+    pub fn from_mysql(rule: &str) -> Action {
+        match rule.to_ascii_uppercase().as_str() {
+            "CASCADE" => Action::Cascade,
+            "SET NULL" | "SET DEFAULT" => Action::Set,
+            _ => Action::Refuse,
+        }
+    }
+}
+
+/// How a write to one relation reaches another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A foreign key of `to` referencing `from`.
+    Key {
+        on_delete: Action,
+        on_update: Action,
+    },
+    /// `from` is a view over `to`.
+    View,
+    /// `to` is a partition or inheritance child of `from`.
+    Child,
+}
+
+/// One link, as either catalog query reads it: from `(schema, name)` to
+/// `(schema, name)`.
+#[derive(Debug, Clone)]
+pub struct LinkRow {
+    pub from: (String, String),
+    pub to: (String, String),
+    pub link: Link,
+}
+
+/// A link, seen from the relation it starts at.
+#[derive(Debug, Clone)]
+struct Reached {
+    schema: String,
+    table: String,
+    link: Link,
+}
+
+/// How a table's rows are changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Change {
+    Delete,
+    Update,
+    /// `TRUNCATE ... CASCADE`: every referencing table, whatever its key
+    /// says.
+    Truncate,
+}
+
+/// Which kinds of change a statement makes to the tables it writes (see
+/// [`Facts::row_changes`]), or whether it makes a view over those it
+/// reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowChanges {
+    /// DELETE, REPLACE, a MERGE that may delete.
+    pub deletes: bool,
+    /// UPDATE, an upsert's update, a MERGE that may update.
+    pub updates: bool,
+    /// Postgres `TRUNCATE ... CASCADE`.
+    pub truncates_cascade: bool,
+    /// `CREATE [OR REPLACE] VIEW`, `ALTER VIEW ... AS`: writes through the
+    /// view will reach whatever writes to the tables it reads reach.
+    pub view_over: bool,
+}
+
+impl RowChanges {
+    pub fn any(&self) -> bool {
+        self.deletes || self.updates || self.truncates_cascade || self.view_over
+    }
+}
+
+/// A target's links, by the relation they start at (`schema.table`, lower
+/// case).
+#[derive(Debug, Default)]
+pub struct ForeignKeys {
+    /// Unique per map loaded: decisions are cached and memoized under it.
+    id: u64,
+    /// The target's catalog generation read before the map was loaded.
+    at: u64,
+    by_referenced: HashMap<String, Vec<Reached>>,
+    /// Views whose base tables could not be read (a MySQL definition that
+    /// the upstream user may not see, or that does not parse): a write
+    /// through one is refused.
+    opaque_views: HashSet<String>,
+}
+
+use super::builtin::ids::OPAQUE_VIEW;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl ForeignKeys {
+    /// A map of `rows`, loaded at catalog generation `at`. Keys whose
+    /// actions both refuse are kept: `TRUNCATE ... CASCADE` follows them.
+    /// `opaque_views`: (schema, name) of views whose base tables are not
+    /// known.
+    pub fn new(
+        at: u64,
+        rows: impl IntoIterator<Item = LinkRow>,
+        opaque_views: impl IntoIterator<Item = (String, String)>,
+    ) -> ForeignKeys {
+        let mut by_referenced: HashMap<String, Vec<Reached>> = HashMap::new();
+        for row in rows {
+            by_referenced
+                .entry(key(&row.from.0, &row.from.1))
+                .or_default()
+                .push(Reached {
+                    schema: row.to.0.to_lowercase(),
+                    table: row.to.1.to_lowercase(),
+                    link: row.link,
+                });
+        }
+        ForeignKeys {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            at,
+            by_referenced,
+            opaque_views: opaque_views.into_iter().map(|(s, n)| key(&s, &n)).collect(),
+        }
+    }
+
+    /// Identifies this map among every map loaded (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The catalog generation it was loaded at.
+    pub fn loaded_at(&self) -> u64 {
+        self.at
+    }
+
+    /// Links in the map.
+    pub fn len(&self) -> usize {
+        self.by_referenced.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_referenced.is_empty() && self.opaque_views.is_empty()
+    }
+
+    /// The tables that the changes `facts` makes to the tables it writes
+    /// carry on to, through any number of links, added to its writes; a
+    /// write through a view whose tables are not known is a violation.
+    pub fn add_cascaded(&self, facts: &mut Facts) {
+        if self.is_empty() || !facts.row_changes.any() {
+            return;
+        }
+        let changes = facts.row_changes;
+        if changes.deletes || changes.updates || changes.truncates_cascade {
+            if let Some(view) = facts
+                .writes
+                .iter()
+                .flat_map(|r| r.candidates())
+                .find(|c| self.opaque_views.contains(&c.to_lowercase()))
+            {
+                facts.violations.push((
+                    OPAQUE_VIEW,
+                    format!("{view} is a view whose tables airlock cannot see (its definition is hidden from airlock's upstream user or does not parse), so it cannot tell which tables a write through it reaches"),
+                ));
+            }
+        }
+        let mut reached = self.reached(&facts.writes, changes);
+        if changes.view_over {
+            // What a write through the view may do to the tables it reads.
+            let through = RowChanges {
+                deletes: true,
+                updates: true,
+                ..RowChanges::default()
+            };
+            reached.extend(self.reached(&facts.reads, through));
+            reached.extend(facts.reads.iter().cloned());
+        }
+        facts.writes.extend(reached);
+    }
+
+    fn reached(&self, writes: &BTreeSet<Relation>, changes: RowChanges) -> Vec<Relation> {
+        let mut todo: Vec<(String, Change)> = Vec::new();
+        for r in writes {
+            for c in r.candidates() {
+                let c = c.to_lowercase();
+                if changes.deletes {
+                    todo.push((c.clone(), Change::Delete));
+                }
+                if changes.updates {
+                    todo.push((c.clone(), Change::Update));
+                }
+                if changes.truncates_cascade {
+                    todo.push((c, Change::Truncate));
+                }
+            }
+        }
+        let mut seen: HashSet<(String, Change)> = todo.iter().cloned().collect();
+        let mut out = Vec::new();
+        while let Some((table, change)) = todo.pop() {
+            let Some(children) = self.by_referenced.get(&table) else {
+                continue;
+            };
+            for child in children {
+                let next: &[Change] = match (child.link, change) {
+                    (Link::Key { .. }, Change::Truncate) => &[Change::Truncate],
+                    (Link::Key { on_delete, .. }, Change::Delete) => {
+                        follow(on_delete, Change::Delete)
+                    }
+                    (Link::Key { on_update, .. }, Change::Update) => {
+                        follow(on_update, Change::Update)
+                    }
+                    // A view cannot be truncated.
+                    (Link::View, Change::Truncate) => &[],
+                    (Link::View | Link::Child, c) if c != Change::Update => match c {
+                        Change::Delete => &[Change::Delete],
+                        _ => &[Change::Truncate],
+                    },
+                    // An update may move a row to another partition: a
+                    // delete from the one it was in.
+                    (Link::Child, _) => &[Change::Update, Change::Delete],
+                    (Link::View, _) => &[Change::Update],
+                };
+                if next.is_empty() {
+                    continue;
+                }
+                // A row set to NULL or its default is an update of the
+                // referencing table, which its own keys may carry on.
+                let name = key(&child.schema, &child.table);
+                for &n in next {
+                    if seen.insert((name.clone(), n)) {
+                        todo.push((name.clone(), n));
+                    }
+                }
+                out.push(Relation {
+                    schemas: vec![child.schema.clone()],
+                    name: child.table.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The links from a view to the tables its definition reads (MySQL keeps
+/// no list of them), or `None` when the definition is empty (hidden from
+/// the user that read it) or does not parse. A long definition is parsed
+/// on a thread with a large stack ([`crate::big_stack`]), as the engine
+/// parses long statements.
+pub fn view_links(
+    dialect: super::Dialect,
+    schema: &str,
+    name: &str,
+    definition: &str,
+) -> Option<Vec<LinkRow>> {
+    if definition.trim().is_empty() {
+        return None;
+    }
+    if definition.len() > super::engine::INLINE_PARSE_BYTES {
+        return crate::big_stack::run("airlock-view", || {
+            view_links_inline(dialect, schema, name, definition)
+        })
+        .flatten();
+    }
+    view_links_inline(dialect, schema, name, definition)
+}
+
+fn view_links_inline(
+    dialect: super::Dialect,
+    schema: &str,
+    name: &str,
+    definition: &str,
+) -> Option<Vec<LinkRow>> {
+    let ctx = super::SessionContext {
+        current_database: Some(schema.to_owned()),
+        search_path: vec![schema.to_owned()],
+        ..super::SessionContext::default()
+    };
+    let parsed = super::parse::parse(dialect, definition, &super::parse::Limits::default()).ok()?;
+    let mut out = Vec::new();
+    for p in &parsed {
+        let facts = super::extract::extract_parsed(dialect, &ctx, p);
+        for r in facts.reads {
+            for s in &r.schemas {
+                out.push(LinkRow {
+                    from: (schema.to_owned(), name.to_owned()),
+                    to: (s.clone(), r.name.clone()),
+                    link: Link::View,
+                });
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The change a key's action makes to the referencing rows.
+fn follow(action: Action, change: Change) -> &'static [Change] {
+    match (action, change) {
+        (Action::Refuse, _) => &[],
+        (Action::Cascade, Change::Delete) => &[Change::Delete],
+        (Action::Cascade, Change::Truncate) => &[Change::Truncate],
+        (Action::Cascade | Action::Set, _) => &[Change::Update],
+    }
+}
+
+fn key(schema: &str, table: &str) -> String {
+    format!("{}.{}", schema.to_lowercase(), table.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(parent: &str, child: &str, del: Action, upd: Action) -> LinkRow {
+        link(
+            parent,
+            child,
+            Link::Key {
+                on_delete: del,
+                on_update: upd,
+            },
+        )
+    }
+
+    fn link(from: &str, to: &str, link: Link) -> LinkRow {
+        LinkRow {
+            from: ("public".into(), from.into()),
+            to: ("public".into(), to.into()),
+            link,
+        }
+    }
+
+    fn reached(fk: &ForeignKeys, table: &str, changes: RowChanges) -> Vec<String> {
+        let writes = [Relation {
+            schemas: vec!["public".into()],
+            name: table.into(),
+        }]
+        .into_iter()
+        .collect();
+        let mut out: Vec<String> = fk
+            .reached(&writes, changes)
+            .iter()
+            .map(|r| r.display_name())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    const DELETES: RowChanges = RowChanges {
+        deletes: true,
+        updates: false,
+        truncates_cascade: false,
+        view_over: false,
+    };
+    const UPDATES: RowChanges = RowChanges {
+        deletes: false,
+        updates: true,
+        truncates_cascade: false,
+        view_over: false,
+    };
+    const TRUNCATES: RowChanges = RowChanges {
+        deletes: false,
+        updates: false,
+        truncates_cascade: true,
+        view_over: false,
+    };
+
+    #[test]
+    fn deletes_follow_on_delete_actions_through_every_level() {
+        use Action::*;
+        let fk = ForeignKeys::new(
+            0,
+            [
+                row("customers", "orders", Cascade, Refuse),
+                row("orders", "items", Cascade, Refuse),
+                row("customers", "notes", Set, Refuse),
+                row("customers", "invoices", Refuse, Cascade),
+            ],
+            [],
+        );
+        assert_eq!(
+            reached(&fk, "customers", DELETES),
+            ["public.items", "public.notes", "public.orders"]
+        );
+        // An update follows only ON UPDATE actions.
+        assert_eq!(reached(&fk, "customers", UPDATES), ["public.invoices"]);
+        // TRUNCATE ... CASCADE follows every key.
+        assert_eq!(
+            reached(&fk, "customers", TRUNCATES),
+            [
+                "public.invoices",
+                "public.items",
+                "public.notes",
+                "public.orders"
+            ]
+        );
+        assert!(reached(&fk, "items", DELETES).is_empty());
+    }
+
+    #[test]
+    fn a_set_null_is_an_update_that_cascades_on() {
+        use Action::*;
+        let fk = ForeignKeys::new(
+            0,
+            [
+                row("a", "b", Set, Refuse),
+                // b's own key column is referenced by c, ON UPDATE CASCADE.
+                row("b", "c", Refuse, Cascade),
+                // A cycle ends.
+                row("c", "a", Cascade, Cascade),
+            ],
+            [],
+        );
+        assert_eq!(
+            reached(&fk, "a", DELETES),
+            ["public.a", "public.b", "public.c"]
+        );
+    }
+
+    #[test]
+    fn names_are_matched_without_case_and_ids_differ() {
+        let a = ForeignKeys::new(
+            3,
+            [LinkRow {
+                from: ("Public".into(), "Customers".into()),
+                to: ("public".into(), "Orders".into()),
+                link: Link::Key {
+                    on_delete: Action::Cascade,
+                    on_update: Action::Refuse,
+                },
+            }],
+            [],
+        );
+        assert_eq!(reached(&a, "customers", DELETES), ["public.orders"]);
+        let b = ForeignKeys::new(3, [], []);
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.loaded_at(), 3);
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn views_and_children_carry_writes_on() {
+        use Action::*;
+        let fk = ForeignKeys::new(
+            0,
+            [
+                link("cv", "customers", Link::View),
+                row("customers", "orders", Cascade, Refuse),
+                link("accounts", "accounts_eu", Link::Child),
+                row("accounts_eu", "ledger", Cascade, Refuse),
+            ],
+            [],
+        );
+        assert_eq!(
+            reached(&fk, "cv", DELETES),
+            ["public.customers", "public.orders"]
+        );
+        // Only the view's own tables: the key acts on deletes.
+        assert_eq!(reached(&fk, "cv", UPDATES), ["public.customers"]);
+        assert_eq!(
+            reached(&fk, "accounts", DELETES),
+            ["public.accounts_eu", "public.ledger"]
+        );
+        // An update that moves a row out of a partition deletes it there.
+        assert_eq!(
+            reached(&fk, "accounts", UPDATES),
+            ["public.accounts_eu", "public.ledger"]
+        );
+        assert_eq!(
+            reached(&fk, "accounts", TRUNCATES),
+            ["public.accounts_eu", "public.ledger"]
+        );
+    }
+
+    #[test]
+    fn a_view_over_a_table_counts_as_writing_what_the_table_reaches() {
+        use Action::*;
+        let fk = ForeignKeys::new(
+            0,
+            [row("customers", "orders", Cascade, Refuse)],
+            [("public".to_owned(), "hidden".to_owned())],
+        );
+        let rel = |n: &str| Relation {
+            schemas: vec!["public".into()],
+            name: n.into(),
+        };
+        let mut facts = Facts::default();
+        facts.writes.insert(rel("cv"));
+        facts.reads.insert(rel("customers"));
+        facts.row_changes.view_over = true;
+        fk.add_cascaded(&mut facts);
+        let writes: Vec<String> = facts.writes.iter().map(|r| r.display_name()).collect();
+        assert_eq!(writes, ["public.customers", "public.cv", "public.orders"]);
+        assert!(facts.violations.is_empty());
+        // A write through a view whose tables are not known is refused.
+        let mut facts = Facts::default();
+        facts.writes.insert(rel("hidden"));
+        facts.row_changes.deletes = true;
+        fk.add_cascaded(&mut facts);
+        assert_eq!(facts.violations.len(), 1);
+        assert_eq!(facts.violations[0].0, OPAQUE_VIEW);
+    }
+
+    #[test]
+    fn actions_read_from_either_catalog() {
+        assert_eq!(Action::from_pg("c"), Action::Cascade);
+        assert_eq!(Action::from_pg("n"), Action::Set);
+        assert_eq!(Action::from_pg("d"), Action::Set);
+        assert_eq!(Action::from_pg("a"), Action::Refuse);
+        assert_eq!(Action::from_pg("r"), Action::Refuse);
+        assert_eq!(Action::from_mysql("CASCADE"), Action::Cascade);
+        assert_eq!(Action::from_mysql("SET NULL"), Action::Set);
+        assert_eq!(Action::from_mysql("SET DEFAULT"), Action::Set);
+        assert_eq!(Action::from_mysql("RESTRICT"), Action::Refuse);
+        assert_eq!(Action::from_mysql("NO ACTION"), Action::Refuse);
+    }
+}
