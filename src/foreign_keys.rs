@@ -10,8 +10,9 @@
 //! fresh load ([`ForeignKeySlot::fresh`]; one load at a time per target),
 //! so a view or key made through airlock counts from the very next
 //! statement. A key a DBA makes on the server counts from the next load.
-//! A load that fails keeps the map there was, with a warning; the next
-//! try is [`RETRY_AFTER`] later.
+//! A load that fails leaves an empty map that refuses every write (see
+//! [`ForeignKeys::unreadable_copy`]) in force until one succeeds, with a
+//! warning; the next try is [`RETRY_AFTER`] later. Reads go on.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +90,8 @@ pub struct ForeignKeySlot {
     /// wait for one load.
     loading: tokio::sync::Mutex<()>,
     failed_at: Mutex<Option<Instant>>,
+    /// In force after a failed load, until one succeeds.
+    unreadable: Mutex<Option<Arc<ForeignKeys>>>,
 }
 
 impl ForeignKeySlot {
@@ -100,11 +103,21 @@ impl ForeignKeySlot {
             source: Mutex::new(source),
             loading: tokio::sync::Mutex::new(()),
             failed_at: Mutex::new(None),
+            unreadable: Mutex::new(None),
         }
     }
 
-    /// The map there is, fresh or not.
+    /// The map in force: the last one loaded, or, after a failed load, one
+    /// that refuses every write.
     pub fn current(&self) -> Arc<ForeignKeys> {
+        if let Some(u) = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Arc::clone(u);
+        }
         self.map.load_full()
     }
 
@@ -122,13 +135,14 @@ impl ForeignKeySlot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        self.fresh_with(|at| async move { source.load(at).await })
+        self.fresh_with(|at| async move { source.load(at).await }, false)
             .await
     }
 
     /// [`Self::fresh`], loading with `load` (given the generation to load
-    /// at) when the map is stale.
-    pub async fn fresh_with<F, Fut>(&self, load: F) -> Arc<ForeignKeys>
+    /// at) when the map is stale; `now`: even within [`RETRY_AFTER`] of a
+    /// failed load (a session's own connection, at its login).
+    pub async fn fresh_with<F, Fut>(&self, load: F, now: bool) -> Arc<ForeignKeys>
     where
         F: FnOnce(u64) -> Fut,
         Fut: std::future::Future<Output = Result<ForeignKeys, String>>,
@@ -141,7 +155,7 @@ impl ForeignKeySlot {
             return self.current();
         }
         let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        if failed.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
+        if !now && failed.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
             return self.current();
         }
         let at = self.generation.current();
@@ -150,10 +164,15 @@ impl ForeignKeySlot {
                 tracing::debug!(target = %self.target, links = map.len(), "foreign keys loaded again");
                 self.map.store(Arc::new(map));
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.unreadable.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             Err(e) => {
-                tracing::warn!(target = %self.target, error = %e, "foreign keys not loaded again: statements are judged with the ones loaded before");
+                tracing::warn!(target = %self.target, error = %e, "foreign keys not loaded again: writes are refused until they are (tried again in 10 s)");
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                self.unreadable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| Arc::new(self.map.load().unreadable_copy()));
             }
         }
         self.current()

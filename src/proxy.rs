@@ -543,11 +543,14 @@ impl Proxy {
             }
         };
         let map = slot
-            .fresh_with(|at| async move {
-                crate::pg::foreign_keys::load_on(conn, target, at)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            .fresh_with(
+                |at| async move {
+                    crate::pg::foreign_keys::load_on(conn, target, at)
+                        .await
+                        .map_err(|e| e.to_string())
+                },
+                true,
+            )
             .await;
         Ok(map)
     }

@@ -221,7 +221,7 @@ impl SessionAudit {
     pub fn ready(&self) -> Result<(), String> {
         if self.fail_closed && self.over_share() {
             return Err(format!(
-                "audit log unavailable: this session holds {} records the audit log has not written yet, the most one session may (half of audit.queue); wait for results before sending more",
+                "audit log unavailable: this session holds {} records the audit log has not written yet, the most one session may (audit.queue); read the results of the statements sent before sending more",
                 self.share.held()
             ));
         }

@@ -244,7 +244,11 @@ impl AuditLog {
     /// have room again as soon as the writer catches up (see
     /// [`AuditLog::wait_for_room`]).
     pub fn queue_full(&self) -> bool {
-        self.shared.load() >= self.shared.capacity
+        // The writer's backlog, not the records still to come of
+        // statements running (those count against the channel's size, in
+        // `available`): a session that holds its share of those without
+        // reading its results must not make others wait.
+        self.shared.depth.load(Ordering::Acquire) >= self.shared.capacity
             && self.is_healthy()
             && !self.shared.stopping.load(Ordering::Acquire)
     }
@@ -286,12 +290,14 @@ impl AuditLog {
     }
 
     /// The most records one session may hold in the queue (queued or
-    /// reserved) before its next statement is refused: half the queue, so
-    /// that one session cannot take the room others need; at least
-    /// [`MIN_SESSION_SHARE`], for small queues (one request's records must
-    /// fit: the server answers a batch's statements only at its Sync).
+    /// reserved) before its next statement is refused: the queue's
+    /// configured size (at least [`MIN_SESSION_SHARE`]), so that the
+    /// headroom above it stays for other sessions. A batch of that many
+    /// statements sent without reading a result fits; a session that
+    /// sends more without reading (so that its records never come) takes
+    /// no more room.
     pub fn session_share_limit(&self) -> usize {
-        (self.shared.capacity / 2).max(MIN_SESSION_SHARE)
+        self.shared.capacity.max(MIN_SESSION_SHARE)
     }
 
     /// False while the writer's last batch failed (it keeps retrying).

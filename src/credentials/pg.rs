@@ -398,8 +398,9 @@ impl Inner {
                     &mut slot.insert((settings.generation, c)).1
                 }
             };
+            let sql = format!("{}{sql}", upstream::OWN_SEARCH_PATH);
             let failure =
-                match crate::timer_thread::timeout(self.timeout, simple_query(conn, sql)).await {
+                match crate::timer_thread::timeout(self.timeout, simple_query(conn, &sql)).await {
                     Ok(Ok(reply)) => return Ok(reply),
                     Ok(Err(e)) => e.to_string().replace(user, "<ephemeral user>"),
                     Err(_) => "timed out".to_owned(),

@@ -162,17 +162,18 @@ const CASTS_QUERY: &str = "SELECT count(*), count(*) FILTER (WHERE castcontext =
 /// that needed the snapshot is refused (55P03) while the session goes on.
 const LOCK_TIMEOUT_MS: u32 = 2_000;
 
-/// The setting the load makes first ([`LOCK_TIMEOUT_MS`]), as a statement
+/// The settings the load makes first ([`super::upstream::OWN_SEARCH_PATH`]
+/// and [`LOCK_TIMEOUT_MS`]), as statements
 /// rather than a startup parameter (a pooler in front of the server may
 /// refuse those), and `LOCAL` to the load's one implicit transaction
 /// (behind a transaction pooler, a session setting would stay on the
-/// server connection for its next client; review finding). It returns no
-/// rows. The query as a whole has no time limit: a catalog that takes
+/// server connection for its next client; review finding). They return
+/// no rows. The query as a whole has no time limit: a catalog that takes
 /// long to read (thousands of large views) must still load, if slowly;
 /// a limit made every load of such a catalog fail, and with it every
 /// masked statement and login of the target (red-team finding: an agent
 /// allowed DDL can make the catalog that slow).
-const BOUNDS_STATEMENTS: usize = 1;
+const BOUNDS_STATEMENTS: usize = 2;
 
 /// The catalog generation of a snapshot that was never loaded (a masking
 /// session that logged in while the catalog could not be read): never a
@@ -565,7 +566,10 @@ async fn load_once(
     let mut conn = up.conn;
     let mut out = BytesMut::new();
     frontend::query(
-        &format!("SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}"),
+        &format!(
+            "{}SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {QUERY}; {SYSTEM_QUERY}; {FUNCTIONS_QUERY}; {WRITE_CODE_QUERY}; {CASTS_QUERY}",
+            upstream::OWN_SEARCH_PATH
+        ),
         &mut out,
     )?;
     frontend::terminate(&mut out);

@@ -23,6 +23,8 @@ use crate::policy::foreign_keys::{Action, ForeignKeys, Link, LinkRow};
 /// - `k`: a foreign key of `to` referencing `from` (partitions' own
 ///   copies of a partitioned table's keys are listed too);
 /// - `v`: `from` is a view over `to` (its rewrite rule depends on it);
+/// - `r`: a rule on `from` (`ON INSERT|UPDATE|DELETE ... DO ...`, a DBA's)
+///   names `to`;
 /// - `i`: `to` is a partition or inheritance child of `from`.
 ///
 /// Every name, operator and cast is qualified with `pg_catalog`: the first
@@ -48,6 +50,20 @@ pub const QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname, c.relname, 'k
     JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) d.refobjid \
     JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace \
     WHERE v.relkind OPERATOR(pg_catalog.=) 'v'::pg_catalog.\"char\" \
+      AND r.ev_type OPERATOR(pg_catalog.=) '1'::pg_catalog.\"char\" \
+      AND t.oid OPERATOR(pg_catalog.<>) v.oid \
+    UNION \
+    SELECT vn.nspname, v.relname, tn.nspname, t.relname, 'r', NULL, NULL \
+    FROM pg_catalog.pg_rewrite r \
+    JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) r.ev_class \
+    JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace \
+    JOIN pg_catalog.pg_depend d \
+      ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+      AND d.objid OPERATOR(pg_catalog.=) r.oid \
+      AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+    JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) d.refobjid \
+    JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace \
+    WHERE r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" \
       AND t.oid OPERATOR(pg_catalog.<>) v.oid \
     UNION \
     SELECT pn.nspname, p.relname, cn.nspname, c.relname, 'i', NULL, NULL \
@@ -150,6 +166,7 @@ fn link_row(fields: &[Option<String>]) -> Option<LinkRow> {
             on_update: action(upd),
         },
         "v" => Link::View,
+        "r" => Link::Rule,
         _ => Link::Child,
     };
     Some(LinkRow {

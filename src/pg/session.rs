@@ -862,6 +862,7 @@ async fn relay(
         audit,
     )
     .with_session_id(session_id)
+    .with_upstream_user(upstream_user)
     .with_rules_version(rules_version)
     .with_cancel(held);
     let mut to_client = ServerSide::new(

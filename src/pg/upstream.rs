@@ -50,21 +50,19 @@ fn forwardable(name: &str) -> bool {
 }
 
 /// Startup parameters of airlock's own connections (the masking catalog,
-/// foreign keys, the credential broker), named `application_name`. Their
-/// search_path is the server's own schemas only: an unqualified function
-/// or operator in their queries is never one an agent made (audit
-/// finding: a `public.shobj_description(oid, text)` made by an agent beat
-/// the built-in `(oid, name)` for the janitor's `'pg_authid'` literal and
-/// ran as the broker, which can create roles).
-pub fn own_params(application_name: &str) -> [(String, String); 2] {
-    [
-        ("application_name".to_owned(), application_name.to_owned()),
-        (
-            "options".to_owned(),
-            "-c search_path=pg_catalog,pg_temp".to_owned(),
-        ),
-    ]
+/// foreign keys, the credential broker): `application_name` only, which
+/// poolers such as PgBouncer accept (they refuse `options`).
+pub fn own_params(application_name: &str) -> [(String, String); 1] {
+    [("application_name".to_owned(), application_name.to_owned())]
 }
+
+/// Put first in every query of airlock's own connections: within the
+/// query's (implicit) transaction, the server's own schemas only are
+/// searched, so an unqualified function or operator there is never one an
+/// agent made (audit finding: a `public.shobj_description(oid, text)`
+/// made by an agent beat the built-in `(oid, name)` for the janitor's
+/// `'pg_authid'` literal and ran as the broker, which can create roles).
+pub const OWN_SEARCH_PATH: &str = "SET LOCAL search_path = pg_catalog, pg_temp; ";
 
 pub fn upstream_err(message: impl Into<String>) -> SessionError {
     SessionError::Upstream {

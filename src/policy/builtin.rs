@@ -424,6 +424,40 @@ pub fn is_timeout_setting(name: &str) -> bool {
     )
 }
 
+/// The duration a timeout setting's value `text` stands for, when it is a
+/// constant above 0: Postgres's settings take milliseconds or a number
+/// with a unit (`us`, `ms`, `s`, `min`, `h`, `d`), MySQL's
+/// `max_execution_time` milliseconds, MariaDB's `max_statement_time` and
+/// idle timeouts seconds (fractions allowed).
+pub fn timeout_value(name: &str, text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let n: f64 = number.parse().ok()?;
+    let seconds_by_default = matches!(
+        name,
+        "max_statement_time"
+            | "idle_transaction_timeout"
+            | "idle_readonly_transaction_timeout"
+            | "idle_write_transaction_timeout"
+    );
+    let ms = match (unit, seconds_by_default) {
+        ("", true) => n * 1000.0,
+        ("", false) | ("ms", false) => n,
+        ("us", false) => n / 1000.0,
+        ("s", false) => n * 1000.0,
+        ("min", false) => n * 60_000.0,
+        ("h", false) => n * 3_600_000.0,
+        ("d", false) => n * 86_400_000.0,
+        _ => return None,
+    };
+    (1.0..1e15)
+        .contains(&ms)
+        .then(|| std::time::Duration::from_micros((ms * 1000.0) as u64))
+}
+
 /// Settings that control the idle-in-transaction timeout a policy
 /// imposes (Postgres; MariaDB's three).
 pub fn is_idle_timeout_setting(name: &str) -> bool {

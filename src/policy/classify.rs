@@ -320,7 +320,27 @@ pub fn assign_setting(
             .collect();
         facts.session.search_path = Some(path);
     }
+    if builtin::is_timeout_setting(&n) || builtin::is_idle_timeout_setting(&n) {
+        let value = match values {
+            [v] => constant_text(v).and_then(|t| builtin::timeout_value(&n, &t)),
+            _ => None,
+        };
+        facts.session.timeouts.push((n.clone(), value));
+    }
     facts.session.sets.push(n);
+}
+
+/// The text of a constant: a number or a string.
+fn constant_text(v: &Expr) -> Option<String> {
+    use sqlparser::ast::Value;
+    match v {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(n.to_string()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A string naming only modes that keep MySQL's quoting and escaping.

@@ -150,12 +150,9 @@ fn finish(policy: &Policy, decision: Decision, effects: Effects) -> Judgement {
 
 fn builtin_block(policy: &Policy, b: Blocked) -> Option<Decision> {
     if policy.waives(b.rule) {
-        b.unjudged.then(|| Decision::Block {
+        b.unjudged.map(|why| Decision::Block {
             rule: ids::UNPARSEABLE.to_string(),
-            message: format!(
-                "{} is waived, but airlock could not parse the statement to judge the tables it names",
-                b.rule
-            ),
+            message: format!("{}; {} is waived, but {why}", b.message, b.rule),
         })
     } else {
         Some(Decision::Block {
@@ -477,26 +474,40 @@ pub fn decide(
     // The limits the policy sets upstream: not to be changed. A RESET
     // restores the value the session started with, which is the policy's
     // (sent as a startup option), so it may.
-    let changes = |setting: fn(&str) -> bool| facts.session.sets.iter().any(|n| setting(n));
+    // Lowering one is allowed: a constant above 0, at most the policy's
+    // (compatibility finding: node-postgres's `statement_timeout` option
+    // and apps' own `SET statement_timeout` were refused).
+    let raises = |setting: fn(&str) -> bool, limit: Option<std::time::Duration>| {
+        facts.session.sets.iter().any(|n| setting(n))
+            && !facts
+                .session
+                .timeouts
+                .iter()
+                .filter(|(n, _)| setting(n))
+                .all(|(_, v)| v.zip(limit).is_some_and(|(v, l)| v <= l))
+    };
     for (set, setting, check, what) in [
         (
-            policy.statement_timeout.is_some(),
+            policy.statement_timeout,
             builtin::is_timeout_setting as fn(&str) -> bool,
             "statement-timeout",
             "statement timeout",
         ),
         (
-            policy.idle_in_transaction_timeout.is_some(),
+            policy.idle_in_transaction_timeout,
             builtin::is_idle_timeout_setting,
             "idle-in-transaction-timeout",
             "idle-in-transaction timeout",
         ),
     ] {
-        if set && changes(setting) {
+        if set.is_some() && raises(setting, set) {
             return deny(
                 policy,
                 check,
-                format!("policy {} sets the {what}", policy.id),
+                format!(
+                    "policy {} sets the {what}; a session may only lower it (to a constant above 0)",
+                    policy.id
+                ),
             );
         }
     }
@@ -600,12 +611,17 @@ pub fn decide(
         }
     }
     for r in facts.relations() {
+        // A table the statement does not name: say how it gets there.
+        let through = match facts.reached.contains(r) {
+            true => " (a write the statement makes reaches it through a foreign key, a view, a rule or a partition)",
+            false => "",
+        };
         if table_denied(policy, r) {
             return deny(
                 policy,
                 "deny-tables",
                 format!(
-                    "table {} is denied by policy {}",
+                    "table {} is denied by policy {}{through}",
                     r.display_name(),
                     policy.id
                 ),
@@ -617,7 +633,7 @@ pub fn decide(
                     policy,
                     "allow-tables",
                     format!(
-                        "table {} is not in the allowed tables of policy {}",
+                        "table {} is not in the allowed tables of policy {}{through}",
                         r.display_name(),
                         policy.id
                     ),
@@ -1005,9 +1021,10 @@ impl Gate for Engine {
                     && !(name == "client_encoding" && is_utf8_encoding_name(value))
                     && !(name == "standard_conforming_strings"
                         && value.eq_ignore_ascii_case("on")))
-                || (policy.statement_timeout.is_some() && builtin::is_timeout_setting(name))
-                || (policy.idle_in_transaction_timeout.is_some()
-                    && builtin::is_idle_timeout_setting(name))
+                || (builtin::is_timeout_setting(name)
+                    && raises_timeout(policy.statement_timeout, name, value))
+                || (builtin::is_idle_timeout_setting(name)
+                    && raises_timeout(policy.idle_in_transaction_timeout, name, value))
                 || name.starts_with('-');
             if bad {
                 if let Some(d) = builtin(
@@ -1028,6 +1045,13 @@ impl Gate for Engine {
         }
         Decision::Allow
     }
+}
+
+/// Whether a startup setting of timeout `name` to `value` would raise (or
+/// lift) the policy's `limit`; lowering it to a constant above 0 is
+/// allowed.
+fn raises_timeout(limit: Option<std::time::Duration>, name: &str, value: &str) -> bool {
+    limit.is_some_and(|l| builtin::timeout_value(name, value).is_none_or(|v| v > l))
 }
 
 /// Whether Postgres reads encoding name `value` as UTF-8: it drops every

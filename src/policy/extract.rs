@@ -527,7 +527,33 @@ impl Extractor<'_> {
     /// whole-row use of it, as [`Statement::RenameTable`] is.
     fn alter_table_operations(&mut self, ops: &[sqlparser::ast::AlterTableOperation]) {
         use sqlparser::ast::AlterTableOperation as Op;
+        self.facts.row_changes.alters = true;
         for op in ops {
+            // What changes where writes to the table go on to: a new key,
+            // a rename, partitions, the table's rules and triggers.
+            let relinks = match op {
+                Op::AddConstraint { constraint, .. } => {
+                    matches!(constraint, sqlparser::ast::TableConstraint::ForeignKey(_))
+                }
+                Op::AddColumn { column_def, .. } => column_def
+                    .options
+                    .iter()
+                    .any(|o| matches!(o.option, sqlparser::ast::ColumnOption::ForeignKey(_))),
+                Op::RenameTable { .. }
+                | Op::AttachPartition { .. }
+                | Op::DetachPartition { .. }
+                | Op::EnableRule { .. }
+                | Op::EnableAlwaysRule { .. }
+                | Op::EnableReplicaRule { .. }
+                | Op::EnableTrigger { .. }
+                | Op::EnableAlwaysTrigger { .. }
+                | Op::EnableReplicaTrigger { .. }
+                | Op::SwapWith { .. } => true,
+                _ => false,
+            };
+            if relinks {
+                self.facts.row_changes.relinks = true;
+            }
             match op {
                 Op::AddConstraint { constraint, .. } => self.constraint(constraint),
                 Op::AddColumn { column_def, .. } => self.column_options(column_def),
@@ -988,6 +1014,7 @@ impl Visitor for Extractor<'_> {
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
         match s {
             Statement::Insert(ins) => {
+                self.facts.row_changes.inserts = true;
                 if let TableObject::TableName(name) = &ins.table {
                     self.add_write(name);
                     if let Some(table) = self.literal_checked(|| unbounded_rewrite(ins, name)) {
@@ -1180,6 +1207,7 @@ impl Visitor for Extractor<'_> {
                     match &c.action {
                         MergeAction::Update(_) => self.facts.row_changes.updates = true,
                         MergeAction::Delete { .. } => self.facts.row_changes.deletes = true,
+                        MergeAction::Insert(_) => self.facts.row_changes.inserts = true,
                         _ => {}
                     }
                     match &c.action {
@@ -1208,6 +1236,7 @@ impl Visitor for Extractor<'_> {
             }
             Statement::Truncate(t) => {
                 self.facts.unbounded_write = true;
+                self.facts.row_changes.truncates = true;
                 if matches!(t.cascade, Some(sqlparser::ast::CascadeOption::Cascade)) {
                     self.facts.row_changes.truncates_cascade = true;
                 }
@@ -1231,6 +1260,7 @@ impl Visitor for Extractor<'_> {
                 if *to {
                     self.add_read_parts(parts(table_name));
                 } else {
+                    self.facts.row_changes.inserts = true;
                     self.add_write_parts(parts(table_name));
                 }
             }
@@ -1320,7 +1350,10 @@ impl Visitor for Extractor<'_> {
             Statement::CreateTrigger(t) => self.add_write_parts(parts(&t.table_name)),
             // (Refused as file access unless waived; then judged as the
             // write it is, review finding: a denied table was loaded.)
-            Statement::LoadData { table_name, .. } => self.add_write_parts(parts(table_name)),
+            Statement::LoadData { table_name, .. } => {
+                self.facts.row_changes.inserts = true;
+                self.add_write_parts(parts(table_name));
+            }
             Statement::CreateView(cv) => {
                 self.add_write_parts(parts(&cv.name));
                 // Writes through the view will write what it reads.
@@ -1379,6 +1412,7 @@ impl Visitor for Extractor<'_> {
             // columns: it counts as a whole-row use of the table, so a
             // table with denied columns cannot be renamed.
             Statement::RenameTable(renames) => {
+                self.facts.row_changes.relinks = true;
                 for r in renames {
                     self.add_read_parts(parts(&r.old_name));
                     self.add_write_parts(parts(&r.old_name));
@@ -1392,6 +1426,7 @@ impl Visitor for Extractor<'_> {
                 name,
                 operation: sqlparser::ast::AlterIndexOperation::RenameIndex { index_name },
             } => {
+                self.facts.row_changes.relinks = true;
                 self.add_read_parts(parts(name));
                 self.add_write_parts(parts(name));
                 self.add_write_parts(parts(index_name));
@@ -1949,4 +1984,48 @@ fn const_value(e: &Expr) -> Option<String> {
         } => const_value(expr).map(|v| format!("-{v}")),
         _ => None,
     }
+}
+
+/// The schemas `sql` creates or renames (either name), as the server
+/// names them (`norm`): for the Postgres session's check that an agent
+/// does not make a schema named as the upstream user, which `"$user"` in
+/// every search_path would put first for every agent sharing that user
+/// (red-team finding: their unqualified writes went to the agent's
+/// look-alike tables). Empty when the text does not say `schema` or does
+/// not parse (the gate refuses what does not parse).
+pub fn schemas_made(dialect: Dialect, sql: &str) -> Vec<String> {
+    let says_schema = sql
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"schema"));
+    if !says_schema {
+        return Vec::new();
+    }
+    if sql.len() > super::engine::INLINE_PARSE_BYTES {
+        return crate::big_stack::run("airlock-parse", || schemas_made_inline(dialect, sql))
+            .unwrap_or_default();
+    }
+    schemas_made_inline(dialect, sql)
+}
+
+fn schemas_made_inline(dialect: Dialect, sql: &str) -> Vec<String> {
+    let Ok(parsed) = super::parse::parse(dialect, sql, &super::parse::Limits::default()) else {
+        return Vec::new();
+    };
+    let ctx = SessionContext::default();
+    let mut out = Vec::new();
+    for p in &parsed {
+        if let Statement::CreateSchema { schema_name, .. } = &p.statement {
+            use sqlparser::ast::SchemaName;
+            match schema_name {
+                SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
+                    out.extend(parts(name).pop());
+                }
+                // `CREATE SCHEMA AUTHORIZATION alice` makes schema alice.
+                SchemaName::UnnamedAuthorization(id) => out.push(norm(id)),
+            }
+        }
+        out.extend(extract_parsed(dialect, &ctx, p).renamed_schemas);
+    }
+    out
 }

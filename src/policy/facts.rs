@@ -154,6 +154,10 @@ pub struct Facts {
     /// foreign keys that carry those changes on
     /// ([`super::foreign_keys`]).
     pub row_changes: super::foreign_keys::RowChanges,
+    /// The writes among `writes` that the catalog's links carry the
+    /// statement on to, rather than its text naming them (for refusal
+    /// messages).
+    pub reached: BTreeSet<Relation>,
     pub data_modifying_cte: bool,
     /// `*`, `t.*`, whole-row references (`SELECT c FROM customers c`),
     /// `TABLE t`, `COPY t` without a column list.
@@ -191,6 +195,10 @@ pub struct SessionFacts {
     /// Variables set (normalized names). RESETs are not listed: they
     /// restore what the session started with, which is what airlock set.
     pub sets: Vec<String>,
+    /// The timeouts among `sets` (statement and idle-in-transaction), with
+    /// the value each is set to when it is a constant duration above 0:
+    /// a policy that sets a timeout lets a session lower it.
+    pub timeouts: Vec<(String, Option<std::time::Duration>)>,
     /// Turns writes back on (READ WRITE, read_only = off, ...).
     pub enables_writes: bool,
     /// `SET LOCAL` / transaction-scoped assignment.

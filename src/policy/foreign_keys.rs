@@ -72,6 +72,9 @@ pub enum Link {
     View,
     /// `to` is a partition or inheritance child of `from`.
     Child,
+    /// A rule on `from` (other than a view's own) writes `to`: any
+    /// change to `from` may insert, update or delete there.
+    Rule,
 }
 
 /// One link, as either catalog query reads it: from `(schema, name)` to
@@ -94,11 +97,18 @@ struct Reached {
 /// How a table's rows are changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Change {
+    Insert,
     Delete,
     Update,
     /// `TRUNCATE ... CASCADE`: every referencing table, whatever its key
-    /// says.
+    /// says, and every child.
     Truncate,
+    /// A plain `TRUNCATE`: its children (a referenced table is not
+    /// truncated without CASCADE).
+    Empty,
+    /// DDL on the table, which partitions and inheritance children take
+    /// up too.
+    Alter,
 }
 
 /// Which kinds of change a statement makes to the tables it writes (see
@@ -106,12 +116,24 @@ enum Change {
 /// reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowChanges {
+    /// INSERT (every form), COPY FROM, a MERGE that may insert.
+    pub inserts: bool,
     /// DELETE, REPLACE, a MERGE that may delete.
     pub deletes: bool,
     /// UPDATE, an upsert's update, a MERGE that may update.
     pub updates: bool,
     /// Postgres `TRUNCATE ... CASCADE`.
     pub truncates_cascade: bool,
+    /// A plain TRUNCATE.
+    pub truncates: bool,
+    /// ALTER TABLE and the like: the DDL reaches the tables' children.
+    pub alters: bool,
+    /// A rename of a table or view, or a new foreign key: what the rules
+    /// name no longer matches the links airlock read, so the statement
+    /// counts as every write the tables it names could reach (red-team
+    /// finding: `ALTER TABLE customers RENAME TO c2; DELETE FROM c2`
+    /// cascaded into orders unheld).
+    pub relinks: bool,
     /// `CREATE [OR REPLACE] VIEW`, `ALTER VIEW ... AS`: writes through the
     /// view will reach whatever writes to the tables it reads reach.
     pub view_over: bool,
@@ -119,7 +141,14 @@ pub struct RowChanges {
 
 impl RowChanges {
     pub fn any(&self) -> bool {
-        self.deletes || self.updates || self.truncates_cascade || self.view_over
+        self.inserts
+            || self.deletes
+            || self.updates
+            || self.truncates_cascade
+            || self.truncates
+            || self.alters
+            || self.relinks
+            || self.view_over
     }
 }
 
@@ -136,6 +165,9 @@ pub struct ForeignKeys {
     /// the upstream user may not see, or that does not parse): a write
     /// through one is refused.
     opaque_views: HashSet<String>,
+    /// The links could not be read again after the catalog changed: every
+    /// write is refused until they are ([`Self::unreadable_copy`]).
+    unreadable: bool,
 }
 
 use super::builtin::ids::OPAQUE_VIEW;
@@ -168,7 +200,28 @@ impl ForeignKeys {
             at,
             by_referenced,
             opaque_views: opaque_views.into_iter().map(|(s, n)| key(&s, &n)).collect(),
+            unreadable: false,
         }
+    }
+
+    /// An empty map that refuses every write, with an id of its own: for
+    /// while the links could not be read again after the catalog changed
+    /// (red-team finding: an agent that used up its upstream role's
+    /// connections made the reload fail, and the old links let a write
+    /// through a renamed table go unheld).
+    pub fn unreadable_copy(&self) -> ForeignKeys {
+        ForeignKeys {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            at: self.at,
+            by_referenced: HashMap::new(),
+            opaque_views: HashSet::new(),
+            unreadable: true,
+        }
+    }
+
+    /// Whether this map stands for links that could not be read.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
     }
 
     /// Identifies this map among every map loaded (never 0).
@@ -187,7 +240,7 @@ impl ForeignKeys {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_referenced.is_empty() && self.opaque_views.is_empty()
+        self.by_referenced.is_empty() && self.opaque_views.is_empty() && !self.unreadable
     }
 
     /// The tables that the changes `facts` makes to the tables it writes
@@ -198,7 +251,14 @@ impl ForeignKeys {
             return;
         }
         let changes = facts.row_changes;
-        if changes.deletes || changes.updates || changes.truncates_cascade {
+        if self.unreadable {
+            facts.violations.push((
+                super::builtin::ids::UNPARSEABLE,
+                "airlock could not read the target's foreign keys again after its catalog changed, and cannot tell which tables this write reaches; run it again".to_owned(),
+            ));
+            return;
+        }
+        if changes.inserts || changes.deletes || changes.updates || changes.truncates_cascade {
             if let Some(view) = facts
                 .writes
                 .iter()
@@ -215,30 +275,36 @@ impl ForeignKeys {
         if changes.view_over {
             // What a write through the view may do to the tables it reads.
             let through = RowChanges {
+                inserts: true,
                 deletes: true,
                 updates: true,
                 ..RowChanges::default()
             };
             reached.extend(self.reached(&facts.reads, through));
-            reached.extend(facts.reads.iter().cloned());
         }
+        reached.retain(|r| !facts.writes.contains(r));
+        facts.reached.extend(reached.iter().cloned());
         facts.writes.extend(reached);
     }
 
     fn reached(&self, writes: &BTreeSet<Relation>, changes: RowChanges) -> Vec<Relation> {
+        let relink = changes.relinks;
+        let starts: Vec<Change> = [
+            (changes.inserts || relink, Change::Insert),
+            (changes.deletes || relink, Change::Delete),
+            (changes.updates || relink, Change::Update),
+            (changes.truncates_cascade || relink, Change::Truncate),
+            (changes.truncates, Change::Empty),
+            (changes.alters, Change::Alter),
+        ]
+        .into_iter()
+        .filter_map(|(on, c)| on.then_some(c))
+        .collect();
         let mut todo: Vec<(String, Change)> = Vec::new();
         for r in writes {
             for c in r.candidates() {
                 let c = c.to_lowercase();
-                if changes.deletes {
-                    todo.push((c.clone(), Change::Delete));
-                }
-                if changes.updates {
-                    todo.push((c.clone(), Change::Update));
-                }
-                if changes.truncates_cascade {
-                    todo.push((c, Change::Truncate));
-                }
+                todo.extend(starts.iter().map(|&change| (c.clone(), change)));
             }
         }
         let mut seen: HashSet<(String, Change)> = todo.iter().cloned().collect();
@@ -256,16 +322,30 @@ impl ForeignKeys {
                     (Link::Key { on_update, .. }, Change::Update) => {
                         follow(on_update, Change::Update)
                     }
-                    // A view cannot be truncated.
-                    (Link::View, Change::Truncate) => &[],
-                    (Link::View | Link::Child, c) if c != Change::Update => match c {
+                    // Inserts and DDL do not act on referencing rows; a
+                    // plain TRUNCATE of a referenced table fails.
+                    (Link::Key { .. }, _) => &[],
+                    // A view cannot be truncated or altered as a table.
+                    (Link::View, Change::Truncate | Change::Empty | Change::Alter) => &[],
+                    (Link::View, c) => match c {
+                        Change::Insert => &[Change::Insert],
                         Change::Delete => &[Change::Delete],
-                        _ => &[Change::Truncate],
+                        _ => &[Change::Update],
                     },
                     // An update may move a row to another partition: a
-                    // delete from the one it was in.
-                    (Link::Child, _) => &[Change::Update, Change::Delete],
-                    (Link::View, _) => &[Change::Update],
+                    // delete from the one it was in, an insert into the
+                    // other.
+                    (Link::Child, Change::Update) => {
+                        &[Change::Update, Change::Delete, Change::Insert]
+                    }
+                    (Link::Child, Change::Insert) => &[Change::Insert],
+                    (Link::Child, Change::Delete) => &[Change::Delete],
+                    (Link::Child, Change::Truncate) => &[Change::Truncate],
+                    (Link::Child, Change::Empty) => &[Change::Empty],
+                    (Link::Child, Change::Alter) => &[Change::Alter],
+                    // A rule is code: whatever it does to its tables.
+                    (Link::Rule, Change::Alter | Change::Empty) => &[],
+                    (Link::Rule, _) => &[Change::Insert, Change::Update, Change::Delete],
                 };
                 if next.is_empty() {
                     continue;
@@ -344,7 +424,6 @@ fn follow(action: Action, change: Change) -> &'static [Change] {
     match (action, change) {
         (Action::Refuse, _) => &[],
         (Action::Cascade, Change::Delete) => &[Change::Delete],
-        (Action::Cascade, Change::Truncate) => &[Change::Truncate],
         (Action::Cascade | Action::Set, _) => &[Change::Update],
     }
 }
@@ -395,20 +474,24 @@ mod tests {
 
     const DELETES: RowChanges = RowChanges {
         deletes: true,
-        updates: false,
-        truncates_cascade: false,
-        view_over: false,
+        ..NONE
     };
     const UPDATES: RowChanges = RowChanges {
-        deletes: false,
         updates: true,
-        truncates_cascade: false,
-        view_over: false,
+        ..NONE
     };
     const TRUNCATES: RowChanges = RowChanges {
+        truncates_cascade: true,
+        ..NONE
+    };
+    const NONE: RowChanges = RowChanges {
+        inserts: false,
         deletes: false,
         updates: false,
-        truncates_cascade: true,
+        truncates_cascade: false,
+        truncates: false,
+        alters: false,
+        relinks: false,
         view_over: false,
     };
 
@@ -537,7 +620,9 @@ mod tests {
         facts.row_changes.view_over = true;
         fk.add_cascaded(&mut facts);
         let writes: Vec<String> = facts.writes.iter().map(|r| r.display_name()).collect();
-        assert_eq!(writes, ["public.customers", "public.cv", "public.orders"]);
+        assert_eq!(writes, ["public.cv", "public.orders"]);
+        let reached: Vec<String> = facts.reached.iter().map(|r| r.display_name()).collect();
+        assert_eq!(reached, ["public.orders"]);
         assert!(facts.violations.is_empty());
         // A write through a view whose tables are not known is refused.
         let mut facts = Facts::default();
@@ -546,6 +631,74 @@ mod tests {
         fk.add_cascaded(&mut facts);
         assert_eq!(facts.violations.len(), 1);
         assert_eq!(facts.violations[0].0, OPAQUE_VIEW);
+    }
+
+    #[test]
+    fn inserts_truncates_ddl_renames_and_rules_are_followed() {
+        use Action::*;
+        let fk = ForeignKeys::new(
+            0,
+            [
+                link("v_orders", "orders", Link::View),
+                link("accounts", "accounts_eu", Link::Child),
+                link("accounts_eu", "accounts_eu_a", Link::Child),
+                row("customers", "orders", Cascade, Refuse),
+                link("stage", "vip", Link::Rule),
+            ],
+            [],
+        );
+        let with = |f: fn(&mut RowChanges)| {
+            let mut c = NONE;
+            f(&mut c);
+            c
+        };
+        // An insert goes through a view and into partitions, not through
+        // keys.
+        let inserts = with(|c| c.inserts = true);
+        assert_eq!(reached(&fk, "v_orders", inserts), ["public.orders"]);
+        assert_eq!(
+            reached(&fk, "accounts", inserts),
+            ["public.accounts_eu", "public.accounts_eu_a"]
+        );
+        assert!(reached(&fk, "customers", inserts).is_empty());
+        // A plain TRUNCATE empties children, not referencing tables.
+        let truncates = with(|c| c.truncates = true);
+        assert_eq!(
+            reached(&fk, "accounts", truncates),
+            ["public.accounts_eu", "public.accounts_eu_a"]
+        );
+        assert!(reached(&fk, "customers", truncates).is_empty());
+        // DDL reaches children only; a rename reaches everything.
+        let alters = with(|c| c.alters = true);
+        assert_eq!(
+            reached(&fk, "accounts", alters),
+            ["public.accounts_eu", "public.accounts_eu_a"]
+        );
+        assert!(reached(&fk, "customers", alters).is_empty());
+        let relinks = with(|c| c.relinks = true);
+        assert_eq!(reached(&fk, "customers", relinks), ["public.orders"]);
+        // A rule writes its tables whatever the change.
+        assert_eq!(reached(&fk, "stage", DELETES), ["public.vip"]);
+        assert_eq!(reached(&fk, "stage", inserts), ["public.vip"]);
+    }
+
+    #[test]
+    fn links_that_could_not_be_read_refuse_every_write() {
+        let fk = ForeignKeys::new(0, [row("a", "b", Action::Cascade, Action::Refuse)], []);
+        let u = fk.unreadable_copy();
+        assert!(u.is_unreadable() && !fk.is_unreadable());
+        assert_ne!(u.id(), fk.id());
+        let mut write = Facts::default();
+        write.writes.insert(Relation {
+            schemas: vec!["public".into()],
+            name: "x".into(),
+        });
+        write.row_changes.inserts = true;
+        u.add_cascaded(&mut write);
+        assert_eq!(write.violations.len(), 1);
+        let mut read = Facts::default();
+        u.add_cascaded(&mut read);
+        assert!(read.violations.is_empty());
     }
 
     #[test]

@@ -55,10 +55,13 @@ impl Default for Limits {
 pub struct Blocked {
     pub rule: &'static str,
     pub message: String,
-    /// When a policy waives `rule`: the statement is still refused, as
-    /// one airlock could not judge (a MySQL `LOAD DATA INFILE` that does
-    /// not parse: waiving file access must not let its table go unjudged).
-    pub unjudged: bool,
+    /// When a policy waives `rule`, the statement is still refused, as
+    /// one airlock cannot judge, for this reason: a MySQL `LOAD DATA
+    /// INFILE` that does not parse (waiving file access must not let its
+    /// table go unjudged), a request over the limits, a refusal among
+    /// other statements (review finding: with opaque code waived,
+    /// `CREATE FUNCTION ...; INSERT INTO secret ...` ran unjudged whole).
+    pub unjudged: Option<&'static str>,
 }
 
 impl Blocked {
@@ -66,7 +69,15 @@ impl Blocked {
         Blocked {
             rule,
             message: message.into(),
-            unjudged: false,
+            unjudged: None,
+        }
+    }
+
+    /// This refusal, kept when its rule is waived (see `unjudged`).
+    pub(crate) fn unjudged(self, why: &'static str) -> Self {
+        Blocked {
+            unjudged: Some(why),
+            ..self
         }
     }
 }
@@ -104,6 +115,9 @@ pub fn check_text<'a>(sql: &'a [u8], limits: &Limits) -> Result<&'a str, Blocked
                 sql.len(),
                 limits.max_statement_bytes
             ),
+        )
+        .unjudged(
+            "airlock cannot judge a statement past its limits: raise them in [settings] instead",
         ));
     }
     let text = std::str::from_utf8(sql)
@@ -130,24 +144,36 @@ pub fn parse(dialect: Dialect, text: &str, limits: &Limits) -> Result<Vec<Parsed
     }
     lex_agreement::check(dialect, text, &tokens)?;
     let tokens = expand_tokens(dialect, tokens, 0)?;
-    let mut out = Vec::new();
-    for segment in tokens.split(|t| t.token == Token::SemiColon) {
-        if segment
-            .iter()
-            .all(|t| matches!(t.token, Token::Whitespace(_)))
-        {
-            continue;
+    let segments: Vec<&[TokenWithSpan]> = tokens
+        .split(|t| t.token == Token::SemiColon)
+        .filter(|segment| {
+            !segment
+                .iter()
+                .all(|t| matches!(t.token, Token::Whitespace(_)))
+        })
+        .collect();
+    if segments.len() > limits.max_statements {
+        return Err(Blocked::new(
+            ids::TOO_COMPLEX,
+            format!(
+                "the request holds more than {} statements (settings.max_statements); send fewer at a time",
+                limits.max_statements
+            ),
+        )
+        .unjudged("airlock does not judge so many statements at once"));
+    }
+    let many = segments.len() > 1;
+    let mut out = Vec::with_capacity(segments.len());
+    for segment in segments {
+        match parse_segment(dialect, d, segment, limits) {
+            Ok(p) => out.push(p),
+            Err(b) if many && b.unjudged.is_none() => {
+                return Err(b.unjudged(
+                    "the request holds other statements, which airlock must judge: send this one on its own",
+                ))
+            }
+            Err(b) => return Err(b),
         }
-        if out.len() == limits.max_statements {
-            return Err(Blocked::new(
-                ids::TOO_COMPLEX,
-                format!(
-                    "the request holds more than {} statements (settings.max_statements); send fewer at a time",
-                    limits.max_statements
-                ),
-            ));
-        }
-        out.push(parse_segment(dialect, d, segment, limits)?);
     }
     Ok(out)
 }
@@ -368,7 +394,8 @@ fn expand_tokens(
                         return Err(Blocked::new(
                             ids::UNPARSEABLE,
                             "executable comments nested too deeply",
-                        ));
+                        )
+                        .unjudged("airlock cannot judge what they run"));
                     }
                     let inner = Tokenizer::new(tokenizer_dialect(dialect), code)
                         .tokenize_with_location()
@@ -644,6 +671,9 @@ fn parse_segment(
                 "statement has {significant} tokens; the limit is {}",
                 limits.max_tokens
             ),
+        )
+        .unjudged(
+            "airlock cannot judge a statement past its limits: raise them in [settings] instead",
         ));
     }
     // Postgres cuts every identifier to 63 bytes: two names that differ
@@ -687,6 +717,9 @@ fn parse_segment(
                 "statement nests {max_depth} levels deep; the limit is {}",
                 limits.max_depth
             ),
+        )
+        .unjudged(
+            "airlock cannot judge a statement past its limits: raise them in [settings] instead",
         ));
     }
 
@@ -728,10 +761,9 @@ fn parse_segment(
                     maintenance: None,
                     violations: vec![(ids::OPAQUE_CODE, message.to_owned())],
                 }),
-                Err(_) => Err(Blocked {
-                    unjudged: true,
-                    ..Blocked::new(ids::OPAQUE_CODE, message)
-                }),
+                Err(_) => Err(Blocked::new(ids::OPAQUE_CODE, message).unjudged(
+                    "airlock could not parse the trigger to judge the table it is made on",
+                )),
             };
         }
         return Err(Blocked::new(ids::OPAQUE_CODE, message));
@@ -775,10 +807,8 @@ fn parse_segment(
                 maintenance: None,
                 violations: vec![(ids::FILE_ACCESS, message)],
             }),
-            Err(_) => Err(Blocked {
-                unjudged: true,
-                ..Blocked::new(ids::FILE_ACCESS, message)
-            }),
+            Err(_) => Err(Blocked::new(ids::FILE_ACCESS, message)
+                .unjudged("airlock could not parse the statement to judge the tables it names")),
         };
     }
 

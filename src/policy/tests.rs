@@ -668,3 +668,109 @@ require_approval = [
     let f = "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$";
     assert_eq!(rule(&judge(&e, "coder", f, &ctx)), "allow");
 }
+
+/// A policy's timeout may be lowered, never raised or lifted, by SET,
+/// set_config or a startup setting (compatibility finding: node-postgres's
+/// `statement_timeout` option and an app's own `SET statement_timeout =
+/// 1000` were refused under a policy of 5 s).
+#[test]
+fn policy_timeouts_may_be_lowered_only() {
+    let e = engine();
+    let ctx = SessionContext::default();
+    for sql in [
+        "SET statement_timeout = 1000",
+        "SET statement_timeout TO '2s'",
+        "SET LOCAL statement_timeout = '4500ms'",
+        "SET statement_timeout = '5s'",
+        "SELECT set_config('statement_timeout', '1000', false)",
+        "SET idle_in_transaction_session_timeout = '10s'",
+    ] {
+        assert!(judge(&e, "ro", sql, &ctx).decision.is_allow(), "{sql}");
+    }
+    for sql in [
+        "SET statement_timeout = 0",
+        "SET statement_timeout = '6s'",
+        "SET statement_timeout = '1h'",
+        "SET statement_timeout TO DEFAULT",
+        "SET statement_timeout = 'abc'",
+        "SET statement_timeout = '-5'",
+        "SET statement_timeout = current_setting('lock_timeout')",
+        "SELECT set_config('statement_timeout', '100000', false)",
+        "SET idle_in_transaction_session_timeout = '1min'",
+    ] {
+        let d = judge(&e, "ro", sql, &ctx).decision;
+        assert!(
+            matches!(d, Decision::Block { ref rule, .. } if rule.ends_with("timeout")),
+            "{sql}: {d}"
+        );
+    }
+    let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    assert!(e
+        .judge_startup(&who("ro"), &p("statement_timeout", "3000"))
+        .is_allow());
+    for v in ["0", "60000", "1d"] {
+        let d = e.judge_startup(&who("ro"), &p("statement_timeout", v));
+        assert!(!d.is_allow(), "{v}: {d}");
+    }
+    // MariaDB's seconds and MySQL's milliseconds.
+    let my = |sql: &str| {
+        e.judge(
+            &who("ro"),
+            &Request {
+                dialect: Dialect::MySql,
+                source: Source::Query,
+                sql: sql.as_bytes(),
+                session: &ctx,
+            },
+        )
+        .decision
+    };
+    assert!(my("SET max_statement_time = 1.5").is_allow());
+    assert!(my("SET SESSION max_execution_time = 1000").is_allow());
+    assert!(!my("SET max_statement_time = 10").is_allow());
+    assert!(!my("SET max_statement_time = 0").is_allow());
+}
+
+/// A waiver lets through what it names, never a request airlock did not
+/// judge whole (review finding: with builtin.too-complex waived, 1,000
+/// `select 1;` and a DELETE of a denied table ran unjudged; with opaque
+/// code waived, `CREATE FUNCTION ...; INSERT INTO secrets ...` did).
+#[test]
+fn waivers_never_let_a_request_through_unjudged() {
+    const WAIVING: &str = r#"
+[[policy]]
+id = "waiver"
+applies_to = { identities = ["waiver"] }
+allow_builtin = ["builtin.too-complex", "builtin.opaque-code", "builtin.too-large", "builtin.admin"]
+deny_tables = ["public.secrets"]
+
+[settings]
+max_tokens = 50
+"#;
+    let e = Engine::new(parse_rules(&[(Path::new("t.toml"), WAIVING)]).expect("rules"));
+    let ctx = SessionContext {
+        search_path: vec!["public".into()],
+        ..SessionContext::default()
+    };
+    let many = format!("{}DELETE FROM secrets", "select 1;".repeat(1000));
+    let long = format!("SELECT {} FROM secrets", "1 + ".repeat(60) + "1");
+    for sql in [
+        many.as_str(),
+        long.as_str(),
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'; INSERT INTO secrets VALUES (1)",
+        "DO $$ BEGIN END $$; DELETE FROM secrets WHERE id = 1",
+        "ALTER SYSTEM SET work_mem = '1MB'; DELETE FROM secrets WHERE id = 1",
+    ] {
+        let j = judge(&e, "waiver", sql, &ctx);
+        assert_eq!(rule(&j), "builtin.unparseable", "{sql}: {}", j.decision);
+        assert!(j.decision.to_string().contains("is waived, but"), "{}", j.decision);
+    }
+    // Alone, the waived statement runs as the waiver says.
+    for sql in [
+        "DO $$ BEGIN END $$",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'",
+        "ALTER SYSTEM SET work_mem = '1MB'",
+    ] {
+        assert_eq!(rule(&judge(&e, "waiver", sql, &ctx)), "allow", "{sql}");
+    }
+}

@@ -15,6 +15,7 @@ const PG_RULES: &str = r#"
 id = "agent"
 applies_to = { identities = ["agent"] }
 allow_statements = ["read", "write", "ddl", "session", "transaction"]
+allow_builtin = ["builtin.unbounded-write"]
 deny_tables = ["public.secrets"]
 require_approval = [
   { id = "orders-write", statements = ["write"], tables = ["public.orders"], message = "changes to orders need a human" },
@@ -243,7 +244,7 @@ async fn pg_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_tabl
     // a reload gives some takes the links up at its next statement.
     let other = connect(env.config_for("other", "other-pw")).await;
     other.batch_execute("SELECT 1").await.unwrap();
-    let denied = "deny_tables = [\"public.secrets\", \"public.eu_secrets\", \"public.vip_orders\"]";
+    let denied = "deny_tables = [\"public.secrets\", \"public.eu_secrets\", \"public.vip_orders\", \"public.accts_us\"]";
     let rules = PG_RULES
         .replace("deny_tables = [\"public.secrets\"]", denied)
         .replace(
@@ -267,6 +268,94 @@ async fn pg_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_tabl
         }
     }
     assert_eq!(count("SELECT count(*) FROM eu_secrets").await, 1);
+
+    // Inserts through views and into partitions, COPY into a parent, a
+    // plain TRUNCATE of a parent, a rename ahead of a write in the same
+    // request, and a DBA's rule that writes another table (re-audit
+    // findings) are judged on what they reach.
+    direct
+        .batch_execute(
+            "CREATE VIEW v_orders AS SELECT * FROM orders;
+             CREATE TABLE stage (id int);
+             CREATE RULE stage_copy AS ON DELETE TO stage DO ALSO INSERT INTO secrets VALUES (OLD.id, NULL);",
+        )
+        .await
+        .unwrap();
+    c.batch_execute("CREATE TABLE scratch4 (id int)")
+        .await
+        .unwrap();
+    for (sql, rule) in [
+        ("INSERT INTO v_orders (id) VALUES (50)", "agent.orders-write"),
+        (
+            "WITH n AS (INSERT INTO v_orders (id) VALUES (51) RETURNING id) SELECT * FROM n",
+            "agent.orders-write",
+        ),
+        ("INSERT INTO accts VALUES (5, 'eu')", "agent.deny-tables"),
+        ("TRUNCATE accts", "agent.deny-tables"),
+        ("ALTER TABLE accts ADD COLUMN note text", "agent.deny-tables"),
+        (
+            "ALTER TABLE customers RENAME TO c2; DELETE FROM c2 WHERE id = 1; ALTER TABLE c2 RENAME TO customers",
+            "agent.orders-write",
+        ),
+        ("DELETE FROM stage WHERE id = 1", "agent.deny-tables"),
+    ] {
+        let e = c.batch_execute(sql).await.err();
+        pg_refused(&e.unwrap_or_else(|| panic!("ran: {sql}")), rule, sql);
+    }
+    let e = c
+        .copy_in::<_, bytes::Bytes>("COPY accts FROM STDIN")
+        .await
+        .err();
+    pg_refused(
+        &e.unwrap_or_else(|| panic!("COPY ran")),
+        "agent.deny-tables",
+        "COPY accts",
+    );
+    // The message says how a denied table is reached.
+    let e = c
+        .batch_execute("DELETE FROM accounts WHERE id = 1")
+        .await
+        .unwrap_err();
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("reaches it through a foreign key"),
+        "{message}"
+    );
+
+    // Links that cannot be read again after a change refuse every write
+    // until they can (re-audit finding: an agent that used up its
+    // upstream role's connections kept the old links in force).
+    env.pg
+        .psql_admin("ALTER ROLE airlock_svc CONNECTION LIMIT 2")
+        .unwrap();
+    direct
+        .batch_execute("CREATE TABLE by_dba (id int)")
+        .await
+        .unwrap();
+    c.batch_execute("CREATE TABLE scratch5 (id int)")
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute("INSERT INTO plain VALUES (1)")
+        .await
+        .unwrap_err();
+    pg_refused(
+        &e,
+        "builtin.unparseable",
+        "INSERT while the links are unreadable",
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM plain", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "reads go on");
+    env.pg
+        .psql_admin("ALTER ROLE airlock_svc CONNECTION LIMIT -1")
+        .unwrap();
 
     // A new session starts with the map in force.
     let fresh = env.agent().await;
@@ -465,6 +554,22 @@ async fn mysql_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_t
         .await
         .map(|_| panic!("a view over accounts reaches the denied secrets"))
         .unwrap_or_else(|e| my_refused(e, "agent.deny-tables", "CREATE VIEW pv"));
+    // Inserts through a view, and a rename ahead of a write in one
+    // request (re-audit findings).
+    env.admin("CREATE VIEW v_orders AS SELECT * FROM orders");
+    c.query_drop("CREATE TABLE scratch3 (id int)")
+        .await
+        .unwrap();
+    for (sql, rule) in [
+        ("INSERT INTO v_orders (id) VALUES (50)", "agent.orders-write"),
+        (
+            "RENAME TABLE customers TO c2; DELETE FROM c2 WHERE id = 1; RENAME TABLE c2 TO customers",
+            "agent.orders-write",
+        ),
+    ] {
+        let e = c.query_drop(sql).await.err();
+        my_refused(e.unwrap_or_else(|| panic!("ran: {sql}")), rule, sql);
+    }
     let mut fresh = env.agent().await;
     my_refused(
         fresh

@@ -620,8 +620,29 @@ async fn a_view_in_the_users_own_schema_is_resolved_as_postgres_does() {
         .unwrap()
         .get(0);
     let schema = format!("\"{user}\"");
+    // An agent may not make it (it would shadow tables for every session
+    // of the upstream user, red-team finding): a DBA does.
     for ddl in [
         format!("CREATE SCHEMA {schema}"),
+        format!("CREATE SCHEMA AUTHORIZATION {schema}"),
+        format!("CREATE SCHEMA other; ALTER SCHEMA other RENAME TO {schema}"),
+    ] {
+        let e = c.batch_execute(&ddl).await.unwrap_err();
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("builtin.search-path") || message.contains("builtin.role-change"),
+            "{ddl}: {message}"
+        );
+    }
+    env.direct()
+        .await
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    for ddl in [
         format!("CREATE VIEW {schema}.foo AS SELECT id, phone AS e, card_number AS k FROM public.customers"),
         format!("CREATE VIEW {schema}.orders AS SELECT id, reverse(phone) AS amount FROM public.customers"),
     ] {

@@ -28,6 +28,7 @@ impl<'a> ClientSide<'a> {
             shared,
             proxy,
             foreign_keys,
+            upstream_user: "",
             gates: proxy.gate_cache(),
             principal,
             idle_timeout,
@@ -73,6 +74,12 @@ impl<'a> ClientSide<'a> {
     /// the first statement.
     pub fn with_rules_version(mut self, version: u64) -> Self {
         self.seen_version = version;
+        self
+    }
+
+    /// Sets the database user airlock logged in as upstream.
+    pub fn with_upstream_user(mut self, user: &'a str) -> Self {
+        self.upstream_user = user;
         self
     }
 
@@ -436,7 +443,13 @@ impl<'a> ClientSide<'a> {
                         // Each execution is recorded when it ends: refuse
                         // it now if the log could not take that record.
                         if let Err(refusal) = audit.ready() {
-                            tracing::warn!(reason = %refusal, "execution refused: audit log unavailable");
+                            // A pipeline refused thousands of times in a
+                            // row: counted, not logged each time.
+                            static REFUSED_EXECUTIONS: crate::log_every::SharedLogEvery =
+                                crate::log_every::SharedLogEvery::new(Duration::from_secs(10));
+                            if let Some(n) = REFUSED_EXECUTIONS.hit() {
+                                tracing::warn!(reason = %refusal, count = n, "executions refused: audit log unavailable (logged at most every 10 s)");
+                            }
                             self.follow_no_run();
                             return Ok(Verdict::Replace(refusals.execute(REFUSED, &refusal)));
                         }

@@ -22,6 +22,18 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// Whether `sql` creates a schema named as the upstream user, or
+    /// renames one to or from that name (see
+    /// [`crate::policy::extract::schemas_made`]).
+    fn shadows_user_schema(&self, sql: &[u8]) -> bool {
+        !self.upstream_user.is_empty()
+            && std::str::from_utf8(sql).is_ok_and(|text| {
+                crate::policy::extract::schemas_made(Dialect::Postgres, text)
+                    .iter()
+                    .any(|s| *s == self.upstream_user)
+            })
+    }
+
     /// Puts the target's links in force in the session context (a map
     /// loaded since replaces the one there, and with it the memo's
     /// entries, which are keyed by it).
@@ -140,6 +152,13 @@ impl<'a> ClientSide<'a> {
             }
         }
         let outcome = match judgement.decision {
+            Decision::Allow if self.shadows_user_schema(sql) => {
+                let message = format!(
+                    "a schema named as airlock's upstream user ({}) would come first in the search_path of every session that shares it (\"$user\"); name it otherwise",
+                    self.upstream_user
+                );
+                return self.refuse(record_now, sql, ids::SEARCH_PATH, message);
+            }
             Decision::Allow => {
                 let planned = self.allowed(sql, &shape, (&judgement.effects, source), &mut note);
                 if let Ok(plans) = &planned {

@@ -232,6 +232,9 @@ pub struct ClientSide<'a> {
     /// the map in force is put in `context` before each statement is
     /// judged ([`ClientSide::decide`]).
     foreign_keys: Option<Arc<crate::foreign_keys::ForeignKeySlot>>,
+    /// The database user airlock logged in as upstream (what `"$user"`
+    /// in a search_path names).
+    upstream_user: &'a str,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
     /// with what the audit log records of each execution and the rules
     /// they were judged under.
