@@ -9,7 +9,8 @@
 //! session, a config reload), the next statement judged waits for a
 //! fresh load ([`ForeignKeySlot::fresh`]; one load at a time per target),
 //! so a view or key made through airlock counts from the very next
-//! statement. A key a DBA makes on the server counts from the next load.
+//! statement; so does a map older than [`REFRESH_EVERY`], so a key a DBA
+//! makes on the server counts within that.
 //! A load that fails leaves an empty map that refuses every write (see
 //! [`ForeignKeys::unreadable_copy`]) in force until one succeeds, with a
 //! warning; the next try is [`RETRY_AFTER`] later. Reads go on.
@@ -26,6 +27,10 @@ use crate::policy::foreign_keys::ForeignKeys;
 /// After a failed load, how long statements are judged with the map there
 /// was before the next try.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// The oldest map a statement is judged with: older, it is loaded again
+/// first.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// Where a target's links are read from.
 #[derive(Clone)]
@@ -121,15 +126,22 @@ impl ForeignKeySlot {
         self.map.load_full()
     }
 
-    /// Whether the catalog generation has moved since the map was loaded.
+    /// Whether the catalog generation has moved since the map was loaded,
+    /// or it was loaded more than [`REFRESH_EVERY`] ago (a key or view a
+    /// DBA makes on the server counts within that, with no DDL through
+    /// airlock).
     pub fn stale(&self) -> bool {
-        self.map.load().loaded_at() != self.generation.current()
+        let map = self.map.load();
+        map.loaded_at() != self.generation.current() || map.age() > REFRESH_EVERY
     }
 
     /// The map as of the current catalog generation: loaded again first
     /// when it is stale (unless a load failed less than [`RETRY_AFTER`]
     /// ago, or fails now: then the map there was).
     pub async fn fresh(&self) -> Arc<ForeignKeys> {
+        if !self.stale() {
+            return self.current();
+        }
         let source = self
             .source
             .lock()

@@ -15,8 +15,10 @@
 //! fingerprint (literals as `?`) keeps its shape.
 
 /// Words that mark a statement as one that may hold a password, compared
-/// without case, anywhere in its text (literals included).
-const CREDENTIAL_WORDS: &[&[u8]] = &[b"password", b"passwd", b"identified"];
+/// without case, anywhere in its text (literals included); `://` for a
+/// connection URI's `user:password@` (re-audit finding: a subscription's,
+/// dblink's and a FEDERATED table's URIs were kept whole).
+const CREDENTIAL_WORDS: &[&[u8]] = &[b"password", b"passwd", b"identified", b"://"];
 
 /// What replaces the rest of such a statement.
 pub const WITHHELD: &str = "[withheld: the statement may hold a password]";

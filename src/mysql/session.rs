@@ -1008,14 +1008,7 @@ impl Session<'_> {
                 }
             },
         };
-        let map = slot.fresh().await;
-        if !self
-            .context
-            .foreign_keys
-            .as_ref()
-            .is_some_and(|m| Arc::ptr_eq(m, &map))
-        {
-            self.context.foreign_keys = Some(map);
+        if self.context.set_foreign_keys(slot.fresh().await) {
             // Statements prepared under the old links are judged again
             // before they next run (red-team finding: a prepared DELETE
             // went on cascading into a table denied since).

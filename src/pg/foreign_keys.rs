@@ -25,7 +25,7 @@ use crate::policy::foreign_keys::{Action, ForeignKeys, Link, LinkRow};
 /// - `v`: `from` is a view over `to` (its rewrite rule depends on it);
 /// - `r`: a rule on `from` (`ON INSERT|UPDATE|DELETE ... DO ...`, a DBA's)
 ///   names `to`;
-/// - `i`: `to` is a partition or inheritance child of `from`.
+/// - `p`: `to` is a partition of `from`; `i`: an inheritance child.
 ///
 /// Every name, operator and cast is qualified with `pg_catalog`: the first
 /// load may run on a session's own connection, whose search_path its
@@ -66,7 +66,9 @@ pub const QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname, c.relname, 'k
     WHERE r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" \
       AND t.oid OPERATOR(pg_catalog.<>) v.oid \
     UNION \
-    SELECT pn.nspname, p.relname, cn.nspname, c.relname, 'i', NULL, NULL \
+    SELECT pn.nspname, p.relname, cn.nspname, c.relname, \
+      CASE WHEN p.relkind OPERATOR(pg_catalog.=) 'p'::pg_catalog.\"char\" THEN 'p' ELSE 'i' END, \
+      NULL, NULL \
     FROM pg_catalog.pg_inherits i \
     JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) i.inhparent \
     JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.relnamespace \
@@ -167,6 +169,7 @@ fn link_row(fields: &[Option<String>]) -> Option<LinkRow> {
         },
         "v" => Link::View,
         "r" => Link::Rule,
+        "p" => Link::Partition,
         _ => Link::Child,
     };
     Some(LinkRow {

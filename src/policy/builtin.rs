@@ -31,6 +31,8 @@ pub mod ids {
     /// A write through a view whose tables airlock cannot see (see
     /// [`crate::policy::foreign_keys`]).
     pub const OPAQUE_VIEW: &str = "builtin.opaque-view";
+    /// A write while the target's links could not be read again.
+    pub const LINKS_UNREADABLE: &str = "builtin.links-unreadable";
     /// Refusals that follow from a reload a session cannot take up as it
     /// is (masking now applies to a session that started without it; a
     /// statement prepared under the old rules). Not waivable.
@@ -59,6 +61,7 @@ pub mod ids {
         COLUMN_STATISTICS,
         OTHER_SESSIONS,
         OPAQUE_VIEW,
+        LINKS_UNREADABLE,
     ];
 }
 

@@ -1986,6 +1986,10 @@ fn const_value(e: &Expr) -> Option<String> {
     }
 }
 
+/// In [`schemas_made`]: a schema named as the session's user, whoever
+/// that is (`CREATE SCHEMA AUTHORIZATION CURRENT_USER`).
+pub const CURRENT_USER_SCHEMA: &str = "\u{0}current_user";
+
 /// The schemas `sql` creates or renames (either name), as the server
 /// names them (`norm`): for the Postgres session's check that an agent
 /// does not make a schema named as the upstream user, which `"$user"` in
@@ -2021,7 +2025,18 @@ fn schemas_made_inline(dialect: Dialect, sql: &str) -> Vec<String> {
                 SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
                     out.extend(parts(name).pop());
                 }
-                // `CREATE SCHEMA AUTHORIZATION alice` makes schema alice.
+                // `CREATE SCHEMA AUTHORIZATION alice` makes schema alice;
+                // `AUTHORIZATION CURRENT_USER` one named as the session's
+                // user (re-audit finding), which [`CURRENT_USER_SCHEMA`]
+                // stands for.
+                SchemaName::UnnamedAuthorization(id)
+                    if id.quote_style.is_none()
+                        && ["current_user", "current_role", "session_user"]
+                            .iter()
+                            .any(|k| id.value.eq_ignore_ascii_case(k)) =>
+                {
+                    out.push(CURRENT_USER_SCHEMA.to_owned())
+                }
                 SchemaName::UnnamedAuthorization(id) => out.push(norm(id)),
             }
         }

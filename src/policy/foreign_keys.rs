@@ -70,8 +70,15 @@ pub enum Link {
     },
     /// `from` is a view over `to`.
     View,
-    /// `to` is a partition or inheritance child of `from`.
+    /// `to` is a partition of `from`, a partitioned table.
+    Partition,
+    /// `to` is an inheritance child of `from`.
     Child,
+    /// `to` is the partitioned or inheritance parent of `from` (made by
+    /// [`ForeignKeys::new`] for each of the two above): a write to a
+    /// partition changes its parent's rows (re-audit finding: a rule on
+    /// a partitioned table did not cover `DELETE FROM` its partition).
+    Parent,
     /// A rule on `from` (other than a view's own) writes `to`: any
     /// change to `from` may insert, update or delete there.
     Rule,
@@ -109,6 +116,9 @@ enum Change {
     /// DDL on the table, which partitions and inheritance children take
     /// up too.
     Alter,
+    /// Rows of a partition or child changed: its ancestors' rows, with
+    /// nothing further (not their other children).
+    Up,
 }
 
 /// Which kinds of change a statement makes to the tables it writes (see
@@ -154,12 +164,14 @@ impl RowChanges {
 
 /// A target's links, by the relation they start at (`schema.table`, lower
 /// case).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ForeignKeys {
     /// Unique per map loaded: decisions are cached and memoized under it.
     id: u64,
     /// The target's catalog generation read before the map was loaded.
     at: u64,
+    /// When it was made.
+    made: std::time::Instant,
     by_referenced: HashMap<String, Vec<Reached>>,
     /// Views whose base tables could not be read (a MySQL definition that
     /// the upstream user may not see, or that does not parse): a write
@@ -186,6 +198,16 @@ impl ForeignKeys {
     ) -> ForeignKeys {
         let mut by_referenced: HashMap<String, Vec<Reached>> = HashMap::new();
         for row in rows {
+            if matches!(row.link, Link::Partition | Link::Child) {
+                by_referenced
+                    .entry(key(&row.to.0, &row.to.1))
+                    .or_default()
+                    .push(Reached {
+                        schema: row.from.0.to_lowercase(),
+                        table: row.from.1.to_lowercase(),
+                        link: Link::Parent,
+                    });
+            }
             by_referenced
                 .entry(key(&row.from.0, &row.from.1))
                 .or_default()
@@ -198,6 +220,7 @@ impl ForeignKeys {
         ForeignKeys {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             at,
+            made: std::time::Instant::now(),
             by_referenced,
             opaque_views: opaque_views.into_iter().map(|(s, n)| key(&s, &n)).collect(),
             unreadable: false,
@@ -213,6 +236,7 @@ impl ForeignKeys {
         ForeignKeys {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             at: self.at,
+            made: self.made,
             by_referenced: HashMap::new(),
             opaque_views: HashSet::new(),
             unreadable: true,
@@ -234,6 +258,11 @@ impl ForeignKeys {
         self.at
     }
 
+    /// How long ago it was made.
+    pub fn age(&self) -> std::time::Duration {
+        self.made.elapsed()
+    }
+
     /// Links in the map.
     pub fn len(&self) -> usize {
         self.by_referenced.values().map(Vec::len).sum()
@@ -247,14 +276,14 @@ impl ForeignKeys {
     /// carry on to, through any number of links, added to its writes; a
     /// write through a view whose tables are not known is a violation.
     pub fn add_cascaded(&self, facts: &mut Facts) {
-        if self.is_empty() || !facts.row_changes.any() {
+        if self.is_empty() || (!facts.row_changes.any() && facts.renamed_schemas.is_empty()) {
             return;
         }
         let changes = facts.row_changes;
         if self.unreadable {
             facts.violations.push((
-                super::builtin::ids::UNPARSEABLE,
-                "airlock could not read the target's foreign keys again after its catalog changed, and cannot tell which tables this write reaches; run it again".to_owned(),
+                super::builtin::ids::LINKS_UNREADABLE,
+                "airlock could not read the target's foreign keys again after its catalog changed (see its log), and cannot tell which tables this write reaches; run it again in about 10 s".to_owned(),
             ));
             return;
         }
@@ -272,6 +301,30 @@ impl ForeignKeys {
             }
         }
         let mut reached = self.reached(&facts.writes, changes);
+        if !facts.renamed_schemas.is_empty() {
+            // Every relation of a renamed schema is renamed (re-audit
+            // finding: `ALTER SCHEMA s RENAME TO x; DELETE FROM x.t`).
+            let moved: BTreeSet<Relation> = self
+                .by_referenced
+                .keys()
+                .filter_map(|k| k.split_once('.'))
+                .filter(|(s, _)| {
+                    facts
+                        .renamed_schemas
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(s))
+                })
+                .map(|(s, t)| Relation {
+                    schemas: vec![s.to_owned()],
+                    name: t.to_owned(),
+                })
+                .collect();
+            let relinks = RowChanges {
+                relinks: true,
+                ..RowChanges::default()
+            };
+            reached.extend(self.reached(&moved, relinks));
+        }
         if changes.view_over {
             // What a write through the view may do to the tables it reads.
             let through = RowChanges {
@@ -315,6 +368,9 @@ impl ForeignKeys {
             };
             for child in children {
                 let next: &[Change] = match (child.link, change) {
+                    (Link::Parent, Change::Alter) => &[],
+                    (Link::Parent, _) => &[Change::Up],
+                    (_, Change::Up) => &[],
                     (Link::Key { .. }, Change::Truncate) => &[Change::Truncate],
                     (Link::Key { on_delete, .. }, Change::Delete) => {
                         follow(on_delete, Change::Delete)
@@ -335,14 +391,18 @@ impl ForeignKeys {
                     // An update may move a row to another partition: a
                     // delete from the one it was in, an insert into the
                     // other.
-                    (Link::Child, Change::Update) => {
+                    (Link::Partition, Change::Update) => {
                         &[Change::Update, Change::Delete, Change::Insert]
                     }
-                    (Link::Child, Change::Insert) => &[Change::Insert],
-                    (Link::Child, Change::Delete) => &[Change::Delete],
-                    (Link::Child, Change::Truncate) => &[Change::Truncate],
-                    (Link::Child, Change::Empty) => &[Change::Empty],
-                    (Link::Child, Change::Alter) => &[Change::Alter],
+                    (Link::Partition, Change::Insert) => &[Change::Insert],
+                    // Postgres sends no insert from an inheritance parent
+                    // to its children.
+                    (Link::Child, Change::Update) => &[Change::Update],
+                    (Link::Child, Change::Insert) => &[],
+                    (Link::Partition | Link::Child, Change::Delete) => &[Change::Delete],
+                    (Link::Partition | Link::Child, Change::Truncate) => &[Change::Truncate],
+                    (Link::Partition | Link::Child, Change::Empty) => &[Change::Empty],
+                    (Link::Partition | Link::Child, Change::Alter) => &[Change::Alter],
                     // A rule is code: whatever it does to its tables.
                     (Link::Rule, Change::Alter | Change::Empty) => &[],
                     (Link::Rule, _) => &[Change::Insert, Change::Update, Change::Delete],
@@ -466,6 +526,7 @@ mod tests {
             .reached(&writes, changes)
             .iter()
             .map(|r| r.display_name())
+            .filter(|n| *n != format!("public.{table}"))
             .collect();
         out.sort();
         out.dedup();
@@ -541,10 +602,7 @@ mod tests {
             ],
             [],
         );
-        assert_eq!(
-            reached(&fk, "a", DELETES),
-            ["public.a", "public.b", "public.c"]
-        );
+        assert_eq!(reached(&fk, "a", DELETES), ["public.b", "public.c"]);
     }
 
     #[test]
@@ -576,7 +634,7 @@ mod tests {
             [
                 link("cv", "customers", Link::View),
                 row("customers", "orders", Cascade, Refuse),
-                link("accounts", "accounts_eu", Link::Child),
+                link("accounts", "accounts_eu", Link::Partition),
                 row("accounts_eu", "ledger", Cascade, Refuse),
             ],
             [],
@@ -640,8 +698,8 @@ mod tests {
             0,
             [
                 link("v_orders", "orders", Link::View),
-                link("accounts", "accounts_eu", Link::Child),
-                link("accounts_eu", "accounts_eu_a", Link::Child),
+                link("accounts", "accounts_eu", Link::Partition),
+                link("accounts_eu", "accounts_eu_a", Link::Partition),
                 row("customers", "orders", Cascade, Refuse),
                 link("stage", "vip", Link::Rule),
             ],
@@ -680,6 +738,46 @@ mod tests {
         // A rule writes its tables whatever the change.
         assert_eq!(reached(&fk, "stage", DELETES), ["public.vip"]);
         assert_eq!(reached(&fk, "stage", inserts), ["public.vip"]);
+    }
+
+    #[test]
+    fn a_write_to_a_partition_or_child_writes_its_ancestors_only() {
+        let fk = ForeignKeys::new(
+            0,
+            [
+                link("p", "p_a", Link::Partition),
+                link("p", "p_b", Link::Partition),
+                link("p_a", "p_a1", Link::Partition),
+                link("base", "kid", Link::Child),
+            ],
+            [],
+        );
+        assert_eq!(reached(&fk, "p_a1", DELETES), ["public.p", "public.p_a"]);
+        assert_eq!(reached(&fk, "kid", UPDATES), ["public.base"]);
+        // An insert into an inheritance parent stays there.
+        let inserts = RowChanges {
+            inserts: true,
+            ..NONE
+        };
+        assert!(reached(&fk, "base", inserts).is_empty());
+        assert_eq!(
+            reached(&fk, "p", inserts),
+            ["public.p_a", "public.p_a1", "public.p_b"]
+        );
+    }
+
+    #[test]
+    fn a_renamed_schema_renames_every_table_in_it() {
+        let fk = ForeignKeys::new(
+            0,
+            [row("par", "orders", Action::Cascade, Action::Refuse)],
+            [],
+        );
+        let mut facts = Facts::default();
+        facts.renamed_schemas.insert("public".into());
+        fk.add_cascaded(&mut facts);
+        let reached: Vec<String> = facts.reached.iter().map(|r| r.display_name()).collect();
+        assert_eq!(reached, ["public.orders"]);
     }
 
     #[test]

@@ -57,6 +57,20 @@ impl SessionContext {
     pub fn foreign_keys_id(&self) -> u64 {
         self.foreign_keys.as_ref().map_or(0, |f| f.id())
     }
+
+    /// Puts `map` in force; whether it replaced another (decisions judged
+    /// under that one no longer apply).
+    pub fn set_foreign_keys(&mut self, map: std::sync::Arc<foreign_keys::ForeignKeys>) -> bool {
+        if self
+            .foreign_keys
+            .as_ref()
+            .is_some_and(|m| std::sync::Arc::ptr_eq(m, &map))
+        {
+            return false;
+        }
+        self.foreign_keys = Some(map);
+        true
+    }
 }
 
 /// What is being judged.

@@ -561,7 +561,7 @@ fn long_statements_keep_their_head_length_and_digest() {
 /// other agents' statements were refused). Its own next statement is
 /// refused; another session's is not.
 #[test]
-fn one_session_holds_at_most_half_the_queue() {
+fn one_session_holds_at_most_the_queue_size() {
     use airlock::audit::session::{SessionAudit, SessionInfo};
     use std::sync::Arc;
     let (_dir, path) = store();

@@ -244,7 +244,7 @@ async fn pg_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_tabl
     // a reload gives some takes the links up at its next statement.
     let other = connect(env.config_for("other", "other-pw")).await;
     other.batch_execute("SELECT 1").await.unwrap();
-    let denied = "deny_tables = [\"public.secrets\", \"public.eu_secrets\", \"public.vip_orders\", \"public.accts_us\"]";
+    let denied = "deny_tables = [\"public.secrets\", \"public.eu_secrets\", \"public.vip_orders\", \"public.accts_us\", \"public.guarded\"]";
     let rules = PG_RULES
         .replace("deny_tables = [\"public.secrets\"]", denied)
         .replace(
@@ -325,6 +325,43 @@ async fn pg_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_tabl
         "{message}"
     );
 
+    // A SQL PREPARE judged under other links may not run again; a write
+    // to a partition is a write to its protected parent; a schema rename
+    // renames the tables in it (final re-audit findings).
+    c.batch_execute("PREPARE del_plain(int) AS DELETE FROM plain WHERE id = $1")
+        .await
+        .unwrap();
+    direct
+        .batch_execute(
+            "CREATE TABLE guarded (id int PRIMARY KEY) PARTITION BY RANGE (id);
+             CREATE TABLE guarded_low PARTITION OF guarded FOR VALUES FROM (0) TO (100);
+             CREATE SCHEMA elsewhere;
+             CREATE TABLE elsewhere.par (id int PRIMARY KEY);
+             ALTER TABLE orders ADD COLUMN par int REFERENCES elsewhere.par ON DELETE CASCADE;",
+        )
+        .await
+        .unwrap();
+    c.batch_execute("CREATE TABLE scratch6 (id int)")
+        .await
+        .unwrap();
+    let e = c.batch_execute("EXECUTE del_plain(1)").await.unwrap_err();
+    pg_refused(
+        &e,
+        "builtin.",
+        "EXECUTE of a PREPARE made under other links",
+    );
+    for (sql, rule) in [
+        (
+            "ALTER SCHEMA elsewhere RENAME TO moved; DELETE FROM moved.par WHERE id = 1",
+            "agent.orders-write",
+        ),
+        ("CREATE SCHEMA AUTHORIZATION current_user", "builtin."),
+        ("INSERT INTO guarded_low VALUES (5)", "agent.deny-tables"),
+    ] {
+        let e = c.batch_execute(sql).await.err();
+        pg_refused(&e.unwrap_or_else(|| panic!("ran: {sql}")), rule, sql);
+    }
+
     // Links that cannot be read again after a change refuse every write
     // until they can (re-audit finding: an agent that used up its
     // upstream role's connections kept the old links in force).
@@ -344,7 +381,7 @@ async fn pg_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_tabl
         .unwrap_err();
     pg_refused(
         &e,
-        "builtin.unparseable",
+        "builtin.links-unreadable",
         "INSERT while the links are unreadable",
     );
     let n: i64 = c

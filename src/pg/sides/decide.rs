@@ -30,7 +30,9 @@ impl<'a> ClientSide<'a> {
             && std::str::from_utf8(sql).is_ok_and(|text| {
                 crate::policy::extract::schemas_made(Dialect::Postgres, text)
                     .iter()
-                    .any(|s| *s == self.upstream_user)
+                    .any(|s| {
+                        *s == self.upstream_user || s == crate::policy::extract::CURRENT_USER_SCHEMA
+                    })
             })
     }
 
@@ -41,14 +43,14 @@ impl<'a> ClientSide<'a> {
         let Some(slot) = &self.foreign_keys else {
             return;
         };
-        let map = slot.current();
-        if !self
-            .context
-            .foreign_keys
-            .as_ref()
-            .is_some_and(|m| Arc::ptr_eq(m, &map))
-        {
-            self.context.foreign_keys = Some(map);
+        if self.context.set_foreign_keys(slot.current()) && !self.context.prepared.is_empty() {
+            // SQL `PREPARE`s were judged under the old links; the server
+            // keeps them, so their names may not run again, as after a
+            // rules reload (re-audit finding: `EXECUTE d(1)` cascaded
+            // into a denied table once a key was made).
+            let stale = std::mem::take(&mut self.context.prepared);
+            self.used_up
+                .extend(stale.into_iter().map(|n| n.into_bytes().into_boxed_slice()));
         }
     }
 
