@@ -61,24 +61,38 @@ impl<'a> ClientSide<'a> {
         match &self.foreign_keys {
             Some(slot) => slot.stale(),
             None => {
-                self.gates.version() != self.seen_version
-                    && self.gates.gate().judges_tables(self.principal)
+                (self.gates.version() != self.seen_version
+                    && self.gates.gate().judges_tables(self.principal))
+                    || self
+                        .links_retry_at
+                        .is_some_and(|at| std::time::Instant::now() >= at)
             }
         }
     }
 
     /// Loads the target's links when they are stale (or first, when a
     /// reload gave the policy rules on tables), and puts them in force.
-    /// A load that fails leaves the links there were (logged).
+    /// A first load that fails puts links in force that refuse every
+    /// write, and is tried again [`crate::foreign_keys::RETRY_AFTER`]
+    /// later.
     pub(super) async fn refresh_foreign_keys(&mut self) {
         if self.foreign_keys.is_none() {
             if !self.gates.gate().judges_tables(self.principal) {
+                self.links_retry_at = None;
                 return;
             }
             match self.proxy.foreign_keys(&self.principal.target).await {
-                Ok(slot) => self.foreign_keys = Some(slot),
+                Ok(slot) => {
+                    self.foreign_keys = Some(slot);
+                    self.links_retry_at = None;
+                }
                 Err(e) => {
-                    tracing::warn!(target = %self.principal.target, error = %e, "foreign keys not loaded: statements are judged without them");
+                    tracing::warn!(target = %self.principal.target, error = %e, "foreign keys not loaded: writes are refused until they are (tried again in 10 s)");
+                    let none = crate::policy::foreign_keys::ForeignKeys::new(0, [], []);
+                    self.context
+                        .set_foreign_keys(Arc::new(none.unreadable_copy()));
+                    self.links_retry_at =
+                        Some(std::time::Instant::now() + crate::foreign_keys::RETRY_AFTER);
                     return;
                 }
             }
