@@ -66,6 +66,36 @@ pub fn warnings(config: &Config, rules: &RuleSet, masks: &MaskingRules) -> Vec<S
 /// makes the upstream session read-only and refuses writing functions
 /// (red-team note: operators took such a policy for a read-only one).
 pub fn rule_warnings(rules: &RuleSet) -> Vec<String> {
+    let mut out = limit_waivers(rules);
+    out.extend(read_only_warnings(rules));
+    out
+}
+
+/// Policies that waive a built-in rule for statements airlock cannot
+/// judge at all (`too-complex`, `too-large`): the waiver lets nothing
+/// through (see [`super::parse::Blocked::unjudged`]); raising the limit
+/// in `[settings]` does.
+fn limit_waivers(rules: &RuleSet) -> Vec<String> {
+    use super::builtin::ids::{TOO_COMPLEX, TOO_LARGE};
+    rules
+        .policies
+        .iter()
+        .flat_map(|p| {
+            [TOO_COMPLEX, TOO_LARGE]
+                .into_iter()
+                .filter(|b| p.waives(b))
+                .map(|b| {
+                    format!(
+                        "policy {} waives {b}, which lets nothing through: airlock cannot judge such statements; raise max_tokens, max_depth, max_statements or max_statement_bytes in [settings] instead",
+                        p.id
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn read_only_warnings(rules: &RuleSet) -> Vec<String> {
     rules
         .policies
         .iter()
@@ -169,5 +199,26 @@ allow_statements = ["read", "write"]
         let w = rule_warnings(&rules);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("policy looks-read-only "), "{w:?}");
+    }
+
+    #[test]
+    fn waivers_of_the_limits_are_said_to_do_nothing() {
+        let rules = parse_rules(&[(
+            Path::new("t.toml"),
+            r#"
+[[policy]]
+id = "waiver"
+applies_to = { identities = ["a"] }
+read_only = true
+allow_builtin = ["builtin.too-complex", "builtin.opaque-code"]
+"#,
+        )])
+        .expect("rules");
+        let w = rule_warnings(&rules);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("waives builtin.too-complex, which lets nothing through"),
+            "{w:?}"
+        );
     }
 }
