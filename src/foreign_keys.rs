@@ -4,16 +4,18 @@
 //! airlock's own and shared by the target's sessions.
 //!
 //! The first session whose policy has rules on tables loads them, and its
-//! login (Postgres) or first statement (MySQL) waits for the load. Once
+//! login (Postgres, on the session's own connection) or first statement
+//! (MySQL) waits for the load. Once
 //! the target's catalog generation has moved (DDL through airlock by any
 //! session, a config reload), the next statement judged waits for a
 //! fresh load ([`ForeignKeySlot::fresh`]; one load at a time per target),
 //! so a view or key made through airlock counts from the very next
 //! statement; so does a map older than [`REFRESH_EVERY`], so a key a DBA
 //! makes on the server counts within that.
-//! A load that fails leaves an empty map that refuses every write (see
-//! [`ForeignKeys::unreadable_copy`]) in force until one succeeds, with a
-//! warning; the next try is [`RETRY_AFTER`] later. Reads go on.
+//! Until a first load succeeds, and after a load fails, an empty map that
+//! refuses every write is in force ([`ForeignKeys::unloaded`],
+//! [`ForeignKeys::unreadable_copy`]), with a warning; the next try is
+//! [`RETRY_AFTER`] later. Reads go on.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,50 +96,46 @@ pub struct ForeignKeySlot {
     /// Held while a load runs: sessions that find the map stale together
     /// wait for one load.
     loading: tokio::sync::Mutex<()>,
-    failed_at: Mutex<Option<Instant>>,
-    /// In force after a failed load, until one succeeds.
-    unreadable: Mutex<Option<Arc<ForeignKeys>>>,
+    /// After a failed load: when, and the map in force until a load
+    /// succeeds (one that refuses every write).
+    failed: Mutex<Option<(Instant, Arc<ForeignKeys>)>>,
 }
 
 impl ForeignKeySlot {
-    pub fn new(target: &str, map: ForeignKeys, generation: Generation, source: Source) -> Self {
+    /// A slot whose links are read at first use ([`Self::fresh`]); until
+    /// then its map refuses every write ([`ForeignKeys::unloaded`]).
+    pub fn new(target: &str, generation: Generation, source: Source) -> Self {
         ForeignKeySlot {
             target: target.to_owned(),
-            map: ArcSwap::from_pointee(map),
+            map: ArcSwap::from_pointee(ForeignKeys::unloaded()),
             generation,
             source: Mutex::new(source),
             loading: tokio::sync::Mutex::new(()),
-            failed_at: Mutex::new(None),
-            unreadable: Mutex::new(None),
+            failed: Mutex::new(None),
         }
     }
 
     /// The map in force: the last one loaded, or, after a failed load, one
     /// that refuses every write.
     pub fn current(&self) -> Arc<ForeignKeys> {
-        if let Some(u) = self
-            .unreadable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Arc::clone(u);
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((_, refusing)) => Arc::clone(refusing),
+            None => self.map.load_full(),
         }
-        self.map.load_full()
     }
 
     /// Whether the catalog generation has moved since the map was loaded,
     /// or it was loaded more than [`REFRESH_EVERY`] ago (a key or view a
     /// DBA makes on the server counts within that, with no DDL through
-    /// airlock).
+    /// airlock), or it never was.
     pub fn stale(&self) -> bool {
         let map = self.map.load();
         map.loaded_at() != self.generation.current() || map.age() > REFRESH_EVERY
     }
 
     /// The map as of the current catalog generation: loaded again first
-    /// when it is stale (unless a load failed less than [`RETRY_AFTER`]
-    /// ago, or fails now: then the map there was).
+    /// when it is stale, unless a load failed less than [`RETRY_AFTER`]
+    /// ago. After a failed load, one that refuses every write.
     pub async fn fresh(&self) -> Arc<ForeignKeys> {
         if !self.stale() {
             return self.current();
@@ -166,27 +164,31 @@ impl ForeignKeySlot {
         if !self.stale() {
             return self.current();
         }
-        let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        if !now && failed.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
+        let failed_recently = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < RETRY_AFTER);
+        if !now && failed_recently {
             return self.current();
         }
         let at = self.generation.current();
-        match load(at).await {
+        let mut failed = match load(at).await {
             Ok(map) => {
-                tracing::debug!(target = %self.target, links = map.len(), "foreign keys loaded again");
+                tracing::debug!(target = %self.target, links = map.len(), "foreign keys loaded");
                 self.map.store(Arc::new(map));
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                *self.unreadable.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                None
             }
             Err(e) => {
-                tracing::warn!(target = %self.target, error = %e, "foreign keys not loaded again: writes are refused until they are (tried again in 10 s)");
-                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                self.unreadable
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert_with(|| Arc::new(self.map.load().unreadable_copy()));
+                tracing::warn!(target = %self.target, error = %e, "foreign keys not loaded: writes are refused until they are (tried again in 10 s)");
+                Some((Instant::now(), Arc::new(self.map.load().unreadable_copy())))
             }
-        }
+        };
+        std::mem::swap(
+            &mut *self.failed.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut failed,
+        );
         self.current()
     }
 

@@ -141,11 +141,9 @@ pub struct Proxy {
     /// Per-target counts of catalog changes, which make every session's
     /// snapshot of the target stale (both protocols).
     pub catalog_generations: crate::masking::Generations,
-    /// Foreign keys per Postgres target, for policies with rules on tables
-    /// ([`crate::pg::foreign_keys`]).
+    /// The links of each target, for policies with rules on tables
+    /// ([`crate::foreign_keys`]).
     foreign_keys: dashmap::DashMap<String, Arc<ForeignKeySlot>>,
-    /// Held while a target's foreign keys load for the first time.
-    foreign_key_loads: tokio::sync::Mutex<()>,
     /// Ephemeral-credential brokers, one per `credentials = "ephemeral"` target.
     pub brokers: crate::credentials::Brokers,
     /// Open sessions per identity, for `identities.*.max_sessions`.
@@ -256,7 +254,6 @@ impl Proxy {
             catalog_loads: dashmap::DashMap::new(),
             catalog_generations: Default::default(),
             foreign_keys: dashmap::DashMap::new(),
-            foreign_key_loads: tokio::sync::Mutex::new(()),
             brokers,
             sessions: Arc::new(dashmap::DashMap::new()),
             audit,
@@ -489,70 +486,39 @@ impl Proxy {
         Ok((snap, at))
     }
 
-    /// The links of a target for the policy (see [`crate::foreign_keys`]),
-    /// loaded on first use: the caller waits for the load, and fails with
-    /// it.
-    pub async fn foreign_keys(&self, target: &str) -> Result<Arc<ForeignKeySlot>, String> {
-        if let Some(slot) = self.foreign_key_slot(target) {
-            return Ok(slot);
-        }
-        let _first = self.foreign_key_loads.lock().await;
+    /// The links of a target for the policy (see [`crate::foreign_keys`]):
+    /// its slot, made at first use, whose map its users bring up to date
+    /// ([`ForeignKeySlot::fresh`]) before they judge with it.
+    pub fn foreign_keys(&self, target: &str) -> Result<Arc<ForeignKeySlot>, String> {
         if let Some(slot) = self.foreign_key_slot(target) {
             return Ok(slot);
         }
         let source = self.foreign_key_source(target)?;
         let generation = self.catalog_generations.of(target);
-        let map = source.load(generation.current()).await?;
-        tracing::debug!(%target, links = map.len(), "foreign keys loaded");
-        let slot = Arc::new(ForeignKeySlot::new(target, map, generation, source));
-        self.foreign_keys
-            .insert(target.to_owned(), Arc::clone(&slot));
-        Ok(slot)
+        Ok(Arc::clone(
+            &self
+                .foreign_keys
+                .entry(target.to_owned())
+                .or_insert_with(|| Arc::new(ForeignKeySlot::new(target, generation, source))),
+        ))
     }
 
-    /// [`Self::foreign_keys`] for a Postgres session that logs in: a first
-    /// load, or one of stale links, runs on `conn`, the session's own
-    /// connection, idle before its client is in (any role may read the
-    /// catalogs; a passthrough target's configured user may not be able
-    /// to log in at all).
+    /// The links of a Postgres target, up to date, for a session that logs
+    /// in: a load runs on `conn`, the session's own connection, idle
+    /// before its client is in (any role may read the catalogs; a
+    /// passthrough target's configured user may not be able to log in).
     pub async fn pg_foreign_keys(
         &self,
         target: &str,
         conn: &mut crate::pg::conn::Conn,
     ) -> Result<Arc<crate::policy::foreign_keys::ForeignKeys>, String> {
-        let slot = match self.foreign_key_slot(target) {
-            Some(slot) => slot,
-            None => {
-                let _first = self.foreign_key_loads.lock().await;
-                match self.foreign_key_slot(target) {
-                    Some(slot) => slot,
-                    None => {
-                        let source = self.foreign_key_source(target)?;
-                        let generation = self.catalog_generations.of(target);
-                        let map =
-                            crate::pg::foreign_keys::load_on(conn, target, generation.current())
-                                .await
-                                .map_err(|e| e.to_string())?;
-                        tracing::debug!(%target, links = map.len(), "foreign keys loaded");
-                        let slot = Arc::new(ForeignKeySlot::new(target, map, generation, source));
-                        self.foreign_keys
-                            .insert(target.to_owned(), Arc::clone(&slot));
-                        slot
-                    }
-                }
-            }
+        let slot = self.foreign_keys(target)?;
+        let load = |at| async move {
+            crate::pg::foreign_keys::load_on(conn, target, at)
+                .await
+                .map_err(|e| e.to_string())
         };
-        let map = slot
-            .fresh_with(
-                |at| async move {
-                    crate::pg::foreign_keys::load_on(conn, target, at)
-                        .await
-                        .map_err(|e| e.to_string())
-                },
-                true,
-            )
-            .await;
-        Ok(map)
+        Ok(slot.fresh_with(load, true).await)
     }
 
     /// The links of a target, if they have been loaded.

@@ -402,6 +402,14 @@ impl Drop for CatalogChange {
     }
 }
 
+/// The rules' version and the target's links a prepared statement was
+/// judged under: it is judged again before it runs under others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JudgedUnder {
+    rules: u64,
+    links: u64,
+}
+
 struct Session<'a> {
     proxy: &'a Arc<Proxy>,
     /// The rules in force, looked up once per statement.
@@ -417,7 +425,7 @@ struct Session<'a> {
     /// Their texts, and the version of the rules each was judged under: a
     /// statement prepared before a reload is judged again before it next
     /// runs ([`Session::judged_again`]).
-    texts: IdMap<(u64, Arc<[u8]>)>,
+    texts: IdMap<(JudgedUnder, Arc<[u8]>)>,
     /// The statement last prepared, what MariaDB's id 0xFFFFFFFF names (as
     /// far as airlock can tell: for the audit record of its executions).
     last_prepared: Option<u32>,
@@ -996,7 +1004,7 @@ impl Session<'_> {
     async fn refresh_foreign_keys(&mut self) -> Option<String> {
         let slot = match &self.foreign_keys {
             Some(slot) => Arc::clone(slot),
-            None => match self.proxy.foreign_keys(&self.principal.target).await {
+            None => match self.proxy.foreign_keys(&self.principal.target) {
                 Ok(slot) => {
                     self.foreign_keys = Some(Arc::clone(&slot));
                     slot
@@ -1018,9 +1026,12 @@ impl Session<'_> {
     }
 
     /// What a prepared statement's judgement depended on besides its
-    /// text: the rules' version and the target's links in force.
-    fn judged_under(&self) -> u64 {
-        self.seen_version.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.context.foreign_keys_id()
+    /// text.
+    fn judged_under(&self) -> JudgedUnder {
+        JudgedUnder {
+            rules: self.seen_version,
+            links: self.context.foreign_keys_id(),
+        }
     }
 
     /// The gate's judgement of `sql`, from the session's memo when the

@@ -344,9 +344,9 @@ async fn log_in(
         _slot,
     } = admitted;
     // Before the client is in: a session whose policy has rules on tables
-    // does not start without the target's links (see
-    // `crate::foreign_keys`), read as the target's configured user (as
-    // the masking catalog is, for passthrough targets too).
+    // starts with the target's links up to date (see
+    // `crate::foreign_keys`), read on its own connection when they are
+    // not; if they cannot be, its writes are refused until they are.
     let foreign_keys = match proxy.gate().judges_tables(&principal) {
         true => Some(
             proxy

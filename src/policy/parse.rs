@@ -726,6 +726,9 @@ fn parse_segment(
     let mut it = words(segment);
     let first = it.next();
     let second = it.next();
+    // (rule, message, why it stays refused when the rule is waived but
+    // the statement does not parse)
+    let mut judged_anyway: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
     if is_kw(first, Keyword::DO) {
         // MySQL's DO evaluates expressions and discards them: no code
         // block, but nothing airlock judges either (ground-truth red team:
@@ -751,22 +754,17 @@ fn parse_segment(
         // A trigger is made on a table, which the policy judges even when
         // it waives opaque code (a trigger on a table that needs approval
         // for writes is a way to write it unheld): it must parse.
-        if words(segment)
+        if !words(segment)
             .take(6)
             .any(|t| is_kw(Some(t), Keyword::TRIGGER))
         {
-            return match parse_tokens(d, segment.to_vec(), limits) {
-                Ok(statement) => Ok(Parsed {
-                    statement,
-                    maintenance: None,
-                    violations: vec![(ids::OPAQUE_CODE, message.to_owned())],
-                }),
-                Err(_) => Err(Blocked::new(ids::OPAQUE_CODE, message).unjudged(
-                    "airlock could not parse the trigger to judge the table it is made on",
-                )),
-            };
+            return Err(Blocked::new(ids::OPAQUE_CODE, message));
         }
-        return Err(Blocked::new(ids::OPAQUE_CODE, message));
+        judged_anyway.push((
+            ids::OPAQUE_CODE,
+            message,
+            "airlock could not parse the trigger to judge the table it is made on",
+        ));
     }
     if is_kw(first, Keyword::ALTER) && is_kw(second, Keyword::SYSTEM) {
         return Err(Blocked::new(
@@ -799,17 +797,11 @@ fn parse_segment(
                     .any(|k| w.value.eq_ignore_ascii_case(k)))
         });
     if file_access {
-        let parsed = parse_tokens(d, segment.to_vec(), limits);
-        let message = "reading or writing server files is not allowed".to_owned();
-        return match parsed {
-            Ok(statement) => Ok(Parsed {
-                statement,
-                maintenance: None,
-                violations: vec![(ids::FILE_ACCESS, message)],
-            }),
-            Err(_) => Err(Blocked::new(ids::FILE_ACCESS, message)
-                .unjudged("airlock could not parse the statement to judge the tables it names")),
-        };
+        judged_anyway.push((
+            ids::FILE_ACCESS,
+            "reading or writing server files is not allowed",
+            "airlock could not parse the statement to judge the tables it names",
+        ));
     }
 
     if dialect == Dialect::Postgres {
@@ -869,11 +861,21 @@ fn parse_segment(
         copy_booleans(&mut toks);
     }
 
-    Ok(Parsed {
-        statement: parse_tokens(d, toks, limits)?,
-        maintenance: None,
-        violations: Vec::new(),
-    })
+    // Built-in rules broken above that a policy may waive, while the
+    // statement is still judged: it must parse, and they go with its
+    // facts (see `Parsed::violations`).
+    match (parse_tokens(d, toks, limits), judged_anyway.first()) {
+        (Ok(statement), _) => Ok(Parsed {
+            statement,
+            maintenance: None,
+            violations: judged_anyway
+                .iter()
+                .map(|(rule, message, _)| (*rule, (*message).to_owned()))
+                .collect(),
+        }),
+        (Err(_), Some((rule, message, why))) => Err(Blocked::new(rule, *message).unjudged(why)),
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// One statement of `toks`, which must hold nothing after it.

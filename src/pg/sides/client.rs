@@ -29,7 +29,6 @@ impl<'a> ClientSide<'a> {
             proxy,
             foreign_keys,
             upstream_user: "",
-            links_retry_at: None,
             gates: proxy.gate_cache(),
             principal,
             idle_timeout,

@@ -61,38 +61,30 @@ impl<'a> ClientSide<'a> {
         match &self.foreign_keys {
             Some(slot) => slot.stale(),
             None => {
-                (self.gates.version() != self.seen_version
-                    && self.gates.gate().judges_tables(self.principal))
-                    || self
-                        .links_retry_at
-                        .is_some_and(|at| std::time::Instant::now() >= at)
+                self.gates.version() != self.seen_version
+                    && self.gates.gate().judges_tables(self.principal)
             }
         }
     }
 
     /// Loads the target's links when they are stale (or first, when a
     /// reload gave the policy rules on tables), and puts them in force.
-    /// A first load that fails puts links in force that refuse every
-    /// write, and is tried again [`crate::foreign_keys::RETRY_AFTER`]
-    /// later.
+    /// Until a load succeeds, the links in force refuse every write (see
+    /// [`crate::foreign_keys`]).
     pub(super) async fn refresh_foreign_keys(&mut self) {
         if self.foreign_keys.is_none() {
             if !self.gates.gate().judges_tables(self.principal) {
-                self.links_retry_at = None;
                 return;
             }
-            match self.proxy.foreign_keys(&self.principal.target).await {
-                Ok(slot) => {
-                    self.foreign_keys = Some(slot);
-                    self.links_retry_at = None;
-                }
+            match self.proxy.foreign_keys(&self.principal.target) {
+                Ok(slot) => self.foreign_keys = Some(slot),
                 Err(e) => {
-                    tracing::warn!(target = %self.principal.target, error = %e, "foreign keys not loaded: writes are refused until they are (tried again in 10 s)");
-                    let none = crate::policy::foreign_keys::ForeignKeys::new(0, [], []);
-                    self.context
-                        .set_foreign_keys(Arc::new(none.unreadable_copy()));
-                    self.links_retry_at =
-                        Some(std::time::Instant::now() + crate::foreign_keys::RETRY_AFTER);
+                    // The target left the config: no links can be read
+                    // for it, and writes are refused.
+                    tracing::warn!(target = %self.principal.target, error = %e, "foreign keys not loaded: writes are refused");
+                    self.context.set_foreign_keys(Arc::new(
+                        crate::policy::foreign_keys::ForeignKeys::unloaded(),
+                    ));
                     return;
                 }
             }

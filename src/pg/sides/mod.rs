@@ -235,9 +235,6 @@ pub struct ClientSide<'a> {
     /// The database user airlock logged in as upstream (what `"$user"`
     /// in a search_path names).
     upstream_user: &'a str,
-    /// When to try again to load the target's links, after a first load
-    /// failed ([`ClientSide::refresh_foreign_keys`]).
-    links_retry_at: Option<std::time::Instant>,
     /// Protocol-level statement names ("" = unnamed) from allowed Parses,
     /// with what the audit log records of each execution and the rules
     /// they were judged under.
