@@ -432,6 +432,45 @@ async fn unicode_space_after_double_dash_is_refused() {
     env.stop().await;
 }
 
+/// Red-team finding: under a latin1 client character set MariaDB reads
+/// the byte 0xA0 as a space, and airlock (in UTF-8) as part of a
+/// character, so `@x\u{e0}FROM secrets` (`à` is C3 A0) was to airlock one
+/// user variable and no table, and to the server a read of a denied table.
+/// Refused now whatever the character set, over both protocols; in
+/// strings, quoted names and comments the character is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latin1_space_cannot_hide_a_table() {
+    let mut env = env().await;
+    let mut c = env.agent().await;
+    c.query_drop("SET NAMES latin1").await.unwrap();
+    for sql in [
+        "SELECT s, @x\u{e0}FROM secrets",
+        "SELECT ssn, @x\u{e0}FROM customers",
+        "SELECT s, @x\u{c2}\u{a0}FROM secrets",
+        "SELECT s, @x\u{e0}FROM secrets UNION SELECT 1, 2",
+    ] {
+        let msg = refused(c.query_drop(sql).await.unwrap_err(), sql);
+        assert!(msg.contains("latin1"), "{sql}: {msg}");
+        let msg = refused(c.prep(sql).await.unwrap_err(), sql);
+        assert!(msg.contains("latin1"), "{sql}: {msg}");
+        still_usable(&mut c).await;
+    }
+    // The server does read it as a space: directly, the same text runs.
+    assert_eq!(
+        env.admin("SET NAMES latin1; SELECT s, @x\u{e0}FROM secrets"),
+        "launch code\tNULL"
+    );
+    c.query_drop("SET NAMES utf8mb4").await.unwrap();
+    let r: Option<String> = c
+        .query_first(
+            "SELECT `voil\u{e0}` FROM (SELECT 'voil\u{e0}' AS `voil\u{e0}`) d -- voil\u{e0}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.as_deref(), Some("voil\u{e0}"));
+    env.stop().await;
+}
+
 /// A policy's `idle_in_transaction_timeout` is applied upstream
 /// (MariaDB's `idle_transaction_timeout`, whole seconds), the agent cannot
 /// lift it, and the server ends a session left idle in a transaction.

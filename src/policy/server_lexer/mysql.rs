@@ -17,6 +17,11 @@
 //!   would: [`regions`] refuses executable comments whose end is not the
 //!   first `*/`, and those holding comments or versions of other lengths.
 //!
+//!
+//! One byte is not the same character in every client character set a
+//! session may use: 0xA0, a continuation byte in UTF-8, is a space to a
+//! latin1 client's server. [`regions`] refuses it in code.
+//!
 //! [`crate::mysql::exec_comments`] expands executable comments for the
 //! server's version before statements are judged; the reading here is the
 //! check that sqlparser's tokens agree with the server's.
@@ -91,6 +96,19 @@ pub fn regions(s: &[u8]) -> Result<Vec<Region>, String> {
             i += 2;
         } else if c == b'.' && exponent_without_digits(s, i) {
             return Err("a number with an exponent but no digits after it".into());
+        } else if c == 0xA0 {
+            // Red-team finding: a client whose character set is latin1
+            // (MySQL's cp1252) has the server read 0xA0 as a space, and
+            // airlock (in UTF-8) as part of a character: `@xà` then
+            // `FROM secrets` hid a denied table in a user variable's
+            // name. 0xA0 is a space in no other character set a client
+            // may log in with, and holds no quote or comment opener, so
+            // in strings, quoted names and comments it is the same text.
+            return Err(
+                "a character with a 0xA0 byte in code, which a latin1 client's server reads as \
+                 a space (quote the name with backticks)"
+                    .into(),
+            );
         } else if matches!(c, b'\'' | b'"' | b'`') {
             let end = quoted_end(s, i).ok_or("an unterminated string or quoted name")?;
             if exec.is_none() {
@@ -222,6 +240,28 @@ mod tests {
 
     fn r(sql: &str) -> Result<Vec<(char, &str)>, String> {
         super::super::regions_as_text(crate::policy::Dialect::MySql, sql)
+    }
+
+    /// latin1's no-break space (red-team finding): a byte 0xA0 in code
+    /// is refused, in strings, quoted names and comments it is text.
+    #[test]
+    fn a_latin1_space_in_code_is_refused() {
+        for sql in [
+            "SELECT token, @x\u{e0}FROM secrets",
+            "SELECT token, @x\u{a0}FROM secrets",
+            "SELECT 1 AS voil\u{e0}",
+            "SELECT 1 /*! , @x\u{e0}FROM secrets */",
+        ] {
+            assert!(r(sql).unwrap_err().contains("latin1"), "{sql}");
+        }
+        for sql in [
+            "SELECT 'voil\u{e0}', `voil\u{e0}` FROM t",
+            "SELECT 1 -- voil\u{e0}",
+            "SELECT 1 /* voil\u{e0} */",
+            "SELECT caf\u{e9} FROM t",
+        ] {
+            assert!(r(sql).is_ok(), "{sql}");
+        }
     }
 
     #[test]
