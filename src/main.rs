@@ -124,7 +124,7 @@ enum Command {
         /// Why; the agent gets it in its error.
         #[arg(long)]
         reason: String,
-        /// Who denies (default: $USER).
+        /// Who denies (default: $USER, else "cli").
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
@@ -182,6 +182,11 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { store },
         } => store.path().and_then(|p| airlock::audit::cli_verify(&p)),
+        Command::Audit {
+            command: AuditCommand::Prune { older_than, store },
+        } => store
+            .path()
+            .and_then(|p| airlock::audit::cli_prune(&p, older_than)),
         Command::Explain {
             identity,
             target,
@@ -213,7 +218,8 @@ fn main() -> ExitCode {
 
 #[derive(clap::Args)]
 struct LogArgs {
-    /// Only refused statements (blocked, held for approval, would-block).
+    /// Only what was refused: statements blocked, held for approval or
+    /// would-block, logins refused, and failed logins.
     #[arg(long)]
     blocked: bool,
     #[arg(long)]
@@ -288,6 +294,11 @@ fn parse_session(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("{s:?}: expected a session number, e.g. s42 or 42"))
 }
 
+/// A duration as the config writes them ("90d", "12h", "30m").
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (write e.g. \"90d\" or \"12h\")"))
+}
+
 /// Where a running airlock's admin API is; the token comes from
 /// AIRLOCK_ADMIN_TOKEN (never a flag: flags show in `ps`).
 #[derive(clap::Args)]
@@ -343,6 +354,16 @@ enum AuditCommand {
         #[command(flatten)]
         store: AuditStore,
     },
+    /// Remove records older than a duration (as `[audit] retention` does
+    /// every hour), leaving a record that says so; safe beside a running
+    /// airlock.
+    Prune {
+        /// Keep this much history, e.g. "90d" or "12h".
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: std::time::Duration,
+        #[command(flatten)]
+        store: AuditStore,
+    },
 }
 
 /// Where the audit store is: `--db`, else the config's `[audit] path`.
@@ -388,7 +409,10 @@ impl From<DialectArg> for Dialect {
 
 fn check(config: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
     if paths.is_empty() {
-        let c = Config::load(config)?;
+        let c = Config::load_without_secrets(config)?;
+        for unread in &c.unread_secrets {
+            println!("note: {unread} (`airlock serve` needs it; checking the rules does not)");
+        }
         match &c.policy.rules {
             Some(rules) => {
                 let path = rules.get_ref();
@@ -469,7 +493,7 @@ fn explain(
     sql: &str,
 ) -> anyhow::Result<bool> {
     let config = if config_path.exists() {
-        Some(Config::load(config_path)?)
+        Some(Config::load_without_secrets(config_path)?)
     } else {
         None
     };
@@ -533,6 +557,23 @@ fn explain(
             }
         }
     };
+    // A name the config does not list is judged all the same, which a typo
+    // would hide (operator finding): said first.
+    if let Some(c) = &config {
+        let listed = c.identities.contains_key(identity)
+            || passthrough.is_some_and(|t| t.passthrough.users.contains_key(identity));
+        if !listed {
+            match passthrough {
+                Some(_) => println!(
+                    "note: {identity} is not an identity of the config: judged as a database user of passthrough target {}, with its default groups",
+                    principal.target
+                ),
+                None => println!(
+                    "note: {identity} is not an identity of the config (a typo?): judged with no groups"
+                ),
+            }
+        }
+    }
     println!(
         "identity: {identity}  user: {}  model: {}  groups: [{}]  target: {}",
         principal.user.as_deref().unwrap_or("-"),

@@ -49,6 +49,8 @@ struct Metrics {
     /// 1 when the last reload was applied (or none was tried), 0 when it
     /// was rejected and the rules in force are older than the files.
     last_reload_ok: AtomicU64,
+    /// By protocol, then by [`LoginEnd`].
+    logins: [[AtomicU64; 2]; 2],
 }
 
 static METRICS: Metrics = Metrics {
@@ -63,7 +65,26 @@ static METRICS: Metrics = Metrics {
     catalog_loads: [const { [const { AtomicU64::new(0) }; 3] }; 2],
     reloads: [const { AtomicU64::new(0) }; 2],
     last_reload_ok: AtomicU64::new(1),
+    logins: [const { [const { AtomicU64::new(0) }; 2] }; 2],
 };
+
+/// How a login that did not get in ended.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginEnd {
+    /// The credentials failed (wrong password, no such identity, a
+    /// token refused, the server refused a relayed login).
+    Failed = 0,
+    /// Refused after the client proved who it is (a startup setting, the
+    /// session limit, a target it may not use, no policy).
+    Refused = 1,
+}
+
+const LOGIN_ENDS: [&str; 2] = ["failed", "refused"];
+
+/// Counts a login that did not get in.
+pub fn login(protocol: Protocol, end: LoginEnd) {
+    METRICS.logins[protocol as usize][end as usize].fetch_add(1, Ordering::Relaxed);
+}
 
 /// Counts a reload of the config and rules: applied or rejected.
 pub fn reload(applied: bool) {
@@ -228,6 +249,21 @@ pub fn render(g: Gauges) -> String {
             "airlock_connections_total{{protocol=\"{p}\"}} {}",
             get(&m.connections_total[i])
         );
+    }
+    header(
+        &mut out,
+        "airlock_logins_rejected_total",
+        "counter",
+        "Logins that did not get in: credentials that failed, or refused after the client proved who it is.",
+    );
+    for (i, p) in PROTOCOLS.iter().enumerate() {
+        for (j, result) in LOGIN_ENDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "airlock_logins_rejected_total{{protocol=\"{p}\",result=\"{result}\"}} {}",
+                get(&m.logins[i][j])
+            );
+        }
     }
     header(
         &mut out,

@@ -287,6 +287,12 @@ impl Proxy {
         result
     }
 
+    /// The settings the config in force changed since start that apply
+    /// only after a restart (empty when none).
+    pub fn restart_required(&self) -> Vec<&'static str> {
+        restart_only_changes(&self.started, &self.config())
+    }
+
     /// How the last reload went (`None`: none was tried since start). A
     /// rejected one is what an operator must see: the files say one thing
     /// and the rules in force another.
@@ -612,17 +618,22 @@ fn mock_secret(config: &Config) -> [u8; 32] {
 
 fn open_audit(a: &crate::config::AuditConfig) -> Result<crate::audit::AuditLog, LoadError> {
     use crate::audit::AuditLog;
-    Ok(match a.json_lines.as_deref() {
-        None => AuditLog::open(&a.path, a.queue)?,
-        Some("stdout") => AuditLog::with_json_lines(&a.path, a.queue, Box::new(std::io::stdout()))?,
-        Some(file) => {
-            let f = std::fs::OpenOptions::new()
+    let json: Option<Box<dyn std::io::Write + Send>> = match a.json_lines.as_deref() {
+        None => None,
+        Some("stdout") => Some(Box::new(std::io::stdout())),
+        Some(file) => Some(Box::new(
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(file)?;
-            AuditLog::with_json_lines(&a.path, a.queue, Box::new(f))?
-        }
-    })
+                .open(file)?,
+        )),
+    };
+    Ok(AuditLog::with_retention(
+        &a.path,
+        a.queue,
+        json,
+        a.retention,
+    )?)
 }
 
 /// The settings that differ between `old` and `new` but are read only when
@@ -643,9 +654,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         })
     };
     let audit = |c: &Config| {
-        c.audit
-            .as_ref()
-            .map(|a| (a.path.clone(), a.queue, a.fail_closed, a.json_lines.clone()))
+        c.audit.as_ref().map(|a| {
+            (
+                a.path.clone(),
+                a.queue,
+                a.fail_closed,
+                a.json_lines.clone(),
+                a.retention,
+            )
+        })
     };
     let admin_listen = |c: &Config| c.admin.as_ref().map(|a| *a.listen.get_ref());
     let checks = [

@@ -37,8 +37,34 @@ pub async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
+/// `GET /healthz`: the process answers (liveness).
 pub async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /readyz`: whether airlock serves statements now (readiness): 503
+/// with the reason while it is shutting down, or while a fail-closed
+/// audit log cannot record and statements are refused (operator finding:
+/// `/healthz` said `ok` then, and only a metric told).
+pub async fn readyz(State(st): State<AdminState>) -> Response {
+    let p = &st.proxy;
+    let not_ready = if *p.shutdown.borrow() {
+        Some("shutting down")
+    } else if p.audit.as_ref().is_some_and(|a| !a.is_healthy())
+        && p.config().audit.as_ref().is_some_and(|a| a.fail_closed)
+    {
+        Some("the audit log cannot record (fail_closed): statements are refused")
+    } else {
+        None
+    };
+    match not_ready {
+        None => "ready\n".into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 pub async fn metrics(State(st): State<AdminState>) -> Response {
@@ -306,6 +332,9 @@ fn rules_json(st: &AdminState) -> Value {
         "config": config.source.display().to_string(),
         "rules": config.policy.rules.as_ref().map(|r| r.get_ref().display().to_string()),
         "last_reload": last_reload,
+        // Until the process restarts (operator finding: only the reload's
+        // own answer said so, and a dashboard polling GET never saw it).
+        "restart_required": st.proxy.restart_required(),
     })
 }
 
@@ -319,13 +348,7 @@ pub async fn rules(State(st): State<AdminState>) -> Response {
 pub async fn reload(State(st): State<AdminState>) -> Response {
     let proxy = std::sync::Arc::clone(&st.proxy);
     match tokio::task::spawn_blocking(move || proxy.reload()).await {
-        Ok(Ok(pending)) => {
-            let mut body = rules_json(&st);
-            if let Some(o) = body.as_object_mut() {
-                o.insert("restart_required".into(), serde_json::json!(pending));
-            }
-            Json(body).into_response()
-        }
+        Ok(Ok(_pending)) => Json(rules_json(&st)).into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "reload requested through the admin API failed; keeping the running rules");
             error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())

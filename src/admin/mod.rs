@@ -11,8 +11,8 @@
 //! * [`client`] and [`cli`]: a small HTTP client, and the `airlock
 //!   approvals` / `approve` / `deny` commands built on it.
 //!
-//! Everything but `/healthz` and the console's static files (which hold no
-//! data) needs `Authorization: Bearer <token>` when a token is configured;
+//! Everything but `/healthz`, `/readyz` and the console's static files
+//! (which hold no data) needs `Authorization: Bearer <token>` when a token is configured;
 //! airlock refuses to listen on a non-loopback address without one.
 
 pub mod api;
@@ -60,6 +60,7 @@ pub fn router(state: AdminState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
         .route("/", get(console::index))
         .route("/console.js", get(console::script))
         .route("/console.css", get(console::style))

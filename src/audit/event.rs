@@ -19,6 +19,8 @@ pub enum EventKind {
     #[default]
     Statement,
     AuthFailed,
+    /// Retention removed the oldest records (see `audit::retention`).
+    Pruned,
 }
 
 impl EventKind {
@@ -28,6 +30,7 @@ impl EventKind {
             EventKind::Disconnect => "disconnect",
             EventKind::Statement => "statement",
             EventKind::AuthFailed => "auth_failed",
+            EventKind::Pruned => "audit_pruned",
         }
     }
 
@@ -37,6 +40,7 @@ impl EventKind {
             EventKind::Disconnect,
             EventKind::Statement,
             EventKind::AuthFailed,
+            EventKind::Pruned,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -86,7 +86,7 @@ pub fn format_table(records: &[AuditRecord]) -> String {
         let explained = matches!(
             e.decision,
             Some(AuditDecision::Block | AuditDecision::WouldBlock | AuditDecision::Approval)
-        ) || e.kind == EventKind::AuthFailed;
+        ) || matches!(e.kind, EventKind::AuthFailed | EventKind::Pruned);
         if let Some(reason) = e.reason.as_deref().filter(|_| explained) {
             let reason = reason.replace(['\n', '\r', '\t'], " ");
             let _ = writeln!(

@@ -6,6 +6,8 @@
 //!   thread that writes batches in one transaction each.
 //! * [`store`]: the SQLite schema (WAL, `synchronous=NORMAL`).
 //! * [`chain`]: the sha256 hash chain; [`verify`] checks it.
+//! * [`retention`]: removing the oldest records, the chain anchored at the
+//!   last one removed.
 //! * [`fingerprint`]: statements with literals replaced by `?`.
 //! * [`query`] and [`format`]: `airlock log` / `airlock replay` output.
 //! * [`session`]: what proxy sessions (Postgres and MySQL) record.
@@ -20,6 +22,7 @@ pub mod fingerprint;
 pub mod format;
 pub mod passwords;
 pub mod query;
+pub mod retention;
 pub mod session;
 mod store;
 pub mod verify;
@@ -29,6 +32,7 @@ pub use event::{now_ms, redact, AuditDecision, AuditEvent, AuditRecord, EventKin
 pub use fingerprint::fingerprint;
 pub use format::{format_json, format_table, rfc3339};
 pub use query::{query, session_records, Filter};
+pub use store::Anchor;
 pub use verify::{verify, Tamper, TamperKind, VerifyReport};
 pub use writer::AuditLog;
 
@@ -80,6 +84,15 @@ pub fn cli_verify(path: &Path) -> anyhow::Result<()> {
                 report.records,
                 report.head
             );
+            if let Some(a) = &report.pruned {
+                println!(
+                    "records up to seq {} were removed by retention (last at {}); \
+                     the chain is checked from that record's hash {}",
+                    a.through_seq,
+                    rfc3339(a.time_ms),
+                    a.hash
+                );
+            }
             Ok(())
         }
         Some(t) => anyhow::bail!(
@@ -88,6 +101,45 @@ pub fn cli_verify(path: &Path) -> anyhow::Result<()> {
             report.records
         ),
     }
+}
+
+/// `airlock audit prune --older-than D`: removes the records older than
+/// `older_than`, in chunks, each leaving a record that says so; works
+/// beside a running airlock.
+pub fn cli_prune(path: &Path, older_than: std::time::Duration) -> anyhow::Result<()> {
+    if !path.is_file() {
+        return Err(AuditError::Missing(path.to_path_buf()).into());
+    }
+    let mut conn = store::open_rw(path)?;
+    let keep_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms().saturating_sub(keep_ms);
+    let why = format!(
+        "airlock audit prune --older-than {}",
+        retention::duration_text(older_than)
+    );
+    let mut removed = 0u64;
+    let mut through = None;
+    while let Some(p) = retention::prune(&mut conn, cutoff, retention::CHUNK, &why)? {
+        removed += p.removed;
+        through = Some(p.anchor.through_seq);
+        if !p.more {
+            break;
+        }
+    }
+    match through {
+        None => println!(
+            "audit log {}: no records older than {}",
+            path.display(),
+            rfc3339(cutoff)
+        ),
+        Some(seq) => println!(
+            "audit log {}: removed {removed} records older than {} (through seq {seq}); \
+             `airlock audit verify` checks the chain from there",
+            path.display(),
+            rfc3339(cutoff)
+        ),
+    }
+    Ok(())
 }
 
 /// `airlock replay SESSION`: every record of one session, as a table.

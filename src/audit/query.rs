@@ -11,8 +11,8 @@ use super::{AuditError, AuditRecord};
 /// Which records to show. Empty filter: everything (up to `limit`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Only refused statements: decisions `block`, `approval` and (observe
-    /// mode) `would_block`.
+    /// Only what was refused or held: decisions `block`, `approval` and
+    /// (observe mode) `would_block`, and failed logins.
     pub blocked: bool,
     pub identity: Option<String>,
     /// Matches the configured or the declared model.
@@ -31,7 +31,7 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<AuditRecord>, AuditErro
     let mut clauses: Vec<&str> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     if filter.blocked {
-        clauses.push("decision IN ('block', 'approval', 'would_block')");
+        clauses.push("(decision IN ('block', 'approval', 'would_block') OR kind = 'auth_failed')");
     }
     if let Some(identity) = &filter.identity {
         clauses.push("identity = ?");

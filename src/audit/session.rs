@@ -275,18 +275,24 @@ impl SessionAudit {
     }
 }
 
-/// Records a failed login (no session context exists yet).
+/// Records a failed login (no session context exists yet): the name the
+/// client gave, and `(target, why)`: the target (database) it asked for
+/// and why it failed ("wrong password"; the client is never told which).
 pub fn auth_failed(
     log: &AuditLog,
     session: u64,
     identity: &str,
     client: &str,
     protocol: &'static str,
+    (target, why): (&str, &str),
 ) {
     let mut e = AuditEvent::now(EventKind::AuthFailed, session);
     e.identity = identity.into();
     e.client_addr = Some(client.into());
     e.protocol = protocol.into();
+    e.target = target.into();
+    e.database = Some(target.into()).filter(|t: &Arc<str>| !t.is_empty());
+    e.reason = Some(why.into());
     let _ = log.record(e);
 }
 

@@ -1,12 +1,16 @@
-//! The SQLite store: one `audit` table, WAL mode, `synchronous=NORMAL`.
+//! The SQLite store: one `audit` table, WAL mode, `synchronous=NORMAL`,
+//! and `audit_pruned`, the chain's anchor once retention has removed the
+//! oldest records (see [`super::retention`]).
 //!
-//! The writer owns the only read-write connection; `query`, `verify` and
-//! `replay` open read-only connections.
+//! The writer owns airlock's read-write connection; `airlock audit prune`
+//! may open another, so every append reads the chain's head inside its own
+//! write transaction. `query`, `verify` and `replay` open read-only
+//! connections.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::chain::{record_hash, GENESIS};
 use super::event::{AuditDecision, AuditEvent, AuditRecord, EventKind};
@@ -41,6 +45,12 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
 CREATE INDEX IF NOT EXISTS audit_session ON audit (session);
 CREATE INDEX IF NOT EXISTS audit_identity ON audit (identity);
+CREATE TABLE IF NOT EXISTS audit_pruned (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    time_ms INTEGER NOT NULL
+);
 ";
 
 /// Every column, in the order [`from_row`] reads them.
@@ -75,15 +85,65 @@ pub(crate) fn open_ro(path: &Path) -> Result<Connection, AuditError> {
     Ok(conn)
 }
 
-/// The chain head: the last `seq` and `hash` (0 and the genesis value for
-/// an empty store).
+/// The chain head: the last `seq` and `hash`; for a store with no records,
+/// the retention anchor (the last record removed), else 0 and the genesis
+/// value.
 pub(crate) fn head(conn: &Connection) -> Result<(i64, String), AuditError> {
-    let mut stmt = conn.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?;
+    let mut stmt = conn.prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?;
     let mut rows = stmt.query([])?;
-    match rows.next()? {
-        Some(row) => Ok((row.get(0)?, row.get(1)?)),
-        None => Ok((0, GENESIS.to_owned())),
+    if let Some(row) = rows.next()? {
+        return Ok((row.get(0)?, row.get(1)?));
     }
+    Ok(match anchor(conn)? {
+        Some(a) => (a.through_seq, a.hash),
+        None => (0, GENESIS.to_owned()),
+    })
+}
+
+/// Where the chain starts once retention removed its oldest records: the
+/// last removed record's `seq` and `hash`, and when it was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub through_seq: i64,
+    pub hash: String,
+    pub time_ms: i64,
+}
+
+/// The retention anchor, if records were ever removed (`None` as well for
+/// a store written before retention existed, which has no such table).
+pub(crate) fn anchor(conn: &Connection) -> Result<Option<Anchor>, AuditError> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_pruned'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT through_seq, hash, time_ms FROM audit_pruned WHERE id = 1",
+            [],
+            |r| {
+                Ok(Anchor {
+                    through_seq: r.get(0)?,
+                    hash: r.get(1)?,
+                    time_ms: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Records the anchor (inside the transaction that removes the records).
+pub(crate) fn set_anchor(conn: &Connection, a: &Anchor) -> Result<(), AuditError> {
+    conn.execute(
+        "INSERT INTO audit_pruned (id, through_seq, hash, time_ms) VALUES (1, ?1, ?2, ?3) \
+         ON CONFLICT (id) DO UPDATE SET through_seq = excluded.through_seq, \
+         hash = excluded.hash, time_ms = excluded.time_ms",
+        params![a.through_seq, a.hash, a.time_ms],
+    )?;
+    Ok(())
 }
 
 /// The highest session id in the log (0 when empty): a restarted airlock
@@ -94,16 +154,30 @@ pub(crate) fn last_session(conn: &Connection) -> Result<u64, AuditError> {
     Ok(last.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
 }
 
-/// Appends prepared events in one transaction, chaining from `(seq, hash)`.
-/// On success the events move into the returned records and `batch` is
-/// left empty; on error nothing was written and `batch` is unchanged, to
-/// be tried again.
+/// Appends prepared events in one write transaction, chaining from the
+/// head it reads there. On success the events move into the returned
+/// records and `batch` is left empty; on error nothing was written and
+/// `batch` is unchanged, to be tried again.
 pub(crate) fn append(
     conn: &mut Connection,
-    head: (i64, &str),
     batch: &mut Vec<(AuditEvent, Option<String>)>,
 ) -> Result<Vec<AuditRecord>, AuditError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock from the start, so that the head read here
+    // is still the head when the records go in, whoever else writes.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let records = append_in(&tx, batch)?;
+    tx.commit()?;
+    Ok(records)
+}
+
+/// [`append`] inside a transaction the caller holds and commits: on error
+/// `batch` is unchanged.
+pub(crate) fn append_in(
+    tx: &Connection,
+    batch: &mut Vec<(AuditEvent, Option<String>)>,
+) -> Result<Vec<AuditRecord>, AuditError> {
+    let (head_seq, head_hash) = head(tx)?;
+    let head = (head_seq, head_hash.as_str());
     let mut hashes = Vec::with_capacity(batch.len());
     {
         let mut stmt = tx.prepare_cached(
@@ -147,8 +221,8 @@ pub(crate) fn append(
             hashes.push(hash);
         }
     }
-    tx.commit()?;
-    // Written: the events move into their records, uncopied.
+    // Written (once the caller commits): the events move into their
+    // records, uncopied.
     let mut seq = head.0;
     let mut prev = head.1.to_owned();
     Ok(batch

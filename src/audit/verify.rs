@@ -13,6 +13,11 @@
 //!   otherwise, if its own hash is right, its predecessor was deleted and
 //!   the rest renumbered; otherwise it was edited.
 //!
+//! Once retention removed the oldest records, the walk starts from the
+//! anchor it kept (the last removed record's `seq` and hash), and the
+//! anchor must be the one that the newest `audit_pruned` record names:
+//! records removed otherwise, or an anchor moved, show as deleted.
+//!
 //! Deleting the newest records cannot be seen from inside the file: compare
 //! the printed head hash with one kept elsewhere.
 
@@ -21,8 +26,9 @@ use std::fmt;
 use std::path::Path;
 
 use super::chain::{record_hash_raw, GENESIS};
-use super::store::{from_row, open_ro, COLUMNS};
-use super::{AuditError, AuditRecord};
+use super::retention::anchor_named;
+use super::store::{anchor, from_row, open_ro, Anchor, COLUMNS};
+use super::{AuditError, AuditRecord, EventKind};
 
 /// How a record was tampered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// The hash of the last good record (the genesis value if none).
     pub head: String,
+    /// Where the chain starts when retention removed older records.
+    pub pruned: Option<Anchor>,
     pub problem: Option<Tamper>,
 }
 
@@ -95,16 +103,22 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         })?
         .peekable();
 
+    let pruned = anchor(&conn)?;
     let mut report = VerifyReport {
         records: 0,
-        head: GENESIS.to_owned(),
+        head: pruned
+            .as_ref()
+            .map_or_else(|| GENESIS.to_owned(), |a| a.hash.clone()),
+        pruned: pruned.clone(),
         problem: None,
     };
-    let mut expected_seq = 1i64;
+    let mut expected_seq = pruned.as_ref().map_or(1, |a| a.through_seq + 1);
     // The previous record's prev_hash, to spot forks.
     let mut last_prev: Option<String> = None;
     let mut seen: HashSet<String> = HashSet::new();
-    seen.insert(GENESIS.to_owned());
+    seen.insert(report.head.clone());
+    // The anchor that the newest `audit_pruned` record names, and its seq.
+    let mut named: Option<(i64, Option<(i64, String)>)> = None;
     while let Some(row) = rows.next() {
         let Checked {
             record: r,
@@ -132,6 +146,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         let self_ok = computed == r.hash;
         let link_ok = r.prev_hash == report.head;
         if link_ok && self_ok {
+            if r.event.kind == EventKind::Pruned {
+                let says = r.event.reason.as_deref().and_then(anchor_named);
+                named = Some((r.seq, says.map(|(s, h)| (s, h.to_owned()))));
+            }
             report.records += 1;
             last_prev = Some(std::mem::replace(&mut report.head, r.hash.clone()));
             seen.insert(r.hash);
@@ -173,5 +191,36 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         });
         break;
     }
+    if report.problem.is_none() {
+        report.problem = anchor_problem(pruned.as_ref(), named, expected_seq);
+    }
     Ok(report)
+}
+
+/// An anchor that no `audit_pruned` record accounts for: records removed
+/// (and the anchor moved) by something other than retention.
+fn anchor_problem(
+    anchor: Option<&Anchor>,
+    named: Option<(i64, Option<(i64, String)>)>,
+    next_seq: i64,
+) -> Option<Tamper> {
+    let a = anchor?;
+    let first = a.through_seq + 1;
+    let detail = match named {
+        None => format!(
+            "records up to {} were removed, and no retention record says so",
+            a.through_seq
+        ),
+        Some((_, Some((seq, hash)))) if seq == a.through_seq && hash == a.hash => return None,
+        Some((at, _)) => format!(
+            "the chain is anchored at record {}, but the last retention record \
+             (seq {at}) names another",
+            a.through_seq
+        ),
+    };
+    Some(Tamper {
+        seq: first.min(next_seq),
+        kind: TamperKind::Deleted,
+        detail,
+    })
 }

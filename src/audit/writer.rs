@@ -9,16 +9,16 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::event::{AuditEvent, Preparer};
 use super::format::record_json;
-use super::{store, AuditError, AuditUnavailable};
+use super::{retention, store, AuditError, AuditUnavailable};
 
 /// Most events written in one transaction.
 const BATCH: usize = 256;
@@ -33,6 +33,10 @@ pub const MIN_SESSION_SHARE: usize = 256;
 const GATHER: Duration = Duration::from_millis(20);
 /// Pause between attempts at a failing batch.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How often the writer removes records past `[audit] retention`.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// When to try again after a prune failed.
+const PRUNE_RETRY: Duration = Duration::from_secs(60);
 /// Attempts at a failing batch once shutdown has begun.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
@@ -128,7 +132,19 @@ impl AuditLog {
     /// Opens (creating if needed) the store at `path` and starts the writer
     /// with a queue of `queue_capacity` events (at least 1).
     pub fn open(path: &Path, queue_capacity: usize) -> Result<AuditLog, AuditError> {
-        Self::start(path, queue_capacity, None)
+        Self::start(path, queue_capacity, None, None)
+    }
+
+    /// As [`AuditLog::open`] or [`AuditLog::with_json_lines`], and with
+    /// `retention` the writer removes records older than that at start and
+    /// every hour (see [`super::retention`]).
+    pub fn with_retention(
+        path: &Path,
+        queue_capacity: usize,
+        json: Option<Box<dyn Write + Send>>,
+        retention: Option<Duration>,
+    ) -> Result<AuditLog, AuditError> {
+        Self::start(path, queue_capacity, json, retention)
     }
 
     /// As [`AuditLog::open`], and also writes every stored record as one
@@ -139,16 +155,16 @@ impl AuditLog {
         queue_capacity: usize,
         json: Box<dyn Write + Send>,
     ) -> Result<AuditLog, AuditError> {
-        Self::start(path, queue_capacity, Some(json))
+        Self::start(path, queue_capacity, Some(json), None)
     }
 
     fn start(
         path: &Path,
         queue_capacity: usize,
         json: Option<Box<dyn Write + Send>>,
+        retention: Option<Duration>,
     ) -> Result<AuditLog, AuditError> {
         let conn = store::open_rw(path)?;
-        let head = store::head(&conn)?;
         super::session::sessions_after(store::last_session(&conn)?);
         let capacity = queue_capacity.max(1);
         let hard_capacity = capacity
@@ -165,8 +181,9 @@ impl AuditLog {
         });
         let mut writer = Writer {
             conn,
-            head,
             json,
+            retention,
+            next_prune: Instant::now(),
             shared: shared.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -336,8 +353,11 @@ impl Drop for AuditLog {
 
 struct Writer {
     conn: Connection,
-    head: (i64, String),
     json: Option<Box<dyn Write + Send>>,
+    /// Records older than this are removed ([`super::retention`]).
+    retention: Option<Duration>,
+    /// When to prune next (now, at start).
+    next_prune: Instant,
     shared: Arc<Shared>,
 }
 
@@ -346,8 +366,26 @@ impl Writer {
         let mut batch = Vec::with_capacity(BATCH);
         let mut preparer = Preparer::default();
         let mut stop = false;
+        // Retention first: a store that has been off for months is
+        // trimmed before it grows further.
+        if self.retention.is_some() {
+            self.prune();
+        }
         while !stop {
-            let Ok(first) = rx.recv() else { break };
+            let first = match self.retention {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(_) => {
+                    rx.recv_timeout(self.next_prune.saturating_duration_since(Instant::now()))
+                }
+            };
+            let first = match first {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.prune();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut next = Some(first);
             let mut gathered = false;
             while let Some(msg) = next.take() {
@@ -363,6 +401,11 @@ impl Writer {
                 }
                 if batch.len() >= BATCH {
                     self.write(&mut batch);
+                    // Under a load that never lets the queue empty, the
+                    // wait below never times out: retention is due here.
+                    if self.retention.is_some() && Instant::now() >= self.next_prune {
+                        self.prune();
+                    }
                 }
                 // Let a batch gather before writing: one SQLite transaction
                 // (and one wake-up of this thread) per few milliseconds
@@ -387,11 +430,8 @@ impl Writer {
         }
         let mut failures = 0u32;
         loop {
-            match store::append(&mut self.conn, (self.head.0, &self.head.1), batch) {
+            match store::append(&mut self.conn, batch) {
                 Ok(records) => {
-                    if let Some(last) = records.last() {
-                        self.head = (last.seq, last.hash.clone());
-                    }
                     self.write_json(&records);
                     self.shared.healthy.store(true, Ordering::Release);
                     break;
@@ -415,6 +455,36 @@ impl Writer {
             }
         }
         batch.clear();
+    }
+
+    /// One retention chunk; due again at once while older records remain,
+    /// else in an hour (in a minute after a failure).
+    fn prune(&mut self) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = super::now_ms().saturating_sub(keep_ms);
+        let why = format!("retention {}", retention::duration_text(retention));
+        self.next_prune = Instant::now() + PRUNE_EVERY;
+        match retention::prune(&mut self.conn, cutoff, retention::CHUNK, &why) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                tracing::info!(
+                    removed = p.removed,
+                    through_seq = p.anchor.through_seq,
+                    "audit retention removed old records"
+                );
+                if p.more {
+                    self.next_prune = Instant::now();
+                }
+                self.write_json(std::slice::from_ref(&p.record));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit retention failed; trying again in a minute");
+                self.next_prune = Instant::now() + PRUNE_RETRY;
+            }
+        }
     }
 
     fn write_json(&mut self, records: &[super::AuditRecord]) {

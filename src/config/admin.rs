@@ -44,33 +44,41 @@ impl Default for ApprovalsConfig {
 }
 
 /// Reads the admin token from `token_env` or `token_file`, and refuses a
-/// listener that is not on loopback without one. The error is the span,
-/// key and message for the caller's `ConfigError`.
+/// listener that is not on loopback without one. With `optional` (`airlock
+/// check`), a token that cannot be read is noted in `unread` instead. The
+/// error is the span, key and message for the caller's `ConfigError`.
 pub(super) fn resolve_token(
     admin: &mut AdminConfig,
     base: &std::path::Path,
+    optional: bool,
+    unread: &mut Vec<String>,
 ) -> Result<(), (std::ops::Range<usize>, String, String)> {
     admin.token = match (&admin.token_env, &admin.token_file) {
-        (Some(var), None) => {
-            let value = std::env::var(var.get_ref()).map_err(|_| {
-                (
-                    var.span(),
-                    "admin.token_env".to_owned(),
-                    format!("environment variable {} is not set", var.get_ref()),
-                )
-            })?;
-            Some(Secret::new(value))
-        }
+        (Some(var), None) => match std::env::var(var.get_ref()) {
+            Ok(value) => Some(Secret::new(value)),
+            Err(_) => {
+                let why = format!("environment variable {} is not set", var.get_ref());
+                if !optional {
+                    return Err((var.span(), "admin.token_env".to_owned(), why));
+                }
+                unread.push(format!("admin.token_env: {why}"));
+                // A token is configured: the listener is not an open one.
+                return Ok(());
+            }
+        },
         (None, Some(file)) => {
             let resolved = base.join(file.get_ref());
-            let text = std::fs::read_to_string(&resolved).map_err(|e| {
-                (
-                    file.span(),
-                    "admin.token_file".to_owned(),
-                    format!("cannot read {}: {e}", resolved.display()),
-                )
-            })?;
-            Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+            match std::fs::read_to_string(&resolved) {
+                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned())),
+                Err(e) => {
+                    let why = format!("cannot read {}: {e}", resolved.display());
+                    if !optional {
+                        return Err((file.span(), "admin.token_file".to_owned(), why));
+                    }
+                    unread.push(format!("admin.token_file: {why}"));
+                    return Ok(());
+                }
+            }
         }
         (Some(var), Some(_)) => {
             return Err((

@@ -60,6 +60,13 @@ pub struct Config {
     /// Where the file came from, for messages; set by [`Config::load`].
     #[serde(skip)]
     pub source: PathBuf,
+    /// Secrets [`Config::load_without_secrets`] could not read (unset
+    /// variables, unreadable files), each as "key: why"; empty otherwise.
+    #[serde(skip)]
+    pub unread_secrets: Vec<String>,
+    /// Whether an unreadable secret is noted rather than an error.
+    #[serde(skip)]
+    secrets_optional: bool,
 }
 
 /// The audit log: every connection and statement, hash-chained in SQLite.
@@ -79,10 +86,17 @@ pub struct AuditConfig {
     pub fail_closed: bool,
     /// Also write JSON lines: "stdout" or a file path (appended).
     pub json_lines: Option<String>,
+    /// Remove records older than this ("90d"), at start and every hour,
+    /// the chain anchored at the last one removed. Unset: keep everything.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub retention: Option<Duration>,
 }
 
 /// Shortest HS256 secret accepted (RFC 7518: a key as long as the hash).
 const MIN_HS256_SECRET: usize = 32;
+
+/// The shortest `[audit] retention` accepted.
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 fn default_audit_queue() -> usize {
     10_000
@@ -373,6 +387,19 @@ impl Config {
         Config::from_toml(&text, path)
     }
 
+    /// [`Config::load`] for `airlock check` and `explain`, which judge
+    /// rules and need no secret: an upstream password, admin token or JWT
+    /// key that cannot be read (a CI runner has none of them) is listed in
+    /// [`Config::unread_secrets`] instead of failing the load. Everything
+    /// else is checked as `airlock serve` checks it.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        Config::parse(&text, path, true)
+    }
+
     /// Only the audit store's path from the config at `path` (`None`
     /// without `[audit]`): what `airlock log`, `replay` and `audit verify`
     /// need. It reads no secret, so an auditor needs neither the admin
@@ -411,6 +438,10 @@ impl Config {
     /// Parses and validates TOML text; `path` is used in messages and to
     /// resolve relative file names.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(text, path, false)
+    }
+
+    fn parse(text: &str, path: &Path, secrets_optional: bool) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let e = ConfigError::from_toml(path, text, &e);
             match looks_like_rules(text) {
@@ -422,6 +453,7 @@ impl Config {
             }
         })?;
         config.source = path.to_path_buf();
+        config.secrets_optional = secrets_optional;
         config.validate(text)?;
         Ok(config)
     }
@@ -452,9 +484,26 @@ impl Config {
         }
         if let Some(audit) = &mut self.audit {
             audit.path = base.join(&audit.path);
+            // Less than an hour would remove records before anyone read
+            // them (and the writer prunes only hourly anyway).
+            if audit.retention.is_some_and(|r| r < MIN_RETENTION) {
+                let at = text.find("retention").unwrap_or(0);
+                return Err(here(
+                    at..at,
+                    "audit.retention".into(),
+                    "must be at least 1h (`airlock audit prune --older-than` removes less by hand)"
+                        .into(),
+                ));
+            }
         }
         if let Some(admin) = &mut self.admin {
-            admin::resolve_token(admin, &base).map_err(|(span, key, msg)| here(span, key, msg))?;
+            admin::resolve_token(
+                admin,
+                &base,
+                self.secrets_optional,
+                &mut self.unread_secrets,
+            )
+            .map_err(|(span, key, msg)| here(span, key, msg))?;
         }
         if let Some(rules) = &mut self.policy.rules {
             let resolved = base.join(rules.get_ref());
@@ -501,26 +550,35 @@ impl Config {
                 }
                 *ca.get_mut() = resolved;
             }
+            let optional = self.secrets_optional;
+            let unread = &mut self.unread_secrets;
             target.password = match (&target.password_env, &target.password_file) {
-                (Some(var), None) => {
-                    Some(Secret::new(std::env::var(var.get_ref()).map_err(|_| {
-                        here(
-                            var.span(),
-                            key("password_env"),
-                            format!("environment variable {} is not set", var.get_ref()),
-                        )
-                    })?))
-                }
+                (Some(var), None) => match std::env::var(var.get_ref()) {
+                    Ok(value) => Some(Secret::new(value)),
+                    Err(_) => {
+                        let why = format!("environment variable {} is not set", var.get_ref());
+                        if !optional {
+                            return Err(here(var.span(), key("password_env"), why));
+                        }
+                        unread.push(format!("{}: {why}", key("password_env")));
+                        None
+                    }
+                },
                 (None, Some(file)) => {
                     let resolved = base.join(file.get_ref());
-                    let text = std::fs::read_to_string(&resolved).map_err(|e| {
-                        here(
-                            file.span(),
-                            key("password_file"),
-                            format!("cannot read {}: {e}", resolved.display()),
-                        )
-                    })?;
-                    Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+                    match std::fs::read_to_string(&resolved) {
+                        Ok(text) => {
+                            Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+                        }
+                        Err(e) => {
+                            let why = format!("cannot read {}: {e}", resolved.display());
+                            if !optional {
+                                return Err(here(file.span(), key("password_file"), why));
+                            }
+                            unread.push(format!("{}: {why}", key("password_file")));
+                            None
+                        }
+                    }
                 }
                 (Some(var), Some(_)) => {
                     return Err(here(
@@ -560,25 +618,28 @@ impl Config {
                 jwt.jwk_set = Some(set);
             }
             if let Some(var) = &jwt.hs256_secret_env {
-                let secret = std::env::var(var.get_ref()).map_err(|_| {
-                    here(
-                        var.span(),
-                        "jwt.hs256_secret_env".into(),
-                        format!("environment variable {} is not set", var.get_ref()),
-                    )
-                })?;
-                // An empty or short HMAC key lets anyone sign tokens.
-                if secret.len() < MIN_HS256_SECRET {
-                    return Err(here(
-                        var.span(),
-                        "jwt.hs256_secret_env".into(),
-                        format!(
-                            "the secret in {} must be at least {MIN_HS256_SECRET} bytes",
-                            var.get_ref()
-                        ),
-                    ));
+                match std::env::var(var.get_ref()) {
+                    Err(_) => {
+                        let why = format!("environment variable {} is not set", var.get_ref());
+                        if !self.secrets_optional {
+                            return Err(here(var.span(), "jwt.hs256_secret_env".into(), why));
+                        }
+                        self.unread_secrets
+                            .push(format!("jwt.hs256_secret_env: {why}"));
+                    }
+                    // An empty or short HMAC key lets anyone sign tokens.
+                    Ok(secret) if secret.len() < MIN_HS256_SECRET => {
+                        return Err(here(
+                            var.span(),
+                            "jwt.hs256_secret_env".into(),
+                            format!(
+                                "the secret in {} must be at least {MIN_HS256_SECRET} bytes",
+                                var.get_ref()
+                            ),
+                        ));
+                    }
+                    Ok(secret) => jwt.hs256_secret = Some(Secret::new(secret)),
                 }
-                jwt.hs256_secret = Some(Secret::new(secret));
             }
             for t in jwt.targets.get_ref() {
                 if t != "*" && !self.targets.contains_key(t) {
@@ -638,6 +699,16 @@ mod humantime_serde_compat {
                 "invalid duration {s:?}: {e} (write e.g. \"5s\" or \"250ms\")"
             ))
         })
+    }
+}
+
+/// serde glue for optional durations.
+mod humantime_serde_opt {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_compat::deserialize(d).map(Some)
     }
 }
 

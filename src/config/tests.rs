@@ -199,3 +199,25 @@ fn ephemeral_users_must_expire() {
     assert!(e.contains("longer than 0s"), "{e}");
     assert!(load(&eph("5m")).is_ok());
 }
+
+/// `[audit] retention`: read as a duration, and under an hour refused
+/// (records would go before anyone read them).
+#[test]
+fn audit_retention_is_at_least_an_hour() {
+    std::env::set_var("AIRLOCK_TEST_CONFIG_PW", "pw");
+    let with = |r: &str| {
+        format!(
+            "{}\n[audit]\npath = \"a.db\"\nretention = \"{r}\"\n",
+            base()
+        )
+    };
+    let c = load(&with("90d")).unwrap();
+    let retention = c.audit.as_ref().and_then(|a| a.retention);
+    assert_eq!(retention, Some(Duration::from_secs(90 * 86_400)));
+    let e = load(&with("10m")).unwrap_err().to_string();
+    assert!(e.contains("audit.retention: must be at least 1h"), "{e}");
+    let e = load(&with("forever")).unwrap_err().to_string();
+    assert!(e.contains("invalid duration"), "{e}");
+    let c = load(&format!("{}\n[audit]\npath = \"a.db\"\n", base())).unwrap();
+    assert_eq!(c.audit.and_then(|a| a.retention), None);
+}

@@ -232,23 +232,18 @@ pub fn login_refused(
     session::login_refused(log, session, who, target, client, PROTOCOL, &reason);
 }
 
-/// Records a failed login, if `e` is one (the identity is the name in the
-/// access-denied message).
+/// Records a failed login or COM_CHANGE_USER, if `e` is one.
 pub fn auth_failed(log: &AuditLog, session: u64, e: &MyError, client: &str) {
-    let MyError::Refused {
-        code: 1045,
-        message,
+    let MyError::LoginFailed {
+        identity,
+        database,
+        why,
         ..
     } = e
     else {
         return;
     };
-    let identity = message
-        .split("user '")
-        .nth(1)
-        .and_then(|r| r.rsplit_once("'@"))
-        .map_or("", |(u, _)| u);
-    session::auth_failed(log, session, identity, client, PROTOCOL);
+    session::auth_failed(log, session, identity, client, PROTOCOL, (database, why));
 }
 
 #[cfg(test)]

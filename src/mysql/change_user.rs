@@ -12,7 +12,7 @@ use airlock_protocol::mysql::change_user::ChangeUser;
 use airlock_protocol::mysql::handshake::Response;
 use airlock_protocol::mysql::CHARSET_UTF8MB4;
 
-use super::client_auth::{access_denied, check_charset, lookup, mock, Hello};
+use super::client_auth::{access_denied, check_charset, failure_reason, lookup, mock, Hello};
 use super::conn::PacketConn;
 use super::error::MyError;
 use super::password::{exchange, Attempt};
@@ -39,6 +39,8 @@ pub async fn reauthenticate(
     }
     let user = String::from_utf8_lossy(&req.user).into_owned();
     let scramble = auth::new_scramble();
+    let secret = lookup(proxy, &user);
+    let known = secret.is_some();
     let ok = exchange(
         client,
         Attempt {
@@ -47,7 +49,7 @@ pub async fn reauthenticate(
             token: Vec::new(),
             scramble: &scramble,
             can_switch: true,
-            secret: lookup(proxy, &user),
+            secret,
             mock: mock(proxy),
         },
     )
@@ -57,7 +59,13 @@ pub async fn reauthenticate(
         let peer = client
             .peer_ip()
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        return Err(access_denied(&user, peer, true));
+        return Err(access_denied(
+            &user,
+            peer,
+            true,
+            Some(&req.database),
+            failure_reason(known),
+        ));
     }
     tracing::info!(identity = %user, "COM_CHANGE_USER authenticated");
     let charset = req

@@ -63,15 +63,33 @@ pub struct Hello {
 }
 
 /// The ERR every failed login gets, whatever the reason.
-pub fn access_denied(user: &str, peer: IpAddr, with_password: bool) -> MyError {
-    MyError::refused(
-        1045,
-        "28000",
-        format!(
+pub fn access_denied(
+    user: &str,
+    peer: IpAddr,
+    with_password: bool,
+    database: Option<&[u8]>,
+    why: &'static str,
+) -> MyError {
+    MyError::LoginFailed {
+        identity: user.to_owned(),
+        database: database
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default(),
+        why,
+        message: format!(
             "Access denied for user '{user}'@'{peer}' (using password: {})",
             if with_password { "YES" } else { "NO" }
         ),
-    )
+    }
+}
+
+/// Why a login failed, for the audit log (never for the client).
+pub fn failure_reason(known: bool) -> &'static str {
+    if known {
+        "wrong password"
+    } else {
+        "no identity of that name may log in over MySQL"
+    }
 }
 
 /// The verifiers of identity `user`, if it exists and may log in over MySQL.
@@ -229,6 +247,8 @@ pub async fn authenticate(
     client.max_packet = response.max_packet;
     let user = String::from_utf8_lossy(&response.user).into_owned();
     let with_password = !response.auth_response.is_empty();
+    let secret = lookup(proxy, &user);
+    let known = secret.is_some();
     let ok = exchange(
         client,
         Attempt {
@@ -237,14 +257,20 @@ pub async fn authenticate(
             greeted: auth::NATIVE,
             scramble: &scramble,
             can_switch: response.capabilities & caps::PLUGIN_AUTH != 0,
-            secret: lookup(proxy, &user),
+            secret,
             mock: mock(proxy),
         },
     )
     .await?;
     if !ok {
         tracing::info!(identity = %user, "MySQL login failed");
-        return Err(access_denied(&user, peer, with_password));
+        return Err(access_denied(
+            &user,
+            peer,
+            with_password,
+            response.database.as_deref(),
+            failure_reason(known),
+        ));
     }
     Ok(Hello { user, response })
 }

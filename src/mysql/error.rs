@@ -16,6 +16,17 @@ pub enum MyError {
         state: &'static str,
         message: String,
     },
+    /// A login or COM_CHANGE_USER refused for its credentials: the client
+    /// gets ERR 1045 with `message` (the server's wording, the same
+    /// whatever the cause); the audit log gets the identity, the database
+    /// asked for and why.
+    #[error("{message}")]
+    LoginFailed {
+        identity: String,
+        database: String,
+        why: &'static str,
+        message: String,
+    },
     /// The upstream leg failed. The detail is logged; the client gets a
     /// generic message.
     #[error("upstream: {0}")]
@@ -49,6 +60,7 @@ impl MyError {
                 state,
                 message,
             } => Some((*code, state, message.clone())),
+            MyError::LoginFailed { message, .. } => Some((1045, "28000", message.clone())),
             MyError::Upstream(_) => Some((
                 2013,
                 "HY000",

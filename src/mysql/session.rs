@@ -116,18 +116,32 @@ async fn serve(
             client.set_max(proxy.config().limits.max_message_size.0);
             hello
         }
-        Err(e) => {
-            if let Some(log) = &proxy.audit {
-                audit_hook::auth_failed(log, session_id, &e, &peer.to_string());
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(login_failed(proxy, session_id, peer, e)),
     };
-    // COM_CHANGE_USER starts over as the new identity.
-    while let Some(next) = serve_as(proxy, client, peer, session_id, hello).await? {
-        hello = next;
+    // COM_CHANGE_USER starts over as the new identity (and a failed one
+    // ends the session as a failed login).
+    loop {
+        match serve_as(proxy, client, peer, session_id, hello).await {
+            Ok(Some(next)) => hello = next,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(login_failed(proxy, session_id, peer, e)),
+        }
     }
-    Ok(())
+}
+
+/// Counts and records `e` if it is a failed login (or COM_CHANGE_USER);
+/// returns it.
+fn login_failed(proxy: &Proxy, session_id: u64, peer: SocketAddr, e: MyError) -> MyError {
+    if matches!(e, MyError::LoginFailed { .. }) {
+        crate::metrics::login(
+            crate::metrics::Protocol::Mysql,
+            crate::metrics::LoginEnd::Failed,
+        );
+        if let Some(log) = &proxy.audit {
+            audit_hook::auth_failed(log, session_id, &e, &peer.to_string());
+        }
+    }
+    e
 }
 
 /// The session of one authenticated identity; `Some` when the client
@@ -141,12 +155,21 @@ async fn serve_as(
 ) -> Result<Option<Hello>, MyError> {
     let Hello { user, response } = hello;
     let config = proxy.config();
-    let identity = config
-        .identities
-        .get(&user)
-        .ok_or_else(|| super::client_auth::access_denied(&user, peer.ip(), true))?;
+    let identity = config.identities.get(&user).ok_or_else(|| {
+        super::client_auth::access_denied(
+            &user,
+            peer.ip(),
+            true,
+            response.database.as_deref(),
+            "the identity is no longer in the config",
+        )
+    })?;
     // From here on the agent has proved who it is: a refusal is recorded.
     let refused = |target: &str, e: MyError| {
+        crate::metrics::login(
+            crate::metrics::Protocol::Mysql,
+            crate::metrics::LoginEnd::Refused,
+        );
         if let Some(log) = &proxy.audit {
             let who = (
                 user.as_str(),
@@ -860,7 +883,7 @@ impl Session<'_> {
             Ok(text) => Ok(Some(text)),
             Err(why) => {
                 let message = format!("airlock: {why}");
-                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                log_blocked(sql, &message);
                 crate::metrics::statement(crate::audit::AuditDecision::Block);
                 // In the blocked-statement log like the guardrails' refusals,
                 // under the rule the message names.
@@ -897,7 +920,7 @@ impl Session<'_> {
         }
         if self.wants_foreign_keys {
             if let Some(message) = self.refresh_foreign_keys().await {
-                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                log_blocked(sql, &message);
                 crate::metrics::statement(crate::audit::AuditDecision::Block);
                 if let Some(a) = self.audit.as_mut() {
                     a.refused(sql, &Decision::Allow, &message);
@@ -912,7 +935,7 @@ impl Session<'_> {
             let limits = &self.proxy.config().limits;
             if let Some(why) = limits.prepared_refusal(self.prepared.len()) {
                 let message = format!("airlock: blocked by rule {PREPARED_LIMIT_RULE}: {why}");
-                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                log_blocked(sql, &message);
                 crate::metrics::statement(crate::audit::AuditDecision::Block);
                 if let Some(a) = self.audit.as_mut() {
                     a.refused(sql, &Decision::Allow, &message);
@@ -990,7 +1013,7 @@ impl Session<'_> {
         match refusal {
             None => Ok(Some(judgement.effects)),
             Some(message) => {
-                tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %message, "statement refused");
+                log_blocked(sql, &message);
                 self.refuse(1142, "42000", &message).await?;
                 Ok(None)
             }
@@ -1172,7 +1195,7 @@ impl Session<'_> {
             Err(message) => message,
             Ok(plans) => return Ok(Some(Some(plans))),
         };
-        tracing::warn!(sql = %crate::audit::event::log_preview(sql), reason = %refusal, "statement refused by masking");
+        log_blocked(sql, &refusal);
         if let Some(a) = self.audit.as_mut() {
             a.refused(sql, &crate::policy::Decision::Allow, &refusal);
         }
@@ -1761,4 +1784,18 @@ fn masking_now_applies() -> String {
         "airlock: blocked by rule {}: the rules were reloaded and masking now applies to this identity; reconnect to have it applied",
         crate::policy::builtin::ids::RULES_RELOADED
     )
+}
+
+/// Logs a refused statement as the Postgres session does (`statement
+/// blocked`, with `rule`, `reason` and `sql` fields), so that one alert
+/// matches both protocols (operator finding: MySQL's lines had no rule
+/// field and another message).
+fn log_blocked(sql: &[u8], message: &str) {
+    let rule = crate::audit::session::rule_in(message).unwrap_or("-");
+    let prefix = format!("airlock: blocked by rule {rule}: ");
+    let reason = message
+        .strip_prefix(prefix.as_str())
+        .or_else(|| message.strip_prefix("airlock: "))
+        .unwrap_or(message);
+    tracing::warn!(rule = %rule, reason = %reason, sql = %crate::audit::event::log_preview(sql), "statement blocked");
 }

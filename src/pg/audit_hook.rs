@@ -59,9 +59,16 @@ impl SessionAudit {
     }
 }
 
-/// Records a failed Postgres login (no session context exists yet).
-pub fn auth_failed(log: &AuditLog, session: u64, identity: &str, client: &str) {
-    session::auth_failed(log, session, identity, client, PROTOCOL);
+/// Records a failed Postgres login (no session context exists yet), with
+/// the target asked for and why (see [`session::auth_failed`]).
+pub fn auth_failed(
+    log: &AuditLog,
+    session: u64,
+    identity: &str,
+    client: &str,
+    target_and_why: (&str, &str),
+) {
+    session::auth_failed(log, session, identity, client, PROTOCOL, target_and_why);
 }
 
 /// Records a Postgres login refused after authentication, with the

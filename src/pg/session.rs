@@ -486,8 +486,25 @@ async fn admit_agent<'a>(
             a
         }
         Err(e) => {
+            if matches!(e, SessionError::AuthFailed(_)) {
+                crate::metrics::login(
+                    crate::metrics::Protocol::Postgres,
+                    crate::metrics::LoginEnd::Failed,
+                );
+            }
             if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
-                super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+                let why = match identity {
+                    Some(_) => "wrong password or token",
+                    None if config.jwt.is_some() => "no identity of that name, and no valid token",
+                    None => "no identity of that name",
+                };
+                super::audit_hook::auth_failed(
+                    log,
+                    session_id,
+                    user,
+                    &peer.to_string(),
+                    (database, why),
+                );
             }
             return Err(e);
         }
@@ -518,8 +535,21 @@ async fn admit_agent<'a>(
                     identity = user,
                     "JWT login refused: a configured identity or passthrough user has that name"
                 );
+                crate::metrics::login(
+                    crate::metrics::Protocol::Postgres,
+                    crate::metrics::LoginEnd::Failed,
+                );
                 if let Some(log) = &proxy.audit {
-                    super::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+                    super::audit_hook::auth_failed(
+                        log,
+                        session_id,
+                        user,
+                        &peer.to_string(),
+                        (
+                            database,
+                            "a token named like a configured identity or passthrough user",
+                        ),
+                    );
                 }
                 return Err(SessionError::AuthFailed(user.to_owned()));
             }
@@ -533,6 +563,10 @@ async fn admit_agent<'a>(
     record_identity(user, identity.model.as_deref(), startup);
     // From here on the agent has proved who it is: a refusal is recorded.
     let refused = |e: SessionError| {
+        crate::metrics::login(
+            crate::metrics::Protocol::Postgres,
+            crate::metrics::LoginEnd::Refused,
+        );
         if let Some(log) = &proxy.audit {
             let who = (user, identity.user.as_deref(), identity.model.as_deref());
             let client = peer.to_string();

@@ -128,19 +128,43 @@ struct Known<'a> {
     /// JWT logins bring identities and groups of their own: names the
     /// config does not list may still log in.
     jwt: bool,
+    /// A passthrough target lets any database user in, as an identity of
+    /// its name: identities the config does not list may still log in.
+    passthrough: bool,
 }
 
 impl<'a> Known<'a> {
     fn of(config: &'a Config) -> Self {
+        let passthrough = config
+            .targets
+            .values()
+            .filter(|t| t.credentials == crate::config::CredentialMode::Passthrough)
+            .map(|t| &t.passthrough);
+        // Groups given to relayed database users count as defined
+        // (operator finding: a policy for a passthrough user's group was
+        // called a typo at every start and reload).
+        let relayed_groups = passthrough.clone().flat_map(|p| {
+            p.default_groups
+                .iter()
+                .chain(p.users.values().flat_map(|u| u.groups.iter().flatten()))
+        });
         Known {
-            identities: config.identities.keys().map(String::as_str).collect(),
+            identities: config
+                .identities
+                .keys()
+                .chain(passthrough.clone().flat_map(|p| p.users.keys()))
+                .map(String::as_str)
+                .collect(),
             groups: config
                 .identities
                 .values()
-                .flat_map(|i| i.groups.iter().map(String::as_str))
+                .flat_map(|i| i.groups.iter())
+                .chain(relayed_groups)
+                .map(String::as_str)
                 .collect(),
             targets: config.targets.keys().map(String::as_str).collect(),
             jwt: config.jwt.is_some(),
+            passthrough: passthrough.count() > 0,
         }
     }
 
@@ -151,19 +175,25 @@ impl<'a> Known<'a> {
                 .cloned()
                 .collect()
         };
-        let mut report = |kind: &str, missing: Vec<String>| {
+        let mut report = |kind: &str, missing: Vec<String>, or: &str| {
             if !missing.is_empty() {
                 out.push(format!(
-                    "{rule} names {kind} {} that the config does not define (a typo?): the rule does not apply to it",
+                    "{rule} names {kind} {} that the config does not define (a typo?{or}): the rule does not apply to it",
                     missing.join(", ")
                 ));
             }
         };
         if !self.jwt {
-            report("identity", unknown(names.identities, &self.identities));
-            report("group", unknown(names.groups, &self.groups));
+            // A passthrough target lets in database users of any name.
+            let or = if self.passthrough {
+                " or a database user of a passthrough target: list it under passthrough.users to say so"
+            } else {
+                ""
+            };
+            report("identity", unknown(names.identities, &self.identities), or);
+            report("group", unknown(names.groups, &self.groups), "");
         }
-        report("target", unknown(names.targets, &self.targets));
+        report("target", unknown(names.targets, &self.targets), "");
     }
 }
 

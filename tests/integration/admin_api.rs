@@ -95,6 +95,29 @@ async fn token_is_required_except_for_healthz() {
     assert_eq!(page.status, 200);
     assert!(page.text().contains("airlock console"));
     assert_eq!(anonymous.get("/nope").await.status, 404);
+
+    // Readiness, also without a token: ready, until the fail-closed audit
+    // log cannot record (operator finding: /healthz said ok while every
+    // statement was refused).
+    let r = anonymous.get("/readyz").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+    rusqlite::Connection::open(dir.path().join("audit.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE audit")
+        .unwrap();
+    let c = env.agent().await;
+    let _ = c.simple_query("SELECT 1").await;
+    let mut r = anonymous.get("/readyz").await;
+    for _ in 0..100 {
+        if r.status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        r = anonymous.get("/readyz").await;
+    }
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("audit log cannot record"), "{}", r.text());
+    assert_eq!(anonymous.get("/healthz").await.status, 200);
     env.stop().await;
 }
 
@@ -131,8 +154,15 @@ async fn metrics_count_connections_statements_and_latency() {
     let c = env.agent().await;
     c.simple_query("SELECT 1").await.unwrap();
     c.simple_query("SELECT * FROM secrets").await.unwrap_err();
+    let mut wrong = env.agent_config();
+    wrong.password("not-the-password");
+    assert!(wrong.connect(tokio_postgres::NoTls).await.is_err());
 
     let after = api.get("/metrics").await.text();
+    // A failed login is counted (operator finding: no metric told of
+    // logins that did not get in).
+    let failed = "airlock_logins_rejected_total{protocol=\"postgres\",result=\"failed\"}";
+    assert!(sample(&after, failed) > sample(&before, failed), "{after}");
     let conns = "airlock_connections_total{protocol=\"postgres\"}";
     assert!(sample(&after, conns) > sample(&before, conns), "{after}");
     assert!(sample(&after, "airlock_connections_current{protocol=\"postgres\"}") >= 1.0);
@@ -344,6 +374,14 @@ async fn rules_report_their_version_and_reload() {
             r.text()
         );
     }
+    // GET says so too, until the process restarts (operator finding).
+    let r = api.get("/api/rules").await;
+    assert_eq!(
+        r.json()["restart_required"],
+        json!(["limits.max_client_connections"]),
+        "{}",
+        r.text()
+    );
     std::fs::write(&config, &original).unwrap();
     let r = api.post("/api/rules/reload", json!({})).await;
     assert_eq!(r.json()["restart_required"], json!([]), "{}", r.text());

@@ -323,6 +323,21 @@ targets = ["shop", "app"]
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("target: app"), "{text}");
     assert!(text.contains("decision: allow"), "{text}");
+    // A name the config does not list is said to be one (operator
+    // finding: a typo was judged silently), and no secret is needed.
+    let out = airlock()
+        .args(["explain", "--config"])
+        .arg(&config)
+        .args(["--identity", "tow", "--target", "app", "SELECT 1"])
+        .env_remove("AIRLOCK_TEST_UNUSED_PW")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("note: tow is not an identity of the config (a typo?)"),
+        "{text}"
+    );
 }
 
 /// `airlock check` loads rule files as `serve` does, masking rules too
@@ -376,6 +391,12 @@ applies_to = { identities = ["agnet"], groups = ["ops"] }
 allow_statements = ["read", "write"]
 require_approval = [{ id = "writes", statements = ["write"], message = "a human checks writes" }]
 
+[[policy]]
+id = "reports"
+applies_to = { groups = ["reporting"] }
+allow_statements = ["read"]
+read_only = true
+
 [[mask]]
 id = "email"
 columns = ["*.email"]
@@ -402,15 +423,24 @@ password_env = "AIRLOCK_TEST_UNUSED_PW"
 secret = "{v}"
 groups = ["ops"]
 targets = ["app"]
+[targets.legacy]
+host = "127.0.0.1"
+database = "legacy"
+user = "catalog"
+credentials = "passthrough"
+[targets.legacy.passthrough.users.report_app]
+groups = ["reporting"]
 "#,
             v = verifier("pw")
         ),
     )
     .unwrap();
+    // No secret is set: checking rules needs none (operator finding: a CI
+    // job had to be given the admin token and every database password).
     let out = airlock()
         .args(["check", "--config"])
         .arg(&config)
-        .env("AIRLOCK_TEST_UNUSED_PW", "unused")
+        .env_remove("AIRLOCK_TEST_UNUSED_PW")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -418,7 +448,7 @@ targets = ["app"]
         out.status.success(),
         "warnings do not fail the check: {stdout}"
     );
-    assert!(stdout.contains("ok (1 policy, 1 mask)"), "{stdout}");
+    assert!(stdout.contains("ok (2 policies, 1 mask)"), "{stdout}");
     assert!(
         stdout.contains(
             "warning: policy agents has require_approval rules, but there is no [admin] listener"
@@ -427,7 +457,7 @@ targets = ["app"]
     );
     assert!(
         stdout.contains(
-            "warning: policy agents names identity agnet that the config does not define"
+            "warning: policy agents names identity agnet that the config does not define (a typo? or a database user of a passthrough target"
         ),
         "{stdout}"
     );
@@ -436,6 +466,35 @@ targets = ["app"]
         "{stdout}"
     );
     assert!(!stdout.contains("group ops"), "ops is defined: {stdout}");
+    assert!(
+        stdout.contains(
+            "note: targets.app.password_env: environment variable AIRLOCK_TEST_UNUSED_PW is not set"
+        ),
+        "{stdout}"
+    );
+    // Nor the admin token.
+    let with_admin = dir.path().join("with-admin.toml");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"AIRLOCK_TEST_UNSET_TOKEN\"\n";
+    std::fs::write(&with_admin, text).unwrap();
+    let out = airlock()
+        .args(["check", "--config"])
+        .arg(&with_admin)
+        .env_remove("AIRLOCK_TEST_UNUSED_PW")
+        .env_remove("AIRLOCK_TEST_UNSET_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "note: admin.token_env: environment variable AIRLOCK_TEST_UNSET_TOKEN is not set"
+        ),
+        "{stdout}"
+    );
+    // A passthrough user's group is defined too (operator finding: it was
+    // called a typo at every start and reload).
+    assert!(!stdout.contains("reporting"), "{stdout}");
 }
 
 /// Rule-file mistakes as a newcomer makes them (new-user walkthrough):
@@ -520,7 +579,11 @@ path = "audit.db"
     .unwrap();
     // An empty store, as airlock creates it.
     drop(airlock::audit::writer::AuditLog::open(&db, 16).unwrap());
-    for args in [vec!["log", "-c"], vec!["audit", "verify", "-c"]] {
+    for args in [
+        vec!["log", "-c"],
+        vec!["audit", "verify", "-c"],
+        vec!["audit", "prune", "--older-than", "90d", "-c"],
+    ] {
         let out = airlock()
             .args(&args)
             .arg(&config)

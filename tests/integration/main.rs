@@ -13,6 +13,7 @@ mod common;
 
 mod admin_api;
 mod approvals;
+mod audit_retention;
 mod audit_store;
 mod cli;
 mod config_examples;

@@ -86,6 +86,16 @@ async fn mysql_decisions_are_recorded_and_chained() {
     let elsewhere =
         mysql_async::OptsBuilder::from_opts(env.opts(AGENT, AGENT_PW)).db_name(Some("elsewhere"));
     assert!(mysql_async::Conn::new(elsewhere).await.is_err());
+    // A COM_CHANGE_USER whose password fails is a failed login too, with
+    // the database it asked for.
+    let mut c = env.agent().await;
+    c.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some("nobody-here".into()))
+            .with_pass(Some("wrong".into())),
+    )
+    .await
+    .unwrap_err();
     // Wait for the disconnect to be processed: a fresh session that ends.
     env.agent().await.disconnect().await.unwrap();
     env.stop().await; // drains the audit queue
@@ -177,6 +187,16 @@ async fn mysql_decisions_are_recorded_and_chained() {
         .find(|r| r.event.kind == EventKind::AuthFailed)
         .unwrap();
     assert_eq!(&*failed.event.identity, AGENT);
+    assert_eq!(failed.event.reason.as_deref(), Some("wrong password"));
+    let changed = all
+        .iter()
+        .find(|r| r.event.kind == EventKind::AuthFailed && &*r.event.identity == "nobody-here")
+        .expect("the failed COM_CHANGE_USER is recorded");
+    assert_eq!(
+        changed.event.reason.as_deref(),
+        Some("no identity of that name may log in over MySQL")
+    );
+    assert!(!changed.event.target.is_empty(), "{changed:?}");
     let refused = all
         .iter()
         .find(|r| {

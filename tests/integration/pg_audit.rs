@@ -139,9 +139,26 @@ async fn decisions_are_recorded_and_chained() {
     assert!(all
         .iter()
         .any(|r| r.event.kind == airlock::audit::EventKind::Disconnect));
-    assert!(all
+    let failed = all
         .iter()
-        .any(|r| r.event.kind == airlock::audit::EventKind::AuthFailed));
+        .find(|r| r.event.kind == airlock::audit::EventKind::AuthFailed)
+        .expect("the failed login is recorded");
+    // Where it tried to go, and why it failed (operator finding: neither
+    // was recorded, and `--blocked` left failed logins out).
+    assert_eq!(&*failed.event.target, DB);
+    assert_eq!(
+        failed.event.reason.as_deref(),
+        Some("wrong password or token")
+    );
+    let blocked = airlock::audit::query(
+        &db,
+        &airlock::audit::Filter {
+            blocked: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(blocked.iter().any(|r| r.seq == failed.seq));
 
     let login = all
         .iter()

@@ -130,6 +130,31 @@ async fn correct_password_runs_queries_under_policy_and_audit() {
         .expect("the blocked statement is recorded");
     assert_eq!(&*blocked.event.identity, DB_USER);
     assert_eq!(blocked.event.rule.as_deref(), Some("legacy.deny-tables"));
+    // The database user no policy covers is refused on the record too,
+    // as a configured identity would be (operator finding: a superuser's
+    // refused login left no record).
+    let uncovered = all
+        .iter()
+        .find(|r| &*r.event.identity == UNCOVERED)
+        .expect("the refused login is recorded");
+    assert_eq!(uncovered.event.kind, airlock::audit::EventKind::Connect);
+    assert_eq!(
+        uncovered.event.decision,
+        Some(airlock::audit::AuditDecision::Block)
+    );
+    assert_eq!(uncovered.event.rule.as_deref(), Some("no-policy"));
+    assert_eq!(&*uncovered.event.target, DB);
+    // And the agent whose secret is no database password: a failed login,
+    // saying the server refused it.
+    let failed = all
+        .iter()
+        .find(|r| r.event.kind == airlock::audit::EventKind::AuthFailed)
+        .expect("the failed login is recorded");
+    assert_eq!(&*failed.event.target, DB);
+    assert_eq!(
+        failed.event.reason.as_deref(),
+        Some("the database server refused the login")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,11 +112,44 @@ pub(super) async fn admit<'a>(
     let up = match relayed {
         Ok(up) => up,
         Err(e) => {
+            if matches!(e, SessionError::AuthFailed(_)) {
+                crate::metrics::login(
+                    crate::metrics::Protocol::Postgres,
+                    crate::metrics::LoginEnd::Failed,
+                );
+            }
             if let (SessionError::AuthFailed(_), Some(log)) = (&e, &proxy.audit) {
-                crate::pg::audit_hook::auth_failed(log, session_id, user, &peer.to_string());
+                crate::pg::audit_hook::auth_failed(
+                    log,
+                    session_id,
+                    user,
+                    &peer.to_string(),
+                    (database, "the database server refused the login"),
+                );
             }
             return Err(e);
         }
+    };
+    // From here on the server accepted the login: a refusal is recorded
+    // (operator finding: a superuser refused by `no-policy` left no
+    // record, as a configured identity's refusal does).
+    let refused = |e: SessionError| {
+        crate::metrics::login(
+            crate::metrics::Protocol::Postgres,
+            crate::metrics::LoginEnd::Refused,
+        );
+        if let Some(log) = &proxy.audit {
+            let who = (user, principal.user.as_deref(), principal.model.as_deref());
+            crate::pg::audit_hook::login_refused(
+                log,
+                session_id,
+                who,
+                database,
+                &peer.to_string(),
+                &e.to_string(),
+            );
+        }
+        e
     };
     // Policies, approval windows and the audit log know a principal by its
     // name alone: a database user named like an airlock identity would get
@@ -130,12 +163,12 @@ pub(super) async fn admit<'a>(
             database,
             "passthrough login refused: an airlock identity has that name"
         );
-        return Err(SessionError::Upstream {
+        return Err(refused(SessionError::Upstream {
             code: "28000",
             message: format!(
                 "airlock: database user \"{user}\" has the name of an airlock identity; it cannot log in through passthrough target \"{database}\""
             ),
-        });
+        }));
     }
     drop(pending);
     conn.login_deadline = None;
@@ -156,7 +189,8 @@ pub(super) async fn admit<'a>(
             message: format!(
                 "too many sessions for user \"{user}\" (targets.{database}.passthrough.max_sessions)"
             ),
-        })?;
+        })
+        .map_err(refused)?;
     record_identity(user, principal.model.as_deref(), startup);
     tracing::info!(
         identity = user,
@@ -164,7 +198,7 @@ pub(super) async fn admit<'a>(
         target = database,
         "database user logged in (passthrough)"
     );
-    judge_startup(gate.as_ref(), &principal, startup)?;
+    judge_startup(gate.as_ref(), &principal, startup).map_err(refused)?;
     let (masking, rules_version) = mask_context(proxy, &principal).await?;
     Ok(Admitted {
         principal,
