@@ -32,6 +32,7 @@ pub mod masking;
 pub mod metrics;
 pub mod mysql;
 pub mod net;
+pub mod pending_logins;
 pub mod pg;
 pub mod policy;
 pub mod proxy;

@@ -1,5 +1,7 @@
 //! Accepting client connections, for every protocol: enforces the
-//! connection limit and starts a session per connection.
+//! connection limits (the listener's, and an address's logins in
+//! progress, see [`crate::pending_logins`]) and starts a session per
+//! connection.
 //!
 //! On shutdown a listener stops accepting at once; sessions end at their
 //! next idle point, and [`serve`] returns when all have ended or
@@ -14,7 +16,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::log_every::LogEvery;
+use crate::pending_logins::PendingLogin;
 use crate::proxy::Proxy;
+
+/// What a session is let in with: a slot of the listener's limit (`None`
+/// over it: the session refuses the client in its protocol's way), and
+/// its place among its address's logins in progress, to give back once
+/// logged in ([`PendingLogin::finish`]).
+pub struct Admission {
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub pending: PendingLogin,
+}
 
 /// Connections over `limits.max_client_connections` that may be open at
 /// once, waiting to be refused in their protocol's way (a Postgres client
@@ -33,19 +45,28 @@ pub async fn serve<F, Fut>(
     protocol: &'static str,
     session: F,
 ) where
-    F: Fn(Arc<Proxy>, TcpStream, SocketAddr, Option<OwnedSemaphorePermit>) -> Fut,
+    F: Fn(Arc<Proxy>, TcpStream, SocketAddr, Admission) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let config = proxy.config();
     let limit = Arc::new(Semaphore::new(config.limits.max_client_connections));
     let over_limit = Arc::new(Semaphore::new(MAX_OVER_LIMIT));
     let mut warn = LogEvery::new(std::time::Duration::from_secs(10));
+    let mut warn_address = LogEvery::new(std::time::Duration::from_secs(10));
+    let per_address = config.limits.max_pending_logins_per_address;
     let mut sessions = JoinSet::new();
     let mut shutdown = proxy.shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Some(pending) = proxy.pending_logins.start(peer.ip(), per_address) else {
+                        if let Some(refused) = warn_address.hit() {
+                            tracing::warn!(client = %peer, protocol, refused, "too many logins in progress from one address (limits.max_pending_logins_per_address); closing its new connections");
+                        }
+                        // Closed unanswered: dropped here.
+                        continue;
+                    };
                     let permit = Arc::clone(&limit).try_acquire_owned().ok();
                     let mut waiting = None;
                     if permit.is_none() {
@@ -58,7 +79,7 @@ pub async fn serve<F, Fut>(
                             continue;
                         }
                     }
-                    let run = session(Arc::clone(&proxy), tcp, peer, permit);
+                    let run = session(Arc::clone(&proxy), tcp, peer, Admission { permit, pending });
                     match waiting {
                         // Spawned as it is: a wrapping future would hold a
                         // second copy of the session's state for its life.

@@ -159,6 +159,8 @@ pub struct Proxy {
     pub approvals: Arc<crate::approvals::Approvals>,
     /// Sessions past login, for the admin API.
     pub live: Arc<crate::admin::live::LiveSessions>,
+    /// Logins in progress per client address (both listeners).
+    pub pending_logins: Arc<crate::pending_logins::PendingLogins>,
     /// The last reload tried, if any ([`Proxy::last_reload`]).
     last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
 }
@@ -260,6 +262,7 @@ impl Proxy {
             audit_fail_closed,
             approvals: Arc::default(),
             live: Arc::default(),
+            pending_logins: Arc::default(),
         };
         proxy
             .brokers
@@ -677,6 +680,10 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (
             "limits.shutdown_timeout",
             old.limits.shutdown_timeout != new.limits.shutdown_timeout,
+        ),
+        (
+            "limits.max_pending_logins_per_address",
+            old.limits.max_pending_logins_per_address != new.limits.max_pending_logins_per_address,
         ),
     ];
     checks

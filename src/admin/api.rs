@@ -50,9 +50,10 @@ pub async fn readyz(State(st): State<AdminState>) -> Response {
     let p = &st.proxy;
     let not_ready = if *p.shutdown.borrow() {
         Some("shutting down")
-    } else if p.audit.as_ref().is_some_and(|a| !a.is_healthy())
-        && p.config().audit.as_ref().is_some_and(|a| a.fail_closed)
-    {
+    } else if p.audit_fail_closed && p.audit.as_ref().is_some_and(|a| !a.is_healthy()) {
+        // (`audit_fail_closed` as sessions use it: read at start; review
+        // finding: a reloaded file's value, which applies only after a
+        // restart, answered otherwise than sessions behave.)
         Some("the audit log cannot record (fail_closed): statements are refused")
     } else {
         None

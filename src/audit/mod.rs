@@ -107,6 +107,15 @@ pub fn cli_verify(path: &Path) -> anyhow::Result<()> {
 /// `older_than`, in chunks, each leaving a record that says so; works
 /// beside a running airlock.
 pub fn cli_prune(path: &Path, older_than: std::time::Duration) -> anyhow::Result<()> {
+    // The config's floor too (review finding: `--older-than 1s` emptied
+    // the log of everything but the newest second).
+    if older_than < retention::MIN_RETENTION {
+        anyhow::bail!(
+            "--older-than {}: keep at least {} of history",
+            retention::duration_text(older_than),
+            retention::duration_text(retention::MIN_RETENTION)
+        );
+    }
     if !path.is_file() {
         return Err(AuditError::Missing(path.to_path_buf()).into());
     }

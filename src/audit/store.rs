@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS audit_pruned (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     through_seq INTEGER NOT NULL,
     hash TEXT NOT NULL,
-    time_ms INTEGER NOT NULL
+    time_ms INTEGER NOT NULL,
+    max_session INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -58,14 +59,18 @@ pub(crate) const COLUMNS: &str = "seq, time_ms, session, kind, identity, user, m
     declared_model, client_addr, application_name, protocol, target, database, statement, \
     fingerprint, decision, rule, reason, masked_columns, rows, duration_us, prev_hash, hash";
 
-/// How long a writer waits for a lock held by someone else before a batch
-/// fails.
+/// How long a reader waits for a lock held by someone else.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a writer waits for the write lock before a batch fails (and
+/// the log turns unhealthy): beside `airlock audit prune` or a backup
+/// holding it, sessions wait (the queue's backpressure) rather than have
+/// statements refused.
+const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens (creating if needed) the store for writing.
 pub(crate) fn open_rw(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(WRITE_BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SCHEMA)?;
@@ -107,6 +112,8 @@ pub struct Anchor {
     pub through_seq: i64,
     pub hash: String,
     pub time_ms: i64,
+    /// The highest session id among every record removed so far.
+    pub max_session: i64,
 }
 
 /// The retention anchor, if records were ever removed (`None` as well for
@@ -122,13 +129,14 @@ pub(crate) fn anchor(conn: &Connection) -> Result<Option<Anchor>, AuditError> {
     }
     Ok(conn
         .query_row(
-            "SELECT through_seq, hash, time_ms FROM audit_pruned WHERE id = 1",
+            "SELECT through_seq, hash, time_ms, max_session FROM audit_pruned WHERE id = 1",
             [],
             |r| {
                 Ok(Anchor {
                     through_seq: r.get(0)?,
                     hash: r.get(1)?,
                     time_ms: r.get(2)?,
+                    max_session: r.get(3)?,
                 })
             },
         )
@@ -138,10 +146,11 @@ pub(crate) fn anchor(conn: &Connection) -> Result<Option<Anchor>, AuditError> {
 /// Records the anchor (inside the transaction that removes the records).
 pub(crate) fn set_anchor(conn: &Connection, a: &Anchor) -> Result<(), AuditError> {
     conn.execute(
-        "INSERT INTO audit_pruned (id, through_seq, hash, time_ms) VALUES (1, ?1, ?2, ?3) \
+        "INSERT INTO audit_pruned (id, through_seq, hash, time_ms, max_session) \
+         VALUES (1, ?1, ?2, ?3, ?4) \
          ON CONFLICT (id) DO UPDATE SET through_seq = excluded.through_seq, \
-         hash = excluded.hash, time_ms = excluded.time_ms",
-        params![a.through_seq, a.hash, a.time_ms],
+         hash = excluded.hash, time_ms = excluded.time_ms, max_session = excluded.max_session",
+        params![a.through_seq, a.hash, a.time_ms, a.max_session],
     )?;
     Ok(())
 }
@@ -151,7 +160,10 @@ pub(crate) fn set_anchor(conn: &Connection, a: &Anchor) -> Result<(), AuditError
 /// in the log whatever the restarts (`airlock replay`, `--session`).
 pub(crate) fn last_session(conn: &Connection) -> Result<u64, AuditError> {
     let last: Option<i64> = conn.query_row("SELECT max(session) FROM audit", [], |r| r.get(0))?;
-    Ok(last.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    // Records removed by retention count too (review finding: after a
+    // prune of every session's records, ids started again at 1).
+    let removed = anchor(conn)?.map_or(0, |a| a.max_session);
+    Ok(last.unwrap_or(0).max(removed).try_into().unwrap_or(0))
 }
 
 /// Appends prepared events in one write transaction, chaining from the

@@ -95,9 +95,6 @@ pub struct AuditConfig {
 /// Shortest HS256 secret accepted (RFC 7518: a key as long as the hash).
 const MIN_HS256_SECRET: usize = 32;
 
-/// The shortest `[audit] retention` accepted.
-const MIN_RETENTION: Duration = Duration::from_secs(3600);
-
 fn default_audit_queue() -> usize {
     10_000
 }
@@ -185,7 +182,16 @@ pub struct Limits {
     /// `max_prepared_stmt_count` is shared by every session of the server.
     /// 0 = no limit.
     pub max_prepared_statements: usize,
+    /// Most connections one client address may have open that have not
+    /// logged in yet, across both listeners (one more is closed at once,
+    /// unanswered). 0 = no limit.
+    pub max_pending_logins_per_address: usize,
 }
+
+/// [`Limits::max_pending_logins_per_address`] unless set: far above what
+/// a pool opening its connections at once needs, far below
+/// `max_client_connections`.
+pub const DEFAULT_MAX_PENDING_LOGINS_PER_ADDRESS: usize = 64;
 
 /// The rule id refusals at `limits.max_prepared_statements` name.
 pub const PREPARED_LIMIT_RULE: &str = "limits.max_prepared_statements";
@@ -224,6 +230,7 @@ impl Default for Limits {
             shutdown_timeout: Duration::from_secs(30),
             max_message_size: ByteSize(airlock_protocol::pg::frame::DEFAULT_MAX_MESSAGE),
             max_prepared_statements: 2000,
+            max_pending_logins_per_address: DEFAULT_MAX_PENDING_LOGINS_PER_ADDRESS,
         }
     }
 }
@@ -486,7 +493,10 @@ impl Config {
             audit.path = base.join(&audit.path);
             // Less than an hour would remove records before anyone read
             // them (and the writer prunes only hourly anyway).
-            if audit.retention.is_some_and(|r| r < MIN_RETENTION) {
+            if audit
+                .retention
+                .is_some_and(|r| r < crate::audit::retention::MIN_RETENTION)
+            {
                 let at = text.find("retention").unwrap_or(0);
                 return Err(here(
                     at..at,

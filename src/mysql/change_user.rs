@@ -12,7 +12,9 @@ use airlock_protocol::mysql::change_user::ChangeUser;
 use airlock_protocol::mysql::handshake::Response;
 use airlock_protocol::mysql::CHARSET_UTF8MB4;
 
-use super::client_auth::{access_denied, check_charset, failure_reason, lookup, mock, Hello};
+use super::client_auth::{
+    access_denied, check_charset, exchange_failure, failure_reason, lookup, mock, Hello,
+};
 use super::conn::PacketConn;
 use super::error::MyError;
 use super::password::{exchange, Attempt};
@@ -53,7 +55,8 @@ pub async fn reauthenticate(
             mock: mock(proxy),
         },
     )
-    .await?;
+    .await
+    .map_err(|e| exchange_failure(e, &user, Some(&req.database)))?;
     if !ok {
         tracing::info!(identity = %user, "MySQL COM_CHANGE_USER failed");
         let peer = client

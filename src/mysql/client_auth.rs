@@ -83,6 +83,29 @@ pub fn access_denied(
     }
 }
 
+/// `e` as a failed login of `user` when it is a 1045 refusal from the
+/// exchange (caching_sha2_password's full authentication refused without
+/// TLS: a wrong password, or a cache miss, over plain TCP); other errors
+/// as they are. Review finding: those refusals were neither audited nor
+/// counted once failed logins became [`MyError::LoginFailed`].
+pub fn exchange_failure(e: MyError, user: &str, database: Option<&[u8]>) -> MyError {
+    match e {
+        MyError::Refused {
+            code: 1045,
+            message,
+            ..
+        } => MyError::LoginFailed {
+            identity: user.to_owned(),
+            database: database
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+                .unwrap_or_default(),
+            why: "caching_sha2_password full authentication asked for over plain TCP (a wrong password, or a cache miss)",
+            message,
+        },
+        other => other,
+    }
+}
+
 /// Why a login failed, for the audit log (never for the client).
 pub fn failure_reason(known: bool) -> &'static str {
     if known {
@@ -261,7 +284,8 @@ pub async fn authenticate(
             mock: mock(proxy),
         },
     )
-    .await?;
+    .await
+    .map_err(|e| exchange_failure(e, &user, response.database.as_deref()))?;
     if !ok {
         tracing::info!(identity = %user, "MySQL login failed");
         return Err(access_denied(

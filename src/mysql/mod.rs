@@ -61,6 +61,7 @@ pub mod binary_row;
 pub mod catalog;
 pub mod change_user;
 pub mod client_auth;
+pub mod client_charset;
 pub mod commands;
 pub mod conn;
 pub mod error;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::masking::DetectorSet;
@@ -54,10 +53,14 @@ pub async fn run(
     proxy: Arc<Proxy>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    admission: crate::listener::Admission,
 ) {
     let id = crate::audit::session::next_session_id();
     let _connection = crate::metrics::connection(crate::metrics::Protocol::Mysql);
+    let crate::listener::Admission {
+        permit,
+        mut pending,
+    } = admission;
     let span = tracing::info_span!(
         "mysql_session",
         id,
@@ -73,7 +76,7 @@ pub async fn run(
         let max = proxy.config().limits.max_message_size.0;
         let mut client = PacketConn::new(tcp, max.min(PRE_AUTH_MAX_PACKET), Leg::Client);
         let result = match permit {
-            Some(_) => serve(&proxy, &mut client, peer, id).await,
+            Some(_) => serve(&proxy, &mut client, peer, id, &mut pending).await,
             None => Err(MyError::refused(
                 1040,
                 "08004",
@@ -102,6 +105,7 @@ async fn serve(
     client: &mut PacketConn,
     peer: SocketAddr,
     session_id: u64,
+    pending: &mut crate::pending_logins::PendingLogin,
 ) -> Result<(), MyError> {
     let login_timeout = proxy.config().limits.login_timeout;
     let login = crate::timer_thread::timeout(login_timeout, authenticate(proxy, client, peer.ip()));
@@ -114,6 +118,7 @@ async fn serve(
     }) {
         Ok(hello) => {
             client.set_max(proxy.config().limits.max_message_size.0);
+            pending.finish();
             hello
         }
         Err(e) => return Err(login_failed(proxy, session_id, peer, e)),
@@ -334,6 +339,7 @@ async fn serve_as(
     });
     let mut session = Session {
         proxy,
+        single_byte_client: super::client_charset::single_byte_collation(response.charset),
         gates: proxy.gate_cache(),
         session_id,
         target,
@@ -435,6 +441,9 @@ struct JudgedUnder {
 
 struct Session<'a> {
     proxy: &'a Arc<Proxy>,
+    /// The client character set is (or may be) latin1 or ascii: see
+    /// [`super::client_charset`].
+    single_byte_client: bool,
     /// The rules in force, looked up once per statement.
     gates: GateCache<'a>,
     /// For approval requests.
@@ -879,7 +888,12 @@ impl Session<'_> {
         &mut self,
         sql: &'b [u8],
     ) -> Result<Option<std::borrow::Cow<'b, [u8]>>, MyError> {
-        match super::statement_text::vet(sql, &self.up.info) {
+        // A statement that may set a single-byte client character set is
+        // read so itself, and the session from then on.
+        if !self.single_byte_client && super::client_charset::may_set_single_byte_names(sql) {
+            self.single_byte_client = true;
+        }
+        match super::statement_text::vet(sql, &self.up.info, self.single_byte_client) {
             Ok(text) => Ok(Some(text)),
             Err(why) => {
                 let message = format!("airlock: {why}");
@@ -966,7 +980,7 @@ impl Session<'_> {
         // be what the server parses (see `vet_text`).
         let unvetted = match vetted {
             true => None,
-            false => super::statement_text::unvetted(sql, &self.up.info),
+            false => super::statement_text::unvetted(sql, &self.up.info, self.single_byte_client),
         };
         let refusal = match &judgement.decision {
             _ if unvetted.is_some() => unvetted,

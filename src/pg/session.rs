@@ -16,7 +16,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use airlock_protocol::pg::backend::{self, Severity};
@@ -48,10 +47,14 @@ pub async fn run(
     proxy: Arc<Proxy>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    admission: crate::listener::Admission,
 ) {
     let id = crate::audit::session::next_session_id();
     let _connection = crate::metrics::connection(crate::metrics::Protocol::Postgres);
+    let crate::listener::Admission {
+        permit,
+        mut pending,
+    } = admission;
     let span = tracing::info_span!(
         "session",
         id,
@@ -119,7 +122,7 @@ pub async fn run(
                 let mut conn = Conn::new(stream, max.min(PRE_AUTH_MAX_MESSAGE));
                 conn.login_deadline = Some(login_deadline);
                 let result = match permit {
-                    Some(_) => serve(&proxy, &mut conn, message, id, peer).await,
+                    Some(_) => serve(&proxy, &mut conn, message, (id, peer), &mut pending).await,
                     None => Err(SessionError::TooManyConnections),
                 };
                 match result {
@@ -168,10 +171,11 @@ async fn serve(
     proxy: &Arc<Proxy>,
     conn: &mut Conn,
     startup: StartupMessage,
-    session_id: u64,
-    peer: SocketAddr,
+    (session_id, peer): (u64, SocketAddr),
+    pending: &mut crate::pending_logins::PendingLogin,
 ) -> Result<(), SessionError> {
     let mut session = Box::pin(log_in(proxy, conn, startup, session_id, peer)).await?;
+    pending.finish();
     let expires_at = session.lease.as_ref().and_then(|l| l.expires_at);
     let token_expires_at = session.token_expires_at;
     let cancel = session.cancel_guard.held();

@@ -96,6 +96,9 @@ fn the_writer_removes_records_past_retention_and_the_chain_still_verifies() {
 #[test]
 fn a_store_whose_every_record_is_old_keeps_only_the_record_of_the_prune() {
     let (_dir, path) = store(4, 0);
+    // Less than an hour is refused, as in the config (review finding).
+    let e = audit::cli_prune(&path, Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("keep at least 1h"), "{e}");
     audit::cli_prune(&path, NINETY_DAYS).expect("prune");
     let got = kinds(&path);
     assert_eq!(got, vec![(5, EventKind::Pruned)]);
@@ -109,6 +112,18 @@ fn a_store_whose_every_record_is_old_keeps_only_the_record_of_the_prune() {
     let report = audit::verify(&path).expect("verify");
     assert!(report.is_intact(), "{:?}", report.problem);
     assert_eq!(report.records, 2);
+    // Session ids go on after those of the removed records (review
+    // finding: they started again at 1).
+    let sessions: Vec<u64> = audit::query(&path, &Filter::default())
+        .expect("query")
+        .into_iter()
+        .map(|r| r.event.session)
+        .collect();
+    assert_eq!(sessions, vec![0, 7]);
+    assert!(
+        audit::session::next_session_id() > 7,
+        "the writer numbers sessions after the removed ones"
+    );
 }
 
 #[test]

@@ -203,7 +203,8 @@ async fn pg_login_timeout_counts_from_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_and_bounded() {
     let mut env = Env::start_with(EnvOptions {
-        limits_toml: "max_client_connections = 1\n".into(),
+        // (Every connection here is from one address: its own limit off.)
+        limits_toml: "max_client_connections = 1\nmax_pending_logins_per_address = 0\n".into(),
         ..Default::default()
     })
     .await;
@@ -236,5 +237,69 @@ async fn connections_over_the_limit_are_refused_and_bounded() {
         refused().await.contains("53300").then_some(())
     })
     .await;
+    env.stop().await;
+}
+
+/// One address cannot hold every login slot (resource-exhaustion finding:
+/// 1,100 silent connections from one host kept every agent out for
+/// `login_timeout`): past `max_pending_logins_per_address` connections
+/// that have not logged in, its next one is closed at once, unanswered,
+/// while other addresses log in; a place comes back when a login ends
+/// or succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_login_slot() {
+    let mut env = Env::start_with(EnvOptions {
+        limits_toml: "max_pending_logins_per_address = 3\nlogin_timeout = \"30s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(("127.0.0.1", env.port)).await.unwrap());
+    }
+    // The listener has counted them once a fourth is closed unanswered.
+    let mut startup = bytes::BytesMut::new();
+    airlock_protocol::pg::startup::StartupMessage::encode(
+        &[("user", AGENT), ("database", DB)],
+        &mut startup,
+    );
+    wait_for("a fourth connection to be closed unanswered", || async {
+        let mut tcp = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+        let _ = tcp.write_all(&startup).await;
+        let (got, took) = until_closed(&mut tcp).await;
+        (got.is_empty() && took < Duration::from_secs(5)).then_some(())
+    })
+    .await;
+    // Another address logs in meanwhile.
+    let port = env.port;
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    };
+    let (other, conn) = env
+        .agent_config()
+        .connect_raw(from([127, 0, 0, 2]).await, tokio_postgres::NoTls)
+        .await
+        .expect("another address logs in");
+    tokio::spawn(conn);
+    other.simple_query("SELECT 1").await.unwrap();
+    // A silent connection that goes gives its place back.
+    silent.pop();
+    let first = wait_for("a login from the first address", || async {
+        env.agent_config().connect(tokio_postgres::NoTls).await.ok()
+    })
+    .await;
+    tokio::spawn(first.1);
+    first.0.simple_query("SELECT 1").await.unwrap();
+    // And a login that succeeded holds none: a second one gets in too.
+    let (second, conn) = env
+        .agent_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("logged-in sessions do not count");
+    tokio::spawn(conn);
+    second.simple_query("SELECT 1").await.unwrap();
+    drop(silent);
     env.stop().await;
 }

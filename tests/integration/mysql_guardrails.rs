@@ -436,8 +436,10 @@ async fn unicode_space_after_double_dash_is_refused() {
 /// the byte 0xA0 as a space, and airlock (in UTF-8) as part of a
 /// character, so `@x\u{e0}FROM secrets` (`à` is C3 A0) was to airlock one
 /// user variable and no table, and to the server a read of a denied table.
-/// Refused now whatever the character set, over both protocols; in
-/// strings, quoted names and comments the character is fine.
+/// Refused now in sessions whose client character set is (or may be)
+/// latin1 or ascii, from the login or from `SET NAMES`, over both
+/// protocols; in strings, quoted names and comments the character is
+/// fine, and in UTF-8 sessions it is part of a character.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latin1_space_cannot_hide_a_table() {
     let mut env = env().await;
@@ -460,6 +462,38 @@ async fn a_latin1_space_cannot_hide_a_table() {
         env.admin("SET NAMES latin1; SELECT s, @x\u{e0}FROM secrets"),
         "launch code\tNULL"
     );
+    // A login in latin1 (the mariadb client's default in a C locale) is
+    // read so from its first statement.
+    let latin1 = std::process::Command::new(env.db.client_binary())
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-P"])
+        .arg(env.port.to_string())
+        .args(["-u", mysql_env::AGENT])
+        .arg(format!("-p{}", mysql_env::AGENT_PW))
+        .args([
+            "--default-character-set=latin1",
+            "--batch",
+            "--skip-ssl",
+            "-e",
+        ])
+        .arg("SELECT s, @x\u{e0}FROM secrets")
+        .arg(mysql_env::DB)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&latin1.stderr);
+    assert!(!latin1.status.success(), "{stderr}");
+    assert!(stderr.contains("latin1"), "{stderr}");
+    assert!(latin1.stdout.is_empty(), "nothing ran");
+    // Under utf8mb4 the byte is part of a character, and a name such as
+    // 价格 (E6 A0 BC) is read as the server reads it (review finding:
+    // refusing it for every client refused one CJK name in forty).
+    let mut utf8 = env.agent().await;
+    let r: Option<i32> = utf8
+        .query_first("SELECT 1 AS \u{4ef7}\u{683c}")
+        .await
+        .unwrap();
+    assert_eq!(r, Some(1));
+    let r: Option<i32> = utf8.query_first("SELECT 1 AS voil\u{e0}").await.unwrap();
+    assert_eq!(r, Some(1));
     c.query_drop("SET NAMES utf8mb4").await.unwrap();
     let r: Option<String> = c
         .query_first(
