@@ -53,41 +53,18 @@ pub(super) fn resolve_token(
     optional: bool,
     unread: &mut Vec<String>,
 ) -> Result<(), (std::ops::Range<usize>, String, String)> {
-    admin.token = match (&admin.token_env, &admin.token_file) {
-        (Some(var), None) => match std::env::var(var.get_ref()) {
-            Ok(value) => Some(Secret::new(value)),
-            Err(_) => {
-                let why = format!("environment variable {} is not set", var.get_ref());
-                if !optional {
-                    return Err((var.span(), "admin.token_env".to_owned(), why));
-                }
-                unread.push(format!("admin.token_env: {why}"));
-                // A token is configured: the listener is not an open one.
-                return Ok(());
-            }
-        },
-        (None, Some(file)) => {
-            let resolved = base.join(file.get_ref());
-            match std::fs::read_to_string(&resolved) {
-                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned())),
-                Err(e) => {
-                    let why = format!("cannot read {}: {e}", resolved.display());
-                    if !optional {
-                        return Err((file.span(), "admin.token_file".to_owned(), why));
-                    }
-                    unread.push(format!("admin.token_file: {why}"));
-                    return Ok(());
-                }
-            }
-        }
-        (Some(var), Some(_)) => {
-            return Err((
-                var.span(),
-                "admin.token_env".into(),
-                "set token_env or token_file, not both".into(),
-            ))
-        }
-        (None, None) => None,
+    admin.token = match super::secrets::read(
+        "admin.token",
+        admin.token_env.as_ref(),
+        admin.token_file.as_ref(),
+        base,
+        optional,
+        unread,
+    )? {
+        super::secrets::Read::Value(token) => Some(token),
+        super::secrets::Read::Unset => None,
+        // A token is configured: the listener is not an open one.
+        super::secrets::Read::Unread => return Ok(()),
     };
     if admin.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
         return Err((

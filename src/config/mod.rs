@@ -14,6 +14,7 @@ mod error;
 pub(crate) use error::toml_error_parts;
 mod jwt;
 mod passthrough;
+mod secrets;
 mod units;
 
 pub use admin::{AdminConfig, ApprovalsConfig};
@@ -560,45 +561,19 @@ impl Config {
                 }
                 *ca.get_mut() = resolved;
             }
-            let optional = self.secrets_optional;
-            let unread = &mut self.unread_secrets;
-            target.password = match (&target.password_env, &target.password_file) {
-                (Some(var), None) => match std::env::var(var.get_ref()) {
-                    Ok(value) => Some(Secret::new(value)),
-                    Err(_) => {
-                        let why = format!("environment variable {} is not set", var.get_ref());
-                        if !optional {
-                            return Err(here(var.span(), key("password_env"), why));
-                        }
-                        unread.push(format!("{}: {why}", key("password_env")));
-                        None
-                    }
-                },
-                (None, Some(file)) => {
-                    let resolved = base.join(file.get_ref());
-                    match std::fs::read_to_string(&resolved) {
-                        Ok(text) => {
-                            Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
-                        }
-                        Err(e) => {
-                            let why = format!("cannot read {}: {e}", resolved.display());
-                            if !optional {
-                                return Err(here(file.span(), key("password_file"), why));
-                            }
-                            unread.push(format!("{}: {why}", key("password_file")));
-                            None
-                        }
-                    }
-                }
-                (Some(var), Some(_)) => {
-                    return Err(here(
-                        var.span(),
-                        key("password_env"),
-                        "set password_env or password_file, not both".into(),
-                    ))
-                }
-                // Trust or cert auth upstream: no password.
-                (None, None) => None,
+            // Unset: trust or cert auth upstream, no password.
+            target.password = match secrets::read(
+                &format!("targets.{name}.password"),
+                target.password_env.as_ref(),
+                target.password_file.as_ref(),
+                &base,
+                self.secrets_optional,
+                &mut self.unread_secrets,
+            )
+            .map_err(|(span, key, msg)| here(span, key, msg))?
+            {
+                secrets::Read::Value(secret) => Some(secret),
+                secrets::Read::Unset | secrets::Read::Unread => None,
             };
         }
         if let Some(jwt) = &mut self.jwt {
