@@ -16,7 +16,13 @@
 //! refuses every write is in force ([`ForeignKeys::unloaded`],
 //! [`ForeignKeys::unreadable_copy`]), with a warning; the next try is
 //! [`RETRY_AFTER`] later. Reads go on.
+//!
+//! A session asks at every statement whether its links are still good. So
+//! that the question costs a few atomic loads rather than a clock read and
+//! a lock, it keeps a [`LinksWatch`]: the slot's version it last put in
+//! force, and an [`Alarm`] for when that map is due to be read again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +31,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Protocol, Target};
 use crate::masking::Generation;
 use crate::policy::foreign_keys::ForeignKeys;
+use crate::timer_thread::Alarm;
 
 /// After a failed load, how long statements are judged with the map there
 /// was before the next try.
@@ -99,6 +106,9 @@ pub struct ForeignKeySlot {
     /// After a failed load: when, and the map in force until a load
     /// succeeds (one that refuses every write).
     failed: Mutex<Option<(Instant, Arc<ForeignKeys>)>>,
+    /// Moves whenever what [`Self::current`] returns may have changed: a
+    /// load stored or failed ([`LinksWatch`]).
+    version: AtomicU64,
 }
 
 impl ForeignKeySlot {
@@ -112,6 +122,7 @@ impl ForeignKeySlot {
             source: Mutex::new(source),
             loading: tokio::sync::Mutex::new(()),
             failed: Mutex::new(None),
+            version: AtomicU64::new(0),
         }
     }
 
@@ -189,12 +200,147 @@ impl ForeignKeySlot {
             &mut *self.failed.lock().unwrap_or_else(|p| p.into_inner()),
             &mut failed,
         );
+        self.version.fetch_add(1, Ordering::Release);
         self.current()
+    }
+
+    /// The map in force (as [`Self::current`]), the catalog generation the
+    /// map was loaded at, and when it is due to be read again: its age
+    /// past [`REFRESH_EVERY`], or [`RETRY_AFTER`] after a failed load.
+    fn in_force(&self) -> (Arc<ForeignKeys>, u64, Instant) {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.load_full();
+        let at = map.loaded_at();
+        match &*failed {
+            Some((when, refusing)) => (Arc::clone(refusing), at, *when + RETRY_AFTER),
+            None => {
+                let due = map.made() + REFRESH_EVERY;
+                (map, at, due)
+            }
+        }
     }
 
     /// Where later loads read from (a config reload may have moved the
     /// target).
     pub fn set_source(&self, source: Source) {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = source;
+    }
+}
+
+/// What a session knows of its target's links, so that it can tell at
+/// every statement, from a few atomic loads, whether they may need loading
+/// again ([`Self::stale`]) and whether the slot has a map it has not put
+/// in force yet ([`Self::changed`]).
+pub struct LinksWatch {
+    /// The slot's version when the session last took its map (`u64::MAX`:
+    /// never).
+    version: u64,
+    /// The catalog generation that map was loaded at.
+    loaded_at: u64,
+    /// Rings when that map is due to be read again.
+    due: Option<Alarm>,
+}
+
+impl Default for LinksWatch {
+    fn default() -> Self {
+        LinksWatch {
+            version: u64::MAX,
+            loaded_at: u64::MAX,
+            due: None,
+        }
+    }
+}
+
+impl LinksWatch {
+    /// Whether the statement at hand must wait for [`ForeignKeySlot::fresh`]:
+    /// the map the session last took is due (its age, or a failed load's
+    /// retry), the catalog generation has moved since it was loaded, or
+    /// the session has not taken one yet. Call [`Self::changed`] first, so
+    /// that a map another session loaded is taken without a wait.
+    #[inline]
+    pub fn stale(&self, slot: &ForeignKeySlot) -> bool {
+        self.due.as_ref().is_none_or(Alarm::rang) || self.loaded_at != slot.generation.current()
+    }
+
+    /// The slot's map when it may differ from the one the session last
+    /// took (or that one is due), else `None`; the caller puts it in
+    /// force.
+    #[inline]
+    pub fn changed(&mut self, slot: &ForeignKeySlot) -> Option<Arc<ForeignKeys>> {
+        let version = slot.version.load(Ordering::Acquire);
+        if version == self.version && self.due.as_ref().is_some_and(|d| !d.rang()) {
+            return None;
+        }
+        self.take(slot, version)
+    }
+
+    /// [`Self::changed`] when the map may have: out of line, so that the
+    /// check at every statement stays a few instructions.
+    #[cold]
+    #[inline(never)]
+    fn take(&mut self, slot: &ForeignKeySlot, version: u64) -> Option<Arc<ForeignKeys>> {
+        let (map, loaded_at, due) = slot.in_force();
+        self.version = version;
+        self.loaded_at = loaded_at;
+        self.due = Some(Alarm::at(due));
+        Some(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(generation: &Generation) -> ForeignKeySlot {
+        let target: Target =
+            toml::from_str("host = \"h\"\ndatabase = \"d\"\nuser = \"u\"\n").expect("a target");
+        let source = Source::MySql {
+            target,
+            timeout: Duration::from_secs(1),
+            tls: None,
+        };
+        ForeignKeySlot::new("t", generation.clone(), source)
+    }
+
+    /// A session's watch takes the slot's map once, and again only when a
+    /// load changed it; it says the links must be loaded again when they
+    /// never were, when the catalog generation moves, and after a failed
+    /// load (whose refusing map it takes without a wait).
+    #[tokio::test]
+    async fn a_watch_follows_the_slot_without_asking_it_each_time() {
+        let generation = Generation::default();
+        let slot = slot(&generation);
+        let mut watch = LinksWatch::default();
+        let first = watch.changed(&slot).expect("taken at first");
+        assert!(first.is_unreadable());
+        assert!(watch.stale(&slot), "never loaded");
+        assert!(watch.changed(&slot).is_none());
+
+        let at = generation.current();
+        let loaded = slot
+            .fresh_with(|at| async move { Ok(ForeignKeys::new(at, [], [])) }, true)
+            .await;
+        let taken = watch.changed(&slot).expect("a new map");
+        assert!(Arc::ptr_eq(&taken, &loaded));
+        assert_eq!(taken.loaded_at(), at);
+        assert!(!watch.stale(&slot));
+        assert!(watch.changed(&slot).is_none());
+
+        generation.bump();
+        assert!(watch.stale(&slot), "the catalog moved");
+        slot.fresh_with(|_| async { Err("down".to_owned()) }, true)
+            .await;
+        let refusing = watch.changed(&slot).expect("the refusing map");
+        assert!(refusing.is_unreadable());
+        assert!(watch.stale(&slot), "still as of the old generation");
+        assert!(watch.changed(&slot).is_none(), "due only after RETRY_AFTER");
+
+        let reloaded = slot
+            .fresh_with(|at| async move { Ok(ForeignKeys::new(at, [], [])) }, true)
+            .await;
+        let taken = watch.changed(&slot).expect("loaded again");
+        assert!(Arc::ptr_eq(&taken, &reloaded));
+        assert!(!taken.is_unreadable());
+        assert!(!watch.stale(&slot));
     }
 }

@@ -12,10 +12,11 @@
 //! [`sleep_until`] and [`sleep`] for idle timeouts, credential TTLs, the
 //! janitor and rotation loops and the rules-file poll, and [`timeout`] for
 //! connects, handshakes, broker calls, approval holds and the shutdown
-//! drain. A deadline is registered with one process-wide thread, which
-//! waits on a condition variable until the earliest deadline and then
-//! wakes the futures that are due. The runtime parks without touching the
-//! clock.
+//! drain; an [`Alarm`] is a deadline that is asked after rather than
+//! awaited (the foreign-key links' age, at every statement). A deadline is
+//! registered with one process-wide thread, which waits on a condition
+//! variable until the earliest deadline and then wakes the futures that
+//! are due. The runtime parks without touching the clock.
 //!
 //! A [`Sleep`] fires at its deadline rounded up to the millisecond (as
 //! tokio's timer does), so that deadlines close together are fired by one
@@ -175,6 +176,57 @@ impl Drop for Sleep {
     }
 }
 
+/// A flag the timer thread raises at a deadline: for code that asks
+/// often whether a deadline has passed (at every statement) and should not
+/// read the clock each time. Dropping it removes its registration. Where
+/// the timer thread is not available, [`Alarm::rang`] reads the clock.
+pub struct Alarm {
+    deadline: Instant,
+    registered: Option<(Key, Arc<Slot>)>,
+}
+
+impl Alarm {
+    /// An alarm that rings at `deadline` (at once when it has passed).
+    pub fn at(deadline: Instant) -> Alarm {
+        let registered = if Instant::now() >= deadline {
+            // Passed already: a slot that has fired, and nothing to remove.
+            let slot = Slot::default();
+            slot.fired.store(true, Ordering::Relaxed);
+            Some(((deadline, u64::MAX), Arc::new(slot)))
+        } else {
+            service().map(|service| {
+                let slot = Arc::new(Slot::default());
+                (service.insert(deadline, Arc::clone(&slot)), slot)
+            })
+        };
+        Alarm {
+            deadline,
+            registered,
+        }
+    }
+
+    /// Whether the deadline has passed (at most a millisecond late, see
+    /// [`Sleep`]).
+    pub fn rang(&self) -> bool {
+        match &self.registered {
+            Some((_, slot)) => slot.fired.load(Ordering::Acquire),
+            None => Instant::now() >= self.deadline,
+        }
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let Some((key, slot)) = &self.registered {
+            if !slot.fired.load(Ordering::Acquire) {
+                if let Some(service) = service() {
+                    service.remove(*key);
+                }
+            }
+        }
+    }
+}
+
 /// What a registered [`Sleep`] shares with the timer thread.
 #[derive(Default)]
 struct Slot {
@@ -315,6 +367,17 @@ mod tests {
         let start = Instant::now();
         sleep(Duration::from_millis(30)).await;
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn an_alarm_rings_at_its_deadline_not_before() {
+        let alarm = Alarm::at(Instant::now() + Duration::from_millis(30));
+        assert!(!alarm.rang());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(alarm.rang());
+        assert!(Alarm::at(Instant::now()).rang());
+        // Dropped before it rings: its registration goes with it.
+        drop(Alarm::at(Instant::now() + Duration::from_secs(3600)));
     }
 
     #[test]

@@ -364,6 +364,7 @@ async fn serve_as(
         generation,
         wants_foreign_keys,
         foreign_keys: None,
+        links: Default::default(),
         mask,
         audit,
         client,
@@ -501,6 +502,8 @@ struct Session<'a> {
     wants_foreign_keys: bool,
     /// The target's links, once loaded (see [`crate::foreign_keys`]).
     foreign_keys: Option<Arc<crate::foreign_keys::ForeignKeySlot>>,
+    /// When `foreign_keys`' map was last taken, and when it is due.
+    links: crate::foreign_keys::LinksWatch,
     /// Set when masking rules or detectors apply to the principal.
     mask: Option<MyMask>,
     /// Set when the audit log is configured.
@@ -1053,7 +1056,14 @@ impl Session<'_> {
                 }
             },
         };
-        if self.context.set_foreign_keys(slot.fresh().await) {
+        // A map another session loaded is taken without a wait; a stale
+        // one is loaded again first.
+        let mut map = self.links.changed(&slot);
+        if self.links.stale(&slot) {
+            slot.fresh().await;
+            map = self.links.changed(&slot).or(map);
+        }
+        if map.is_some_and(|map| self.context.set_foreign_keys(map)) {
             // Statements prepared under the old links are judged again
             // before they next run (red-team finding: a prepared DELETE
             // went on cascading into a table denied since).
@@ -1228,6 +1238,8 @@ impl Session<'_> {
         self.wants_foreign_keys = self.gates.gate().judges_tables(&self.principal);
         if !self.wants_foreign_keys {
             self.context.foreign_keys = None;
+            // Taken again in full if rules on tables come back.
+            self.links = crate::foreign_keys::LinksWatch::default();
         }
         self.rejudge |= !self.texts.is_empty();
         let masker = self.gates.masker().cloned();

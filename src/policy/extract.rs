@@ -1995,13 +1995,20 @@ pub const CURRENT_USER_SCHEMA: &str = "\u{0}current_user";
 /// does not make a schema named as the upstream user, which `"$user"` in
 /// every search_path would put first for every agent sharing that user
 /// (red-team finding: their unqualified writes went to the agent's
-/// look-alike tables). Empty when the text does not say `schema` or does
-/// not parse (the gate refuses what does not parse).
+/// look-alike tables). Empty when the text does not have the word
+/// `schema` (the keyword cannot be spelt otherwise; `current_schemas(…)`
+/// in pgbench's opening query is not it) or does not parse (the gate
+/// refuses what does not parse).
 pub fn schemas_made(dialect: Dialect, sql: &str) -> Vec<String> {
-    let says_schema = sql
-        .as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"schema"));
+    let word = |b: Option<&u8>| {
+        b.is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$') || !b.is_ascii())
+    };
+    let bytes = sql.as_bytes();
+    let says_schema = bytes.windows(6).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"schema")
+            && !word(i.checked_sub(1).and_then(|j| bytes.get(j)))
+            && !word(bytes.get(i + 6))
+    });
     if !says_schema {
         return Vec::new();
     }

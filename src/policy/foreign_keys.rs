@@ -275,6 +275,11 @@ impl ForeignKeys {
         self.made.elapsed()
     }
 
+    /// When it was made (a copy keeps the original's).
+    pub fn made(&self) -> std::time::Instant {
+        self.made
+    }
+
     /// Links in the map.
     pub fn len(&self) -> usize {
         self.by_referenced.values().map(Vec::len).sum()

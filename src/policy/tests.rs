@@ -774,3 +774,22 @@ max_tokens = 50
         assert_eq!(rule(&judge(&e, "waiver", sql, &ctx)), "allow", "{sql}");
     }
 }
+
+/// The schemas a statement makes are looked for only where it has the
+/// word `schema`, however it is cased or set off; a word that only
+/// contains it (pgbench's `current_schemas(true)`) is not parsed for them.
+#[test]
+fn schemas_made_looks_for_the_word_schema() {
+    use super::extract::schemas_made;
+    let d = Dialect::Postgres;
+    for (sql, made) in [
+        ("CREATE SCHEMA bench", vec!["bench"]),
+        // Lower-cased, as the policy names everything.
+        ("create/**/schema\"Bench\"", vec!["bench"]),
+        ("ALTER\tSCHEMA a RENAME TO bench", vec!["a", "bench"]),
+        ("SELECT pg_catalog.current_schemas(true)", vec![]),
+        ("SELECT 1 AS schemata, 2 AS x_schema", vec![]),
+    ] {
+        assert_eq!(schemas_made(d, sql), made, "{sql}");
+    }
+}

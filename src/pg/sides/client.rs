@@ -28,6 +28,7 @@ impl<'a> ClientSide<'a> {
             shared,
             proxy,
             foreign_keys,
+            links: Default::default(),
             upstream_user: "",
             gates: proxy.gate_cache(),
             principal,

@@ -28,22 +28,37 @@ impl<'a> ClientSide<'a> {
     fn shadows_user_schema(&self, sql: &[u8]) -> bool {
         !self.upstream_user.is_empty()
             && std::str::from_utf8(sql).is_ok_and(|text| {
-                crate::policy::extract::schemas_made(Dialect::Postgres, text)
-                    .iter()
-                    .any(|s| {
-                        *s == self.upstream_user || s == crate::policy::extract::CURRENT_USER_SCHEMA
-                    })
+                // The names come lower-cased (as the policy names
+                // everything): a quoted `"Bench"` is refused for the user
+                // `Bench`, and, needlessly, for `bench`.
+                let made = crate::policy::extract::schemas_made(Dialect::Postgres, text);
+                !made.is_empty() && {
+                    let user = self.upstream_user.to_lowercase();
+                    made.iter()
+                        .any(|s| *s == user || s == crate::policy::extract::CURRENT_USER_SCHEMA)
+                }
             })
     }
 
     /// Puts the target's links in force in the session context (a map
     /// loaded since replaces the one there, and with it the memo's
     /// entries, which are keyed by it).
+    #[inline]
     fn sync_foreign_keys(&mut self) {
         let Some(slot) = &self.foreign_keys else {
             return;
         };
-        if self.context.set_foreign_keys(slot.current()) && !self.context.prepared.is_empty() {
+        if let Some(map) = self.links.changed(slot) {
+            self.put_foreign_keys(map);
+        }
+    }
+
+    /// [`Self::sync_foreign_keys`] with a map that may differ from the one
+    /// in force.
+    #[cold]
+    #[inline(never)]
+    fn put_foreign_keys(&mut self, map: Arc<crate::policy::foreign_keys::ForeignKeys>) {
+        if self.context.set_foreign_keys(map) && !self.context.prepared.is_empty() {
             // SQL `PREPARE`s were judged under the old links; the server
             // keeps them, so their names may not run again, as after a
             // rules reload (re-audit finding: `EXECUTE d(1)` cascaded
@@ -58,8 +73,10 @@ impl<'a> ClientSide<'a> {
     /// ([`Self::refresh_foreign_keys`]): they are stale, or a reload gave
     /// the session's policy rules on tables and it has none.
     pub(super) fn foreign_keys_stale(&mut self) -> bool {
+        // A map another session loaded is taken without a wait.
+        self.sync_foreign_keys();
         match &self.foreign_keys {
-            Some(slot) => slot.stale(),
+            Some(slot) => self.links.stale(slot),
             None => {
                 self.gates.version() != self.seen_version
                     && self.gates.gate().judges_tables(self.principal)
@@ -590,8 +607,14 @@ impl<'a> ClientSide<'a> {
                 self.follow_step(judged.as_ref());
                 // The unnamed one too while the target's links apply: they
                 // may change between its Parse and its Bind.
-                let kept =
-                    (!name.is_empty() || self.foreign_keys.is_some()).then(|| Arc::from(sql));
+                // Clients parse the same text again and again: the copy
+                // kept from the last Parse of that name serves again.
+                let kept = (!name.is_empty() || self.foreign_keys.is_some()).then(|| {
+                    match self.statements.get(name).and_then(|v| v.sql.as_ref()) {
+                        Some(same) if **same == *sql => Arc::clone(same),
+                        _ => Arc::from(sql),
+                    }
+                });
                 // Judged under the rules the session last saw (a reload
                 // during a hold is noticed at the next statement).
                 let version = self.seen_version;

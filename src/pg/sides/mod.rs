@@ -232,6 +232,8 @@ pub struct ClientSide<'a> {
     /// the map in force is put in `context` before each statement is
     /// judged ([`ClientSide::decide`]).
     foreign_keys: Option<Arc<crate::foreign_keys::ForeignKeySlot>>,
+    /// When `foreign_keys`' map was last taken, and when it is due.
+    links: crate::foreign_keys::LinksWatch,
     /// The database user airlock logged in as upstream (what `"$user"`
     /// in a search_path names).
     upstream_user: &'a str,
