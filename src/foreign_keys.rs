@@ -239,6 +239,10 @@ pub struct LinksWatch {
     loaded_at: u64,
     /// Rings when that map is due to be read again.
     due: Option<Alarm>,
+    /// That map's id ([`ForeignKeys::id`]; 0: none): a session whose
+    /// context no longer holds it (MySQL's COM_RESET_CONNECTION starts a
+    /// new one) takes the map again.
+    taken: u64,
 }
 
 impl Default for LinksWatch {
@@ -247,6 +251,7 @@ impl Default for LinksWatch {
             version: u64::MAX,
             loaded_at: u64::MAX,
             due: None,
+            taken: 0,
         }
     }
 }
@@ -263,12 +268,18 @@ impl LinksWatch {
     }
 
     /// The slot's map when it may differ from the one the session last
-    /// took (or that one is due), else `None`; the caller puts it in
-    /// force.
+    /// took, that one is due, or the session's context holds another
+    /// (`in_force`: [`crate::policy::SessionContext::foreign_keys_id`];
+    /// 0 after [`ForeignKeySlot::fresh`] takes the map whatever the
+    /// version says: a load another session has just stored may not have
+    /// moved it yet); else `None`. The caller puts it in force.
     #[inline]
-    pub fn changed(&mut self, slot: &ForeignKeySlot) -> Option<Arc<ForeignKeys>> {
+    pub fn changed(&mut self, slot: &ForeignKeySlot, in_force: u64) -> Option<Arc<ForeignKeys>> {
         let version = slot.version.load(Ordering::Acquire);
-        if version == self.version && self.due.as_ref().is_some_and(|d| !d.rang()) {
+        if version == self.version
+            && in_force == self.taken
+            && self.due.as_ref().is_some_and(|d| !d.rang())
+        {
             return None;
         }
         self.take(slot, version)
@@ -283,6 +294,7 @@ impl LinksWatch {
         self.version = version;
         self.loaded_at = loaded_at;
         self.due = Some(Alarm::at(due));
+        self.taken = map.id();
         Some(map)
     }
 }
@@ -290,6 +302,11 @@ impl LinksWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a session's context holds: the map the watch last took.
+    fn taken_id(watch: &LinksWatch) -> u64 {
+        watch.taken
+    }
 
     fn slot(generation: &Generation) -> ForeignKeySlot {
         let target: Target =
@@ -311,34 +328,47 @@ mod tests {
         let generation = Generation::default();
         let slot = slot(&generation);
         let mut watch = LinksWatch::default();
-        let first = watch.changed(&slot).expect("taken at first");
+        let first = watch
+            .changed(&slot, taken_id(&watch))
+            .expect("taken at first");
         assert!(first.is_unreadable());
         assert!(watch.stale(&slot), "never loaded");
-        assert!(watch.changed(&slot).is_none());
+        assert!(watch.changed(&slot, taken_id(&watch)).is_none());
 
         let at = generation.current();
         let loaded = slot
             .fresh_with(|at| async move { Ok(ForeignKeys::new(at, [], [])) }, true)
             .await;
-        let taken = watch.changed(&slot).expect("a new map");
+        let taken = watch.changed(&slot, taken_id(&watch)).expect("a new map");
         assert!(Arc::ptr_eq(&taken, &loaded));
         assert_eq!(taken.loaded_at(), at);
         assert!(!watch.stale(&slot));
-        assert!(watch.changed(&slot).is_none());
+        assert!(watch.changed(&slot, taken_id(&watch)).is_none());
 
         generation.bump();
         assert!(watch.stale(&slot), "the catalog moved");
         slot.fresh_with(|_| async { Err("down".to_owned()) }, true)
             .await;
-        let refusing = watch.changed(&slot).expect("the refusing map");
+        let refusing = watch
+            .changed(&slot, taken_id(&watch))
+            .expect("the refusing map");
         assert!(refusing.is_unreadable());
         assert!(watch.stale(&slot), "still as of the old generation");
-        assert!(watch.changed(&slot).is_none(), "due only after RETRY_AFTER");
+        assert!(
+            watch.changed(&slot, taken_id(&watch)).is_none(),
+            "due only after RETRY_AFTER"
+        );
+
+        // A context that lost its map (a reset) takes it again.
+        let again = watch.changed(&slot, 0).expect("taken again");
+        assert!(Arc::ptr_eq(&again, &refusing));
 
         let reloaded = slot
             .fresh_with(|at| async move { Ok(ForeignKeys::new(at, [], [])) }, true)
             .await;
-        let taken = watch.changed(&slot).expect("loaded again");
+        let taken = watch
+            .changed(&slot, taken_id(&watch))
+            .expect("loaded again");
         assert!(Arc::ptr_eq(&taken, &reloaded));
         assert!(!taken.is_unreadable());
         assert!(!watch.stale(&slot));

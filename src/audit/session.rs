@@ -293,7 +293,34 @@ pub fn auth_failed(
     e.target = target.into();
     e.database = Some(target.into()).filter(|t: &Arc<str>| !t.is_empty());
     e.reason = Some(why.into());
-    let _ = log.record(e);
+    if let Err(unavailable) = log.record(e) {
+        login_not_recorded("failed", identity, client, why, &unavailable);
+    }
+}
+
+/// A failed or refused login the audit log could not take is still told
+/// in airlock's own log (at most every 10 s, with how many there were: a
+/// password guesser would otherwise fill it), so that it is not lost.
+fn login_not_recorded(
+    what: &str,
+    identity: &str,
+    client: &str,
+    why: &str,
+    unavailable: &dyn std::fmt::Display,
+) {
+    static NOT_RECORDED: crate::log_every::SharedLogEvery =
+        crate::log_every::SharedLogEvery::new(std::time::Duration::from_secs(10));
+    if let Some(count) = NOT_RECORDED.hit() {
+        tracing::warn!(
+            login = what,
+            identity,
+            client,
+            reason = why,
+            error = %unavailable,
+            count,
+            "audit log unavailable; login not recorded (logged at most every 10 s)"
+        );
+    }
 }
 
 /// The rule an airlock refusal names (`airlock: blocked by rule RULE:
@@ -333,7 +360,9 @@ pub fn login_refused(
     e.decision = Some(AuditDecision::Block);
     e.rule = rule_in(reason).map(Arc::from);
     e.reason = Some(reason.into());
-    let _ = log.record(e);
+    if let Err(unavailable) = log.record(e) {
+        login_not_recorded("refused", identity, client, reason, &unavailable);
+    }
 }
 
 /// A model the client declares in its application name (`...model=NAME...`;

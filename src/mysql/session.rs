@@ -1058,10 +1058,12 @@ impl Session<'_> {
         };
         // A map another session loaded is taken without a wait; a stale
         // one is loaded again first.
-        let mut map = self.links.changed(&slot);
+        let mut map = self.links.changed(&slot, self.context.foreign_keys_id());
         if self.links.stale(&slot) {
             slot.fresh().await;
-            map = self.links.changed(&slot).or(map);
+            // Taken whatever the slot's version says (see
+            // `LinksWatch::changed`).
+            map = self.links.changed(&slot, 0).or(map);
         }
         if map.is_some_and(|map| self.context.set_foreign_keys(map)) {
             // Statements prepared under the old links are judged again

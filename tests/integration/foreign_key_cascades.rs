@@ -490,6 +490,26 @@ async fn mysql_writes_carried_on_by_foreign_keys_are_judged_as_writes_of_their_t
         let e = c.exec_drop(sql, ()).await.err();
         my_refused(e.unwrap_or_else(|| panic!("ran: {sql}")), rule, sql);
     }
+    // COM_RESET_CONNECTION starts the session's context afresh: the links
+    // are put in force again for its next statement (review finding: they
+    // were not, until the map was a minute old, and a cascade ran).
+    // (Raw: mysql_async takes MariaDB's "5.5.5-" version for a server
+    // without the command and reconnects instead.)
+    {
+        use crate::common::mysql::{Raw, AGENT, AGENT_PW};
+        use airlock_protocol::mysql::com;
+        let mut raw = Raw::login(env.port, AGENT, AGENT_PW).await;
+        for step in ["before a reset", "after a reset"] {
+            let refused = raw.cmd(b"\x03DELETE FROM customers WHERE id = 1").await;
+            let text = String::from_utf8_lossy(&refused);
+            assert!(
+                refused.starts_with(&[0xff]) && text.contains("agent.orders-write"),
+                "{step}: {text}"
+            );
+            let reset = raw.cmd(&[com::RESET_CONNECTION]).await;
+            assert!(reset.starts_with(&[0]), "COM_RESET_CONNECTION: {reset:?}");
+        }
+    }
     assert_eq!(
         env.admin("SELECT count(*) FROM orders WHERE region_id = 1"),
         "1"

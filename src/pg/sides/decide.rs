@@ -48,7 +48,7 @@ impl<'a> ClientSide<'a> {
         let Some(slot) = &self.foreign_keys else {
             return;
         };
-        if let Some(map) = self.links.changed(slot) {
+        if let Some(map) = self.links.changed(slot, self.context.foreign_keys_id()) {
             self.put_foreign_keys(map);
         }
     }
@@ -106,10 +106,14 @@ impl<'a> ClientSide<'a> {
                 }
             }
         }
-        if let Some(slot) = &self.foreign_keys {
+        if let Some(slot) = self.foreign_keys.clone() {
             slot.fresh().await;
+            // Taken whatever the slot's version says (see
+            // `LinksWatch::changed`).
+            if let Some(map) = self.links.changed(&slot, 0) {
+                self.put_foreign_keys(map);
+            }
         }
-        self.sync_foreign_keys();
     }
 
     /// Judges a statement with the guardrails and, when they allow it,
