@@ -224,6 +224,9 @@ struct LogArgs {
     blocked: bool,
     #[arg(long)]
     identity: Option<String>,
+    /// The person the agent acts for (an identity's `user`).
+    #[arg(long)]
+    user: Option<String>,
     /// Configured or declared model.
     #[arg(long)]
     model: Option<String>,
@@ -265,6 +268,7 @@ fn log(a: LogArgs) -> anyhow::Result<()> {
     let filter = airlock::audit::Filter {
         blocked: a.blocked,
         identity: a.identity,
+        user: a.user,
         model: a.model,
         since,
         session: a.session,

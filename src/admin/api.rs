@@ -91,6 +91,8 @@ pub async fn metrics(State(st): State<AdminState>) -> Response {
 pub struct AuditParams {
     blocked: Option<String>,
     identity: Option<String>,
+    /// The person the agent acts for.
+    user: Option<String>,
     model: Option<String>,
     /// A duration ("1h", "30m") back from now.
     since: Option<String>,
@@ -137,6 +139,7 @@ impl AuditParams {
         Ok(Filter {
             blocked,
             identity: non_empty(self.identity),
+            user: non_empty(self.user),
             model: non_empty(self.model),
             since,
             session,

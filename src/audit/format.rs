@@ -39,7 +39,8 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// A header, then one line per record: time, session, identity/model,
+/// A header, then one line per record: time, session, identity/model
+/// (and, in parentheses, the person it acts for),
 /// kind or decision, rule, fingerprint (or statement) truncated; under a
 /// refusal (or a held statement, a failed login) a second line with the
 /// reason, so that the table says why without `--json`.
@@ -55,11 +56,14 @@ pub fn format_table(records: &[AuditRecord]) -> String {
     for r in records {
         let e = &r.event;
         // A model only the client declared is marked as such: `?`.
-        let who = match (e.model.as_deref(), e.declared_model.as_deref()) {
+        let mut who = match (e.model.as_deref(), e.declared_model.as_deref()) {
             (Some(model), _) => format!("{}/{model}", e.identity),
             (None, Some(declared)) => format!("{}/{declared}?", e.identity),
             (None, None) => e.identity.to_string(),
         };
+        if let Some(user) = e.user.as_deref() {
+            let _ = write!(who, " ({user})");
+        }
         let what = match e.decision {
             Some(d) => d.as_str(),
             None => e.kind.as_str(),

@@ -15,6 +15,8 @@ pub struct Filter {
     /// (observe mode) `would_block`, and failed logins.
     pub blocked: bool,
     pub identity: Option<String>,
+    /// The person the agent acts for (the identity's `user`).
+    pub user: Option<String>,
     /// Matches the configured or the declared model.
     pub model: Option<String>,
     /// Unix ms, inclusive.
@@ -36,6 +38,10 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<AuditRecord>, AuditErro
     if let Some(identity) = &filter.identity {
         clauses.push("identity = ?");
         args.push(Value::Text(identity.clone()));
+    }
+    if let Some(user) = &filter.user {
+        clauses.push("user = ?");
+        args.push(Value::Text(user.clone()));
     }
     if let Some(model) = &filter.model {
         // A model the client declared counts only where the identity has

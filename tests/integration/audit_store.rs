@@ -88,7 +88,10 @@ fn records_round_trip_with_fingerprint() {
     );
     assert_eq!(got[1].prev_hash, got[0].hash);
     assert_eq!(got[0].prev_hash, audit::chain::GENESIS);
-    assert!(audit::format_table(&got).contains("2023-11-14T22:13:20.007Z"));
+    let table = audit::format_table(&got);
+    assert!(table.contains("2023-11-14T22:13:20.007Z"));
+    // The agent, its model and the person it acts for.
+    assert!(table.contains("agent/gpt-x (alice)"), "{table}");
     let json = audit::format_json(&got);
     assert_eq!(json.lines().count(), 2);
     let v: serde_json::Value =
@@ -369,8 +372,9 @@ fn filters() {
     other_rule.model = Some("other".into());
     other_rule.declared_model = None;
     log.record(other_rule).expect("r");
-    log.record(stmt(4, "a1", "select 4", AuditDecision::Masked))
-        .expect("r");
+    let mut bobs = stmt(4, "a1", "select 4", AuditDecision::Masked);
+    bobs.user = Some("bob".into());
+    log.record(bobs).expect("r");
     log.shutdown();
 
     let seqs = |f: Filter| -> Vec<i64> {
@@ -394,6 +398,14 @@ fn filters() {
             ..Filter::default()
         }),
         [3, 4]
+    );
+    // The person the agent acts for.
+    assert_eq!(
+        seqs(Filter {
+            user: Some("bob".into()),
+            ..Filter::default()
+        }),
+        [5]
     );
     assert_eq!(
         seqs(Filter {

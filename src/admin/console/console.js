@@ -132,7 +132,7 @@ async function decide(id, action, body) {
 async function refreshLog() {
   const form = $("log-filters");
   const params = new URLSearchParams();
-  for (const name of ["identity", "model", "rule", "session", "since", "limit"]) {
+  for (const name of ["identity", "user", "model", "rule", "session", "since", "limit"]) {
     const v = form.elements[name].value.trim();
     if (v) params.set(name, v);
   }
@@ -145,7 +145,7 @@ async function refreshLog() {
     for (const r of records.slice().reverse()) {
       if (r.kind && r.kind !== "statement" && form.elements["all"].checked === false) continue;
       const tr = document.createElement("tr");
-      tr.append(cell(shortTime(r.time), "time"), cell(r.session), cell(r.identity), cell(r.model || (r.declared_model ? r.declared_model + "?" : "")),
+      tr.append(cell(shortTime(r.time), "time"), cell(r.session), cell(r.identity + (r.user ? " (" + r.user + ")" : "")), cell(r.model || (r.declared_model ? r.declared_model + "?" : "")),
         cell(r.decision || r.kind, "decision-" + (r.decision || "")), cell(r.rule),
         cell(r.reason, "reason"), cell(r.statement, "sql"));
       body.append(tr);
